@@ -1,0 +1,3 @@
+module github.com/tenhq/ten
+
+go 1.26.8
