@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Activity accounting for ten instances.
+ *
+ * The three programs are attached to an instance's cgroup (cgroup v2). They
+ * count what the instance's sockets send and receive and the TCP connections
+ * they open or accept, and remember when that last happened, so that the idle
+ * reaper sees traffic on every path (L4 clients, connections the app opens
+ * itself, a long download), not only what passes ten's HTTP router.
+ *
+ * The counters live in cgroup local storage, not in a hash keyed by
+ * bpf_skb_cgroup_id(). Local storage belongs to the cgroup the program is
+ * *attached* to, so one set of programs and one map serve any number of
+ * attachments, a packet of a socket in a nested cgroup is counted once per
+ * attached ancestor (never twice for the same attachment, never lost to a
+ * child cgroup the map does not know), and the entry disappears with the
+ * attachment. User space reads the map with the attach cgroup's id as key.
+ *
+ * Which cgroup a packet belongs to is the cgroup of its socket, and that is the
+ * cgroup of the process that created the socket. A connection accepted from a
+ * listening socket belongs to the listener's cgroup, so for a socket-activated
+ * service the accepted connections are counted where the socket unit created
+ * the listener, not in the service's cgroup.
+ */
+#include "ten.h"
+
+/* Activity of one attached cgroup on one CPU; user space sums the CPUs. */
+struct activity {
+	__u64 rx_bytes;
+	__u64 tx_bytes;
+	__u64 rx_packets;
+	__u64 tx_packets;
+	/* TCP connections established, opened or accepted. */
+	__u64 connections;
+	/* bpf_ktime_get_boot_ns() of the last packet or connection; 0 = none. */
+	__u64 last_ns;
+};
+
+/*
+ * A __u64 key (the cgroup id) rather than struct bpf_cgroup_storage_key makes
+ * the storage shared by all attach types of one cgroup (kernel 5.9+): ingress,
+ * egress and sock_ops count into the same entry.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, struct activity);
+} activity SEC(".maps");
+
+SEC("cgroup_skb/ingress")
+int count_ingress(struct __sk_buff *skb)
+{
+	struct activity *a = bpf_get_local_storage(&activity, 0);
+
+	a->rx_bytes += skb->len;
+	a->rx_packets++;
+	a->last_ns = bpf_ktime_get_boot_ns();
+	return CGROUP_ALLOW;
+}
+
+SEC("cgroup_skb/egress")
+int count_egress(struct __sk_buff *skb)
+{
+	struct activity *a = bpf_get_local_storage(&activity, 0);
+
+	a->tx_bytes += skb->len;
+	a->tx_packets++;
+	a->last_ns = bpf_ktime_get_boot_ns();
+	return CGROUP_ALLOW;
+}
+
+SEC("sockops")
+int count_connections(struct bpf_sock_ops *ops)
+{
+	struct activity *a;
+
+	/* Both callbacks run without BPF_SOCK_OPS_*_CB_FLAG opt-in. */
+	switch (ops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		break;
+	default:
+		return CGROUP_ALLOW;
+	}
+
+	a = bpf_get_local_storage(&activity, 0);
+	a->connections++;
+	a->last_ns = bpf_ktime_get_boot_ns();
+	return CGROUP_ALLOW;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";
