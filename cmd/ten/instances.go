@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tenhq/ten/client"
+	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/units"
+)
+
+// SpawnCmd is `ten spawn SERVICE:ID`.
+type SpawnCmd struct {
+	Instance string `arg:"" help:"Instance to create, SERVICE:ID (e.g. api:prod)."`
+}
+
+// Run asks the server to spawn the instance.
+func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
+	if _, err := units.ParseInstance(c.Instance); err != nil {
+		return err
+	}
+	var row server.Row
+	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", map[string]string{"instance": c.Instance}, &row); err != nil {
+		return err
+	}
+	return printRows(g, []server.Row{row})
+}
+
+// StopCmd is `ten stop SERVICE:ID`.
+type StopCmd struct {
+	Instance string `arg:"" help:"Instance to remove, SERVICE:ID."`
+}
+
+// Run asks the server to remove the instance.
+func (c *StopCmd) Run(ctx context.Context, g *Globals) error {
+	if _, err := units.ParseInstance(c.Instance); err != nil {
+		return err
+	}
+	if err := g.client().Do(ctx, "DELETE", client.InstancePath(c.Instance), nil, nil); err != nil {
+		return err
+	}
+	fmt.Printf("stopped %s\n", c.Instance)
+	return nil
+}
+
+// RestartCmd is `ten restart SERVICE:ID`.
+type RestartCmd struct {
+	Instance string `arg:"" help:"Instance to restart, SERVICE:ID."`
+}
+
+// Run asks the server to restart the instance.
+func (c *RestartCmd) Run(ctx context.Context, g *Globals) error {
+	if _, err := units.ParseInstance(c.Instance); err != nil {
+		return err
+	}
+	if err := g.client().Do(ctx, "POST", client.InstancePath(c.Instance)+"/restart", nil, nil); err != nil {
+		return err
+	}
+	fmt.Printf("restarted %s\n", c.Instance)
+	return nil
+}
+
+// WeightCmd is `ten weight SERVICE:ID N`.
+type WeightCmd struct {
+	Instance string `arg:"" help:"Instance, SERVICE:ID."`
+	Weight   int    `arg:"" help:"Weight 0-100 (0 = out of the service's rotation)."`
+}
+
+// Run sets the weight.
+func (c *WeightCmd) Run(ctx context.Context, g *Globals) error {
+	if _, err := units.ParseInstance(c.Instance); err != nil {
+		return err
+	}
+	if c.Weight < 0 || c.Weight > 100 {
+		return fmt.Errorf("weight %d: must be 0..100", c.Weight)
+	}
+	if err := g.client().Do(ctx, "PUT", client.InstancePath(c.Instance)+"/weight", map[string]int{"weight": c.Weight}, nil); err != nil {
+		return err
+	}
+	fmt.Printf("%s weight %d\n", c.Instance, c.Weight)
+	return nil
+}
+
+// PsCmd is `ten ps`.
+type PsCmd struct{}
+
+// Run lists instances.
+func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
+	var rows []server.Row
+	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
+		return err
+	}
+	return printRows(g, rows)
+}
+
+func printRows(g *Globals, rows []server.Row) error {
+	if g.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT")
+	for _, r := range rows {
+		state := r.State
+		if r.Detail != "" {
+			state += " (" + r.Detail + ")"
+		}
+		up := "-"
+		if r.State == server.StateRunning {
+			up = dur(r.UptimeSec)
+		}
+		mem := "-"
+		if r.MemoryBytes > 0 {
+			mem = bytesHuman(r.MemoryBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight)
+	}
+	return tw.Flush()
+}
+
+func dur(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func bytesHuman(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1fM", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.0fK", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", b)
+}

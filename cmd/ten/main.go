@@ -1,0 +1,62 @@
+// Command ten manages many small app instances on one Linux server as
+// systemd units: it routes by Host, lets idle instances sleep and wakes them
+// by socket activation, and reads tenement.toml.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// Globals are the flags every command shares.
+type Globals struct {
+	Server  string `help:"URL of the ten server." env:"TENEMENT_SERVER" default:"http://localhost:8080"`
+	Token   string `help:"API token (default: TENEMENT_TOKEN, then the api_token file in the data dir)." env:"TENEMENT_TOKEN"`
+	DataDir string `help:"Data directory (default: settings.data_dir of the config)." env:"TENEMENT_DATA_DIR" type:"path"`
+	Config  string `help:"Path of tenement.toml (default: found by walking up from the working directory)." short:"c" type:"path"`
+	Debug   bool   `help:"Log debug messages."`
+	JSON    bool   `help:"Print JSON for scripts instead of tables."`
+}
+
+// CLI is the whole command line.
+type CLI struct {
+	Globals
+
+	Serve   ServeCmd   `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
+	Spawn   SpawnCmd   `cmd:"" help:"Create an instance: a socket and a service unit."`
+	Stop    StopCmd    `cmd:"" help:"Remove an instance's units."`
+	Restart RestartCmd `cmd:"" help:"Restart an instance's service."`
+	Ps      PsCmd      `cmd:"" aliases:"ls" help:"List instances."`
+	Weight  WeightCmd  `cmd:"" help:"Set an instance's routing weight (0-100)."`
+	Version VersionCmd `cmd:"" help:"Print ten's version."`
+	Shim    ShimCmd    `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
+}
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli,
+		kong.Name("ten"),
+		kong.Description("ten runs many small app instances as systemd units: Host routing, sleep when idle, wake on request."),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	level := slog.LevelInfo
+	if cli.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(&cli.Globals, log)
+	if err := kctx.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "ten: %v\n", err)
+		os.Exit(1)
+	}
+}

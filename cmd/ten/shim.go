@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tenhq/ten/shim"
+)
+
+// ShimCmd is `ten shim`, the main process of a shim-mode instance's service.
+type ShimCmd struct {
+	Instance       string        `help:"Instance name, for messages."`
+	Socket         string        `help:"SOCKET_PATH the app may bind."`
+	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
+	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+	Argv           []string      `arg:"" passthrough:"" help:"The app's command line."`
+}
+
+// Run relays the systemd socket to the app until the app exits.
+func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
+	l, err := shim.Listener()
+	if err != nil {
+		return err
+	}
+	code, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: c.Argv, Log: log})
+	if err != nil {
+		log.Error("shim", "err", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+	return nil
+}

@@ -1,0 +1,363 @@
+// Package config reads tenement.toml, the configuration format ten shares with
+// tenement, validates it whole and fills in defaults. It does no I/O beyond
+// reading the file it is given, so that a bad file is rejected before anything
+// running is touched.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// FileName is the name ten looks for when walking up from the working directory.
+const FileName = "tenement.toml"
+
+// Config is a whole, validated tenement.toml with defaults filled in.
+type Config struct {
+	// Path is the file the config came from ("" when parsed from bytes).
+	Path      string              `toml:"-" json:"path,omitempty"`
+	Settings  Settings            `toml:"settings" json:"settings"`
+	Services  map[string]*Service `toml:"service" json:"service"`
+	Instances map[string][]string `toml:"instances" json:"instances"`
+	Routing   Routing             `toml:"routing" json:"routing"`
+}
+
+// Settings is the [settings] table.
+type Settings struct {
+	DataDir             string `toml:"data_dir" json:"data_dir"`
+	HealthCheckInterval int    `toml:"health_check_interval" json:"health_check_interval"`
+	MaxRestarts         int    `toml:"max_restarts" json:"max_restarts"`
+	RestartWindow       int    `toml:"restart_window" json:"restart_window"`
+	BackoffBaseMs       int    `toml:"backoff_base_ms" json:"backoff_base_ms"`
+	BackoffMaxMs        int    `toml:"backoff_max_ms" json:"backoff_max_ms"`
+	TLS                 TLS    `toml:"tls" json:"tls"`
+
+	// Keys ten adds (documented in the README).
+
+	// Listen is the router's and API's listen address (default ":8080").
+	Listen string `toml:"listen" json:"listen"`
+	// Domain is the base domain for host routing (default "localhost").
+	Domain string `toml:"domain" json:"domain"`
+	// SocketDir holds the instances' systemd-held sockets (default /run/tenement).
+	SocketDir string `toml:"socket_dir" json:"socket_dir"`
+	// PortRange is the [first, last] range PORT values are drawn from.
+	PortRange []int `toml:"port_range" json:"port_range"`
+}
+
+// TLS is [settings.tls]; parsed for compatibility.
+type TLS struct {
+	Enabled     bool   `toml:"enabled" json:"enabled"`
+	AcmeEmail   string `toml:"acme_email" json:"acme_email,omitempty"`
+	Domain      string `toml:"domain" json:"domain,omitempty"`
+	CacheDir    string `toml:"cache_dir" json:"cache_dir,omitempty"`
+	Staging     bool   `toml:"staging" json:"staging"`
+	HTTPSPort   int    `toml:"https_port" json:"https_port"`
+	HTTPPort    int    `toml:"http_port" json:"http_port"`
+	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
+}
+
+// Routing is the [routing] table (parsed, as in tenement, for compatibility).
+type Routing struct {
+	Default   string            `toml:"default" json:"default,omitempty"`
+	Subdomain map[string]string `toml:"subdomain" json:"subdomain,omitempty"`
+	Path      map[string]string `toml:"path" json:"path,omitempty"`
+}
+
+// Mount is one [[service.NAME.mounts]] entry.
+type Mount struct {
+	Source      string `toml:"source" json:"source"`
+	Destination string `toml:"destination" json:"destination"`
+	Readonly    bool   `toml:"readonly" json:"readonly"`
+}
+
+// Service is one [service.NAME] table.
+type Service struct {
+	Name           string            `toml:"-" json:"name"`
+	Command        string            `toml:"command" json:"command"`
+	Args           []string          `toml:"args" json:"args,omitempty"`
+	Socket         string            `toml:"socket" json:"socket,omitempty"`
+	Health         string            `toml:"health" json:"health,omitempty"`
+	Workdir        string            `toml:"workdir" json:"workdir,omitempty"`
+	Isolation      string            `toml:"isolation" json:"isolation"`
+	Image          string            `toml:"image" json:"image,omitempty"`
+	Restart        string            `toml:"restart" json:"restart"`
+	IdleTimeout    int               `toml:"idle_timeout" json:"idle_timeout"`
+	StartupTimeout int               `toml:"startup_timeout" json:"startup_timeout"`
+	RequestTimeout int               `toml:"request_timeout" json:"request_timeout"`
+	MemoryLimitMB  int               `toml:"memory_limit_mb" json:"memory_limit_mb,omitempty"`
+	CPUShares      int               `toml:"cpu_shares" json:"cpu_shares,omitempty"`
+	StorageQuotaMB int               `toml:"storage_quota_mb" json:"storage_quota_mb,omitempty"`
+	StoragePersist *bool             `toml:"storage_persist" json:"storage_persist"`
+	Env            map[string]string `toml:"env" json:"env,omitempty"`
+	Mounts         []Mount           `toml:"mounts" json:"mounts,omitempty"`
+	// VM keys of tenement; accepted so its files load, refused by isolation.
+	Kernel    string `toml:"kernel" json:"kernel,omitempty"`
+	Rootfs    string `toml:"rootfs" json:"rootfs,omitempty"`
+	MemoryMB  int    `toml:"memory_mb" json:"memory_mb,omitempty"`
+	VCPUs     int    `toml:"vcpus" json:"vcpus,omitempty"`
+	VsockPort int    `toml:"vsock_port" json:"vsock_port,omitempty"`
+
+	// Keys ten adds.
+
+	// Activation says how the app gets its socket: "shim" (default; the app
+	// binds PORT or SOCKET_PATH itself and ten's shim sits in front) or
+	// "socket" (the app takes the socket by systemd socket activation, LISTEN_FDS).
+	Activation string `toml:"activation" json:"activation"`
+	// Start is "auto" (default: lazy when idle_timeout > 0, eager otherwise),
+	// "eager" (start the app at spawn) or "lazy" (start on the first request).
+	Start string `toml:"start" json:"start"`
+	// CPUQuotaPercent maps to CPUQuota (percent of one CPU).
+	CPUQuotaPercent int `toml:"cpu_quota_percent" json:"cpu_quota_percent,omitempty"`
+	// TasksMax maps to TasksMax.
+	TasksMax int `toml:"tasks_max" json:"tasks_max,omitempty"`
+	// IOWeight maps to IOWeight.
+	IOWeight int `toml:"io_weight" json:"io_weight,omitempty"`
+	// Network is "" (host network) or "none" (PrivateNetwork).
+	Network string `toml:"network" json:"network,omitempty"`
+	// IPAllow lists address prefixes the instance may talk to (IPAddressAllow).
+	IPAllow []string `toml:"ip_allow" json:"ip_allow,omitempty"`
+	// Listen lists L4 addresses (tcp://IP:PORT) dispatched to the instance.
+	Listen []string `toml:"listen" json:"listen,omitempty"`
+}
+
+// Isolation levels.
+const (
+	IsolationProcess   = "process"
+	IsolationNamespace = "namespace"
+	IsolationSandbox   = "sandbox"
+)
+
+// Activation kinds.
+const (
+	ActivationShim   = "shim"
+	ActivationSocket = "socket"
+)
+
+// Error is a config error that names the file, line and key.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	} else {
+		b.WriteString("config")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file; a file with any is rejected whole.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return Parse(abs, data)
+}
+
+// Find walks up from dir to the first tenement.toml.
+func Find(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(d, FileName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no %s in %s or any parent directory (pass --config)", FileName, dir)
+		}
+		d = parent
+	}
+}
+
+// Parse decodes, defaults and validates data; file names the source in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	lines := keyLines(data)
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var sm *toml.StrictMissingError
+		var de *toml.DecodeError
+		switch {
+		case errors.As(err, &sm):
+			var es Errors
+			for _, e := range sm.Errors {
+				row, _ := e.Position()
+				es = append(es, &Error{File: file, Line: row, Key: strings.Join(e.Key(), "."), Msg: "unknown key"})
+			}
+			return nil, es
+		case errors.As(err, &de):
+			row, _ := de.Position()
+			return nil, Errors{{File: file, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}}
+		default:
+			return nil, Errors{{File: file, Msg: err.Error()}}
+		}
+	}
+	c.Path = file
+	c.defaults()
+	if es := c.validate(file, lines); len(es) > 0 {
+		return nil, es
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	s := &c.Settings
+	if s.DataDir == "" {
+		s.DataDir = "./tenement-data"
+	}
+	if s.HealthCheckInterval == 0 {
+		s.HealthCheckInterval = 10
+	}
+	if s.MaxRestarts == 0 {
+		s.MaxRestarts = 3
+	}
+	if s.RestartWindow == 0 {
+		s.RestartWindow = 300
+	}
+	if s.BackoffBaseMs == 0 {
+		s.BackoffBaseMs = 1000
+	}
+	if s.BackoffMaxMs == 0 {
+		s.BackoffMaxMs = 60000
+	}
+	if s.TLS.HTTPSPort == 0 {
+		s.TLS.HTTPSPort = 443
+	}
+	if s.TLS.HTTPPort == 0 {
+		s.TLS.HTTPPort = 80
+	}
+	if s.Listen == "" {
+		s.Listen = ":8080"
+	}
+	if s.Domain == "" {
+		s.Domain = "localhost"
+	}
+	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
+	if s.SocketDir == "" {
+		s.SocketDir = "/run/tenement"
+	}
+	if len(s.PortRange) == 0 {
+		s.PortRange = []int{20000, 29999}
+	}
+	if c.Services == nil {
+		c.Services = map[string]*Service{}
+	}
+	if c.Instances == nil {
+		c.Instances = map[string][]string{}
+	}
+	for name, svc := range c.Services {
+		svc.Name = name
+		if svc.Isolation == "" {
+			svc.Isolation = IsolationNamespace
+		}
+		if svc.Isolation == "gvisor" {
+			svc.Isolation = IsolationSandbox
+		}
+		if svc.Restart == "" {
+			svc.Restart = "on-failure"
+		}
+		if svc.StartupTimeout == 0 {
+			svc.StartupTimeout = 10
+		}
+		if svc.RequestTimeout == 0 {
+			svc.RequestTimeout = 30
+		}
+		if svc.StoragePersist == nil {
+			t := true
+			svc.StoragePersist = &t
+		}
+		if svc.Activation == "" {
+			svc.Activation = ActivationShim
+		}
+		if svc.Start == "" {
+			svc.Start = "auto"
+		}
+	}
+}
+
+// Lazy reports whether a new instance of s starts asleep.
+func (s *Service) Lazy() bool {
+	switch s.Start {
+	case "lazy":
+		return true
+	case "eager":
+		return false
+	}
+	return s.IdleTimeout > 0
+}
+
+// IdleTimeoutDuration is idle_timeout as a duration (0 = never sleep).
+func (s *Service) IdleTimeoutDuration() time.Duration {
+	return time.Duration(s.IdleTimeout) * time.Second
+}
+
+// StartupTimeoutDuration is startup_timeout as a duration.
+func (s *Service) StartupTimeoutDuration() time.Duration {
+	return time.Duration(s.StartupTimeout) * time.Second
+}
+
+// RequestTimeoutDuration is request_timeout as a duration.
+func (s *Service) RequestTimeoutDuration() time.Duration {
+	return time.Duration(s.RequestTimeout) * time.Second
+}
+
+// ServiceNames returns the services in sorted order.
+func (c *Config) ServiceNames() []string {
+	names := make([]string, 0, len(c.Services))
+	for n := range c.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DataDirAbs returns settings.data_dir made absolute against the config file's directory.
+func (c *Config) DataDirAbs() string {
+	d := c.Settings.DataDir
+	if filepath.IsAbs(d) || c.Path == "" {
+		return filepath.Clean(d)
+	}
+	return filepath.Join(filepath.Dir(c.Path), d)
+}

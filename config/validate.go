@@ -1,0 +1,292 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// MaxNameLen bounds service names and instance ids: each becomes a DNS label
+// in routing and part of a unit name (at most 255 bytes).
+const MaxNameLen = 63
+
+// CheckName validates a service name or instance id (what is what names it
+// in the message). Names become DNS labels and unit-name parts, so they are
+// lowercase letters, digits and '-', starting and ending with a letter or digit.
+func CheckName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("%s %q is %d characters long; at most %d are allowed", what, s, len(s), MaxNameLen)
+	}
+	for i, r := range s {
+		ok := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-'
+		if !ok {
+			return fmt.Errorf("%s %q has %q at position %d; use lowercase letters, digits and '-'", what, s, r, i+1)
+		}
+	}
+	if s[0] == '-' || s[len(s)-1] == '-' {
+		return fmt.Errorf("%s %q must start and end with a letter or digit", what, s)
+	}
+	return nil
+}
+
+var validIsolation = map[string]string{
+	IsolationProcess:   "",
+	IsolationNamespace: "",
+	IsolationSandbox:   "",
+	"litebox":          "ten does not support litebox isolation; use process, namespace or sandbox (gVisor)",
+	"quark":            "ten does not support quark isolation; use process, namespace or sandbox (gVisor)",
+	"firecracker":      "ten does not run Firecracker VMs; use sandbox (gVisor) for a kernel boundary",
+	"qemu":             "ten does not run QEMU VMs; use sandbox (gVisor) for a kernel boundary",
+}
+
+var validRestart = map[string]bool{"no": true, "on-failure": true, "always": true, "on-abnormal": true, "on-abort": true, "on-watchdog": true, "on-success": true}
+
+func (c *Config) validate(file string, lines map[string]int) Errors {
+	var es Errors
+	add := func(key, format string, a ...any) {
+		es = append(es, &Error{File: file, Line: lineOf(lines, key), Key: key, Msg: fmt.Sprintf(format, a...)})
+	}
+	s := c.Settings
+	if len(s.PortRange) != 2 || s.PortRange[0] < 1024 || s.PortRange[1] > 65535 || s.PortRange[0] > s.PortRange[1] {
+		add("settings.port_range", "must be [first, last] with 1024 <= first <= last <= 65535")
+	}
+	if !filepath.IsAbs(s.SocketDir) {
+		add("settings.socket_dir", "must be an absolute path, got %q", s.SocketDir)
+	}
+	if s.MaxRestarts < 0 {
+		add("settings.max_restarts", "must not be negative")
+	}
+	for _, name := range c.ServiceNames() {
+		svc := c.Services[name]
+		k := "service." + name
+		if err := CheckName("service name", name); err != nil {
+			add(k, "%v", err)
+		}
+		if strings.TrimSpace(svc.Command) == "" {
+			add(k+".command", "is required")
+		} else if len(svc.Args) == 0 {
+			if _, err := SplitCommand(svc.Command); err != nil {
+				add(k+".command", "%v", err)
+			}
+		}
+		if msg, ok := validIsolation[svc.Isolation]; !ok {
+			add(k+".isolation", "unknown isolation %q; use process, namespace or sandbox", svc.Isolation)
+		} else if msg != "" {
+			add(k+".isolation", "%s", msg)
+		}
+		if !validRestart[svc.Restart] {
+			add(k+".restart", "unknown restart policy %q; use no, on-failure or always", svc.Restart)
+		}
+		if svc.Activation != ActivationShim && svc.Activation != ActivationSocket {
+			add(k+".activation", "unknown activation %q; use shim (app binds PORT or SOCKET_PATH) or socket (app takes LISTEN_FDS)", svc.Activation)
+		}
+		switch svc.Start {
+		case "auto", "eager", "lazy":
+		default:
+			add(k+".start", "unknown start %q; use auto, eager or lazy", svc.Start)
+		}
+		nonNeg := map[string]int{"idle_timeout": svc.IdleTimeout, "memory_limit_mb": svc.MemoryLimitMB, "storage_quota_mb": svc.StorageQuotaMB, "tasks_max": svc.TasksMax}
+		for key, v := range nonNeg {
+			if v < 0 {
+				add(k+"."+key, "must not be negative, got %d", v)
+			}
+		}
+		if svc.StartupTimeout < 0 {
+			add(k+".startup_timeout", "must be positive, got %d", svc.StartupTimeout)
+		}
+		if svc.RequestTimeout < 0 {
+			add(k+".request_timeout", "must be positive, got %d", svc.RequestTimeout)
+		}
+		if svc.CPUShares != 0 && (svc.CPUShares < 1 || svc.CPUShares > 10000) {
+			add(k+".cpu_shares", "must be within 1..10000 (systemd CPUWeight), got %d", svc.CPUShares)
+		}
+		if svc.IOWeight != 0 && (svc.IOWeight < 1 || svc.IOWeight > 10000) {
+			add(k+".io_weight", "must be within 1..10000 (systemd IOWeight), got %d", svc.IOWeight)
+		}
+		if svc.CPUQuotaPercent < 0 {
+			add(k+".cpu_quota_percent", "must not be negative, got %d", svc.CPUQuotaPercent)
+		}
+		if svc.Network != "" && svc.Network != "none" {
+			add(k+".network", "unknown network %q; use \"none\" or leave it out", svc.Network)
+		}
+		for _, p := range svc.IPAllow {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				if _, err2 := netip.ParseAddr(p); err2 != nil {
+					add(k+".ip_allow", "%q is not an address or prefix", p)
+				}
+			}
+		}
+		for _, l := range svc.Listen {
+			if _, err := ParseListen(l); err != nil {
+				add(k+".listen", "%v", err)
+			}
+		}
+		if svc.Health != "" && !strings.HasPrefix(svc.Health, "/") {
+			add(k+".health", "must be a path starting with '/', got %q", svc.Health)
+		}
+		if svc.Workdir != "" && !filepath.IsAbs(svc.Workdir) && !strings.Contains(svc.Workdir, "{") {
+			// Relative workdirs are taken against the config file's directory.
+			svc.Workdir = filepath.Join(filepath.Dir(c.Path), svc.Workdir)
+		}
+		for key := range svc.Env {
+			if key == "" || strings.ContainsAny(key, "= \t\n") {
+				add(k+".env", "bad variable name %q", key)
+			}
+		}
+		if err := checkTemplate(svc.Socket); err != nil {
+			add(k+".socket", "%v", err)
+		}
+		if err := checkTemplate(svc.Command); err != nil {
+			add(k+".command", "%v", err)
+		}
+		for _, a := range svc.Args {
+			if err := checkTemplate(a); err != nil {
+				add(k+".args", "%v", err)
+			}
+		}
+	}
+	for _, svcName := range sortedKeys(c.Instances) {
+		k := "instances." + svcName
+		if _, ok := c.Services[svcName]; !ok {
+			add(k, "no [service.%s] is defined", svcName)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, id := range c.Instances[svcName] {
+			if err := CheckName("instance id", id); err != nil {
+				add(k, "%v", err)
+			}
+			if seen[id] {
+				add(k, "instance id %q is listed twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	return es
+}
+
+// Listen is one parsed L4 listen address.
+type Listen struct {
+	Protocol string
+	Addr     netip.AddrPort
+}
+
+// ParseListen parses "tcp://127.0.0.1:7000".
+func ParseListen(s string) (Listen, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp") || u.Host == "" {
+		return Listen{}, fmt.Errorf("listen address %q must look like tcp://127.0.0.1:7000", s)
+	}
+	ap, err := netip.ParseAddrPort(u.Host)
+	if err != nil {
+		return Listen{}, fmt.Errorf("listen address %q: %v", s, err)
+	}
+	return Listen{Protocol: u.Scheme, Addr: ap}, nil
+}
+
+var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}
+
+func checkTemplate(s string) error {
+	for {
+		i := strings.IndexByte(s, '{')
+		if i < 0 {
+			return nil
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return nil // a lone brace is literal text (shell snippets)
+		}
+		v := s[i+1 : i+j]
+		if isIdent(v) && !templateVars[v] {
+			return fmt.Errorf("unknown placeholder {%s}; known are {name} {id} {data_dir} {port} {socket}", v)
+		}
+		s = s[i+j+1:]
+	}
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sortStrings(ks)
+	return ks
+}
+
+func lineOf(lines map[string]int, key string) int {
+	for k := key; k != ""; {
+		if l, ok := lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+// keyLines maps dotted keys ("service.api.isolation") to the line they are on.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		n := p.Expression()
+		switch n.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = table[:0]
+			it := n.Key()
+			line := 0
+			for it.Next() {
+				kn := it.Node()
+				table = append(table, string(kn.Data))
+				if line == 0 && kn.Raw.Length > 0 {
+					line = p.Shape(kn.Raw).Start.Line
+				}
+			}
+			if line > 0 {
+				k := strings.Join(table, ".")
+				if _, ok := lines[k]; !ok {
+					lines[k] = line
+				}
+			}
+		case unstable.KeyValue:
+			parts := append([]string(nil), table...)
+			it := n.Key()
+			line := 0
+			for it.Next() {
+				kn := it.Node()
+				parts = append(parts, string(kn.Data))
+				if line == 0 && kn.Raw.Length > 0 {
+					line = p.Shape(kn.Raw).Start.Line
+				}
+			}
+			if line > 0 {
+				lines[strings.Join(parts, ".")] = line
+			}
+		}
+	}
+	return lines
+}

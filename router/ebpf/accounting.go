@@ -1,0 +1,30 @@
+package ebpf
+
+import "time"
+
+// Stats is the activity of one attached cgroup since it was attached. The
+// counters only grow; they start again from zero when the cgroup is removed
+// (a stopped service's cgroup goes away) or detached.
+type Stats struct {
+	RxBytes, TxBytes     uint64 // IP packet bytes received and sent
+	RxPackets, TxPackets uint64
+	// Connections counts TCP connections established, accepted or opened.
+	Connections uint64
+	// LastActivity is when the last packet or connection was seen; zero when
+	// none was.
+	LastActivity time.Time
+}
+
+// add sums two cgroups' activity, as for an instance whose traffic is split
+// between its socket unit's and its service's cgroup.
+func (s Stats) add(o Stats) Stats {
+	s.RxBytes += o.RxBytes
+	s.TxBytes += o.TxBytes
+	s.RxPackets += o.RxPackets
+	s.TxPackets += o.TxPackets
+	s.Connections += o.Connections
+	if o.LastActivity.After(s.LastActivity) {
+		s.LastActivity = o.LastActivity
+	}
+	return s
+}

@@ -1,0 +1,414 @@
+// Package router is ten's HTTP data plane: it maps a request's Host to an
+// instance ({id}.{service}.{domain}) or a weighted choice among a service's
+// instances ({service}.{domain}), relays it to the instance's systemd-held
+// unix socket (which wakes a sleeping instance by socket activation), counts
+// activity per instance, and puts idle instances to sleep.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tenhq/ten/units"
+)
+
+// Controller is what the router needs from the rest of ten: putting an
+// instance to sleep, and recording that a wake failed.
+type Controller interface {
+	Sleep(ctx context.Context, inst units.Instance) error
+	WakeFailed(inst units.Instance, reason string)
+}
+
+// Backend describes one routable instance.
+type Backend struct {
+	Instance       units.Instance
+	Socket         string
+	Weight         int
+	IdleTimeout    time.Duration
+	StartupTimeout time.Duration
+	RequestTimeout time.Duration
+}
+
+// Router routes requests by Host.
+type Router struct {
+	domain string
+	admin  http.Handler
+	ctrl   Controller
+	log    *slog.Logger
+
+	mu       sync.RWMutex
+	backends map[units.Instance]*backend
+	proxy    *httputil.ReverseProxy
+
+	// Activity, when set, reports activity the router cannot see (eBPF
+	// counters of L4 traffic); the reaper takes the later of both.
+	Activity func(units.Instance) (time.Time, bool)
+}
+
+// New returns a router for domain; requests for other hosts (the bare
+// domain, an IP, localhost) go to admin.
+func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger) *Router {
+	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{}}
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = pr.In.Host
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:    roundTripper{},
+		ErrorHandler: r.proxyError,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return r
+}
+
+type backend struct {
+	Backend
+	transport *http.Transport
+	awake     atomic.Bool
+	last      atomic.Int64 // unix nanos of the last activity
+	weight    atomic.Int32
+
+	mu       sync.Mutex
+	inflight int
+	stopping chan struct{}
+	removed  bool
+}
+
+// Put adds or replaces an instance.
+func (r *Router) Put(b Backend, awake bool) {
+	nb := &backend{Backend: b}
+	sock := b.Socket
+	nb.transport = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+	nb.awake.Store(awake)
+	nb.last.Store(time.Now().UnixNano())
+	nb.weight.Store(int32(b.Weight))
+	r.mu.Lock()
+	old := r.backends[b.Instance]
+	r.backends[b.Instance] = nb
+	r.mu.Unlock()
+	if old != nil {
+		old.transport.CloseIdleConnections()
+	}
+}
+
+// Remove forgets an instance.
+func (r *Router) Remove(inst units.Instance) {
+	r.mu.Lock()
+	b := r.backends[inst]
+	delete(r.backends, inst)
+	r.mu.Unlock()
+	if b != nil {
+		b.mu.Lock()
+		b.removed = true
+		b.mu.Unlock()
+		b.transport.CloseIdleConnections()
+	}
+}
+
+// SetAwake records whether the instance's service runs (from systemd).
+func (r *Router) SetAwake(inst units.Instance, awake bool) {
+	if b := r.get(inst); b != nil {
+		if awake && !b.awake.Load() {
+			b.last.Store(time.Now().UnixNano())
+		}
+		if !awake {
+			b.transport.CloseIdleConnections()
+		}
+		b.awake.Store(awake)
+	}
+}
+
+// SetWeight sets the routing weight (0 takes the instance out of the
+// service-level rotation; its direct host still works).
+func (r *Router) SetWeight(inst units.Instance, w int) bool {
+	if b := r.get(inst); b != nil {
+		b.weight.Store(int32(w))
+		return true
+	}
+	return false
+}
+
+// Stat is the router's view of one instance.
+type Stat struct {
+	Awake        bool
+	Inflight     int
+	Weight       int
+	LastActivity time.Time
+}
+
+// Stat returns the router's view of inst.
+func (r *Router) Stat(inst units.Instance) (Stat, bool) {
+	b := r.get(inst)
+	if b == nil {
+		return Stat{}, false
+	}
+	b.mu.Lock()
+	n := b.inflight
+	b.mu.Unlock()
+	return Stat{Awake: b.awake.Load(), Inflight: n, Weight: int(b.weight.Load()), LastActivity: r.lastActivity(b)}, true
+}
+
+func (r *Router) get(inst units.Instance) *backend {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.backends[inst]
+}
+
+func (r *Router) lastActivity(b *backend) time.Time {
+	t := time.Unix(0, b.last.Load())
+	if r.Activity != nil {
+		if t2, ok := r.Activity(b.Instance); ok && t2.After(t) {
+			t = t2
+		}
+	}
+	return t
+}
+
+// route resolves a host to a backend; handled is false for hosts that are
+// not under the domain (they go to the admin handler).
+func (r *Router) route(host string) (b *backend, handled bool, status int, msg string) {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == r.domain {
+		return nil, false, 0, ""
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return nil, false, 0, ""
+	}
+	sub, ok := strings.CutSuffix(host, "."+r.domain)
+	if !ok {
+		return nil, false, 0, ""
+	}
+	labels := strings.Split(sub, ".")
+	switch len(labels) {
+	case 1:
+		svc := labels[0]
+		b, found := r.pick(svc)
+		if b == nil {
+			if found {
+				return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instance with weight > 0\n", svc)
+			}
+			return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", svc, host)
+		}
+		return b, true, 0, ""
+	case 2:
+		inst := units.Instance{Service: labels[1], ID: labels[0]}
+		b := r.get(inst)
+		if b == nil {
+			return nil, true, http.StatusNotFound, fmt.Sprintf("no instance %s on this server (host %s)\n", inst, host)
+		}
+		return b, true, 0, ""
+	}
+	return nil, true, http.StatusNotFound, fmt.Sprintf("host %s matches no instance: use {id}.{service}.%s or {service}.%s\n", host, r.domain, r.domain)
+}
+
+// pick chooses among the service's instances by weight.
+func (r *Router) pick(svc string) (*backend, bool) {
+	r.mu.RLock()
+	var cands []*backend
+	found := false
+	for inst, b := range r.backends {
+		if inst.Service == svc {
+			found = true
+			if b.weight.Load() > 0 {
+				cands = append(cands, b)
+			}
+		}
+	}
+	r.mu.RUnlock()
+	if len(cands) == 0 {
+		return nil, found
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Instance.ID < cands[j].Instance.ID })
+	total := 0
+	for _, b := range cands {
+		total += int(b.weight.Load())
+	}
+	n := rand.IntN(total)
+	for _, b := range cands {
+		n -= int(b.weight.Load())
+		if n < 0 {
+			return b, true
+		}
+	}
+	return cands[len(cands)-1], true
+}
+
+type ctxKey struct{}
+
+// ServeHTTP routes one request.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, handled, status, msg := r.route(req.Host)
+	if !handled {
+		r.admin.ServeHTTP(w, req)
+		return
+	}
+	if b == nil {
+		http.Error(w, strings.TrimSuffix(msg, "\n"), status)
+		return
+	}
+	if !b.acquire() {
+		http.Error(w, fmt.Sprintf("instance %s was removed", b.Instance), http.StatusNotFound)
+		return
+	}
+	defer b.release()
+	waking := !b.awake.Load()
+	ctx := context.WithValue(req.Context(), ctxKey{}, &reqState{b: b, waking: waking})
+	r.proxy.ServeHTTP(w, req.WithContext(ctx))
+}
+
+type reqState struct {
+	b      *backend
+	waking bool
+}
+
+func (b *backend) acquire() bool {
+	b.mu.Lock()
+	for b.stopping != nil {
+		ch := b.stopping
+		b.mu.Unlock()
+		<-ch
+		b.mu.Lock()
+	}
+	ok := !b.removed
+	if ok {
+		b.inflight++
+	}
+	b.mu.Unlock()
+	b.last.Store(time.Now().UnixNano())
+	return ok
+}
+
+func (b *backend) release() {
+	b.mu.Lock()
+	b.inflight--
+	b.mu.Unlock()
+	b.last.Store(time.Now().UnixNano())
+}
+
+// errWakeTimeout and errRequestTimeout are the causes a request is cancelled with.
+var (
+	errWakeTimeout    = errors.New("wake timeout")
+	errRequestTimeout = errors.New("request timeout")
+)
+
+type roundTripper struct{}
+
+// RoundTrip sends the request to the instance, with a deadline on the
+// response headers only: startup_timeout while the instance wakes,
+// request_timeout when it is awake. Bodies then stream without a deadline.
+func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := req.Context().Value(ctxKey{}).(*reqState)
+	b := st.b
+	timeout, cause := b.RequestTimeout, errRequestTimeout
+	if st.waking {
+		timeout, cause = b.StartupTimeout, errWakeTimeout
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	t := time.AfterFunc(timeout, func() { cancel(cause) })
+	resp, err := b.transport.RoundTrip(req.WithContext(ctx))
+	if !t.Stop() {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		cancel(cause)
+		return nil, cause
+	}
+	if err != nil {
+		cancel(err)
+		return nil, err
+	}
+	b.awake.Store(true)
+	if rwc, ok := resp.Body.(interface {
+		Read([]byte) (int, error)
+		Write([]byte) (int, error)
+		Close() error
+	}); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = &cancelRWC{rwc: rwc, cancel: cancel}
+	} else {
+		resp.Body = &cancelBody{rc: resp.Body, cancel: cancel}
+	}
+	return resp, nil
+}
+
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	st, _ := req.Context().Value(ctxKey{}).(*reqState)
+	inst := "?"
+	if st != nil {
+		inst = st.b.Instance.String()
+	}
+	switch {
+	case errors.Is(err, errWakeTimeout):
+		reason := fmt.Sprintf("did not answer within startup_timeout %s while waking", st.b.StartupTimeout)
+		r.log.Warn("wake timed out", "instance", inst, "timeout", st.b.StartupTimeout)
+		if r.ctrl != nil {
+			r.ctrl.WakeFailed(st.b.Instance, reason)
+		}
+		http.Error(w, fmt.Sprintf("instance %s %s; see `ten ps` and `journalctl -u %s`", inst, reason, st.b.Instance.ServiceUnit()), http.StatusGatewayTimeout)
+	case errors.Is(err, errRequestTimeout):
+		http.Error(w, fmt.Sprintf("instance %s did not answer within request_timeout %s", inst, st.b.RequestTimeout), http.StatusGatewayTimeout)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody to answer.
+		w.WriteHeader(499)
+	default:
+		r.log.Warn("proxy error", "instance", inst, "err", err)
+		http.Error(w, fmt.Sprintf("instance %s: %v", inst, err), http.StatusBadGateway)
+	}
+}
+
+type cancelBody struct {
+	rc interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	cancel context.CancelCauseFunc
+}
+
+func (c *cancelBody) Read(p []byte) (int, error) { return c.rc.Read(p) }
+func (c *cancelBody) Close() error {
+	err := c.rc.Close()
+	c.cancel(nil)
+	return err
+}
+
+type cancelRWC struct {
+	rwc interface {
+		Read([]byte) (int, error)
+		Write([]byte) (int, error)
+		Close() error
+	}
+	cancel context.CancelCauseFunc
+}
+
+func (c *cancelRWC) Read(p []byte) (int, error)  { return c.rwc.Read(p) }
+func (c *cancelRWC) Write(p []byte) (int, error) { return c.rwc.Write(p) }
+func (c *cancelRWC) Close() error {
+	err := c.rwc.Close()
+	c.cancel(nil)
+	return err
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/tenhq/ten/units"
+)
+
+// APIError is the JSON body of every error the API returns.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnknownService):
+		status = http.StatusNotFound
+	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy):
+		status = http.StatusConflict
+	case errors.Is(err, ErrBadInput):
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, APIError{Error: err.Error()})
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", len(s.instances), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/instances", func(w http.ResponseWriter, r *http.Request) {
+		rows, err := s.Rows(r.Context())
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rows)
+	})
+	api.HandleFunc("POST /api/instances/spawn", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Instance string `json:"instance"`
+			Service  string `json:"service"`
+			Process  string `json:"process"`
+			ID       string `json:"id"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"instance\":\"api:prod\"}: %v", ErrBadInput, err))
+			return
+		}
+		name := req.Instance
+		if name == "" {
+			svc := req.Service
+			if svc == "" {
+				svc = req.Process
+			}
+			name = svc + ":" + req.ID
+		}
+		inst, err := units.ParseInstance(name)
+		if err != nil {
+			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+			return
+		}
+		if err := s.Spawn(r.Context(), inst); err != nil {
+			writeErr(w, err)
+			return
+		}
+		row, err := s.Row(r.Context(), inst)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, row)
+	})
+	withInst := func(f func(w http.ResponseWriter, r *http.Request, inst units.Instance)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			inst, err := units.ParseInstance(r.PathValue("id"))
+			if err != nil {
+				writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+				return
+			}
+			f(w, r, inst)
+		}
+	}
+	api.HandleFunc("GET /api/instances/{id}", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
+		row, err := s.Row(r.Context(), inst)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, row)
+	}))
+	api.HandleFunc("DELETE /api/instances/{id}", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
+		if err := s.Stop(r.Context(), inst); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"stopped": inst.String()})
+	}))
+	api.HandleFunc("POST /api/instances/{id}/restart", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
+		if err := s.Restart(r.Context(), inst); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"restarted": inst.String()})
+	}))
+	api.HandleFunc("PUT /api/instances/{id}/weight", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
+		var req struct {
+			Weight *int `json:"weight"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Weight == nil {
+			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"weight\": 50}", ErrBadInput))
+			return
+		}
+		if err := s.SetWeight(inst, *req.Weight); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"instance": inst.String(), "weight": *req.Weight})
+	}))
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if status, msg := s.auth.check(r); status != 0 {
+			writeJSON(w, status, APIError{Error: msg})
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			api.ServeHTTP(w, r)
+		}
+	}))
+	return mux
+}

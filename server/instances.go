@@ -1,0 +1,406 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/units"
+)
+
+// Errors a client can act on; the API maps them to status codes.
+var (
+	ErrUnknownService = errors.New("unknown service")
+	ErrExists         = errors.New("instance exists already")
+	ErrNotFound       = errors.New("no such instance")
+	ErrBusy           = errors.New("instance is being changed by another request")
+	ErrBadInput       = errors.New("bad input")
+)
+
+// adopt rebuilds the server's view from the units systemd has.
+func (s *Server) adopt(ctx context.Context) error {
+	list, err := s.sd.List(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[units.Instance]bool{}
+	for _, u := range list {
+		if u.Kind == units.KindSocket {
+			seen[u.Instance] = true
+		}
+	}
+	for inst := range seen {
+		info, err := s.sd.Info(ctx, inst)
+		if err != nil {
+			s.log.Warn("adopt", "instance", inst.String(), "err", err)
+			continue
+		}
+		port := 0
+		for _, kv := range info.Environment {
+			if v, ok := strings.CutPrefix(kv, "PORT="); ok {
+				port, _ = strconv.Atoi(v)
+			}
+		}
+		in := &instance{inst: inst, svc: s.cfg.Services[inst.Service], port: port, listen: units.ListenPath(s.cfg.Settings.SocketDir, inst), created: info.ActiveSince}
+		s.mu.Lock()
+		s.instances[inst] = in
+		s.mu.Unlock()
+		awake := info.ActiveState == "active" || info.ActiveState == "activating"
+		s.router.Put(s.backend(in), awake)
+		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
+	}
+	return nil
+}
+
+func (s *Server) backend(in *instance) router.Backend {
+	b := router.Backend{Instance: in.inst, Socket: in.listen, Weight: 100, StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	if in.svc != nil {
+		b.IdleTimeout = in.svc.IdleTimeoutDuration()
+		b.StartupTimeout = in.svc.StartupTimeoutDuration()
+		b.RequestTimeout = in.svc.RequestTimeoutDuration()
+	}
+	return b
+}
+
+// spawnDeclared creates the [instances] that systemd does not have yet.
+func (s *Server) spawnDeclared(ctx context.Context) error {
+	var errs []error
+	for _, svc := range s.cfg.ServiceNames() {
+		for _, id := range s.cfg.Instances[svc] {
+			inst := units.Instance{Service: svc, ID: id}
+			s.mu.Lock()
+			_, have := s.instances[inst]
+			s.mu.Unlock()
+			if have {
+				continue
+			}
+			if err := s.Spawn(ctx, inst); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) lock(inst units.Instance) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[inst] {
+		return fmt.Errorf("%s: %w", inst, ErrBusy)
+	}
+	s.busy[inst] = true
+	return nil
+}
+
+func (s *Server) unlock(inst units.Instance) {
+	s.mu.Lock()
+	delete(s.busy, inst)
+	s.mu.Unlock()
+}
+
+// Spawn creates the instance's units. It checks everything it can before
+// touching systemd, and removes what it made if a later step fails.
+func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
+	svc, ok := s.cfg.Services[inst.Service]
+	if !ok {
+		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+	}
+	if err := s.lock(inst); err != nil {
+		return err
+	}
+	defer s.unlock(inst)
+	s.mu.Lock()
+	_, have := s.instances[inst]
+	s.mu.Unlock()
+	if have {
+		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
+	}
+	if exists, err := s.sd.Exists(ctx, inst); err != nil {
+		return err
+	} else if exists {
+		return fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
+	}
+	port, err := s.allocPort(inst)
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	plan, err := units.Build(s.cfg, svc, inst.ID, units.Options{Port: port, Shim: s.shim})
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
+	}
+	path, err := resolveCommand(plan.Argv[0], svc)
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w: service.%s.command: %v", inst, ErrBadInput, svc.Name, err)
+	}
+	plan.Argv[0] = path
+	// Rebuild with the resolved path so ExecStart (or the shim) gets it.
+	svcCopy := *svc
+	svcCopy.Args = plan.Argv[1:]
+	svcCopy.Command = path
+	plan, err = units.Build(s.cfg, &svcCopy, inst.ID, units.Options{Port: port, Shim: s.shim})
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	if err := checkSocketFree(plan.Listen); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	if err := s.sd.Create(ctx, plan, !svc.Lazy()); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}
+	s.mu.Lock()
+	s.instances[inst] = in
+	s.mu.Unlock()
+	s.router.Put(s.backend(in), !svc.Lazy())
+	return nil
+}
+
+// checkSocketFree refuses to take over a path some other program listens on.
+func checkSocketFree(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	c, err := net.DialTimeout("unix", path, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s is in use by another program", path)
+	}
+	return nil
+}
+
+// resolveCommand turns the command's first word into an absolute, executable
+// path, and refuses paths that the sandbox would hide from the instance.
+func resolveCommand(cmd string, svc *config.Service) (string, error) {
+	p := cmd
+	if !filepath.IsAbs(p) {
+		if strings.Contains(p, "/") {
+			base := svc.Workdir
+			if base == "" {
+				return "", fmt.Errorf("relative command %q needs workdir, or use an absolute path", cmd)
+			}
+			p = filepath.Join(base, p)
+		} else {
+			found, err := exec.LookPath(p)
+			if err != nil {
+				return "", fmt.Errorf("%q not found in PATH (%s)", cmd, os.Getenv("PATH"))
+			}
+			p = found
+		}
+	}
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", p, errors.Unwrap(err))
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", p)
+	}
+	if svc.Isolation != config.IsolationProcess {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			for _, hidden := range []string{"/home/", "/root/", "/run/user/"} {
+				if strings.HasPrefix(real, hidden) {
+					return "", fmt.Errorf("%s is under %s, which isolation = %q hides from the instance (ProtectHome); install it elsewhere (e.g. /usr/local/bin or /opt) or use isolation = \"process\"", real, hidden, svc.Isolation)
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+// allocPort picks PORT for a new instance: a stable hash of its name into
+// settings.port_range, probing past ports other instances hold or that are
+// bound on this host.
+func (s *Server) allocPort(inst units.Instance) (int, error) {
+	lo, hi := s.cfg.Settings.PortRange[0], s.cfg.Settings.PortRange[1]
+	n := hi - lo + 1
+	used := map[int]bool{}
+	s.mu.Lock()
+	for _, in := range s.instances {
+		used[in.port] = true
+	}
+	s.mu.Unlock()
+	h := fnv.New32a()
+	h.Write([]byte(inst.String()))
+	start := int(h.Sum32() % uint32(n))
+	for i := 0; i < n; i++ {
+		p := lo + (start+i)%n
+		if used[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in settings.port_range %d-%d", lo, hi)
+}
+
+// Stop removes both units of the instance.
+func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
+	if err := s.lock(inst); err != nil {
+		return err
+	}
+	defer s.unlock(inst)
+	s.mu.Lock()
+	_, have := s.instances[inst]
+	s.mu.Unlock()
+	if !have {
+		exists, err := s.sd.Exists(ctx, inst)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return fmt.Errorf("stop %s: %w", inst, ErrNotFound)
+		}
+	}
+	s.router.Remove(inst)
+	if err := s.sd.Remove(ctx, inst); err != nil {
+		return fmt.Errorf("stop %s: %w", inst, err)
+	}
+	s.mu.Lock()
+	delete(s.instances, inst)
+	s.mu.Unlock()
+	return nil
+}
+
+// Restart restarts the instance's service (starting it if it sleeps).
+func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
+	if err := s.lock(inst); err != nil {
+		return err
+	}
+	defer s.unlock(inst)
+	s.mu.Lock()
+	in, have := s.instances[inst]
+	if have {
+		in.wakeFailed = ""
+	}
+	s.mu.Unlock()
+	if !have {
+		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
+	}
+	return s.sd.Restart(ctx, inst)
+}
+
+// SetWeight changes the instance's routing weight.
+func (s *Server) SetWeight(inst units.Instance, w int) error {
+	if w < 0 || w > 100 {
+		return fmt.Errorf("weight %d: %w: must be 0..100", w, ErrBadInput)
+	}
+	if !s.router.SetWeight(inst, w) {
+		return fmt.Errorf("weight %s: %w", inst, ErrNotFound)
+	}
+	return nil
+}
+
+// Row is one line of `ten ps`.
+type Row struct {
+	Instance    string    `json:"instance"`
+	State       string    `json:"state"`
+	Detail      string    `json:"detail,omitempty"`
+	Socket      string    `json:"socket"`
+	Since       time.Time `json:"since,omitzero"`
+	UptimeSec   float64   `json:"uptime_seconds"`
+	IdleSec     float64   `json:"idle_seconds"`
+	MemoryBytes uint64    `json:"memory_bytes"`
+	CPUNSec     uint64    `json:"cpu_nsec"`
+	Weight      int       `json:"weight"`
+	Restarts    uint32    `json:"restarts"`
+	Inflight    int       `json:"inflight"`
+	Port        int       `json:"port"`
+}
+
+// States shown by ps.
+const (
+	StateRunning  = "running"
+	StateStarting = "starting"
+	StateSleeping = "sleeping"
+	StateFailed   = "failed"
+)
+
+// Rows reads every instance's state from systemd.
+func (s *Server) Rows(ctx context.Context) ([]Row, error) {
+	s.mu.Lock()
+	ins := make([]*instance, 0, len(s.instances))
+	for _, in := range s.instances {
+		ins = append(ins, in)
+	}
+	s.mu.Unlock()
+	sort.Slice(ins, func(i, j int) bool { return ins[i].inst.String() < ins[j].inst.String() })
+	now := time.Now()
+	rows := make([]Row, 0, len(ins))
+	for _, in := range ins {
+		r, err := s.row(ctx, in, now)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, error) {
+	info, err := s.sd.Info(ctx, in.inst)
+	if err != nil {
+		return Row{}, err
+	}
+	st, _ := s.router.Stat(in.inst)
+	r := Row{Instance: in.inst.String(), Socket: in.listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.port}
+	s.mu.Lock()
+	wakeFailed := in.wakeFailed
+	s.mu.Unlock()
+	switch {
+	case info.SocketState == "failed":
+		r.State, r.Detail = StateFailed, "socket unit failed: "+in.inst.SocketUnit()
+	case info.ActiveState == "failed":
+		r.State, r.Detail = StateFailed, "service "+info.Result
+	case info.ActiveState == "active" || info.ActiveState == "reloading":
+		r.State = StateRunning
+		r.Since = info.ActiveSince
+	case info.ActiveState == "activating":
+		r.State = StateStarting
+	case wakeFailed != "":
+		r.State, r.Detail = StateFailed, wakeFailed
+	default:
+		r.State = StateSleeping
+		r.Since = info.InactiveSince
+	}
+	if r.State == StateRunning && !info.ActiveSince.IsZero() {
+		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
+	}
+	if !st.LastActivity.IsZero() {
+		r.IdleSec = now.Sub(st.LastActivity).Seconds()
+	}
+	if st.Inflight > 0 {
+		r.IdleSec = 0
+	}
+	return r, nil
+}
+
+// Row returns one instance's row.
+func (s *Server) Row(ctx context.Context, inst units.Instance) (Row, error) {
+	s.mu.Lock()
+	in := s.instances[inst]
+	s.mu.Unlock()
+	if in == nil {
+		return Row{}, fmt.Errorf("%s: %w", inst, ErrNotFound)
+	}
+	return s.row(ctx, in, time.Now())
+}

@@ -1,0 +1,231 @@
+// Package server is `ten serve`: it loads tenement.toml, rebuilds its view of
+// the instances from systemd, creates the ones the config declares, and runs
+// the router, the idle reaper and the admin API. It is a coordinator only:
+// systemd is the parent of every app, so ten can die and come back without
+// dropping an instance.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// Options configure a server.
+type Options struct {
+	Config *config.Config
+	// Listen overrides settings.listen when not empty.
+	Listen string
+	// Domain overrides settings.domain when not empty.
+	Domain string
+	Log    *slog.Logger
+	// Listener, when set, is used instead of listening on Listen (socket
+	// activation of ten itself).
+	Listener net.Listener
+}
+
+// Server is a running `ten serve`.
+type Server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	sd     *systemd.Manager
+	router *router.Router
+	auth   *Auth
+	shim   string
+
+	mu        sync.Mutex
+	instances map[units.Instance]*instance
+	// busy serialises spawn/stop/restart of one instance.
+	busy map[units.Instance]bool
+}
+
+type instance struct {
+	inst       units.Instance
+	svc        *config.Service // nil when the config no longer declares the service
+	port       int
+	listen     string
+	created    time.Time
+	wakeFailed string
+}
+
+// ErrNotRoot means ten serve runs without the privilege to create units.
+var ErrNotRoot = errors.New("ten serve must run as root: it creates systemd units over the system bus and binds the instances' sockets under /run/tenement")
+
+// HowToRun is the hint printed when ten cannot reach a systemd.
+const HowToRun = `To try ten on a machine without systemd as init (a container, a CI box), let it boot a private one:
+    sudo ./bin/tenbox run -- ./bin/ten serve --config examples/tenement.toml
+(see README.md, "Run it").`
+
+// New checks the environment, connects to systemd and adopts existing units.
+func New(ctx context.Context, o Options) (*Server, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w\n%s", ErrNotRoot, HowToRun)
+	}
+	sdm, err := systemd.Connect(ctx, o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, HowToRun)
+	}
+	cfg := o.Config
+	if o.Domain != "" {
+		cfg.Settings.Domain = o.Domain
+	}
+	if o.Listen != "" {
+		cfg.Settings.Listen = o.Listen
+	}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}}
+	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
+		sdm.Close()
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
+	if err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.shim, err = installShim(cfg.Settings.SocketDir)
+	if err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
+	return s, nil
+}
+
+// installShim copies the running ten binary to a place every sandboxed
+// instance can execute (a home directory is hidden by ProtectHome), so the
+// shim works wherever ten itself was installed.
+func installShim(socketDir string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own binary for the shim: %w", err)
+	}
+	dir := filepath.Join(socketDir, ".bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("shim dir %s: %w", dir, err)
+	}
+	_ = os.Chmod(socketDir, 0o755)
+	dst := filepath.Join(dir, "ten")
+	src, err := os.Open(self)
+	if err != nil {
+		return "", fmt.Errorf("read own binary %s: %w", self, err)
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(dir, ".ten-*")
+	if err != nil {
+		return "", fmt.Errorf("install shim: %w", err)
+	}
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("install shim: %w", err)
+	}
+	tmp.Close()
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", err
+	}
+	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", fmt.Errorf("install shim: %w", err)
+	}
+	return dst, nil
+}
+
+// Run serves until ctx ends. Instances keep running after it returns.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	defer s.sd.Close()
+	changes, err := s.sd.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.adopt(ctx); err != nil {
+		return err
+	}
+	if err := s.spawnDeclared(ctx); err != nil {
+		s.log.Error("spawning declared instances", "err", err)
+	}
+	go s.follow(ctx, changes)
+	go s.router.RunReaper(ctx, 250*time.Millisecond)
+
+	if ln == nil {
+		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
+		}
+	}
+	srv := &http.Server{Handler: s.router, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Listen is the address from settings (after overrides).
+func (s *Server) Listen() string { return s.cfg.Settings.Listen }
+
+// follow feeds systemd's state changes into the router.
+func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
+	for c := range changes {
+		if c.Kind != units.KindService || c.ActiveState == "" {
+			continue
+		}
+		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
+		s.router.SetAwake(c.Instance, awake)
+		if c.ActiveState == "active" {
+			s.mu.Lock()
+			if in := s.instances[c.Instance]; in != nil {
+				in.wakeFailed = ""
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Sleep implements router.Controller.
+func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
+	return s.sd.Sleep(ctx, inst)
+}
+
+// WakeFailed implements router.Controller: the service did not answer in
+// time, so ten stops it (a hung app would hold memory forever) and shows the
+// failure in ps until the next successful start.
+func (s *Server) WakeFailed(inst units.Instance, reason string) {
+	s.mu.Lock()
+	in := s.instances[inst]
+	if in != nil {
+		in.wakeFailed = reason
+	}
+	s.mu.Unlock()
+	if in == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.sd.Sleep(ctx, inst); err != nil {
+			s.log.Warn("stop after wake timeout", "instance", inst.String(), "err", err)
+		}
+		s.mu.Lock()
+		in.wakeFailed = reason
+		s.mu.Unlock()
+	}()
+}

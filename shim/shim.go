@@ -1,0 +1,188 @@
+// Package shim is ten's activation shim: it runs as the main process of an
+// instance's service, takes the systemd-held listening socket by socket
+// activation (LISTEN_FDS), starts an app that only knows PORT or SOCKET_PATH,
+// waits until the app listens, and then relays every connection from the
+// systemd socket to the app. Connections that arrive while the app starts wait
+// in the socket's backlog, so a wake drops nothing.
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure one shim run.
+type Options struct {
+	Instance       string
+	Socket         string // SOCKET_PATH the app may bind
+	Port           int    // PORT the app may bind on loopback
+	StartupTimeout time.Duration
+	Argv           []string
+	Log            *slog.Logger
+}
+
+// ErrNoListenFDs means the shim was not started by socket activation.
+var ErrNoListenFDs = errors.New("no socket passed by systemd (LISTEN_FDS is not set for this process)")
+
+// Listener returns the first socket passed by systemd socket activation.
+func Listener() (net.Listener, error) {
+	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if n < 1 || (pid != 0 && pid != os.Getpid()) {
+		return nil, ErrNoListenFDs
+	}
+	f := os.NewFile(3, "systemd-socket")
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("use socket fd 3: %w", err)
+	}
+	for i := 0; i < n; i++ {
+		syscall.CloseOnExec(3 + i)
+	}
+	return l, nil
+}
+
+// Run starts the app and relays connections until the app exits; it returns
+// the app's exit code.
+func Run(ctx context.Context, l net.Listener, o Options) (int, error) {
+	if len(o.Argv) == 0 {
+		return 1, errors.New("no app command")
+	}
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "LISTEN_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	if o.Socket != "" {
+		_ = os.Remove(o.Socket) // a stale file from a killed app would block its bind
+	}
+	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 127, fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+
+	dial, err := waitListening(ctx, o, exited)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		return 1, err
+	}
+	o.Log.Info("app is listening; relaying", "instance", o.Instance)
+	go func() {
+		<-exited
+		l.Close()
+	}()
+	var wg sync.WaitGroup
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			relay(c, dial)
+		}()
+	}
+	<-exited
+	return exitCode(cmd, waitErr), nil
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	if err == nil {
+		return 0
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+	return 1
+}
+
+// waitListening polls both places a PORT/SOCKET_PATH app may listen until one
+// accepts, and returns a dialer for it.
+func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func() (net.Conn, error), error) {
+	deadline := time.Now().Add(o.StartupTimeout)
+	tcp := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
+	delay := 500 * time.Microsecond
+	for {
+		if o.Socket != "" {
+			if c, err := net.Dial("unix", o.Socket); err == nil {
+				c.Close()
+				return func() (net.Conn, error) { return net.Dial("unix", o.Socket) }, nil
+			}
+		}
+		if o.Port > 0 {
+			if c, err := net.DialTimeout("tcp", tcp, time.Second); err == nil {
+				c.Close()
+				return func() (net.Conn, error) { return net.Dial("tcp", tcp) }, nil
+			}
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("instance %s: app exited before it listened on SOCKET_PATH=%s or PORT=%d", o.Instance, o.Socket, o.Port)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("instance %s: app did not listen on SOCKET_PATH=%s or PORT=%d within startup_timeout %s", o.Instance, o.Socket, o.Port, o.StartupTimeout)
+		}
+		if delay < 10*time.Millisecond {
+			delay += delay / 2
+		}
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+func relay(c net.Conn, dial func() (net.Conn, error)) {
+	defer c.Close()
+	u, err := dial()
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go pipe(u, c)
+	go pipe(c, u)
+	<-done
+	<-done
+}

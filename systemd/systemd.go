@@ -1,0 +1,294 @@
+// Package systemd is ten's thin layer over systemd's D-Bus API (go-systemd):
+// it creates and removes the transient socket+service pair of an instance,
+// stops and starts services for sleep and wake, lists ten's units, reads their
+// state and resource use, and follows their state changes. One D-Bus
+// connection is reused for every call.
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tenhq/ten/units"
+)
+
+// ErrNoSystemd means no systemd answered on the system bus.
+var ErrNoSystemd = errors.New("no systemd answers on the D-Bus system bus")
+
+// Manager talks to systemd over one D-Bus connection.
+type Manager struct {
+	conn *sd.Conn
+	log  *slog.Logger
+}
+
+// Connect opens the system bus connection to systemd.
+func Connect(ctx context.Context, log *slog.Logger) (*Manager, error) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return nil, fmt.Errorf("%w: /run/systemd/system is missing, so systemd is not this system's init", ErrNoSystemd)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := sd.NewSystemConnectionContext(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoSystemd, err)
+	}
+	if _, err := conn.GetManagerProperty("Version"); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: %v", ErrNoSystemd, err)
+	}
+	return &Manager{conn: conn, log: log}, nil
+}
+
+// Close closes the bus connection.
+func (m *Manager) Close() { m.conn.Close() }
+
+// Version returns systemd's version string.
+func (m *Manager) Version() string {
+	v, _ := m.conn.GetManagerProperty("Version")
+	return strings.Trim(v, `"`)
+}
+
+// wait runs a job-starting call and waits for the job's result.
+func (m *Manager) wait(ctx context.Context, unit, what string, start func(ch chan<- string) (int, error)) error {
+	ch := make(chan string, 1)
+	if _, err := start(ch); err != nil {
+		return fmt.Errorf("%s %s: %w", what, unit, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("%s %s: job %s", what, unit, res)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: %w", what, unit, ctx.Err())
+	}
+}
+
+// Create makes the instance's socket unit (listening) and its service unit
+// (created, not started) in one StartTransientUnit call, the way
+// `systemd-run --socket-property` does; with start it then starts the service.
+func (m *Manager) Create(ctx context.Context, p *units.Plan, start bool) error {
+	inst := p.Instance
+	aux := []sd.PropertyCollection{{Name: inst.ServiceUnit(), Properties: p.Service}}
+	err := m.wait(ctx, inst.SocketUnit(), "create", func(ch chan<- string) (int, error) {
+		return m.conn.StartTransientUnitAux(ctx, inst.SocketUnit(), "fail", p.Socket, aux, ch)
+	})
+	if err != nil {
+		m.cleanup(inst)
+		return err
+	}
+	if start {
+		if err := m.Start(ctx, inst); err != nil {
+			m.cleanup(inst)
+			return err
+		}
+	}
+	m.log.Info("created instance", "instance", inst.String(), "socket", p.Listen, "started", start)
+	return nil
+}
+
+// cleanup removes whatever a failed Create left behind, so that a later
+// spawn starts from nothing (tenement's failed spawns left state behind).
+func (m *Manager) cleanup(inst units.Instance) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = m.Remove(ctx, inst)
+}
+
+// Start starts the instance's service (a wake without a request).
+func (m *Manager) Start(ctx context.Context, inst units.Instance) error {
+	_ = m.conn.ResetFailedUnitContext(ctx, inst.ServiceUnit())
+	return m.wait(ctx, inst.ServiceUnit(), "start", func(ch chan<- string) (int, error) {
+		return m.conn.StartUnitContext(ctx, inst.ServiceUnit(), "replace", ch)
+	})
+}
+
+// Sleep stops the instance's service; its socket keeps listening, so the next
+// connection starts it again.
+func (m *Manager) Sleep(ctx context.Context, inst units.Instance) error {
+	return m.wait(ctx, inst.ServiceUnit(), "stop", func(ch chan<- string) (int, error) {
+		return m.conn.StopUnitContext(ctx, inst.ServiceUnit(), "replace", ch)
+	})
+}
+
+// Restart restarts the service (starting it if it sleeps or failed).
+func (m *Manager) Restart(ctx context.Context, inst units.Instance) error {
+	_ = m.conn.ResetFailedUnitContext(ctx, inst.ServiceUnit())
+	return m.wait(ctx, inst.ServiceUnit(), "restart", func(ch chan<- string) (int, error) {
+		return m.conn.RestartUnitContext(ctx, inst.ServiceUnit(), "replace", ch)
+	})
+}
+
+// Remove stops both units; transient units then vanish from systemd.
+func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
+	var errs []error
+	for _, u := range []string{inst.SocketUnit(), inst.ServiceUnit()} {
+		err := m.wait(ctx, u, "stop", func(ch chan<- string) (int, error) {
+			return m.conn.StopUnitContext(ctx, u, "replace", ch)
+		})
+		if err != nil && !isNoSuchUnit(err) {
+			errs = append(errs, err)
+		}
+		_ = m.conn.ResetFailedUnitContext(ctx, u)
+	}
+	return errors.Join(errs...)
+}
+
+func isNoSuchUnit(err error) bool {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		return de.Name == "org.freedesktop.systemd1.NoSuchUnit"
+	}
+	return strings.Contains(err.Error(), "not loaded") || strings.Contains(err.Error(), "NoSuchUnit")
+}
+
+// Unit is the state of one of ten's units as listed by systemd.
+type Unit struct {
+	Instance    units.Instance
+	Kind        string
+	ActiveState string
+	SubState    string
+}
+
+// List returns every loaded unit of ten (ListUnitsByPatterns tenement-*).
+func (m *Manager) List(ctx context.Context) ([]Unit, error) {
+	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, units.Patterns)
+	if err != nil {
+		return nil, fmt.Errorf("list units %v: %w", units.Patterns, err)
+	}
+	var out []Unit
+	for _, u := range st {
+		inst, kind, ok := units.FromUnit(u.Name)
+		if !ok || u.LoadState == "not-found" {
+			continue
+		}
+		out = append(out, Unit{Instance: inst, Kind: kind, ActiveState: u.ActiveState, SubState: u.SubState})
+	}
+	return out, nil
+}
+
+// Info is what ten reads of an instance's service unit.
+type Info struct {
+	ActiveState   string
+	SubState      string
+	Result        string
+	SocketState   string
+	MainPID       uint32
+	ActiveSince   time.Time
+	InactiveSince time.Time
+	// MemoryCurrent is the cgroup's memory in bytes (0 when unknown).
+	MemoryCurrent uint64
+	CPUUsageNSec  uint64
+	NRestarts     uint32
+	Environment   []string
+	ControlGroup  string
+}
+
+const unknownU64 = ^uint64(0)
+
+// Info reads the service's and socket's state and resource use.
+func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
+	var in Info
+	props, err := m.conn.GetAllPropertiesContext(ctx, inst.ServiceUnit())
+	if err != nil {
+		return in, fmt.Errorf("read %s: %w", inst.ServiceUnit(), err)
+	}
+	in.ActiveState, _ = props["ActiveState"].(string)
+	in.SubState, _ = props["SubState"].(string)
+	in.Result, _ = props["Result"].(string)
+	in.MainPID, _ = props["MainPID"].(uint32)
+	in.NRestarts, _ = props["NRestarts"].(uint32)
+	in.Environment, _ = props["Environment"].([]string)
+	in.ControlGroup, _ = props["ControlGroup"].(string)
+	if v, ok := props["ActiveEnterTimestamp"].(uint64); ok && v > 0 {
+		in.ActiveSince = time.UnixMicro(int64(v))
+	}
+	if v, ok := props["InactiveEnterTimestamp"].(uint64); ok && v > 0 {
+		in.InactiveSince = time.UnixMicro(int64(v))
+	}
+	if v, ok := props["MemoryCurrent"].(uint64); ok && v != unknownU64 {
+		in.MemoryCurrent = v
+	}
+	if v, ok := props["CPUUsageNSec"].(uint64); ok && v != unknownU64 {
+		in.CPUUsageNSec = v
+	}
+	sp, err := m.conn.GetUnitPropertyContext(ctx, inst.SocketUnit(), "ActiveState")
+	if err == nil {
+		in.SocketState, _ = sp.Value.Value().(string)
+	}
+	return in, nil
+}
+
+// Exists reports whether systemd has the instance's socket unit loaded.
+func (m *Manager) Exists(ctx context.Context, inst units.Instance) (bool, error) {
+	st, err := m.conn.ListUnitsByNamesContext(ctx, []string{inst.SocketUnit(), inst.ServiceUnit()})
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", inst.Base(), err)
+	}
+	for _, u := range st {
+		if u.LoadState == "loaded" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Change is a state change of one of ten's service or socket units.
+type Change struct {
+	Instance    units.Instance
+	Kind        string
+	ActiveState string
+	SubState    string
+}
+
+// Watch delivers state changes of ten's units until ctx ends. It uses
+// systemd's PropertiesChanged signals, so nothing is polled.
+func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
+	if err := m.conn.Subscribe(); err != nil {
+		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
+	}
+	raw := make(chan *sd.PropertiesUpdate, 1024)
+	errs := make(chan error, 16)
+	m.conn.SetPropertiesSubscriber(raw, errs)
+	out := make(chan Change, 1024)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-errs:
+				m.log.Debug("systemd signal", "err", err)
+			case u := <-raw:
+				inst, kind, ok := units.FromUnit(u.UnitName)
+				if !ok {
+					continue
+				}
+				c := Change{Instance: inst, Kind: kind}
+				if v, ok := u.Changed["ActiveState"]; ok {
+					c.ActiveState, _ = v.Value().(string)
+				}
+				if v, ok := u.Changed["SubState"]; ok {
+					c.SubState, _ = v.Value().(string)
+				}
+				if c.ActiveState == "" && c.SubState == "" {
+					continue
+				}
+				select {
+				case out <- c:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}

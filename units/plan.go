@@ -1,0 +1,268 @@
+package units
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+
+	"github.com/tenhq/ten/config"
+)
+
+// Options are the inputs of a plan that do not come from the config.
+type Options struct {
+	// Port is the PORT given to the app (allocated by the caller).
+	Port int
+	// Shim is the absolute path of the ten binary that runs as the
+	// activation shim (`ten shim`) for apps that bind PORT/SOCKET_PATH.
+	Shim string
+}
+
+// Plan is everything ten creates for one instance.
+type Plan struct {
+	Instance Instance
+	// Listen is the systemd-held unix socket the router connects to.
+	Listen string
+	// AppSocket is SOCKET_PATH: where a shim-mode app binds.
+	AppSocket string
+	// Port is PORT.
+	Port int
+	// DataDir is the instance's persistent directory ({data_dir}).
+	DataDir string
+	// Argv is the app's command line after interpolation.
+	Argv []string
+	// Env is the app's environment (KEY=VALUE, sorted).
+	Env []string
+	// Socket and Service are the D-Bus properties of the two units.
+	Socket  []sd.Property
+	Service []sd.Property
+}
+
+// StateRoot is where per-instance state directories live (systemd StateDirectory).
+const StateRoot = "/var/lib/tenement"
+
+// ListenPath returns the systemd-held socket path of an instance.
+func ListenPath(socketDir string, inst Instance) string {
+	return filepath.Join(socketDir, inst.Service, inst.ID+".sock")
+}
+
+// Build plans instance id of svc.
+func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*Plan, error) {
+	inst := Instance{Service: svc.Name, ID: id}
+	if err := config.CheckName("instance id", id); err != nil {
+		return nil, fmt.Errorf("instance %s: %w", inst, err)
+	}
+	if svc.Activation == config.ActivationShim && opts.Shim == "" {
+		return nil, fmt.Errorf("instance %s: no shim binary for activation = \"shim\"", inst)
+	}
+	if svc.Isolation == config.IsolationSandbox {
+		return nil, fmt.Errorf("instance %s: isolation = \"sandbox\" needs gVisor (runsc), which this build of ten does not drive yet; use namespace", inst)
+	}
+	stateRel := filepath.Join("tenement", svc.Name, id)
+	runtimeRel := filepath.Join("tenement-app", svc.Name+"-"+id)
+	p := &Plan{
+		Instance:  inst,
+		Listen:    ListenPath(cfg.Settings.SocketDir, inst),
+		AppSocket: filepath.Join("/run", runtimeRel, "app.sock"),
+		Port:      opts.Port,
+		DataDir:   filepath.Join("/var/lib", stateRel),
+	}
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: p.DataDir, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
+	if svc.Socket != "" {
+		p.AppSocket = vars.Expand(svc.Socket)
+		vars.Socket = p.AppSocket
+	}
+	if len(svc.Args) > 0 {
+		p.Argv = append([]string{vars.Expand(svc.Command)}, expandAll(vars, svc.Args)...)
+	} else {
+		words, err := config.SplitCommand(svc.Command)
+		if err != nil {
+			return nil, fmt.Errorf("service.%s.command: %w", svc.Name, err)
+		}
+		p.Argv = expandAll(vars, words)
+	}
+	env := map[string]string{
+		"PORT":         strconv.Itoa(opts.Port),
+		"SOCKET_PATH":  p.AppSocket,
+		"DATA_DIR":     p.DataDir,
+		"TEN_INSTANCE": inst.String(),
+	}
+	for k, v := range svc.Env {
+		env[k] = vars.Expand(v)
+	}
+	for k, v := range env {
+		p.Env = append(p.Env, k+"="+v)
+	}
+	sort.Strings(p.Env)
+
+	p.Socket = socketProps(inst, p.Listen)
+	p.Service = serviceProps(svc, inst, p, opts, stateRel, runtimeRel)
+	return p, nil
+}
+
+func expandAll(v config.Vars, in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = v.Expand(s)
+	}
+	return out
+}
+
+func prop(name string, v any) sd.Property {
+	return sd.Property{Name: name, Value: dbus.MakeVariant(v)}
+}
+
+func socketProps(inst Instance, listen string) []sd.Property {
+	return []sd.Property{
+		prop("Description", "ten instance "+inst.String()+" (socket)"),
+		prop("Listen", []struct{ Type, Path string }{{"Stream", listen}}),
+		// Only root (ten's router) may connect: other tenants cannot reach
+		// this instance's socket even if they can see the path.
+		prop("SocketMode", uint32(0o600)),
+		prop("DirectoryMode", uint32(0o755)),
+		prop("RemoveOnStop", true),
+		// Sleep/wake cycles are normal here; systemd's default of 20
+		// triggers in 2 s would leave the socket failed and refusing.
+		prop("TriggerLimitIntervalUSec", uint64(0)),
+		prop("TriggerLimitBurst", uint32(0)),
+	}
+}
+
+func serviceProps(svc *config.Service, inst Instance, p *Plan, opts Options, stateRel, runtimeRel string) []sd.Property {
+	argv := p.Argv
+	if svc.Activation == config.ActivationShim {
+		argv = append([]string{opts.Shim, "shim",
+			"--instance=" + inst.String(),
+			"--socket=" + p.AppSocket,
+			"--port=" + strconv.Itoa(p.Port),
+			"--startup-timeout=" + strconv.Itoa(svc.StartupTimeout) + "s",
+			"--"}, p.Argv...)
+	}
+	type execCmd struct {
+		Path          string
+		Argv          []string
+		IgnoreFailure bool
+	}
+	props := []sd.Property{
+		prop("Description", "ten instance "+inst.String()),
+		prop("Type", "exec"),
+		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
+		prop("Environment", p.Env),
+		prop("Restart", svc.Restart),
+		prop("RestartUSec", uint64(100_000)),
+		// Wakes are starts; systemd's default of 5 starts in 10 s would
+		// fail the unit under ordinary bursty traffic.
+		prop("StartLimitIntervalUSec", uint64(0)),
+		prop("StartLimitBurst", uint32(0)),
+		prop("TimeoutStopUSec", uint64(10_000_000)),
+		prop("StateDirectory", []string{stateRel}),
+		prop("RuntimeDirectory", []string{runtimeRel}),
+		prop("CollectMode", "inactive-or-failed"),
+	}
+	if svc.Workdir != "" {
+		props = append(props, prop("WorkingDirectory", svc.Workdir))
+	} else {
+		props = append(props, prop("WorkingDirectory", p.DataDir))
+	}
+	if svc.MemoryLimitMB > 0 {
+		props = append(props, prop("MemoryMax", uint64(svc.MemoryLimitMB)<<20))
+	}
+	if svc.CPUShares > 0 {
+		props = append(props, prop("CPUWeight", uint64(svc.CPUShares)))
+	}
+	if svc.CPUQuotaPercent > 0 {
+		props = append(props, prop("CPUQuotaPerSecUSec", uint64(svc.CPUQuotaPercent)*10_000))
+	}
+	if svc.TasksMax > 0 {
+		props = append(props, prop("TasksMax", uint64(svc.TasksMax)))
+	}
+	if svc.IOWeight > 0 {
+		props = append(props, prop("IOWeight", uint64(svc.IOWeight)))
+	}
+	if svc.Network == "none" {
+		props = append(props, prop("PrivateNetwork", true))
+	}
+	if len(svc.IPAllow) > 0 {
+		props = append(props, ipAccess("IPAddressAllow", svc.IPAllow), ipAccess("IPAddressDeny", []string{"0.0.0.0/0", "::/0"}))
+	}
+	if svc.Isolation == config.IsolationNamespace || svc.Isolation == config.IsolationSandbox {
+		props = append(props, sandboxProps()...)
+	}
+	for _, m := range svc.Mounts {
+		name := "BindPaths"
+		if m.Readonly {
+			name = "BindReadOnlyPaths"
+		}
+		type bind struct {
+			Source, Dest string
+			IgnoreMissing bool
+			Options       uint64
+		}
+		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
+	}
+	return props
+}
+
+func sandboxProps() []sd.Property {
+	type list struct {
+		Allow bool
+		Names []string
+	}
+	return []sd.Property{
+		prop("DynamicUser", true),
+		prop("ProtectSystem", "strict"),
+		prop("ProtectHome", "yes"),
+		prop("PrivateTmp", true),
+		prop("PrivateDevices", true),
+		prop("ProtectProc", "invisible"),
+		prop("ProtectKernelTunables", true),
+		prop("ProtectKernelModules", true),
+		prop("ProtectKernelLogs", true),
+		prop("ProtectControlGroups", true),
+		prop("NoNewPrivileges", true),
+		// RestrictNamespaces takes the set of namespace types allowed: none.
+		prop("RestrictNamespaces", uint64(0)),
+		prop("RestrictSUIDSGID", true),
+		prop("LockPersonality", true),
+		prop("SystemCallFilter", list{Allow: true, Names: []string{"@system-service"}}),
+		// With systemd 252 a filtered call would otherwise kill the whole
+		// process, which looks like a random crash to a tenant.
+		prop("SystemCallErrorNumber", int32(1)), // EPERM
+		prop("RestrictAddressFamilies", list{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6"}}),
+	}
+}
+
+func ipAccess(name string, prefixes []string) sd.Property {
+	type entry struct {
+		Family    int32
+		Addr      []byte
+		PrefixLen uint32
+	}
+	var es []entry
+	for _, s := range prefixes {
+		pfx, err := parsePrefix(s)
+		if err != nil {
+			continue // validated in config
+		}
+		fam := int32(2) // AF_INET
+		if pfx.Addr().Is6() {
+			fam = 10
+		}
+		es = append(es, entry{Family: fam, Addr: pfx.Addr().AsSlice(), PrefixLen: uint32(pfx.Bits())})
+	}
+	return prop(name, es)
+}
+
+// Describe renders properties one per line, "Name=signature value", for
+// golden files and `ten` debugging output.
+func Describe(props []sd.Property) string {
+	var b strings.Builder
+	for _, p := range props {
+		fmt.Fprintf(&b, "%s=%s %v\n", p.Name, p.Value.Signature(), p.Value.Value())
+	}
+	return b.String()
+}
