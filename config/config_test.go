@@ -1,0 +1,134 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const good = `
+[settings]
+data_dir = "/var/lib/ten-data"
+
+[service.api]
+command = "/usr/bin/python3 -m http.server {port}"
+health = "/health"
+idle_timeout = 60
+memory_limit_mb = 256
+cpu_shares = 200
+
+[service.api.env]
+GREETING = "hi {name}:{id}"
+
+[service.worker]
+command = "/bin/worker"
+args = ["--socket", "{socket}"]
+activation = "socket"
+isolation = "process"
+
+[instances]
+api = ["prod", "staging"]
+`
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse("t.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := c.Services["api"]
+	if api.Isolation != IsolationNamespace || api.StartupTimeout != 10 || api.RequestTimeout != 30 || api.Activation != ActivationShim || api.Restart != "on-failure" {
+		t.Errorf("defaults not applied: %+v", api)
+	}
+	if !api.Lazy() {
+		t.Error("a service with idle_timeout should start lazily by default")
+	}
+	if c.Services["worker"].Lazy() {
+		t.Error("a service without idle_timeout should start eagerly by default")
+	}
+	if c.Settings.Listen != ":8080" || c.Settings.Domain != "localhost" || c.Settings.SocketDir != "/run/tenement" {
+		t.Errorf("settings defaults: %+v", c.Settings)
+	}
+	if got := c.Instances["api"]; len(got) != 2 {
+		t.Errorf("instances: %v", got)
+	}
+}
+
+func TestParseErrorsNameFileLineKey(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+	}{
+		{"unknown key", "[service.api]\ncommand = \"/bin/x\"\ncomand = \"y\"\n", "t.toml:3: service.api.comand: unknown key"},
+		{"unknown section", "[servce.api]\ncommand = \"/bin/x\"\n", "t.toml:1: servce.api: unknown key"},
+		{"bad isolation", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"jail\"\n", "t.toml:3: service.api.isolation: unknown isolation \"jail\""},
+		{"firecracker refused", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"firecracker\"\n", "service.api.isolation: ten does not run Firecracker"},
+		{"missing command", "[service.api]\nhealth = \"/h\"\n", "t.toml:1: service.api.command: is required"},
+		{"bad service name", "[service.Api_1]\ncommand = \"/bin/x\"\n", "service.Api_1: service name \"Api_1\" has 'A'"},
+		{"instances of unknown service", "[service.api]\ncommand = \"/bin/x\"\n[instances]\nweb = [\"a\"]\n", "t.toml:4: instances.web: no [service.web] is defined"},
+		{"bad instance id", "[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"../x\"]\n", "instances.api: instance id \"../x\" has '.'"},
+		{"bad placeholder", "[service.api]\ncommand = \"/bin/x {nmae}\"\n", "unknown placeholder {nmae}"},
+		{"wrong type", "[service.api]\ncommand = \"/bin/x\"\nidle_timeout = \"soon\"\n", "t.toml:3"},
+		{"syntax", "[service.api\ncommand = 1\n", "t.toml:1"},
+		{"unterminated quote", "[service.api]\ncommand = \"/bin/x 'a\"\n", "unterminated single quote"},
+		{"negative idle", "[service.api]\ncommand = \"/bin/x\"\nidle_timeout = -1\n", "service.api.idle_timeout: must not be negative"},
+		{"bad listen", "[service.api]\ncommand = \"/bin/x\"\nlisten = [\"7000\"]\n", "service.api.listen"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(tc.in))
+			if err == nil {
+				t.Fatalf("accepted bad config:\n%s", tc.in)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error is %T, want config.Errors: %v", err, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, ok := range []string{"prod", "a", "v2", "customer-42", strings.Repeat("a", 63)} {
+		if err := CheckName("id", ok); err != nil {
+			t.Errorf("%q rejected: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "../x", "a/b", "a.b", "Prod", "-a", "a-", "a b", "a@b", "a:b", strings.Repeat("a", 64), "ü"} {
+		if err := CheckName("id", bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	cases := map[string][]string{
+		`python3 -m http.server 8000`:    {"python3", "-m", "http.server", "8000"},
+		`sh -c 'echo "a b"; exit 1'`:     {"sh", "-c", `echo "a b"; exit 1`},
+		`node "my app.js" --x=\"q\"`:     {"node", "my app.js", `--x="q"`},
+		"  spaced\targs  ":               {"spaced", "args"},
+		`a\ b c`:                         {"a b", "c"},
+		`uvicorn main:app --port {port}`: {"uvicorn", "main:app", "--port", "{port}"},
+	}
+	for in, want := range cases {
+		got, err := SplitCommand(in)
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%q: got %q want %q", in, got, want)
+		}
+	}
+	if _, err := SplitCommand(`"open`); err == nil {
+		t.Error("unterminated quote accepted")
+	}
+}
+
+func TestExpand(t *testing.T) {
+	v := Vars{Name: "api", ID: "prod", DataDir: "/d", Port: "123", Socket: "/s"}
+	if got := v.Expand("{name}-{id} {data_dir} {port} {socket} {other}"); got != "api-prod /d 123 /s {other}" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -1,0 +1,84 @@
+package units
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tenhq/ten/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestParseInstance(t *testing.T) {
+	inst, err := ParseInstance("api:prod")
+	if err != nil || inst.Service != "api" || inst.ID != "prod" {
+		t.Fatalf("got %v %v", inst, err)
+	}
+	if inst.SocketUnit() != "tenement-api@prod.socket" || inst.ServiceUnit() != "tenement-api@prod.service" || inst.Base() != "tenement-api@prod" {
+		t.Errorf("unit names: %s %s", inst.SocketUnit(), inst.ServiceUnit())
+	}
+	for _, bad := range []string{"api", "api:", ":prod", "api:../x", "api:a/b", "api:" + strings.Repeat("x", 64), "api:pr od", "api:a\\b", "API:prod", "api:prod:x", "a.b:c"} {
+		if _, err := ParseInstance(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestFromUnit(t *testing.T) {
+	inst, kind, ok := FromUnit("tenement-my-api@prod-2.service")
+	if !ok || inst.Service != "my-api" || inst.ID != "prod-2" || kind != KindService {
+		t.Errorf("got %v %s %v", inst, kind, ok)
+	}
+	for _, n := range []string{"tenement-api@prod.timer", "other-api@prod.service", "tenement-api.service", "tenement.socket", "tenement-api@.service"} {
+		if _, _, ok := FromUnit(n); ok {
+			t.Errorf("%q parsed as an instance unit", n)
+		}
+	}
+}
+
+// TestGolden renders the planned units for each config in testdata/*.toml
+// and compares with testdata/*.golden (go test ./units -update rewrites them).
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.toml")
+	if len(files) == 0 {
+		t.Fatal("no golden inputs")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse("/etc/ten/tenement.toml", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			for _, name := range cfg.ServiceNames() {
+				p, err := Build(cfg, cfg.Services[name], "prod", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+				if err != nil {
+					b.WriteString("# " + name + ": error: " + err.Error() + "\n")
+					continue
+				}
+				b.WriteString("# " + p.Instance.SocketUnit() + "\n")
+				b.WriteString(Describe(p.Socket))
+				b.WriteString("# " + p.Instance.ServiceUnit() + "\n")
+				b.WriteString(Describe(p.Service))
+			}
+			golden := strings.TrimSuffix(f, ".toml") + ".golden"
+			if *update {
+				os.WriteFile(golden, []byte(b.String()), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./units -update)", err)
+			}
+			if b.String() != string(want) {
+				t.Errorf("%s differs from the plan:\n%s", golden, b.String())
+			}
+		})
+	}
+}
