@@ -2,9 +2,9 @@ package ebpf
 
 import "time"
 
-// Stats is the activity of one attached cgroup since it was attached. The
-// counters only grow; they start again from zero when the cgroup is removed
-// (a stopped service's cgroup goes away) or detached.
+// Stats is the activity of one cgroup since it was first attached. The
+// counters only grow; a cgroup that is removed (systemd removes a stopped
+// service's cgroup) and created again starts from zero with a new id.
 type Stats struct {
 	RxBytes, TxBytes     uint64 // IP packet bytes received and sent
 	RxPackets, TxPackets uint64

@@ -187,8 +187,10 @@ func (a *Accounting) linkDir(id uint64) string {
 	return filepath.Join(a.dir, "links", strconv.FormatUint(id, 10))
 }
 
-// Detach stops counting for the cgroup at cgroupPath and forgets its
-// counters. Detaching a cgroup that is not attached does nothing.
+// Detach stops counting for the cgroup at cgroupPath. Its counters stay
+// readable and go on from where they were if it is attached again: the
+// kernel frees them with the cgroup. Detaching a cgroup that is not attached
+// does nothing.
 func (a *Accounting) Detach(cgroupPath string) error {
 	id, err := CgroupID(cgroupPath)
 	if err != nil {
@@ -252,8 +254,8 @@ func (a *Accounting) Attached() []uint64 {
 	return ids
 }
 
-// Stats returns the activity of the attached cgroup with the given id (see
-// CgroupID); ok is false when the cgroup is not attached.
+// Stats returns the activity of the cgroup with the given id (see CgroupID);
+// ok is false when it was never attached or has been removed.
 func (a *Accounting) Stats(cgroupID uint64) (s Stats, ok bool, err error) {
 	var perCPU []accountingActivity
 	err = a.objs.Activity.Lookup(cgroupID, &perCPU)
@@ -270,22 +272,32 @@ func (a *Accounting) Stats(cgroupID uint64) (s Stats, ok bool, err error) {
 	return clock.stats(perCPU), true, nil
 }
 
-// All returns the activity of every attached cgroup by cgroup id.
+// All returns the activity of every cgroup that has counters (attached now
+// or before, and not removed), by cgroup id.
 func (a *Accounting) All() (map[uint64]Stats, error) {
 	clock, err := newBootClock()
 	if err != nil {
 		return nil, fmt.Errorf("accounting stats: %w", err)
 	}
 	all := make(map[uint64]Stats)
+	// MapIterator gives up on cgroup storage (it bounds iteration by
+	// max_entries, which is 0 for this map type), so walk the keys by hand.
 	var (
 		id     uint64
 		perCPU []accountingActivity
 	)
-	it := a.objs.Activity.Iterate()
-	for it.Next(&id, &perCPU) {
-		all[id] = clock.stats(perCPU)
+	err = a.objs.Activity.NextKey(nil, &id)
+	for err == nil {
+		switch err = a.objs.Activity.Lookup(id, &perCPU); {
+		case err == nil:
+			all[id] = clock.stats(perCPU)
+		case errors.Is(err, ebpf.ErrKeyNotExist): // detached meanwhile
+		default:
+			return nil, fmt.Errorf("accounting stats of cgroup %d: %w", id, err)
+		}
+		err = a.objs.Activity.NextKey(id, &id)
 	}
-	if err := it.Err(); err != nil {
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, fmt.Errorf("accounting stats: %w", err)
 	}
 	return all, nil
