@@ -277,6 +277,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer b.release()
+	// Let request and response bodies stream in both directions at once
+	// (the Go server otherwise stops reading the body once it answers).
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
 	ctx := context.WithValue(req.Context(), ctxKey{}, &reqState{b: b, waking: waking})
 	r.proxy.ServeHTTP(w, req.WithContext(ctx))

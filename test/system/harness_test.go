@@ -1,0 +1,327 @@
+// Package system holds ten's system tests: they drive the built `ten` binary
+// against a real systemd (PID 1 of this host, or a private one booted by
+// internal/systemtest) and check what a user would check: HTTP answers,
+// `systemctl show` properties, the journal, the process table.
+package system
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/internal/systemtest"
+)
+
+// Binaries are copied here inside the box: a checkout under /root would be
+// hidden from sandboxed instances by ProtectHome.
+const binDir = "/run/ten-test/bin"
+
+var (
+	tenBin  = filepath.Join(binDir, "ten")
+	echoBin = filepath.Join(binDir, "echoapp")
+)
+
+func TestMain(m *testing.M) {
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
+		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", b[0], err)
+			os.Exit(1)
+		}
+	}
+	systemtest.Main(m)
+}
+
+func moduleRoot() (string, error) {
+	d, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		d = p
+	}
+}
+
+var installOnce sync.Once
+
+func install(t *testing.T) {
+	t.Helper()
+	systemtest.Require(t)
+	installOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(binDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod("/run/ten-test", 0o755)
+		for _, n := range []string{"ten", "echoapp"} {
+			data, err := os.ReadFile(filepath.Join(root, "bin", n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmp := filepath.Join(binDir, "."+n)
+			if err := os.WriteFile(tmp, data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(binDir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// tenServer is one `ten serve` process started by a test.
+type tenServer struct {
+	t       *testing.T
+	dir     string
+	config  string
+	addr    string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeConfig writes a tenement.toml with [settings] pointing at a fresh data
+// dir and port, followed by body. ECHO in body is replaced by echoapp's path.
+func writeConfig(t *testing.T, body string) (dir, path, addr string) {
+	t.Helper()
+	dir = t.TempDir()
+	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.ReplaceAll(body, "ECHO", echoBin))
+	path = filepath.Join(dir, "tenement.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path, addr
+}
+
+// startTen writes the config and starts `ten serve` on it; the server and
+// every unit it made are removed when the test ends.
+func startTen(t *testing.T, body string) *tenServer {
+	t.Helper()
+	install(t)
+	dir, path, addr := writeConfig(t, body)
+	s := &tenServer{t: t, dir: dir, config: path, addr: addr}
+	s.start()
+	t.Cleanup(func() {
+		s.kill()
+		removeAllUnits(t)
+		if t.Failed() {
+			t.Logf("ten serve log:\n%s", s.log.String())
+		}
+	})
+	return s
+}
+
+func (s *tenServer) start() {
+	s.t.Helper()
+	s.log = &syncBuffer{}
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(tenBin, "serve", "--config", s.config)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { s.exitErr = s.cmd.Wait(); close(s.exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			s.t.Fatalf("ten serve exited: %v\n%s", s.exitErr, s.log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + s.addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("ten serve did not answer /health within 20s\n%s", s.log.String())
+}
+
+// kill ends ten serve with SIGKILL, as a crash would.
+func (s *tenServer) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// ten runs the CLI against this server.
+func (s *tenServer) ten(args ...string) (string, error) {
+	s.t.Helper()
+	full := append([]string{"--server", "http://" + s.addr, "--data-dir", filepath.Join(s.dir, "data")}, args...)
+	out, err := exec.Command(tenBin, full...).CombinedOutput()
+	return string(out), err
+}
+
+// mustTen runs the CLI and fails the test on error.
+func (s *tenServer) mustTen(args ...string) string {
+	s.t.Helper()
+	out, err := s.ten(args...)
+	if err != nil {
+		s.t.Fatalf("ten %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+var client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// get sends GET path with the given Host header to the router.
+func (s *tenServer) get(host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+s.addr+path, nil)
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func (s *tenServer) mustGet(host, path string) string {
+	s.t.Helper()
+	code, body, err := s.get(host, path)
+	if err != nil || code != 200 {
+		s.t.Fatalf("GET %s%s: %d %v\n%s", host, path, code, err, body)
+	}
+	return body
+}
+
+// psState returns the STATE column of `ten ps` for inst.
+func (s *tenServer) psState(inst string) string {
+	s.t.Helper()
+	out := s.mustTen("ps")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == inst {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// waitState polls `ten ps` until inst shows state.
+func (s *tenServer) waitState(inst, state string, within time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	got := ""
+	for time.Now().Before(deadline) {
+		if got = s.psState(inst); got == state {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: state %q after %s, want %q\n%s", inst, got, within, state, s.mustTen("ps"))
+}
+
+// show returns one property of a unit as `systemctl show` prints it.
+func show(t *testing.T, unit, prop string) string {
+	t.Helper()
+	out, err := exec.Command("systemctl", "show", "-p", prop, "--value", unit).Output()
+	if err != nil {
+		t.Fatalf("systemctl show %s %s: %v", unit, prop, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// journal returns what the unit wrote to the journal.
+func journal(t *testing.T, unit string) string {
+	t.Helper()
+	exec.Command("journalctl", "--sync").Run()
+	out, _ := exec.Command("journalctl", "-u", unit, "--no-pager", "-o", "cat").CombinedOutput()
+	return string(out)
+}
+
+// tenUnits lists the loaded units of ten.
+func tenUnits(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "tenement-*").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+func removeAllUnits(t *testing.T) {
+	names := tenUnits(t)
+	if len(names) == 0 {
+		return
+	}
+	args := append([]string{"stop"}, names...)
+	exec.Command("systemctl", args...).Run()
+	exec.Command("systemctl", append([]string{"reset-failed"}, names...)...).Run()
+}
+
+func mainPID(t *testing.T, inst string) int {
+	t.Helper()
+	pid, _ := strconv.Atoi(show(t, "tenement-"+strings.Replace(inst, ":", "@", 1)+".service", "MainPID"))
+	return pid
+}
+
+func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
