@@ -283,6 +283,10 @@ func (d *Dispatcher) AddBinding(b Binding) error {
 		if err != nil {
 			return fmt.Errorf("add binding %s: %w", b, err)
 		}
+		// Lookup finds the longest prefix; only the same prefix is this key.
+		if v.Prefixlen != addrBits {
+			continue
+		}
 		if owner := labels[v.Destination]; owner.label() != b.Label {
 			return fmt.Errorf("add binding %s: %s is bound to %q", b, k.binding(owner.label()).String(), owner.label())
 		}
@@ -313,7 +317,7 @@ func (d *Dispatcher) RemoveBinding(b Binding) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	keys, dest, _ := bindingKeys(b)
+	keys, dest, addrBits := bindingKeys(b)
 	id, ok, err := d.destination(dest, false)
 	if err != nil {
 		return fmt.Errorf("remove binding %s: %w", b, err)
@@ -324,7 +328,7 @@ func (d *Dispatcher) RemoveBinding(b Binding) error {
 		if !ok {
 			break
 		}
-		if err := d.objs.Bindings.Lookup(&k, &v); err != nil || v.Destination != id {
+		if err := d.objs.Bindings.Lookup(&k, &v); err != nil || v.Destination != id || v.Prefixlen != addrBits {
 			continue
 		}
 		if err := d.objs.Bindings.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -306,16 +306,13 @@ func TestDispatchPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(t, "127.0.1.5:7000")
-	if entries, _ := os.ReadDir(pins); len(entries) != 0 {
-		t.Errorf("pins left after Unload: %v", entries)
+	if left, _ := filepath.Glob(filepath.Join(pins, "dispatch-*")); len(left) != 0 {
+		t.Errorf("pins left after Unload: %v", left)
 	}
 	// A fresh load after Unload starts empty.
 	d = newDispatcher(t, ns, pins)
 	defer d.Close()
 	if got, _ := d.Bindings(); len(got) != 0 {
 		t.Errorf("bindings after Unload: %v", got)
-	}
-	if _, err := os.Stat(filepath.Join(pins)); err != nil {
-		t.Error(err)
 	}
 }
