@@ -161,7 +161,6 @@ func serviceProps(svc *config.Service, inst Instance, p *Plan, opts Options, sta
 		prop("TimeoutStopUSec", uint64(10_000_000)),
 		prop("StateDirectory", []string{stateRel}),
 		prop("RuntimeDirectory", []string{runtimeRel}),
-		prop("CollectMode", "inactive-or-failed"),
 	}
 	if svc.Workdir != "" {
 		props = append(props, prop("WorkingDirectory", svc.Workdir))

@@ -51,7 +51,7 @@ func main() {
 			"remote": r.RemoteAddr, "host": r.Host,
 			"x_forwarded_for": r.Header.Get("X-Forwarded-For"), "x_forwarded_host": r.Header.Get("X-Forwarded-Host"),
 			"x_forwarded_proto": r.Header.Get("X-Forwarded-Proto"),
-			"port": os.Getenv("PORT"), "socket_path": os.Getenv("SOCKET_PATH"), "data_dir": os.Getenv("DATA_DIR"),
+			"port":              os.Getenv("PORT"), "socket_path": os.Getenv("SOCKET_PATH"), "data_dir": os.Getenv("DATA_DIR"),
 			"greeting": os.Getenv("GREETING"),
 		})
 	})
