@@ -45,7 +45,7 @@ func Supported() error {
 }
 
 func checkCapabilities() error {
-	f, err := os.Open("/proc/self/status")
+	f, err := os.Open("/proc/thread-self/status") // capabilities are per thread
 	if err != nil {
 		return fmt.Errorf("%w: read capabilities: %w", ErrNoPrivilege, err)
 	}

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"context"
 	"bufio"
 	"errors"
 	"fmt"
@@ -116,14 +117,7 @@ func linkUp(name string) error {
 // host's mounts are never touched. Pin paths are valid on this goroutine.
 func newBPFFS(tb testing.TB) string {
 	tb.Helper()
-	requireRoot(tb)
-	runtime.LockOSThread() // never unlocked, see newNetNS
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		tb.Fatalf("unshare mount namespace: %v", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		tb.Fatalf("make mounts private: %v", err)
-	}
+	privateMounts(tb)
 	dir := tb.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
 		tb.Fatalf("mount bpffs: %v", err)
@@ -134,6 +128,20 @@ func newBPFFS(tb testing.TB) string {
 		}
 	})
 	return dir
+}
+
+// privateMounts moves the calling goroutine's thread into a mount namespace
+// of its own, with propagation to the host's mounts cut.
+func privateMounts(tb testing.TB) {
+	tb.Helper()
+	requireRoot(tb)
+	runtime.LockOSThread() // never unlocked, see newNetNS
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		tb.Fatalf("unshare mount namespace: %v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		tb.Fatalf("make mounts private: %v", err)
+	}
 }
 
 // newCgroup creates a cgroup v2 subtree for the test (on hybrid hosts under
@@ -244,7 +252,8 @@ func startHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.
 //	echo:   listen on 127.0.0.1:0; with TEN_HELPER_DIAL, first open a
 //	        connection there and exchange TEN_HELPER_BYTES bytes; print the
 //	        listen address, then echo every connection.
-//	hold:   listen on 127.0.0.1:0, print the address, accept nothing.
+//	hold:   listen on 127.0.0.1:0 (plain TCP), print the address, accept
+//	        nothing.
 //	accept: echo the connections of the listener passed as fd 3.
 //	spawn:  listen on 127.0.0.1:0 and start an `accept` helper in the cgroup
 //	        TEN_HELPER_CGROUP with that listener, the way systemd hands a
@@ -266,7 +275,10 @@ func runHelper(mode string) error {
 		fmt.Println(ln.Addr())
 		return echoLoop(ln)
 	case "hold":
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		// Plain TCP, as systemd's sockets: Go would listen with MPTCP.
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,93 @@
+//go:build !linux
+
+package ebpf
+
+import (
+	"log/slog"
+	"os"
+	"syscall"
+)
+
+// DefaultBPFFS is where the kernel's bpf filesystem is conventionally mounted.
+const DefaultBPFFS = "/sys/fs/bpf"
+
+// Supported reports why BPF cannot be used: it is Linux-only.
+func Supported() error { return ErrNotSupported }
+
+// CgroupV2Root returns ErrNotSupported: cgroups are Linux-only.
+func CgroupV2Root() (string, error) { return "", ErrNotSupported }
+
+// CgroupID returns ErrNotSupported: cgroups are Linux-only.
+func CgroupID(path string) (uint64, error) { return 0, ErrNotSupported }
+
+// EnsureBPFFS returns ErrNotSupported: bpffs is Linux-only.
+func EnsureBPFFS(path string) error { return ErrNotSupported }
+
+// FindListener returns ErrNotSupported: pidfd_getfd is Linux-only.
+func FindListener(pid int, network, addr string) (*os.File, error) { return nil, ErrNotSupported }
+
+// Accounting counts the network activity of cgroups; Linux-only.
+type Accounting struct{}
+
+// LoadAccounting returns ErrNotSupported: BPF is Linux-only.
+func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
+	return nil, ErrNotSupported
+}
+
+// Attach returns ErrNotSupported.
+func (a *Accounting) Attach(cgroupPath string) error { return ErrNotSupported }
+
+// Detach returns ErrNotSupported.
+func (a *Accounting) Detach(cgroupPath string) error { return ErrNotSupported }
+
+// Prune returns ErrNotSupported.
+func (a *Accounting) Prune() error { return ErrNotSupported }
+
+// Attached returns nothing.
+func (a *Accounting) Attached() []uint64 { return nil }
+
+// Stats returns ErrNotSupported.
+func (a *Accounting) Stats(cgroupID uint64) (Stats, bool, error) {
+	return Stats{}, false, ErrNotSupported
+}
+
+// All returns ErrNotSupported.
+func (a *Accounting) All() (map[uint64]Stats, error) { return nil, ErrNotSupported }
+
+// Close does nothing.
+func (a *Accounting) Close() error { return nil }
+
+// Unload does nothing.
+func (a *Accounting) Unload() error { return nil }
+
+// Dispatcher steers L4 connections with sk_lookup; Linux-only.
+type Dispatcher struct{}
+
+// LoadDispatcher returns ErrNotSupported: BPF is Linux-only.
+func LoadDispatcher(netnsPath, pinDir string, log *slog.Logger) (*Dispatcher, error) {
+	return nil, ErrNotSupported
+}
+
+// AddBinding returns ErrNotSupported.
+func (d *Dispatcher) AddBinding(b Binding) error { return ErrNotSupported }
+
+// RemoveBinding returns ErrNotSupported.
+func (d *Dispatcher) RemoveBinding(b Binding) error { return ErrNotSupported }
+
+// Bindings returns ErrNotSupported.
+func (d *Dispatcher) Bindings() ([]Binding, error) { return nil, ErrNotSupported }
+
+// RegisterSocket returns ErrNotSupported.
+func (d *Dispatcher) RegisterSocket(label string, conn syscall.Conn) error { return ErrNotSupported }
+
+// UnregisterSocket returns ErrNotSupported.
+func (d *Dispatcher) UnregisterSocket(label string) error { return ErrNotSupported }
+
+// Destinations returns ErrNotSupported.
+func (d *Dispatcher) Destinations() ([]Destination, error) { return nil, ErrNotSupported }
+
+// Close does nothing.
+func (d *Dispatcher) Close() error { return nil }
+
+// Unload does nothing.
+func (d *Dispatcher) Unload() error { return nil }
