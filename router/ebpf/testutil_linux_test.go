@@ -1,8 +1,8 @@
 package ebpf
 
 import (
-	"context"
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
