@@ -258,10 +258,14 @@ func (b *Box) Name() string { return b.name }
 // through a re-execution of the current binary that stays its parent on the
 // host side; signals sent to that process are forwarded (^C and ^\ from a
 // terminal reach the command directly), and it exits as the command does.
+// When ctx is done the command is killed (SIGKILL) inside the box; Cancel
+// and WaitDelay are set to do that and may be replaced.
 func (b *Box) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cfg, _ := json.Marshal(execConfig{Name: b.name, PID: b.pid, Cgroups: b.cgroups})
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args = append([]string{stageExec, string(cfg), name}, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(sigCancel) }
+	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
 

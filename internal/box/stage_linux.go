@@ -238,7 +238,7 @@ func runExec(arg string, argv []string) int {
 	}
 	sigs := make(chan os.Signal, 16)
 	forward := []os.Signal{unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGINT, unix.SIGQUIT}
-	signal.Notify(sigs, forward...)
+	signal.Notify(sigs, append(forward, sigCancel)...)
 	// A terminal sends ^C and ^\ to the whole foreground process group, the
 	// child included; forwarding them too would deliver them twice.
 	tty := isTerminal(0)
@@ -251,10 +251,13 @@ func runExec(arg string, argv []string) int {
 		for {
 			select {
 			case s := <-sigs:
-				if tty && (s == unix.SIGINT || s == unix.SIGQUIT) {
-					continue
+				switch {
+				case s == sigCancel:
+					_ = cmd.Process.Kill()
+				case tty && (s == unix.SIGINT || s == unix.SIGQUIT):
+				default:
+					_ = cmd.Process.Signal(s)
 				}
-				_ = cmd.Process.Signal(s)
 			case <-waited:
 				return
 			}
@@ -273,6 +276,12 @@ func runExec(arg string, argv []string) int {
 	}
 	return ws.ExitStatus()
 }
+
+// sigCancel asks stageExec to SIGKILL its command and then die of SIGKILL
+// itself, which is what exec.CommandContext does to a plain command. Killing
+// stageExec directly would orphan the command inside the box to the host's
+// init, and the box's PID 1 could not finish exiting until that reaped it.
+const sigCancel = syscall.Signal(38) // SIGRTMIN+4; Go uses no real-time signals
 
 // runLeash sets SIGKILL as its parent-death signal, makes sure the parent
 // (stageExec, on this thread's other side of the PID namespace) is still
