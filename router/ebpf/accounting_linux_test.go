@@ -2,8 +2,13 @@ package ebpf
 
 import (
 	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func newAccounting(tb testing.TB, pinDir string) *Accounting {
@@ -238,4 +243,49 @@ func TestAccountingPinned(t *testing.T) {
 		t.Error("after Unload, the cgroup still has stats")
 	}
 
+}
+
+// TestAccountingPrune: systemd removes a stopped service's cgroup; its links
+// become defunct and are dropped, by Prune and when a pinned state is loaded.
+func TestAccountingPrune(t *testing.T) {
+	newNetNS(t).enter(t)
+	pins := newBPFFS(t)
+	cgs := newCgroup(t, "a", "b", "c")
+	a := newAccounting(t, pins)
+	for _, cg := range cgs {
+		if err := a.Attach(cg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]uint64, len(cgs))
+	for i, cg := range cgs {
+		ids[i], _ = CgroupID(cg)
+	}
+	if err := unix.Rmdir(cgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel releases a removed cgroup's programs from a work queue.
+	for i := 0; i < 200 && len(a.Attached()) == 3; i++ {
+		time.Sleep(10 * time.Millisecond)
+		if err := a.Prune(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.Attached(); len(got) != 2 || slices.Contains(got, ids[0]) {
+		t.Errorf("after Prune: attached %v, want %v", got, ids[1:])
+	}
+	a.Close()
+
+	if err := unix.Rmdir(cgs[1]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // see above
+	b := newAccounting(t, pins)
+	if got := b.Attached(); len(got) != 1 || got[0] != ids[2] {
+		t.Errorf("after reload: attached %v, want [%d]", got, ids[2])
+	}
+	left, _ := filepath.Glob(filepath.Join(pins, "accounting", "links", "*"))
+	if len(left) != 1 || filepath.Base(left[0]) != strconv.FormatUint(ids[2], 10) {
+		t.Errorf("pinned links left: %v, want only %d", left, ids[2])
+	}
 }
