@@ -6,6 +6,9 @@
 # change the objects live in generate.go, so `go generate ./...` gives the same
 # bytes; the flags here only add warnings.
 
+# Keep the including Makefile's default goal: these targets come first there.
+bpf_default_goal := $(.DEFAULT_GOAL)
+
 CLANG ?= clang
 LLVM_STRIP ?= llvm-strip
 BPF_CLANG_MAJOR ?= 14
@@ -29,3 +32,5 @@ check-clang:
 		echo "$(CLANG) is clang $${v:-missing}; the committed objects are built with clang $(BPF_CLANG_MAJOR) (set CLANG=clang-$(BPF_CLANG_MAJOR))"; \
 		exit 1; \
 	fi
+
+.DEFAULT_GOAL := $(bpf_default_goal)

@@ -21,9 +21,13 @@ import (
 
 // Privileged tests load real programs into the running kernel. They need
 // root; without it they skip, unless TEN_REQUIRE_SYSTEM is set (CI), where
-// a skip could hide a regression and they fail instead.
+// a skip could hide a regression and they fail instead. `make test-unit`
+// (TEN_UNIT_ONLY) skips them even as root.
 func requireRoot(tb testing.TB) {
 	tb.Helper()
+	if os.Getenv("TEN_UNIT_ONLY") != "" {
+		tb.Skip("privileged test; TEN_UNIT_ONLY is set")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
