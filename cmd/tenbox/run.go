@@ -19,7 +19,8 @@ import (
 
 // boxFlags are the options every command that boots a box takes.
 type boxFlags struct {
-	RW          []string      `name:"rw" placeholder:"DIR" type:"existingdir" help:"Bind DIR read-write into the box at the same path (repeatable)."`
+	RW          []string      `name:"rw" sep:"none" placeholder:"DIR" type:"existingdir" help:"Bind DIR read-write into the box at the same path (repeatable)."`
+	Publish     []string      `short:"p" sep:"none" placeholder:"[HOSTIP:]HOSTPORT:BOXPORT" help:"Forward a TCP port of the host (127.0.0.1 unless HOSTIP) to 127.0.0.1:BOXPORT in the box, whose network is its own (repeatable)."`
 	Name        string        `default:"tenbox" help:"Box name, also its host name."`
 	KeepConsole bool          `help:"Copy systemd's console output to stderr."`
 	BootTimeout time.Duration `default:"60s" help:"Give up booting after this long."`
@@ -50,14 +51,23 @@ func runInBox(ctx context.Context, f boxFlags, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("no command")
 	}
+	var pubs []publish
+	for _, s := range f.Publish {
+		p, err := parsePublish(s)
+		if err != nil {
+			return err
+		}
+		pubs = append(pubs, p)
+	}
 	level := slog.LevelWarn
 	if f.Verbose {
 		level = slog.LevelDebug
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	opts := box.Options{
 		Name:        f.Name,
 		RW:          f.RW,
-		Log:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Log:         log,
 		BootTimeout: f.BootTimeout,
 	}
 	if f.KeepConsole {
@@ -71,6 +81,13 @@ func runInBox(ctx context.Context, f boxFlags, argv []string) error {
 		return err
 	}
 	defer b.Close()
+	for _, p := range pubs {
+		stop, err := p.serve(b, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	cmd := b.Command(context.Background(), argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

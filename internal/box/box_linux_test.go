@@ -1,12 +1,14 @@
 package box
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +148,40 @@ func TestBoot(t *testing.T) {
 			if e.Name() != "lo" && strings.Contains(" "+strings.ReplaceAll(inside, "\n", " ")+" ", " "+e.Name()+" ") {
 				t.Errorf("host interface %s visible in the box", e.Name())
 			}
+		}
+	})
+
+	t.Run("Listen and Dial", func(t *testing.T) {
+		ln, err := b.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("hello from the host process\n"))
+				c.Close()
+			}
+		}()
+		addr := ln.Addr().(*net.TCPAddr)
+		// A program in the box reaches the listener...
+		got := inBox(t, b, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; cat <&3", addr.Port))
+		if got != "hello from the host process" {
+			t.Errorf("in the box: %q", got)
+		}
+		// ...and so does Dial.
+		c, err := b.Dial(t.Context(), "tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if line != "hello from the host process\n" {
+			t.Errorf("Dial: %q", line)
 		}
 	})
 

@@ -4,6 +4,7 @@ package box
 
 import (
 	"context"
+	"net"
 	"os/exec"
 )
 
@@ -25,6 +26,14 @@ func (b *Box) Command(ctx context.Context, name string, args ...string) *exec.Cm
 	cmd.Err = ErrNotSupported
 	return cmd
 }
+
+// Dial returns ErrNotSupported.
+func (b *Box) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	return nil, ErrNotSupported
+}
+
+// Listen returns ErrNotSupported.
+func (b *Box) Listen(network, address string) (net.Listener, error) { return nil, ErrNotSupported }
 
 // Close does nothing.
 func (b *Box) Close() error { return nil }

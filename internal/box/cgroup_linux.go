@@ -226,13 +226,18 @@ func joinExec(cgs []boxCgroup, pid int) error {
 	for _, cg := range cgs {
 		leaf := filepath.Join(cg.Dir, execCgroup)
 		var err error
-		for range 3 { // systemd may trim the empty leaf between mkdir and join
+		// systemd, starting, may remove the empty leaf between mkdir and
+		// join: the write then fails with ENOENT, or ENODEV if the cgroup
+		// is being removed.
+		for try := range 20 {
 			if err = makeCgroup(leaf, cg.Cpuset); err != nil {
 				return err
 			}
-			if err = joinCgroups([]string{leaf}, pid); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			err = joinCgroups([]string{leaf}, pid)
+			if err == nil || !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)) {
 				break
 			}
+			time.Sleep(time.Duration(try) * time.Millisecond)
 		}
 		if err != nil {
 			return err

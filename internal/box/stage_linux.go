@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,6 +118,14 @@ func runInit(arg string) int {
 	}
 	if err := dropBounding(); err != nil {
 		return fail(err)
+	}
+	// As on a systemd host, PID 1 may hand services up to fs.nr_open files
+	// (it keeps the limit it starts with in a container); this process's
+	// limit only.
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n})
+		}
 	}
 	env := []string{"container=ten-box"}
 	argv := []string{cfg.Systemd, "--unit=" + bootTarget}
