@@ -87,7 +87,7 @@ func Boot(ctx context.Context, opts Options) (_ *Box, err error) {
 		return nil, fmt.Errorf("box: %w", err)
 	}
 	removeStale(hs)
-	id := fmt.Sprintf("%s%s.%d.%d", cgroupPrefix, name, os.Getpid(), boxSeq.Add(1))
+	id := boxID(name, boxSeq.Add(1))
 	cgs, err := makeCgroups(hs, id)
 	if err != nil {
 		return nil, fmt.Errorf("box: %w", err)

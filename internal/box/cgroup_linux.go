@@ -338,25 +338,39 @@ func cgroupPIDs(dir string) []int {
 	return pids
 }
 
-// cgroupPrefix starts the name of every box's root cgroup; the owner's PID
-// and a counter follow, so that a later Boot can tell a leftover of a dead
-// owner from a live box of another process.
+// cgroupPrefix starts the name of every box's root cgroup:
+// "ten-box.NAME.PIDNS.PID.N", with the owner's PID namespace (inode) and PID
+// and a counter, so that a later Boot can tell a leftover of a dead owner
+// from a live box of another process.
 const cgroupPrefix = "ten-box."
 
+// boxID names a new box's root cgroup.
+func boxID(name string, n int64) string {
+	return fmt.Sprintf("%s%s.%d.%d.%d", cgroupPrefix, name, pidNS(), os.Getpid(), n)
+}
+
+// pidNS returns the inode of this process's PID namespace.
+func pidNS() uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
 // removeStale removes box cgroups left by owners that no longer exist (a test
-// binary killed with SIGKILL cannot run Close).
+// binary killed with SIGKILL cannot run Close). Owners in another PID
+// namespace are left alone: their PIDs mean nothing here.
 func removeStale(hs []hierarchy) {
+	ns := pidNS()
 	for _, h := range hs {
 		ents, err := os.ReadDir(h.dir)
 		if err != nil {
 			continue
 		}
 		for _, e := range ents {
-			owner, ok := staleOwner(e.Name())
-			if !ok || !e.IsDir() {
-				continue
-			}
-			if err := syscall.Kill(owner, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			ownerNS, owner, ok := staleOwner(e.Name())
+			if !ok || !e.IsDir() || ownerNS != ns || alive(owner) {
 				continue
 			}
 			_ = removeCgroups([]boxCgroup{{Dir: filepath.Join(h.dir, e.Name())}}, 0)
@@ -364,20 +378,33 @@ func removeStale(hs []hierarchy) {
 	}
 }
 
-// staleOwner parses the owner PID out of a box cgroup name
-// "ten-box.NAME.PID.N".
-func staleOwner(name string) (int, bool) {
+// alive reports whether process pid exists and is not a zombie (an owner
+// killed with SIGKILL stays one until its parent reaps it).
+func alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(st), ')')
+	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
+}
+
+// staleOwner parses the owner's PID namespace and PID out of a box cgroup
+// name.
+func staleOwner(name string) (ns uint64, pid int, ok bool) {
 	rest, ok := strings.CutPrefix(name, cgroupPrefix)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Split(rest, ".")
-	if len(f) < 3 {
-		return 0, false
+	if len(f) != 4 {
+		return 0, 0, false
 	}
-	pid, err := strconv.Atoi(f[len(f)-2])
-	if err != nil || pid <= 0 {
-		return 0, false
+	ns, err1 := strconv.ParseUint(f[1], 10, 64)
+	pid, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || pid <= 0 {
+		return 0, 0, false
 	}
-	return pid, true
+	return ns, pid, true
 }

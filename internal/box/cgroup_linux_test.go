@@ -86,18 +86,26 @@ func TestUnescapeMount(t *testing.T) {
 }
 
 func TestStaleOwner(t *testing.T) {
-	for name, want := range map[string]int{
-		"ten-box.ten-test.1234.1": 1234,
-		"ten-box.a.b.77.12":       77,
-		"ten-box.x.0.1":           0,
-		"ten-box.x.1":             0,
-		"system.slice":            0,
-		"ten-box-exec":            0,
+	for name, want := range map[string][2]int{
+		"ten-box.ten-test.4026531836.1234.1": {4026531836, 1234},
+		"ten-box.x.7.77.12":                  {7, 77},
+		"ten-box.x.7.0.1":                    {},
+		"ten-box.x.1234.1":                   {},
+		"ten-box.a.b.7.77.12":                {},
+		"system.slice":                       {},
+		"ten-box-exec":                       {},
 	} {
-		got, ok := staleOwner(name)
-		if got != want || ok != (want != 0) {
-			t.Errorf("staleOwner(%q) = %d, %v; want %d", name, got, ok, want)
+		ns, pid, ok := staleOwner(name)
+		if int(ns) != want[0] || pid != want[1] || ok != (want[1] != 0) {
+			t.Errorf("staleOwner(%q) = %d, %d, %v; want %v", name, ns, pid, ok, want)
 		}
+	}
+	id := boxID("t", 3)
+	if ns, pid, ok := staleOwner(id); !ok || ns != pidNS() || pid != os.Getpid() {
+		t.Errorf("boxID %q parses as %d, %d, %v", id, ns, pid, ok)
+	}
+	if !alive(os.Getpid()) || alive(1<<30) {
+		t.Error("alive")
 	}
 }
 
