@@ -97,6 +97,14 @@ func TestBoot(t *testing.T) {
 			failed, _ := tryInBox(t, b, "systemctl", "--failed", "--no-legend")
 			t.Fatalf("is-system-running = %q, want running; failed: %s", got, failed)
 		}
+		// The process list holds the command itself, under /ten-box-exec,
+		// and nothing systemd cannot read.
+		var stdout, stderr bytes.Buffer
+		cmd := b.Command(t.Context(), "systemctl", "status", "--no-pager")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stderr.Len() > 0 || !strings.Contains(stdout.String(), "─ten-box-exec") {
+			t.Errorf("systemctl status: %v\n%s%s", err, stdout.String(), stderr.String())
+		}
 		if got := inBox(t, b, "hostname"); got != "box-test" {
 			t.Errorf("hostname = %q", got)
 		}

@@ -175,8 +175,7 @@ func unescapeMount(s string) string {
 }
 
 // execCgroup is the leaf cgroup, under the box's root cgroup, that commands
-// run by Box.Command join before entering the box's namespaces. Inside the
-// box it is /ten-box-exec; a leaf, so that it never conflicts with the
+// run by Box.Command are put in. Inside the box it is /ten-box-exec; a leaf, so that it never conflicts with the
 // cgroup v2 rule against processes in inner nodes. It is made on demand:
 // systemd removes empty cgroups it does not know when it starts.
 const execCgroup = "ten-box-exec"

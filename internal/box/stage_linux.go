@@ -188,11 +188,6 @@ func runExec(arg string, argv []string) int {
 	if len(argv) == 0 {
 		return fail(errors.New("exec stage: no command"))
 	}
-	// Join the cgroups first, through the host's /sys: inside the cgroup
-	// namespace our cgroup is then /ten-box-exec, not a path outside.
-	if err := joinExec(cfg.Cgroups, os.Getpid()); err != nil {
-		return fail(err)
-	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		cwd = "/"
@@ -229,7 +224,7 @@ func runExec(arg string, argv []string) int {
 		return 127
 	}
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, EnvInside+"=") })
-	// The leash's end of this pipe sees a hang-up once we are gone.
+	// One byte on this pipe releases the leash; its end if we die.
 	leashR, leashW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
@@ -255,6 +250,21 @@ func runExec(arg string, argv []string) int {
 		return fail(fmt.Errorf("start %s: %w", argv[0], err))
 	}
 	leashR.Close()
+	// Only the command joins the box's cgroups, not this process: systemd
+	// inside reads PIDs from them, and ours does not exist in its PID
+	// namespace (cgroup v2 lists it as 0, which systemd takes for an I/O
+	// error). Another goroutine does it, on a thread still in the host's
+	// mount namespace where the host's /sys/fs/cgroup is.
+	joined := make(chan error, 1)
+	go func() { joined <- joinExec(cfg.Cgroups, cmd.Process.Pid) }()
+	if err := <-joined; err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fail(err)
+	}
+	if _, err := leashW.Write([]byte{1}); err != nil {
+		return fail(fmt.Errorf("release the command: %w", err))
+	}
 	waited := make(chan struct{})
 	go func() {
 		for {
@@ -292,18 +302,19 @@ func runExec(arg string, argv []string) int {
 // init, and the box's PID 1 could not finish exiting until that reaped it.
 const sigCancel = syscall.Signal(38) // SIGRTMIN+4; Go uses no real-time signals
 
-// runLeash sets SIGKILL as its parent-death signal, makes sure the parent
-// (stageExec, on this thread's other side of the PID namespace) is still
-// there, and execs argv[0] at path.
+// runLeash sets SIGKILL as its parent-death signal, waits until its parent
+// (stageExec, on the other side of the PID namespace) has put it in the
+// box's cgroups, and execs argv[0] at path. If the parent dies first, the
+// pipe on fd 3 ends without the byte.
 func runLeash(path string, argv []string) int {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "ten-box: %v\n", err)
 		return 125
 	}
 	const fd = 3
-	pfd := []unix.PollFd{{Fd: fd, Events: unix.POLLIN}}
-	if n, err := unix.Poll(pfd, 0); err != nil || (n > 0 && pfd[0].Revents&unix.POLLHUP != 0) {
-		return 137 // the parent died before the death signal was set
+	var b [1]byte
+	if n, err := unix.Read(fd, b[:]); n != 1 || err != nil {
+		return 137
 	}
 	unix.Close(fd)
 	if len(argv) == 0 {
