@@ -188,6 +188,12 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("second RemoveBinding: %v, want not exist", err)
 	}
 	landsOn(t, "127.0.1.5:7000", all)
+	if err := d.UnregisterSocket("all:x"); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "127.0.1.5:7000")
+	mustRegister(t, d, "all:x", all)
+	landsOn(t, "127.0.1.5:7000", all)
 
 	// A socket closed by its owner leaves the dispatcher by itself.
 	one.Close()
