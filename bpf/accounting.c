@@ -15,6 +15,10 @@
  * attached ancestor (never twice for the same attachment, never lost to a
  * child cgroup the map does not know), and the entry disappears with the
  * attachment. User space reads the map with the attach cgroup's id as key.
+ * (Checked on 6.x: in cgroup_skb programs bpf_skb_cgroup_id() and
+ * bpf_sk_cgroup_id(bpf_sk_fullsock(skb->sk)) both give the socket's cgroup in
+ * both directions; bpf_get_current_cgroup_id() gives whatever task the packet
+ * interrupted, often the root cgroup, and is useless here.)
  *
  * Which cgroup a packet belongs to is the cgroup of its socket, and that is the
  * cgroup of the process that created the socket. A connection accepted from a
