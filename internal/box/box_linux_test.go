@@ -123,6 +123,21 @@ func TestBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("journal", func(t *testing.T) {
+		inBox(t, b, "systemd-run", "--quiet", "--wait", "--unit=logprobe", "echo", "hello-journal")
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			out, _ := tryInBox(t, b, "journalctl", "--no-pager", "-o", "cat", "-u", "logprobe")
+			if strings.Contains(out, "hello-journal") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("journal of logprobe:\n%s", out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
 	t.Run("MemoryMax", func(t *testing.T) {
 		inBox(t, b, "systemd-run", "--quiet", "--unit=memprobe", "-p", "MemoryMax=32M", "sleep", "100")
 		if got := inBox(t, b, "systemctl", "show", "-P", "MemoryMax", "memprobe"); got != "33554432" {
@@ -277,5 +292,35 @@ func TestBoot(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("console:\n%s", console.String())
+	}
+}
+
+// TestParallel boots boxes side by side, as go test ./... does with system
+// test packages: each gets its own cgroups, host name and network.
+func TestParallel(t *testing.T) {
+	requireBoot(t)
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			name := fmt.Sprintf("par-%d", i)
+			b, err := Boot(t.Context(), Options{Name: name})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer b.Close()
+			out, err := b.Command(t.Context(), "sh", "-c", "hostname; systemctl is-system-running").CombinedOutput()
+			if err != nil || string(out) != name+"\nrunning\n" {
+				errs <- fmt.Errorf("%s: %q, %v", name, out, err)
+				return
+			}
+			errs <- b.Close()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
