@@ -109,10 +109,15 @@ func Boot(ctx context.Context, opts Options) (_ *Box, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("box: console: %w", err)
 	}
+	// The console and PID 1's stdout and stderr are copied by goroutines of
+	// their own; the caller's writers need not be safe for that.
+	var mu sync.Mutex
+	stdout := io.MultiWriter(&lockedWriter{mu: &mu, w: orDiscard(opts.Stdout)}, b.console)
+	stderr := io.MultiWriter(&lockedWriter{mu: &mu, w: orDiscard(opts.Stderr)}, b.console)
 	b.consoleDone = make(chan struct{})
 	go func() {
 		defer close(b.consoleDone)
-		_, _ = io.Copy(io.MultiWriter(orDiscard(opts.Stdout), b.console), b.ptyMaster)
+		_, _ = io.Copy(stdout, b.ptyMaster)
 	}()
 
 	cfg, _ := json.Marshal(initConfig{Name: name, Systemd: systemdPath, RW: rw, Console: b.ptySlave.Name()})
@@ -131,8 +136,8 @@ func Boot(ctx context.Context, opts Options) (_ *Box, err error) {
 		Path:       "/proc/self/exe",
 		Args:       []string{stageInit, string(cfg)},
 		Env:        []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-		Stdout:     io.MultiWriter(orDiscard(opts.Stdout), b.console),
-		Stderr:     io.MultiWriter(orDiscard(opts.Stderr), b.console),
+		Stdout:     stdout,
+		Stderr:     stderr,
 		ExtraFiles: []*os.File{relR, errW}, // fdRelease, fdError
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS |
@@ -396,6 +401,19 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
+}
+
+// lockedWriter serialises writes to w under mu, which several lockedWriters
+// may share (Stdout and Stderr are often the same writer).
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // tail keeps the last max bytes written to it.
