@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tenhq/ten/internal/box"
 )
 
@@ -99,8 +97,7 @@ func runInBox(ctx context.Context, f boxFlags, argv []string) error {
 	}
 	// A terminal's ^C reaches the command directly (same process group);
 	// anything else is forwarded, with a grace period before the box goes.
-	_, ttyErr := unix.IoctlGetTermios(0, unix.TCGETS)
-	tty := ttyErr == nil
+	tty := isTerminal(0)
 	var once sync.Once
 	done := make(chan struct{})
 	go func() {
