@@ -25,10 +25,11 @@ import (
 )
 
 // Controller is what the router needs from the rest of ten: putting an
-// instance to sleep, and recording that a wake failed.
+// instance to sleep, and recording whether a wake got an answer.
 type Controller interface {
 	Sleep(ctx context.Context, inst units.Instance) error
 	WakeFailed(inst units.Instance, reason string)
+	Answered(inst units.Instance)
 }
 
 // Backend describes one routable instance.
@@ -281,13 +282,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// (the Go server otherwise stops reading the body once it answers).
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
-	ctx := context.WithValue(req.Context(), ctxKey{}, &reqState{b: b, waking: waking})
+	ctx := context.WithValue(req.Context(), ctxKey{}, &reqState{b: b, waking: waking, ctrl: r.ctrl})
 	r.proxy.ServeHTTP(w, req.WithContext(ctx))
 }
 
 type reqState struct {
 	b      *backend
 	waking bool
+	ctrl   Controller
 }
 
 func (b *backend) acquire() bool {
@@ -347,6 +349,9 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	b.awake.Store(true)
+	if st.waking && st.ctrl != nil {
+		st.ctrl.Answered(b.Instance)
+	}
 	if rwc, ok := resp.Body.(interface {
 		Read([]byte) (int, error)
 		Write([]byte) (int, error)

@@ -367,6 +367,8 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	wakeFailed := in.wakeFailed
 	s.mu.Unlock()
 	switch {
+	case wakeFailed != "":
+		r.State, r.Detail = StateFailed, wakeFailed
 	case info.SocketState == "failed":
 		r.State, r.Detail = StateFailed, "socket unit failed: "+in.inst.SocketUnit()
 	case info.ActiveState == "failed":
@@ -376,8 +378,6 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 		r.Since = info.ActiveSince
 	case info.ActiveState == "activating":
 		r.State = StateStarting
-	case wakeFailed != "":
-		r.State, r.Detail = StateFailed, wakeFailed
 	default:
 		r.State = StateSleeping
 		r.Since = info.InactiveSince

@@ -190,13 +190,6 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		}
 		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
-		if c.ActiveState == "active" {
-			s.mu.Lock()
-			if in := s.instances[c.Instance]; in != nil {
-				in.wakeFailed = ""
-			}
-			s.mu.Unlock()
-		}
 	}
 }
 
@@ -205,27 +198,23 @@ func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
 	return s.sd.Sleep(ctx, inst)
 }
 
-// WakeFailed implements router.Controller: the service did not answer in
-// time, so ten stops it (a hung app would hold memory forever) and shows the
-// failure in ps until the next successful start.
+// WakeFailed implements router.Controller: the instance did not answer a
+// waking request in time. ps shows it as failed, with the reason, until it
+// answers a request or is restarted. ten does not stop it: connections still
+// queued on its socket would start it again at once.
 func (s *Server) WakeFailed(inst units.Instance, reason string) {
 	s.mu.Lock()
-	in := s.instances[inst]
-	if in != nil {
+	if in := s.instances[inst]; in != nil {
 		in.wakeFailed = reason
 	}
 	s.mu.Unlock()
-	if in == nil {
-		return
+}
+
+// Answered implements router.Controller: a waking request got an answer.
+func (s *Server) Answered(inst units.Instance) {
+	s.mu.Lock()
+	if in := s.instances[inst]; in != nil {
+		in.wakeFailed = ""
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.sd.Sleep(ctx, inst); err != nil {
-			s.log.Warn("stop after wake timeout", "instance", inst.String(), "err", err)
-		}
-		s.mu.Lock()
-		in.wakeFailed = reason
-		s.mu.Unlock()
-	}()
+	s.mu.Unlock()
 }

@@ -34,9 +34,8 @@ func Connect(ctx context.Context, log *slog.Logger) (*Manager, error) {
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
 		return nil, fmt.Errorf("%w: /run/systemd/system is missing, so systemd is not this system's init", ErrNoSystemd)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := sd.NewSystemConnectionContext(cctx)
+	// The connection lives as long as ctx: no timeout on this context.
+	conn, err := sd.NewSystemConnectionContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoSystemd, err)
 	}

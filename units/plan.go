@@ -100,7 +100,7 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	sort.Strings(p.Env)
 
 	p.Socket = socketProps(inst, p.Listen)
-	p.Service = serviceProps(svc, inst, p, opts, stateRel, runtimeRel)
+	p.Service = serviceProps(cfg, svc, inst, p, opts, stateRel, runtimeRel)
 	return p, nil
 }
 
@@ -132,7 +132,7 @@ func socketProps(inst Instance, listen string) []sd.Property {
 	}
 }
 
-func serviceProps(svc *config.Service, inst Instance, p *Plan, opts Options, stateRel, runtimeRel string) []sd.Property {
+func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan, opts Options, stateRel, runtimeRel string) []sd.Property {
 	argv := p.Argv
 	if svc.Activation == config.ActivationShim {
 		argv = append([]string{opts.Shim, "shim",
@@ -153,7 +153,8 @@ func serviceProps(svc *config.Service, inst Instance, p *Plan, opts Options, sta
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 		prop("Environment", p.Env),
 		prop("Restart", svc.Restart),
-		prop("RestartUSec", uint64(100_000)),
+		// tenement's backoff_base_ms is the pause before systemd restarts a crashed app.
+		prop("RestartUSec", uint64(cfg.Settings.BackoffBaseMs)*1000),
 		// Wakes are starts; systemd's default of 5 starts in 10 s would
 		// fail the unit under ordinary bursty traffic.
 		prop("StartLimitIntervalUSec", uint64(0)),

@@ -20,11 +20,15 @@ type ShimCmd struct {
 
 // Run relays the systemd socket to the app until the app exits.
 func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
+	argv := c.Argv
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
 	l, err := shim.Listener()
 	if err != nil {
 		return err
 	}
-	code, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: c.Argv, Log: log})
+	code, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log})
 	if err != nil {
 		log.Error("shim", "err", err)
 		if code == 0 {
