@@ -198,7 +198,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 			name = "BindReadOnlyPaths"
 		}
 		type bind struct {
-			Source, Dest string
+			Source, Dest  string
 			IgnoreMissing bool
 			Options       uint64
 		}
