@@ -133,6 +133,10 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"instance": inst.String(), "weight": *req.Weight})
 	}))
+	// Each feature registers its endpoints here from its own file.
+	for _, register := range []func(*http.ServeMux){} {
+		register(api)
+	}
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if status, msg := s.auth.check(r); status != 0 {
 			writeJSON(w, status, APIError{Error: msg})
