@@ -22,7 +22,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			continue
 		}
 		b.mu.Lock()
-		if b.inflight > 0 || b.stopping != nil || b.removed {
+		if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.removed {
 			b.mu.Unlock()
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -30,6 +31,18 @@ type Controller interface {
 	Sleep(ctx context.Context, inst units.Instance) error
 	WakeFailed(inst units.Instance, reason string)
 	Answered(inst units.Instance)
+}
+
+// Observer is told about every proxied request and every wake, for metrics.
+// Calls come from request goroutines and must not block.
+type Observer interface {
+	// ObserveRequest reports a finished request: the status code the client
+	// got and the time from arrival to the end of the response.
+	ObserveRequest(inst units.Instance, code int, d time.Duration)
+	// ObserveWake reports one wake of a sleeping instance (counted once even
+	// when many requests wait for it): the time until the first response
+	// headers, and the error when it did not answer.
+	ObserveWake(inst units.Instance, d time.Duration, err error)
 }
 
 // Backend describes one routable instance.
@@ -56,6 +69,8 @@ type Router struct {
 	// Activity, when set, reports activity the router cannot see (eBPF
 	// counters of L4 traffic); the reaper takes the later of both.
 	Activity func(units.Instance) (time.Time, bool)
+	// Observer, when set, gets request and wake measurements.
+	Observer Observer
 }
 
 // New returns a router for domain; requests for other hosts (the bare
@@ -82,11 +97,15 @@ type backend struct {
 	awake     atomic.Bool
 	last      atomic.Int64 // unix nanos of the last activity
 	weight    atomic.Int32
+	// waker is held by the one request that measures a wake.
+	waker atomic.Bool
 
 	mu       sync.Mutex
 	inflight int
+	probing  int
 	stopping chan struct{}
 	removed  bool
+	failed   string
 }
 
 // Put adds or replaces an instance.
@@ -144,11 +163,100 @@ func (r *Router) SetAwake(inst units.Instance, awake bool) {
 // SetWeight sets the routing weight (0 takes the instance out of the
 // service-level rotation; its direct host still works).
 func (r *Router) SetWeight(inst units.Instance, w int) bool {
-	if b := r.get(inst); b != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.backends[inst]; b != nil {
 		b.weight.Store(int32(w))
 		return true
 	}
 	return false
+}
+
+// Swap moves from's weight to to and sets from's to 0, in one step under the
+// router's lock, so no request sees both or neither in the rotation. It
+// returns the weight moved.
+func (r *Router) Swap(from, to units.Instance) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, b := r.backends[from], r.backends[to]
+	if a == nil || b == nil {
+		return 0, false
+	}
+	w := a.weight.Load()
+	b.weight.Store(w)
+	a.weight.Store(0)
+	return int(w), true
+}
+
+// SetFailed marks the instance failed (reason != "") or clears the mark. A
+// failed instance is out of the rotation and its direct host answers 503
+// without connecting to its socket, so it is not woken.
+func (r *Router) SetFailed(inst units.Instance, reason string) {
+	if b := r.get(inst); b != nil {
+		b.mu.Lock()
+		b.failed = reason
+		b.mu.Unlock()
+	}
+}
+
+func (b *backend) failedReason() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed
+}
+
+// ErrAsleep is returned by Probe when the instance does not run: probing it
+// would wake it.
+var ErrAsleep = errors.New("instance is asleep")
+
+// ErrNoInstance is returned by Probe for an instance the router does not have.
+var ErrNoInstance = errors.New("no such instance in the router")
+
+// Probe sends GET path to the instance through its socket, with the Host
+// {id}.{service}.{domain}, and returns the status code. Unless wake is set it
+// refuses (ErrAsleep) when the service does not run or is being put to sleep,
+// and while it runs the reaper leaves the instance alone. A probe is not
+// activity: it does not keep an instance awake.
+func (r *Router) Probe(ctx context.Context, inst units.Instance, path string, timeout time.Duration, wake bool) (int, error) {
+	b := r.get(inst)
+	if b == nil {
+		return 0, ErrNoInstance
+	}
+	b.mu.Lock()
+	if b.removed {
+		b.mu.Unlock()
+		return 0, ErrNoInstance
+	}
+	if !wake && (b.stopping != nil || !b.awake.Load()) {
+		b.mu.Unlock()
+		return 0, ErrAsleep
+	}
+	b.probing++
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.probing--
+		b.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	host := inst.ID + "." + inst.Service + "." + r.domain
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = host
+	req.Header.Set("User-Agent", "ten-health")
+	resp, err := b.transport.RoundTrip(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("no answer within %s", timeout)
+		}
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // Stat is the router's view of one instance.
@@ -230,14 +338,20 @@ func (r *Router) route(host string) (b *backend, handled bool, status int, msg s
 
 // pick chooses among the service's instances by weight.
 func (r *Router) pick(svc string) (*backend, bool) {
+	// Weights are read once, under the lock Swap takes, so a swap is seen
+	// whole or not at all.
+	type cand struct {
+		b *backend
+		w int
+	}
 	r.mu.RLock()
-	var cands []*backend
+	var cands []cand
 	found := false
 	for inst, b := range r.backends {
 		if inst.Service == svc {
 			found = true
-			if b.weight.Load() > 0 {
-				cands = append(cands, b)
+			if w := int(b.weight.Load()); w > 0 && b.failedReason() == "" {
+				cands = append(cands, cand{b, w})
 			}
 		}
 	}
@@ -245,19 +359,19 @@ func (r *Router) pick(svc string) (*backend, bool) {
 	if len(cands) == 0 {
 		return nil, found
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].Instance.ID < cands[j].Instance.ID })
+	sort.Slice(cands, func(i, j int) bool { return cands[i].b.Instance.ID < cands[j].b.Instance.ID })
 	total := 0
-	for _, b := range cands {
-		total += int(b.weight.Load())
+	for _, c := range cands {
+		total += c.w
 	}
 	n := rand.IntN(total)
-	for _, b := range cands {
-		n -= int(b.weight.Load())
+	for _, c := range cands {
+		n -= c.w
 		if n < 0 {
-			return b, true
+			return c.b, true
 		}
 	}
-	return cands[len(cands)-1], true
+	return cands[len(cands)-1].b, true
 }
 
 type ctxKey struct{}
@@ -273,6 +387,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, strings.TrimSuffix(msg, "\n"), status)
 		return
 	}
+	start := time.Now()
+	if reason := b.failedReason(); reason != "" {
+		http.Error(w, fmt.Sprintf("instance %s failed: %s; see `ten health %s`, then `ten restart %s`", b.Instance, reason, b.Instance, b.Instance), http.StatusServiceUnavailable)
+		r.observe(b.Instance, http.StatusServiceUnavailable, start)
+		return
+	}
 	if !b.acquire() {
 		http.Error(w, fmt.Sprintf("instance %s was removed", b.Instance), http.StatusNotFound)
 		return
@@ -282,14 +402,63 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// (the Go server otherwise stops reading the body once it answers).
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
-	ctx := context.WithValue(req.Context(), ctxKey{}, &reqState{b: b, waking: waking, ctrl: r.ctrl})
-	r.proxy.ServeHTTP(w, req.WithContext(ctx))
+	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start}
+	if waking && r.Observer != nil && b.waker.CompareAndSwap(false, true) {
+		st.obs = r.Observer
+		defer b.waker.Store(false)
+	}
+	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if r.Observer == nil {
+		r.proxy.ServeHTTP(w, req.WithContext(ctx))
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	r.proxy.ServeHTTP(sw, req.WithContext(ctx))
+	r.observe(b.Instance, sw.code, start)
 }
+
+func (r *Router) observe(inst units.Instance, code int, start time.Time) {
+	if r.Observer == nil {
+		return
+	}
+	if code == 0 {
+		code = http.StatusOK
+	}
+	r.Observer.ObserveRequest(inst, code, time.Since(start))
+}
+
+// statusWriter remembers the status code; Unwrap keeps flushing, hijacking
+// (upgrades) and full duplex working through http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 || w.code < 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 type reqState struct {
 	b      *backend
 	waking bool
 	ctrl   Controller
+	start  time.Time
+	// obs is set on the one request that measures this wake.
+	obs Observer
 }
 
 func (b *backend) acquire() bool {
@@ -342,12 +511,15 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		cancel(cause)
+		st.observeWake(cause)
 		return nil, cause
 	}
 	if err != nil {
 		cancel(err)
+		st.observeWake(err)
 		return nil, err
 	}
+	st.observeWake(nil)
 	b.awake.Store(true)
 	if st.waking && st.ctrl != nil {
 		st.ctrl.Answered(b.Instance)
@@ -362,6 +534,13 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = &cancelBody{rc: resp.Body, cancel: cancel}
 	}
 	return resp, nil
+}
+
+func (st *reqState) observeWake(err error) {
+	if st.obs != nil {
+		st.obs.ObserveWake(st.b.Instance, time.Since(st.start), err)
+		st.obs = nil
+	}
 }
 
 func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
@@ -45,6 +47,8 @@ type Server struct {
 	router *router.Router
 	auth   *Auth
 	shim   string
+	// metrics is the registry GET /metrics serves.
+	metrics *prometheus.Registry
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -85,7 +89,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, metrics: newRegistry()}
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
