@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -152,6 +151,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			}
 		}
 	}
+	for _, o := range listenOverlaps(c) {
+		add(o.key, "%s", o.msg)
+	}
 	for _, svcName := range sortedKeys(c.Instances) {
 		k := "instances." + svcName
 		if _, ok := c.Services[svcName]; !ok {
@@ -170,25 +172,6 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 	}
 	return es
-}
-
-// Listen is one parsed L4 listen address.
-type Listen struct {
-	Protocol string
-	Addr     netip.AddrPort
-}
-
-// ParseListen parses "tcp://127.0.0.1:7000".
-func ParseListen(s string) (Listen, error) {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp") || u.Host == "" {
-		return Listen{}, fmt.Errorf("listen address %q must look like tcp://127.0.0.1:7000", s)
-	}
-	ap, err := netip.ParseAddrPort(u.Host)
-	if err != nil {
-		return Listen{}, fmt.Errorf("listen address %q: %v", s, err)
-	}
-	return Listen{Protocol: u.Scheme, Addr: ap}, nil
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}
