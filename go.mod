@@ -10,6 +10,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/pelletier/go-toml/v2 v2.4.3
+	golang.org/x/crypto v0.57.0
 	golang.org/x/sys v0.50.0
 )
 
