@@ -78,3 +78,40 @@ func FromUnit(name string) (inst Instance, kind string, ok bool) {
 	}
 	return Instance{Service: svc, ID: id}, kind, true
 }
+
+// Slice returns the instance's slice, "tenement-api-prod.slice", which holds
+// both its units. systemd reads '-' in a slice name as nesting, so the slice
+// sits in tenement-api.slice in tenement.slice, and a '-' inside a service
+// name or id is escaped ("my-api:prod-2" → tenement-my\x2dapi-prod\x2d2.slice)
+// so that two instances can never share a slice.
+//
+// One cgroup around both units gives the instance one stable cgroup id for
+// activity accounting: inbound connections count in the socket unit's cgroup
+// (where systemd creates the listening sockets), the app's own connections in
+// the service's, whose cgroup systemd re-creates at every wake.
+func (i Instance) Slice() string {
+	return Prefix + escapeUnitPart(i.Service) + "-" + escapeUnitPart(i.ID) + ".slice"
+}
+
+// SliceCgroup returns the cgroup of the instance's slice relative to the
+// root of the cgroup hierarchy: /tenement.slice/tenement-api.slice/tenement-api-prod.slice.
+func (i Instance) SliceCgroup() string {
+	svc := Prefix + escapeUnitPart(i.Service) + ".slice"
+	return "/" + strings.TrimSuffix(Prefix, "-") + ".slice/" + svc + "/" + i.Slice()
+}
+
+// escapeUnitPart escapes s as systemd-escape does: every byte that is not an
+// ASCII letter, digit, ':' or '_' (or '.' past the first byte) becomes \xNN.
+func escapeUnitPart(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == ':', c == '_', c == '.' && i > 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		}
+	}
+	return b.String()
+}

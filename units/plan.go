@@ -20,6 +20,15 @@ type Options struct {
 	// Shim is the absolute path of the ten binary that runs as the
 	// activation shim (`ten shim`) for apps that bind PORT/SOCKET_PATH.
 	Shim string
+	// Listen are the instance's L4 addresses (config.Listen, one address
+	// each), given to the app as TEN_LISTEN.
+	Listen []string
+	// L4Sockets are the TCP addresses ("127.0.0.1:20123") the socket unit
+	// listens on besides the router's unix socket: ten dispatches the
+	// connections for Listen to them (sk_lookup, or its proxy without BPF).
+	// They are passed to the app after the unix socket (LISTEN_FDS fd 4...)
+	// and named in TEN_L4_SOCKETS.
+	L4Sockets []string
 }
 
 // Plan is everything ten creates for one instance.
@@ -37,6 +46,10 @@ type Plan struct {
 	Argv []string
 	// Env is the app's environment (KEY=VALUE, sorted).
 	Env []string
+	// Slice holds both units (Instance.Slice).
+	Slice string
+	// L4Sockets are the socket unit's TCP listen addresses (Options.L4Sockets).
+	L4Sockets []string
 	// Socket and Service are the D-Bus properties of the two units.
 	Socket  []sd.Property
 	Service []sd.Property
@@ -70,6 +83,8 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 		AppSocket: filepath.Join("/run", runtimeRel, "app.sock"),
 		Port:      opts.Port,
 		DataDir:   filepath.Join("/var/lib", stateRel),
+		Slice:     inst.Slice(),
+		L4Sockets: opts.L4Sockets,
 	}
 	vars := config.Vars{Name: svc.Name, ID: id, DataDir: p.DataDir, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
 	if svc.Socket != "" {
@@ -91,6 +106,12 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 		"DATA_DIR":     p.DataDir,
 		"TEN_INSTANCE": inst.String(),
 	}
+	if len(opts.Listen) > 0 {
+		env["TEN_LISTEN"] = strings.Join(opts.Listen, " ")
+	}
+	if len(opts.L4Sockets) > 0 {
+		env["TEN_L4_SOCKETS"] = strings.Join(opts.L4Sockets, " ")
+	}
 	for k, v := range svc.Env {
 		env[k] = vars.Expand(v)
 	}
@@ -99,7 +120,7 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	sort.Strings(p.Env)
 
-	p.Socket = socketProps(inst, p.Listen)
+	p.Socket = socketProps(inst, p.Listen, p.L4Sockets, p.Slice)
 	p.Service = serviceProps(cfg, svc, inst, p, opts, stateRel, runtimeRel)
 	return p, nil
 }
@@ -116,10 +137,15 @@ func prop(name string, v any) sd.Property {
 	return sd.Property{Name: name, Value: dbus.MakeVariant(v)}
 }
 
-func socketProps(inst Instance, listen string) []sd.Property {
+func socketProps(inst Instance, listen string, l4 []string, slice string) []sd.Property {
+	addrs := []struct{ Type, Path string }{{"Stream", listen}}
+	for _, a := range l4 {
+		addrs = append(addrs, struct{ Type, Path string }{"Stream", a})
+	}
 	return []sd.Property{
 		prop("Description", "ten instance "+inst.String()+" (socket)"),
-		prop("Listen", []struct{ Type, Path string }{{"Stream", listen}}),
+		prop("Slice", slice),
+		prop("Listen", addrs),
 		// Only root (ten's router) may connect: other tenants cannot reach
 		// this instance's socket even if they can see the path.
 		prop("SocketMode", uint32(0o600)),
@@ -149,6 +175,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	}
 	props := []sd.Property{
 		prop("Description", "ten instance "+inst.String()),
+		prop("Slice", p.Slice),
 		prop("Type", "exec"),
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 		prop("Environment", p.Env),

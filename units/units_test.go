@@ -58,7 +58,14 @@ func TestGolden(t *testing.T) {
 			}
 			var b strings.Builder
 			for _, name := range cfg.ServiceNames() {
-				p, err := Build(cfg, cfg.Services[name], "prod", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+				opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten"}
+				if svc := cfg.Services[name]; len(svc.Listen) > 0 {
+					// What ten assigns: the address as written (a test
+					// input names single addresses) and one internal socket.
+					opts.Listen = svc.Listen
+					opts.L4Sockets = []string{"127.0.0.1:30001"}
+				}
+				p, err := Build(cfg, cfg.Services[name], "prod", opts)
 				if err != nil {
 					b.WriteString("# " + name + ": error: " + err.Error() + "\n")
 					continue
@@ -80,5 +87,26 @@ func TestGolden(t *testing.T) {
 				t.Errorf("%s differs from the plan:\n%s", golden, b.String())
 			}
 		})
+	}
+}
+
+func TestSlice(t *testing.T) {
+	for _, tc := range []struct{ inst, slice, cgroup string }{
+		{"api:prod", "tenement-api-prod.slice", "/tenement.slice/tenement-api.slice/tenement-api-prod.slice"},
+		// '-' is systemd's nesting mark: escaped inside names, so that
+		// my-api:prod and my:api-prod get different slices.
+		{"my-api:prod-2", `tenement-my\x2dapi-prod\x2d2.slice`, `/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-prod\x2d2.slice`},
+		{"my:api-prod", `tenement-my-api\x2dprod.slice`, `/tenement.slice/tenement-my.slice/tenement-my-api\x2dprod.slice`},
+	} {
+		inst, err := ParseInstance(tc.inst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := inst.Slice(); got != tc.slice {
+			t.Errorf("%s: slice %s, want %s", tc.inst, got, tc.slice)
+		}
+		if got := inst.SliceCgroup(); got != tc.cgroup {
+			t.Errorf("%s: cgroup %s, want %s", tc.inst, got, tc.cgroup)
+		}
 	}
 }
