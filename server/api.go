@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/tenhq/ten/units"
 )
@@ -51,7 +50,7 @@ func (s *Server) adminHandler() http.Handler {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rows)
+		writeJSON(w, http.StatusOK, scopeRows(r, rows))
 	})
 	api.HandleFunc("POST /api/instances/spawn", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -75,6 +74,9 @@ func (s *Server) adminHandler() http.Handler {
 		inst, err := units.ParseInstance(name)
 		if err != nil {
 			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+			return
+		}
+		if !mayTouch(w, r, inst) {
 			return
 		}
 		if err := s.Spawn(r.Context(), inst); err != nil {
@@ -135,17 +137,19 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"instance": inst.String(), "weight": *req.Weight})
 	}))
 	// Each feature registers its endpoints here from its own file.
-	for _, register := range []func(*http.ServeMux){} {
+	for _, register := range []func(*http.ServeMux){
+		s.registerTokens,
+		s.registerLogs,
+		s.registerStorage,
+	} {
 		register(api)
 	}
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if status, msg := s.auth.check(r); status != 0 {
-			writeJSON(w, status, APIError{Error: msg})
+		r, ok := s.authorize(w, r)
+		if !ok {
 			return
 		}
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			api.ServeHTTP(w, r)
-		}
+		api.ServeHTTP(w, r)
 	}))
 	return mux
 }

@@ -58,8 +58,10 @@ func (s *Server) adopt(ctx context.Context) error {
 		s.mu.Unlock()
 		awake := info.ActiveState == "active" || info.ActiveState == "activating"
 		s.router.Put(s.backend(in), awake)
+		s.l4Adopt(ctx, inst, info.Environment)
 		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
 	}
+	s.l4Reconcile()
 	return nil
 }
 
@@ -135,7 +137,13 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	plan, err := units.Build(s.cfg, svc, inst.ID, units.Options{Port: port, Shim: s.shim})
+	listen, l4Sockets, err := s.l4Reserve(inst, svc)
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
+	}
+	defer s.l4Release(inst) // unless the units were made
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets}
+	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
 	}
@@ -148,7 +156,7 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	svcCopy := *svc
 	svcCopy.Args = plan.Argv[1:]
 	svcCopy.Command = path
-	plan, err = units.Build(s.cfg, &svcCopy, inst.ID, units.Options{Port: port, Shim: s.shim})
+	plan, err = units.Build(s.cfg, &svcCopy, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
@@ -162,6 +170,7 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	s.mu.Lock()
 	s.instances[inst] = in
 	s.mu.Unlock()
+	s.l4Up(ctx, inst)
 	s.router.Put(s.backend(in), !svc.Lazy())
 	return nil
 }
@@ -274,6 +283,7 @@ func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
+	s.l4Down(ctx, inst)
 	s.mu.Lock()
 	delete(s.instances, inst)
 	s.mu.Unlock()

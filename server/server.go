@@ -49,6 +49,8 @@ type Server struct {
 	shim   string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
+	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
+	l4 *l4State
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -105,6 +107,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
+	s.initL4()
 	return s, nil
 }
 
@@ -150,6 +153,7 @@ func installShim(socketDir string) (string, error) {
 // Run serves until ctx ends. Instances keep running after it returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer s.sd.Close()
+	defer s.closeL4()
 	changes, err := s.sd.Watch(ctx)
 	if err != nil {
 		return err
@@ -189,6 +193,9 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 // follow feeds systemd's state changes into the router.
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 	for c := range changes {
+		if c.Kind == units.KindSocket && c.ActiveState == "active" {
+			s.l4Register(c.Instance) // a restarted socket unit has new sockets
+		}
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
 		}
