@@ -59,6 +59,7 @@ func (s *Server) adopt(ctx context.Context) error {
 		awake := info.ActiveState == "active" || info.ActiveState == "activating"
 		s.router.Put(s.backend(in), awake)
 		s.l4Adopt(ctx, inst, info.Environment)
+		s.restoreFailed(inst)
 		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
 	}
 	s.l4Reconcile()
@@ -66,7 +67,7 @@ func (s *Server) adopt(ctx context.Context) error {
 }
 
 func (s *Server) backend(in *instance) router.Backend {
-	b := router.Backend{Instance: in.inst, Socket: in.listen, Weight: 100, StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	b := router.Backend{Instance: in.inst, Socket: in.listen, Weight: s.state.weight(in.inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
 	if in.svc != nil {
 		b.IdleTimeout = in.svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.svc.StartupTimeoutDuration()
@@ -114,14 +115,30 @@ func (s *Server) unlock(inst units.Instance) {
 // Spawn creates the instance's units. It checks everything it can before
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
-	svc, ok := s.cfg.Services[inst.Service]
-	if !ok {
+	if _, ok := s.cfg.Services[inst.Service]; !ok {
 		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
 	}
 	if err := s.lock(inst); err != nil {
 		return err
 	}
 	defer s.unlock(inst)
+	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1})
+}
+
+// spawnOptions change how spawnLocked creates an instance.
+type spawnOptions struct {
+	// weight is the routing weight to start with; -1 keeps a stored one (100).
+	weight int
+	// start starts the service even when the service is lazy.
+	start bool
+}
+
+// spawnLocked is Spawn for a caller that holds the instance's lock.
+func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOptions) error {
+	svc, ok := s.cfg.Services[inst.Service]
+	if !ok {
+		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+	}
 	s.mu.Lock()
 	_, have := s.instances[inst]
 	s.mu.Unlock()
@@ -163,7 +180,14 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if err := checkSocketFree(plan.Listen); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.sd.Create(ctx, plan, !svc.Lazy()); err != nil {
+	start := !svc.Lazy() || o.start
+	if o.weight >= 0 {
+		if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
+			return fmt.Errorf("spawn %s: %w", inst, err)
+		}
+	}
+	s.clearHealth(inst)
+	if err := s.sd.Create(ctx, plan, start); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}
@@ -171,7 +195,7 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	s.instances[inst] = in
 	s.mu.Unlock()
 	s.l4Up(ctx, inst)
-	s.router.Put(s.backend(in), !svc.Lazy())
+	s.router.Put(s.backend(in), start)
 	return nil
 }
 
@@ -267,6 +291,11 @@ func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	defer s.unlock(inst)
+	return s.stopLocked(ctx, inst)
+}
+
+// stopLocked is Stop for a caller that holds the instance's lock.
+func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.mu.Lock()
 	_, have := s.instances[inst]
 	s.mu.Unlock()
@@ -287,6 +316,11 @@ func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
 	s.mu.Lock()
 	delete(s.instances, inst)
 	s.mu.Unlock()
+	s.clearHealth(inst)
+	if err := s.state.forget(inst); err != nil {
+		s.log.Error("save state", "err", err)
+	}
+	s.forgetMetrics(inst)
 	return nil
 }
 
@@ -305,6 +339,8 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	if !have {
 		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
 	}
+	// A restart by hand clears a failed mark and the restart history.
+	s.clearHealth(inst)
 	return s.sd.Restart(ctx, inst)
 }
 
@@ -315,6 +351,9 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	}
 	if !s.router.SetWeight(inst, w) {
 		return fmt.Errorf("weight %s: %w", inst, ErrNotFound)
+	}
+	if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = w }); err != nil {
+		return fmt.Errorf("weight %s: %w", inst, err)
 	}
 	return nil
 }
@@ -331,9 +370,11 @@ type Row struct {
 	MemoryBytes uint64    `json:"memory_bytes"`
 	CPUNSec     uint64    `json:"cpu_nsec"`
 	Weight      int       `json:"weight"`
-	Restarts    uint32    `json:"restarts"`
-	Inflight    int       `json:"inflight"`
-	Port        int       `json:"port"`
+	// Health is one of the Health* states (see health.go).
+	Health   string `json:"health"`
+	Restarts uint32 `json:"restarts"`
+	Inflight int    `json:"inflight"`
+	Port     int    `json:"port"`
 }
 
 // States shown by ps.
@@ -376,7 +417,10 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	s.mu.Lock()
 	wakeFailed := in.wakeFailed
 	s.mu.Unlock()
+	failed := s.failedReason(in.inst)
 	switch {
+	case failed != "":
+		r.State, r.Detail = StateFailed, failed
 	case wakeFailed != "":
 		r.State, r.Detail = StateFailed, wakeFailed
 	case info.SocketState == "failed":
@@ -391,6 +435,10 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	default:
 		r.State = StateSleeping
 		r.Since = info.InactiveSince
+	}
+	r.Health = s.healthOf(in.inst)
+	if r.State == StateSleeping && failed == "" {
+		r.Health = HealthSleeping
 	}
 	if r.State == StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()

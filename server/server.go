@@ -51,6 +51,10 @@ type Server struct {
 	metrics *prometheus.Registry
 	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
 	l4 *l4State
+	im      *instMetrics
+	// state holds weights and failed marks across restarts of ten.
+	state  *stateStore
+	health *healthBook
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -96,6 +100,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	s.state, err = loadState(cfg.DataDirAbs())
+	if err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.health = newHealthBook()
+	s.im = newInstMetrics()
+	s.metrics.MustRegister(s.im.collectors()...)
+	s.metrics.MustRegister(newInstCollector(s))
 	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
 	if err != nil {
 		sdm.Close()
@@ -108,6 +121,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.initL4()
+	s.router.Observer = s
 	return s, nil
 }
 
@@ -166,6 +180,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	go s.follow(ctx, changes)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
+	go s.runHealth(ctx)
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
@@ -174,14 +189,27 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	srv := &http.Server{Handler: s.router, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Stop accepting first: new connections wait in the listen backlog
+		// (held by systemd when ten is installed) for the next ten. Then
+		// give connections accepted just before a moment to be tracked, and
+		// let every request in flight finish.
+		ln.Close()
+		time.Sleep(200 * time.Millisecond)
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
 	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Serve(ln)
+	if ctx.Err() != nil {
+		<-drained
+		return nil
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -201,6 +229,11 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		}
 		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
+		// Count a crash (systemd restarts it) or a start without waiting
+		// for the next health tick.
+		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" {
+			s.health.check(c.Instance)
+		}
 	}
 }
 

@@ -227,6 +227,22 @@ func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
 	return in, nil
 }
 
+// Usage reads the service's MemoryCurrent (bytes) and CPUUsageNSec in one
+// call; 0 where systemd does not know them. Cheaper than Info for metrics.
+func (m *Manager) Usage(ctx context.Context, inst units.Instance) (memory, cpuNSec uint64, err error) {
+	props, err := m.conn.GetUnitTypePropertiesContext(ctx, inst.ServiceUnit(), "Service")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", inst.ServiceUnit(), err)
+	}
+	if v, ok := props["MemoryCurrent"].(uint64); ok && v != unknownU64 {
+		memory = v
+	}
+	if v, ok := props["CPUUsageNSec"].(uint64); ok && v != unknownU64 {
+		cpuNSec = v
+	}
+	return memory, cpuNSec, nil
+}
+
 // Exists reports whether systemd has the instance's socket unit loaded.
 func (m *Manager) Exists(ctx context.Context, inst units.Instance) (bool, error) {
 	st, err := m.conn.ListUnitsByNamesContext(ctx, []string{inst.SocketUnit(), inst.ServiceUnit()})

@@ -1,0 +1,276 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/tenhq/ten/units"
+)
+
+// DeployRequest is the body of POST /api/deploy.
+type DeployRequest struct {
+	Service string `json:"service"`
+	// Process is tenement's name for Service.
+	Process string `json:"process,omitempty"`
+	Version string `json:"version"`
+	// Weight is the new instance's weight once healthy (default 100).
+	Weight *int `json:"weight,omitempty"`
+	// Timeout is how long to wait for the first passing health check, in
+	// seconds (default 30).
+	Timeout int `json:"timeout,omitempty"`
+	// Replace moves all traffic to the new version: the other instances of
+	// the service get weight 0, their requests in flight finish, then they
+	// are removed.
+	Replace bool `json:"replace,omitempty"`
+}
+
+// DeployResult is the answer of POST /api/deploy.
+type DeployResult struct {
+	Instance    string   `json:"instance"`
+	Weight      int      `json:"weight"`
+	HealthyAfer float64  `json:"healthy_after_seconds"`
+	Replaced    []string `json:"replaced,omitempty"`
+	Row         Row      `json:"row"`
+}
+
+// Deploy spawns SERVICE:VERSION with weight 0, starts it, waits until its
+// health check passes, then gives it its weight. If it does not become
+// healthy in time it is removed again (its journal stays: journalctl -u
+// tenement-SERVICE@VERSION) and nothing else changes: the old versions keep
+// their traffic. With Replace the old versions are then drained and removed.
+func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, error) {
+	svcName := req.Service
+	if svcName == "" {
+		svcName = req.Process
+	}
+	inst := units.Instance{Service: svcName, ID: req.Version}
+	if _, err := units.ParseInstance(inst.String()); err != nil {
+		return DeployResult{}, fmt.Errorf("deploy: %w: %v", ErrBadInput, err)
+	}
+	weight := 100
+	if req.Weight != nil {
+		weight = *req.Weight
+	}
+	if weight < 0 || weight > 100 {
+		return DeployResult{}, fmt.Errorf("deploy %s: %w: weight %d must be 0..100", inst, ErrBadInput, weight)
+	}
+	timeout := 30 * time.Second
+	if req.Timeout < 0 {
+		return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d must be > 0 seconds", inst, ErrBadInput, req.Timeout)
+	} else if req.Timeout > 0 {
+		timeout = time.Duration(req.Timeout) * time.Second
+	}
+	if _, ok := s.cfg.Services[inst.Service]; !ok {
+		return DeployResult{}, fmt.Errorf("deploy %s: %w %q", inst, ErrUnknownService, inst.Service)
+	}
+
+	if err := s.lock(inst); err != nil {
+		return DeployResult{}, err
+	}
+	start := time.Now()
+	if err := s.spawnLocked(ctx, inst, spawnOptions{weight: 0, start: true}); err != nil {
+		s.unlock(inst)
+		return DeployResult{}, fmt.Errorf("deploy: %w", err)
+	}
+	s.mu.Lock()
+	in := s.instances[inst]
+	s.mu.Unlock()
+	s.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
+	if err := s.waitHealthy(ctx, in, timeout); err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		rerr := s.stopLocked(rctx, inst)
+		cancel()
+		s.unlock(inst)
+		msg := fmt.Sprintf("deploy %s: %v; removed %s again, the other instances of %s keep their weights (its output: journalctl -u %s)",
+			inst, err, inst, inst.Service, inst.ServiceUnit())
+		if rerr != nil {
+			msg += fmt.Sprintf("; removing it failed too: %v", rerr)
+		}
+		return DeployResult{}, &DeployError{Msg: msg}
+	}
+	if err := s.SetWeight(inst, weight); err != nil {
+		s.unlock(inst)
+		return DeployResult{}, err
+	}
+	s.unlock(inst)
+	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfer: time.Since(start).Seconds()}
+	s.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
+
+	if req.Replace {
+		replaced, err := s.replace(ctx, inst)
+		res.Replaced = replaced
+		if err != nil {
+			return res, fmt.Errorf("deploy %s: healthy with weight %d, but replacing the old versions failed: %w", inst, weight, err)
+		}
+	}
+	row, err := s.Row(ctx, inst)
+	if err != nil {
+		return res, err
+	}
+	res.Row = row
+	return res, nil
+}
+
+// DeployError is a deploy that did not become healthy.
+type DeployError struct{ Msg string }
+
+func (e *DeployError) Error() string { return e.Msg }
+
+// replace takes every other instance of inst's service out of the rotation,
+// waits for its requests in flight (at most its request_timeout), then
+// removes it.
+func (s *Server) replace(ctx context.Context, inst units.Instance) ([]string, error) {
+	s.mu.Lock()
+	var olds []*instance
+	for i, in := range s.instances {
+		if i.Service == inst.Service && i != inst {
+			olds = append(olds, in)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(olds, func(i, j int) bool { return olds[i].inst.ID < olds[j].inst.ID })
+	for _, old := range olds {
+		if err := s.SetWeight(old.inst, 0); err != nil {
+			return nil, err
+		}
+	}
+	var done []string
+	for _, old := range olds {
+		drain := 30 * time.Second
+		if old.svc != nil {
+			drain = old.svc.RequestTimeoutDuration()
+		}
+		deadline := time.Now().Add(drain)
+		for {
+			st, ok := s.router.Stat(old.inst)
+			if !ok || st.Inflight == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.log.Warn("deploy --replace: requests still in flight after request_timeout; removing anyway", "instance", old.inst.String(), "inflight", st.Inflight)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return done, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if err := s.Stop(ctx, old.inst); err != nil {
+			return done, err
+		}
+		s.log.Info("deploy --replace: drained and removed", "instance", old.inst.String())
+		done = append(done, old.inst.String())
+	}
+	return done, nil
+}
+
+// RouteRequest is the body of POST /api/route.
+type RouteRequest struct {
+	Service string `json:"service"`
+	Process string `json:"process,omitempty"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+}
+
+// RouteResult is the answer of POST /api/route.
+type RouteResult struct {
+	Service string `json:"service"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	// Weight is the weight that moved from From to To.
+	Weight int `json:"weight"`
+}
+
+// Route gives To the weight From had and From weight 0, in one step: no
+// request sees both or neither in the rotation. The weights are saved.
+func (s *Server) Route(req RouteRequest) (RouteResult, error) {
+	svc := req.Service
+	if svc == "" {
+		svc = req.Process
+	}
+	from, to := units.Instance{Service: svc, ID: req.From}, units.Instance{Service: svc, ID: req.To}
+	for _, i := range []units.Instance{from, to} {
+		if _, err := units.ParseInstance(i.String()); err != nil {
+			return RouteResult{}, fmt.Errorf("route: %w: %v", ErrBadInput, err)
+		}
+	}
+	if req.From == req.To {
+		return RouteResult{}, fmt.Errorf("route %s: %w: --from and --to are both %q", svc, ErrBadInput, req.From)
+	}
+	for _, i := range []units.Instance{from, to} {
+		if _, ok := s.router.Stat(i); !ok {
+			return RouteResult{}, fmt.Errorf("route: %s: %w", i, ErrNotFound)
+		}
+	}
+	// The swap and the save happen under the state lock, so two routes
+	// cannot interleave their saves.
+	var w int
+	var ok bool
+	err := s.state.update(func(p *persisted) {
+		w, ok = s.router.Swap(from, to)
+		if ok {
+			p.Weights[from.String()] = 0
+			p.Weights[to.String()] = w
+		}
+	})
+	if !ok {
+		return RouteResult{}, fmt.Errorf("route: %s or %s: %w", from, to, ErrNotFound)
+	}
+	if err != nil {
+		return RouteResult{}, fmt.Errorf("route: weights swapped but not saved: %w", err)
+	}
+	s.log.Info("route", "from", from.String(), "to", to.String(), "weight", w)
+	return RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w}, nil
+}
+
+// registerDeploy adds POST /api/deploy, POST /api/route and the health endpoint.
+func (s *Server) registerDeploy(api *http.ServeMux) {
+	api.HandleFunc("POST /api/deploy", func(w http.ResponseWriter, r *http.Request) {
+		var req DeployRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"version\":\"v2\",\"weight\":100,\"timeout\":30}: %v", ErrBadInput, err))
+			return
+		}
+		res, err := s.Deploy(r.Context(), req)
+		if de, ok := err.(*DeployError); ok {
+			writeJSON(w, http.StatusGatewayTimeout, APIError{Error: de.Msg})
+			return
+		}
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	api.HandleFunc("POST /api/route", func(w http.ResponseWriter, r *http.Request) {
+		var req RouteRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"from\":\"v1\",\"to\":\"v2\"}: %v", ErrBadInput, err))
+			return
+		}
+		res, err := s.Route(req)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	api.HandleFunc("GET /api/instances/{id}/health", func(w http.ResponseWriter, r *http.Request) {
+		inst, err := units.ParseInstance(r.PathValue("id"))
+		if err != nil {
+			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+			return
+		}
+		h, err := s.Health(r.Context(), inst)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, h)
+	})
+}

@@ -1,0 +1,551 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/units"
+)
+
+// Health states of an instance.
+//
+// With `health = "/path"` ten sends GET /path, with the instance's own Host,
+// through the same systemd-held socket the router uses, every
+// settings.health_check_interval seconds — but only while the service runs:
+// a check must never wake a sleeping instance. One failed check makes the
+// instance degraded; unhealthyAfter failures in a row make it unhealthy, and
+// ten restarts it after an exponential backoff (backoff_base_ms doubling per
+// restart already in restart_window, at most backoff_max_ms).
+//
+// Without `health` systemd's state is the whole judgement: an active service
+// is healthy and ten never restarts it (tenement judged such services by a
+// socket file that never existed and restarted them forever).
+//
+// Crashes are restarted by systemd itself (Restart=on-failure); ten counts
+// them from the service's NRestarts. Restarts of either kind count toward
+// max_restarts: when an instance needs one more restart than max_restarts
+// within restart_window, ten marks it failed, stops its service and leaves it
+// stopped. The router then answers 503 for it without touching its socket,
+// so nothing wakes it until `ten restart`. The mark is kept in state.json and
+// survives a restart of ten.
+const (
+	HealthUnknown   = "unknown"   // not checked yet, or starting
+	HealthHealthy   = "healthy"   // last check passed (or: systemd says active, without health)
+	HealthDegraded  = "degraded"  // the last 1..unhealthyAfter-1 checks failed
+	HealthUnhealthy = "unhealthy" // unhealthyAfter checks in a row failed, or the service crashed
+	HealthSleeping  = "sleeping"  // the service does not run; not checked, so as not to wake it
+	HealthFailed    = "failed"    // restarted max_restarts times within restart_window; stopped
+)
+
+// HealthStates lists every health state (the metric has one series each).
+var HealthStates = []string{HealthUnknown, HealthHealthy, HealthDegraded, HealthUnhealthy, HealthSleeping, HealthFailed}
+
+// unhealthyAfter is how many checks in a row must fail before ten restarts
+// an instance: one slow answer during a GC pause or a deploy should not cost
+// a restart, three (30 s at the default interval) should.
+const unhealthyAfter = 3
+
+// Restart reasons (label of ten_instance_restarts_total).
+const (
+	RestartCrash  = "crash"  // systemd restarted the service after it exited (Restart=)
+	RestartHealth = "health" // ten restarted it after failed health checks
+)
+
+// RestartEvent is one restart ten counted.
+type RestartEvent struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Health is the answer of GET /api/instances/{id}/health and `ten health`.
+type Health struct {
+	Instance string `json:"instance"`
+	// Health is one of the Health* states.
+	Health string `json:"health"`
+	Detail string `json:"detail,omitempty"`
+	// Check says how health is judged: "GET /health" or "systemd state".
+	Check string `json:"check"`
+	// State is the instance's state as ps shows it.
+	State               string         `json:"state"`
+	ConsecutiveFailures int            `json:"consecutive_failures"`
+	LastCheck           time.Time      `json:"last_check,omitzero"`
+	LastHealthy         time.Time      `json:"last_healthy,omitzero"`
+	Restarts            []RestartEvent `json:"restarts"`
+	RestartsInWindow    int            `json:"restarts_in_window"`
+	MaxRestarts         int            `json:"max_restarts"`
+	RestartWindowSec    int            `json:"restart_window_seconds"`
+	NextRestart         time.Time      `json:"next_restart,omitzero"`
+	BackoffMs           int64          `json:"backoff_ms,omitempty"`
+	Failed              string         `json:"failed,omitempty"`
+}
+
+type healthState struct {
+	state       string
+	detail      string
+	fails       int
+	lastCheck   time.Time
+	lastHealthy time.Time
+	restarts    []RestartEvent // pruned to restart_window
+	nRestarts   uint32         // systemd's NRestarts at the last check
+	seenN       bool
+	pending     bool // a restart is scheduled
+	nextRestart time.Time
+	backoff     time.Duration
+	failed      string
+	checking    bool
+}
+
+// healthBook holds every instance's health state.
+type healthBook struct {
+	mu   sync.Mutex
+	m    map[units.Instance]*healthState
+	kick chan units.Instance
+}
+
+func newHealthBook() *healthBook {
+	return &healthBook{m: map[units.Instance]*healthState{}, kick: make(chan units.Instance, 256)}
+}
+
+// get returns inst's state, creating it; callers hold h.mu.
+func (h *healthBook) get(inst units.Instance) *healthState {
+	hs := h.m[inst]
+	if hs == nil {
+		hs = &healthState{state: HealthUnknown}
+		h.m[inst] = hs
+	}
+	return hs
+}
+
+// check asks for an immediate check of inst (a crash was seen).
+func (h *healthBook) check(inst units.Instance) {
+	select {
+	case h.kick <- inst:
+	default:
+	}
+}
+
+func (s *Server) window() time.Duration {
+	return time.Duration(s.cfg.Settings.RestartWindow) * time.Second
+}
+
+// backoff is the pause before the restart that follows n restarts within
+// the window: backoff_base_ms doubled n times, at most backoff_max_ms.
+func backoff(base, max time.Duration, n int) time.Duration {
+	d := base
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// recordRestart notes one restart; callers hold s.health.mu.
+func (s *Server) recordRestart(inst units.Instance, hs *healthState, reason string, now time.Time) {
+	hs.restarts = append(hs.restarts, RestartEvent{At: now, Reason: reason})
+	if s.im != nil {
+		s.im.restarts.WithLabelValues(inst.String(), reason).Inc()
+	}
+}
+
+// inWindow prunes and counts restarts within restart_window; callers hold s.health.mu.
+func (s *Server) inWindow(hs *healthState, now time.Time) int {
+	cut := now.Add(-s.window())
+	i := 0
+	for i < len(hs.restarts) && hs.restarts[i].At.Before(cut) {
+		i++
+	}
+	hs.restarts = hs.restarts[i:]
+	return len(hs.restarts)
+}
+
+// runHealth checks every instance each health_check_interval, and an
+// instance at once when systemd reports it crashed.
+func (s *Server) runHealth(ctx context.Context) {
+	interval := time.Duration(s.cfg.Settings.HealthCheckInterval) * time.Second
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	sem := make(chan struct{}, 8)
+	run := func(inst units.Instance) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-sem }()
+			s.checkOne(ctx, inst)
+		}()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case inst := <-s.health.kick:
+			run(inst)
+		case <-t.C:
+			s.mu.Lock()
+			list := make([]units.Instance, 0, len(s.instances))
+			for inst := range s.instances {
+				list = append(list, inst)
+			}
+			s.mu.Unlock()
+			for _, inst := range list {
+				run(inst)
+			}
+		}
+	}
+}
+
+func (s *Server) probeTimeout(in *instance) time.Duration {
+	d := time.Duration(s.cfg.Settings.HealthCheckInterval) * time.Second
+	d = max(min(d, 5*time.Second), time.Second)
+	if in.svc != nil {
+		d = min(d, in.svc.RequestTimeoutDuration())
+	}
+	return d
+}
+
+func (s *Server) isBusy(inst units.Instance) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy[inst]
+}
+
+// checkOne runs one health check of inst and acts on it.
+func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
+	s.mu.Lock()
+	in := s.instances[inst]
+	s.mu.Unlock()
+	if in == nil || s.isBusy(inst) {
+		return
+	}
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	if hs.failed != "" || hs.checking {
+		s.health.mu.Unlock()
+		return
+	}
+	hs.checking = true
+	s.health.mu.Unlock()
+	defer func() {
+		s.health.mu.Lock()
+		hs.checking = false
+		s.health.mu.Unlock()
+	}()
+
+	info, err := s.sd.Info(ctx, inst)
+	if err != nil {
+		s.log.Debug("health: read state", "instance", inst.String(), "err", err)
+		return
+	}
+	now := time.Now()
+
+	// Crashes systemd restarted since the last check. NRestarts goes back
+	// to 0 when the service is started other than by Restart= (a wake, a
+	// restart by ten); a smaller value then counts from 0.
+	s.health.mu.Lock()
+	crashes := 0
+	if hs.seenN {
+		if info.NRestarts >= hs.nRestarts {
+			crashes = int(info.NRestarts - hs.nRestarts)
+		} else {
+			crashes = int(info.NRestarts)
+		}
+	}
+	hs.nRestarts, hs.seenN = info.NRestarts, true
+	for i := 0; i < crashes; i++ {
+		s.recordRestart(inst, hs, RestartCrash, now)
+	}
+	n := s.inWindow(hs, now)
+	pending := hs.pending
+	s.health.mu.Unlock()
+	if crashes > 0 {
+		s.log.Warn("instance crashed; systemd restarted it", "instance", inst.String(), "crashes", crashes, "restarts_in_window", n, "max_restarts", s.cfg.Settings.MaxRestarts)
+	}
+	if n > s.cfg.Settings.MaxRestarts {
+		s.markFailed(ctx, inst, fmt.Sprintf("restarted %d times within restart_window %ds (max_restarts %d); last: %s",
+			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, describeExit(info.ActiveState, info.SubState, info.Result)))
+		return
+	}
+	if pending {
+		return
+	}
+
+	state, detail := HealthUnknown, ""
+	switch {
+	case info.ActiveState == "active" || info.ActiveState == "reloading":
+		if in.svc == nil || in.svc.Health == "" {
+			state, detail = HealthHealthy, "systemd: active"
+			break
+		}
+		code, err := s.router.Probe(ctx, inst, in.svc.Health, s.probeTimeout(in), false)
+		switch {
+		case errors.Is(err, router.ErrAsleep):
+			state = HealthSleeping
+		case err != nil:
+			detail = fmt.Sprintf("GET %s: %v", in.svc.Health, err)
+		case code < 200 || code >= 400:
+			detail = fmt.Sprintf("GET %s: %d %s", in.svc.Health, code, http.StatusText(code))
+		default:
+			state, detail = HealthHealthy, fmt.Sprintf("GET %s: %d", in.svc.Health, code)
+		}
+		if state == HealthUnknown {
+			state = HealthDegraded // a failed check; counted below
+		}
+	case info.ActiveState == "activating" && info.SubState == "auto-restart":
+		state, detail = HealthUnhealthy, "exited ("+info.Result+"); systemd restarts it"
+	case info.ActiveState == "activating":
+		state, detail = HealthUnknown, "starting"
+	case info.ActiveState == "failed":
+		// The next request starts it again by socket activation.
+		state, detail = HealthUnhealthy, "service failed: "+info.Result
+	default:
+		state = HealthSleeping
+	}
+
+	s.health.mu.Lock()
+	hs.lastCheck = now
+	restart := false
+	switch state {
+	case HealthHealthy:
+		hs.fails = 0
+		hs.lastHealthy = now
+	case HealthDegraded:
+		hs.fails++
+		if hs.fails >= unhealthyAfter {
+			state = HealthUnhealthy
+			restart = true
+		}
+		detail = fmt.Sprintf("%s (%d failed check(s) in a row)", detail, hs.fails)
+	case HealthSleeping:
+		hs.fails = 0
+	}
+	hs.state, hs.detail = state, detail
+	s.health.mu.Unlock()
+	if restart {
+		s.scheduleRestart(ctx, inst, detail)
+	}
+}
+
+func describeExit(active, sub, result string) string {
+	if result != "" && result != "success" {
+		return "service " + result
+	}
+	return "service " + active + "/" + sub
+}
+
+// scheduleRestart restarts an unhealthy instance after its backoff, or marks
+// it failed when it has used up max_restarts within restart_window.
+func (s *Server) scheduleRestart(ctx context.Context, inst units.Instance, why string) {
+	now := time.Now()
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	n := s.inWindow(hs, now)
+	if n >= s.cfg.Settings.MaxRestarts {
+		s.health.mu.Unlock()
+		s.markFailed(ctx, inst, fmt.Sprintf("unhealthy after %d restarts within restart_window %ds (max_restarts %d): %s",
+			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, why))
+		return
+	}
+	d := backoff(time.Duration(s.cfg.Settings.BackoffBaseMs)*time.Millisecond, time.Duration(s.cfg.Settings.BackoffMaxMs)*time.Millisecond, n)
+	hs.pending, hs.nextRestart, hs.backoff = true, now.Add(d), d
+	s.health.mu.Unlock()
+	s.log.Warn("instance unhealthy; restarting after backoff", "instance", inst.String(), "backoff", d, "restarts_in_window", n, "why", why)
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.healthRestart(ctx, inst, why)
+	}()
+}
+
+func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why string) {
+	done := func(state, detail string) {
+		s.health.mu.Lock()
+		hs := s.health.get(inst)
+		hs.pending, hs.nextRestart = false, time.Time{}
+		if state != "" {
+			hs.state, hs.detail, hs.fails = state, detail, 0
+		}
+		s.health.mu.Unlock()
+	}
+	if err := s.lock(inst); err != nil {
+		// Someone restarts or removes it right now; that settles it.
+		done("", "")
+		return
+	}
+	defer s.unlock(inst)
+	s.mu.Lock()
+	_, have := s.instances[inst]
+	s.mu.Unlock()
+	if !have {
+		done("", "")
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err := s.sd.Restart(rctx, inst)
+	cancel()
+	now := time.Now()
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	s.recordRestart(inst, hs, RestartHealth, now)
+	hs.seenN = false // NRestarts starts again from 0 after a restart by ten
+	s.health.mu.Unlock()
+	if err != nil {
+		s.log.Error("health restart failed", "instance", inst.String(), "err", err)
+		done(HealthUnhealthy, fmt.Sprintf("restart after failed checks failed: %v", err))
+		return
+	}
+	s.log.Info("restarted unhealthy instance", "instance", inst.String(), "why", why)
+	done(HealthUnknown, "restarted by ten after: "+why)
+}
+
+// markFailed stops the instance's service and keeps it stopped until
+// `ten restart`: the router answers 503 for it without connecting to its
+// socket (which stays, so the instance keeps its address).
+func (s *Server) markFailed(ctx context.Context, inst units.Instance, reason string) {
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	if hs.failed != "" {
+		s.health.mu.Unlock()
+		return
+	}
+	hs.failed, hs.state, hs.detail, hs.pending = reason, HealthFailed, reason, false
+	s.health.mu.Unlock()
+	s.router.SetFailed(inst, reason)
+	if err := s.state.update(func(p *persisted) { p.Failed[inst.String()] = reason }); err != nil {
+		s.log.Error("save failed mark", "instance", inst.String(), "err", err)
+	}
+	s.log.Error("instance failed; stopped until `ten restart`", "instance", inst.String(), "reason", reason)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.sd.Sleep(sctx, inst); err != nil {
+		s.log.Error("stop failed instance", "instance", inst.String(), "err", err)
+	}
+}
+
+// clearHealth forgets the failed mark and restart history of inst (after
+// `ten restart`, a new spawn, or removal).
+func (s *Server) clearHealth(inst units.Instance) {
+	s.health.mu.Lock()
+	had := s.health.m[inst] != nil && s.health.m[inst].failed != ""
+	delete(s.health.m, inst)
+	s.health.mu.Unlock()
+	s.router.SetFailed(inst, "")
+	if had || s.state.failed(inst) != "" {
+		if err := s.state.update(func(p *persisted) { delete(p.Failed, inst.String()) }); err != nil {
+			s.log.Error("save state", "err", err)
+		}
+	}
+}
+
+// restoreFailed re-applies a failed mark kept in state.json (ten restarted).
+func (s *Server) restoreFailed(inst units.Instance) {
+	reason := s.state.failed(inst)
+	if reason == "" {
+		return
+	}
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	hs.failed, hs.state, hs.detail = reason, HealthFailed, reason
+	s.health.mu.Unlock()
+	s.router.SetFailed(inst, reason)
+}
+
+// failedReason is the failed mark of inst ("" when none).
+func (s *Server) failedReason(inst units.Instance) string {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	if hs := s.health.m[inst]; hs != nil {
+		return hs.failed
+	}
+	return ""
+}
+
+func (s *Server) healthOf(inst units.Instance) string {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	if hs := s.health.m[inst]; hs != nil {
+		return hs.state
+	}
+	return HealthUnknown
+}
+
+// Health reports inst's health.
+func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error) {
+	row, err := s.Row(ctx, inst)
+	if err != nil {
+		return Health{}, err
+	}
+	s.mu.Lock()
+	in := s.instances[inst]
+	s.mu.Unlock()
+	h := Health{Instance: inst.String(), State: row.State, Check: "systemd state",
+		MaxRestarts: s.cfg.Settings.MaxRestarts, RestartWindowSec: s.cfg.Settings.RestartWindow}
+	if in != nil && in.svc != nil && in.svc.Health != "" {
+		h.Check = "GET " + in.svc.Health
+	}
+	now := time.Now()
+	s.health.mu.Lock()
+	hs := s.health.get(inst)
+	h.Health, h.Detail, h.ConsecutiveFailures = hs.state, hs.detail, hs.fails
+	h.LastCheck, h.LastHealthy = hs.lastCheck, hs.lastHealthy
+	h.RestartsInWindow = s.inWindow(hs, now)
+	h.Restarts = append([]RestartEvent{}, hs.restarts...)
+	h.NextRestart, h.Failed = hs.nextRestart, hs.failed
+	h.BackoffMs = hs.backoff.Milliseconds()
+	s.health.mu.Unlock()
+	// A sleeping instance is not checked; say so rather than show a stale result.
+	if row.State == StateSleeping && h.Failed == "" {
+		h.Health = HealthSleeping
+	}
+	return h, nil
+}
+
+// waitHealthy polls inst until a health check passes (deploy). It may wake
+// the instance: deploy starts it on purpose. Without `health`, the service
+// must be active in systemd and answer GET / with any status below 500.
+func (s *Server) waitHealthy(ctx context.Context, in *instance, timeout time.Duration) error {
+	path, judge := "/", "GET / (no health path configured)"
+	if in.svc != nil && in.svc.Health != "" {
+		path, judge = in.svc.Health, "GET "+in.svc.Health
+	}
+	deadline := time.Now().Add(timeout)
+	last := "no check finished"
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("not healthy within %s: %s: %s", timeout, judge, last)
+		}
+		info, err := s.sd.Info(ctx, in.inst)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case info.ActiveState != "active":
+			last = "service " + describeExit(info.ActiveState, info.SubState, info.Result)
+		default:
+			code, err := s.router.Probe(ctx, in.inst, path, min(left, s.probeTimeout(in)), true)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case path == "/" && code < 500, code >= 200 && code < 400:
+				return nil
+			default:
+				last = fmt.Sprintf("%d %s", code, http.StatusText(code))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(200*time.Millisecond, max(time.Until(deadline), 0))):
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// instMetrics are the per-instance metrics ten counts itself: requests and
+// wakes (from the router, through router.Observer) and restarts (from the
+// health loop). What systemd knows (state, memory, CPU) is read at scrape
+// time by instCollector.
+type instMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	wakes    *prometheus.CounterVec
+	wakeDur  *prometheus.HistogramVec
+	restarts *prometheus.CounterVec
+}
+
+func newInstMetrics() *instMetrics {
+	return &instMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prometheus.BuildFQName("ten", "", "requests_total"),
+			Help: "HTTP requests the router relayed to an instance, by status code class.",
+		}, []string{"instance", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    prometheus.BuildFQName("ten", "request", "duration_seconds"),
+			Help:    "Time from a request's arrival at the router to the end of its response, by instance and status code class.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"instance", "code"}),
+		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prometheus.BuildFQName("ten", "", "wakes_total"),
+			Help: "Wakes of sleeping instances by a request (result ok or failed).",
+		}, []string{"instance", "result"}),
+		wakeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    prometheus.BuildFQName("ten", "wake", "duration_seconds"),
+			Help:    "Time from the waking request's arrival to the instance's first response headers.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"instance"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prometheus.BuildFQName("ten", "instance", "restarts_total"),
+			Help: "Restarts of an instance's service: by systemd after a crash, or by ten after failed health checks.",
+		}, []string{"instance", "reason"}),
+	}
+}
+
+func (m *instMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.wakes, m.wakeDur, m.restarts}
+}
+
+var _ router.Observer = (*Server)(nil)
+
+func codeClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// ObserveRequest implements router.Observer.
+func (s *Server) ObserveRequest(inst units.Instance, code int, d time.Duration) {
+	name, class := inst.String(), codeClass(code)
+	s.im.requests.WithLabelValues(name, class).Inc()
+	s.im.duration.WithLabelValues(name, class).Observe(d.Seconds())
+}
+
+// ObserveWake implements router.Observer.
+func (s *Server) ObserveWake(inst units.Instance, d time.Duration, err error) {
+	if err != nil {
+		s.im.wakes.WithLabelValues(inst.String(), "failed").Inc()
+		return
+	}
+	s.im.wakes.WithLabelValues(inst.String(), "ok").Inc()
+	s.im.wakeDur.WithLabelValues(inst.String()).Observe(d.Seconds())
+}
+
+// forgetMetrics drops the series of a removed instance.
+func (s *Server) forgetMetrics(inst units.Instance) {
+	l := prometheus.Labels{"instance": inst.String()}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{s.im.requests, s.im.duration, s.im.wakes, s.im.wakeDur, s.im.restarts} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// instCollector reads systemd at scrape time: one ListUnitsByPatterns call
+// for every unit's state, and one property read per running service for
+// MemoryCurrent and CPUUsageNSec (a sleeping instance uses neither).
+type instCollector struct {
+	s                                      *Server
+	instances, memory, cpu, health, weight *prometheus.Desc
+	scrapeErrors                           prometheus.Counter
+}
+
+func newInstCollector(s *Server) *instCollector {
+	return &instCollector{
+		s: s,
+		instances: prometheus.NewDesc(prometheus.BuildFQName("ten", "", "instances"),
+			"Instances by state as ten ps shows it (running, starting, sleeping, failed).", []string{"state"}, nil),
+		memory: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "memory_bytes"),
+			"Memory of a running instance's cgroup (systemd MemoryCurrent).", []string{"instance"}, nil),
+		cpu: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "cpu_seconds_total"),
+			"CPU time of a running instance's service since it last started (systemd CPUUsageNSec).", []string{"instance"}, nil),
+		health: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "health"),
+			"1 for the instance's current health state (unknown, healthy, degraded, unhealthy, sleeping, failed), 0 for the others.", []string{"instance", "state"}, nil),
+		weight: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "weight"),
+			"Routing weight of the instance in its service's rotation (0-100).", []string{"instance"}, nil),
+		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prometheus.BuildFQName("ten", "metrics", "systemd_errors_total"),
+			Help: "Failed reads of systemd state while collecting metrics.",
+		}),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *instCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.instances, c.memory, c.cpu, c.health, c.weight} {
+		ch <- d
+	}
+	c.scrapeErrors.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
+	defer c.scrapeErrors.Collect(ch)
+	s := c.s
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := s.sd.List(ctx)
+	if err != nil {
+		c.scrapeErrors.Inc()
+		s.log.Warn("metrics: list units", "err", err)
+		return
+	}
+	type unitStates struct{ service, socket systemd.Unit }
+	byInst := map[units.Instance]*unitStates{}
+	for _, u := range list {
+		us := byInst[u.Instance]
+		if us == nil {
+			us = &unitStates{}
+			byInst[u.Instance] = us
+		}
+		if u.Kind == units.KindSocket {
+			us.socket = u
+		} else {
+			us.service = u
+		}
+	}
+	s.mu.Lock()
+	ins := make([]*instance, 0, len(s.instances))
+	wakeFailed := map[units.Instance]bool{}
+	for _, in := range s.instances {
+		ins = append(ins, in)
+		wakeFailed[in.inst] = in.wakeFailed != ""
+	}
+	s.mu.Unlock()
+	counts := map[string]int{StateRunning: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
+	for _, in := range ins {
+		name := in.inst.String()
+		us := byInst[in.inst]
+		if us == nil {
+			us = &unitStates{}
+		}
+		state := StateSleeping
+		switch a := us.service.ActiveState; {
+		case s.failedReason(in.inst) != "" || wakeFailed[in.inst] || a == "failed" || us.socket.ActiveState == "failed":
+			state = StateFailed
+		case a == "active" || a == "reloading":
+			state = StateRunning
+		case a == "activating":
+			state = StateStarting
+		}
+		counts[state]++
+		h := s.healthOf(in.inst)
+		if state == StateSleeping && h != HealthFailed {
+			h = HealthSleeping
+		}
+		for _, hs := range HealthStates {
+			v := 0.0
+			if hs == h {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, v, name, hs)
+		}
+		if st, ok := s.router.Stat(in.inst); ok {
+			ch <- prometheus.MustNewConstMetric(c.weight, prometheus.GaugeValue, float64(st.Weight), name)
+		}
+		if state != StateRunning {
+			continue
+		}
+		mem, cpu, err := s.sd.Usage(ctx, in.inst)
+		if err != nil {
+			c.scrapeErrors.Inc()
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(cpu)/1e9, name)
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(n), state)
+	}
+}

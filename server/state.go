@@ -1,0 +1,117 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tenhq/ten/units"
+)
+
+// stateFile keeps what ten decides at run time and systemd cannot hold for
+// it: routing weights and the failed mark of instances that exhausted
+// max_restarts. tenement keeps weights in memory only and loses them on a
+// restart; ten reads this file back when it starts.
+const stateFile = "state.json"
+
+type persisted struct {
+	// Weights by instance name ("api:prod"); an absent instance has 100.
+	Weights map[string]int `json:"weights"`
+	// Failed holds the reason an instance was marked failed.
+	Failed map[string]string `json:"failed,omitempty"`
+}
+
+type stateStore struct {
+	path string
+	mu   sync.Mutex
+	p    persisted
+}
+
+func loadState(dataDir string) (*stateStore, error) {
+	st := &stateStore{path: filepath.Join(dataDir, stateFile)}
+	data, err := os.ReadFile(st.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", st.path, err)
+	default:
+		if err := json.Unmarshal(data, &st.p); err != nil {
+			return nil, fmt.Errorf("%s: %w (fix or remove it; it holds routing weights)", st.path, err)
+		}
+	}
+	if st.p.Weights == nil {
+		st.p.Weights = map[string]int{}
+	}
+	if st.p.Failed == nil {
+		st.p.Failed = map[string]string{}
+	}
+	return st, nil
+}
+
+// weight returns the stored weight, 100 when none is stored.
+func (st *stateStore) weight(inst units.Instance) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if w, ok := st.p.Weights[inst.String()]; ok {
+		return w
+	}
+	return 100
+}
+
+func (st *stateStore) failed(inst units.Instance) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.p.Failed[inst.String()]
+}
+
+// update changes the state under the lock and writes it to disk.
+func (st *stateStore) update(f func(p *persisted)) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f(&st.p)
+	return st.save()
+}
+
+// forget drops everything stored about inst (it was removed).
+func (st *stateStore) forget(inst units.Instance) error {
+	return st.update(func(p *persisted) {
+		delete(p.Weights, inst.String())
+		delete(p.Failed, inst.String())
+	})
+}
+
+// save writes the file atomically: a crash leaves the old or the new file,
+// never half of one.
+func (st *stateStore) save() error {
+	data, err := json.MarshalIndent(st.p, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(st.path), ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if err := os.Rename(tmp.Name(), st.path); err != nil {
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if d, err := os.Open(filepath.Dir(st.path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
