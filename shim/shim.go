@@ -52,6 +52,10 @@ func Listener() (net.Listener, error) {
 	for i := 0; i < n; i++ {
 		syscall.CloseOnExec(3 + i)
 	}
+	// Children (the app, journalctl) must not think the sockets are theirs.
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
 	return l, nil
 }
 

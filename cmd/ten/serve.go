@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 
 	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/shim"
 )
 
 // ServeCmd is `ten serve`.
@@ -17,7 +18,9 @@ type ServeCmd struct {
 	Domain string `short:"d" help:"Base domain for Host routing (overrides settings.domain)."`
 }
 
-// Run starts the server.
+// Run starts the server. When systemd passes a listening socket (ten
+// installed with `ten install`, port held by tenement.socket) it serves on
+// that, so a restart of ten drops no connection.
 func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	cfg, err := g.loadConfig()
 	if err != nil {
@@ -34,14 +37,20 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.Listen())
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (another program holds the port? use --listen or settings.listen)", s.Listen(), err)
+	ln, err := shim.Listener()
+	switch {
+	case err == nil:
+		log.Info("serving on the socket systemd passed", "addr", ln.Addr().String())
+	case errors.Is(err, shim.ErrNoListenFDs):
+		ln, err = net.Listen("tcp", s.Listen())
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (another program holds the port? use --listen or settings.listen)", s.Listen(), err)
+		}
+	default:
+		return err
 	}
-	host := ln.Addr().(*net.TCPAddr)
-	d := cfg.Settings.Domain
-	log.Info("ten is up", "try", strings.Join([]string{
-		fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", d, host.Port),
-	}, " "))
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		log.Info("ten is up", "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
+	}
 	return s.Run(ctx, ln)
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/tenhq/ten/selfunit"
+)
+
+// InstallCmd is `ten install`.
+type InstallCmd struct {
+	Domain  string `short:"d" required:"" help:"Domain to route, e.g. example.com ({id}.{service}.example.com)."`
+	Port    int    `short:"p" default:"8080" help:"Port tenement.socket holds for the router and API."`
+	Address string `default:"0.0.0.0" help:"Address tenement.socket binds."`
+	Binary  string `default:"/usr/local/bin/ten" help:"Where to install the ten binary."`
+	DryRun  bool   `help:"Print the unit files instead of installing them."`
+	Runtime bool   `help:"Install into /run/systemd/system (gone at reboot) instead of /etc/systemd/system."`
+}
+
+func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
+	cfgPath := g.Config
+	if cfgPath == "" {
+		cfg, err := g.loadConfig()
+		if err != nil {
+			return selfunit.Options{}, err
+		}
+		cfgPath = cfg.Path
+	} else if _, err := g.loadConfig(); err != nil {
+		return selfunit.Options{}, err
+	}
+	abs, err := filepath.Abs(cfgPath)
+	if err != nil {
+		return selfunit.Options{}, err
+	}
+	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: fmt.Sprintf("%s:%d", c.Address, c.Port), Domain: c.Domain}
+	return o, o.Validate()
+}
+
+func unitDir(runtime bool) string {
+	if runtime {
+		return "/run/systemd/system"
+	}
+	return "/etc/systemd/system"
+}
+
+// Run installs ten as tenement.service behind tenement.socket.
+func (c *InstallCmd) Run(g *Globals) error {
+	o, err := c.options(g)
+	if err != nil {
+		return err
+	}
+	if c.DryRun {
+		files := selfunit.Files(o)
+		names := make([]string, 0, len(files))
+		for n := range files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Printf("# %s/%s\n%s\n", unitDir(c.Runtime), n, files[n])
+		}
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("install writes systemd units: run it as root (or use --dry-run)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return selfunit.Apply(o, unitDir(c.Runtime), self, os.Stdout)
+}
+
+// UninstallCmd is `ten uninstall`.
+type UninstallCmd struct {
+	Runtime bool `help:"Remove a --runtime install."`
+}
+
+// Run removes ten's own units; instances keep running.
+func (c *UninstallCmd) Run() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("uninstall changes systemd units: run it as root")
+	}
+	if err := selfunit.Remove(unitDir(c.Runtime), os.Stdout); err != nil {
+		return err
+	}
+	fmt.Println("ten's own units are gone; instances keep running (ten stop SERVICE:ID removes them)")
+	return nil
+}
+
+// CaddyCmd is `ten caddy`.
+type CaddyCmd struct {
+	Domain      string `short:"d" required:"" help:"Domain ten routes."`
+	Port        int    `short:"p" default:"8080" help:"ten's port."`
+	Output      string `short:"o" type:"path" help:"Write the Caddyfile here instead of stdout."`
+	DNSProvider string `help:"DNS provider for wildcard certificates (e.g. cloudflare)."`
+	Email       string `help:"ACME account email."`
+}
+
+// Run prints a Caddyfile with a wildcard site per configured service.
+func (c *CaddyCmd) Run(g *Globals) error {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: fmt.Sprintf("localhost:%d", c.Port), Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
+	if c.Output == "" {
+		fmt.Print(text)
+		return nil
+	}
+	if err := os.WriteFile(c.Output, []byte(text), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s\n", c.Output)
+	return nil
+}

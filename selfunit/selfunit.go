@@ -1,0 +1,149 @@
+// Package selfunit writes the systemd units that run ten itself: a hardened
+// tenement.service and a tenement.socket that holds ten's HTTP port, so that
+// restarting or upgrading ten drops no connection (requests wait in the
+// socket's backlog). It also writes the Caddyfile `ten caddy` prints. The
+// rendering is pure; Apply does the file and systemctl work.
+package selfunit
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Options describe one installation.
+type Options struct {
+	// Binary is where ten is installed (default /usr/local/bin/ten).
+	Binary string
+	// Config is the absolute path of tenement.toml.
+	Config string
+	// Listen is the address tenement.socket holds, e.g. "0.0.0.0:8080".
+	Listen string
+	// Domain is the routing domain.
+	Domain string
+}
+
+// Names of ten's own units.
+const (
+	ServiceName = "tenement.service"
+	SocketName  = "tenement.socket"
+)
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	if !filepath.IsAbs(o.Binary) {
+		return fmt.Errorf("binary path %q must be absolute", o.Binary)
+	}
+	if !filepath.IsAbs(o.Config) {
+		return fmt.Errorf("config path %q must be absolute", o.Config)
+	}
+	host, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %v", o.Listen, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("listen address %q: bad port", o.Listen)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("listen address %q: host must be an IP address", o.Listen)
+	}
+	if strings.TrimSpace(o.Domain) == "" || strings.ContainsAny(o.Domain, " /\t") {
+		return fmt.Errorf("domain %q is not a domain name", o.Domain)
+	}
+	return nil
+}
+
+// Socket renders tenement.socket.
+func Socket(o Options) string {
+	return fmt.Sprintf(`# Written by ten install. Holds ten's HTTP port so that restarting ten
+# drops no connection: requests wait in the backlog while ten starts.
+[Unit]
+Description=ten router and API socket
+
+[Socket]
+ListenStream=%s
+NoDelay=yes
+Backlog=4096
+Service=%s
+
+[Install]
+WantedBy=sockets.target
+`, o.Listen, ServiceName)
+}
+
+// Service renders tenement.service. ten must stay root (it creates units
+// over the system bus and attaches BPF programs), so hardening limits what
+// else that root can do.
+func Service(o Options) string {
+	return fmt.Sprintf(`# Written by ten install.
+[Unit]
+Description=ten: app instances as systemd units (domain %[3]s)
+Documentation=https://github.com/tenhq/ten
+Requires=%[4]s
+After=network.target %[4]s dbus.service
+
+[Service]
+Type=exec
+ExecStart=%[1]s serve --config %[2]s --domain %[3]s
+Restart=always
+RestartSec=1
+# Instances are units of their own: stopping ten must not touch them.
+KillMode=mixed
+NoNewPrivileges=yes
+ProtectHome=read-only
+ProtectSystem=full
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+SystemCallArchitectures=native
+ReadWritePaths=-/var/lib/tenement -/var/lib/private -%[5]s
+LimitNOFILE=1048576
+
+[Install]
+WantedBy=multi-user.target
+`, o.Binary, o.Config, o.Domain, SocketName, filepath.Dir(o.Config))
+}
+
+// Files returns every file an install writes, by name.
+func Files(o Options) map[string]string {
+	return map[string]string{ServiceName: Service(o), SocketName: Socket(o)}
+}
+
+// Caddy describes a Caddyfile for ten.
+type Caddy struct {
+	Domain      string
+	Upstream    string // ten's address, e.g. localhost:8080
+	Services    []string
+	DNSProvider string // for wildcard certificates (e.g. cloudflare)
+	Email       string
+}
+
+// Caddyfile renders a Caddyfile with a wildcard site per service
+// (*.{service}.{domain} needs a DNS challenge for its certificate).
+func Caddyfile(c Caddy) string {
+	var b strings.Builder
+	b.WriteString("# Written by ten caddy: TLS in Caddy, routing in ten.\n")
+	if c.Email != "" {
+		fmt.Fprintf(&b, "{\n\temail %s\n}\n\n", c.Email)
+	}
+	tls := ""
+	if c.DNSProvider != "" {
+		tls = fmt.Sprintf("\ttls {\n\t\tdns %s {env.%s_API_TOKEN}\n\t}\n", c.DNSProvider, strings.ToUpper(c.DNSProvider))
+	}
+	proxy := fmt.Sprintf("\treverse_proxy %s\n", c.Upstream)
+	fmt.Fprintf(&b, "%s {\n%s}\n", c.Domain, proxy)
+	svcs := append([]string(nil), c.Services...)
+	sort.Strings(svcs)
+	for _, s := range svcs {
+		fmt.Fprintf(&b, "\n%s.%s, *.%s.%s {\n%s%s}\n", s, c.Domain, s, c.Domain, tls, proxy)
+	}
+	return b.String()
+}
