@@ -1,6 +1,7 @@
 package units
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,9 @@ type Options struct {
 	// They are passed to the app after the unix socket (LISTEN_FDS fd 4...)
 	// and named in TEN_L4_SOCKETS.
 	L4Sockets []string
+	// Runsc is the absolute path of gVisor's runsc for isolation =
+	// "sandbox"; empty means it is not installed.
+	Runsc string
 }
 
 // Plan is everything ten creates for one instance.
@@ -55,8 +59,22 @@ type Plan struct {
 	Service []sd.Property
 }
 
+// ErrNoRunsc means isolation = "sandbox" was asked for on a host without gVisor.
+var ErrNoRunsc = errors.New(`isolation = "sandbox" runs the app under gVisor, but runsc is not installed: apt-get install runsc (Debian/Ubuntu), or see https://gvisor.dev/docs/user_guide/install/`)
+
 // StateRoot is where per-instance state directories live (systemd StateDirectory).
 const StateRoot = "/var/lib/tenement"
+
+// StateMountPoint is the real directory behind an instance's state
+// directory, where a storage quota image is mounted: with DynamicUser
+// (isolation = "namespace") systemd keeps it under /var/lib/private and
+// links it from /var/lib/tenement.
+func StateMountPoint(svc *config.Service, inst Instance) string {
+	if svc.Isolation == config.IsolationNamespace {
+		return filepath.Join("/var/lib/private/tenement", inst.Service, inst.ID)
+	}
+	return filepath.Join(StateRoot, inst.Service, inst.ID)
+}
 
 // ListenPath returns the systemd-held socket path of an instance.
 func ListenPath(socketDir string, inst Instance) string {
@@ -73,7 +91,12 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 		return nil, fmt.Errorf("instance %s: no shim binary for activation = \"shim\"", inst)
 	}
 	if svc.Isolation == config.IsolationSandbox {
-		return nil, fmt.Errorf("instance %s: isolation = \"sandbox\" needs gVisor (runsc), which this build of ten does not drive yet; use namespace", inst)
+		if opts.Runsc == "" {
+			return nil, fmt.Errorf("instance %s: %w", inst, ErrNoRunsc)
+		}
+		if opts.Shim == "" {
+			return nil, fmt.Errorf("instance %s: no ten binary to run the sandbox with", inst)
+		}
 	}
 	stateRel := filepath.Join("tenement", svc.Name, id)
 	runtimeRel := filepath.Join("tenement-app", svc.Name+"-"+id)
@@ -160,13 +183,18 @@ func socketProps(inst Instance, listen string, l4 []string, slice string) []sd.P
 
 func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan, opts Options, stateRel, runtimeRel string) []sd.Property {
 	argv := p.Argv
-	if svc.Activation == config.ActivationShim {
+	if svc.Isolation == config.IsolationSandbox {
+		argv = sandboxArgv(svc, p, opts)
+	}
+	if svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox {
+		// In a sandbox the systemd socket cannot reach the app (runsc of
+		// this age passes no fds in), so the shim always sits in front.
 		argv = append([]string{opts.Shim, "shim",
 			"--instance=" + inst.String(),
 			"--socket=" + p.AppSocket,
 			"--port=" + strconv.Itoa(p.Port),
 			"--startup-timeout=" + strconv.Itoa(svc.StartupTimeout) + "s",
-			"--"}, p.Argv...)
+			"--"}, argv...)
 	}
 	type execCmd struct {
 		Path          string
@@ -188,7 +216,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StartLimitBurst", uint32(0)),
 		prop("TimeoutStopUSec", uint64(10_000_000)),
 		prop("StateDirectory", []string{stateRel}),
-		prop("RuntimeDirectory", []string{runtimeRel}),
+		prop("RuntimeDirectory", runtimeDirs(svc, inst, runtimeRel)),
 	}
 	if svc.Workdir != "" {
 		props = append(props, prop("WorkingDirectory", svc.Workdir))
@@ -197,6 +225,29 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	}
 	if svc.MemoryLimitMB > 0 {
 		props = append(props, prop("MemoryMax", uint64(svc.MemoryLimitMB)<<20))
+		// No swap beyond the limit. systemd applies this only where the
+		// memory controller is on cgroup v2; on v1/hybrid hosts it is kept
+		// as a property but has no effect (see README, Isolation).
+		props = append(props, prop("MemorySwapMax", uint64(0)))
+	}
+	if svc.StorageQuotaMB > 0 {
+		// ten mounts the instance's quota image there (a transient .mount
+		// unit); the service must not start on the bare directory.
+		props = append(props, prop("RequiresMountsFor", []string{StateMountPoint(svc, inst)}))
+	}
+	if svc.StoragePersist != nil && !*svc.StoragePersist {
+		// Wipe the state directory whenever the service stops (sleep too),
+		// as root: the tenant may have left files it cannot remove itself.
+		// -H follows the DynamicUser symlink to /var/lib/private; -xdev
+		// stays inside a quota image mounted there.
+		type execEx struct {
+			Path  string
+			Argv  []string
+			Flags []string
+		}
+		props = append(props, prop("ExecStopPostEx", []execEx{{Path: "/usr/bin/find",
+			Argv:  []string{"/usr/bin/find", "-H", p.DataDir, "-mindepth", "1", "-xdev", "-delete"},
+			Flags: []string{"full-privileges", "ignore-failure"}}}))
 	}
 	if svc.CPUShares > 0 {
 		props = append(props, prop("CPUWeight", uint64(svc.CPUShares)))
@@ -216,8 +267,11 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if len(svc.IPAllow) > 0 {
 		props = append(props, ipAccess("IPAddressAllow", svc.IPAllow), ipAccess("IPAddressDeny", []string{"0.0.0.0/0", "::/0"}))
 	}
-	if svc.Isolation == config.IsolationNamespace || svc.Isolation == config.IsolationSandbox {
+	switch svc.Isolation {
+	case config.IsolationNamespace:
 		props = append(props, sandboxProps()...)
+	case config.IsolationSandbox:
+		props = append(props, gvisorProps()...)
 	}
 	for _, m := range svc.Mounts {
 		name := "BindPaths"
@@ -261,6 +315,79 @@ func sandboxProps() []sd.Property {
 		prop("SystemCallErrorNumber", int32(1)), // EPERM
 		prop("RestrictAddressFamilies", list{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6"}}),
 	}
+}
+
+// gvisorProps harden the unit that runs runsc. runsc runs as root and
+// makes namespaces and its own seccomp filter, so DynamicUser,
+// RestrictNamespaces and SystemCallFilter stay off here; the tenant runs
+// inside gVisor's kernel, the unit's cgroup still limits all of it.
+func gvisorProps() []sd.Property {
+	type list struct {
+		Allow bool
+		Names []string
+	}
+	return []sd.Property{
+		prop("ProtectSystem", "strict"),
+		prop("ProtectHome", "yes"),
+		prop("PrivateTmp", true),
+		prop("PrivateDevices", true),
+		prop("ProtectProc", "invisible"),
+		prop("ProtectKernelTunables", true),
+		prop("ProtectKernelModules", true),
+		prop("ProtectKernelLogs", true),
+		prop("ProtectControlGroups", true),
+		prop("NoNewPrivileges", true),
+		prop("RestrictSUIDSGID", true),
+		prop("RestrictAddressFamilies", list{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}}),
+	}
+}
+
+// sandboxRel is the runtime directory of runsc's state and the OCI bundle,
+// apart from the app's own runtime directory, which the app sees.
+func sandboxRel(inst Instance) string {
+	return filepath.Join("tenement-sandbox", inst.Service+"-"+inst.ID)
+}
+
+func runtimeDirs(svc *config.Service, inst Instance, runtimeRel string) []string {
+	if svc.Isolation == config.IsolationSandbox {
+		return []string{runtimeRel, sandboxRel(inst)}
+	}
+	return []string{runtimeRel}
+}
+
+// sandboxArgv is `ten sandbox`: it writes an OCI bundle and execs
+// `runsc run` on it. An app that takes LISTEN_FDS gets them from
+// `ten sandbox-listen` inside gVisor, which binds SOCKET_PATH for it.
+func sandboxArgv(svc *config.Service, p *Plan, opts Options) []string {
+	inner := p.Argv
+	if svc.Activation == config.ActivationSocket {
+		inner = append([]string{opts.Shim, "sandbox-listen", "--socket=" + p.AppSocket, "--"}, p.Argv...)
+	}
+	network := "host"
+	if svc.Network == "none" {
+		network = "none"
+	}
+	cwd := p.DataDir
+	if svc.Workdir != "" {
+		cwd = svc.Workdir
+	}
+	argv := []string{opts.Shim, "sandbox",
+		"--runsc=" + opts.Runsc,
+		"--id=" + strings.ReplaceAll(p.Instance.Service+"-"+p.Instance.ID, "@", "-"),
+		"--dir=" + filepath.Join("/run", sandboxRel(p.Instance)),
+		"--network=" + network,
+		"--cwd=" + cwd,
+		"--bind=" + p.DataDir,
+		"--bind=" + filepath.Dir(p.AppSocket),
+	}
+	for _, m := range svc.Mounts {
+		if m.Readonly {
+			argv = append(argv, "--bind-ro="+m.Destination)
+		} else {
+			argv = append(argv, "--bind="+m.Destination)
+		}
+	}
+	return append(append(argv, "--"), inner...)
 }
 
 func ipAccess(name string, prefixes []string) sd.Property {

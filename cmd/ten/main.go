@@ -28,20 +28,22 @@ type Globals struct {
 type CLI struct {
 	Globals
 
-	Serve     ServeCmd     `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
-	Spawn     SpawnCmd     `cmd:"" help:"Create an instance: a socket and a service unit."`
-	Stop      StopCmd      `cmd:"" help:"Remove an instance's units."`
-	Restart   RestartCmd   `cmd:"" help:"Restart an instance's service."`
-	Ps        PsCmd        `cmd:"" aliases:"ls" help:"List instances."`
-	Weight    WeightCmd    `cmd:"" help:"Set an instance's routing weight (0-100)."`
-	Init      InitCmd      `cmd:"" help:"Write a starter tenement.toml for the app in this directory."`
-	Config_   ConfigCmd    `cmd:"" name:"config" help:"Print the loaded config with defaults filled in."`
-	Doctor    DoctorCmd    `cmd:"" help:"Check systemd, cgroups, BPF, gVisor: what is on and why one is off."`
-	Install   InstallCmd   `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
-	Uninstall UninstallCmd `cmd:"" help:"Remove ten's own units (instances keep running)."`
-	Caddy     CaddyCmd     `cmd:"" help:"Print a Caddyfile with a wildcard site per service."`
-	Version   VersionCmd   `cmd:"" help:"Print ten's version."`
-	Shim      ShimCmd      `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
+	Serve         ServeCmd         `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
+	Spawn         SpawnCmd         `cmd:"" help:"Create an instance: a socket and a service unit."`
+	Stop          StopCmd          `cmd:"" help:"Remove an instance's units."`
+	Restart       RestartCmd       `cmd:"" help:"Restart an instance's service."`
+	Ps            PsCmd            `cmd:"" aliases:"ls" help:"List instances."`
+	Weight        WeightCmd        `cmd:"" help:"Set an instance's routing weight (0-100)."`
+	Init          InitCmd          `cmd:"" help:"Write a starter tenement.toml for the app in this directory."`
+	Config_       ConfigCmd        `cmd:"" name:"config" help:"Print the loaded config with defaults filled in."`
+	Doctor        DoctorCmd        `cmd:"" help:"Check systemd, cgroups, BPF, gVisor: what is on and why one is off."`
+	Install       InstallCmd       `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
+	Uninstall     UninstallCmd     `cmd:"" help:"Remove ten's own units (instances keep running)."`
+	Caddy         CaddyCmd         `cmd:"" help:"Print a Caddyfile with a wildcard site per service."`
+	Version       VersionCmd       `cmd:"" help:"Print ten's version."`
+	Shim          ShimCmd          `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
+	Sandbox       SandboxCmd       `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
+	SandboxListen SandboxListenCmd `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
 }
 
 func main() {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,14 +23,21 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "env", "activation (LISTEN_FDS), port (bind 127.0.0.1:$PORT), socket (bind $SOCKET_PATH), env (SOCKET_PATH if set else PORT)")
+	mode := flag.String("mode", "env", "activation (LISTEN_FDS), port (bind 127.0.0.1:$PORT), socket (bind $SOCKET_PATH), env (SOCKET_PATH if set else PORT), "+
+		"tcp (LISTEN_FDS: HTTP on the unix socket, a raw TCP line echo on the TCP ones)")
 	neverAccept := flag.Bool("never-accept", false, "listen but never accept a connection")
 	startDelay := flag.Duration("start-delay", 0, "sleep before listening")
 	flag.Parse()
 	inst := os.Getenv("TEN_INSTANCE")
 	time.Sleep(*startDelay)
 
-	l, err := listen(*mode)
+	var l net.Listener
+	var err error
+	if *mode == "tcp" {
+		l, err = serveRawTCP(inst)
+	} else {
+		l, err = listen(*mode)
+	}
 	if err != nil {
 		log.Fatalf("echoapp %s: %v", inst, err)
 	}
@@ -44,6 +52,26 @@ func main() {
 		fmt.Fprintf(w, "hello from %s pid %d\n", inst, os.Getpid())
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// /log?msg=TEXT&stream=stderr prints TEXT as one line on stdout (default)
+	// or stderr: output the journal should show.
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		out := os.Stdout
+		if r.URL.Query().Get("stream") == "stderr" {
+			out = os.Stderr
+		}
+		fmt.Fprintln(out, r.URL.Query().Get("msg"))
+		fmt.Fprintln(w, "logged")
+	})
+	// /write?name=F&bytes=N writes N bytes to DATA_DIR/F (the state directory).
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
+		name := filepath.Base(r.URL.Query().Get("name"))
+		if err := os.WriteFile(filepath.Join(os.Getenv("DATA_DIR"), name), make([]byte, n), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "wrote %d bytes\n", n)
+	})
 	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
@@ -102,6 +130,30 @@ func main() {
 			fmt.Fprintf(c, "echo: %s\n", sc.Text())
 		}
 	})
+	// /dial?addr=HOST:PORT&n=10&ms=500 answers at once, then in the
+	// background opens a TCP connection to addr and writes a line every ms
+	// milliseconds, n times: traffic the app makes itself, which no router
+	// sees.
+	mux.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
+		addr := r.URL.Query().Get("addr")
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "dialed %s from %s\n", addr, c.LocalAddr())
+		go func() {
+			defer c.Close()
+			for i := 0; i < n; i++ {
+				if _, err := fmt.Fprintf(c, "tick %d\n", i); err != nil {
+					return
+				}
+				time.Sleep(time.Duration(ms) * time.Millisecond)
+			}
+		}()
+	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
 		fmt.Fprintln(w, "bye")
@@ -137,3 +189,49 @@ func listen(mode string) (net.Listener, error) {
 }
 
 var _ = io.EOF
+
+// serveRawTCP takes every socket systemd passed: it serves a line echo on
+// the TCP ones (an L4 tenant: a greeting naming the peer it sees, then
+// "echo: LINE" for every line) and returns the unix one for HTTP.
+func serveRawTCP(inst string) (net.Listener, error) {
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if n < 1 || os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, fmt.Errorf("mode tcp: LISTEN_FDS/LISTEN_PID not set for this process")
+	}
+	var httpL net.Listener
+	for fd := 3; fd < 3+n; fd++ {
+		syscall.CloseOnExec(fd)
+		l, err := net.FileListener(os.NewFile(uintptr(fd), "listen"))
+		if err != nil {
+			return nil, fmt.Errorf("fd %d: %w", fd, err)
+		}
+		if _, ok := l.(*net.TCPListener); !ok {
+			httpL = l
+			continue
+		}
+		fmt.Printf("echoapp %s raw TCP echo on %s\n", inst, l.Addr())
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					log.Fatalf("accept: %v", err)
+				}
+				go echoLines(inst, c)
+			}
+		}()
+	}
+	if httpL == nil {
+		return nil, fmt.Errorf("mode tcp: no unix socket among the %d passed", n)
+	}
+	return httpL, nil
+}
+
+func echoLines(inst string, c net.Conn) {
+	defer c.Close()
+	fmt.Printf("tcp connection from %s to %s\n", c.RemoteAddr(), c.LocalAddr())
+	fmt.Fprintf(c, "hello from %s pid %d peer %s\n", inst, os.Getpid(), c.RemoteAddr())
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		fmt.Fprintf(c, "echo: %s\n", sc.Text())
+	}
+}
