@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/tenhq/ten/client"
+	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// LogsCmd is `ten logs [SERVICE:ID]`: the instances' output, read from
+// journald by the server (it persists across restarts of ten and of the app).
+type LogsCmd struct {
+	Instance string `arg:"" optional:"" help:"Instance, SERVICE:ID (default: every instance the token may see)."`
+	Search   string `help:"Only lines containing this text (case-insensitive unless it has upper-case letters)."`
+	Limit    *int   `help:"How many of the newest lines to show (default 100; with -f, 10 before following)." placeholder:"N"`
+	Follow   bool   `short:"f" help:"Keep printing new lines until Ctrl-C."`
+	Since    string `help:"Only lines newer than this: a duration back from now (10m, 2h, 3d) or a time (2006-01-02 15:04:05)."`
+	Level    string `help:"Only stdout or stderr lines (ten logs stderr at journal priority err; see README)." placeholder:"stdout|stderr"`
+}
+
+// Run prints the logs.
+func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
+	if c.Instance != "" {
+		if _, err := units.ParseInstance(c.Instance); err != nil {
+			return err
+		}
+	}
+	limit := -1 // the server's default
+	if c.Limit != nil {
+		limit = *c.Limit
+		if limit < 0 || limit > server.MaxLogLimit {
+			return fmt.Errorf("--limit %d: want 0 to %d", limit, server.MaxLogLimit)
+		}
+	}
+	if c.Level != "" && c.Level != systemd.StreamStdout && c.Level != systemd.StreamStderr {
+		return fmt.Errorf("--level %q: want stdout or stderr", c.Level)
+	}
+	path := server.LogsPath(c.Follow, c.Instance, c.Search, c.Since, c.Level, limit)
+	cl := g.client()
+	if !c.Follow {
+		var entries []systemd.Entry
+		if err := cl.Do(ctx, "GET", path, nil, &entries); err != nil {
+			return err
+		}
+		if g.JSON {
+			return jsonToStdout(entries)
+		}
+		for _, e := range entries {
+			printEntry(e, c.Instance == "")
+		}
+		return nil
+	}
+	enc := json.NewEncoder(os.Stdout)
+	return cl.Stream(ctx, path, func(ev client.Event) error {
+		switch ev.Name {
+		case "error":
+			var e struct {
+				Error string `json:"error"`
+			}
+			json.Unmarshal([]byte(ev.Data), &e)
+			return fmt.Errorf("log stream: %s", e.Error)
+		case "log", "message":
+			var e systemd.Entry
+			if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
+				return fmt.Errorf("log stream: bad event: %w", err)
+			}
+			if g.JSON {
+				return enc.Encode(e) // one object a line
+			}
+			printEntry(e, c.Instance == "")
+		}
+		return nil
+	})
+}
+
+func printEntry(e systemd.Entry, withInstance bool) {
+	var b strings.Builder
+	b.WriteString(e.Time.Local().Format("2006-01-02 15:04:05.000"))
+	if withInstance {
+		b.WriteString(" " + e.Instance)
+	}
+	switch e.Stream {
+	case systemd.StreamStderr:
+		b.WriteString(" stderr:")
+	case systemd.StreamSystemd:
+		b.WriteString(" systemd:")
+	}
+	b.WriteString(" " + e.Message)
+	fmt.Println(b.String())
+}
