@@ -104,7 +104,7 @@ func printRows(g *Globals, rows []server.Row) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT")
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT\tHEALTH")
 	for _, r := range rows {
 		state := r.State
 		if r.Detail != "" {
@@ -118,7 +118,11 @@ func printRows(g *Globals, rows []server.Row) error {
 		if r.MemoryBytes > 0 {
 			mem = bytesHuman(r.MemoryBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight)
+		health := r.Health
+		if health == "" {
+			health = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight, health)
 	}
 	return tw.Flush()
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,6 +28,8 @@ func main() {
 		"tcp (LISTEN_FDS: HTTP on the unix socket, a raw TCP line echo on the TCP ones)")
 	neverAccept := flag.Bool("never-accept", false, "listen but never accept a connection")
 	startDelay := flag.Duration("start-delay", 0, "sleep before listening")
+	healthFile := flag.String("health-file", "", "when this file exists, /health answers with the status code written in it (e.g. 500)")
+	crashAfter := flag.Duration("crash-after", 0, "exit with status 1 this long after listening (a crash loop under Restart=on-failure)")
 	flag.Parse()
 	inst := os.Getenv("TEN_INSTANCE")
 	time.Sleep(*startDelay)
@@ -46,12 +49,44 @@ func main() {
 		select {}
 	}
 	started := time.Now()
+	if *crashAfter > 0 {
+		go func() {
+			time.Sleep(*crashAfter)
+			fmt.Printf("echoapp %s: crashing on purpose (--crash-after)\n", inst)
+			os.Exit(1)
+		}()
+	}
+	// healthCode is what /health answers; /sethealth?code= changes it
+	// until the process ends (a restart heals it).
+	var healthCode atomic.Int32
+	healthCode.Store(http.StatusOK)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Printf("request %s %s host=%s\n", r.Method, r.URL.Path, r.Host)
 		fmt.Fprintf(w, "hello from %s pid %d\n", inst, os.Getpid())
 	})
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("health check %s\n", r.Header.Get("User-Agent"))
+		code := int(healthCode.Load())
+		if *healthFile != "" {
+			if b, err := os.ReadFile(*healthFile); err == nil {
+				if c, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					code = c
+				}
+			}
+		}
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "health %d\n", code)
+	})
+	mux.HandleFunc("/sethealth", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil || code < 100 || code > 599 {
+			http.Error(w, "want ?code=NNN", http.StatusBadRequest)
+			return
+		}
+		healthCode.Store(int32(code))
+		fmt.Fprintf(w, "health now %d\n", code)
+	})
 	// /log?msg=TEXT&stream=stderr prints TEXT as one line on stdout (default)
 	// or stderr: output the journal should show.
 	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {

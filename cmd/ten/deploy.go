@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tenhq/ten/client"
+	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/units"
+)
+
+// DeployCmd is `ten deploy SERVICE:VERSION`.
+type DeployCmd struct {
+	Instance string `arg:"" help:"New version to run, SERVICE:VERSION (e.g. api:v2); the version is the instance id."`
+	Weight   int    `short:"w" default:"100" help:"Routing weight (0-100) the new version gets once healthy."`
+	Timeout  int    `default:"30" help:"Seconds to wait for its health check to pass; if it does not, it is removed and nothing else changes."`
+	Replace  bool   `help:"After the new version is healthy, take the service's other instances out of the rotation, let their requests finish, and remove them."`
+}
+
+// Run deploys: spawn with weight 0, wait for health, give it its weight.
+func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
+	inst, err := units.ParseInstance(c.Instance)
+	if err != nil {
+		return err
+	}
+	if c.Weight < 0 || c.Weight > 100 {
+		return fmt.Errorf("--weight %d: must be 0..100", c.Weight)
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("--timeout %d: must be > 0 seconds", c.Timeout)
+	}
+	cl := g.client()
+	// The server answers after the health wait and the drain.
+	cl.HTTP.Timeout = time.Duration(c.Timeout)*time.Second + 5*time.Minute
+	req := server.DeployRequest{Service: inst.Service, Version: inst.ID, Weight: &c.Weight, Timeout: c.Timeout, Replace: c.Replace}
+	var res server.DeployResult
+	if err := cl.Do(ctx, "POST", "/api/deploy", req, &res); err != nil {
+		return err
+	}
+	if g.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("deployed %s: healthy after %.1fs, weight %d\n", res.Instance, res.HealthyAfer, res.Weight)
+	if len(res.Replaced) > 0 {
+		fmt.Printf("drained and removed %s\n", strings.Join(res.Replaced, ", "))
+	}
+	return nil
+}
+
+// RouteCmd is `ten route SERVICE --from A --to B`.
+type RouteCmd struct {
+	Service string `arg:"" help:"Service whose traffic moves."`
+	From    string `required:"" help:"Instance id that gives up its weight (gets 0)."`
+	To      string `required:"" help:"Instance id that gets From's weight."`
+}
+
+// Run swaps the weights in one step on the server.
+func (c *RouteCmd) Run(ctx context.Context, g *Globals) error {
+	var res server.RouteResult
+	if err := g.client().Do(ctx, "POST", "/api/route", server.RouteRequest{Service: c.Service, From: c.From, To: c.To}, &res); err != nil {
+		return err
+	}
+	if g.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("%s: weight %d moved from %s to %s (%s now 0)\n", res.Service, res.Weight, res.From, res.To, res.From)
+	return nil
+}
+
+// HealthCmd is `ten health SERVICE:ID`.
+type HealthCmd struct {
+	Instance string `arg:"" help:"Instance, SERVICE:ID."`
+}
+
+// Run prints the instance's health.
+func (c *HealthCmd) Run(ctx context.Context, g *Globals) error {
+	if _, err := units.ParseInstance(c.Instance); err != nil {
+		return err
+	}
+	var h server.Health
+	if err := g.client().Do(ctx, "GET", client.InstancePath(c.Instance)+"/health", nil, &h); err != nil {
+		return err
+	}
+	if g.JSON {
+		return printJSON(h)
+	}
+	fmt.Printf("%s: %s", h.Instance, h.Health)
+	if h.Detail != "" {
+		fmt.Printf(" (%s)", h.Detail)
+	}
+	fmt.Println()
+	fmt.Printf("  state:    %s\n", h.State)
+	fmt.Printf("  check:    %s", h.Check)
+	if !h.LastCheck.IsZero() {
+		fmt.Printf(", last %s ago", time.Since(h.LastCheck).Round(time.Second))
+	}
+	fmt.Println()
+	fmt.Printf("  restarts: %d within the last %ds (max_restarts %d)\n", h.RestartsInWindow, h.RestartWindowSec, h.MaxRestarts)
+	for _, r := range h.Restarts {
+		fmt.Printf("    %s  %s\n", r.At.Local().Format(time.DateTime), r.Reason)
+	}
+	if !h.NextRestart.IsZero() {
+		fmt.Printf("  next restart in %s (backoff %dms)\n", time.Until(h.NextRestart).Round(100*time.Millisecond), h.BackoffMs)
+	}
+	if h.Failed != "" {
+		fmt.Printf("  failed: %s\n  stopped until `ten restart %s`\n", h.Failed, h.Instance)
+	}
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
