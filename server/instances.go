@@ -159,7 +159,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets}
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Cat: systemdCat()}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)

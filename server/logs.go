@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tenhq/ten/systemd"
@@ -206,3 +208,13 @@ func LogsPath(stream bool, instance, search, since, level string, limit int) str
 	}
 	return p
 }
+
+// systemdCat returns the path of systemd-cat, or "" when it is missing
+// (then stdout and stderr share one priority; see units.Options.Cat).
+var systemdCat = sync.OnceValue(func() string {
+	p, err := exec.LookPath("systemd-cat")
+	if err != nil {
+		return ""
+	}
+	return p
+})

@@ -33,6 +33,14 @@ type Options struct {
 	// Runsc is the absolute path of gVisor's runsc for isolation =
 	// "sandbox"; empty means it is not installed.
 	Runsc string
+	// Cat is the absolute path of systemd-cat; empty leaves the app's output
+	// to systemd. journald cannot tell a service's stdout from its stderr
+	// (both streams get the unit's SyslogLevel), so the app runs under
+	// `systemd-cat --stderr-priority=err`: it connects stdout and stderr to
+	// the journal as two streams and execs the app (same PID, same fds,
+	// socket activation intact). stdout lines get priority info (6), stderr
+	// lines err (3); `ten logs --level` filters on that.
+	Cat string
 }
 
 // Plan is everything ten creates for one instance.
@@ -195,6 +203,9 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 			"--port=" + strconv.Itoa(p.Port),
 			"--startup-timeout=" + strconv.Itoa(svc.StartupTimeout) + "s",
 			"--"}, argv...)
+	}
+	if opts.Cat != "" {
+		argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
 	}
 	type execCmd struct {
 		Path          string

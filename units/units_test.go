@@ -58,7 +58,7 @@ func TestGolden(t *testing.T) {
 			}
 			var b strings.Builder
 			for _, name := range cfg.ServiceNames() {
-				opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten"}
+				opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten", Cat: "/usr/bin/systemd-cat"}
 				if filepath.Base(f) == "sandbox.toml" {
 					// limits.toml shows the error without runsc.
 					opts.Runsc = "/usr/bin/runsc"

@@ -43,6 +43,9 @@ type CLI struct {
 	Install       InstallCmd       `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
 	Uninstall     UninstallCmd     `cmd:"" help:"Remove ten's own units (instances keep running)."`
 	Caddy         CaddyCmd         `cmd:"" help:"Print a Caddyfile with a wildcard site per service."`
+	Logs          LogsCmd          `cmd:"" help:"Show instances' output from journald: search, follow (-f), time window."`
+	TokenGen      TokenGenCmd      `cmd:"" name:"token-gen" help:"Create an API token (admin, or --tenant X for one tenant's instances); prints it once."`
+	Token         TokenCmd         `cmd:"" help:"List or revoke API tokens."`
 	Version       VersionCmd       `cmd:"" help:"Print ten's version."`
 	Shim          ShimCmd          `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
 	Sandbox       SandboxCmd       `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
