@@ -63,8 +63,11 @@ type l4State struct {
 	cgroups  string           // cgroup v2 mount
 	features []Feature
 
-	mu       sync.Mutex
-	inst     map[units.Instance]*l4Instance
+	mu   sync.Mutex
+	inst map[units.Instance]*l4Instance
+	// sockets records which socket units were last seen active, so that
+	// sockets are registered again only when one becomes active.
+	sockets  map[units.Instance]bool
 	byCgroup map[uint64]units.Instance
 }
 
@@ -78,11 +81,21 @@ type l4Instance struct {
 
 // initL4 loads the BPF objects, or falls back, and says which and why.
 func (s *Server) initL4() {
-	st := &l4State{inst: map[units.Instance]*l4Instance{}, byCgroup: map[uint64]units.Instance{}}
+	st := &l4State{inst: map[units.Instance]*l4Instance{}, byCgroup: map[uint64]units.Instance{}, sockets: map[units.Instance]bool{}}
 	s.l4 = st
 	err := CheckBPF()
 	if err == nil {
 		err = st.loadBPF(s)
+	} else if os.Getenv(EnvDisableBPF) == "1" {
+		// Off means off: a dispatcher a previous ten pinned would go on
+		// steering (or refusing) connections for addresses the proxy now
+		// serves. Removing the pins releases the links, which detaches them.
+		if _, serr := os.Stat(BPFPinDir); serr == nil {
+			s.log.Info("removing the BPF state a previous ten pinned", "pins", BPFPinDir, "reason", err)
+			if rerr := os.RemoveAll(BPFPinDir); rerr != nil {
+				s.log.Warn("remove pinned BPF state", "pins", BPFPinDir, "err", rerr)
+			}
+		}
 	}
 	if err != nil {
 		st.proxy = l4.NewProxy(s.log)
@@ -301,6 +314,7 @@ func (s *Server) l4Up(ctx context.Context, inst units.Instance) {
 		return
 	}
 	li.up = true
+	st.sockets[inst] = true // Create and adopt see it active
 	st.mu.Unlock()
 	if st.acct != nil {
 		path := filepath.Join(st.cgroups, inst.SliceCgroup())
@@ -338,10 +352,27 @@ func bindings(inst units.Instance, ls []config.Listen) []ebpf.Binding {
 	return out
 }
 
+// l4SocketState follows the instance's socket unit (from systemd's signals):
+// when it becomes active again (restarted: it has new sockets, and the
+// kernel dropped the old ones from the sockmap when systemd closed them),
+// its sockets are registered again.
+func (s *Server) l4SocketState(inst units.Instance, activeState string) {
+	if activeState == "" {
+		return
+	}
+	active := activeState == "active"
+	s.l4.mu.Lock()
+	was := s.l4.sockets[inst]
+	s.l4.sockets[inst] = active
+	s.l4.mu.Unlock()
+	if active && !was {
+		s.l4Register(inst)
+	}
+}
+
 // l4Register puts the instance's systemd-held internal sockets in the
-// dispatcher's sockmap. It runs after spawn and adoption, and whenever the
-// socket unit becomes active: a restarted socket unit has new sockets, and
-// the kernel drops the old ones from the sockmap when systemd closes them.
+// dispatcher's sockmap: after spawn and adoption, and when the socket unit
+// becomes active again.
 func (s *Server) l4Register(inst units.Instance) {
 	st := s.l4
 	if st.disp == nil {
@@ -377,6 +408,7 @@ func (s *Server) l4Down(ctx context.Context, inst units.Instance) {
 	st.mu.Lock()
 	li := st.inst[inst]
 	delete(st.inst, inst)
+	delete(st.sockets, inst)
 	if li != nil && li.cgroup != 0 {
 		delete(st.byCgroup, li.cgroup)
 	}
@@ -451,4 +483,3 @@ func (s *Server) L4Addresses(inst units.Instance) []string {
 	}
 	return nil
 }
-

@@ -51,7 +51,7 @@ type Server struct {
 	metrics *prometheus.Registry
 	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
 	l4 *l4State
-	im      *instMetrics
+	im *instMetrics
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
 	health *healthBook
@@ -221,8 +221,8 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 // follow feeds systemd's state changes into the router.
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 	for c := range changes {
-		if c.Kind == units.KindSocket && c.ActiveState == "active" {
-			s.l4Register(c.Instance) // a restarted socket unit has new sockets
+		if c.Kind == units.KindSocket {
+			s.l4SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
 		}
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue

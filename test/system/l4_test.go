@@ -1,0 +1,334 @@
+package system
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// l4Service is a raw TCP echo tenant with one address per instance from a
+// prefix and a port range: idle_timeout 2 s, asleep until the first client.
+const l4Service = `
+[service.tcpecho]
+command = "ECHO --mode tcp"
+activation = "socket"
+idle_timeout = 2
+start = "lazy"
+listen = ["tcp://127.0.1.0/24:7000-7009"]
+`
+
+// l4Address returns the address ten gave the instance (TEN_LISTEN in its
+// service's environment, as `systemctl show` prints it) without the ports.
+func l4Address(t *testing.T, inst string) string {
+	t.Helper()
+	unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+	env := show(t, unit, "Environment")
+	m := regexp.MustCompile(`TEN_LISTEN=tcp://([0-9.]+):`).FindStringSubmatch(env)
+	if m == nil {
+		t.Fatalf("%s has no TEN_LISTEN: %s", unit, env)
+	}
+	return m[1]
+}
+
+// l4Client is one client connection to an L4 tenant.
+type l4Client struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// dialL4 connects, reads the greeting and checks that the app saw this
+// client's own address and port as its peer when wantRealPeer is set.
+func dialL4(t *testing.T, addr string, wantRealPeer bool) (*l4Client, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	cl := &l4Client{c: c, br: bufio.NewReader(c)}
+	greeting, err := cl.br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("greeting from %s: %v", addr, err)
+	}
+	if wantRealPeer && !strings.HasSuffix(greeting, " peer "+c.LocalAddr().String()+"\n") {
+		t.Errorf("app saw another peer than the client %s: %q", c.LocalAddr(), greeting)
+	}
+	return cl, greeting
+}
+
+func (cl *l4Client) echo(t *testing.T, line string) {
+	t.Helper()
+	cl.c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(cl.c, "%s\n", line)
+	got, err := cl.br.ReadString('\n')
+	if err != nil || got != "echo: "+line+"\n" {
+		t.Fatalf("echo %q: %q %v", line, got, err)
+	}
+}
+
+// metric returns the value of a ten_* sample on GET /metrics, -1 if absent.
+func (s *tenServer) metric(name, inst string) float64 {
+	s.t.Helper()
+	code, body, err := s.get("127.0.0.1", "/metrics")
+	if err != nil || code != 200 {
+		s.t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	prefix := name + `{instance="` + inst + `"} `
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				s.t.Fatalf("%s: %v", l, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// stayAwake fails the test if inst leaves the running state during d.
+func (s *tenServer) stayAwake(inst string, d time.Duration, why string) {
+	s.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if st := s.psState(inst); st != "running" {
+			s.t.Fatalf("%s went %q %s", inst, st, why)
+		}
+	}
+}
+
+// Issue 3, items 1-3: an L4 tenant behind sk_lookup sleeps, wakes on a
+// client connection, answers with the client's own address as peer; its
+// activity counters move; the reaper puts it to sleep only after silence,
+// whether the traffic is an L4 client's or a connection the app opened.
+func TestL4Dispatch(t *testing.T) {
+	s := startTen(t, l4Service)
+	if !strings.Contains(s.log.String(), "name=l4-dispatch on=true") || !strings.Contains(s.log.String(), "name=activity-accounting on=true") {
+		t.Fatalf("ten serve does not say BPF features are on:\n%s", s.log.String())
+	}
+	s.mustTen("spawn", "tcpecho:a")
+	s.mustTen("spawn", "tcpecho:b")
+	if st := s.psState("tcpecho:a"); st != "sleeping" {
+		t.Fatalf("lazy L4 instance is %q", st)
+	}
+	addrA, addrB := l4Address(t, "tcpecho:a"), l4Address(t, "tcpecho:b")
+	if addrA == addrB || !strings.HasPrefix(addrA, "127.0.1.") {
+		t.Fatalf("addresses %s and %s", addrA, addrB)
+	}
+	// No process listens on the address: sk_lookup steers it to the
+	// internal socket systemd holds.
+	if out, _ := exec.Command("ss", "-Htln", "src", addrA).CombinedOutput(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("something listens on %s: %s", addrA, out)
+	}
+
+	// Wake on a connection to any port of the range; the app sees the client.
+	start := time.Now()
+	cl, greeting := dialL4(t, net.JoinHostPort(addrA, "7003"), true)
+	t.Logf("cold connect to first byte: %s", time.Since(start))
+	if !strings.HasPrefix(greeting, "hello from tcpecho:a ") {
+		t.Fatalf("greeting %q", greeting)
+	}
+	cl.echo(t, "one")
+	s.waitState("tcpecho:a", "running", 5*time.Second)
+	if st := s.psState("tcpecho:b"); st != "sleeping" {
+		t.Errorf("tcpecho:b woke with a: %q", st)
+	}
+	_, gb := dialL4(t, net.JoinHostPort(addrB, "7009"), true)
+	if !strings.HasPrefix(gb, "hello from tcpecho:b ") {
+		t.Errorf("b's address answered %q", gb)
+	}
+
+	// The counters move.
+	rx := s.metric("ten_instance_rx_bytes_total", "tcpecho:a")
+	conns := s.metric("ten_instance_connections_total", "tcpecho:a")
+	if rx <= 0 || conns < 1 || s.metric("ten_instance_tx_bytes_total", "tcpecho:a") <= 0 {
+		t.Fatalf("metrics of tcpecho:a: rx %v connections %v", rx, conns)
+	}
+	cl.echo(t, strings.Repeat("x", 4000))
+	if rx2 := s.metric("ten_instance_rx_bytes_total", "tcpecho:a"); rx2 < rx+4000 {
+		t.Errorf("rx bytes %v then %v after a 4000-byte line", rx, rx2)
+	}
+	if last := s.metric("ten_instance_last_activity_seconds", "tcpecho:a"); time.Since(time.Unix(int64(last), 0)) > 5*time.Second {
+		t.Errorf("last activity %v", last)
+	}
+
+	// Busy on the L4 path only (no HTTP request): a line every 0.5 s for
+	// twice the idle timeout keeps it awake.
+	pid := mainPID(t, "tcpecho:a")
+	for i := 0; i < 8; i++ {
+		cl.echo(t, "busy "+strconv.Itoa(i))
+		if st := s.psState("tcpecho:a"); st != "running" {
+			t.Fatalf("L4-busy instance went %q", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if p := mainPID(t, "tcpecho:a"); p != pid {
+		t.Fatalf("app restarted while busy: %d -> %d", pid, p)
+	}
+	// Silent (the connection stays open, nothing moves): it sleeps.
+	s.waitState("tcpecho:a", "sleeping", 10*time.Second)
+
+	// Busy through a connection the app opened itself.
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	ticks := make(chan string, 64)
+	go func() {
+		c, err := sink.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			ticks <- sc.Text()
+		}
+		close(ticks)
+	}()
+	// A wake through the router (HTTP on the unix socket), which returns at
+	// once; the app then writes 10 ticks 0.5 s apart (twice the timeout).
+	s.mustGet("a.tcpecho.localhost", "/dial?addr="+sink.Addr().String()+"&n=10&ms=500")
+	pid = mainPID(t, "tcpecho:a")
+	s.stayAwake("tcpecho:a", 4*time.Second, "while its own outbound connection was busy")
+	n := 0
+	for range ticks {
+		n++
+	}
+	if n != 10 {
+		t.Errorf("sink got %d ticks", n)
+	}
+	if p := mainPID(t, "tcpecho:a"); p != pid {
+		t.Errorf("app restarted during its outbound traffic: %d -> %d", pid, p)
+	}
+	s.waitState("tcpecho:a", "sleeping", 10*time.Second)
+}
+
+// Issue 3, item 4: L4 dispatch keeps working while ten serve is down (kill
+// -9), a new ten serve re-adopts the pinned state, and re-registers an
+// instance's socket after its socket unit was restarted.
+func TestL4Kill9Serve(t *testing.T) {
+	s := startTen(t, `
+[service.tcpecho]
+command = "ECHO --mode tcp"
+activation = "socket"
+idle_timeout = 300
+start = "lazy"
+listen = ["tcp://127.0.2.10:7100"]
+`)
+	s.mustTen("spawn", "tcpecho:k")
+	addr := "127.0.2.10:7100"
+	cl, _ := dialL4(t, addr, true)
+	cl.echo(t, "before")
+	s.kill()
+	// With ten gone, a new connection still lands in the instance.
+	cl2, _ := dialL4(t, addr, true)
+	cl2.echo(t, "ten is down")
+	cl.echo(t, "old connection")
+	s.mustSleep(t, "tcpecho:k")
+	// ...and wakes a sleeping instance.
+	cl3, _ := dialL4(t, addr, true)
+	cl3.echo(t, "woken with ten down")
+
+	s.start()
+	if !strings.Contains(s.log.String(), "adopted instance from systemd") {
+		t.Errorf("no adoption:\n%s", s.log.String())
+	}
+	cl4, _ := dialL4(t, addr, true)
+	cl4.echo(t, "after restart")
+
+	// A restarted socket unit has a new socket; ten registers it. (A
+	// transient socket unit that is stopped is gone; restart keeps it.)
+	s.mustSleep(t, "tcpecho:k")
+	inode := internalSocketInode(t, "tcpecho:k")
+	if out, err := exec.Command("systemctl", "restart", "tenement-tcpecho@k.socket").CombinedOutput(); err != nil {
+		t.Fatalf("restart socket: %v %s", err, out)
+	}
+	if now := internalSocketInode(t, "tcpecho:k"); now == inode {
+		t.Fatalf("socket restart kept socket inode %s", now)
+	}
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("after a socket unit restart: %v\n%s", err, s.log.String())
+	}
+	cl5, _ := dialL4(t, addr, true)
+	cl5.echo(t, "new socket")
+	if strings.Contains(s.log.String(), "level=ERROR") {
+		t.Errorf("errors:\n%s", s.log.String())
+	}
+}
+
+// mustSleep stops the instance's service with systemctl (ten may be down).
+func (s *tenServer) mustSleep(t *testing.T, inst string) {
+	t.Helper()
+	unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+	if out, err := exec.Command("systemctl", "stop", unit).CombinedOutput(); err != nil {
+		t.Fatalf("stop %s: %v %s", unit, err, out)
+	}
+}
+
+// Issue 3, item 5: with BPF off (TEN_DISABLE_BPF=1, as on a host without
+// it) ten says so, serves L4 addresses with its userspace proxy, wakes the
+// instance, and the reaper still sees the proxied traffic.
+func TestL4FallbackWithoutBPF(t *testing.T) {
+	t.Setenv("TEN_DISABLE_BPF", "1")
+	s := startTen(t, `
+[service.tcpecho]
+command = "ECHO --mode tcp"
+activation = "socket"
+idle_timeout = 2
+start = "lazy"
+listen = ["tcp://127.0.3.0/24:7200-7201"]
+`)
+	if !strings.Contains(s.log.String(), "name=l4-dispatch on=false") || !strings.Contains(s.log.String(), "TEN_DISABLE_BPF=1") {
+		t.Fatalf("ten serve does not say BPF is off and why:\n%s", s.log.String())
+	}
+	s.mustTen("spawn", "tcpecho:f")
+	addr := net.JoinHostPort(l4Address(t, "tcpecho:f"), "7201")
+	cl, greeting := dialL4(t, addr, false)
+	if !strings.HasPrefix(greeting, "hello from tcpecho:f ") || !strings.Contains(greeting, " peer 127.0.0.1:") {
+		t.Fatalf("greeting through the proxy %q", greeting)
+	}
+	cl.echo(t, "via proxy")
+	s.waitState("tcpecho:f", "running", 5*time.Second)
+	if v := s.metric("ten_instance_rx_bytes_total", "tcpecho:f"); v != -1 {
+		t.Errorf("BPF metrics without BPF: %v", v)
+	}
+	// An open proxied connection keeps it awake; after it closes, it sleeps.
+	s.stayAwake("tcpecho:f", 4*time.Second, "with an open proxied connection")
+	cl.c.Close()
+	s.waitState("tcpecho:f", "sleeping", 10*time.Second)
+	cl2, _ := dialL4(t, addr, false)
+	cl2.echo(t, "woken via proxy")
+}
+
+// internalSocketInode returns the inode of the internal TCP socket systemd
+// holds for inst (TEN_L4_SOCKETS), as ss prints it.
+func internalSocketInode(t *testing.T, inst string) string {
+	t.Helper()
+	unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+	m := regexp.MustCompile(`TEN_L4_SOCKETS=([0-9.:]+)`).FindStringSubmatch(show(t, unit, "Environment"))
+	if m == nil {
+		t.Fatalf("%s has no TEN_L4_SOCKETS", unit)
+	}
+	out, err := exec.Command("ss", "-Htlne", "src", m[1]).CombinedOutput()
+	ino := regexp.MustCompile(`ino:(\d+)`).FindStringSubmatch(string(out))
+	if err != nil || ino == nil {
+		t.Fatalf("ss for %s: %v %s", m[1], err, out)
+	}
+	return ino[1]
+}
