@@ -142,6 +142,7 @@ func (s *Server) adminHandler() http.Handler {
 		s.registerLogs,
 		s.registerStorage,
 		s.registerDeploy,
+		s.registerFeatures,
 	} {
 		register(api)
 	}
