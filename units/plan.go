@@ -3,6 +3,7 @@ package units
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -228,6 +229,10 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("TimeoutStopUSec", uint64(10_000_000)),
 		prop("StateDirectory", []string{stateRel}),
 		prop("RuntimeDirectory", runtimeDirs(svc, inst, runtimeRel)),
+		// Only the instance's own user (and root) may enter its directories:
+		// its app socket lives in the runtime one.
+		prop("RuntimeDirectoryMode", uint32(0o700)),
+		prop("StateDirectoryMode", uint32(0o700)),
 	}
 	if svc.Workdir != "" {
 		props = append(props, prop("WorkingDirectory", svc.Workdir))
@@ -280,6 +285,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	}
 	switch svc.Isolation {
 	case config.IsolationNamespace:
+		props = append(props, prop("User", DynamicUserName(inst)))
 		props = append(props, sandboxProps()...)
 	case config.IsolationSandbox:
 		props = append(props, gvisorProps()...)
@@ -297,6 +303,21 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
+}
+
+// DynamicUserName is the instance's own DynamicUser. Without User=,
+// systemd derives the name from the unit name's prefix (tenement-NAME), so
+// every instance of a service would share one user and see, signal and
+// read each other. '_' cannot occur in service names or ids, so the name is
+// unambiguous; systemd allows 31 characters, longer names end in a hash.
+func DynamicUserName(inst Instance) string {
+	name := "ten_" + inst.Service + "_" + inst.ID
+	if len(name) > 31 {
+		h := fnv.New32a()
+		h.Write([]byte(inst.String()))
+		name = fmt.Sprintf("%s_%08x", name[:22], h.Sum32())
+	}
+	return name
 }
 
 func sandboxProps() []sd.Property {

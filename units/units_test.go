@@ -114,3 +114,21 @@ func TestSlice(t *testing.T) {
 		}
 	}
 }
+
+func TestDynamicUserName(t *testing.T) {
+	seen := map[string]string{}
+	for _, in := range []string{"a-b:c", "a:b-c", "t:a", "t:b", "svc:" + strings.Repeat("x", 40), "svc:" + strings.Repeat("x", 41)} {
+		inst, err := ParseInstance(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := DynamicUserName(inst)
+		if len(n) > 31 {
+			t.Errorf("%s: user %q is longer than 31 characters", in, n)
+		}
+		if other, dup := seen[n]; dup {
+			t.Errorf("%s and %s share the user %q", in, other, n)
+		}
+		seen[n] = in
+	}
+}

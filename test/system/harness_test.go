@@ -31,6 +31,8 @@ const binDir = "/run/ten-test/bin"
 var (
 	tenBin  = filepath.Join(binDir, "ten")
 	echoBin = filepath.Join(binDir, "echoapp")
+	// tenantBin is the hostile tenant of the isolation tests (TENANT in configs).
+	tenantBin = filepath.Join(binDir, "tenant")
 )
 
 func TestMain(m *testing.M) {
@@ -39,9 +41,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}} {
+	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}, {"tenant", "./test/apps/tenant"}} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the same binary runs under gVisor
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n", b[0], err)
 			os.Exit(1)
@@ -78,7 +81,7 @@ func install(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod("/run/ten-test", 0o755)
-		for _, n := range []string{"ten", "echoapp"} {
+		for _, n := range []string{"ten", "echoapp", "tenant"} {
 			data, err := os.ReadFile(filepath.Join(root, "bin", n))
 			if err != nil {
 				t.Fatal(err)
@@ -139,7 +142,7 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 	t.Helper()
 	dir = t.TempDir()
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.ReplaceAll(body, "ECHO", echoBin))
+	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
 	path = filepath.Join(dir, "tenement.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
