@@ -36,28 +36,92 @@ type Options struct {
 // ErrNoListenFDs means the shim was not started by socket activation.
 var ErrNoListenFDs = errors.New("no socket passed by systemd (LISTEN_FDS is not set for this process)")
 
-// Listener returns the first socket passed by systemd socket activation.
+// Listener returns the sockets passed by systemd socket activation as one
+// listener: the router's unix socket (fd 3) and, for a service with L4
+// listen addresses, its internal TCP sockets (fd 4 on). The shim relays the
+// connections of all of them to the app, so an L4 client reaches a
+// PORT-binding app too; the app then sees the shim as the peer (an app
+// that takes its sockets itself, activation = "socket", sees the client).
 func Listener() (net.Listener, error) {
 	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	if n < 1 || (pid != 0 && pid != os.Getpid()) {
 		return nil, ErrNoListenFDs
 	}
-	f := os.NewFile(3, "systemd-socket")
-	l, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("use socket fd 3: %w", err)
-	}
+	var ls []net.Listener
 	for i := 0; i < n; i++ {
-		syscall.CloseOnExec(3 + i)
+		fd := 3 + i
+		f := os.NewFile(uintptr(fd), "systemd-socket")
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("use socket fd %d: %w", fd, err)
+		}
+		ls = append(ls, l)
 	}
 	// Children (the app, journalctl) must not think the sockets are theirs.
 	os.Unsetenv("LISTEN_PID")
 	os.Unsetenv("LISTEN_FDS")
 	os.Unsetenv("LISTEN_FDNAMES")
-	return l, nil
+	if len(ls) == 1 {
+		return ls[0], nil
+	}
+	return newMultiListener(ls), nil
 }
+
+// multiListener accepts from several listeners at once.
+type multiListener struct {
+	ls    []net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newMultiListener(ls []net.Listener) *multiListener {
+	m := &multiListener{ls: ls, conns: make(chan net.Conn), done: make(chan struct{})}
+	for _, l := range ls {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					m.Close()
+					return
+				}
+				select {
+				case m.conns <- c:
+				case <-m.done:
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	return m
+}
+
+func (m *multiListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.conns:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (m *multiListener) Close() error {
+	m.once.Do(func() {
+		close(m.done)
+		for _, l := range m.ls {
+			l.Close()
+		}
+	})
+	return nil
+}
+
+func (m *multiListener) Addr() net.Addr { return m.ls[0].Addr() }
 
 // Run starts the app and relays connections until the app exits; it returns
 // the app's exit code.

@@ -3,6 +3,7 @@ package system
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"regexp"
@@ -331,4 +332,33 @@ func internalSocketInode(t *testing.T, inst string) string {
 		t.Fatalf("ss for %s: %v %s", m[1], err, out)
 	}
 	return ino[1]
+}
+
+// An app that binds PORT itself (activation = "shim", the default) is
+// reachable on its L4 address too: the shim relays the internal socket's
+// connections to PORT, so the app sees the shim as its peer.
+func TestL4ShimApp(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode port"
+idle_timeout = 300
+start = "lazy"
+listen = ["tcp://127.0.4.1:7300"]
+`)
+	s.mustTen("spawn", "web:s")
+	c, err := net.DialTimeout("tcp", "127.0.4.1:7300", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET /info HTTP/1.0\r\nHost: l4\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	if !strings.Contains(string(b), "200 OK") || !strings.Contains(string(b), `"instance":"web:s"`) || !strings.Contains(string(b), `"remote":"127.0.0.1:`) {
+		t.Errorf("HTTP over the L4 address of a shim-mode app: %q", b)
+	}
+	// The router path still works beside it.
+	if body := s.mustGet("s.web.localhost", "/"); !strings.Contains(body, "hello from web:s") {
+		t.Errorf("router: %q", body)
+	}
 }
