@@ -57,8 +57,11 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 		return Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
 	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
-	if in.svc != nil && in.svc.StorageQuotaMB > 0 {
-		out.QuotaBytes = int64(in.svc.StorageQuotaMB) << 20
+	if in.svc != nil {
+		out.Path = units.StateMountPoint(in.svc, inst)
+		if in.svc.StorageQuotaMB > 0 {
+			out.QuotaBytes = int64(in.svc.StorageQuotaMB) << 20
+		}
 	}
 	size, disk, files, err := dirUsage(ctx, out.Path)
 	if err != nil {
@@ -71,9 +74,9 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 	return out, nil
 }
 
-// StateDir returns where the instance's state directory really is: under
-// /var/lib/private when systemd made it for a DynamicUser service, else
-// /var/lib/tenement/NAME/ID.
+// StateDir guesses where the state directory of an instance the config no
+// longer declares really is: under /var/lib/private when systemd made it for
+// a DynamicUser service, else /var/lib/tenement/NAME/ID.
 func StateDir(inst units.Instance) string {
 	rel := filepath.Join("tenement", inst.Service, inst.ID)
 	private := filepath.Join("/var/lib/private", rel)
