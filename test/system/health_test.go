@@ -1,0 +1,349 @@
+package system
+
+import (
+	"encoding/json"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// health is what `ten --json health` prints (the fields the tests read).
+type health struct {
+	Instance         string `json:"instance"`
+	Health           string `json:"health"`
+	Detail           string `json:"detail"`
+	State            string `json:"state"`
+	RestartsInWindow int    `json:"restarts_in_window"`
+	Restarts         []struct {
+		Reason string `json:"reason"`
+	} `json:"restarts"`
+	BackoffMs int64  `json:"backoff_ms"`
+	Failed    string `json:"failed"`
+}
+
+func (s *tenServer) health(inst string) health {
+	s.t.Helper()
+	var h health
+	out := s.mustTen("--json", "health", inst)
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		s.t.Fatalf("ten --json health %s: %v\n%s", inst, err, out)
+	}
+	return h
+}
+
+// waitHealth polls `ten health` until cond holds.
+func (s *tenServer) waitHealth(inst string, within time.Duration, what string, cond func(health) bool) health {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	var h health
+	for time.Now().Before(deadline) {
+		if h = s.health(inst); cond(h) {
+			return h
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: not %s within %s: %+v\n%s", inst, what, within, h, s.mustTen("ps"))
+	return h
+}
+
+// psRow returns the fields of inst's line in `ten ps`.
+func (s *tenServer) psRow(inst string) []string {
+	s.t.Helper()
+	for _, line := range strings.Split(s.mustTen("ps"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == inst {
+			return f
+		}
+	}
+	return nil
+}
+
+func waitPIDChange(t *testing.T, inst string, old int, within time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if p := mainPID(t, inst); p != 0 && p != old {
+			return p
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: main pid still %d after %s", inst, old, within)
+	return 0
+}
+
+// An instance whose /health starts failing goes degraded, then unhealthy,
+// and ten restarts it with a backoff that doubles per restart; a crash
+// (kill -9) is restarted by systemd and counted too.
+func TestHealthUnhealthyRestart(t *testing.T) {
+	s := startTen(t, `
+health_check_interval = 1
+backoff_base_ms = 500
+backoff_max_ms = 4000
+max_restarts = 5
+
+[service.web]
+command = "ECHO --mode activation"
+activation = "socket"
+health = "/health"
+
+[instances]
+web = ["a"]
+`)
+	s.waitHealth("web:a", 10*time.Second, "healthy", func(h health) bool { return h.Health == "healthy" })
+	if f := s.psRow("web:a"); len(f) < 7 || f[len(f)-1] != "healthy" {
+		t.Errorf("ps row %q: want HEALTH healthy as the last column", f)
+	}
+	if out := s.mustTen("ps"); !strings.HasSuffix(strings.Fields(strings.Split(out, "\n")[0])[6], "HEALTH") {
+		t.Errorf("ps header: %q", out)
+	}
+
+	// kill -9: systemd restarts it (Restart=on-failure) and ten counts it.
+	pid := mainPID(t, "web:a")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	pid = waitPIDChange(t, "web:a", pid, 10*time.Second)
+	h := s.waitHealth("web:a", 10*time.Second, "counting the crash", func(h health) bool { return h.RestartsInWindow == 1 })
+	if h.Restarts[0].Reason != "crash" {
+		t.Errorf("restart after kill -9: %+v", h.Restarts)
+	}
+	s.waitHealth("web:a", 10*time.Second, "healthy again", func(h health) bool { return h.Health == "healthy" })
+
+	// Failing checks: degraded after one, restarted after three.
+	s.mustGet("a.web.localhost", "/sethealth?code=500")
+	s.waitHealth("web:a", 5*time.Second, "degraded", func(h health) bool { return h.Health == "degraded" || h.Health == "unhealthy" })
+	pid = waitPIDChange(t, "web:a", pid, 15*time.Second)
+	h = s.waitHealth("web:a", 10*time.Second, "healthy after the restart", func(h health) bool { return h.Health == "healthy" })
+	if h.RestartsInWindow != 2 || h.Restarts[1].Reason != "health" || h.BackoffMs != 1000 {
+		// One restart in the window already (the crash): base 500 ms doubled once.
+		t.Errorf("after the health restart: %+v", h)
+	}
+
+	// Again: the backoff doubles.
+	s.mustGet("a.web.localhost", "/sethealth?code=503")
+	unhealthyAt := time.Now()
+	waitPIDChange(t, "web:a", pid, 20*time.Second)
+	if d := time.Since(unhealthyAt); d < 4*time.Second {
+		// 3 failed checks 1 s apart, then a 2 s backoff.
+		t.Errorf("restarted %s after the checks began to fail; want >= 4s (3 checks + 2s backoff)", d)
+	}
+	h = s.waitHealth("web:a", 10*time.Second, "healthy after the second restart", func(h health) bool { return h.Health == "healthy" })
+	if h.RestartsInWindow != 3 || h.BackoffMs != 2000 {
+		t.Errorf("after the second health restart: %+v", h)
+	}
+	if !strings.Contains(s.log.String(), "restarted unhealthy instance") {
+		t.Errorf("ten's log does not mention the restart:\n%s", s.log.String())
+	}
+	m := s.scrape()
+	if v := m.value("ten_instance_restarts_total", "instance", "web:a", "reason", "health"); v != 2 {
+		t.Errorf("ten_instance_restarts_total{reason=health} = %v, want 2", v)
+	}
+	if v := m.value("ten_instance_restarts_total", "instance", "web:a", "reason", "crash"); v != 1 {
+		t.Errorf("ten_instance_restarts_total{reason=crash} = %v, want 1", v)
+	}
+}
+
+// An app that keeps crashing is restarted by systemd until it used up
+// max_restarts within restart_window; then ten marks it failed and keeps it
+// stopped: ps, the API and the metrics say so, and requests get 503 without
+// waking it, until `ten restart`.
+func TestCrashLoopFails(t *testing.T) {
+	s := startTen(t, `
+health_check_interval = 1
+backoff_base_ms = 200
+max_restarts = 3
+restart_window = 120
+
+[service.crash]
+command = "ECHO --mode activation --crash-after 700ms"
+activation = "socket"
+health = "/health"
+
+[instances]
+crash = ["a"]
+`)
+	s.waitState("crash:a", "failed", 40*time.Second)
+	row := strings.Join(s.psRow("crash:a"), " ")
+	if !regexp.MustCompile(`failed \(restarted \d+ times within restart_window 120s \(max_restarts 3\)`).MatchString(row) || !strings.HasSuffix(row, " failed") {
+		t.Errorf("ps row of the failed instance: %q", row)
+	}
+	time.Sleep(2 * time.Second)
+	if got := show(t, "tenement-crash@a.service", "ActiveState"); got != "inactive" {
+		t.Errorf("failed instance's service is %q, want inactive (stopped)", got)
+	}
+	n := show(t, "tenement-crash@a.service", "NRestarts")
+
+	code, body, err := s.get("a.crash.localhost", "/")
+	if err != nil || code != 503 || !strings.Contains(body, "instance crash:a failed: restarted") {
+		t.Errorf("request to the failed instance: %d %v %q", code, err, body)
+	}
+	code, _, _ = s.get("crash.localhost", "/")
+	if code != 503 {
+		t.Errorf("service-level request with only a failed instance: %d", code)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if got := show(t, "tenement-crash@a.service", "ActiveState"); got != "inactive" || show(t, "tenement-crash@a.service", "NRestarts") != n {
+		t.Errorf("a request woke the failed instance: %s, NRestarts %s -> %s", got, n, show(t, "tenement-crash@a.service", "NRestarts"))
+	}
+
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(s.mustTen("--json", "ps")), &rows); err != nil || len(rows) != 1 || rows[0]["state"] != "failed" || rows[0]["health"] != "failed" {
+		t.Errorf("API rows: %v %v", rows, err)
+	}
+	h := s.health("crash:a")
+	if h.Health != "failed" || !strings.Contains(h.Failed, "max_restarts 3") || h.RestartsInWindow < 4 || h.Restarts[0].Reason != "crash" {
+		t.Errorf("health: %+v", h)
+	}
+	if out := s.mustTen("health", "crash:a"); !strings.Contains(out, "stopped until `ten restart crash:a`") {
+		t.Errorf("ten health:\n%s", out)
+	}
+	m := s.scrape()
+	if v := m.value("ten_instances", "state", "failed"); v != 1 {
+		t.Errorf("ten_instances{state=failed} = %v", v)
+	}
+	if v := m.value("ten_instance_health", "instance", "crash:a", "state", "failed"); v != 1 {
+		t.Errorf("ten_instance_health{state=failed} = %v", v)
+	}
+	if v := m.value("ten_instance_restarts_total", "instance", "crash:a", "reason", "crash"); v < 4 {
+		t.Errorf("ten_instance_restarts_total{reason=crash} = %v", v)
+	}
+
+	// The mark survives a restart of ten.
+	s.kill()
+	s.start()
+	if st := s.psState("crash:a"); st != "failed" {
+		t.Errorf("after restarting ten: %q", st)
+	}
+	if code, _, _ := s.get("a.crash.localhost", "/"); code != 503 {
+		t.Errorf("after restarting ten the failed instance answers %d", code)
+	}
+
+	// ten restart clears it.
+	s.mustTen("restart", "crash:a")
+	if st := s.psState("crash:a"); st == "failed" {
+		t.Errorf("still failed after ten restart")
+	}
+	if h := s.health("crash:a"); h.Failed != "" || h.RestartsInWindow != 0 {
+		t.Errorf("after ten restart: %+v", h)
+	}
+}
+
+// Health checks never wake a sleeping instance, and a service without
+// `health` is judged by systemd alone: never restarted for a missing check.
+func TestHealthSleepingNotWoken(t *testing.T) {
+	s := startTen(t, `
+health_check_interval = 1
+
+[service.nap]
+command = "ECHO --mode activation"
+activation = "socket"
+health = "/health"
+idle_timeout = 2
+start = "eager"
+
+[service.plain]
+command = "ECHO --mode port"
+
+[instances]
+nap = ["a"]
+plain = ["a"]
+`)
+	s.waitHealth("nap:a", 10*time.Second, "healthy", func(h health) bool { return h.Health == "healthy" })
+	// Checks are not activity: it falls asleep with checks running.
+	s.waitState("nap:a", "sleeping", 15*time.Second)
+	inv := show(t, "tenement-nap@a.service", "InvocationID")
+	for i := 0; i < 16; i++ {
+		time.Sleep(250 * time.Millisecond)
+		if got := show(t, "tenement-nap@a.service", "ActiveState"); got != "inactive" {
+			t.Fatalf("sleeping instance woke (%s) with only health checks running\n%s", got, journal(t, "tenement-nap@a"))
+		}
+	}
+	if got := show(t, "tenement-nap@a.service", "InvocationID"); got != inv {
+		t.Errorf("service ran again while asleep: invocation %s -> %s", inv, got)
+	}
+	if h := s.health("nap:a"); h.Health != "sleeping" {
+		t.Errorf("health of a sleeping instance: %+v", h)
+	}
+	if f := s.psRow("nap:a"); f[len(f)-1] != "sleeping" {
+		t.Errorf("ps row %q", f)
+	}
+	// A request wakes it as always; checks resume.
+	s.mustGet("a.nap.localhost", "/")
+	s.waitHealth("nap:a", 5*time.Second, "healthy after the wake", func(h health) bool { return h.Health == "healthy" })
+
+	pid := mainPID(t, "plain:a")
+	h := s.waitHealth("plain:a", 10*time.Second, "healthy by systemd state", func(h health) bool { return h.Health == "healthy" })
+	if !strings.Contains(h.Detail, "systemd") {
+		t.Errorf("plain:a health detail %q", h.Detail)
+	}
+	time.Sleep(3 * time.Second)
+	if p := mainPID(t, "plain:a"); p != pid {
+		t.Errorf("service without health was restarted: pid %d -> %d", pid, p)
+	}
+	if h := s.health("plain:a"); h.RestartsInWindow != 0 || h.Health != "healthy" {
+		t.Errorf("plain:a: %+v", h)
+	}
+}
+
+// metrics is a parsed scrape of /metrics.
+type metrics struct {
+	text   string
+	series map[string]float64 // `name{k="v",...}` with labels sorted, as exposed
+}
+
+var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+
+func (s *tenServer) scrape() metrics {
+	s.t.Helper()
+	code, body, err := s.get("localhost", "/metrics")
+	if err != nil || code != 200 {
+		s.t.Fatalf("GET /metrics: %d %v\n%s", code, err, body)
+	}
+	m := metrics{text: body, series: map[string]float64{}}
+	for _, line := range strings.Split(body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m.series[line[:i]] = v
+	}
+	return m
+}
+
+// value returns the sample of name with exactly the given label pairs, or
+// -1 when there is none.
+func (m metrics) value(name string, kv ...string) float64 {
+	want := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		want[kv[i]] = kv[i+1]
+	}
+	for series, v := range m.series {
+		n, labels, _ := strings.Cut(series, "{")
+		if n != name {
+			continue
+		}
+		got := map[string]string{}
+		for _, mm := range labelRE.FindAllStringSubmatch(labels, -1) {
+			got[mm[1]] = mm[2]
+		}
+		if len(got) != len(want) {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			if got[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return v
+		}
+	}
+	return -1
+}
