@@ -144,6 +144,18 @@ func TestL4Dispatch(t *testing.T) {
 	if !strings.HasPrefix(gb, "hello from tcpecho:b ") {
 		t.Errorf("b's address answered %q", gb)
 	}
+	start = time.Now()
+	dialL4(t, net.JoinHostPort(addrB, "7000"), true)
+	t.Logf("warm connect to first byte: %s", time.Since(start))
+	// Stopping an instance frees its address and removes its slice.
+	s.mustTen("stop", "tcpecho:b")
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(addrB, "7009"), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the address of a stopped instance still connects")
+	}
+	if st := show(t, `tenement-tcpecho-b.slice`, "ActiveState"); st == "active" {
+		t.Errorf("slice of a stopped instance is %s", st)
+	}
 
 	// The counters move.
 	rx := s.metric("ten_instance_rx_bytes_total", "tcpecho:a")
@@ -226,6 +238,14 @@ listen = ["tcp://127.0.2.10:7100"]
 `)
 	s.mustTen("spawn", "tcpecho:k")
 	addr := "127.0.2.10:7100"
+	// An address of its own belongs to one instance: a second is refused
+	// and nothing is made.
+	if out, err := s.ten("spawn", "tcpecho:k2"); err == nil || !strings.Contains(out, "tcpecho:k holds tcp://127.0.2.10:7100") {
+		t.Errorf("second holder of one address: %v %s", err, out)
+	}
+	if st := show(t, "tenement-tcpecho@k2.socket", "LoadState"); st != "not-found" {
+		t.Errorf("refused spawn left a socket unit: %s", st)
+	}
 	cl, _ := dialL4(t, addr, true)
 	cl.echo(t, "before")
 	s.kill()
