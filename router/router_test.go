@@ -1,0 +1,160 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/units"
+)
+
+type recorder struct {
+	mu       sync.Mutex
+	requests map[int]int
+	wakes    int
+}
+
+func (r *recorder) ObserveRequest(_ units.Instance, code int, _ time.Duration) {
+	r.mu.Lock()
+	r.requests[code]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) ObserveWake(units.Instance, time.Duration, error) {
+	r.mu.Lock()
+	r.wakes++
+	r.mu.Unlock()
+}
+
+// app serves HTTP on a unix socket, as an instance behind its systemd socket.
+func app(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+func newTestRouter(t *testing.T) (*Router, *recorder) {
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := &recorder{requests: map[int]int{}}
+	r.Observer = rec
+	return r, rec
+}
+
+func get(r *Router, host, path string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "http://"+host+path, nil)
+	r.ServeHTTP(w, req)
+	return w
+}
+
+func TestObserverCountsRequestsAndOneWake(t *testing.T) {
+	r, rec := newTestRouter(t)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/missing" {
+			http.NotFound(w, req)
+			return
+		}
+		io.WriteString(w, "hi")
+	})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, false)
+	for i := 0; i < 3; i++ {
+		if w := get(r, "a.api.example.test", "/"); w.Code != 200 {
+			t.Fatalf("GET: %d", w.Code)
+		}
+	}
+	get(r, "a.api.example.test", "/missing")
+	if rec.requests[200] != 3 || rec.requests[404] != 1 || rec.wakes != 1 {
+		t.Errorf("requests %v wakes %d", rec.requests, rec.wakes)
+	}
+}
+
+func TestProbeNeverWakesAndIsNotActivity(t *testing.T) {
+	r, _ := newTestRouter(t)
+	var hosts []string
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		hosts = append(hosts, req.Host)
+		w.WriteHeader(503)
+	})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100}, false)
+	if _, err := r.Probe(context.Background(), inst, "/health", time.Second, false); !errors.Is(err, ErrAsleep) {
+		t.Fatalf("probe of a sleeping instance: %v", err)
+	}
+	if len(hosts) != 0 {
+		t.Fatal("probe reached a sleeping instance")
+	}
+	r.SetAwake(inst, true)
+	before, _ := r.Stat(inst)
+	time.Sleep(10 * time.Millisecond)
+	code, err := r.Probe(context.Background(), inst, "/health", time.Second, false)
+	if err != nil || code != 503 {
+		t.Fatalf("probe: %d %v", code, err)
+	}
+	if len(hosts) != 1 || hosts[0] != "a.api.example.test" {
+		t.Errorf("probe Host %v", hosts)
+	}
+	if after, _ := r.Stat(inst); !after.LastActivity.Equal(before.LastActivity) {
+		t.Error("a probe counted as activity")
+	}
+	if _, err := r.Probe(context.Background(), units.Instance{Service: "x", ID: "y"}, "/", time.Second, true); !errors.Is(err, ErrNoInstance) {
+		t.Errorf("probe of an unknown instance: %v", err)
+	}
+}
+
+func TestSwapAndFailed(t *testing.T) {
+	r, _ := newTestRouter(t)
+	a, b := units.Instance{Service: "api", ID: "v1"}, units.Instance{Service: "api", ID: "v2"}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	for _, inst := range []units.Instance{a, b} {
+		id := inst.ID
+		sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+			mu.Lock()
+			seen[id]++
+			mu.Unlock()
+		})
+		r.Put(Backend{Instance: inst, Socket: sock, Weight: 0, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	}
+	r.SetWeight(a, 70)
+	if w, ok := r.Swap(a, b); !ok || w != 70 {
+		t.Fatalf("swap: %d %v", w, ok)
+	}
+	if sa, _ := r.Stat(a); sa.Weight != 0 {
+		t.Errorf("from keeps weight %d", sa.Weight)
+	}
+	if sb, _ := r.Stat(b); sb.Weight != 70 {
+		t.Errorf("to has weight %d", sb.Weight)
+	}
+	for i := 0; i < 20; i++ {
+		get(r, "api.example.test", "/")
+	}
+	if seen["v1"] != 0 || seen["v2"] != 20 {
+		t.Errorf("after swap: %v", seen)
+	}
+	r.SetFailed(b, "crashed 4 times")
+	if w := get(r, "v2.api.example.test", "/"); w.Code != 503 || seen["v2"] != 20 {
+		t.Errorf("failed instance: %d, reached %d", w.Code, seen["v2"])
+	}
+	if w := get(r, "api.example.test", "/"); w.Code != 503 {
+		t.Errorf("service with only a failed instance in rotation: %d", w.Code)
+	}
+	if _, ok := r.Swap(a, units.Instance{Service: "api", ID: "nope"}); ok {
+		t.Error("swap with an unknown instance")
+	}
+}
