@@ -123,11 +123,18 @@ func (m *multiListener) Close() error {
 
 func (m *multiListener) Addr() net.Addr { return m.ls[0].Addr() }
 
+// Exit is how the app ended: its exit code, and the signal that killed it
+// (0 when it exited by itself).
+type Exit struct {
+	Code   int
+	Signal syscall.Signal
+}
+
 // Run starts the app and relays connections until the app exits; it returns
-// the app's exit code.
-func Run(ctx context.Context, l net.Listener, o Options) (int, error) {
+// how the app ended (Code 128+N for a signal N, as a shell reports it).
+func Run(ctx context.Context, l net.Listener, o Options) (Exit, error) {
 	if len(o.Argv) == 0 {
-		return 1, errors.New("no app command")
+		return Exit{Code: 1}, errors.New("no app command")
 	}
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
@@ -143,7 +150,7 @@ func Run(ctx context.Context, l net.Listener, o Options) (int, error) {
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return 127, fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err)
+		return Exit{Code: 127}, fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err)
 	}
 	exited := make(chan struct{})
 	var waitErr error
@@ -161,7 +168,7 @@ func Run(ctx context.Context, l net.Listener, o Options) (int, error) {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
-		return 1, err
+		return Exit{Code: 1}, err
 	}
 	o.Log.Info("app is listening; relaying", "instance", o.Instance)
 	go func() {
@@ -181,20 +188,20 @@ func Run(ctx context.Context, l net.Listener, o Options) (int, error) {
 		}()
 	}
 	<-exited
-	return exitCode(cmd, waitErr), nil
+	return exitOf(cmd, waitErr), nil
 }
 
-func exitCode(cmd *exec.Cmd, err error) int {
+func exitOf(cmd *exec.Cmd, err error) Exit {
 	if err == nil {
-		return 0
+		return Exit{}
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		if ws.Signaled() {
-			return 128 + int(ws.Signal())
+			return Exit{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
 		}
-		return ws.ExitStatus()
+		return Exit{Code: ws.ExitStatus()}
 	}
-	return 1
+	return Exit{Code: 1}
 }
 
 // waitListening polls both places a PORT/SOCKET_PATH app may listen until one

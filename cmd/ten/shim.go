@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tenhq/ten/shim"
@@ -28,13 +30,22 @@ func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	code, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log})
+	exit, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log})
 	if err != nil {
 		log.Error("shim", "err", err)
-		if code == 0 {
-			code = 1
+		if exit.Code == 0 {
+			exit.Code = 1
 		}
 	}
-	os.Exit(code)
+	if exit.Signal != 0 {
+		// End the way the app ended. When systemd stops the service (the
+		// idle reaper putting the instance to sleep), the shim passes the
+		// SIGTERM on and the app dies of it; exiting 143 instead would
+		// leave every sleeping shim-mode instance "failed".
+		signal.Reset(exit.Signal)
+		_ = syscall.Kill(os.Getpid(), exit.Signal)
+		time.Sleep(time.Second) // a signal that does not kill (say SIGCHLD) falls through
+	}
+	os.Exit(exit.Code)
 	return nil
 }

@@ -1,0 +1,32 @@
+package system
+
+import (
+	"testing"
+	"time"
+)
+
+// A shim-mode instance put to sleep by the idle reaper is inactive, not
+// failed: the shim passes systemd's SIGTERM on to the app and then dies of
+// the same signal, where exiting 143 would make systemd record a failure on
+// every sleep.
+func TestShimSleepIsClean(t *testing.T) {
+	for _, app := range []struct{ name, toml string }{
+		{"go", `command = "ECHO"
+args = ["--mode", "port"]`},
+		{"python", `command = "/usr/bin/python3"
+args = ["-m", "http.server", "{port}", "--bind", "127.0.0.1"]`},
+	} {
+		t.Run(app.name, func(t *testing.T) {
+			s := startTen(t, "[service.web]\n"+app.toml+"\nisolation = \"process\"\nidle_timeout = 1\n\n[instances]\nweb = [\"a\"]\n")
+			for i := 0; i < 2; i++ {
+				s.mustGet("a.web.localhost", "/")
+				s.waitState("web:a", "sleeping", 15*time.Second)
+				for prop, want := range map[string]string{"ActiveState": "inactive", "Result": "success"} {
+					if got := show(t, "tenement-web@a.service", prop); got != want {
+						t.Errorf("after sleep %d: %s=%s, want %s\n%s", i, prop, got, want, journal(t, "tenement-web@a.service"))
+					}
+				}
+			}
+		})
+	}
+}
