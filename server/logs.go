@@ -15,6 +15,12 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
+// logStreams holds a slot per open log stream (MaxLogStreams).
+var logStreams = make(chan struct{}, MaxLogStreams)
+
+// MaxLogStreams bounds the open log streams, each one a journalctl process.
+const MaxLogStreams = 64
+
 // MaxLogLimit bounds ?limit= so one request cannot pull a whole journal
 // into memory.
 const MaxLogLimit = 10000
@@ -47,6 +53,15 @@ func (s *Server) registerLogs(api *http.ServeMux) {
 	api.HandleFunc("GET /api/logs/stream", func(w http.ResponseWriter, r *http.Request) {
 		q, ok := logQuery(w, r, true)
 		if !ok {
+			return
+		}
+		// Each stream is a journalctl process: bound them.
+		select {
+		case logStreams <- struct{}{}:
+			defer func() { <-logStreams }()
+		default:
+			w.Header().Set("Retry-After", "10")
+			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: fmt.Sprintf("%d log streams are open already; close one, or read GET /api/logs instead", cap(logStreams))})
 			return
 		}
 		rc := http.NewResponseController(w)
