@@ -219,6 +219,8 @@ func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
 	}
 	if v, ok := props["CPUUsageNSec"].(uint64); ok && v != unknownU64 {
 		in.CPUUsageNSec = v
+	} else if v, ok := cgroupCPU(in.ControlGroup); ok && in.ActiveState != "inactive" {
+		in.CPUUsageNSec = v
 	}
 	sp, err := m.conn.GetUnitPropertyContext(ctx, inst.SocketUnit(), "ActiveState")
 	if err == nil {
@@ -239,6 +241,8 @@ func (m *Manager) Usage(ctx context.Context, inst units.Instance) (memory, cpuNS
 	}
 	if v, ok := props["CPUUsageNSec"].(uint64); ok && v != unknownU64 {
 		cpuNSec = v
+	} else if cg, _ := props["ControlGroup"].(string); cg != "" {
+		cpuNSec, _ = cgroupCPU(cg)
 	}
 	return memory, cpuNSec, nil
 }

@@ -227,6 +227,10 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StartLimitIntervalUSec", uint64(0)),
 		prop("StartLimitBurst", uint32(0)),
 		prop("TimeoutStopUSec", uint64(10_000_000)),
+		// ps and /metrics show CPUUsageNSec and MemoryCurrent; with cgroup
+		// v1 controllers (hybrid hosts) systemd counts CPU only when asked.
+		prop("CPUAccounting", true),
+		prop("MemoryAccounting", true),
 		prop("StateDirectory", []string{stateRel}),
 		prop("RuntimeDirectory", runtimeDirs(svc, inst, runtimeRel)),
 		// Only the instance's own user (and root) may enter its directories:
@@ -239,6 +243,9 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	} else {
 		props = append(props, prop("WorkingDirectory", p.DataDir))
 	}
+	// CPUUsageNSec (ps, metrics, the CPU quota test) needs CPU accounting,
+	// which systemd leaves off by default on cgroup v1.
+	props = append(props, prop("CPUAccounting", true))
 	if svc.MemoryLimitMB > 0 {
 		props = append(props, prop("MemoryMax", uint64(svc.MemoryLimitMB)<<20))
 		// No swap beyond the limit. systemd applies this only where the

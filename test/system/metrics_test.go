@@ -1,0 +1,127 @@
+package system
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+// /metrics moves with real requests, wakes and systemd's accounting, and
+// passes the Prometheus linter (promtool check metrics where installed).
+func TestMetrics(t *testing.T) {
+	s := startTen(t, `
+health_check_interval = 1
+
+[service.m]
+command = "ECHO --mode activation"
+activation = "socket"
+health = "/health"
+idle_timeout = 2
+start = "lazy"
+`)
+	s.mustTen("spawn", "m:a")
+	if st := s.psState("m:a"); st != "sleeping" {
+		t.Fatalf("lazy instance: %q", st)
+	}
+	m := s.scrape()
+	if v := m.value("ten_instances", "state", "sleeping"); v != 1 {
+		t.Errorf("ten_instances{state=sleeping} = %v", v)
+	}
+	if v := m.value("ten_instance_health", "instance", "m:a", "state", "sleeping"); v != 1 {
+		t.Errorf("ten_instance_health{state=sleeping} = %v", v)
+	}
+
+	for i := 0; i < 10; i++ {
+		s.mustGet("a.m.localhost", "/")
+	}
+	if code, _, _ := s.get("a.m.localhost", "/sethealth?code=x"); code != 400 {
+		t.Fatalf("bad /sethealth: %d", code)
+	}
+	s.waitHealth("m:a", 5*time.Second, "healthy", func(h health) bool { return h.Health == "healthy" })
+	m = s.scrape()
+	for _, c := range []struct {
+		name string
+		kv   []string
+		want float64
+	}{
+		{"ten_requests_total", []string{"instance", "m:a", "code", "2xx"}, 10},
+		{"ten_requests_total", []string{"instance", "m:a", "code", "4xx"}, 1},
+		{"ten_request_duration_seconds_count", []string{"instance", "m:a", "code", "2xx"}, 10},
+		{"ten_request_duration_seconds_bucket", []string{"instance", "m:a", "code", "2xx", "le", "+Inf"}, 10},
+		{"ten_wakes_total", []string{"instance", "m:a", "result", "ok"}, 1},
+		{"ten_wake_duration_seconds_count", []string{"instance", "m:a"}, 1},
+		{"ten_instances", []string{"state", "running"}, 1},
+		{"ten_instances", []string{"state", "sleeping"}, 0},
+		{"ten_instance_health", []string{"instance", "m:a", "state", "healthy"}, 1},
+		{"ten_instance_health", []string{"instance", "m:a", "state", "sleeping"}, 0},
+		{"ten_instance_weight", []string{"instance", "m:a"}, 100},
+	} {
+		if got := m.value(c.name, c.kv...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.kv, got, c.want)
+		}
+	}
+	if v := m.value("ten_request_duration_seconds_sum", "instance", "m:a", "code", "2xx"); v <= 0 || v > 10 {
+		t.Errorf("request duration sum %v", v)
+	}
+	if v := m.value("ten_instance_memory_bytes", "instance", "m:a"); v < 1<<20 {
+		t.Errorf("ten_instance_memory_bytes = %v", v)
+	}
+	if v := m.value("ten_instance_cpu_seconds_total", "instance", "m:a"); v <= 0 {
+		t.Errorf("ten_instance_cpu_seconds_total = %v", v)
+	}
+	lint(t, m.text)
+
+	// It falls asleep; the next request is a second wake.
+	s.waitState("m:a", "sleeping", 15*time.Second)
+	s.mustGet("a.m.localhost", "/")
+	m = s.scrape()
+	if v := m.value("ten_wakes_total", "instance", "m:a", "result", "ok"); v != 2 {
+		t.Errorf("wakes after the second wake: %v", v)
+	}
+	if v := m.value("ten_requests_total", "instance", "m:a", "code", "2xx"); v != 11 {
+		t.Errorf("requests: %v", v)
+	}
+
+	// A removed instance's series go away.
+	s.mustTen("stop", "m:a")
+	m = s.scrape()
+	if strings.Contains(m.text, `instance="m:a"`) {
+		t.Errorf("series of a removed instance remain:\n%s", grepLines(m.text, `instance="m:a"`))
+	}
+	lint(t, m.text)
+}
+
+// lint runs the checks of `promtool check metrics` (the promlint package it
+// uses), and promtool itself where it is installed.
+func lint(t *testing.T, text string) {
+	t.Helper()
+	problems, err := promlint.New(strings.NewReader(text)).Lint()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	if path, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(path, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("promtool not installed; checked with promlint only")
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
