@@ -227,9 +227,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StartLimitIntervalUSec", uint64(0)),
 		prop("StartLimitBurst", uint32(0)),
 		prop("TimeoutStopUSec", uint64(10_000_000)),
-		// ps and /metrics show CPUUsageNSec and MemoryCurrent; with cgroup
-		// v1 controllers (hybrid hosts) systemd counts CPU only when asked.
-		prop("CPUAccounting", true),
+		// ps and /metrics show MemoryCurrent (CPUAccounting: below).
 		prop("MemoryAccounting", true),
 		prop("StateDirectory", []string{stateRel}),
 		prop("RuntimeDirectory", runtimeDirs(svc, inst, runtimeRel)),
