@@ -141,6 +141,7 @@ func (s *Server) adminHandler() http.Handler {
 		s.registerTokens,
 		s.registerLogs,
 		s.registerStorage,
+		s.registerNotFound,
 		s.registerDeploy,
 		s.registerFeatures,
 	} {

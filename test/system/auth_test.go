@@ -105,6 +105,15 @@ api = ["prod"]
 	if code != 200 || !strings.Contains(body, `"api:prod"`) {
 		t.Errorf("admin token: %d %q", code, body)
 	}
+	// Unknown endpoints and wrong methods answer JSON too.
+	code, body, _ = s.apiCall("GET", "/api/nothing", admin, "")
+	if code != 404 || !strings.Contains(errorOf(t, "unknown endpoint", body), "no API endpoint") {
+		t.Errorf("unknown endpoint: %d %q", code, body)
+	}
+	code, body, hdr = s.apiCall("DELETE", "/api/tokens", admin, "")
+	if code != 405 || hdr.Get("Allow") != "GET, POST" || errorOf(t, "wrong method", body) == "" {
+		t.Errorf("wrong method: %d %q %q", code, hdr.Get("Allow"), body)
+	}
 	// The CLI reads the api_token file by itself.
 	if out := s.mustTen("ps"); !strings.Contains(out, "api:prod") {
 		t.Errorf("ps with the token file: %q", out)
