@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -225,16 +226,25 @@ func matcher(search string) func(string) bool {
 
 var (
 	grepOnce sync.Once
-	grepOK   bool
+	grepOK   atomic.Bool
 )
 
-// journalctlGreps reports whether journalctl supports --grep (+PCRE2).
+// journalctlGreps reports whether journalctl supports --grep: built with
+// PCRE2 (its --version says +PCRE2), and the library loads (systemd 252
+// dlopens it; see grepUnsupported).
 func journalctlGreps() bool {
 	grepOnce.Do(func() {
 		out, err := exec.Command("journalctl", "--version").Output()
-		grepOK = err == nil && bytes.Contains(out, []byte("+PCRE2"))
+		grepOK.Store(err == nil && bytes.Contains(out, []byte("+PCRE2")))
 	})
-	return grepOK
+	return grepOK.Load()
+}
+
+// grepUnsupported recognises journalctl's complaints about --grep when
+// libpcre2 is missing or it was built without it.
+func grepUnsupported(err error) bool {
+	m := strings.ToLower(err.Error())
+	return strings.Contains(m, "pcre") || strings.Contains(m, "pattern matching")
 }
 
 // ReadJournal calls fn with the entries the query selects, oldest first;
@@ -244,7 +254,19 @@ func ReadJournal(ctx context.Context, q JournalQuery, fn func(Entry) error) erro
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	grep := journalctlGreps()
+	called := false
+	err := readJournal(ctx, q, journalctlGreps(), func(e Entry) error {
+		called = true
+		return fn(e)
+	})
+	if err != nil && q.Search != "" && grepOK.Load() && !called && grepUnsupported(err) {
+		grepOK.Store(false) // search in Go from now on
+		return readJournal(ctx, q, false, fn)
+	}
+	return err
+}
+
+func readJournal(ctx context.Context, q JournalQuery, grep bool, fn func(Entry) error) error {
 	match := matcher(q.Search)
 	if grep {
 		match = func(string) bool { return true }
