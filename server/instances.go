@@ -159,7 +159,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Cat: systemdCat()}
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat()}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
@@ -187,7 +187,11 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		}
 	}
 	s.clearHealth(inst)
+	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
+		s.quotaRelease(ctx, svc, inst)
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}
@@ -312,6 +316,8 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
+	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
+	s.oom.forget(inst)
 	s.l4Down(ctx, inst)
 	s.mu.Lock()
 	delete(s.instances, inst)
@@ -375,6 +381,14 @@ type Row struct {
 	Restarts uint32 `json:"restarts"`
 	Inflight int    `json:"inflight"`
 	Port     int    `json:"port"`
+	// OOMKills counts the kernel's OOM kills at memory_limit_mb; LastExit
+	// is how the app last ended ("oom-kill", "exit 1", "signal SEGV").
+	OOMKills uint64 `json:"oom_kills"`
+	LastExit string `json:"last_exit,omitempty"`
+	// StorageBytes is what the storage_quota_mb file system holds, of
+	// StorageQuotaBytes (0: no quota).
+	StorageBytes      uint64 `json:"storage_bytes"`
+	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
 }
 
 // States shown by ps.
@@ -449,6 +463,7 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	if st.Inflight > 0 {
 		r.IdleSec = 0
 	}
+	s.isolationRow(ctx, in, info.ControlGroup, info.ActiveState, &r)
 	return r, nil
 }
 

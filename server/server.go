@@ -55,6 +55,8 @@ type Server struct {
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
 	health *healthBook
+	// oom counts OOM kills per instance (storage_quota.go).
+	oom oomBook
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -109,6 +111,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.im = newInstMetrics()
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
+	s.metrics.MustRegister(newIsolationCollector(s))
 	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
 	if err != nil {
 		sdm.Close()
@@ -229,6 +232,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		}
 		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
+		s.noteServiceState(c) // OOM watch and last exit (storage_quota.go)
 		// Count a crash (systemd restarts it) or a start without waiting
 		// for the next health tick.
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" {

@@ -104,7 +104,7 @@ func printRows(g *Globals, rows []server.Row) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT\tHEALTH")
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT\tHEALTH\tRESTARTS\tLAST-EXIT\tDISK")
 	for _, r := range rows {
 		state := r.State
 		if r.Detail != "" {
@@ -122,7 +122,18 @@ func printRows(g *Globals, rows []server.Row) error {
 		if health == "" {
 			health = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight, health)
+		lastExit := r.LastExit
+		if lastExit == "" {
+			lastExit = "-"
+		}
+		if r.OOMKills > 0 && lastExit != "oom-kill" {
+			lastExit += fmt.Sprintf(" (%d oom-kills)", r.OOMKills)
+		}
+		disk := "-"
+		if r.StorageQuotaBytes > 0 {
+			disk = bytesHuman(r.StorageBytes) + "/" + bytesHuman(r.StorageQuotaBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight, health, r.Restarts, lastExit, disk)
 	}
 	return tw.Flush()
 }

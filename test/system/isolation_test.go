@@ -172,4 +172,192 @@ func waitFor(t *testing.T, within time.Duration, what string, f func() bool) {
 	t.Fatalf("timed out after %s waiting for %s", within, what)
 }
 
-var _ = strings.Contains
+// apiRow reads the instance's row from the API (what `ten ps` prints).
+func (s *tenServer) apiRow(inst string) map[string]any {
+	s.t.Helper()
+	out := s.mustTen("--json", "ps")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		s.t.Fatalf("ten --json ps: %v\n%s", err, out)
+	}
+	for _, r := range rows {
+		if r["instance"] == inst {
+			return r
+		}
+	}
+	s.t.Fatalf("%s not in ten ps:\n%s", inst, out)
+	return nil
+}
+
+// metricLike returns the value of the first sample of name whose labels
+// contain label, or -1.
+func (s *tenServer) metricLike(name, label string) float64 {
+	s.t.Helper()
+	_, body, err := s.get(s.addr, "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+func TestIsolationMemoryLimitOOM(t *testing.T) {
+	s := startTen(t, `
+[service.mem]
+command = "TENANT"
+memory_limit_mb = 64
+`)
+	s.mustTen("spawn", "mem:a")
+	unit := "tenement-mem@a.service"
+	t.Logf("MemoryMax=%s MemorySwapMax=%s", show(t, unit, "MemoryMax"), show(t, unit, "MemorySwapMax"))
+	if got := show(t, unit, "MemorySwapMax"); got != "0" {
+		t.Errorf("MemorySwapMax = %s, want 0", got)
+	}
+	s.try("a.mem.localhost", "/alloc?mb=16") // under the limit: fine
+	code, body, err := s.get("a.mem.localhost", "/alloc?mb=256&hold=2000")
+	t.Logf("tried to allocate 256 MiB with memory_limit_mb = 64: HTTP %d %v %s", code, err, trim(body, 200))
+	if code == 200 && strings.Contains(body, `"ok":true`) {
+		t.Fatalf("HOLE: the tenant allocated 256 MiB past memory_limit_mb = 64")
+	}
+	waitFor(t, 30*time.Second, "systemd to restart the OOM-killed app", func() bool {
+		return showU64(t, unit, "NRestarts") >= 1 && show(t, unit, "ActiveState") == "active"
+	})
+	s.try("a.mem.localhost", "/info") // serves again
+	row := s.apiRow("mem:a")
+	t.Logf("ten ps row after the OOM kill: restarts=%v oom_kills=%v last_exit=%v state=%v", row["restarts"], row["oom_kills"], row["last_exit"], row["state"])
+	if row["last_exit"] != "oom-kill" || row["oom_kills"].(float64) < 1 || row["restarts"].(float64) < 1 {
+		t.Errorf("ten ps does not show the OOM kill and restart: %v", row)
+	}
+	ps := s.mustTen("ps")
+	t.Logf("ten ps:\n%s", ps)
+	if !strings.Contains(ps, "oom-kill") {
+		t.Errorf("ten ps does not say oom-kill")
+	}
+	j := journal(t, "tenement-mem@a")
+	t.Logf("journal:\n%s", trim(j, 3000))
+	if !strings.Contains(j, "OOM killer") && !strings.Contains(j, "oom-kill") {
+		t.Errorf("the journal of %s does not show the kill", unit)
+	}
+	if !strings.Contains(j, "Scheduled restart job") {
+		t.Errorf("the journal of %s does not show systemd's restart", unit)
+	}
+	if v := s.metricLike("ten_instance_oom_kills_total", `instance="mem:a"`); v < 1 {
+		t.Errorf("ten_instance_oom_kills_total{instance=\"mem:a\"} = %v, want >= 1", v)
+	} else {
+		t.Logf("ten_instance_oom_kills_total{instance=\"mem:a\"} = %v", v)
+	}
+	t.Logf("ten_instance_restarts_total{instance=\"mem:a\"} = %v (-1: not exported)", s.metricLike("ten_instance_restarts_total", `instance="mem:a"`))
+}
+
+func TestIsolationForkBomb(t *testing.T) {
+	s := startTen(t, `
+[service.bomb]
+command = "TENANT"
+tasks_max = 40
+
+[service.quiet]
+command = "TENANT"
+`)
+	s.mustTen("spawn", "bomb:a")
+	s.mustTen("spawn", "quiet:a")
+	done := make(chan report, 1)
+	go func() {
+		code, body, err := s.get("a.bomb.localhost", "/fork?n=2000")
+		var r report
+		json.Unmarshal([]byte(body), &r)
+		t.Logf("fork bomb: HTTP %d %v: tried %s: ok=%v result=%s err=%q", code, err, r.Tried, r.OK, r.Result, r.Err)
+		done <- r
+	}()
+	// While it runs, the box and ten stay responsive.
+	var worst time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		if code, _, err := s.get("a.quiet.localhost", "/info"); err != nil || code != 200 {
+			t.Errorf("neighbour did not answer during the fork bomb: %d %v", code, err)
+		}
+		if _, err := s.ten("ps"); err != nil {
+			t.Errorf("ten ps failed during the fork bomb: %v", err)
+		}
+		if d := time.Since(start); d > worst {
+			worst = d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := <-done
+	var res struct{ Started, Asked int }
+	json.Unmarshal(r.Result, &res)
+	t.Logf("slowest neighbour request + ten ps during the bomb: %s", worst)
+	if r.OK || res.Started >= 40 {
+		t.Errorf("HOLE: the tenant started %d processes with tasks_max = 40", res.Started)
+	}
+	if worst > 5*time.Second {
+		t.Errorf("the host was unresponsive during the fork bomb: %s", worst)
+	}
+	if got := show(t, "tenement-bomb@a.service", "TasksMax"); got != "40" {
+		t.Errorf("TasksMax = %s", got)
+	}
+	s.try("a.bomb.localhost", "/info") // the bomber itself recovers
+}
+
+func TestIsolationCPUQuota(t *testing.T) {
+	s := startTen(t, `
+[service.cpu]
+command = "TENANT"
+cpu_quota_percent = 20
+`)
+	s.mustTen("spawn", "cpu:a")
+	unit := "tenement-cpu@a.service"
+	cg := show(t, unit, "ControlGroup")
+	t.Logf("CPUAccounting=%s CPUUsageNSec=%s ControlGroup=%s", show(t, unit, "CPUAccounting"), show(t, unit, "CPUUsageNSec"), cg)
+	before, src := cgroupCPU(t, unit, cg)
+	start := time.Now()
+	r := s.try("a.cpu.localhost", "/burn?sec=6")
+	wall := time.Since(start)
+	after, _ := cgroupCPU(t, unit, cg)
+	used := after - before
+	pct := 100 * float64(used) / float64(wall.Nanoseconds())
+	var self struct {
+		Percent float64 `json:"percent_of_one_cpu"`
+	}
+	json.Unmarshal(r.Result, &self)
+	t.Logf("cpu_quota_percent = 20 (CPUQuotaPerSecUSec=%s): the unit used %.1f%% of one CPU over %s (%s); the app measured %.1f%% itself (getrusage)",
+		show(t, unit, "CPUQuotaPerSecUSec"), pct, wall.Round(time.Millisecond), src, self.Percent)
+	if pct < 10 || pct > 30 {
+		t.Errorf("CPU use %.1f%% of one CPU, want about 20%% (10-30)", pct)
+	}
+}
+
+// cgroupCPU is the CPU time of the unit's cgroup in ns: systemd's
+// CPUUsageNSec, or where systemd cannot read it (v1 hosts that mount cpu and
+// cpuacct apart) the kernel's counters of the cgroup.
+func cgroupCPU(t *testing.T, unit, cg string) (uint64, string) {
+	t.Helper()
+	if v := show(t, unit, "CPUUsageNSec"); v != "" && v != "[not set]" {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		return n, "systemd CPUUsageNSec"
+	}
+	for _, d := range []string{"/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"} {
+		if b, err := os.ReadFile(d + cg + "/cpuacct.usage"); err == nil {
+			n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+			return n, d + cg + "/cpuacct.usage"
+		}
+	}
+	for _, d := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		if b, err := os.ReadFile(d + cg + "/cpu.stat"); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+					n, _ := strconv.ParseUint(v, 10, 64)
+					return n * 1000, d + cg + "/cpu.stat"
+				}
+			}
+		}
+	}
+	t.Fatalf("no CPU counter for %s (%s)", unit, cg)
+	return 0, ""
+}
