@@ -49,15 +49,35 @@ func (s *tenServer) waitHealth(inst string, within time.Duration, what string, c
 	return h
 }
 
-// psRow returns the fields of inst's line in `ten ps`.
-func (s *tenServer) psRow(inst string) []string {
+// psRow returns inst's line in `ten ps`.
+func (s *tenServer) psRow(inst string) string {
 	s.t.Helper()
 	for _, line := range strings.Split(s.mustTen("ps"), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == inst {
-			return f
+			return line
 		}
 	}
-	return nil
+	return ""
+}
+
+// psHealth returns the HEALTH column of inst in `ten ps` (columns are
+// aligned, so the header's offset holds for every row).
+func (s *tenServer) psHealth(inst string) string {
+	s.t.Helper()
+	lines := strings.Split(s.mustTen("ps"), "\n")
+	col := strings.Index(lines[0], "HEALTH")
+	if col < 0 {
+		s.t.Fatalf("ps has no HEALTH column: %q", lines[0])
+	}
+	if !strings.HasPrefix(lines[0], "INSTANCE") || strings.Index(lines[0], "WEIGHT") > col {
+		s.t.Errorf("ps header: HEALTH must come after the spine's columns: %q", lines[0])
+	}
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == inst && len(line) > col {
+			return strings.Fields(line[col:])[0]
+		}
+	}
+	return ""
 }
 
 func waitPIDChange(t *testing.T, inst string, old int, within time.Duration) int {
@@ -92,11 +112,8 @@ health = "/health"
 web = ["a"]
 `)
 	s.waitHealth("web:a", 10*time.Second, "healthy", func(h health) bool { return h.Health == "healthy" })
-	if f := s.psRow("web:a"); len(f) < 7 || f[len(f)-1] != "healthy" {
-		t.Errorf("ps row %q: want HEALTH healthy as the last column", f)
-	}
-	if out := s.mustTen("ps"); !strings.HasSuffix(strings.Fields(strings.Split(out, "\n")[0])[6], "HEALTH") {
-		t.Errorf("ps header: %q", out)
+	if h := s.psHealth("web:a"); h != "healthy" {
+		t.Errorf("ps HEALTH %q\n%s", h, s.mustTen("ps"))
 	}
 
 	// kill -9: systemd restarts it (Restart=on-failure) and ten counts it.
@@ -165,8 +182,8 @@ health = "/health"
 crash = ["a"]
 `)
 	s.waitState("crash:a", "failed", 40*time.Second)
-	row := strings.Join(s.psRow("crash:a"), " ")
-	if !regexp.MustCompile(`failed \(restarted \d+ times within restart_window 120s \(max_restarts 3\)`).MatchString(row) || !strings.HasSuffix(row, " failed") {
+	row := s.psRow("crash:a")
+	if !regexp.MustCompile(`failed \(restarted \d+ times within restart_window 120s \(max_restarts 3\)`).MatchString(row) || s.psHealth("crash:a") != "failed" {
 		t.Errorf("ps row of the failed instance: %q", row)
 	}
 	time.Sleep(2 * time.Second)
@@ -266,8 +283,8 @@ plain = ["a"]
 	if h := s.health("nap:a"); h.Health != "sleeping" {
 		t.Errorf("health of a sleeping instance: %+v", h)
 	}
-	if f := s.psRow("nap:a"); f[len(f)-1] != "sleeping" {
-		t.Errorf("ps row %q", f)
+	if h := s.psHealth("nap:a"); h != "sleeping" {
+		t.Errorf("ps HEALTH %q", h)
 	}
 	// A request wakes it as always; checks resume.
 	s.mustGet("a.nap.localhost", "/")
