@@ -32,7 +32,11 @@ func TestStateSurvivesReload(t *testing.T) {
 	if w := st.weight(a); w != 100 {
 		t.Errorf("default weight %d", w)
 	}
-	if err := st.update(func(p *persisted) { p.Weights[a.String()] = 0; p.Weights[b.String()] = 40; p.Failed[b.String()] = "why" }); err != nil {
+	if err := st.update(func(p *persisted) {
+		p.Weights[a.String()] = 0
+		p.Weights[b.String()] = 40
+		p.Failed[b.String()] = "why"
+	}); err != nil {
 		t.Fatal(err)
 	}
 	st2, err := loadState(dir)
