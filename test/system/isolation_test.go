@@ -361,3 +361,85 @@ func cgroupCPU(t *testing.T, unit, cg string) (uint64, string) {
 	t.Fatalf("no CPU counter for %s (%s)", unit, cg)
 	return 0, ""
 }
+
+func hostRelease(t *testing.T) string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// At isolation = "sandbox" the tenant runs under gVisor: it sees gVisor's
+// kernel, is still socket-activated (through the shim) and limited by the
+// unit's cgroup, and serves through sleep and wake.
+func TestIsolationSandboxGVisor(t *testing.T) {
+	s := startTen(t, `
+[service.sbx]
+command = "TENANT"
+isolation = "sandbox"
+idle_timeout = 2
+memory_limit_mb = 256
+
+[service.sbxact]
+command = "TENANT"
+isolation = "gvisor"
+activation = "socket"
+idle_timeout = 2
+
+[service.plain]
+command = "TENANT"
+`)
+	for _, inst := range []string{"sbx:a", "sbxact:a", "plain:a"} {
+		s.mustTen("spawn", inst)
+	}
+	host := hostRelease(t)
+	for _, h := range []string{"a.sbx.localhost", "a.sbxact.localhost"} {
+		for cycle := 1; cycle <= 2; cycle++ {
+			start := time.Now()
+			r := s.try(h, "/uname")
+			var u struct{ Release string }
+			json.Unmarshal(r.Result, &u)
+			t.Logf("%s (wake %d, %s): uname -r inside = %q, host = %q", h, cycle, time.Since(start).Round(time.Millisecond), u.Release, host)
+			if u.Release == "" || u.Release == host {
+				t.Errorf("HOLE: %s sees the host kernel %q, not gVisor's", h, u.Release)
+			}
+			inst := strings.Split(h, ".")[1] + ":a"
+			unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+			if cycle == 1 {
+				// Everything of the sandbox (runsc, its sentry and gofer)
+				// is in the unit's cgroup, under its limits.
+				cg := show(t, unit, "ControlGroup")
+				procs, _ := os.ReadFile("/sys/fs/cgroup/unified" + cg + "/cgroup.procs")
+				var comms []string
+				for _, p := range strings.Fields(string(procs)) {
+					c, _ := os.ReadFile("/proc/" + p + "/cmdline")
+					argv0, _, _ := strings.Cut(string(c), "\x00")
+					comms = append(comms, argv0)
+				}
+				t.Logf("%s cgroup %s holds %v; MemoryCurrent=%s MemoryMax=%s", unit, cg, comms, show(t, unit, "MemoryCurrent"), show(t, unit, "MemoryMax"))
+				if !strings.Contains(strings.Join(comms, " "), "runsc-sandbox") {
+					t.Errorf("gVisor's sentry is not in %s's cgroup: %v", unit, comms)
+				}
+				// From inside gVisor: only the sandbox's processes, no host sockets.
+				var seen map[string]string
+				json.Unmarshal(s.try(h, "/proc").Result, &seen)
+				if len(seen) > 4 {
+					t.Errorf("HOLE: the sandboxed tenant sees %d processes: %v", len(seen), seen)
+				}
+				s.mustFail(h, "/connect?path=/run/tenement/plain/a.sock")
+				s.mustFail(h, "/connect?path=/run/systemd/private")
+				s.mustFail(h, "/write?path=/etc/tenant-was-here")
+				if r := s.try(h, "/fill?name=f&mb=1"); !r.OK {
+					t.Errorf("the sandboxed tenant cannot write its state dir: %s", r.Err)
+				}
+			}
+			s.waitState(inst, "sleeping", 20*time.Second)
+		}
+	}
+	var u struct{ Release string }
+	json.Unmarshal(s.try("a.plain.localhost", "/uname").Result, &u)
+	if u.Release != host {
+		t.Errorf("control: the namespace-level tenant sees %q, want the host's %q", u.Release, host)
+	}
+}
