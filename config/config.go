@@ -50,6 +50,9 @@ type Settings struct {
 	SocketDir string `toml:"socket_dir" json:"socket_dir"`
 	// PortRange is the [first, last] range PORT values are drawn from.
 	PortRange []int `toml:"port_range" json:"port_range"`
+	// MaxFrozenMB caps the memory of all frozen instances together (0: no
+	// cap); past it the longest-frozen are stopped.
+	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
 }
 
 // TLS is [settings.tls]; parsed for compatibility.
@@ -126,7 +129,22 @@ type Service struct {
 	IPAllow []string `toml:"ip_allow" json:"ip_allow,omitempty"`
 	// Listen lists L4 addresses (tcp://IP:PORT) dispatched to the instance.
 	Listen []string `toml:"listen" json:"listen,omitempty"`
+	// Sleep is how an idle instance sleeps: "stop" (default: the service
+	// stops after idle_timeout), "freeze" (its cgroup is frozen after
+	// idle_timeout and keeps its memory) or "freeze-then-stop" (frozen after
+	// idle_timeout, stopped after stop_after).
+	Sleep string `toml:"sleep" json:"sleep"`
+	// StopAfter is, with sleep = "freeze-then-stop", the seconds of silence
+	// after which a frozen instance is stopped (more than idle_timeout).
+	StopAfter int `toml:"stop_after" json:"stop_after,omitempty"`
 }
+
+// Sleep modes.
+const (
+	SleepStop           = "stop"
+	SleepFreeze         = "freeze"
+	SleepFreezeThenStop = "freeze-then-stop"
+)
 
 // Isolation levels.
 const (
@@ -314,6 +332,9 @@ func (c *Config) defaults() {
 		if svc.Start == "" {
 			svc.Start = "auto"
 		}
+		if svc.Sleep == "" {
+			svc.Sleep = SleepStop
+		}
 	}
 }
 
@@ -331,6 +352,21 @@ func (s *Service) Lazy() bool {
 // IdleTimeoutDuration is idle_timeout as a duration (0 = never sleep).
 func (s *Service) IdleTimeoutDuration() time.Duration {
 	return time.Duration(s.IdleTimeout) * time.Second
+}
+
+// Freezes reports whether idle instances of s are frozen (sleep = "freeze"
+// or "freeze-then-stop") rather than stopped at idle_timeout.
+func (s *Service) Freezes() bool {
+	return s.Sleep == SleepFreeze || s.Sleep == SleepFreezeThenStop
+}
+
+// StopAfterDuration is stop_after as a duration (0 = a frozen instance is
+// never stopped for silence).
+func (s *Service) StopAfterDuration() time.Duration {
+	if s.Sleep != SleepFreezeThenStop {
+		return 0
+	}
+	return time.Duration(s.StopAfter) * time.Second
 }
 
 // StartupTimeoutDuration is startup_timeout as a duration.

@@ -132,3 +132,33 @@ func TestExpand(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestSleepKeys(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[settings]\nmax_frozen_mb = 512\n[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nsleep = \"freeze-then-stop\"\nstop_after = 60\n[service.b]\ncommand = \"/bin/x\"\nidle_timeout = 5\n[service.c]\ncommand = \"/bin/x\"\nidle_timeout = 5\nsleep = \"freeze\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, cc := c.Services["a"], c.Services["b"], c.Services["c"]
+	if !a.Freezes() || a.StopAfterDuration() != 60e9 || c.Settings.MaxFrozenMB != 512 {
+		t.Errorf("a: %+v settings %+v", a, c.Settings)
+	}
+	if b.Sleep != SleepStop || b.Freezes() || b.StopAfterDuration() != 0 {
+		t.Errorf("default sleep: %+v", b)
+	}
+	if !cc.Freezes() || cc.StopAfterDuration() != 0 {
+		t.Errorf("freeze: %+v", cc)
+	}
+	bad := []struct{ in, want string }{
+		{"[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nsleep = \"hibernate\"\n", "t.toml:4: service.a.sleep: unknown sleep \"hibernate\""},
+		{"[service.a]\ncommand = \"/bin/x\"\nsleep = \"freeze\"\n", "service.a.idle_timeout: sleep = \"freeze\" needs idle_timeout > 0"},
+		{"[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nsleep = \"freeze-then-stop\"\nstop_after = 5\n", "t.toml:5: service.a.stop_after: sleep = \"freeze-then-stop\" needs stop_after > idle_timeout (5), got 5"},
+		{"[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nstop_after = 50\n", "t.toml:4: service.a.stop_after: only applies with sleep = \"freeze-then-stop\""},
+		{"[settings]\nmax_frozen_mb = -1\n", "t.toml:2: settings.max_frozen_mb: must not be negative"},
+	}
+	for _, tc := range bad {
+		_, err := Parse("t.toml", []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config\n%s\ngave %v, want %s", tc.in, err, tc.want)
+		}
+	}
+}

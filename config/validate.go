@@ -62,6 +62,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.MaxFrozenMB < 0 {
+		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
+	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
 		k := "service." + name
@@ -90,6 +93,24 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		case "auto", "eager", "lazy":
 		default:
 			add(k+".start", "unknown start %q; use auto, eager or lazy", svc.Start)
+		}
+		switch svc.Sleep {
+		case SleepStop:
+			if svc.StopAfter != 0 {
+				add(k+".stop_after", "only applies with sleep = \"freeze-then-stop\" (sleep is %q)", svc.Sleep)
+			}
+		case SleepFreeze, SleepFreezeThenStop:
+			if svc.IdleTimeout <= 0 {
+				add(k+".idle_timeout", "sleep = %q needs idle_timeout > 0 (the seconds of silence before the instance is frozen)", svc.Sleep)
+			}
+			if svc.Sleep == SleepFreeze && svc.StopAfter != 0 {
+				add(k+".stop_after", "only applies with sleep = \"freeze-then-stop\" (sleep is %q)", svc.Sleep)
+			}
+			if svc.Sleep == SleepFreezeThenStop && svc.StopAfter <= svc.IdleTimeout {
+				add(k+".stop_after", "sleep = \"freeze-then-stop\" needs stop_after > idle_timeout (%d), got %d", svc.IdleTimeout, svc.StopAfter)
+			}
+		default:
+			add(k+".sleep", "unknown sleep %q; use stop, freeze or freeze-then-stop", svc.Sleep)
 		}
 		nonNeg := map[string]int{"idle_timeout": svc.IdleTimeout, "memory_limit_mb": svc.MemoryLimitMB, "storage_quota_mb": svc.StorageQuotaMB, "tasks_max": svc.TasksMax}
 		for key, v := range nonNeg {

@@ -268,7 +268,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		}
 		props = append(props, prop("ExecStopPostEx", []execEx{{Path: "/usr/bin/find",
 			Argv:  []string{"/usr/bin/find", "-H", p.DataDir, "-mindepth", "1", "-xdev", "-delete"},
-			Flags: []string{"full-privileges", "ignore-failure"}}}))
+			Flags: []string{"privileged", "ignore-failure"}}}))
 	}
 	if svc.CPUShares > 0 {
 		props = append(props, prop("CPUWeight", uint64(svc.CPUShares)))

@@ -516,7 +516,13 @@ func bindRO(src, target string, ro bool) error {
 // devNodes are the host devices a box gets, created as nodes of the same
 // numbers. The host's /dev/shm, /dev/pts and /dev/mqueue stay out: writes
 // there would reach the host.
-var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty", "fuse", "net/tun"}
+var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty", "fuse", "net/tun", "loop-control"}
+
+// loopNodes block devices /dev/loopN are made in the box whether or not the
+// host has them yet: there is no devtmpfs in the box to add the ones the
+// kernel makes on demand (LOOP_CTL_GET_FREE), and mount -o loop (ten's
+// storage quota images) opens the number loop-control hands out.
+const loopNodes = 64
 
 func setupDev(dev, console string) error {
 	if err := mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=0755,size=4m"); err != nil {
@@ -533,6 +539,14 @@ func setupDev(dev, console string) error {
 		}
 		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(st.Rdev)); err != nil {
 			return fmt.Errorf("mknod %s: %w", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dev, "loop-control")); err == nil {
+		for i := 0; i < loopNodes; i++ {
+			p := filepath.Join(dev, fmt.Sprintf("loop%d", i))
+			if err := unix.Mknod(p, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(i)))); err != nil {
+				return fmt.Errorf("mknod %s: %w", p, err)
+			}
 		}
 	}
 	for _, d := range []string{"pts", "shm", "mqueue"} {

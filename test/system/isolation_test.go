@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -441,5 +442,79 @@ command = "TENANT"
 	json.Unmarshal(s.try("a.plain.localhost", "/uname").Result, &u)
 	if u.Release != host {
 		t.Errorf("control: the namespace-level tenant sees %q, want the host's %q", u.Release, host)
+	}
+}
+
+// storage_quota_mb: an ext4 image per instance mounted over its state dir;
+// a write past the quota fails with ENOSPC inside; usage in ps, the API and
+// metrics; the mount survives restarts of the app and of ten, and goes
+// away with ten stop.
+func TestIsolationStorageQuota(t *testing.T) {
+	s := startTen(t, `
+[service.q]
+command = "TENANT"
+storage_quota_mb = 16
+`)
+	s.mustTen("spawn", "q:a")
+	where := "/var/lib/private/tenement/q/a"
+	mountUnit := "var-lib-private-tenement-q-a.mount"
+	t.Cleanup(func() { exec.Command("systemctl", "stop", mountUnit).Run() })
+	t.Logf("%s: ActiveState=%s What=%s Where=%s", mountUnit, show(t, mountUnit, "ActiveState"), show(t, mountUnit, "What"), show(t, mountUnit, "Where"))
+	if r := s.try("a.q.localhost", "/fill?name=small&mb=8"); !r.OK {
+		t.Fatalf("8 MiB within a 16 MiB quota failed: %s", r.Err)
+	}
+	r := s.try("a.q.localhost", "/fill?name=big&mb=32")
+	var res struct {
+		Written int
+		ENOSPC  bool
+	}
+	json.Unmarshal(r.Result, &res)
+	if r.OK || !res.ENOSPC {
+		t.Errorf("HOLE: writing 32 MiB past storage_quota_mb = 16: ok=%v err=%q (want ENOSPC)", r.OK, r.Err)
+	}
+	t.Logf("past the quota: wrote %d MiB, then %q", res.Written>>20, r.Err)
+	row := s.apiRow("q:a")
+	used, quota := row["storage_bytes"].(float64), row["storage_quota_bytes"].(float64)
+	t.Logf("API: storage_bytes=%.0f storage_quota_bytes=%.0f; ten ps:\n%s", used, quota, s.mustTen("ps"))
+	if quota != 16<<20 || used < 8<<20 {
+		t.Errorf("API row: storage_bytes=%.0f storage_quota_bytes=%.0f", used, quota)
+	}
+	if v := s.metricLike("ten_instance_storage_used_bytes", `instance="q:a"`); v < 8<<20 {
+		t.Errorf("ten_instance_storage_used_bytes = %v", v)
+	}
+	s.try("a.q.localhost", "/fill?name=big&mb=0") // free the space again
+
+	// The files and the mount outlive a restart of the app and of ten.
+	s.mustTen("restart", "q:a")
+	s.kill()
+	s.start()
+	if r := s.try("a.q.localhost", "/read?path=/var/lib/tenement/q/a"); !r.OK || !strings.Contains(string(r.Result), "small") {
+		t.Errorf("after restarts the state dir lost its files: %s %s", r.Result, r.Err)
+	}
+	if got := show(t, mountUnit, "ActiveState"); got != "active" {
+		t.Errorf("%s is %s after restarts", mountUnit, got)
+	}
+	s.mustTen("stop", "q:a")
+	if out, _ := exec.Command("findmnt", "-n", where).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("after ten stop %s is still mounted: %s", where, out)
+	}
+	t.Logf("after ten stop: %s ActiveState=%q", mountUnit, show(t, mountUnit, "ActiveState"))
+}
+
+// storage_persist = false: the state dir is wiped whenever the app stops.
+func TestIsolationStorageNotPersisted(t *testing.T) {
+	s := startTen(t, `
+[service.eph]
+command = "TENANT"
+storage_persist = false
+`)
+	s.mustTen("spawn", "eph:a")
+	if r := s.try("a.eph.localhost", "/fill?name=x&mb=1"); !r.OK {
+		t.Fatal(r.Err)
+	}
+	s.mustTen("restart", "eph:a")
+	r := s.try("a.eph.localhost", "/read?path=/var/lib/tenement/eph/a/x")
+	if r.OK {
+		t.Errorf("storage_persist = false: the file survived a restart")
 	}
 }
