@@ -3,11 +3,16 @@ package router
 import (
 	"context"
 	"time"
+
+	"github.com/tenhq/ten/units"
 )
 
 // Reap puts to sleep, once, every awake instance that has had no request in
-// flight and no activity for its idle_timeout. Requests that arrive while an
-// instance is being stopped wait, then wake it again.
+// flight, no open connection and no activity for its idle_timeout: it
+// freezes the ones whose Backend says Freeze and stops the others. A frozen
+// instance with StopAfter is stopped once it has been silent that long.
+// Requests that arrive while an instance is being frozen or stopped wait,
+// then thaw or wake it again.
 func (r *Router) Reap(ctx context.Context, now time.Time) {
 	r.mu.RLock()
 	var idle []*backend
@@ -18,11 +23,25 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 	}
 	r.mu.RUnlock()
 	for _, b := range idle {
-		if now.Sub(r.lastActivity(b)) < b.IdleTimeout {
+		silent := now.Sub(r.lastActivity(b))
+		frozen := b.frozen.Load()
+		switch {
+		case frozen && (b.StopAfter <= 0 || silent < b.StopAfter):
+			continue
+		case !frozen && silent < b.IdleTimeout:
 			continue
 		}
+		if r.Connections != nil && r.Connections(b.Instance) > 0 {
+			// An open connection is activity, as a request in flight is.
+			// The router's own idle keep-alive connections are not: close
+			// them, for a shim-mode app counts the shim's upstream
+			// connection that each of them holds open.
+			b.transport.CloseIdleConnections()
+			continue
+		}
+		freeze := !frozen && b.Freeze && r.Freezer != nil
 		b.mu.Lock()
-		if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.removed {
+		if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.thawing != nil || b.removed {
 			b.mu.Unlock()
 			continue
 		}
@@ -31,20 +50,75 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		b.mu.Unlock()
 
 		b.transport.CloseIdleConnections()
-		r.log.Info("instance idle; sleeping", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := r.ctrl.Sleep(sctx, b.Instance)
-		cancel()
-		if err != nil {
-			r.log.Warn("sleep failed", "instance", b.Instance.String(), "err", err)
+		if freeze {
+			r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
+			if err := r.Freezer.Freeze(sctx, b.Instance); err != nil {
+				r.log.Warn("freeze failed", "instance", b.Instance.String(), "err", err)
+			} else {
+				b.frozenSince.Store(time.Now().UnixNano())
+				b.frozen.Store(true)
+			}
 		} else {
-			b.awake.Store(false)
+			var err error
+			if frozen {
+				// A frozen service cannot be stopped cleanly: thaw it first.
+				r.log.Info("frozen instance silent; stopping", "instance", b.Instance.String(), "stop_after", b.StopAfter)
+				if err = r.Freezer.Thaw(sctx, b.Instance, "stop"); err == nil {
+					b.frozen.Store(false)
+				}
+			} else {
+				r.log.Info("instance idle; sleeping", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
+			}
+			if err == nil {
+				err = r.ctrl.Sleep(sctx, b.Instance)
+			}
+			if err != nil {
+				r.log.Warn("sleep failed", "instance", b.Instance.String(), "err", err)
+			} else {
+				b.awake.Store(false)
+			}
 		}
+		cancel()
 		b.mu.Lock()
 		b.stopping = nil
 		b.mu.Unlock()
 		close(ch)
 	}
+}
+
+// StopFrozen stops a frozen instance now (thaw, then the Controller's
+// Sleep), as the reaper does after StopAfter; for the frozen-memory cap.
+// It does nothing to an instance that is not frozen or is busy.
+func (r *Router) StopFrozen(ctx context.Context, inst units.Instance) (bool, error) {
+	b := r.get(inst)
+	if b == nil || !b.frozen.Load() {
+		return false, nil
+	}
+	b.mu.Lock()
+	if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.thawing != nil || b.removed {
+		b.mu.Unlock()
+		return false, nil
+	}
+	ch := make(chan struct{})
+	b.stopping = ch
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.stopping = nil
+		b.mu.Unlock()
+		close(ch)
+	}()
+	if err := r.Freezer.Thaw(ctx, b.Instance, "stop"); err != nil {
+		return false, err
+	}
+	b.frozen.Store(false)
+	if err := r.ctrl.Sleep(ctx, b.Instance); err != nil {
+		return false, err
+	}
+	b.awake.Store(false)
+	b.transport.CloseIdleConnections()
+	return true, nil
 }
 
 // RunReaper calls Reap every interval until ctx ends.

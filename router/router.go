@@ -45,6 +45,14 @@ type Observer interface {
 	ObserveWake(inst units.Instance, d time.Duration, err error)
 }
 
+// Freezer freezes and thaws an instance's service (sleep = "freeze"): a
+// frozen instance keeps running in the router's view (awake) but gets no
+// CPU until thawed. why says what thaws it: "http", "l4", "stop", "probe".
+type Freezer interface {
+	Freeze(ctx context.Context, inst units.Instance) error
+	Thaw(ctx context.Context, inst units.Instance, why string) error
+}
+
 // Backend describes one routable instance.
 type Backend struct {
 	Instance       units.Instance
@@ -53,6 +61,11 @@ type Backend struct {
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
 	RequestTimeout time.Duration
+	// Freeze makes the reaper freeze the instance after IdleTimeout instead
+	// of stopping it (needs Router.Freezer); StopAfter > 0 then stops a
+	// frozen instance once it has been silent that long.
+	Freeze    bool
+	StopAfter time.Duration
 }
 
 // Router routes requests by Host.
@@ -69,6 +82,14 @@ type Router struct {
 	// Activity, when set, reports activity the router cannot see (eBPF
 	// counters of L4 traffic); the reaper takes the later of both.
 	Activity func(units.Instance) (time.Time, bool)
+	// Connections, when set, reports the open connections of an instance
+	// that the router does not relay (L4 clients, counted by eBPF); the
+	// reaper leaves an instance with open connections awake, as it does one
+	// with a request in flight.
+	Connections func(units.Instance) int
+	// Freezer, when set, freezes and thaws instances whose Backend says
+	// Freeze; without it they are stopped.
+	Freezer Freezer
 	// Observer, when set, gets request and wake measurements.
 	Observer Observer
 }
@@ -100,12 +121,20 @@ type backend struct {
 	// waker is held by the one request that measures a wake.
 	waker atomic.Bool
 
+	// frozen is set while the instance's service is frozen, frozenSince
+	// (unix nanos) since when.
+	frozen      atomic.Bool
+	frozenSince atomic.Int64
+
 	mu       sync.Mutex
 	inflight int
 	probing  int
 	stopping chan struct{}
-	removed  bool
-	failed   string
+	// thawing is closed when the thaw in progress ends, with thawErr.
+	thawing chan struct{}
+	thawErr error
+	removed bool
+	failed  string
 }
 
 // Put adds or replaces an instance.
@@ -155,6 +184,7 @@ func (r *Router) SetAwake(inst units.Instance, awake bool) {
 		}
 		if !awake {
 			b.transport.CloseIdleConnections()
+			b.frozen.Store(false) // a stopped service is not frozen
 		}
 		b.awake.Store(awake)
 	}
@@ -227,12 +257,20 @@ func (r *Router) Probe(ctx context.Context, inst units.Instance, path string, ti
 		b.mu.Unlock()
 		return 0, ErrNoInstance
 	}
-	if !wake && (b.stopping != nil || !b.awake.Load()) {
+	if !wake && (b.stopping != nil || !b.awake.Load() || b.frozen.Load()) {
 		b.mu.Unlock()
 		return 0, ErrAsleep
 	}
 	b.probing++
 	b.mu.Unlock()
+	if wake && b.frozen.Load() {
+		if err := r.thaw(ctx, b, "probe"); err != nil {
+			b.mu.Lock()
+			b.probing--
+			b.mu.Unlock()
+			return 0, err
+		}
+	}
 	defer func() {
 		b.mu.Lock()
 		b.probing--
@@ -265,6 +303,9 @@ type Stat struct {
 	Inflight     int
 	Weight       int
 	LastActivity time.Time
+	// Frozen is set while the service is frozen, since FrozenSince.
+	Frozen      bool
+	FrozenSince time.Time
 }
 
 // Stat returns the router's view of inst.
@@ -276,7 +317,80 @@ func (r *Router) Stat(inst units.Instance) (Stat, bool) {
 	b.mu.Lock()
 	n := b.inflight
 	b.mu.Unlock()
-	return Stat{Awake: b.awake.Load(), Inflight: n, Weight: int(b.weight.Load()), LastActivity: r.lastActivity(b)}, true
+	st := Stat{Awake: b.awake.Load(), Inflight: n, Weight: int(b.weight.Load()), LastActivity: r.lastActivity(b), Frozen: b.frozen.Load()}
+	if st.Frozen {
+		st.FrozenSince = time.Unix(0, b.frozenSince.Load())
+	}
+	return st, true
+}
+
+// SetFrozen records that the instance's service is frozen since then (ten
+// found it frozen at start), or not (zero since).
+func (r *Router) SetFrozen(inst units.Instance, since time.Time) {
+	if b := r.get(inst); b != nil {
+		if !since.IsZero() {
+			b.frozenSince.Store(since.UnixNano())
+		}
+		b.frozen.Store(!since.IsZero())
+	}
+}
+
+// Thaw thaws a frozen instance (an L4 connection for it arrived, or it is
+// about to be stopped or restarted); concurrent callers share one thaw. An
+// instance that is not frozen is left alone.
+func (r *Router) Thaw(ctx context.Context, inst units.Instance, why string) error {
+	b := r.get(inst)
+	if b == nil {
+		return ErrNoInstance
+	}
+	return r.thaw(ctx, b, why)
+}
+
+// thaw thaws b once for every caller that finds it frozen meanwhile, and
+// counts as activity, so that the reaper does not freeze it again at once.
+func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
+	b.mu.Lock()
+	if !b.frozen.Load() {
+		b.mu.Unlock()
+		return nil
+	}
+	if ch := b.thawing; ch != nil {
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.mu.Lock()
+		err := b.thawErr
+		b.mu.Unlock()
+		return err
+	}
+	ch := make(chan struct{})
+	b.thawing = ch
+	b.mu.Unlock()
+	var err error
+	if r.Freezer == nil {
+		err = errors.New("no freezer")
+	} else {
+		// The thaw finishes even when the request that asked goes away:
+		// others may wait for it.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = r.Freezer.Thaw(tctx, b.Instance, why)
+		cancel()
+	}
+	b.mu.Lock()
+	if err == nil {
+		b.frozen.Store(false)
+		b.last.Store(time.Now().UnixNano())
+	} else {
+		r.log.Error("thaw failed", "instance", b.Instance.String(), "why", why, "err", err)
+	}
+	b.thawErr = err
+	b.thawing = nil
+	b.mu.Unlock()
+	close(ch)
+	return err
 }
 
 func (r *Router) get(inst units.Instance) *backend {
@@ -398,6 +512,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer b.release()
+	if b.frozen.Load() {
+		if err := r.thaw(req.Context(), b, "http"); err != nil {
+			http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", b.Instance, err), http.StatusBadGateway)
+			r.observe(b.Instance, http.StatusBadGateway, start)
+			return
+		}
+	}
 	// Let request and response bodies stream in both directions at once
 	// (the Go server otherwise stops reading the body once it answers).
 	_ = http.NewResponseController(w).EnableFullDuplex()

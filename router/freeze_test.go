@@ -1,0 +1,137 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/units"
+)
+
+// fakeFreezer records freezes and thaws; a thaw takes a moment, so that
+// concurrent requests meet one in progress.
+type fakeFreezer struct {
+	freezes, thaws atomic.Int32
+	frozen         atomic.Bool
+}
+
+func (f *fakeFreezer) Freeze(context.Context, units.Instance) error {
+	f.freezes.Add(1)
+	f.frozen.Store(true)
+	return nil
+}
+
+func (f *fakeFreezer) Thaw(context.Context, units.Instance, string) error {
+	time.Sleep(20 * time.Millisecond)
+	f.thaws.Add(1)
+	f.frozen.Store(false)
+	return nil
+}
+
+func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
+	r, _ := newTestRouter(t)
+	ff := &fakeFreezer{}
+	r.Freezer = ff
+	release := make(chan struct{})
+	var thawedAtArrival atomic.Int32
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		if ff.frozen.Load() {
+			thawedAtArrival.Add(1) // counts requests that reached a frozen app
+		}
+		if req.URL.Path == "/slow" {
+			<-release
+		}
+	})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: 50 * time.Millisecond, Freeze: true, StartupTimeout: time.Second, RequestTimeout: 5 * time.Second}, true)
+
+	// A request in flight keeps it from freezing, however long it takes.
+	done := make(chan int)
+	go func() { done <- get(r, "a.api.example.test", "/slow").Code }()
+	time.Sleep(20 * time.Millisecond)
+	r.Reap(context.Background(), time.Now().Add(time.Second))
+	if ff.freezes.Load() != 0 {
+		t.Fatal("froze an instance with a request in flight")
+	}
+	close(release)
+	if c := <-done; c != 200 {
+		t.Fatalf("slow request: %d", c)
+	}
+
+	// An open connection the router does not relay keeps it awake too.
+	open := 1
+	r.Connections = func(units.Instance) int { return open }
+	r.Reap(context.Background(), time.Now().Add(time.Second))
+	if ff.freezes.Load() != 0 {
+		t.Fatal("froze an instance with an open connection")
+	}
+	open = 0
+	r.Reap(context.Background(), time.Now().Add(time.Second))
+	st, _ := r.Stat(inst)
+	if ff.freezes.Load() != 1 || !st.Frozen || !st.Awake || st.FrozenSince.IsZero() {
+		t.Fatalf("after idle: freezes %d, stat %+v", ff.freezes.Load(), st)
+	}
+	// Frozen: a probe does not thaw it.
+	if _, err := r.Probe(context.Background(), inst, "/", time.Second, false); !errors.Is(err, ErrAsleep) {
+		t.Fatalf("probe of a frozen instance: %v", err)
+	}
+	// Concurrent requests share one thaw, and none reaches a frozen app.
+	var wg sync.WaitGroup
+	codes := make(chan int, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes <- get(r, "a.api.example.test", "/").Code }()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("request during thaw: %d", c)
+		}
+	}
+	if n := ff.thaws.Load(); n != 1 {
+		t.Errorf("%d thaws for 8 concurrent requests", n)
+	}
+	if n := thawedAtArrival.Load(); n != 0 {
+		t.Errorf("%d requests reached the app while frozen", n)
+	}
+	if st, _ := r.Stat(inst); st.Frozen {
+		t.Error("still frozen after requests")
+	}
+}
+
+// sleeper is a Controller that records Sleep calls.
+type sleeper struct{ n atomic.Int32 }
+
+func (s *sleeper) Sleep(context.Context, units.Instance) error { s.n.Add(1); return nil }
+func (s *sleeper) WakeFailed(units.Instance, string)           {}
+func (s *sleeper) Answered(units.Instance)                     {}
+
+func TestFreezeThenStop(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sl := &sleeper{}
+	r.ctrl = sl
+	ff := &fakeFreezer{}
+	r.Freezer = ff
+	sock := app(t, func(http.ResponseWriter, *http.Request) {})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: time.Second, StopAfter: 3 * time.Second, Freeze: true}, true)
+	now := time.Now()
+	r.Reap(context.Background(), now.Add(2*time.Second))
+	if st, _ := r.Stat(inst); !st.Frozen || sl.n.Load() != 0 {
+		t.Fatalf("after idle_timeout: %+v, sleeps %d", st, sl.n.Load())
+	}
+	r.Reap(context.Background(), now.Add(2500*time.Millisecond))
+	if sl.n.Load() != 0 {
+		t.Fatal("stopped before stop_after")
+	}
+	r.Reap(context.Background(), now.Add(4*time.Second))
+	st, _ := r.Stat(inst)
+	if sl.n.Load() != 1 || st.Frozen || st.Awake || ff.thaws.Load() != 1 {
+		t.Fatalf("after stop_after: sleeps %d thaws %d stat %+v", sl.n.Load(), ff.thaws.Load(), st)
+	}
+}
