@@ -454,3 +454,5 @@ func waitAnswer(tb testing.TB, addr, host string, within time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func matchUnit(pattern, name string) (bool, error) { return filepath.Match(pattern, name) }

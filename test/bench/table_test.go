@@ -223,7 +223,10 @@ func table() string {
 	}
 	b.WriteString("\n| benchmark | variant | metric | n | min | p50 | p99 | max | ratio | note |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|---|---|\n")
-	for _, r := range rows {
+	// In issue order ("1 cold wake" ...), whatever order the benchmarks ran in.
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b row) int { return strings.Compare(a.bench, b.bench) })
+	for _, r := range sorted {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.bench, r.variant, r.metric, r.n, r.min, r.p50, r.p99, r.max, r.ratio, r.note)
 	}

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkDensity: 1,000 instances declared in [instances], all asleep
+// (lazy start, socket activation, ten's default isolation):
+//
+//   - create: `ten serve` from exec to answering /health, which it does
+//     once it has created every declared instance (one D-Bus call each);
+//   - memory: ten's RSS with the service declared but no instance, then
+//     with the 1,000 (both after 2 s of rest), and the growth per
+//     instance; systemd's (PID 1 of the box) RSS before and after;
+//   - idle CPU: ten's user+system CPU time over 10 s with 1,000 sleepers;
+//   - wake 100 at once: 100 clients each GET a different sleeping
+//     instance at the same moment; time until the last answered, and each
+//     request's latency;
+//   - tear down: DELETE /api/instances/ID for all 1,000, 16 at a time.
+func BenchmarkDensity(b *testing.B) {
+	if !once(b) {
+		return
+	}
+	setup(b)
+	n := envInt("TEN_BENCH_DENSITY_N", 1000)
+	const bench = "4 density"
+	svc := `
+[service.d]
+command = "ECHO"
+args = ["--mode", "activation"]
+activation = "socket"
+start = "lazy"
+`
+	// ten with the service and no instance: the memory baseline.
+	ten := startTen(b, svc)
+	time.Sleep(2 * time.Second)
+	rss0, _ := procRSS(ten.pid())
+	sd0, _ := procRSS(1)
+	ten.stop()
+
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("i%04d", i)
+	}
+	decl := "\n[instances]\nd = [\"" + strings.Join(ids, "\", \"") + "\"]\n"
+	if err := os.WriteFile(ten.config, []byte(mustRead(b, ten.config)+decl), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ten.start(nil, 10*time.Minute)
+	create := ten.ready
+	if got := countUnits("tenement-d@*.socket"); got != n {
+		b.Fatalf("%d socket units after start, want %d", got, n)
+	}
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "create (ten serve start → all made, serving)", n: "1",
+		p50: fmtDur(create), note: fmt.Sprintf("%s per instance", fmtDur(create/time.Duration(n)))})
+
+	time.Sleep(2 * time.Second)
+	rss1, _ := procRSS(ten.pid())
+	sd1, _ := procRSS(1)
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "ten RSS", n: "1", p50: fmtBytes(float64(rss1)),
+		ratio: ratio(float64(rss1), float64(rss0), "0 instances"),
+		note:  fmt.Sprintf("%s with 0 instances; growth %s per instance", fmtBytes(float64(rss0)), fmtBytes(float64(rss1-rss0)/float64(n)))})
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "systemd (PID 1) RSS", n: "1", p50: fmtBytes(float64(sd1)),
+		ratio: ratio(float64(sd1), float64(sd0), "0 instances"),
+		note:  fmt.Sprintf("%s before; growth %s per instance (2 units each)", fmtBytes(float64(sd0)), fmtBytes(float64(sd1-sd0)/float64(n)))})
+
+	idle := 10 * time.Second
+	c0, _ := procCPU(ten.pid())
+	time.Sleep(idle)
+	c1, _ := procCPU(ten.pid())
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "ten CPU while idle", n: "1",
+		p50: fmt.Sprintf("%.2f%%", 100*float64(c1-c0)/float64(idle)), note: fmt.Sprintf("%s of CPU time over %s (one core = 100%%; clock tick 10ms)", fmtDur(c1-c0), idle)})
+
+	// Wake 100 at once.
+	wake := min(100, n)
+	lat := make([]time.Duration, wake)
+	errs := make([]error, wake)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := 0; i < wake; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			lat[i], errs[i] = firstByte(ten.addr, host("d:"+ids[i*(n/wake)]), 60*time.Second)
+		}()
+	}
+	t0 := time.Now()
+	close(gate)
+	wg.Wait()
+	all := time.Since(t0)
+	failed := 0
+	var ok []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if failed == 1 {
+				addNote("density: wake of %s failed: %v", ids[i*(n/wake)], err)
+			}
+		} else {
+			ok = append(ok, lat[i])
+		}
+	}
+	r := durRow(bench, fmt.Sprintf("wake %d of %d at once", wake, n), "connect → first byte, each", summarize(ok))
+	r.note = fmt.Sprintf("all answered %s after the start; %d failed", fmtDur(all), failed)
+	addRow(r)
+	b.ReportMetric(all.Seconds(), "wake100-s")
+
+	// Tear down through the API, 16 at a time.
+	t0 = time.Now()
+	work := make(chan string)
+	var delErrs sync.Map
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if err := ten.api(http.MethodDelete, "/api/instances/d:"+id, nil, nil); err != nil {
+					delErrs.Store(id, err)
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	down := time.Since(t0)
+	left := countUnits("tenement-d@*")
+	nerr := 0
+	delErrs.Range(func(k, v any) bool {
+		if nerr == 0 {
+			addNote("density: DELETE %v: %v", k, v)
+		}
+		nerr++
+		return true
+	})
+	time.Sleep(2 * time.Second)
+	rss2, _ := procRSS(ten.pid())
+	sd2, _ := procRSS(1)
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "tear down (DELETE each, 16 at a time)", n: "1", p50: fmtDur(down),
+		note: fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
+	b.ReportMetric(create.Seconds(), "create-s")
+	b.ReportMetric(down.Seconds(), "teardown-s")
+}
+
+func mustRead(b *testing.B, path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(data)
+}
+
+// countUnits counts loaded units matching a systemctl pattern.
+func countUnits(pattern string) int {
+	n := 0
+	for _, u := range tenUnits() {
+		if ok, _ := matchUnit(pattern, u); ok {
+			n++
+		}
+	}
+	return n
+}
