@@ -127,7 +127,7 @@ c = ["`+strings.Join(ids, `", "`)+`"]
 	addRow(r)
 	wOK, wFail := wakes1[0]-wakes0[0], wakes1[1]-wakes0[1]
 	addRow(row{bench: bench, variant: v, metric: "wakes handled per second", n: fmt.Sprint(wOK + wFail),
-		p50: fmt.Sprintf("%.1f/s", float64(wOK)/elapsed.Seconds()),
+		p50:  fmt.Sprintf("%.1f/s", float64(wOK)/elapsed.Seconds()),
 		note: fmt.Sprintf("ten_wakes_total: %d ok, %d failed over %s; clients saw %d new app PIDs", wOK, wFail, elapsed.Round(100*time.Millisecond), newPIDs)})
 	b.ReportMetric(float64(wOK)/elapsed.Seconds(), "wakes/s")
 	b.ReportMetric(float64(failed), "failed")
