@@ -25,6 +25,19 @@
  * listening socket belongs to the listener's cgroup, so for a socket-activated
  * service the accepted connections are counted where the socket unit created
  * the listener, not in the service's cgroup.
+ *
+ * open_connections is a gauge of the accepted TCP connections that are still
+ * open: the idle reaper keeps an instance with an open L4 connection awake
+ * even when nothing moves on it, as the HTTP router does for a request in
+ * flight. It goes up at BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, which also asks
+ * for state callbacks on that socket (BPF_SOCK_OPS_STATE_CB_FLAG), and down
+ * at the socket's move to TCP_CLOSE. Connections the app opens itself (a
+ * database pool) are not counted, or an app holding one would never sleep.
+ * Per CPU, the two ends may land on different CPUs; user space sums them as
+ * signed numbers.
+ *
+ * The layout of struct activity is part of the pinned state: changing it
+ * needs a new pin directory (router/ebpf accountingPinDir).
  */
 #include "ten.h"
 
@@ -38,6 +51,8 @@ struct activity {
 	__u64 connections;
 	/* bpf_ktime_get_boot_ns() of the last packet or connection; 0 = none. */
 	__u64 last_ns;
+	/* Accepted TCP connections opened minus closed (see above). */
+	__u64 open_connections;
 };
 
 /*
@@ -78,17 +93,29 @@ int count_connections(struct bpf_sock_ops *ops)
 {
 	struct activity *a;
 
-	/* Both callbacks run without BPF_SOCK_OPS_*_CB_FLAG opt-in. */
+	/* Both ESTABLISHED callbacks run without BPF_SOCK_OPS_*_CB_FLAG opt-in;
+	 * STATE_CB only on sockets that asked for it. */
 	switch (ops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		a = bpf_get_local_storage(&activity, 0);
+		a->connections++;
+		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		a = bpf_get_local_storage(&activity, 0);
+		a->connections++;
+		a->open_connections++;
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		/* args[0] is the old state, args[1] the new one. */
+		if (ops->args[1] != BPF_TCP_CLOSE)
+			return CGROUP_ALLOW;
+		a = bpf_get_local_storage(&activity, 0);
+		a->open_connections--;
 		break;
 	default:
 		return CGROUP_ALLOW;
 	}
-
-	a = bpf_get_local_storage(&activity, 0);
-	a->connections++;
 	a->last_ns = bpf_ktime_get_boot_ns();
 	return CGROUP_ALLOW;
 }

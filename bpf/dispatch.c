@@ -17,6 +17,17 @@
  * a wildcard for every port; the program looks up the exact port and the
  * wildcard and takes the match with the longer address prefix, the exact port
  * on a tie. This is the scheme of cloudflare/tubular.
+ *
+ * Light sleep: ten freezes the cgroup of an idle instance and lists its
+ * destinations in `frozen`. A connection for a frozen destination is still
+ * assigned to its socket, where it waits in the accept backlog, and the
+ * program tells ten through the `wake_events` ring buffer, at most once a
+ * millisecond per destination; ten thaws the instance, which then accepts
+ * it. `frozen` also counts such connections, so that a ten that was down
+ * meanwhile finds them when it starts.
+ *
+ * New maps get new pin names: a changed layout of a pinned map would make a
+ * new ten refuse the state an older one pinned.
  */
 #include "ten.h"
 
@@ -57,6 +68,36 @@ struct destination_metrics {
 	/* Matches dropped because bpf_sk_assign refused the socket. */
 	__u64 errors;
 };
+
+/* A destination of a frozen instance. */
+struct frozen_value {
+	/* bpf_ktime_get_boot_ns() when ten froze it (ten writes it). */
+	__u64 since_ns;
+	/* Connections that arrived while it was frozen. */
+	__u64 connections;
+	/* bpf_ktime_get_boot_ns() of the last wake event sent. */
+	__u64 last_event_ns;
+};
+
+/* What the ring buffer carries: the destination a connection arrived for. */
+struct wake_event {
+	__u32 destination;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct frozen_value);
+	__uint(max_entries, MAX_DESTINATIONS);
+} frozen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} wake_events SEC(".maps");
+
+/* Wake events per frozen destination are at least this far apart. */
+#define WAKE_EVENT_INTERVAL_NS 1000000
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -101,6 +142,7 @@ int dispatch(struct bpf_sk_lookup *ctx)
 	};
 	struct binding_value *exact, *wildcard, *match;
 	struct destination_metrics *metrics;
+	struct frozen_value *fz;
 	struct bpf_sock *sk;
 	__u32 destination;
 	long err;
@@ -156,6 +198,19 @@ int dispatch(struct bpf_sk_lookup *ctx)
 		if (metrics)
 			__sync_fetch_and_add(&metrics->errors, 1);
 		return SK_DROP;
+	}
+
+	fz = bpf_map_lookup_elem(&frozen, &destination);
+	if (fz) {
+		__u64 now = bpf_ktime_get_boot_ns();
+
+		__sync_fetch_and_add(&fz->connections, 1);
+		if (now - fz->last_event_ns >= WAKE_EVENT_INTERVAL_NS) {
+			struct wake_event ev = { .destination = destination };
+
+			fz->last_event_ns = now;
+			bpf_ringbuf_output(&wake_events, &ev, sizeof(ev), 0);
+		}
 	}
 	return SK_PASS;
 }

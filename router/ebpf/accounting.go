@@ -10,6 +10,9 @@ type Stats struct {
 	RxPackets, TxPackets uint64
 	// Connections counts TCP connections established, accepted or opened.
 	Connections uint64
+	// OpenConnections is how many accepted TCP connections are open now
+	// (connections the app opened itself are not counted).
+	OpenConnections int64
 	// LastActivity is when the last packet or connection was seen; zero when
 	// none was.
 	LastActivity time.Time
@@ -23,6 +26,7 @@ func (s Stats) add(o Stats) Stats {
 	s.RxPackets += o.RxPackets
 	s.TxPackets += o.TxPackets
 	s.Connections += o.Connections
+	s.OpenConnections += o.OpenConnections
 	if o.LastActivity.After(s.LastActivity) {
 		s.LastActivity = o.LastActivity
 	}

@@ -14,13 +14,14 @@ import (
 )
 
 type accountingActivity struct {
-	_           structs.HostLayout
-	RxBytes     uint64
-	TxBytes     uint64
-	RxPackets   uint64
-	TxPackets   uint64
-	Connections uint64
-	LastNs      uint64
+	_               structs.HostLayout
+	RxBytes         uint64
+	TxBytes         uint64
+	RxPackets       uint64
+	TxPackets       uint64
+	Connections     uint64
+	LastNs          uint64
+	OpenConnections uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -74,7 +74,10 @@ func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
 	a := &Accounting{log: log, links: make(map[uint64][]link.Link)}
 	var opts ebpf.CollectionOptions
 	if pinDir != "" {
-		a.dir = filepath.Join(pinDir, "accounting")
+		if err := migrateAccounting(pinDir, log); err != nil {
+			return nil, fmt.Errorf("load accounting: %w", err)
+		}
+		a.dir = filepath.Join(pinDir, accountingPinDir)
 		if err := os.MkdirAll(filepath.Join(a.dir, "links"), 0o700); err != nil {
 			return nil, fmt.Errorf("load accounting: %w", err)
 		}
@@ -91,6 +94,35 @@ func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
 		}
 	}
 	return a, nil
+}
+
+// accountingPinDir is the pin directory of the current layout of the
+// activity map. A pinned map whose layout differs cannot be reused, and a
+// pinned link must not be moved to programs that expect another layout of
+// its cgroup storage (the kernel keeps the storage the link was attached
+// with), so a new layout gets a new directory and the old one is removed.
+const accountingPinDir = "accounting-v2"
+
+// oldAccountingPinDirs are pin directories of earlier layouts: "accounting"
+// had no open_connections.
+var oldAccountingPinDirs = []string{"accounting"}
+
+// migrateAccounting removes the pinned state of an earlier layout: removing
+// the pins detaches its links (no process holds them once the ten that made
+// them is gone). Counting starts again from zero; ten re-attaches every
+// instance's slice.
+func migrateAccounting(pinDir string, log *slog.Logger) error {
+	for _, old := range oldAccountingPinDirs {
+		dir := filepath.Join(pinDir, old)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		log.Info("accounting: removing pinned state of an earlier map layout; counters start again", "pins", dir, "now", filepath.Join(pinDir, accountingPinDir))
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // adopt opens the pinned links, drops the ones whose cgroup is gone and moves
@@ -369,14 +401,17 @@ func (c bootClock) wall(bootNs uint64) time.Time {
 func (c bootClock) stats(perCPU []accountingActivity) Stats {
 	var s Stats
 	var last uint64
+	var open int64
 	for _, v := range perCPU {
 		s.RxBytes += v.RxBytes
 		s.TxBytes += v.TxBytes
 		s.RxPackets += v.RxPackets
 		s.TxPackets += v.TxPackets
 		s.Connections += v.Connections
+		open += int64(v.OpenConnections) // per-CPU halves may be negative
 		last = max(last, v.LastNs)
 	}
 	s.LastActivity = c.wall(last)
+	s.OpenConnections = max(open, 0)
 	return s
 }

@@ -284,7 +284,7 @@ func TestAccountingPrune(t *testing.T) {
 	if got := b.Attached(); len(got) != 1 || got[0] != ids[2] {
 		t.Errorf("after reload: attached %v, want [%d]", got, ids[2])
 	}
-	left, _ := filepath.Glob(filepath.Join(pins, "accounting", "links", "*"))
+	left, _ := filepath.Glob(filepath.Join(pins, accountingPinDir, "links", "*"))
 	if len(left) != 1 || filepath.Base(left[0]) != strconv.FormatUint(ids[2], 10) {
 		t.Errorf("pinned links left: %v, want only %d", left, ids[2])
 	}

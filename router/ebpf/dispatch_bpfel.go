@@ -41,6 +41,13 @@ type dispatchDestinationMetrics struct {
 	Errors  uint64
 }
 
+type dispatchFrozenValue struct {
+	_           structs.HostLayout
+	SinceNs     uint64
+	Connections uint64
+	LastEventNs uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -48,7 +55,9 @@ const (
 	dispatchMapBindings           = "bindings"
 	dispatchMapDestinationMetrics = "destination_metrics"
 	dispatchMapDestinations       = "destinations"
+	dispatchMapFrozen             = "frozen"
 	dispatchMapSockets            = "sockets"
+	dispatchMapWakeEvents         = "wake_events"
 	dispatchProgDispatch          = "dispatch"
 )
 
@@ -104,7 +113,9 @@ type dispatchMapSpecs struct {
 	Bindings           *ebpf.MapSpec `ebpf:"bindings"`
 	DestinationMetrics *ebpf.MapSpec `ebpf:"destination_metrics"`
 	Destinations       *ebpf.MapSpec `ebpf:"destinations"`
+	Frozen             *ebpf.MapSpec `ebpf:"frozen"`
 	Sockets            *ebpf.MapSpec `ebpf:"sockets"`
+	WakeEvents         *ebpf.MapSpec `ebpf:"wake_events"`
 }
 
 // dispatchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -136,7 +147,9 @@ type dispatchMaps struct {
 	Bindings           *ebpf.Map `ebpf:"bindings"`
 	DestinationMetrics *ebpf.Map `ebpf:"destination_metrics"`
 	Destinations       *ebpf.Map `ebpf:"destinations"`
+	Frozen             *ebpf.Map `ebpf:"frozen"`
 	Sockets            *ebpf.Map `ebpf:"sockets"`
+	WakeEvents         *ebpf.Map `ebpf:"wake_events"`
 }
 
 func (m *dispatchMaps) Close() error {
@@ -144,7 +157,9 @@ func (m *dispatchMaps) Close() error {
 		m.Bindings,
 		m.DestinationMetrics,
 		m.Destinations,
+		m.Frozen,
 		m.Sockets,
+		m.WakeEvents,
 	)
 }
 

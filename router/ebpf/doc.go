@@ -57,13 +57,29 @@
 // With a pin directory (ten uses /sys/fs/bpf/tenement; EnsureBPFFS mounts
 // /sys/fs/bpf where nothing did) the state survives ten:
 //
-//	PIN/accounting/activity              the counters
-//	PIN/accounting/links/ID/{ingress,egress,sockops}
+//	PIN/accounting-v2/activity           the counters (with open_connections)
+//	PIN/accounting-v2/links/ID/{ingress,egress,sockops}
 //	PIN/dispatch-NETNS/{bindings,destinations,sockets,destination_metrics,link}
+//	PIN/dispatch-NETNS/{frozen,wake_events}   light sleep (see below)
+//
+// A pinned map whose layout changes gets a new pin name: "accounting" (no
+// open_connections) was replaced by "accounting-v2", and LoadAccounting
+// removes the old directory (its links detach; counting starts again).
 //
 // Programs are not pinned: a new ten loads its own and moves the pinned links
 // to them (BPF link update), so counting and dispatching never stop across a
 // restart or an upgrade. Close keeps pinned state; Unload removes it.
+//
+// # Light sleep
+//
+// ten freezes idle instances' cgroups and marks their labels with
+// SetFrozen. The sk_lookup program still assigns a connection for a frozen
+// label to its socket, where it waits in the backlog, and sends a wake event
+// on a ring buffer (at most one a millisecond per destination); Wakes reads
+// them and ten thaws the instance. Frozen reports what arrived for frozen
+// labels, also while no ten was reading. Accounting's OpenConnections (a
+// gauge of accepted TCP connections, from sock_ops state callbacks) keeps
+// an instance with an open but silent L4 connection awake.
 //
 // Everything here needs Linux; elsewhere the constructors return
 // ErrNotSupported. Supported says why BPF cannot be used on this host.

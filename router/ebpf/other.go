@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"syscall"
@@ -91,3 +92,17 @@ func (d *Dispatcher) Close() error { return nil }
 
 // Unload does nothing.
 func (d *Dispatcher) Unload() error { return nil }
+
+// SetFrozen returns ErrNotSupported.
+func (d *Dispatcher) SetFrozen(label string, frozen bool) error { return ErrNotSupported }
+
+// FrozenState is what the dispatcher holds about a frozen label.
+type FrozenState struct{ Connections uint64 }
+
+// Frozen returns ErrNotSupported.
+func (d *Dispatcher) Frozen() (map[string]FrozenState, error) { return nil, ErrNotSupported }
+
+// Wakes returns ErrNotSupported.
+func (d *Dispatcher) Wakes(ctx context.Context, fn func(label string)) error {
+	return ErrNotSupported
+}
