@@ -28,28 +28,30 @@ type Globals struct {
 type CLI struct {
 	Globals
 
-	Serve         ServeCmd         `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
-	Spawn         SpawnCmd         `cmd:"" help:"Create an instance: a socket and a service unit."`
-	Stop          StopCmd          `cmd:"" help:"Remove an instance's units."`
-	Restart       RestartCmd       `cmd:"" help:"Restart an instance's service."`
-	Ps            PsCmd            `cmd:"" aliases:"ls" help:"List instances."`
-	Weight        WeightCmd        `cmd:"" help:"Set an instance's routing weight (0-100)."`
-	Deploy        DeployCmd        `cmd:"" help:"Run a new version SERVICE:VERSION, wait until its health check passes, then route traffic to it (--replace drains and removes the old ones)."`
-	Route         RouteCmd         `cmd:"" help:"Move a service's traffic from one instance to another in one step (weight swap)."`
-	Health        HealthCmd        `cmd:"" help:"Show an instance's health, restarts and failed mark."`
-	Init          InitCmd          `cmd:"" help:"Write a starter tenement.toml for the app in this directory."`
-	Config_       ConfigCmd        `cmd:"" name:"config" help:"Print the loaded config with defaults filled in."`
-	Doctor        DoctorCmd        `cmd:"" help:"Check systemd, cgroups, BPF, gVisor: what is on and why one is off."`
-	Install       InstallCmd       `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
-	Uninstall     UninstallCmd     `cmd:"" help:"Remove ten's own units (instances keep running)."`
-	Caddy         CaddyCmd         `cmd:"" help:"Print a Caddyfile with a wildcard site per service."`
-	Logs          LogsCmd          `cmd:"" help:"Show instances' output from journald: search, follow (-f), time window."`
-	TokenGen      TokenGenCmd      `cmd:"" name:"token-gen" help:"Create an API token (admin, or --tenant X for one tenant's instances); prints it once."`
-	Token         TokenCmd         `cmd:"" help:"List or revoke API tokens."`
-	Version       VersionCmd       `cmd:"" help:"Print ten's version."`
-	Shim          ShimCmd          `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
-	Sandbox       SandboxCmd       `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
-	SandboxListen SandboxListenCmd `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
+	Serve         ServeCmd             `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
+	Spawn         SpawnCmd             `cmd:"" help:"Create an instance: a socket and a service unit."`
+	Stop          StopCmd              `cmd:"" help:"Remove an instance's units."`
+	Restart       RestartCmd           `cmd:"" help:"Restart an instance's service."`
+	Ps            PsCmd                `cmd:"" aliases:"ls" help:"List instances."`
+	Weight        WeightCmd            `cmd:"" help:"Set an instance's routing weight (0-100)."`
+	Deploy        DeployCmd            `cmd:"" help:"Run a new version SERVICE:VERSION, wait until its health check passes, then route traffic to it (--replace drains and removes the old ones)."`
+	Route         RouteCmd             `cmd:"" help:"Move a service's traffic from one instance to another in one step (weight swap)."`
+	Health        HealthCmd            `cmd:"" help:"Show an instance's health, restarts and failed mark."`
+	Init          InitCmd              `cmd:"" help:"Write a starter tenement.toml for the app in this directory."`
+	Config_       ConfigCmd            `cmd:"" name:"config" help:"Print the loaded config with defaults filled in."`
+	Doctor        DoctorCmd            `cmd:"" help:"Check systemd, cgroups, BPF, gVisor: what is on and why one is off."`
+	Install       InstallCmd           `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
+	Uninstall     UninstallCmd         `cmd:"" help:"Remove ten's own units (instances keep running)."`
+	Caddy         CaddyCmd             `cmd:"" help:"Print a Caddyfile with a wildcard site per service."`
+	Logs          LogsCmd              `cmd:"" help:"Show instances' output from journald: search, follow (-f), time window."`
+	TokenGen      TokenGenCmd          `cmd:"" name:"token-gen" help:"Create an API token (admin, or --tenant X for one tenant's instances); prints it once."`
+	Token         TokenCmd             `cmd:"" help:"List or revoke API tokens."`
+	Version       VersionCmd           `cmd:"" help:"Print ten's version."`
+	Completion    CompletionCmd        `cmd:"" help:"Print a shell completion script: source <(ten completion bash)."`
+	CompleteInsts CompleteInstancesCmd `cmd:"" name:"complete-instances" hidden:"" help:"Print instance names (for completion)."`
+	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
+	Sandbox       SandboxCmd           `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
+	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
 }
 
 func main() {

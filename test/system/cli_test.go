@@ -183,3 +183,30 @@ func TestInitConfigCaddy(t *testing.T) {
 		}
 	}
 }
+
+// ten completion: commands, flags and live instance names complete in bash.
+func TestCompletion(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+web = ["blue", "green"]
+`)
+	script := fmt.Sprintf(`source <(%[1]s completion bash)
+ten() { %[1]s --server http://%[2]s --data-dir %[3]s "$@"; }
+COMP_WORDS=(ten re); COMP_CWORD=1; _ten; echo "1:${COMPREPLY[*]}"
+COMP_WORDS=(ten restart we); COMP_CWORD=2; _ten; echo "2:${COMPREPLY[*]}"
+COMP_WORDS=(ten deploy --re); COMP_CWORD=2; _ten; echo "3:${COMPREPLY[*]}"
+`, tenBin, s.addr, filepath.Join(s.dir, "data"))
+	out, err := exec.Command("bash", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, out)
+	}
+	for _, want := range []string{"1:restart", "2:web:blue web:green", "3:--replace"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("completion output lacks %q:\n%s", want, out)
+		}
+	}
+}
