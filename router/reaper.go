@@ -2,10 +2,15 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/tenhq/ten/units"
 )
+
+// ErrWokenWhileFreezing is what a Freezer returns when a connection arrived
+// while it froze the instance, and it thawed it again: the instance runs.
+var ErrWokenWhileFreezing = errors.New("a connection arrived while freezing")
 
 // Reap puts to sleep, once, every awake instance that has had no request in
 // flight, no open connection and no activity for its idle_timeout: it
@@ -53,7 +58,10 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if freeze {
 			r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
-			if err := r.Freezer.Freeze(sctx, b.Instance); err != nil {
+			if err := r.Freezer.Freeze(sctx, b.Instance); errors.Is(err, ErrWokenWhileFreezing) {
+				r.log.Info("instance woken while freezing; left running", "instance", b.Instance.String())
+				b.last.Store(time.Now().UnixNano())
+			} else if err != nil {
 				r.log.Warn("freeze failed", "instance", b.Instance.String(), "err", err)
 			} else {
 				b.frozenSince.Store(time.Now().UnixNano())

@@ -72,6 +72,8 @@ func (s *Server) backend(in *instance) router.Backend {
 		b.IdleTimeout = in.svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.svc.StartupTimeoutDuration()
 		b.RequestTimeout = in.svc.RequestTimeoutDuration()
+		b.Freeze = in.svc.Freezes() && s.freezer != nil
+		b.StopAfter = in.svc.StopAfterDuration()
 	}
 	return b
 }
@@ -312,6 +314,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 			return fmt.Errorf("stop %s: %w", inst, ErrNotFound)
 		}
 	}
+	s.thawForStop(ctx, inst) // freeze.go
 	s.router.Remove(inst)
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
@@ -347,6 +350,7 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	}
 	// A restart by hand clears a failed mark and the restart history.
 	s.clearHealth(inst)
+	s.thawForStop(ctx, inst) // freeze.go
 	return s.sd.Restart(ctx, inst)
 }
 
@@ -441,6 +445,12 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 		r.State, r.Detail = StateFailed, "socket unit failed: "+in.inst.SocketUnit()
 	case info.ActiveState == "failed":
 		r.State, r.Detail = StateFailed, "service "+info.Result
+	case (info.ActiveState == "active" || info.ActiveState == "reloading") && st.Frozen:
+		r.State = StateFrozen
+		r.Since = st.FrozenSince
+		if r.MemoryBytes == 0 && s.freezer != nil {
+			r.MemoryBytes, _ = s.freezer.MemoryOf(in.inst)
+		}
 	case info.ActiveState == "active" || info.ActiveState == "reloading":
 		r.State = StateRunning
 		r.Since = info.ActiveSince

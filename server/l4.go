@@ -144,7 +144,7 @@ func (st *l4State) loadBPF(s *Server) error {
 // Features reports which optional features this ten serve uses, and why one
 // is off.
 func (s *Server) Features() []Feature {
-	return append([]Feature(nil), s.l4.features...)
+	return append(append([]Feature(nil), s.l4.features...), s.freezeFeature)
 }
 
 // registerFeatures serves GET /api/features (for `ten doctor` against a

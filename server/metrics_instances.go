@@ -104,9 +104,9 @@ func newInstCollector(s *Server) *instCollector {
 	return &instCollector{
 		s: s,
 		instances: prometheus.NewDesc(prometheus.BuildFQName("ten", "", "instances"),
-			"Instances by state as ten ps shows it (running, starting, sleeping, failed).", []string{"state"}, nil),
+			"Instances by state as ten ps shows it (running, frozen, starting, sleeping, failed).", []string{"state"}, nil),
 		memory: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "memory_bytes"),
-			"Memory of a running instance's cgroup (systemd MemoryCurrent).", []string{"instance"}, nil),
+			"Memory of a running or frozen instance's cgroup (systemd MemoryCurrent).", []string{"instance"}, nil),
 		cpu: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "cpu_seconds_total"),
 			"CPU time of a running instance's service since it last started (systemd CPUUsageNSec).", []string{"instance"}, nil),
 		health: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "health"),
@@ -162,7 +162,7 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 		wakeFailed[in.inst] = in.wakeFailed != ""
 	}
 	s.mu.Unlock()
-	counts := map[string]int{StateRunning: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
+	counts := map[string]int{StateRunning: 0, StateFrozen: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
 	for _, in := range ins {
 		name := in.inst.String()
 		us := byInst[in.inst]
@@ -175,6 +175,9 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			state = StateFailed
 		case a == "active" || a == "reloading":
 			state = StateRunning
+			if st, ok := s.router.Stat(in.inst); ok && st.Frozen {
+				state = StateFrozen
+			}
 		case a == "activating":
 			state = StateStarting
 		}
@@ -193,13 +196,16 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 		if st, ok := s.router.Stat(in.inst); ok {
 			ch <- prometheus.MustNewConstMetric(c.weight, prometheus.GaugeValue, float64(st.Weight), name)
 		}
-		if state != StateRunning {
+		if state != StateRunning && state != StateFrozen {
 			continue
 		}
 		mem, cpu, err := s.sd.Usage(ctx, in.inst)
 		if err != nil {
 			c.scrapeErrors.Inc()
 			continue
+		}
+		if mem == 0 && state == StateFrozen && s.freezer != nil {
+			mem, _ = s.freezer.MemoryOf(in.inst)
 		}
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)
 		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(cpu)/1e9, name)

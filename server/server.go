@@ -57,6 +57,11 @@ type Server struct {
 	health *healthBook
 	// oom counts OOM kills per instance (storage_quota.go).
 	oom oomBook
+	// freezer freezes idle instances (sleep = "freeze"), nil when the host
+	// cannot (freeze.go).
+	freezer       *systemd.Freezer
+	freezeFeature Feature
+	fm            *freezeMetrics
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -124,6 +129,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.initL4()
+	s.initFreezer()
 	s.router.Observer = s
 	return s, nil
 }
@@ -178,10 +184,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if err := s.adopt(ctx); err != nil {
 		return err
 	}
+	s.restoreFrozen()
 	if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	go s.follow(ctx, changes)
+	go s.runWakes(ctx)
+	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
 
@@ -232,6 +241,9 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		}
 		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
+		if !awake {
+			s.stoppedWhileFrozen(c.Instance)
+		}
 		s.noteServiceState(c) // OOM watch and last exit (storage_quota.go)
 		// Count a crash (systemd restarts it) or a start without waiting
 		// for the next health tick.

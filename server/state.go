@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tenhq/ten/units"
 )
@@ -22,6 +23,9 @@ type persisted struct {
 	Weights map[string]int `json:"weights"`
 	// Failed holds the reason an instance was marked failed.
 	Failed map[string]string `json:"failed,omitempty"`
+	// Frozen holds since when ten froze an instance (freeze.go): a new ten
+	// keeps it frozen or thaws it according to this and the config.
+	Frozen map[string]time.Time `json:"frozen,omitempty"`
 }
 
 type stateStore struct {
@@ -47,6 +51,9 @@ func loadState(dataDir string) (*stateStore, error) {
 	}
 	if st.p.Failed == nil {
 		st.p.Failed = map[string]string{}
+	}
+	if st.p.Frozen == nil {
+		st.p.Frozen = map[string]time.Time{}
 	}
 	return st, nil
 }
@@ -80,6 +87,7 @@ func (st *stateStore) forget(inst units.Instance) error {
 	return st.update(func(p *persisted) {
 		delete(p.Weights, inst.String())
 		delete(p.Failed, inst.String())
+		delete(p.Frozen, inst.String())
 	})
 }
 

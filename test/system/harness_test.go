@@ -314,10 +314,30 @@ func removeAllUnits(t *testing.T) {
 	if len(names) == 0 {
 		return
 	}
+	thawAll()
 	args := append([]string{"stop"}, names...)
 	exec.Command("systemctl", args...).Run()
 	exec.Command("systemctl", append([]string{"reset-failed"}, names...)...).Run()
 }
+
+// thawAll thaws every cgroup of ten's (a test may leave an instance frozen):
+// systemd cannot stop a frozen service until its stop timeout.
+func thawAll() {
+	filepath.WalkDir(cgroupV2+"/tenement.slice", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "cgroup.freeze" {
+			os.WriteFile(p, []byte("0"), 0)
+		}
+		return nil
+	})
+}
+
+// cgroupV2 is the cgroup v2 mount: /sys/fs/cgroup/unified on hybrid hosts.
+var cgroupV2 = func() string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return "/sys/fs/cgroup"
+	}
+	return "/sys/fs/cgroup/unified"
+}()
 
 func mainPID(t *testing.T, inst string) int {
 	t.Helper()

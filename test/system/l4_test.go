@@ -184,7 +184,14 @@ func TestL4Dispatch(t *testing.T) {
 	if p := mainPID(t, "tcpecho:a"); p != pid {
 		t.Fatalf("app restarted while busy: %d -> %d", pid, p)
 	}
-	// Silent (the connection stays open, nothing moves): it sleeps.
+	// An open connection keeps it awake even when nothing moves on it (the
+	// router and the userspace proxy treat an open connection so too);
+	// closed, and silent, it sleeps.
+	s.stayAwake("tcpecho:a", 3*time.Second, "with an open silent L4 connection")
+	if v := s.metric("ten_instance_open_connections", "tcpecho:a"); v != 1 {
+		t.Errorf("ten_instance_open_connections %v with one client", v)
+	}
+	cl.c.Close()
 	s.waitState("tcpecho:a", "sleeping", 10*time.Second)
 
 	// Busy through a connection the app opened itself.

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -106,6 +107,31 @@ func main() {
 			return
 		}
 		fmt.Fprintf(w, "wrote %d bytes\n", n)
+	})
+	// /ticks counts a 100 ms ticker since start: frozen, it stops; thawed,
+	// it resumes (Go's ticker drops the ticks it missed).
+	var ticks atomic.Int64
+	go func() {
+		for range time.Tick(100 * time.Millisecond) {
+			ticks.Add(1)
+		}
+	}()
+	// /alloc?mb=N allocates N MiB more and keeps them (touched, so resident).
+	var held [][]byte
+	var heldMu sync.Mutex
+	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		buf := make([]byte, mb<<20)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		heldMu.Lock()
+		held = append(held, buf)
+		heldMu.Unlock()
+		fmt.Fprintf(w, "holding %d MiB more\n", mb)
+	})
+	mux.HandleFunc("/ticks", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d\n", ticks.Load())
 	})
 	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -1,0 +1,384 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenhq/ten/l4"
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// Light sleep (sleep = "freeze" or "freeze-then-stop"): the reaper freezes an
+// idle instance's service cgroup instead of stopping it; it keeps its memory
+// and wakes in well under a millisecond. The router thaws it for an HTTP
+// request; for an L4 connection the sk_lookup program sends a wake event that
+// ten answers by thawing (the connection waits in the socket's backlog).
+// ten records since when an instance is frozen in state.json, so that a new
+// ten (after kill -9) keeps it frozen or thaws it.
+
+// StateFrozen is the ps state of a frozen instance.
+const StateFrozen = "frozen"
+
+// FeatureFreeze is the name of the light-sleep feature in Features.
+const FeatureFreeze = "freeze"
+
+var _ router.Freezer = (*Server)(nil)
+
+// freezeMetrics count thaws and show frozen memory.
+type freezeMetrics struct {
+	thaws *prometheus.CounterVec
+}
+
+func newFreezeMetrics() *freezeMetrics {
+	return &freezeMetrics{
+		thaws: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prometheus.BuildFQName("ten", "", "thaws_total"),
+			Help: "Thaws of frozen instances, by what thawed them (http, l4, probe, stop, start).",
+		}, []string{"instance", "trigger"}),
+	}
+}
+
+// initFreezer picks how instances are frozen (once) and says which.
+func (s *Server) initFreezer() {
+	s.fm = newFreezeMetrics()
+	s.metrics.MustRegister(s.fm.thaws)
+	if s.l4.acct != nil {
+		// Open L4 connections keep an instance awake, frozen or stopped.
+		s.router.Connections = s.l4Connections
+	}
+	f, err := s.sd.NewFreezer()
+	if err != nil {
+		s.freezeFeature = Feature{FeatureFreeze, false, err.Error() + `: services with sleep = "freeze" are stopped instead`}
+	} else {
+		s.freezer = f
+		s.router.Freezer = s
+		method, why := f.Method()
+		s.freezeFeature = Feature{FeatureFreeze, true, method + ": " + why}
+	}
+	s.log.Info("feature", "name", s.freezeFeature.Name, "on", s.freezeFeature.On, "detail", s.freezeFeature.Detail)
+}
+
+// Freeze implements router.Freezer: it records the instance as frozen,
+// marks its L4 destinations, and freezes its service. A connection that the
+// sk_lookup program saw meanwhile thaws it again (ErrWokenWhileFreezing).
+func (s *Server) Freeze(ctx context.Context, inst units.Instance) error {
+	if s.freezer == nil {
+		return systemd.ErrFreezeUnsupported
+	}
+	now := time.Now()
+	if err := s.state.update(func(p *persisted) { p.Frozen[inst.String()] = now }); err != nil {
+		return fmt.Errorf("freeze %s: %w", inst, err)
+	}
+	disp := s.l4.disp
+	label := l4.Label(inst)
+	if disp != nil {
+		if err := disp.SetFrozen(label, true); err != nil {
+			s.log.Warn("L4 dispatch: mark frozen", "instance", inst.String(), "err", err)
+		}
+	}
+	err := s.freezer.Freeze(ctx, inst)
+	if err == nil && disp != nil {
+		if fz, ferr := disp.Frozen(); ferr == nil && fz[label].Connections > 0 {
+			err = router.ErrWokenWhileFreezing
+		}
+	}
+	if err != nil {
+		// Leave it running, and say so everywhere.
+		s.thawNow(inst, "start")
+		return err
+	}
+	return nil
+}
+
+// Thaw implements router.Freezer: the service runs again at once; the L4
+// mark and the record go after (the record off the request's path).
+func (s *Server) Thaw(ctx context.Context, inst units.Instance, why string) error {
+	if s.freezer == nil {
+		return systemd.ErrFreezeUnsupported
+	}
+	if err := s.freezer.Thaw(ctx, inst); err != nil {
+		return err
+	}
+	s.fm.thaws.WithLabelValues(inst.String(), why).Inc()
+	if disp := s.l4.disp; disp != nil {
+		if err := disp.SetFrozen(l4.Label(inst), false); err != nil {
+			s.log.Warn("L4 dispatch: mark thawed", "instance", inst.String(), "err", err)
+		}
+	}
+	go s.forgetFrozen(inst)
+	s.log.Debug("thawed", "instance", inst.String(), "why", why)
+	return nil
+}
+
+// thawNow thaws an instance without the router (its backend may be gone)
+// and forgets that it was frozen.
+func (s *Server) thawNow(inst units.Instance, why string) {
+	if s.freezer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.freezer.Thaw(ctx, inst); err != nil {
+		s.log.Error("thaw", "instance", inst.String(), "why", why, "err", err)
+	}
+	if disp := s.l4.disp; disp != nil {
+		_ = disp.SetFrozen(l4.Label(inst), false)
+	}
+	s.forgetFrozen(inst)
+}
+
+func (s *Server) forgetFrozen(inst units.Instance) {
+	if err := s.state.update(func(p *persisted) { delete(p.Frozen, inst.String()) }); err != nil {
+		s.log.Error("save state", "err", err)
+	}
+}
+
+// thawForStop thaws a frozen instance before `ten stop` or `ten restart`:
+// systemd cannot stop a frozen service cleanly (the app cannot handle
+// SIGTERM while frozen, and systemd waits out TimeoutStopSec).
+func (s *Server) thawForStop(ctx context.Context, inst units.Instance) {
+	if s.freezer == nil {
+		return
+	}
+	if err := s.router.Thaw(ctx, inst, "stop"); err != nil && !errors.Is(err, router.ErrNoInstance) {
+		s.log.Warn("thaw before stop", "instance", inst.String(), "err", err)
+	}
+	if fr, _ := s.freezer.Frozen(inst); fr {
+		s.thawNow(inst, "stop")
+	}
+}
+
+// restoreFrozen runs once at start, after adoption: an instance that ten
+// froze (its record) and that is still frozen stays frozen when its service
+// still says sleep = "freeze*" and no L4 connection arrived for it while ten
+// was down; every other frozen instance is thawed. Records of instances
+// that are not frozen are dropped. So a crash of ten never leaves an
+// instance frozen that nobody would thaw.
+func (s *Server) restoreFrozen() {
+	if s.freezer == nil {
+		return
+	}
+	var pending map[string]uint64
+	if disp := s.l4.disp; disp != nil {
+		if fz, err := disp.Frozen(); err == nil {
+			pending = map[string]uint64{}
+			for label, st := range fz {
+				pending[label] = st.Connections
+			}
+		}
+	}
+	s.mu.Lock()
+	ins := make([]*instance, 0, len(s.instances))
+	for _, in := range s.instances {
+		ins = append(ins, in)
+	}
+	s.mu.Unlock()
+	s.state.mu.Lock()
+	records := map[string]time.Time{}
+	for k, v := range s.state.p.Frozen {
+		records[k] = v
+	}
+	s.state.mu.Unlock()
+	known := map[string]bool{}
+	for _, in := range ins {
+		name := in.inst.String()
+		known[name] = true
+		frozen, err := s.freezer.Frozen(in.inst)
+		if err != nil {
+			s.log.Warn("read freezer state", "instance", name, "err", err)
+			continue
+		}
+		since, recorded := records[name]
+		if !frozen {
+			if recorded {
+				s.forgetFrozen(in.inst)
+			}
+			if disp := s.l4.disp; disp != nil {
+				_ = disp.SetFrozen(l4.Label(in.inst), false)
+			}
+			continue
+		}
+		var why string
+		switch {
+		case !recorded:
+			why = "frozen without a record of ten's"
+		case in.svc == nil || !in.svc.Freezes():
+			why = "its service no longer says sleep = freeze"
+		case pending[l4.Label(in.inst)] > 0:
+			why = "L4 connections arrived while ten was down"
+		}
+		if why != "" {
+			s.log.Info("thawing an instance found frozen at start", "instance", name, "why", why)
+			s.fm.thaws.WithLabelValues(name, "start").Inc()
+			s.thawNow(in.inst, "start")
+			continue
+		}
+		s.router.SetFrozen(in.inst, since)
+		if disp := s.l4.disp; disp != nil {
+			_ = disp.SetFrozen(l4.Label(in.inst), true)
+		}
+		s.log.Info("instance stays frozen", "instance", name, "frozen_since", since)
+	}
+	for name := range records {
+		if !known[name] {
+			_ = s.state.update(func(p *persisted) { delete(p.Frozen, name) })
+		}
+	}
+}
+
+// runWakes thaws frozen L4 instances on the sk_lookup program's wake events
+// until ctx ends.
+func (s *Server) runWakes(ctx context.Context) {
+	disp := s.l4.disp
+	if disp == nil || s.freezer == nil {
+		return
+	}
+	err := disp.Wakes(ctx, func(label string) {
+		inst, ok := s.instanceByLabel(label)
+		if !ok {
+			return
+		}
+		go func() {
+			if err := s.router.Thaw(ctx, inst, "l4"); err != nil {
+				s.log.Warn("thaw on L4 connection", "instance", inst.String(), "err", err)
+			}
+		}()
+	})
+	if err != nil {
+		s.log.Error("L4 wake events", "err", err)
+	}
+}
+
+func (s *Server) instanceByLabel(label string) (units.Instance, bool) {
+	if inst, err := units.ParseInstance(label); err == nil && l4.Label(inst) == label {
+		return inst, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for inst := range s.instances {
+		if l4.Label(inst) == label {
+			return inst, true
+		}
+	}
+	return units.Instance{}, false
+}
+
+// frozenMemory returns the memory of a frozen instance's service.
+func (s *Server) frozenMemory(ctx context.Context, inst units.Instance) uint64 {
+	if mem, _, err := s.sd.Usage(ctx, inst); err == nil && mem > 0 {
+		return mem
+	}
+	if s.freezer != nil {
+		if mem, ok := s.freezer.MemoryOf(inst); ok {
+			return mem
+		}
+	}
+	return 0
+}
+
+// enforceFrozenCap stops the longest-frozen instances while the frozen ones
+// together use more than settings.max_frozen_mb.
+func (s *Server) enforceFrozenCap(ctx context.Context) {
+	limit := uint64(s.cfg.Settings.MaxFrozenMB) << 20
+	if limit == 0 || s.freezer == nil {
+		return
+	}
+	type frozen struct {
+		inst  units.Instance
+		since time.Time
+		mem   uint64
+	}
+	var fs []frozen
+	var total uint64
+	s.mu.Lock()
+	insts := make([]units.Instance, 0, len(s.instances))
+	for inst := range s.instances {
+		insts = append(insts, inst)
+	}
+	s.mu.Unlock()
+	for _, inst := range insts {
+		st, ok := s.router.Stat(inst)
+		if !ok || !st.Frozen {
+			continue
+		}
+		m := s.frozenMemory(ctx, inst)
+		fs = append(fs, frozen{inst, st.FrozenSince, m})
+		total += m
+	}
+	if total <= limit {
+		return
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].since.Before(fs[j].since) })
+	for _, f := range fs {
+		if total <= limit {
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		stopped, err := s.router.StopFrozen(sctx, f.inst)
+		cancel()
+		if err != nil {
+			s.log.Warn("stop frozen instance over max_frozen_mb", "instance", f.inst.String(), "err", err)
+			continue
+		}
+		if stopped {
+			total -= f.mem
+			s.log.Info("frozen memory over settings.max_frozen_mb; stopped the longest-frozen instance",
+				"instance", f.inst.String(), "frozen_since", f.since, "memory_bytes", f.mem, "max_frozen_mb", s.cfg.Settings.MaxFrozenMB)
+		}
+	}
+}
+
+// runFrozenCap checks the frozen-memory cap every interval until ctx ends.
+func (s *Server) runFrozenCap(ctx context.Context, interval time.Duration) {
+	if s.cfg.Settings.MaxFrozenMB == 0 || s.freezer == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.enforceFrozenCap(ctx)
+		}
+	}
+}
+
+// l4Connections is the router's Connections hook: the open accepted TCP
+// connections BPF counts on the instance's slice.
+func (s *Server) l4Connections(inst units.Instance) int {
+	st := s.l4
+	if st.acct == nil {
+		return 0
+	}
+	st.mu.Lock()
+	li := st.inst[inst]
+	st.mu.Unlock()
+	if li == nil || li.cgroup == 0 {
+		return 0
+	}
+	stats, ok, err := st.acct.Stats(li.cgroup)
+	if err != nil || !ok {
+		return 0
+	}
+	return int(stats.OpenConnections)
+}
+
+// stoppedWhileFrozen forgets the record of an instance whose service
+// stopped (a stopped service is not frozen).
+func (s *Server) stoppedWhileFrozen(inst units.Instance) {
+	s.state.mu.Lock()
+	_, ok := s.state.p.Frozen[inst.String()]
+	s.state.mu.Unlock()
+	if ok {
+		s.forgetFrozen(inst)
+	}
+}
