@@ -276,8 +276,8 @@ sleep = "freeze"
 [service.change]
 command = "ECHO --mode activation"
 activation = "socket"
-idle_timeout = 1
-sleep = "freeze"
+idle_timeout = 1 # change
+sleep = "freeze" # change
 
 [service.tcpecho]
 command = "ECHO --mode tcp"
@@ -328,7 +328,13 @@ listen = ["tcp://127.0.6.1:7500"]
 	}
 	// The config now says the change service stops when idle.
 	data, _ := os.ReadFile(s.config)
-	os.WriteFile(s.config, []byte(strings.Replace(string(data), "[service.change]\ncommand = \"ECHO --mode activation\"\nactivation = \"socket\"\nidle_timeout = 1\nsleep = \"freeze\"", "[service.change]\ncommand = \"ECHO --mode activation\"\nactivation = \"socket\"\nidle_timeout = 300", 1)), 0o644)
+	changed := strings.Replace(string(data), "idle_timeout = 1 # change\nsleep = \"freeze\" # change", "idle_timeout = 300 # change", 1)
+	if changed == string(data) {
+		t.Fatal("config rewrite did not apply")
+	}
+	if err := os.WriteFile(s.config, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.start()
 	select {
 	case r := <-got:
