@@ -174,12 +174,9 @@ func describeMachine() string {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(b))
 	}
-	load := "?"
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) >= 3 {
-			load = strings.Join(f[:3], " ")
-		}
+	load := loadavg()
+	if l := os.Getenv("TEN_BENCH_LOAD"); l != "" {
+		load = l + " (when make bench started), " + load + " (when these benchmarks started)"
 	}
 	mem := ""
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
@@ -210,12 +207,22 @@ func describeMachine() string {
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), model, mem, osName, kernel, sd, runtime.Version(), load, commit)
 }
 
+// loadavg is the 1, 5 and 15 minute load average.
+func loadavg() string {
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			return strings.Join(f[:3], " ")
+		}
+	}
+	return "?"
+}
+
 // table renders the results as markdown.
 func table() string {
 	rowsMu.Lock()
 	defer rowsMu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "Machine: %s.\n", machine)
+	fmt.Fprintf(&b, "Machine: %s; at the end %s.\n", machine, loadavg())
 	if where := os.Getenv("TEN_BOX"); where != "" {
 		fmt.Fprintf(&b, "systemd: a private systemd booted by internal/systemtest (box %q; not PID 1 of the host), own network namespace, loopback only.\n", where)
 	} else {
