@@ -18,11 +18,15 @@ import (
 //   - memory: ten's RSS with the service declared but no instance, then
 //     with the 1,000 (both after 2 s of rest), and the growth per
 //     instance; systemd's (PID 1 of the box) RSS before and after;
-//   - idle CPU: ten's user+system CPU time over 10 s with 1,000 sleepers;
+//   - idle CPU: ten's and systemd's user+system CPU time over 20 s with
+//     1,000 sleepers (two of ten's 10 s health ticks);
 //   - wake 100 at once: 100 clients each GET a different sleeping
-//     instance at the same moment; time until the last answered, and each
-//     request's latency;
+//     instance at the same moment; each request's latency, and the time
+//     until the last answered;
 //   - tear down: DELETE /api/instances/ID for all 1,000, 16 at a time.
+//
+// Then the same wake of 100 with isolation = "process" (100 declared), and
+// the baseline: the same 100 apps started directly at once and polled.
 func BenchmarkDensity(b *testing.B) {
 	if !once(b) {
 		return
@@ -49,7 +53,8 @@ start = "lazy"
 		ids[i] = fmt.Sprintf("i%04d", i)
 	}
 	decl := "\n[instances]\nd = [\"" + strings.Join(ids, "\", \"") + "\"]\n"
-	if err := os.WriteFile(ten.config, []byte(mustRead(b, ten.config)+decl), 0o644); err != nil {
+	base := mustRead(b, ten.config)
+	if err := os.WriteFile(ten.config, []byte(base+decl), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	ten.start(nil, 10*time.Minute)
@@ -83,41 +88,18 @@ start = "lazy"
 
 	// Wake 100 at once.
 	wake := min(100, n)
-	lat := make([]time.Duration, wake)
-	errs := make([]error, wake)
-	var wg sync.WaitGroup
-	gate := make(chan struct{})
-	for i := 0; i < wake; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-gate
-			lat[i], errs[i] = firstByte(ten.addr, host("d:"+ids[i*(n/wake)]), 60*time.Second)
-		}()
+	hosts := make([]string, wake)
+	for i := range hosts {
+		hosts[i] = host("d:" + ids[i*(n/wake)])
 	}
-	t0 := time.Now()
-	close(gate)
-	wg.Wait()
-	all := time.Since(t0)
-	failed := 0
-	var ok []time.Duration
-	for i, err := range errs {
-		if err != nil {
-			failed++
-			if failed == 1 {
-				addNote("density: wake of %s failed: %v", ids[i*(n/wake)], err)
-			}
-		} else {
-			ok = append(ok, lat[i])
-		}
-	}
-	r := durRow(bench, fmt.Sprintf("wake %d of %d at once", wake, n), "connect → first byte, each", summarize(ok))
-	r.note = fmt.Sprintf("all answered or failed %s after the start; %d failed", fmtDur(all), failed)
-	addRow(r)
+	all := wakeAll(bench, fmt.Sprintf("wake %d of %d at once: ten (isolation=namespace, default)", wake, n), hosts, func(i int) (time.Duration, error) {
+		return firstByte(ten.addr, hosts[i], 60*time.Second)
+	})
 	b.ReportMetric(all.Seconds(), "wake100-s")
 
 	// Tear down through the API, 16 at a time.
-	t0 = time.Now()
+	t0 := time.Now()
+	var wg sync.WaitGroup
 	work := make(chan string)
 	var delErrs sync.Map
 	for w := 0; w < 16; w++ {
@@ -153,6 +135,68 @@ start = "lazy"
 		note: fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
 	b.ReportMetric(create.Seconds(), "create-s")
 	b.ReportMetric(down.Seconds(), "teardown-s")
+	ten.stop()
+
+	// The same wake with isolation = "process" (no sandbox), and the
+	// baseline: the same 100 apps started directly, at once, each polled
+	// until it answers. What is left between these and the row above is
+	// what systemd's sandboxing and ten cost under a thundering herd.
+	var pids []string
+	for i := 0; i < wake; i++ {
+		pids = append(pids, fmt.Sprintf("p%03d", i))
+	}
+	base = strings.Replace(base, "start = \"lazy\"\n", "start = \"lazy\"\nisolation = \"process\"\n", 1)
+	if err := os.WriteFile(ten.config, []byte(base+"\n[instances]\nd = [\""+strings.Join(pids, "\", \"")+"\"]\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ten.start(nil, 5*time.Minute)
+	hosts = hosts[:0]
+	for _, id := range pids {
+		hosts = append(hosts, host("d:"+id))
+	}
+	wakeAll(bench, fmt.Sprintf("wake %d at once: ten (isolation=process)", wake), hosts, func(i int) (time.Duration, error) {
+		return firstByte(ten.addr, hosts[i], 60*time.Second)
+	})
+	wakeAll(bench, fmt.Sprintf("wake %d at once: baseline, %d apps started directly and polled", wake, wake), hosts, func(int) (time.Duration, error) {
+		return directCold(b, coldApps[1])
+	})
+}
+
+// wakeAll runs sample(i) for every host at the same moment and adds a row:
+// each one's latency, and in the note the time until the last answered.
+func wakeAll(bench, variant string, hosts []string, sample func(i int) (time.Duration, error)) time.Duration {
+	lat := make([]time.Duration, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			lat[i], errs[i] = sample(i)
+		}()
+	}
+	t0 := time.Now()
+	close(gate)
+	wg.Wait()
+	all := time.Since(t0)
+	failed := 0
+	var ok []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if failed == 1 {
+				addNote("density, %s: %s failed: %v", variant, hosts[i], err)
+			}
+		} else {
+			ok = append(ok, lat[i])
+		}
+	}
+	r := durRow(bench, variant, "connect → first byte, each", summarize(ok))
+	r.note = fmt.Sprintf("all answered (or failed) %s after the start; %d failed", fmtDur(all), failed)
+	addRow(r)
+	return all
 }
 
 func mustRead(b *testing.B, path string) string {
