@@ -83,7 +83,7 @@ start = "lazy"
 	c1, _ := procCPU(ten.pid())
 	s1, _ := procCPU(1)
 	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "ten CPU while idle", n: "1",
-		p50: fmt.Sprintf("%.2f%%", 100*float64(c1-c0)/float64(idle)),
+		p50:  fmt.Sprintf("%.2f%%", 100*float64(c1-c0)/float64(idle)),
 		note: fmt.Sprintf("%s of CPU time over %s (one core = 100%%); systemd (PID 1) meanwhile %.2f%% (%s)", fmtDur(c1-c0), idle, 100*float64(s1-s0)/float64(idle), fmtDur(s1-s0))})
 
 	// Wake 100 at once.
