@@ -49,6 +49,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the server's message.
 func (e *Error) Error() string { return e.Message }
 
 // Do sends a request with a JSON body (nil for none) and decodes a JSON answer into out.

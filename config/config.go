@@ -167,6 +167,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error renders "file:line: key: message".
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
@@ -188,6 +189,7 @@ func (e *Error) Error() string {
 // Errors is every problem found in one file; a file with any is rejected whole.
 type Errors []*Error
 
+// Error renders every problem, one per line.
 func (es Errors) Error() string {
 	parts := make([]string, len(es))
 	for i, e := range es {
