@@ -183,11 +183,6 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	start := !svc.Lazy() || o.start
-	if o.weight >= 0 {
-		if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
-			return fmt.Errorf("spawn %s: %w", inst, err)
-		}
-	}
 	s.clearHealth(inst)
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
@@ -197,11 +192,20 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}
+	b := s.backend(in)
+	if o.weight >= 0 {
+		// Stored only once the units exist: a spawn that fails must not
+		// leave a weight behind for a later spawn of the same name.
+		b.Weight = o.weight
+		if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
+			s.log.Error("save state", "instance", inst.String(), "weight", o.weight, "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.instances[inst] = in
 	s.mu.Unlock()
 	s.l4Up(ctx, inst)
-	s.router.Put(s.backend(in), start)
+	s.router.Put(b, start)
 	return nil
 }
 

@@ -185,3 +185,33 @@ func TestDeployReplaceDrains(t *testing.T) {
 		t.Errorf("traffic after replace: %v", seen)
 	}
 }
+
+// A deploy whose spawn fails (here: its workdir does not exist, so systemd
+// cannot start it) leaves nothing behind: a later spawn of the same instance
+// gets the default weight, not the deploy's weight 0.
+func TestFailedDeploySpawnLeavesNoWeight(t *testing.T) {
+	wd := "/run/ten-test/wd-v2"
+	os.RemoveAll(wd)
+	t.Cleanup(func() { os.RemoveAll(wd) })
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode activation"
+activation = "socket"
+workdir = "/run/ten-test/wd-v2"
+isolation = "process"
+start = "eager"
+`)
+	if out, err := s.ten("deploy", "web:v2", "--timeout", "5"); err == nil {
+		t.Fatalf("deploy with a missing workdir succeeded: %s", out)
+	}
+	if strings.Contains(s.mustTen("ps"), "web:v2") {
+		t.Fatalf("failed deploy is listed:\n%s", s.mustTen("ps"))
+	}
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.mustTen("spawn", "web:v2")
+	if w := s.weights(); w["web:v2"] != 100 {
+		t.Errorf("weight of web:v2 spawned after a failed deploy: %d, want 100 (%v)", w["web:v2"], w)
+	}
+}
