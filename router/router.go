@@ -120,6 +120,11 @@ type backend struct {
 	weight    atomic.Int32
 	// waker is held by the one request that measures a wake.
 	waker atomic.Bool
+	// wakeFailed is set while the Controller holds a failed wake for the
+	// instance; the next answer, waking or not, clears it. wakeMu orders
+	// setting and clearing with the Controller's calls.
+	wakeFailed atomic.Bool
+	wakeMu     sync.Mutex
 
 	// frozen is set while the instance's service is frozen, frozenSince
 	// (unix nanos) since when.
@@ -642,8 +647,13 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st.observeWake(nil)
 	b.awake.Store(true)
-	if st.waking && st.ctrl != nil {
+	// A failed wake is cleared by the next answer, also when systemd said
+	// the service is active meanwhile, so that this request was not waking.
+	if st.ctrl != nil && (st.waking || b.wakeFailed.Load()) {
+		b.wakeMu.Lock()
+		b.wakeFailed.Store(false)
 		st.ctrl.Answered(b.Instance)
+		b.wakeMu.Unlock()
 	}
 	if rwc, ok := resp.Body.(interface {
 		Read([]byte) (int, error)
@@ -675,7 +685,10 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		reason := fmt.Sprintf("did not answer within startup_timeout %s while waking", st.b.StartupTimeout)
 		r.log.Warn("wake timed out", "instance", inst, "timeout", st.b.StartupTimeout)
 		if r.ctrl != nil {
+			st.b.wakeMu.Lock()
+			st.b.wakeFailed.Store(true)
 			r.ctrl.WakeFailed(st.b.Instance, reason)
+			st.b.wakeMu.Unlock()
 		}
 		http.Error(w, fmt.Sprintf("instance %s %s; see `ten ps` and `journalctl -u %s`", inst, reason, st.b.Instance.ServiceUnit()), http.StatusGatewayTimeout)
 	case errors.Is(err, errRequestTimeout):

@@ -621,3 +621,27 @@ api = ["prod"]
 		t.Errorf("second serve touched the running instance: pid %d -> %d", pid, p)
 	}
 }
+
+// A wake that timed out marks the instance failed in ps until it answers a
+// request; the requests that follow are no longer "waking" (systemd says
+// the service is active), and their answer must clear the mark too.
+func TestWakeTimeoutMarkClearedByLaterAnswer(t *testing.T) {
+	s := startTen(t, `
+[service.slow]
+command = "ECHO --mode activation --start-delay 3s"
+activation = "socket"
+idle_timeout = 300
+startup_timeout = 1
+`)
+	s.mustTen("spawn", "slow:x")
+	code, body, err := s.get("x.slow.localhost", "/")
+	if err != nil || code != 504 {
+		t.Fatalf("first request: %d %v %q, want 504", code, err, body)
+	}
+	s.waitState("slow:x", "failed", 5*time.Second)
+	time.Sleep(3 * time.Second) // the app listens now
+	s.mustGet("x.slow.localhost", "/")
+	if st := s.psState("slow:x"); st != "running" {
+		t.Errorf("after the instance answered, ps says %q, want running\n%s", st, s.mustTen("ps"))
+	}
+}
