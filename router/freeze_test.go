@@ -135,3 +135,52 @@ func TestFreezeThenStop(t *testing.T) {
 		t.Fatalf("after stop_after: sleeps %d thaws %d stat %+v", sl.n.Load(), ff.thaws.Load(), st)
 	}
 }
+
+// The reaper decides from what it read before taking the backend's lock; an
+// L4 wake that thaws the instance, or a request that comes and goes, in
+// between must keep it from putting the instance to sleep. The Connections
+// hook runs in that window, so the test does its work there.
+func TestReapRechecksUnderLock(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sl := &sleeper{}
+	r.ctrl = sl
+	ff := &fakeFreezer{}
+	r.Freezer = ff
+	sock := app(t, func(http.ResponseWriter, *http.Request) {})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: 50 * time.Millisecond, StopAfter: 50 * time.Millisecond,
+		Freeze: true, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+
+	// Frozen and silent past stop_after, but thawed (L4 wake) meanwhile.
+	time.Sleep(100 * time.Millisecond)
+	r.Reap(context.Background(), time.Now())
+	if st, _ := r.Stat(inst); !st.Frozen {
+		t.Fatalf("not frozen after idle_timeout: %+v", st)
+	}
+	time.Sleep(100 * time.Millisecond)
+	r.Connections = func(units.Instance) int {
+		if err := r.Thaw(context.Background(), inst, "l4"); err != nil {
+			t.Error(err)
+		}
+		return 0
+	}
+	r.Reap(context.Background(), time.Now())
+	if st, _ := r.Stat(inst); sl.n.Load() != 0 || !st.Awake {
+		t.Fatalf("stopped an instance an L4 connection had just thawed: sleeps %d, %+v", sl.n.Load(), st)
+	}
+
+	// Awake and idle past idle_timeout, but a request came and went meanwhile.
+	time.Sleep(100 * time.Millisecond)
+	now := time.Now()
+	r.Connections = func(units.Instance) int {
+		if c := get(r, "a.api.example.test", "/").Code; c != 200 {
+			t.Errorf("request: %d", c)
+		}
+		return 0
+	}
+	n := ff.freezes.Load()
+	r.Reap(context.Background(), now)
+	if st, _ := r.Stat(inst); ff.freezes.Load() != n || st.Frozen {
+		t.Fatalf("froze an instance that had just answered a request: %+v", st)
+	}
+}

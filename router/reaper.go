@@ -30,10 +30,11 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 	for _, b := range idle {
 		silent := now.Sub(r.lastActivity(b))
 		frozen := b.frozen.Load()
-		switch {
-		case frozen && (b.StopAfter <= 0 || silent < b.StopAfter):
-			continue
-		case !frozen && silent < b.IdleTimeout:
+		limit := b.IdleTimeout
+		if frozen {
+			limit = b.StopAfter
+		}
+		if limit <= 0 || silent < limit {
 			continue
 		}
 		if r.Connections != nil && r.Connections(b.Instance) > 0 {
@@ -47,6 +48,13 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		freeze := !frozen && b.Freeze && r.Freezer != nil
 		b.mu.Lock()
 		if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.thawing != nil || b.removed {
+			b.mu.Unlock()
+			continue
+		}
+		// What was read above may be stale: a thaw (an L4 wake) or a
+		// request may have come and gone since. Both change these under
+		// b.mu, so they hold from here until stopping is set.
+		if b.frozen.Load() != frozen || now.Sub(time.Unix(0, b.last.Load())) < limit {
 			b.mu.Unlock()
 			continue
 		}

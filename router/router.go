@@ -599,16 +599,18 @@ func (b *backend) acquire() bool {
 	if ok {
 		b.inflight++
 	}
-	b.mu.Unlock()
 	b.last.Store(time.Now().UnixNano())
+	b.mu.Unlock()
 	return ok
 }
 
+// release ends a request; the activity time is set under the lock, so the
+// reaper never sees the request gone but its activity not yet recorded.
 func (b *backend) release() {
 	b.mu.Lock()
 	b.inflight--
-	b.mu.Unlock()
 	b.last.Store(time.Now().UnixNano())
+	b.mu.Unlock()
 }
 
 // errWakeTimeout and errRequestTimeout are the causes a request is cancelled with.
