@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,6 +157,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	defer s.releasePort(inst) // the instance holds it from s.instances on
 	listen, l4Sockets, err := s.l4Reserve(inst, svc)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
@@ -266,17 +268,32 @@ func resolveCommand(cmd string, svc *config.Service) (string, error) {
 }
 
 // allocPort picks PORT for a new instance: a stable hash of its name into
-// settings.port_range, probing past ports other instances hold or that are
-// bound on this host.
+// settings.port_range, probing past ports other instances hold, spawns in
+// progress reserved, L4 internal sockets use, or that are bound on this
+// host. The port stays reserved for inst until releasePort.
 func (s *Server) allocPort(inst units.Instance) (int, error) {
 	lo, hi := s.cfg.Settings.PortRange[0], s.cfg.Settings.PortRange[1]
 	n := hi - lo + 1
 	used := map[int]bool{}
+	s.l4.mu.Lock()
+	for _, li := range s.l4.inst {
+		for _, a := range li.internal {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				used[int(ap.Port())] = true
+			}
+		}
+	}
+	s.l4.mu.Unlock()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, in := range s.instances {
 		used[in.port] = true
 	}
-	s.mu.Unlock()
+	for other, p := range s.ports {
+		if other != inst {
+			used[p] = true
+		}
+	}
 	h := fnv.New32a()
 	h.Write([]byte(inst.String()))
 	start := int(h.Sum32() % uint32(n))
@@ -290,9 +307,17 @@ func (s *Server) allocPort(inst units.Instance) (int, error) {
 			continue
 		}
 		l.Close()
+		s.ports[inst] = p
 		return p, nil
 	}
 	return 0, fmt.Errorf("no free port in settings.port_range %d-%d", lo, hi)
+}
+
+// releasePort drops the reservation allocPort made for inst.
+func (s *Server) releasePort(inst units.Instance) {
+	s.mu.Lock()
+	delete(s.ports, inst)
+	s.mu.Unlock()
 }
 
 // Stop removes both units of the instance.

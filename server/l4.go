@@ -237,6 +237,9 @@ func (s *Server) allocInternalPort(inst units.Instance, listen []config.Listen) 
 	for _, in := range s.instances {
 		used[in.port] = true
 	}
+	for _, p := range s.ports {
+		used[p] = true
+	}
 	s.mu.Unlock()
 	for _, li := range s.l4.inst {
 		for _, a := range li.internal {
