@@ -68,6 +68,9 @@ type Server struct {
 	instances map[units.Instance]*instance
 	// busy serialises spawn/stop/restart of one instance.
 	busy map[units.Instance]bool
+	// ports holds the PORT of each spawn in progress, until the instance
+	// is in instances (or the spawn failed).
+	ports map[units.Instance]int
 }
 
 type instance struct {
@@ -103,7 +106,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, metrics: newRegistry()}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, ports: map[units.Instance]int{}, metrics: newRegistry()}
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
