@@ -388,10 +388,18 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	if w < 0 || w > 100 {
 		return fmt.Errorf("weight %d: %w: must be 0..100", w, ErrBadInput)
 	}
-	if !s.router.SetWeight(inst, w) {
+	// Set and saved under the state lock, as Route does, so that a
+	// concurrent route cannot save weights the router no longer has.
+	found := false
+	err := s.state.update(func(p *persisted) {
+		if found = s.router.SetWeight(inst, w); found {
+			p.Weights[inst.String()] = w
+		}
+	})
+	if !found {
 		return fmt.Errorf("weight %s: %w", inst, ErrNotFound)
 	}
-	if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = w }); err != nil {
+	if err != nil {
 		return fmt.Errorf("weight %s: %w", inst, err)
 	}
 	return nil
