@@ -391,6 +391,9 @@ func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why str
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// The reaper may have frozen it during the backoff (probes are not
+	// activity); systemd cannot stop a frozen service cleanly.
+	s.thawForStop(rctx, inst) // freeze.go
 	err := s.sd.Restart(rctx, inst)
 	cancel()
 	now := time.Now()
@@ -427,6 +430,7 @@ func (s *Server) markFailed(ctx context.Context, inst units.Instance, reason str
 	s.log.Error("instance failed; stopped until `ten restart`", "instance", inst.String(), "reason", reason)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	s.thawForStop(sctx, inst) // freeze.go
 	if err := s.sd.Sleep(sctx, inst); err != nil {
 		s.log.Error("stop failed instance", "instance", inst.String(), "err", err)
 	}

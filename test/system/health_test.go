@@ -364,3 +364,35 @@ func (m metrics) value(name string, kv ...string) float64 {
 	}
 	return -1
 }
+
+// An unhealthy instance that the reaper freezes while its restart waits out
+// the backoff is thawed before ten restarts it: systemd cannot stop a frozen
+// service (it waits out TimeoutStopSec, then SIGKILLs it).
+func TestHealthRestartOfFrozenInstance(t *testing.T) {
+	s := startTen(t, `
+health_check_interval = 1
+backoff_base_ms = 6000
+
+[service.web]
+command = "ECHO --mode activation --health-file /run/ten-test/health-{id}"
+activation = "socket"
+health = "/health"
+idle_timeout = 5
+sleep = "freeze"
+start = "eager"
+`)
+	healthFile(t, "fz", "500")
+	s.mustTen("spawn", "web:fz")
+	pid := mainPID(t, "web:fz")
+	s.waitState("web:fz", "frozen", 10*time.Second)
+	healthFile(t, "fz", "200")
+	// The restart is due about 9 s after the spawn.
+	newPID := waitPIDChange(t, "web:fz", pid, 20*time.Second)
+	if newPID == 0 {
+		t.Fatal("no new process")
+	}
+	if out := journal(t, "tenement-web@fz.service"); strings.Contains(out, "SIGKILL") || strings.Contains(out, "timed out") {
+		t.Errorf("restart of a frozen instance had to kill it:\n%s", out)
+	}
+	s.waitState("web:fz", "running", 5*time.Second)
+}
