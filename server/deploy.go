@@ -222,7 +222,7 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 		return RouteResult{}, fmt.Errorf("route: %s or %s: %w", from, to, ErrNotFound)
 	}
 	if err != nil {
-		return RouteResult{}, fmt.Errorf("route: weights swapped but not saved: %w", err)
+		return RouteResult{}, fmt.Errorf("route %s to %s: weights swapped but not saved: %w", from, to, err)
 	}
 	s.log.Info("route", "from", from.String(), "to", to.String(), "weight", w)
 	return RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w}, nil

@@ -136,7 +136,7 @@ func (s *Server) thawNow(inst units.Instance, why string) {
 
 func (s *Server) forgetFrozen(inst units.Instance) {
 	if err := s.state.update(func(p *persisted) { delete(p.Frozen, inst.String()) }); err != nil {
-		s.log.Error("save state", "err", err)
+		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
 }
 

@@ -446,7 +446,7 @@ func (s *Server) clearHealth(inst units.Instance) {
 	s.router.SetFailed(inst, "")
 	if had || s.state.failed(inst) != "" {
 		if err := s.state.update(func(p *persisted) { delete(p.Failed, inst.String()) }); err != nil {
-			s.log.Error("save state", "err", err)
+			s.log.Error("save state", "instance", inst.String(), "err", err)
 		}
 	}
 }

@@ -356,7 +356,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.mu.Unlock()
 	s.clearHealth(inst)
 	if err := s.state.forget(inst); err != nil {
-		s.log.Error("save state", "err", err)
+		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
 	s.forgetMetrics(inst)
 	return nil
