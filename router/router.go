@@ -106,6 +106,7 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger) *
 			pr.Out.Host = pr.In.Host
 		},
 		Transport:    roundTripper{},
+		BufferPool:   bufferPool{},
 		ErrorHandler: r.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -735,3 +736,12 @@ func (c *cancelRWC) Close() error {
 	c.cancel(nil)
 	return err
 }
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
+// otherwise allocate for every request.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
