@@ -184,3 +184,38 @@ func TestReapRechecksUnderLock(t *testing.T) {
 		t.Fatalf("froze an instance that had just answered a request: %+v", st)
 	}
 }
+
+// wakingSleeper is a Controller whose Sleep sees systemd report the service
+// running again before it returns: a connection re-activated it meanwhile.
+type wakingSleeper struct {
+	sleeper
+	r    *Router
+	inst units.Instance
+}
+
+func (s *wakingSleeper) Sleep(ctx context.Context, inst units.Instance) error {
+	s.r.SetAwake(inst, false) // deactivating
+	s.r.SetAwake(inst, true)  // activating: a connection arrived
+	return s.sleeper.Sleep(ctx, inst)
+}
+
+// The reaper must not mark an instance asleep that systemd reported running
+// again while it was being stopped; otherwise the router would treat a
+// running instance as asleep and never reap it again.
+func TestReapKeepsAwakeWhenWokenDuringStop(t *testing.T) {
+	r, _ := newTestRouter(t)
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.ctrl = &wakingSleeper{r: r, inst: inst}
+	sock := app(t, func(http.ResponseWriter, *http.Request) {})
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: time.Second}, true)
+	r.Reap(context.Background(), time.Now().Add(2*time.Second))
+	if st, _ := r.Stat(inst); !st.Awake {
+		t.Fatalf("reaper marked asleep an instance systemd reported running: %+v", st)
+	}
+	// Without a wake during the stop, the instance is asleep afterwards.
+	r.ctrl = &sleeper{}
+	r.Reap(context.Background(), time.Now().Add(4*time.Second))
+	if st, _ := r.Stat(inst); st.Awake {
+		t.Fatalf("reaper did not mark a stopped instance asleep: %+v", st)
+	}
+}

@@ -86,13 +86,14 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			} else {
 				r.log.Info("instance idle; sleeping", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
 			}
+			gen := b.awakeGen.Load()
 			if err == nil {
 				err = r.ctrl.Sleep(sctx, b.Instance)
 			}
 			if err != nil {
 				r.log.Warn("sleep failed", "instance", b.Instance.String(), "err", err)
 			} else {
-				b.awake.Store(false)
+				b.markAsleep(gen)
 			}
 		}
 		cancel()
@@ -129,10 +130,11 @@ func (r *Router) StopFrozen(ctx context.Context, inst units.Instance) (bool, err
 		return false, err
 	}
 	b.frozen.Store(false)
+	gen := b.awakeGen.Load()
 	if err := r.ctrl.Sleep(ctx, b.Instance); err != nil {
 		return false, err
 	}
-	b.awake.Store(false)
+	b.markAsleep(gen)
 	b.transport.CloseIdleConnections()
 	return true, nil
 }

@@ -117,8 +117,11 @@ type backend struct {
 	Backend
 	transport *http.Transport
 	awake     atomic.Bool
-	last      atomic.Int64 // unix nanos of the last activity
-	weight    atomic.Int32
+	// awakeGen counts SetAwake calls, so the reaper can tell whether
+	// systemd reported a state while it was stopping the service.
+	awakeGen atomic.Uint64
+	last     atomic.Int64 // unix nanos of the last activity
+	weight   atomic.Int32
 	// waker is held by the one request that measures a wake.
 	waker atomic.Bool
 	// wakeFailed is set while the Controller holds a failed wake for the
@@ -193,6 +196,7 @@ func (r *Router) SetAwake(inst units.Instance, awake bool) {
 			b.frozen.Store(false) // a stopped service is not frozen
 		}
 		b.awake.Store(awake)
+		b.awakeGen.Add(1)
 	}
 }
 
@@ -745,3 +749,12 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+// markAsleep records that the reaper stopped the service, unless systemd
+// reported it running again since gen (a connection woke it meanwhile).
+func (b *backend) markAsleep(gen uint64) {
+	if b.awakeGen.Load() != gen && b.awake.Load() {
+		return
+	}
+	b.awake.Store(false)
+}
