@@ -168,7 +168,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
 	}
-	path, err := resolveCommand(plan.Argv[0], svc)
+	path, err := resolveCommand(plan.Argv[0], plan.Workdir, svc)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: service.%s.command: %v", inst, ErrBadInput, svc.Name, err)
 	}
@@ -226,12 +226,12 @@ func checkSocketFree(path string) error {
 
 // resolveCommand turns the command's first word into an absolute, executable
 // path, and refuses paths that the sandbox would hide from the instance.
-func resolveCommand(cmd string, svc *config.Service) (string, error) {
+func resolveCommand(cmd, workdir string, svc *config.Service) (string, error) {
 	p := cmd
 	if !filepath.IsAbs(p) {
 		if strings.Contains(p, "/") {
-			base := svc.Workdir
-			if base == "" {
+			base := workdir
+			if svc.Workdir == "" {
 				return "", fmt.Errorf("relative command %q needs workdir, or use an absolute path", cmd)
 			}
 			p = filepath.Join(base, p)

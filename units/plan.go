@@ -55,6 +55,9 @@ type Plan struct {
 	Port int
 	// DataDir is the instance's persistent directory ({data_dir}).
 	DataDir string
+	// Workdir is the app's working directory (workdir, interpolated;
+	// DataDir by default).
+	Workdir string
 	// Argv is the app's command line after interpolation.
 	Argv []string
 	// Env is the app's environment (KEY=VALUE, sorted).
@@ -122,6 +125,10 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	if svc.Socket != "" {
 		p.AppSocket = vars.Expand(svc.Socket)
 		vars.Socket = p.AppSocket
+	}
+	p.Workdir = p.DataDir
+	if svc.Workdir != "" {
+		p.Workdir = vars.Expand(svc.Workdir)
 	}
 	if len(svc.Args) > 0 {
 		p.Argv = append([]string{vars.Expand(svc.Command)}, expandAll(vars, svc.Args)...)
@@ -236,11 +243,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("RuntimeDirectoryMode", uint32(0o700)),
 		prop("StateDirectoryMode", uint32(0o700)),
 	}
-	if svc.Workdir != "" {
-		props = append(props, prop("WorkingDirectory", svc.Workdir))
-	} else {
-		props = append(props, prop("WorkingDirectory", p.DataDir))
-	}
+	props = append(props, prop("WorkingDirectory", p.Workdir))
 	// CPUUsageNSec (ps, metrics, the CPU quota test) needs CPU accounting,
 	// which systemd leaves off by default on cgroup v1.
 	props = append(props, prop("CPUAccounting", true))
@@ -404,10 +407,7 @@ func sandboxArgv(svc *config.Service, p *Plan, opts Options) []string {
 	if svc.Network == "none" {
 		network = "none"
 	}
-	cwd := p.DataDir
-	if svc.Workdir != "" {
-		cwd = svc.Workdir
-	}
+	cwd := p.Workdir
 	argv := []string{opts.Shim, "sandbox",
 		"--runsc=" + opts.Runsc,
 		"--id=" + strings.ReplaceAll(p.Instance.Service+"-"+p.Instance.ID, "@", "-"),

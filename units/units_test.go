@@ -132,3 +132,18 @@ func TestDynamicUserName(t *testing.T) {
 		seen[n] = in
 	}
 }
+
+// workdir takes the placeholders too (a per-instance checkout, say).
+func TestWorkdirInterpolated(t *testing.T) {
+	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[service.api]\ncommand = \"/bin/app\"\nworkdir = \"/srv/{name}/{id}\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, cfg.Services["api"], "prod", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Workdir != "/srv/api/prod" || !strings.Contains(Describe(p.Service), "WorkingDirectory=s /srv/api/prod\n") {
+		t.Errorf("workdir %q\n%s", p.Workdir, Describe(p.Service))
+	}
+}
