@@ -283,12 +283,15 @@ func (s *Server) watchOOM(inst units.Instance, cgroup string) {
 		return
 	}
 	buf := make([]byte, 8)
+	ino := dirInode(dir)
 	for {
 		if _, err := unix.Read(efd, buf); err != nil && err != unix.EINTR {
 			return
 		}
-		// The eventfd also fires when the cgroup is removed.
-		if _, err := os.Stat(filepath.Join(dir, "memory.oom_control")); err != nil {
+		// The eventfd also fires when the cgroup is removed, and by then a
+		// new cgroup of the restarted service may sit at the same path:
+		// count only events of the cgroup this watch registered on.
+		if ino == 0 || dirInode(dir) != ino {
 			return
 		}
 		b.mu.Lock()
@@ -375,4 +378,13 @@ func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
 		}
 	}
+}
+
+// dirInode returns the inode number of dir, 0 when it is gone.
+func dirInode(dir string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return 0
+	}
+	return st.Ino
 }

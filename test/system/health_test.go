@@ -160,6 +160,11 @@ web = ["a"]
 	if v := m.value("ten_instance_restarts_total", "instance", "web:a", "reason", "crash"); v != 1 {
 		t.Errorf("ten_instance_restarts_total{reason=crash} = %v, want 1", v)
 	}
+	// Neither a kill -9 nor a health restart is an OOM kill (the old
+	// cgroup's removal must not count as one).
+	if v := m.value("ten_instance_oom_kills_total", "instance", "web:a"); v != 0 {
+		t.Errorf("ten_instance_oom_kills_total = %v after restarts without OOM, want 0", v)
+	}
 }
 
 // An app that keeps crashing is restarted by systemd until it used up
