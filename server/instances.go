@@ -344,6 +344,10 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 			return fmt.Errorf("stop %s: %w", inst, ErrNotFound)
 		}
 	}
+	// Once started, removal finishes even if the client hangs up: a half
+	// removed instance would be listed but unroutable.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	s.thawForStop(ctx, inst) // freeze.go
 	s.router.Remove(inst)
 	if err := s.sd.Remove(ctx, inst); err != nil {
