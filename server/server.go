@@ -284,9 +284,9 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 			s.stoppedWhileFrozen(c.Instance)
 		}
 		s.noteServiceState(c) // OOM watch and last exit (storage_quota.go)
-		// Count a crash (systemd restarts it) or a start without waiting
-		// for the next health tick.
-		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" {
+		// Count a crash (systemd restarts it), a start or a sleep without
+		// waiting for the next health tick (which skips known sleepers).
+		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
 			s.health.check(c.Instance)
 		}
 	}
