@@ -84,6 +84,9 @@ Description=ten: app instances as systemd units (domain %[3]s)
 Documentation=https://github.com/tenhq/ten
 Requires=%[4]s
 After=network.target %[4]s dbus.service
+# Restarts and upgrades of ten are routine (the socket holds the port), so
+# systemd's default of 5 starts in 10 s must not leave ten down.
+StartLimitIntervalSec=0
 
 [Service]
 Type=exec

@@ -82,21 +82,40 @@ func (s *Server) backend(in *instance) router.Backend {
 
 // spawnDeclared creates the [instances] that systemd does not have yet.
 func (s *Server) spawnDeclared(ctx context.Context) error {
-	var errs []error
+	var todo []units.Instance
 	for _, svc := range s.cfg.ServiceNames() {
 		for _, id := range s.cfg.Instances[svc] {
 			inst := units.Instance{Service: svc, ID: id}
 			s.mu.Lock()
 			_, have := s.instances[inst]
 			s.mu.Unlock()
-			if have {
-				continue
-			}
-			if err := s.Spawn(ctx, inst); err != nil {
-				errs = append(errs, err)
+			if !have {
+				todo = append(todo, inst)
 			}
 		}
 	}
+	// Each spawn waits for systemd's jobs; several in flight on the one bus
+	// connection keep systemd busy instead of idle between round trips (a
+	// first start with hundreds of declared instances).
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, 8)
+	for _, inst := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.Spawn(ctx, inst); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

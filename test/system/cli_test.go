@@ -102,6 +102,19 @@ web = ["a"]
 	if ok.Load() < 50 {
 		t.Errorf("only %d requests made it", ok.Load())
 	}
+	// Restarts are routine: more than systemd's default start limit (5 in
+	// 10 s) in a row must not leave ten down.
+	for i := 0; i < 7; i++ {
+		if out, err := exec.Command("systemctl", "restart", "tenement.service").CombinedOutput(); err != nil {
+			t.Fatalf("restart %d: %v %s", i+1, err, out)
+		}
+	}
+	if got := show(t, "tenement.service", "ActiveState"); got != "active" {
+		t.Errorf("tenement.service after 7 quick restarts: %s", got)
+	}
+	if code, err := get(); err != nil || code != 200 {
+		t.Errorf("after 7 quick restarts: %d %v", code, err)
+	}
 	out, err = exec.Command(tenBin, "uninstall", "--runtime").CombinedOutput()
 	if err != nil {
 		t.Fatalf("uninstall: %v %s", err, out)
