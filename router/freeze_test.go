@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,8 +41,13 @@ func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
 	release := make(chan struct{})
 	var thawedAtArrival atomic.Int32
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		// A frozen app does not run: like the kernel's freezer, hold the
+		// request until the thaw, and count any answered while frozen.
+		for i := 0; ff.frozen.Load() && i < 2000; i++ {
+			time.Sleep(time.Millisecond)
+		}
 		if ff.frozen.Load() {
-			thawedAtArrival.Add(1) // counts requests that reached a frozen app
+			thawedAtArrival.Add(1)
 		}
 		if req.URL.Path == "/slow" {
 			<-release
@@ -79,7 +86,8 @@ func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
 	if _, err := r.Probe(context.Background(), inst, "/", time.Second, false); !errors.Is(err, ErrAsleep) {
 		t.Fatalf("probe of a frozen instance: %v", err)
 	}
-	// Concurrent requests share one thaw, and none reaches a frozen app.
+	// Concurrent requests share one thaw (started as they are sent: they
+	// wait in the backlog meanwhile), and none is answered by a frozen app.
 	var wg sync.WaitGroup
 	codes := make(chan int, 8)
 	for i := 0; i < 8; i++ {
@@ -97,7 +105,7 @@ func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
 		t.Errorf("%d thaws for 8 concurrent requests", n)
 	}
 	if n := thawedAtArrival.Load(); n != 0 {
-		t.Errorf("%d requests reached the app while frozen", n)
+		t.Errorf("%d requests answered by the app while frozen", n)
 	}
 	if st, _ := r.Stat(inst); st.Frozen {
 		t.Error("still frozen after requests")
@@ -217,5 +225,44 @@ func TestReapKeepsAwakeWhenWokenDuringStop(t *testing.T) {
 	r.Reap(context.Background(), time.Now().Add(4*time.Second))
 	if st, _ := r.Stat(inst); st.Awake {
 		t.Fatalf("reaper did not mark a stopped instance asleep: %+v", st)
+	}
+}
+
+// failingFreezer freezes but cannot thaw.
+type failingFreezer struct{ fakeFreezer }
+
+func (f *failingFreezer) Thaw(context.Context, units.Instance, string) error {
+	return errors.New("cgroup.freeze: permission denied")
+}
+
+// A request to a frozen instance that cannot be thawed gets a 502 naming the
+// cause at once, not a wait until its timeout.
+func TestThawFailureAnswers502(t *testing.T) {
+	r, _ := newTestRouter(t)
+	ff := &failingFreezer{}
+	r.Freezer = ff
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		for ff.frozen.Load() { // frozen for good: never answers
+			time.Sleep(time.Millisecond)
+			if req.Context().Err() != nil {
+				return
+			}
+		}
+	})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: 50 * time.Millisecond, Freeze: true, StartupTimeout: time.Minute, RequestTimeout: time.Minute}, true)
+	r.Reap(context.Background(), time.Now().Add(time.Second))
+	if st, _ := r.Stat(inst); !st.Frozen {
+		t.Fatalf("not frozen: %+v", st)
+	}
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- get(r, "a.api.example.test", "/") }()
+	select {
+	case w := <-done:
+		if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "could not be thawed") || !strings.Contains(w.Body.String(), "permission denied") {
+			t.Errorf("got %d %q", w.Code, w.Body.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("request to an instance that cannot be thawed hangs")
 	}
 }

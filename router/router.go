@@ -522,18 +522,20 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer b.release()
+	// A frozen instance is thawed while the request is already on its way:
+	// the connection waits in the systemd-held socket's backlog until the
+	// app runs again, so the kernel's thaw (hundreds of µs) overlaps the
+	// dial and the request write instead of preceding them.
+	var thawed chan error
 	if b.frozen.Load() {
-		if err := r.thaw(req.Context(), b, "http"); err != nil {
-			http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", b.Instance, err), http.StatusBadGateway)
-			r.observe(b.Instance, http.StatusBadGateway, start)
-			return
-		}
+		thawed = make(chan error, 1)
+		go func() { thawed <- r.thaw(context.WithoutCancel(req.Context()), b, "http") }()
 	}
 	// Let request and response bodies stream in both directions at once
 	// (the Go server otherwise stops reading the body once it answers).
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
-	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start}
+	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
 	if waking && r.Observer != nil && b.waker.CompareAndSwap(false, true) {
 		st.obs = r.Observer
 		defer b.waker.Store(false)
@@ -590,7 +592,16 @@ type reqState struct {
 	start  time.Time
 	// obs is set on the one request that measures this wake.
 	obs Observer
+	// thawed, when set, delivers the result of thawing the frozen instance
+	// this request is already on its way to.
+	thawed <-chan error
 }
+
+// thawError is a request's cause when thawing its frozen instance failed.
+type thawError struct{ err error }
+
+func (e *thawError) Error() string { return "thaw: " + e.err.Error() }
+func (e *thawError) Unwrap() error { return e.err }
 
 func (b *backend) acquire() bool {
 	b.mu.Lock()
@@ -638,7 +649,23 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	t := time.AfterFunc(timeout, func() { cancel(cause) })
+	if st.thawed != nil {
+		// The request waits in the backlog for the thaw; if the thaw fails
+		// it would wait for nothing, so end it with the thaw's error.
+		go func() {
+			if err := <-st.thawed; err != nil {
+				cancel(&thawError{err})
+			}
+		}()
+	}
 	resp, err := b.transport.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		var te *thawError
+		if errors.As(context.Cause(ctx), &te) {
+			t.Stop()
+			return nil, te
+		}
+	}
 	if !t.Stop() {
 		if resp != nil {
 			resp.Body.Close()
@@ -687,7 +714,10 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	if st != nil {
 		inst = st.b.Instance.String()
 	}
+	var te *thawError
 	switch {
+	case errors.As(err, &te):
+		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):
 		reason := fmt.Sprintf("did not answer within startup_timeout %s while waking", st.b.StartupTimeout)
 		r.log.Warn("wake timed out", "instance", inst, "timeout", st.b.StartupTimeout)
