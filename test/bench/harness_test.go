@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/internal/systemtest"
+	"github.com/tenhq/ten/internal/tentest"
 )
 
 // Binaries are copied here inside the box: a checkout under /root would be
@@ -108,16 +109,6 @@ func once(b *testing.B) bool {
 	return true
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // tenServer is one `ten serve` started by a benchmark.
 type tenServer struct {
 	tb      testing.TB
@@ -132,23 +123,6 @@ type tenServer struct {
 	// ready is how long ten took from exec to answering /health (it creates
 	// the declared instances before it listens).
 	ready time.Duration
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // writeConfig writes a tenement.toml with [settings] for a fresh data dir
@@ -456,3 +430,10 @@ func waitAnswer(tb testing.TB, addr, host string, within time.Duration) {
 }
 
 func matchUnit(pattern, name string) (bool, error) { return filepath.Match(pattern, name) }
+
+var (
+	moduleRoot = tentest.ModuleRoot
+	freePort   = tentest.FreePort
+)
+
+type syncBuffer = tentest.SyncBuffer

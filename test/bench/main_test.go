@@ -74,17 +74,3 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
-func moduleRoot() (string, error) {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		d = p
-	}
-}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/internal/systemtest"
+	"github.com/tenhq/ten/internal/tentest"
 )
 
 // Binaries are copied here inside the box: a checkout under /root would be
@@ -51,20 +51,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	systemtest.Main(m)
-}
-
-func moduleRoot() (string, error) {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		d = p
-	}
 }
 
 var installOnce sync.Once
@@ -107,33 +93,6 @@ type tenServer struct {
 	log     *syncBuffer
 	exited  chan struct{}
 	exitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // writeConfig writes a tenement.toml with [settings] pointing at a fresh data
@@ -348,3 +307,10 @@ func mainPID(t *testing.T, inst string) int {
 func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+var (
+	moduleRoot = tentest.ModuleRoot
+	freePort   = tentest.FreePort
+)
+
+type syncBuffer = tentest.SyncBuffer
