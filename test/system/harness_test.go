@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,7 +91,7 @@ type tenServer struct {
 	config  string
 	addr    string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *logFile
 	exited  chan struct{}
 	exitErr error
 }
@@ -129,10 +130,10 @@ func startTen(t *testing.T, body string) *tenServer {
 
 func (s *tenServer) start() {
 	s.t.Helper()
-	s.log = &syncBuffer{}
+	s.log = newLogFile(s.t, s.dir)
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(tenBin, "serve", "--config", s.config)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Stdout, s.cmd.Stderr = s.log.f, s.log.f
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -313,4 +314,26 @@ var (
 	freePort   = tentest.FreePort
 )
 
-type syncBuffer = tentest.SyncBuffer
+// logFile is where a ten serve writes its log: a file it writes to itself,
+// so everything logged before it answered a request is there once the
+// answer arrives (a pipe copied by a goroutine could lag behind).
+type logFile struct {
+	f *os.File
+}
+
+var logFiles atomic.Int32
+
+func newLogFile(t *testing.T, dir string) *logFile {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", logFiles.Add(1))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &logFile{f: f}
+}
+
+// String returns everything logged so far.
+func (l *logFile) String() string {
+	b, _ := os.ReadFile(l.f.Name())
+	return string(b)
+}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/internal/tentest"
 )
 
 type logEntry struct {
@@ -167,7 +169,7 @@ api = ["prod"]
 	// The CLI: replays the last lines, then follows.
 	cmd := exec.Command(tenBin, "--server", "http://"+s.addr, "--data-dir", s.dir+"/data", "logs", "-f", "api:prod")
 	stdout, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
+	var stderr tentest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
