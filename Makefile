@@ -23,8 +23,8 @@ lint: ## gofmt, go vet
 test: lint build ## Everything: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 30m ./...
 
-test-unit: ## Only the tests that need no root and no systemd
-	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short ./...
+test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
+	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
 	$(GO) test $(GOFLAGS_TEST) -v -timeout 30m ./test/system/
