@@ -183,23 +183,11 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat()}
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
+		Resolve: func(cmd, workdir string) (string, error) { return resolveCommand(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
-	}
-	path, err := resolveCommand(plan.Argv[0], plan.Workdir, svc)
-	if err != nil {
-		return fmt.Errorf("spawn %s: %w: service.%s.command: %v", inst, ErrBadInput, svc.Name, err)
-	}
-	plan.Argv[0] = path
-	// Rebuild with the resolved path so ExecStart (or the shim) gets it.
-	svcCopy := *svc
-	svcCopy.Args = plan.Argv[1:]
-	svcCopy.Command = path
-	plan, err = units.Build(s.cfg, &svcCopy, inst.ID, opts)
-	if err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := checkSocketFree(plan.Listen); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)

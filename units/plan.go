@@ -42,6 +42,10 @@ type Options struct {
 	// socket activation intact). stdout lines get priority info (6), stderr
 	// lines err (3); `ten logs --level` filters on that.
 	Cat string
+	// Resolve, when set, turns the command's first word into the path the
+	// unit executes (the caller checks PATH and the file; units stays pure).
+	// It gets the word and the instance's working directory.
+	Resolve func(cmd, workdir string) (string, error)
 }
 
 // Plan is everything ten creates for one instance.
@@ -138,6 +142,13 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 			return nil, fmt.Errorf("service.%s.command: %w", svc.Name, err)
 		}
 		p.Argv = expandAll(vars, words)
+	}
+	if opts.Resolve != nil {
+		path, err := opts.Resolve(p.Argv[0], p.Workdir)
+		if err != nil {
+			return nil, fmt.Errorf("service.%s.command: %w", svc.Name, err)
+		}
+		p.Argv[0] = path
 	}
 	env := map[string]string{
 		"PORT":         strconv.Itoa(opts.Port),
@@ -328,13 +339,17 @@ func DynamicUserName(inst Instance) string {
 	return name
 }
 
-func sandboxProps() []sd.Property {
-	type list struct {
-		Allow bool
-		Names []string
-	}
+// allowList is the (bas) value of SystemCallFilter and
+// RestrictAddressFamilies: an allow list when Allow is true.
+type allowList struct {
+	Allow bool
+	Names []string
+}
+
+// protectProps are the file-system, device and kernel protections every
+// sandboxed unit gets, whether the tenant runs under DynamicUser or gVisor.
+func protectProps() []sd.Property {
 	return []sd.Property{
-		prop("DynamicUser", true),
 		prop("ProtectSystem", "strict"),
 		prop("ProtectHome", "yes"),
 		prop("PrivateTmp", true),
@@ -345,16 +360,22 @@ func sandboxProps() []sd.Property {
 		prop("ProtectKernelLogs", true),
 		prop("ProtectControlGroups", true),
 		prop("NoNewPrivileges", true),
+	}
+}
+
+func sandboxProps() []sd.Property {
+	props := append([]sd.Property{prop("DynamicUser", true)}, protectProps()...)
+	return append(props,
 		// RestrictNamespaces takes the set of namespace types allowed: none.
 		prop("RestrictNamespaces", uint64(0)),
 		prop("RestrictSUIDSGID", true),
 		prop("LockPersonality", true),
-		prop("SystemCallFilter", list{Allow: true, Names: []string{"@system-service"}}),
+		prop("SystemCallFilter", allowList{Allow: true, Names: []string{"@system-service"}}),
 		// With systemd 252 a filtered call would otherwise kill the whole
 		// process, which looks like a random crash to a tenant.
 		prop("SystemCallErrorNumber", int32(1)), // EPERM
-		prop("RestrictAddressFamilies", list{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6"}}),
-	}
+		prop("RestrictAddressFamilies", allowList{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6"}}),
+	)
 }
 
 // gvisorProps harden the unit that runs runsc. runsc runs as root and
@@ -362,24 +383,10 @@ func sandboxProps() []sd.Property {
 // RestrictNamespaces and SystemCallFilter stay off here; the tenant runs
 // inside gVisor's kernel, the unit's cgroup still limits all of it.
 func gvisorProps() []sd.Property {
-	type list struct {
-		Allow bool
-		Names []string
-	}
-	return []sd.Property{
-		prop("ProtectSystem", "strict"),
-		prop("ProtectHome", "yes"),
-		prop("PrivateTmp", true),
-		prop("PrivateDevices", true),
-		prop("ProtectProc", "invisible"),
-		prop("ProtectKernelTunables", true),
-		prop("ProtectKernelModules", true),
-		prop("ProtectKernelLogs", true),
-		prop("ProtectControlGroups", true),
-		prop("NoNewPrivileges", true),
+	return append(protectProps(),
 		prop("RestrictSUIDSGID", true),
-		prop("RestrictAddressFamilies", list{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}}),
-	}
+		prop("RestrictAddressFamilies", allowList{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}}),
+	)
 }
 
 // sandboxRel is the runtime directory of runsc's state and the OCI bundle,
