@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/config"
+
+	"github.com/tenhq/ten/internal/relay"
 )
 
 // MaxProxyPorts bounds the ports the proxy listens on per address: without
@@ -116,17 +117,17 @@ func (p *Proxy) serve(name string, r *route, ln net.Listener, target string) {
 				r.last.Store(time.Now().UnixNano())
 				r.open.Add(-1)
 			}()
-			if err := relay(r.ctx, c, target); err != nil {
+			if err := forward(r.ctx, c, target); err != nil {
 				p.log.Debug("proxy relay", "instance", name, "err", err)
 			}
 		}()
 	}
 }
 
-// relay copies both ways between c and a new connection to target until
+// forward copies both ways between c and a new connection to target until
 // both directions are done; on Linux io.Copy between TCP connections uses
 // splice(2), so the bytes do not pass through user space.
-func relay(ctx context.Context, c net.Conn, target string) error {
+func forward(ctx context.Context, c net.Conn, target string) error {
 	defer c.Close()
 	var d net.Dialer
 	d.SetMultipathTCP(false)
@@ -139,19 +140,7 @@ func relay(ctx context.Context, c net.Conn, target string) error {
 	defer u.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close(); u.Close() })
 	defer stop()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go pipe(u, c)
-	go pipe(c, u)
-	<-done
-	<-done
-	return nil
+	return relay.Both(c, u)
 }
 
 // Remove stops listening for name and ends its connections.

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tenhq/ten/internal/relay"
 )
 
 // Options configure one shim run.
@@ -184,7 +185,7 @@ func Run(ctx context.Context, l net.Listener, o Options) (Exit, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			relay(c, dial)
+			forward(c, dial)
 		}()
 	}
 	<-exited
@@ -239,25 +240,13 @@ func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func
 	}
 }
 
-type closeWriter interface{ CloseWrite() error }
-
-func relay(c net.Conn, dial func() (net.Conn, error)) {
+// forward relays c to a new connection to the app.
+func forward(c net.Conn, dial func() (net.Conn, error)) {
 	defer c.Close()
 	u, err := dial()
 	if err != nil {
 		return
 	}
 	defer u.Close()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(closeWriter); ok {
-			_ = cw.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go pipe(u, c)
-	go pipe(c, u)
-	<-done
-	<-done
+	_ = relay.Both(c, u)
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -12,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/tenhq/ten/internal/box"
+
+	"github.com/tenhq/ten/internal/relay"
 )
 
 // publish forwards a TCP port of the host to a port inside the box, whose
@@ -88,20 +88,7 @@ func (p publish) forward(ctx context.Context, b *box.Box, c net.Conn, log *slog.
 	defer up.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close(); up.Close() })
 	defer stop()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err != nil && !errors.Is(err, net.ErrClosed) {
-			log.Debug("publish: copy", "err", err)
-		}
-		// Pass the end of one direction on; the other may still flow.
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
+	if err := relay.Both(c, up); err != nil {
+		log.Debug("publish: copy", "err", err)
 	}
-	go pipe(up, c)
-	go pipe(c, up)
-	<-done
-	<-done
 }
