@@ -11,32 +11,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// DeployRequest is the body of POST /api/deploy.
-type DeployRequest struct {
-	Service string `json:"service"`
-	// Process is tenement's name for Service.
-	Process string `json:"process,omitempty"`
-	Version string `json:"version"`
-	// Weight is the new instance's weight once healthy (default 100).
-	Weight *int `json:"weight,omitempty"`
-	// Timeout is how long to wait for the first passing health check, in
-	// seconds (default 30).
-	Timeout int `json:"timeout,omitempty"`
-	// Replace moves all traffic to the new version: the other instances of
-	// the service get weight 0, their requests in flight finish, then they
-	// are removed.
-	Replace bool `json:"replace,omitempty"`
-}
-
-// DeployResult is the answer of POST /api/deploy.
-type DeployResult struct {
-	Instance    string   `json:"instance"`
-	Weight      int      `json:"weight"`
-	HealthyAfer float64  `json:"healthy_after_seconds"`
-	Replaced    []string `json:"replaced,omitempty"`
-	Row         Row      `json:"row"`
-}
-
 // Deploy spawns SERVICE:VERSION with weight 0, starts it, waits until its
 // health check passes, then gives it its weight. If it does not become
 // healthy in time it is removed again (its journal stays: journalctl -u
@@ -97,7 +71,7 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		return DeployResult{}, err
 	}
 	s.unlock(inst)
-	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfer: time.Since(start).Seconds()}
+	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfter: time.Since(start).Seconds()}
 	s.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
 
 	if req.Replace {
@@ -167,23 +141,6 @@ func (s *Server) replace(ctx context.Context, inst units.Instance) ([]string, er
 		done = append(done, old.inst.String())
 	}
 	return done, nil
-}
-
-// RouteRequest is the body of POST /api/route.
-type RouteRequest struct {
-	Service string `json:"service"`
-	Process string `json:"process,omitempty"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-}
-
-// RouteResult is the answer of POST /api/route.
-type RouteResult struct {
-	Service string `json:"service"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-	// Weight is the weight that moved from From to To.
-	Weight int `json:"weight"`
 }
 
 // Route gives To the weight From had and From weight 0, in one step: no

@@ -23,12 +23,6 @@ import (
 // ten records since when an instance is frozen in state.json, so that a new
 // ten (after kill -9) keeps it frozen or thaws it.
 
-// StateFrozen is the ps state of a frozen instance.
-const StateFrozen = "frozen"
-
-// FeatureFreeze is the name of the light-sleep feature in Features.
-const FeatureFreeze = "freeze"
-
 var _ router.Freezer = (*Server)(nil)
 
 // freezeMetrics count thaws and show frozen memory.
@@ -55,12 +49,12 @@ func (s *Server) initFreezer() {
 	}
 	f, err := s.sd.NewFreezer()
 	if err != nil {
-		s.freezeFeature = Feature{FeatureFreeze, false, err.Error() + `: services with sleep = "freeze" are stopped instead`}
+		s.freezeFeature = Feature{Name: FeatureFreeze, On: false, Detail: err.Error() + `: services with sleep = "freeze" are stopped instead`}
 	} else {
 		s.freezer = f
 		s.router.Freezer = s
 		method, why := f.Method()
-		s.freezeFeature = Feature{FeatureFreeze, true, method + ": " + why}
+		s.freezeFeature = Feature{Name: FeatureFreeze, On: true, Detail: method + ": " + why}
 	}
 	s.log.Info("feature", "name", s.freezeFeature.Name, "on", s.freezeFeature.On, "detail", s.freezeFeature.Detail)
 }

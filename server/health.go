@@ -12,7 +12,7 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// Health states of an instance.
+// How ten judges health.
 //
 // With `health = "/path"` ten sends GET /path, with the instance's own Host,
 // through the same systemd-held socket the router uses, every
@@ -33,56 +33,11 @@ import (
 // stopped. The router then answers 503 for it without touching its socket,
 // so nothing wakes it until `ten restart`. The mark is kept in state.json and
 // survives a restart of ten.
-const (
-	HealthUnknown   = "unknown"   // not checked yet, or starting
-	HealthHealthy   = "healthy"   // last check passed (or: systemd says active, without health)
-	HealthDegraded  = "degraded"  // the last 1..unhealthyAfter-1 checks failed
-	HealthUnhealthy = "unhealthy" // unhealthyAfter checks in a row failed, or the service crashed
-	HealthSleeping  = "sleeping"  // the service does not run; not checked, so as not to wake it
-	HealthFailed    = "failed"    // restarted max_restarts times within restart_window; stopped
-)
-
-// HealthStates lists every health state (the metric has one series each).
-var HealthStates = []string{HealthUnknown, HealthHealthy, HealthDegraded, HealthUnhealthy, HealthSleeping, HealthFailed}
 
 // unhealthyAfter is how many checks in a row must fail before ten restarts
 // an instance: one slow answer during a GC pause or a deploy should not cost
 // a restart, three (30 s at the default interval) should.
 const unhealthyAfter = 3
-
-// Restart reasons (label of ten_instance_restarts_total).
-const (
-	RestartCrash  = "crash"  // systemd restarted the service after it exited (Restart=)
-	RestartHealth = "health" // ten restarted it after failed health checks
-)
-
-// RestartEvent is one restart ten counted.
-type RestartEvent struct {
-	At     time.Time `json:"at"`
-	Reason string    `json:"reason"`
-}
-
-// Health is the answer of GET /api/instances/{id}/health and `ten health`.
-type Health struct {
-	Instance string `json:"instance"`
-	// Health is one of the Health* states.
-	Health string `json:"health"`
-	Detail string `json:"detail,omitempty"`
-	// Check says how health is judged: "GET /health" or "systemd state".
-	Check string `json:"check"`
-	// State is the instance's state as ps shows it.
-	State               string         `json:"state"`
-	ConsecutiveFailures int            `json:"consecutive_failures"`
-	LastCheck           time.Time      `json:"last_check,omitzero"`
-	LastHealthy         time.Time      `json:"last_healthy,omitzero"`
-	Restarts            []RestartEvent `json:"restarts"`
-	RestartsInWindow    int            `json:"restarts_in_window"`
-	MaxRestarts         int            `json:"max_restarts"`
-	RestartWindowSec    int            `json:"restart_window_seconds"`
-	NextRestart         time.Time      `json:"next_restart,omitzero"`
-	BackoffMs           int64          `json:"backoff_ms,omitempty"`
-	Failed              string         `json:"failed,omitempty"`
-}
 
 type healthState struct {
 	state       string

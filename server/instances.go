@@ -417,41 +417,6 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	return nil
 }
 
-// Row is one line of `ten ps`.
-type Row struct {
-	Instance    string    `json:"instance"`
-	State       string    `json:"state"`
-	Detail      string    `json:"detail,omitempty"`
-	Socket      string    `json:"socket"`
-	Since       time.Time `json:"since,omitzero"`
-	UptimeSec   float64   `json:"uptime_seconds"`
-	IdleSec     float64   `json:"idle_seconds"`
-	MemoryBytes uint64    `json:"memory_bytes"`
-	CPUNSec     uint64    `json:"cpu_nsec"`
-	Weight      int       `json:"weight"`
-	// Health is one of the Health* states (see health.go).
-	Health   string `json:"health"`
-	Restarts uint32 `json:"restarts"`
-	Inflight int    `json:"inflight"`
-	Port     int    `json:"port"`
-	// OOMKills counts the kernel's OOM kills at memory_limit_mb; LastExit
-	// is how the app last ended ("oom-kill", "exit 1", "signal SEGV").
-	OOMKills uint64 `json:"oom_kills"`
-	LastExit string `json:"last_exit,omitempty"`
-	// StorageBytes is what the storage_quota_mb file system holds, of
-	// StorageQuotaBytes (0: no quota).
-	StorageBytes      uint64 `json:"storage_bytes"`
-	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
-}
-
-// States shown by ps.
-const (
-	StateRunning  = "running"
-	StateStarting = "starting"
-	StateSleeping = "sleeping"
-	StateFailed   = "failed"
-)
-
 // Rows reads every instance's state from systemd.
 func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 	s.mu.Lock()

@@ -29,20 +29,6 @@ const EnvDisableBPF = "TEN_DISABLE_BPF"
 // accounting and dispatch go on while ten is down or restarting.
 const BPFPinDir = ebpf.DefaultBPFFS + "/tenement"
 
-// Feature names, as Features reports them.
-const (
-	FeatureAccounting = "activity-accounting"
-	FeatureL4Dispatch = "l4-dispatch"
-)
-
-// Feature is one optional capability of ten serve: on or off, and what it
-// does or why it is off. `ten doctor` prints these.
-type Feature struct {
-	Name   string `json:"name"`
-	On     bool   `json:"on"`
-	Detail string `json:"detail"`
-}
-
 // CheckBPF reports why ten serve would run without BPF on this host (nil:
 // it would use it): TEN_DISABLE_BPF=1, or what ebpf.Supported finds missing
 // (privilege, kernel features, bpffs, cgroup v2).
@@ -100,13 +86,13 @@ func (s *Server) initL4() {
 	if err != nil {
 		st.proxy = l4.NewProxy(s.log)
 		st.features = []Feature{
-			{FeatureAccounting, false, "BPF unavailable (" + err.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
-			{FeatureL4Dispatch, false, "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},
+			{Name: FeatureAccounting, On: false, Detail: "BPF unavailable (" + err.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
+			{Name: FeatureL4Dispatch, On: false, Detail: "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},
 		}
 	} else {
 		st.features = []Feature{
-			{FeatureAccounting, true, "cgroup_skb/sock_ops counters on each instance's slice, pinned in " + BPFPinDir},
-			{FeatureL4Dispatch, true, "sk_lookup steers L4 addresses to the instances' systemd-held sockets, pinned in " + BPFPinDir},
+			{Name: FeatureAccounting, On: true, Detail: "cgroup_skb/sock_ops counters on each instance's slice, pinned in " + BPFPinDir},
+			{Name: FeatureL4Dispatch, On: true, Detail: "sk_lookup steers L4 addresses to the instances' systemd-held sockets, pinned in " + BPFPinDir},
 		}
 		s.metrics.MustRegister(ebpf.NewCollector(st.acct, st.instanceOf, s.log))
 	}

@@ -12,21 +12,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// Storage is the answer of GET /api/instances/{id}/storage.
-type Storage struct {
-	Instance string `json:"instance"`
-	// Path is where the instance's files really are: with DynamicUser
-	// systemd keeps them under /var/lib/private and links the public path.
-	Path string `json:"path"`
-	// Bytes is the apparent size of the files; DiskBytes what they occupy.
-	Bytes     int64 `json:"bytes"`
-	DiskBytes int64 `json:"disk_bytes"`
-	Files     int64 `json:"files"`
-	// QuotaBytes is storage_quota_mb (0 = none); UsageRatio is Bytes/QuotaBytes.
-	QuotaBytes int64   `json:"quota_bytes"`
-	UsageRatio float64 `json:"usage_ratio"`
-}
-
 func (s *Server) registerStorage(api *http.ServeMux) {
 	api.HandleFunc("GET /api/instances/{id}/storage", func(w http.ResponseWriter, r *http.Request) {
 		inst, err := units.ParseInstance(r.PathValue("id"))
