@@ -168,12 +168,7 @@ func (s *Server) restoreFrozen() {
 			}
 		}
 	}
-	s.mu.Lock()
-	ins := make([]*instance, 0, len(s.instances))
-	for _, in := range s.instances {
-		ins = append(ins, in)
-	}
-	s.mu.Unlock()
+	ins := s.reg.Snapshot()
 	s.state.mu.Lock()
 	records := map[string]time.Time{}
 	for k, v := range s.state.p.Frozen {
@@ -182,9 +177,9 @@ func (s *Server) restoreFrozen() {
 	s.state.mu.Unlock()
 	known := map[string]bool{}
 	for _, in := range ins {
-		name := in.inst.String()
+		name := in.Inst.String()
 		known[name] = true
-		frozen, err := s.freezer.Frozen(in.inst)
+		frozen, err := s.freezer.Frozen(in.Inst)
 		if err != nil {
 			s.log.Warn("read freezer state", "instance", name, "err", err)
 			continue
@@ -192,10 +187,10 @@ func (s *Server) restoreFrozen() {
 		since, recorded := records[name]
 		if !frozen {
 			if recorded {
-				s.forgetFrozen(in.inst)
+				s.forgetFrozen(in.Inst)
 			}
 			if disp := s.l4.disp; disp != nil {
-				_ = disp.SetFrozen(l4.Label(in.inst), false)
+				_ = disp.SetFrozen(l4.Label(in.Inst), false)
 			}
 			continue
 		}
@@ -203,20 +198,20 @@ func (s *Server) restoreFrozen() {
 		switch {
 		case !recorded:
 			why = "frozen without a record of ten's"
-		case in.svc == nil || !in.svc.Freezes():
+		case in.Svc == nil || !in.Svc.Freezes():
 			why = "its service no longer says sleep = freeze"
-		case pending[l4.Label(in.inst)] > 0:
+		case pending[l4.Label(in.Inst)] > 0:
 			why = "L4 connections arrived while ten was down"
 		}
 		if why != "" {
 			s.log.Info("thawing an instance found frozen at start", "instance", name, "why", why)
 			s.fm.thaws.WithLabelValues(name, "start").Inc()
-			s.thawNow(in.inst, "start")
+			s.thawNow(in.Inst, "start")
 			continue
 		}
-		s.router.SetFrozen(in.inst, since)
+		s.router.SetFrozen(in.Inst, since)
 		if disp := s.l4.disp; disp != nil {
-			_ = disp.SetFrozen(l4.Label(in.inst), true)
+			_ = disp.SetFrozen(l4.Label(in.Inst), true)
 		}
 		s.log.Info("instance stays frozen", "instance", name, "frozen_since", since)
 	}
@@ -254,9 +249,7 @@ func (s *Server) instanceByLabel(label string) (units.Instance, bool) {
 	if inst, err := units.ParseInstance(label); err == nil && l4.Label(inst) == label {
 		return inst, true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for inst := range s.instances {
+	for _, inst := range s.reg.Instances() {
 		if l4.Label(inst) == label {
 			return inst, true
 		}
@@ -291,12 +284,7 @@ func (s *Server) enforceFrozenCap(ctx context.Context) {
 	}
 	var fs []frozen
 	var total uint64
-	s.mu.Lock()
-	insts := make([]units.Instance, 0, len(s.instances))
-	for inst := range s.instances {
-		insts = append(insts, inst)
-	}
-	s.mu.Unlock()
+	insts := s.reg.Instances()
 	for _, inst := range insts {
 		st, ok := s.router.Stat(inst)
 		if !ok || !st.Frozen {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
@@ -144,12 +145,7 @@ func (s *Server) runHealth(ctx context.Context) {
 			run(inst)
 		case <-t.C:
 			tick++
-			s.mu.Lock()
-			list := make([]units.Instance, 0, len(s.instances))
-			for inst := range s.instances {
-				list = append(list, inst)
-			}
-			s.mu.Unlock()
+			list := s.reg.Instances()
 			for _, inst := range list {
 				// A sleeper already seen asleep changes only through
 				// systemd, which signals it (follow asks for a check). Reading
@@ -182,27 +178,19 @@ func (s *Server) checkedAsleep(inst units.Instance) bool {
 	return hs != nil && hs.state == HealthSleeping
 }
 
-func (s *Server) probeTimeout(in *instance) time.Duration {
+func (s *Server) probeTimeout(in registry.Entry) time.Duration {
 	d := time.Duration(s.cfg.Settings.HealthCheckInterval) * time.Second
 	d = max(min(d, 5*time.Second), time.Second)
-	if in.svc != nil {
-		d = min(d, in.svc.RequestTimeoutDuration())
+	if in.Svc != nil {
+		d = min(d, in.Svc.RequestTimeoutDuration())
 	}
 	return d
 }
 
-func (s *Server) isBusy(inst units.Instance) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.busy[inst]
-}
-
 // checkOne runs one health check of inst and acts on it.
 func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
-	if in == nil || s.isBusy(inst) {
+	in, ok := s.reg.Get(inst)
+	if !ok || s.reg.Busy(inst) {
 		return
 	}
 	s.health.mu.Lock()
@@ -260,20 +248,20 @@ func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
 	state, detail := HealthUnknown, ""
 	switch {
 	case info.ActiveState == "active" || info.ActiveState == "reloading":
-		if in.svc == nil || in.svc.Health == "" {
+		if in.Svc == nil || in.Svc.Health == "" {
 			state, detail = HealthHealthy, "systemd: active"
 			break
 		}
-		code, err := s.router.Probe(ctx, inst, in.svc.Health, s.probeTimeout(in), false)
+		code, err := s.router.Probe(ctx, inst, in.Svc.Health, s.probeTimeout(in), false)
 		switch {
 		case errors.Is(err, router.ErrAsleep):
 			state = HealthSleeping
 		case err != nil:
-			detail = fmt.Sprintf("GET %s: %v", in.svc.Health, err)
+			detail = fmt.Sprintf("GET %s: %v", in.Svc.Health, err)
 		case code < 200 || code >= 400:
-			detail = fmt.Sprintf("GET %s: %d %s", in.svc.Health, code, http.StatusText(code))
+			detail = fmt.Sprintf("GET %s: %d %s", in.Svc.Health, code, http.StatusText(code))
 		default:
-			state, detail = HealthHealthy, fmt.Sprintf("GET %s: %d", in.svc.Health, code)
+			state, detail = HealthHealthy, fmt.Sprintf("GET %s: %d", in.Svc.Health, code)
 		}
 		if state == HealthUnknown {
 			state = HealthDegraded // a failed check; counted below
@@ -359,16 +347,13 @@ func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why str
 		}
 		s.health.mu.Unlock()
 	}
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		// Someone restarts or removes it right now; that settles it.
 		done("", "")
 		return
 	}
-	defer s.unlock(inst)
-	s.mu.Lock()
-	_, have := s.instances[inst]
-	s.mu.Unlock()
-	if !have {
+	defer s.reg.Unlock(inst)
+	if !s.reg.Has(inst) {
 		done("", "")
 		return
 	}
@@ -471,13 +456,11 @@ func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error
 	if err != nil {
 		return Health{}, err
 	}
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
+	in, have := s.reg.Get(inst)
 	h := Health{Instance: inst.String(), State: row.State, Check: "systemd state",
 		MaxRestarts: s.cfg.Settings.MaxRestarts, RestartWindowSec: s.cfg.Settings.RestartWindow}
-	if in != nil && in.svc != nil && in.svc.Health != "" {
-		h.Check = "GET " + in.svc.Health
+	if have && in.Svc != nil && in.Svc.Health != "" {
+		h.Check = "GET " + in.Svc.Health
 	}
 	now := time.Now()
 	s.health.mu.Lock()
@@ -499,10 +482,10 @@ func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error
 // waitHealthy polls inst until a health check passes (deploy). It may wake
 // the instance: deploy starts it on purpose. Without `health`, the service
 // must be active in systemd and answer GET / with any status below 500.
-func (s *Server) waitHealthy(ctx context.Context, in *instance, timeout time.Duration) error {
+func (s *Server) waitHealthy(ctx context.Context, in registry.Entry, timeout time.Duration) error {
 	path, judge := "/", "GET / (no health path configured)"
-	if in.svc != nil && in.svc.Health != "" {
-		path, judge = in.svc.Health, "GET "+in.svc.Health
+	if in.Svc != nil && in.Svc.Health != "" {
+		path, judge = in.Svc.Health, "GET "+in.Svc.Health
 	}
 	deadline := time.Now().Add(timeout)
 	last := "no check finished"
@@ -511,14 +494,14 @@ func (s *Server) waitHealthy(ctx context.Context, in *instance, timeout time.Dur
 		if left <= 0 {
 			return fmt.Errorf("not healthy within %s: %s: %s", timeout, judge, last)
 		}
-		info, err := s.sd.Info(ctx, in.inst)
+		info, err := s.sd.Info(ctx, in.Inst)
 		switch {
 		case err != nil:
 			last = err.Error()
 		case info.ActiveState != "active":
 			last = "service " + describeExit(info.ActiveState, info.SubState, info.Result)
 		default:
-			code, err := s.router.Probe(ctx, in.inst, path, min(left, s.probeTimeout(in)), true)
+			code, err := s.router.Probe(ctx, in.Inst, path, min(left, s.probeTimeout(in)), true)
 			switch {
 			case err != nil:
 				last = err.Error()

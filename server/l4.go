@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router/ebpf"
 	"github.com/tenhq/ten/units"
 )
@@ -184,13 +186,13 @@ func (s *Server) l4Activity(inst units.Instance) (time.Time, bool) {
 	return last, !last.IsZero()
 }
 
-// l4Reserve assigns a new instance its L4 addresses and internal port (what
-// units.Options needs) before its units are made; l4Release undoes it when
-// the spawn fails.
-func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) (listen, internal []string, err error) {
+// l4Reserve assigns a new instance its L4 addresses before its units are
+// made; l4Release undoes it when the spawn fails. The port of its internal
+// sockets comes from the registry (reservePorts), then l4SetInternal.
+func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) ([]config.Listen, error) {
 	specs, err := l4.ParseAll(svc.Listen...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	st := s.l4
 	st.mu.Lock()
@@ -202,60 +204,61 @@ func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) (listen, in
 			held[other] = o.listen
 		}
 		if li.listen, err = l4.Assign(inst, specs, held); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		port, err := s.allocInternalPort(inst, li.listen)
-		if err != nil {
-			return nil, nil, err
-		}
-		li.internal = l4.InternalSockets(li.listen, port)
 	}
 	st.inst[inst] = li
-	return l4.Strings(li.listen), li.internal, nil
+	return li.listen, nil
 }
 
-// allocInternalPort picks the port of an instance's internal sockets from
-// settings.port_range, past the ports other instances hold and any port
-// bound on the host. Called with s.l4.mu held.
-func (s *Server) allocInternalPort(inst units.Instance, listen []config.Listen) (int, error) {
-	used := map[int]bool{}
-	s.mu.Lock()
-	for _, in := range s.instances {
-		used[in.port] = true
+// l4SetInternal records the internal sockets on port (0: the instance has
+// no L4 addresses) and returns what units.Options needs: the L4 addresses
+// and the internal sockets.
+func (s *Server) l4SetInternal(inst units.Instance, listen []config.Listen, port int) (addrs, internal []string) {
+	if port > 0 && len(listen) > 0 {
+		internal = l4.InternalSockets(listen, port)
 	}
-	for _, p := range s.ports {
-		used[p] = true
+	s.l4.mu.Lock()
+	if li := s.l4.inst[inst]; li != nil {
+		li.internal = internal
 	}
-	s.mu.Unlock()
-	for _, li := range s.l4.inst {
-		for _, a := range li.internal {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
-				used[int(ap.Port())] = true
-			}
-		}
-	}
+	s.l4.mu.Unlock()
+	return l4.Strings(listen), internal
+}
+
+// reservePorts reserves inst's PORT (from a stable hash of its name) and,
+// when it has L4 addresses, the port of its internal sockets, in one step
+// of the registry.
+func (s *Server) reservePorts(inst units.Instance, listen []config.Listen) (registry.Ports, error) {
 	lo, hi := s.cfg.Settings.PortRange[0], s.cfg.Settings.PortRange[1]
-	n := hi - lo + 1
-	start := int(time.Now().UnixNano() % int64(n))
-	for i := 0; i < n; i++ {
-		p := lo + (start+i)%n
-		if used[p] {
-			continue
-		}
-		free := true
-		for _, a := range l4.InternalSockets(listen, p) {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			return p, nil
+	h := fnv.New32a()
+	h.Write([]byte(inst.String()))
+	req := registry.PortRequest{Lo: lo, Hi: hi, Start: int(h.Sum32() % uint32(max(hi-lo+1, 1))), L4Start: int(time.Now().UnixNano() % int64(max(hi-lo+1, 1)))}
+	if len(listen) > 0 {
+		req.L4 = func(p int) []string { return l4.InternalSockets(listen, p) }
+	}
+	return s.reg.ReservePorts(inst, req, canBind)
+}
+
+// canBind reports whether a TCP address can be bound on this host now.
+func canBind(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// internalPorts are the ports of internal socket addresses.
+func internalPorts(addrs []string) []int {
+	var out []int
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			out = append(out, int(ap.Port()))
 		}
 	}
-	return 0, fmt.Errorf("no free port in settings.port_range %d-%d for the L4 socket of %s", lo, hi, inst)
+	return out
 }
 
 // l4Release forgets a reservation whose spawn failed.
@@ -271,7 +274,7 @@ func (s *Server) l4Release(inst units.Instance) {
 // environment ten gave its service (TEN_LISTEN, TEN_L4_SOCKETS), and sets it
 // up again: a new ten re-adopts the pinned BPF state and re-registers the
 // sockets, the proxy listens again.
-func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string) {
+func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string) (ports []int) {
 	li := &l4Instance{}
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "TEN_LISTEN="); ok {
@@ -289,6 +292,7 @@ func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string)
 	s.l4.inst[inst] = li
 	s.l4.mu.Unlock()
 	s.l4Up(ctx, inst)
+	return internalPorts(li.internal)
 }
 
 // l4Up starts accounting for an instance whose units exist, binds its L4

@@ -15,13 +15,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -64,22 +64,9 @@ type Server struct {
 	freezeFeature Feature
 	fm            *freezeMetrics
 
-	mu        sync.Mutex
-	instances map[units.Instance]*instance
-	// busy serialises spawn/stop/restart of one instance.
-	busy map[units.Instance]bool
-	// ports holds the PORT of each spawn in progress, until the instance
-	// is in instances (or the spawn failed).
-	ports map[units.Instance]int
-}
-
-type instance struct {
-	inst       units.Instance
-	svc        *config.Service // nil when the config no longer declares the service
-	port       int
-	listen     string
-	created    time.Time
-	wakeFailed string
+	// reg holds the instances, the busy set and every port they hold
+	// (package registry).
+	reg *registry.Registry
 }
 
 // ErrNotRoot means ten serve runs without the privilege to create units.
@@ -106,7 +93,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, ports: map[units.Instance]int{}, metrics: newRegistry()}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: newRegistry()}
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -254,7 +241,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
+	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
 	err = srv.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
@@ -302,18 +289,10 @@ func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
 // answers a request or is restarted. ten does not stop it: connections still
 // queued on its socket would start it again at once.
 func (s *Server) WakeFailed(inst units.Instance, reason string) {
-	s.mu.Lock()
-	if in := s.instances[inst]; in != nil {
-		in.wakeFailed = reason
-	}
-	s.mu.Unlock()
+	s.reg.SetWakeFailed(inst, reason)
 }
 
 // Answered implements router.Controller: a waking request got an answer.
 func (s *Server) Answered(inst units.Instance) {
-	s.mu.Lock()
-	if in := s.instances[inst]; in != nil {
-		in.wakeFailed = ""
-	}
-	s.mu.Unlock()
+	s.reg.SetWakeFailed(inst, "")
 }

@@ -35,17 +35,15 @@ func (s *Server) registerStorage(api *http.ServeMux) {
 // tenement/NAME/ID). A directory that does not exist yet (the instance
 // never ran) counts as empty.
 func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, error) {
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
-	if in == nil {
+	in, ok := s.reg.Get(inst)
+	if !ok {
 		return Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
 	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
-	if in.svc != nil {
-		out.Path = units.StateMountPoint(in.svc, inst)
-		if in.svc.StorageQuotaMB > 0 {
-			out.QuotaBytes = int64(in.svc.StorageQuotaMB) << 20
+	if in.Svc != nil {
+		out.Path = units.StateMountPoint(in.Svc, inst)
+		if in.Svc.StorageQuotaMB > 0 {
+			out.QuotaBytes = int64(in.Svc.StorageQuotaMB) << 20
 		}
 	}
 	size, disk, files, err := dirUsage(ctx, out.Path)

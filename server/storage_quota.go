@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -329,12 +330,12 @@ func lastExit(result string, e systemd.Exit, oom bool) string {
 }
 
 // isolationRow fills the isolation columns of a ps row.
-func (s *Server) isolationRow(ctx context.Context, in *instance, cgroup, activeState string, r *Row) {
+func (s *Server) isolationRow(ctx context.Context, in registry.Entry, cgroup, activeState string, r *Row) {
 	if activeState == "active" {
-		go s.watchOOM(in.inst, cgroup) // adopted, or started before ten watched
+		go s.watchOOM(in.Inst, cgroup) // adopted, or started before ten watched
 	}
-	r.OOMKills, r.LastExit = s.oom.get(in.inst)
-	r.StorageBytes, r.StorageQuotaBytes = storageUse(in.svc, in.inst)
+	r.OOMKills, r.LastExit = s.oom.get(in.Inst)
+	r.StorageBytes, r.StorageQuotaBytes = storageUse(in.Svc, in.Inst)
 }
 
 // isolationCollector exports OOM kills and quota use at scrape time.
@@ -363,17 +364,12 @@ func (c *isolationCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.mu.Lock()
-	ins := make([]*instance, 0, len(c.s.instances))
-	for _, in := range c.s.instances {
-		ins = append(ins, in)
-	}
-	c.s.mu.Unlock()
+	ins := c.s.reg.Snapshot()
 	for _, in := range ins {
-		name := in.inst.String()
-		kills, _ := c.s.oom.get(in.inst)
+		name := in.Inst.String()
+		kills, _ := c.s.oom.get(in.Inst)
 		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
-		if used, quota := storageUse(in.svc, in.inst); quota > 0 {
+		if used, quota := storageUse(in.Svc, in.Inst); quota > 0 {
 			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
 			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
 		}
