@@ -43,16 +43,11 @@ func newFreezeMetrics() *freezeMetrics {
 func (s *Server) initFreezer() {
 	s.fm = newFreezeMetrics()
 	s.metrics.MustRegister(s.fm.thaws)
-	if s.l4.acct != nil {
-		// Open L4 connections keep an instance awake, frozen or stopped.
-		s.router.Connections = s.l4Connections
-	}
 	f, err := s.sd.NewFreezer()
 	if err != nil {
 		s.freezeFeature = Feature{Name: FeatureFreeze, On: false, Detail: err.Error() + `: services with sleep = "freeze" are stopped instead`}
 	} else {
 		s.freezer = f
-		s.router.Freezer = s
 		method, why := f.Method()
 		s.freezeFeature = Feature{Name: FeatureFreeze, On: true, Detail: method + ": " + why}
 	}

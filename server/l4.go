@@ -101,7 +101,6 @@ func (s *Server) initL4() {
 	for _, f := range st.features {
 		s.log.Info("feature", "name", f.Name, "on", f.On, "detail", f.Detail)
 	}
-	s.router.Activity = s.l4Activity
 }
 
 func (st *l4State) loadBPF(s *Server) error {

@@ -118,11 +118,25 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.initL4()
 	s.initFreezer()
-	s.router.Observer = s
+	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, s.routerOptions())
 	return s, nil
+}
+
+// routerOptions are the router's hooks: activity and open connections from
+// the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
+// and the metrics (metrics_instances.go).
+func (s *Server) routerOptions() router.Options {
+	o := router.Options{Activity: s.l4Activity, Observer: s}
+	if s.l4.acct != nil {
+		// Open L4 connections keep an instance awake, frozen or stopped.
+		o.Connections = s.l4Connections
+	}
+	if s.freezer != nil {
+		o.Freezer = s
+	}
+	return o
 }
 
 // installShim copies the running ten binary to a place every sandboxed
