@@ -108,6 +108,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
 	s.metrics.MustRegister(newIsolationCollector(s))
+	s.metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: prometheus.BuildFQName("ten", "systemd", "events_dropped_total"),
+		Help: "systemd state changes lost to a full buffer; each loss makes ten resynchronise from a full listing of its units.",
+	}, func() float64 { return float64(sdm.DroppedEvents()) }))
 	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
 	if err != nil {
 		sdm.Close()
