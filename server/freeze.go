@@ -118,7 +118,9 @@ func (s *Server) thawNow(inst units.Instance, why string) {
 		s.log.Error("thaw", "instance", inst.String(), "why", why, "err", err)
 	}
 	if disp := s.l4.disp; disp != nil {
-		_ = disp.SetFrozen(l4.Label(inst), false)
+		if err := disp.SetFrozen(l4.Label(inst), false); err != nil {
+			s.log.Warn("L4 dispatch: mark thawed", "instance", inst.String(), "err", err)
+		}
 	}
 	s.forgetFrozen(inst)
 }
@@ -185,7 +187,9 @@ func (s *Server) restoreFrozen() {
 				s.forgetFrozen(in.Inst)
 			}
 			if disp := s.l4.disp; disp != nil {
-				_ = disp.SetFrozen(l4.Label(in.Inst), false)
+				if err := disp.SetFrozen(l4.Label(in.Inst), false); err != nil {
+					s.log.Warn("L4 dispatch: mark thawed", "instance", name, "err", err)
+				}
 			}
 			continue
 		}
@@ -206,13 +210,17 @@ func (s *Server) restoreFrozen() {
 		}
 		s.router.SetFrozen(in.Inst, since)
 		if disp := s.l4.disp; disp != nil {
-			_ = disp.SetFrozen(l4.Label(in.Inst), true)
+			if err := disp.SetFrozen(l4.Label(in.Inst), true); err != nil {
+				s.log.Warn("L4 dispatch: mark frozen", "instance", name, "err", err)
+			}
 		}
 		s.log.Info("instance stays frozen", "instance", name, "frozen_since", since)
 	}
 	for name := range records {
 		if !known[name] {
-			_ = s.state.update(func(p *persisted) { delete(p.Frozen, name) })
+			if err := s.state.update(func(p *persisted) { delete(p.Frozen, name) }); err != nil {
+				s.log.Error("save state", "instance", name, "err", err)
+			}
 		}
 	}
 }

@@ -458,7 +458,9 @@ func (s *Server) l4Reconcile() {
 		if err := st.disp.RemoveBinding(b); err != nil {
 			s.log.Warn("L4 dispatch", "err", err)
 		}
-		_ = st.disp.UnregisterSocket(b.Label)
+		if err := st.disp.UnregisterSocket(b.Label); err != nil {
+			s.log.Warn("L4 dispatch: unregister socket", "label", b.Label, "err", err)
+		}
 	}
 	if err := st.acct.Prune(); err != nil {
 		s.log.Warn("activity accounting", "err", err)

@@ -35,9 +35,6 @@ type Options struct {
 	// Domain overrides settings.domain when not empty.
 	Domain string
 	Log    *slog.Logger
-	// Listener, when set, is used instead of listening on Listen (socket
-	// activation of ten itself).
-	Listener net.Listener
 }
 
 // Server is a running `ten serve`.
@@ -155,29 +152,43 @@ func installShim(socketDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("shim dir %s: %w", dir, err)
 	}
-	_ = os.Chmod(socketDir, 0o755)
-	dst := filepath.Join(dir, "ten")
-	src, err := os.Open(self)
+	// The sandboxed instances reach the shim through the socket dir.
+	if err := os.Chmod(socketDir, 0o755); err != nil {
+		return "", fmt.Errorf("shim dir %s: %w", socketDir, err)
+	}
+	return installFile(self, filepath.Join(dir, "ten"))
+}
+
+// installFile copies src to dst (mode 0755) through a temporary file in
+// dst's directory, renamed over dst: running copies of the old one keep
+// their (unlinked) inode. On any error the temporary file is removed.
+func installFile(src, dst string) (_ string, err error) {
+	in, err := os.Open(src)
 	if err != nil {
-		return "", fmt.Errorf("read own binary %s: %w", self, err)
+		return "", fmt.Errorf("read own binary %s: %w", src, err)
 	}
-	defer src.Close()
-	tmp, err := os.CreateTemp(dir, ".ten-*")
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ten-*")
 	if err != nil {
-		return "", fmt.Errorf("install shim: %w", err)
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("install shim: %w", err)
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, in); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	tmp.Close()
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", err
+	if err := tmp.Chmod(0o755); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
+	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", fmt.Errorf("install shim: %w", err)
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
 	return dst, nil
 }
