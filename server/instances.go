@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
@@ -56,6 +57,9 @@ func (s *Server) adopt(ctx context.Context) error {
 		s.reg.Add(in)
 		awake := info.ActiveState == "active" || info.ActiveState == "activating"
 		s.router.Put(s.backend(in), awake)
+		if info.ActiveState == "active" {
+			go s.watchOOM(ctx, inst) // started before this ten watched
+		}
 		s.reg.Hold(inst, s.l4Adopt(ctx, inst, info.Environment)...)
 		s.restoreFailed(inst)
 		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
@@ -162,7 +166,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
 	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return resolveCommand(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
@@ -282,7 +286,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
 	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
-	s.oom.forget(inst)
+	s.oom.Forget(inst)
 	s.l4Down(ctx, inst)
 	s.reg.Remove(inst)
 	s.clearHealth(inst)
@@ -390,7 +394,7 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	if st.Inflight > 0 {
 		r.IdleSec = 0
 	}
-	s.isolationRow(ctx, in, info.ControlGroup, info.ActiveState, &r)
+	s.isolationRow(in, &r)
 	return r, nil
 }
 

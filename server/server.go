@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
@@ -53,8 +54,8 @@ type Server struct {
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
 	health *healthBook
-	// oom counts OOM kills per instance (storage_quota.go).
-	oom oomBook
+	// oom counts OOM kills per instance (package isolation).
+	oom *isolation.OOM
 	// freezer freezes idle instances (sleep = "freeze"), nil when the host
 	// cannot (freeze.go).
 	freezer       *systemd.Freezer
@@ -101,6 +102,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.health = newHealthBook()
+	s.oom = isolation.NewOOM(o.Log)
 	s.im = newInstMetrics()
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
@@ -299,7 +301,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)
 		}
-		s.noteServiceState(c) // OOM watch and last exit (storage_quota.go)
+		s.noteServiceState(ctx, c) // OOM watch and last exit (storage_quota.go)
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
