@@ -49,6 +49,7 @@ type l4State struct {
 	disp     *ebpf.Dispatcher // nil without BPF
 	proxy    *l4.Proxy        // serves L4 addresses when disp is nil
 	cgroups  string           // cgroup v2 mount
+	pins     *ebpf.PinLock    // flock on BPFPinDir while ten uses it
 	features []Feature
 
 	mu   sync.Mutex
@@ -67,18 +68,29 @@ type l4Instance struct {
 	up       bool            // units exist (false while a spawn is being planned)
 }
 
-// initL4 loads the BPF objects, or falls back, and says which and why.
-func (s *Server) initL4() {
+// initL4 loads the BPF objects, or falls back, and says which and why. It
+// fails only when another ten serve holds the pinned state.
+func (s *Server) initL4() error {
 	st := &l4State{inst: map[units.Instance]*l4Instance{}, byCgroup: map[uint64]units.Instance{}, sockets: map[units.Instance]bool{}}
 	s.l4 = st
 	err := CheckBPF()
 	if err == nil {
 		err = st.loadBPF(s)
+		var held *ebpf.PinsHeldError
+		if errors.As(err, &held) {
+			return err
+		}
 	} else if os.Getenv(EnvDisableBPF) == "1" {
 		// Off means off: a dispatcher a previous ten pinned would go on
 		// steering (or refusing) connections for addresses the proxy now
 		// serves. Removing the pins releases the links, which detaches them.
 		if _, serr := os.Stat(BPFPinDir); serr == nil {
+			lock, lerr := ebpf.LockPins(BPFPinDir)
+			var held *ebpf.PinsHeldError
+			if errors.As(lerr, &held) {
+				return lerr
+			}
+			defer lock.Unlock()
 			s.log.Info("removing the BPF state a previous ten pinned", "pins", BPFPinDir, "reason", err)
 			if rerr := os.RemoveAll(BPFPinDir); rerr != nil {
 				s.log.Warn("remove pinned BPF state", "pins", BPFPinDir, "err", rerr)
@@ -101,6 +113,7 @@ func (s *Server) initL4() {
 	for _, f := range st.features {
 		s.log.Info("feature", "name", f.Name, "on", f.On, "detail", f.Detail)
 	}
+	return nil
 }
 
 func (st *l4State) loadBPF(s *Server) error {
@@ -115,14 +128,22 @@ func (st *l4State) loadBPF(s *Server) error {
 	if err := os.MkdirAll(BPFPinDir, 0o700); err != nil {
 		return err
 	}
+	// One ten serve at a time changes the pinned state.
+	if st.pins, err = ebpf.LockPins(BPFPinDir); err != nil {
+		return err
+	}
 	st.acct, err = ebpf.LoadAccounting(BPFPinDir, s.log)
 	if err != nil {
+		st.pins.Unlock()
+		st.pins = nil
 		return err
 	}
 	st.disp, err = ebpf.LoadDispatcher("/proc/self/ns/net", BPFPinDir, s.log)
 	if err != nil {
 		st.acct.Close()
 		st.acct = nil
+		st.pins.Unlock()
+		st.pins = nil
 		return err
 	}
 	return nil
@@ -154,6 +175,9 @@ func (s *Server) closeL4() {
 	}
 	if st.proxy != nil {
 		st.proxy.Close()
+	}
+	if err := st.pins.Unlock(); err != nil {
+		s.log.Warn("unlock pinned BPF state", "pins", BPFPinDir, "err", err)
 	}
 }
 

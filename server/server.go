@@ -121,7 +121,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.initL4()
+	if err := s.initL4(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
 	s.initFreezer()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, s.routerOptions())
 	return s, nil
