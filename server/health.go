@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
@@ -35,17 +36,10 @@ import (
 // so nothing wakes it until `ten restart`. The mark is kept in state.json and
 // survives a restart of ten.
 
-// unhealthyAfter is how many checks in a row must fail before ten restarts
-// an instance: one slow answer during a GC pause or a deploy should not cost
-// a restart, three (30 s at the default interval) should.
-const unhealthyAfter = 3
-
+// healthState is one instance's health: the pure state machine of package
+// health plus what the loop keeps around it.
 type healthState struct {
-	state       string
-	detail      string
-	fails       int
-	lastCheck   time.Time
-	lastHealthy time.Time
+	health.State
 	restarts    []RestartEvent // pruned to restart_window
 	nRestarts   uint32         // systemd's NRestarts at the last check
 	seenN       bool
@@ -71,7 +65,7 @@ func newHealthBook() *healthBook {
 func (h *healthBook) get(inst units.Instance) *healthState {
 	hs := h.m[inst]
 	if hs == nil {
-		hs = &healthState{state: HealthUnknown}
+		hs = &healthState{State: health.State{State: HealthUnknown}}
 		h.m[inst] = hs
 	}
 	return hs
@@ -89,16 +83,6 @@ func (s *Server) window() time.Duration {
 	return time.Duration(s.cfg.Settings.RestartWindow) * time.Second
 }
 
-// backoff is the pause before the restart that follows n restarts within
-// the window: backoff_base_ms doubled n times, at most backoff_max_ms.
-func backoff(base, max time.Duration, n int) time.Duration {
-	d := base
-	for i := 0; i < n && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
-}
-
 // recordRestart notes one restart; callers hold s.health.mu.
 func (s *Server) recordRestart(inst units.Instance, hs *healthState, reason string, now time.Time) {
 	hs.restarts = append(hs.restarts, RestartEvent{At: now, Reason: reason})
@@ -109,12 +93,7 @@ func (s *Server) recordRestart(inst units.Instance, hs *healthState, reason stri
 
 // inWindow prunes and counts restarts within restart_window; callers hold s.health.mu.
 func (s *Server) inWindow(hs *healthState, now time.Time) int {
-	cut := now.Add(-s.window())
-	i := 0
-	for i < len(hs.restarts) && hs.restarts[i].At.Before(cut) {
-		i++
-	}
-	hs.restarts = hs.restarts[i:]
+	hs.restarts = health.InWindow(hs.restarts, s.window(), now)
 	return len(hs.restarts)
 }
 
@@ -175,7 +154,7 @@ func (s *Server) checkedAsleep(inst units.Instance) bool {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	hs := s.health.m[inst]
-	return hs != nil && hs.state == HealthSleeping
+	return hs != nil && hs.State.State == HealthSleeping
 }
 
 func (s *Server) probeTimeout(in registry.Entry) time.Duration {
@@ -218,14 +197,7 @@ func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
 	// to 0 when the service is started other than by Restart= (a wake, a
 	// restart by ten); a smaller value then counts from 0.
 	s.health.mu.Lock()
-	crashes := 0
-	if hs.seenN {
-		if info.NRestarts >= hs.nRestarts {
-			crashes = int(info.NRestarts - hs.nRestarts)
-		} else {
-			crashes = int(info.NRestarts)
-		}
-	}
+	crashes := health.Crashes(hs.nRestarts, hs.seenN, info.NRestarts)
 	hs.nRestarts, hs.seenN = info.NRestarts, true
 	for i := 0; i < crashes; i++ {
 		s.recordRestart(inst, hs, RestartCrash, now)
@@ -238,74 +210,33 @@ func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
 	}
 	if n > s.cfg.Settings.MaxRestarts {
 		s.markFailed(ctx, inst, fmt.Sprintf("restarted %d times within restart_window %ds (max_restarts %d); last: %s",
-			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, describeExit(info.ActiveState, info.SubState, info.Result)))
+			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, health.DescribeExit(info.ActiveState, info.SubState, info.Result)))
 		return
 	}
 	if pending {
 		return
 	}
 
-	state, detail := HealthUnknown, ""
-	switch {
-	case info.ActiveState == "active" || info.ActiveState == "reloading":
-		if in.Svc == nil || in.Svc.Health == "" {
-			state, detail = HealthHealthy, "systemd: active"
-			break
-		}
-		code, err := s.router.Probe(ctx, inst, in.Svc.Health, s.probeTimeout(in), false)
-		switch {
-		case errors.Is(err, router.ErrAsleep):
-			state = HealthSleeping
-		case err != nil:
-			detail = fmt.Sprintf("GET %s: %v", in.Svc.Health, err)
-		case code < 200 || code >= 400:
-			detail = fmt.Sprintf("GET %s: %d %s", in.Svc.Health, code, http.StatusText(code))
-		default:
-			state, detail = HealthHealthy, fmt.Sprintf("GET %s: %d", in.Svc.Health, code)
-		}
-		if state == HealthUnknown {
-			state = HealthDegraded // a failed check; counted below
-		}
-	case info.ActiveState == "activating" && info.SubState == "auto-restart":
-		state, detail = HealthUnhealthy, "exited ("+info.Result+"); systemd restarts it"
-	case info.ActiveState == "activating":
-		state, detail = HealthUnknown, "starting"
-	case info.ActiveState == "failed":
-		// The next request starts it again by socket activation.
-		state, detail = HealthUnhealthy, "service failed: "+info.Result
-	default:
-		state = HealthSleeping
+	o := health.Observation{Active: info.ActiveState, Sub: info.SubState, Result: info.Result}
+	if in.Svc != nil {
+		o.Path = in.Svc.Health
 	}
+	if health.NeedsProbe(o.Active, o.Path) {
+		o.Probed = true
+		o.Code, o.ProbeErr = s.router.Probe(ctx, inst, o.Path, s.probeTimeout(in), false)
+		if errors.Is(o.ProbeErr, router.ErrAsleep) {
+			o.Asleep, o.ProbeErr = true, nil
+		}
+	}
+	state, detail := health.Judge(o)
 
 	s.health.mu.Lock()
-	hs.lastCheck = now
-	restart := false
-	switch state {
-	case HealthHealthy:
-		hs.fails = 0
-		hs.lastHealthy = now
-	case HealthDegraded:
-		hs.fails++
-		if hs.fails >= unhealthyAfter {
-			state = HealthUnhealthy
-			restart = true
-		}
-		detail = fmt.Sprintf("%s (%d failed check(s) in a row)", detail, hs.fails)
-	case HealthSleeping:
-		hs.fails = 0
-	}
-	hs.state, hs.detail = state, detail
+	restart := hs.Step(state, detail, now)
+	detail = hs.Detail
 	s.health.mu.Unlock()
 	if restart {
 		s.scheduleRestart(ctx, inst, detail)
 	}
-}
-
-func describeExit(active, sub, result string) string {
-	if result != "" && result != "success" {
-		return "service " + result
-	}
-	return "service " + active + "/" + sub
 }
 
 // scheduleRestart restarts an unhealthy instance after its backoff, or marks
@@ -321,7 +252,7 @@ func (s *Server) scheduleRestart(ctx context.Context, inst units.Instance, why s
 			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, why))
 		return
 	}
-	d := backoff(time.Duration(s.cfg.Settings.BackoffBaseMs)*time.Millisecond, time.Duration(s.cfg.Settings.BackoffMaxMs)*time.Millisecond, n)
+	d := health.Backoff(time.Duration(s.cfg.Settings.BackoffBaseMs)*time.Millisecond, time.Duration(s.cfg.Settings.BackoffMaxMs)*time.Millisecond, n)
 	hs.pending, hs.nextRestart, hs.backoff = true, now.Add(d), d
 	s.health.mu.Unlock()
 	s.log.Warn("instance unhealthy; restarting after backoff", "instance", inst.String(), "backoff", d, "restarts_in_window", n, "why", why)
@@ -343,7 +274,7 @@ func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why str
 		hs := s.health.get(inst)
 		hs.pending, hs.nextRestart = false, time.Time{}
 		if state != "" {
-			hs.state, hs.detail, hs.fails = state, detail, 0
+			hs.State.State, hs.Detail, hs.Fails = state, detail, 0
 		}
 		s.health.mu.Unlock()
 	}
@@ -388,7 +319,7 @@ func (s *Server) markFailed(ctx context.Context, inst units.Instance, reason str
 		s.health.mu.Unlock()
 		return
 	}
-	hs.failed, hs.state, hs.detail, hs.pending = reason, HealthFailed, reason, false
+	hs.failed, hs.State.State, hs.Detail, hs.pending = reason, HealthFailed, reason, false
 	s.health.mu.Unlock()
 	s.router.SetFailed(inst, reason)
 	if err := s.state.update(func(p *persisted) { p.Failed[inst.String()] = reason }); err != nil {
@@ -426,7 +357,7 @@ func (s *Server) restoreFailed(inst units.Instance) {
 	}
 	s.health.mu.Lock()
 	hs := s.health.get(inst)
-	hs.failed, hs.state, hs.detail = reason, HealthFailed, reason
+	hs.failed, hs.State.State, hs.Detail = reason, HealthFailed, reason
 	s.health.mu.Unlock()
 	s.router.SetFailed(inst, reason)
 }
@@ -445,7 +376,7 @@ func (s *Server) healthOf(inst units.Instance) string {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	if hs := s.health.m[inst]; hs != nil {
-		return hs.state
+		return hs.State.State
 	}
 	return HealthUnknown
 }
@@ -465,8 +396,8 @@ func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error
 	now := time.Now()
 	s.health.mu.Lock()
 	hs := s.health.get(inst)
-	h.Health, h.Detail, h.ConsecutiveFailures = hs.state, hs.detail, hs.fails
-	h.LastCheck, h.LastHealthy = hs.lastCheck, hs.lastHealthy
+	h.Health, h.Detail, h.ConsecutiveFailures = hs.State.State, hs.Detail, hs.Fails
+	h.LastCheck, h.LastHealthy = hs.LastCheck, hs.LastHealthy
 	h.RestartsInWindow = s.inWindow(hs, now)
 	h.Restarts = append([]RestartEvent{}, hs.restarts...)
 	h.NextRestart, h.Failed = hs.nextRestart, hs.failed
@@ -499,7 +430,7 @@ func (s *Server) waitHealthy(ctx context.Context, in registry.Entry, timeout tim
 		case err != nil:
 			last = err.Error()
 		case info.ActiveState != "active":
-			last = "service " + describeExit(info.ActiveState, info.SubState, info.Result)
+			last = "service " + health.DescribeExit(info.ActiveState, info.SubState, info.Result)
 		default:
 			code, err := s.router.Probe(ctx, in.Inst, path, min(left, s.probeTimeout(in)), true)
 			switch {
