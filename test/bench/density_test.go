@@ -168,7 +168,7 @@ start = "lazy"
 	sd2, _ := procRSS(1)
 	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "tear down (DELETE each, 16 at a time)", n: "1", p50: fmtDur(down),
 		ratio: ratio(down.Seconds(), alone.down.Seconds(), "systemd alone"),
-		note: fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
+		note:  fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
 	b.ReportMetric(create.Seconds(), "create-s")
 	b.ReportMetric(down.Seconds(), "teardown-s")
 	ten.stop()
