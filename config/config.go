@@ -53,7 +53,19 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
+	// at once (default DefaultMaxConcurrentWakes); WakeQueue how many more
+	// wait for a place (default DefaultWakeQueue; 0: none). A request past
+	// both gets 503 with Retry-After at once.
+	MaxConcurrentWakes int  `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
+	WakeQueue          *int `toml:"wake_queue" json:"wake_queue"`
 }
+
+// Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
+const (
+	DefaultMaxConcurrentWakes = 16
+	DefaultWakeQueue          = 1000
+)
 
 // TLS is [settings.tls]; parsed for compatibility.
 type TLS struct {
@@ -297,6 +309,13 @@ func (c *Config) defaults() {
 	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
+	}
+	if s.MaxConcurrentWakes == 0 {
+		s.MaxConcurrentWakes = DefaultMaxConcurrentWakes
+	}
+	if s.WakeQueue == nil {
+		n := DefaultWakeQueue
+		s.WakeQueue = &n
 	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}

@@ -17,11 +17,13 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
 )
 
@@ -92,6 +94,11 @@ type Router struct {
 	Freezer Freezer
 	// Observer, when set, gets request and wake measurements.
 	Observer Observer
+	// Wakes, when set, bounds the wakes that run at once: a request for a
+	// sleeping instance waits for its place before it connects (so its
+	// startup_timeout counts from its own wake's start), and gets 503 with
+	// Retry-After at once when the queue is full.
+	Wakes *wakeq.Queue
 }
 
 // New returns a router for domain; requests for other hosts (the bare
@@ -536,6 +543,23 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
+	if waking && r.Wakes != nil {
+		tk, err := r.Wakes.Acquire(req.Context(), b.Instance.String())
+		if err != nil {
+			code := 499 // the client went away while queued
+			if errors.Is(err, wakeq.ErrFull) {
+				code = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", strconv.Itoa(r.Wakes.RetryAfter()))
+				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue); retry later", b.Instance), code)
+			} else {
+				w.WriteHeader(code)
+			}
+			r.observe(b.Instance, code, start)
+			return
+		}
+		st.wake = tk
+		defer tk.Done(false)
+	}
 	if waking && r.Observer != nil && b.waker.CompareAndSwap(false, true) {
 		st.obs = r.Observer
 		defer b.waker.Store(false)
@@ -595,6 +619,8 @@ type reqState struct {
 	// thawed, when set, delivers the result of thawing the frozen instance
 	// this request is already on its way to.
 	thawed <-chan error
+	// wake is the request's place in the wake queue (Router.Wakes).
+	wake *wakeq.Ticket
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -680,6 +706,9 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	st.observeWake(nil)
+	if st.wake != nil {
+		st.wake.Done(true)
+	}
 	b.awake.Store(true)
 	// A failed wake is cleared by the next answer, also when systemd said
 	// the service is active meanwhile, so that this request was not waking.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -132,6 +133,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
+	s.router.Wakes = wakeq.New(cfg.Settings.MaxConcurrentWakes, *cfg.Settings.WakeQueue)
+	s.metrics.MustRegister(s.router.Wakes.Collectors()...)
 	s.initL4()
 	s.initFreezer()
 	s.router.Observer = s
