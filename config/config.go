@@ -137,6 +137,10 @@ type Service struct {
 	IOWeight int `toml:"io_weight" json:"io_weight,omitempty"`
 	// Network is "" (host network) or "none" (PrivateNetwork).
 	Network string `toml:"network" json:"network,omitempty"`
+	// MemoryDenyWriteExecute forbids writable-and-executable memory
+	// (systemd MemoryDenyWriteExecute; isolation = "namespace" only). Off by
+	// default: JITs such as Node's need it.
+	MemoryDenyWriteExecute bool `toml:"memory_deny_write_execute" json:"memory_deny_write_execute,omitempty"`
 	// IPAllow lists address prefixes the instance may talk to (IPAddressAllow).
 	IPAllow []string `toml:"ip_allow" json:"ip_allow,omitempty"`
 	// Listen lists L4 addresses (tcp://IP:PORT) dispatched to the instance.

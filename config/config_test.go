@@ -181,6 +181,7 @@ func TestWakeQueueSettings(t *testing.T) {
 	for in, want := range map[string]string{
 		"[settings]\nmax_concurrent_wakes = -1\n": "t.toml:2: settings.max_concurrent_wakes: must be 1 to 10000, got -1",
 		"[settings]\nwake_queue = -5\n":           "t.toml:2: settings.wake_queue: must be 0 to 1000000",
+		"[service.a]\ncommand = \"/bin/x\"\nisolation = \"process\"\nmemory_deny_write_execute = true\n": "service.a.memory_deny_write_execute: applies only with isolation = \"namespace\", not \"process\"",
 	} {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", in, err, want)

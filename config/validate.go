@@ -84,6 +84,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 				add(k+".command", "%v", err)
 			}
 		}
+		if svc.MemoryDenyWriteExecute && svc.Isolation != IsolationNamespace {
+			add(k+".memory_deny_write_execute", "applies only with isolation = \"namespace\", not %q", svc.Isolation)
+		}
 		if msg, ok := validIsolation[svc.Isolation]; !ok {
 			add(k+".isolation", "unknown isolation %q; use process, namespace or sandbox", svc.Isolation)
 		} else if msg != "" {

@@ -305,7 +305,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	switch svc.Isolation {
 	case config.IsolationNamespace:
 		props = append(props, prop("User", DynamicUserName(inst)))
-		props = append(props, sandboxProps()...)
+		props = append(props, sandboxProps(svc)...)
 	case config.IsolationSandbox:
 		props = append(props, gvisorProps()...)
 	}
@@ -363,9 +363,9 @@ func protectProps() []sd.Property {
 	}
 }
 
-func sandboxProps() []sd.Property {
+func sandboxProps(svc *config.Service) []sd.Property {
 	props := append([]sd.Property{prop("DynamicUser", true)}, protectProps()...)
-	return append(props,
+	props = append(props,
 		// RestrictNamespaces takes the set of namespace types allowed: none.
 		prop("RestrictNamespaces", uint64(0)),
 		prop("RestrictSUIDSGID", true),
@@ -374,8 +374,29 @@ func sandboxProps() []sd.Property {
 		// With systemd 252 a filtered call would otherwise kill the whole
 		// process, which looks like a random crash to a tenant.
 		prop("SystemCallErrorNumber", int32(1)), // EPERM
+		prop("SystemCallArchitectures", []string{"native"}),
 		prop("RestrictAddressFamilies", allowList{Allow: true, Names: []string{"AF_UNIX", "AF_INET", "AF_INET6"}}),
+		// The tenant runs as an unprivileged user with no capability to
+		// gain: empty bounding and ambient sets, its own user namespace
+		// (root and its own user mapped, everyone else nobody).
+		prop("CapabilityBoundingSet", uint64(0)),
+		prop("AmbientCapabilities", uint64(0)),
+		prop("PrivateUsers", true),
+		// /proc shows only processes (the tenant's own, ProtectProc), not
+		// the kernel's files about the host.
+		prop("ProcSubset", "pid"),
+		prop("RestrictRealtime", true),
+		prop("ProtectHostname", true),
+		prop("ProtectClock", true),
+		prop("PrivateMounts", true),
+		prop("UMask", uint32(0o077)),
 	)
+	if svc.MemoryDenyWriteExecute {
+		// Opt-in: a JIT (Node's V8, the JVM, LuaJIT) needs writable and
+		// executable memory and dies under it.
+		props = append(props, prop("MemoryDenyWriteExecute", true))
+	}
+	return props
 }
 
 // gvisorProps harden the unit that runs runsc. runsc runs as root and
