@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +49,8 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 var directives = []directive{
 	{name: "none (socket activation alone)"},
 	{name: "DynamicUser=yes", lines: "DynamicUser=yes\n"},
-	{name: "User= numeric, no passwd entry", lines: "User=61234\nGroup=61234\n"},
-	{name: "User= numeric + StateDirectory", lines: "User=61234\nGroup=61234\nStateDirectory=ten-bench-dir/su\n"},
+	{name: "User= a static system user", lines: "User=" + staticUser + "\n"},
+	{name: "User= static + StateDirectory", lines: "User=" + staticUser + "\nStateDirectory=ten-bench-dir/su\n"},
 	{name: "DynamicUser + StateDirectory", lines: "DynamicUser=yes\nStateDirectory=ten-bench-dir/du\n"},
 	{name: "StateDirectory (root)", lines: "StateDirectory=ten-bench-dir/root\n"},
 	{name: "RuntimeDirectory", lines: "RuntimeDirectory=ten-bench-dir-rt\n"},
@@ -84,8 +85,8 @@ var directives = []directive{
 	{name: "Slice= (own slice per instance)", lines: "Slice=ten-bench-dir-own.slice\n"},
 	{name: "MemoryAccounting + CPUAccounting", lines: "MemoryAccounting=yes\nCPUAccounting=yes\n"},
 	{name: "systemd-cat in front", exec: "/usr/bin/systemd-cat --identifier=echoapp --stderr-priority=err -- ECHO --mode activation"},
-	{name: "ten's shim in front (PORT app)", lines: "RuntimeDirectory=ten-bench-dir-shim\nEnvironment=PORT=0\n",
-		exec: "TEN shim --instance=bench:shim --socket=/run/ten-bench-dir-shim/app.sock --port=0 --startup-timeout=10s -- ECHO --mode port"},
+	{name: "ten's shim in front (PORT app)", lines: "RuntimeDirectory=ten-bench-dir-shim\nEnvironment=PORT=SHIMPORT\n",
+		exec: "TEN shim --instance=bench:shim --socket=/run/ten-bench-dir-shim/app.sock --port=SHIMPORT --startup-timeout=10s -- ECHO --mode port"},
 	{name: "set: ten namespace (before issue 13)", lines: namespaceSet + "StateDirectory=ten-bench-dir/ns\nRuntimeDirectory=ten-bench-dir-ns\n"},
 }
 
@@ -109,6 +110,13 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		sock string
 		unit string
 	}
+	// A static system user, as ten could allocate one per instance at
+	// spawn instead of DynamicUser's allocation at every start.
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", staticUser).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
+		b.Fatalf("useradd %s: %v %s", staticUser, err, out)
+	}
+	b.Cleanup(func() { exec.Command("userdel", staticUser).Run() })
+	shimPort := freePort(b)
 	files := map[string]string{}
 	var vs []variant
 	for i, d := range all {
@@ -118,9 +126,9 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		if execStart == "" {
 			execStart = "ECHO --mode activation"
 		}
-		execStart = strings.NewReplacer("ECHO", echoBin, "TEN", tenBin).Replace(execStart)
+		r := strings.NewReplacer("ECHO", echoBin, "TEN", tenBin, "SHIMPORT", strconv.Itoa(shimPort))
 		files[name+".socket"] = fmt.Sprintf("[Socket]\nListenStream=%s\nTriggerLimitIntervalSec=0\n", sock)
-		files[name+".service"] = fmt.Sprintf("[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=TEN_INSTANCE=dir\nExecStart=%s\n%s", execStart, d.lines)
+		files[name+".service"] = fmt.Sprintf("[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=TEN_INSTANCE=dir\nExecStart=%s\n%s", r.Replace(execStart), r.Replace(d.lines))
 		vs = append(vs, variant{d: d, sock: sock, unit: name + ".service"})
 	}
 	writeUnits(b, files)
@@ -129,6 +137,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		systemctl(b, "start", strings.TrimSuffix(v.unit, ".service")+".socket")
 	}
 	samples := make([][]time.Duration, len(vs))
+	cpu := make([][]time.Duration, len(vs))
 	failed := make([]string, len(vs))
 	rng := rand.New(rand.NewPCG(13, 13))
 	// Round 0 warms caches (and makes the state directories) and is not counted.
@@ -139,7 +148,9 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 				continue
 			}
 			systemctl(b, "stop", v.unit)
+			pid1 := schedRun(1)
 			d, err := firstByteNet("unix", v.sock, "localhost", 10*time.Second)
+			pid1 = schedRun(1) - pid1
 			if err != nil {
 				// A directive this systemd cannot apply: say why, go on.
 				out, _ := exec.Command("journalctl", "-q", "-n", "3", "-u", v.unit).CombinedOutput()
@@ -151,6 +162,8 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 			}
 			if r > 0 {
 				samples[i] = append(samples[i], d)
+				main, _ := strconv.Atoi(strings.TrimSpace(showProp(v.unit, "MainPID")))
+				cpu[i] = append(cpu[i], pid1+schedRun(main))
 			}
 		}
 	}
@@ -174,6 +187,14 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 			r.note = fmt.Sprintf("added (paired by round): p50 %s, p99 %s", fmtDur(ad.p50), fmtDur(ad.p99))
 		}
 		addRow(r)
+		ct := summarize(cpu[i])
+		cr := durRow(bench, v.d.name, "CPU per wake: systemd (PID 1) + the unit's main thread", ct)
+		if i > 0 {
+			base := summarize(cpu[0])
+			cr.ratio = ratio(float64(ct.p50), float64(base.p50), "none")
+			cr.note = fmt.Sprintf("added p50 %s", fmtDur(ct.p50-base.p50))
+		}
+		addRow(cr)
 	}
 }
 
@@ -205,4 +226,33 @@ func slicesDeleteFunc(s []string, del func(string) bool) []string {
 		}
 	}
 	return out
+}
+
+// staticUser is the system user of the static-user variants.
+const staticUser = "ten-bench-static"
+
+// schedRun is the CPU time a task has run so far (the first field of
+// /proc/PID/schedstat, in ns): for PID 1, systemd's own work; for a
+// service's main process, the fork, the sandbox setup before exec and the
+// app's main thread. Unlike wall time it does not grow with the load of
+// other work on the machine; 0 when the task is gone.
+func schedRun(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	ns, _ := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(ns)
+}
+
+func showProp(unit, prop string) string {
+	out, _ := exec.Command("systemctl", "show", "-p", prop, "--value", unit).Output()
+	return string(out)
 }
