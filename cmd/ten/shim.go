@@ -17,6 +17,7 @@ type ShimCmd struct {
 	Socket         string        `help:"SOCKET_PATH the app may bind."`
 	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
 	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+	Identifier     string        `help:"Journal identifier of the app's output: its stdout is logged at priority info, its stderr at err (what systemd-cat --stderr-priority=err does)."`
 	Argv           []string      `arg:"" passthrough:"" help:"The app's command line."`
 }
 
@@ -30,7 +31,21 @@ func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	exit, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log})
+	o := shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}
+	if c.Identifier != "" {
+		// Without journald the app keeps the shim's output (one priority).
+		if f, err := shim.JournalStream(shim.JournalStdout, c.Identifier, shim.PriorityInfo); err == nil {
+			o.Stdout = f
+		} else {
+			log.Warn("app stdout stays with the shim's", "err", err)
+		}
+		if f, err := shim.JournalStream(shim.JournalStdout, c.Identifier, shim.PriorityErr); err == nil {
+			o.Stderr = f
+		} else {
+			log.Warn("app stderr stays with the shim's", "err", err)
+		}
+	}
+	exit, err := shim.Run(context.Background(), l, o)
 	if err != nil {
 		log.Error("shim", "err", err)
 		if exit.Code == 0 {

@@ -1,6 +1,7 @@
 package system
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // exposureRe is the last line of `systemd-analyze security UNIT`.
@@ -171,4 +173,45 @@ memory_deny_write_execute = true
 		t.Errorf("node under MemoryDenyWriteExecute answered %q: the opt-in is not applied", body)
 	}
 	t.Logf("node under MemoryDenyWriteExecute: %d %s; journal:\n%s", code, strings.TrimSpace(body), journal(t, "tenement-nodemdwe@a.service"))
+}
+
+// TestShimLogPriorities: behind the shim (no systemd-cat in front), the
+// app's stdout reaches the journal at priority info and its stderr at err,
+// under the app's name and the instance's unit.
+func TestShimLogPriorities(t *testing.T) {
+	s := startTen(t, `
+[service.api]
+command = "ECHO --mode port"
+`)
+	s.mustTen("spawn", "api:a")
+	if argv := show(t, "tenement-api@a.service", "ExecStart"); strings.Contains(argv, "systemd-cat") || !strings.Contains(argv, "--identifier=echoapp") {
+		t.Errorf("ExecStart %s: want the shim with --identifier and no systemd-cat", argv)
+	}
+	tag := strconv.FormatInt(time.Now().UnixNano(), 10)
+	out1, err1 := "out-"+tag, "err-"+tag
+	s.mustGet("a.api.localhost", "/log?msg="+out1)
+	s.mustGet("a.api.localhost", "/log?stream=stderr&msg="+err1)
+	s.waitLogs(err1, "api:a")
+	var entries []logEntry
+	if err := json.Unmarshal([]byte(s.mustTen("--json", "logs", "api:a")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, e := range entries {
+		switch e.Message {
+		case out1:
+			found++
+			if e.Stream != "stdout" || e.Priority != 6 || e.Unit != "tenement-api@a.service" {
+				t.Errorf("stdout entry %+v", e)
+			}
+		case err1:
+			found++
+			if e.Stream != "stderr" || e.Priority != 3 || e.Unit != "tenement-api@a.service" {
+				t.Errorf("stderr entry %+v", e)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("found %d of the 2 lines in %+v", found, entries)
+	}
 }
