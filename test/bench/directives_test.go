@@ -87,8 +87,30 @@ var directives = []directive{
 	{name: "systemd-cat in front", exec: "/usr/bin/systemd-cat --identifier=echoapp --stderr-priority=err -- ECHO --mode activation"},
 	{name: "ten's shim in front (PORT app)", lines: "RuntimeDirectory=ten-bench-dir-shim\nEnvironment=PORT=SHIMPORT\n",
 		exec: "TEN shim --instance=bench:shim --socket=/run/ten-bench-dir-shim/app.sock --port=SHIMPORT --startup-timeout=10s -- ECHO --mode port"},
+	{name: "SystemCallFilter deny list", lines: "SystemCallFilter=" + denyList + "\nSystemCallErrorNumber=EPERM\n"},
+	{name: "SystemCallFilter=@system-service + SystemCallArchitectures=native", lines: "SystemCallFilter=@system-service\nSystemCallErrorNumber=EPERM\nSystemCallArchitectures=native\n"},
 	{name: "set: ten namespace (before issue 13)", lines: namespaceSet + "StateDirectory=ten-bench-dir/ns\nRuntimeDirectory=ten-bench-dir-ns\n"},
+	{name: "set: ten namespace (after issue 13)", lines: namespaceSet + hardenedSet + "StateDirectory=ten-bench-dir/ns2\nRuntimeDirectory=ten-bench-dir-ns2\n"},
+	{name: "set: after issue 13, deny-list SystemCallFilter", lines: strings.Replace(namespaceSet, "SystemCallFilter=@system-service", "SystemCallFilter="+denyList, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns3\nRuntimeDirectory=ten-bench-dir-ns3\n"},
+	{name: "set: after issue 13, static user instead of DynamicUser", lines: strings.Replace(namespaceSet, "DynamicUser=yes", "User="+staticUser, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns4\nRuntimeDirectory=ten-bench-dir-ns4\n"},
 }
+
+// hardenedSet is what issue 13 added to the namespace level.
+const hardenedSet = `SystemCallArchitectures=native
+CapabilityBoundingSet=
+AmbientCapabilities=
+PrivateUsers=yes
+ProcSubset=pid
+RestrictRealtime=yes
+ProtectHostname=yes
+ProtectClock=yes
+PrivateMounts=yes
+UMask=0077
+`
+
+// denyList is a SystemCallFilter that denies the groups @system-service
+// leaves out, instead of allowing @system-service: fewer rules to compile.
+const denyList = "~@clock @cpu-emulation @debug @module @mount @obsolete @privileged @raw-io @reboot @swap"
 
 // BenchmarkSandboxDirectives: the cost of each sandbox directive on one
 // wake on this systemd. A socket-activated echoapp behind a plain socket
@@ -96,7 +118,10 @@ var directives = []directive{
 // "systemd socket activation alone") gets one directive added per variant;
 // every round wakes each variant once in a shuffled order, so noise hits all
 // of them alike, and "added" is each sample minus the same round's sample
-// without any directive. TEN_BENCH_DIRECTIVES_N rounds (15).
+// without any directive. TEN_BENCH_DIRECTIVES_N rounds (15);
+// TEN_BENCH_DIRECTIVES_ONLY=word,word keeps the variants whose name
+// contains a word. Besides wall time (which grows with the machine's load)
+// each variant gets a row of CPU time per wake, which hardly does.
 func BenchmarkSandboxDirectives(b *testing.B) {
 	if !once(b) {
 		return
@@ -105,6 +130,20 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 	rounds := envInt("TEN_BENCH_DIRECTIVES_N", 15)
 	all := append([]directive(nil), directives...)
 	all = append(all, directiveSets()...)
+	if only := os.Getenv("TEN_BENCH_DIRECTIVES_ONLY"); only != "" {
+		// A quick look at a few: the baseline and the variants whose name
+		// contains one of the comma-separated words.
+		keep := all[:1]
+		for _, d := range all[1:] {
+			for _, w := range strings.Split(only, ",") {
+				if strings.Contains(d.name, w) {
+					keep = append(keep, d)
+					break
+				}
+			}
+		}
+		all = keep
+	}
 	type variant struct {
 		d    directive
 		sock string
