@@ -92,8 +92,15 @@ var directives = []directive{
 	{name: "set: ten namespace (before issue 13)", lines: namespaceSet + "StateDirectory=ten-bench-dir/ns\nRuntimeDirectory=ten-bench-dir-ns\n"},
 	{name: "set: ten namespace (after issue 13)", lines: namespaceSet + hardenedSet + "StateDirectory=ten-bench-dir/ns2\nRuntimeDirectory=ten-bench-dir-ns2\n"},
 	{name: "set: after issue 13, deny-list SystemCallFilter", lines: strings.Replace(namespaceSet, "SystemCallFilter=@system-service", "SystemCallFilter="+denyList, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns3\nRuntimeDirectory=ten-bench-dir-ns3\n"},
+	{name: "set: after issue 13, /sys read-only instead of ProtectKernelTunables", lines: strings.Replace(namespaceSet, "ProtectKernelTunables=yes\n", "ReadOnlyPaths=/sys\n", 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns5\nRuntimeDirectory=ten-bench-dir-ns5\n"},
+	{name: "set: after issue 13, DevicePolicy=closed instead of PrivateDevices", lines: strings.Replace(namespaceSet, "PrivateDevices=yes\n", devicePolicy, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns6\nRuntimeDirectory=ten-bench-dir-ns6\n"},
+	{name: "set: after issue 13, both of the above", lines: strings.NewReplacer("PrivateDevices=yes\n", devicePolicy, "ProtectKernelTunables=yes\n", "ReadOnlyPaths=/sys\n").Replace(namespaceSet) + hardenedSet + "StateDirectory=ten-bench-dir/ns7\nRuntimeDirectory=ten-bench-dir-ns7\n"},
 	{name: "set: after issue 13, static user instead of DynamicUser", lines: strings.Replace(namespaceSet, "DynamicUser=yes", "User="+staticUser, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns4\nRuntimeDirectory=ten-bench-dir-ns4\n"},
 }
+
+// devicePolicy keeps the host's /dev visible but lets the cgroup's device
+// filter refuse every device but the harmless ones (no new /dev mount).
+const devicePolicy = "DevicePolicy=closed\nDeviceAllow=/dev/null rw\nDeviceAllow=/dev/zero rw\nDeviceAllow=/dev/full rw\nDeviceAllow=/dev/random rw\nDeviceAllow=/dev/urandom rw\n"
 
 // hardenedSet is what issue 13 added to the namespace level.
 const hardenedSet = `SystemCallArchitectures=native
