@@ -54,18 +54,30 @@ type Settings struct {
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
 	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
-	// at once (default DefaultMaxConcurrentWakes); WakeQueue how many more
-	// wait for a place (default DefaultWakeQueue; 0: none). A request past
-	// both gets 503 with Retry-After at once.
+	// at once (0, the default: WakesPerCPU per CPU, at least
+	// MinConcurrentWakes); WakeQueue how many more wait for a place
+	// (default DefaultWakeQueue; 0: none). A request past both gets 503
+	// with Retry-After at once.
 	MaxConcurrentWakes int  `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
 	WakeQueue          *int `toml:"wake_queue" json:"wake_queue"`
 }
 
 // Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
+// A wake is CPU-bound (fork, sandbox set-up, the app's start), so more
+// than a couple per CPU at once only makes each of them slower.
 const (
-	DefaultMaxConcurrentWakes = 16
-	DefaultWakeQueue          = 1000
+	WakesPerCPU        = 2
+	MinConcurrentWakes = 4
+	DefaultWakeQueue   = 1000
 )
+
+// ConcurrentWakes is max_concurrent_wakes, or its default for ncpu CPUs.
+func (s *Settings) ConcurrentWakes(ncpu int) int {
+	if s.MaxConcurrentWakes > 0 {
+		return s.MaxConcurrentWakes
+	}
+	return max(MinConcurrentWakes, WakesPerCPU*ncpu)
+}
 
 // TLS is [settings.tls]; parsed for compatibility.
 type TLS struct {
@@ -313,9 +325,6 @@ func (c *Config) defaults() {
 	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
-	}
-	if s.MaxConcurrentWakes == 0 {
-		s.MaxConcurrentWakes = DefaultMaxConcurrentWakes
 	}
 	if s.WakeQueue == nil {
 		n := DefaultWakeQueue

@@ -62,8 +62,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
-	if s.MaxConcurrentWakes < 1 || s.MaxConcurrentWakes > 10000 {
-		add("settings.max_concurrent_wakes", "must be 1 to 10000, got %d", s.MaxConcurrentWakes)
+	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
+		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
 	}
 	if *s.WakeQueue < 0 || *s.WakeQueue > 1000000 {
 		add("settings.wake_queue", "must be 0 to 1000000 (0: no queue, a wake past max_concurrent_wakes gets 503), got %d", *s.WakeQueue)

@@ -544,10 +544,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
 	if waking && r.Wakes != nil {
-		tk, err := r.Wakes.Acquire(req.Context(), b.Instance.String())
+		// A wake waits in the queue at most its own startup_timeout, so
+		// that a request never hangs behind a storm of others' wakes.
+		tk, err := r.Wakes.Acquire(req.Context(), b.Instance.String(), b.StartupTimeout)
 		if err != nil {
 			code := 499 // the client went away while queued
-			if errors.Is(err, wakeq.ErrFull) {
+			if errors.Is(err, wakeq.ErrFull) || errors.Is(err, wakeq.ErrWaited) {
 				code = http.StatusServiceUnavailable
 				w.Header().Set("Retry-After", strconv.Itoa(r.Wakes.RetryAfter()))
 				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue); retry later", b.Instance), code)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,7 +134,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
-	s.router.Wakes = wakeq.New(cfg.Settings.MaxConcurrentWakes, *cfg.Settings.WakeQueue)
+	s.router.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(s.router.Wakes.Collectors()...)
 	s.initL4()
 	s.initFreezer()

@@ -24,6 +24,10 @@ import (
 // ErrFull is returned by Acquire when the queue is full.
 var ErrFull = errors.New("too many instances waking at once: wake queue full")
 
+// ErrWaited is returned by Acquire when the wake waited in the queue for
+// the longest time allowed and has still not started.
+var ErrWaited = errors.New("too many instances waking at once: waited too long in the wake queue")
+
 // Queue is a bounded FIFO of wakes keyed by instance. The zero value is not
 // usable; call New.
 type Queue struct {
@@ -70,7 +74,7 @@ func New(maxConcurrent, maxQueued int) *Queue {
 	}, func() float64 { _, r := q.Len(); return float64(r) })
 	q.rejected = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: prometheus.BuildFQName("ten", "wake_queue", "rejected_total"),
-		Help: "Requests answered 503 at once because the wake queue was full.",
+		Help: "Requests answered 503 because the wake queue was full, or their wake waited in it longer than their instance's startup_timeout.",
 	})
 	q.waitHist = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    prometheus.BuildFQName("ten", "wake_queue", "wait_seconds"),
@@ -101,9 +105,9 @@ type Ticket struct {
 
 // Acquire waits until the wake of key may start and returns the request's
 // ticket. It joins a wake of key that is queued or running already. When
-// the queue is full it returns ErrFull at once; when ctx ends first, ctx's
-// error.
-func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
+// the queue is full it returns ErrFull at once; after maxWait in the queue
+// (0: no limit) ErrWaited; when ctx ends first, ctx's error.
+func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) (*Ticket, error) {
 	q.mu.Lock()
 	w := q.byKey[key]
 	queued := false
@@ -130,6 +134,13 @@ func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
 	}
 	q.mu.Unlock()
 	t0 := q.now()
+	var expired <-chan time.Time
+	if maxWait > 0 {
+		t := time.NewTimer(maxWait)
+		defer t.Stop()
+		expired = t.C
+	}
+	cause := error(nil)
 	select {
 	case <-w.granted:
 		if queued {
@@ -137,14 +148,21 @@ func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
 		}
 		return &Ticket{q: q, w: w}, nil
 	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-expired:
+		cause = ErrWaited
 	}
 	q.mu.Lock()
 	select {
 	case <-w.granted:
-		// Granted meanwhile: give the place back as a holder would.
+		// Granted meanwhile: take it after all, unless the client is gone.
 		q.mu.Unlock()
-		(&Ticket{q: q, w: w}).Done(false)
-		return nil, ctx.Err()
+		tk := &Ticket{q: q, w: w}
+		if cause == ErrWaited {
+			return tk, nil
+		}
+		tk.Done(false)
+		return nil, cause
 	default:
 	}
 	w.holders--
@@ -152,7 +170,10 @@ func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
 		q.unqueue(w)
 	}
 	q.mu.Unlock()
-	return nil, ctx.Err()
+	if cause == ErrWaited {
+		q.rejected.Inc()
+	}
+	return nil, cause
 }
 
 // Done ends the ticket's share of the wake. awake says the instance

@@ -13,7 +13,7 @@ import (
 
 func acquire(t *testing.T, q *Queue, key string) *Ticket {
 	t.Helper()
-	tk, err := q.Acquire(context.Background(), key)
+	tk, err := q.Acquire(context.Background(), key, 0)
 	if err != nil {
 		t.Fatalf("acquire %s: %v", key, err)
 	}
@@ -24,7 +24,7 @@ func acquire(t *testing.T, q *Queue, key string) *Ticket {
 func later(q *Queue, ctx context.Context, key string) <-chan any {
 	ch := make(chan any, 1)
 	go func() {
-		tk, err := q.Acquire(ctx, key)
+		tk, err := q.Acquire(ctx, key, 0)
 		if err != nil {
 			ch <- err
 			return
@@ -66,7 +66,7 @@ func TestBoundAndFIFO(t *testing.T) {
 	d := later(q, context.Background(), "d")
 	waitLen(t, q, 2, 2)
 	// Full: the fifth instance is turned away at once.
-	if _, err := q.Acquire(context.Background(), "e"); !errors.Is(err, ErrFull) {
+	if _, err := q.Acquire(context.Background(), "e", 0); !errors.Is(err, ErrFull) {
 		t.Fatalf("e: %v, want ErrFull", err)
 	}
 	if got := testutil.ToFloat64(q.rejected); got != 1 {
@@ -94,7 +94,7 @@ func TestJoinSameInstance(t *testing.T) {
 	a1 := acquire(t, q, "a")
 	a2 := acquire(t, q, "a") // joins the running wake: no second place
 	waitLen(t, q, 0, 1)
-	if _, err := q.Acquire(context.Background(), "b"); !errors.Is(err, ErrFull) {
+	if _, err := q.Acquire(context.Background(), "b", 0); !errors.Is(err, ErrFull) {
 		t.Fatalf("b with no queue: %v", err)
 	}
 	// A failed request keeps the wake running while another waits for it.
@@ -188,12 +188,12 @@ func TestMetrics(t *testing.T) {
 	a := acquire(t, q, "a")
 	b := later(q, context.Background(), "b")
 	waitLen(t, q, 1, 1)
-	q.Acquire(context.Background(), "c")
+	q.Acquire(context.Background(), "c", 0)
 	want := `
 # HELP ten_wake_queue_in_progress Wakes running now (from their start until the instance answered or the wake failed).
 # TYPE ten_wake_queue_in_progress gauge
 ten_wake_queue_in_progress 1
-# HELP ten_wake_queue_rejected_total Requests answered 503 at once because the wake queue was full.
+# HELP ten_wake_queue_rejected_total Requests answered 503 because the wake queue was full, or their wake waited in it longer than their instance's startup_timeout.
 # TYPE ten_wake_queue_rejected_total counter
 ten_wake_queue_rejected_total 1
 # HELP ten_wake_queue_waiting Instances whose wake waits for a place (max_concurrent_wakes are running).
@@ -216,4 +216,22 @@ ten_wake_queue_waiting 1
 			}
 		}
 	}
+}
+
+func TestMaxWait(t *testing.T) {
+	q := New(1, 4)
+	a := acquire(t, q, "a")
+	t0 := time.Now()
+	if _, err := q.Acquire(context.Background(), "b", 50*time.Millisecond); !errors.Is(err, ErrWaited) {
+		t.Fatalf("b: %v, want ErrWaited", err)
+	}
+	if d := time.Since(t0); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Errorf("b gave up after %s", d)
+	}
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v", got)
+	}
+	waitLen(t, q, 0, 1) // b left the queue
+	a.Done(true)
+	waitLen(t, q, 0, 0)
 }
