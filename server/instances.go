@@ -183,7 +183,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
+	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return resolveCommand(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {

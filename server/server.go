@@ -50,6 +50,8 @@ type Server struct {
 	router *router.Router
 	auth   *Auth
 	shim   string
+	// shimBin is the small ten-shim binary, "" where not installed.
+	shimBin string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
 	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
@@ -133,6 +135,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	s.shimBin = installShimBin(s.shim, o.Log)
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.router.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(s.router.Wakes.Collectors()...)
@@ -179,6 +182,35 @@ func installShim(socketDir string) (string, error) {
 		return "", fmt.Errorf("install shim: %w", err)
 	}
 	return dst, nil
+}
+
+// installShimBin copies the small ten-shim binary from next to the running
+// ten (make build puts it there) beside the installed ten, and returns its
+// path; "" (the units then run `ten shim`) when there is none. It starts
+// faster than all of ten at every wake of a shim-mode instance.
+func installShimBin(tenCopy string, log *slog.Logger) string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	src := filepath.Join(filepath.Dir(self), "ten-shim")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return ""
+	}
+	dst := filepath.Join(filepath.Dir(tenCopy), "ten-shim")
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	return dst
 }
 
 // drainGrace is how long at most a stopping ten keeps answering on open

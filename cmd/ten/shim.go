@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tenhq/ten/shim"
 )
 
-// ShimCmd is `ten shim`, the main process of a shim-mode instance's service.
+// ShimCmd is `ten shim`, the main process of a shim-mode instance's service
+// where the small ten-shim binary is not installed (cmd/ten-shim does the
+// same and starts faster).
 type ShimCmd struct {
 	Instance       string        `help:"Instance name, for messages."`
 	Socket         string        `help:"SOCKET_PATH the app may bind."`
@@ -27,40 +26,6 @@ func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if len(argv) > 0 && argv[0] == "--" {
 		argv = argv[1:]
 	}
-	l, err := shim.Listener()
-	if err != nil {
-		return err
-	}
-	o := shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}
-	if c.Identifier != "" {
-		// Without journald the app keeps the shim's output (one priority).
-		if f, err := shim.JournalStream(shim.JournalStdout, c.Identifier, shim.PriorityInfo); err == nil {
-			o.Stdout = f
-		} else {
-			log.Warn("app stdout stays with the shim's", "err", err)
-		}
-		if f, err := shim.JournalStream(shim.JournalStdout, c.Identifier, shim.PriorityErr); err == nil {
-			o.Stderr = f
-		} else {
-			log.Warn("app stderr stays with the shim's", "err", err)
-		}
-	}
-	exit, err := shim.Run(context.Background(), l, o)
-	if err != nil {
-		log.Error("shim", "err", err)
-		if exit.Code == 0 {
-			exit.Code = 1
-		}
-	}
-	if exit.Signal != 0 {
-		// End the way the app ended. When systemd stops the service (the
-		// idle reaper putting the instance to sleep), the shim passes the
-		// SIGTERM on and the app dies of it; exiting 143 instead would
-		// leave every sleeping shim-mode instance "failed".
-		signal.Reset(exit.Signal)
-		_ = syscall.Kill(os.Getpid(), exit.Signal)
-		time.Sleep(time.Second) // a signal that does not kill (say SIGCHLD) falls through
-	}
-	os.Exit(exit.Code)
+	shim.Exec(shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}, c.Identifier)
 	return nil
 }
