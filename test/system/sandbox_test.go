@@ -184,8 +184,8 @@ func TestShimLogPriorities(t *testing.T) {
 command = "ECHO --mode port"
 `)
 	s.mustTen("spawn", "api:a")
-	if argv := show(t, "tenement-api@a.service", "ExecStart"); strings.Contains(argv, "systemd-cat") || !strings.Contains(argv, "--identifier=echoapp") {
-		t.Errorf("ExecStart %s: want the shim with --identifier and no systemd-cat", argv)
+	if argv := show(t, "tenement-api@a.service", "ExecStart"); strings.Contains(argv, "systemd-cat") || !strings.Contains(argv, "--identifier=echoapp") || !strings.Contains(argv, "/.bin/ten-shim ") {
+		t.Errorf("ExecStart %s: want the small ten-shim with --identifier and no systemd-cat", argv)
 	}
 	tag := strconv.FormatInt(time.Now().UnixNano(), 10)
 	out1, err1 := "out-"+tag, "err-"+tag
