@@ -11,6 +11,7 @@ import (
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/units"
@@ -29,7 +30,11 @@ type sdAlone struct {
 	rss [3]int64
 }
 
-func systemdAlone(b *testing.B, cfgPath, svcName string, n int) sdAlone {
+//
+// With shared, every unit goes into one slice (the service's,
+// tenement-SVC.slice) instead of one slice per instance: what the
+// per-instance slice costs systemd.
+func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdAlone {
 	var out sdAlone
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -51,6 +56,16 @@ func systemdAlone(b *testing.B, cfgPath, svcName string, n int) sdAlone {
 		p, err := units.Build(cfg, svc, fmt.Sprintf("sd%05d", i), opts)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if shared {
+			one := units.Prefix + svcName + ".slice"
+			for _, ps := range [][]sd.Property{p.Socket, p.Service} {
+				for j := range ps {
+					if ps[j].Name == "Slice" {
+						ps[j].Value = dbus.MakeVariant(one)
+					}
+				}
+			}
 		}
 		plans[i] = p
 	}
@@ -108,7 +123,11 @@ func systemdAlone(b *testing.B, cfgPath, svcName string, n int) sdAlone {
 	time.Sleep(2 * time.Second)
 	out.rss[1], _ = procRSS(1)
 	out.down, failed = each(func(p *units.Plan) error {
-		for _, u := range []string{p.Instance.SocketUnit(), p.Instance.ServiceUnit(), p.Instance.Slice()} {
+		us := []string{p.Instance.SocketUnit(), p.Instance.ServiceUnit(), p.Instance.Slice()}
+		if shared {
+			us = us[:2]
+		}
+		for _, u := range us {
 			err := job(func(ch chan<- string) (int, error) { return conn.StopUnitContext(ctx, u, "replace", ch) })
 			if err != nil && !strings.Contains(err.Error(), "not loaded") && !strings.Contains(err.Error(), "NoSuchUnit") {
 				// A unit gone already is fine (ten's teardown says the same).
