@@ -30,7 +30,6 @@ type sdAlone struct {
 	rss [3]int64
 }
 
-//
 // With shared, every unit goes into one slice (the service's,
 // tenement-SVC.slice) instead of one slice per instance: what the
 // per-instance slice costs systemd.
