@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -20,13 +19,19 @@ type DeployRequest struct {
 	// Weight is the new instance's weight once healthy (default 100).
 	Weight *int `json:"weight,omitempty"`
 	// Timeout is how long to wait for the first passing health check, in
-	// seconds (default 30).
+	// seconds (default 30; MinDeployTimeout to MaxDeployTimeout).
 	Timeout int `json:"timeout,omitempty"`
 	// Replace moves all traffic to the new version: the other instances of
 	// the service get weight 0, their requests in flight finish, then they
 	// are removed.
 	Replace bool `json:"replace,omitempty"`
 }
+
+// Bounds of DeployRequest.Timeout, in seconds.
+const (
+	MinDeployTimeout = 1
+	MaxDeployTimeout = 3600
+)
 
 // DeployResult is the answer of POST /api/deploy.
 type DeployResult struct {
@@ -59,9 +64,10 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		return DeployResult{}, fmt.Errorf("deploy %s: %w: weight %d must be 0..100", inst, ErrBadInput, weight)
 	}
 	timeout := 30 * time.Second
-	if req.Timeout < 0 {
-		return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d must be > 0 seconds", inst, ErrBadInput, req.Timeout)
-	} else if req.Timeout > 0 {
+	if req.Timeout != 0 {
+		if req.Timeout < MinDeployTimeout || req.Timeout > MaxDeployTimeout {
+			return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d: want %d to %d seconds", inst, ErrBadInput, req.Timeout, MinDeployTimeout, MaxDeployTimeout)
+		}
 		timeout = time.Duration(req.Timeout) * time.Second
 	}
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
@@ -232,8 +238,7 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 func (s *Server) registerDeploy(api *http.ServeMux) {
 	api.HandleFunc("POST /api/deploy", func(w http.ResponseWriter, r *http.Request) {
 		var req DeployRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"version\":\"v2\",\"weight\":100,\"timeout\":30}: %v", ErrBadInput, err))
+		if !decodeBody(w, r, &req, `{"service":"api","version":"v2","weight":100,"timeout":30}`) {
 			return
 		}
 		res, err := s.Deploy(r.Context(), req)
@@ -249,8 +254,7 @@ func (s *Server) registerDeploy(api *http.ServeMux) {
 	})
 	api.HandleFunc("POST /api/route", func(w http.ResponseWriter, r *http.Request) {
 		var req RouteRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"from\":\"v1\",\"to\":\"v2\"}: %v", ErrBadInput, err))
+		if !decodeBody(w, r, &req, `{"service":"api","from":"v1","to":"v2"}`) {
 			return
 		}
 		res, err := s.Route(req)

@@ -139,7 +139,7 @@ func (s *Server) unlock(inst units.Instance) {
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	if err := s.lock(inst); err != nil {
 		return err
@@ -160,7 +160,7 @@ type spawnOptions struct {
 func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOptions) error {
 	svc, ok := s.cfg.Services[inst.Service]
 	if !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	s.mu.Lock()
 	_, have := s.instances[inst]
