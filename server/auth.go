@@ -73,8 +73,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token from %s; try again in %ds", key, secs)})
 		return nil, false
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(tok) == "" {
+	tok, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten"`)
 		writeJSON(w, http.StatusUnauthorized, APIError{Error: "missing bearer token: send \"Authorization: Bearer TOKEN\" (the ten CLI takes --token, TENEMENT_TOKEN, or reads " + TokenFile + " in the data dir)"})
 		return nil, false
@@ -96,6 +96,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		}
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), true
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header. The
+// scheme is case-insensitive (RFC 9110 section 11.1): "bearer" and "BEARER"
+// work as in tenement.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
 }
 
 // tenantDenied returns why a tenant token may not make this request, or "".

@@ -63,6 +63,8 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// streams bounds the open log streams (logs.go).
+	streams streamSlots
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -125,6 +127,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		sdm.Close()
 		return nil, err
+	}
+	// Whether journalctl can search is found out once, here, never from a
+	// request's error.
+	if ok, why := systemd.DetectGrep(); !ok {
+		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
 	}
 	s.shim, err = installShim(cfg.Settings.SocketDir)
 	if err != nil {
