@@ -42,12 +42,12 @@ type Entry struct {
 	Instance   string    `json:"instance"`
 	Process    string    `json:"process"`
 	InstanceID string    `json:"instance_id"`
-	Unit     string    `json:"unit"`
-	Stream   string    `json:"stream"`
-	Priority int       `json:"priority"`
-	PID      int       `json:"pid,omitempty"`
-	Message  string    `json:"message"`
-	Cursor   string    `json:"cursor,omitempty"`
+	Unit       string    `json:"unit"`
+	Stream     string    `json:"stream"`
+	Priority   int       `json:"priority"`
+	PID        int       `json:"pid,omitempty"`
+	Message    string    `json:"message"`
+	Cursor     string    `json:"cursor,omitempty"`
 }
 
 // JournalQuery selects log entries of ten's instances.
