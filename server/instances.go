@@ -419,16 +419,20 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 
 // Row is one line of `ten ps`.
 type Row struct {
-	Instance    string    `json:"instance"`
-	State       string    `json:"state"`
-	Detail      string    `json:"detail,omitempty"`
-	Socket      string    `json:"socket"`
-	Since       time.Time `json:"since,omitzero"`
-	UptimeSec   float64   `json:"uptime_seconds"`
-	IdleSec     float64   `json:"idle_seconds"`
-	MemoryBytes uint64    `json:"memory_bytes"`
-	CPUNSec     uint64    `json:"cpu_nsec"`
-	Weight      int       `json:"weight"`
+	Instance string `json:"instance"`
+	// ID is tenement's name for Instance ("api:u1").
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Detail    string    `json:"detail,omitempty"`
+	Socket    string    `json:"socket"`
+	Since     time.Time `json:"since,omitzero"`
+	UptimeSec float64   `json:"uptime_seconds"`
+	// UptimeSecs is UptimeSec in whole seconds, tenement's name.
+	UptimeSecs  uint64  `json:"uptime_secs"`
+	IdleSec     float64 `json:"idle_seconds"`
+	MemoryBytes uint64  `json:"memory_bytes"`
+	CPUNSec     uint64  `json:"cpu_nsec"`
+	Weight      int     `json:"weight"`
 	// Health is one of the Health* states (see health.go).
 	Health   string `json:"health"`
 	Restarts uint32 `json:"restarts"`
@@ -475,7 +479,7 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 			r, err := s.row(ctx, in, now)
 			if err != nil {
 				// One unreadable instance must not hide the others.
-				r = Row{Instance: in.inst.String(), State: "unknown", Detail: err.Error(), Socket: in.listen}
+				r = Row{Instance: in.inst.String(), ID: in.inst.String(), State: "unknown", Detail: err.Error(), Socket: in.listen}
 			}
 			rows[i] = r
 		}()
@@ -490,7 +494,7 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 		return Row{}, err
 	}
 	st, _ := s.router.Stat(in.inst)
-	r := Row{Instance: in.inst.String(), Socket: in.listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+	r := Row{Instance: in.inst.String(), ID: in.inst.String(), Socket: in.listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.port}
 	s.mu.Lock()
 	wakeFailed := in.wakeFailed
@@ -526,6 +530,7 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	}
 	if r.State == StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
+		r.UptimeSecs = uint64(r.UptimeSec)
 	}
 	if !st.LastActivity.IsZero() {
 		r.IdleSec = now.Sub(st.LastActivity).Seconds()
