@@ -52,7 +52,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("GET /metrics", s.metricsEndpoint(true))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", len(s.instances), s.cfg.Settings.Domain, s.cfg.Settings.Domain)

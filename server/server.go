@@ -216,6 +216,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
 		}
 	}
+	mln, err := s.listenMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if mln != nil {
+		go s.serveMetrics(ctx, mln)
+	}
 	var draining atomic.Bool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if draining.Load() {
