@@ -662,3 +662,47 @@ api = ["acme"]
 		c()
 	}
 }
+
+// Item 9: /metrics can move to an address of its own and need an admin
+// token; by default it stays where tenement has it, public.
+func TestMetricsListenAndAuth(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startTen(t, `
+[service.api]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+api = ["acme"]
+`)
+	// Default: public on listen.
+	if code, body, _ := s.apiCall("GET", "/metrics", "", ""); code != 200 || !strings.Contains(body, "ten_instances") {
+		t.Errorf("default /metrics: %d", code)
+	}
+	s.kill()
+	cfg, _ := os.ReadFile(s.config)
+	cfg = []byte(strings.Replace(string(cfg), "[settings]\n", fmt.Sprintf("[settings]\nmetrics_listen = %q\nmetrics_auth = true\n", maddr), 1))
+	if err := os.WriteFile(s.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	admin := s.adminToken()
+	_, acme := s.newToken("--tenant", "acme")
+	if code, body, _ := s.apiCall("GET", "/metrics", admin, ""); code != 404 || !strings.Contains(body, "metrics_listen") {
+		t.Errorf("/metrics on listen with metrics_listen set: %d %s", code, body)
+	}
+	m := &tenServer{t: t, addr: maddr}
+	for _, c := range []struct {
+		token string
+		code  int
+	}{{"", 401}, {acme, 403}, {"ten_0123456789abcdef_" + strings.Repeat("0", 48), 401}, {admin, 200}} {
+		code, body, _ := m.apiCall("GET", "/metrics", c.token, "")
+		if code != c.code || (code == 200 && !strings.Contains(body, `ten_instances{state="running"}`)) {
+			t.Errorf("metrics_listen /metrics with token %.12q: %d, want %d", c.token, code, c.code)
+		}
+	}
+	// Only /metrics is there.
+	if code, _, _ := m.apiCall("GET", "/api/instances", admin, ""); code != 404 {
+		t.Errorf("metrics_listen serves the API: %d", code)
+	}
+}
