@@ -31,7 +31,7 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("too many requests with a bad token from %s; try again in %s", e.Key, e.Left.Round(time.Second))
+	return fmt.Sprintf("%s is locked out after repeated bad tokens; try again in %s", e.Key, e.Left.Round(time.Second))
 }
 
 // Guard checks bearer tokens for a server: the only way a request makes

@@ -115,7 +115,11 @@ func bearer(h string) (string, bool) {
 func tooMany(w http.ResponseWriter, le *auth.LockedError) {
 	secs := max(int(math.Ceil(le.Left.Seconds())), 1)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token from %s; try again in %ds", le.Key, secs)})
+	from := "from " + le.Key // a client's network
+	if strings.HasPrefix(le.Key, "token id ") {
+		from = "for " + le.Key
+	}
+	writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token %s; try again in %ds", from, secs)})
 }
 
 // tenantDenied returns why a tenant token may not make this request, or "".
