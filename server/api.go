@@ -10,11 +10,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// APIError is the JSON body of every error the API returns.
-type APIError struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	if e, ok := v.(APIError); ok {
 		v = APIError{Error: clipError(e.Error)}
@@ -55,7 +50,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", s.metricsEndpoint(true))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", len(s.instances), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
+		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", s.reg.Len(), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
 	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/instances", func(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tenhq/ten/apitype"
 )
 
 type decodeProbe struct {
@@ -45,7 +47,7 @@ func TestDecodeStrict(t *testing.T) {
 	if err := DecodeStrict([]byte(" {\"tenant\":\"acme\",\"weight\":0}\n"), &v); err != nil || v.Tenant != "acme" || v.Weight == nil || *v.Weight != 0 {
 		t.Errorf("good body: %+v %v", v, err)
 	}
-	var tr TokenRequest
+	var tr apitype.TokenRequest
 	if err := DecodeStrict([]byte(`{"admin":true,"description":"ci"}`), &tr); err != nil || !tr.Admin {
 		t.Errorf("token request: %+v %v", tr, err)
 	}

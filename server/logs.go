@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -27,10 +26,6 @@ const (
 	MaxTenantLogStreams = 8
 	AdminLogStreams     = 8
 )
-
-// MaxLogLimit bounds ?limit= so one request cannot pull a whole journal
-// into memory.
-const MaxLogLimit = 10000
 
 // registerLogs adds the journald-backed log endpoints:
 //
@@ -282,34 +277,6 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 // maxSinceDays is how many days back a since may reach: to 1970.
 func maxSinceDays(now time.Time) int64 {
 	return int64(now.Sub(time.Unix(0, 0)) / (24 * time.Hour))
-}
-
-// LogsPath is the API path and query of a log request (used by the CLI).
-func LogsPath(stream bool, instance, search, since, level string, limit int) string {
-	v := url.Values{}
-	if instance != "" {
-		v.Set("instance", instance)
-	}
-	if search != "" {
-		v.Set("search", search)
-	}
-	if since != "" {
-		v.Set("since", since)
-	}
-	if level != "" {
-		v.Set("level", level)
-	}
-	if limit >= 0 {
-		v.Set("limit", strconv.Itoa(limit))
-	}
-	p := "/api/logs"
-	if stream {
-		p += "/stream"
-	}
-	if len(v) > 0 {
-		p += "?" + v.Encode()
-	}
-	return p
 }
 
 // systemdCat returns the path of systemd-cat, or "" when it is missing

@@ -5,28 +5,15 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 )
 
-// NewToken is the answer of POST /api/tokens: the only time the secret is shown.
-type NewToken struct {
-	auth.Token
-	Secret string `json:"token"`
-}
-
-// TokenRequest is the body of POST /api/tokens. An admin token is made
-// only when asked for in so many words: a body that names no tenant (a
-// typo in "tenant", a null) must not mint a token that can do everything.
-type TokenRequest struct {
-	// Tenant scopes the token to instances SERVICE:TENANT.
-	Tenant string `json:"tenant,omitempty"`
-	// Admin must be true, and Tenant empty, for an admin token.
-	Admin bool `json:"admin,omitempty"`
-	// Description is free text shown by token list (at most 200 characters).
-	Description string `json:"description,omitempty"`
-}
-
-func (q TokenRequest) check() error {
+// checkTokenRequest refuses a body that does not say whose token it is:
+// an admin token is made only when asked for in so many words, so that a
+// body naming no tenant (a typo in "tenant", a null) never mints a token
+// that can do everything.
+func checkTokenRequest(q apitype.TokenRequest) error {
 	switch {
 	case q.Admin && q.Tenant != "":
 		return fmt.Errorf("%w: a token is either \"admin\": true or for a \"tenant\", not both", ErrBadInput)
@@ -52,11 +39,11 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 		if !requireAdmin(w, r) {
 			return
 		}
-		var req TokenRequest
+		var req apitype.TokenRequest
 		if !decodeBody(w, r, &req, `{"tenant":"acme","description":"deploy bot"} or {"admin":true,"description":"ci"}`) {
 			return
 		}
-		if err := req.check(); err != nil {
+		if err := checkTokenRequest(req); err != nil {
 			writeErr(w, err)
 			return
 		}
@@ -66,7 +53,7 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 			return
 		}
 		s.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
-		writeJSON(w, http.StatusCreated, NewToken{Token: tok, Secret: secret})
+		writeJSON(w, http.StatusCreated, NewToken{Token: apitype.Token(tok), Secret: secret})
 	})
 	api.HandleFunc("DELETE /api/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
