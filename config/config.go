@@ -211,8 +211,17 @@ func Load(path string) (*Config, error) {
 	return Parse(abs, data)
 }
 
-// Find walks up from dir to the first tenement.toml.
+// SystemFile is the config of a packaged ten (the Debian package's
+// conffile); Find falls back to it.
+const SystemFile = "/etc/tenement/" + FileName
+
+// Find walks up from dir to the first tenement.toml; without one there, it
+// returns SystemFile when that exists.
 func Find(dir string) (string, error) {
+	return find(dir, SystemFile)
+}
+
+func find(dir, system string) (string, error) {
 	d, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
@@ -224,7 +233,10 @@ func Find(dir string) (string, error) {
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", fmt.Errorf("no %s in %s or any parent directory (pass --config)", FileName, dir)
+			if _, err := os.Stat(system); err == nil {
+				return system, nil
+			}
+			return "", fmt.Errorf("no %s in %s or any parent directory, and no %s (pass --config)", FileName, dir, system)
 		}
 		d = parent
 	}

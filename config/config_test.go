@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -160,5 +162,26 @@ func TestSleepKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config\n%s\ngave %v, want %s", tc.in, err, tc.want)
 		}
+	}
+}
+
+func TestFindFallsBackToSystemFile(t *testing.T) {
+	dir := t.TempDir()
+	sys := filepath.Join(t.TempDir(), "tenement.toml")
+	if _, err := find(dir, sys); err == nil || !strings.Contains(err.Error(), sys) {
+		t.Fatalf("no config anywhere: want an error naming %s, got %v", sys, err)
+	}
+	if err := os.WriteFile(sys, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != sys {
+		t.Fatalf("find = %q, %v; want the system file", got, err)
+	}
+	local := filepath.Join(dir, FileName)
+	if err := os.WriteFile(local, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != local {
+		t.Fatalf("find = %q, %v; want the file found walking up", got, err)
 	}
 }
