@@ -54,14 +54,20 @@ type CLI struct {
 	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
 }
 
-func main() {
-	var cli CLI
-	kctx := kong.Parse(&cli,
+// kongOptions are the parser's options; the man pages are made from the
+// same model (man_test.go).
+func kongOptions() []kong.Option {
+	return []kong.Option{
 		kong.Name("ten"),
 		kong.Description("ten runs many small app instances as systemd units: Host routing, sleep when idle, wake on request."),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-	)
+	}
+}
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli, kongOptions()...)
 	level := slog.LevelInfo
 	if cli.Debug {
 		level = slog.LevelDebug
