@@ -14,6 +14,9 @@ DEB_BASE ?= 0.1.0
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION ?= $(DEB_BASE)+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo .dirty)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Evaluated once: every binary and package of one make run says the same.
+VERSION := $(VERSION)
+BUILD_DATE := $(BUILD_DATE)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(GIT_COMMIT) -X main.buildDate=$(BUILD_DATE)
 
 help: ## List the targets
@@ -33,7 +36,7 @@ test: lint build ## Everything: unit, privileged (BPF, netns) and system tests (
 	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 30m ./...
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
-	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
+	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
 	$(GO) test $(GOFLAGS_TEST) -v -timeout 30m ./test/system/
