@@ -31,7 +31,7 @@ func Run(ctx context.Context) []Check {
 		cs = append(cs, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, a...)})
 	}
 	if exe, err := os.Executable(); err == nil {
-		m := selfunit.Installed("/", exe)
+		m := selfunit.Installed(selfunit.System, "/", exe)
 		add("install", true, "%s: %s", m.Kind, m.Detail)
 	}
 	root := os.Geteuid() == 0

@@ -1,16 +1,15 @@
 package selfunit
 
 import (
-	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
 
-// DpkgList is the file in which dpkg lists the files of the installed ten
-// package; it exists exactly while the package is installed.
-const DpkgList = "/var/lib/dpkg/info/ten.list"
+// PackageName is the Debian package's name.
+const PackageName = "ten"
 
 // How ten was installed (Method.Kind).
 const (
@@ -23,44 +22,55 @@ const (
 type Method struct {
 	// Kind is ByPackage, ByInstall or ByHand.
 	Kind string
-	// Detail names what shows it: the dpkg list, the unit file, the binary.
+	// Detail names what shows it: the package, the unit file, the binary.
 	Detail string
 }
 
-// PackageInstalled reports whether the ten Debian package is installed
-// under root ("/" for this host), by dpkg's file list of it.
-func PackageInstalled(root string) bool {
-	return packageOwns(root, "") != ""
+// Dpkg is what ten asks dpkg: whether the package is installed and which
+// package owns a file. System asks dpkg-query; tests give a fake.
+type Dpkg interface {
+	// Installed reports whether the ten package is installed (unpacked or
+	// configured; not merely its conffiles left after removal).
+	Installed() bool
+	// Owner returns the package that owns path, "" for none.
+	Owner(path string) string
 }
 
-// packageOwns returns the path of dpkg's list of ten's files when the
-// package is installed and, for a non-empty path, lists it; else "".
-func packageOwns(root, path string) string {
-	list := filepath.Join(root, DpkgList)
-	f, err := os.Open(list)
+// System is this host's dpkg, asked through dpkg-query (on a host without
+// dpkg nothing is installed).
+var System Dpkg = dpkgQuery{}
+
+type dpkgQuery struct{}
+
+func (dpkgQuery) Installed() bool {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${db:Status-Status}", PackageName).Output()
+	if err != nil {
+		return false
+	}
+	st := strings.TrimSpace(string(out))
+	return st != "" && st != "not-installed" && st != "config-files"
+}
+
+func (dpkgQuery) Owner(path string) string {
+	out, err := exec.Command("dpkg-query", "-S", path).Output()
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	if path == "" {
-		return list
+	// "ten: /usr/bin/ten"
+	pkg, _, ok := strings.Cut(strings.TrimSpace(string(out)), ": ")
+	if !ok {
+		return ""
 	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if sc.Text() == path {
-			return list
-		}
-	}
-	return ""
+	return pkg
 }
 
-// Installed tells how the ten binary at exe came to be under root ("/" for
-// this host): from the Debian package (dpkg lists exe), by `ten install`
-// (its unit in /etc/systemd/system or /run/systemd/system runs exe), or by
-// hand (neither).
-func Installed(root, exe string) Method {
-	if list := packageOwns(root, exe); list != "" {
-		return Method{ByPackage, fmt.Sprintf("%s is in the ten package (%s); units in %s", exe, list, PackageUnitDir)}
+// Installed tells how the ten binary at exe came to be: from the Debian
+// package (dpkg says the package owns exe), by `ten install` (its unit in
+// root/etc/systemd/system or root/run/systemd/system runs exe), or by hand
+// (neither). root is "/" but in tests.
+func Installed(d Dpkg, root, exe string) Method {
+	if d.Owner(exe) == PackageName {
+		return Method{ByPackage, fmt.Sprintf("%s is in the %s package; units in %s", exe, PackageName, PackageUnitDir)}
 	}
 	for _, dir := range []string{"/etc/systemd/system", "/run/systemd/system"} {
 		p := filepath.Join(root, dir, ServiceName)
@@ -75,23 +85,23 @@ func Installed(root, exe string) Method {
 			}
 		}
 		if bin == exe {
-			return Method{ByInstall, fmt.Sprintf("%s runs %s", p, exe)}
+			return Method{ByInstall, fmt.Sprintf("%s runs %s", filepath.Join(dir, ServiceName), exe)}
 		}
-		return Method{ByHand, fmt.Sprintf("%s; ten install's %s runs %s instead", exe, p, bin)}
+		return Method{ByHand, fmt.Sprintf("%s; ten install's %s runs %s instead", exe, filepath.Join(dir, ServiceName), bin)}
 	}
-	if list := packageOwns(root, ""); list != "" {
-		return Method{ByHand, fmt.Sprintf("%s; the ten package is installed too (%s), with /usr/bin/ten", exe, list)}
+	if d.Installed() {
+		return Method{ByHand, fmt.Sprintf("%s; the %s package is installed too, with %s", exe, PackageName, Package.Binary)}
 	}
 	return Method{ByHand, exe + " (neither the ten package nor ten install put it there)"}
 }
 
-// RefuseIfPackaged returns an error when the ten package is installed under
-// root: units written by `ten install` to /etc/systemd/system would override
-// the package's, and the two would fight over tenement.service.
-func RefuseIfPackaged(root string) error {
-	if list := packageOwns(root, ""); list != "" {
-		return fmt.Errorf("the ten package is installed (%s): it runs ten as %s from %s; configure it in %s and restart it with systemctl restart %s, or remove the package (apt-get remove ten) before ten install",
-			list, ServiceName, PackageUnitDir, Package.Config, ServiceName)
+// RefuseIfPackaged returns an error when the ten package is installed:
+// units written by `ten install` to /etc/systemd/system would override the
+// package's, and the two would fight over tenement.service.
+func RefuseIfPackaged(d Dpkg) error {
+	if d.Installed() {
+		return fmt.Errorf("the %s package is installed: it runs ten as %s from %s; configure it in %s and restart it with systemctl restart %s, or remove the package (apt-get remove %s) before ten install",
+			PackageName, ServiceName, PackageUnitDir, Package.Config, ServiceName, PackageName)
 	}
 	return nil
 }

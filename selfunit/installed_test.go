@@ -18,34 +18,48 @@ func write(t *testing.T, root, path, text string) {
 	}
 }
 
+type fakeDpkg struct {
+	installed bool
+	owns      map[string]bool
+}
+
+func (f fakeDpkg) Installed() bool { return f.installed }
+func (f fakeDpkg) Owner(p string) string {
+	if f.owns[p] {
+		return PackageName
+	}
+	return ""
+}
+
 func TestInstalled(t *testing.T) {
+	none := fakeDpkg{}
 	bare := t.TempDir()
-	if m := Installed(bare, "/home/me/ten"); m.Kind != ByHand {
+	if m := Installed(none, bare, "/home/me/ten"); m.Kind != ByHand {
 		t.Errorf("bare host: %+v", m)
 	}
-	if err := RefuseIfPackaged(bare); err != nil {
+	if err := RefuseIfPackaged(none); err != nil {
 		t.Errorf("bare host refused: %v", err)
 	}
 
 	installed := t.TempDir()
 	o := Options{Binary: "/usr/local/bin/ten", Config: "/srv/tenement.toml", Listen: "0.0.0.0:8080", Domain: "example.com"}
 	write(t, installed, "etc/systemd/system/"+ServiceName, Service(o))
-	if m := Installed(installed, "/usr/local/bin/ten"); m.Kind != ByInstall {
+	if m := Installed(none, installed, "/usr/local/bin/ten"); m.Kind != ByInstall {
 		t.Errorf("ten install: %+v", m)
 	}
-	if m := Installed(installed, "/home/me/ten"); m.Kind != ByHand || !strings.Contains(m.Detail, "/usr/local/bin/ten") {
+	if m := Installed(none, installed, "/home/me/ten"); m.Kind != ByHand || !strings.Contains(m.Detail, "/usr/local/bin/ten") {
 		t.Errorf("other binary next to ten install: %+v", m)
 	}
 
 	pkg := t.TempDir()
-	write(t, pkg, DpkgList, "/.\n/usr\n/usr/bin\n/usr/bin/ten\n")
-	if m := Installed(pkg, "/usr/bin/ten"); m.Kind != ByPackage {
+	dpkg := fakeDpkg{installed: true, owns: map[string]bool{"/usr/bin/ten": true}}
+	if m := Installed(dpkg, pkg, "/usr/bin/ten"); m.Kind != ByPackage {
 		t.Errorf("package: %+v", m)
 	}
-	if m := Installed(pkg, "/root/ten"); m.Kind != ByHand || !strings.Contains(m.Detail, "package is installed") {
+	if m := Installed(dpkg, pkg, "/root/ten"); m.Kind != ByHand || !strings.Contains(m.Detail, "package is installed") {
 		t.Errorf("plain binary beside the package: %+v", m)
 	}
-	err := RefuseIfPackaged(pkg)
+	err := RefuseIfPackaged(dpkg)
 	if err == nil || !strings.Contains(err.Error(), "apt-get remove ten") {
 		t.Errorf("package installed, want a refusal with a hint, got %v", err)
 	}

@@ -47,7 +47,7 @@ func unitDir(runtime bool) string {
 
 // Run installs ten as tenement.service behind tenement.socket.
 func (c *InstallCmd) Run(g *Globals) error {
-	if err := selfunit.RefuseIfPackaged("/"); err != nil {
+	if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
 		return err
 	}
 	o, err := c.options(g)
@@ -86,7 +86,7 @@ func (c *UninstallCmd) Run() error {
 	// Without a unit of ten install's here, stopping tenement.service would
 	// stop the package's ten.
 	if _, err := os.Stat(filepath.Join(unitDir(c.Runtime), selfunit.ServiceName)); err != nil {
-		if err := selfunit.RefuseIfPackaged("/"); err != nil {
+		if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
 			return fmt.Errorf("no unit of ten install in %s: %w", unitDir(c.Runtime), err)
 		}
 	}
