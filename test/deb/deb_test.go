@@ -9,6 +9,7 @@ package deb
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -51,6 +52,7 @@ func TestMain(m *testing.M) {
 	outDir = filepath.Join(root, "dist", "debtest")
 	echoHost = filepath.Join(root, "bin", "echoapp")
 	vf := filepath.Join(outDir, "versions")
+	flag.Parse()
 	if os.Getenv(box.EnvInside) == "" && !testing.Short() && os.Getenv("TEN_UNIT_ONLY") == "" {
 		// Outside the box (or on a host whose PID 1 is systemd): build the
 		// two packages with make deb, the second a rebuild with a higher
