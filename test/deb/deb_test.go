@@ -206,6 +206,9 @@ fast = ["b"]
 
 // The path of the package through an administrator's hands.
 func TestPackageLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two packages and installs them: not with -short")
+	}
 	systemtest.Require(t)
 	if v1 == "" {
 		t.Fatal("no packages built (TestMain builds them with make deb outside the box)")
@@ -372,10 +375,11 @@ func TestPackageLifecycle(t *testing.T) {
 			t.Errorf("dpkg still knows ten after purge: %s", out)
 		}
 	}
-	if out := sh(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "tenement*", "*-tenement-*"); strings.TrimSpace(out) != "" {
+	if out, _ := shTry("systemctl", "list-units", "--all", "--plain", "--no-legend", "tenement*", "*-tenement-*"); strings.TrimSpace(out) != "" {
 		t.Errorf("units of ten left after purge:\n%s", out)
 	}
-	if out := sh(t, "systemctl", "list-unit-files", "--plain", "--no-legend", "tenement*"); strings.TrimSpace(out) != "" {
+	// list-unit-files exits 1 when no file matches.
+	if out, _ := shTry("systemctl", "list-unit-files", "--plain", "--no-legend", "tenement*"); strings.TrimSpace(out) != "" && !strings.Contains(out, "0 unit files") {
 		t.Errorf("unit files of ten left after purge:\n%s", out)
 	}
 	left := []string{"/usr/bin/ten", "/etc/tenement", "/var/lib/tenement", "/var/lib/private/tenement",
