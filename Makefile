@@ -55,18 +55,20 @@ bench: build ## Benchmarks against a real systemd (installs wrk, nginx, python3 
 run: build ## Run ten on examples/tenement.toml (boots a private systemd when the host has none)
 	./scripts/run-example
 
-# Debian packages (README "Debian package"): a static PIE ten (no cgo) per
-# architecture, units from selfunit, man pages from docs/man, dpkg-deb.
+# Debian packages (README "Debian package"): ten as a PIE built without cgo, per
+# architecture, units from selfunit, man pages from docs/man, dpkg-deb. The
+# binaries go to DEB_OUT/bin, so two builds into different DEB_OUTs (the
+# test's, yours) never share a file.
 DEB_ARCHES ?= amd64 arm64
 DEB_OUT ?= dist
 DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
 deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= overrides the git version)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ten ./cmd/ten
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(DEB_OUT)/bin/ten ./cmd/ten
 	@set -e; for arch in $(DEB_ARCHES); do \
 		echo "building ten $(VERSION) for $$arch"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
-			-ldflags '$(LDFLAGS) -s -w' -o $(BIN)/linux_$$arch/ten ./cmd/ten; \
-		$(GO) run ./internal/deb/mkdeb -bin $(BIN)/linux_$$arch/ten -host-bin $(BIN)/ten -arch $$arch \
+			-ldflags '$(LDFLAGS) -s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten ./cmd/ten; \
+		$(GO) run ./internal/deb/mkdeb -bin $(DEB_OUT)/bin/linux_$$arch/ten -host-bin $(DEB_OUT)/bin/ten -arch $$arch \
 			-version '$(VERSION)' -commit $(GIT_COMMIT) -date $(BUILD_DATE) -maintainer '$(DEB_MAINTAINER)' -out $(DEB_OUT); \
 	done
 
