@@ -46,7 +46,7 @@ type CLI struct {
 	Logs          LogsCmd              `cmd:"" help:"Show instances' output from journald: search, follow (-f), time window."`
 	TokenGen      TokenGenCmd          `cmd:"" name:"token-gen" help:"Create an API token (admin, or --tenant X for one tenant's instances); prints it once."`
 	Token         TokenCmd             `cmd:"" help:"List or revoke API tokens."`
-	Version       VersionCmd           `cmd:"" help:"Print ten's version."`
+	Version       VersionCmd           `cmd:"" help:"Print ten's version (the package's), commit and build date."`
 	Completion    CompletionCmd        `cmd:"" help:"Print a shell completion script: source <(ten completion bash)."`
 	CompleteInsts CompleteInstancesCmd `cmd:"" name:"complete-instances" hidden:"" help:"Print instance names (for completion)."`
 	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
