@@ -73,7 +73,7 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 	done
 
 deb-lint: deb ## lintian on the packages of `make deb`: no errors, no warnings (overrides in debian/lintian-overrides, with reasons)
-	lintian --fail-on error,warning --no-tag-display-limit $(foreach a,$(DEB_ARCHES),$(DEB_OUT)/ten_$(VERSION)_$(a).deb)
+	lintian --fail-on error,warning --tag-display-limit 0 $(foreach a,$(DEB_ARCHES),$(DEB_OUT)/ten_$(VERSION)_$(a).deb)
 
 deb-version: ## Print the version make deb would build
 	@echo '$(VERSION)'
