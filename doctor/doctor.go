@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/router/ebpf"
+	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
 )
 
@@ -28,6 +29,10 @@ func Run(ctx context.Context) []Check {
 	var cs []Check
 	add := func(name string, ok bool, format string, a ...any) {
 		cs = append(cs, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, a...)})
+	}
+	if exe, err := os.Executable(); err == nil {
+		m := selfunit.Installed(selfunit.System, "/", exe)
+		add("install", true, "%s: %s", m.Kind, m.Detail)
 	}
 	root := os.Geteuid() == 0
 	if root {

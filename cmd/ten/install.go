@@ -47,6 +47,9 @@ func unitDir(runtime bool) string {
 
 // Run installs ten as tenement.service behind tenement.socket.
 func (c *InstallCmd) Run(g *Globals) error {
+	if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
+		return err
+	}
 	o, err := c.options(g)
 	if err != nil {
 		return err
@@ -80,6 +83,13 @@ type UninstallCmd struct {
 
 // Run removes ten's own units; instances keep running.
 func (c *UninstallCmd) Run() error {
+	// Without a unit of ten install's here, stopping tenement.service would
+	// stop the package's ten.
+	if _, err := os.Stat(filepath.Join(unitDir(c.Runtime), selfunit.ServiceName)); err != nil {
+		if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
+			return fmt.Errorf("no unit of ten install in %s: %w", unitDir(c.Runtime), err)
+		}
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("uninstall changes systemd units: run it as root")
 	}
