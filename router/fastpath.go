@@ -128,7 +128,22 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 		readBufs.Put(bp)
 	}
 	if !handed {
+		if cc.dw.failed {
+			abort(c)
+		}
 		c.Close()
+	}
+}
+
+// abort makes Close reset the connection: a client that took nothing of a
+// response for the write timeout does not keep the unsent rest in the
+// kernel's buffers either.
+func abort(c net.Conn) {
+	if cc, ok := c.(*countedConn); ok {
+		c = cc.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }
 
@@ -582,7 +597,9 @@ func (cc *clientConn) copyN(uc *upConn, n int64) error {
 		}
 		m, err := uc.br.Read(buf)
 		if m > 0 {
-			cc.bw.Write(buf[:m])
+			if _, werr := cc.bw.Write(buf[:m]); werr != nil {
+				return werr
+			}
 			if n > 0 {
 				n -= int64(m)
 			}
@@ -701,6 +718,7 @@ type deadlineWriter struct {
 	c       net.Conn
 	timeout time.Duration
 	renew   time.Time
+	failed  bool // a write failed
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
@@ -710,7 +728,11 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 			d.renew = now.Add(d.timeout / 4)
 		}
 	}
-	return d.c.Write(p)
+	n, err := d.c.Write(p)
+	if err != nil {
+		d.failed = true
+	}
+	return n, err
 }
 
 // prefixConn is a connection whose first reads return bytes read already.
