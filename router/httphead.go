@@ -140,9 +140,15 @@ func (h *reqHead) parseRequestLine(l []byte) error {
 	}
 	h.target = l[:sp]
 	for _, c := range h.target {
-		if c <= ' ' || c == 0x7f {
+		if c <= ' ' || c >= 0x7f {
 			return errBadRequestLine
 		}
+	}
+	// origin-form, or forms only the fallback path serves (absolute-form,
+	// asterisk, CONNECT's authority); anything else is no request target.
+	if h.target[0] != '/' && string(h.target) != "*" && !equalFold(h.method, "CONNECT") &&
+		!hasPrefixFold(h.target, "http://") && !hasPrefixFold(h.target, "https://") {
+		return errBadRequestLine
 	}
 	switch string(l[sp+1:]) {
 	case "HTTP/1.1":
@@ -309,3 +315,7 @@ func isTchar(c byte) bool {
 
 // errHeadTooLarge means the head exceeds the limit (431).
 var errHeadTooLarge = errors.New("request header fields too large")
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && equalFold(b[:len(prefix)], prefix)
+}
