@@ -209,6 +209,19 @@ func TestNoRetryOnceWritten(t *testing.T) {
 	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("after: %d", resp.StatusCode)
 	}
+	// The same on the net/http path (Expect sends the connection there).
+	for i := 0; i < 2; i++ {
+		if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\nExpect: 100-continue\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("fallback warm-up: %d", resp.StatusCode)
+		}
+	}
+	resp, body = roundTrip(t, c, br, "GET /crash HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+	if resp.StatusCode != 502 {
+		t.Fatalf("crash on the fallback path: %d %q, want 502", resp.StatusCode, body)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("the crashing GET on the fallback path reached the app %d times, want once", n-1)
+	}
 }
 
 // h2c with prior knowledge (Caddy's `versions h2c`) is served, routed by
@@ -272,4 +285,34 @@ func TestFastPathStreamsResponse(t *testing.T) {
 		t.Fatalf("rest: %q", rest)
 	}
 	_ = context.Background
+}
+
+// {service}.{domain} of a declared service with no instances is no 404:
+// the service exists, nothing runs it (503, saying so). An undeclared one
+// is a 404 naming it.
+func TestDeclaredServiceWithoutInstances(t *testing.T) {
+	r, _ := newTestRouter(t)
+	r.SetServices([]string{"empty", "api"})
+	twoInstances(t, r)
+	addr := serveFast(t, r, testLimits)
+	for host, want := range map[string]struct {
+		code int
+		body string
+	}{
+		"empty.example.test":   {503, "service empty has no instances: start one with `ten spawn empty:ID`"},
+		"nosuch.example.test":  {404, "no service nosuch on this server"},
+		"x.empty.example.test": {404, "no instance empty:x on this server"},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want.code || !strings.Contains(string(body), want.body) {
+			t.Errorf("%s: %d %q, want %d %q", host, resp.StatusCode, body, want.code, want.body)
+		}
+	}
 }

@@ -160,9 +160,13 @@ func (r *Router) Put(b Backend, awake bool) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		},
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+		// Every request of this path (wakes, upgrades, streamed uploads,
+		// probes) gets a new connection: http.Transport sends an idempotent
+		// request again when a reused connection fails after it was
+		// written, so a GET that crashes the app would reach it twice. The
+		// fast path keeps its own pool and never resends what it wrote.
+		DisableKeepAlives:  true,
+		DisableCompression: true,
 	}
 	nb.awake.Store(awake)
 	nb.last.Store(time.Now().UnixNano())
