@@ -236,3 +236,57 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Drain and CloseIdle (ten stopping) close idle connections, counted
+// against their address's cap, and later answers close theirs.
+func TestDrainClosesConnections(t *testing.T) {
+	r, _ := newTestRouter(t)
+	twoInstances(t, r)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lim := testLimits
+	lim.MaxConnsPerAddr = 10
+	cs := &ConnServer{Router: r, Limits: lim}
+	go cs.Serve(ln)
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	busy, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	br := bufio.NewReader(busy)
+	if resp, _ := roundTrip(t, busy, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("before drain: %d close=%v", resp.StatusCode, resp.Close)
+	}
+	for cs.Active() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cs.Drain()
+	if resp, _ := roundTrip(t, busy, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("draining: %d close=%v, want Connection: close", resp.StatusCode, resp.Close)
+	}
+	done := make(chan struct{})
+	go func() { cs.CloseIdle(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("CloseIdle did not return")
+	}
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection after CloseIdle: %v, want EOF", err)
+	}
+	for end := time.Now().Add(5 * time.Second); cs.Active() > 0; {
+		if time.Now().After(end) {
+			t.Fatalf("%d connections still served after drain", cs.Active())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -53,6 +53,7 @@ type ConnServer struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}
+	addrMu   sync.Mutex
 	perAddr  map[netip.Addr]int
 }
 
@@ -62,12 +63,17 @@ func (s *ConnServer) Drain() { s.draining.Store(true) }
 // CloseIdle closes the connections that wait for a request; those with a
 // request in progress close after it (with Drain).
 func (s *ConnServer) CloseIdle() {
+	var idle []net.Conn
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for cc := range s.conns {
 		if cc.idle.Load() {
-			cc.c.Close()
+			idle = append(idle, cc.c)
 		}
+	}
+	s.mu.Unlock()
+	// Closed outside the lock: closing releases the address's count.
+	for _, c := range idle {
+		c.Close()
 	}
 }
 
@@ -793,24 +799,24 @@ func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
 		key, _ = netip.AddrFromSlice(a.IP)
 		key = key.Unmap()
 	}
-	s.mu.Lock()
+	s.addrMu.Lock()
 	if s.perAddr == nil {
 		s.perAddr = map[netip.Addr]int{}
 	}
 	n := s.perAddr[key]
 	if n >= limit {
-		s.mu.Unlock()
+		s.addrMu.Unlock()
 		go refuseConn(c, fmt.Sprintf("too many connections from %s (at most %d open at once)", key, limit))
 		return nil, false
 	}
 	s.perAddr[key] = n + 1
-	s.mu.Unlock()
+	s.addrMu.Unlock()
 	return &countedConn{Conn: c, release: func() {
-		s.mu.Lock()
+		s.addrMu.Lock()
 		if s.perAddr[key]--; s.perAddr[key] <= 0 {
 			delete(s.perAddr, key)
 		}
-		s.mu.Unlock()
+		s.addrMu.Unlock()
 	}}, true
 }
 
