@@ -157,10 +157,10 @@ func abort(c net.Conn) {
 // Fallback.
 func (cc *clientConn) serve() (handed bool) {
 	lim := &cc.s.Limits
+	// While draining, a request that arrives is still answered (with
+	// Connection: close): closing a connection found idle could lose a
+	// request the client has just sent on it. CloseIdle ends the others.
 	for first := true; ; first = false {
-		if cc.s.draining.Load() && !first {
-			return false
-		}
 		cc.idle.Store(true)
 		err := cc.readHead(first)
 		cc.idle.Store(false)

@@ -539,6 +539,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if req.Body != nil && req.Body != http.NoBody {
+		// With full duplex the transport may still be reading the body
+		// when the response is done; the server must not start reading
+		// the next request meanwhile (net/http panics on that).
+		gb := &guardedBody{rc: req.Body}
+		req.Body = gb
+		defer gb.finish()
+	}
 	if r.Observer == nil {
 		r.proxy.ServeHTTP(w, req.WithContext(ctx))
 		return
@@ -582,6 +590,41 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// guardedBody ends a request body's use by the proxy: finish waits for a
+// read in progress, reads what is left (up to 256 KiB) and makes later
+// reads return EOF.
+type guardedBody struct {
+	mu   sync.Mutex
+	rc   io.ReadCloser
+	done bool
+}
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return 0, io.EOF
+	}
+	return g.rc.Read(p)
+}
+
+func (g *guardedBody) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rc.Close()
+}
+
+func (g *guardedBody) finish() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.done = true
+	// Read what the app left unread (as net/http does without full duplex)
+	// while the handler still runs: reaching the body's end later, when
+	// the server closes it, would start its background read after it
+	// stopped it, and the next request's read panics.
+	_, _ = io.CopyN(io.Discard, g.rc, 256<<10)
+}
 
 type reqState struct {
 	b      *backend
