@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,6 +248,49 @@ func TestH2C(t *testing.T) {
 		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || !strings.HasPrefix(string(body), id+" ") {
 			t.Fatalf("h2c to %s: %s %d %q", id, resp.Proto, resp.StatusCode, body)
 		}
+	}
+}
+
+// h2c requests reach the app over kept-alive connections too (and the
+// net/http path never resends what it wrote: TestNoRetryOnceWritten).
+func TestH2CReusesUpstream(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}}
+	go srv.Serve(l)
+	defer srv.Close()
+	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	addr := serveFast(t, r, testLimits)
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Host = "a.api.example.test"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("request %d: %s %d", i, resp.Proto, resp.StatusCode)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("20 sequential h2c requests opened %d connections to the app, want 1", n)
 	}
 }
 

@@ -699,7 +699,13 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}()
 	}
-	resp, err := b.transport.RoundTrip(req.WithContext(ctx))
+	var resp *http.Response
+	var err error
+	if st.waking || st.thawed != nil || req.Header.Get("Upgrade") != "" {
+		resp, err = b.transport.RoundTrip(req.WithContext(ctx))
+	} else {
+		resp, err = b.pooledRoundTrip(req.WithContext(ctx))
+	}
 	if err != nil {
 		var te *thawError
 		if errors.As(context.Cause(ctx), &te) {
