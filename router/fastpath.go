@@ -113,8 +113,6 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
 	cc.dw = deadlineWriter{c: c, timeout: s.Limits.WriteTimeout}
-	cc.bw = writeBufs.Get().(*bufio.Writer)
-	cc.bw.Reset(&cc.dw)
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = map[*clientConn]struct{}{}
@@ -127,8 +125,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	s.mu.Lock()
 	delete(s.conns, cc)
 	s.mu.Unlock()
-	cc.bw.Reset(nil)
-	writeBufs.Put(cc.bw)
+	cc.putWriter()
 	if len(cc.buf) == 4<<10 {
 		*bp = cc.buf
 		readBufs.Put(bp)
@@ -196,8 +193,10 @@ func (cc *clientConn) serve() (handed bool) {
 		if b == nil || !b.acquireAwake() {
 			return cc.handOff()
 		}
+		cc.getWriter()
 		keep := cc.proxy(b, h, cc.buf[cc.rd+h.size:cc.rd+h.size+int(body)])
 		b.release()
+		cc.putWriter() // an idle connection holds no write buffer
 		cc.rd += h.size + int(body)
 		if !keep {
 			return false
@@ -288,8 +287,25 @@ func (cc *clientConn) handOff() bool {
 	return true
 }
 
+// getWriter lends the connection a write buffer for one answer.
+func (cc *clientConn) getWriter() {
+	if cc.bw == nil {
+		cc.bw = writeBufs.Get().(*bufio.Writer)
+		cc.bw.Reset(&cc.dw)
+	}
+}
+
+func (cc *clientConn) putWriter() {
+	if cc.bw != nil {
+		cc.bw.Reset(nil)
+		writeBufs.Put(cc.bw)
+		cc.bw = nil
+	}
+}
+
 // refuse answers an error and the connection is closed after it.
 func (cc *clientConn) refuse(code int, msg string) {
+	cc.getWriter()
 	cc.writeError(code, msg, false)
 	cc.bw.Flush()
 }
