@@ -13,10 +13,17 @@ type upConn struct {
 	c  net.Conn
 	br *bufio.Reader
 	rh respHead
+	// idleSince is when it went back to the pool.
+	idleSince time.Time
 }
 
-// maxIdleUpstream bounds the idle connections kept per instance.
-const maxIdleUpstream = 64
+// maxIdleUpstream bounds the idle connections kept per instance, and
+// upstreamIdleTimeout how long one is kept unused (the app may have closed
+// it meanwhile; it would hold a descriptor for nothing).
+const (
+	maxIdleUpstream     = 64
+	upstreamIdleTimeout = 30 * time.Second
+)
 
 // upstreamPool holds an instance's idle connections, newest last (the
 // newest is the likeliest to be still open and warm in the app).
@@ -33,20 +40,46 @@ func (p *upstreamPool) get() *upConn {
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		return uc
+		if time.Since(uc.idleSince) <= upstreamIdleTimeout {
+			return uc
+		}
+		// The newest is stale: so are the others.
+		stale := p.idle
+		p.idle = nil
+		go func() {
+			uc.c.Close()
+			for _, s := range stale {
+				s.c.Close()
+			}
+		}()
 	}
 	return nil
 }
 
 func (p *upstreamPool) put(uc *upConn) {
+	now := time.Now()
+	uc.idleSince = now
+	var stale []*upConn
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdleUpstream {
 		p.mu.Unlock()
 		uc.c.Close()
 		return
 	}
+	// The oldest are first: drop those unused too long.
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleSince) > upstreamIdleTimeout {
+		n++
+	}
+	if n > 0 {
+		stale = append(stale, p.idle[:n]...)
+		p.idle = append(p.idle[:0], p.idle[n:]...)
+	}
 	p.idle = append(p.idle, uc)
 	p.mu.Unlock()
+	for _, s := range stale {
+		s.c.Close()
+	}
 }
 
 // closeIdle closes the idle connections; with forever, later ones too
