@@ -368,8 +368,8 @@ func (b *backend) acquireAwake() bool {
 func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
 	start := time.Now()
 	code, keep := cc.exchange(b, h, body, start)
-	if cc.r.Observer != nil {
-		cc.r.Observer.ObserveRequest(b.Instance, code, time.Since(start))
+	if cc.r.observer != nil {
+		cc.r.observer.ObserveRequest(b.Instance, code, time.Since(start))
 	}
 	return keep && !h.closeConn && !cc.s.draining.Load()
 }

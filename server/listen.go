@@ -94,7 +94,7 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 			cs.CloseIdle()
 		}
 	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
+	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
 	err := cs.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
