@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -44,6 +46,8 @@ type Server struct {
 	router *router.Router
 	auth   *Auth
 	shim   string
+	// shimBin is the small ten-shim binary, "" where not installed.
+	shimBin string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
 	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
@@ -119,12 +123,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	s.shimBin = installShimBin(s.shim, o.Log)
 	if err := s.initL4(); err != nil {
 		sdm.Close()
 		return nil, err
 	}
 	s.initFreezer()
-	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, s.routerOptions())
+	ro := s.routerOptions()
+	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
+	s.metrics.MustRegister(ro.Wakes.Collectors()...)
+	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
@@ -195,6 +203,35 @@ func installFile(src, dst string) (_ string, err error) {
 		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
 	return dst, nil
+}
+
+// installShimBin copies the small ten-shim binary from next to the running
+// ten (make build puts it there) beside the installed ten, and returns its
+// path; "" (the units then run `ten shim`) when there is none. It starts
+// faster than all of ten at every wake of a shim-mode instance.
+func installShimBin(tenCopy string, log *slog.Logger) string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	src := filepath.Join(filepath.Dir(self), "ten-shim")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return ""
+	}
+	dst := filepath.Join(filepath.Dir(tenCopy), "ten-shim")
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	return dst
 }
 
 // drainGrace is how long at most a stopping ten keeps answering on open
