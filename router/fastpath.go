@@ -371,7 +371,11 @@ func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
 	if cc.r.observer != nil {
 		cc.r.observer.ObserveRequest(b.Instance, code, time.Since(start))
 	}
-	return keep && !h.closeConn && !cc.s.draining.Load()
+	// keep is what the answer told the client (Connection: close or not);
+	// a drain that began after it was written closes the connection after
+	// the next answer, or CloseIdle does: closing it now could lose a
+	// request the client is already sending on it.
+	return keep && !h.closeConn
 }
 
 // buildRequest writes the request for the instance into cc.out: the
