@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
 
 	"github.com/tenhq/ten/server"
 	"github.com/tenhq/ten/shim"
@@ -33,6 +36,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if listen == "" && c.Port != 0 {
 		listen = fmt.Sprintf(":%d", c.Port)
 	}
+	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
+		servePprof(addr, log)
+	}
 	s, err := server.New(ctx, server.Options{Config: cfg, Listen: listen, Domain: c.Domain, Log: log})
 	if err != nil {
 		return err
@@ -53,4 +59,17 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		log.Info("ten is up", "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
 	}
 	return s.Run(ctx, ln)
+}
+
+// servePprof serves Go's profiler on addr (TEN_PPROF_LISTEN, for
+// benchmarks: the router's CPU profile under load). It is off unless asked.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() {
+		if err := http.ListenAndServe(addr, mux); err != nil {
+			log.Error("pprof listener (TEN_PPROF_LISTEN)", "addr", addr, "err", err)
+		}
+	}()
 }
