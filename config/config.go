@@ -55,7 +55,8 @@ type Settings struct {
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
 }
 
-// TLS is [settings.tls]; parsed for compatibility.
+// TLS is [settings.tls]: HTTPS with certificates from an ACME CA (see the
+// tlsfront package).
 type TLS struct {
 	Enabled     bool   `toml:"enabled" json:"enabled"`
 	AcmeEmail   string `toml:"acme_email" json:"acme_email,omitempty"`
@@ -65,6 +66,15 @@ type TLS struct {
 	HTTPSPort   int    `toml:"https_port" json:"https_port"`
 	HTTPPort    int    `toml:"http_port" json:"http_port"`
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
+
+	// Keys ten adds.
+
+	// CA is the ACME directory URL (default: Let's Encrypt, or its staging
+	// directory with staging = true), e.g. a private step-ca.
+	CA string `toml:"ca" json:"ca,omitempty"`
+	// CARoot is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (a private CA); default: the system's roots.
+	CARoot string `toml:"ca_root" json:"ca_root,omitempty"`
 }
 
 // Routing is the [routing] table (parsed, as in tenement, for compatibility).
@@ -290,6 +300,10 @@ func (c *Config) defaults() {
 	}
 	if s.Listen == "" {
 		s.Listen = ":8080"
+	}
+	if s.Domain == "" {
+		// tenement names its domain in [settings.tls] (and serve -d).
+		s.Domain = strings.ToLower(strings.TrimSuffix(s.TLS.Domain, "."))
 	}
 	if s.Domain == "" {
 		s.Domain = "localhost"

@@ -144,6 +144,7 @@ func (s *Server) adminHandler() http.Handler {
 		s.registerNotFound,
 		s.registerDeploy,
 		s.registerFeatures,
+		s.registerTLS,
 	} {
 		register(api)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
 
@@ -63,6 +64,10 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
+	// and httpLn are its listeners when systemd passed them.
+	tls           *tlsfront.Front
+	tlsLn, httpLn net.Listener
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -134,6 +139,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.initL4()
 	s.initFreezer()
+	if err := s.initTLS(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
 	s.router.Observer = s
 	return s, nil
 }
@@ -254,10 +263,16 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	tlsDone, err := s.serveTLS(ctx, handler)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
 	err = srv.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
+		tlsDone()
 		return nil
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -37,10 +37,31 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	ln, err := shim.Listener()
+	lns, err := shim.Listeners()
+	var ln net.Listener
 	switch {
 	case err == nil:
-		log.Info("serving on the socket systemd passed", "addr", ln.Addr().String())
+		// tenement.socket holds settings.listen and, with TLS, https_port
+		// and http_port: tell them apart by port.
+		var rest []net.Listener
+		https, http := s.TLSPorts()
+		var tlsLn, httpLn net.Listener
+		for _, l := range lns {
+			switch port(l) {
+			case https:
+				tlsLn = l
+			case http:
+				httpLn = l
+			default:
+				rest = append(rest, l)
+			}
+		}
+		if len(rest) != 1 {
+			return fmt.Errorf("systemd passed %d sockets besides https_port and http_port; want exactly one for settings.listen", len(rest))
+		}
+		ln = rest[0]
+		s.UseTLSListeners(tlsLn, httpLn)
+		log.Info("serving on the socket systemd passed", "addr", ln.Addr().String(), "sockets", len(lns))
 	case errors.Is(err, shim.ErrNoListenFDs):
 		ln, err = net.Listen("tcp", s.Listen())
 		if err != nil {
@@ -53,4 +74,12 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		log.Info("ten is up", "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
 	}
 	return s.Run(ctx, ln)
+}
+
+// port is a TCP listener's port (0 for other listeners).
+func port(l net.Listener) int {
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }
