@@ -24,6 +24,9 @@ type Options struct {
 	Listen string
 	// Domain is the routing domain.
 	Domain string
+	// Extra are more addresses tenement.socket holds: with [settings.tls],
+	// https_port and http_port (ten tells the sockets apart by port).
+	Extra []string
 }
 
 // Names of ten's own units.
@@ -50,6 +53,11 @@ func (o Options) Validate() error {
 	if host != "" && net.ParseIP(host) == nil {
 		return fmt.Errorf("listen address %q: host must be an IP address", o.Listen)
 	}
+	for _, a := range o.Extra {
+		if _, p, err := net.SplitHostPort(a); err != nil || p == port {
+			return fmt.Errorf("extra listen address %q: want HOST:PORT on a port other than %s", a, port)
+		}
+	}
 	if strings.TrimSpace(o.Domain) == "" || strings.ContainsAny(o.Domain, " /\t") {
 		return fmt.Errorf("domain %q is not a domain name", o.Domain)
 	}
@@ -65,13 +73,21 @@ Description=ten router and API socket
 
 [Socket]
 ListenStream=%s
-NoDelay=yes
+%sNoDelay=yes
 Backlog=4096
 Service=%s
 
 [Install]
 WantedBy=sockets.target
-`, o.Listen, ServiceName)
+`, o.Listen, extra(o.Extra), ServiceName)
+}
+
+func extra(addrs []string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "ListenStream=%s\n", a)
+	}
+	return b.String()
 }
 
 // Service renders tenement.service. ten must stay root (it creates units

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"
@@ -68,6 +69,10 @@ type Server struct {
 	// and httpLn are its listeners when systemd passed them.
 	tls           *tlsfront.Front
 	tlsLn, httpLn net.Listener
+	// dash is the web dashboard (dashboard.go), hist its per-instance
+	// history of the last hour.
+	dash *dashboard.Handler
+	hist *dashboard.History
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -136,6 +141,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	s.hist = dashboard.NewHistory()
+	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
 	s.initL4()
 	s.initFreezer()
@@ -211,6 +218,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
+	go s.dash.RunSampler(ctx)
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)

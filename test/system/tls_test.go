@@ -1,0 +1,236 @@
+package system
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tlsClient speaks HTTPS to ten's https_port whatever the URL's host (the
+// names are test names no resolver knows) and trusts only roots.
+func tlsClient(httpsAddr string, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, httpsAddr)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// adminGet sends an authenticated GET to ten's API.
+func (s *tenServer) adminGet(path string) (int, []byte) {
+	s.t.Helper()
+	tok, err := os.ReadFile(filepath.Join(s.dir, "data", "api_token"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+type tlsStatus struct {
+	Enabled      bool   `json:"enabled"`
+	Domain       string `json:"domain"`
+	Refused      uint64 `json:"refused"`
+	Certificates []struct {
+		Names     []string  `json:"names"`
+		NotAfter  time.Time `json:"not_after"`
+		ExpiresIn float64   `json:"expires_in_seconds"`
+		Renewals  int       `json:"renewals"`
+		Error     string    `json:"error"`
+	} `json:"certificates"`
+}
+
+// HTTPS against a real ACME server (pebble) on loopback: certificates for
+// several tenant hosts on first use, verified against pebble's root; no
+// order at all for a name that routes nowhere; the redirect on http_port;
+// /api/tls/status, /metrics and `ten doctor`; renewal of short-lived
+// certificates while serving.
+func TestTLSWithPebble(t *testing.T) {
+	install(t)
+	httpsPort, httpPort := freePort(t), freePort(t)
+	const validity = 30 * time.Second
+	pb := startPebble(t, httpPort, httpsPort, validity)
+	s := startTen(t, fmt.Sprintf(`
+[settings.tls]
+enabled = true
+domain = "example.test"
+acme_email = "ops@example.test"
+https_port = %d
+http_port = %d
+ca = %q
+ca_root = %q
+
+[service.app]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+app = ["one", "two", "three"]
+`, httpsPort, httpPort, pb.Dir, pb.TLSRoot), "TEN_TLS_RENEW_CHECK=2s")
+	httpsAddr := fmt.Sprintf("127.0.0.1:%d", httpsPort)
+	c := tlsClient(httpsAddr, pb.Roots)
+
+	// Several tenant hosts, each issued on its first request.
+	hosts := []string{"one.app.example.test", "two.app.example.test", "three.app.example.test", "app.example.test"}
+	for _, h := range hosts {
+		resp, err := c.Get("https://" + h + "/")
+		if err != nil {
+			t.Fatalf("GET https://%s/: %v", h, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET https://%s/: %d %s", h, resp.StatusCode, body)
+		}
+		leaf := resp.TLS.PeerCertificates[0]
+		if err := leaf.VerifyHostname(h); err != nil {
+			t.Errorf("%s: %v", h, err)
+		}
+		t.Logf("%s: %d, certificate for %v from %q, valid until %s", h, resp.StatusCode, leaf.DNSNames, leaf.Issuer.CommonName, leaf.NotAfter.Format(time.TimeOnly))
+	}
+	// The bare domain reaches ten's own pages.
+	resp, err := c.Get("https://example.test/health")
+	if err != nil {
+		t.Fatalf("bare domain over HTTPS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("https://example.test/health: %d", resp.StatusCode)
+	}
+
+	// Names that route nowhere get no certificate and no order at the CA.
+	for _, h := range []string{"nope.app.example.test", "nothing.example.test", "evil.example.com", "a.b.c.example.test"} {
+		_, err := c.Get("https://" + h + "/")
+		if err == nil {
+			t.Errorf("https://%s/ answered; want a failed handshake", h)
+		} else {
+			t.Logf("%s refused: %v", h, err)
+		}
+	}
+	orders := pb.Orders()
+	t.Logf("orders at pebble: %v", orders)
+	for _, h := range hosts {
+		if !slices.Contains(orders, h) {
+			t.Errorf("no order for %s", h)
+		}
+	}
+	for _, bad := range []string{"nope.app.example.test", "nothing.example.test", "evil.example.com", "a.b.c.example.test"} {
+		if slices.Contains(orders, bad) {
+			t.Errorf("ten ordered a certificate for %s, which routes nowhere", bad)
+		}
+	}
+	if !strings.Contains(s.log.String(), "refusing a certificate for a name that routes nowhere") {
+		t.Errorf("no refusal logged")
+	}
+
+	// http_port redirects to HTTPS (and 404s a name that routes nowhere).
+	for host, want := range map[string]int{"one.app.example.test": 308, "nope.app.example.test": 404} {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/x?y=1", httpPort), nil)
+		req.Host = host
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != want {
+			t.Errorf("http://%s/x: %d %s, want %d", host, resp.StatusCode, loc, want)
+		}
+		if want == 308 && loc != fmt.Sprintf("https://%s:%d/x?y=1", host, httpsPort) {
+			t.Errorf("redirect to %q", loc)
+		}
+	}
+
+	// Status, metrics, doctor.
+	code, body := s.adminGet("/api/tls/status")
+	var st tlsStatus
+	if code != 200 || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("/api/tls/status: %d %s", code, body)
+	}
+	t.Logf("/api/tls/status: %s", body)
+	if !st.Enabled || st.Domain != "example.test" || st.Refused < 2 {
+		t.Errorf("status: %+v", st)
+	}
+	have := map[string]bool{}
+	for _, cert := range st.Certificates {
+		for _, n := range cert.Names {
+			have[n] = true
+		}
+		if cert.Error != "" || cert.ExpiresIn <= 0 || cert.ExpiresIn > validity.Seconds() {
+			t.Errorf("certificate %v: error %q, expires in %.0fs", cert.Names, cert.Error, cert.ExpiresIn)
+		}
+	}
+	for _, h := range append(hosts, "example.test") {
+		if !have[h] {
+			t.Errorf("status lacks %s", h)
+		}
+	}
+	_, metrics, _ := s.get("127.0.0.1", "/metrics")
+	for _, h := range hosts {
+		if !strings.Contains(metrics, fmt.Sprintf("ten_tls_certificate_expiry_seconds{name=%q}", h)) {
+			t.Errorf("metrics lack the expiry of %s", h)
+		}
+	}
+	doc, _ := s.ten("doctor", "--config", s.config)
+	if !strings.Contains(doc, "one.app.example.test") {
+		t.Errorf("ten doctor does not list the certificates:\n%s", doc)
+	}
+
+	// Renewal while serving: keep requesting one host; its certificate
+	// must change before the first one expires, and no request may fail.
+	first, err := c.Get("https://one.app.example.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Body.Close()
+	serial := first.TLS.PeerCertificates[0].SerialNumber
+	expiry := first.TLS.PeerCertificates[0].NotAfter
+	renewed := false
+	for time.Now().Before(expiry.Add(5 * time.Second)) {
+		resp, err := c.Get("https://one.app.example.test/")
+		if err != nil {
+			t.Fatalf("while waiting for renewal: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("while waiting for renewal: %d", resp.StatusCode)
+		}
+		if leaf := resp.TLS.PeerCertificates[0]; leaf.SerialNumber.Cmp(serial) != 0 {
+			t.Logf("renewed %.0fs before the old certificate's expiry: new one valid until %s", time.Until(expiry).Seconds(), leaf.NotAfter.Format(time.TimeOnly))
+			if time.Now().After(expiry) {
+				t.Errorf("renewed only after expiry")
+			}
+			renewed = true
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !renewed {
+		t.Fatalf("certificate of one.app.example.test not renewed before it expired at %s", expiry.Format(time.TimeOnly))
+	}
+}
