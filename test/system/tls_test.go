@@ -10,9 +10,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -232,5 +235,134 @@ app = ["one", "two", "three"]
 	}
 	if !renewed {
 		t.Fatalf("certificate of one.app.example.test not renewed before it expired at %s", expiry.Format(time.TimeOnly))
+	}
+	_, body = s.adminGet("/api/tls/status")
+	st = tlsStatus{}
+	json.Unmarshal(body, &st)
+	renewals := 0
+	for _, cert := range st.Certificates {
+		if slices.Contains(cert.Names, "one.app.example.test") {
+			renewals = cert.Renewals
+		}
+	}
+	if renewals < 1 {
+		t.Errorf("status shows %d renewals of one.app.example.test: %s", renewals, body)
+	}
+}
+
+// ten install with [settings.tls]: tenement.socket holds https_port and
+// http_port too, and three restarts of tenement.service under steady HTTPS
+// load fail no request.
+func TestInstallHTTPSRestartDropsNothing(t *testing.T) {
+	install(t)
+	httpsPort, httpPort := freePort(t), freePort(t)
+	pb := startPebble(t, httpPort, httpsPort, time.Hour)
+	_, cfg, _ := writeConfig(t, fmt.Sprintf(`
+[settings.tls]
+enabled = true
+domain = "example.test"
+https_port = %d
+http_port = %d
+ca = %q
+ca_root = %q
+
+[service.web]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+web = ["a"]
+`, httpsPort, httpPort, pb.Dir, pb.TLSRoot))
+	port := freePort(t)
+	bin := filepath.Join(binDir, "ten-installed")
+	out, err := exec.Command(tenBin, "install", "--runtime", "-d", "example.test", "-p", fmt.Sprint(port), "--address", "127.0.0.1", "--binary", bin, "-c", cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ten install: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command(tenBin, "uninstall", "--runtime").Run()
+		removeAllUnits(t)
+	})
+	listen := show(t, "tenement.socket", "Listen")
+	t.Logf("tenement.socket listens on: %s", listen)
+	for _, p := range []int{port, httpsPort, httpPort} {
+		if !strings.Contains(listen, fmt.Sprintf("127.0.0.1:%d", p)) {
+			t.Errorf("tenement.socket does not hold port %d: %s", p, listen)
+		}
+	}
+	c := tlsClient(fmt.Sprintf("127.0.0.1:%d", httpsPort), pb.Roots)
+	get := func() (int, error) {
+		resp, err := c.Get("https://a.web.example.test/")
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, err := get()
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			j, _ := exec.Command("journalctl", "-u", "tenement.service", "--no-pager").CombinedOutput()
+			t.Fatalf("installed ten does not serve HTTPS: %d %v\n%s", code, err, j)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The redirect port is held too.
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", httpPort), nil)
+	req.Host = "a.web.example.test"
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil || resp.StatusCode != http.StatusPermanentRedirect {
+		t.Fatalf("http_port of the installed ten: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, err := get()
+				if err != nil || code != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v", code, err))
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		time.Sleep(700 * time.Millisecond)
+		if out, err := exec.Command("systemctl", "restart", "tenement.service").CombinedOutput(); err != nil {
+			t.Fatalf("restart: %v %s", err, out)
+		}
+	}
+	time.Sleep(700 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("3 restarts of tenement.service under HTTPS load: %d requests answered, %d failed; orders at the CA: %v", ok.Load(), failed.Load(), pb.Orders())
+	if failed.Load() != 0 {
+		t.Errorf("%d HTTPS requests failed across restarts; first: %v", failed.Load(), firstErr.Load())
+	}
+	if ok.Load() < 30 {
+		t.Errorf("only %d requests made it", ok.Load())
+	}
+	// The certificate came from the cache after each restart: one order.
+	if n := len(pb.Orders()); n > 2 {
+		t.Errorf("%d orders at the CA across restarts; the cached certificate should be reused", n)
 	}
 }
