@@ -26,7 +26,25 @@ type Bucket struct {
 	MaxMs    float64 `json:"max_ms"`
 	// Memory is the last sample of the service's memory in the bucket.
 	Memory uint64 `json:"memory"`
-	sumMs  float64
+}
+
+// slot is a Bucket as stored: 24 bytes, so an hour of one instance takes
+// 8.6 KiB.
+type slot struct {
+	start    uint32 // Unix time
+	requests uint32
+	errors   uint32
+	sumMs    float32
+	maxMs    float32
+	memKiB   uint32
+}
+
+func (s slot) bucket() Bucket {
+	b := Bucket{Start: int64(s.start), Requests: int(s.requests), Errors: int(s.errors), MaxMs: float64(s.maxMs), Memory: uint64(s.memKiB) * 1024}
+	if s.requests > 0 {
+		b.AvgMs = float64(s.sumMs) / float64(s.requests)
+	}
+	return b
 }
 
 // Step and Buckets shape the ring: an hour in 10-second steps.
@@ -35,12 +53,14 @@ const (
 	Buckets = 360
 )
 
-// MaxInstances bounds how many instances History tracks; past it new ones
-// are not recorded until Retain drops gone ones.
-const MaxInstances = 20000
+// MaxInstances bounds how many instances History tracks (at most about
+// 43 MiB); past it new ones are not recorded until Retain drops gone ones.
+// An instance gets a ring at its first request or its first memory sample
+// while running, so sleepers that never wake cost nothing.
+const MaxInstances = 5000
 
 type ring struct {
-	b         [Buckets]Bucket
+	b         [Buckets]slot
 	wakes     uint64
 	lastWake  time.Duration
 	wakeFails uint64
@@ -51,7 +71,7 @@ func NewHistory() *History { return &History{by: map[units.Instance]*ring{}} }
 
 // bucket returns the bucket for now, clearing it when it is stale; nil when
 // the instance cannot be tracked. Call with mu held.
-func (h *History) bucket(inst units.Instance, now time.Time) (*ring, *Bucket) {
+func (h *History) bucket(inst units.Instance, now time.Time) (*ring, *slot) {
 	r := h.by[inst]
 	if r == nil {
 		if len(h.by) >= MaxInstances {
@@ -62,8 +82,8 @@ func (h *History) bucket(inst units.Instance, now time.Time) (*ring, *Bucket) {
 	}
 	start := now.Unix() / int64(Step/time.Second) * int64(Step/time.Second)
 	b := &r.b[(start/int64(Step/time.Second))%Buckets]
-	if b.Start != start {
-		*b = Bucket{Start: start}
+	if int64(b.start) != start {
+		*b = slot{start: uint32(start)}
 	}
 	return r, b
 }
@@ -76,15 +96,14 @@ func (h *History) ObserveRequest(inst units.Instance, code int, d time.Duration)
 	if b == nil {
 		return
 	}
-	ms := float64(d) / float64(time.Millisecond)
-	b.Requests++
+	ms := float32(float64(d) / float64(time.Millisecond))
+	b.requests++
 	if code >= 500 {
-		b.Errors++
+		b.errors++
 	}
 	b.sumMs += ms
-	b.AvgMs = b.sumMs / float64(b.Requests)
-	if ms > b.MaxMs {
-		b.MaxMs = ms
+	if ms > b.maxMs {
+		b.maxMs = ms
 	}
 }
 
@@ -104,12 +123,15 @@ func (h *History) ObserveWake(inst units.Instance, d time.Duration, err error) {
 	r.lastWake = d
 }
 
-// Memory records a memory sample.
+// Memory records a memory sample (none for 0: a sleeping instance).
 func (h *History) Memory(inst units.Instance, bytes uint64, now time.Time) {
+	if bytes == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, b := h.bucket(inst, now); b != nil {
-		b.Memory = bytes
+		b.memKiB = uint32(min(bytes/1024, 1<<32-1))
 	}
 }
 
@@ -136,8 +158,8 @@ func (h *History) Series(inst units.Instance, now time.Time) []Bucket {
 	for t := end - (Buckets-1)*step; t <= end; t += step {
 		b := Bucket{Start: t}
 		if r != nil {
-			if got := r.b[(t/step)%Buckets]; got.Start == t {
-				b = got
+			if got := r.b[(t/step)%Buckets]; int64(got.start) == t {
+				b = got.bucket()
 			}
 		}
 		out = append(out, b)
@@ -158,8 +180,8 @@ func (h *History) Rates(inst units.Instance, now time.Time) (rps float64, wakes 
 	cur := now.Unix() / step * step
 	n := 0
 	for _, t := range []int64{cur - step, cur} {
-		if b := r.b[(t/step)%Buckets]; b.Start == t {
-			n += b.Requests
+		if b := r.b[(t/step)%Buckets]; int64(b.start) == t {
+			n += int(b.requests)
 		}
 	}
 	secs := float64(now.Unix()-(cur-step)) + 1

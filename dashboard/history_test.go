@@ -3,6 +3,7 @@ package dashboard
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tenhq/ten/units"
 )
@@ -22,14 +23,17 @@ func TestHistoryRingIsBounded(t *testing.T) {
 	}
 	// Two hours later the old data is gone, and the ring did not grow.
 	later := time.Now().Add(2 * time.Hour)
-	h.Memory(inst, 42, later)
+	h.Memory(inst, 42<<10, later)
 	s = h.Series(inst, later)
 	total := 0
 	for _, b := range s {
 		total += b.Requests
 	}
-	if total != 0 || s[len(s)-1].Memory != 42 {
+	if total != 0 || s[len(s)-1].Memory != 42<<10 {
 		t.Fatalf("after two hours: %d requests, memory %d", total, s[len(s)-1].Memory)
+	}
+	if n := unsafe.Sizeof(ring{}); n > 9*1024 {
+		t.Errorf("a ring takes %d bytes", n)
 	}
 	h.Retain(map[units.Instance]bool{})
 	if len(h.by) != 0 {

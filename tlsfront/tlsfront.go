@@ -62,6 +62,9 @@ type Options struct {
 	// Routes reports whether name (lower case, no port) is the host of an
 	// existing instance or service. The bare domain always routes.
 	Routes func(name string) bool
+	// NoHTTPChallenge and NoTLSALPNChallenge turn one ACME challenge off
+	// (for a host where port 80 or 443 is not reachable from the CA).
+	NoHTTPChallenge, NoTLSALPNChallenge bool
 	// RenewCheck is how often the certificates are checked for renewal
 	// (certmagic's default, 10 minutes, when 0). Certificates used in a
 	// handshake are checked then too.
@@ -71,11 +74,14 @@ type Options struct {
 
 // Front manages the certificates and serves the TLS handshake.
 type Front struct {
-	o      Options
-	magic  *certmagic.Config
-	cache  *certmagic.Cache
-	issuer *certmagic.ACMEIssuer
-	log    *slog.Logger
+	o     Options
+	magic *certmagic.Config
+	// managed gets the bare domain's certificate at start (certmagic's
+	// Manage on a config with OnDemand only allow-lists names).
+	managed *certmagic.Config
+	cache   *certmagic.Cache
+	issuer  *certmagic.ACMEIssuer
+	log     *slog.Logger
 
 	mu sync.Mutex // mu guards the following
 	// names holds every name a certificate was wanted for, with its last
@@ -135,7 +141,7 @@ func New(o Options) (*Front, error) {
 		OnEvent:  f.event,
 		Logger:   zl,
 	})
-	f.issuer = certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
+	template := certmagic.ACMEIssuer{
 		CA:             ca,
 		Email:          o.Email,
 		Agreed:         true,
@@ -143,9 +149,15 @@ func New(o Options) (*Front, error) {
 		AltHTTPPort:    o.HTTPPort,
 		AltTLSALPNPort: o.HTTPSPort,
 		Logger:         zl,
-	})
+
+		DisableHTTPChallenge:    o.NoHTTPChallenge,
+		DisableTLSALPNChallenge: o.NoTLSALPNChallenge,
+	}
+	f.issuer = certmagic.NewACMEIssuer(magic, template)
 	magic.Issuers = []certmagic.Issuer{f.issuer}
 	f.magic = magic
+	f.managed = certmagic.New(f.cache, certmagic.Config{Storage: magic.Storage, OnEvent: f.event, Logger: zl})
+	f.managed.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(f.managed, template)}
 	return f, nil
 }
 
@@ -239,7 +251,7 @@ func (f *Front) Prefetch(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	go func() {
-		if err := f.magic.ManageAsync(ctx, []string{f.o.Domain}); err != nil {
+		if err := f.managed.ManageAsync(ctx, []string{f.o.Domain}); err != nil {
 			f.log.Warn("tls: manage the bare domain", "domain", f.o.Domain, "err", err)
 		}
 	}()

@@ -16,6 +16,10 @@ type ServeCmd struct {
 	Port   int    `short:"p" help:"Port to listen on (overrides settings.listen)."`
 	Listen string `help:"Address to listen on, e.g. 127.0.0.1:8080 (overrides settings.listen)."`
 	Domain string `short:"d" help:"Base domain for Host routing (overrides settings.domain)."`
+	// tenement's serve flags for [settings.tls].
+	TLS     bool   `name:"tls" help:"Serve HTTPS with certificates from Let's Encrypt (sets settings.tls.enabled)."`
+	Email   string `help:"ACME account email (settings.tls.acme_email)."`
+	Staging bool   `help:"Use Let's Encrypt's staging CA (settings.tls.staging)."`
 }
 
 // Run starts the server. When systemd passes a listening socket (ten
@@ -28,6 +32,15 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	}
 	if g.DataDir != "" {
 		cfg.Settings.DataDir = g.DataDir
+	}
+	if c.TLS {
+		cfg.Settings.TLS.Enabled = true
+	}
+	if c.Email != "" {
+		cfg.Settings.TLS.AcmeEmail = c.Email
+	}
+	if c.Staging {
+		cfg.Settings.TLS.Staging = true
 	}
 	listen := c.Listen
 	if listen == "" && c.Port != 0 {

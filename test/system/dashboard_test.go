@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -242,6 +243,27 @@ api = ["alpha"]
 		t.Logf("restart from the page: main PID %d -> %d", before, after)
 	}
 	b.screenshot(t, "dashboard-instance.png")
+
+	// Weight from the page.
+	b.run(t, "set the weight from the page",
+		chromedp.SetValue("#d-weight", "40", chromedp.ByID),
+		chromedp.Click("#d-setweight", chromedp.ByID),
+		chromedp.Poll(`document.getElementById("d-msg").textContent === "weight: done"`, nil, chromedp.WithPollingInterval(100*time.Millisecond)),
+		chromedp.Poll(`document.getElementById("f-weight").textContent === "40"`, nil, chromedp.WithPollingInterval(100*time.Millisecond)),
+	)
+	var rows []struct {
+		Instance string `json:"instance"`
+		Weight   int    `json:"weight"`
+	}
+	out := s.mustTen("--json", "ps")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("ten --json ps: %v\n%s", err, out)
+	}
+	for _, r := range rows {
+		if r.Instance == "api:alpha" && r.Weight != 40 {
+			t.Errorf("weight set from the page: ten ps says %d, want 40", r.Weight)
+		}
+	}
 
 	// Actions need the session's CSRF token and a same-origin Origin.
 	post := func(origin, csrf string) int {

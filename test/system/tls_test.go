@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/internal/pebbletest"
 )
 
 // tlsClient speaks HTTPS to ten's https_port whatever the URL's host (the
@@ -77,7 +79,7 @@ func TestTLSWithPebble(t *testing.T) {
 	install(t)
 	httpsPort, httpPort := freePort(t), freePort(t)
 	const validity = 30 * time.Second
-	pb := startPebble(t, httpPort, httpsPort, validity)
+	pb := pebbletest.Start(t, httpPort, httpsPort, validity)
 	s := startTen(t, fmt.Sprintf(`
 [settings.tls]
 enabled = true
@@ -97,6 +99,15 @@ app = ["one", "two", "three"]
 `, httpsPort, httpPort, pb.Dir, pb.TLSRoot), "TEN_TLS_RENEW_CHECK=2s")
 	httpsAddr := fmt.Sprintf("127.0.0.1:%d", httpsPort)
 	c := tlsClient(httpsAddr, pb.Roots)
+
+	// The bare domain's certificate is fetched at start, before anyone
+	// asks for it.
+	for deadline := time.Now().Add(30 * time.Second); !slices.Contains(pb.Orders(), "example.test"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no order for the bare domain 30s after start: %v", pb.Orders())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// Several tenant hosts, each issued on its first request.
 	hosts := []string{"one.app.example.test", "two.app.example.test", "three.app.example.test", "app.example.test"}
@@ -124,6 +135,30 @@ app = ["one", "two", "three"]
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("https://example.test/health: %d", resp.StatusCode)
+	}
+
+	// The dashboard over HTTPS: its session cookie is Secure as well.
+	tok, err := os.ReadFile(filepath.Join(s.dir, "data", "api_token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := fmt.Sprintf("https://example.test:%d", httpsPort)
+	req, _ := http.NewRequest("POST", origin+"/dashboard/signin", strings.NewReader("token="+strings.TrimSpace(string(tok))))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", origin)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "ten_session" {
+			cookie = ck
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil || !cookie.Secure || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+		t.Errorf("dashboard sign-in over HTTPS: %d, cookie %+v", resp.StatusCode, cookie)
 	}
 
 	// Names that route nowhere get no certificate and no order at the CA.
@@ -256,7 +291,9 @@ app = ["one", "two", "three"]
 func TestInstallHTTPSRestartDropsNothing(t *testing.T) {
 	install(t)
 	httpsPort, httpPort := freePort(t), freePort(t)
-	pb := startPebble(t, httpPort, httpsPort, time.Hour)
+	// 90 days, as Let's Encrypt: pebble's renewal window (ARI) of a short
+	// certificate would start at once and renew it during the test.
+	pb := pebbletest.Start(t, httpPort, httpsPort, 90*24*time.Hour)
 	_, cfg, _ := writeConfig(t, fmt.Sprintf(`
 [settings.tls]
 enabled = true
@@ -361,8 +398,14 @@ web = ["a"]
 	if ok.Load() < 30 {
 		t.Errorf("only %d requests made it", ok.Load())
 	}
-	// The certificate came from the cache after each restart: one order.
+	j, _ := exec.Command("journalctl", "-u", "tenement.service", "--no-pager", "-o", "cat", "--grep", "tls|certificate|certmagic").CombinedOutput()
+	t.Logf("tenement.service about certificates:\n%s", j)
+	// Each certificate came from the cache after each restart: one order
+	// per name (the bare domain and a.web).
 	if n := len(pb.Orders()); n > 2 {
 		t.Errorf("%d orders at the CA across restarts; the cached certificate should be reused", n)
+	}
+	if n := strings.Count(string(j), "certificate obtained"); n > 2 {
+		t.Errorf("certificates obtained %d times across restarts; want one per name", n)
 	}
 }

@@ -1,4 +1,8 @@
-package system
+// Package pebbletest runs Let's Encrypt's test ACME server, pebble, in the
+// test process on loopback, with pebble's challenge test server answering
+// its DNS lookups (every name resolves to 127.0.0.1), for tests of ten's
+// HTTPS front (tlsfront and the system tests).
+package pebbletest
 
 import (
 	"crypto/ecdsa"
@@ -28,13 +32,12 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+
+	"github.com/tenhq/ten/internal/tentest"
 )
 
-// pebbleCA is Let's Encrypt's test ACME server, pebble, run in this
-// process on loopback (inside the test box's network namespace), with
-// pebble's challenge test server answering its DNS lookups: every name
-// resolves to 127.0.0.1, where ten answers the challenges.
-type pebbleCA struct {
+// CA is a running pebble.
+type CA struct {
 	// Dir is the ACME directory URL.
 	Dir string
 	// TLSRoot is the PEM file of the root pebble's own HTTPS uses (ten's
@@ -48,23 +51,29 @@ type pebbleCA struct {
 	orders []string // names of every new order, in order
 }
 
-// startPebble runs pebble; it validates HTTP-01 on httpPort and TLS-ALPN-01
-// on tlsPort and issues certificates valid for validity.
-func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *pebbleCA {
+// Start runs pebble until the test ends; it validates HTTP-01 on httpPort
+// and TLS-ALPN-01 on tlsPort of 127.0.0.1 and issues certificates valid
+// for validity.
+func Start(t testing.TB, httpPort, tlsPort int, validity time.Duration) *CA {
 	t.Helper()
 	// No random sleeps before validation, no deliberately bad nonces.
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	logf := newLogFile(t, t.TempDir())
-	logw := logf.f
+	logPath := filepath.Join(t.TempDir(), "pebble.log")
+	logw, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
+		logw.Close()
 		if t.Failed() {
-			t.Logf("pebble log:\n%s", logf.String())
+			b, _ := os.ReadFile(logPath)
+			t.Logf("pebble log:\n%s", b)
 		}
 	})
 	logger := log.New(logw, "pebble ", log.Lmicroseconds)
 
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dnsAddr := fmt.Sprintf("127.0.0.1:%d", tentest.FreePort(t))
 	chall, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: log.New(logw, "challtestsrv ", log.Lmicroseconds)})
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +89,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 
-	p := &pebbleCA{}
+	p := &CA{}
 	certPEM, keyPEM := selfSigned(t)
 	dir := t.TempDir()
 	p.TLSRoot = filepath.Join(dir, "pebble-tls.pem")
@@ -129,7 +138,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 
 // noteOrder records the names of a new order from its JWS body (read
 // and put back for pebble).
-func (p *pebbleCA) noteOrder(r *http.Request) {
+func (p *CA) noteOrder(r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	var jws struct {
@@ -156,14 +165,14 @@ func (p *pebbleCA) noteOrder(r *http.Request) {
 }
 
 // Orders returns the names of every order so far.
-func (p *pebbleCA) Orders() []string {
+func (p *CA) Orders() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.orders...)
 }
 
 // selfSigned makes the certificate of pebble's own HTTPS listener.
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+func selfSigned(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
