@@ -88,6 +88,9 @@ type Front struct {
 	// event.
 	names   map[string]*nameState
 	refused uint64
+	// lastRefusalLog rate-limits the refusal log line: any client can
+	// send handshakes with random names.
+	lastRefusalLog time.Time
 }
 
 type nameState struct {
@@ -187,8 +190,14 @@ func (f *Front) decide(_ context.Context, name string) error {
 	if !f.Routable(name) {
 		f.mu.Lock()
 		f.refused++
+		n, logIt := f.refused, time.Since(f.lastRefusalLog) >= time.Second
+		if logIt {
+			f.lastRefusalLog = time.Now()
+		}
 		f.mu.Unlock()
-		f.log.Info("tls: refusing a certificate for a name that routes nowhere", "name", name)
+		if logIt {
+			f.log.Info("tls: refusing a certificate for a name that routes nowhere (logged at most once a second)", "name", name, "refused_so_far", n)
+		}
 		return fmt.Errorf("%s routes to no instance or service under %s", name, f.o.Domain)
 	}
 	f.mu.Lock()

@@ -234,6 +234,7 @@ app = ["one", "two", "three"]
 			t.Errorf("metrics lack the expiry of %s", h)
 		}
 	}
+	lint(t, metrics)
 	doc, _ := s.ten("doctor", "--config", s.config)
 	if !strings.Contains(doc, "one.app.example.test") {
 		t.Errorf("ten doctor does not list the certificates:\n%s", doc)
