@@ -7,6 +7,16 @@
   let current = "";      // instance shown in the detail view
   let logSource = null;
   let lastOK = 0;
+  const prevCPU = new Map(); // instance -> [cpu seconds, time ms] of the last poll
+
+  // cpuPercent turns the CPU time counter into a share of one CPU since
+  // the last poll.
+  function cpuPercent(i, now) {
+    const prev = prevCPU.get(i.instance);
+    prevCPU.set(i.instance, [i.cpu_seconds, now]);
+    if (!prev || !i.cpu_seconds || i.cpu_seconds < prev[0] || now <= prev[1]) return i.cpu_seconds ? "…" : "–";
+    return ((i.cpu_seconds - prev[0]) / ((now - prev[1]) / 1000) * 100).toFixed(1) + "%";
+  }
 
   function fmtBytes(n) {
     if (!n) return "–";
@@ -35,6 +45,7 @@
   }
 
   function renderList(list) {
+    const now = Date.now();
     const tb = $("instances").tBodies[0];
     tb.replaceChildren();
     for (const i of list) {
@@ -48,7 +59,9 @@
       const st = document.createElement("td"); st.appendChild(badge(i.state)); tr.appendChild(st);
       tr.appendChild(td(i.health || "–", "health-" + (i.health || "unknown")));
       tr.appendChild(td(fmtBytes(i.memory_bytes), "num"));
-      tr.appendChild(td(i.cpu_seconds ? i.cpu_seconds.toFixed(2) + "s" : "–", "num"));
+      const cpu = td(cpuPercent(i, now), "num");
+      cpu.title = i.cpu_seconds ? i.cpu_seconds.toFixed(2) + " s in total" : "";
+      tr.appendChild(cpu);
       tr.appendChild(td(i.rps.toFixed(1), "num"));
       tr.appendChild(td(String(i.wakes), "num"));
       tr.appendChild(td(i.last_wake_ms ? i.last_wake_ms.toFixed(1) + " ms" : "–", "num"));
