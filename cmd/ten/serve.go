@@ -60,10 +60,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		https, http := s.TLSPorts()
 		var tlsLn, httpLn net.Listener
 		for _, l := range lns {
-			switch port(l) {
-			case https:
+			switch p := port(l); {
+			case p != 0 && p == https:
 				tlsLn = l
-			case http:
+			case p != 0 && p == http:
 				httpLn = l
 			default:
 				rest = append(rest, l)
