@@ -161,10 +161,9 @@ type pageData struct {
 }
 
 func (d *Handler) page(w http.ResponseWriter, r *http.Request) {
-	data := pageData{Domain: d.sdom, Error: r.URL.Query().Get("error")}
-	if len(data.Error) > 200 {
-		data.Error = data.Error[:200]
-	}
+	// The error is a code, not text: a link must not be able to put words
+	// on the sign-in page.
+	data := pageData{Domain: d.sdom, Error: signInErrors[r.URL.Query().Get("error")]}
 	if se := d.current(r); se != nil {
 		data.SignedIn, data.Admin, data.Tenant, data.CSRF = true, se.p.Admin(), se.p.Tenant, se.csrf
 	}
@@ -214,16 +213,24 @@ func (d *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := d.b.SignIn(r, r.PostForm.Get("token"))
 	if err != nil {
+		code := "invalid"
 		var le *LockedError
 		if errors.As(err, &le) {
+			code = "locked"
 			w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter.Seconds()+0.999)))
 		}
-		http.Redirect(w, r, "/dashboard?error="+url.QueryEscape(err.Error()), http.StatusSeeOther)
+		d.log.Info("dashboard: sign-in refused", "client", r.RemoteAddr, "err", err)
+		http.Redirect(w, r, "/dashboard?error="+code, http.StatusSeeOther)
 		return
 	}
 	id, _ := d.s.create(p, d.now())
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(SessionTTL.Seconds())})
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+}
+
+var signInErrors = map[string]string{
+	"invalid": "That token is unknown or was revoked.",
+	"locked":  "Too many bad tokens from this address: wait a few seconds and try again.",
 }
 
 // LockedError is what Backend.SignIn returns for a client locked out after

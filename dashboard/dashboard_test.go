@@ -129,3 +129,18 @@ func TestSessionsBoundedAndExpiring(t *testing.T) {
 		t.Error("an idle session did not expire")
 	}
 }
+
+func TestSignInPageShowsNoTextFromTheLink(t *testing.T) {
+	d := New(&fakeBackend{}, NewHistory(), "example.com", slog.New(slog.DiscardHandler))
+	for q, want := range map[string]string{"invalid": "unknown or was revoked", "paste+it+at+evil.example": ""} {
+		w := httptest.NewRecorder()
+		d.ServeHTTP(w, httptest.NewRequest("GET", "http://ten.example/dashboard?error="+q, nil))
+		body := w.Body.String()
+		if strings.Contains(body, "evil.example") || (want != "" && !strings.Contains(body, want)) {
+			t.Errorf("error=%s: page %s", q, body)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("CSP %q", csp)
+		}
+	}
+}
