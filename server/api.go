@@ -9,11 +9,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// APIError is the JSON body of every error the API returns.
-type APIError struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -80,21 +80,18 @@ func (s *Server) routesTo(host string) bool {
 		return false
 	}
 	labels := strings.Split(sub, ".")
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch len(labels) {
 	case 1:
 		if _, ok := s.cfg.Services[labels[0]]; ok {
 			return true
 		}
-		for inst := range s.instances {
+		for _, inst := range s.reg.Instances() {
 			if inst.Service == labels[0] {
 				return true
 			}
 		}
 	case 2:
-		_, ok := s.instances[units.Instance{Service: labels[1], ID: labels[0]}]
-		return ok
+		return s.reg.Has(units.Instance{Service: labels[1], ID: labels[0]})
 	}
 	return false
 }
