@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
+		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
+	}
+	if *s.WakeQueue < 0 || *s.WakeQueue > 1000000 {
+		add("settings.wake_queue", "must be 0 to 1000000 (0: no queue, a wake past max_concurrent_wakes gets 503), got %d", *s.WakeQueue)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
@@ -81,6 +88,13 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			add("settings.tls.ca", "must be an https:// ACME directory URL, got %q", t.CA)
 		}
 	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			add("settings.metrics_listen", "want HOST:PORT such as 127.0.0.1:9100: %v", err)
+		} else if s.MetricsListen == s.Listen {
+			add("settings.metrics_listen", "is settings.listen too (%s); leave it out to serve /metrics there", s.Listen)
+		}
+	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
 		k := "service." + name
@@ -93,6 +107,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			if _, err := SplitCommand(svc.Command); err != nil {
 				add(k+".command", "%v", err)
 			}
+		}
+		if svc.MemoryDenyWriteExecute && svc.Isolation != IsolationNamespace {
+			add(k+".memory_deny_write_execute", "applies only with isolation = \"namespace\", not %q", svc.Isolation)
 		}
 		if msg, ok := validIsolation[svc.Isolation]; !ok {
 			add(k+".isolation", "unknown isolation %q; use process, namespace or sandbox", svc.Isolation)

@@ -72,7 +72,8 @@ type Backend interface {
 	SetWeight(inst units.Instance, w int) error
 	// FollowLogs sends the last lines of the instance's log and then new
 	// ones until ctx ends or fn fails.
-	FollowLogs(ctx context.Context, inst units.Instance, last int, fn func(LogLine) error) error
+	// p is who asks (log streams are bounded per tenant).
+	FollowLogs(ctx context.Context, p auth.Principal, inst units.Instance, last int, fn func(LogLine) error) error
 	// SignIn checks a token for the client of r (with ten's lockout of
 	// clients that keep sending bad tokens).
 	SignIn(r *http.Request, token string) (auth.Principal, error)
@@ -388,7 +389,7 @@ func (d *Handler) logs(w http.ResponseWriter, r *http.Request, se *session, inst
 		return
 	}
 	ctx := r.Context()
-	err := d.b.FollowLogs(ctx, inst, 50, func(l LogLine) error {
+	err := d.b.FollowLogs(ctx, se.p, inst, 50, func(l LogLine) error {
 		b, _ := json.Marshal(l)
 		if _, err := fmt.Fprintf(w, "event: log\ndata: %s\n\n", b); err != nil {
 			return err

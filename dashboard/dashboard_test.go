@@ -28,7 +28,7 @@ func (f *fakeBackend) Restart(_ context.Context, i units.Instance) error {
 }
 func (f *fakeBackend) Stop(context.Context, units.Instance) error { return nil }
 func (f *fakeBackend) SetWeight(units.Instance, int) error        { return nil }
-func (f *fakeBackend) FollowLogs(context.Context, units.Instance, int, func(LogLine) error) error {
+func (f *fakeBackend) FollowLogs(context.Context, auth.Principal, units.Instance, int, func(LogLine) error) error {
 	return nil
 }
 func (f *fakeBackend) SignIn(_ *http.Request, tok string) (auth.Principal, error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -74,14 +75,13 @@ func (b *dashBackend) SetWeight(inst units.Instance, w int) error {
 }
 
 // FollowLogs follows the instance's journal; it takes one of the log
-// stream slots the API's streams share.
-func (b *dashBackend) FollowLogs(ctx context.Context, inst units.Instance, last int, fn func(dashboard.LogLine) error) error {
-	select {
-	case logStreams <- struct{}{}:
-		defer func() { <-logStreams }()
-	default:
-		return errors.New("too many log streams are open; close one")
+// stream slots the API's streams share (with the same share per tenant).
+func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst units.Instance, last int, fn func(dashboard.LogLine) error) error {
+	release, _, msg := b.s.streams.acquire(p)
+	if release == nil {
+		return errors.New(msg)
 	}
+	defer release()
 	q := systemd.JournalQuery{Instance: inst, Follow: true, Limit: last}
 	return systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
 		return fn(dashboard.LogLine{Time: e.Time, Stream: e.Stream, Message: e.Message})
@@ -93,20 +93,20 @@ func (b *dashBackend) FollowLogs(ctx context.Context, inst units.Instance, last 
 func (b *dashBackend) SignIn(r *http.Request, token string) (auth.Principal, error) {
 	a := b.s.auth
 	key := clientKey(r)
-	if locked, left := a.limiter.Locked(key); locked {
+	if locked, left := a.guard.Locked(key); locked {
 		return auth.Principal{}, &dashboard.LockedError{RetryAfter: left}
 	}
 	token = strings.TrimSpace(token)
 	if token == "" || len(token) > 512 {
 		return auth.Principal{}, errors.New("paste a token")
 	}
-	p, err := a.store.Verify(token)
-	if err != nil {
-		if a.limiter.Fail(key) {
-			a.log.Warn("locking out a client after repeated bad tokens", "client", key, "for", auth.Lockout)
-		}
-		return auth.Principal{}, errors.New("invalid token: it is unknown or was revoked")
+	p, err := a.guard.Check(r.Context(), token, key)
+	var le *auth.LockedError
+	switch {
+	case errors.As(err, &le):
+		return auth.Principal{}, &dashboard.LockedError{RetryAfter: le.Left}
+	case err != nil:
+		return auth.Principal{}, fmt.Errorf("sign-in: %w", err)
 	}
-	a.limiter.Succeed(key)
 	return p, nil
 }
