@@ -103,7 +103,8 @@ func (s *Settings) ConcurrentWakes(ncpu int) int {
 	return max(MinConcurrentWakes, WakesPerCPU*ncpu)
 }
 
-// TLS is [settings.tls]; parsed for compatibility.
+// TLS is [settings.tls]: HTTPS with certificates from an ACME CA (see the
+// tlsfront package).
 type TLS struct {
 	// Enabled is tenement's built-in TLS switch (parsed; TLS belongs to a proxy).
 	Enabled bool `toml:"enabled" json:"enabled"`
@@ -122,6 +123,15 @@ type TLS struct {
 	// DNSProvider is the DNS provider for wildcard certificates (parsed;
 	// ten caddy --dns-provider uses it).
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
+
+	// Keys ten adds.
+
+	// CA is the ACME directory URL (default: Let's Encrypt, or its staging
+	// directory with staging = true), e.g. a private step-ca.
+	CA string `toml:"ca" json:"ca,omitempty"`
+	// CARoot is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (a private CA); default: the system's roots.
+	CARoot string `toml:"ca_root" json:"ca_root,omitempty"`
 }
 
 // Routing is the [routing] table (parsed, as in tenement, for compatibility).
@@ -399,6 +409,10 @@ func (c *Config) defaults() {
 	}
 	if s.Listen == "" {
 		s.Listen = ":8080"
+	}
+	if s.Domain == "" {
+		// tenement names its domain in [settings.tls] (and serve -d).
+		s.Domain = strings.ToLower(strings.TrimSuffix(s.TLS.Domain, "."))
 	}
 	if s.Domain == "" {
 		s.Domain = "localhost"

@@ -28,6 +28,9 @@ type Options struct {
 	// Packaged marks the units the Debian package ships rather than the ones
 	// `ten install` writes; only their header comment differs.
 	Packaged bool
+	// Extra are more addresses tenement.socket holds: with [settings.tls],
+	// https_port and http_port (ten tells the sockets apart by port).
+	Extra []string
 }
 
 // Package is where the Debian package puts ten and its config, and the
@@ -70,6 +73,11 @@ func (o Options) Validate() error {
 	if host != "" && net.ParseIP(host) == nil {
 		return fmt.Errorf("listen address %q: host must be an IP address", o.Listen)
 	}
+	for _, a := range o.Extra {
+		if _, p, err := net.SplitHostPort(a); err != nil || p == port {
+			return fmt.Errorf("extra listen address %q: want HOST:PORT on a port other than %s", a, port)
+		}
+	}
 	if o.Packaged && o.Domain == "" {
 		return nil
 	}
@@ -88,13 +96,13 @@ Description=ten router and API socket
 
 [Socket]
 ListenStream=%s
-NoDelay=yes
+%sNoDelay=yes
 Backlog=4096
 Service=%s
 
 [Install]
 WantedBy=sockets.target
-`, header(o), o.Listen, ServiceName)
+`, header(o), o.Listen, extra(o.Extra), ServiceName)
 }
 
 // header is the first comment line of a unit: who wrote it.
@@ -103,6 +111,15 @@ func header(o Options) string {
 		return "Shipped by the ten package; change it with systemctl edit."
 	}
 	return "Written by ten install."
+}
+
+// extra renders one ListenStream= line per extra address.
+func extra(addrs []string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "ListenStream=%s\n", a)
+	}
+	return b.String()
 }
 
 // Service renders tenement.service. ten must stay root (it creates units

@@ -94,10 +94,18 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 			cs.CloseIdle()
 		}
 	}()
+	// HTTPS (settings.tls) serves the same handler on its own listeners.
+	tlsDone, err := s.serveTLS(ctx, handler)
+	if err != nil {
+		ln.Close()
+		q.Close()
+		return err
+	}
 	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
-	err := cs.Serve(ln)
+	err = cs.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
+		tlsDone()
 		return nil
 	}
 	q.Close()

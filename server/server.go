@@ -20,11 +20,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
 
@@ -63,6 +65,14 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
+	// and httpLn are its listeners when systemd passed them.
+	tls           *tlsfront.Front
+	tlsLn, httpLn net.Listener
+	// dash is the web dashboard (dashboard.go), hist its per-instance
+	// history of the last hour.
+	dash *dashboard.Handler
+	hist *dashboard.History
 	// streams bounds the open log streams (logs.go).
 	streams streamSlots
 
@@ -136,6 +146,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.initFreezer()
+	if err := s.initTLS(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.hist = dashboard.NewHistory()
+	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
@@ -266,6 +282,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
+	go s.dash.RunSampler(ctx)
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)

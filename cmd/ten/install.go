@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,20 +22,23 @@ type InstallCmd struct {
 
 func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
 	cfgPath := g.Config
-	if cfgPath == "" {
-		cfg, err := g.loadConfig()
-		if err != nil {
-			return selfunit.Options{}, err
-		}
-		cfgPath = cfg.Path
-	} else if _, err := g.loadConfig(); err != nil {
+	cfg, err := g.loadConfig()
+	if err != nil {
 		return selfunit.Options{}, err
+	}
+	if cfgPath == "" {
+		cfgPath = cfg.Path
 	}
 	abs, err := filepath.Abs(cfgPath)
 	if err != nil {
 		return selfunit.Options{}, err
 	}
 	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: fmt.Sprintf("%s:%d", c.Address, c.Port), Domain: c.Domain}
+	if t := cfg.Settings.TLS; t.Enabled {
+		// The socket holds the HTTPS and redirect ports too, so a restart
+		// of ten drops no HTTPS connection either.
+		o.Extra = []string{net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPSPort)), net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPPort))}
+	}
 	return o, o.Validate()
 }
 
