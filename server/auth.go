@@ -73,8 +73,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token from %s; try again in %ds", key, secs)})
 		return nil, false
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(tok) == "" {
+	tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten"`)
 		writeJSON(w, http.StatusUnauthorized, APIError{Error: "missing bearer token: send \"Authorization: Bearer TOKEN\" (the ten CLI takes --token, TENEMENT_TOKEN, or reads " + TokenFile + " in the data dir)"})
 		return nil, false
