@@ -127,6 +127,11 @@ func FuzzBuild(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("[service.a]\ncommand = \"/bin/a {port} {socket}\"\nsocket = \"/run/x/{id}.sock\"\nworkdir = \"{data_dir}/w\"\n[service.a.env]\nK = \"{name}:{id}\"\n[instances]\na = [\"x-1\", \"y\"]\n"))
+	// D-Bus strings cannot hold NUL; systemd takes environment names of
+	// letters, digits and '_' only.
+	f.Add([]byte("[service.a]\ncommand = \"/bin/a\\u0000b\"\n[instances]\na = [\"x\"]\n"))
+	f.Add([]byte("[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\nK = \"a\\u0000b\"\n[instances]\na = [\"x\"]\n"))
+	f.Add([]byte("[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n\"my-var\" = \"1\"\n[instances]\na = [\"x\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := config.Parse("/etc/ten/tenement.toml", data)
 		if err != nil {
@@ -148,6 +153,11 @@ func FuzzBuild(f *testing.F) {
 				}
 				if !filepath.IsAbs(p.Listen) || len(p.Argv) == 0 {
 					t.Fatalf("plan of %s: listen %q, argv %q", p.Instance, p.Listen, p.Argv)
+				}
+				for _, kv := range p.Env {
+					if k, _, _ := strings.Cut(kv, "="); !validEnvName(k) {
+						t.Fatalf("plan of %s sets %q, which systemd refuses", p.Instance, kv)
+					}
 				}
 				for _, pr := range append(append([]any{}, anySlice(p.Socket)...), anySlice(p.Service)...) {
 					checkDBusStrings(t, p.Instance, reflect.ValueOf(pr))
@@ -196,4 +206,19 @@ func checkDBusStrings(t *testing.T, inst Instance, v reflect.Value) {
 			t.Fatalf("plan of %s has a string D-Bus cannot carry: %q", inst, s)
 		}
 	}
+}
+
+// validEnvName is systemd's env_name_is_valid: letters, digits and '_',
+// not starting with a digit.
+func validEnvName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
