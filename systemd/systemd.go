@@ -277,7 +277,9 @@ func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 	}
 	raw := make(chan *sd.PropertiesUpdate, 1024)
 	errs := make(chan error, 16)
-	m.conn.SetPropertiesSubscriber(raw, errs)
+	if err := m.subscribe(ctx, raw, errs); err != nil {
+		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
+	}
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)
