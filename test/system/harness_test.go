@@ -361,8 +361,8 @@ func (l *logFile) String() string {
 // raceMarker starts every report of the race detector.
 const raceMarker = "WARNING: DATA RACE"
 
-// raceReports returns the race detector's reports in log (each up to the
-// line of '=' that ends it), or "" when there are none.
+// raceReports returns log from the race detector's first report on (at
+// most 64 KiB of it), or "" when it holds no report.
 func raceReports(log string) string {
 	i := strings.Index(log, raceMarker)
 	if i < 0 {
