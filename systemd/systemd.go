@@ -272,9 +272,6 @@ type Change struct {
 // Watch delivers state changes of ten's units until ctx ends. It uses
 // systemd's PropertiesChanged signals, so nothing is polled.
 func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
-	if err := m.conn.Subscribe(); err != nil {
-		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
-	}
 	raw := make(chan *sd.PropertiesUpdate, 1024)
 	errs := make(chan error, 16)
 	if err := m.subscribe(ctx, raw, errs); err != nil {
