@@ -238,12 +238,14 @@ command = "ECHO --mode activation"
 activation = "socket"
 idle_timeout = 1
 sleep = "freeze-then-stop"
-stop_after = 4
+# Frozen for 7 s: long enough for waitState's polls (each a run of the
+# CLI, slow under -race on a loaded machine) to see it.
+stop_after = 8
 `)
 	s.mustTen("spawn", "web:a")
 	pid := pidOf(t, s.mustGet("a.web.localhost", "/"))
 	s.waitState("web:a", "frozen", 6*time.Second)
-	s.waitState("web:a", "sleeping", 8*time.Second)
+	s.waitState("web:a", "sleeping", 15*time.Second)
 	if st := show(t, "tenement-web@a.service", "ActiveState"); st != "inactive" {
 		t.Errorf("stopped service is %s", st)
 	}
