@@ -53,6 +53,30 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
+	// at once (0, the default: WakesPerCPU per CPU, at least
+	// MinConcurrentWakes); WakeQueue how many more wait for a place
+	// (default DefaultWakeQueue; 0: none). A request past both gets 503
+	// with Retry-After at once.
+	MaxConcurrentWakes int  `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
+	WakeQueue          *int `toml:"wake_queue" json:"wake_queue"`
+}
+
+// Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
+// A wake is CPU-bound (fork, sandbox set-up, the app's start), so more
+// than a couple per CPU at once only makes each of them slower.
+const (
+	WakesPerCPU        = 2
+	MinConcurrentWakes = 4
+	DefaultWakeQueue   = 1000
+)
+
+// ConcurrentWakes is max_concurrent_wakes, or its default for ncpu CPUs.
+func (s *Settings) ConcurrentWakes(ncpu int) int {
+	if s.MaxConcurrentWakes > 0 {
+		return s.MaxConcurrentWakes
+	}
+	return max(MinConcurrentWakes, WakesPerCPU*ncpu)
 }
 
 // TLS is [settings.tls]; parsed for compatibility.
@@ -125,6 +149,10 @@ type Service struct {
 	IOWeight int `toml:"io_weight" json:"io_weight,omitempty"`
 	// Network is "" (host network) or "none" (PrivateNetwork).
 	Network string `toml:"network" json:"network,omitempty"`
+	// MemoryDenyWriteExecute forbids writable-and-executable memory
+	// (systemd MemoryDenyWriteExecute; isolation = "namespace" only). Off by
+	// default: JITs such as Node's need it.
+	MemoryDenyWriteExecute bool `toml:"memory_deny_write_execute" json:"memory_deny_write_execute,omitempty"`
 	// IPAllow lists address prefixes the instance may talk to (IPAddressAllow).
 	IPAllow []string `toml:"ip_allow" json:"ip_allow,omitempty"`
 	// Listen lists L4 addresses (tcp://IP:PORT) dispatched to the instance.
@@ -297,6 +325,10 @@ func (c *Config) defaults() {
 	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
+	}
+	if s.WakeQueue == nil {
+		n := DefaultWakeQueue
+		s.WakeQueue = &n
 	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}

@@ -65,6 +65,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
+		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
+	}
+	if *s.WakeQueue < 0 || *s.WakeQueue > 1000000 {
+		add("settings.wake_queue", "must be 0 to 1000000 (0: no queue, a wake past max_concurrent_wakes gets 503), got %d", *s.WakeQueue)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
@@ -80,6 +86,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			if _, err := SplitCommand(svc.Command); err != nil {
 				add(k+".command", "%v", err)
 			}
+		}
+		if svc.MemoryDenyWriteExecute && svc.Isolation != IsolationNamespace {
+			add(k+".memory_deny_write_execute", "applies only with isolation = \"namespace\", not %q", svc.Isolation)
 		}
 		if msg, ok := validIsolation[svc.Isolation]; !ok {
 			add(k+".isolation", "unknown isolation %q; use process, namespace or sandbox", svc.Isolation)

@@ -19,7 +19,7 @@ import (
 // host that differs only in ASCII case.
 func FuzzRoute(f *testing.F) {
 	const domain = "example.test"
-	r := New(domain, http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := New(domain, http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 	for _, s := range []string{"api:prod", "api:staging", "web:x-1", "off:a"} {
 		inst, err := units.ParseInstance(s)
 		if err != nil {

@@ -17,11 +17,13 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
 )
 
@@ -62,7 +64,7 @@ type Backend struct {
 	StartupTimeout time.Duration
 	RequestTimeout time.Duration
 	// Freeze makes the reaper freeze the instance after IdleTimeout instead
-	// of stopping it (needs Router.Freezer); StopAfter > 0 then stops a
+	// of stopping it (needs Options.Freezer); StopAfter > 0 then stops a
 	// frozen instance once it has been silent that long.
 	Freeze    bool
 	StopAfter time.Duration
@@ -79,25 +81,41 @@ type Router struct {
 	backends map[units.Instance]*backend
 	proxy    *httputil.ReverseProxy
 
-	// Activity, when set, reports activity the router cannot see (eBPF
-	// counters of L4 traffic); the reaper takes the later of both.
+	// The hooks of Options, fixed at New.
+	activity    func(units.Instance) (time.Time, bool)
+	connections func(units.Instance) int
+	freezer     Freezer
+	observer    Observer
+	wakes       *wakeq.Queue
+}
+
+// Options are the hooks a router is built with; each may be nil.
+type Options struct {
+	// Activity reports activity the router cannot see (eBPF counters of
+	// L4 traffic); the reaper takes the later of both.
 	Activity func(units.Instance) (time.Time, bool)
-	// Connections, when set, reports the open connections of an instance
-	// that the router does not relay (L4 clients, counted by eBPF); the
-	// reaper leaves an instance with open connections awake, as it does one
-	// with a request in flight.
+	// Connections reports the open connections of an instance that the
+	// router does not relay (L4 clients, counted by eBPF); the reaper
+	// leaves an instance with open connections awake, as it does one with
+	// a request in flight.
 	Connections func(units.Instance) int
-	// Freezer, when set, freezes and thaws instances whose Backend says
-	// Freeze; without it they are stopped.
+	// Freezer freezes and thaws instances whose Backend says Freeze;
+	// without it they are stopped.
 	Freezer Freezer
-	// Observer, when set, gets request and wake measurements.
+	// Observer gets request and wake measurements.
 	Observer Observer
+	// Wakes, when set, bounds the wakes that run at once: a request for a
+	// sleeping instance waits for its place before it connects (so its
+	// startup_timeout counts from its own wake's start), and gets 503 with
+	// Retry-After at once when the queue is full.
+	Wakes *wakeq.Queue
 }
 
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
-func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger) *Router {
-	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{}}
+func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
+	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, wakes: o.Wakes}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetXForwarded()
@@ -380,13 +398,13 @@ func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
 	b.thawing = ch
 	b.mu.Unlock()
 	var err error
-	if r.Freezer == nil {
+	if r.freezer == nil {
 		err = errors.New("no freezer")
 	} else {
 		// The thaw finishes even when the request that asked goes away:
 		// others may wait for it.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = r.Freezer.Thaw(tctx, b.Instance, why)
+		err = r.freezer.Thaw(tctx, b.Instance, why)
 		cancel()
 	}
 	b.mu.Lock()
@@ -411,8 +429,8 @@ func (r *Router) get(inst units.Instance) *backend {
 
 func (r *Router) lastActivity(b *backend) time.Time {
 	t := time.Unix(0, b.last.Load())
-	if r.Activity != nil {
-		if t2, ok := r.Activity(b.Instance); ok && t2.After(t) {
+	if r.activity != nil {
+		if t2, ok := r.activity(b.Instance); ok && t2.After(t) {
 			t = t2
 		}
 	}
@@ -536,12 +554,31 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
-	if waking && r.Observer != nil && b.waker.CompareAndSwap(false, true) {
-		st.obs = r.Observer
+	if waking && r.wakes != nil {
+		// A wake waits in the queue at most its own startup_timeout, so
+		// that a request never hangs behind a storm of others' wakes.
+		tk, err := r.wakes.Acquire(req.Context(), b.Instance.String(), b.StartupTimeout)
+		if err != nil {
+			code := 499 // the client went away while queued
+			if errors.Is(err, wakeq.ErrFull) || errors.Is(err, wakeq.ErrWaited) {
+				code = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", strconv.Itoa(r.wakes.RetryAfter()))
+				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue); retry later", b.Instance), code)
+			} else {
+				w.WriteHeader(code)
+			}
+			r.observe(b.Instance, code, start)
+			return
+		}
+		st.wake = tk
+		defer tk.Done(false)
+	}
+	if waking && r.observer != nil && b.waker.CompareAndSwap(false, true) {
+		st.obs = r.observer
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
-	if r.Observer == nil {
+	if r.observer == nil {
 		r.proxy.ServeHTTP(w, req.WithContext(ctx))
 		return
 	}
@@ -551,13 +588,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Router) observe(inst units.Instance, code int, start time.Time) {
-	if r.Observer == nil {
+	if r.observer == nil {
 		return
 	}
 	if code == 0 {
 		code = http.StatusOK
 	}
-	r.Observer.ObserveRequest(inst, code, time.Since(start))
+	r.observer.ObserveRequest(inst, code, time.Since(start))
 }
 
 // statusWriter remembers the status code; Unwrap keeps flushing, hijacking
@@ -595,6 +632,8 @@ type reqState struct {
 	// thawed, when set, delivers the result of thawing the frozen instance
 	// this request is already on its way to.
 	thawed <-chan error
+	// wake is the request's place in the wake queue (Options.Wakes).
+	wake *wakeq.Ticket
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -680,6 +719,9 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	st.observeWake(nil)
+	if st.wake != nil {
+		st.wake.Done(true)
+	}
 	b.awake.Store(true)
 	// A failed wake is cleared by the next answer, also when systemd said
 	// the service is active meanwhile, so that this request was not waking.

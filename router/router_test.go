@@ -49,9 +49,8 @@ func app(t *testing.T, h http.HandlerFunc) string {
 }
 
 func newTestRouter(t *testing.T) (*Router, *recorder) {
-	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := &recorder{requests: map[int]int{}}
-	r.Observer = rec
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Observer: rec})
 	return r, rec
 }
 

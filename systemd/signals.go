@@ -16,8 +16,9 @@ const unitPathPrefix = "/org/freedesktop/systemd1/unit"
 
 // subscribe delivers systemd's PropertiesChanged signals about units to
 // raw, over a bus connection of its own that is closed when ctx ends. When
-// raw is full the update is dropped and an error sent to errs, if it has
-// room (go-systemd's behaviour).
+// raw is full the update is dropped and an error saying "update channel is
+// full" sent to errs, if it has room, as go-systemd does (pump reads it as a
+// loss and resynchronises).
 //
 // It stands in for go-systemd's SetPropertiesSubscriber, whose signal
 // goroutine reads the subscriber without taking its lock
@@ -53,7 +54,7 @@ func (m *Manager) subscribe(ctx context.Context, raw chan<- *sd.PropertiesUpdate
 			case raw <- u:
 			default:
 				select {
-				case errs <- fmt.Errorf("update channel full: dropped an update of %s", u.UnitName):
+				case errs <- fmt.Errorf("update channel is full: dropped an update of %s", u.UnitName):
 				default:
 				}
 			}

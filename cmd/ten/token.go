@@ -9,8 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tenhq/ten/auth"
-	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/apitype"
 )
 
 // TokenGenCmd is `ten token-gen [--tenant X] [--description D]` (tenement's verb).
@@ -21,7 +20,7 @@ type TokenGenCmd struct {
 
 // Run asks the server for a new token and prints it once.
 func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
-	var tok server.NewToken
+	var tok apitype.NewToken
 	if err := g.client().Do(ctx, "POST", "/api/tokens", map[string]string{"tenant": c.Tenant, "description": c.Description}, &tok); err != nil {
 		return err
 	}
@@ -48,7 +47,7 @@ type TokenListCmd struct{}
 
 // Run lists the tokens.
 func (c *TokenListCmd) Run(ctx context.Context, g *Globals) error {
-	var toks []auth.Token
+	var toks []apitype.Token
 	if err := g.client().Do(ctx, "GET", "/api/tokens", nil, &toks); err != nil {
 		return err
 	}
