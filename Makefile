@@ -28,13 +28,13 @@ lint: ## gofmt, go vet
 	$(GO) vet ./...
 
 test: lint build ## Everything, under the race detector: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
-	$(GO) test $(GOFLAGS_TEST) $(RACE) -p 1 -timeout 30m ./...
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -p 1 -timeout 45m ./...
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
 	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) $(RACE) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
-	$(GO) test $(GOFLAGS_TEST) $(RACE) -v -timeout 30m ./test/system/
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -v -timeout 45m ./test/system/
 
 # Every FuzzXxx of the module, found by name (go test -list would run the
 # TestMain of the system tests); the seeds and testdata/fuzz run in make test.
