@@ -236,11 +236,12 @@ func TestFreezeThenStop(t *testing.T) {
 [service.web]
 command = "ECHO --mode activation"
 activation = "socket"
-idle_timeout = 1
 sleep = "freeze-then-stop"
-# Frozen for 7 s: long enough for waitState's polls (each a run of the
-# CLI, slow under -race on a loaded machine) to see it.
-stop_after = 8
+# Awake for 3 s after a request and frozen for 7 s: long enough for
+# waitState's polls (each a run of the CLI, slow under -race on a loaded
+# machine) to see each state.
+idle_timeout = 3
+stop_after = 10
 `)
 	s.mustTen("spawn", "web:a")
 	pid := pidOf(t, s.mustGet("a.web.localhost", "/"))
