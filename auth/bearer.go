@@ -3,13 +3,16 @@ package auth
 import "strings"
 
 // BearerToken returns the token of an Authorization header value
-// "Bearer TOKEN", without surrounding white space; ok is false when the
-// value is not a bearer credential or carries no token. The scheme is
-// matched as the ten CLI and tenement's clients send it.
+// "Bearer TOKEN" (the scheme in any case, white space around the token
+// trimmed); ok is false when the value is not a bearer credential or
+// carries no token.
 func BearerToken(header string) (tok string, ok bool) {
-	tok, ok = strings.CutPrefix(header, "Bearer ")
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
 	tok = strings.TrimSpace(tok)
-	if !ok || tok == "" {
+	if tok == "" {
 		return "", false
 	}
 	return tok, true

@@ -11,24 +11,26 @@ import (
 )
 
 // FuzzBearerToken checks the Authorization header parsing: a token is
-// found only after "Bearer ", comes back trimmed and non-empty, is part of
-// the header, and what the CLI sends ("Bearer " + token) gives the token back.
+// found only after the scheme "Bearer" (any case) and a space, comes back
+// trimmed and non-empty, is part of the header, and what the CLI sends
+// ("Bearer " + token) gives the token back.
 func FuzzBearerToken(f *testing.F) {
-	for _, s := range []string{"Bearer ten_0123456789abcdef_secret", "Bearer ", "Bearer    ", "bearer x", "Basic dXNlcjpwYXNz", "", "Bearer  x ", "Bearer\tx", "Bearer x y", "BearerX"} {
+	for _, s := range []string{"Bearer ten_0123456789abcdef_secret", "Bearer ", "Bearer    ", "bearer x", "Basic dXNlcjpwYXNz", "", "Bearer  x ", "Bearer\tx", "Bearer x y", "BearerX", " BEARER x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
 		tok, ok := BearerToken(header)
+		scheme, rest, found := strings.Cut(strings.TrimSpace(header), " ")
 		if !ok {
 			if tok != "" {
 				t.Fatalf("BearerToken(%q) = %q, false", header, tok)
 			}
-			if rest, found := strings.CutPrefix(header, "Bearer "); found && strings.TrimSpace(rest) != "" {
+			if found && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) != "" {
 				t.Fatalf("BearerToken(%q) found no token", header)
 			}
 			return
 		}
-		if !strings.HasPrefix(header, "Bearer ") || tok == "" || tok != strings.TrimSpace(tok) || !strings.Contains(header[len("Bearer "):], tok) {
+		if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" || tok != strings.TrimSpace(tok) || !strings.Contains(rest, tok) {
 			t.Fatalf("BearerToken(%q) = %q", header, tok)
 		}
 		if again, ok := BearerToken("Bearer " + tok); !ok || again != tok {

@@ -53,6 +53,11 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// MetricsListen, when set, is the only address GET /metrics is served
+	// on (for example 127.0.0.1:9100), instead of Listen.
+	MetricsListen string `toml:"metrics_listen" json:"metrics_listen,omitempty"`
+	// MetricsAuth makes GET /metrics need an admin token.
+	MetricsAuth bool `toml:"metrics_auth" json:"metrics_auth,omitempty"`
 	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
 	// at once (0, the default: WakesPerCPU per CPU, at least
 	// MinConcurrentWakes); WakeQueue how many more wait for a place

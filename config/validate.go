@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -73,6 +74,13 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			add("settings.metrics_listen", "want HOST:PORT such as 127.0.0.1:9100: %v", err)
+		} else if s.MetricsListen == s.Listen {
+			add("settings.metrics_listen", "is settings.listen too (%s); leave it out to serve /metrics there", s.Listen)
+		}
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]

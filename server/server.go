@@ -65,6 +65,8 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// streams bounds the open log streams (logs.go).
+	streams streamSlots
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -119,6 +121,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		sdm.Close()
 		return nil, err
+	}
+	// Whether journalctl can search is found out once, here, never from a
+	// request's error.
+	if ok, why := systemd.DetectGrep(); !ok {
+		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
 	}
 	s.shim, err = installShim(cfg.Settings.SocketDir)
 	if err != nil {
@@ -271,6 +278,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
 		}
+	}
+	mln, err := s.listenMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if mln != nil {
+		go s.serveMetrics(ctx, mln)
 	}
 	var draining atomic.Bool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
