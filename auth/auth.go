@@ -202,7 +202,7 @@ func (s *Store) AdminTokenPath() string { return filepath.Join(s.dir, AdminToken
 // is the only copy of the secret.
 func (s *Store) Create(tenant, description string) (string, Token, error) {
 	if tenant != "" {
-		if err := config.CheckName("tenant", tenant); err != nil {
+		if err := config.CheckID("tenant", tenant); err != nil {
 			return "", Token{}, fmt.Errorf("%w (a tenant is an instance id: its token reaches instances SERVICE:%s)", err, tenant)
 		}
 	}

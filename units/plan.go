@@ -100,7 +100,7 @@ func ListenPath(socketDir string, inst Instance) string {
 // Build plans instance id of svc.
 func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*Plan, error) {
 	inst := Instance{Service: svc.Name, ID: id}
-	if err := config.CheckName("instance id", id); err != nil {
+	if err := config.CheckID("instance id", id); err != nil {
 		return nil, fmt.Errorf("instance %s: %w", inst, err)
 	}
 	if svc.Activation == config.ActivationShim && opts.Shim == "" {
