@@ -53,6 +53,10 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+
+	// dataDirDefault is set when data_dir was not given (in the file or by
+	// SetDataDir): instance data then stays in DefaultInstanceRoot.
+	dataDirDefault bool
 }
 
 // TLS is [settings.tls]; parsed for compatibility.
@@ -266,6 +270,7 @@ func (c *Config) defaults() {
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"
+		s.dataDirDefault = true
 	}
 	if s.HealthCheckInterval == 0 {
 		s.HealthCheckInterval = 10
@@ -398,4 +403,28 @@ func (c *Config) DataDirAbs() string {
 		return filepath.Clean(d)
 	}
 	return filepath.Join(filepath.Dir(c.Path), d)
+}
+
+// DefaultInstanceRoot holds instances' data when data_dir is not set:
+// systemd's StateDirectory root for ten's units.
+const DefaultInstanceRoot = "/var/lib/tenement"
+
+// SetDataDir overrides settings.data_dir (ten's --data-dir,
+// TENEMENT_DATA_DIR); instance data then lives under it, as when the file
+// sets it.
+func (c *Config) SetDataDir(d string) {
+	c.Settings.DataDir = d
+	c.Settings.dataDirDefault = false
+}
+
+// InstanceRoot is tenement's {data_dir} as instances see it: an instance's
+// data is InstanceRoot()/{name}/{id}. It is data_dir made absolute when the
+// config (or --data-dir) sets one, and DefaultInstanceRoot when nothing
+// does, so that a config without data_dir keeps its instances' data where
+// systemd keeps state.
+func (c *Config) InstanceRoot() string {
+	if c.Settings.dataDirDefault {
+		return DefaultInstanceRoot
+	}
+	return c.DataDirAbs()
 }

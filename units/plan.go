@@ -116,21 +116,30 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	stateRel := filepath.Join("tenement", svc.Name, id)
 	runtimeRel := filepath.Join("tenement-app", svc.Name+"-"+id)
+	root := cfg.InstanceRoot()
 	p := &Plan{
 		Instance:  inst,
 		Listen:    ListenPath(cfg.Settings.SocketDir, inst),
 		AppSocket: filepath.Join("/run", runtimeRel, "app.sock"),
 		Port:      opts.Port,
-		DataDir:   filepath.Join("/var/lib", stateRel),
+		DataDir:   filepath.Join(root, svc.Name, id),
 		Slice:     inst.Slice(),
 		L4Sockets: opts.L4Sockets,
 	}
-	vars := config.Vars{Name: svc.Name, ID: id, DataDir: p.DataDir, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
+	// {data_dir} is tenement's settings.data_dir: the instance's own data
+	// is {data_dir}/{name}/{id} (DATA_DIR).
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: root, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
 	if svc.Socket != "" {
 		p.AppSocket = vars.Expand(svc.Socket)
 		vars.Socket = p.AppSocket
 	}
+	// Without workdir the app runs where tenement.toml is (tenement runs it
+	// where `ten serve` was started, which is where users keep the file),
+	// so relative commands like ./run.sh and relative paths in args work.
 	p.Workdir = p.DataDir
+	if cfg.Path != "" {
+		p.Workdir = filepath.Dir(cfg.Path)
+	}
 	if svc.Workdir != "" {
 		p.Workdir = vars.Expand(svc.Workdir)
 	}
@@ -255,6 +264,10 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StateDirectoryMode", uint32(0o700)),
 	}
 	props = append(props, prop("WorkingDirectory", p.Workdir))
+	props = append(props, dataDirProps(cfg, svc, inst, p, opts)...)
+	if ro := hiddenPaths(svc, p); len(ro) > 0 {
+		props = append(props, bindProp("BindReadOnlyPaths", ro))
+	}
 	// CPUUsageNSec (ps, metrics, the CPU quota test) needs CPU accounting,
 	// which systemd leaves off by default on cgroup v1.
 	props = append(props, prop("CPUAccounting", true))
@@ -268,7 +281,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.StorageQuotaMB > 0 {
 		// ten mounts the instance's quota image there (a transient .mount
 		// unit); the service must not start on the bare directory.
-		props = append(props, prop("RequiresMountsFor", []string{StateMountPoint(svc, inst)}))
+		props = append(props, prop("RequiresMountsFor", []string{DataMountPoint(cfg, svc, inst)}))
 	}
 	if svc.StoragePersist != nil && !*svc.StoragePersist {
 		// Wipe the state directory whenever the service stops (sleep too),
@@ -314,21 +327,113 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		if m.Readonly {
 			name = "BindReadOnlyPaths"
 		}
-		type bind struct {
-			Source, Dest  string
-			IgnoreMissing bool
-			Options       uint64
-		}
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
 }
 
+// bind is one entry of BindPaths/BindReadOnlyPaths, a(ssbt).
+type bind struct {
+	Source, Dest  string
+	IgnoreMissing bool
+	Options       uint64
+}
+
+func bindProp(name string, paths []string) sd.Property {
+	bs := make([]bind, len(paths))
+	for i, p := range paths {
+		bs[i] = bind{Source: p, Dest: p}
+	}
+	return prop(name, bs)
+}
+
+// CustomDataDir reports whether the config puts instance data somewhere
+// other than systemd's state directories (settings.data_dir or --data-dir
+// given).
+func CustomDataDir(cfg *config.Config) bool {
+	return cfg.InstanceRoot() != config.DefaultInstanceRoot
+}
+
+// DataMountPoint is where an instance's storage quota image is mounted:
+// its data directory {data_dir}/{name}/{id} when data_dir is set, else
+// the real directory behind its state directory (StateMountPoint).
+func DataMountPoint(cfg *config.Config, svc *config.Service, inst Instance) string {
+	if CustomDataDir(cfg) {
+		return filepath.Join(cfg.InstanceRoot(), inst.Service, inst.ID)
+	}
+	return StateMountPoint(svc, inst)
+}
+
+// dataDirProps keep an instance's data in {data_dir}/{name}/{id} when
+// data_dir is set. systemd's StateDirectory lives under /var/lib only, so
+// ten makes the directory itself: before each start, `ten datadir` (with
+// full privileges, outside the sandbox) creates it with mode 0700 and,
+// under DynamicUser, gives it to the instance's user, whose uid systemd
+// picks at start and shows on the state directory it has just made for
+// the unit; the sandbox then binds the directory in, writable, at the same
+// path (visible even under /tmp, which PrivateTmp replaces).
+func dataDirProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan, opts Options) []sd.Property {
+	if !CustomDataDir(cfg) || opts.Shim == "" {
+		return nil
+	}
+	argv := []string{opts.Shim, "datadir", "--dir=" + p.DataDir}
+	if svc.Isolation == config.IsolationNamespace {
+		argv = append(argv, "--owner-of="+StateMountPoint(svc, inst), "--traverse="+cfg.InstanceRoot())
+	}
+	type execEx struct {
+		Path  string
+		Argv  []string
+		Flags []string
+	}
+	props := []sd.Property{prop("ExecStartPreEx", []execEx{{Path: argv[0], Argv: argv, Flags: []string{"privileged"}}})}
+	if svc.Isolation != config.IsolationProcess {
+		props = append(props, bindProp("BindPaths", []string{p.DataDir}))
+	}
+	return props
+}
+
+// hiddenPaths are the app's working directory and its command's directory
+// when a sandbox would hide them: PrivateTmp gives the unit a /tmp and
+// /var/tmp of its own, so a checkout or config under /tmp is bound in
+// read-only.
+func hiddenPaths(svc *config.Service, p *Plan) []string {
+	if svc.Isolation == config.IsolationProcess {
+		return nil
+	}
+	var out []string
+	for _, d := range []string{p.Workdir, filepath.Dir(p.Argv[0])} {
+		if !filepath.IsAbs(d) || !underTmp(d) || within(d, p.DataDir) {
+			continue
+		}
+		dup := false
+		for i, o := range out {
+			if within(d, o) {
+				dup = true
+			} else if within(o, d) {
+				out[i], dup = d, true
+			}
+		}
+		if !dup {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func underTmp(p string) bool { return within(p, "/tmp") || within(p, "/var/tmp") }
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // DynamicUserName is the instance's own DynamicUser. Without User=,
 // systemd derives the name from the unit name's prefix (tenement-NAME), so
 // every instance of a service would share one user and see, signal and
-// read each other. '_' cannot occur in service names or ids, so the name is
-// unambiguous; systemd allows 31 characters, longer names end in a hash.
+// read each other. '_' cannot occur in service names (ids may have it), so
+// the first '_' after "ten_" ends the service and the name is unambiguous;
+// systemd allows 31 characters, longer names end in a hash.
 func DynamicUserName(inst Instance) string {
 	name := "ten_" + inst.Service + "_" + inst.ID
 	if len(name) > 31 {
@@ -423,6 +528,9 @@ func sandboxArgv(svc *config.Service, p *Plan, opts Options) []string {
 		"--cwd=" + cwd,
 		"--bind=" + p.DataDir,
 		"--bind=" + filepath.Dir(p.AppSocket),
+	}
+	for _, d := range hiddenPaths(svc, p) {
+		argv = append(argv, "--bind-ro="+d)
 	}
 	for _, m := range svc.Mounts {
 		if m.Readonly {

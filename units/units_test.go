@@ -147,3 +147,57 @@ func TestWorkdirInterpolated(t *testing.T) {
 		t.Errorf("workdir %q\n%s", p.Workdir, Describe(p.Service))
 	}
 }
+
+// TestTenementDataDirAndWorkdir: with data_dir set, {data_dir} is data_dir,
+// the instance's data is {data_dir}/{name}/{id}, made and owned by `ten
+// datadir` before each start and bound into the sandbox; without workdir
+// the app runs in the config file's directory, bound in when under /tmp.
+func TestTenementDataDirAndWorkdir(t *testing.T) {
+	cfg, err := config.Parse("/tmp/app/tenement.toml", []byte(`
+[settings]
+data_dir = "./data"
+[service.api]
+command = "./run.sh --db {data_dir}/{name}/{id}/app.db"
+[service.raw]
+command = "./run.sh"
+isolation = "process"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(cmd, wd string) (string, error) { return filepath.Join(wd, cmd), nil }
+	p, err := Build(cfg, cfg.Services["api"], "wr_a", Options{Shim: "/run/tenement/.bin/ten", Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DataDir != "/tmp/app/data/api/wr_a" || p.Workdir != "/tmp/app" {
+		t.Errorf("data dir %s, workdir %s", p.DataDir, p.Workdir)
+	}
+	if strings.Join(p.Argv, " ") != "/tmp/app/run.sh --db /tmp/app/data/api/wr_a/app.db" {
+		t.Errorf("argv %q", p.Argv)
+	}
+	d := Describe(p.Service)
+	for _, want := range []string{
+		"ExecStartPreEx=a(sasas) [{/run/tenement/.bin/ten [/run/tenement/.bin/ten datadir --dir=/tmp/app/data/api/wr_a --owner-of=/var/lib/private/tenement/api/wr_a --traverse=/tmp/app/data] [privileged]}]",
+		"BindPaths=a(ssbt) [{/tmp/app/data/api/wr_a /tmp/app/data/api/wr_a false 0}]",
+		"BindReadOnlyPaths=a(ssbt) [{/tmp/app /tmp/app false 0}]",
+		"WorkingDirectory=s /tmp/app\n",
+		"DATA_DIR=/tmp/app/data/api/wr_a",
+		"User=s ten_api_wr_a\n",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("missing %s in\n%s", want, d)
+		}
+	}
+	p, err = Build(cfg, cfg.Services["raw"], "x", Options{Shim: "/run/tenement/.bin/ten", Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = Describe(p.Service)
+	if strings.Contains(d, "BindPaths") || strings.Contains(d, "BindReadOnlyPaths") || strings.Contains(d, "--owner-of") || !strings.Contains(d, "datadir --dir=/tmp/app/data/raw/x]") {
+		t.Errorf("process isolation: want datadir without owner, no binds:\n%s", d)
+	}
+	if inst := (Instance{Service: "api", ID: "wr_a"}); inst.ServiceUnit() != "tenement-api@wr_a.service" || inst.Slice() != `tenement-api-wr_a.slice` {
+		t.Errorf("unit names %s %s", inst.ServiceUnit(), inst.Slice())
+	}
+}

@@ -27,7 +27,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		return err
 	}
 	if g.DataDir != "" {
-		cfg.Settings.DataDir = g.DataDir
+		cfg.SetDataDir(g.DataDir)
 	}
 	listen := c.Listen
 	if listen == "" && c.Port != 0 {
