@@ -136,9 +136,17 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	// Without workdir the app runs where tenement.toml is (tenement runs it
 	// where `ten serve` was started, which is where users keep the file),
 	// so relative commands like ./run.sh and relative paths in args work.
+	// A sandbox hides home directories (ProtectHome): a config kept there
+	// leaves the app in its data directory, as ten did before, unless the
+	// command needs the config's directory.
 	p.Workdir = p.DataDir
 	if cfg.Path != "" {
-		p.Workdir = filepath.Dir(cfg.Path)
+		dir := filepath.Dir(cfg.Path)
+		if svc.Isolation == config.IsolationProcess || !HiddenByProtectHome(dir) {
+			p.Workdir = dir
+		} else if svc.Workdir == "" && relativeCommand(svc) {
+			return nil, fmt.Errorf("service.%s.command: relative command %q is taken in the config file's directory %s, which isolation = %q hides from the instance (ProtectHome): keep the app and tenement.toml elsewhere (e.g. /srv), set workdir, or use isolation = \"process\"", svc.Name, svc.Command, dir, svc.Isolation)
+		}
 	}
 	if svc.Workdir != "" {
 		p.Workdir = vars.Expand(svc.Workdir)
@@ -418,6 +426,24 @@ func hiddenPaths(svc *config.Service, p *Plan) []string {
 		}
 	}
 	return out
+}
+
+// HiddenByProtectHome reports whether ProtectHome hides p from a
+// sandboxed instance.
+func HiddenByProtectHome(p string) bool {
+	return within(p, "/home") || within(p, "/root") || within(p, "/run/user")
+}
+
+// relativeCommand reports whether svc's program is a relative path
+// (./run.sh, bin/app), which is taken in the working directory.
+func relativeCommand(svc *config.Service) bool {
+	first := svc.Command
+	if len(svc.Args) == 0 {
+		if words, err := config.SplitCommand(svc.Command); err == nil && len(words) > 0 {
+			first = words[0]
+		}
+	}
+	return !filepath.IsAbs(first) && strings.Contains(first, "/")
 }
 
 func underTmp(p string) bool { return within(p, "/tmp") || within(p, "/var/tmp") }

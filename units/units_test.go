@@ -201,3 +201,23 @@ isolation = "process"
 		t.Errorf("unit names %s %s", inst.ServiceUnit(), inst.Slice())
 	}
 }
+
+// TestConfigUnderHome: a sandboxed app whose config lives in a home
+// directory (hidden by ProtectHome) runs in its data directory, and a
+// relative command there is refused with the reason.
+func TestConfigUnderHome(t *testing.T) {
+	cfg, err := config.Parse("/root/app/tenement.toml", []byte("[service.api]\ncommand = \"/usr/bin/app\"\n[service.rel]\ncommand = \"./run.sh\"\n[service.raw]\ncommand = \"./run.sh\"\nisolation = \"process\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Shim: "/run/tenement/.bin/ten"}
+	if p, err := Build(cfg, cfg.Services["api"], "a", o); err != nil || p.Workdir != "/var/lib/tenement/api/a" {
+		t.Errorf("api: %v %v", p, err)
+	}
+	if _, err := Build(cfg, cfg.Services["rel"], "a", o); err == nil || !strings.Contains(err.Error(), "service.rel.command: relative command \"./run.sh\" is taken in the config file's directory /root/app, which isolation = \"namespace\" hides") {
+		t.Errorf("rel: %v", err)
+	}
+	if p, err := Build(cfg, cfg.Services["raw"], "a", o); err != nil || p.Workdir != "/root/app" {
+		t.Errorf("raw: %v %v", p, err)
+	}
+}
