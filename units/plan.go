@@ -251,7 +251,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	props := []sd.Property{
 		prop("Description", "ten instance "+inst.String()),
 		prop("Slice", p.Slice),
-		prop("Type", "exec"),
+		prop("Type", serviceType(svc)),
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 		prop("Environment", p.Env),
 		prop("Restart", svc.Restart),
@@ -272,6 +272,11 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StateDirectoryMode", uint32(0o700)),
 	}
 	props = append(props, prop("WorkingDirectory", p.Workdir))
+	if serviceType(svc) == "notify" {
+		// The shim gives up after startup_timeout itself; this only
+		// guards against a shim that hangs.
+		props = append(props, prop("TimeoutStartUSec", uint64(svc.StartupTimeout+10)*1_000_000))
+	}
 	props = append(props, dataDirProps(cfg, svc, inst, p, opts)...)
 	if ro := hiddenPaths(svc, p); len(ro) > 0 {
 		props = append(props, bindProp("BindReadOnlyPaths", ro))
@@ -338,6 +343,18 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
+}
+
+// serviceType is "notify" where the shim runs: it tells systemd the
+// service is ready (READY=1) only once the app listens, so until then the
+// unit is "activating" (ten ps: starting; the router waits for it with
+// startup_timeout, not request_timeout) and an app that never listens
+// shows as such. An app that takes its socket itself is ready at exec.
+func serviceType(svc *config.Service) string {
+	if svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox {
+		return "notify"
+	}
+	return "exec"
 }
 
 // bind is one entry of BindPaths/BindReadOnlyPaths, a(ssbt).
