@@ -53,6 +53,10 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// SpawnRatePerClient is how many instances one client IP may create per
+	// minute by requesting ids that do not exist yet (wake on request of a
+	// new id; default 10).
+	SpawnRatePerClient int `toml:"spawn_rate_per_client" json:"spawn_rate_per_client"`
 
 	// dataDirDefault is set when data_dir was not given (in the file or by
 	// SetDataDir): instance data then stays in DefaultInstanceRoot.
@@ -141,7 +145,18 @@ type Service struct {
 	// StopAfter is, with sleep = "freeze-then-stop", the seconds of silence
 	// after which a frozen instance is stopped (more than idle_timeout).
 	StopAfter int `toml:"stop_after" json:"stop_after,omitempty"`
+	// SpawnOnRequest lets a request for {id}.{name}.{domain} create
+	// instance name:id when it does not exist (tenement's wake on request
+	// of a new id; default true).
+	SpawnOnRequest *bool `toml:"spawn_on_request" json:"spawn_on_request"`
+	// MaxInstances caps the instances of the service that requests may
+	// create: past it a request for a new id is refused (default 100;
+	// ten spawn is not capped).
+	MaxInstances int `toml:"max_instances" json:"max_instances"`
 }
+
+// DefaultMaxInstances is max_instances when the config does not set it.
+const DefaultMaxInstances = 100
 
 // Sleep modes.
 const (
@@ -303,6 +318,9 @@ func (c *Config) defaults() {
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
 	}
+	if s.SpawnRatePerClient == 0 {
+		s.SpawnRatePerClient = 10
+	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}
 	}
@@ -341,6 +359,13 @@ func (c *Config) defaults() {
 		}
 		if svc.Sleep == "" {
 			svc.Sleep = SleepStop
+		}
+		if svc.SpawnOnRequest == nil {
+			t := true
+			svc.SpawnOnRequest = &t
+		}
+		if svc.MaxInstances == 0 {
+			svc.MaxInstances = DefaultMaxInstances
 		}
 	}
 }

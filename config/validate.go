@@ -95,6 +95,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.SpawnRatePerClient < 0 {
+		add("settings.spawn_rate_per_client", "must be positive (instances one client may create per minute by request), got %d", s.SpawnRatePerClient)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
@@ -159,6 +162,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			if v < 0 {
 				add(k+"."+key, "must not be negative, got %d", v)
 			}
+		}
+		if svc.MaxInstances < 0 {
+			add(k+".max_instances", "must be positive, got %d (spawn_on_request = false turns creation by request off)", svc.MaxInstances)
 		}
 		if svc.StartupTimeout < 0 {
 			add(k+".startup_timeout", "must be positive, got %d", svc.StartupTimeout)
