@@ -8,15 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/appcmd"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
@@ -168,6 +166,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if have {
 		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
 	}
+	if other := s.foldTwin(inst); other != "" {
+		return fmt.Errorf("spawn %s: %w: instance %s exists, and its id differs only by case; Host routing cannot tell them apart (DNS ignores case)", inst, ErrExists, other)
+	}
 	if exists, err := s.sd.Exists(ctx, inst); err != nil {
 		return err
 	} else if exists {
@@ -184,7 +185,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	defer s.l4Release(inst) // unless the units were made
 	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
-		Resolve: func(cmd, workdir string) (string, error) { return resolveCommand(cmd, workdir, svc) }}
+		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
@@ -232,47 +233,17 @@ func checkSocketFree(path string) error {
 	return nil
 }
 
-// resolveCommand turns the command's first word into an absolute, executable
-// path, and refuses paths that the sandbox would hide from the instance.
-func resolveCommand(cmd, workdir string, svc *config.Service) (string, error) {
-	p := cmd
-	if !filepath.IsAbs(p) {
-		if strings.Contains(p, "/") {
-			base := workdir
-			if svc.Workdir == "" {
-				return "", fmt.Errorf("relative command %q needs workdir, or use an absolute path", cmd)
-			}
-			p = filepath.Join(base, p)
-		} else {
-			found, err := exec.LookPath(p)
-			if err != nil {
-				return "", fmt.Errorf("%q not found in PATH (%s)", cmd, os.Getenv("PATH"))
-			}
-			p = found
+// foldTwin returns an instance of the same service whose id equals inst's
+// ignoring case, or "".
+func (s *Server) foldTwin(inst units.Instance) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for other := range s.instances {
+		if other.Service == inst.Service && other.ID != inst.ID && strings.EqualFold(other.ID, inst.ID) {
+			return other.String()
 		}
 	}
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		return "", fmt.Errorf("%s: %v", p, errors.Unwrap(err))
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", p)
-	}
-	if svc.Isolation != config.IsolationProcess {
-		real, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			for _, hidden := range []string{"/home/", "/root/", "/run/user/"} {
-				if strings.HasPrefix(real, hidden) {
-					return "", fmt.Errorf("%s is under %s, which isolation = %q hides from the instance (ProtectHome); install it elsewhere (e.g. /usr/local/bin or /opt) or use isolation = \"process\"", real, hidden, svc.Isolation)
-				}
-			}
-		}
-	}
-	return p, nil
+	return ""
 }
 
 // allocPort picks PORT for a new instance: a stable hash of its name into

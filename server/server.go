@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -63,6 +64,8 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// onDemand creates instances that requests name (ondemand.go).
+	onDemand *onDemand
 
 	mu        sync.Mutex
 	instances map[units.Instance]*instance
@@ -132,6 +135,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
+	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
+	s.metrics.MustRegister(s.onDemand.guard.Collector())
+	s.router.Create = s.createOnRequest
 	s.initL4()
 	s.initFreezer()
 	s.router.Observer = s
@@ -278,7 +284,10 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
 		}
-		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
+		// "activating" is not awake: a shim-mode service turns active only
+		// once its app listens (Type=notify), and a request meanwhile is
+		// waiting for a wake (startup_timeout), not for an answer.
+		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)

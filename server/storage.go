@@ -58,7 +58,7 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 	}
 	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
 	if in.svc != nil {
-		out.Path = units.StateMountPoint(in.svc, inst)
+		out.Path = units.DataMountPoint(s.cfg, in.svc, inst)
 		if in.svc.StorageQuotaMB > 0 {
 			out.QuotaBytes = int64(in.svc.StorageQuotaMB) << 20
 		}

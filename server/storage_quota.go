@@ -62,8 +62,12 @@ func (s *Server) quotaPrepare(ctx context.Context, svc *config.Service, inst uni
 	if err := makeImage(img, int64(svc.StorageQuotaMB)<<20, inst); err != nil {
 		return fmt.Errorf("storage_quota_mb: %w", err)
 	}
-	where := units.StateMountPoint(svc, inst)
-	if svc.Isolation == config.IsolationNamespace {
+	where := units.DataMountPoint(s.cfg, svc, inst)
+	if units.CustomDataDir(s.cfg) {
+		if err := os.MkdirAll(where, 0o700); err != nil {
+			return fmt.Errorf("storage_quota_mb: %w", err)
+		}
+	} else if svc.Isolation == config.IsolationNamespace {
 		// systemd insists on 0700 for the DynamicUser parent.
 		if err := os.MkdirAll("/var/lib/private", 0o700); err != nil {
 			return fmt.Errorf("storage_quota_mb: %w", err)
@@ -123,7 +127,7 @@ func (s *Server) quotaRelease(ctx context.Context, svc *config.Service, inst uni
 	}
 	wheres := []string{filepath.Join("/var/lib/private/tenement", inst.Service, inst.ID), filepath.Join(units.StateRoot, inst.Service, inst.ID)}
 	if svc != nil {
-		wheres = []string{units.StateMountPoint(svc, inst)}
+		wheres = []string{units.DataMountPoint(s.cfg, svc, inst)}
 	}
 	for _, w := range wheres {
 		if err := s.sd.Unmount(ctx, w); err != nil {
@@ -136,13 +140,13 @@ func (s *Server) quotaRelease(ctx context.Context, svc *config.Service, inst uni
 }
 
 // storageUse is what the instance's quota file system holds and allows.
-func storageUse(svc *config.Service, inst units.Instance) (used, quota uint64) {
+func storageUse(cfg *config.Config, svc *config.Service, inst units.Instance) (used, quota uint64) {
 	if svc == nil || svc.StorageQuotaMB <= 0 {
 		return 0, 0
 	}
 	quota = uint64(svc.StorageQuotaMB) << 20
 	var st unix.Statfs_t
-	where := units.StateMountPoint(svc, inst)
+	where := units.DataMountPoint(cfg, svc, inst)
 	if err := unix.Statfs(where, &st); err != nil || st.Type != unix.EXT4_SUPER_MAGIC {
 		return 0, quota
 	}
@@ -334,7 +338,7 @@ func (s *Server) isolationRow(ctx context.Context, in *instance, cgroup, activeS
 		go s.watchOOM(in.inst, cgroup) // adopted, or started before ten watched
 	}
 	r.OOMKills, r.LastExit = s.oom.get(in.inst)
-	r.StorageBytes, r.StorageQuotaBytes = storageUse(in.svc, in.inst)
+	r.StorageBytes, r.StorageQuotaBytes = storageUse(s.cfg, in.svc, in.inst)
 }
 
 // isolationCollector exports OOM kills and quota use at scrape time.
@@ -373,7 +377,7 @@ func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
 		name := in.inst.String()
 		kills, _ := c.s.oom.get(in.inst)
 		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
-		if used, quota := storageUse(in.svc, in.inst); quota > 0 {
+		if used, quota := storageUse(c.s.cfg, in.svc, in.inst); quota > 0 {
 			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
 			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
 		}
