@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/appcmd"
+	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/datadir"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
@@ -193,6 +195,17 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if err := checkSocketFree(plan.Listen); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	if units.CustomDataDir(s.cfg) {
+		// The sandbox binds it in, so it must exist before the first start;
+		// `ten datadir` gives it the instance's user at each start.
+		o := datadir.Options{Dir: plan.DataDir}
+		if svc.Isolation == config.IsolationNamespace {
+			o.Traverse = s.cfg.InstanceRoot()
+		}
+		if err := datadir.Prepare(o); err != nil {
+			return fmt.Errorf("spawn %s: %w", inst, err)
+		}
+	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
@@ -200,6 +213,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
 		s.quotaRelease(ctx, svc, inst)
+		if start && svc.Activation == config.ActivationShim {
+			return fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
+		}
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}

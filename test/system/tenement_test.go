@@ -90,6 +90,7 @@ data_dir = "./data"
 listen = "LISTEN"
 health_check_interval = 1
 backoff_base_ms = 200
+spawn_rate_per_client = 1000
 
 [service.api]
 command = "./run.sh {data_dir}/{name}/{id}"
@@ -309,11 +310,16 @@ func TestTenementUserSwitches(t *testing.T) {
 		if out, err := exec.Command("systemctl", "status", "--no-pager", "tenement-api@wr_a").CombinedOutput(); err != nil || !strings.Contains(string(out), "active (running)") {
 			t.Errorf("systemctl status tenement-api@wr_a: %v\n%s", err, out)
 		}
-		s.mustTn("spawn", "api:tmp1")
-		s.waitGet("tmp1.api.localhost", "/", 30*time.Second)
-		s.mustTn("stop", "api:tmp1")
-		if code, body, _ := s.get("tmp1.api.localhost", "/"); code == 200 {
-			t.Errorf("stopped instance answers: %d %q", code, body)
+		// Stopped, an instance is gone (a service that creates instances on
+		// request would make it again at the next request: see below).
+		s.mustTn("spawn", "closed:tmp1")
+		s.waitGet("tmp1.closed.localhost", "/", 30*time.Second)
+		s.mustTn("stop", "closed:tmp1")
+		if code, body, _ := s.get("tmp1.closed.localhost", "/"); code != 404 {
+			t.Errorf("stopped instance: %d %q", code, body)
+		}
+		if out := s.mustTn("ps"); strings.Contains(out, "closed:tmp1") {
+			t.Errorf("ps lists a stopped instance:\n%s", out)
 		}
 		// A second id differing only by case is refused: Host routing could
 		// not tell them apart.
@@ -626,7 +632,16 @@ backoff_base_ms = 100
 [service.hang]
 command = "/usr/bin/sleep 1000"
 startup_timeout = 2
+start = "lazy"
+
+[service.eager]
+command = "/usr/bin/sleep 1000"
+startup_timeout = 2
 `)
+	// Started at spawn: the spawn fails, saying why.
+	if out, err := s.ten("spawn", "eager:x"); err == nil || !strings.Contains(out, "startup_timeout") {
+		t.Errorf("spawn of an eager app that never listens: %v %s", err, out)
+	}
 	s.mustTen("spawn", "hang:x")
 	start := time.Now()
 	code, body, err := s.get("x.hang.localhost", "/")
