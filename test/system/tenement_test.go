@@ -367,7 +367,7 @@ func TestTenementUserSwitches(t *testing.T) {
 		}
 		m := s.scrape()
 		if m.series[`ten_instances_created_on_request_total{result="created",service="api"}`] < 1 ||
-			m.series[`ten_instances_created_on_request_total{result="off",service="closed"}`] != 1 ||
+			m.series[`ten_instances_created_on_request_total{result="off",service="closed"}`] < 1 ||
 			m.series[`ten_instances_created_on_request_total{result="max_instances",service="capped"}`] != 1 {
 			t.Errorf("creation metrics:\n%s", grepLines(m.text, "created_on_request"))
 		}
