@@ -102,13 +102,27 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 	t.Helper()
 	dir = t.TempDir()
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
+	dataDir := fmt.Sprintf("data_dir = %q\n", filepath.Join(dir, "data"))
+	if strings.Contains(body, defaultDataDir) {
+		// Instance data in systemd's state directories (no data_dir);
+		// ten's own files in ./tenement-data, linked as data for the CLI.
+		dataDir = ""
+		if err := os.Symlink("tenement-data", filepath.Join(dir, "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf("[settings]\n%slisten = %q\n\n%s", dataDir, addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
 	path = filepath.Join(dir, "tenement.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir, path, addr
 }
+
+// defaultDataDir in a test's config body leaves data_dir out, so that
+// instance data lives in systemd's state directories (/var/lib/tenement,
+// /var/lib/private/tenement) as without data_dir.
+const defaultDataDir = "# no data_dir"
 
 // startTen writes the config and starts `ten serve` on it; the server and
 // every unit it made are removed when the test ends.

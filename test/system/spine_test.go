@@ -112,6 +112,9 @@ func TestRouting(t *testing.T) {
 [service.web]
 command = "ECHO --mode activation"
 activation = "socket"
+# Routing alone: a request for a new id does not create it here
+# (tenement_test.go covers wake on request of a new id).
+spawn_on_request = false
 
 [instances]
 web = ["a", "b"]
