@@ -408,6 +408,7 @@ func TestPsStopRestart(t *testing.T) {
 [service.api]
 command = "ECHO --mode activation"
 activation = "socket"
+spawn_on_request = false # a stopped instance stays gone
 
 [instances]
 api = ["prod"]
