@@ -2,14 +2,12 @@ package datadir
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
-// Prepare creates o.Dir and sets its permissions and owner as o says.
+// Prepare creates o.Dir (mode 0700) and gives o+x on the way to it.
 func Prepare(o Options) error {
 	if !filepath.IsAbs(o.Dir) {
 		return fmt.Errorf("data dir %q is not an absolute path", o.Dir)
@@ -38,30 +36,5 @@ func Prepare(o Options) error {
 			}
 		}
 	}
-	if o.OwnerOf == "" {
-		return nil
-	}
-	ref, err := os.Stat(o.OwnerOf)
-	if err != nil {
-		return fmt.Errorf("data dir owner: %w", err)
-	}
-	want := ref.Sys().(*syscall.Stat_t)
-	st, err := os.Lstat(o.Dir)
-	if err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	if got := st.Sys().(*syscall.Stat_t); got.Uid == want.Uid && got.Gid == want.Gid {
-		return nil
-	}
-	// The user's uid changed (or the directory is new): hand over
-	// everything, as systemd does for its state directories.
-	return filepath.WalkDir(o.Dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, int(want.Uid), int(want.Gid)); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-		return nil
-	})
+	return nil
 }

@@ -197,7 +197,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	if units.CustomDataDir(s.cfg) {
 		// The sandbox binds it in, so it must exist before the first start;
-		// `ten datadir` gives it the instance's user at each start.
+		// systemd gives it the instance's user (dataBindPrepare).
 		o := datadir.Options{Dir: plan.DataDir}
 		if svc.Isolation == config.IsolationNamespace {
 			o.Traverse = s.cfg.InstanceRoot()
@@ -211,7 +211,12 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	if err := s.dataBindPrepare(ctx, svc, inst); err != nil {
+		s.quotaRelease(ctx, svc, inst)
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
+		s.dataBindRelease(ctx, svc, inst)
 		s.quotaRelease(ctx, svc, inst)
 		if start && svc.Activation == config.ActivationShim {
 			return fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
@@ -347,6 +352,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
+	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.forget(inst)
 	s.l4Down(ctx, inst)

@@ -277,7 +277,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		// guards against a shim that hangs.
 		props = append(props, prop("TimeoutStartUSec", uint64(svc.StartupTimeout+10)*1_000_000))
 	}
-	props = append(props, dataDirProps(cfg, svc, inst, p, opts)...)
+	props = append(props, dataDirProps(cfg, svc, inst, p)...)
 	if ro := hiddenPaths(svc, p); len(ro) > 0 {
 		props = append(props, bindProp("BindReadOnlyPaths", ro))
 	}
@@ -389,30 +389,32 @@ func DataMountPoint(cfg *config.Config, svc *config.Service, inst Instance) stri
 	return StateMountPoint(svc, inst)
 }
 
+// DataBind says where ten bind-mounts an instance's data directory
+// {data_dir}/{name}/{id} (what) when data_dir is set and the instance runs
+// as a DynamicUser: over the real directory behind its state directory
+// (where, under /var/lib/private). systemd then gives the directory to the
+// user it picks at each start, as it does for any state directory (once:
+// it descends only when the owner changed), and the data stays in
+// data_dir.
+func DataBind(cfg *config.Config, svc *config.Service, inst Instance) (what, where string, ok bool) {
+	if !CustomDataDir(cfg) || svc.Isolation != config.IsolationNamespace {
+		return "", "", false
+	}
+	return filepath.Join(cfg.InstanceRoot(), inst.Service, inst.ID), StateMountPoint(svc, inst), true
+}
+
 // dataDirProps keep an instance's data in {data_dir}/{name}/{id} when
-// data_dir is set. systemd's StateDirectory lives under /var/lib only, so
-// ten makes the directory itself: before each start, `ten datadir` (with
-// full privileges, outside the sandbox) creates it with mode 0700 and,
-// under DynamicUser, gives it to the instance's user, whose uid systemd
-// picks at start and shows on the state directory it has just made for
-// the unit; the sandbox then binds the directory in, writable, at the same
-// path (visible even under /tmp, which PrivateTmp replaces).
-func dataDirProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan, opts Options) []sd.Property {
-	if !CustomDataDir(cfg) || opts.Shim == "" {
+// data_dir is set (ten makes the directory at spawn): the sandbox binds it
+// in, writable, at the same path (visible even under /tmp, which
+// PrivateTmp replaces), and a DynamicUser service needs ten's bind mount
+// of it over its state directory (DataBind) before it starts.
+func dataDirProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan) []sd.Property {
+	if !CustomDataDir(cfg) || svc.Isolation == config.IsolationProcess {
 		return nil
 	}
-	argv := []string{opts.Shim, "datadir", "--dir=" + p.DataDir}
-	if svc.Isolation == config.IsolationNamespace {
-		argv = append(argv, "--owner-of="+StateMountPoint(svc, inst), "--traverse="+cfg.InstanceRoot())
-	}
-	type execEx struct {
-		Path  string
-		Argv  []string
-		Flags []string
-	}
-	props := []sd.Property{prop("ExecStartPreEx", []execEx{{Path: argv[0], Argv: argv, Flags: []string{"privileged"}}})}
-	if svc.Isolation != config.IsolationProcess {
-		props = append(props, bindProp("BindPaths", []string{p.DataDir}))
+	props := []sd.Property{bindProp("BindPaths", []string{p.DataDir})}
+	if _, where, ok := DataBind(cfg, svc, inst); ok {
+		props = append(props, prop("RequiresMountsFor", []string{where}))
 	}
 	return props
 }

@@ -149,8 +149,8 @@ func TestWorkdirInterpolated(t *testing.T) {
 }
 
 // TestTenementDataDirAndWorkdir: with data_dir set, {data_dir} is data_dir,
-// the instance's data is {data_dir}/{name}/{id}, made and owned by `ten
-// datadir` before each start and bound into the sandbox; without workdir
+// the instance's data is {data_dir}/{name}/{id}, bound over the state
+// directory (DataBind) and into the sandbox; without workdir
 // the app runs in the config file's directory, bound in when under /tmp.
 func TestTenementDataDirAndWorkdir(t *testing.T) {
 	cfg, err := config.Parse("/tmp/app/tenement.toml", []byte(`
@@ -178,7 +178,7 @@ isolation = "process"
 	}
 	d := Describe(p.Service)
 	for _, want := range []string{
-		"ExecStartPreEx=a(sasas) [{/run/tenement/.bin/ten [/run/tenement/.bin/ten datadir --dir=/tmp/app/data/api/wr_a --owner-of=/var/lib/private/tenement/api/wr_a --traverse=/tmp/app/data] [privileged]}]",
+		"RequiresMountsFor=as [/var/lib/private/tenement/api/wr_a]",
 		"BindPaths=a(ssbt) [{/tmp/app/data/api/wr_a /tmp/app/data/api/wr_a false 0}]",
 		"BindReadOnlyPaths=a(ssbt) [{/tmp/app /tmp/app false 0}]",
 		"WorkingDirectory=s /tmp/app\n",
@@ -194,8 +194,11 @@ isolation = "process"
 		t.Fatal(err)
 	}
 	d = Describe(p.Service)
-	if strings.Contains(d, "BindPaths") || strings.Contains(d, "BindReadOnlyPaths") || strings.Contains(d, "--owner-of") || !strings.Contains(d, "datadir --dir=/tmp/app/data/raw/x]") {
-		t.Errorf("process isolation: want datadir without owner, no binds:\n%s", d)
+	if strings.Contains(d, "BindPaths") || strings.Contains(d, "BindReadOnlyPaths") || strings.Contains(d, "RequiresMountsFor") || !strings.Contains(d, "DATA_DIR=/tmp/app/data/raw/x") {
+		t.Errorf("process isolation: want no binds:\n%s", d)
+	}
+	if what, where, ok := DataBind(cfg, cfg.Services["api"], Instance{Service: "api", ID: "wr_a"}); !ok || what != "/tmp/app/data/api/wr_a" || where != "/var/lib/private/tenement/api/wr_a" {
+		t.Errorf("DataBind: %s %s %v", what, where, ok)
 	}
 	if inst := (Instance{Service: "api", ID: "wr_a"}); inst.ServiceUnit() != "tenement-api@wr_a.service" || inst.Slice() != `tenement-api-wr_a.slice` {
 		t.Errorf("unit names %s %s", inst.ServiceUnit(), inst.Slice())

@@ -52,7 +52,6 @@ type CLI struct {
 	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
 	Sandbox       SandboxCmd           `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
 	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
-	Datadir       DatadirCmd           `cmd:"" hidden:"" help:"Prepare an instance's data directory in data_dir (run by systemd before a start)."`
 }
 
 func main() {
