@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tenhq/ten/units"
@@ -731,6 +732,18 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}()
 	}
 	resp, err := b.transport.RoundTrip(req.WithContext(ctx))
+	for try := 0; err != nil && try < len(replayDelays) && replayable(req) && connLost(err) && ctx.Err() == nil; try++ {
+		// The app went away under the request (a crash, kill -9): the
+		// connection closed before any answer. systemd restarts it, and new
+		// connections wait in the socket's backlog meanwhile, so a request
+		// that is safe to repeat is sent again on a new connection.
+		b.transport.CloseIdleConnections()
+		select {
+		case <-time.After(replayDelays[try]):
+		case <-ctx.Done():
+		}
+		resp, err = b.transport.RoundTrip(req.WithContext(ctx))
+	}
 	if err != nil {
 		var te *thawError
 		if errors.As(context.Cause(ctx), &te) {
@@ -771,6 +784,26 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = &cancelBody{rc: resp.Body, cancel: cancel}
 	}
 	return resp, nil
+}
+
+// replayDelays are the pauses before sending a request again after its
+// connection was lost with no answer (at most len(replayDelays) times).
+var replayDelays = []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+
+// replayable reports whether req may be sent twice: an idempotent method
+// without a body.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return req.Body == nil || req.Body == http.NoBody
+	}
+	return false
+}
+
+// connLost reports whether err means the connection closed under the
+// request without an answer.
+func connLost(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func (st *reqState) observeWake(err error) {

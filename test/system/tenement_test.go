@@ -94,23 +94,28 @@ spawn_rate_per_client = 1000
 
 [service.api]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 health = "/health"
 
 [service.web]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 health = "/health"
 
 [service.idle]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 idle_timeout = 2
 
 [service.eph]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 idle_timeout = 2
 storage_persist = false
 
 [service.proc]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 isolation = "process"
 
 [service.gv]
@@ -120,10 +125,12 @@ startup_timeout = 30
 
 [service.closed]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 spawn_on_request = false
 
 [service.capped]
 command = "./run.sh {data_dir}/{name}/{id}"
+startup_timeout = 30 # Python on a loaded test machine
 max_instances = 1
 
 [instances]
