@@ -570,7 +570,7 @@ api = ["prod"]
 		{[]string{"spawn", "api:"}, "instance id is empty"},
 		{[]string{"spawn", "api:" + strings.Repeat("x", 64)}, "at most 63"},
 		{[]string{"spawn", "api:a@b"}, "'@'"},
-		{[]string{"spawn", "api:Prod"}, "lowercase"},
+		{[]string{"spawn", "api:Prod"}, "differs only by case"},
 		{[]string{"spawn", "apiprod"}, "SERVICE:ID"},
 		{[]string{"spawn", "nosuch:x"}, "unknown service"},
 		{[]string{"spawn", "ghost:x"}, "/nonexistent/bin/app"},
