@@ -284,6 +284,7 @@ func tenUnits(t *testing.T) []string {
 }
 
 func removeAllUnits(t *testing.T) {
+	defer removeMounts()
 	names := tenUnits(t)
 	if len(names) == 0 {
 		return
@@ -292,6 +293,32 @@ func removeAllUnits(t *testing.T) {
 	args := append([]string{"stop"}, names...)
 	exec.Command("systemctl", args...).Run()
 	exec.Command("systemctl", append([]string{"reset-failed"}, names...)...).Run()
+}
+
+// removeMounts stops the mount units ten made for instances (data_dir
+// binds over state directories, storage quota images), which `ten stop`
+// would have removed: a later test's instance of the same name must not
+// find an old one still mounted, and the test's directory must be
+// removable.
+func removeMounts() {
+	out, _ := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=mount").Output()
+	var mounts []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		where, _ := exec.Command("systemctl", "show", "-p", "Where", "--value", f[0]).Output()
+		w := strings.TrimSpace(string(where))
+		if strings.HasPrefix(w, "/var/lib/private/tenement/") || strings.HasPrefix(w, "/var/lib/tenement/") || strings.HasPrefix(w, os.TempDir()+"/") {
+			mounts = append(mounts, f[0])
+		}
+	}
+	if len(mounts) > 0 {
+		// The binds over state directories first: they show the images.
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+	}
 }
 
 // thawAll thaws every cgroup of ten's (a test may leave an instance frozen):
