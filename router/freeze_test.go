@@ -37,7 +37,7 @@ func (f *fakeFreezer) Thaw(context.Context, units.Instance, string) error {
 func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
 	r, _ := newTestRouter(t)
 	ff := &fakeFreezer{}
-	r.Freezer = ff
+	r.freezer = ff // a test router gets its Freezer after New
 	release := make(chan struct{})
 	var thawedAtArrival atomic.Int32
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
@@ -71,7 +71,7 @@ func TestFreezeAfterIdleThawOnRequest(t *testing.T) {
 
 	// An open connection the router does not relay keeps it awake too.
 	open := 1
-	r.Connections = func(units.Instance) int { return open }
+	r.connections = func(units.Instance) int { return open }
 	r.Reap(context.Background(), time.Now().Add(time.Second))
 	if ff.freezes.Load() != 0 {
 		t.Fatal("froze an instance with an open connection")
@@ -124,7 +124,7 @@ func TestFreezeThenStop(t *testing.T) {
 	sl := &sleeper{}
 	r.ctrl = sl
 	ff := &fakeFreezer{}
-	r.Freezer = ff
+	r.freezer = ff // a test router gets its Freezer after New
 	sock := app(t, func(http.ResponseWriter, *http.Request) {})
 	inst := units.Instance{Service: "api", ID: "a"}
 	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: time.Second, StopAfter: 3 * time.Second, Freeze: true}, true)
@@ -153,7 +153,7 @@ func TestReapRechecksUnderLock(t *testing.T) {
 	sl := &sleeper{}
 	r.ctrl = sl
 	ff := &fakeFreezer{}
-	r.Freezer = ff
+	r.freezer = ff // a test router gets its Freezer after New
 	sock := app(t, func(http.ResponseWriter, *http.Request) {})
 	inst := units.Instance{Service: "api", ID: "a"}
 	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, IdleTimeout: 50 * time.Millisecond, StopAfter: 50 * time.Millisecond,
@@ -166,7 +166,7 @@ func TestReapRechecksUnderLock(t *testing.T) {
 		t.Fatalf("not frozen after idle_timeout: %+v", st)
 	}
 	time.Sleep(100 * time.Millisecond)
-	r.Connections = func(units.Instance) int {
+	r.connections = func(units.Instance) int {
 		if err := r.Thaw(context.Background(), inst, "l4"); err != nil {
 			t.Error(err)
 		}
@@ -180,7 +180,7 @@ func TestReapRechecksUnderLock(t *testing.T) {
 	// Awake and idle past idle_timeout, but a request came and went meanwhile.
 	time.Sleep(100 * time.Millisecond)
 	now := time.Now()
-	r.Connections = func(units.Instance) int {
+	r.connections = func(units.Instance) int {
 		if c := get(r, "a.api.example.test", "/").Code; c != 200 {
 			t.Errorf("request: %d", c)
 		}
@@ -240,7 +240,7 @@ func (f *failingFreezer) Thaw(context.Context, units.Instance, string) error {
 func TestThawFailureAnswers502(t *testing.T) {
 	r, _ := newTestRouter(t)
 	ff := &failingFreezer{}
-	r.Freezer = ff
+	r.freezer = ff // a test router gets its Freezer after New
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
 		for ff.frozen.Load() { // frozen for good: never answers
 			time.Sleep(time.Millisecond)

@@ -37,7 +37,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		if limit <= 0 || silent < limit {
 			continue
 		}
-		if r.Connections != nil && r.Connections(b.Instance) > 0 {
+		if r.connections != nil && r.connections(b.Instance) > 0 {
 			// An open connection is activity, as a request in flight is.
 			// The router's own idle keep-alive connections are not: close
 			// them, for a shim-mode app counts the shim's upstream
@@ -45,7 +45,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			b.transport.CloseIdleConnections()
 			continue
 		}
-		freeze := !frozen && b.Freeze && r.Freezer != nil
+		freeze := !frozen && b.Freeze && r.freezer != nil
 		b.mu.Lock()
 		if b.inflight > 0 || b.probing > 0 || b.stopping != nil || b.thawing != nil || b.removed {
 			b.mu.Unlock()
@@ -66,7 +66,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if freeze {
 			r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
-			if err := r.Freezer.Freeze(sctx, b.Instance); errors.Is(err, ErrWokenWhileFreezing) {
+			if err := r.freezer.Freeze(sctx, b.Instance); errors.Is(err, ErrWokenWhileFreezing) {
 				r.log.Info("instance woken while freezing; left running", "instance", b.Instance.String())
 				b.last.Store(time.Now().UnixNano())
 			} else if err != nil {
@@ -80,7 +80,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			if frozen {
 				// A frozen service cannot be stopped cleanly: thaw it first.
 				r.log.Info("frozen instance silent; stopping", "instance", b.Instance.String(), "stop_after", b.StopAfter)
-				if err = r.Freezer.Thaw(sctx, b.Instance, "stop"); err == nil {
+				if err = r.freezer.Thaw(sctx, b.Instance, "stop"); err == nil {
 					b.frozen.Store(false)
 				}
 			} else {
@@ -126,7 +126,7 @@ func (r *Router) StopFrozen(ctx context.Context, inst units.Instance) (bool, err
 		b.mu.Unlock()
 		close(ch)
 	}()
-	if err := r.Freezer.Thaw(ctx, b.Instance, "stop"); err != nil {
+	if err := r.freezer.Thaw(ctx, b.Instance, "stop"); err != nil {
 		return false, err
 	}
 	b.frozen.Store(false)

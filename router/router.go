@@ -63,7 +63,7 @@ type Backend struct {
 	StartupTimeout time.Duration
 	RequestTimeout time.Duration
 	// Freeze makes the reaper freeze the instance after IdleTimeout instead
-	// of stopping it (needs Router.Freezer); StopAfter > 0 then stops a
+	// of stopping it (needs Options.Freezer); StopAfter > 0 then stops a
 	// frozen instance once it has been silent that long.
 	Freeze    bool
 	StopAfter time.Duration
@@ -80,18 +80,28 @@ type Router struct {
 	backends map[units.Instance]*backend
 	proxy    *httputil.ReverseProxy
 
-	// Activity, when set, reports activity the router cannot see (eBPF
-	// counters of L4 traffic); the reaper takes the later of both.
+	// The hooks of Options, fixed at New.
+	activity    func(units.Instance) (time.Time, bool)
+	connections func(units.Instance) int
+	freezer     Freezer
+	observer    Observer
+	create      func(ctx context.Context, inst units.Instance, client string) error
+}
+
+// Options are the hooks a router is built with; each may be nil.
+type Options struct {
+	// Activity reports activity the router cannot see (eBPF counters of
+	// L4 traffic); the reaper takes the later of both.
 	Activity func(units.Instance) (time.Time, bool)
-	// Connections, when set, reports the open connections of an instance
-	// that the router does not relay (L4 clients, counted by eBPF); the
-	// reaper leaves an instance with open connections awake, as it does one
-	// with a request in flight.
+	// Connections reports the open connections of an instance that the
+	// router does not relay (L4 clients, counted by eBPF); the reaper
+	// leaves an instance with open connections awake, as it does one with
+	// a request in flight.
 	Connections func(units.Instance) int
-	// Freezer, when set, freezes and thaws instances whose Backend says
-	// Freeze; without it they are stopped.
+	// Freezer freezes and thaws instances whose Backend says Freeze;
+	// without it they are stopped.
 	Freezer Freezer
-	// Observer, when set, gets request and wake measurements.
+	// Observer gets request and wake measurements.
 	Observer Observer
 	// Create, when set, is asked to create an instance that a request for
 	// {id}.{service}.{domain} names and that does not exist (tenement's
@@ -112,8 +122,9 @@ func (e *Refused) Error() string { return e.Msg }
 
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
-func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger) *Router {
-	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{}}
+func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
+	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetXForwarded()
@@ -396,13 +407,13 @@ func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
 	b.thawing = ch
 	b.mu.Unlock()
 	var err error
-	if r.Freezer == nil {
+	if r.freezer == nil {
 		err = errors.New("no freezer")
 	} else {
 		// The thaw finishes even when the request that asked goes away:
 		// others may wait for it.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = r.Freezer.Thaw(tctx, b.Instance, why)
+		err = r.freezer.Thaw(tctx, b.Instance, why)
 		cancel()
 	}
 	b.mu.Lock()
@@ -444,8 +455,8 @@ func (r *Router) getFold(inst units.Instance) *backend {
 
 func (r *Router) lastActivity(b *backend) time.Time {
 	t := time.Unix(0, b.last.Load())
-	if r.Activity != nil {
-		if t2, ok := r.Activity(b.Instance); ok && t2.After(t) {
+	if r.activity != nil {
+		if t2, ok := r.activity(b.Instance); ok && t2.After(t) {
 			t = t2
 		}
 	}
@@ -503,9 +514,9 @@ func (r *Router) labels(host string) (string, []string, bool) {
 	return host, strings.Split(sub, "."), true
 }
 
-// create asks Create for the instance a request names that does not
+// createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) create(req *http.Request) (*backend, int, string) {
+func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
 		return nil, 0, ""
@@ -515,7 +526,7 @@ func (r *Router) create(req *http.Request) (*backend, int, string) {
 	if err != nil {
 		client = req.RemoteAddr
 	}
-	if err := r.Create(req.Context(), inst, client); err != nil {
+	if err := r.create(req.Context(), inst, client); err != nil {
 		var ref *Refused
 		if errors.As(err, &ref) {
 			return nil, ref.Status, ref.Msg + "\n"
@@ -575,8 +586,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.admin.ServeHTTP(w, req)
 		return
 	}
-	if b == nil && status == http.StatusNotFound && r.Create != nil {
-		if nb, st, m := r.create(req); nb != nil || st != 0 {
+	if b == nil && status == http.StatusNotFound && r.create != nil {
+		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
 			b, status, msg = nb, st, m
 		}
 	}
@@ -609,12 +620,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
-	if waking && r.Observer != nil && b.waker.CompareAndSwap(false, true) {
-		st.obs = r.Observer
+	if waking && r.observer != nil && b.waker.CompareAndSwap(false, true) {
+		st.obs = r.observer
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
-	if r.Observer == nil {
+	if r.observer == nil {
 		r.proxy.ServeHTTP(w, req.WithContext(ctx))
 		return
 	}
@@ -624,13 +635,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Router) observe(inst units.Instance, code int, start time.Time) {
-	if r.Observer == nil {
+	if r.observer == nil {
 		return
 	}
 	if code == 0 {
 		code = http.StatusOK
 	}
-	r.Observer.ObserveRequest(inst, code, time.Since(start))
+	r.observer.ObserveRequest(inst, code, time.Since(start))
 }
 
 // statusWriter remembers the status code; Unwrap keeps flushing, hijacking

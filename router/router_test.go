@@ -50,9 +50,8 @@ func app(t *testing.T, h http.HandlerFunc) string {
 }
 
 func newTestRouter(t *testing.T) (*Router, *recorder) {
-	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := &recorder{requests: map[int]int{}}
-	r.Observer = rec
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Observer: rec})
 	return r, rec
 }
 
@@ -165,10 +164,10 @@ func TestSwapAndFailed(t *testing.T) {
 // client gets its status and message); an id with capitals is reached by a
 // lower-cased Host.
 func TestCreateOnRequestAndCaseFold(t *testing.T) {
-	r, _ := newTestRouter(t)
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "hi "+req.Host) })
 	var asked []string
-	r.Create = func(_ context.Context, inst units.Instance, client string) error {
+	var r *Router
+	create := func(_ context.Context, inst units.Instance, client string) error {
 		asked = append(asked, inst.String()+" from "+client)
 		if inst.ID == "full" {
 			return &Refused{Status: http.StatusTooManyRequests, Msg: "service api has max_instances 1"}
@@ -176,6 +175,7 @@ func TestCreateOnRequestAndCaseFold(t *testing.T) {
 		r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 		return nil
 	}
+	r = New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Create: create})
 	if w := get(r, "new.api.example.test", "/"); w.Code != 200 || w.Body.String() != "hi new.api.example.test" {
 		t.Errorf("new id: %d %q", w.Code, w.Body.String())
 	}
@@ -223,7 +223,10 @@ func TestReplayAfterLostConnection(t *testing.T) {
 				c.Close()
 				continue
 			}
-			go http.Serve(&oneConn{c: c}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Connection", "close"); io.WriteString(w, "ok") }))
+			go http.Serve(&oneConn{c: c}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Connection", "close")
+				io.WriteString(w, "ok")
+			}))
 		}
 	}()
 	inst := units.Instance{Service: "api", ID: "a"}

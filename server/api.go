@@ -9,11 +9,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// APIError is the JSON body of every error the API returns.
-type APIError struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -41,7 +36,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", len(s.instances), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
+		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", s.reg.Len(), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
 	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/instances", func(w http.ResponseWriter, r *http.Request) {

@@ -8,34 +8,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
 )
-
-// DeployRequest is the body of POST /api/deploy.
-type DeployRequest struct {
-	Service string `json:"service"`
-	// Process is tenement's name for Service.
-	Process string `json:"process,omitempty"`
-	Version string `json:"version"`
-	// Weight is the new instance's weight once healthy (default 100).
-	Weight *int `json:"weight,omitempty"`
-	// Timeout is how long to wait for the first passing health check, in
-	// seconds (default 30).
-	Timeout int `json:"timeout,omitempty"`
-	// Replace moves all traffic to the new version: the other instances of
-	// the service get weight 0, their requests in flight finish, then they
-	// are removed.
-	Replace bool `json:"replace,omitempty"`
-}
-
-// DeployResult is the answer of POST /api/deploy.
-type DeployResult struct {
-	Instance    string   `json:"instance"`
-	Weight      int      `json:"weight"`
-	HealthyAfer float64  `json:"healthy_after_seconds"`
-	Replaced    []string `json:"replaced,omitempty"`
-	Row         Row      `json:"row"`
-}
 
 // Deploy spawns SERVICE:VERSION with weight 0, starts it, waits until its
 // health check passes, then gives it its weight. If it does not become
@@ -68,23 +43,21 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		return DeployResult{}, fmt.Errorf("deploy %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		return DeployResult{}, err
 	}
 	start := time.Now()
 	if err := s.spawnLocked(ctx, inst, spawnOptions{weight: 0, start: true}); err != nil {
-		s.unlock(inst)
+		s.reg.Unlock(inst)
 		return DeployResult{}, fmt.Errorf("deploy: %w", err)
 	}
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
+	in, _ := s.reg.Get(inst)
 	s.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
 	if err := s.waitHealthy(ctx, in, timeout); err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		rerr := s.stopLocked(rctx, inst)
 		cancel()
-		s.unlock(inst)
+		s.reg.Unlock(inst)
 		msg := fmt.Sprintf("deploy %s: %v; removed %s again, the other instances of %s keep their weights (its output: journalctl -u %s)",
 			inst, err, inst, inst.Service, inst.ServiceUnit())
 		if rerr != nil {
@@ -93,11 +66,11 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		return DeployResult{}, &DeployError{Msg: msg}
 	}
 	if err := s.SetWeight(inst, weight); err != nil {
-		s.unlock(inst)
+		s.reg.Unlock(inst)
 		return DeployResult{}, err
 	}
-	s.unlock(inst)
-	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfer: time.Since(start).Seconds()}
+	s.reg.Unlock(inst)
+	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfter: time.Since(start).Seconds()}
 	s.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
 
 	if req.Replace {
@@ -124,34 +97,32 @@ func (e *DeployError) Error() string { return e.Msg }
 // waits for its requests in flight (at most its request_timeout), then
 // removes it.
 func (s *Server) replace(ctx context.Context, inst units.Instance) ([]string, error) {
-	s.mu.Lock()
-	var olds []*instance
-	for i, in := range s.instances {
-		if i.Service == inst.Service && i != inst {
+	var olds []registry.Entry
+	for _, in := range s.reg.Snapshot() {
+		if in.Inst.Service == inst.Service && in.Inst != inst {
 			olds = append(olds, in)
 		}
 	}
-	s.mu.Unlock()
-	sort.Slice(olds, func(i, j int) bool { return olds[i].inst.ID < olds[j].inst.ID })
+	sort.Slice(olds, func(i, j int) bool { return olds[i].Inst.ID < olds[j].Inst.ID })
 	for _, old := range olds {
-		if err := s.SetWeight(old.inst, 0); err != nil {
+		if err := s.SetWeight(old.Inst, 0); err != nil {
 			return nil, err
 		}
 	}
 	var done []string
 	for _, old := range olds {
 		drain := 30 * time.Second
-		if old.svc != nil {
-			drain = old.svc.RequestTimeoutDuration()
+		if old.Svc != nil {
+			drain = old.Svc.RequestTimeoutDuration()
 		}
 		deadline := time.Now().Add(drain)
 		for {
-			st, ok := s.router.Stat(old.inst)
+			st, ok := s.router.Stat(old.Inst)
 			if !ok || st.Inflight == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				s.log.Warn("deploy --replace: requests still in flight after request_timeout; removing anyway", "instance", old.inst.String(), "inflight", st.Inflight)
+				s.log.Warn("deploy --replace: requests still in flight after request_timeout; removing anyway", "instance", old.Inst.String(), "inflight", st.Inflight)
 				break
 			}
 			select {
@@ -160,30 +131,13 @@ func (s *Server) replace(ctx context.Context, inst units.Instance) ([]string, er
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		if err := s.Stop(ctx, old.inst); err != nil {
+		if err := s.Stop(ctx, old.Inst); err != nil {
 			return done, err
 		}
-		s.log.Info("deploy --replace: drained and removed", "instance", old.inst.String())
-		done = append(done, old.inst.String())
+		s.log.Info("deploy --replace: drained and removed", "instance", old.Inst.String())
+		done = append(done, old.Inst.String())
 	}
 	return done, nil
-}
-
-// RouteRequest is the body of POST /api/route.
-type RouteRequest struct {
-	Service string `json:"service"`
-	Process string `json:"process,omitempty"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-}
-
-// RouteResult is the answer of POST /api/route.
-type RouteResult struct {
-	Service string `json:"service"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-	// Weight is the weight that moved from From to To.
-	Weight int `json:"weight"`
 }
 
 // Route gives To the weight From had and From weight 0, in one step: no

@@ -23,12 +23,6 @@ import (
 // ten records since when an instance is frozen in state.json, so that a new
 // ten (after kill -9) keeps it frozen or thaws it.
 
-// StateFrozen is the ps state of a frozen instance.
-const StateFrozen = "frozen"
-
-// FeatureFreeze is the name of the light-sleep feature in Features.
-const FeatureFreeze = "freeze"
-
 var _ router.Freezer = (*Server)(nil)
 
 // freezeMetrics count thaws and show frozen memory.
@@ -49,18 +43,13 @@ func newFreezeMetrics() *freezeMetrics {
 func (s *Server) initFreezer() {
 	s.fm = newFreezeMetrics()
 	s.metrics.MustRegister(s.fm.thaws)
-	if s.l4.acct != nil {
-		// Open L4 connections keep an instance awake, frozen or stopped.
-		s.router.Connections = s.l4Connections
-	}
 	f, err := s.sd.NewFreezer()
 	if err != nil {
-		s.freezeFeature = Feature{FeatureFreeze, false, err.Error() + `: services with sleep = "freeze" are stopped instead`}
+		s.freezeFeature = Feature{Name: FeatureFreeze, On: false, Detail: err.Error() + `: services with sleep = "freeze" are stopped instead`}
 	} else {
 		s.freezer = f
-		s.router.Freezer = s
 		method, why := f.Method()
-		s.freezeFeature = Feature{FeatureFreeze, true, method + ": " + why}
+		s.freezeFeature = Feature{Name: FeatureFreeze, On: true, Detail: method + ": " + why}
 	}
 	s.log.Info("feature", "name", s.freezeFeature.Name, "on", s.freezeFeature.On, "detail", s.freezeFeature.Detail)
 }
@@ -129,7 +118,9 @@ func (s *Server) thawNow(inst units.Instance, why string) {
 		s.log.Error("thaw", "instance", inst.String(), "why", why, "err", err)
 	}
 	if disp := s.l4.disp; disp != nil {
-		_ = disp.SetFrozen(l4.Label(inst), false)
+		if err := disp.SetFrozen(l4.Label(inst), false); err != nil {
+			s.log.Warn("L4 dispatch: mark thawed", "instance", inst.String(), "err", err)
+		}
 	}
 	s.forgetFrozen(inst)
 }
@@ -174,12 +165,7 @@ func (s *Server) restoreFrozen() {
 			}
 		}
 	}
-	s.mu.Lock()
-	ins := make([]*instance, 0, len(s.instances))
-	for _, in := range s.instances {
-		ins = append(ins, in)
-	}
-	s.mu.Unlock()
+	ins := s.reg.Snapshot()
 	s.state.mu.Lock()
 	records := map[string]time.Time{}
 	for k, v := range s.state.p.Frozen {
@@ -188,9 +174,9 @@ func (s *Server) restoreFrozen() {
 	s.state.mu.Unlock()
 	known := map[string]bool{}
 	for _, in := range ins {
-		name := in.inst.String()
+		name := in.Inst.String()
 		known[name] = true
-		frozen, err := s.freezer.Frozen(in.inst)
+		frozen, err := s.freezer.Frozen(in.Inst)
 		if err != nil {
 			s.log.Warn("read freezer state", "instance", name, "err", err)
 			continue
@@ -198,10 +184,12 @@ func (s *Server) restoreFrozen() {
 		since, recorded := records[name]
 		if !frozen {
 			if recorded {
-				s.forgetFrozen(in.inst)
+				s.forgetFrozen(in.Inst)
 			}
 			if disp := s.l4.disp; disp != nil {
-				_ = disp.SetFrozen(l4.Label(in.inst), false)
+				if err := disp.SetFrozen(l4.Label(in.Inst), false); err != nil {
+					s.log.Warn("L4 dispatch: mark thawed", "instance", name, "err", err)
+				}
 			}
 			continue
 		}
@@ -209,26 +197,30 @@ func (s *Server) restoreFrozen() {
 		switch {
 		case !recorded:
 			why = "frozen without a record of ten's"
-		case in.svc == nil || !in.svc.Freezes():
+		case in.Svc == nil || !in.Svc.Freezes():
 			why = "its service no longer says sleep = freeze"
-		case pending[l4.Label(in.inst)] > 0:
+		case pending[l4.Label(in.Inst)] > 0:
 			why = "L4 connections arrived while ten was down"
 		}
 		if why != "" {
 			s.log.Info("thawing an instance found frozen at start", "instance", name, "why", why)
 			s.fm.thaws.WithLabelValues(name, "start").Inc()
-			s.thawNow(in.inst, "start")
+			s.thawNow(in.Inst, "start")
 			continue
 		}
-		s.router.SetFrozen(in.inst, since)
+		s.router.SetFrozen(in.Inst, since)
 		if disp := s.l4.disp; disp != nil {
-			_ = disp.SetFrozen(l4.Label(in.inst), true)
+			if err := disp.SetFrozen(l4.Label(in.Inst), true); err != nil {
+				s.log.Warn("L4 dispatch: mark frozen", "instance", name, "err", err)
+			}
 		}
 		s.log.Info("instance stays frozen", "instance", name, "frozen_since", since)
 	}
 	for name := range records {
 		if !known[name] {
-			_ = s.state.update(func(p *persisted) { delete(p.Frozen, name) })
+			if err := s.state.update(func(p *persisted) { delete(p.Frozen, name) }); err != nil {
+				s.log.Error("save state", "instance", name, "err", err)
+			}
 		}
 	}
 }
@@ -260,9 +252,7 @@ func (s *Server) instanceByLabel(label string) (units.Instance, bool) {
 	if inst, err := units.ParseInstance(label); err == nil && l4.Label(inst) == label {
 		return inst, true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for inst := range s.instances {
+	for _, inst := range s.reg.Instances() {
 		if l4.Label(inst) == label {
 			return inst, true
 		}
@@ -297,12 +287,7 @@ func (s *Server) enforceFrozenCap(ctx context.Context) {
 	}
 	var fs []frozen
 	var total uint64
-	s.mu.Lock()
-	insts := make([]units.Instance, 0, len(s.instances))
-	for inst := range s.instances {
-		insts = append(insts, inst)
-	}
-	s.mu.Unlock()
+	insts := s.reg.Instances()
 	for _, inst := range insts {
 		st, ok := s.router.Stat(inst)
 		if !ok || !st.Frozen {

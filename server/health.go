@@ -8,11 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/health"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
 
-// Health states of an instance.
+// How ten judges health.
 //
 // With `health = "/path"` ten sends GET /path, with the instance's own Host,
 // through the same systemd-held socket the router uses, every
@@ -33,63 +35,11 @@ import (
 // stopped. The router then answers 503 for it without touching its socket,
 // so nothing wakes it until `ten restart`. The mark is kept in state.json and
 // survives a restart of ten.
-const (
-	HealthUnknown   = "unknown"   // not checked yet, or starting
-	HealthHealthy   = "healthy"   // last check passed (or: systemd says active, without health)
-	HealthDegraded  = "degraded"  // the last 1..unhealthyAfter-1 checks failed
-	HealthUnhealthy = "unhealthy" // unhealthyAfter checks in a row failed, or the service crashed
-	HealthSleeping  = "sleeping"  // the service does not run; not checked, so as not to wake it
-	HealthFailed    = "failed"    // restarted max_restarts times within restart_window; stopped
-)
 
-// HealthStates lists every health state (the metric has one series each).
-var HealthStates = []string{HealthUnknown, HealthHealthy, HealthDegraded, HealthUnhealthy, HealthSleeping, HealthFailed}
-
-// unhealthyAfter is how many checks in a row must fail before ten restarts
-// an instance: one slow answer during a GC pause or a deploy should not cost
-// a restart, three (30 s at the default interval) should.
-const unhealthyAfter = 3
-
-// Restart reasons (label of ten_instance_restarts_total).
-const (
-	RestartCrash  = "crash"  // systemd restarted the service after it exited (Restart=)
-	RestartHealth = "health" // ten restarted it after failed health checks
-)
-
-// RestartEvent is one restart ten counted.
-type RestartEvent struct {
-	At     time.Time `json:"at"`
-	Reason string    `json:"reason"`
-}
-
-// Health is the answer of GET /api/instances/{id}/health and `ten health`.
-type Health struct {
-	Instance string `json:"instance"`
-	// Health is one of the Health* states.
-	Health string `json:"health"`
-	Detail string `json:"detail,omitempty"`
-	// Check says how health is judged: "GET /health" or "systemd state".
-	Check string `json:"check"`
-	// State is the instance's state as ps shows it.
-	State               string         `json:"state"`
-	ConsecutiveFailures int            `json:"consecutive_failures"`
-	LastCheck           time.Time      `json:"last_check,omitzero"`
-	LastHealthy         time.Time      `json:"last_healthy,omitzero"`
-	Restarts            []RestartEvent `json:"restarts"`
-	RestartsInWindow    int            `json:"restarts_in_window"`
-	MaxRestarts         int            `json:"max_restarts"`
-	RestartWindowSec    int            `json:"restart_window_seconds"`
-	NextRestart         time.Time      `json:"next_restart,omitzero"`
-	BackoffMs           int64          `json:"backoff_ms,omitempty"`
-	Failed              string         `json:"failed,omitempty"`
-}
-
+// healthState is one instance's health: the pure state machine of package
+// health plus what the loop keeps around it.
 type healthState struct {
-	state       string
-	detail      string
-	fails       int
-	lastCheck   time.Time
-	lastHealthy time.Time
+	health.State
 	restarts    []RestartEvent // pruned to restart_window
 	nRestarts   uint32         // systemd's NRestarts at the last check
 	seenN       bool
@@ -115,7 +65,7 @@ func newHealthBook() *healthBook {
 func (h *healthBook) get(inst units.Instance) *healthState {
 	hs := h.m[inst]
 	if hs == nil {
-		hs = &healthState{state: HealthUnknown}
+		hs = &healthState{State: health.State{State: HealthUnknown}}
 		h.m[inst] = hs
 	}
 	return hs
@@ -133,16 +83,6 @@ func (s *Server) window() time.Duration {
 	return time.Duration(s.cfg.Settings.RestartWindow) * time.Second
 }
 
-// backoff is the pause before the restart that follows n restarts within
-// the window: backoff_base_ms doubled n times, at most backoff_max_ms.
-func backoff(base, max time.Duration, n int) time.Duration {
-	d := base
-	for i := 0; i < n && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
-}
-
 // recordRestart notes one restart; callers hold s.health.mu.
 func (s *Server) recordRestart(inst units.Instance, hs *healthState, reason string, now time.Time) {
 	hs.restarts = append(hs.restarts, RestartEvent{At: now, Reason: reason})
@@ -153,12 +93,7 @@ func (s *Server) recordRestart(inst units.Instance, hs *healthState, reason stri
 
 // inWindow prunes and counts restarts within restart_window; callers hold s.health.mu.
 func (s *Server) inWindow(hs *healthState, now time.Time) int {
-	cut := now.Add(-s.window())
-	i := 0
-	for i < len(hs.restarts) && hs.restarts[i].At.Before(cut) {
-		i++
-	}
-	hs.restarts = hs.restarts[i:]
+	hs.restarts = health.InWindow(hs.restarts, s.window(), now)
 	return len(hs.restarts)
 }
 
@@ -189,12 +124,7 @@ func (s *Server) runHealth(ctx context.Context) {
 			run(inst)
 		case <-t.C:
 			tick++
-			s.mu.Lock()
-			list := make([]units.Instance, 0, len(s.instances))
-			for inst := range s.instances {
-				list = append(list, inst)
-			}
-			s.mu.Unlock()
+			list := s.reg.Instances()
 			for _, inst := range list {
 				// A sleeper already seen asleep changes only through
 				// systemd, which signals it (follow asks for a check). Reading
@@ -224,30 +154,22 @@ func (s *Server) checkedAsleep(inst units.Instance) bool {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	hs := s.health.m[inst]
-	return hs != nil && hs.state == HealthSleeping
+	return hs != nil && hs.State.State == HealthSleeping
 }
 
-func (s *Server) probeTimeout(in *instance) time.Duration {
+func (s *Server) probeTimeout(in registry.Entry) time.Duration {
 	d := time.Duration(s.cfg.Settings.HealthCheckInterval) * time.Second
 	d = max(min(d, 5*time.Second), time.Second)
-	if in.svc != nil {
-		d = min(d, in.svc.RequestTimeoutDuration())
+	if in.Svc != nil {
+		d = min(d, in.Svc.RequestTimeoutDuration())
 	}
 	return d
 }
 
-func (s *Server) isBusy(inst units.Instance) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.busy[inst]
-}
-
 // checkOne runs one health check of inst and acts on it.
 func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
-	if in == nil || s.isBusy(inst) {
+	in, ok := s.reg.Get(inst)
+	if !ok || s.reg.Busy(inst) {
 		return
 	}
 	s.health.mu.Lock()
@@ -275,14 +197,7 @@ func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
 	// to 0 when the service is started other than by Restart= (a wake, a
 	// restart by ten); a smaller value then counts from 0.
 	s.health.mu.Lock()
-	crashes := 0
-	if hs.seenN {
-		if info.NRestarts >= hs.nRestarts {
-			crashes = int(info.NRestarts - hs.nRestarts)
-		} else {
-			crashes = int(info.NRestarts)
-		}
-	}
+	crashes := health.Crashes(hs.nRestarts, hs.seenN, info.NRestarts)
 	hs.nRestarts, hs.seenN = info.NRestarts, true
 	for i := 0; i < crashes; i++ {
 		s.recordRestart(inst, hs, RestartCrash, now)
@@ -295,74 +210,33 @@ func (s *Server) checkOne(ctx context.Context, inst units.Instance) {
 	}
 	if n > s.cfg.Settings.MaxRestarts {
 		s.markFailed(ctx, inst, fmt.Sprintf("restarted %d times within restart_window %ds (max_restarts %d); last: %s",
-			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, describeExit(info.ActiveState, info.SubState, info.Result)))
+			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, health.DescribeExit(info.ActiveState, info.SubState, info.Result)))
 		return
 	}
 	if pending {
 		return
 	}
 
-	state, detail := HealthUnknown, ""
-	switch {
-	case info.ActiveState == "active" || info.ActiveState == "reloading":
-		if in.svc == nil || in.svc.Health == "" {
-			state, detail = HealthHealthy, "systemd: active"
-			break
-		}
-		code, err := s.router.Probe(ctx, inst, in.svc.Health, s.probeTimeout(in), false)
-		switch {
-		case errors.Is(err, router.ErrAsleep):
-			state = HealthSleeping
-		case err != nil:
-			detail = fmt.Sprintf("GET %s: %v", in.svc.Health, err)
-		case code < 200 || code >= 400:
-			detail = fmt.Sprintf("GET %s: %d %s", in.svc.Health, code, http.StatusText(code))
-		default:
-			state, detail = HealthHealthy, fmt.Sprintf("GET %s: %d", in.svc.Health, code)
-		}
-		if state == HealthUnknown {
-			state = HealthDegraded // a failed check; counted below
-		}
-	case info.ActiveState == "activating" && info.SubState == "auto-restart":
-		state, detail = HealthUnhealthy, "exited ("+info.Result+"); systemd restarts it"
-	case info.ActiveState == "activating":
-		state, detail = HealthUnknown, "starting"
-	case info.ActiveState == "failed":
-		// The next request starts it again by socket activation.
-		state, detail = HealthUnhealthy, "service failed: "+info.Result
-	default:
-		state = HealthSleeping
+	o := health.Observation{Active: info.ActiveState, Sub: info.SubState, Result: info.Result}
+	if in.Svc != nil {
+		o.Path = in.Svc.Health
 	}
+	if health.NeedsProbe(o.Active, o.Path) {
+		o.Probed = true
+		o.Code, o.ProbeErr = s.router.Probe(ctx, inst, o.Path, s.probeTimeout(in), false)
+		if errors.Is(o.ProbeErr, router.ErrAsleep) {
+			o.Asleep, o.ProbeErr = true, nil
+		}
+	}
+	state, detail := health.Judge(o)
 
 	s.health.mu.Lock()
-	hs.lastCheck = now
-	restart := false
-	switch state {
-	case HealthHealthy:
-		hs.fails = 0
-		hs.lastHealthy = now
-	case HealthDegraded:
-		hs.fails++
-		if hs.fails >= unhealthyAfter {
-			state = HealthUnhealthy
-			restart = true
-		}
-		detail = fmt.Sprintf("%s (%d failed check(s) in a row)", detail, hs.fails)
-	case HealthSleeping:
-		hs.fails = 0
-	}
-	hs.state, hs.detail = state, detail
+	restart := hs.Step(state, detail, now)
+	detail = hs.Detail
 	s.health.mu.Unlock()
 	if restart {
 		s.scheduleRestart(ctx, inst, detail)
 	}
-}
-
-func describeExit(active, sub, result string) string {
-	if result != "" && result != "success" {
-		return "service " + result
-	}
-	return "service " + active + "/" + sub
 }
 
 // scheduleRestart restarts an unhealthy instance after its backoff, or marks
@@ -378,7 +252,7 @@ func (s *Server) scheduleRestart(ctx context.Context, inst units.Instance, why s
 			n, s.cfg.Settings.RestartWindow, s.cfg.Settings.MaxRestarts, why))
 		return
 	}
-	d := backoff(time.Duration(s.cfg.Settings.BackoffBaseMs)*time.Millisecond, time.Duration(s.cfg.Settings.BackoffMaxMs)*time.Millisecond, n)
+	d := health.Backoff(time.Duration(s.cfg.Settings.BackoffBaseMs)*time.Millisecond, time.Duration(s.cfg.Settings.BackoffMaxMs)*time.Millisecond, n)
 	hs.pending, hs.nextRestart, hs.backoff = true, now.Add(d), d
 	s.health.mu.Unlock()
 	s.log.Warn("instance unhealthy; restarting after backoff", "instance", inst.String(), "backoff", d, "restarts_in_window", n, "why", why)
@@ -400,20 +274,17 @@ func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why str
 		hs := s.health.get(inst)
 		hs.pending, hs.nextRestart = false, time.Time{}
 		if state != "" {
-			hs.state, hs.detail, hs.fails = state, detail, 0
+			hs.State.State, hs.Detail, hs.Fails = state, detail, 0
 		}
 		s.health.mu.Unlock()
 	}
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		// Someone restarts or removes it right now; that settles it.
 		done("", "")
 		return
 	}
-	defer s.unlock(inst)
-	s.mu.Lock()
-	_, have := s.instances[inst]
-	s.mu.Unlock()
-	if !have {
+	defer s.reg.Unlock(inst)
+	if !s.reg.Has(inst) {
 		done("", "")
 		return
 	}
@@ -448,7 +319,7 @@ func (s *Server) markFailed(ctx context.Context, inst units.Instance, reason str
 		s.health.mu.Unlock()
 		return
 	}
-	hs.failed, hs.state, hs.detail, hs.pending = reason, HealthFailed, reason, false
+	hs.failed, hs.State.State, hs.Detail, hs.pending = reason, HealthFailed, reason, false
 	s.health.mu.Unlock()
 	s.router.SetFailed(inst, reason)
 	if err := s.state.update(func(p *persisted) { p.Failed[inst.String()] = reason }); err != nil {
@@ -486,7 +357,7 @@ func (s *Server) restoreFailed(inst units.Instance) {
 	}
 	s.health.mu.Lock()
 	hs := s.health.get(inst)
-	hs.failed, hs.state, hs.detail = reason, HealthFailed, reason
+	hs.failed, hs.State.State, hs.Detail = reason, HealthFailed, reason
 	s.health.mu.Unlock()
 	s.router.SetFailed(inst, reason)
 }
@@ -505,7 +376,7 @@ func (s *Server) healthOf(inst units.Instance) string {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	if hs := s.health.m[inst]; hs != nil {
-		return hs.state
+		return hs.State.State
 	}
 	return HealthUnknown
 }
@@ -516,19 +387,17 @@ func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error
 	if err != nil {
 		return Health{}, err
 	}
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
+	in, have := s.reg.Get(inst)
 	h := Health{Instance: inst.String(), State: row.State, Check: "systemd state",
 		MaxRestarts: s.cfg.Settings.MaxRestarts, RestartWindowSec: s.cfg.Settings.RestartWindow}
-	if in != nil && in.svc != nil && in.svc.Health != "" {
-		h.Check = "GET " + in.svc.Health
+	if have && in.Svc != nil && in.Svc.Health != "" {
+		h.Check = "GET " + in.Svc.Health
 	}
 	now := time.Now()
 	s.health.mu.Lock()
 	hs := s.health.get(inst)
-	h.Health, h.Detail, h.ConsecutiveFailures = hs.state, hs.detail, hs.fails
-	h.LastCheck, h.LastHealthy = hs.lastCheck, hs.lastHealthy
+	h.Health, h.Detail, h.ConsecutiveFailures = hs.State.State, hs.Detail, hs.Fails
+	h.LastCheck, h.LastHealthy = hs.LastCheck, hs.LastHealthy
 	h.RestartsInWindow = s.inWindow(hs, now)
 	h.Restarts = append([]RestartEvent{}, hs.restarts...)
 	h.NextRestart, h.Failed = hs.nextRestart, hs.failed
@@ -544,10 +413,10 @@ func (s *Server) Health(ctx context.Context, inst units.Instance) (Health, error
 // waitHealthy polls inst until a health check passes (deploy). It may wake
 // the instance: deploy starts it on purpose. Without `health`, the service
 // must be active in systemd and answer GET / with any status below 500.
-func (s *Server) waitHealthy(ctx context.Context, in *instance, timeout time.Duration) error {
+func (s *Server) waitHealthy(ctx context.Context, in registry.Entry, timeout time.Duration) error {
 	path, judge := "/", "GET / (no health path configured)"
-	if in.svc != nil && in.svc.Health != "" {
-		path, judge = in.svc.Health, "GET "+in.svc.Health
+	if in.Svc != nil && in.Svc.Health != "" {
+		path, judge = in.Svc.Health, "GET "+in.Svc.Health
 	}
 	deadline := time.Now().Add(timeout)
 	last := "no check finished"
@@ -556,14 +425,14 @@ func (s *Server) waitHealthy(ctx context.Context, in *instance, timeout time.Dur
 		if left <= 0 {
 			return fmt.Errorf("not healthy within %s: %s: %s", timeout, judge, last)
 		}
-		info, err := s.sd.Info(ctx, in.inst)
+		info, err := s.sd.Info(ctx, in.Inst)
 		switch {
 		case err != nil:
 			last = err.Error()
 		case info.ActiveState != "active":
-			last = "service " + describeExit(info.ActiveState, info.SubState, info.Result)
+			last = "service " + health.DescribeExit(info.ActiveState, info.SubState, info.Result)
 		default:
-			code, err := s.router.Probe(ctx, in.inst, path, min(left, s.probeTimeout(in)), true)
+			code, err := s.router.Probe(ctx, in.Inst, path, min(left, s.probeTimeout(in)), true)
 			switch {
 			case err != nil:
 				last = err.Error()

@@ -4,23 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/tenhq/ten/units"
 )
-
-func TestBackoffDoublesToMax(t *testing.T) {
-	base, max := 500*time.Millisecond, 4*time.Second
-	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second, 4 * time.Second}
-	for n, w := range want {
-		if got := backoff(base, max, n); got != w {
-			t.Errorf("backoff(%d) = %s, want %s", n, got, w)
-		}
-	}
-	if got := backoff(time.Second, time.Minute, 100); got != time.Minute {
-		t.Errorf("backoff after many restarts = %s", got)
-	}
-}
 
 func TestStateSurvivesReload(t *testing.T) {
 	dir := t.TempDir()

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
-	"net/netip"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +14,8 @@ import (
 	"github.com/tenhq/ten/appcmd"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/datadir"
+	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
@@ -26,7 +25,7 @@ var (
 	ErrUnknownService = errors.New("unknown service")
 	ErrExists         = errors.New("instance exists already")
 	ErrNotFound       = errors.New("no such instance")
-	ErrBusy           = errors.New("instance is being changed by another request")
+	ErrBusy           = registry.ErrBusy
 	ErrBadInput       = errors.New("bad input")
 )
 
@@ -54,13 +53,15 @@ func (s *Server) adopt(ctx context.Context) error {
 				port, _ = strconv.Atoi(v)
 			}
 		}
-		in := &instance{inst: inst, svc: s.cfg.Services[inst.Service], port: port, listen: units.ListenPath(s.cfg.Settings.SocketDir, inst), created: info.ActiveSince}
-		s.mu.Lock()
-		s.instances[inst] = in
-		s.mu.Unlock()
-		awake := info.ActiveState == "active" || info.ActiveState == "activating"
+		in := registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Port: port, Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst), Created: info.ActiveSince}
+		s.reg.Add(in)
+		// As in follow: a shim-mode service is awake once its app listens.
+		awake := info.ActiveState == "active" || info.ActiveState == "reloading"
 		s.router.Put(s.backend(in), awake)
-		s.l4Adopt(ctx, inst, info.Environment)
+		if info.ActiveState == "active" {
+			go s.watchOOM(ctx, inst) // started before this ten watched
+		}
+		s.reg.Hold(inst, s.l4Adopt(ctx, inst, info.Environment)...)
 		s.restoreFailed(inst)
 		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
 	}
@@ -68,14 +69,14 @@ func (s *Server) adopt(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) backend(in *instance) router.Backend {
-	b := router.Backend{Instance: in.inst, Socket: in.listen, Weight: s.state.weight(in.inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
-	if in.svc != nil {
-		b.IdleTimeout = in.svc.IdleTimeoutDuration()
-		b.StartupTimeout = in.svc.StartupTimeoutDuration()
-		b.RequestTimeout = in.svc.RequestTimeoutDuration()
-		b.Freeze = in.svc.Freezes() && s.freezer != nil
-		b.StopAfter = in.svc.StopAfterDuration()
+func (s *Server) backend(in registry.Entry) router.Backend {
+	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	if in.Svc != nil {
+		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
+		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
+		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
+		b.Freeze = in.Svc.Freezes() && s.freezer != nil
+		b.StopAfter = in.Svc.StopAfterDuration()
 	}
 	return b
 }
@@ -86,10 +87,7 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 	for _, svc := range s.cfg.ServiceNames() {
 		for _, id := range s.cfg.Instances[svc] {
 			inst := units.Instance{Service: svc, ID: id}
-			s.mu.Lock()
-			_, have := s.instances[inst]
-			s.mu.Unlock()
-			if !have {
+			if !s.reg.Has(inst) {
 				todo = append(todo, inst)
 			}
 		}
@@ -119,32 +117,16 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Server) lock(inst units.Instance) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.busy[inst] {
-		return fmt.Errorf("%s: %w", inst, ErrBusy)
-	}
-	s.busy[inst] = true
-	return nil
-}
-
-func (s *Server) unlock(inst units.Instance) {
-	s.mu.Lock()
-	delete(s.busy, inst)
-	s.mu.Unlock()
-}
-
 // Spawn creates the instance's units. It checks everything it can before
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
 		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
 	}
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		return err
 	}
-	defer s.unlock(inst)
+	defer s.reg.Unlock(inst)
 	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1})
 }
 
@@ -162,10 +144,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if !ok {
 		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
 	}
-	s.mu.Lock()
-	_, have := s.instances[inst]
-	s.mu.Unlock()
-	if have {
+	if s.reg.Has(inst) {
 		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
 	}
 	if other := s.foldTwin(inst); other != "" {
@@ -176,17 +155,22 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	} else if exists {
 		return fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
 	}
-	port, err := s.allocPort(inst)
-	if err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
-	}
-	defer s.releasePort(inst) // the instance holds it from s.instances on
-	listen, l4Sockets, err := s.l4Reserve(inst, svc)
+	l4Listen, err := s.l4Reserve(inst, svc)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: runscPath(), Cat: systemdCat(),
+	// PORT and the port of the L4 internal sockets are reserved together,
+	// in one critical section of the registry: concurrent spawns never get
+	// the same port.
+	ports, err := s.reservePorts(inst, l4Listen)
+	if err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	defer s.reg.Release(inst) // the instance holds them once registered
+	port := ports.Port
+	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
+	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
@@ -223,7 +207,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		}
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	in := &instance{inst: inst, svc: svc, port: port, listen: plan.Listen, created: time.Now()}
+	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
 	b := s.backend(in)
 	if o.weight >= 0 {
 		// Stored only once the units exist: a spawn that fails must not
@@ -233,9 +217,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 			s.log.Error("save state", "instance", inst.String(), "weight", o.weight, "err", err)
 		}
 	}
-	s.mu.Lock()
-	s.instances[inst] = in
-	s.mu.Unlock()
+	s.reg.Add(in)
 	s.l4Up(ctx, inst)
 	s.router.Put(b, start)
 	return nil
@@ -257,9 +239,8 @@ func checkSocketFree(path string) error {
 // foldTwin returns an instance of the same service whose id equals inst's
 // ignoring case, or "".
 func (s *Server) foldTwin(inst units.Instance) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for other := range s.instances {
+	for _, e := range s.reg.Snapshot() {
+		other := e.Inst
 		if other.Service == inst.Service && other.ID != inst.ID && strings.EqualFold(other.ID, inst.ID) {
 			return other.String()
 		}
@@ -267,74 +248,18 @@ func (s *Server) foldTwin(inst units.Instance) string {
 	return ""
 }
 
-// allocPort picks PORT for a new instance: a stable hash of its name into
-// settings.port_range, probing past ports other instances hold, spawns in
-// progress reserved, L4 internal sockets use, or that are bound on this
-// host. The port stays reserved for inst until releasePort.
-func (s *Server) allocPort(inst units.Instance) (int, error) {
-	lo, hi := s.cfg.Settings.PortRange[0], s.cfg.Settings.PortRange[1]
-	n := hi - lo + 1
-	used := map[int]bool{}
-	s.l4.mu.Lock()
-	for _, li := range s.l4.inst {
-		for _, a := range li.internal {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
-				used[int(ap.Port())] = true
-			}
-		}
-	}
-	s.l4.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, in := range s.instances {
-		used[in.port] = true
-	}
-	for other, p := range s.ports {
-		if other != inst {
-			used[p] = true
-		}
-	}
-	h := fnv.New32a()
-	h.Write([]byte(inst.String()))
-	start := int(h.Sum32() % uint32(n))
-	for i := 0; i < n; i++ {
-		p := lo + (start+i)%n
-		if used[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		s.ports[inst] = p
-		return p, nil
-	}
-	return 0, fmt.Errorf("no free port in settings.port_range %d-%d", lo, hi)
-}
-
-// releasePort drops the reservation allocPort made for inst.
-func (s *Server) releasePort(inst units.Instance) {
-	s.mu.Lock()
-	delete(s.ports, inst)
-	s.mu.Unlock()
-}
-
 // Stop removes both units of the instance.
 func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		return err
 	}
-	defer s.unlock(inst)
+	defer s.reg.Unlock(inst)
 	return s.stopLocked(ctx, inst)
 }
 
 // stopLocked is Stop for a caller that holds the instance's lock.
 func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
-	s.mu.Lock()
-	_, have := s.instances[inst]
-	s.mu.Unlock()
-	if !have {
+	if !s.reg.Has(inst) {
 		exists, err := s.sd.Exists(ctx, inst)
 		if err != nil {
 			return err
@@ -354,11 +279,9 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	}
 	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
-	s.oom.forget(inst)
+	s.oom.Forget(inst)
 	s.l4Down(ctx, inst)
-	s.mu.Lock()
-	delete(s.instances, inst)
-	s.mu.Unlock()
+	s.reg.Remove(inst)
 	s.clearHealth(inst)
 	if err := s.state.forget(inst); err != nil {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
@@ -369,17 +292,11 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 
 // Restart restarts the instance's service (starting it if it sleeps).
 func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
-	if err := s.lock(inst); err != nil {
+	if err := s.reg.Lock(inst); err != nil {
 		return err
 	}
-	defer s.unlock(inst)
-	s.mu.Lock()
-	in, have := s.instances[inst]
-	if have {
-		in.wakeFailed = ""
-	}
-	s.mu.Unlock()
-	if !have {
+	defer s.reg.Unlock(inst)
+	if !s.reg.SetWakeFailed(inst, "") {
 		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
 	}
 	// A restart by hand clears a failed mark and the restart history.
@@ -410,50 +327,9 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	return nil
 }
 
-// Row is one line of `ten ps`.
-type Row struct {
-	Instance    string    `json:"instance"`
-	State       string    `json:"state"`
-	Detail      string    `json:"detail,omitempty"`
-	Socket      string    `json:"socket"`
-	Since       time.Time `json:"since,omitzero"`
-	UptimeSec   float64   `json:"uptime_seconds"`
-	IdleSec     float64   `json:"idle_seconds"`
-	MemoryBytes uint64    `json:"memory_bytes"`
-	CPUNSec     uint64    `json:"cpu_nsec"`
-	Weight      int       `json:"weight"`
-	// Health is one of the Health* states (see health.go).
-	Health   string `json:"health"`
-	Restarts uint32 `json:"restarts"`
-	Inflight int    `json:"inflight"`
-	Port     int    `json:"port"`
-	// OOMKills counts the kernel's OOM kills at memory_limit_mb; LastExit
-	// is how the app last ended ("oom-kill", "exit 1", "signal SEGV").
-	OOMKills uint64 `json:"oom_kills"`
-	LastExit string `json:"last_exit,omitempty"`
-	// StorageBytes is what the storage_quota_mb file system holds, of
-	// StorageQuotaBytes (0: no quota).
-	StorageBytes      uint64 `json:"storage_bytes"`
-	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
-}
-
-// States shown by ps.
-const (
-	StateRunning  = "running"
-	StateStarting = "starting"
-	StateSleeping = "sleeping"
-	StateFailed   = "failed"
-)
-
 // Rows reads every instance's state from systemd.
 func (s *Server) Rows(ctx context.Context) ([]Row, error) {
-	s.mu.Lock()
-	ins := make([]*instance, 0, len(s.instances))
-	for _, in := range s.instances {
-		ins = append(ins, in)
-	}
-	s.mu.Unlock()
-	sort.Slice(ins, func(i, j int) bool { return ins[i].inst.String() < ins[j].inst.String() })
+	ins := s.reg.Snapshot()
 	now := time.Now()
 	rows := make([]Row, len(ins))
 	// systemd answers each instance's properties in a round trip of its
@@ -468,7 +344,7 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 			r, err := s.row(ctx, in, now)
 			if err != nil {
 				// One unreadable instance must not hide the others.
-				r = Row{Instance: in.inst.String(), State: "unknown", Detail: err.Error(), Socket: in.listen}
+				r = Row{Instance: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
 			}
 			rows[i] = r
 		}()
@@ -477,45 +353,30 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 	return rows, nil
 }
 
-func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, error) {
-	info, err := s.sd.Info(ctx, in.inst)
+func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row, error) {
+	info, err := s.sd.Info(ctx, in.Inst)
 	if err != nil {
 		return Row{}, err
 	}
-	st, _ := s.router.Stat(in.inst)
-	r := Row{Instance: in.inst.String(), Socket: in.listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
-		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.port}
-	s.mu.Lock()
-	wakeFailed := in.wakeFailed
-	s.mu.Unlock()
-	failed := s.failedReason(in.inst)
-	switch {
-	case failed != "":
-		r.State, r.Detail = StateFailed, failed
-	case wakeFailed != "":
-		r.State, r.Detail = StateFailed, wakeFailed
-	case info.SocketState == "failed":
-		r.State, r.Detail = StateFailed, "socket unit failed: "+in.inst.SocketUnit()
-	case info.ActiveState == "failed":
-		r.State, r.Detail = StateFailed, "service "+info.Result
-	case (info.ActiveState == "active" || info.ActiveState == "reloading") && st.Frozen:
-		r.State = StateFrozen
+	st, _ := s.router.Stat(in.Inst)
+	r := Row{Instance: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
+	r.State, r.Detail, r.Health = registry.State(registry.Facts{
+		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		ServiceActive: info.ActiveState, ServiceResult: info.Result,
+		SocketActive: info.SocketState, SocketUnit: in.Inst.SocketUnit(),
+		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+	})
+	switch r.State {
+	case StateFrozen:
 		r.Since = st.FrozenSince
 		if r.MemoryBytes == 0 && s.freezer != nil {
-			r.MemoryBytes, _ = s.freezer.MemoryOf(in.inst)
+			r.MemoryBytes, _ = s.freezer.MemoryOf(in.Inst)
 		}
-	case info.ActiveState == "active" || info.ActiveState == "reloading":
-		r.State = StateRunning
+	case StateRunning:
 		r.Since = info.ActiveSince
-	case info.ActiveState == "activating":
-		r.State = StateStarting
-	default:
-		r.State = StateSleeping
+	case StateSleeping:
 		r.Since = info.InactiveSince
-	}
-	r.Health = s.healthOf(in.inst)
-	if r.State == StateSleeping && failed == "" {
-		r.Health = HealthSleeping
 	}
 	if r.State == StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
@@ -526,16 +387,14 @@ func (s *Server) row(ctx context.Context, in *instance, now time.Time) (Row, err
 	if st.Inflight > 0 {
 		r.IdleSec = 0
 	}
-	s.isolationRow(ctx, in, info.ControlGroup, info.ActiveState, &r)
+	s.isolationRow(in, &r)
 	return r, nil
 }
 
 // Row returns one instance's row.
 func (s *Server) Row(ctx context.Context, inst units.Instance) (Row, error) {
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
-	if in == nil {
+	in, ok := s.reg.Get(inst)
+	if !ok {
 		return Row{}, fmt.Errorf("%s: %w", inst, ErrNotFound)
 	}
 	return s.row(ctx, in, time.Now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router/ebpf"
 	"github.com/tenhq/ten/units"
 )
@@ -28,20 +30,6 @@ const EnvDisableBPF = "TEN_DISABLE_BPF"
 // BPFPinDir is where ten pins its BPF programs' links and maps, so that
 // accounting and dispatch go on while ten is down or restarting.
 const BPFPinDir = ebpf.DefaultBPFFS + "/tenement"
-
-// Feature names, as Features reports them.
-const (
-	FeatureAccounting = "activity-accounting"
-	FeatureL4Dispatch = "l4-dispatch"
-)
-
-// Feature is one optional capability of ten serve: on or off, and what it
-// does or why it is off. `ten doctor` prints these.
-type Feature struct {
-	Name   string `json:"name"`
-	On     bool   `json:"on"`
-	Detail string `json:"detail"`
-}
 
 // CheckBPF reports why ten serve would run without BPF on this host (nil:
 // it would use it): TEN_DISABLE_BPF=1, or what ebpf.Supported finds missing
@@ -61,6 +49,7 @@ type l4State struct {
 	disp     *ebpf.Dispatcher // nil without BPF
 	proxy    *l4.Proxy        // serves L4 addresses when disp is nil
 	cgroups  string           // cgroup v2 mount
+	pins     *ebpf.PinLock    // flock on BPFPinDir while ten uses it
 	features []Feature
 
 	mu   sync.Mutex
@@ -79,18 +68,29 @@ type l4Instance struct {
 	up       bool            // units exist (false while a spawn is being planned)
 }
 
-// initL4 loads the BPF objects, or falls back, and says which and why.
-func (s *Server) initL4() {
+// initL4 loads the BPF objects, or falls back, and says which and why. It
+// fails only when another ten serve holds the pinned state.
+func (s *Server) initL4() error {
 	st := &l4State{inst: map[units.Instance]*l4Instance{}, byCgroup: map[uint64]units.Instance{}, sockets: map[units.Instance]bool{}}
 	s.l4 = st
 	err := CheckBPF()
 	if err == nil {
 		err = st.loadBPF(s)
+		var held *ebpf.PinsHeldError
+		if errors.As(err, &held) {
+			return err
+		}
 	} else if os.Getenv(EnvDisableBPF) == "1" {
 		// Off means off: a dispatcher a previous ten pinned would go on
 		// steering (or refusing) connections for addresses the proxy now
 		// serves. Removing the pins releases the links, which detaches them.
 		if _, serr := os.Stat(BPFPinDir); serr == nil {
+			lock, lerr := ebpf.LockPins(BPFPinDir)
+			var held *ebpf.PinsHeldError
+			if errors.As(lerr, &held) {
+				return lerr
+			}
+			defer lock.Unlock()
 			s.log.Info("removing the BPF state a previous ten pinned", "pins", BPFPinDir, "reason", err)
 			if rerr := os.RemoveAll(BPFPinDir); rerr != nil {
 				s.log.Warn("remove pinned BPF state", "pins", BPFPinDir, "err", rerr)
@@ -100,20 +100,20 @@ func (s *Server) initL4() {
 	if err != nil {
 		st.proxy = l4.NewProxy(s.log)
 		st.features = []Feature{
-			{FeatureAccounting, false, "BPF unavailable (" + err.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
-			{FeatureL4Dispatch, false, "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},
+			{Name: FeatureAccounting, On: false, Detail: "BPF unavailable (" + err.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
+			{Name: FeatureL4Dispatch, On: false, Detail: "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},
 		}
 	} else {
 		st.features = []Feature{
-			{FeatureAccounting, true, "cgroup_skb/sock_ops counters on each instance's slice, pinned in " + BPFPinDir},
-			{FeatureL4Dispatch, true, "sk_lookup steers L4 addresses to the instances' systemd-held sockets, pinned in " + BPFPinDir},
+			{Name: FeatureAccounting, On: true, Detail: "cgroup_skb/sock_ops counters on each instance's slice, pinned in " + BPFPinDir},
+			{Name: FeatureL4Dispatch, On: true, Detail: "sk_lookup steers L4 addresses to the instances' systemd-held sockets, pinned in " + BPFPinDir},
 		}
 		s.metrics.MustRegister(ebpf.NewCollector(st.acct, st.instanceOf, s.log))
 	}
 	for _, f := range st.features {
 		s.log.Info("feature", "name", f.Name, "on", f.On, "detail", f.Detail)
 	}
-	s.router.Activity = s.l4Activity
+	return nil
 }
 
 func (st *l4State) loadBPF(s *Server) error {
@@ -128,14 +128,22 @@ func (st *l4State) loadBPF(s *Server) error {
 	if err := os.MkdirAll(BPFPinDir, 0o700); err != nil {
 		return err
 	}
+	// One ten serve at a time changes the pinned state.
+	if st.pins, err = ebpf.LockPins(BPFPinDir); err != nil {
+		return err
+	}
 	st.acct, err = ebpf.LoadAccounting(BPFPinDir, s.log)
 	if err != nil {
+		st.pins.Unlock()
+		st.pins = nil
 		return err
 	}
 	st.disp, err = ebpf.LoadDispatcher("/proc/self/ns/net", BPFPinDir, s.log)
 	if err != nil {
 		st.acct.Close()
 		st.acct = nil
+		st.pins.Unlock()
+		st.pins = nil
 		return err
 	}
 	return nil
@@ -168,6 +176,9 @@ func (s *Server) closeL4() {
 	if st.proxy != nil {
 		st.proxy.Close()
 	}
+	if err := st.pins.Unlock(); err != nil {
+		s.log.Warn("unlock pinned BPF state", "pins", BPFPinDir, "err", err)
+	}
 }
 
 func (st *l4State) instanceOf(id uint64) (string, bool) {
@@ -198,13 +209,13 @@ func (s *Server) l4Activity(inst units.Instance) (time.Time, bool) {
 	return last, !last.IsZero()
 }
 
-// l4Reserve assigns a new instance its L4 addresses and internal port (what
-// units.Options needs) before its units are made; l4Release undoes it when
-// the spawn fails.
-func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) (listen, internal []string, err error) {
+// l4Reserve assigns a new instance its L4 addresses before its units are
+// made; l4Release undoes it when the spawn fails. The port of its internal
+// sockets comes from the registry (reservePorts), then l4SetInternal.
+func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) ([]config.Listen, error) {
 	specs, err := l4.ParseAll(svc.Listen...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	st := s.l4
 	st.mu.Lock()
@@ -216,60 +227,61 @@ func (s *Server) l4Reserve(inst units.Instance, svc *config.Service) (listen, in
 			held[other] = o.listen
 		}
 		if li.listen, err = l4.Assign(inst, specs, held); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		port, err := s.allocInternalPort(inst, li.listen)
-		if err != nil {
-			return nil, nil, err
-		}
-		li.internal = l4.InternalSockets(li.listen, port)
 	}
 	st.inst[inst] = li
-	return l4.Strings(li.listen), li.internal, nil
+	return li.listen, nil
 }
 
-// allocInternalPort picks the port of an instance's internal sockets from
-// settings.port_range, past the ports other instances hold and any port
-// bound on the host. Called with s.l4.mu held.
-func (s *Server) allocInternalPort(inst units.Instance, listen []config.Listen) (int, error) {
-	used := map[int]bool{}
-	s.mu.Lock()
-	for _, in := range s.instances {
-		used[in.port] = true
+// l4SetInternal records the internal sockets on port (0: the instance has
+// no L4 addresses) and returns what units.Options needs: the L4 addresses
+// and the internal sockets.
+func (s *Server) l4SetInternal(inst units.Instance, listen []config.Listen, port int) (addrs, internal []string) {
+	if port > 0 && len(listen) > 0 {
+		internal = l4.InternalSockets(listen, port)
 	}
-	for _, p := range s.ports {
-		used[p] = true
+	s.l4.mu.Lock()
+	if li := s.l4.inst[inst]; li != nil {
+		li.internal = internal
 	}
-	s.mu.Unlock()
-	for _, li := range s.l4.inst {
-		for _, a := range li.internal {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
-				used[int(ap.Port())] = true
-			}
-		}
-	}
+	s.l4.mu.Unlock()
+	return l4.Strings(listen), internal
+}
+
+// reservePorts reserves inst's PORT (from a stable hash of its name) and,
+// when it has L4 addresses, the port of its internal sockets, in one step
+// of the registry.
+func (s *Server) reservePorts(inst units.Instance, listen []config.Listen) (registry.Ports, error) {
 	lo, hi := s.cfg.Settings.PortRange[0], s.cfg.Settings.PortRange[1]
-	n := hi - lo + 1
-	start := int(time.Now().UnixNano() % int64(n))
-	for i := 0; i < n; i++ {
-		p := lo + (start+i)%n
-		if used[p] {
-			continue
-		}
-		free := true
-		for _, a := range l4.InternalSockets(listen, p) {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			return p, nil
+	h := fnv.New32a()
+	h.Write([]byte(inst.String()))
+	req := registry.PortRequest{Lo: lo, Hi: hi, Start: int(h.Sum32() % uint32(max(hi-lo+1, 1))), L4Start: int(time.Now().UnixNano() % int64(max(hi-lo+1, 1)))}
+	if len(listen) > 0 {
+		req.L4 = func(p int) []string { return l4.InternalSockets(listen, p) }
+	}
+	return s.reg.ReservePorts(inst, req, canBind)
+}
+
+// canBind reports whether a TCP address can be bound on this host now.
+func canBind(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// internalPorts are the ports of internal socket addresses.
+func internalPorts(addrs []string) []int {
+	var out []int
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			out = append(out, int(ap.Port()))
 		}
 	}
-	return 0, fmt.Errorf("no free port in settings.port_range %d-%d for the L4 socket of %s", lo, hi, inst)
+	return out
 }
 
 // l4Release forgets a reservation whose spawn failed.
@@ -285,7 +297,7 @@ func (s *Server) l4Release(inst units.Instance) {
 // environment ten gave its service (TEN_LISTEN, TEN_L4_SOCKETS), and sets it
 // up again: a new ten re-adopts the pinned BPF state and re-registers the
 // sockets, the proxy listens again.
-func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string) {
+func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string) (ports []int) {
 	li := &l4Instance{}
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "TEN_LISTEN="); ok {
@@ -303,6 +315,7 @@ func (s *Server) l4Adopt(ctx context.Context, inst units.Instance, env []string)
 	s.l4.inst[inst] = li
 	s.l4.mu.Unlock()
 	s.l4Up(ctx, inst)
+	return internalPorts(li.internal)
 }
 
 // l4Up starts accounting for an instance whose units exist, binds its L4
@@ -469,7 +482,9 @@ func (s *Server) l4Reconcile() {
 		if err := st.disp.RemoveBinding(b); err != nil {
 			s.log.Warn("L4 dispatch", "err", err)
 		}
-		_ = st.disp.UnregisterSocket(b.Label)
+		if err := st.disp.UnregisterSocket(b.Label); err != nil {
+			s.log.Warn("L4 dispatch: unregister socket", "label", b.Label, "err", err)
+		}
 	}
 	if err := st.acct.Prune(); err != nil {
 		s.log.Warn("activity accounting", "err", err)

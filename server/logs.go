@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -20,10 +19,6 @@ var logStreams = make(chan struct{}, MaxLogStreams)
 
 // MaxLogStreams bounds the open log streams, each one a journalctl process.
 const MaxLogStreams = 64
-
-// MaxLogLimit bounds ?limit= so one request cannot pull a whole journal
-// into memory.
-const MaxLogLimit = 10000
 
 // registerLogs adds the journald-backed log endpoints:
 //
@@ -194,34 +189,6 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("since %q: want a duration back from now (30s, 10m, 2h, 3d) or a time (2006-01-02 15:04:05, or RFC 3339)", s)
-}
-
-// LogsPath is the API path and query of a log request (used by the CLI).
-func LogsPath(stream bool, instance, search, since, level string, limit int) string {
-	v := url.Values{}
-	if instance != "" {
-		v.Set("instance", instance)
-	}
-	if search != "" {
-		v.Set("search", search)
-	}
-	if since != "" {
-		v.Set("since", since)
-	}
-	if level != "" {
-		v.Set("level", level)
-	}
-	if limit >= 0 {
-		v.Set("limit", strconv.Itoa(limit))
-	}
-	p := "/api/logs"
-	if stream {
-		p += "/stream"
-	}
-	if len(v) > 0 {
-		p += "?" + v.Encode()
-	}
-	return p
 }
 
 // systemdCat returns the path of systemd-cat, or "" when it is missing

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -154,38 +155,21 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			us.service = u
 		}
 	}
-	s.mu.Lock()
-	ins := make([]*instance, 0, len(s.instances))
-	wakeFailed := map[units.Instance]bool{}
-	for _, in := range s.instances {
-		ins = append(ins, in)
-		wakeFailed[in.inst] = in.wakeFailed != ""
-	}
-	s.mu.Unlock()
+	ins := s.reg.Snapshot()
 	counts := map[string]int{StateRunning: 0, StateFrozen: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
 	for _, in := range ins {
-		name := in.inst.String()
-		us := byInst[in.inst]
+		name := in.Inst.String()
+		us := byInst[in.Inst]
 		if us == nil {
 			us = &unitStates{}
 		}
-		state := StateSleeping
-		switch a := us.service.ActiveState; {
-		case s.failedReason(in.inst) != "" || wakeFailed[in.inst] || a == "failed" || us.socket.ActiveState == "failed":
-			state = StateFailed
-		case a == "active" || a == "reloading":
-			state = StateRunning
-			if st, ok := s.router.Stat(in.inst); ok && st.Frozen {
-				state = StateFrozen
-			}
-		case a == "activating":
-			state = StateStarting
-		}
+		st, routed := s.router.Stat(in.Inst)
+		state, _, h := registry.State(registry.Facts{
+			Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+			ServiceActive: us.service.ActiveState, SocketActive: us.socket.ActiveState,
+			Frozen: routed && st.Frozen, Health: s.healthOf(in.Inst),
+		})
 		counts[state]++
-		h := s.healthOf(in.inst)
-		if state == StateSleeping && h != HealthFailed {
-			h = HealthSleeping
-		}
 		for _, hs := range HealthStates {
 			v := 0.0
 			if hs == h {
@@ -193,19 +177,19 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.health, prometheus.GaugeValue, v, name, hs)
 		}
-		if st, ok := s.router.Stat(in.inst); ok {
+		if routed {
 			ch <- prometheus.MustNewConstMetric(c.weight, prometheus.GaugeValue, float64(st.Weight), name)
 		}
 		if state != StateRunning && state != StateFrozen {
 			continue
 		}
-		mem, cpu, err := s.sd.Usage(ctx, in.inst)
+		mem, cpu, err := s.sd.Usage(ctx, in.Inst)
 		if err != nil {
 			c.scrapeErrors.Inc()
 			continue
 		}
 		if mem == 0 && state == StateFrozen && s.freezer != nil {
-			mem, _ = s.freezer.MemoryOf(in.inst)
+			mem, _ = s.freezer.MemoryOf(in.Inst)
 		}
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)
 		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(cpu)/1e9, name)

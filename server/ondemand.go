@@ -37,13 +37,11 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	od := s.onDemand
 	od.mu.Lock()
 	existing := od.pending[svc.Name]
-	s.mu.Lock()
-	for i := range s.instances {
+	for _, i := range s.reg.Instances() {
 		if i.Service == svc.Name {
 			existing++
 		}
 	}
-	s.mu.Unlock()
 	if r := od.guard.Check(svc, inst.ID, existing, client); r != nil {
 		od.mu.Unlock()
 		return &router.Refused{Status: r.Status, Msg: r.Msg}
@@ -65,7 +63,7 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 			if s.routed(inst) {
 				return nil
 			}
-			if !s.isBusy(inst) {
+			if !s.reg.Busy(inst) {
 				break
 			}
 		}

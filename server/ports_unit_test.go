@@ -6,17 +6,17 @@ import (
 	"testing"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
 )
 
 // Two spawns in flight at once must not get the same PORT: the first one is
-// not in s.instances yet, and a sleeping instance does not hold its port
+// not in the registry yet, and a sleeping instance does not hold its port
 // bound, so neither the map nor the bind probe would see it.
 func TestAllocPortConcurrentSpawns(t *testing.T) {
 	lo, n := 47100, 40
 	s := &Server{cfg: &config.Config{Settings: config.Settings{PortRange: []int{lo, lo + n - 1}}},
-		instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, ports: map[units.Instance]int{},
-		l4: &l4State{inst: map[units.Instance]*l4Instance{}}}
+		reg: registry.New(), l4: &l4State{inst: map[units.Instance]*l4Instance{}}}
 	// Two names whose hashes pick the same first port.
 	slot := func(inst units.Instance) uint32 {
 		h := fnv.New32a()
@@ -31,11 +31,13 @@ func TestAllocPortConcurrentSpawns(t *testing.T) {
 			break
 		}
 	}
-	pa, err := s.allocPort(a)
+	ra, err := s.reservePorts(a, nil)
+	pa := ra.Port
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := s.allocPort(b)
+	rb, err := s.reservePorts(b, nil)
+	pb := rb.Port
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +46,9 @@ func TestAllocPortConcurrentSpawns(t *testing.T) {
 	}
 	// Once a spawn is over its reservation goes (the instance holds it, or
 	// it failed).
-	s.releasePort(a)
-	if pa2, err := s.allocPort(a); err != nil || pa2 != pa {
+	s.reg.Release(a)
+	if ra2, err := s.reservePorts(a, nil); err != nil || ra2.Port != pa {
+		pa2 := ra2.Port
 		t.Fatalf("after release: %d %v, want %d", pa2, err, pa)
 	}
 }

@@ -15,14 +15,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/ondemand"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -36,9 +37,6 @@ type Options struct {
 	// Domain overrides settings.domain when not empty.
 	Domain string
 	Log    *slog.Logger
-	// Listener, when set, is used instead of listening on Listen (socket
-	// activation of ten itself).
-	Listener net.Listener
 }
 
 // Server is a running `ten serve`.
@@ -57,8 +55,8 @@ type Server struct {
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
 	health *healthBook
-	// oom counts OOM kills per instance (storage_quota.go).
-	oom oomBook
+	// oom counts OOM kills per instance (package isolation).
+	oom *isolation.OOM
 	// freezer freezes idle instances (sleep = "freeze"), nil when the host
 	// cannot (freeze.go).
 	freezer       *systemd.Freezer
@@ -67,22 +65,9 @@ type Server struct {
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *onDemand
 
-	mu        sync.Mutex
-	instances map[units.Instance]*instance
-	// busy serialises spawn/stop/restart of one instance.
-	busy map[units.Instance]bool
-	// ports holds the PORT of each spawn in progress, until the instance
-	// is in instances (or the spawn failed).
-	ports map[units.Instance]int
-}
-
-type instance struct {
-	inst       units.Instance
-	svc        *config.Service // nil when the config no longer declares the service
-	port       int
-	listen     string
-	created    time.Time
-	wakeFailed string
+	// reg holds the instances, the busy set and every port they hold
+	// (package registry).
+	reg *registry.Registry
 }
 
 // ErrNotRoot means ten serve runs without the privilege to create units.
@@ -109,7 +94,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, instances: map[units.Instance]*instance{}, busy: map[units.Instance]bool{}, ports: map[units.Instance]int{}, metrics: newRegistry()}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: newRegistry()}
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -120,10 +105,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.health = newHealthBook()
+	s.oom = isolation.NewOOM(o.Log)
 	s.im = newInstMetrics()
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
 	s.metrics.MustRegister(newIsolationCollector(s))
+	s.metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: prometheus.BuildFQName("ten", "systemd", "events_dropped_total"),
+		Help: "systemd state changes lost to a full buffer; each loss makes ten resynchronise from a full listing of its units.",
+	}, func() float64 { return float64(sdm.DroppedEvents()) }))
 	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
 	if err != nil {
 		sdm.Close()
@@ -134,14 +124,30 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log)
+	if err := s.initL4(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
 	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
 	s.metrics.MustRegister(s.onDemand.guard.Collector())
-	s.router.Create = s.createOnRequest
-	s.initL4()
 	s.initFreezer()
-	s.router.Observer = s
+	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, s.routerOptions())
 	return s, nil
+}
+
+// routerOptions are the router's hooks: activity and open connections from
+// the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
+// and the metrics (metrics_instances.go).
+func (s *Server) routerOptions() router.Options {
+	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
+	if s.l4.acct != nil {
+		// Open L4 connections keep an instance awake, frozen or stopped.
+		o.Connections = s.l4Connections
+	}
+	if s.freezer != nil {
+		o.Freezer = s
+	}
+	return o
 }
 
 // installShim copies the running ten binary to a place every sandboxed
@@ -156,29 +162,43 @@ func installShim(socketDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("shim dir %s: %w", dir, err)
 	}
-	_ = os.Chmod(socketDir, 0o755)
-	dst := filepath.Join(dir, "ten")
-	src, err := os.Open(self)
+	// The sandboxed instances reach the shim through the socket dir.
+	if err := os.Chmod(socketDir, 0o755); err != nil {
+		return "", fmt.Errorf("shim dir %s: %w", socketDir, err)
+	}
+	return installFile(self, filepath.Join(dir, "ten"))
+}
+
+// installFile copies src to dst (mode 0755) through a temporary file in
+// dst's directory, renamed over dst: running copies of the old one keep
+// their (unlinked) inode. On any error the temporary file is removed.
+func installFile(src, dst string) (_ string, err error) {
+	in, err := os.Open(src)
 	if err != nil {
-		return "", fmt.Errorf("read own binary %s: %w", self, err)
+		return "", fmt.Errorf("read own binary %s: %w", src, err)
 	}
-	defer src.Close()
-	tmp, err := os.CreateTemp(dir, ".ten-*")
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ten-*")
 	if err != nil {
-		return "", fmt.Errorf("install shim: %w", err)
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("install shim: %w", err)
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, in); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	tmp.Close()
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", err
+	if err := tmp.Chmod(0o755); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
-	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
+	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", fmt.Errorf("install shim: %w", err)
+		return "", fmt.Errorf("install shim %s: %w", dst, err)
 	}
 	return dst, nil
 }
@@ -260,7 +280,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", len(s.instances))
+	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
 	err = srv.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
@@ -292,7 +312,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)
 		}
-		s.noteServiceState(c) // OOM watch and last exit (storage_quota.go)
+		s.noteServiceState(ctx, c) // OOM watch and last exit (storage_quota.go)
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
@@ -311,18 +331,10 @@ func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
 // answers a request or is restarted. ten does not stop it: connections still
 // queued on its socket would start it again at once.
 func (s *Server) WakeFailed(inst units.Instance, reason string) {
-	s.mu.Lock()
-	if in := s.instances[inst]; in != nil {
-		in.wakeFailed = reason
-	}
-	s.mu.Unlock()
+	s.reg.SetWakeFailed(inst, reason)
 }
 
 // Answered implements router.Controller: a waking request got an answer.
 func (s *Server) Answered(inst units.Instance) {
-	s.mu.Lock()
-	if in := s.instances[inst]; in != nil {
-		in.wakeFailed = ""
-	}
-	s.mu.Unlock()
+	s.reg.SetWakeFailed(inst, "")
 }

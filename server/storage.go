@@ -12,21 +12,6 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// Storage is the answer of GET /api/instances/{id}/storage.
-type Storage struct {
-	Instance string `json:"instance"`
-	// Path is where the instance's files really are: with DynamicUser
-	// systemd keeps them under /var/lib/private and links the public path.
-	Path string `json:"path"`
-	// Bytes is the apparent size of the files; DiskBytes what they occupy.
-	Bytes     int64 `json:"bytes"`
-	DiskBytes int64 `json:"disk_bytes"`
-	Files     int64 `json:"files"`
-	// QuotaBytes is storage_quota_mb (0 = none); UsageRatio is Bytes/QuotaBytes.
-	QuotaBytes int64   `json:"quota_bytes"`
-	UsageRatio float64 `json:"usage_ratio"`
-}
-
 func (s *Server) registerStorage(api *http.ServeMux) {
 	api.HandleFunc("GET /api/instances/{id}/storage", func(w http.ResponseWriter, r *http.Request) {
 		inst, err := units.ParseInstance(r.PathValue("id"))
@@ -50,17 +35,15 @@ func (s *Server) registerStorage(api *http.ServeMux) {
 // tenement/NAME/ID). A directory that does not exist yet (the instance
 // never ran) counts as empty.
 func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, error) {
-	s.mu.Lock()
-	in := s.instances[inst]
-	s.mu.Unlock()
-	if in == nil {
+	in, ok := s.reg.Get(inst)
+	if !ok {
 		return Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
 	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
-	if in.svc != nil {
-		out.Path = units.DataMountPoint(s.cfg, in.svc, inst)
-		if in.svc.StorageQuotaMB > 0 {
-			out.QuotaBytes = int64(in.svc.StorageQuotaMB) << 20
+	if in.Svc != nil {
+		out.Path = units.DataMountPoint(s.cfg, in.Svc, inst)
+		if in.Svc.StorageQuotaMB > 0 {
+			out.QuotaBytes = int64(in.Svc.StorageQuotaMB) << 20
 		}
 	}
 	size, disk, files, err := dirUsage(ctx, out.Path)

@@ -11,36 +11,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
-
-// runscPath finds gVisor's runsc for units.Options.Runsc ("" when missing:
-// units.Build then refuses isolation = "sandbox" with how to install it).
-func runscPath() string {
-	for _, p := range []string{"/usr/bin/runsc", "/usr/local/bin/runsc"} {
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("runsc"); err == nil {
-		if abs, err := filepath.Abs(p); err == nil {
-			return abs
-		}
-	}
-	return ""
-}
 
 // quotaImage is the file system image that holds an instance's state when
 // storage_quota_mb is set. It lives in ten's data dir, not under the state
@@ -144,61 +125,31 @@ func storageUse(cfg *config.Config, svc *config.Service, inst units.Instance) (u
 	if svc == nil || svc.StorageQuotaMB <= 0 {
 		return 0, 0
 	}
-	quota = uint64(svc.StorageQuotaMB) << 20
-	var st unix.Statfs_t
-	where := units.DataMountPoint(cfg, svc, inst)
-	if err := unix.Statfs(where, &st); err != nil || st.Type != unix.EXT4_SUPER_MAGIC {
-		return 0, quota
-	}
-	return (st.Blocks - st.Bfree) * uint64(st.Bsize), quota
-}
-
-// oomBook remembers, per instance, the OOM kills and how the app last
-// ended. It must watch as it happens: systemd makes a new cgroup for every
-// start (an automatic restart too) and resets ExecMainStatus and Result
-// when the service starts again, so nothing is left to read afterwards.
-type oomBook struct {
-	mu       sync.Mutex
-	kills    map[units.Instance]uint64
-	pending  map[units.Instance]bool   // an OOM kill not yet matched to an exit
-	watching map[units.Instance]string // cgroup watched for OOM events
-	last     map[units.Instance]string // last crash, as lastExit says it
-	lastAt   map[units.Instance]uint64 // its ExecMainExitTimestampMonotonic
-}
-
-func (b *oomBook) init() {
-	if b.kills == nil {
-		b.kills, b.pending, b.watching, b.last, b.lastAt = map[units.Instance]uint64{}, map[units.Instance]bool{}, map[units.Instance]string{}, map[units.Instance]string{}, map[units.Instance]uint64{}
-	}
-}
-
-func (b *oomBook) get(inst units.Instance) (kills uint64, last string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.init()
-	return b.kills[inst], b.last[inst]
-}
-
-func (b *oomBook) forget(inst units.Instance) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.init()
-	delete(b.kills, inst)
-	delete(b.pending, inst)
-	delete(b.last, inst)
-	delete(b.watching, inst)
+	return isolation.StorageUse(units.DataMountPoint(cfg, svc, inst)), uint64(svc.StorageQuotaMB) << 20
 }
 
 // noteServiceState is called for every state change of a service (follow):
 // a started service gets an OOM watch on its new cgroup, a crashed one has
 // its exit recorded before systemd starts it again.
-func (s *Server) noteServiceState(c systemd.Change) {
+func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
 	switch {
 	case c.ActiveState == "active":
-		go s.watchOOM(c.Instance, "")
+		go s.watchOOM(ctx, c.Instance)
 	case c.SubState == "auto-restart" || c.ActiveState == "failed":
 		go s.recordExit(c.Instance)
 	}
+}
+
+// watchOOM starts the OOM watch of inst's present cgroup (package
+// isolation); it ends with ctx, the cgroup, or the instance.
+func (s *Server) watchOOM(ctx context.Context, inst units.Instance) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := s.sd.Info(rctx, inst)
+	cancel()
+	if err != nil || info.ControlGroup == "" || !s.reg.Has(inst) {
+		return
+	}
+	s.oom.Watch(ctx, inst, info.ControlGroup)
 }
 
 func (s *Server) recordExit(inst units.Instance) {
@@ -212,133 +163,14 @@ func (s *Server) recordExit(inst units.Instance) {
 	s.log.Debug("instance exit", "instance", inst.String(), "code", e.Code, "status", e.Status, "result", e.Result)
 	// The OOM event reaches ten before the exit does; give a late one a moment.
 	time.Sleep(20 * time.Millisecond)
-	b := &s.oom
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.init()
-	if e.At != 0 && b.lastAt[inst] == e.At {
-		return // another signal about the same exit
-	}
-	b.lastAt[inst] = e.At
-	oom := b.pending[inst]
-	delete(b.pending, inst)
-	if e.Result == "oom-kill" && !oom {
-		b.kills[inst]++ // cgroup v2: systemd saw it in memory.events
-	}
-	if oom {
-		// In the instance's own journal (journalctl -u shows entries that
-		// root logs with OBJECT_SYSTEMD_UNIT), where systemd's own line
-		// on cgroup v1 says only "killed, status=9/KILL".
-		msg := fmt.Sprintf("%s: the app was killed by the kernel's OOM killer at memory_limit_mb (MemoryMax); systemd restarts it (Restart=)", inst.ServiceUnit())
-		if err := journal.Send(msg, journal.PriWarning, map[string]string{"OBJECT_SYSTEMD_UNIT": inst.ServiceUnit(), "TEN_INSTANCE": inst.String(), "TEN_EVENT": "oom-kill"}); err != nil {
-			s.log.Debug("journal", "err", err)
-		}
-	}
-	if d := lastExit(e.Result, e, oom); d != "" {
-		b.last[inst] = d
-		s.log.Warn("instance app ended", "instance", inst.String(), "exit", d, "result", e.Result)
-	}
+	s.oom.Exit(inst, e)
 }
 
-// watchOOM follows the OOM events of the instance's memory cgroup on cgroup
-// v1 (cgroup.event_control + eventfd on memory.oom_control) until the
-// cgroup goes away. On cgroup v2 systemd reports OOM kills itself (Result
-// oom-kill).
-func (s *Server) watchOOM(inst units.Instance, cgroup string) {
-	if cgroup == "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		info, err := s.sd.Info(ctx, inst)
-		cancel()
-		if err != nil || info.ControlGroup == "" {
-			return
-		}
-		cgroup = info.ControlGroup
-	}
-	dir := filepath.Join("/sys/fs/cgroup/memory", cgroup)
-	b := &s.oom
-	b.mu.Lock()
-	b.init()
-	if b.watching[inst] == cgroup {
-		b.mu.Unlock()
-		return
-	}
-	b.watching[inst] = cgroup
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		if b.watching[inst] == cgroup {
-			delete(b.watching, inst)
-		}
-		b.mu.Unlock()
-	}()
-	ctl, err := os.Open(filepath.Join(dir, "memory.oom_control"))
-	if err != nil {
-		return // not cgroup v1, or no memory cgroup for this service
-	}
-	defer ctl.Close()
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
-	if err != nil {
-		return
-	}
-	defer unix.Close(efd)
-	reg := fmt.Sprintf("%d %d", efd, ctl.Fd())
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(reg), 0); err != nil {
-		s.log.Debug("oom watch", "instance", inst.String(), "err", err)
-		return
-	}
-	buf := make([]byte, 8)
-	ino := dirInode(dir)
-	for {
-		if _, err := unix.Read(efd, buf); err != nil && err != unix.EINTR {
-			return
-		}
-		// The eventfd also fires when the cgroup is removed, and by then a
-		// new cgroup of the restarted service may sit at the same path:
-		// count only events of the cgroup this watch registered on.
-		if ino == 0 || dirInode(dir) != ino {
-			return
-		}
-		b.mu.Lock()
-		b.kills[inst]++
-		b.pending[inst] = true
-		b.mu.Unlock()
-		s.log.Warn("instance hit memory_limit_mb: the kernel's OOM killer ran in its cgroup", "instance", inst.String(), "cgroup", cgroup)
-	}
-}
-
-// lastExit describes how the app ended: "oom-kill" when the kernel's OOM
-// killer ended it (systemd's Result on cgroup v2; on v1 a SIGKILL, or the
-// shim's exit 137, right after an OOM event in its cgroup), else "exit N",
-// "signal NAME", "core dump NAME".
-func lastExit(result string, e systemd.Exit, oom bool) string {
-	if result == "oom-kill" {
-		return "oom-kill"
-	}
-	killed := (e.Code == 2 || e.Code == 3) && e.Status == int32(syscall.SIGKILL) || e.Code == 1 && e.Status == 128+int32(syscall.SIGKILL)
-	if killed && oom {
-		return "oom-kill"
-	}
-	switch e.Code {
-	case 1:
-		return "exit " + strconv.Itoa(int(e.Status))
-	case 2:
-		return "signal " + unix.SignalName(syscall.Signal(e.Status))
-	case 3:
-		return "core dump " + unix.SignalName(syscall.Signal(e.Status))
-	}
-	if result != "" && result != "success" {
-		return result
-	}
-	return ""
-}
-
-// isolationRow fills the isolation columns of a ps row.
-func (s *Server) isolationRow(ctx context.Context, in *instance, cgroup, activeState string, r *Row) {
-	if activeState == "active" {
-		go s.watchOOM(in.inst, cgroup) // adopted, or started before ten watched
-	}
-	r.OOMKills, r.LastExit = s.oom.get(in.inst)
-	r.StorageBytes, r.StorageQuotaBytes = storageUse(s.cfg, in.svc, in.inst)
+// isolationRow fills the isolation columns of a ps row. It only reads: OOM
+// watches start with the service (follow) or at adoption, never from ps.
+func (s *Server) isolationRow(in registry.Entry, r *Row) {
+	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
+	r.StorageBytes, r.StorageQuotaBytes = storageUse(s.cfg, in.Svc, in.Inst)
 }
 
 // isolationCollector exports OOM kills and quota use at scrape time.
@@ -367,28 +199,14 @@ func (c *isolationCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.mu.Lock()
-	ins := make([]*instance, 0, len(c.s.instances))
-	for _, in := range c.s.instances {
-		ins = append(ins, in)
-	}
-	c.s.mu.Unlock()
+	ins := c.s.reg.Snapshot()
 	for _, in := range ins {
-		name := in.inst.String()
-		kills, _ := c.s.oom.get(in.inst)
+		name := in.Inst.String()
+		kills, _ := c.s.oom.Get(in.Inst)
 		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
-		if used, quota := storageUse(c.s.cfg, in.svc, in.inst); quota > 0 {
+		if used, quota := storageUse(c.s.cfg, in.Svc, in.Inst); quota > 0 {
 			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
 			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
 		}
 	}
-}
-
-// dirInode returns the inode number of dir, 0 when it is gone.
-func dirInode(dir string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(dir, &st) != nil {
-		return 0
-	}
-	return st.Ino
 }

@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 )
-
-// NewToken is the answer of POST /api/tokens: the only time the secret is shown.
-type NewToken struct {
-	auth.Token
-	Secret string `json:"token"`
-}
 
 // registerTokens adds the token endpoints (admin only):
 //
@@ -47,7 +42,7 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 			return
 		}
 		s.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
-		writeJSON(w, http.StatusCreated, NewToken{Token: tok, Secret: secret})
+		writeJSON(w, http.StatusCreated, NewToken{Token: apitype.Token(tok), Secret: secret})
 	})
 	api.HandleFunc("DELETE /api/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {

@@ -19,7 +19,7 @@ func TestWeightsSavedAsRouted(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := &Server{state: st, log: log, router: router.New("example.test", http.NotFoundHandler(), nil, log)}
+	s := &Server{state: st, log: log, router: router.New("example.test", http.NotFoundHandler(), nil, log, router.Options{})}
 	v1, v2 := units.Instance{Service: "web", ID: "v1"}, units.Instance{Service: "web", ID: "v2"}
 	s.router.Put(router.Backend{Instance: v1, Socket: "/nonexistent", Weight: 100}, false)
 	s.router.Put(router.Backend{Instance: v2, Socket: "/nonexistent", Weight: 0}, false)

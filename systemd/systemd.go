@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -27,6 +28,8 @@ var ErrNoSystemd = errors.New("no systemd answers on the D-Bus system bus")
 type Manager struct {
 	conn *sd.Conn
 	log  *slog.Logger
+	// dropped counts state changes Watch lost to a full buffer.
+	dropped atomic.Uint64
 }
 
 // Connect opens the system bus connection to systemd.
@@ -271,6 +274,11 @@ type Change struct {
 
 // Watch delivers state changes of ten's units until ctx ends. It uses
 // systemd's PropertiesChanged signals, so nothing is polled.
+//
+// A change is never lost in silence: when a buffer on the way overflows
+// (go-systemd's, or the channel Watch returns), Watch logs it at warn,
+// counts it (DroppedEvents), and resynchronises: it lists every unit of
+// ten's and delivers each one's present state as a Change.
 func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 	if err := m.conn.Subscribe(); err != nil {
 		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
@@ -281,33 +289,79 @@ func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case err := <-errs:
-				m.log.Debug("systemd signal", "err", err)
-			case u := <-raw:
-				inst, kind, ok := units.FromUnit(u.UnitName)
-				if !ok {
-					continue
-				}
-				c := Change{Instance: inst, Kind: kind}
-				if v, ok := u.Changed["ActiveState"]; ok {
-					c.ActiveState, _ = v.Value().(string)
-				}
-				if v, ok := u.Changed["SubState"]; ok {
-					c.SubState, _ = v.Value().(string)
-				}
-				if c.ActiveState == "" && c.SubState == "" {
-					continue
-				}
-				select {
-				case out <- c:
-				default:
+		pump(ctx, raw, errs, out, m.List, &m.dropped, m.log)
+	}()
+	return out, nil
+}
+
+// DroppedEvents counts the state changes Watch lost to a full buffer (and
+// made up for by a resynchronisation).
+func (m *Manager) DroppedEvents() uint64 { return m.dropped.Load() }
+
+// pump turns signals into Changes. A full out, or go-systemd's report of
+// its own full channel, marks a loss; once out has room again, pump lists
+// the units (list) and sends each one's state.
+func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan error, out chan<- Change, list func(context.Context) ([]Unit, error), dropped *atomic.Uint64, log *slog.Logger) {
+	resync := false
+	lost := func(why string) {
+		dropped.Add(1)
+		if !resync {
+			log.Warn("systemd state changes lost; resynchronising from a full listing", "why", why)
+		}
+		resync = true
+	}
+	for {
+		if resync && len(out) <= cap(out)/2 {
+			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			us, err := list(lctx)
+			cancel()
+			if err != nil {
+				log.Warn("resynchronise with systemd", "err", err)
+			} else {
+				resync = false
+				for _, u := range us {
+					select {
+					case out <- Change{Instance: u.Instance, Kind: u.Kind, ActiveState: u.ActiveState, SubState: u.SubState}:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}
-	}()
-	return out, nil
+		var tick <-chan time.Time
+		if resync {
+			tick = time.After(100 * time.Millisecond) // look again for room in out
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case err := <-errs:
+			if strings.Contains(err.Error(), "channel is full") {
+				lost(err.Error())
+			} else {
+				log.Debug("systemd signal", "err", err)
+			}
+		case u := <-raw:
+			inst, kind, ok := units.FromUnit(u.UnitName)
+			if !ok {
+				continue
+			}
+			c := Change{Instance: inst, Kind: kind}
+			if v, ok := u.Changed["ActiveState"]; ok {
+				c.ActiveState, _ = v.Value().(string)
+			}
+			if v, ok := u.Changed["SubState"]; ok {
+				c.SubState, _ = v.Value().(string)
+			}
+			if c.ActiveState == "" && c.SubState == "" {
+				continue
+			}
+			select {
+			case out <- c:
+			default:
+				lost("ten's change buffer is full")
+			}
+		}
+	}
 }

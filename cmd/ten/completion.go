@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-
-	"github.com/tenhq/ten/server"
+	"github.com/tenhq/ten/apitype"
 )
 
 // CompletionCmd is `ten completion bash|zsh`.
@@ -83,7 +82,7 @@ type CompleteInstancesCmd struct{}
 
 // Run lists the instances the server knows, one per line; errors print nothing.
 func (CompleteInstancesCmd) Run(ctx context.Context, g *Globals) error {
-	var rows []server.Row
+	var rows []apitype.Row
 	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
 		os.Exit(1)
 	}

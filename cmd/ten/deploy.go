@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/client"
-	"github.com/tenhq/ten/server"
 	"github.com/tenhq/ten/units"
 )
 
@@ -36,15 +36,15 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 	cl := g.client()
 	// The server answers after the health wait and the drain.
 	cl.HTTP.Timeout = time.Duration(c.Timeout)*time.Second + 5*time.Minute
-	req := server.DeployRequest{Service: inst.Service, Version: inst.ID, Weight: &c.Weight, Timeout: c.Timeout, Replace: c.Replace}
-	var res server.DeployResult
+	req := apitype.DeployRequest{Service: inst.Service, Version: inst.ID, Weight: &c.Weight, Timeout: c.Timeout, Replace: c.Replace}
+	var res apitype.DeployResult
 	if err := cl.Do(ctx, "POST", "/api/deploy", req, &res); err != nil {
 		return err
 	}
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("deployed %s: healthy after %.1fs, weight %d\n", res.Instance, res.HealthyAfer, res.Weight)
+	fmt.Printf("deployed %s: healthy after %.1fs, weight %d\n", res.Instance, res.HealthyAfter, res.Weight)
 	if len(res.Replaced) > 0 {
 		fmt.Printf("drained and removed %s\n", strings.Join(res.Replaced, ", "))
 	}
@@ -60,8 +60,8 @@ type RouteCmd struct {
 
 // Run swaps the weights in one step on the server.
 func (c *RouteCmd) Run(ctx context.Context, g *Globals) error {
-	var res server.RouteResult
-	if err := g.client().Do(ctx, "POST", "/api/route", server.RouteRequest{Service: c.Service, From: c.From, To: c.To}, &res); err != nil {
+	var res apitype.RouteResult
+	if err := g.client().Do(ctx, "POST", "/api/route", apitype.RouteRequest{Service: c.Service, From: c.From, To: c.To}, &res); err != nil {
 		return err
 	}
 	if g.JSON {
@@ -81,7 +81,7 @@ func (c *HealthCmd) Run(ctx context.Context, g *Globals) error {
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}
-	var h server.Health
+	var h apitype.Health
 	if err := g.client().Do(ctx, "GET", client.InstancePath(c.Instance)+"/health", nil, &h); err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/client"
-	"github.com/tenhq/ten/server"
 	"github.com/tenhq/ten/units"
 )
 
@@ -23,11 +23,11 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}
-	var row server.Row
+	var row apitype.Row
 	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", map[string]string{"instance": c.Instance}, &row); err != nil {
 		return err
 	}
-	return printRows(g, []server.Row{row})
+	return printRows(g, []apitype.Row{row})
 }
 
 // StopCmd is `ten stop SERVICE:ID`.
@@ -90,14 +90,14 @@ type PsCmd struct{}
 
 // Run lists instances.
 func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
-	var rows []server.Row
+	var rows []apitype.Row
 	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
 		return err
 	}
 	return printRows(g, rows)
 }
 
-func printRows(g *Globals, rows []server.Row) error {
+func printRows(g *Globals, rows []apitype.Row) error {
 	if g.JSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -111,7 +111,7 @@ func printRows(g *Globals, rows []server.Row) error {
 			state += " (" + r.Detail + ")"
 		}
 		up := "-"
-		if r.State == server.StateRunning {
+		if r.State == apitype.StateRunning {
 			up = dur(r.UptimeSec)
 		}
 		mem := "-"

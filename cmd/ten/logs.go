@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/client"
-	"github.com/tenhq/ten/server"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -34,14 +34,14 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 	limit := -1 // the server's default
 	if c.Limit != nil {
 		limit = *c.Limit
-		if limit < 0 || limit > server.MaxLogLimit {
-			return fmt.Errorf("--limit %d: want 0 to %d", limit, server.MaxLogLimit)
+		if limit < 0 || limit > apitype.MaxLogLimit {
+			return fmt.Errorf("--limit %d: want 0 to %d", limit, apitype.MaxLogLimit)
 		}
 	}
 	if c.Level != "" && c.Level != systemd.StreamStdout && c.Level != systemd.StreamStderr {
 		return fmt.Errorf("--level %q: want stdout or stderr", c.Level)
 	}
-	path := server.LogsPath(c.Follow, c.Instance, c.Search, c.Since, c.Level, limit)
+	path := apitype.LogsPath(c.Follow, c.Instance, c.Search, c.Since, c.Level, limit)
 	cl := g.client()
 	if !c.Follow {
 		var entries []systemd.Entry

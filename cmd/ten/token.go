@@ -9,8 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
-	"github.com/tenhq/ten/server"
 )
 
 // TokenGenCmd is `ten token-gen [--tenant X] [--description D]` (tenement's verb).
@@ -27,11 +27,11 @@ type TokenGenCmd struct {
 func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	var tok auth.Minted
 	if c.Remote {
-		var nt server.NewToken
+		var nt apitype.NewToken
 		if err := g.client().Do(ctx, "POST", "/api/tokens", map[string]string{"tenant": c.Tenant, "description": c.Description}, &nt); err != nil {
 			return err
 		}
-		tok = auth.Minted{Token: nt.Token, Secret: nt.Secret}
+		tok = auth.Minted{Token: auth.Token{ID: nt.ID, Tenant: nt.Tenant, Description: nt.Description, Created: nt.Created}, Secret: nt.Secret}
 	} else {
 		var err error
 		if tok, err = auth.Mint(g.dataDir(), c.Tenant, c.Description, auth.Options{}); err != nil {
@@ -64,7 +64,7 @@ type TokenListCmd struct{}
 
 // Run lists the tokens.
 func (c *TokenListCmd) Run(ctx context.Context, g *Globals) error {
-	var toks []auth.Token
+	var toks []apitype.Token
 	if err := g.client().Do(ctx, "GET", "/api/tokens", nil, &toks); err != nil {
 		return err
 	}

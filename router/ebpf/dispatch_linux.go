@@ -275,7 +275,10 @@ func (d *Dispatcher) AddBinding(b Binding) error {
 		return fmt.Errorf("add binding %s: %w", b, err)
 	}
 	var v dispatchBindingValue
-	for _, k := range keys {
+	// had marks the keys the label owns already: a failed add must leave
+	// them in place.
+	had := make([]bool, len(keys))
+	for i, k := range keys {
 		err := d.objs.Bindings.Lookup(&k, &v)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
@@ -290,6 +293,7 @@ func (d *Dispatcher) AddBinding(b Binding) error {
 		if owner := labels[v.Destination]; owner.label() != b.Label {
 			return fmt.Errorf("add binding %s: %s is bound to %q", b, k.binding(owner.label()).String(), owner.label())
 		}
+		had[i] = true
 	}
 	id, _, err := d.destination(dest, true)
 	if err != nil {
@@ -298,11 +302,7 @@ func (d *Dispatcher) AddBinding(b Binding) error {
 	v = dispatchBindingValue{Destination: id, Prefixlen: addrBits}
 	for i, k := range keys {
 		if err := d.objs.Bindings.Put(&k, &v); err != nil {
-			for _, k := range keys[:i] {
-				d.objs.Bindings.Delete(&k)
-			}
-			d.collect(dest)
-			return fmt.Errorf("add binding %s: %w", b, err)
+			return fmt.Errorf("add binding %s: %w", b, errors.Join(err, d.rollback(keys[:i], had, dest)))
 		}
 	}
 	d.log.Debug("binding added", "binding", b.String(), "destination", id)
@@ -346,6 +346,25 @@ func (d *Dispatcher) RemoveBinding(b Binding) error {
 }
 
 // collect forgets a destination that has no binding and no socket left.
+// rollback deletes the keys a failed AddBinding put, except those the label
+// owned before (had), and collects the destination when nothing uses it.
+// Callers hold d.mu.
+func (d *Dispatcher) rollback(put []dispatchBindingKey, had []bool, dest dispatchDestinationKey) error {
+	var errs []error
+	for i, k := range put {
+		if had[i] {
+			continue
+		}
+		if err := d.objs.Bindings.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("undo %s: %w", k.binding(dest.label()), err))
+		}
+	}
+	if err := d.collect(dest); err != nil {
+		errs = append(errs, fmt.Errorf("undo: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
 func (d *Dispatcher) collect(dest dispatchDestinationKey) error {
 	id, ok, err := d.destination(dest, false)
 	if err != nil || !ok {
@@ -468,7 +487,9 @@ func (d *Dispatcher) registerFD(label string, fd int) error {
 		return err
 	}
 	if err := d.objs.Sockets.Put(id, uint64(fd)); err != nil {
-		d.collect(key)
+		if cerr := d.collect(key); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", cerr))
+		}
 		return fmt.Errorf("sockmap: %w", err)
 	}
 	d.log.Debug("socket registered", "label", label, "network", key.network(), "destination", id)

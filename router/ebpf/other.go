@@ -106,3 +106,21 @@ func (d *Dispatcher) Frozen() (map[string]FrozenState, error) { return nil, ErrN
 func (d *Dispatcher) Wakes(ctx context.Context, fn func(label string)) error {
 	return ErrNotSupported
 }
+
+// PinsHeldError says that another process holds the lock on a pin
+// directory (Linux only).
+type PinsHeldError struct {
+	Dir string
+	PID int
+}
+
+func (e *PinsHeldError) Error() string { return "pinned BPF state " + e.Dir + " is in use" }
+
+// PinLock is a held lock on a pin directory.
+type PinLock struct{}
+
+// LockPins fails: there is no pinned BPF state off Linux.
+func LockPins(dir string) (*PinLock, error) { return nil, ErrNotSupported }
+
+// Unlock does nothing.
+func (l *PinLock) Unlock() error { return nil }

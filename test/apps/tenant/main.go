@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tenant is a hostile tenant for ten's isolation tests: an HTTP app
 // whose every endpoint tries one thing a tenant should (or should not) be
 // able to do from inside its instance and reports what happened as JSON
@@ -6,7 +8,8 @@
 //
 // It listens on the systemd socket (LISTEN_FDS), else SOCKET_PATH, else
 // 127.0.0.1:$PORT, so it runs in every mode ten offers. It is static (no
-// cgo) so that it runs the same under gVisor.
+// cgo) so that it runs the same under gVisor. It tries Linux-only escapes,
+// so it builds on Linux only.
 package main
 
 import (

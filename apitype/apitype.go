@@ -1,0 +1,224 @@
+// Package apitype holds the wire types of ten's admin API: the JSON bodies
+// that `ten serve` answers and the ten CLI (and package client) sends and
+// reads. It imports nothing of the daemon, so a client of the API needs
+// nothing but this package.
+package apitype
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// APIError is the JSON body of every error the API returns.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+// Row is one line of `ten ps` (GET /api/instances).
+type Row struct {
+	Instance    string    `json:"instance"`
+	State       string    `json:"state"`
+	Detail      string    `json:"detail,omitempty"`
+	Socket      string    `json:"socket"`
+	Since       time.Time `json:"since,omitzero"`
+	UptimeSec   float64   `json:"uptime_seconds"`
+	IdleSec     float64   `json:"idle_seconds"`
+	MemoryBytes uint64    `json:"memory_bytes"`
+	CPUNSec     uint64    `json:"cpu_nsec"`
+	Weight      int       `json:"weight"`
+	// Health is one of the Health* states.
+	Health   string `json:"health"`
+	Restarts uint32 `json:"restarts"`
+	Inflight int    `json:"inflight"`
+	Port     int    `json:"port"`
+	// OOMKills counts the kernel's OOM kills at memory_limit_mb; LastExit
+	// is how the app last ended ("oom-kill", "exit 1", "signal SEGV").
+	OOMKills uint64 `json:"oom_kills"`
+	LastExit string `json:"last_exit,omitempty"`
+	// StorageBytes is what the storage_quota_mb file system holds, of
+	// StorageQuotaBytes (0: no quota).
+	StorageBytes      uint64 `json:"storage_bytes"`
+	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
+}
+
+// States shown by ps (Row.State).
+const (
+	StateRunning  = "running"
+	StateStarting = "starting"
+	StateSleeping = "sleeping"
+	StateFailed   = "failed"
+	// StateFrozen: the service runs but its cgroup is frozen (sleep =
+	// "freeze"); the next request thaws it.
+	StateFrozen = "frozen"
+)
+
+// Health states of an instance (Row.Health, Health.Health).
+const (
+	HealthUnknown   = "unknown"   // not checked yet, or starting
+	HealthHealthy   = "healthy"   // last check passed (or: systemd says active, without health)
+	HealthDegraded  = "degraded"  // the last few checks failed, not yet enough to restart
+	HealthUnhealthy = "unhealthy" // enough checks in a row failed, or the service crashed
+	HealthSleeping  = "sleeping"  // the service does not run; not checked, so as not to wake it
+	HealthFailed    = "failed"    // restarted max_restarts times within restart_window; stopped
+)
+
+// HealthStates lists every health state (the metric has one series each).
+var HealthStates = []string{HealthUnknown, HealthHealthy, HealthDegraded, HealthUnhealthy, HealthSleeping, HealthFailed}
+
+// Restart reasons (RestartEvent.Reason, label of ten_instance_restarts_total).
+const (
+	RestartCrash  = "crash"  // systemd restarted the service after it exited (Restart=)
+	RestartHealth = "health" // ten restarted it after failed health checks
+)
+
+// RestartEvent is one restart ten counted.
+type RestartEvent struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Health is the answer of GET /api/instances/{id}/health and `ten health`.
+type Health struct {
+	Instance string `json:"instance"`
+	// Health is one of the Health* states.
+	Health string `json:"health"`
+	Detail string `json:"detail,omitempty"`
+	// Check says how health is judged: "GET /health" or "systemd state".
+	Check string `json:"check"`
+	// State is the instance's state as ps shows it.
+	State               string         `json:"state"`
+	ConsecutiveFailures int            `json:"consecutive_failures"`
+	LastCheck           time.Time      `json:"last_check,omitzero"`
+	LastHealthy         time.Time      `json:"last_healthy,omitzero"`
+	Restarts            []RestartEvent `json:"restarts"`
+	RestartsInWindow    int            `json:"restarts_in_window"`
+	MaxRestarts         int            `json:"max_restarts"`
+	RestartWindowSec    int            `json:"restart_window_seconds"`
+	NextRestart         time.Time      `json:"next_restart,omitzero"`
+	BackoffMs           int64          `json:"backoff_ms,omitempty"`
+	Failed              string         `json:"failed,omitempty"`
+}
+
+// DeployRequest is the body of POST /api/deploy.
+type DeployRequest struct {
+	Service string `json:"service"`
+	// Process is tenement's name for Service.
+	Process string `json:"process,omitempty"`
+	Version string `json:"version"`
+	// Weight is the new instance's weight once healthy (default 100).
+	Weight *int `json:"weight,omitempty"`
+	// Timeout is how long to wait for the first passing health check, in
+	// seconds (default 30).
+	Timeout int `json:"timeout,omitempty"`
+	// Replace moves all traffic to the new version: the other instances of
+	// the service get weight 0, their requests in flight finish, then they
+	// are removed.
+	Replace bool `json:"replace,omitempty"`
+}
+
+// DeployResult is the answer of POST /api/deploy.
+type DeployResult struct {
+	Instance     string   `json:"instance"`
+	Weight       int      `json:"weight"`
+	HealthyAfter float64  `json:"healthy_after_seconds"`
+	Replaced     []string `json:"replaced,omitempty"`
+	Row          Row      `json:"row"`
+}
+
+// RouteRequest is the body of POST /api/route.
+type RouteRequest struct {
+	Service string `json:"service"`
+	Process string `json:"process,omitempty"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+}
+
+// RouteResult is the answer of POST /api/route.
+type RouteResult struct {
+	Service string `json:"service"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	// Weight is the weight that moved from From to To.
+	Weight int `json:"weight"`
+}
+
+// Feature names, as GET /api/features reports them.
+const (
+	FeatureAccounting = "activity-accounting"
+	FeatureL4Dispatch = "l4-dispatch"
+	FeatureFreeze     = "freeze"
+)
+
+// Feature is one optional capability of ten serve: on or off, and what it
+// does or why it is off. `ten doctor` prints these.
+type Feature struct {
+	Name   string `json:"name"`
+	On     bool   `json:"on"`
+	Detail string `json:"detail"`
+}
+
+// Storage is the answer of GET /api/instances/{id}/storage.
+type Storage struct {
+	Instance string `json:"instance"`
+	// Path is where the instance's files really are: with DynamicUser
+	// systemd keeps them under /var/lib/private and links the public path.
+	Path string `json:"path"`
+	// Bytes is the apparent size of the files; DiskBytes what they occupy.
+	Bytes     int64 `json:"bytes"`
+	DiskBytes int64 `json:"disk_bytes"`
+	Files     int64 `json:"files"`
+	// QuotaBytes is storage_quota_mb (0 = none); UsageRatio is Bytes/QuotaBytes.
+	QuotaBytes int64   `json:"quota_bytes"`
+	UsageRatio float64 `json:"usage_ratio"`
+}
+
+// Token is an API token as GET /api/tokens lists it (never its secret).
+type Token struct {
+	ID          string    `json:"id"`
+	Tenant      string    `json:"tenant,omitempty"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
+}
+
+// Admin reports whether this is an admin token (it belongs to no tenant).
+func (t Token) Admin() bool { return t.Tenant == "" }
+
+// NewToken is the answer of POST /api/tokens: the only time the secret is shown.
+type NewToken struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// MaxLogLimit bounds ?limit= of GET /api/logs so one request cannot pull a
+// whole journal into memory.
+const MaxLogLimit = 10000
+
+// LogsPath is the API path and query of a log request (used by the CLI).
+func LogsPath(stream bool, instance, search, since, level string, limit int) string {
+	v := url.Values{}
+	if instance != "" {
+		v.Set("instance", instance)
+	}
+	if search != "" {
+		v.Set("search", search)
+	}
+	if since != "" {
+		v.Set("since", since)
+	}
+	if level != "" {
+		v.Set("level", level)
+	}
+	if limit >= 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	p := "/api/logs"
+	if stream {
+		p += "/stream"
+	}
+	if len(v) > 0 {
+		p += "?" + v.Encode()
+	}
+	return p
+}

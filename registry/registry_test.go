@@ -1,0 +1,147 @@
+package registry
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/units"
+)
+
+func always(string) bool { return true }
+
+// Concurrent spawns, some with L4 addresses, each reserving PORT and an L4
+// port, must never be handed a port another holds. Before the registry, the
+// L4 port and PORT were picked under two locks in turn, and a spawn could
+// pick a port between another's snapshot and its reservation.
+func TestReservePortsConcurrentNeverShare(t *testing.T) {
+	r := New()
+	const spawns = 24
+	req := PortRequest{Lo: 20000, Hi: 20000 + 2*spawns - 1}
+	var wg sync.WaitGroup
+	got := make([]Ports, spawns)
+	errs := make([]error, spawns)
+	for i := range spawns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := req
+			q.Start, q.L4Start = i%3, (i+1)%3 // crowd the same first ports
+			if i%2 == 0 {
+				q.L4 = func(p int) []string { return []string{fmt.Sprintf("127.0.0.1:%d", p)} }
+			}
+			got[i], errs[i] = r.ReservePorts(units.Instance{Service: "s", ID: fmt.Sprint(i)}, q, always)
+		}()
+	}
+	wg.Wait()
+	owner := map[int]int{}
+	for i, p := range got {
+		if errs[i] != nil {
+			t.Fatalf("spawn %d: %v", i, errs[i])
+		}
+		for _, port := range []int{p.Port, p.L4Port} {
+			if port == 0 {
+				continue
+			}
+			if o, dup := owner[port]; dup {
+				t.Fatalf("port %d handed to spawn %d and spawn %d", port, o, i)
+			}
+			owner[port] = i
+		}
+	}
+	if len(owner) != spawns+spawns/2 {
+		t.Fatalf("%d ports held, want %d", len(owner), spawns+spawns/2)
+	}
+}
+
+// A full range is an error naming settings.port_range, and a released
+// reservation frees its ports; a registered instance keeps them.
+func TestReservePortsReleaseAndFull(t *testing.T) {
+	r := New()
+	a, b := units.Instance{Service: "s", ID: "a"}, units.Instance{Service: "s", ID: "b"}
+	req := PortRequest{Lo: 30000, Hi: 30001, L4: func(p int) []string { return []string{fmt.Sprintf("127.0.0.1:%d", p)} }}
+	pa, err := r.ReservePorts(a, req, always)
+	if err != nil || pa.Port == pa.L4Port {
+		t.Fatalf("reserve: %+v %v", pa, err)
+	}
+	if _, err := r.ReservePorts(b, req, always); err == nil {
+		t.Fatal("reserved past a full settings.port_range")
+	}
+	r.Release(a)
+	if _, err := r.ReservePorts(b, req, always); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	r.Add(Entry{Inst: b, Port: 30000})
+	r.Release(b) // registered: keeps its ports
+	if held := r.HeldBy(b); len(held) != 2 {
+		t.Fatalf("registered instance holds %v, want two ports", held)
+	}
+	r.Remove(b)
+	if held := r.HeldBy(b); len(held) != 0 {
+		t.Fatalf("removed instance still holds %v", held)
+	}
+}
+
+// A port the probe finds bound is skipped.
+func TestReservePortsSkipsBound(t *testing.T) {
+	r := New()
+	p, err := r.ReservePorts(units.Instance{Service: "s", ID: "a"}, PortRequest{Lo: 40000, Hi: 40002},
+		func(addr string) bool { return addr != "127.0.0.1:40000" })
+	if err != nil || p.Port != 40001 {
+		t.Fatalf("got %+v %v, want 40001", p, err)
+	}
+}
+
+func TestBusy(t *testing.T) {
+	r := New()
+	inst := units.Instance{Service: "s", ID: "a"}
+	if err := r.Lock(inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Lock(inst); err == nil || !r.Busy(inst) {
+		t.Fatal("second Lock succeeded")
+	}
+	r.Unlock(inst)
+	if r.Busy(inst) {
+		t.Fatal("still busy after Unlock")
+	}
+}
+
+func TestSnapshotIsACopy(t *testing.T) {
+	r := New()
+	inst := units.Instance{Service: "s", ID: "a"}
+	r.Add(Entry{Inst: inst, Port: 1})
+	snap := r.Snapshot()
+	snap[0].WakeFailed = "x"
+	if e, _ := r.Get(inst); e.WakeFailed != "" {
+		t.Fatal("a snapshot changed the registry")
+	}
+	if !r.SetWakeFailed(inst, "no answer") || r.Len() != 1 {
+		t.Fatal("SetWakeFailed")
+	}
+	if e, _ := r.Get(inst); e.WakeFailed != "no answer" {
+		t.Fatalf("WakeFailed %q", e.WakeFailed)
+	}
+}
+
+func TestState(t *testing.T) {
+	for _, c := range []struct {
+		f                     Facts
+		state, detail, health string
+	}{
+		{Facts{ServiceActive: "active", Health: apitype.HealthHealthy}, apitype.StateRunning, "", apitype.HealthHealthy},
+		{Facts{ServiceActive: "reloading", Frozen: true}, apitype.StateFrozen, "", apitype.HealthUnknown},
+		{Facts{ServiceActive: "activating"}, apitype.StateStarting, "", apitype.HealthUnknown},
+		{Facts{ServiceActive: "inactive", Health: apitype.HealthHealthy}, apitype.StateSleeping, "", apitype.HealthSleeping},
+		{Facts{ServiceActive: "failed", ServiceResult: "exit-code"}, apitype.StateFailed, "service exit-code", apitype.HealthUnknown},
+		{Facts{ServiceActive: "active", SocketActive: "failed", SocketUnit: "x.socket"}, apitype.StateFailed, "socket unit failed: x.socket", apitype.HealthUnknown},
+		{Facts{ServiceActive: "active", WakeFailed: "no answer in 10s"}, apitype.StateFailed, "no answer in 10s", apitype.HealthUnknown},
+		{Facts{ServiceActive: "inactive", Failed: "max_restarts", Health: apitype.HealthFailed}, apitype.StateFailed, "max_restarts", apitype.HealthFailed},
+	} {
+		s, d, h := State(c.f)
+		if s != c.state || d != c.detail || h != c.health {
+			t.Errorf("State(%+v) = %q %q %q, want %q %q %q", c.f, s, d, h, c.state, c.detail, c.health)
+		}
+	}
+}
