@@ -799,7 +799,11 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // replayDelays are the pauses before sending a request again after its
 // connection was lost with no answer (at most len(replayDelays) times).
-var replayDelays = []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+// Once only: a request that itself crashes the app (an allocation past
+// memory_limit_mb) must not crash it again and again toward max_restarts.
+// The pause lets the dying shim close its end, so the repeat waits in the
+// socket's backlog for the restarted one.
+var replayDelays = []time.Duration{50 * time.Millisecond}
 
 // replayable reports whether req may be sent twice: an idempotent method
 // without a body.
