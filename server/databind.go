@@ -22,6 +22,12 @@ func (s *Server) dataBindPrepare(ctx context.Context, svc *config.Service, inst 
 	if err := os.MkdirAll("/var/lib/private", 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	// The instance does not exist (spawn checked): a mount left there
+	// (ten killed between spawn steps, another data_dir) is stale, and
+	// Mount would keep an active one whatever it shows.
+	if err := s.sd.Unmount(ctx, where); err != nil {
+		return fmt.Errorf("data_dir: remove the old mount on %s: %w", where, err)
+	}
 	desc := fmt.Sprintf("ten instance %s data (data_dir %s)", inst, s.cfg.InstanceRoot())
 	if err := s.sd.Mount(ctx, what, where, "none", "bind", desc); err != nil {
 		return fmt.Errorf("data_dir: bind %s on %s: %w", what, where, err)
