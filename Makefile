@@ -10,8 +10,9 @@ include mk/bpf.mk
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## Build bin/ten, bin/tenbox and the test tenant bin/echoapp
+build: ## Build bin/ten, bin/ten-shim, bin/tenbox and the test tenant bin/echoapp
 	$(GO) build -o $(BIN)/ten ./cmd/ten
+	$(GO) build -o $(BIN)/ten-shim ./cmd/ten-shim
 	$(GO) build -o $(BIN)/tenbox ./cmd/tenbox
 	$(GO) build -o $(BIN)/echoapp ./test/apps/echoapp
 

@@ -61,6 +61,35 @@ type Settings struct {
 	// dataDirDefault is set when data_dir was not given (in the file or by
 	// SetDataDir): instance data then stays in DefaultInstanceRoot.
 	dataDirDefault bool
+	// MetricsListen, when set, is the only address GET /metrics is served
+	// on (for example 127.0.0.1:9100), instead of Listen.
+	MetricsListen string `toml:"metrics_listen" json:"metrics_listen,omitempty"`
+	// MetricsAuth makes GET /metrics need an admin token.
+	MetricsAuth bool `toml:"metrics_auth" json:"metrics_auth,omitempty"`
+	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
+	// at once (0, the default: WakesPerCPU per CPU, at least
+	// MinConcurrentWakes); WakeQueue how many more wait for a place
+	// (default DefaultWakeQueue; 0: none). A request past both gets 503
+	// with Retry-After at once.
+	MaxConcurrentWakes int  `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
+	WakeQueue          *int `toml:"wake_queue" json:"wake_queue"`
+}
+
+// Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
+// A wake is CPU-bound (fork, sandbox set-up, the app's start), so more
+// than a couple per CPU at once only makes each of them slower.
+const (
+	WakesPerCPU        = 2
+	MinConcurrentWakes = 4
+	DefaultWakeQueue   = 1000
+)
+
+// ConcurrentWakes is max_concurrent_wakes, or its default for ncpu CPUs.
+func (s *Settings) ConcurrentWakes(ncpu int) int {
+	if s.MaxConcurrentWakes > 0 {
+		return s.MaxConcurrentWakes
+	}
+	return max(MinConcurrentWakes, WakesPerCPU*ncpu)
 }
 
 // TLS is [settings.tls]; parsed for compatibility.
@@ -133,6 +162,10 @@ type Service struct {
 	IOWeight int `toml:"io_weight" json:"io_weight,omitempty"`
 	// Network is "" (host network) or "none" (PrivateNetwork).
 	Network string `toml:"network" json:"network,omitempty"`
+	// MemoryDenyWriteExecute forbids writable-and-executable memory
+	// (systemd MemoryDenyWriteExecute; isolation = "namespace" only). Off by
+	// default: JITs such as Node's need it.
+	MemoryDenyWriteExecute bool `toml:"memory_deny_write_execute" json:"memory_deny_write_execute,omitempty"`
 	// IPAllow lists address prefixes the instance may talk to (IPAddressAllow).
 	IPAllow []string `toml:"ip_allow" json:"ip_allow,omitempty"`
 	// Listen lists L4 addresses (tcp://IP:PORT) dispatched to the instance.
@@ -320,6 +353,10 @@ func (c *Config) defaults() {
 	}
 	if s.SpawnRatePerClient == 0 {
 		s.SpawnRatePerClient = 10
+	}
+	if s.WakeQueue == nil {
+		n := DefaultWakeQueue
+		s.WakeQueue = &n
 	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}

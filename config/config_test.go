@@ -201,3 +201,29 @@ func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
 		t.Errorf("tls disabled: %v", err)
 	}
 }
+
+func TestWakeQueueSettings(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings.ConcurrentWakes(1) != 4 || c.Settings.ConcurrentWakes(8) != 16 || *c.Settings.WakeQueue != DefaultWakeQueue {
+		t.Errorf("defaults: %d %d %d", c.Settings.ConcurrentWakes(1), c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue)
+	}
+	c, err = Parse("t.toml", []byte("[settings]\nmax_concurrent_wakes = 2\nwake_queue = 0\n[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings.ConcurrentWakes(8) != 2 || *c.Settings.WakeQueue != 0 {
+		t.Errorf("set: %d %d", c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue)
+	}
+	for in, want := range map[string]string{
+		"[settings]\nmax_concurrent_wakes = -1\n": "t.toml:2: settings.max_concurrent_wakes: must be 0 (2 per CPU) to 10000, got -1",
+		"[settings]\nwake_queue = -5\n":           "t.toml:2: settings.wake_queue: must be 0 to 1000000",
+		"[service.a]\ncommand = \"/bin/x\"\nisolation = \"process\"\nmemory_deny_write_execute = true\n": "service.a.memory_deny_write_execute: applies only with isolation = \"namespace\", not \"process\"",
+	} {
+		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", in, err, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.SpawnRatePerClient < 0 {
 		add("settings.spawn_rate_per_client", "must be positive (instances one client may create per minute by request), got %d", s.SpawnRatePerClient)
 	}
+	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
+		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
+	}
+	if *s.WakeQueue < 0 || *s.WakeQueue > 1000000 {
+		add("settings.wake_queue", "must be 0 to 1000000 (0: no queue, a wake past max_concurrent_wakes gets 503), got %d", *s.WakeQueue)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
@@ -106,6 +113,13 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	for _, r := range c.Routing.keys() {
 		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			add("settings.metrics_listen", "want HOST:PORT such as 127.0.0.1:9100: %v", err)
+		} else if s.MetricsListen == s.Listen {
+			add("settings.metrics_listen", "is settings.listen too (%s); leave it out to serve /metrics there", s.Listen)
+		}
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
@@ -122,6 +136,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			if _, err := SplitCommand(svc.Command); err != nil {
 				add(k+".command", "%v", err)
 			}
+		}
+		if svc.MemoryDenyWriteExecute && svc.Isolation != IsolationNamespace {
+			add(k+".memory_deny_write_execute", "applies only with isolation = \"namespace\", not %q", svc.Isolation)
 		}
 		if msg, ok := validIsolation[svc.Isolation]; !ok {
 			add(k+".isolation", "unknown isolation %q; use process, namespace or sandbox", svc.Isolation)

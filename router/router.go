@@ -17,12 +17,14 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
 )
 
@@ -86,6 +88,7 @@ type Router struct {
 	freezer     Freezer
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
+	wakes       *wakeq.Queue
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -109,6 +112,11 @@ type Options struct {
 	// once the instance is Put, or an error: a *Refused says what to
 	// answer, any other error answers 502.
 	Create func(ctx context.Context, inst units.Instance, client string) error
+	// Wakes, when set, bounds the wakes that run at once: a request for a
+	// sleeping instance waits for its place before it connects (so its
+	// startup_timeout counts from its own wake's start), and gets 503 with
+	// Retry-After at once when the queue is full.
+	Wakes *wakeq.Queue
 }
 
 // Refused is Create's answer when it will not create an instance: the
@@ -124,7 +132,7 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetXForwarded()
@@ -620,6 +628,25 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
+	if waking && r.wakes != nil {
+		// A wake waits in the queue at most its own startup_timeout, so
+		// that a request never hangs behind a storm of others' wakes.
+		tk, err := r.wakes.Acquire(req.Context(), b.Instance.String(), b.StartupTimeout)
+		if err != nil {
+			code := 499 // the client went away while queued
+			if errors.Is(err, wakeq.ErrFull) || errors.Is(err, wakeq.ErrWaited) {
+				code = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", strconv.Itoa(r.wakes.RetryAfter()))
+				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue); retry later", b.Instance), code)
+			} else {
+				w.WriteHeader(code)
+			}
+			r.observe(b.Instance, code, start)
+			return
+		}
+		st.wake = tk
+		defer tk.Done(false)
+	}
 	if waking && r.observer != nil && b.waker.CompareAndSwap(false, true) {
 		st.obs = r.observer
 		defer b.waker.Store(false)
@@ -679,6 +706,8 @@ type reqState struct {
 	// thawed, when set, delivers the result of thawing the frozen instance
 	// this request is already on its way to.
 	thawed <-chan error
+	// wake is the request's place in the wake queue (Options.Wakes).
+	wake *wakeq.Ticket
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -776,6 +805,9 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	st.observeWake(nil)
+	if st.wake != nil {
+		st.wake.Done(true)
+	}
 	b.awake.Store(true)
 	// A failed wake is cleared by the next answer, also when systemd said
 	// the service is active meanwhile, so that this request was not waking.

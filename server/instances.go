@@ -121,7 +121,7 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	if err := s.reg.Lock(inst); err != nil {
 		return err
@@ -142,7 +142,7 @@ type spawnOptions struct {
 func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOptions) error {
 	svc, ok := s.cfg.Services[inst.Service]
 	if !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	if s.reg.Has(inst) {
 		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
@@ -170,7 +170,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
 	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
-	opts := units.Options{Port: port, Shim: s.shim, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
+	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
@@ -344,7 +344,7 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 			r, err := s.row(ctx, in, now)
 			if err != nil {
 				// One unreadable instance must not hide the others.
-				r = Row{Instance: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
+				r = Row{Instance: in.Inst.String(), ID: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
 			}
 			rows[i] = r
 		}()
@@ -359,7 +359,7 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 		return Row{}, err
 	}
 	st, _ := s.router.Stat(in.Inst)
-	r := Row{Instance: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+	r := Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
@@ -380,6 +380,7 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	}
 	if r.State == StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
+		r.UptimeSecs = uint64(r.UptimeSec)
 	}
 	if !st.LastActivity.IsZero() {
 		r.IdleSec = now.Sub(st.LastActivity).Seconds()

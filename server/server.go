@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -47,6 +49,8 @@ type Server struct {
 	router *router.Router
 	auth   *Auth
 	shim   string
+	// shimBin is the small ten-shim binary, "" where not installed.
+	shimBin string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
 	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
@@ -64,6 +68,8 @@ type Server struct {
 	fm            *freezeMetrics
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *onDemand
+	// streams bounds the open log streams (logs.go).
+	streams streamSlots
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -119,11 +125,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	// Whether journalctl can search is found out once, here, never from a
+	// request's error.
+	if ok, why := systemd.DetectGrep(); !ok {
+		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
+	}
 	s.shim, err = installShim(cfg.Settings.SocketDir)
 	if err != nil {
 		sdm.Close()
 		return nil, err
 	}
+	s.shimBin = installShimBin(s.shim, o.Log)
 	if err := s.initL4(); err != nil {
 		sdm.Close()
 		return nil, err
@@ -131,7 +143,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
 	s.metrics.MustRegister(s.onDemand.guard.Collector())
 	s.initFreezer()
-	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, s.routerOptions())
+	ro := s.routerOptions()
+	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
+	s.metrics.MustRegister(ro.Wakes.Collectors()...)
+	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	return s, nil
 }
 
@@ -203,6 +218,35 @@ func installFile(src, dst string) (_ string, err error) {
 	return dst, nil
 }
 
+// installShimBin copies the small ten-shim binary from next to the running
+// ten (make build puts it there) beside the installed ten, and returns its
+// path; "" (the units then run `ten shim`) when there is none. It starts
+// faster than all of ten at every wake of a shim-mode instance.
+func installShimBin(tenCopy string, log *slog.Logger) string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	src := filepath.Join(filepath.Dir(self), "ten-shim")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return ""
+	}
+	dst := filepath.Join(filepath.Dir(tenCopy), "ten-shim")
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	// Rename over the old one: running shims keep their (unlinked) inode.
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
+		return ""
+	}
+	return dst
+}
+
 // drainGrace is how long at most a stopping ten keeps answering on open
 // keep-alive connections (closing each after its answer) before it closes
 // the rest.
@@ -234,6 +278,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
 		}
+	}
+	mln, err := s.listenMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if mln != nil {
+		go s.serveMetrics(ctx, mln)
 	}
 	var draining atomic.Bool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,9 @@ type Options struct {
 	StartupTimeout time.Duration
 	Argv           []string
 	Log            *slog.Logger
+	// Stdout and Stderr, when set, are the app's output (JournalStream);
+	// otherwise it shares the shim's.
+	Stdout, Stderr *os.File
 }
 
 // ErrNoListenFDs means the shim was not started by socket activation.
@@ -152,7 +155,20 @@ func Run(ctx context.Context, l net.Listener, o Options) (Exit, error) {
 	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
+	if o.Stdout != nil {
+		cmd.Stdout = o.Stdout
+	}
+	if o.Stderr != nil {
+		cmd.Stderr = o.Stderr
+	}
+	err := cmd.Start()
+	// The app has its copies; the shim's are not needed any more.
+	for _, f := range []*os.File{o.Stdout, o.Stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
 		return Exit{Code: 127}, fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err)
 	}
 	exited := make(chan struct{})
@@ -215,7 +231,7 @@ func exitOf(cmd *exec.Cmd, err error) Exit {
 func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func() (net.Conn, error), error) {
 	deadline := time.Now().Add(o.StartupTimeout)
 	tcp := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
-	delay := 500 * time.Microsecond
+	delay := 200 * time.Microsecond
 	for {
 		if o.Socket != "" {
 			if c, err := net.Dial("unix", o.Socket); err == nil {
@@ -239,8 +255,11 @@ func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("instance %s: app did not listen on SOCKET_PATH=%s or PORT=%d within startup_timeout %s", o.Instance, o.Socket, o.Port, o.StartupTimeout)
 		}
-		if delay < 10*time.Millisecond {
-			delay += delay / 2
+		// Poll often while a fast app is expected (a small Go app listens
+		// within a few ms: a late poll adds straight to the wake), less
+		// often later.
+		if delay < 2*time.Millisecond {
+			delay += delay / 4
 		}
 	}
 }

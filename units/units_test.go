@@ -224,3 +224,22 @@ func TestConfigUnderHome(t *testing.T) {
 		t.Errorf("raw: %v %v", p, err)
 	}
 }
+
+// TestShimBin: with the small ten-shim installed, the unit runs it as the
+// shim, with the same arguments, and no systemd-cat in front (the shim
+// opens the journal streams itself).
+func TestShimBin(t *testing.T) {
+	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[service.web]\ncommand = \"/opt/web --port {port}\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, cfg.Services["web"], "a", Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim", Cat: "/usr/bin/systemd-cat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Describe(p.Service)
+	want := "ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim shim --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s --identifier=web -- /opt/web --port 20001] false}]"
+	if !strings.Contains(d, want) {
+		t.Errorf("got\n%s\nwant a line\n%s", d, want)
+	}
+}

@@ -3,20 +3,20 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tenhq/ten/shim"
 )
 
-// ShimCmd is `ten shim`, the main process of a shim-mode instance's service.
+// ShimCmd is `ten shim`, the main process of a shim-mode instance's service
+// where the small ten-shim binary is not installed (cmd/ten-shim does the
+// same and starts faster).
 type ShimCmd struct {
 	Instance       string        `help:"Instance name, for messages."`
 	Socket         string        `help:"SOCKET_PATH the app may bind."`
 	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
 	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+	Identifier     string        `help:"Journal identifier of the app's output: its stdout is logged at priority info, its stderr at err (what systemd-cat --stderr-priority=err does)."`
 	Argv           []string      `arg:"" passthrough:"" help:"The app's command line."`
 }
 
@@ -26,26 +26,6 @@ func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if len(argv) > 0 && argv[0] == "--" {
 		argv = argv[1:]
 	}
-	l, err := shim.Listener()
-	if err != nil {
-		return err
-	}
-	exit, err := shim.Run(context.Background(), l, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log})
-	if err != nil {
-		log.Error("shim", "err", err)
-		if exit.Code == 0 {
-			exit.Code = 1
-		}
-	}
-	if exit.Signal != 0 {
-		// End the way the app ended. When systemd stops the service (the
-		// idle reaper putting the instance to sleep), the shim passes the
-		// SIGTERM on and the app dies of it; exiting 143 instead would
-		// leave every sleeping shim-mode instance "failed".
-		signal.Reset(exit.Signal)
-		_ = syscall.Kill(os.Getpid(), exit.Signal)
-		time.Sleep(time.Second) // a signal that does not kill (say SIGCHLD) falls through
-	}
-	os.Exit(exit.Code)
+	shim.Exec(shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}, c.Identifier)
 	return nil
 }

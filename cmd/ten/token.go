@@ -28,7 +28,7 @@ func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	var tok auth.Minted
 	if c.Remote {
 		var nt apitype.NewToken
-		if err := g.client().Do(ctx, "POST", "/api/tokens", map[string]string{"tenant": c.Tenant, "description": c.Description}, &nt); err != nil {
+		if err := g.client().Do(ctx, "POST", "/api/tokens", apitype.TokenRequest{Tenant: c.Tenant, Admin: c.Tenant == "", Description: c.Description}, &nt); err != nil {
 			return err
 		}
 		tok = auth.Minted{Token: auth.Token{ID: nt.ID, Tenant: nt.Tenant, Description: nt.Description, Created: nt.Created}, Secret: nt.Secret}

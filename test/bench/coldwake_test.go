@@ -97,6 +97,10 @@ func BenchmarkColdWake(b *testing.B) {
 		name   string
 		sample func() (time.Duration, error)
 		prep   func()
+		// unit is the service whose CPU per wake is measured (cpuWake);
+		// tenCPU adds ten's own.
+		unit   string
+		tenCPU bool
 	}
 	var vs []variant
 	for i, a := range coldApps {
@@ -104,14 +108,14 @@ func BenchmarkColdWake(b *testing.B) {
 		vs = append(vs, variant{app: i, name: "baseline", sample: func() (time.Duration, error) { return directCold(b, a) }})
 		for _, svc := range []string{a.svc, a.svc + "ns"} {
 			inst := svc + ":a"
-			vs = append(vs, variant{app: i, name: svc,
+			vs = append(vs, variant{app: i, name: svc, unit: serviceUnit(inst), tenCPU: true,
 				prep:   func() { ten.sleep(inst) },
 				sample: func() (time.Duration, error) { return firstByte(ten.addr, host(inst), 30*time.Second) },
 			})
 		}
 		if a.socketActivated {
 			sd := newSocketOnly(b, a)
-			vs = append(vs, variant{app: i, name: "systemd", prep: sd.sleep,
+			vs = append(vs, variant{app: i, name: "systemd", prep: sd.sleep, unit: sd.units[0],
 				sample: func() (time.Duration, error) { return firstByteNet("unix", sd.addr, "localhost", 30*time.Second) }})
 		}
 		px := newProxyd(b, a)
@@ -120,6 +124,8 @@ func BenchmarkColdWake(b *testing.B) {
 	}
 
 	samples := make([][]time.Duration, len(vs))
+	cpus := make([][]time.Duration, len(vs))
+	tenCPU := make([][]time.Duration, len(vs))
 	rng := rand.New(rand.NewPCG(6, 6))
 	// Round 0 warms the page cache and is not counted.
 	for r := 0; r <= rounds; r++ {
@@ -129,17 +135,42 @@ func BenchmarkColdWake(b *testing.B) {
 			if v.prep != nil {
 				v.prep()
 			}
+			var c0, t0 time.Duration
+			if v.unit != "" {
+				c0 = schedRun(1)
+				if v.tenCPU {
+					t0 = procSched(ten.pid())
+				}
+			}
 			d, err := v.sample()
 			if err != nil {
 				b.Fatalf("cold wake %s %s (round %d): %v", coldApps[v.app].label, v.name, r, err)
 			}
 			if r > 0 {
 				samples[i] = append(samples[i], d)
+				if v.unit != "" {
+					c := schedRun(1) - c0 + unitSched(v.unit)
+					if v.tenCPU {
+						t := procSched(ten.pid()) - t0
+						c += t
+						tenCPU[i] = append(tenCPU[i], t)
+					}
+					cpus[i] = append(cpus[i], c)
+				}
 			}
 		}
 	}
 
 	const bench = "1 cold wake"
+	// cpuOf is the CPU samples of app (a)'s variant name.
+	cpuOf := func(name string) []time.Duration {
+		for i, v := range vs {
+			if v.app == 0 && v.name == name {
+				return cpus[i]
+			}
+		}
+		return nil
+	}
 	for ai, a := range coldApps {
 		var base []time.Duration
 		for i, v := range vs {
@@ -184,6 +215,19 @@ func BenchmarkColdWake(b *testing.B) {
 			}
 			r.note = note
 			addRow(r)
+			if len(cpus[i]) > 0 {
+				ct := summarize(cpus[i])
+				cr := durRow(bench, a.label+": "+name, "CPU per wake (systemd + the unit's processes + ten)", ct)
+				if sdc := cpuOf("systemd"); len(sdc) > 0 && v.name != "systemd" {
+					sst := summarize(sdc)
+					cr.ratio = ratio(float64(ct.p50), float64(sst.p50), "systemd alone")
+					cr.note = fmt.Sprintf("added over systemd socket activation alone (Go, socket activation): p50 %s", fmtDur(ct.p50-sst.p50))
+				}
+				if len(tenCPU[i]) > 0 {
+					cr.note += fmt.Sprintf("; of it ten serve itself p50 %s", fmtDur(summarize(tenCPU[i]).p50))
+				}
+				addRow(cr)
+			}
 			b.ReportMetric(float64(st.p50)/1e6, a.svc+"-"+strings.ReplaceAll(v.name, a.svc, "ten")+"-p50-ms")
 		}
 	}
@@ -310,4 +354,56 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// procSched is the CPU time of every thread of a process so far
+// (schedstat, ns), e.g. ten serve's.
+func procSched(pid int) time.Duration {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		sum += schedRunTask(pid, tid)
+	}
+	return sum
+}
+
+func schedRunTask(pid, tid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	ns, _ := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(ns)
+}
+
+// unitSched is the CPU time every thread in a running unit's cgroup has
+// used so far (schedstat): for a service just woken, its start-up (fork,
+// sandbox set-up, exec, the shim, the app).
+func unitSched(unit string) time.Duration {
+	cg := strings.TrimSpace(showProp(unit, "ControlGroup"))
+	if cg == "" {
+		return 0
+	}
+	root := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(root + "/cgroup.procs"); err != nil {
+		root = "/sys/fs/cgroup"
+	}
+	b, err := os.ReadFile(root + cg + "/cgroup.threads")
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, l := range strings.Fields(string(b)) {
+		tid, _ := strconv.Atoi(l)
+		sum += schedRun(tid)
+	}
+	return sum
 }

@@ -187,13 +187,19 @@ func wakeAll(bench, variant string, hosts []string, sample func(i int) (time.Dur
 	close(gate)
 	wg.Wait()
 	all := time.Since(t0)
-	failed := 0
+	failed, n503, n504 := 0, 0, 0
 	var ok []time.Duration
 	for i, err := range errs {
 		if err != nil {
 			failed++
+			if strings.Contains(err.Error(), " 503 ") {
+				n503++
+			}
+			if strings.Contains(err.Error(), " 504 ") {
+				n504++
+			}
 			if failed == 1 {
-				addNote("density, %s: %s failed: %v", variant, hosts[i], err)
+				addNote("%s, %s: %s failed: %v", bench, variant, hosts[i], err)
 			}
 		} else {
 			ok = append(ok, lat[i])
@@ -201,6 +207,9 @@ func wakeAll(bench, variant string, hosts []string, sample func(i int) (time.Dur
 	}
 	r := durRow(bench, variant, "connect → first byte, each", summarize(ok))
 	r.note = fmt.Sprintf("all answered (or failed) %s after the start; %d failed", fmtDur(all), failed)
+	if failed > 0 {
+		r.note += fmt.Sprintf(" (%d × 503, %d × 504)", n503, n504)
+	}
 	addRow(r)
 	return all
 }

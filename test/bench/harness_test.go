@@ -65,7 +65,7 @@ func installBinaries() error {
 	if err := os.WriteFile(filepath.Join(wwwDir, "index.html"), []byte("hello from python\n"), 0o644); err != nil {
 		return err
 	}
-	for _, n := range []string{"ten", "echoapp"} {
+	for _, n := range []string{"ten", "ten-shim", "echoapp"} {
 		data, err := os.ReadFile(filepath.Join(root, "bin", n))
 		if err != nil {
 			return fmt.Errorf("%w (make build)", err)

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	if os.Getenv(box.EnvInside) == "" {
-		for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}} {
+		for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"ten-shim", "./cmd/ten-shim"}, {"echoapp", "./test/apps/echoapp"}} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
 			cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}, {"tenant", "./test/apps/tenant"}} {
+	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"ten-shim", "./cmd/ten-shim"}, {"echoapp", "./test/apps/echoapp"}, {"tenant", "./test/apps/tenant"}} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the same binary runs under gVisor
@@ -68,7 +68,7 @@ func install(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod("/run/ten-test", 0o755)
-		for _, n := range []string{"ten", "echoapp", "tenant"} {
+		for _, n := range []string{"ten", "ten-shim", "echoapp", "tenant"} {
 			data, err := os.ReadFile(filepath.Join(root, "bin", n))
 			if err != nil {
 				t.Fatal(err)

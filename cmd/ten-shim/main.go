@@ -1,0 +1,39 @@
+// Command ten-shim is ten's activation shim as a small binary of its own:
+// the main process of a shim-mode instance's service, started at every wake,
+// so it links nothing but the shim (a Go binary starts faster the less it
+// has to load and initialise than all of ten). It takes the same arguments
+// as `ten shim`, which ten uses where ten-shim is not installed next to it.
+//
+//	ten-shim [shim] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/tenhq/ten/shim"
+)
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "shim" {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("ten-shim", flag.ExitOnError)
+	var o shim.Options
+	fs.StringVar(&o.Instance, "instance", "", "instance name, for messages")
+	fs.StringVar(&o.Socket, "socket", "", "SOCKET_PATH the app may bind")
+	fs.IntVar(&o.Port, "port", 0, "PORT the app may bind on 127.0.0.1")
+	fs.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the app may take to listen")
+	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
+	_ = fs.Parse(args)
+	o.Argv = fs.Args()
+	if len(o.Argv) == 0 {
+		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
+		os.Exit(2)
+	}
+	o.Log = shim.Log()
+	shim.Exec(o, *identifier)
+}

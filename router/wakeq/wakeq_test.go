@@ -1,0 +1,237 @@
+package wakeq
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func acquire(t *testing.T, q *Queue, key string) *Ticket {
+	t.Helper()
+	tk, err := q.Acquire(context.Background(), key, 0)
+	if err != nil {
+		t.Fatalf("acquire %s: %v", key, err)
+	}
+	return tk
+}
+
+// later acquires key in a goroutine and delivers the ticket.
+func later(q *Queue, ctx context.Context, key string) <-chan any {
+	ch := make(chan any, 1)
+	go func() {
+		tk, err := q.Acquire(ctx, key, 0)
+		if err != nil {
+			ch <- err
+			return
+		}
+		ch <- tk
+	}()
+	return ch
+}
+
+func waitLen(t *testing.T, q *Queue, waiting, running int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w, r := q.Len()
+		if w == waiting && r == running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue: %d waiting, %d running; want %d, %d", w, r, waiting, running)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func pending(ch <-chan any) bool {
+	select {
+	case <-ch:
+		return false
+	case <-time.After(20 * time.Millisecond):
+		return true
+	}
+}
+
+func TestBoundAndFIFO(t *testing.T) {
+	q := New(2, 2)
+	a, b := acquire(t, q, "a"), acquire(t, q, "b")
+	c := later(q, context.Background(), "c")
+	waitLen(t, q, 1, 2)
+	d := later(q, context.Background(), "d")
+	waitLen(t, q, 2, 2)
+	// Full: the fifth instance is turned away at once.
+	if _, err := q.Acquire(context.Background(), "e", 0); !errors.Is(err, ErrFull) {
+		t.Fatalf("e: %v, want ErrFull", err)
+	}
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v", got)
+	}
+	if !pending(c) || !pending(d) {
+		t.Fatal("queued wake started while two ran")
+	}
+	a.Done(true)
+	tc := (<-c).(*Ticket)
+	if !pending(d) {
+		t.Fatal("d started before c's place was free (FIFO)")
+	}
+	b.Done(false)
+	td := (<-d).(*Ticket)
+	waitLen(t, q, 0, 2)
+	tc.Done(true)
+	td.Done(true)
+	td.Done(true) // a second Done is ignored
+	waitLen(t, q, 0, 0)
+}
+
+func TestJoinSameInstance(t *testing.T) {
+	q := New(1, 0)
+	a1 := acquire(t, q, "a")
+	a2 := acquire(t, q, "a") // joins the running wake: no second place
+	waitLen(t, q, 0, 1)
+	if _, err := q.Acquire(context.Background(), "b", 0); !errors.Is(err, ErrFull) {
+		t.Fatalf("b with no queue: %v", err)
+	}
+	// A failed request keeps the wake running while another waits for it.
+	a1.Done(false)
+	waitLen(t, q, 0, 1)
+	a2.Done(false)
+	waitLen(t, q, 0, 0)
+
+	// The first answer ends the wake for everyone.
+	a1, a2 = acquire(t, q, "a"), acquire(t, q, "a")
+	a1.Done(true)
+	waitLen(t, q, 0, 0)
+	b := acquire(t, q, "b")
+	a2.Done(false) // a late Done of the finished wake frees nothing twice
+	waitLen(t, q, 0, 1)
+	b.Done(true)
+	waitLen(t, q, 0, 0)
+}
+
+func TestJoinQueued(t *testing.T) {
+	q := New(1, 1)
+	a := acquire(t, q, "a")
+	b1 := later(q, context.Background(), "b")
+	waitLen(t, q, 1, 1)
+	b2 := later(q, context.Background(), "b") // joins b's place in the queue
+	time.Sleep(10 * time.Millisecond)
+	waitLen(t, q, 1, 1)
+	a.Done(true)
+	t1, t2 := (<-b1).(*Ticket), (<-b2).(*Ticket)
+	waitLen(t, q, 0, 1)
+	t1.Done(true)
+	t2.Done(true)
+	waitLen(t, q, 0, 0)
+}
+
+func TestCancelWhileQueued(t *testing.T) {
+	q := New(1, 4)
+	a := acquire(t, q, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	b := later(q, ctx, "b")
+	c := later(q, context.Background(), "c")
+	waitLen(t, q, 2, 1)
+	cancel()
+	if err := (<-b).(error); !errors.Is(err, context.Canceled) {
+		t.Fatalf("b: %v", err)
+	}
+	waitLen(t, q, 1, 1)
+	a.Done(true)
+	tc := (<-c).(*Ticket)
+	tc.Done(true)
+	waitLen(t, q, 0, 0)
+}
+
+func TestUnbounded(t *testing.T) {
+	q := New(0, 0)
+	var ts []*Ticket
+	for _, k := range []string{"a", "b", "c", "d"} {
+		ts = append(ts, acquire(t, q, k))
+	}
+	waitLen(t, q, 0, 4)
+	for _, tk := range ts {
+		tk.Done(true)
+	}
+	waitLen(t, q, 0, 0)
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := New(2, 10)
+	q.now = func() time.Time { return now }
+	if got := q.RetryAfter(); got != 1 {
+		t.Errorf("no history, empty queue: %d, want 1 (one round of the assumed 1 s)", got)
+	}
+	a := acquire(t, q, "a")
+	now = now.Add(3 * time.Second)
+	a.Done(true)
+	// Average wake 3 s, nothing queued: one round.
+	if got := q.RetryAfter(); got != 3 {
+		t.Errorf("avg 3s: %d, want 3", got)
+	}
+	q.avg = time.Hour
+	if got := q.RetryAfter(); got != 60 {
+		t.Errorf("capped: %d", got)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	q := New(1, 1)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(q.Collectors()...)
+	a := acquire(t, q, "a")
+	b := later(q, context.Background(), "b")
+	waitLen(t, q, 1, 1)
+	q.Acquire(context.Background(), "c", 0)
+	want := `
+# HELP ten_wake_queue_in_progress Wakes running now (from their start until the instance answered or the wake failed).
+# TYPE ten_wake_queue_in_progress gauge
+ten_wake_queue_in_progress 1
+# HELP ten_wake_queue_rejected_total Requests answered 503 because the wake queue was full, or their wake waited in it longer than their instance's startup_timeout.
+# TYPE ten_wake_queue_rejected_total counter
+ten_wake_queue_rejected_total 1
+# HELP ten_wake_queue_waiting Instances whose wake waits for a place (max_concurrent_wakes are running).
+# TYPE ten_wake_queue_waiting gauge
+ten_wake_queue_waiting 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ten_wake_queue_in_progress", "ten_wake_queue_rejected_total", "ten_wake_queue_waiting"); err != nil {
+		t.Error(err)
+	}
+	a.Done(true)
+	(<-b).(*Ticket).Done(true)
+	if n := testutil.CollectAndCount(q.waitHist); n != 1 {
+		t.Errorf("histogram series %d", n)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "ten_wake_queue_wait_seconds" {
+			if c := mf.Metric[0].Histogram.GetSampleCount(); c != 2 {
+				t.Errorf("wait_seconds count %d, want 2 (a at once, b after the queue)", c)
+			}
+		}
+	}
+}
+
+func TestMaxWait(t *testing.T) {
+	q := New(1, 4)
+	a := acquire(t, q, "a")
+	t0 := time.Now()
+	if _, err := q.Acquire(context.Background(), "b", 50*time.Millisecond); !errors.Is(err, ErrWaited) {
+		t.Fatalf("b: %v, want ErrWaited", err)
+	}
+	if d := time.Since(t0); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Errorf("b gave up after %s", d)
+	}
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v", got)
+	}
+	waitLen(t, q, 0, 1) // b left the queue
+	a.Done(true)
+	waitLen(t, q, 0, 0)
+}
