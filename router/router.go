@@ -835,7 +835,7 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // memory_limit_mb) must not crash it again and again toward max_restarts.
 // The pause lets the dying shim close its end, so the repeat waits in the
 // socket's backlog for the restarted one.
-var replayDelays = []time.Duration{50 * time.Millisecond}
+var replayDelays = []time.Duration{250 * time.Millisecond}
 
 // replayable reports whether req may be sent twice: an idempotent method
 // without a body.
