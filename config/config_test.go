@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -184,7 +186,6 @@ func TestIDsAsTenementAccepts(t *testing.T) {
 
 func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
 	cases := []struct{ in, want string }{
-		{"[settings.tls]\nenabled = true\nacme_email = \"a@b.c\"\n", "t.toml:2: settings.tls.enabled: ten does not terminate TLS yet"},
 		{"[service.api]\ncommand = \"/bin/x\"\nimage = \"python:3\"\n", "t.toml:3: service.api.image: ten runs the command under gVisor"},
 		{"[service.api]\ncommand = \"/bin/x\"\nrootfs = \"/srv/root\"\n", "t.toml:3: service.api.rootfs: ten does not chroot"},
 		{"[service.api]\ncommand = \"/bin/x\"\nvcpus = 2\n", "t.toml:3: service.api.vcpus: is a key of tenement's VM runtimes"},
@@ -225,5 +226,26 @@ func TestWakeQueueSettings(t *testing.T) {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", in, err, want)
 		}
+	}
+}
+
+func TestFindFallsBackToSystemFile(t *testing.T) {
+	dir := t.TempDir()
+	sys := filepath.Join(t.TempDir(), "tenement.toml")
+	if _, err := find(dir, sys); err == nil || !strings.Contains(err.Error(), sys) {
+		t.Fatalf("no config anywhere: want an error naming %s, got %v", sys, err)
+	}
+	if err := os.WriteFile(sys, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != sys {
+		t.Fatalf("find = %q, %v; want the system file", got, err)
+	}
+	local := filepath.Join(dir, FileName)
+	if err := os.WriteFile(local, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != local {
+		t.Fatalf("find = %q, %v; want the file found walking up", got, err)
 	}
 }

@@ -108,11 +108,24 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
-	if s.TLS.Enabled {
-		add("settings.tls.enabled", "ten does not terminate TLS yet; put a TLS proxy in front (`ten caddy -d DOMAIN` writes a Caddyfile with a wildcard site per service) and set enabled = false or remove [settings.tls]")
-	}
 	for _, r := range c.Routing.keys() {
 		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
+	}
+	if t := s.TLS; t.Enabled {
+		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
+			if port < 1 || port > 65535 {
+				add("settings.tls."+k, "must be a port from 1 to 65535, got %d", port)
+			}
+		}
+		if t.HTTPSPort == t.HTTPPort {
+			add("settings.tls.http_port", "must differ from https_port (%d)", t.HTTPSPort)
+		}
+		if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
+			add("settings.tls.domain", "%q differs from settings.domain %q: ten routes and gets certificates for one domain", t.Domain, s.Domain)
+		}
+		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {
+			add("settings.tls.ca", "must be an https:// ACME directory URL, got %q", t.CA)
+		}
 	}
 	if s.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,70 +192,3 @@ func TestCreateOnRequestAndCaseFold(t *testing.T) {
 		t.Errorf("case-folded id: %d, Create asked %v", w.Code, asked)
 	}
 }
-
-// TestReplayAfterLostConnection: an app that drops the connection without
-// an answer (killed under the request) gets an idempotent request again on
-// a new connection; a POST is not repeated.
-func TestReplayAfterLostConnection(t *testing.T) {
-	r, _ := newTestRouter(t)
-	sock := filepath.Join(t.TempDir(), "app.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var mu sync.Mutex
-	conns := 0
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns++
-			n := conns
-			mu.Unlock()
-			if n%2 == 1 { // every first try: read the request, hang up
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				c.Close()
-				continue
-			}
-			go http.Serve(&oneConn{c: c}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Connection", "close")
-				io.WriteString(w, "ok")
-			}))
-		}
-	}()
-	inst := units.Instance{Service: "api", ID: "a"}
-	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second}, true)
-	if w := get(r, "a.api.example.test", "/"); w.Code != 200 || w.Body.String() != "ok" {
-		t.Errorf("GET after a lost connection: %d %q", w.Code, w.Body.String())
-	}
-	w := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", "http://a.api.example.test/", strings.NewReader("x"))
-	r.ServeHTTP(w, req)
-	if w.Code != http.StatusBadGateway {
-		t.Errorf("POST after a lost connection: %d, want 502 (not repeated)", w.Code)
-	}
-}
-
-// oneConn is a listener that yields one connection.
-type oneConn struct {
-	c    net.Conn
-	once sync.Once
-	done chan struct{}
-}
-
-func (o *oneConn) Accept() (net.Conn, error) {
-	var c net.Conn
-	o.once.Do(func() { c = o.c; o.done = make(chan struct{}) })
-	if c != nil {
-		return c, nil
-	}
-	<-make(chan struct{}) // block: http.Serve stops when the test ends
-	return nil, net.ErrClosed
-}
-func (o *oneConn) Close() error   { return nil }
-func (o *oneConn) Addr() net.Addr { return o.c.LocalAddr() }
