@@ -165,6 +165,44 @@ func TestSleepKeys(t *testing.T) {
 	}
 }
 
+func TestIDsAsTenementAccepts(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"wr_a\", \"Prod-2\", \"_x\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Instances["api"]; len(got) != 3 {
+		t.Errorf("instances: %v", got)
+	}
+	for _, bad := range []string{"a.b", "a b", "ü", "a:b", strings.Repeat("x", 64)} {
+		if err := CheckID("instance id", bad); err == nil {
+			t.Errorf("CheckID(%q) accepted", bad)
+		}
+	}
+	_, err = Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"wr_a\", \"WR_A\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.toml:4: instances.api: instance ids \"wr_a\" and \"WR_A\" differ only by case") {
+		t.Errorf("case-only difference: %v", err)
+	}
+}
+
+func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"[service.api]\ncommand = \"/bin/x\"\nimage = \"python:3\"\n", "t.toml:3: service.api.image: ten runs the command under gVisor"},
+		{"[service.api]\ncommand = \"/bin/x\"\nrootfs = \"/srv/root\"\n", "t.toml:3: service.api.rootfs: ten does not chroot"},
+		{"[service.api]\ncommand = \"/bin/x\"\nvcpus = 2\n", "t.toml:3: service.api.vcpus: is a key of tenement's VM runtimes"},
+		{"[routing]\ndefault = \"api\"\n", "t.toml:2: routing.default: is not used"},
+	}
+	for _, c := range cases {
+		_, err := Parse("t.toml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
+		}
+	}
+	// TLS off with its other keys filled in loads (they are inert in tenement too).
+	if _, err := Parse("t.toml", []byte("[settings.tls]\nenabled = false\nacme_email = \"a@b.c\"\n")); err != nil {
+		t.Errorf("tls disabled: %v", err)
+	}
+}
+
 func TestWakeQueueSettings(t *testing.T) {
 	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
 	if err != nil {

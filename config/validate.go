@@ -17,9 +17,9 @@ import (
 // in routing and part of a unit name (at most 255 bytes).
 const MaxNameLen = 63
 
-// CheckName validates a service name or instance id (what is what names it
-// in the message). Names become DNS labels and unit-name parts, so they are
-// lowercase letters, digits and '-', starting and ending with a letter or digit.
+// CheckName validates a service name (what names it in the message).
+// Names become DNS labels and unit-name parts, so they are lowercase
+// letters, digits and '-', starting and ending with a letter or digit.
 func CheckName(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s is empty", what)
@@ -37,6 +37,39 @@ func CheckName(what, s string) error {
 		return fmt.Errorf("%s %q must start and end with a letter or digit", what, s)
 	}
 	return nil
+}
+
+// CheckID validates an instance id (what names it in the message): ASCII
+// letters, digits, '-' and '_', as tenement accepts. Every one of them is
+// valid in a systemd unit name as it is, and a DNS label matches it
+// case-insensitively (two ids that differ only by case are refused where
+// both would exist: see FoldConflict).
+func CheckID(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("%s %q is %d characters long; at most %d are allowed", what, s, len(s), MaxNameLen)
+	}
+	for i, r := range s {
+		ok := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' || r == '_'
+		if !ok {
+			return fmt.Errorf("%s %q has %q at position %d; use ASCII letters, digits, '-' and '_'", what, s, r, i+1)
+		}
+	}
+	return nil
+}
+
+// FoldConflict returns the id among others that equals id ignoring case
+// but differs from it, or "". Host routing is case-insensitive (DNS), so
+// such a pair could not be told apart by a request.
+func FoldConflict(id string, others []string) string {
+	for _, o := range others {
+		if o != id && strings.EqualFold(o, id) {
+			return o
+		}
+	}
+	return ""
 }
 
 var validIsolation = map[string]string{
@@ -66,6 +99,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.SpawnRatePerClient < 0 {
+		add("settings.spawn_rate_per_client", "must be positive (instances one client may create per minute by request), got %d", s.SpawnRatePerClient)
+	}
 	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
 		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
 	}
@@ -74,6 +110,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
+	}
+	for _, r := range c.Routing.keys() {
+		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
 	}
 	if t := s.TLS; t.Enabled {
 		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
@@ -101,6 +140,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
 		k := "service." + name
+		for _, u := range svc.unsupported() {
+			add(k+"."+u.key, "%s", u.msg)
+		}
 		if err := CheckName("service name", name); err != nil {
 			add(k, "%v", err)
 		}
@@ -153,6 +195,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			if v < 0 {
 				add(k+"."+key, "must not be negative, got %d", v)
 			}
+		}
+		if svc.MaxInstances < 0 {
+			add(k+".max_instances", "must be positive, got %d (spawn_on_request = false turns creation by request off)", svc.MaxInstances)
 		}
 		if svc.StartupTimeout < 0 {
 			add(k+".startup_timeout", "must be positive, got %d", svc.StartupTimeout)
@@ -221,12 +266,15 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			continue
 		}
 		seen := map[string]bool{}
-		for _, id := range c.Instances[svcName] {
-			if err := CheckName("instance id", id); err != nil {
+		ids := c.Instances[svcName]
+		for i, id := range ids {
+			if err := CheckID("instance id", id); err != nil {
 				add(k, "%v", err)
 			}
 			if seen[id] {
 				add(k, "instance id %q is listed twice", id)
+			} else if o := FoldConflict(id, ids[:i]); o != "" {
+				add(k, "instance ids %q and %q differ only by case; Host routing cannot tell them apart (DNS ignores case): rename one", o, id)
 			}
 			seen[id] = true
 		}
@@ -294,6 +342,49 @@ func join(key, name string) string {
 		return name
 	}
 	return key + "." + name
+}
+
+type unsupportedKey struct{ key, msg string }
+
+// unsupported lists the tenement keys of s that ten does not implement,
+// with what to use instead: loading such a file would otherwise run the
+// app differently from what its author wrote.
+func (s *Service) unsupported() []unsupportedKey {
+	var out []unsupportedKey
+	vm := "is a key of tenement's VM runtimes (firecracker, qemu), which ten does not run; remove it (isolation = \"sandbox\" runs the app under gVisor)"
+	if s.Image != "" {
+		out = append(out, unsupportedKey{"image", "ten runs the command under gVisor on the host's root filesystem (read-only), not a container image; remove image and point command at the app (isolation = \"sandbox\")"})
+	}
+	if s.Rootfs != "" {
+		out = append(out, unsupportedKey{"rootfs", "ten does not chroot the app; remove rootfs (isolation = \"namespace\" already makes the host's files read-only, [[service.NAME.mounts]] binds directories in)"})
+	}
+	if s.Kernel != "" {
+		out = append(out, unsupportedKey{"kernel", vm})
+	}
+	if s.MemoryMB != 0 {
+		out = append(out, unsupportedKey{"memory_mb", vm + "; memory_limit_mb limits memory"})
+	}
+	if s.VCPUs != 0 {
+		out = append(out, unsupportedKey{"vcpus", vm + "; cpu_quota_percent limits CPU"})
+	}
+	if s.VsockPort != 0 {
+		out = append(out, unsupportedKey{"vsock_port", vm})
+	}
+	return out
+}
+
+func (r Routing) keys() []string {
+	var out []string
+	if r.Default != "" {
+		out = append(out, "default")
+	}
+	if r.Subdomain != nil {
+		out = append(out, "subdomain")
+	}
+	if r.Path != nil {
+		out = append(out, "path")
+	}
+	return out
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}

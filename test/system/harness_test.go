@@ -116,13 +116,27 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 	t.Helper()
 	dir = t.TempDir()
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
+	dataDir := fmt.Sprintf("data_dir = %q\n", filepath.Join(dir, "data"))
+	if strings.Contains(body, defaultDataDir) {
+		// Instance data in systemd's state directories (no data_dir);
+		// ten's own files in ./tenement-data, linked as data for the CLI.
+		dataDir = ""
+		if err := os.Symlink("tenement-data", filepath.Join(dir, "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf("[settings]\n%slisten = %q\n\n%s", dataDir, addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
 	path = filepath.Join(dir, "tenement.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir, path, addr
 }
+
+// defaultDataDir in a test's config body leaves data_dir out, so that
+// instance data lives in systemd's state directories (/var/lib/tenement,
+// /var/lib/private/tenement) as without data_dir.
+const defaultDataDir = "# no data_dir"
 
 // startTen writes the config and starts `ten serve` on it; the server and
 // every unit it made are removed when the test ends.
@@ -287,6 +301,7 @@ func tenUnits(t *testing.T) []string {
 }
 
 func removeAllUnits(t *testing.T) {
+	defer removeMounts()
 	names := tenUnits(t)
 	if len(names) == 0 {
 		return
@@ -295,6 +310,32 @@ func removeAllUnits(t *testing.T) {
 	args := append([]string{"stop"}, names...)
 	exec.Command("systemctl", args...).Run()
 	exec.Command("systemctl", append([]string{"reset-failed"}, names...)...).Run()
+}
+
+// removeMounts stops the mount units ten made for instances (data_dir
+// binds over state directories, storage quota images), which `ten stop`
+// would have removed: a later test's instance of the same name must not
+// find an old one still mounted, and the test's directory must be
+// removable.
+func removeMounts() {
+	out, _ := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=mount").Output()
+	var mounts []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		where, _ := exec.Command("systemctl", "show", "-p", "Where", "--value", f[0]).Output()
+		w := strings.TrimSpace(string(where))
+		if strings.HasPrefix(w, "/var/lib/private/tenement/") || strings.HasPrefix(w, "/var/lib/tenement/") || strings.HasPrefix(w, os.TempDir()+"/") {
+			mounts = append(mounts, f[0])
+		}
+	}
+	if len(mounts) > 0 {
+		// The binds over state directories first: they show the images.
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+	}
 }
 
 // thawAll thaws every cgroup of ten's (a test may leave an instance frozen):

@@ -112,6 +112,9 @@ func TestRouting(t *testing.T) {
 [service.web]
 command = "ECHO --mode activation"
 activation = "socket"
+# Routing alone: a request for a new id does not create it here
+# (tenement_test.go covers wake on request of a new id).
+spawn_on_request = false
 
 [instances]
 web = ["a", "b"]
@@ -418,6 +421,7 @@ func TestPsStopRestart(t *testing.T) {
 [service.api]
 command = "ECHO --mode activation"
 activation = "socket"
+spawn_on_request = false # a stopped instance stays gone
 
 [instances]
 api = ["prod"]
@@ -579,7 +583,7 @@ api = ["prod"]
 		{[]string{"spawn", "api:"}, "instance id is empty"},
 		{[]string{"spawn", "api:" + strings.Repeat("x", 64)}, "at most 63"},
 		{[]string{"spawn", "api:a@b"}, "'@'"},
-		{[]string{"spawn", "api:Prod"}, "lowercase"},
+		{[]string{"spawn", "api:Prod"}, "differs only by case"},
 		{[]string{"spawn", "apiprod"}, "SERVICE:ID"},
 		{[]string{"spawn", "nosuch:x"}, "unknown service"},
 		{[]string{"spawn", "ghost:x"}, "/nonexistent/bin/app"},
