@@ -70,6 +70,14 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// SpawnRatePerClient is how many instances one client IP may create per
+	// minute by requesting ids that do not exist yet (wake on request of a
+	// new id; default 10).
+	SpawnRatePerClient int `toml:"spawn_rate_per_client" json:"spawn_rate_per_client"`
+
+	// dataDirDefault is set when data_dir was not given (in the file or by
+	// SetDataDir): instance data then stays in DefaultInstanceRoot.
+	dataDirDefault bool
 	// MetricsListen, when set, is the only address GET /metrics is served
 	// on (for example 127.0.0.1:9100), instead of Listen.
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen,omitempty"`
@@ -244,7 +252,18 @@ type Service struct {
 	// StopAfter is, with sleep = "freeze-then-stop", the seconds of silence
 	// after which a frozen instance is stopped (more than idle_timeout).
 	StopAfter int `toml:"stop_after" json:"stop_after,omitempty"`
+	// SpawnOnRequest lets a request for {id}.{name}.{domain} create
+	// instance name:id when it does not exist (tenement's wake on request
+	// of a new id; default true).
+	SpawnOnRequest *bool `toml:"spawn_on_request" json:"spawn_on_request"`
+	// MaxInstances caps the instances of the service that requests may
+	// create: past it a request for a new id is refused (default 100;
+	// ten spawn is not capped).
+	MaxInstances int `toml:"max_instances" json:"max_instances"`
 }
+
+// DefaultMaxInstances is max_instances when the config does not set it.
+const DefaultMaxInstances = 100
 
 // Sleep modes.
 const (
@@ -385,6 +404,7 @@ func (c *Config) defaults() {
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"
+		s.dataDirDefault = true
 	}
 	if s.HealthCheckInterval == 0 {
 		s.HealthCheckInterval = 10
@@ -420,6 +440,9 @@ func (c *Config) defaults() {
 	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
+	}
+	if s.SpawnRatePerClient == 0 {
+		s.SpawnRatePerClient = 10
 	}
 	if s.WakeQueue == nil {
 		n := DefaultWakeQueue
@@ -463,6 +486,13 @@ func (c *Config) defaults() {
 		}
 		if svc.Sleep == "" {
 			svc.Sleep = SleepStop
+		}
+		if svc.SpawnOnRequest == nil {
+			t := true
+			svc.SpawnOnRequest = &t
+		}
+		if svc.MaxInstances == 0 {
+			svc.MaxInstances = DefaultMaxInstances
 		}
 	}
 }
@@ -525,4 +555,28 @@ func (c *Config) DataDirAbs() string {
 		return filepath.Clean(d)
 	}
 	return filepath.Join(filepath.Dir(c.Path), d)
+}
+
+// DefaultInstanceRoot holds instances' data when data_dir is not set:
+// systemd's StateDirectory root for ten's units.
+const DefaultInstanceRoot = "/var/lib/tenement"
+
+// SetDataDir overrides settings.data_dir (ten's --data-dir,
+// TENEMENT_DATA_DIR); instance data then lives under it, as when the file
+// sets it.
+func (c *Config) SetDataDir(d string) {
+	c.Settings.DataDir = d
+	c.Settings.dataDirDefault = false
+}
+
+// InstanceRoot is tenement's {data_dir} as instances see it: an instance's
+// data is InstanceRoot()/{name}/{id}. It is data_dir made absolute when the
+// config (or --data-dir) sets one, and DefaultInstanceRoot when nothing
+// does, so that a config without data_dir keeps its instances' data where
+// systemd keeps state.
+func (c *Config) InstanceRoot() string {
+	if c.Settings.dataDirDefault {
+		return DefaultInstanceRoot
+	}
+	return c.DataDirAbs()
 }

@@ -88,6 +88,7 @@ type Router struct {
 	connections func(units.Instance) int
 	freezer     Freezer
 	observer    Observer
+	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
 }
 
@@ -106,6 +107,12 @@ type Options struct {
 	Freezer Freezer
 	// Observer gets request and wake measurements.
 	Observer Observer
+	// Create, when set, is asked to create an instance that a request for
+	// {id}.{service}.{domain} names and that does not exist (tenement's
+	// wake on request of a new id); client is the peer's IP. It returns
+	// once the instance is Put, or an error: a *Refused says what to
+	// answer, any other error answers 502.
+	Create func(ctx context.Context, inst units.Instance, client string) error
 	// Wakes, when set, bounds the wakes that run at once: a request for a
 	// sleeping instance waits for its place before it connects (so its
 	// startup_timeout counts from its own wake's start), and gets 503 with
@@ -113,11 +120,20 @@ type Options struct {
 	Wakes *wakeq.Queue
 }
 
+// Refused is Create's answer when it will not create an instance: the
+// client gets Status with Msg.
+type Refused struct {
+	Status int
+	Msg    string
+}
+
+func (e *Refused) Error() string { return e.Msg }
+
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, wakes: o.Wakes}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -458,6 +474,23 @@ func (r *Router) get(inst units.Instance) *backend {
 	return r.backends[inst]
 }
 
+// getFold finds the instance a Host names: DNS ignores case, so a host
+// reaches an id with capitals too (ids differing only by case are refused
+// where they are made).
+func (r *Router) getFold(inst units.Instance) *backend {
+	if b := r.get(inst); b != nil {
+		return b
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, b := range r.backends {
+		if i.Service == inst.Service && strings.EqualFold(i.ID, inst.ID) {
+			return b
+		}
+	}
+	return nil
+}
+
 func (r *Router) lastActivity(b *backend) time.Time {
 	t := time.Unix(0, b.last.Load())
 	if r.activity != nil {
@@ -471,22 +504,10 @@ func (r *Router) lastActivity(b *backend) time.Time {
 // route resolves a host to a backend; handled is false for hosts that are
 // not under the domain (they go to the admin handler).
 func (r *Router) route(host string) (b *backend, handled bool, status int, msg string) {
-	host = strings.ToLower(host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(host, ".")
-	if host == r.domain {
-		return nil, false, 0, ""
-	}
-	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return nil, false, 0, ""
-	}
-	sub, ok := strings.CutSuffix(host, "."+r.domain)
+	host, labels, ok := r.labels(host)
 	if !ok {
 		return nil, false, 0, ""
 	}
-	labels := strings.Split(sub, ".")
 	switch len(labels) {
 	case 1:
 		svc := labels[0]
@@ -505,13 +526,60 @@ func (r *Router) route(host string) (b *backend, handled bool, status int, msg s
 		return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", svc, host)
 	case 2:
 		inst := units.Instance{Service: labels[1], ID: labels[0]}
-		b := r.get(inst)
+		b := r.getFold(inst)
 		if b == nil {
 			return nil, true, http.StatusNotFound, fmt.Sprintf("no instance %s on this server (host %s)\n", inst, host)
 		}
 		return b, true, 0, ""
 	}
 	return nil, true, http.StatusNotFound, fmt.Sprintf("host %s matches no instance: use {id}.{service}.%s or {service}.%s\n", host, r.domain, r.domain)
+}
+
+// labels returns the host, lower-cased without port and final dot, and
+// its labels below the domain; ok is false for hosts that are not under
+// the domain.
+func (r *Router) labels(host string) (string, []string, bool) {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == r.domain {
+		return host, nil, false
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return host, nil, false
+	}
+	sub, ok := strings.CutSuffix(host, "."+r.domain)
+	if !ok {
+		return host, nil, false
+	}
+	return host, strings.Split(sub, "."), true
+}
+
+// createFor asks Options.Create for the instance a request names that does not
+// exist; it returns the new backend, or the status and message to answer.
+func (r *Router) createFor(req *http.Request) (*backend, int, string) {
+	_, labels, ok := r.labels(req.Host)
+	if !ok || len(labels) != 2 {
+		return nil, 0, ""
+	}
+	inst := units.Instance{Service: labels[1], ID: labels[0]}
+	client, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		client = req.RemoteAddr
+	}
+	if err := r.create(req.Context(), inst, client); err != nil {
+		var ref *Refused
+		if errors.As(err, &ref) {
+			return nil, ref.Status, ref.Msg + "\n"
+		}
+		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err)
+	}
+	if b := r.get(inst); b != nil {
+		return b, 0, ""
+	}
+	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst)
 }
 
 type ctxKey struct{}
@@ -522,6 +590,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !handled {
 		r.admin.ServeHTTP(w, req)
 		return
+	}
+	if b == nil && status == http.StatusNotFound && r.create != nil {
+		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
+			b, status, msg = nb, st, m
+		}
 	}
 	if b == nil {
 		http.Error(w, strings.TrimSuffix(msg, "\n"), status)

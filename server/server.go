@@ -22,6 +22,7 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
@@ -65,6 +66,8 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// onDemand creates instances that requests name (ondemand.go).
+	onDemand *onDemand
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
 	// and httpLn are its listeners when systemd passed them.
 	tls           *tlsfront.Front
@@ -145,6 +148,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
+	s.metrics.MustRegister(s.onDemand.guard.Collector())
 	s.initFreezer()
 	if err := s.initTLS(); err != nil {
 		sdm.Close()
@@ -164,7 +169,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.l4Activity, Observer: s}
+	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
 	if s.l4.acct != nil {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.l4Connections
@@ -278,7 +283,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	go s.follow(ctx, changes)
-	go s.runWakes(ctx)
+	// The wake reader uses the dispatcher's maps: it ends before closeL4
+	// (deferred above) closes them.
+	wctx, stopWakes := context.WithCancel(ctx)
+	wakesDone := make(chan struct{})
+	go func() { defer close(wakesDone); s.runWakes(wctx) }()
+	defer func() { stopWakes(); <-wakesDone }()
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
@@ -313,7 +323,10 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
 		}
-		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
+		// "activating" is not awake: a shim-mode service turns active only
+		// once its app listens (Type=notify), and a request meanwhile is
+		// waiting for a wake (startup_timeout), not for an answer.
+		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -307,111 +306,21 @@ type Change struct {
 // systemd's PropertiesChanged signals, so nothing is polled.
 //
 // A change is never lost in silence: when a buffer on the way overflows
-// (go-systemd's, or the channel Watch returns), Watch logs it at warn,
+// (the signals' (see subscribe), or the channel Watch returns), Watch logs it at warn,
 // counts it (DroppedEvents), and resynchronises: it lists every unit of
 // ten's and delivers each one's present state as a Change.
 func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
-	// A connection of its own, not go-systemd's subscription: that one
-	// makes a GetUnit call for every finished job on the goroutine that also
-	// completes jobs (one more round trip into systemd per spawn, and every
-	// job waits behind it), and has the bus deliver every PropertiesChanged
-	// of every interface. This match asks for the Unit interface's only.
-	sig, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
-	}
-	if err := sig.AddMatchSignalContext(ctx, dbus.WithMatchInterface("org.freedesktop.DBus.Properties"),
-		dbus.WithMatchMember("PropertiesChanged"), dbus.WithMatchArg(0, "org.freedesktop.systemd1.Unit"),
-		dbus.WithMatchPathNamespace("/org/freedesktop/systemd1/unit")); err != nil {
-		sig.Close()
-		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
-	}
-	// godbus hands a signal that finds in full to a goroutine of its own,
-	// so order is lost past this buffer: a nearly full in counts as a loss
-	// (pump lists the units again).
-	in := make(chan *dbus.Signal, 16384)
-	sig.Signal(in)
-	if err := sig.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
-		sig.Close()
-		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
-	}
 	raw := make(chan *sd.PropertiesUpdate, 1024)
 	errs := make(chan error, 16)
-	go func() {
-		defer sig.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case s, ok := <-in:
-				if !ok {
-					return
-				}
-				if len(in) >= cap(in)-64 {
-					select {
-					case errs <- errors.New("signal channel is full"):
-					default:
-					}
-				}
-				u := propertiesUpdate(s)
-				if u == nil {
-					continue
-				}
-				select {
-				case raw <- u:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
+	if err := m.subscribe(ctx, raw, errs); err != nil {
+		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
+	}
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)
 		pump(ctx, raw, errs, out, m.list, m.cache, &m.dropped, m.log)
 	}()
 	return out, nil
-}
-
-// propertiesUpdate reads a PropertiesChanged signal of a unit of ten's;
-// nil for any other.
-func propertiesUpdate(s *dbus.Signal) *sd.PropertiesUpdate {
-	if len(s.Body) < 2 {
-		return nil
-	}
-	if iface, _ := s.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
-		return nil
-	}
-	changed, ok := s.Body[1].(map[string]dbus.Variant)
-	if !ok {
-		return nil
-	}
-	name := unitNameFromPath(s.Path)
-	if !strings.HasPrefix(name, units.Prefix) {
-		return nil
-	}
-	return &sd.PropertiesUpdate{UnitName: name, Changed: changed}
-}
-
-// unitNameFromPath undoes systemd's escaping of a unit's object path
-// (/org/freedesktop/systemd1/unit/tenement_2dapi_40prod_2eservice).
-func unitNameFromPath(p dbus.ObjectPath) string {
-	e, ok := strings.CutPrefix(string(p), "/org/freedesktop/systemd1/unit/")
-	if !ok {
-		return ""
-	}
-	var b strings.Builder
-	for i := 0; i < len(e); i++ {
-		if e[i] == '_' && i+2 < len(e) {
-			if v, err := strconv.ParseUint(e[i+1:i+3], 16, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(e[i])
-	}
-	return b.String()
 }
 
 // DroppedEvents counts the state changes Watch lost to a full buffer (and

@@ -34,7 +34,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		return err
 	}
 	if g.DataDir != "" {
-		cfg.Settings.DataDir = g.DataDir
+		cfg.SetDataDir(g.DataDir)
 	}
 	if c.TLS {
 		cfg.Settings.TLS.Enabled = true
