@@ -57,8 +57,16 @@ type Freezer interface {
 
 // Backend describes one routable instance.
 type Backend struct {
-	Instance       units.Instance
-	Socket         string
+	Instance units.Instance
+	// Socket is the systemd-held socket: the upstream of the instance, or,
+	// for an app that runs directly (AppSocket or AppPort set), only where
+	// a connection wakes it.
+	Socket string
+	// AppSocket and AppPort, when set, are a directly run app's own
+	// SOCKET_PATH and PORT (on 127.0.0.1): the router connects there once
+	// the app listens (units.Direct).
+	AppSocket      string
+	AppPort        int
 	Weight         int
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
@@ -168,11 +176,15 @@ type backend struct {
 func (r *Router) Put(b Backend, awake bool) {
 	nb := &backend{Backend: b}
 	sock := b.Socket
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}
+	if b.AppSocket != "" || b.AppPort > 0 {
+		dial = newAppDialer(sock, b.AppSocket, b.AppPort).DialContext
+	}
 	nb.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
+		DialContext:         dial,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,

@@ -221,6 +221,14 @@ func exitOf(cmd *exec.Cmd, err error) Exit {
 	return Exit{Code: 1}
 }
 
+// Wait polls SOCKET_PATH and PORT until the app listens on one of them (the
+// waiter a directly run app's unit has as ExecStartPost: the unit stays
+// activating until then) and fails after o.StartupTimeout.
+func Wait(ctx context.Context, o Options) error {
+	_, err := waitListening(ctx, o, nil)
+	return err
+}
+
 // waitListening polls both places a PORT/SOCKET_PATH app may listen until one
 // accepts, and returns a dialer for it.
 func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func() (net.Conn, error), error) {
