@@ -6,9 +6,10 @@ import (
 )
 
 // A shim-mode instance put to sleep by the idle reaper is inactive, not
-// failed: the shim passes systemd's SIGTERM on to the app and then dies of
-// the same signal, where exiting 143 would make systemd record a failure on
-// every sleep.
+// failed (the app gets systemd's SIGTERM itself; where the shim runs in
+// front it passes the signal on and dies of the same signal, where exiting
+// 143 would make systemd record a failure on every sleep), and stays asleep
+// until the next request.
 func TestShimSleepIsClean(t *testing.T) {
 	for _, app := range []struct{ name, toml string }{
 		{"go", `command = "ECHO"
@@ -25,6 +26,13 @@ args = ["-m", "http.server", "{port}", "--bind", "127.0.0.1"]`},
 					if got := show(t, "tenement-web@a.service", prop); got != want {
 						t.Errorf("after sleep %d: %s=%s, want %s\n%s", i, prop, got, want, journal(t, "tenement-web@a.service"))
 					}
+				}
+				// The router's wake connection to the systemd socket is never
+				// accepted (the app binds PORT itself); FlushPending drops it,
+				// so it does not start the service again after the sleep.
+				time.Sleep(1500 * time.Millisecond)
+				if got := show(t, "tenement-web@a.service", "ActiveState"); got != "inactive" {
+					t.Errorf("after sleep %d: the service started again by itself: ActiveState=%s\n%s", i, got, journal(t, "tenement-web@a.service"))
 				}
 			}
 		})
