@@ -35,6 +35,7 @@ func main() {
 	fs.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the app may take to listen")
 	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
 	_ = fs.Parse(args)
+	o.Log = shim.Log()
 	if wait {
 		if err := shim.Wait(context.Background(), o); err != nil {
 			fmt.Fprintln(os.Stderr, "ten-shim:", err)
@@ -47,6 +48,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
 	}
-	o.Log = shim.Log()
 	shim.Exec(o, *identifier)
 }
