@@ -300,7 +300,14 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		}
 		wargv = append(wargv, "--instance="+inst.String(), "--socket="+p.AppSocket,
 			"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
+		type exitStatus struct {
+			Codes, Signals []int32
+		}
 		props = append(props, prop("ExecStartPost", []execCmd{{Path: waiter, Argv: wargv}}),
+			// A stop (sleep) while the waiter still runs kills it with
+			// SIGTERM, possibly before it can catch the signal: that is a
+			// stop, not a failed start.
+			prop("SuccessExitStatus", exitStatus{Signals: []int32{15}}),
 			// The waiter's own limit ends the start first; this is the
 			// backstop should it hang.
 			prop("TimeoutStartUSec", uint64(svc.StartupTimeout+5)*1_000_000))

@@ -1,6 +1,7 @@
 package system
 
 import (
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -36,5 +37,38 @@ args = ["-m", "http.server", "{port}", "--bind", "127.0.0.1"]`},
 				}
 			}
 		})
+	}
+}
+
+// A PORT app stopped while it starts (its waiter still waits for it to
+// listen) ends inactive with Result=success, not failed: a sleep or `ten
+// stop` at that moment is no failed start.
+func TestDirectStopWhileStarting(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO"
+args = ["--mode", "port", "--start-delay", "3s"]
+isolation = "process"
+start = "lazy"
+
+[instances]
+web = ["a"]
+`)
+	go s.get("a.web.localhost", "/") // wakes it; its answer does not matter
+	unit := "tenement-web@a.service"
+	deadline := time.Now().Add(10 * time.Second)
+	for show(t, unit, "ActiveState") != "activating" {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never activating: %s", unit, show(t, unit, "ActiveState"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if out, err := exec.Command("systemctl", "stop", unit).CombinedOutput(); err != nil {
+		t.Fatalf("systemctl stop: %v %s", err, out)
+	}
+	for prop, want := range map[string]string{"ActiveState": "inactive", "Result": "success"} {
+		if got := show(t, unit, prop); got != want {
+			t.Errorf("%s=%s, want %s\n%s", prop, got, want, journal(t, unit))
+		}
 	}
 }
