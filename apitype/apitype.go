@@ -17,16 +17,20 @@ type APIError struct {
 
 // Row is one line of `ten ps` (GET /api/instances).
 type Row struct {
-	Instance    string    `json:"instance"`
-	State       string    `json:"state"`
-	Detail      string    `json:"detail,omitempty"`
-	Socket      string    `json:"socket"`
-	Since       time.Time `json:"since,omitzero"`
-	UptimeSec   float64   `json:"uptime_seconds"`
-	IdleSec     float64   `json:"idle_seconds"`
-	MemoryBytes uint64    `json:"memory_bytes"`
-	CPUNSec     uint64    `json:"cpu_nsec"`
-	Weight      int       `json:"weight"`
+	Instance string `json:"instance"`
+	// ID is tenement's name for Instance ("api:u1").
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Detail    string    `json:"detail,omitempty"`
+	Socket    string    `json:"socket"`
+	Since     time.Time `json:"since,omitzero"`
+	UptimeSec float64   `json:"uptime_seconds"`
+	// UptimeSecs is UptimeSec in whole seconds, tenement's name.
+	UptimeSecs  uint64  `json:"uptime_secs"`
+	IdleSec     float64 `json:"idle_seconds"`
+	MemoryBytes uint64  `json:"memory_bytes"`
+	CPUNSec     uint64  `json:"cpu_nsec"`
+	Weight      int     `json:"weight"`
 	// Health is one of the Health* states.
 	Health   string `json:"health"`
 	Restarts uint32 `json:"restarts"`
@@ -109,7 +113,7 @@ type DeployRequest struct {
 	// Weight is the new instance's weight once healthy (default 100).
 	Weight *int `json:"weight,omitempty"`
 	// Timeout is how long to wait for the first passing health check, in
-	// seconds (default 30).
+	// seconds (default 30; 1 to 3600).
 	Timeout int `json:"timeout,omitempty"`
 	// Replace moves all traffic to the new version: the other instances of
 	// the service get weight 0, their requests in flight finish, then they
@@ -184,6 +188,18 @@ type Token struct {
 
 // Admin reports whether this is an admin token (it belongs to no tenant).
 func (t Token) Admin() bool { return t.Tenant == "" }
+
+// TokenRequest is the body of POST /api/tokens: a tenant's token, or an
+// admin token asked for explicitly with Admin (a body that names no tenant
+// is refused, never taken for an admin token).
+type TokenRequest struct {
+	// Tenant scopes the token to instances SERVICE:TENANT.
+	Tenant string `json:"tenant,omitempty"`
+	// Admin must be true, and Tenant empty, for an admin token.
+	Admin bool `json:"admin,omitempty"`
+	// Description is free text shown by token list (at most 200 characters).
+	Description string `json:"description,omitempty"`
+}
 
 // NewToken is the answer of POST /api/tokens: the only time the secret is shown.
 type NewToken struct {

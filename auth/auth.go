@@ -123,6 +123,11 @@ type Store struct {
 	// verified maps sha256(token) of tokens that passed argon2id to their id.
 	verified map[[32]byte]string
 	saved    time.Time
+
+	// dummyOnce makes the hash unknown ids are checked against (dummy).
+	dummyOnce sync.Once
+	dummySalt []byte
+	dummyHash []byte
 }
 
 // Options tune a store; the zero value is right outside tests.
@@ -290,33 +295,73 @@ func normaliseID(s string) string {
 	return s
 }
 
-// Verify returns the principal of a presented token, or ErrInvalid.
+// Verify returns the principal of a presented token, or ErrInvalid. It
+// does no admission control of its own: a server checks tokens through a
+// Guard, which bounds the argon2id work and locks out guessers.
 func (s *Store) Verify(tok string) (Principal, error) {
+	if p, ok := s.Cached(tok); ok {
+		return p, nil
+	}
+	c, ok := s.Candidate(tok)
+	if !ok {
+		return Principal{}, ErrInvalid
+	}
+	return c.Check()
+}
+
+// Cached returns the principal of tok when no argon2id work is needed to
+// know it: tok is the api_token file's token, or a token that verified
+// before and was not revoked since (looked up by its SHA-256).
+func (s *Store) Cached(tok string) (Principal, bool) {
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
-		return Principal{}, ErrInvalid
+		return Principal{}, false
 	}
 	sum := sha256.Sum256([]byte(tok))
 	now := s.now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if subtle.ConstantTimeCompare(sum[:], s.fileHash[:]) == 1 {
 		s.fileUsed = now.UTC().Truncate(time.Second)
-		s.mu.Unlock()
-		return Principal{TokenID: FileTokenID}, nil
+		return Principal{TokenID: FileTokenID}, true
 	}
 	if id, ok := s.verified[sum]; ok {
 		if r, ok := s.recs[id]; ok {
-			p := Principal{TokenID: id, Tenant: r.Tenant}
 			s.touchLocked(r, now)
-			s.mu.Unlock()
-			return p, nil
+			return Principal{TokenID: id, Tenant: r.Tenant}, true
 		}
 	}
+	return Principal{}, false
+}
+
+// Candidate is a well-formed token that still has to be checked with
+// argon2id (Check).
+type Candidate struct {
+	s      *Store
+	tok    string
+	ID     string // the token's id, which need not exist
+	secret string
+}
+
+// Candidate parses tok; ok is false when it cannot be a token of the store
+// (wrong shape), which needs no argon2id work to refuse.
+func (s *Store) Candidate(tok string) (Candidate, bool) {
+	tok = strings.TrimSpace(tok)
 	id, secret, ok := splitToken(tok)
-	var r *record
-	if ok {
-		r = s.recs[id]
+	if !ok {
+		return Candidate{}, false
 	}
+	return Candidate{s: s, tok: tok, ID: id, secret: secret}, true
+}
+
+// Check derives the candidate's hash and compares it: one argon2id
+// derivation (DefaultParams: 19 MiB, tens of milliseconds). An id that does
+// not exist costs the same derivation, against a dummy hash, so the time an
+// answer takes does not tell whether an id exists.
+func (c Candidate) Check() (Principal, error) {
+	s := c.s
+	s.mu.Lock()
+	r := s.recs[c.ID]
 	var salt, want []byte
 	var params Params
 	if r != nil {
@@ -324,21 +369,35 @@ func (s *Store) Verify(tok string) (Principal, error) {
 	}
 	s.mu.Unlock()
 	if r == nil {
-		return Principal{}, ErrInvalid
+		salt, want, params = s.dummy()
 	}
 	// argon2id outside the lock: it takes tens of milliseconds.
-	got := derive(secret, salt, params)
-	if subtle.ConstantTimeCompare(got, want) != 1 {
+	got := derive(c.secret, salt, params)
+	if subtle.ConstantTimeCompare(got, want) != 1 || r == nil {
 		return Principal{}, ErrInvalid
 	}
+	sum := sha256.Sum256([]byte(c.tok))
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.recs[id] != r { // revoked meanwhile
+	if s.recs[c.ID] != r { // revoked meanwhile
 		return Principal{}, ErrInvalid
 	}
-	s.verified[sum] = id
+	s.verified[sum] = c.ID
 	s.touchLocked(r, now)
-	return Principal{TokenID: id, Tenant: r.Tenant}, nil
+	return Principal{TokenID: c.ID, Tenant: r.Tenant}, nil
+}
+
+// dummy returns the salt, hash and parameters unknown ids are checked
+// against: made once per store, with the parameters of new tokens.
+func (s *Store) dummy() (salt, hash []byte, p Params) {
+	s.dummyOnce.Do(func() {
+		s.dummySalt = make([]byte, 16)
+		_, _ = rand.Read(s.dummySalt)
+		s.dummyHash = make([]byte, 32)
+		_, _ = rand.Read(s.dummyHash)
+	})
+	return s.dummySalt, s.dummyHash, s.params
 }
 
 // touchLocked records a use; the file is rewritten at most once a minute

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -186,5 +188,26 @@ func TestWakeQueueSettings(t *testing.T) {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", in, err, want)
 		}
+	}
+}
+
+func TestFindFallsBackToSystemFile(t *testing.T) {
+	dir := t.TempDir()
+	sys := filepath.Join(t.TempDir(), "tenement.toml")
+	if _, err := find(dir, sys); err == nil || !strings.Contains(err.Error(), sys) {
+		t.Fatalf("no config anywhere: want an error naming %s, got %v", sys, err)
+	}
+	if err := os.WriteFile(sys, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != sys {
+		t.Fatalf("find = %q, %v; want the system file", got, err)
+	}
+	local := filepath.Join(dir, FileName)
+	if err := os.WriteFile(local, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != local {
+		t.Fatalf("find = %q, %v; want the file found walking up", got, err)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,29 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
+	}
+	if t := s.TLS; t.Enabled {
+		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
+			if port < 1 || port > 65535 {
+				add("settings.tls."+k, "must be a port from 1 to 65535, got %d", port)
+			}
+		}
+		if t.HTTPSPort == t.HTTPPort {
+			add("settings.tls.http_port", "must differ from https_port (%d)", t.HTTPSPort)
+		}
+		if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
+			add("settings.tls.domain", "%q differs from settings.domain %q: ten routes and gets certificates for one domain", t.Domain, s.Domain)
+		}
+		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {
+			add("settings.tls.ca", "must be an https:// ACME directory URL, got %q", t.CA)
+		}
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			add("settings.metrics_listen", "want HOST:PORT such as 127.0.0.1:9100: %v", err)
+		} else if s.MetricsListen == s.Listen {
+			add("settings.metrics_listen", "is settings.listen too (%s); leave it out to serve /metrics there", s.Listen)
+		}
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/tenhq/ten/units"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if e, ok := v.(APIError); ok {
+		v = APIError{Error: clipError(e.Error)}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -28,16 +32,26 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeJSON(w, status, APIError{Error: err.Error()})
 }
 
+// unknownServiceHint adds, for an admin, which services the config
+// declares to an ErrUnknownService. A tenant is told only that the service
+// is unknown: the config's path and the other services are not its business.
+func (s *Server) unknownServiceHint(r *http.Request, err error) error {
+	if !errors.Is(err, ErrUnknownService) || !principalOf(r).Admin() {
+		return err
+	}
+	return fmt.Errorf("%w: %s declares services %s", err, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+}
+
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", s.reg.Len(), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
-	})
+	mux.Handle("GET /metrics", s.metricsEndpoint(true))
+	// The bare domain is the dashboard (dashboard.go).
+	mux.Handle("GET /{$}", s.dash)
+	mux.Handle("/dashboard", s.dash)
+	mux.Handle("/dashboard/", s.dash)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/instances", func(w http.ResponseWriter, r *http.Request) {
 		rows, err := s.Rows(r.Context())
@@ -54,8 +68,7 @@ func (s *Server) adminHandler() http.Handler {
 			Process  string `json:"process"`
 			ID       string `json:"id"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"instance\":\"api:prod\"}: %v", ErrBadInput, err))
+		if !decodeBody(w, r, &req, `{"instance":"api:prod"} or {"process":"api","id":"prod"}`) {
 			return
 		}
 		name := req.Instance
@@ -75,7 +88,7 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		if err := s.Spawn(r.Context(), inst); err != nil {
-			writeErr(w, err)
+			writeErr(w, s.unknownServiceHint(r, err))
 			return
 		}
 		row, err := s.Row(r.Context(), inst)
@@ -121,8 +134,11 @@ func (s *Server) adminHandler() http.Handler {
 		var req struct {
 			Weight *int `json:"weight"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Weight == nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"weight\": 50}", ErrBadInput))
+		if !decodeBody(w, r, &req, `{"weight": 50}`) {
+			return
+		}
+		if req.Weight == nil {
+			writeErr(w, fmt.Errorf("%w: field \"weight\" is missing (the body must be JSON like {\"weight\": 50})", ErrBadInput))
 			return
 		}
 		if err := s.SetWeight(inst, *req.Weight); err != nil {
@@ -139,6 +155,7 @@ func (s *Server) adminHandler() http.Handler {
 		s.registerNotFound,
 		s.registerDeploy,
 		s.registerFeatures,
+		s.registerTLS,
 	} {
 		register(api)
 	}

@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,12 +18,12 @@ import (
 // TokenFile is the admin token's file name in the data dir (tenement's name).
 const TokenFile = auth.AdminTokenFile
 
-// Auth checks bearer tokens against the token store and locks out clients
-// that keep sending bad ones.
+// Auth checks bearer tokens against the token store (through a guard that
+// bounds the work and locks out guessers).
 type Auth struct {
-	store   *auth.Store
-	limiter *auth.Limiter
-	log     *slog.Logger
+	store *auth.Store
+	guard *auth.Guard
+	log   *slog.Logger
 }
 
 // LoadAuth opens the token store of dataDir (creating {dataDir}/api_token,
@@ -33,7 +33,10 @@ func LoadAuth(dataDir string, log *slog.Logger) (*Auth, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Auth{store: st, limiter: auth.NewLimiter(nil), log: log}, nil
+	g := auth.NewGuard(st, auth.GuardOptions{OnLockout: func(key string) {
+		log.Warn("locking out after repeated bad tokens", "key", key, "for", auth.Lockout)
+	}})
+	return &Auth{store: st, guard: g, log: log}, nil
 }
 
 type principalKey struct{}
@@ -44,17 +47,12 @@ func principalOf(r *http.Request) auth.Principal {
 	return p
 }
 
-// clientKey is what failures are counted by: the peer's IP address.
+// clientKey is what failures are counted by: the peer's network
+// (auth.ClientKey: all of loopback as one, an IPv4 /24, an IPv6 /64).
 // X-Forwarded-For is not trusted: a local tenant could forge it to escape
 // the lockout. Behind a proxy every client shares the proxy's count, as in
 // tenement.
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+func clientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
 
 // authorize checks the bearer token and the tenant scope of every /api/
 // request. It answers the request itself (401, 403, 429) when it is not
@@ -67,28 +65,31 @@ func clientKey(r *http.Request) string {
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	a := s.auth
 	key := clientKey(r)
-	if locked, left := a.limiter.Locked(key); locked {
-		secs := int(math.Ceil(left.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token from %s; try again in %ds", key, secs)})
-		return nil, false
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(tok) == "" {
+	tok, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		if locked, left := a.guard.Locked(key); locked {
+			tooMany(w, &auth.LockedError{Key: key, Left: left})
+			return nil, false
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten"`)
 		writeJSON(w, http.StatusUnauthorized, APIError{Error: "missing bearer token: send \"Authorization: Bearer TOKEN\" (the ten CLI takes --token, TENEMENT_TOKEN, or reads " + TokenFile + " in the data dir)"})
 		return nil, false
 	}
-	p, err := a.store.Verify(tok)
-	if err != nil {
-		if a.limiter.Fail(key) {
-			a.log.Warn("locking out a client after repeated bad tokens", "client", key, "for", auth.Lockout)
-		}
+	p, err := a.guard.Check(r.Context(), tok, key)
+	var le *auth.LockedError
+	switch {
+	case errors.As(err, &le):
+		tooMany(w, le)
+		return nil, false
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "too many token checks at once; try again in a second"})
+		return nil, false
+	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, APIError{Error: "invalid token: it is unknown or was revoked (an admin can list tokens with `ten token list`)"})
 		return nil, false
 	}
-	a.limiter.Succeed(key)
 	if !p.Admin() {
 		if msg := tenantDenied(p, r); msg != "" {
 			writeJSON(w, http.StatusForbidden, APIError{Error: msg})
@@ -96,6 +97,29 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		}
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), true
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header. The
+// scheme is case-insensitive (RFC 9110 section 11.1): "bearer" and "BEARER"
+// work as in tenement.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// tooMany answers 429 for a lockout, with Retry-After in whole seconds.
+func tooMany(w http.ResponseWriter, le *auth.LockedError) {
+	secs := max(int(math.Ceil(le.Left.Seconds())), 1)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	from := "from " + le.Key // a client's network
+	if strings.HasPrefix(le.Key, "token id ") {
+		from = "for " + le.Key
+	}
+	writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token %s; try again in %ds", from, secs)})
 }
 
 // tenantDenied returns why a tenant token may not make this request, or "".

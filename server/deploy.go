@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,6 +9,12 @@ import (
 
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
+)
+
+// Bounds of DeployRequest.Timeout, in seconds.
+const (
+	MinDeployTimeout = 1
+	MaxDeployTimeout = 3600
 )
 
 // Deploy spawns SERVICE:VERSION with weight 0, starts it, waits until its
@@ -34,9 +39,10 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		return DeployResult{}, fmt.Errorf("deploy %s: %w: weight %d must be 0..100", inst, ErrBadInput, weight)
 	}
 	timeout := 30 * time.Second
-	if req.Timeout < 0 {
-		return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d must be > 0 seconds", inst, ErrBadInput, req.Timeout)
-	} else if req.Timeout > 0 {
+	if req.Timeout != 0 {
+		if req.Timeout < MinDeployTimeout || req.Timeout > MaxDeployTimeout {
+			return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d: want %d to %d seconds", inst, ErrBadInput, req.Timeout, MinDeployTimeout, MaxDeployTimeout)
+		}
 		timeout = time.Duration(req.Timeout) * time.Second
 	}
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
@@ -186,8 +192,7 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 func (s *Server) registerDeploy(api *http.ServeMux) {
 	api.HandleFunc("POST /api/deploy", func(w http.ResponseWriter, r *http.Request) {
 		var req DeployRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"version\":\"v2\",\"weight\":100,\"timeout\":30}: %v", ErrBadInput, err))
+		if !decodeBody(w, r, &req, `{"service":"api","version":"v2","weight":100,"timeout":30}`) {
 			return
 		}
 		res, err := s.Deploy(r.Context(), req)
@@ -203,8 +208,7 @@ func (s *Server) registerDeploy(api *http.ServeMux) {
 	})
 	api.HandleFunc("POST /api/route", func(w http.ResponseWriter, r *http.Request) {
 		var req RouteRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeErr(w, fmt.Errorf("%w: body must be JSON like {\"service\":\"api\",\"from\":\"v1\",\"to\":\"v2\"}: %v", ErrBadInput, err))
+		if !decodeBody(w, r, &req, `{"service":"api","from":"v1","to":"v2"}`) {
 			return
 		}
 		res, err := s.Route(req)

@@ -124,7 +124,7 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	if err := s.reg.Lock(inst); err != nil {
 		return err
@@ -145,7 +145,7 @@ type spawnOptions struct {
 func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOptions) error {
 	svc, ok := s.cfg.Services[inst.Service]
 	if !ok {
-		return fmt.Errorf("spawn %s: %w %q: %s declares services %s", inst, ErrUnknownService, inst.Service, s.cfg.Path, strings.Join(s.cfg.ServiceNames(), ", "))
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 	if s.reg.Has(inst) {
 		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
@@ -355,7 +355,7 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 			r, err := s.row(ctx, in, now)
 			if err != nil {
 				// One unreadable instance must not hide the others.
-				r = Row{Instance: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
+				r = Row{Instance: in.Inst.String(), ID: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
 			}
 			rows[i] = r
 		}()
@@ -370,7 +370,7 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 		return Row{}, err
 	}
 	st, _ := s.router.Stat(in.Inst)
-	r := Row{Instance: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+	r := Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
@@ -391,6 +391,7 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	}
 	if r.State == StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
+		r.UptimeSecs = uint64(r.UptimeSec)
 	}
 	if !st.LastActivity.IsZero() {
 		r.IdleSec = now.Sub(st.LastActivity).Seconds()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -10,15 +11,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/auth"
+	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
-// logStreams holds a slot per open log stream (MaxLogStreams).
-var logStreams = make(chan struct{}, MaxLogStreams)
-
-// MaxLogStreams bounds the open log streams, each one a journalctl process.
-const MaxLogStreams = 64
+// Log stream slots: each open stream is a journalctl process. One tenant
+// may hold MaxTenantLogStreams of them, all tenants together
+// MaxLogStreams-AdminLogStreams, so that tenants can never take the last
+// AdminLogStreams from an admin.
+const (
+	MaxLogStreams       = 64
+	MaxTenantLogStreams = 8
+	AdminLogStreams     = 8
+)
 
 // registerLogs adds the journald-backed log endpoints:
 //
@@ -51,14 +58,13 @@ func (s *Server) registerLogs(api *http.ServeMux) {
 			return
 		}
 		// Each stream is a journalctl process: bound them.
-		select {
-		case logStreams <- struct{}{}:
-			defer func() { <-logStreams }()
-		default:
+		release, status, msg := s.streams.acquire(principalOf(r))
+		if release == nil {
 			w.Header().Set("Retry-After", "10")
-			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: fmt.Sprintf("%d log streams are open already; close one, or read GET /api/logs instead", cap(logStreams))})
+			writeJSON(w, status, APIError{Error: msg})
 			return
 		}
+		defer release()
 		rc := http.NewResponseController(w)
 		// The stream lives as long as the client: no write deadline.
 		_ = rc.SetWriteDeadline(time.Time{})
@@ -111,6 +117,55 @@ func (s *Server) registerLogs(api *http.ServeMux) {
 	})
 }
 
+// streamSlots counts open log streams per tenant and in all (see
+// MaxLogStreams). It is safe for concurrent use.
+type streamSlots struct {
+	mu       sync.Mutex // mu guards the following
+	total    int
+	tenants  int            // streams held by tenant tokens
+	byTenant map[string]int // tenant -> open streams
+}
+
+// acquire takes a slot for p, or returns a nil release with the status
+// (429: this tenant has its share; 503: ten has none left) and the reason.
+func (st *streamSlots) acquire(p auth.Principal) (release func(), status int, msg string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.byTenant == nil {
+		st.byTenant = map[string]int{}
+	}
+	if p.Admin() {
+		if st.total >= MaxLogStreams {
+			return nil, http.StatusServiceUnavailable, fmt.Sprintf("all %d log streams are open; close one, or read GET /api/logs instead", MaxLogStreams)
+		}
+		st.total++
+		return sync.OnceFunc(func() {
+			st.mu.Lock()
+			st.total--
+			st.mu.Unlock()
+		}), 0, ""
+	}
+	t := p.Tenant
+	if st.byTenant[t] >= MaxTenantLogStreams {
+		return nil, http.StatusTooManyRequests, fmt.Sprintf("tenant %q has %d log streams open, the most a tenant may; close one, or read GET /api/logs instead", t, MaxTenantLogStreams)
+	}
+	if st.tenants >= MaxLogStreams-AdminLogStreams || st.total >= MaxLogStreams {
+		return nil, http.StatusServiceUnavailable, fmt.Sprintf("the %d log streams tenants may open are all open; try again later, or read GET /api/logs instead", MaxLogStreams-AdminLogStreams)
+	}
+	st.total++
+	st.tenants++
+	st.byTenant[t]++
+	return sync.OnceFunc(func() {
+		st.mu.Lock()
+		st.total--
+		st.tenants--
+		if st.byTenant[t]--; st.byTenant[t] == 0 {
+			delete(st.byTenant, t)
+		}
+		st.mu.Unlock()
+	}), 0, ""
+}
+
 // logQuery parses the query string and applies the token's scope; it
 // answers the request itself when the query is bad or not allowed.
 func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.JournalQuery, bool) {
@@ -121,8 +176,19 @@ func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.Jour
 	}
 	q := systemd.JournalQuery{Follow: follow, Search: v.Get("search")}
 	name := v.Get("instance")
-	if name == "" && (v.Get("process") != "" || v.Get("id") != "") {
-		name = v.Get("process") + ":" + v.Get("id")
+	svc := v.Get("process")
+	if svc == "" {
+		svc = v.Get("service")
+	}
+	if name == "" && v.Get("id") != "" {
+		name = svc + ":" + v.Get("id")
+	} else if name == "" && svc != "" {
+		// tenement's ?process=api alone: every instance of the service
+		// (of the token's tenant only, for a tenant token).
+		if err := config.CheckName("process", svc); err != nil {
+			return bad("%v", err)
+		}
+		q.Service = svc
 	}
 	if name != "" {
 		inst, err := units.ParseInstance(name)
@@ -169,26 +235,48 @@ func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.Jour
 // "2025-01-02 15:04", "2025-01-02" in local time).
 func ParseSince(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
+	if len(s) > 64 {
+		return time.Time{}, fmt.Errorf("since is %d bytes long; want a duration (10m, 3d) or a time", len(s))
+	}
+	tooFar := func() (time.Time, error) {
+		return time.Time{}, fmt.Errorf("since %q reaches back before 1970; at most %dd", s, maxSinceDays(now))
+	}
+	inRange := func(t time.Time) (time.Time, error) {
+		if t.Before(time.Unix(0, 0)) {
+			return tooFar()
+		}
+		return t, nil
+	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+		if n, err := strconv.ParseInt(d, 10, 64); err == nil && n >= 0 {
+			if n > maxSinceDays(now) {
+				return tooFar()
+			}
 			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		} else if errors.Is(err, strconv.ErrRange) {
+			return tooFar()
 		}
 	}
 	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil {
 		if d < 0 {
 			d = -d
 		}
-		return now.Add(-d), nil
+		return inRange(now.Add(-d))
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+		return inRange(t)
 	}
 	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
+			return inRange(t)
 		}
 	}
 	return time.Time{}, fmt.Errorf("since %q: want a duration back from now (30s, 10m, 2h, 3d) or a time (2006-01-02 15:04:05, or RFC 3339)", s)
+}
+
+// maxSinceDays is how many days back a since may reach: to 1970.
+func maxSinceDays(now time.Time) int64 {
+	return int64(now.Sub(time.Unix(0, 0)) / (24 * time.Hour))
 }
 
 // systemdCat returns the path of systemd-cat, or "" when it is missing

@@ -12,21 +12,21 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
 
@@ -65,6 +65,16 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
+	// and httpLn are its listeners when systemd passed them.
+	tls           *tlsfront.Front
+	tlsLn, httpLn net.Listener
+	// dash is the web dashboard (dashboard.go), hist its per-instance
+	// history of the last hour.
+	dash *dashboard.Handler
+	hist *dashboard.History
+	// streams bounds the open log streams (logs.go).
+	streams streamSlots
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -120,6 +130,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	// Whether journalctl can search is found out once, here, never from a
+	// request's error.
+	if ok, why := systemd.DetectGrep(); !ok {
+		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
+	}
 	s.shim, err = installShim(cfg.Settings.SocketDir)
 	if err != nil {
 		sdm.Close()
@@ -131,10 +146,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.initFreezer()
+	if err := s.initTLS(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.hist = dashboard.NewHistory()
+	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
+	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
 
@@ -260,6 +282,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
+	go s.dash.RunSampler(ctx)
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
@@ -267,61 +290,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
 		}
 	}
-	var draining atomic.Bool
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
-			// The server closes the connection after this response; the
-			// client's next request opens a new one, which waits in the
-			// listen backlog for the next ten.
-			w.Header().Set("Connection", "close")
-		}
-		s.router.ServeHTTP(w, r)
-	})
-	var open atomic.Int64 // connections the server still owns
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				open.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				open.Add(-1)
-			}
-		}}
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		<-ctx.Done()
-		// Stop accepting first: new connections wait in the listen backlog
-		// (held by systemd when ten is installed) for the next ten. Then
-		// answer for a moment more on the keep-alive connections, each
-		// answer closing its connection: Shutdown closes the connections it
-		// finds idle, and a request a client has just sent on one of them
-		// would be lost (wrk at steady load lost 6-17 per three restarts).
-		// Clients that keep sending move over within the grace (which ends
-		// as soon as every connection has); only a connection idle
-		// throughout can still meet the close.
+	mln, err := s.listenMetrics()
+	if err != nil {
 		ln.Close()
-		draining.Store(true)
-		// A connection accepted just before the close is counted a moment
-		// after Accept returns.
-		time.Sleep(50 * time.Millisecond)
-		for end := time.Now().Add(drainGrace); open.Load() > 0 && time.Now().Before(end); {
-			time.Sleep(5 * time.Millisecond)
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
-	err = srv.Serve(ln)
-	if ctx.Err() != nil {
-		<-drained
-		return nil
-	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	if mln != nil {
+		go s.serveMetrics(ctx, mln)
+	}
+	return s.serveConns(ctx, ln)
 }
 
 // Listen is the address from settings (after overrides).

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,10 +9,24 @@ import (
 	"github.com/tenhq/ten/auth"
 )
 
+// checkTokenRequest refuses a body that does not say whose token it is:
+// an admin token is made only when asked for in so many words, so that a
+// body naming no tenant (a typo in "tenant", a null) never mints a token
+// that can do everything.
+func checkTokenRequest(q apitype.TokenRequest) error {
+	switch {
+	case q.Admin && q.Tenant != "":
+		return fmt.Errorf("%w: a token is either \"admin\": true or for a \"tenant\", not both", ErrBadInput)
+	case !q.Admin && q.Tenant == "":
+		return fmt.Errorf("%w: say whose token it is: {\"tenant\": \"acme\"} for a tenant's, or {\"admin\": true} for an admin token", ErrBadInput)
+	}
+	return nil
+}
+
 // registerTokens adds the token endpoints (admin only):
 //
 //	GET    /api/tokens       list (never the secrets)
-//	POST   /api/tokens       {"tenant": "acme", "description": "..."} → NewToken
+//	POST   /api/tokens       TokenRequest → NewToken
 //	DELETE /api/tokens/{id}  revoke
 func (s *Server) registerTokens(api *http.ServeMux) {
 	api.HandleFunc("GET /api/tokens", func(w http.ResponseWriter, r *http.Request) {
@@ -26,15 +39,13 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 		if !requireAdmin(w, r) {
 			return
 		}
-		var req struct {
-			Tenant      string `json:"tenant"`
-			Description string `json:"description"`
+		var req apitype.TokenRequest
+		if !decodeBody(w, r, &req, `{"tenant":"acme","description":"deploy bot"} or {"admin":true,"description":"ci"}`) {
+			return
 		}
-		if r.ContentLength != 0 {
-			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-				writeErr(w, fmt.Errorf("%w: body must be JSON like {\"tenant\":\"acme\",\"description\":\"deploy bot\"} (both optional; no tenant = admin token): %v", ErrBadInput, err))
-				return
-			}
+		if err := checkTokenRequest(req); err != nil {
+			writeErr(w, err)
+			return
 		}
 		secret, tok, err := s.auth.store.Create(req.Tenant, req.Description)
 		if err != nil {

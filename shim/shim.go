@@ -47,6 +47,20 @@ var ErrNoListenFDs = errors.New("no socket passed by systemd (LISTEN_FDS is not 
 // PORT-binding app too; the app then sees the shim as the peer (an app
 // that takes its sockets itself, activation = "socket", sees the client).
 func Listener() (net.Listener, error) {
+	ls, err := Listeners()
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) == 1 {
+		return ls[0], nil
+	}
+	return newMultiListener(ls), nil
+}
+
+// Listeners returns the sockets passed by systemd socket activation one by
+// one, in LISTEN_FDS order, and clears LISTEN_* so that children (the app,
+// journalctl) do not think the sockets are theirs.
+func Listeners() ([]net.Listener, error) {
 	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	if n < 1 || (pid != 0 && pid != os.Getpid()) {
@@ -66,14 +80,10 @@ func Listener() (net.Listener, error) {
 		}
 		ls = append(ls, l)
 	}
-	// Children (the app, journalctl) must not think the sockets are theirs.
 	os.Unsetenv("LISTEN_PID")
 	os.Unsetenv("LISTEN_FDS")
 	os.Unsetenv("LISTEN_FDNAMES")
-	if len(ls) == 1 {
-		return ls[0], nil
-	}
-	return newMultiListener(ls), nil
+	return ls, nil
 }
 
 // multiListener accepts from several listeners at once.

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -35,16 +35,19 @@ const (
 // stderrMaxPriority is the highest (least severe) priority counted as stderr.
 const stderrMaxPriority = 3
 
-// Entry is one log line of an instance.
+// Entry is one log line of an instance. Process and InstanceID are
+// tenement's names for the two halves of Instance.
 type Entry struct {
-	Time     time.Time `json:"time"`
-	Instance string    `json:"instance"`
-	Unit     string    `json:"unit"`
-	Stream   string    `json:"stream"`
-	Priority int       `json:"priority"`
-	PID      int       `json:"pid,omitempty"`
-	Message  string    `json:"message"`
-	Cursor   string    `json:"cursor,omitempty"`
+	Time       time.Time `json:"time"`
+	Instance   string    `json:"instance"`
+	Process    string    `json:"process"`
+	InstanceID string    `json:"instance_id"`
+	Unit       string    `json:"unit"`
+	Stream     string    `json:"stream"`
+	Priority   int       `json:"priority"`
+	PID        int       `json:"pid,omitempty"`
+	Message    string    `json:"message"`
+	Cursor     string    `json:"cursor,omitempty"`
 }
 
 // JournalQuery selects log entries of ten's instances.
@@ -54,6 +57,9 @@ type JournalQuery struct {
 	// Tenant, when Instance is zero, selects the instances with this id;
 	// empty selects every instance.
 	Tenant string
+	// Service, when Instance is zero, selects the instances of this service
+	// (tenement's ?process=api); empty selects every service.
+	Service string
 	// Search is literal text the message must contain: case-insensitive
 	// when it has no upper-case letter (journalctl's rule).
 	Search string
@@ -85,6 +91,33 @@ func (q JournalQuery) Validate() error {
 	if q.Tenant != "" && q.Instance != (units.Instance{}) && q.Tenant != q.Instance.ID {
 		return fmt.Errorf("instance %s is not of tenant %s", q.Instance, q.Tenant)
 	}
+	if q.Service != "" && q.Instance != (units.Instance{}) && q.Service != q.Instance.Service {
+		return fmt.Errorf("instance %s is not of service %s", q.Instance, q.Service)
+	}
+	if err := CheckSearch(q.Search); err != nil {
+		return err
+	}
+	if !q.Since.IsZero() && q.Since.Before(time.Unix(0, 0)) {
+		return fmt.Errorf("since %s is before 1970", q.Since.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// MaxSearchLen bounds JournalQuery.Search, in bytes.
+const MaxSearchLen = 512
+
+// CheckSearch refuses a search text journalctl cannot be given: one with a
+// NUL byte (no command-line argument can hold it) or other control
+// characters, or longer than MaxSearchLen.
+func CheckSearch(s string) error {
+	if len(s) > MaxSearchLen {
+		return fmt.Errorf("search is %d bytes long; at most %d", len(s), MaxSearchLen)
+	}
+	for i, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("search has the control character %U at byte %d; search for printable text", r, i)
+		}
+	}
 	return nil
 }
 
@@ -93,7 +126,7 @@ func (q JournalQuery) wants(inst units.Instance) bool {
 	if q.Instance != (units.Instance{}) {
 		return inst == q.Instance
 	}
-	return q.Tenant == "" || inst.ID == q.Tenant
+	return (q.Tenant == "" || inst.ID == q.Tenant) && (q.Service == "" || inst.Service == q.Service)
 }
 
 // unitArg is the -u argument: one unit, or a glob journalctl matches
@@ -102,11 +135,14 @@ func (q JournalQuery) unitArg() string {
 	if q.Instance != (units.Instance{}) {
 		return q.Instance.ServiceUnit()
 	}
-	id := "*"
+	svc, id := "*", "*"
 	if q.Tenant != "" {
 		id = q.Tenant
 	}
-	return units.Prefix + "*@" + id + ".service"
+	if q.Service != "" {
+		svc = q.Service
+	}
+	return units.Prefix + svc + "@" + id + ".service"
 }
 
 // journalArgs builds the journalctl command line. withUnits=false reads
@@ -142,6 +178,19 @@ func journalArgs(q JournalQuery, limit int, follow, withUnits, grep bool) []stri
 
 // ParseEntry decodes one line of `journalctl -o json`. ok is false for
 // entries that belong to no instance of ten.
+//
+// Only what journald itself vouches for decides whose line it is. Fields
+// starting with "_" are set by journald from the sender's kernel
+// credentials and cgroup; every other field (UNIT=, OBJECT_SYSTEMD_UNIT=)
+// is whatever the sender wrote, so any local process could claim to be
+// systemd talking about another tenant's unit. So:
+//   - _SYSTEMD_UNIT naming an instance's service makes it that instance's
+//     line (its stdout or stderr);
+//   - otherwise UNIT= or OBJECT_SYSTEMD_UNIT= count only when _PID is 1
+//     (systemd's own lines: started, exited, killed) or ten's own process;
+//   - anything else is dropped, including a line whose sender exited before
+//     journald could read its cgroup (no _SYSTEMD_UNIT): journald cannot
+//     say whose it was, and it may be a forgery.
 func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(line, &raw); err != nil {
@@ -149,10 +198,12 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 	}
 	field := func(name string) string { return fieldString(raw[name]) }
 	unit := field("_SYSTEMD_UNIT")
+	pid, _ := strconv.Atoi(field("_PID"))
 	inst, kind, own := units.FromUnit(unit)
-	if own && kind == units.KindService {
+	switch {
+	case own && kind == units.KindService:
 		e.Unit = unit
-	} else {
+	case pid == 1 || (pid > 0 && pid == selfPID):
 		// systemd's own messages about the unit (Started, exited, killed).
 		for _, f := range []string{"UNIT", "OBJECT_SYSTEMD_UNIT"} {
 			u := field(f)
@@ -165,8 +216,11 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 			return Entry{}, false, nil
 		}
 		e.Stream = StreamSystemd
+	default:
+		return Entry{}, false, nil
 	}
 	e.Instance = inst.String()
+	e.Process, e.InstanceID = inst.Service, inst.ID
 	e.Message = field("MESSAGE")
 	e.Cursor = field("__CURSOR")
 	e.Priority = 6
@@ -176,7 +230,7 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 	if us, err := strconv.ParseInt(field("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
 		e.Time = time.UnixMicro(us).UTC()
 	}
-	e.PID, _ = strconv.Atoi(field("_PID"))
+	e.PID = pid
 	if e.Stream == "" {
 		e.Stream = StreamStdout
 		if e.Priority <= stderrMaxPriority {
@@ -185,6 +239,10 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 	}
 	return e, true, nil
 }
+
+// selfPID is ten's own process id: lines ten itself sends about a unit are
+// trusted like systemd's.
+var selfPID = os.Getpid()
 
 // fieldString decodes a journal JSON field: a string, an array of bytes
 // (binary or non-UTF-8 data), or an array of values when a field repeats
@@ -213,7 +271,7 @@ func fieldString(m json.RawMessage) string {
 }
 
 // matcher implements Search in Go where journalctl cannot (--grep needs a
-// journalctl built with PCRE2).
+// journalctl built with PCRE2, and the library at run time).
 func matcher(search string) func(string) bool {
 	if search == "" {
 		return func(string) bool { return true }
@@ -224,27 +282,53 @@ func matcher(search string) func(string) bool {
 	return func(m string) bool { return strings.Contains(strings.ToLower(m), search) }
 }
 
-var (
-	grepOnce sync.Once
-	grepOK   atomic.Bool
-)
+// journalctlGreps reports whether journalctl supports --grep. It is found
+// out once, from journalctl itself, and never changed by what a request
+// caused: a request's failure (a bad --since, a killed journalctl) must not
+// switch the feature off for everyone. See DetectGrep.
+var journalctlGreps = sync.OnceValue(func() bool {
+	ok, _ := probeGrep(context.Background())
+	return ok
+})
 
-// journalctlGreps reports whether journalctl supports --grep: built with
-// PCRE2 (its --version says +PCRE2), and the library loads (systemd 252
-// dlopens it; see grepUnsupported).
-func journalctlGreps() bool {
-	grepOnce.Do(func() {
-		out, err := exec.Command("journalctl", "--version").Output()
-		grepOK.Store(err == nil && bytes.Contains(out, []byte("+PCRE2")))
-	})
-	return grepOK.Load()
+// DetectGrep finds out whether journalctl can search (--grep) and returns
+// the answer with the reason; ten serve calls it once at start and logs it.
+// systemd must be built with PCRE2 (its --version says +PCRE2) and the
+// library must load (systemd 252 loads it only when --grep is used), so a
+// trial --grep over an empty selection is the proof.
+func DetectGrep() (bool, string) {
+	ok := journalctlGreps()
+	if ok {
+		return true, "journalctl --grep works"
+	}
+	_, why := probeGrep(context.Background())
+	return false, why
 }
 
-// grepUnsupported recognises journalctl's complaints about --grep when
-// libpcre2 is missing or it was built without it.
-func grepUnsupported(err error) bool {
-	m := strings.ToLower(err.Error())
-	return strings.Contains(m, "pcre") || strings.Contains(m, "pattern matching")
+func probeGrep(ctx context.Context) (bool, string) {
+	out, err := exec.CommandContext(ctx, "journalctl", "--version").Output()
+	if err != nil {
+		return false, fmt.Sprintf("journalctl --version: %v", err)
+	}
+	if !bytes.Contains(out, []byte("+PCRE2")) {
+		return false, "journalctl was built without PCRE2"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--output=json", "--lines=0",
+		"--unit="+units.Prefix+"grep-probe@none.service", "--grep=ten-grep-probe")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	msg := strings.ToLower(stderr.String())
+	if strings.Contains(msg, "pcre") || strings.Contains(msg, "pattern matching") {
+		return false, "journalctl --grep: " + strings.TrimSpace(stderr.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+		return false, fmt.Sprintf("journalctl --grep: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return true, ""
 }
 
 // ReadJournal calls fn with the entries the query selects, oldest first;
@@ -254,16 +338,7 @@ func ReadJournal(ctx context.Context, q JournalQuery, fn func(Entry) error) erro
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	called := false
-	err := readJournal(ctx, q, journalctlGreps(), func(e Entry) error {
-		called = true
-		return fn(e)
-	})
-	if err != nil && q.Search != "" && grepOK.Load() && !called && grepUnsupported(err) {
-		grepOK.Store(false) // search in Go from now on
-		return readJournal(ctx, q, false, fn)
-	}
-	return err
+	return readJournal(ctx, q, journalctlGreps(), fn)
 }
 
 func readJournal(ctx context.Context, q JournalQuery, grep bool, fn func(Entry) error) error {

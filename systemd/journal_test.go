@@ -15,18 +15,27 @@ func TestParseEntry(t *testing.T) {
 		want       Entry
 	}{
 		{"stdout", `{"__REALTIME_TIMESTAMP":"1795653264845122","_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":"out-line","_PID":"30","__CURSOR":"s=1"}`,
-			true, Entry{Time: time.UnixMicro(1795653264845122).UTC(), Instance: "api:prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, PID: 30, Message: "out-line", Cursor: "s=1"}},
+			true, Entry{Time: time.UnixMicro(1795653264845122).UTC(), Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, PID: 30, Message: "out-line", Cursor: "s=1"}},
 		{"stderr", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"3","MESSAGE":"err-line"}`,
-			true, Entry{Instance: "api:prod", Unit: "tenement-api@prod.service", Stream: StreamStderr, Priority: 3, Message: "err-line"}},
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStderr, Priority: 3, Message: "err-line"}},
 		// journald writes non-UTF-8 or binary messages as arrays of bytes.
 		{"bytes", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":[104,105,255,10]}`,
-			true, Entry{Instance: "api:prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "hi\xff"}},
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "hi\xff"}},
 		// A field that repeats is an array of values.
 		{"repeated", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","MESSAGE":["one","two"]}`,
-			true, Entry{Instance: "api:prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "one"}},
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "one"}},
 		{"systemd about the unit", `{"_SYSTEMD_UNIT":"init.scope","UNIT":"tenement-web@x.service","PRIORITY":"5","MESSAGE":"tenement-web@x.service: Main process exited, code=killed, status=9/KILL","_PID":"1"}`,
-			true, Entry{Instance: "web:x", Unit: "tenement-web@x.service", Stream: StreamSystemd, Priority: 5, PID: 1, Message: "tenement-web@x.service: Main process exited, code=killed, status=9/KILL"}},
+			true, Entry{Instance: "web:x", Process: "web", InstanceID: "x", Unit: "tenement-web@x.service", Stream: StreamSystemd, Priority: 5, PID: 1, Message: "tenement-web@x.service: Main process exited, code=killed, status=9/KILL"}},
+		{"systemd about the unit, OBJECT_", `{"_SYSTEMD_UNIT":"init.scope","OBJECT_SYSTEMD_UNIT":"tenement-web@x.service","MESSAGE":"m","_PID":"1"}`,
+			true, Entry{Instance: "web:x", Process: "web", InstanceID: "x", Unit: "tenement-web@x.service", Stream: StreamSystemd, Priority: 6, PID: 1, Message: "m"}},
 		{"other unit", `{"_SYSTEMD_UNIT":"cron.service","MESSAGE":"x"}`, false, Entry{}},
+		// Forgeries: fields without "_" are the sender's word.
+		{"forged UNIT from another unit", `{"_SYSTEMD_UNIT":"cron.service","_PID":"77","UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged UNIT, sender gone", `{"_PID":"77","UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged OBJECT_SYSTEMD_UNIT", `{"_PID":"77","_SYSTEMD_UNIT":"user@0.service","OBJECT_SYSTEMD_UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged _PID in the payload is journald's, not the sender's", `{"_PID":"77","UNIT":"tenement-web@x.service","PID":"1","MESSAGE":"fake"}`, false, Entry{}},
+		{"another instance claiming a neighbour", `{"_SYSTEMD_UNIT":"tenement-api@evil.service","_PID":"9","UNIT":"tenement-web@x.service","MESSAGE":"mine"}`,
+			true, Entry{Instance: "api:evil", Process: "api", InstanceID: "evil", Unit: "tenement-api@evil.service", Stream: StreamStdout, Priority: 6, PID: 9, Message: "mine"}},
 		{"ten's socket unit", `{"_SYSTEMD_UNIT":"init.scope","UNIT":"tenement-api@prod.socket","MESSAGE":"Listening"}`, false, Entry{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ type TokenGenCmd struct {
 // Run asks the server for a new token and prints it once.
 func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	var tok apitype.NewToken
-	if err := g.client().Do(ctx, "POST", "/api/tokens", map[string]string{"tenant": c.Tenant, "description": c.Description}, &tok); err != nil {
+	if err := g.client().Do(ctx, "POST", "/api/tokens", apitype.TokenRequest{Tenant: c.Tenant, Admin: c.Tenant == "", Description: c.Description}, &tok); err != nil {
 		return err
 	}
 	if g.JSON {

@@ -81,7 +81,7 @@ relay = ["a"]
 			res[t] = append(res[t], wrk(b, "http://"+ten.addr+"/", host(t), c, dur))
 		}
 	}
-	const bench = "2b warm shim"
+	const bench = "2e warm shim"
 	med := func(t string, f func(wrkReport) float64) float64 {
 		var xs []float64
 		for _, r := range res[t] {

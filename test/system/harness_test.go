@@ -94,6 +94,8 @@ type tenServer struct {
 	log     *logFile
 	exited  chan struct{}
 	exitErr error
+	// env is added to ten serve's environment.
+	env []string
 }
 
 // writeConfig writes a tenement.toml with [settings] pointing at a fresh data
@@ -112,11 +114,11 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 
 // startTen writes the config and starts `ten serve` on it; the server and
 // every unit it made are removed when the test ends.
-func startTen(t *testing.T, body string) *tenServer {
+func startTen(t *testing.T, body string, env ...string) *tenServer {
 	t.Helper()
 	install(t)
 	dir, path, addr := writeConfig(t, body)
-	s := &tenServer{t: t, dir: dir, config: path, addr: addr}
+	s := &tenServer{t: t, dir: dir, config: path, addr: addr, env: env}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -134,6 +136,9 @@ func (s *tenServer) start() {
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(tenBin, "serve", "--config", s.config)
 	s.cmd.Stdout, s.cmd.Stderr = s.log.f, s.log.f
+	if len(s.env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
