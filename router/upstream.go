@@ -24,6 +24,10 @@ type upConn struct {
 const (
 	maxIdleUpstream     = 64
 	upstreamIdleTimeout = 30 * time.Second
+	// peerCheckAfter: a connection idle longer is checked for the app's
+	// close before reuse (apps close idle keep-alive connections after
+	// seconds; one reused at once under load costs no syscall).
+	peerCheckAfter = 200 * time.Millisecond
 )
 
 // upstreamPool holds an instance's idle connections, newest last (the
@@ -41,8 +45,8 @@ func (p *upstreamPool) get() *upConn {
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if time.Since(uc.idleSince) <= upstreamIdleTimeout {
-			if peerClosed(uc.c) {
+		if idle := time.Since(uc.idleSince); idle <= upstreamIdleTimeout {
+			if idle > peerCheckAfter && peerClosed(uc.c) {
 				// A TCP connection the app closed while idle would take
 				// the request and lose it (no EPIPE as on a unix
 				// socket); take a new one instead.
