@@ -2,10 +2,16 @@
 GO ?= go
 BIN := bin
 GOFLAGS_TEST ?= -count=1
+# Tests run under the race detector (needs cgo and a C compiler); the system
+# tests then drive a -race build of ten and fail on any race it reports.
+# RACE= turns it off.
+RACE ?= -race
+# make fuzz runs each fuzz target for FUZZTIME.
+FUZZTIME ?= 15s
 
 include mk/bpf.mk
 
-.PHONY: help build test test-unit test-system bench lint run clean deb deb-lint deb-version man copyright
+.PHONY: help build test test-unit test-system fuzz bench lint run clean deb deb-lint deb-version man copyright
 
 # Version of the build: 0.1.0+git<commits>.<hash>[.dirty], growing with every
 # commit (there are no tags); VERSION=... overrides it (a rebuild with a
@@ -33,14 +39,24 @@ lint: ## gofmt, go vet
 	if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint build ## Everything: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
-	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 30m ./...
+test: lint build ## Everything, under the race detector: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -p 1 -timeout 45m ./...
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
-	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
+	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) $(RACE) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
-	$(GO) test $(GOFLAGS_TEST) -v -timeout 30m ./test/system/
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -v -timeout 45m ./test/system/
+
+# Every FuzzXxx of the module, found by name (go test -list would run the
+# TestMain of the system tests); the seeds and testdata/fuzz run in make test.
+fuzz: ## Run every fuzz target for FUZZTIME (default 15s) each; a failure leaves its input in the package's testdata/fuzz
+	@set -e; grep -H '^func Fuzz' $$(git ls-files '*_test.go') | \
+	sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\(.*#./\1 \2#' | \
+	while read -r pkg fn; do \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg </dev/null; \
+	done
 
 # The L4 comparison of router/ebpf runs first; its output feeds the table
 # that test/bench prints (and writes to bench-results.md) at the end.

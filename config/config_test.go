@@ -211,3 +211,25 @@ func TestFindFallsBackToSystemFile(t *testing.T) {
 		t.Fatalf("find = %q, %v; want the file found walking up", got, err)
 	}
 }
+
+// TestParseRejectsWhatSystemdCannotTake: values that could never become a
+// unit (found by FuzzBuild in units) are refused when the file is read,
+// naming the key, instead of failing every spawn later.
+func TestParseRejectsWhatSystemdCannotTake(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"[service.a]\ncommand = \"/bin/a\\u0000b\"\n", "t.toml:2: service.a.command: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\nK = \"a\\u0000b\"\n", "t.toml:4: service.a.env.K: contains a NUL byte"},
+		{"[settings]\ndata_dir = \"/x\\u0000\"\n", "t.toml:2: settings.data_dir: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\nargs = [\"ok\", \"\\u0000\"]\n", "t.toml:3: service.a.args: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n\"my-var\" = \"1\"\n", "service.a.env: bad variable name \"my-var\""},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n1X = \"1\"\n", "service.a.env: bad variable name \"1X\""},
+	} {
+		_, err := Parse("t.toml", []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	if _, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n_My_VAR2 = \"\\t\"\n")); err != nil {
+		t.Errorf("good variable name refused: %v", err)
+	}
+}

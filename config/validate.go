@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -189,8 +192,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			svc.Workdir = filepath.Join(filepath.Dir(c.Path), svc.Workdir)
 		}
 		for key := range svc.Env {
-			if key == "" || strings.ContainsAny(key, "= \t\n") {
-				add(k+".env", "bad variable name %q", key)
+			if !envName(key) {
+				add(k+".env", "bad variable name %q; use letters, digits and '_', not starting with a digit (systemd takes no other)", key)
 			}
 		}
 		if err := checkTemplate(svc.Socket); err != nil {
@@ -204,6 +207,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 				add(k+".args", "%v", err)
 			}
 		}
+	}
+	for _, key := range nulKeys(reflect.ValueOf(c).Elem(), "") {
+		add(key, "contains a NUL byte (\\u0000), which no command, path or variable can carry")
 	}
 	for _, o := range listenOverlaps(c) {
 		add(o.key, "%s", o.msg)
@@ -226,6 +232,68 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 	}
 	return es
+}
+
+// envName reports whether k is an environment variable name systemd
+// accepts (env_name_is_valid): letters, digits and '_', no leading digit.
+func envName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// nulKeys returns the dotted keys (as in the file) of every string in v, a
+// decoded config value, that holds a NUL byte: D-Bus strings cannot carry
+// one, so such a value could never reach systemd.
+func nulKeys(v reflect.Value, key string) []string {
+	var out []string
+	switch v.Kind() {
+	case reflect.String:
+		if strings.IndexByte(v.String(), 0) >= 0 {
+			out = append(out, key)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			out = nulKeys(v.Elem(), key)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			out = append(out, nulKeys(v.Field(i), join(key, name))...)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			out = append(out, nulKeys(v.Index(i), key)...)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, mk := range keys {
+			k := join(key, mk.String())
+			if strings.IndexByte(mk.String(), 0) >= 0 {
+				out = append(out, k)
+			}
+			out = append(out, nulKeys(v.MapIndex(mk), k)...)
+		}
+	}
+	return slices.Compact(out)
+}
+
+func join(key, name string) string {
+	if key == "" {
+		return name
+	}
+	return key + "." + name
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}

@@ -482,16 +482,19 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 		uc.c.SetReadDeadline(time.Time{})
 		cerr = cc.copyN(uc, -1)
 	}
+	code := rh.code
 	if cerr != nil {
 		uc.c.Close()
-		return rh.code, false
+		return code, false
 	}
+	// rh lives in uc: once uc is back in the pool another request may
+	// parse its own answer into it, so nothing of rh is read after this.
 	if upKeep && uc.br.Buffered() == 0 {
 		b.pool.put(uc)
 	} else {
 		uc.c.Close()
 	}
-	return rh.code, cc.flush() && keep
+	return code, cc.flush() && keep
 }
 
 // answered notes that the instance answered: it is awake, and a failed

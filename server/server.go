@@ -278,7 +278,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	go s.follow(ctx, changes)
-	go s.runWakes(ctx)
+	// The wake reader uses the dispatcher's maps: it ends before closeL4
+	// (deferred above) closes them.
+	wctx, stopWakes := context.WithCancel(ctx)
+	wakesDone := make(chan struct{})
+	go func() { defer close(wakesDone); s.runWakes(wctx) }()
+	defer func() { stopWakes(); <-wakesDone }()
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)

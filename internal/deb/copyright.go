@@ -102,6 +102,8 @@ func Classify(text string) string {
 	switch {
 	case strings.Contains(t, "Apache License") && strings.Contains(t, "Version 2.0"):
 		return "Apache-2.0"
+	case strings.Contains(t, "CC0 1.0") && strings.Contains(t, "Creative Commons"):
+		return "CC0-1.0"
 	case strings.Contains(t, "Mozilla Public License Version 2.0"):
 		return "MPL-2.0"
 	case strings.Contains(t, "Permission is hereby granted, free of charge"):
@@ -139,6 +141,7 @@ func copyrightLines(text string) []string {
 var commonLicenses = map[string]string{
 	"Apache-2.0": "Apache-2.0",
 	"MPL-2.0":    "MPL-2.0",
+	"CC0-1.0":    "CC0-1.0",
 }
 
 // Copyright renders debian/copyright in Debian's machine-readable format:

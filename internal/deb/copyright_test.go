@@ -12,9 +12,9 @@ var update = flag.Bool("update", false, "rewrite debian/copyright (make copyrigh
 // Own is ten's own stanza of debian/copyright.
 const ownCopyright = `Files: *
 Copyright: the ten authors
-License: no-licence-stated
- The ten repository states no licence; until it does, its authors reserve
- all rights to ten's own code. The modules below keep their own licences.
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License, Version 2.0 is
+ in /usr/share/common-licenses/Apache-2.0.
 `
 
 // debian/copyright lists every module linked into ten with its licence;

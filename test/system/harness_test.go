@@ -29,6 +29,11 @@ import (
 // hidden from sandboxed instances by ProtectHome.
 const binDir = "/run/ten-test/bin"
 
+// builtDir is where TestMain builds the binaries, under the module root:
+// bin/ as `make build` does, or bin/race/ for a -race run, so that a race
+// build never takes the place of the ten that `make build` made.
+var builtDir = map[bool]string{false: "bin", true: filepath.Join("bin", "race")}[raceBuild]
+
 var (
 	tenBin  = filepath.Join(binDir, "ten")
 	echoBin = filepath.Join(binDir, "echoapp")
@@ -43,9 +48,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"ten-shim", "./cmd/ten-shim"}, {"echoapp", "./test/apps/echoapp"}, {"tenant", "./test/apps/tenant"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
+		cmd := exec.Command("go", "build", "-o", filepath.Join(root, builtDir, b[0]), b[1])
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the same binary runs under gVisor
+		if raceBuild && (b[0] == "ten" || b[0] == "ten-shim") {
+			// ten (daemon and CLI) and the shim (which runs outside
+			// gVisor) with the race detector, which needs cgo.
+			cmd.Args = append(cmd.Args[:2:2], append([]string{"-race"}, cmd.Args[2:]...)...)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n", b[0], err)
 			os.Exit(1)
@@ -59,6 +70,7 @@ var installOnce sync.Once
 func install(t *testing.T) {
 	t.Helper()
 	systemtest.Require(t)
+	checkRaces(t)
 	installOnce.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {
@@ -69,7 +81,7 @@ func install(t *testing.T) {
 		}
 		os.Chmod("/run/ten-test", 0o755)
 		for _, n := range []string{"ten", "ten-shim", "echoapp", "tenant"} {
-			data, err := os.ReadFile(filepath.Join(root, "bin", n))
+			data, err := os.ReadFile(filepath.Join(root, builtDir, n))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,12 +345,87 @@ func newLogFile(t *testing.T, dir string) *logFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	return &logFile{f: f}
+	l := &logFile{f: f}
+	t.Cleanup(func() {
+		// After the test's own cleanups (which stop this ten serve): the
+		// race detector has written every report it will write.
+		if r := raceReports(l.String()); r != "" {
+			t.Errorf("ten serve reported a data race:\n%s", r)
+		}
+		f.Close()
+	})
+	return l
 }
 
 // String returns everything logged so far.
 func (l *logFile) String() string {
 	b, _ := os.ReadFile(l.f.Name())
 	return string(b)
+}
+
+// raceMarker starts every report of the race detector.
+const raceMarker = "WARNING: DATA RACE"
+
+// raceReports returns log from the race detector's first report on (at
+// most 64 KiB of it), or "" when it holds no report.
+func raceReports(log string) string {
+	i := strings.Index(log, raceMarker)
+	if i < 0 {
+		return ""
+	}
+	// The report is framed by lines of '='; keep the one before it.
+	if j := strings.LastIndex(log[:i], "=================="); j >= 0 && i-j < 100 {
+		i = j
+	}
+	const max = 64 << 10
+	if len(log)-i > max {
+		return log[i:i+max] + "\n[...]"
+	}
+	return log[i:]
+}
+
+var (
+	racesMu      sync.Mutex
+	racesChecked = map[*testing.T]bool{}
+)
+
+// checkRaces fails t, when ten is a -race build, if a ten process that
+// writes to the journal (a shim of an instance, a ten serve installed as a
+// unit) reports a data race while t runs. A ten serve started by startTen
+// is checked on its own log (newLogFile). System tests do not run in
+// parallel, so what the journal got meanwhile is t's.
+func checkRaces(t *testing.T) {
+	if !raceBuild {
+		return
+	}
+	racesMu.Lock()
+	seen := racesChecked[t]
+	racesChecked[t] = true
+	racesMu.Unlock()
+	if seen {
+		return
+	}
+	out, err := exec.Command("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat").Output()
+	if err != nil {
+		t.Fatalf("journal cursor: %v", err)
+	}
+	cursor := ""
+	if i := strings.LastIndex(string(out), "-- cursor: "); i >= 0 {
+		cursor = strings.TrimSpace(string(out[i+len("-- cursor: "):]))
+	}
+	t.Cleanup(func() {
+		exec.Command("journalctl", "--sync").Run()
+		args := []string{"--no-pager", "-o", "cat"}
+		if cursor != "" {
+			args = append(args, "--after-cursor", cursor)
+		}
+		out, err := exec.Command("journalctl", args...).Output()
+		if err != nil {
+			t.Errorf("read the journal for race reports: %v", err)
+			return
+		}
+		if r := raceReports(string(out)); r != "" {
+			t.Errorf("a ten process reported a data race in the journal:\n%s", r)
+		}
+	})
 }
