@@ -427,7 +427,7 @@ func xForwarded(name []byte) bool {
 // status code the client got and whether its connection can go on.
 func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
-	uc, _, err := cc.send(b, req)
+	uc, err := cc.send(b, req)
 	resends := 0
 	if err != nil {
 		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
@@ -530,20 +530,19 @@ func (b *backend) answered(ctrl Controller) {
 // connection the app has closed fails the write (EPIPE on a unix socket:
 // nothing reached the app), and only then is the request sent again, on a
 // new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *backend, req []byte) (uc *upConn, reused bool, err error) {
+func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
 	if uc := b.pool.get(); uc != nil {
 		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
 		n, err := uc.c.Write(req)
 		if err == nil {
-			return uc, true, nil
+			return uc, nil
 		}
 		uc.c.Close()
 		if n > 0 {
-			return nil, false, err
+			return nil, err
 		}
 	}
-	uc, err = cc.sendNew(b, req)
-	return uc, false, err
+	return cc.sendNew(b, req)
 }
 
 // sendNew writes the request on a new connection to the instance.
