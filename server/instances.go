@@ -249,6 +249,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
+	if err := adoptStateDir(s.cfg, svc, inst); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
