@@ -92,7 +92,9 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 		echo "building ten $(VERSION) for $$arch"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
 			-ldflags '$(LDFLAGS) -s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten ./cmd/ten; \
-		$(GO) run ./internal/deb/mkdeb -bin $(DEB_OUT)/bin/linux_$$arch/ten -host-bin $(DEB_OUT)/bin/ten -arch $$arch \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
+			-ldflags '-s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
+		$(GO) run ./internal/deb/mkdeb -bin $(DEB_OUT)/bin/linux_$$arch/ten -shim $(DEB_OUT)/bin/linux_$$arch/ten-shim -host-bin $(DEB_OUT)/bin/ten -arch $$arch \
 			-version '$(VERSION)' -commit $(GIT_COMMIT) -date $(BUILD_DATE) -maintainer '$(DEB_MAINTAINER)' -out $(DEB_OUT); \
 	done
 

@@ -12,16 +12,13 @@ import (
 
 // Apply writes the unit files into dir (/etc/systemd/system, or
 // /run/systemd/system for an install that ends at reboot), copies ten to
-// o.Binary, reloads systemd and starts the socket and the service.
+// o.Binary (and its ten-shim beside it), reloads systemd and starts the socket and the service.
 func Apply(o Options, dir, self string, out io.Writer) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	if self != o.Binary {
-		if err := copyFile(self, o.Binary, 0o755); err != nil {
-			return fmt.Errorf("install binary %s: %w", o.Binary, err)
-		}
-		fmt.Fprintf(out, "installed %s\n", o.Binary)
+	if err := InstallBinaries(self, o.Binary, out); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

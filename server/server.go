@@ -26,6 +26,7 @@ import (
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
+	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
@@ -233,8 +234,9 @@ func installFile(src, dst string) (_ string, err error) {
 	return dst, nil
 }
 
-// installShimBin copies the small ten-shim binary from next to the running
-// ten (make build puts it there) beside the installed ten, and returns its
+// installShimBin copies the small ten-shim binary of the running ten
+// (selfunit.FindShim: beside it, as make build and ten install put it, or
+// in ../libexec/ten, as the Debian package does) beside ten's copy, and returns its
 // path; "" (the units then run `ten shim`) when there is none. It starts
 // faster than all of ten at every wake of a shim-mode instance.
 func installShimBin(tenCopy string, log *slog.Logger) string {
@@ -242,9 +244,13 @@ func installShimBin(tenCopy string, log *slog.Logger) string {
 	if err != nil {
 		return ""
 	}
-	src := filepath.Join(filepath.Dir(self), "ten-shim")
+	src := selfunit.FindShim(self)
+	if src == "" {
+		return ""
+	}
 	data, err := os.ReadFile(src)
 	if err != nil {
+		log.Warn("ten-shim not installed; instances run `ten shim`", "err", err)
 		return ""
 	}
 	dst := filepath.Join(filepath.Dir(tenCopy), "ten-shim")

@@ -281,7 +281,7 @@ func TestPackageLifecycle(t *testing.T) {
 			t.Errorf("%s/%s is not what selfunit renders:\n%s", selfunit.PackageUnitDir, u, got)
 		}
 	}
-	shipped := []string{"/usr/bin/ten", "/etc/tenement/tenement.toml", "/var/lib/tenement",
+	shipped := []string{"/usr/bin/ten", selfunit.PackageShim, "/etc/tenement/tenement.toml", "/var/lib/tenement",
 		"/usr/share/man/man1/ten.1.gz", "/usr/share/man/man1/ten-serve.1.gz", "/usr/share/man/man5/tenement.toml.5.gz",
 		"/usr/share/bash-completion/completions/ten", "/usr/share/zsh/vendor-completions/_ten",
 		"/usr/share/doc/ten/copyright", "/usr/share/doc/ten/changelog.gz"}
@@ -315,6 +315,11 @@ func TestPackageLifecycle(t *testing.T) {
 	}
 	if out := sh(t, "/usr/bin/ten", "ps"); !strings.Contains(out, "web:c") {
 		t.Errorf("ten ps lacks web:c:\n%s", out)
+	}
+	// The packaged ten-shim is what the units run (ten serve copies it
+	// beside its own copy in /run), not all of ten.
+	if post := show(t, "tenement-web@c.service", "ExecStartPost"); !strings.Contains(post, "/ten-shim wait ") {
+		t.Errorf("web:c's waiter is not the packaged ten-shim: ExecStartPost=%s", post)
 	}
 	instances := []string{"tenement-web@a.service", "tenement-web@c.service", "tenement-fast@b.service"}
 	waitRouted(t, "b.fast.localhost")
@@ -366,7 +371,7 @@ func TestPackageLifecycle(t *testing.T) {
 	if st := show(t, "tenement.service", "ActiveState"); st == "active" {
 		t.Errorf("tenement.service still active after remove")
 	}
-	for _, p := range []string{"/usr/bin/ten", selfunit.PackageUnitDir + "/tenement.service", selfunit.PackageUnitDir + "/tenement.socket"} {
+	for _, p := range []string{"/usr/bin/ten", selfunit.PackageShim, selfunit.PackageUnitDir + "/tenement.service", selfunit.PackageUnitDir + "/tenement.socket"} {
 		if exists(p) {
 			t.Errorf("%s is left after remove", p)
 		}

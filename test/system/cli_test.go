@@ -1,6 +1,7 @@
 package system
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -28,14 +29,20 @@ web = ["a"]
 `)
 	_ = dir
 	port := freePort(t)
-	bin := filepath.Join(binDir, "ten-installed")
+	// A directory of its own: ten install copies ten-shim beside ten.
+	bin := filepath.Join(binDir, "installed", "ten")
 	out, err := exec.Command(tenBin, "install", "--runtime", "-d", "localhost", "-p", fmt.Sprint(port), "--address", "127.0.0.1", "--binary", bin, "-c", cfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ten install: %v\n%s", err, out)
 	}
+	shimWant, _ := os.ReadFile(filepath.Join(binDir, "ten-shim"))
+	if shimGot, err := os.ReadFile(filepath.Join(binDir, "installed", "ten-shim")); err != nil || len(shimWant) == 0 || !bytes.Equal(shimGot, shimWant) {
+		t.Errorf("ten install did not copy ten-shim beside %s (%v):\n%s", bin, err, out)
+	}
 	t.Cleanup(func() {
 		exec.Command(tenBin, "uninstall", "--runtime").Run()
 		removeAllUnits(t)
+		os.RemoveAll(filepath.Dir(bin))
 	})
 	if got := show(t, "tenement.socket", "ActiveState"); got != "active" {
 		t.Fatalf("tenement.socket %q", got)

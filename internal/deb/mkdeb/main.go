@@ -21,6 +21,7 @@ import (
 func main() {
 	var (
 		bin        = flag.String("bin", "", "the ten binary to package (built for -arch)")
+		shimBin    = flag.String("shim", "", "the ten-shim binary to package (built for -arch)")
 		hostBin    = flag.String("host-bin", "", "a ten binary that runs here, to print the shell completions")
 		arch       = flag.String("arch", "amd64", "Debian architecture: amd64 or arm64")
 		version    = flag.String("version", "", "package version")
@@ -31,13 +32,13 @@ func main() {
 		out        = flag.String("out", "dist", "where the .deb goes")
 	)
 	flag.Parse()
-	if err := run(*bin, *hostBin, *arch, *version, *commit, *date, *maintainer, *root, *out); err != nil {
+	if err := run(*bin, *shimBin, *hostBin, *arch, *version, *commit, *date, *maintainer, *root, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "mkdeb:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, hostBin, arch, version, commit, date, maintainer, root, out string) error {
+func run(bin, shimBin, hostBin, arch, version, commit, date, maintainer, root, out string) error {
 	when := time.Now()
 	if date != "" {
 		t, err := time.Parse(time.RFC3339, date)
@@ -71,6 +72,17 @@ its port (127.0.0.1:8080), so restarts and upgrades of ten drop no request.`,
 		p.Files = append(p.Files, deb.File{Path: path, Mode: mode, Data: data})
 	}
 	add("/usr/bin/ten", 0o755, binary)
+	// The activation shim, which instances' units run at every wake (ten
+	// serve copies it beside its own copy in /run/tenement/.bin); without
+	// it they would run all of ten.
+	if shimBin == "" {
+		return fmt.Errorf("-shim: the ten-shim binary is needed")
+	}
+	shim, err := os.ReadFile(shimBin)
+	if err != nil {
+		return err
+	}
+	add(selfunit.PackageShim, 0o755, shim)
 	units := selfunit.Files(selfunit.Package)
 	for _, n := range sortedKeys(units) {
 		add(selfunit.PackageUnitDir+"/"+n, 0o644, []byte(units[n]))
