@@ -18,6 +18,15 @@
  * wildcard and takes the match with the longer address prefix, the exact port
  * on a tie. This is the scheme of cloudflare/tubular.
  *
+ * Direct sockets: a destination may also have a socket in `app_sockets`, the
+ * app's own listening socket (ten registers it once an app that binds PORT
+ * itself listens, after the wake). A connection goes there first, so that no
+ * relay sits between the client and the app and the app sees the client's
+ * address; the systemd-held socket in `sockets` takes it when there is none
+ * (the app stopped: the kernel drops a closed socket from a sockmap) or the
+ * app's socket cannot take it (an IPv4-only socket, an IPv6 connection),
+ * and wakes the instance.
+ *
  * Light sleep: ten freezes the cgroup of an idle instance and lists its
  * destinations in `frozen`. A connection for a frozen destination is still
  * assigned to its socket, where it waits in the accept backlog, and the
@@ -123,6 +132,13 @@ struct {
 } sockets SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, MAX_DESTINATIONS);
+} app_sockets SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct destination_metrics);
@@ -181,23 +197,31 @@ int dispatch(struct bpf_sk_lookup *ctx)
 	if (metrics)
 		__sync_fetch_and_add(&metrics->lookups, 1);
 
-	/*
-	 * A binding is a claim on the address: without its socket the
-	 * connection is refused rather than handed to whatever else listens.
-	 */
-	sk = bpf_map_lookup_elem(&sockets, &destination);
-	if (!sk) {
-		if (metrics)
-			__sync_fetch_and_add(&metrics->misses, 1);
-		return SK_DROP;
+	err = -1;
+	sk = bpf_map_lookup_elem(&app_sockets, &destination);
+	if (sk) {
+		err = bpf_sk_assign(ctx, sk, 0);
+		bpf_sk_release(sk);
 	}
-
-	err = bpf_sk_assign(ctx, sk, 0);
-	bpf_sk_release(sk);
 	if (err) {
-		if (metrics)
-			__sync_fetch_and_add(&metrics->errors, 1);
-		return SK_DROP;
+		/*
+		 * A binding is a claim on the address: without its socket
+		 * the connection is refused rather than handed to whatever
+		 * else listens.
+		 */
+		sk = bpf_map_lookup_elem(&sockets, &destination);
+		if (!sk) {
+			if (metrics)
+				__sync_fetch_and_add(&metrics->misses, 1);
+			return SK_DROP;
+		}
+		err = bpf_sk_assign(ctx, sk, 0);
+		bpf_sk_release(sk);
+		if (err) {
+			if (metrics)
+				__sync_fetch_and_add(&metrics->errors, 1);
+			return SK_DROP;
+		}
 	}
 
 	fz = bpf_map_lookup_elem(&frozen, &destination);

@@ -52,6 +52,7 @@ type dispatchFrozenValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	dispatchMapAppSockets         = "app_sockets"
 	dispatchMapBindings           = "bindings"
 	dispatchMapDestinationMetrics = "destination_metrics"
 	dispatchMapDestinations       = "destinations"
@@ -110,6 +111,7 @@ type dispatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dispatchMapSpecs struct {
+	AppSockets         *ebpf.MapSpec `ebpf:"app_sockets"`
 	Bindings           *ebpf.MapSpec `ebpf:"bindings"`
 	DestinationMetrics *ebpf.MapSpec `ebpf:"destination_metrics"`
 	Destinations       *ebpf.MapSpec `ebpf:"destinations"`
@@ -144,6 +146,7 @@ func (o *dispatchObjects) Close() error {
 //
 // It can be passed to loadDispatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dispatchMaps struct {
+	AppSockets         *ebpf.Map `ebpf:"app_sockets"`
 	Bindings           *ebpf.Map `ebpf:"bindings"`
 	DestinationMetrics *ebpf.Map `ebpf:"destination_metrics"`
 	Destinations       *ebpf.Map `ebpf:"destinations"`
@@ -154,6 +157,7 @@ type dispatchMaps struct {
 
 func (m *dispatchMaps) Close() error {
 	return _DispatchClose(
+		m.AppSockets,
 		m.Bindings,
 		m.DestinationMetrics,
 		m.Destinations,

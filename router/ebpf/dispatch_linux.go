@@ -390,6 +390,20 @@ func (d *Dispatcher) collect(dest dispatchDestinationKey) error {
 	if err := d.objs.Destinations.Delete(&dest); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err
 	}
+	// The id may be given to another destination next.
+	return d.deleteAppSocket(id)
+}
+
+// deleteAppSocket empties a destination's app socket slot (a sockmap
+// refuses to delete an empty slot with EINVAL, so it looks first).
+func (d *Dispatcher) deleteAppSocket(id uint32) error {
+	var cookie uint64
+	if err := d.objs.AppSockets.Lookup(id, &cookie); err != nil {
+		return nil
+	}
+	if err := d.objs.AppSockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("app sockmap: %w", err)
+	}
 	return nil
 }
 
@@ -496,7 +510,105 @@ func (d *Dispatcher) registerFD(label string, fd int) error {
 	return nil
 }
 
-// UnregisterSocket removes label's sockets; connections for its bindings are
+// RegisterAppSocket makes conn, the listening TCP socket of an app that
+// binds its own PORT, the first choice for label's TCP destinations that
+// have a socket registered (RegisterSocket, the systemd-held one): new
+// connections land in the app's accept queue, with no relay, and the app
+// sees the client's address. The registered socket stays the fallback, and
+// takes connections again when the app's socket is closed (the kernel drops
+// it from the map) or cannot take one (an IPv4 socket, an IPv6 connection).
+// An IPv6 socket that is not IPV6_V6ONLY serves the IPv4 destinations too.
+// As with RegisterSocket, the caller may close conn afterwards.
+func (d *Dispatcher) RegisterAppSocket(label string, conn syscall.Conn) error {
+	if err := validateLabel(label); err != nil {
+		return fmt.Errorf("register app socket for %q: %w", label, err)
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("register app socket for %q: %w", label, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var opErr error
+	err = raw.Control(func(fd uintptr) { opErr = d.registerAppFD(label, int(fd)) })
+	if err := errors.Join(err, opErr); err != nil {
+		return fmt.Errorf("register app socket for %q: %w", label, err)
+	}
+	return nil
+}
+
+func (d *Dispatcher) registerAppFD(label string, fd int) error {
+	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("not a socket: %w", err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return err
+	}
+	if proto != unix.IPPROTO_TCP {
+		return fmt.Errorf("socket protocol %d is not TCP", proto)
+	}
+	if listening, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || listening == 0 {
+		return errors.New("TCP socket is not listening")
+	}
+	families := map[uint8]bool{}
+	switch family {
+	case unix.AF_INET:
+		families[unix.AF_INET] = true
+	case unix.AF_INET6:
+		families[unix.AF_INET6] = true
+		if only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err == nil && only == 0 {
+			families[unix.AF_INET] = true
+		}
+	default:
+		return fmt.Errorf("socket family %d is not IPv4 or IPv6", family)
+	}
+	labels, err := d.labels()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for id, k := range labels {
+		if k.label() != label || k.Protocol != unix.IPPROTO_TCP || !families[k.Family] {
+			continue
+		}
+		var cookie uint64
+		if err := d.objs.Sockets.Lookup(id, &cookie); err != nil {
+			continue // no fallback: nothing to put the app's socket before
+		}
+		if err := d.objs.AppSockets.Put(id, uint64(fd)); err != nil {
+			return fmt.Errorf("app sockmap: %w", err)
+		}
+		d.log.Debug("app socket registered", "label", label, "network", k.network(), "destination", id)
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no TCP destination of the socket's family with a registered socket: %w", os.ErrNotExist)
+	}
+	return nil
+}
+
+// AppSocket returns the cookie of the app socket registered for label's
+// destination of network ("tcp4", "tcp6"), 0 when none is.
+func (d *Dispatcher) AppSocket(label, network string) (uint64, error) {
+	labels, err := d.labels()
+	if err != nil {
+		return 0, err
+	}
+	for id, k := range labels {
+		if k.label() == label && k.network() == network {
+			var cookie uint64
+			if err := d.objs.AppSockets.Lookup(id, &cookie); err == nil {
+				return cookie, nil
+			}
+			return 0, nil
+		}
+	}
+	return 0, nil
+}
+
+// UnregisterSocket removes label's sockets (app sockets too); connections for its bindings are
 // refused until a socket is registered again.
 func (d *Dispatcher) UnregisterSocket(label string) error {
 	d.mu.Lock()
@@ -510,6 +622,9 @@ func (d *Dispatcher) UnregisterSocket(label string) error {
 			continue
 		}
 		if err := d.objs.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("unregister sockets of %q: %w", label, err)
+		}
+		if err := d.deleteAppSocket(id); err != nil {
 			return fmt.Errorf("unregister sockets of %q: %w", label, err)
 		}
 		if err := d.collect(k); err != nil {

@@ -65,33 +65,7 @@ func findListener(pid int, network, addr string) (*os.File, error) {
 	if len(inodes) == 0 {
 		return nil, os.ErrNotExist
 	}
-	fds, err := socketFDs(pid, inodes)
-	if err != nil {
-		return nil, err
-	}
-	if len(fds) == 0 {
-		return nil, fmt.Errorf("socket inode %v: no descriptor in /proc/%d/fd: %w", inodes, pid, os.ErrNotExist)
-	}
-
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_open: %w", err)
-	}
-	defer unix.Close(pidfd)
-	for _, fd := range fds {
-		dup, err := unix.PidfdGetfd(pidfd, fd.fd, 0)
-		if err != nil {
-			return nil, fmt.Errorf("pidfd_getfd %d: %w", fd.fd, err)
-		}
-		// The process may have closed the descriptor and reused its number.
-		var st unix.Stat_t
-		if err := unix.Fstat(dup, &st); err != nil || st.Ino != fd.inode {
-			unix.Close(dup)
-			continue
-		}
-		return os.NewFile(uintptr(dup), network+":"+addr), nil
-	}
-	return nil, fmt.Errorf("descriptors %v changed while copying: %w", fds, os.ErrNotExist)
+	return dupSocket(pid, inodes, network+":"+addr)
 }
 
 // socketInodes returns the inodes of the sockets in a /proc/net table bound
@@ -189,4 +163,130 @@ func socketFDs(pid int, inodes []uint64) ([]procFD, error) {
 		fds = append(fds, procFD{fd, ino})
 	}
 	return fds, nil
+}
+
+// FindPortListener returns a duplicate of a listening TCP socket on port,
+// bound to any address (127.0.0.1, 0.0.0.0, ::, ::1), that one of pids
+// holds: the socket of an app that was told PORT and binds it itself. The
+// first process (in pids order) that holds one wins, and in it an IPv6
+// socket, as a dual-stack one serves both families. It copies each socket
+// descriptor of the process with pidfd_getfd(2) and asks the socket itself
+// (SO_ACCEPTCONN, getsockname), so the process's network namespace does not
+// matter. Like FindListener it needs ptrace access to the process.
+func FindPortListener(pids []int, port uint16) (*os.File, error) {
+	var first error
+	for _, pid := range pids {
+		f, err := portListener(pid, port)
+		if err == nil {
+			return f, nil
+		}
+		if first == nil || !errors.Is(err, os.ErrNotExist) {
+			first = err
+		}
+	}
+	if first == nil {
+		first = os.ErrNotExist
+	}
+	return nil, fmt.Errorf("find TCP listener on port %d of pids %v: %w", port, pids, first)
+}
+
+func portListener(pid int, port uint16) (*os.File, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	var v4 *os.File
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:[") {
+			continue
+		}
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		family, ok := tcpListenerOn(dup, port)
+		if !ok {
+			unix.Close(dup)
+			continue
+		}
+		f := os.NewFile(uintptr(dup), fmt.Sprintf("tcp:%d", port))
+		if family == unix.AF_INET6 {
+			if v4 != nil {
+				v4.Close()
+			}
+			return f, nil
+		}
+		if v4 == nil {
+			v4 = f
+		} else {
+			f.Close()
+		}
+	}
+	if v4 != nil {
+		return v4, nil
+	}
+	return nil, os.ErrNotExist
+}
+
+// tcpListenerOn reports whether fd is a listening (plain) TCP socket bound to
+// port, and its family.
+func tcpListenerOn(fd int, port uint16) (int, bool) {
+	if p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
+		return 0, false
+	}
+	if l, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || l == 0 {
+		return 0, false
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, false
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return unix.AF_INET, a.Port == int(port)
+	case *unix.SockaddrInet6:
+		return unix.AF_INET6, a.Port == int(port)
+	}
+	return 0, false
+}
+
+// dupSocket copies the descriptor of pid that is one of the socket inodes.
+func dupSocket(pid int, inodes []uint64, name string) (*os.File, error) {
+	fds, err := socketFDs(pid, inodes)
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) == 0 {
+		return nil, fmt.Errorf("socket inode %v: no descriptor in /proc/%d/fd: %w", inodes, pid, os.ErrNotExist)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open: %w", err)
+	}
+	defer unix.Close(pidfd)
+	for _, fd := range fds {
+		dup, err := unix.PidfdGetfd(pidfd, fd.fd, 0)
+		if err != nil {
+			return nil, fmt.Errorf("pidfd_getfd %d: %w", fd.fd, err)
+		}
+		// The process may have closed the descriptor and reused its number.
+		var st unix.Stat_t
+		if err := unix.Fstat(dup, &st); err != nil || st.Ino != fd.inode {
+			unix.Close(dup)
+			continue
+		}
+		return os.NewFile(uintptr(dup), name), nil
+	}
+	return nil, fmt.Errorf("descriptors %v changed while copying: %w", fds, os.ErrNotExist)
 }

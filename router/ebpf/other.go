@@ -81,6 +81,12 @@ func (d *Dispatcher) RemoveBinding(b Binding) error { return ErrNotSupported }
 // Bindings returns ErrNotSupported.
 func (d *Dispatcher) Bindings() ([]Binding, error) { return nil, ErrNotSupported }
 
+// RegisterAppSocket returns ErrNotSupported.
+func (d *Dispatcher) RegisterAppSocket(label string, conn syscall.Conn) error { return ErrNotSupported }
+
+// AppSocket returns ErrNotSupported.
+func (d *Dispatcher) AppSocket(label, network string) (uint64, error) { return 0, ErrNotSupported }
+
 // RegisterSocket returns ErrNotSupported.
 func (d *Dispatcher) RegisterSocket(label string, conn syscall.Conn) error { return ErrNotSupported }
 
@@ -127,3 +133,6 @@ func LockPins(dir string) (*PinLock, error) { return nil, ErrNotSupported }
 
 // Unlock does nothing.
 func (l *PinLock) Unlock() error { return nil }
+
+// FindPortListener returns ErrNotSupported: pidfd_getfd is Linux-only.
+func FindPortListener(pids []int, port uint16) (*os.File, error) { return nil, ErrNotSupported }
