@@ -96,6 +96,12 @@ func (s *Server) adopt(ctx context.Context) error {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
 		s.reg.Hold(inst, s.l4Adopt(ctx, inst, envs[i])...)
+		if service[inst] == "active" {
+			// Woken while no ten ran: nobody steered its L4
+			// connections to the app yet (the pinned map keeps what an
+			// earlier ten did).
+			go s.l4AppSocket(inst)
+		}
 		s.restoreFailed(inst)
 	}
 	s.log.Info("adopted instances from systemd", "instances", len(insts))

@@ -334,6 +334,9 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		// waiting for a wake (startup_timeout), not for an answer.
 		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
+		if c.ActiveState == "active" {
+			go s.l4AppSocket(c.Instance) // an L4 service's app listens now
+		}
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)
 		}

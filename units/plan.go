@@ -110,10 +110,24 @@ func StateMountPoint(svc *config.Service, inst Instance) string {
 // connections: gVisor (isolation = "sandbox"), a private network
 // (network = "none": 127.0.0.1 there is not the host's), ip_allow (the
 // unit's IP filter would drop the router's loopback packets), and L4
-// listen addresses (their connections arrive on the systemd-held sockets).
+// listen addresses (their connections arrive on the systemd-held sockets
+// until the app listens: the shim relays those; ten then steers new ones
+// to the app's own socket, see AppListens).
 func Direct(svc *config.Service) bool {
+	return AppListens(svc) && len(svc.Listen) == 0
+}
+
+// AppListens reports whether an instance of svc runs an app that binds its
+// own PORT/SOCKET_PATH in the host's network namespace, reachable by ten
+// without a relay: activation = "shim", not in gVisor (its sockets live in
+// the sandbox's netstack), not network = "none" (its 127.0.0.1 is its own),
+// no ip_allow (systemd's IP filter on the service's cgroup, deny-all but the
+// list, would drop the packets of a client steered to the app's own socket,
+// which reaches the systemd-held socket, outside that cgroup, today). Such an app's listening socket on PORT is
+// where ten steers the service's L4 connections once it listens.
+func AppListens(svc *config.Service) bool {
 	return svc.Activation == config.ActivationShim && svc.Isolation != config.IsolationSandbox &&
-		svc.Network != "none" && len(svc.IPAllow) == 0 && len(svc.Listen) == 0
+		svc.Network != "none" && len(svc.IPAllow) == 0
 }
 
 // AppSocketPath is SOCKET_PATH of instance id of svc: the service's socket
@@ -216,6 +230,17 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	for k, v := range svc.Env {
 		env[k] = vars.Expand(v)
+	}
+	if len(opts.Listen) > 0 && AppListens(svc) {
+		// ten steers L4 clients to the app's own socket on PORT, which a
+		// sockmap takes only when it is plain TCP; Go 1.24 and later
+		// listen with MPTCP by default where the kernel has it (an
+		// MPTCP listener's clients would keep going through the shim).
+		// MPTCP buys nothing on a loopback PORT. Other programs ignore it;
+		// a GODEBUG the service sets itself is kept, with this added.
+		if g := env["GODEBUG"]; !strings.Contains(g, "multipathtcp=") {
+			env["GODEBUG"] = strings.TrimPrefix(g+",multipathtcp=0", ",")
+		}
 	}
 	for k, v := range env {
 		p.Env = append(p.Env, k+"="+v)
