@@ -361,9 +361,69 @@ func internalSocketInode(t *testing.T, inst string) string {
 	return ino[1]
 }
 
+// l4Info sends GET /info over a raw TCP connection to addr and returns the
+// app's answer and the client's own address.
+func l4Info(t *testing.T, addr string) (body, client string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET /info HTTP/1.0\r\nHost: l4\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	if !strings.Contains(string(b), "200 OK") {
+		t.Fatalf("GET /info over %s: %q", addr, b)
+	}
+	return string(b), c.LocalAddr().String()
+}
+
 // An app that binds PORT itself (activation = "shim", the default) is
-// reachable on its L4 address too: the shim relays the internal socket's
-// connections to PORT, so the app sees the shim as its peer.
+// reachable on its L4 address, and once it listens its L4 clients reach it
+// with no relay between: the app sees each client's own address and port.
+// The connection that wakes it is answered (the shim relays it: it was in
+// the systemd-held socket's backlog), and so across sleep and wake.
+func TestL4PortAppSeesClient(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode port"
+idle_timeout = 2
+start = "lazy"
+listen = ["tcp://127.0.4.1:7400"]
+`)
+	s.mustTen("spawn", "web:p")
+	const addr = "127.0.4.1:7400"
+	for cycle := 0; cycle < 2; cycle++ {
+		s.waitState("web:p", "sleeping", 15*time.Second)
+		// The waking connection: answered, by the app.
+		if body, _ := l4Info(t, addr); !strings.Contains(body, `"instance":"web:p"`) {
+			t.Fatalf("cycle %d: waking connection: %q", cycle, body)
+		}
+		// ten steers new connections to the app's own socket once the
+		// service is active; until then the shim relays them.
+		direct := 0
+		deadline := time.Now().Add(5 * time.Second)
+		for direct < 5 {
+			body, client := l4Info(t, addr)
+			if strings.Contains(body, `"remote":"`+client+`"`) {
+				direct++
+			} else if direct > 0 {
+				t.Fatalf("cycle %d: after %d connections that reached the app directly, one went through a relay: client %s, app saw %q", cycle, direct, client, body)
+			} else if time.Now().After(deadline) {
+				j, _ := exec.Command("journalctl", "-u", "tenement.service", "--no-pager", "-n", "30").CombinedOutput()
+				t.Fatalf("cycle %d: the app still sees a relay, not the client %s: %q\n%s", cycle, client, body, j)
+			}
+		}
+		// The router path beside it.
+		if body := s.mustGet("p.web.localhost", "/"); !strings.Contains(body, "hello from web:p") {
+			t.Errorf("cycle %d: router: %q", cycle, body)
+		}
+	}
+}
+
+// An app that binds PORT itself (activation = "shim", the default) is
+// reachable on its L4 address too, with the router path beside it.
 func TestL4ShimApp(t *testing.T) {
 	s := startTen(t, `
 [service.web]
