@@ -62,7 +62,9 @@ type Backend struct {
 	Socket string
 	// AppSocket and AppPort, when set, are a directly run app's own
 	// SOCKET_PATH and PORT (on 127.0.0.1): the router connects there once
-	// the app listens (units.Direct).
+	// the app listens (units.AppListens: run directly, or behind the shim
+	// of a service with L4 addresses, where a connection to Socket wakes
+	// the shim, which relays it to the app once it listens).
 	AppSocket      string
 	AppPort        int
 	Weight         int

@@ -120,7 +120,11 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
 		b.Freeze = in.Svc.Freezes() && s.freezer != nil
 		b.StopAfter = in.Svc.StopAfterDuration()
-		if units.Direct(in.Svc) {
+		// A directly run app, and the app behind an L4 service's shim
+		// (which the shim starts and relays the L4 connections that
+		// wake it to): the router connects to the app's own address
+		// once it listens, with no relay between.
+		if units.AppListens(in.Svc) {
 			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
 			b.AppPort = in.Port
 		}

@@ -65,3 +65,26 @@ listen = ["tcp://127.0.0.1:7004"]
 		}
 	}
 }
+
+// Which apps ten may reach without a relay (L4 clients steered to the app's
+// socket, the router to its address), and which keep the shim's relay.
+func TestAppListens(t *testing.T) {
+	for _, c := range []struct {
+		svc  config.Service
+		want bool
+	}{
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace}, true},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationProcess, Listen: []string{"tcp://127.0.0.1:7000"}}, true},
+		{config.Service{Activation: config.ActivationSocket, Isolation: config.IsolationNamespace}, false},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationSandbox}, false},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, Network: "none"}, false},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, IPAllow: []string{"10.0.0.0/8"}}, false},
+	} {
+		if got := AppListens(&c.svc); got != c.want {
+			t.Errorf("AppListens(%+v) = %v, want %v", c.svc, got, c.want)
+		}
+		if got, want := Direct(&c.svc), c.want && len(c.svc.Listen) == 0; got != want {
+			t.Errorf("Direct(%+v) = %v, want %v", c.svc, got, want)
+		}
+	}
+}
