@@ -44,8 +44,10 @@ var ErrNoListenFDs = errors.New("no socket passed by systemd (LISTEN_FDS is not 
 // listener: the router's unix socket (fd 3) and, for a service with L4
 // listen addresses, its internal TCP sockets (fd 4 on). The shim relays the
 // connections of all of them to the app, so an L4 client reaches a
-// PORT-binding app too; the app then sees the shim as the peer (an app
-// that takes its sockets itself, activation = "socket", sees the client).
+// PORT-binding app too; the app then sees the shim as the peer. With BPF,
+// only the L4 connections that arrive while the app does not listen (those
+// that wake it) take this way: once the service is active, ten steers new
+// ones to the app's own listening socket, and the app sees the client.
 func Listener() (net.Listener, error) {
 	ls, err := Listeners()
 	if err != nil {
