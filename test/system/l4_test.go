@@ -420,6 +420,33 @@ listen = ["tcp://127.0.4.1:7400"]
 			t.Errorf("cycle %d: router: %q", cycle, body)
 		}
 	}
+
+	// Woken while ten is down: the shim answers every connection (nobody
+	// steers them to the app yet); a new ten adopts the instance and
+	// steers them to the app again.
+	s.kill()
+	s.mustSleep(t, "web:p")
+	for i := 0; i < 3; i++ {
+		body, client := l4Info(t, addr)
+		if !strings.Contains(body, `"instance":"web:p"`) {
+			t.Fatalf("ten down, connection %d: %q", i, body)
+		}
+		if strings.Contains(body, `"remote":"`+client+`"`) {
+			t.Fatalf("ten down, connection %d reached the app directly: the sleep kept the old socket registered? %q", i, body)
+		}
+	}
+	s.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, client := l4Info(t, addr)
+		if strings.Contains(body, `"remote":"`+client+`"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after ten restarted, the app still sees a relay, not the client %s: %q\n%s", client, body, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // An app that binds PORT itself (activation = "shim", the default) is
