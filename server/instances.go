@@ -91,6 +91,14 @@ func (s *Server) adopt(ctx context.Context) error {
 			in, _ := s.reg.Get(inst)
 			in.Port = port
 			s.reg.Add(in)
+			if in.Svc != nil && units.AppListens(in.Svc) {
+				// The router dials such an app's own PORT: the backend
+				// put above, before PORT was read, had none (and
+				// would wait for the app on SOCKET_PATH alone until
+				// startup_timeout).
+				st := service[inst]
+				s.router.Put(s.backend(in), st == "active" || st == "reloading")
+			}
 		}
 		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched

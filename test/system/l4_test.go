@@ -447,6 +447,10 @@ listen = ["tcp://127.0.4.1:7400"]
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The adopted instance is routed to its app's own PORT too.
+	if body := s.mustGet("p.web.localhost", "/"); !strings.Contains(body, "hello from web:p") {
+		t.Errorf("router after ten restarted: %q", body)
+	}
 }
 
 // An app that binds PORT itself (activation = "shim", the default) is
