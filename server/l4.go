@@ -106,7 +106,7 @@ func (s *Server) initL4() error {
 	} else {
 		st.features = []Feature{
 			{Name: FeatureAccounting, On: true, Detail: "cgroup_skb/sock_ops counters on each instance's slice, pinned in " + BPFPinDir},
-			{Name: FeatureL4Dispatch, On: true, Detail: "sk_lookup steers L4 addresses to the instances' systemd-held sockets, pinned in " + BPFPinDir},
+			{Name: FeatureL4Dispatch, On: true, Detail: "sk_lookup steers L4 addresses to the instances' systemd-held sockets (to a PORT app's own socket once it listens), pinned in " + BPFPinDir},
 		}
 		s.metrics.MustRegister(ebpf.NewCollector(st.acct, st.instanceOf, s.log))
 	}
