@@ -128,8 +128,10 @@ type TLS struct {
 	HTTPSPort int `toml:"https_port" json:"https_port"`
 	// HTTPPort is the HTTP port (parsed; default 80).
 	HTTPPort int `toml:"http_port" json:"http_port"`
-	// DNSProvider is the DNS provider for wildcard certificates (parsed;
-	// ten caddy --dns-provider uses it).
+	// DNSProvider is the DNS provider that answers ACME DNS-01 challenges,
+	// which gives wildcard certificates (*.DOMAIN and *.SERVICE.DOMAIN for
+	// each service): one of DNSProviders. Its credentials come from the
+	// environment or dns_credentials.
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
 
 	// Keys ten adds.
@@ -140,7 +142,20 @@ type TLS struct {
 	// CARoot is a PEM file of roots to trust for the ACME server's own
 	// HTTPS (a private CA); default: the system's roots.
 	CARoot string `toml:"ca_root" json:"ca_root,omitempty"`
+	// DNSCredentials is a file of KEY=VALUE lines with the DNS provider's
+	// credentials (such as CLOUDFLARE_API_TOKEN); a variable in ten's
+	// environment takes precedence over the file.
+	DNSCredentials string `toml:"dns_credentials" json:"dns_credentials,omitempty"`
+	// DNSResolvers are the DNS servers (HOST:PORT) asked for the zone of a
+	// challenge record and whether it has propagated; default: the
+	// system's resolvers, then the zone's authoritative servers.
+	DNSResolvers []string `toml:"dns_resolvers" json:"dns_resolvers,omitempty"`
 }
+
+// DNSProviders are the values of settings.tls.dns_provider ten supports
+// (libdns providers): cloudflare (API token) and rfc2136 (dynamic updates
+// signed with TSIG to a DNS server of one's own: BIND, Knot, PowerDNS).
+var DNSProviders = []string{"cloudflare", "rfc2136"}
 
 // Routing is the [routing] table (parsed, as in tenement, for compatibility).
 type Routing struct {

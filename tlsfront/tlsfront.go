@@ -69,7 +69,18 @@ type Options struct {
 	// (certmagic's default, 10 minutes, when 0). Certificates used in a
 	// handshake are checked then too.
 	RenewCheck time.Duration
-	Log        *slog.Logger
+	// DNS01 answers ACME DNS-01 challenges (settings.tls.dns_provider,
+	// built by DNSProvider). With it the names Prefetch manages include
+	// the wildcards *.DOMAIN (every service host) and *.SERVICE.DOMAIN for
+	// each of Services (every instance host), obtained through DNS-01;
+	// certificates on demand keep using HTTP-01 and TLS-ALPN-01.
+	DNS01 certmagic.DNSProvider
+	// DNSResolvers are the DNS servers (HOST:PORT) DNS-01 asks for the
+	// zone and the propagation of its record (empty: the system's).
+	DNSResolvers []string
+	// Services are the services whose instance hosts get a wildcard.
+	Services []string
+	Log      *slog.Logger
 }
 
 // Front manages the certificates and serves the TLS handshake.
@@ -160,6 +171,13 @@ func New(o Options) (*Front, error) {
 	magic.Issuers = []certmagic.Issuer{f.issuer}
 	f.magic = magic
 	f.managed = certmagic.New(f.cache, certmagic.Config{Storage: magic.Storage, OnEvent: f.event, Logger: zl})
+	if o.DNS01 != nil {
+		// Wildcards need DNS-01; certmagic then uses it alone for
+		// this issuer, so the bare domain gets its certificate that way too.
+		template.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
+			DNSProvider: o.DNS01, Resolvers: o.DNSResolvers, Logger: zl,
+		}}
+	}
 	f.managed.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(f.managed, template)}
 	return f, nil
 }
@@ -251,19 +269,37 @@ func (f *Front) TLSConfig() *tls.Config {
 	return c
 }
 
-// Prefetch obtains (or loads) the bare domain's certificate in the
-// background, so the first visitor does not wait for it.
+// Prefetch obtains (or loads) the managed certificates in the background,
+// so the first visitor does not wait for them: the bare domain's, and with
+// DNS01 the wildcards (Managed).
 func (f *Front) Prefetch(ctx context.Context) {
+	names := f.Managed()
 	f.mu.Lock()
-	if f.names[f.o.Domain] == nil {
-		f.names[f.o.Domain] = &nameState{}
+	for _, n := range names {
+		if f.names[n] == nil {
+			f.names[n] = &nameState{}
+		}
 	}
 	f.mu.Unlock()
 	go func() {
-		if err := f.managed.ManageAsync(ctx, []string{f.o.Domain}); err != nil {
-			f.log.Warn("tls: manage the bare domain", "domain", f.o.Domain, "err", err)
+		if err := f.managed.ManageAsync(ctx, names); err != nil {
+			f.log.Warn("tls: manage certificates", "names", names, "err", err)
 		}
 	}()
+}
+
+// Managed returns the names whose certificates are kept from the start
+// (Prefetch): the bare domain, and with DNS01 *.DOMAIN and *.SERVICE.DOMAIN
+// for each service.
+func (f *Front) Managed() []string {
+	names := []string{f.o.Domain}
+	if f.o.DNS01 != nil {
+		names = append(names, "*."+f.o.Domain)
+		for _, s := range f.o.Services {
+			names = append(names, "*."+strings.ToLower(s)+"."+f.o.Domain)
+		}
+	}
+	return names
 }
 
 // RedirectHandler serves http_port: ACME HTTP-01 challenges, and a
