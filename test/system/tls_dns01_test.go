@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/tenhq/ten/internal/dnstest"
 	"github.com/tenhq/ten/internal/pebbletest"
 )
@@ -24,7 +26,9 @@ import (
 // DNS server on loopback with signed dynamic updates, pebble reads them
 // there, and every instance host is served by *.SERVICE.DOMAIN with no
 // order of its own. An unknown provider and a missing credential stop ten
-// from starting, naming the key and the variable.
+// from starting, naming the key and the variable. The CA offers OCSP
+// (a responder on loopback named in pebble's certificates), so the
+// handshake carries a stapled "good" response.
 func TestTLSWildcardDNS01(t *testing.T) {
 	install(t)
 	raw := make([]byte, 32)
@@ -32,7 +36,7 @@ func TestTLSWildcardDNS01(t *testing.T) {
 	secret := base64.StdEncoding.EncodeToString(raw)
 	zone := dnstest.Start(t, "example.test", "ten-acme", secret)
 	httpsPort, httpPort := freePort(t), freePort(t)
-	pb := pebbletest.StartWith(t, pebbletest.Options{HTTPPort: httpPort, TLSPort: httpsPort, DNS: zone.Addr})
+	pb := pebbletest.StartWith(t, pebbletest.Options{HTTPPort: httpPort, TLSPort: httpsPort, DNS: zone.Addr, OCSP: true})
 	creds := filepath.Join(t.TempDir(), "dns.env")
 	if err := os.WriteFile(creds, []byte("RFC2136_TSIG_KEY=ten-acme\nRFC2136_TSIG_SECRET="+secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,6 +129,26 @@ app = ["one", "two"]
 		if got := resp.TLS.PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != want {
 			t.Errorf("%s served the certificate for %v, want %s", host, got, want)
 		}
+	}
+	// The OCSP staple: fetched after the certificate, so it may take a
+	// handshake or two.
+	var staple []byte
+	for deadline := time.Now().Add(30 * time.Second); len(staple) == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := c.Get("https://one.app.example.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if staple = resp.TLS.OCSPResponse; len(staple) > 0 {
+			chain := resp.TLS.PeerCertificates
+			r, err := ocsp.ParseResponseForCert(staple, chain[0], chain[1])
+			if err != nil || r.Status != ocsp.Good {
+				t.Errorf("stapled OCSP response: %v, status %v", err, r)
+			}
+		}
+	}
+	if len(staple) == 0 {
+		t.Errorf("no OCSP response stapled within 30s")
 	}
 	orders := pb.Orders()
 	for _, h := range []string{"one.app.example.test", "two.app.example.test", "app.example.test"} {
