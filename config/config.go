@@ -130,8 +130,8 @@ type TLS struct {
 	HTTPPort int `toml:"http_port" json:"http_port"`
 	// DNSProvider is the DNS provider that answers ACME DNS-01 challenges,
 	// which gives wildcard certificates (*.DOMAIN and *.SERVICE.DOMAIN for
-	// each service): one of DNSProviders. Its credentials come from the
-	// environment or dns_credentials.
+	// each service): cloudflare or rfc2136 (DNSProviders). Its
+	// credentials come from the environment or dns_credentials.
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
 
 	// Keys ten adds.
