@@ -59,7 +59,8 @@ func TestWildcardDNS01(t *testing.T) {
 	secret := base64.StdEncoding.EncodeToString(raw)
 	zone := dnstest.Start(t, "example.test", "ten-acme", secret)
 	httpsPort := tentest.FreePort(t)
-	ca := pebbletest.StartWith(t, pebbletest.Options{HTTPPort: tentest.FreePort(t), TLSPort: httpsPort, DNS: zone.Addr})
+	const validity = 30 * time.Second
+	ca := pebbletest.StartWith(t, pebbletest.Options{HTTPPort: tentest.FreePort(t), TLSPort: httpsPort, DNS: zone.Addr, Validity: validity})
 	roots, err := os.ReadFile(ca.TLSRoot)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +85,8 @@ func TestWildcardDNS01(t *testing.T) {
 		Routes:          func(string) bool { return false },
 		NoHTTPChallenge: true, NoTLSALPNChallenge: true,
 		DNS01: prov, DNSResolvers: []string{zone.Addr}, Services: []string{"app", "web"},
-		Log: testLog(),
+		RenewCheck: time.Second,
+		Log:        testLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,8 +138,42 @@ func TestWildcardDNS01(t *testing.T) {
 			t.Errorf("no order for %s: %v", n, orders)
 		}
 	}
-	if len(orders) != len(want) {
-		t.Errorf("orders %v, want one each for %v (instance hosts need none of their own)", orders, want)
+	if n := len(orders); n < len(want) || n > 2*len(want) {
+		t.Errorf("orders %v, want one each for %v (instance hosts need none of their own), a renewal at most", orders, want)
+	}
+	for _, o := range orders {
+		if !slices.Contains(want, o) {
+			t.Errorf("an order for %s", o)
+		}
+	}
+
+	// Renewal: the 30-second wildcards are renewed through DNS-01 too (an
+	// issuer without it could not renew a wildcard) while they serve.
+	old := map[string]time.Time{}
+	for _, c := range f.Status().Certificates {
+		old[c.Names[0]] = c.NotAfter
+	}
+	for deadline := time.Now().Add(2 * validity); ; time.Sleep(200 * time.Millisecond) {
+		renewed := 0
+		for _, c := range f.Status().Certificates {
+			if c.Renewals > 0 && c.Error == "" && c.NotAfter.After(old[c.Names[0]]) {
+				renewed++
+			}
+		}
+		if renewed == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d certificates renewed within %s: %+v", renewed, len(want), 2*validity, f.Status())
+		}
+	}
+	resp, err := client.Get("https://three.app.example.test/")
+	if err != nil {
+		t.Fatalf("HTTPS after renewal: %v", err)
+	}
+	resp.Body.Close()
+	if got := resp.TLS.PeerCertificates[0]; got.DNSNames[0] != "*.app.example.test" || !got.NotAfter.After(old["*.app.example.test"]) {
+		t.Errorf("after renewal served %v until %s", got.DNSNames, got.NotAfter)
 	}
 	applied, refused := zone.Updates()
 	if applied < 2*len(want) || refused != 0 {

@@ -93,6 +93,8 @@ type Front struct {
 	cache   *certmagic.Cache
 	issuer  *certmagic.ACMEIssuer
 	log     *slog.Logger
+	// managedNames are Managed's names, set once in New.
+	managedNames map[string]bool
 
 	mu sync.Mutex // mu guards the following
 	// names holds every name a certificate was wanted for, with its last
@@ -141,11 +143,23 @@ func New(o Options) (*Front, error) {
 			return nil, errors.New("settings.tls.ca_root: no PEM certificate in it")
 		}
 	}
-	f := &Front{o: o, log: o.Log, names: map[string]*nameState{}}
+	f := &Front{o: o, log: o.Log, names: map[string]*nameState{}, managedNames: map[string]bool{}}
+	for _, n := range f.Managed() {
+		f.managedNames[n] = true
+	}
 	zl := zapLogger(o.Log)
 	var magic *certmagic.Config
 	f.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		// Renewal uses the config a certificate came from: the managed
+		// names' issuer is the one with DNS-01, which wildcards need.
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			for _, n := range c.Names {
+				if f.managedNames[n] {
+					return f.managed, nil
+				}
+			}
+			return magic, nil
+		},
 		RenewCheckInterval: o.RenewCheck,
 		Logger:             zl,
 	})
