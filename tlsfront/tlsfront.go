@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -278,9 +279,40 @@ func (f *Front) event(_ context.Context, event string, data map[string]any) erro
 // the TLS-ALPN-01 challenge, HTTP/2 and HTTP/1.1.
 func (f *Front) TLSConfig() *tls.Config {
 	c := f.magic.TLSConfig()
+	onDemand := c.GetCertificate
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		// A name served by a managed certificate (the bare domain, a
+		// wildcard) is served by the config that manages it: the
+		// on-demand config would renew it in the handshake with its own
+		// issuer (no DNS-01, so no wildcard) after asking the decision
+		// about the host, and drop it from the cache when that says no.
+		if !slices.Contains(hello.SupportedProtos, "acme-tls/1") && f.servedByManaged(hello.ServerName) {
+			return f.managed.GetCertificate(hello)
+		}
+		return onDemand(hello)
+	}
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
 	c.MinVersion = tls.VersionTLS12
 	return c
+}
+
+// servedByManaged reports whether the certificate a handshake for name
+// would get (an exact match first, then a wildcard) is one of Managed's.
+func (f *Front) servedByManaged(name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if name == "" {
+		return false
+	}
+	certs := f.cache.AllMatchingCertificates(name)
+	if len(certs) == 0 {
+		return false
+	}
+	for _, n := range certs[0].Names {
+		if f.managedNames[n] {
+			return true
+		}
+	}
+	return false
 }
 
 // Prefetch obtains (or loads) the managed certificates in the background,
