@@ -114,19 +114,19 @@ func (s *Settings) ConcurrentWakes(ncpu int) int {
 // TLS is [settings.tls]: HTTPS with certificates from an ACME CA (see the
 // tlsfront package).
 type TLS struct {
-	// Enabled is tenement's built-in TLS switch (parsed; TLS belongs to a proxy).
+	// Enabled turns on HTTPS: certificates from the ACME CA, served on HTTPSPort.
 	Enabled bool `toml:"enabled" json:"enabled"`
-	// AcmeEmail is the ACME account email (parsed).
+	// AcmeEmail is the ACME account's contact email.
 	AcmeEmail string `toml:"acme_email" json:"acme_email,omitempty"`
-	// Domain is the certificate's domain (parsed).
+	// Domain is the bare domain certificates are issued under (default: settings.domain).
 	Domain string `toml:"domain" json:"domain,omitempty"`
-	// CacheDir is where certificates are cached (parsed).
+	// CacheDir is where certificates and the ACME account are kept.
 	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty"`
-	// Staging selects the ACME staging server (parsed).
+	// Staging selects the CA's staging directory (Let's Encrypt staging).
 	Staging bool `toml:"staging" json:"staging"`
-	// HTTPSPort is the HTTPS port (parsed; default 443).
+	// HTTPSPort is the HTTPS port (default 443).
 	HTTPSPort int `toml:"https_port" json:"https_port"`
-	// HTTPPort is the HTTP port (parsed; default 80).
+	// HTTPPort is the HTTP port: ACME HTTP-01 challenges and the redirect to HTTPS (default 80).
 	HTTPPort int `toml:"http_port" json:"http_port"`
 	// DNSProvider is the DNS provider that answers ACME DNS-01 challenges,
 	// which gives wildcard certificates (*.DOMAIN and *.SERVICE.DOMAIN for
