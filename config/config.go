@@ -118,7 +118,7 @@ type TLS struct {
 	Enabled bool `toml:"enabled" json:"enabled"`
 	// AcmeEmail is the ACME account's contact email.
 	AcmeEmail string `toml:"acme_email" json:"acme_email,omitempty"`
-	// Domain is the bare domain certificates are issued under (default: settings.domain).
+	// Domain is the bare domain certificates are issued under; settings.domain defaults to it.
 	Domain string `toml:"domain" json:"domain,omitempty"`
 	// CacheDir is where certificates and the ACME account are kept.
 	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty"`
