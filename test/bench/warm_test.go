@@ -83,7 +83,9 @@ web = ["a"]
 	}
 
 	if pprofAddr != "" {
-		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF"), func(d time.Duration) { wrk(b, "http://"+ten.addr+"/", host(inst), 16, d) })
+		file := os.Getenv("TEN_BENCH_PPROF")
+		cpuProfile(b, pprofAddr, file, func(d time.Duration) { wrk(b, "http://"+ten.addr+"/", host(inst), 16, d) })
+		cpuProfile(b, pprofAddr, file+".c64", func(d time.Duration) { wrk(b, "http://"+ten.addr+"/", host(inst), 64, d) })
 	}
 
 	const bench = "2 warm proxy"
@@ -190,5 +192,5 @@ func cpuProfile(b *testing.B, addr, file string, load func(time.Duration)) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("CPU profile of ten under wrk -c16: %s (go tool pprof -top bin/ten %s)", file, file)
+	b.Logf("CPU profile of ten under load: %s (go tool pprof -top bin/ten %s)", file, file)
 }
