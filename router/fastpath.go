@@ -182,6 +182,13 @@ func (cc *clientConn) serve() (handed bool) {
 			return false
 		}
 		h := &cc.head
+		if max := cc.r.maxBody; max > 0 && h.contentLength > max {
+			// Before anything is forwarded, woken or handed over (an
+			// Expect: 100-continue client never sends the body).
+			cc.refuse(413, cc.r.bodyTooLarge(h.contentLength))
+			cc.lingerClose()
+			return false
+		}
 		if h.minor != 1 || h.upgrade || h.expect || h.chunked || h.connTokens || len(h.target) == 0 || h.target[0] != '/' {
 			return cc.handOff()
 		}
@@ -287,6 +294,32 @@ func (cc *clientConn) handOff() bool {
 	return true
 }
 
+// lingerTime bounds how long lingerClose reads what a refused client still
+// sends.
+const lingerTime = 5 * time.Second
+
+// lingerClose ends a connection whose client may still be sending a body
+// that ten will not read: it closes the sending side (FIN after the
+// answer), then reads and drops what arrives until the client closes or
+// lingerTime passes. Closing at once with unread data in the socket makes
+// the kernel send a reset, which can destroy the answer before the client
+// has read it (nginx's lingering close).
+func (cc *clientConn) lingerClose() {
+	c := cc.c
+	if x, ok := c.(*countedConn); ok {
+		c = x.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	cc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	for {
+		if _, err := cc.c.Read(cc.buf); err != nil {
+			return
+		}
+	}
+}
+
 // getWriter lends the connection a write buffer for one answer.
 func (cc *clientConn) getWriter() {
 	if cc.bw == nil {
@@ -333,6 +366,8 @@ func statusText(code int) string {
 		return "Bad Request"
 	case 408:
 		return "Request Timeout"
+	case 413:
+		return "Request Entity Too Large"
 	case 431:
 		return "Request Header Fields Too Large"
 	case 500:

@@ -98,6 +98,7 @@ type Router struct {
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
+	maxBody     int64
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -126,6 +127,12 @@ type Options struct {
 	// startup_timeout counts from its own wake's start), and gets 503 with
 	// Retry-After at once when the queue is full.
 	Wakes *wakeq.Queue
+	// MaxBodyBytes bounds a request body passed to an instance (0: no
+	// bound; settings.max_body_mb): a larger Content-Length is answered
+	// 413 before anything is forwarded, and a chunked body that grows past
+	// it is cut: the instance's connection is closed mid-body, and the
+	// client gets 413 unless the instance had answered already.
+	MaxBodyBytes int64
 }
 
 // Refused is Create's answer when it will not create an instance: the
@@ -141,7 +148,7 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes, maxBody: o.MaxBodyBytes}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -600,6 +607,19 @@ func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 
 type ctxKey struct{}
 
+// bodyTooLarge is the 413's message for a body of n bytes (n < 0: a body
+// that grew past the bound).
+func (r *Router) bodyTooLarge(n int64) string {
+	limit := fmt.Sprintf("settings.max_body_mb (%d MiB)", r.maxBody>>20)
+	if r.maxBody%(1<<20) != 0 {
+		limit = fmt.Sprintf("the router's bound (%d bytes)", r.maxBody)
+	}
+	if n < 0 {
+		return "request body larger than " + limit
+	}
+	return fmt.Sprintf("request body of %d bytes is larger than %s", n, limit)
+}
+
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	b, handled, status, msg := r.route(req.Host)
@@ -617,6 +637,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
+	if r.maxBody > 0 && req.ContentLength > r.maxBody {
+		// Refused before anything reaches (or wakes) the instance; the
+		// server closes the connection rather than read the body.
+		w.Header().Set("Connection", "close")
+		http.Error(w, r.bodyTooLarge(req.ContentLength), http.StatusRequestEntityTooLarge)
+		r.observe(b.Instance, http.StatusRequestEntityTooLarge, start)
+		return
+	}
 	if reason := b.failedReason(); reason != "" {
 		http.Error(w, fmt.Sprintf("instance %s failed: %s; see `ten health %s`, then `ten restart %s`", b.Instance, reason, b.Instance, b.Instance), http.StatusServiceUnavailable)
 		r.observe(b.Instance, http.StatusServiceUnavailable, start)
@@ -665,6 +693,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if r.maxBody > 0 && req.Body != nil && req.Body != http.NoBody {
+		// A body of unknown length (chunked, or HTTP/2 without
+		// content-length) is cut where it passes the bound: the read fails
+		// with *http.MaxBytesError, the upstream request fails with it
+		// (roundtrip.go closes the instance's connection) and proxyError
+		// answers 413 if nothing was answered yet.
+		req.Body = http.MaxBytesReader(w, req.Body, r.maxBody)
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// With full duplex the transport may still be reading the body
 		// when the response is done; the server must not start reading
@@ -893,7 +929,12 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		inst = st.b.Instance.String()
 	}
 	var te *thawError
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooLarge):
+		// The rest of the body is not read: close the connection after.
+		w.Header().Set("Connection", "close")
+		http.Error(w, r.bodyTooLarge(-1), http.StatusRequestEntityTooLarge)
 	case errors.As(err, &te):
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):

@@ -160,6 +160,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
+	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
