@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,31 @@ func TestMaxBody(t *testing.T) {
 				t.Errorf("the instance saw %v, want %v", got, want)
 			}
 		})
+	}
+
+	// The net/http path alone (as behind TLS, or h2c): the same answers.
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	plain := strings.TrimPrefix(srv.URL, "http://")
+	for _, chunked := range []bool{false, true} {
+		fast := addr
+		addr = plain
+		size := int64(32 << 20)
+		if chunked {
+			size = -1
+		}
+		code, body, err := post(&zeros{32 << 20}, size, nil)
+		addr = fast
+		if err != nil || code != 413 || !strings.Contains(body, "larger than the router's bound") {
+			t.Errorf("net/http path, chunked %v: %d %q %v, want 413", chunked, code, body, err)
+		}
+		var want []string
+		if chunked {
+			want = []string{fmt.Sprintf("%d err", limit)}
+		}
+		if got := a.waitSeen(t, len(want)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("net/http path, chunked %v: the instance saw %v, want %v", chunked, got, want)
+		}
 	}
 
 	// An oversized body on a kept-alive connection: the answer closes it.

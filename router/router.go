@@ -607,19 +607,6 @@ func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 
 type ctxKey struct{}
 
-// bodyTooLarge is the 413's message for a body of n bytes (n < 0: a body
-// that grew past the bound).
-func (r *Router) bodyTooLarge(n int64) string {
-	limit := fmt.Sprintf("settings.max_body_mb (%d MiB)", r.maxBody>>20)
-	if r.maxBody%(1<<20) != 0 {
-		limit = fmt.Sprintf("the router's bound (%d bytes)", r.maxBody)
-	}
-	if n < 0 {
-		return "request body larger than " + limit
-	}
-	return fmt.Sprintf("request body of %d bytes is larger than %s", n, limit)
-}
-
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	b, handled, status, msg := r.route(req.Host)
@@ -638,10 +625,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	start := time.Now()
 	if r.maxBody > 0 && req.ContentLength > r.maxBody {
-		// Refused before anything reaches (or wakes) the instance; the
-		// server closes the connection rather than read the body.
-		w.Header().Set("Connection", "close")
-		http.Error(w, r.bodyTooLarge(req.ContentLength), http.StatusRequestEntityTooLarge)
+		// Refused before anything reaches (or wakes) the instance.
+		r.refuseBody(w, req, req.Body, req.ContentLength)
 		r.observe(b.Instance, http.StatusRequestEntityTooLarge, start)
 		return
 	}
@@ -699,7 +684,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// with *http.MaxBytesError, the upstream request fails with it
 		// (roundtrip.go closes the instance's connection) and proxyError
 		// answers 413 if nothing was answered yet.
-		req.Body = http.MaxBytesReader(w, req.Body, r.maxBody)
+		// The proxy closes the body it reads; the client's stays open so
+		// that the 413 can read and drop the rest (refuseBody).
+		clientBody := req.Body
+		req.Body = http.MaxBytesReader(w, keepOpen{clientBody}, r.maxBody)
+		st.clientBody = clientBody
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// With full duplex the transport may still be reading the body
@@ -800,6 +789,9 @@ type reqState struct {
 	thawed <-chan error
 	// wake is the request's place in the wake queue (Options.Wakes).
 	wake *wakeq.Ticket
+	// clientBody is the client's request body under the max_body_mb
+	// reader, for refuseBody.
+	clientBody io.ReadCloser
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -931,10 +923,8 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	var te *thawError
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge):
-		// The rest of the body is not read: close the connection after.
-		w.Header().Set("Connection", "close")
-		http.Error(w, r.bodyTooLarge(-1), http.StatusRequestEntityTooLarge)
+	case errors.As(err, &tooLarge) && st != nil:
+		r.refuseBody(w, req, st.clientBody, -1)
 	case errors.As(err, &te):
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):
