@@ -403,8 +403,8 @@ func (b *backend) acquireAwake() bool {
 func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
 	start := time.Now()
 	code, keep := cc.exchange(b, h, body, start)
-	if cc.r.observer != nil {
-		cc.r.observer.ObserveRequest(b.Instance, code, time.Since(start))
+	if b.observe != nil {
+		b.observe(code, time.Since(start))
 	}
 	// keep is what the answer told the client (Connection: close or not);
 	// a drain that began after it was written closes the connection after

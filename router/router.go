@@ -45,6 +45,16 @@ type Observer interface {
 	ObserveWake(inst units.Instance, d time.Duration, err error)
 }
 
+// InstanceObserver is an Observer that resolves what it records for one
+// instance (its metric series) once, when the instance is Put: the fast
+// path then records each request with no label lookup, allocation or
+// shared lock.
+type InstanceObserver interface {
+	Observer
+	// RequestObserver returns the function ObserveRequest would be for inst.
+	RequestObserver(inst units.Instance) func(code int, d time.Duration)
+}
+
 // Freezer freezes and thaws an instance's service (sleep = "freeze"): a
 // frozen instance keeps running in the router's view (awake) but gets no
 // CPU until thawed. why says what thaws it: "http", "l4", "stop", "probe".
@@ -171,6 +181,9 @@ type backend struct {
 	// dialUp connects to the instance: its systemd-held socket, or a
 	// directly run app's own address (appDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
+	// observe records a request of the fast path (Options.Observer, or
+	// what an InstanceObserver resolved for the instance); nil without one.
+	observe func(code int, d time.Duration)
 	// pool holds the fast path's idle connections to the instance.
 	pool  upstreamPool
 	awake atomic.Bool
@@ -224,6 +237,11 @@ func (r *Router) Put(b Backend, awake bool) {
 		// fast path keeps its own pool and never resends what it wrote.
 		DisableKeepAlives:  true,
 		DisableCompression: true,
+	}
+	if io, ok := r.observer.(InstanceObserver); ok {
+		nb.observe = io.RequestObserver(b.Instance)
+	} else if o := r.observer; o != nil {
+		nb.observe = func(code int, d time.Duration) { o.ObserveRequest(b.Instance, code, d) }
 	}
 	nb.awake.Store(awake)
 	nb.last.Store(time.Now().UnixNano())
