@@ -96,10 +96,14 @@ type clientConn struct {
 	ip     string
 	head   reqHead
 	out    []byte
-	idle   atomic.Bool
+	// pre takes the first bytes of an instance's answer (writeRequest),
+	// lent for one exchange.
+	pre  *[]byte
+	idle atomic.Bool
 }
 
 var (
+	preBufs   = sync.Pool{New: func() any { b := make([]byte, upReadBuf); return &b }}
 	readBufs  = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
 )
@@ -201,8 +205,11 @@ func (cc *clientConn) serve() (handed bool) {
 			return cc.handOff()
 		}
 		cc.getWriter()
+		cc.pre = preBufs.Get().(*[]byte)
 		keep := cc.proxy(b, h, cc.buf[cc.rd+h.size:cc.rd+h.size+int(body)])
 		b.release()
+		preBufs.Put(cc.pre)
+		cc.pre = nil
 		cc.putWriter() // an idle connection holds no write buffer
 		cc.rd += h.size + int(body)
 		if !keep {
@@ -568,7 +575,7 @@ func (b *backend) answered(ctrl Controller) {
 func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
 	if uc := b.pool.get(); uc != nil {
 		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-		n, err := uc.c.Write(req)
+		n, err := uc.writeRequest(req, *cc.pre)
 		if err == nil {
 			return uc, nil
 		}
@@ -587,7 +594,7 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 		return nil, err
 	}
 	uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-	if _, err := uc.c.Write(req); err != nil {
+	if _, err := uc.writeRequest(req, *cc.pre); err != nil {
 		uc.c.Close()
 		return nil, err
 	}
