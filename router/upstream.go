@@ -25,6 +25,9 @@ type upConn struct {
 	// request's write; br's reads take them before reading c.
 	pre    []byte
 	preErr error
+	// raw and rawStep (raw.step) carry writeRequest's state.
+	raw     rawExchange
+	rawStep func(uintptr) bool
 }
 
 // upSource is what an upConn's bufio.Reader reads from.
@@ -49,6 +52,7 @@ func newUpConn(c net.Conn) *upConn {
 		uc.rc, _ = sc.SyscallConn()
 	}
 	uc.br = bufio.NewReaderSize((*upSource)(uc), upReadBuf)
+	uc.rawStep = uc.raw.step
 	return uc
 }
 
@@ -73,49 +77,17 @@ func (uc *upConn) writeRequest(req, buf []byte) (n int, err error) {
 	if uc.rc == nil || len(buf) == 0 {
 		return uc.c.Write(req)
 	}
-	var werr, rerr error
-	nr, wrote, read := 0, false, false
-	err = uc.rc.Read(func(fd uintptr) bool {
-		if !wrote {
-			wrote = true
-			for n < len(req) {
-				m, e := syscall.Write(int(fd), req[n:])
-				if m > 0 {
-					n += m
-				}
-				switch {
-				case e == syscall.EINTR:
-				case e != nil:
-					werr = e
-					return true
-				case m <= 0:
-					werr = io.ErrShortWrite
-					return true
-				}
-			}
-			return false // wait for the answer
-		}
-		m, e := syscall.Read(int(fd), buf)
-		if e == syscall.EAGAIN || e == syscall.EINTR {
-			return false
-		}
-		read = true
-		if e != nil {
-			rerr = os.NewSyscallError("read", e)
-		} else if m == 0 {
-			rerr = io.EOF
-		} else {
-			nr = m
-		}
-		return true
-	})
+	w := &uc.raw
+	*w = rawExchange{req: req, buf: buf}
+	err = uc.rc.Read(uc.rawStep)
+	n = w.n
 	switch {
-	case werr == syscall.EAGAIN:
+	case w.werr == syscall.EAGAIN:
 		m, err := uc.c.Write(req[n:])
 		return n + m, err
-	case werr != nil:
-		return n, os.NewSyscallError("write", werr)
-	case !wrote || n < len(req):
+	case w.werr != nil:
+		return n, os.NewSyscallError("write", w.werr)
+	case !w.wrote || n < len(req):
 		// The raw read failed before the write (closed, deadline).
 		if err == nil {
 			err = io.ErrShortWrite
@@ -123,10 +95,57 @@ func (uc *upConn) writeRequest(req, buf []byte) (n int, err error) {
 		return n, err
 	case err != nil:
 		uc.preErr = err // the deadline or a close while waiting
-	case read:
-		uc.pre, uc.preErr = buf[:nr], rerr
+	case w.read:
+		uc.pre, uc.preErr = buf[:w.nr], w.rerr
 	}
+	*w = rawExchange{}
 	return n, nil
+}
+
+// rawExchange is the state of one writeRequest, kept in its upConn (with
+// the step function made once) so that a request allocates nothing.
+type rawExchange struct {
+	req, buf    []byte
+	n, nr       int
+	wrote, read bool
+	werr, rerr  error
+}
+
+// step is called by the raw read: first to write the request (false: now
+// wait for the answer), then, once readable, to read it.
+func (w *rawExchange) step(fd uintptr) bool {
+	if !w.wrote {
+		w.wrote = true
+		for w.n < len(w.req) {
+			m, e := syscall.Write(int(fd), w.req[w.n:])
+			if m > 0 {
+				w.n += m
+			}
+			switch {
+			case e == syscall.EINTR:
+			case e != nil:
+				w.werr = e
+				return true
+			case m <= 0:
+				w.werr = io.ErrShortWrite
+				return true
+			}
+		}
+		return false // wait for the answer
+	}
+	m, e := syscall.Read(int(fd), w.buf)
+	if e == syscall.EAGAIN || e == syscall.EINTR {
+		return false
+	}
+	w.read = true
+	if e != nil {
+		w.rerr = os.NewSyscallError("read", e)
+	} else if m == 0 {
+		w.rerr = io.EOF
+	} else {
+		w.nr = m
+	}
+	return true
 }
 
 // maxIdleUpstream bounds the idle connections kept per instance, and
