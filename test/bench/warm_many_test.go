@@ -85,7 +85,7 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 		}
 	}
 	if pprofAddr != "" {
-		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF")+".many200", func(d time.Duration) { wrkHosts(b, "http://"+ten.addr+"/", all, 64, d) })
+		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF")+".many200", func(d time.Duration) wrkReport { return wrkHosts(b, "http://"+ten.addr+"/", all, 64, d) })
 	}
 
 	const bench = "2b warm proxy, 200 tenants"
