@@ -77,9 +77,10 @@ func (uc *upConn) writeRequest(req, buf []byte) (n int, err error) {
 	if uc.rc == nil || len(buf) == 0 {
 		return uc.c.Write(req)
 	}
-	w := &uc.raw
-	*w = rawExchange{req: req, buf: buf}
+	uc.raw = rawExchange{req: req, buf: buf}
 	err = uc.rc.Read(uc.rawStep)
+	w := uc.raw
+	uc.raw = rawExchange{} // holds no buffer between requests
 	n = w.n
 	switch {
 	case w.werr == syscall.EAGAIN:
@@ -98,7 +99,6 @@ func (uc *upConn) writeRequest(req, buf []byte) (n int, err error) {
 	case w.read:
 		uc.pre, uc.preErr = buf[:w.nr], w.rerr
 	}
-	*w = rawExchange{}
 	return n, nil
 }
 
