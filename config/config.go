@@ -93,7 +93,7 @@ type Settings struct {
 	// 0: none).
 	WakeQueue *int `toml:"wake_queue" json:"wake_queue"`
 	// MaxBodyMB bounds a request body the router passes to an instance, in
-	// MiB (default DefaultMaxBodyMB; 0, set explicitly: no bound). A larger
+	// MiB (default DefaultMaxBodyMB, 100; 0, set explicitly: no bound). A larger
 	// Content-Length gets 413 before anything is forwarded; a chunked body
 	// that grows past it is cut (413 when the instance has not answered yet).
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
