@@ -33,13 +33,30 @@ const maxListed = 100000
 // Nodes lists the live nodes (those whose lease still holds their record)
 // with the load their placements put on them, sorted by name.
 func Nodes(ctx context.Context, cli *clientv3.Client) ([]NodeStatus, error) {
-	nr, err := cli.Get(ctx, nodesDir, clientv3.WithPrefix(), clientv3.WithLimit(maxListed))
-	if err != nil {
-		return nil, fmt.Errorf("fleet: list nodes: %w", err)
-	}
-	places, err := Placements(ctx, cli)
+	nodes, _, _, err := view(ctx, cli)
 	if err != nil {
 		return nil, err
+	}
+	for i, n := range nodes {
+		if n.Lease != 0 {
+			if ttl, err := cli.TimeToLive(ctx, n.Lease); err == nil && ttl.TTL > 0 {
+				nodes[i].LeaseTTL = time.Duration(ttl.TTL) * time.Second
+			}
+		}
+	}
+	return nodes, nil
+}
+
+// view reads the placements and the live nodes at one revision, and the
+// nodes' load from those placements.
+func view(ctx context.Context, cli *clientv3.Client) ([]NodeStatus, map[string]Placement, int64, error) {
+	places, rev, err := placements(ctx, cli)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	nr, err := cli.Get(ctx, nodesDir, clientv3.WithPrefix(), clientv3.WithLimit(maxListed), clientv3.WithRev(rev))
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("fleet: list nodes: %w", err)
 	}
 	load := map[string]Load{}
 	for _, p := range places {
@@ -52,25 +69,24 @@ func Nodes(ctx context.Context, cli *clientv3.Client) ([]NodeStatus, error) {
 	for _, kv := range nr.Kvs {
 		var info NodeInfo
 		if err := json.Unmarshal(kv.Value, &info); err != nil {
-			return nil, fmt.Errorf("fleet: key %s: %w", kv.Key, err)
+			return nil, nil, 0, fmt.Errorf("fleet: key %s: %w", kv.Key, err)
 		}
-		st := NodeStatus{NodeInfo: info, Lease: clientv3.LeaseID(kv.Lease), Load: load[info.Node]}
-		if kv.Lease != 0 {
-			if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil && ttl.TTL > 0 {
-				st.LeaseTTL = time.Duration(ttl.TTL) * time.Second
-			}
-		}
-		out = append(out, st)
+		out = append(out, NodeStatus{NodeInfo: info, Lease: clientv3.LeaseID(kv.Lease), Load: load[info.Node]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out, nil
+	return out, places, rev, nil
 }
 
 // Placements reads every placement, keyed by instance.
 func Placements(ctx context.Context, cli *clientv3.Client) (map[string]Placement, error) {
+	p, _, err := placements(ctx, cli)
+	return p, err
+}
+
+func placements(ctx context.Context, cli *clientv3.Client) (map[string]Placement, int64, error) {
 	r, err := cli.Get(ctx, placementDir, clientv3.WithPrefix(), clientv3.WithLimit(maxListed))
 	if err != nil {
-		return nil, fmt.Errorf("fleet: list placements: %w", err)
+		return nil, 0, fmt.Errorf("fleet: list placements: %w", err)
 	}
 	out := make(map[string]Placement, len(r.Kvs))
 	for _, kv := range r.Kvs {
@@ -80,11 +96,11 @@ func Placements(ctx context.Context, cli *clientv3.Client) (map[string]Placement
 		}
 		var p Placement
 		if err := json.Unmarshal(kv.Value, &p); err != nil {
-			return nil, fmt.Errorf("fleet: key %s: %w", kv.Key, err)
+			return nil, 0, fmt.Errorf("fleet: key %s: %w", kv.Key, err)
 		}
 		out[inst] = p
 	}
-	return out, nil
+	return out, r.Header.Revision, nil
 }
 
 // PlaceInstance places inst on a live node chosen by Place (or on want),
@@ -98,22 +114,11 @@ func PlaceInstance(ctx context.Context, cli *clientv3.Client, inst string, memMB
 	}
 	key := PlacementKey(inst)
 	for attempt := 0; attempt < 10; attempt++ {
-		nodes, err := Nodes(ctx, cli)
+		nodes, places, rev, err := view(ctx, cli)
 		if err != nil {
 			return "", err
 		}
-		// Revision of the view: placements read at or before it.
-		pr, err := cli.Get(ctx, placementDir, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil {
-			return "", fmt.Errorf("fleet: place %s: %w", inst, err)
-		}
-		if r, err := cli.Get(ctx, key); err != nil {
-			return "", fmt.Errorf("fleet: place %s: %w", inst, err)
-		} else if len(r.Kvs) > 0 {
-			var p Placement
-			if err := json.Unmarshal(r.Kvs[0].Value, &p); err != nil {
-				return "", fmt.Errorf("fleet: key %s: %w", key, err)
-			}
+		if p, ok := places[inst]; ok {
 			return p.Node, nil
 		}
 		cands := make([]Candidate, len(nodes))
@@ -129,7 +134,7 @@ func PlaceInstance(ctx context.Context, cli *clientv3.Client, inst string, memMB
 		// newest ModRevision is at most the view's.
 		t, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-				clientv3.Compare(clientv3.ModRevision(placementDir).WithPrefix(), "<", pr.Header.Revision+1)).
+				clientv3.Compare(clientv3.ModRevision(placementDir).WithPrefix(), "<", rev+1)).
 			Then(clientv3.OpPut(key, string(val))).
 			Commit()
 		if err != nil {
