@@ -28,6 +28,9 @@ type Config struct {
 	Services  map[string]*Service `toml:"service" json:"service"`
 	Instances map[string][]string `toml:"instances" json:"instances"`
 	Routing   Routing             `toml:"routing" json:"routing"`
+	// Fleet is the [fleet] table (ten's, experimental): absent, ten is a
+	// single server.
+	Fleet Fleet `toml:"fleet" json:"fleet,omitzero"`
 }
 
 // Settings is the [settings] table.
@@ -296,6 +299,7 @@ func Parse(file string, data []byte) (*Config, error) {
 }
 
 func (c *Config) defaults() {
+	c.Fleet.defaults()
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/internal/relay"
 )
 
@@ -342,5 +345,48 @@ func TestPlaceInstanceConcurrent(t *testing.T) {
 	}
 	if _, err := PlaceInstance(ctx, newClient(t, url), "api:new", 1, "gone"); err == nil {
 		t.Fatal("placed on a node that is not live")
+	}
+}
+
+// The first node records the fleet's services; a node whose services
+// differ is told how.
+func TestCheckServices(t *testing.T) {
+	url := startEtcd(t)
+	cli := newClient(t, url)
+	ctx := context.Background()
+	first := Fingerprint{"api": "1", "web": "2"}
+	if d, err := CheckServices(ctx, cli, first); err != nil || len(d) != 0 {
+		t.Fatalf("first node: %v, %v", d, err)
+	}
+	if d, err := CheckServices(ctx, cli, first); err != nil || len(d) != 0 {
+		t.Fatalf("agreeing node: %v, %v", d, err)
+	}
+	d, err := CheckServices(ctx, cli, Fingerprint{"api": "1", "web": "3"})
+	if err != nil || len(d) != 1 || d[0] != "service web: configured differently from the fleet" {
+		t.Fatalf("differing node: %q, %v", d, err)
+	}
+}
+
+func TestClientConfig(t *testing.T) {
+	f := config.Fleet{EtcdEndpoints: []string{"http://127.0.0.1:2379"}, Node: "n"}
+	cc, err := ClientConfig(f)
+	if err != nil || cc.TLS != nil {
+		t.Fatalf("plain: %+v, %v", cc, err)
+	}
+	f.CA = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := ClientConfig(f); err == nil || !strings.Contains(err.Error(), "fleet.ca") {
+		t.Fatalf("missing CA: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	if err := os.WriteFile(bad, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.CA = bad
+	if _, err := ClientConfig(f); err == nil || !strings.Contains(err.Error(), "no PEM") {
+		t.Fatalf("bad CA: %v", err)
+	}
+	f.CA, f.Cert, f.Key = "", bad, bad
+	if _, err := ClientConfig(f); err == nil || !strings.Contains(err.Error(), "fleet.cert") {
+		t.Fatalf("bad cert: %v", err)
 	}
 }
