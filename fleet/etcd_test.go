@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -389,4 +390,62 @@ func TestClientConfig(t *testing.T) {
 	if _, err := ClientConfig(f); err == nil || !strings.Contains(err.Error(), "fleet.cert") {
 		t.Fatalf("bad cert: %v", err)
 	}
+}
+
+// Start records the node, warns when its services differ from the
+// fleet's, and the nodes table shows every live node with its load.
+func TestStartAndNodesTable(t *testing.T) {
+	url := startEtcd(t)
+	ctx := context.Background()
+	conf := func(node, cmd string) *config.Config {
+		c, err := config.Parse(node+".toml", []byte(fmt.Sprintf(`
+[service.api]
+command = %q
+[fleet]
+etcd_endpoints = [%q]
+node = %q
+lease_ttl = 2
+fence_margin = 1
+max_instances = 3
+`, cmd, url, node)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	for _, n := range []struct{ node, cmd string }{{"n1", "./api"}, {"n2", "./api-v2"}} {
+		cfg := conf(n.node, n.cmd)
+		cli, err := Connect(cfg.Fleet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		s, err := Start(ctx, cli, cfg, log, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close(ctx) })
+	}
+	if !strings.Contains(logs.String(), "node=n2") || !strings.Contains(logs.String(), "service api: configured differently") || strings.Contains(logs.String(), "node=n1") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+	if _, err := PlaceInstance(ctx, newClient(t, url), "api:a", 0, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := Nodes(ctx, newClient(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := WriteNodes(&out, nodes); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "n1 ") || !strings.Contains(lines[1], " 0/3 ") ||
+		!strings.HasPrefix(lines[2], "n2 ") || !strings.Contains(lines[2], " 1/3 ") {
+		t.Fatalf("nodes table:\n%s", out.String())
+	}
+	t.Logf("\n%s", out.String())
 }
