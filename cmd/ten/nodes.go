@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tenhq/ten/fleet"
@@ -32,7 +33,7 @@ func (c *NodesCmd) Run(ctx context.Context, g *Globals) error {
 	defer cancel()
 	nodes, err := fleet.Nodes(ctx, cli)
 	if err != nil {
-		return err
+		return fmt.Errorf("etcd %s: %w", strings.Join(cfg.Fleet.EtcdEndpoints, ","), err)
 	}
 	if g.JSON {
 		return json.NewEncoder(os.Stdout).Encode(nodes)
