@@ -2,16 +2,34 @@
 GO ?= go
 BIN := bin
 GOFLAGS_TEST ?= -count=1
+# Tests run under the race detector (needs cgo and a C compiler); the system
+# tests then drive a -race build of ten and fail on any race it reports.
+# RACE= turns it off.
+RACE ?= -race
+# make fuzz runs each fuzz target for FUZZTIME.
+FUZZTIME ?= 15s
 
 include mk/bpf.mk
 
-.PHONY: help build test test-unit test-system bench lint run clean
+.PHONY: help build test test-unit test-system fuzz bench lint run clean deb deb-lint deb-version man copyright
+
+# Version of the build: 0.1.0+git<commits>.<hash>[.dirty], growing with every
+# commit (there are no tags); VERSION=... overrides it (a rebuild with a
+# higher version, a release). The binary reports it in `ten version`.
+DEB_BASE ?= 0.1.0
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION ?= $(DEB_BASE)+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo .dirty)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Evaluated once: every binary and package of one make run says the same.
+VERSION := $(VERSION)
+BUILD_DATE := $(BUILD_DATE)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(GIT_COMMIT) -X main.buildDate=$(BUILD_DATE)
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## Build bin/ten, bin/ten-shim, bin/tenbox and the test tenant bin/echoapp
-	$(GO) build -o $(BIN)/ten ./cmd/ten
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ten ./cmd/ten
 	$(GO) build -o $(BIN)/ten-shim ./cmd/ten-shim
 	$(GO) build -o $(BIN)/tenbox ./cmd/tenbox
 	$(GO) build -o $(BIN)/echoapp ./test/apps/echoapp
@@ -21,14 +39,24 @@ lint: ## gofmt, go vet
 	if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint build ## Everything: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
-	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 30m ./...
+test: lint build ## Everything, under the race detector: unit, privileged (BPF, netns) and system tests (boots a private systemd when needed; run as root)
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -p 1 -timeout 45m ./...
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
-	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
+	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) $(RACE) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
-	$(GO) test $(GOFLAGS_TEST) -v -timeout 30m ./test/system/
+	$(GO) test $(GOFLAGS_TEST) $(RACE) -v -timeout 45m ./test/system/
+
+# Every FuzzXxx of the module, found by name (go test -list would run the
+# TestMain of the system tests); the seeds and testdata/fuzz run in make test.
+fuzz: ## Run every fuzz target for FUZZTIME (default 15s) each; a failure leaves its input in the package's testdata/fuzz
+	@set -e; grep -H '^func Fuzz' $$(git ls-files '*_test.go') | \
+	sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\(.*#./\1 \2#' | \
+	while read -r pkg fn; do \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg </dev/null; \
+	done
 
 # The L4 comparison of router/ebpf runs first; its output feeds the table
 # that test/bench prints (and writes to bench-results.md) at the end.
@@ -44,5 +72,34 @@ bench: build ## Benchmarks against a real systemd (installs wrk, nginx, python3 
 run: build ## Run ten on examples/tenement.toml (boots a private systemd when the host has none)
 	./scripts/run-example
 
-clean: ## Remove built binaries
-	rm -rf $(BIN)
+# Debian packages (README "Debian package"): ten as a PIE built without cgo, per
+# architecture, units from selfunit, man pages from docs/man, dpkg-deb. The
+# binaries go to DEB_OUT/bin, so two builds into different DEB_OUTs (the
+# test's, yours) never share a file.
+DEB_ARCHES ?= amd64 arm64
+DEB_OUT ?= dist
+DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= overrides the git version)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(DEB_OUT)/bin/ten ./cmd/ten
+	@set -e; for arch in $(DEB_ARCHES); do \
+		echo "building ten $(VERSION) for $$arch"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
+			-ldflags '$(LDFLAGS) -s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten ./cmd/ten; \
+		$(GO) run ./internal/deb/mkdeb -bin $(DEB_OUT)/bin/linux_$$arch/ten -host-bin $(DEB_OUT)/bin/ten -arch $$arch \
+			-version '$(VERSION)' -commit $(GIT_COMMIT) -date $(BUILD_DATE) -maintainer '$(DEB_MAINTAINER)' -out $(DEB_OUT); \
+	done
+
+deb-lint: deb ## lintian on the packages of `make deb`: no errors, no warnings (overrides in debian/lintian-overrides, with reasons)
+	lintian --fail-on error,warning --tag-display-limit 0 $(foreach a,$(DEB_ARCHES),$(DEB_OUT)/ten_$(VERSION)_$(a).deb)
+
+deb-version: ## Print the version make deb would build
+	@echo '$(VERSION)'
+
+man: ## Regenerate docs/man (ten(1), ten-COMMAND(1), tenement.toml(5)) from the CLI and the config schema
+	$(GO) test ./cmd/ten -run TestManPages -update
+
+copyright: ## Regenerate debian/copyright from the modules linked into ten
+	$(GO) test ./internal/deb -run TestCopyright -update
+
+clean: ## Remove built binaries and packages
+	rm -rf $(BIN) $(DEB_OUT)

@@ -99,9 +99,24 @@ var DefaultParams = Params{Time: 1, Memory: 19 * 1024, Threads: 1}
 
 type record struct {
 	Token
-	Params Params `json:"argon2id"`
-	Salt   []byte `json:"salt"`
-	Hash   []byte `json:"hash"`
+	Params Params `json:"argon2id,omitzero"`
+	Salt   []byte `json:"salt,omitempty"`
+	Hash   []byte `json:"hash,omitempty"`
+	// SHA256 replaces Params, Salt and Hash for an admin token taken over
+	// from an api_token file when token-gen wrote a new one there: such a
+	// token (tenement's, or one ten serve made) has no id to find a record
+	// by, and is random enough that a plain SHA-256 is safe at rest.
+	SHA256 []byte `json:"sha256,omitempty"`
+}
+
+func (r *record) complete() bool {
+	if r == nil || r.ID == "" {
+		return false
+	}
+	if len(r.SHA256) > 0 {
+		return len(r.SHA256) == sha256.Size && r.Tenant == ""
+	}
+	return len(r.Hash) > 0 && len(r.Salt) > 0 && r.Params.Time != 0 && r.Params.Memory != 0 && r.Params.Threads != 0
 }
 
 type fileFormat struct {
@@ -120,14 +135,34 @@ type Store struct {
 	fileUsed  time.Time
 	fileMtime time.Time
 	recs      map[string]*record
+	// legacy maps the SHA256 of taken-over api_token tokens to their id.
+	legacy map[[32]byte]string
 	// verified maps sha256(token) of tokens that passed argon2id to their id.
 	verified map[[32]byte]string
 	saved    time.Time
+	// storeStat and fileStat are what tokens.json and api_token looked
+	// like when last read: another process (an offline `ten token-gen`)
+	// changes them, and a token the store does not know makes it look.
+	storeStat, fileStat fileID
 
 	// dummyOnce makes the hash unknown ids are checked against (dummy).
 	dummyOnce sync.Once
 	dummySalt []byte
 	dummyHash []byte
+}
+
+// fileID tells whether a file changed since it was read.
+type fileID struct {
+	ino, size int64
+	mtime     time.Time
+}
+
+func statID(path string) fileID {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileID{}
+	}
+	return fileID{ino: inode(st), size: st.Size(), mtime: st.ModTime()}
 }
 
 // Options tune a store; the zero value is right outside tests.
@@ -141,42 +176,93 @@ type Options struct {
 // Open loads the store of dataDir, creating the api_token file (a fresh
 // admin token, mode 0600) when it is missing.
 func Open(dataDir string, o Options) (*Store, error) {
-	s := &Store{dir: dataDir, params: o.Params, now: o.Now, recs: map[string]*record{}, verified: map[[32]byte]string{}}
+	s := newStore(dataDir, o)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadFileToken(true); err != nil {
+		return nil, err
+	}
+	if err := s.loadRecords(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newStore(dataDir string, o Options) *Store {
+	s := &Store{dir: dataDir, params: o.Params, now: o.Now, recs: map[string]*record{}, legacy: map[[32]byte]string{}, verified: map[[32]byte]string{}}
 	if s.params == (Params{}) {
 		s.params = DefaultParams
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if err := s.loadFileToken(); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dataDir, StoreFile)
+	return s
+}
+
+// loadRecords reads tokens.json into s.recs (s.mu held). Last-used times
+// this process knows and the file does not yet are kept.
+func (s *Store) loadRecords() error {
+	path := filepath.Join(s.dir, StoreFile)
+	st := statID(path)
 	b, err := os.ReadFile(path)
+	recs := map[string]*record{}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("read token store %s: %w", path, err)
+		return fmt.Errorf("read token store %s: %w", path, err)
 	default:
 		var f fileFormat
 		if err := json.Unmarshal(b, &f); err != nil {
-			return nil, fmt.Errorf("token store %s: %w (fix or remove the file; removing it revokes every token but the api_token file's)", path, err)
+			return fmt.Errorf("token store %s: %w (fix or remove the file; removing it revokes every token but the api_token file's)", path, err)
 		}
 		for _, r := range f.Tokens {
-			if r == nil || r.ID == "" || len(r.Hash) == 0 || len(r.Salt) == 0 || r.Params.Time == 0 || r.Params.Memory == 0 || r.Params.Threads == 0 {
-				return nil, fmt.Errorf("token store %s: a token record is incomplete (fix or remove it)", path)
+			if !r.complete() {
+				return fmt.Errorf("token store %s: a token record is incomplete (fix or remove it)", path)
 			}
-			s.recs[r.ID] = r
+			if old := s.recs[r.ID]; old != nil && old.LastUsed.After(r.LastUsed) {
+				r.LastUsed = old.LastUsed
+			}
+			recs[r.ID] = r
 		}
 	}
-	return s, nil
+	s.recs = recs
+	s.legacy = map[[32]byte]string{}
+	for id, r := range recs {
+		if len(r.SHA256) > 0 {
+			s.legacy[[32]byte(r.SHA256)] = id
+		}
+	}
+	for k, id := range s.verified {
+		if _, ok := recs[id]; !ok {
+			delete(s.verified, k)
+		}
+	}
+	s.storeStat = st
+	return nil
 }
 
-// loadFileToken reads api_token, creating it when missing.
-func (s *Store) loadFileToken() error {
+// reloadIfChanged reads the files again when another process changed them
+// since (s.mu held); it reports whether anything was read.
+func (s *Store) reloadIfChanged() bool {
+	changed := false
+	if st := statID(filepath.Join(s.dir, AdminTokenFile)); st != s.fileStat {
+		if s.loadFileToken(false) == nil {
+			changed = true
+		}
+	}
+	if st := statID(filepath.Join(s.dir, StoreFile)); st != s.storeStat {
+		if s.loadRecords() == nil {
+			changed = true
+		}
+	}
+	return changed
+}
+
+// loadFileToken reads api_token, creating it when missing and create is set.
+func (s *Store) loadFileToken(create bool) error {
 	path := filepath.Join(s.dir, AdminTokenFile)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && create {
 		tok, err := randomHex(24)
 		if err != nil {
 			return err
@@ -186,6 +272,10 @@ func (s *Store) loadFileToken() error {
 			return fmt.Errorf("write admin token %s: %w", path, err)
 		}
 		b = []byte(tok)
+	} else if errors.Is(err, os.ErrNotExist) {
+		s.fileHash = [32]byte{}
+		s.fileStat = fileID{}
+		return nil
 	} else if err != nil {
 		return fmt.Errorf("read admin token %s: %w", path, err)
 	}
@@ -194,9 +284,8 @@ func (s *Store) loadFileToken() error {
 		return fmt.Errorf("admin token file %s is empty (remove it and ten serve writes a new one)", path)
 	}
 	s.fileHash = sha256.Sum256([]byte(tok))
-	if st, err := os.Stat(path); err == nil {
-		s.fileMtime = st.ModTime()
-	}
+	s.fileStat = statID(path)
+	s.fileMtime = s.fileStat.mtime
 	return nil
 }
 
@@ -207,39 +296,66 @@ func (s *Store) AdminTokenPath() string { return filepath.Join(s.dir, AdminToken
 // is the only copy of the secret.
 func (s *Store) Create(tenant, description string) (string, Token, error) {
 	if tenant != "" {
-		if err := config.CheckName("tenant", tenant); err != nil {
+		if err := config.CheckID("tenant", tenant); err != nil {
 			return "", Token{}, fmt.Errorf("%w (a tenant is an instance id: its token reaches instances SERVICE:%s)", err, tenant)
 		}
 	}
 	if len(description) > 200 {
 		return "", Token{}, fmt.Errorf("description is %d characters long; at most 200", len(description))
 	}
-	id, err := randomHex(8)
+	id, secret, r, err := s.newRecord(tenant, description)
 	if err != nil {
 		return "", Token{}, err
 	}
-	secret, err := randomHex(24)
-	if err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.update(func() error { s.recs[id] = r; return nil }); err != nil {
 		return "", Token{}, err
+	}
+	return "ten_" + id + "_" + secret, r.Token, nil
+}
+
+// newRecord makes a token's id, secret and hashed record (argon2id: the
+// slow part, done before any lock is taken).
+func (s *Store) newRecord(tenant, description string) (id, secret string, r *record, err error) {
+	if id, err = randomHex(8); err != nil {
+		return "", "", nil, err
+	}
+	if secret, err = randomHex(24); err != nil {
+		return "", "", nil, err
 	}
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
-		return "", Token{}, err
+		return "", "", nil, err
 	}
-	r := &record{
+	r = &record{
 		Token:  Token{ID: id, Tenant: tenant, Description: description, Created: s.now().UTC()},
 		Params: s.params,
 		Salt:   salt,
 		Hash:   derive(secret, salt, s.params),
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs[id] = r
-	if err := s.saveLocked(); err != nil {
-		delete(s.recs, id)
-		return "", Token{}, err
+	return id, secret, r, nil
+}
+
+// update changes the store on disk under its lock (s.mu held): it reads
+// what other processes wrote meanwhile, applies change, and writes the
+// file back, so two writers at once (ten serve and an offline `ten
+// token-gen`) never lose each other's tokens.
+func (s *Store) update(change func() error) error {
+	unlock, err := lockFile(filepath.Join(s.dir, lockName))
+	if err != nil {
+		return fmt.Errorf("lock token store in %s: %w", s.dir, err)
 	}
-	return "ten_" + id + "_" + secret, r.Token, nil
+	defer unlock()
+	if err := s.loadRecords(); err != nil {
+		return err
+	}
+	if change != nil {
+		if err := change(); err != nil {
+			return err
+		}
+	}
+	return s.saveLocked()
 }
 
 // List returns every token, the api_token file's first, then by creation.
@@ -268,18 +384,26 @@ func (s *Store) Revoke(id string) (Token, error) {
 	id = normaliseID(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.recs[id]
-	if !ok {
-		return Token{}, fmt.Errorf("%w %q (ten token list shows the ids)", ErrNotFound, id)
-	}
-	delete(s.recs, id)
-	if err := s.saveLocked(); err != nil {
-		s.recs[id] = r
+	var r *record
+	err := s.update(func() error {
+		var ok bool
+		if r, ok = s.recs[id]; !ok {
+			return fmt.Errorf("%w %q (ten token list shows the ids)", ErrNotFound, id)
+		}
+		delete(s.recs, id)
+		return nil
+	})
+	if err != nil {
 		return Token{}, err
 	}
 	for k, v := range s.verified {
 		if v == id {
 			delete(s.verified, k)
+		}
+	}
+	for k, v := range s.legacy {
+		if v == id {
+			delete(s.legacy, k)
 		}
 	}
 	return r.Token, nil
@@ -331,6 +455,10 @@ func (s *Store) Cached(tok string) (Principal, bool) {
 			return Principal{TokenID: id, Tenant: r.Tenant}, true
 		}
 	}
+	if id, ok := s.legacy[sum]; ok {
+		s.touchLocked(s.recs[id], now)
+		return Principal{TokenID: id}, true
+	}
 	return Principal{}, false
 }
 
@@ -362,6 +490,11 @@ func (c Candidate) Check() (Principal, error) {
 	s := c.s
 	s.mu.Lock()
 	r := s.recs[c.ID]
+	if r == nil && s.reloadIfChanged() {
+		// Another process (an offline `ten token-gen`) wrote a token
+		// since: it works at once, without a restart of ten serve.
+		r = s.recs[c.ID]
+	}
 	var salt, want []byte
 	var params Params
 	if r != nil {
@@ -405,7 +538,7 @@ func (s *Store) dummy() (salt, hash []byte, p Params) {
 func (s *Store) touchLocked(r *record, now time.Time) {
 	r.LastUsed = now.UTC().Truncate(time.Second)
 	if now.Sub(s.saved) >= time.Minute {
-		_ = s.saveLocked()
+		_ = s.update(nil)
 	}
 }
 
@@ -413,7 +546,7 @@ func (s *Store) touchLocked(r *record, now time.Time) {
 func (s *Store) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.saveLocked()
+	return s.update(nil)
 }
 
 // splitToken parses ten_<16 hex id>_<secret>.
@@ -450,6 +583,7 @@ func (s *Store) saveLocked() error {
 	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("write token store %s: %w", path, err)
 	}
+	s.storeStat = statID(path)
 	s.saved = s.now()
 	return nil
 }

@@ -23,11 +23,16 @@ const FileName = "tenement.toml"
 // Config is a whole, validated tenement.toml with defaults filled in.
 type Config struct {
 	// Path is the file the config came from ("" when parsed from bytes).
-	Path      string              `toml:"-" json:"path,omitempty"`
-	Settings  Settings            `toml:"settings" json:"settings"`
-	Services  map[string]*Service `toml:"service" json:"service"`
+	Path string `toml:"-" json:"path,omitempty"`
+	// Settings is [settings].
+	Settings Settings `toml:"settings" json:"settings"`
+	// Services are the [service.NAME] tables.
+	Services map[string]*Service `toml:"service" json:"service"`
+	// Instances is [instances]: SERVICE = ["ID", ...], spawned whenever ten
+	// starts.
 	Instances map[string][]string `toml:"instances" json:"instances"`
-	Routing   Routing             `toml:"routing" json:"routing"`
+	// Routing is [routing].
+	Routing Routing `toml:"routing" json:"routing"`
 	// Fleet is the [fleet] table (ten's, experimental): absent, ten is a
 	// single server.
 	Fleet Fleet `toml:"fleet" json:"fleet,omitzero"`
@@ -35,13 +40,25 @@ type Config struct {
 
 // Settings is the [settings] table.
 type Settings struct {
-	DataDir             string `toml:"data_dir" json:"data_dir"`
-	HealthCheckInterval int    `toml:"health_check_interval" json:"health_check_interval"`
-	MaxRestarts         int    `toml:"max_restarts" json:"max_restarts"`
-	RestartWindow       int    `toml:"restart_window" json:"restart_window"`
-	BackoffBaseMs       int    `toml:"backoff_base_ms" json:"backoff_base_ms"`
-	BackoffMaxMs        int    `toml:"backoff_max_ms" json:"backoff_max_ms"`
-	TLS                 TLS    `toml:"tls" json:"tls"`
+	// DataDir holds ten's API token (api_token), tokens.json, state.json and
+	// storage images (default "./tenement-data", relative to the config file).
+	DataDir string `toml:"data_dir" json:"data_dir"`
+	// HealthCheckInterval is the seconds between health checks (default 10).
+	HealthCheckInterval int `toml:"health_check_interval" json:"health_check_interval"`
+	// MaxRestarts is how many restarts within restart_window mark an
+	// instance failed (default 3).
+	MaxRestarts int `toml:"max_restarts" json:"max_restarts"`
+	// RestartWindow is the window in seconds max_restarts counts in
+	// (default 300).
+	RestartWindow int `toml:"restart_window" json:"restart_window"`
+	// BackoffBaseMs is the first restart backoff in milliseconds, doubled
+	// per restart in the window (default 1000).
+	BackoffBaseMs int `toml:"backoff_base_ms" json:"backoff_base_ms"`
+	// BackoffMaxMs caps the restart backoff in milliseconds (default 60000).
+	BackoffMaxMs int `toml:"backoff_max_ms" json:"backoff_max_ms"`
+	// TLS is [settings.tls], read for compatibility with tenement; ten
+	// leaves TLS to a proxy in front (ten caddy).
+	TLS TLS `toml:"tls" json:"tls"`
 
 	// Keys ten adds (documented in the README).
 
@@ -56,6 +73,14 @@ type Settings struct {
 	// MaxFrozenMB caps the memory of all frozen instances together (0: no
 	// cap); past it the longest-frozen are stopped.
 	MaxFrozenMB int `toml:"max_frozen_mb" json:"max_frozen_mb,omitempty"`
+	// SpawnRatePerClient is how many instances one client IP may create per
+	// minute by requesting ids that do not exist yet (wake on request of a
+	// new id; default 10).
+	SpawnRatePerClient int `toml:"spawn_rate_per_client" json:"spawn_rate_per_client"`
+
+	// dataDirDefault is set when data_dir was not given (in the file or by
+	// SetDataDir): instance data then stays in DefaultInstanceRoot.
+	dataDirDefault bool
 	// MetricsListen, when set, is the only address GET /metrics is served
 	// on (for example 127.0.0.1:9100), instead of Listen.
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen,omitempty"`
@@ -63,11 +88,13 @@ type Settings struct {
 	MetricsAuth bool `toml:"metrics_auth" json:"metrics_auth,omitempty"`
 	// MaxConcurrentWakes bounds how many sleeping instances the router wakes
 	// at once (0, the default: WakesPerCPU per CPU, at least
-	// MinConcurrentWakes); WakeQueue how many more wait for a place
-	// (default DefaultWakeQueue; 0: none). A request past both gets 503
+	// MinConcurrentWakes). A request past it and past wake_queue gets 503
 	// with Retry-After at once.
-	MaxConcurrentWakes int  `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
-	WakeQueue          *int `toml:"wake_queue" json:"wake_queue"`
+	MaxConcurrentWakes int `toml:"max_concurrent_wakes" json:"max_concurrent_wakes"`
+	// WakeQueue is how many more wakes wait for a place when
+	// max_concurrent_wakes are under way (default DefaultWakeQueue, 1000;
+	// 0: none).
+	WakeQueue *int `toml:"wake_queue" json:"wake_queue"`
 }
 
 // Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
@@ -87,58 +114,113 @@ func (s *Settings) ConcurrentWakes(ncpu int) int {
 	return max(MinConcurrentWakes, WakesPerCPU*ncpu)
 }
 
-// TLS is [settings.tls]; parsed for compatibility.
+// TLS is [settings.tls]: HTTPS with certificates from an ACME CA (see the
+// tlsfront package).
 type TLS struct {
-	Enabled     bool   `toml:"enabled" json:"enabled"`
-	AcmeEmail   string `toml:"acme_email" json:"acme_email,omitempty"`
-	Domain      string `toml:"domain" json:"domain,omitempty"`
-	CacheDir    string `toml:"cache_dir" json:"cache_dir,omitempty"`
-	Staging     bool   `toml:"staging" json:"staging"`
-	HTTPSPort   int    `toml:"https_port" json:"https_port"`
-	HTTPPort    int    `toml:"http_port" json:"http_port"`
+	// Enabled is tenement's built-in TLS switch (parsed; TLS belongs to a proxy).
+	Enabled bool `toml:"enabled" json:"enabled"`
+	// AcmeEmail is the ACME account email (parsed).
+	AcmeEmail string `toml:"acme_email" json:"acme_email,omitempty"`
+	// Domain is the certificate's domain (parsed).
+	Domain string `toml:"domain" json:"domain,omitempty"`
+	// CacheDir is where certificates are cached (parsed).
+	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty"`
+	// Staging selects the ACME staging server (parsed).
+	Staging bool `toml:"staging" json:"staging"`
+	// HTTPSPort is the HTTPS port (parsed; default 443).
+	HTTPSPort int `toml:"https_port" json:"https_port"`
+	// HTTPPort is the HTTP port (parsed; default 80).
+	HTTPPort int `toml:"http_port" json:"http_port"`
+	// DNSProvider is the DNS provider for wildcard certificates (parsed;
+	// ten caddy --dns-provider uses it).
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
+
+	// Keys ten adds.
+
+	// CA is the ACME directory URL (default: Let's Encrypt, or its staging
+	// directory with staging = true), e.g. a private step-ca.
+	CA string `toml:"ca" json:"ca,omitempty"`
+	// CARoot is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (a private CA); default: the system's roots.
+	CARoot string `toml:"ca_root" json:"ca_root,omitempty"`
 }
 
 // Routing is the [routing] table (parsed, as in tenement, for compatibility).
 type Routing struct {
-	Default   string            `toml:"default" json:"default,omitempty"`
+	// Default is the service for hosts no rule matches (parsed, unused, as in tenement).
+	Default string `toml:"default" json:"default,omitempty"`
+	// Subdomain maps subdomains to services (parsed, unused, as in tenement).
 	Subdomain map[string]string `toml:"subdomain" json:"subdomain,omitempty"`
-	Path      map[string]string `toml:"path" json:"path,omitempty"`
+	// Path maps path prefixes to services (parsed, unused, as in tenement).
+	Path map[string]string `toml:"path" json:"path,omitempty"`
 }
 
 // Mount is one [[service.NAME.mounts]] entry.
 type Mount struct {
-	Source      string `toml:"source" json:"source"`
+	// Source is the host path to bind into the instance.
+	Source string `toml:"source" json:"source"`
+	// Destination is where the instance sees it.
 	Destination string `toml:"destination" json:"destination"`
-	Readonly    bool   `toml:"readonly" json:"readonly"`
+	// Readonly binds it read-only.
+	Readonly bool `toml:"readonly" json:"readonly"`
 }
 
 // Service is one [service.NAME] table.
 type Service struct {
-	Name           string            `toml:"-" json:"name"`
-	Command        string            `toml:"command" json:"command"`
-	Args           []string          `toml:"args" json:"args,omitempty"`
-	Socket         string            `toml:"socket" json:"socket,omitempty"`
-	Health         string            `toml:"health" json:"health,omitempty"`
-	Workdir        string            `toml:"workdir" json:"workdir,omitempty"`
-	Isolation      string            `toml:"isolation" json:"isolation"`
-	Image          string            `toml:"image" json:"image,omitempty"`
-	Restart        string            `toml:"restart" json:"restart"`
-	IdleTimeout    int               `toml:"idle_timeout" json:"idle_timeout"`
-	StartupTimeout int               `toml:"startup_timeout" json:"startup_timeout"`
-	RequestTimeout int               `toml:"request_timeout" json:"request_timeout"`
-	MemoryLimitMB  int               `toml:"memory_limit_mb" json:"memory_limit_mb,omitempty"`
-	CPUShares      int               `toml:"cpu_shares" json:"cpu_shares,omitempty"`
-	StorageQuotaMB int               `toml:"storage_quota_mb" json:"storage_quota_mb,omitempty"`
-	StoragePersist *bool             `toml:"storage_persist" json:"storage_persist"`
-	Env            map[string]string `toml:"env" json:"env,omitempty"`
-	Mounts         []Mount           `toml:"mounts" json:"mounts,omitempty"`
-	// VM keys of tenement; accepted so its files load, refused by isolation.
-	Kernel    string `toml:"kernel" json:"kernel,omitempty"`
-	Rootfs    string `toml:"rootfs" json:"rootfs,omitempty"`
-	MemoryMB  int    `toml:"memory_mb" json:"memory_mb,omitempty"`
-	VCPUs     int    `toml:"vcpus" json:"vcpus,omitempty"`
-	VsockPort int    `toml:"vsock_port" json:"vsock_port,omitempty"`
+	// Name is the NAME of [service.NAME].
+	Name string `toml:"-" json:"name"`
+	// Command is the app's command line (split like a shell command when
+	// args is empty); {name} {id} {data_dir} {port} {socket} are replaced.
+	Command string `toml:"command" json:"command"`
+	// Args are the arguments, when command is the program alone.
+	Args []string `toml:"args" json:"args,omitempty"`
+	// Socket is the unix socket path the app binds (SOCKET_PATH); default a
+	// per-instance path under /run/tenement-app.
+	Socket string `toml:"socket" json:"socket,omitempty"`
+	// Health is the path of the health check (GET, 2xx/3xx passes), e.g.
+	// "/health"; none: systemd's state alone.
+	Health string `toml:"health" json:"health,omitempty"`
+	// Workdir is the working directory (default the instance's data directory).
+	Workdir string `toml:"workdir" json:"workdir,omitempty"`
+	// Isolation is "namespace" (default: own dynamic user, systemd sandbox),
+	// "process" (limits only) or "sandbox" (also gVisor; tenement's "gvisor").
+	Isolation string `toml:"isolation" json:"isolation"`
+	// Image is tenement's VM image key (parsed; refused by isolation).
+	Image string `toml:"image" json:"image,omitempty"`
+	// Restart is systemd's Restart= for the app (default "on-failure").
+	Restart string `toml:"restart" json:"restart"`
+	// IdleTimeout is the seconds without traffic after which an instance
+	// sleeps (0: never).
+	IdleTimeout int `toml:"idle_timeout" json:"idle_timeout"`
+	// StartupTimeout is the seconds an app may take to listen (default 10).
+	StartupTimeout int `toml:"startup_timeout" json:"startup_timeout"`
+	// RequestTimeout is the seconds a request may take (default 30).
+	RequestTimeout int `toml:"request_timeout" json:"request_timeout"`
+	// MemoryLimitMB maps to MemoryMax (and MemorySwapMax=0).
+	MemoryLimitMB int `toml:"memory_limit_mb" json:"memory_limit_mb,omitempty"`
+	// CPUShares maps to CPUWeight.
+	CPUShares int `toml:"cpu_shares" json:"cpu_shares,omitempty"`
+	// StorageQuotaMB caps the instance's state directory (an ext4 image
+	// mounted over it).
+	StorageQuotaMB int `toml:"storage_quota_mb" json:"storage_quota_mb,omitempty"`
+	// StoragePersist false wipes the state directory whenever the app stops
+	// (default true).
+	StoragePersist *bool `toml:"storage_persist" json:"storage_persist"`
+	// Env is [service.NAME.env]: environment of the app (placeholders replaced).
+	Env map[string]string `toml:"env" json:"env,omitempty"`
+	// Mounts are [[service.NAME.mounts]]: host paths bound into the instance.
+	Mounts []Mount `toml:"mounts" json:"mounts,omitempty"`
+	// Kernel is a VM key of tenement; VM keys are accepted so its files
+	// load, and refused by isolation.
+	Kernel string `toml:"kernel" json:"kernel,omitempty"`
+	// Rootfs is a VM key of tenement (parsed; refused by isolation).
+	Rootfs string `toml:"rootfs" json:"rootfs,omitempty"`
+	// MemoryMB is a VM key of tenement (parsed; refused by isolation).
+	MemoryMB int `toml:"memory_mb" json:"memory_mb,omitempty"`
+	// VCPUs is a VM key of tenement (parsed; refused by isolation).
+	VCPUs int `toml:"vcpus" json:"vcpus,omitempty"`
+	// VsockPort is a VM key of tenement (parsed; refused by isolation).
+	VsockPort int `toml:"vsock_port" json:"vsock_port,omitempty"`
 
 	// Keys ten adds.
 
@@ -173,7 +255,18 @@ type Service struct {
 	// StopAfter is, with sleep = "freeze-then-stop", the seconds of silence
 	// after which a frozen instance is stopped (more than idle_timeout).
 	StopAfter int `toml:"stop_after" json:"stop_after,omitempty"`
+	// SpawnOnRequest lets a request for {id}.{name}.{domain} create
+	// instance name:id when it does not exist (tenement's wake on request
+	// of a new id; default true).
+	SpawnOnRequest *bool `toml:"spawn_on_request" json:"spawn_on_request"`
+	// MaxInstances caps the instances of the service that requests may
+	// create: past it a request for a new id is refused (default 100;
+	// ten spawn is not capped).
+	MaxInstances int `toml:"max_instances" json:"max_instances"`
 }
+
+// DefaultMaxInstances is max_instances when the config does not set it.
+const DefaultMaxInstances = 100
 
 // Sleep modes.
 const (
@@ -247,8 +340,17 @@ func Load(path string) (*Config, error) {
 	return Parse(abs, data)
 }
 
-// Find walks up from dir to the first tenement.toml.
+// SystemFile is the config of a packaged ten (the Debian package's
+// conffile); Find falls back to it.
+const SystemFile = "/etc/tenement/" + FileName
+
+// Find walks up from dir to the first tenement.toml; without one there, it
+// returns SystemFile when that exists.
 func Find(dir string) (string, error) {
+	return find(dir, SystemFile)
+}
+
+func find(dir, system string) (string, error) {
 	d, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
@@ -260,7 +362,10 @@ func Find(dir string) (string, error) {
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", fmt.Errorf("no %s in %s or any parent directory (pass --config)", FileName, dir)
+			if _, err := os.Stat(system); err == nil {
+				return system, nil
+			}
+			return "", fmt.Errorf("no %s in %s or any parent directory, and no %s (pass --config)", FileName, dir, system)
 		}
 		d = parent
 	}
@@ -303,6 +408,7 @@ func (c *Config) defaults() {
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"
+		s.dataDirDefault = true
 	}
 	if s.HealthCheckInterval == 0 {
 		s.HealthCheckInterval = 10
@@ -329,11 +435,18 @@ func (c *Config) defaults() {
 		s.Listen = ":8080"
 	}
 	if s.Domain == "" {
+		// tenement names its domain in [settings.tls] (and serve -d).
+		s.Domain = strings.ToLower(strings.TrimSuffix(s.TLS.Domain, "."))
+	}
+	if s.Domain == "" {
 		s.Domain = "localhost"
 	}
 	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
+	}
+	if s.SpawnRatePerClient == 0 {
+		s.SpawnRatePerClient = 10
 	}
 	if s.WakeQueue == nil {
 		n := DefaultWakeQueue
@@ -377,6 +490,13 @@ func (c *Config) defaults() {
 		}
 		if svc.Sleep == "" {
 			svc.Sleep = SleepStop
+		}
+		if svc.SpawnOnRequest == nil {
+			t := true
+			svc.SpawnOnRequest = &t
+		}
+		if svc.MaxInstances == 0 {
+			svc.MaxInstances = DefaultMaxInstances
 		}
 	}
 }
@@ -439,4 +559,28 @@ func (c *Config) DataDirAbs() string {
 		return filepath.Clean(d)
 	}
 	return filepath.Join(filepath.Dir(c.Path), d)
+}
+
+// DefaultInstanceRoot holds instances' data when data_dir is not set:
+// systemd's StateDirectory root for ten's units.
+const DefaultInstanceRoot = "/var/lib/tenement"
+
+// SetDataDir overrides settings.data_dir (ten's --data-dir,
+// TENEMENT_DATA_DIR); instance data then lives under it, as when the file
+// sets it.
+func (c *Config) SetDataDir(d string) {
+	c.Settings.DataDir = d
+	c.Settings.dataDirDefault = false
+}
+
+// InstanceRoot is tenement's {data_dir} as instances see it: an instance's
+// data is InstanceRoot()/{name}/{id}. It is data_dir made absolute when the
+// config (or --data-dir) sets one, and DefaultInstanceRoot when nothing
+// does, so that a config without data_dir keeps its instances' data where
+// systemd keeps state.
+func (c *Config) InstanceRoot() string {
+	if c.Settings.dataDirDefault {
+		return DefaultInstanceRoot
+	}
+	return c.DataDirAbs()
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -163,6 +165,44 @@ func TestSleepKeys(t *testing.T) {
 	}
 }
 
+func TestIDsAsTenementAccepts(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"wr_a\", \"Prod-2\", \"_x\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Instances["api"]; len(got) != 3 {
+		t.Errorf("instances: %v", got)
+	}
+	for _, bad := range []string{"a.b", "a b", "ü", "a:b", strings.Repeat("x", 64)} {
+		if err := CheckID("instance id", bad); err == nil {
+			t.Errorf("CheckID(%q) accepted", bad)
+		}
+	}
+	_, err = Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"wr_a\", \"WR_A\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.toml:4: instances.api: instance ids \"wr_a\" and \"WR_A\" differ only by case") {
+		t.Errorf("case-only difference: %v", err)
+	}
+}
+
+func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"[service.api]\ncommand = \"/bin/x\"\nimage = \"python:3\"\n", "t.toml:3: service.api.image: ten runs the command under gVisor"},
+		{"[service.api]\ncommand = \"/bin/x\"\nrootfs = \"/srv/root\"\n", "t.toml:3: service.api.rootfs: ten does not chroot"},
+		{"[service.api]\ncommand = \"/bin/x\"\nvcpus = 2\n", "t.toml:3: service.api.vcpus: is a key of tenement's VM runtimes"},
+		{"[routing]\ndefault = \"api\"\n", "t.toml:2: routing.default: is not used"},
+	}
+	for _, c := range cases {
+		_, err := Parse("t.toml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
+		}
+	}
+	// TLS off with its other keys filled in loads (they are inert in tenement too).
+	if _, err := Parse("t.toml", []byte("[settings.tls]\nenabled = false\nacme_email = \"a@b.c\"\n")); err != nil {
+		t.Errorf("tls disabled: %v", err)
+	}
+}
+
 func TestWakeQueueSettings(t *testing.T) {
 	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
 	if err != nil {
@@ -186,5 +226,48 @@ func TestWakeQueueSettings(t *testing.T) {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", in, err, want)
 		}
+	}
+}
+
+func TestFindFallsBackToSystemFile(t *testing.T) {
+	dir := t.TempDir()
+	sys := filepath.Join(t.TempDir(), "tenement.toml")
+	if _, err := find(dir, sys); err == nil || !strings.Contains(err.Error(), sys) {
+		t.Fatalf("no config anywhere: want an error naming %s, got %v", sys, err)
+	}
+	if err := os.WriteFile(sys, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != sys {
+		t.Fatalf("find = %q, %v; want the system file", got, err)
+	}
+	local := filepath.Join(dir, FileName)
+	if err := os.WriteFile(local, []byte("[settings]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(dir, sys); err != nil || got != local {
+		t.Fatalf("find = %q, %v; want the file found walking up", got, err)
+	}
+}
+
+// TestParseRejectsWhatSystemdCannotTake: values that could never become a
+// unit (found by FuzzBuild in units) are refused when the file is read,
+// naming the key, instead of failing every spawn later.
+func TestParseRejectsWhatSystemdCannotTake(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"[service.a]\ncommand = \"/bin/a\\u0000b\"\n", "t.toml:2: service.a.command: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\nK = \"a\\u0000b\"\n", "t.toml:4: service.a.env.K: contains a NUL byte"},
+		{"[settings]\ndata_dir = \"/x\\u0000\"\n", "t.toml:2: settings.data_dir: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\nargs = [\"ok\", \"\\u0000\"]\n", "t.toml:3: service.a.args: contains a NUL byte"},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n\"my-var\" = \"1\"\n", "service.a.env: bad variable name \"my-var\""},
+		{"[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n1X = \"1\"\n", "service.a.env: bad variable name \"1X\""},
+	} {
+		_, err := Parse("t.toml", []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	if _, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n_My_VAR2 = \"\\t\"\n")); err != nil {
+		t.Errorf("good variable name refused: %v", err)
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -14,9 +17,9 @@ import (
 // in routing and part of a unit name (at most 255 bytes).
 const MaxNameLen = 63
 
-// CheckName validates a service name or instance id (what is what names it
-// in the message). Names become DNS labels and unit-name parts, so they are
-// lowercase letters, digits and '-', starting and ending with a letter or digit.
+// CheckName validates a service name (what names it in the message).
+// Names become DNS labels and unit-name parts, so they are lowercase
+// letters, digits and '-', starting and ending with a letter or digit.
 func CheckName(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s is empty", what)
@@ -34,6 +37,39 @@ func CheckName(what, s string) error {
 		return fmt.Errorf("%s %q must start and end with a letter or digit", what, s)
 	}
 	return nil
+}
+
+// CheckID validates an instance id (what names it in the message): ASCII
+// letters, digits, '-' and '_', as tenement accepts. Every one of them is
+// valid in a systemd unit name as it is, and a DNS label matches it
+// case-insensitively (two ids that differ only by case are refused where
+// both would exist: see FoldConflict).
+func CheckID(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("%s %q is %d characters long; at most %d are allowed", what, s, len(s), MaxNameLen)
+	}
+	for i, r := range s {
+		ok := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' || r == '_'
+		if !ok {
+			return fmt.Errorf("%s %q has %q at position %d; use ASCII letters, digits, '-' and '_'", what, s, r, i+1)
+		}
+	}
+	return nil
+}
+
+// FoldConflict returns the id among others that equals id ignoring case
+// but differs from it, or "". Host routing is case-insensitive (DNS), so
+// such a pair could not be told apart by a request.
+func FoldConflict(id string, others []string) string {
+	for _, o := range others {
+		if o != id && strings.EqualFold(o, id) {
+			return o
+		}
+	}
+	return ""
 }
 
 var validIsolation = map[string]string{
@@ -64,6 +100,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}
+	if s.SpawnRatePerClient < 0 {
+		add("settings.spawn_rate_per_client", "must be positive (instances one client may create per minute by request), got %d", s.SpawnRatePerClient)
+	}
 	if s.MaxConcurrentWakes < 0 || s.MaxConcurrentWakes > 10000 {
 		add("settings.max_concurrent_wakes", "must be 0 (2 per CPU) to 10000, got %d", s.MaxConcurrentWakes)
 	}
@@ -72,6 +111,25 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
+	}
+	for _, r := range c.Routing.keys() {
+		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
+	}
+	if t := s.TLS; t.Enabled {
+		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
+			if port < 1 || port > 65535 {
+				add("settings.tls."+k, "must be a port from 1 to 65535, got %d", port)
+			}
+		}
+		if t.HTTPSPort == t.HTTPPort {
+			add("settings.tls.http_port", "must differ from https_port (%d)", t.HTTPSPort)
+		}
+		if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
+			add("settings.tls.domain", "%q differs from settings.domain %q: ten routes and gets certificates for one domain", t.Domain, s.Domain)
+		}
+		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {
+			add("settings.tls.ca", "must be an https:// ACME directory URL, got %q", t.CA)
+		}
 	}
 	if s.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
@@ -83,6 +141,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
 		k := "service." + name
+		for _, u := range svc.unsupported() {
+			add(k+"."+u.key, "%s", u.msg)
+		}
 		if err := CheckName("service name", name); err != nil {
 			add(k, "%v", err)
 		}
@@ -136,6 +197,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 				add(k+"."+key, "must not be negative, got %d", v)
 			}
 		}
+		if svc.MaxInstances < 0 {
+			add(k+".max_instances", "must be positive, got %d (spawn_on_request = false turns creation by request off)", svc.MaxInstances)
+		}
 		if svc.StartupTimeout < 0 {
 			add(k+".startup_timeout", "must be positive, got %d", svc.StartupTimeout)
 		}
@@ -174,8 +238,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			svc.Workdir = filepath.Join(filepath.Dir(c.Path), svc.Workdir)
 		}
 		for key := range svc.Env {
-			if key == "" || strings.ContainsAny(key, "= \t\n") {
-				add(k+".env", "bad variable name %q", key)
+			if !envName(key) {
+				add(k+".env", "bad variable name %q; use letters, digits and '_', not starting with a digit (systemd takes no other)", key)
 			}
 		}
 		if err := checkTemplate(svc.Socket); err != nil {
@@ -190,6 +254,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			}
 		}
 	}
+	for _, key := range nulKeys(reflect.ValueOf(c).Elem(), "") {
+		add(key, "contains a NUL byte (\\u0000), which no command, path or variable can carry")
+	}
 	for _, o := range listenOverlaps(c) {
 		add(o.key, "%s", o.msg)
 	}
@@ -200,17 +267,125 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			continue
 		}
 		seen := map[string]bool{}
-		for _, id := range c.Instances[svcName] {
-			if err := CheckName("instance id", id); err != nil {
+		ids := c.Instances[svcName]
+		for i, id := range ids {
+			if err := CheckID("instance id", id); err != nil {
 				add(k, "%v", err)
 			}
 			if seen[id] {
 				add(k, "instance id %q is listed twice", id)
+			} else if o := FoldConflict(id, ids[:i]); o != "" {
+				add(k, "instance ids %q and %q differ only by case; Host routing cannot tell them apart (DNS ignores case): rename one", o, id)
 			}
 			seen[id] = true
 		}
 	}
 	return es
+}
+
+// envName reports whether k is an environment variable name systemd
+// accepts (env_name_is_valid): letters, digits and '_', no leading digit.
+func envName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// nulKeys returns the dotted keys (as in the file) of every string in v, a
+// decoded config value, that holds a NUL byte: D-Bus strings cannot carry
+// one, so such a value could never reach systemd.
+func nulKeys(v reflect.Value, key string) []string {
+	var out []string
+	switch v.Kind() {
+	case reflect.String:
+		if strings.IndexByte(v.String(), 0) >= 0 {
+			out = append(out, key)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			out = nulKeys(v.Elem(), key)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			out = append(out, nulKeys(v.Field(i), join(key, name))...)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			out = append(out, nulKeys(v.Index(i), key)...)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, mk := range keys {
+			k := join(key, mk.String())
+			if strings.IndexByte(mk.String(), 0) >= 0 {
+				out = append(out, k)
+			}
+			out = append(out, nulKeys(v.MapIndex(mk), k)...)
+		}
+	}
+	return slices.Compact(out)
+}
+
+func join(key, name string) string {
+	if key == "" {
+		return name
+	}
+	return key + "." + name
+}
+
+type unsupportedKey struct{ key, msg string }
+
+// unsupported lists the tenement keys of s that ten does not implement,
+// with what to use instead: loading such a file would otherwise run the
+// app differently from what its author wrote.
+func (s *Service) unsupported() []unsupportedKey {
+	var out []unsupportedKey
+	vm := "is a key of tenement's VM runtimes (firecracker, qemu), which ten does not run; remove it (isolation = \"sandbox\" runs the app under gVisor)"
+	if s.Image != "" {
+		out = append(out, unsupportedKey{"image", "ten runs the command under gVisor on the host's root filesystem (read-only), not a container image; remove image and point command at the app (isolation = \"sandbox\")"})
+	}
+	if s.Rootfs != "" {
+		out = append(out, unsupportedKey{"rootfs", "ten does not chroot the app; remove rootfs (isolation = \"namespace\" already makes the host's files read-only, [[service.NAME.mounts]] binds directories in)"})
+	}
+	if s.Kernel != "" {
+		out = append(out, unsupportedKey{"kernel", vm})
+	}
+	if s.MemoryMB != 0 {
+		out = append(out, unsupportedKey{"memory_mb", vm + "; memory_limit_mb limits memory"})
+	}
+	if s.VCPUs != 0 {
+		out = append(out, unsupportedKey{"vcpus", vm + "; cpu_quota_percent limits CPU"})
+	}
+	if s.VsockPort != 0 {
+		out = append(out, unsupportedKey{"vsock_port", vm})
+	}
+	return out
+}
+
+func (r Routing) keys() []string {
+	var out []string
+	if r.Default != "" {
+		out = append(out, "default")
+	}
+	if r.Subdomain != nil {
+		out = append(out, "subdomain")
+	}
+	if r.Path != nil {
+		out = append(out, "path")
+	}
+	return out
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}

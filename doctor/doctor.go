@@ -12,8 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router/ebpf"
+	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/tlsfront"
 )
 
 // Check is one line of `ten doctor`.
@@ -28,6 +31,10 @@ func Run(ctx context.Context) []Check {
 	var cs []Check
 	add := func(name string, ok bool, format string, a ...any) {
 		cs = append(cs, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, a...)})
+	}
+	if exe, err := os.Executable(); err == nil {
+		m := selfunit.Installed(selfunit.System, "/", exe)
+		add("install", true, "%s: %s", m.Kind, m.Detail)
 	}
 	root := os.Geteuid() == 0
 	if root {
@@ -103,4 +110,29 @@ func kernelAtLeast(major, minor int) bool {
 		return false
 	}
 	return ma > major || (ma == major && mi >= minor)
+}
+
+// TLS reports [settings.tls]: off, or each certificate in the cache
+// directory with its names and expiry (an expired or soon-expiring one is
+// not OK).
+func TLS(cfg *config.Config, now time.Time) []Check {
+	t := cfg.Settings.TLS
+	if !t.Enabled {
+		return []Check{{Name: "tls", OK: false, Detail: "[settings.tls] enabled = false: ten serves plain HTTP only"}}
+	}
+	dir := tlsfront.CacheDir(t.CacheDir, cfg.DataDirAbs())
+	certs, err := tlsfront.Stored(dir, now)
+	if err != nil {
+		return []Check{{Name: "tls", OK: false, Detail: fmt.Sprintf("read certificates in %s: %v", dir, err)}}
+	}
+	cs := []Check{{Name: "tls", OK: true, Detail: fmt.Sprintf("HTTPS on port %d for %s and the hosts under it, certificates on first use in %s (%d stored); DNS-01 wildcards: not supported", t.HTTPSPort, cfg.Settings.Domain, dir, len(certs))}}
+	for _, c := range certs {
+		ok := c.Error == "" && c.ExpiresIn > 0
+		detail := c.Error
+		if detail == "" {
+			detail = fmt.Sprintf("expires %s (in %s), issuer %q", c.NotAfter.UTC().Format(time.RFC3339), time.Duration(c.ExpiresIn*float64(time.Second)).Round(time.Second), c.Issuer)
+		}
+		cs = append(cs, Check{Name: "tls-cert " + strings.Join(c.Names, ","), OK: ok, Detail: detail})
+	}
+	return cs
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -120,7 +121,21 @@ func Spec(o Options) ([]byte, error) {
 	for _, b := range o.BindsRO {
 		s.Mounts = append(s.Mounts, mount{Destination: b, Type: "bind", Source: b, Options: []string{"rbind", "ro"}})
 	}
-	for _, ns := range []string{"pid", "ipc", "uts", "mount", "network"} {
+	// A directory before the ones inside it (the config's directory, read
+	// only, holds the data directory, read-write): a later mount on a
+	// parent would hide the nested one.
+	binds := s.Mounts[2:]
+	sort.SliceStable(binds, func(i, j int) bool {
+		return strings.Count(binds[i].Destination, "/") < strings.Count(binds[j].Destination, "/")
+	})
+	namespaces := []string{"pid", "ipc", "uts", "mount", "network"}
+	if o.Network == "host" {
+		// With a network namespace in the spec runsc makes a new, empty
+		// one even with --network=host, and an app listening on PORT on
+		// 127.0.0.1 is out of the shim's reach.
+		namespaces = namespaces[:4]
+	}
+	for _, ns := range namespaces {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, struct {
 			Type string `json:"type"`
 		}{ns})

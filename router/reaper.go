@@ -42,7 +42,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			// The router's own idle keep-alive connections are not: close
 			// them, for a shim-mode app counts the shim's upstream
 			// connection that each of them holds open.
-			b.transport.CloseIdleConnections()
+			b.closeIdle()
 			continue
 		}
 		freeze := !frozen && b.Freeze && r.freezer != nil
@@ -62,7 +62,7 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 		b.stopping = ch
 		b.mu.Unlock()
 
-		b.transport.CloseIdleConnections()
+		b.closeIdle()
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if freeze {
 			r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
@@ -135,7 +135,7 @@ func (r *Router) StopFrozen(ctx context.Context, inst units.Instance) (bool, err
 		return false, err
 	}
 	b.markAsleep(gen)
-	b.transport.CloseIdleConnections()
+	b.closeIdle()
 	return true, nil
 }
 

@@ -11,12 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,13 +77,18 @@ type Router struct {
 
 	mu       sync.RWMutex
 	backends map[units.Instance]*backend
+	// declared are the services the config declares (SetServices).
+	declared map[string]bool
 	proxy    *httputil.ReverseProxy
+	// table is what requests route by, rebuilt under mu on every change.
+	table atomic.Pointer[table]
 
 	// The hooks of Options, fixed at New.
 	activity    func(units.Instance) (time.Time, bool)
 	connections func(units.Instance) int
 	freezer     Freezer
 	observer    Observer
+	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
 }
 
@@ -104,6 +107,12 @@ type Options struct {
 	Freezer Freezer
 	// Observer gets request and wake measurements.
 	Observer Observer
+	// Create, when set, is asked to create an instance that a request for
+	// {id}.{service}.{domain} names and that does not exist (tenement's
+	// wake on request of a new id); client is the peer's IP. It returns
+	// once the instance is Put, or an error: a *Refused says what to
+	// answer, any other error answers 502.
+	Create func(ctx context.Context, inst units.Instance, client string) error
 	// Wakes, when set, bounds the wakes that run at once: a request for a
 	// sleeping instance waits for its place before it connects (so its
 	// startup_timeout counts from its own wake's start), and gets 503 with
@@ -111,11 +120,21 @@ type Options struct {
 	Wakes *wakeq.Queue
 }
 
+// Refused is Create's answer when it will not create an instance: the
+// client gets Status with Msg.
+type Refused struct {
+	Status int
+	Msg    string
+}
+
+func (e *Refused) Error() string { return e.Msg }
+
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, wakes: o.Wakes}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
+	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetXForwarded()
@@ -134,7 +153,9 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 type backend struct {
 	Backend
 	transport *http.Transport
-	awake     atomic.Bool
+	// pool holds the fast path's idle connections to the instance.
+	pool  upstreamPool
+	awake atomic.Bool
 	// awakeGen counts SetAwake calls, so the reaper can tell whether
 	// systemd reported a state while it was stopping the service.
 	awakeGen atomic.Uint64
@@ -173,9 +194,13 @@ func (r *Router) Put(b Backend, awake bool) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		},
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+		// Every request of this path (wakes, upgrades, streamed uploads,
+		// probes) gets a new connection: http.Transport sends an idempotent
+		// request again when a reused connection fails after it was
+		// written, so a GET that crashes the app would reach it twice. The
+		// fast path keeps its own pool and never resends what it wrote.
+		DisableKeepAlives:  true,
+		DisableCompression: true,
 	}
 	nb.awake.Store(awake)
 	nb.last.Store(time.Now().UnixNano())
@@ -183,9 +208,11 @@ func (r *Router) Put(b Backend, awake bool) {
 	r.mu.Lock()
 	old := r.backends[b.Instance]
 	r.backends[b.Instance] = nb
+	r.rebuild()
 	r.mu.Unlock()
 	if old != nil {
 		old.transport.CloseIdleConnections()
+		old.pool.closeIdle(true)
 	}
 }
 
@@ -194,12 +221,14 @@ func (r *Router) Remove(inst units.Instance) {
 	r.mu.Lock()
 	b := r.backends[inst]
 	delete(r.backends, inst)
+	r.rebuild()
 	r.mu.Unlock()
 	if b != nil {
 		b.mu.Lock()
 		b.removed = true
 		b.mu.Unlock()
 		b.transport.CloseIdleConnections()
+		b.pool.closeIdle(true)
 	}
 }
 
@@ -210,7 +239,7 @@ func (r *Router) SetAwake(inst units.Instance, awake bool) {
 			b.last.Store(time.Now().UnixNano())
 		}
 		if !awake {
-			b.transport.CloseIdleConnections()
+			b.closeIdle()
 			b.frozen.Store(false) // a stopped service is not frozen
 		}
 		b.awake.Store(awake)
@@ -225,6 +254,7 @@ func (r *Router) SetWeight(inst units.Instance, w int) bool {
 	defer r.mu.Unlock()
 	if b := r.backends[inst]; b != nil {
 		b.weight.Store(int32(w))
+		r.rebuild()
 		return true
 	}
 	return false
@@ -243,6 +273,7 @@ func (r *Router) Swap(from, to units.Instance) (int, bool) {
 	w := a.weight.Load()
 	b.weight.Store(w)
 	a.weight.Store(0)
+	r.rebuild()
 	return int(w), true
 }
 
@@ -250,11 +281,27 @@ func (r *Router) Swap(from, to units.Instance) (int, bool) {
 // failed instance is out of the rotation and its direct host answers 503
 // without connecting to its socket, so it is not woken.
 func (r *Router) SetFailed(inst units.Instance, reason string) {
-	if b := r.get(inst); b != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.backends[inst]; b != nil {
 		b.mu.Lock()
 		b.failed = reason
 		b.mu.Unlock()
+		r.rebuild()
 	}
+}
+
+// SetServices tells the router which services the config declares, so that
+// {service}.{domain} of a declared service without instances answers 503
+// (nothing runs it) rather than 404 (no such service).
+func (r *Router) SetServices(names []string) {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	r.mu.Lock()
+	r.declared = m
+	r.mu.Unlock()
 }
 
 func (b *backend) failedReason() string {
@@ -427,6 +474,23 @@ func (r *Router) get(inst units.Instance) *backend {
 	return r.backends[inst]
 }
 
+// getFold finds the instance a Host names: DNS ignores case, so a host
+// reaches an id with capitals too (ids differing only by case are refused
+// where they are made).
+func (r *Router) getFold(inst units.Instance) *backend {
+	if b := r.get(inst); b != nil {
+		return b
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, b := range r.backends {
+		if i.Service == inst.Service && strings.EqualFold(i.ID, inst.ID) {
+			return b
+		}
+	}
+	return nil
+}
+
 func (r *Router) lastActivity(b *backend) time.Time {
 	t := time.Unix(0, b.last.Load())
 	if r.activity != nil {
@@ -440,36 +504,29 @@ func (r *Router) lastActivity(b *backend) time.Time {
 // route resolves a host to a backend; handled is false for hosts that are
 // not under the domain (they go to the admin handler).
 func (r *Router) route(host string) (b *backend, handled bool, status int, msg string) {
-	host = strings.ToLower(host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(host, ".")
-	if host == r.domain {
-		return nil, false, 0, ""
-	}
-	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return nil, false, 0, ""
-	}
-	sub, ok := strings.CutSuffix(host, "."+r.domain)
+	host, labels, ok := r.labels(host)
 	if !ok {
 		return nil, false, 0, ""
 	}
-	labels := strings.Split(sub, ".")
 	switch len(labels) {
 	case 1:
 		svc := labels[0]
-		b, found := r.pick(svc)
-		if b == nil {
-			if found {
-				return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instance with weight > 0\n", svc)
+		if rt := r.table.Load().services[host]; rt != nil {
+			if b := rt.pick(); b != nil {
+				return b, true, 0, ""
 			}
-			return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", svc, host)
+			return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instance with weight > 0 that has not failed (see `ten ps`)\n", svc)
 		}
-		return b, true, 0, ""
+		r.mu.RLock()
+		declared := r.declared[svc]
+		r.mu.RUnlock()
+		if declared {
+			return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instances: start one with `ten spawn %s:ID`\n", svc, svc)
+		}
+		return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", svc, host)
 	case 2:
 		inst := units.Instance{Service: labels[1], ID: labels[0]}
-		b := r.get(inst)
+		b := r.getFold(inst)
 		if b == nil {
 			return nil, true, http.StatusNotFound, fmt.Sprintf("no instance %s on this server (host %s)\n", inst, host)
 		}
@@ -478,42 +535,51 @@ func (r *Router) route(host string) (b *backend, handled bool, status int, msg s
 	return nil, true, http.StatusNotFound, fmt.Sprintf("host %s matches no instance: use {id}.{service}.%s or {service}.%s\n", host, r.domain, r.domain)
 }
 
-// pick chooses among the service's instances by weight.
-func (r *Router) pick(svc string) (*backend, bool) {
-	// Weights are read once, under the lock Swap takes, so a swap is seen
-	// whole or not at all.
-	type cand struct {
-		b *backend
-		w int
+// labels returns the host, lower-cased without port and final dot, and
+// its labels below the domain; ok is false for hosts that are not under
+// the domain.
+func (r *Router) labels(host string) (string, []string, bool) {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
 	}
-	r.mu.RLock()
-	var cands []cand
-	found := false
-	for inst, b := range r.backends {
-		if inst.Service == svc {
-			found = true
-			if w := int(b.weight.Load()); w > 0 && b.failedReason() == "" {
-				cands = append(cands, cand{b, w})
-			}
+	host = strings.TrimSuffix(host, ".")
+	if host == r.domain {
+		return host, nil, false
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return host, nil, false
+	}
+	sub, ok := strings.CutSuffix(host, "."+r.domain)
+	if !ok {
+		return host, nil, false
+	}
+	return host, strings.Split(sub, "."), true
+}
+
+// createFor asks Options.Create for the instance a request names that does not
+// exist; it returns the new backend, or the status and message to answer.
+func (r *Router) createFor(req *http.Request) (*backend, int, string) {
+	_, labels, ok := r.labels(req.Host)
+	if !ok || len(labels) != 2 {
+		return nil, 0, ""
+	}
+	inst := units.Instance{Service: labels[1], ID: labels[0]}
+	client, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		client = req.RemoteAddr
+	}
+	if err := r.create(req.Context(), inst, client); err != nil {
+		var ref *Refused
+		if errors.As(err, &ref) {
+			return nil, ref.Status, ref.Msg + "\n"
 		}
+		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err)
 	}
-	r.mu.RUnlock()
-	if len(cands) == 0 {
-		return nil, found
+	if b := r.get(inst); b != nil {
+		return b, 0, ""
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].b.Instance.ID < cands[j].b.Instance.ID })
-	total := 0
-	for _, c := range cands {
-		total += c.w
-	}
-	n := rand.IntN(total)
-	for _, c := range cands {
-		n -= c.w
-		if n < 0 {
-			return c.b, true
-		}
-	}
-	return cands[len(cands)-1].b, true
+	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst)
 }
 
 type ctxKey struct{}
@@ -524,6 +590,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !handled {
 		r.admin.ServeHTTP(w, req)
 		return
+	}
+	if b == nil && status == http.StatusNotFound && r.create != nil {
+		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
+			b, status, msg = nb, st, m
+		}
 	}
 	if b == nil {
 		http.Error(w, strings.TrimSuffix(msg, "\n"), status)
@@ -578,6 +649,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if req.Body != nil && req.Body != http.NoBody {
+		// With full duplex the transport may still be reading the body
+		// when the response is done; the server must not start reading
+		// the next request meanwhile (net/http panics on that).
+		gb := &guardedBody{rc: req.Body}
+		req.Body = gb
+		defer gb.finish()
+	}
 	if r.observer == nil {
 		r.proxy.ServeHTTP(w, req.WithContext(ctx))
 		return
@@ -621,6 +700,41 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// guardedBody ends a request body's use by the proxy: finish waits for a
+// read in progress, reads what is left (up to 256 KiB) and makes later
+// reads return EOF.
+type guardedBody struct {
+	mu   sync.Mutex
+	rc   io.ReadCloser
+	done bool
+}
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return 0, io.EOF
+	}
+	return g.rc.Read(p)
+}
+
+func (g *guardedBody) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rc.Close()
+}
+
+func (g *guardedBody) finish() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.done = true
+	// Read what the app left unread (as net/http does without full duplex)
+	// while the handler still runs: reaching the body's end later, when
+	// the server closes it, would start its background read after it
+	// stopped it, and the next request's read panics.
+	_, _ = io.CopyN(io.Discard, g.rc, 256<<10)
+}
 
 type reqState struct {
 	b      *backend
@@ -697,7 +811,13 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}()
 	}
-	resp, err := b.transport.RoundTrip(req.WithContext(ctx))
+	var resp *http.Response
+	var err error
+	if st.waking || st.thawed != nil || req.Header.Get("Upgrade") != "" {
+		resp, err = b.transport.RoundTrip(req.WithContext(ctx))
+	} else {
+		resp, err = b.pooledRoundTrip(req.WithContext(ctx))
+	}
 	if err != nil {
 		var te *thawError
 		if errors.As(context.Cause(ctx), &te) {

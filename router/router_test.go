@@ -157,3 +157,38 @@ func TestSwapAndFailed(t *testing.T) {
 		t.Error("swap with an unknown instance")
 	}
 }
+
+// TestCreateOnRequestAndCaseFold: a request for a missing id of a service
+// asks Create, which Puts it (then the request is served) or refuses (the
+// client gets its status and message); an id with capitals is reached by a
+// lower-cased Host.
+func TestCreateOnRequestAndCaseFold(t *testing.T) {
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "hi "+req.Host) })
+	var asked []string
+	var r *Router
+	create := func(_ context.Context, inst units.Instance, client string) error {
+		asked = append(asked, inst.String()+" from "+client)
+		if inst.ID == "full" {
+			return &Refused{Status: http.StatusTooManyRequests, Msg: "service api has max_instances 1"}
+		}
+		r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+		return nil
+	}
+	r = New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Create: create})
+	if w := get(r, "new.api.example.test", "/"); w.Code != 200 || w.Body.String() != "hi new.api.example.test" {
+		t.Errorf("new id: %d %q", w.Code, w.Body.String())
+	}
+	if w := get(r, "new.api.example.test", "/"); w.Code != 200 {
+		t.Errorf("second request: %d", w.Code)
+	}
+	if w := get(r, "full.api.example.test", "/"); w.Code != 429 || w.Body.String() != "service api has max_instances 1\n" {
+		t.Errorf("refused: %d %q", w.Code, w.Body.String())
+	}
+	if len(asked) != 2 || asked[0] != "api:new from 192.0.2.1" {
+		t.Errorf("Create asked %v", asked)
+	}
+	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "WR_A"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	if w := get(r, "wr_a.api.example.test", "/"); w.Code != 200 || len(asked) != 2 {
+		t.Errorf("case-folded id: %d, Create asked %v", w.Code, asked)
+	}
+}

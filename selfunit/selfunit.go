@@ -22,9 +22,32 @@ type Options struct {
 	Config string
 	// Listen is the address tenement.socket holds, e.g. "0.0.0.0:8080".
 	Listen string
-	// Domain is the routing domain.
+	// Domain is the routing domain; empty leaves it to settings.domain of
+	// the config (the packaged units).
 	Domain string
+	// Packaged marks the units the Debian package ships rather than the ones
+	// `ten install` writes; only their header comment differs.
+	Packaged bool
+	// Extra are more addresses tenement.socket holds: with [settings.tls],
+	// https_port and http_port (ten tells the sockets apart by port).
+	Extra []string
 }
+
+// Package is where the Debian package puts ten and its config, and the
+// address its tenement.socket holds: loopback, for a TLS proxy in front
+// (`ten caddy`); `systemctl edit tenement.socket` changes it.
+var Package = Options{
+	Binary:   "/usr/bin/ten",
+	Config:   "/etc/tenement/tenement.toml",
+	Listen:   "127.0.0.1:8080",
+	Packaged: true,
+}
+
+// PackageUnitDir is where the package ships its units. `ten install` writes
+// to /etc/systemd/system (or /run/systemd/system) instead, so the two never
+// own the same file; a unit there would override the packaged one, which is
+// why `ten install` refuses on a host where the package is installed.
+const PackageUnitDir = "/usr/lib/systemd/system"
 
 // Names of ten's own units.
 const (
@@ -50,6 +73,14 @@ func (o Options) Validate() error {
 	if host != "" && net.ParseIP(host) == nil {
 		return fmt.Errorf("listen address %q: host must be an IP address", o.Listen)
 	}
+	for _, a := range o.Extra {
+		if _, p, err := net.SplitHostPort(a); err != nil || p == port {
+			return fmt.Errorf("extra listen address %q: want HOST:PORT on a port other than %s", a, port)
+		}
+	}
+	if o.Packaged && o.Domain == "" {
+		return nil
+	}
 	if strings.TrimSpace(o.Domain) == "" || strings.ContainsAny(o.Domain, " /\t") {
 		return fmt.Errorf("domain %q is not a domain name", o.Domain)
 	}
@@ -58,29 +89,50 @@ func (o Options) Validate() error {
 
 // Socket renders tenement.socket.
 func Socket(o Options) string {
-	return fmt.Sprintf(`# Written by ten install. Holds ten's HTTP port so that restarting ten
+	return fmt.Sprintf(`# %s Holds ten's HTTP port so that restarting ten
 # drops no connection: requests wait in the backlog while ten starts.
 [Unit]
 Description=ten router and API socket
 
 [Socket]
 ListenStream=%s
-NoDelay=yes
+%sNoDelay=yes
 Backlog=4096
 Service=%s
 
 [Install]
 WantedBy=sockets.target
-`, o.Listen, ServiceName)
+`, header(o), o.Listen, extra(o.Extra), ServiceName)
+}
+
+// header is the first comment line of a unit: who wrote it.
+func header(o Options) string {
+	if o.Packaged {
+		return "Shipped by the ten package; change it with systemctl edit."
+	}
+	return "Written by ten install."
+}
+
+// extra renders one ListenStream= line per extra address.
+func extra(addrs []string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "ListenStream=%s\n", a)
+	}
+	return b.String()
 }
 
 // Service renders tenement.service. ten must stay root (it creates units
 // over the system bus and attaches BPF programs), so hardening limits what
 // else that root can do.
 func Service(o Options) string {
-	return fmt.Sprintf(`# Written by ten install.
+	desc, domainFlag := "", ""
+	if o.Domain != "" {
+		desc, domainFlag = fmt.Sprintf(" (domain %s)", o.Domain), " --domain "+o.Domain
+	}
+	return fmt.Sprintf(`# %[6]s
 [Unit]
-Description=ten: app instances as systemd units (domain %[3]s)
+Description=ten: app instances as systemd units%[7]s
 Documentation=https://github.com/tenhq/ten
 Requires=%[4]s
 After=network.target %[4]s dbus.service
@@ -90,7 +142,7 @@ StartLimitIntervalSec=0
 
 [Service]
 Type=exec
-ExecStart=%[1]s serve --config %[2]s --domain %[3]s
+ExecStart=%[1]s serve --config %[2]s%[3]s
 Restart=always
 RestartSec=1
 # Instances are units of their own: stopping ten must not touch them.
@@ -112,7 +164,7 @@ LimitNOFILE=1048576
 
 [Install]
 WantedBy=multi-user.target
-`, o.Binary, o.Config, o.Domain, SocketName, filepath.Dir(o.Config))
+`, o.Binary, o.Config, domainFlag, SocketName, filepath.Dir(o.Config), header(o), desc)
 }
 
 // Files returns every file an install writes, by name.

@@ -48,10 +48,10 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /metrics", s.metricsEndpoint(true))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "ten: %d instances; route {id}.{service}.%s or {service}.%s; API under /api/\n", s.reg.Len(), s.cfg.Settings.Domain, s.cfg.Settings.Domain)
-	})
+	// The bare domain is the dashboard (dashboard.go).
+	mux.Handle("GET /{$}", s.dash)
+	mux.Handle("/dashboard", s.dash)
+	mux.Handle("/dashboard/", s.dash)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/instances", func(w http.ResponseWriter, r *http.Request) {
 		rows, err := s.Rows(r.Context())
@@ -155,6 +155,7 @@ func (s *Server) adminHandler() http.Handler {
 		s.registerNotFound,
 		s.registerDeploy,
 		s.registerFeatures,
+		s.registerTLS,
 	} {
 		register(api)
 	}

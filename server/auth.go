@@ -102,14 +102,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 // bearer returns the token of an "Authorization: Bearer TOKEN" header. The
 // scheme is case-insensitive (RFC 9110 section 11.1): "bearer" and "BEARER"
 // work as in tenement.
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
+func bearer(h string) (string, bool) { return auth.BearerToken(h) }
 
 // tooMany answers 429 for a lockout, with Retry-After in whole seconds.
 func tooMany(w http.ResponseWriter, le *auth.LockedError) {

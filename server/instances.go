@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/appcmd"
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/datadir"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
@@ -55,7 +55,8 @@ func (s *Server) adopt(ctx context.Context) error {
 		}
 		in := registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Port: port, Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst), Created: info.ActiveSince}
 		s.reg.Add(in)
-		awake := info.ActiveState == "active" || info.ActiveState == "activating"
+		// As in follow: a shim-mode service is awake once its app listens.
+		awake := info.ActiveState == "active" || info.ActiveState == "reloading"
 		s.router.Put(s.backend(in), awake)
 		if info.ActiveState == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
@@ -146,6 +147,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if s.reg.Has(inst) {
 		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
 	}
+	if other := s.foldTwin(inst); other != "" {
+		return fmt.Errorf("spawn %s: %w: instance %s exists, and its id differs only by case; Host routing cannot tell them apart (DNS ignores case)", inst, ErrExists, other)
+	}
 	if exists, err := s.sd.Exists(ctx, inst); err != nil {
 		return err
 	} else if exists {
@@ -167,7 +171,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	port := ports.Port
 	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
 	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
-		Resolve: func(cmd, workdir string) (string, error) { return resolveCommand(cmd, workdir, svc) }}
+		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
@@ -175,13 +179,32 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if err := checkSocketFree(plan.Listen); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	if units.CustomDataDir(s.cfg) {
+		// The sandbox binds it in, so it must exist before the first start;
+		// systemd gives it the instance's user (dataBindPrepare).
+		o := datadir.Options{Dir: plan.DataDir}
+		if svc.Isolation == config.IsolationNamespace {
+			o.Traverse = s.cfg.InstanceRoot()
+		}
+		if err := datadir.Prepare(o); err != nil {
+			return fmt.Errorf("spawn %s: %w", inst, err)
+		}
+	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.sd.Create(ctx, plan, start); err != nil {
+	if err := s.dataBindPrepare(ctx, svc, inst); err != nil {
 		s.quotaRelease(ctx, svc, inst)
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
+	if err := s.sd.Create(ctx, plan, start); err != nil {
+		s.dataBindRelease(ctx, svc, inst)
+		s.quotaRelease(ctx, svc, inst)
+		if start && svc.Activation == config.ActivationShim {
+			return fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
+		}
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
@@ -213,47 +236,16 @@ func checkSocketFree(path string) error {
 	return nil
 }
 
-// resolveCommand turns the command's first word into an absolute, executable
-// path, and refuses paths that the sandbox would hide from the instance.
-func resolveCommand(cmd, workdir string, svc *config.Service) (string, error) {
-	p := cmd
-	if !filepath.IsAbs(p) {
-		if strings.Contains(p, "/") {
-			base := workdir
-			if svc.Workdir == "" {
-				return "", fmt.Errorf("relative command %q needs workdir, or use an absolute path", cmd)
-			}
-			p = filepath.Join(base, p)
-		} else {
-			found, err := exec.LookPath(p)
-			if err != nil {
-				return "", fmt.Errorf("%q not found in PATH (%s)", cmd, os.Getenv("PATH"))
-			}
-			p = found
+// foldTwin returns an instance of the same service whose id equals inst's
+// ignoring case, or "".
+func (s *Server) foldTwin(inst units.Instance) string {
+	for _, e := range s.reg.Snapshot() {
+		other := e.Inst
+		if other.Service == inst.Service && other.ID != inst.ID && strings.EqualFold(other.ID, inst.ID) {
+			return other.String()
 		}
 	}
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		return "", fmt.Errorf("%s: %v", p, errors.Unwrap(err))
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", p)
-	}
-	if svc.Isolation != config.IsolationProcess {
-		real, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			for _, hidden := range []string{"/home/", "/root/", "/run/user/"} {
-				if strings.HasPrefix(real, hidden) {
-					return "", fmt.Errorf("%s is under %s, which isolation = %q hides from the instance (ProtectHome); install it elsewhere (e.g. /usr/local/bin or /opt) or use isolation = \"process\"", real, hidden, svc.Isolation)
-				}
-			}
-		}
-	}
-	return p, nil
+	return ""
 }
 
 // Stop removes both units of the instance.
@@ -285,6 +277,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
+	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
 	s.l4Down(ctx, inst)

@@ -70,10 +70,12 @@ func (s *Server) ObserveRequest(inst units.Instance, code int, d time.Duration) 
 	name, class := inst.String(), codeClass(code)
 	s.im.requests.WithLabelValues(name, class).Inc()
 	s.im.duration.WithLabelValues(name, class).Observe(d.Seconds())
+	s.hist.ObserveRequest(inst, code, d)
 }
 
 // ObserveWake implements router.Observer.
 func (s *Server) ObserveWake(inst units.Instance, d time.Duration, err error) {
+	s.hist.ObserveWake(inst, d, err)
 	if err != nil {
 		s.im.wakes.WithLabelValues(inst.String(), "failed").Inc()
 		return

@@ -12,21 +12,22 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
 
@@ -65,6 +66,16 @@ type Server struct {
 	freezer       *systemd.Freezer
 	freezeFeature Feature
 	fm            *freezeMetrics
+	// onDemand creates instances that requests name (ondemand.go).
+	onDemand *onDemand
+	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
+	// and httpLn are its listeners when systemd passed them.
+	tls           *tlsfront.Front
+	tlsLn, httpLn net.Listener
+	// dash is the web dashboard (dashboard.go), hist its per-instance
+	// history of the last hour.
+	dash *dashboard.Handler
+	hist *dashboard.History
 	// streams bounds the open log streams (logs.go).
 	streams streamSlots
 
@@ -137,11 +148,20 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
+	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
+	s.metrics.MustRegister(s.onDemand.guard.Collector())
 	s.initFreezer()
+	if err := s.initTLS(); err != nil {
+		sdm.Close()
+		return nil, err
+	}
+	s.hist = dashboard.NewHistory()
+	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
+	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
 
@@ -149,7 +169,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.l4Activity, Observer: s}
+	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
 	if s.l4.acct != nil {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.l4Connections
@@ -263,10 +283,16 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	go s.follow(ctx, changes)
-	go s.runWakes(ctx)
+	// The wake reader uses the dispatcher's maps: it ends before closeL4
+	// (deferred above) closes them.
+	wctx, stopWakes := context.WithCancel(ctx)
+	wakesDone := make(chan struct{})
+	go func() { defer close(wakesDone); s.runWakes(wctx) }()
+	defer func() { stopWakes(); <-wakesDone }()
 	go s.runFrozenCap(ctx, time.Second)
 	go s.router.RunReaper(ctx, 250*time.Millisecond)
 	go s.runHealth(ctx)
+	go s.dash.RunSampler(ctx)
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
@@ -282,61 +308,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if mln != nil {
 		go s.serveMetrics(ctx, mln)
 	}
-	var draining atomic.Bool
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
-			// The server closes the connection after this response; the
-			// client's next request opens a new one, which waits in the
-			// listen backlog for the next ten.
-			w.Header().Set("Connection", "close")
-		}
-		s.router.ServeHTTP(w, r)
-	})
-	var open atomic.Int64 // connections the server still owns
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				open.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				open.Add(-1)
-			}
-		}}
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		<-ctx.Done()
-		// Stop accepting first: new connections wait in the listen backlog
-		// (held by systemd when ten is installed) for the next ten. Then
-		// answer for a moment more on the keep-alive connections, each
-		// answer closing its connection: Shutdown closes the connections it
-		// finds idle, and a request a client has just sent on one of them
-		// would be lost (wrk at steady load lost 6-17 per three restarts).
-		// Clients that keep sending move over within the grace (which ends
-		// as soon as every connection has); only a connection idle
-		// throughout can still meet the close.
-		ln.Close()
-		draining.Store(true)
-		// A connection accepted just before the close is counted a moment
-		// after Accept returns.
-		time.Sleep(50 * time.Millisecond)
-		for end := time.Now().Add(drainGrace); open.Load() > 0 && time.Now().Before(end); {
-			time.Sleep(5 * time.Millisecond)
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
-	err = srv.Serve(ln)
-	if ctx.Err() != nil {
-		<-drained
-		return nil
-	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return s.serveConns(ctx, ln)
 }
 
 // Listen is the address from settings (after overrides).
@@ -351,7 +323,10 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
 		}
-		awake := c.ActiveState == "active" || c.ActiveState == "activating" || c.ActiveState == "reloading"
+		// "activating" is not awake: a shim-mode service turns active only
+		// once its app listens (Type=notify), and a request meanwhile is
+		// waiting for a wake (startup_timeout), not for an answer.
+		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)

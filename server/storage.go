@@ -41,7 +41,7 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 	}
 	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
 	if in.Svc != nil {
-		out.Path = units.StateMountPoint(in.Svc, inst)
+		out.Path = units.DataMountPoint(s.cfg, in.Svc, inst)
 		if in.Svc.StorageQuotaMB > 0 {
 			out.QuotaBytes = int64(in.Svc.StorageQuotaMB) << 20
 		}

@@ -43,8 +43,12 @@ func (s *Server) quotaPrepare(ctx context.Context, svc *config.Service, inst uni
 	if err := makeImage(img, int64(svc.StorageQuotaMB)<<20, inst); err != nil {
 		return fmt.Errorf("storage_quota_mb: %w", err)
 	}
-	where := units.StateMountPoint(svc, inst)
-	if svc.Isolation == config.IsolationNamespace {
+	where := units.DataMountPoint(s.cfg, svc, inst)
+	if units.CustomDataDir(s.cfg) {
+		if err := os.MkdirAll(where, 0o700); err != nil {
+			return fmt.Errorf("storage_quota_mb: %w", err)
+		}
+	} else if svc.Isolation == config.IsolationNamespace {
 		// systemd insists on 0700 for the DynamicUser parent.
 		if err := os.MkdirAll("/var/lib/private", 0o700); err != nil {
 			return fmt.Errorf("storage_quota_mb: %w", err)
@@ -104,7 +108,7 @@ func (s *Server) quotaRelease(ctx context.Context, svc *config.Service, inst uni
 	}
 	wheres := []string{filepath.Join("/var/lib/private/tenement", inst.Service, inst.ID), filepath.Join(units.StateRoot, inst.Service, inst.ID)}
 	if svc != nil {
-		wheres = []string{units.StateMountPoint(svc, inst)}
+		wheres = []string{units.DataMountPoint(s.cfg, svc, inst)}
 	}
 	for _, w := range wheres {
 		if err := s.sd.Unmount(ctx, w); err != nil {
@@ -117,11 +121,11 @@ func (s *Server) quotaRelease(ctx context.Context, svc *config.Service, inst uni
 }
 
 // storageUse is what the instance's quota file system holds and allows.
-func storageUse(svc *config.Service, inst units.Instance) (used, quota uint64) {
+func storageUse(cfg *config.Config, svc *config.Service, inst units.Instance) (used, quota uint64) {
 	if svc == nil || svc.StorageQuotaMB <= 0 {
 		return 0, 0
 	}
-	return isolation.StorageUse(units.StateMountPoint(svc, inst)), uint64(svc.StorageQuotaMB) << 20
+	return isolation.StorageUse(units.DataMountPoint(cfg, svc, inst)), uint64(svc.StorageQuotaMB) << 20
 }
 
 // noteServiceState is called for every state change of a service (follow):
@@ -166,7 +170,7 @@ func (s *Server) recordExit(inst units.Instance) {
 // watches start with the service (follow) or at adoption, never from ps.
 func (s *Server) isolationRow(in registry.Entry, r *Row) {
 	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
-	r.StorageBytes, r.StorageQuotaBytes = storageUse(in.Svc, in.Inst)
+	r.StorageBytes, r.StorageQuotaBytes = storageUse(s.cfg, in.Svc, in.Inst)
 }
 
 // isolationCollector exports OOM kills and quota use at scrape time.
@@ -200,7 +204,7 @@ func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
 		name := in.Inst.String()
 		kills, _ := c.s.oom.Get(in.Inst)
 		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
-		if used, quota := storageUse(in.Svc, in.Inst); quota > 0 {
+		if used, quota := storageUse(c.s.cfg, in.Svc, in.Inst); quota > 0 {
 			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
 			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
 		}

@@ -47,6 +47,20 @@ var ErrNoListenFDs = errors.New("no socket passed by systemd (LISTEN_FDS is not 
 // PORT-binding app too; the app then sees the shim as the peer (an app
 // that takes its sockets itself, activation = "socket", sees the client).
 func Listener() (net.Listener, error) {
+	ls, err := Listeners()
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) == 1 {
+		return ls[0], nil
+	}
+	return newMultiListener(ls), nil
+}
+
+// Listeners returns the sockets passed by systemd socket activation one by
+// one, in LISTEN_FDS order, and clears LISTEN_* so that children (the app,
+// journalctl) do not think the sockets are theirs.
+func Listeners() ([]net.Listener, error) {
 	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	if n < 1 || (pid != 0 && pid != os.Getpid()) {
@@ -66,14 +80,10 @@ func Listener() (net.Listener, error) {
 		}
 		ls = append(ls, l)
 	}
-	// Children (the app, journalctl) must not think the sockets are theirs.
 	os.Unsetenv("LISTEN_PID")
 	os.Unsetenv("LISTEN_FDS")
 	os.Unsetenv("LISTEN_FDNAMES")
-	if len(ls) == 1 {
-		return ls[0], nil
-	}
-	return newMultiListener(ls), nil
+	return ls, nil
 }
 
 // multiListener accepts from several listeners at once.
@@ -142,7 +152,9 @@ func Run(ctx context.Context, l net.Listener, o Options) (Exit, error) {
 	}
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "LISTEN_") {
+		// The app is not the unit's main process: its readiness is the
+		// shim's to report.
+		if strings.HasPrefix(kv, "LISTEN_") || strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
 			continue
 		}
 		env = append(env, kv)
@@ -188,6 +200,9 @@ func Run(ctx context.Context, l net.Listener, o Options) (Exit, error) {
 		return Exit{Code: 1}, err
 	}
 	o.Log.Info("app is listening; relaying", "instance", o.Instance)
+	if err := notifyReady(); err != nil {
+		o.Log.Warn("tell systemd the app is ready", "instance", o.Instance, "err", err)
+	}
 	go func() {
 		<-exited
 		l.Close()
@@ -257,6 +272,26 @@ func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func
 			delay += delay / 4
 		}
 	}
+}
+
+// notifyReady sends READY=1 to systemd ($NOTIFY_SOCKET, Type=notify):
+// the unit turns active only now that the app listens. Without
+// NOTIFY_SOCKET (a Type=exec unit of an older ten) it does nothing.
+func notifyReady() error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte("READY=1\nSTATUS=app listening\n"))
+	return err
 }
 
 // forward relays c to a new connection to the app.

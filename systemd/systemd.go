@@ -276,16 +276,15 @@ type Change struct {
 // systemd's PropertiesChanged signals, so nothing is polled.
 //
 // A change is never lost in silence: when a buffer on the way overflows
-// (go-systemd's, or the channel Watch returns), Watch logs it at warn,
+// (the signals' (see subscribe), or the channel Watch returns), Watch logs it at warn,
 // counts it (DroppedEvents), and resynchronises: it lists every unit of
 // ten's and delivers each one's present state as a Change.
 func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
-	if err := m.conn.Subscribe(); err != nil {
-		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
-	}
 	raw := make(chan *sd.PropertiesUpdate, 1024)
 	errs := make(chan error, 16)
-	m.conn.SetPropertiesSubscriber(raw, errs)
+	if err := m.subscribe(ctx, raw, errs); err != nil {
+		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
+	}
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)

@@ -36,7 +36,7 @@ func ParseInstance(s string) (Instance, error) {
 	if err := config.CheckName("service name", svc); err != nil {
 		return Instance{}, fmt.Errorf("instance %q: %w", s, err)
 	}
-	if err := config.CheckName("instance id", id); err != nil {
+	if err := config.CheckID("instance id", id); err != nil {
 		return Instance{}, fmt.Errorf("instance %q: %w", s, err)
 	}
 	return Instance{Service: svc, ID: id}, nil
@@ -73,7 +73,7 @@ func FromUnit(name string) (inst Instance, kind string, ok bool) {
 		return Instance{}, "", false
 	}
 	svc, id, found := strings.Cut(rest[:dot], "@")
-	if !found || config.CheckName("service", svc) != nil || config.CheckName("id", id) != nil {
+	if !found || config.CheckName("service", svc) != nil || config.CheckID("id", id) != nil {
 		return Instance{}, "", false
 	}
 	return Instance{Service: svc, ID: id}, kind, true

@@ -105,7 +105,7 @@ func ListenPath(socketDir string, inst Instance) string {
 // Build plans instance id of svc.
 func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*Plan, error) {
 	inst := Instance{Service: svc.Name, ID: id}
-	if err := config.CheckName("instance id", id); err != nil {
+	if err := config.CheckID("instance id", id); err != nil {
 		return nil, fmt.Errorf("instance %s: %w", inst, err)
 	}
 	if svc.Activation == config.ActivationShim && opts.Shim == "" {
@@ -121,21 +121,38 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	stateRel := filepath.Join("tenement", svc.Name, id)
 	runtimeRel := filepath.Join("tenement-app", svc.Name+"-"+id)
+	root := cfg.InstanceRoot()
 	p := &Plan{
 		Instance:  inst,
 		Listen:    ListenPath(cfg.Settings.SocketDir, inst),
 		AppSocket: filepath.Join("/run", runtimeRel, "app.sock"),
 		Port:      opts.Port,
-		DataDir:   filepath.Join("/var/lib", stateRel),
+		DataDir:   filepath.Join(root, svc.Name, id),
 		Slice:     inst.Slice(),
 		L4Sockets: opts.L4Sockets,
 	}
-	vars := config.Vars{Name: svc.Name, ID: id, DataDir: p.DataDir, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
+	// {data_dir} is tenement's settings.data_dir: the instance's own data
+	// is {data_dir}/{name}/{id} (DATA_DIR).
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: root, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
 	if svc.Socket != "" {
 		p.AppSocket = vars.Expand(svc.Socket)
 		vars.Socket = p.AppSocket
 	}
+	// Without workdir the app runs where tenement.toml is (tenement runs it
+	// where `ten serve` was started, which is where users keep the file),
+	// so relative commands like ./run.sh and relative paths in args work.
+	// A sandbox hides home directories (ProtectHome): a config kept there
+	// leaves the app in its data directory, as ten did before, unless the
+	// command needs the config's directory.
 	p.Workdir = p.DataDir
+	if cfg.Path != "" {
+		dir := filepath.Dir(cfg.Path)
+		if svc.Isolation == config.IsolationProcess || !HiddenByProtectHome(dir) {
+			p.Workdir = dir
+		} else if svc.Workdir == "" && relativeCommand(svc) {
+			return nil, fmt.Errorf("service.%s.command: relative command %q is taken in the config file's directory %s, which isolation = %q hides from the instance (ProtectHome): keep the app and tenement.toml elsewhere (e.g. /srv), set workdir, or use isolation = \"process\"", svc.Name, svc.Command, dir, svc.Isolation)
+		}
+	}
 	if svc.Workdir != "" {
 		p.Workdir = vars.Expand(svc.Workdir)
 	}
@@ -249,7 +266,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	props := []sd.Property{
 		prop("Description", "ten instance "+inst.String()),
 		prop("Slice", p.Slice),
-		prop("Type", "exec"),
+		prop("Type", serviceType(svc)),
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 		prop("Environment", p.Env),
 		prop("Restart", svc.Restart),
@@ -270,6 +287,15 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("StateDirectoryMode", uint32(0o700)),
 	}
 	props = append(props, prop("WorkingDirectory", p.Workdir))
+	if serviceType(svc) == "notify" {
+		// The shim gives up after startup_timeout itself; this only
+		// guards against a shim that hangs.
+		props = append(props, prop("TimeoutStartUSec", uint64(svc.StartupTimeout+10)*1_000_000))
+	}
+	props = append(props, dataDirProps(cfg, svc, inst, p)...)
+	if ro := hiddenPaths(svc, p); len(ro) > 0 {
+		props = append(props, bindProp("BindReadOnlyPaths", ro))
+	}
 	// CPUUsageNSec (ps, metrics, the CPU quota test) needs CPU accounting,
 	// which systemd leaves off by default on cgroup v1.
 	props = append(props, prop("CPUAccounting", true))
@@ -283,7 +309,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.StorageQuotaMB > 0 {
 		// ten mounts the instance's quota image there (a transient .mount
 		// unit); the service must not start on the bare directory.
-		props = append(props, prop("RequiresMountsFor", []string{StateMountPoint(svc, inst)}))
+		props = append(props, prop("RequiresMountsFor", []string{DataMountPoint(cfg, svc, inst)}))
 	}
 	if svc.StoragePersist != nil && !*svc.StoragePersist {
 		// Wipe the state directory whenever the service stops (sleep too),
@@ -329,21 +355,145 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		if m.Readonly {
 			name = "BindReadOnlyPaths"
 		}
-		type bind struct {
-			Source, Dest  string
-			IgnoreMissing bool
-			Options       uint64
-		}
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
 }
 
+// serviceType is "notify" where the shim runs: it tells systemd the
+// service is ready (READY=1) only once the app listens, so until then the
+// unit is "activating" (ten ps: starting; the router waits for it with
+// startup_timeout, not request_timeout) and an app that never listens
+// shows as such. An app that takes its socket itself is ready at exec.
+func serviceType(svc *config.Service) string {
+	if svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox {
+		return "notify"
+	}
+	return "exec"
+}
+
+// bind is one entry of BindPaths/BindReadOnlyPaths, a(ssbt).
+type bind struct {
+	Source, Dest  string
+	IgnoreMissing bool
+	Options       uint64
+}
+
+func bindProp(name string, paths []string) sd.Property {
+	bs := make([]bind, len(paths))
+	for i, p := range paths {
+		bs[i] = bind{Source: p, Dest: p}
+	}
+	return prop(name, bs)
+}
+
+// CustomDataDir reports whether the config puts instance data somewhere
+// other than systemd's state directories (settings.data_dir or --data-dir
+// given).
+func CustomDataDir(cfg *config.Config) bool {
+	return cfg.InstanceRoot() != config.DefaultInstanceRoot
+}
+
+// DataMountPoint is where an instance's storage quota image is mounted:
+// its data directory {data_dir}/{name}/{id} when data_dir is set, else
+// the real directory behind its state directory (StateMountPoint).
+func DataMountPoint(cfg *config.Config, svc *config.Service, inst Instance) string {
+	if CustomDataDir(cfg) {
+		return filepath.Join(cfg.InstanceRoot(), inst.Service, inst.ID)
+	}
+	return StateMountPoint(svc, inst)
+}
+
+// DataBind says where ten bind-mounts an instance's data directory
+// {data_dir}/{name}/{id} (what) when data_dir is set and the instance runs
+// as a DynamicUser: over the real directory behind its state directory
+// (where, under /var/lib/private). systemd then gives the directory to the
+// user it picks at each start, as it does for any state directory (once:
+// it descends only when the owner changed), and the data stays in
+// data_dir.
+func DataBind(cfg *config.Config, svc *config.Service, inst Instance) (what, where string, ok bool) {
+	if !CustomDataDir(cfg) || svc.Isolation != config.IsolationNamespace {
+		return "", "", false
+	}
+	return filepath.Join(cfg.InstanceRoot(), inst.Service, inst.ID), StateMountPoint(svc, inst), true
+}
+
+// dataDirProps keep an instance's data in {data_dir}/{name}/{id} when
+// data_dir is set (ten makes the directory at spawn): the sandbox binds it
+// in, writable, at the same path (visible even under /tmp, which
+// PrivateTmp replaces), and a DynamicUser service needs ten's bind mount
+// of it over its state directory (DataBind) before it starts.
+func dataDirProps(cfg *config.Config, svc *config.Service, inst Instance, p *Plan) []sd.Property {
+	if !CustomDataDir(cfg) || svc.Isolation == config.IsolationProcess {
+		return nil
+	}
+	props := []sd.Property{bindProp("BindPaths", []string{p.DataDir})}
+	if _, where, ok := DataBind(cfg, svc, inst); ok {
+		props = append(props, prop("RequiresMountsFor", []string{where}))
+	}
+	return props
+}
+
+// hiddenPaths are the app's working directory and its command's directory
+// when a sandbox would hide them: PrivateTmp gives the unit a /tmp and
+// /var/tmp of its own, so a checkout or config under /tmp is bound in
+// read-only.
+func hiddenPaths(svc *config.Service, p *Plan) []string {
+	if svc.Isolation == config.IsolationProcess {
+		return nil
+	}
+	var out []string
+	for _, d := range []string{p.Workdir, filepath.Dir(p.Argv[0])} {
+		if !filepath.IsAbs(d) || !underTmp(d) || within(d, p.DataDir) {
+			continue
+		}
+		dup := false
+		for i, o := range out {
+			if within(d, o) {
+				dup = true
+			} else if within(o, d) {
+				out[i], dup = d, true
+			}
+		}
+		if !dup {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// HiddenByProtectHome reports whether ProtectHome hides p from a
+// sandboxed instance.
+func HiddenByProtectHome(p string) bool {
+	return within(p, "/home") || within(p, "/root") || within(p, "/run/user")
+}
+
+// relativeCommand reports whether svc's program is a relative path
+// (./run.sh, bin/app), which is taken in the working directory.
+func relativeCommand(svc *config.Service) bool {
+	first := svc.Command
+	if len(svc.Args) == 0 {
+		if words, err := config.SplitCommand(svc.Command); err == nil && len(words) > 0 {
+			first = words[0]
+		}
+	}
+	return !filepath.IsAbs(first) && strings.Contains(first, "/")
+}
+
+func underTmp(p string) bool { return within(p, "/tmp") || within(p, "/var/tmp") }
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // DynamicUserName is the instance's own DynamicUser. Without User=,
 // systemd derives the name from the unit name's prefix (tenement-NAME), so
 // every instance of a service would share one user and see, signal and
-// read each other. '_' cannot occur in service names or ids, so the name is
-// unambiguous; systemd allows 31 characters, longer names end in a hash.
+// read each other. '_' cannot occur in service names (ids may have it), so
+// the first '_' after "ten_" ends the service and the name is unambiguous;
+// systemd allows 31 characters, longer names end in a hash.
 func DynamicUserName(inst Instance) string {
 	name := "ten_" + inst.Service + "_" + inst.ID
 	if len(name) > 31 {
@@ -459,6 +609,9 @@ func sandboxArgv(svc *config.Service, p *Plan, opts Options) []string {
 		"--cwd=" + cwd,
 		"--bind=" + p.DataDir,
 		"--bind=" + filepath.Dir(p.AppSocket),
+	}
+	for _, d := range hiddenPaths(svc, p) {
+		argv = append(argv, "--bind-ro="+d)
 	}
 	for _, m := range svc.Mounts {
 		if m.Readonly {

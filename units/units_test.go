@@ -148,6 +148,83 @@ func TestWorkdirInterpolated(t *testing.T) {
 	}
 }
 
+// TestTenementDataDirAndWorkdir: with data_dir set, {data_dir} is data_dir,
+// the instance's data is {data_dir}/{name}/{id}, bound over the state
+// directory (DataBind) and into the sandbox; without workdir
+// the app runs in the config file's directory, bound in when under /tmp.
+func TestTenementDataDirAndWorkdir(t *testing.T) {
+	cfg, err := config.Parse("/tmp/app/tenement.toml", []byte(`
+[settings]
+data_dir = "./data"
+[service.api]
+command = "./run.sh --db {data_dir}/{name}/{id}/app.db"
+[service.raw]
+command = "./run.sh"
+isolation = "process"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(cmd, wd string) (string, error) { return filepath.Join(wd, cmd), nil }
+	p, err := Build(cfg, cfg.Services["api"], "wr_a", Options{Shim: "/run/tenement/.bin/ten", Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DataDir != "/tmp/app/data/api/wr_a" || p.Workdir != "/tmp/app" {
+		t.Errorf("data dir %s, workdir %s", p.DataDir, p.Workdir)
+	}
+	if strings.Join(p.Argv, " ") != "/tmp/app/run.sh --db /tmp/app/data/api/wr_a/app.db" {
+		t.Errorf("argv %q", p.Argv)
+	}
+	d := Describe(p.Service)
+	for _, want := range []string{
+		"RequiresMountsFor=as [/var/lib/private/tenement/api/wr_a]",
+		"BindPaths=a(ssbt) [{/tmp/app/data/api/wr_a /tmp/app/data/api/wr_a false 0}]",
+		"BindReadOnlyPaths=a(ssbt) [{/tmp/app /tmp/app false 0}]",
+		"WorkingDirectory=s /tmp/app\n",
+		"DATA_DIR=/tmp/app/data/api/wr_a",
+		"User=s ten_api_wr_a\n",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("missing %s in\n%s", want, d)
+		}
+	}
+	p, err = Build(cfg, cfg.Services["raw"], "x", Options{Shim: "/run/tenement/.bin/ten", Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = Describe(p.Service)
+	if strings.Contains(d, "BindPaths") || strings.Contains(d, "BindReadOnlyPaths") || strings.Contains(d, "RequiresMountsFor") || !strings.Contains(d, "DATA_DIR=/tmp/app/data/raw/x") {
+		t.Errorf("process isolation: want no binds:\n%s", d)
+	}
+	if what, where, ok := DataBind(cfg, cfg.Services["api"], Instance{Service: "api", ID: "wr_a"}); !ok || what != "/tmp/app/data/api/wr_a" || where != "/var/lib/private/tenement/api/wr_a" {
+		t.Errorf("DataBind: %s %s %v", what, where, ok)
+	}
+	if inst := (Instance{Service: "api", ID: "wr_a"}); inst.ServiceUnit() != "tenement-api@wr_a.service" || inst.Slice() != `tenement-api-wr_a.slice` {
+		t.Errorf("unit names %s %s", inst.ServiceUnit(), inst.Slice())
+	}
+}
+
+// TestConfigUnderHome: a sandboxed app whose config lives in a home
+// directory (hidden by ProtectHome) runs in its data directory, and a
+// relative command there is refused with the reason.
+func TestConfigUnderHome(t *testing.T) {
+	cfg, err := config.Parse("/root/app/tenement.toml", []byte("[service.api]\ncommand = \"/usr/bin/app\"\n[service.rel]\ncommand = \"./run.sh\"\n[service.raw]\ncommand = \"./run.sh\"\nisolation = \"process\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Shim: "/run/tenement/.bin/ten"}
+	if p, err := Build(cfg, cfg.Services["api"], "a", o); err != nil || p.Workdir != "/var/lib/tenement/api/a" {
+		t.Errorf("api: %v %v", p, err)
+	}
+	if _, err := Build(cfg, cfg.Services["rel"], "a", o); err == nil || !strings.Contains(err.Error(), "service.rel.command: relative command \"./run.sh\" is taken in the config file's directory /root/app, which isolation = \"namespace\" hides") {
+		t.Errorf("rel: %v", err)
+	}
+	if p, err := Build(cfg, cfg.Services["raw"], "a", o); err != nil || p.Workdir != "/root/app" {
+		t.Errorf("raw: %v %v", p, err)
+	}
+}
+
 // TestShimBin: with the small ten-shim installed, the unit runs it as the
 // shim, with the same arguments, and no systemd-cat in front (the shim
 // opens the journal streams itself).

@@ -59,9 +59,16 @@ _ten() {
 }
 `, c.Shell, strings.Join(cmds, " "), strings.Join(global, " "), cases.String())
 	if c.Shell == "zsh" {
-		script += "autoload -U +X bashcompinit && bashcompinit\n"
+		// The same text works sourced and as the file _ten in zsh's fpath
+		// (the package's /usr/share/zsh/vendor-completions/_ten): compinit
+		// reads #compdef, and the first completion runs this file as the
+		// function _ten, which then completes that first word too.
+		script = "#compdef ten\n" + strings.Replace(script, "_ten() {", "_ten_bash() {", 1) +
+			"autoload -U +X bashcompinit && bashcompinit\ncomplete -F _ten_bash ten\n" +
+			"if [[ ${funcstack[1]} == _ten ]]; then _bash_complete -F _ten_bash; fi\n"
+	} else {
+		script += "complete -F _ten ten\n"
 	}
-	script += "complete -F _ten ten\n"
 	fmt.Print(script)
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,20 +22,23 @@ type InstallCmd struct {
 
 func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
 	cfgPath := g.Config
-	if cfgPath == "" {
-		cfg, err := g.loadConfig()
-		if err != nil {
-			return selfunit.Options{}, err
-		}
-		cfgPath = cfg.Path
-	} else if _, err := g.loadConfig(); err != nil {
+	cfg, err := g.loadConfig()
+	if err != nil {
 		return selfunit.Options{}, err
+	}
+	if cfgPath == "" {
+		cfgPath = cfg.Path
 	}
 	abs, err := filepath.Abs(cfgPath)
 	if err != nil {
 		return selfunit.Options{}, err
 	}
 	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: fmt.Sprintf("%s:%d", c.Address, c.Port), Domain: c.Domain}
+	if t := cfg.Settings.TLS; t.Enabled {
+		// The socket holds the HTTPS and redirect ports too, so a restart
+		// of ten drops no HTTPS connection either.
+		o.Extra = []string{net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPSPort)), net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPPort))}
+	}
 	return o, o.Validate()
 }
 
@@ -47,6 +51,9 @@ func unitDir(runtime bool) string {
 
 // Run installs ten as tenement.service behind tenement.socket.
 func (c *InstallCmd) Run(g *Globals) error {
+	if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
+		return err
+	}
 	o, err := c.options(g)
 	if err != nil {
 		return err
@@ -80,6 +87,13 @@ type UninstallCmd struct {
 
 // Run removes ten's own units; instances keep running.
 func (c *UninstallCmd) Run() error {
+	// Without a unit of ten install's here, stopping tenement.service would
+	// stop the package's ten.
+	if _, err := os.Stat(filepath.Join(unitDir(c.Runtime), selfunit.ServiceName)); err != nil {
+		if err := selfunit.RefuseIfPackaged(selfunit.System); err != nil {
+			return fmt.Errorf("no unit of ten install in %s: %w", unitDir(c.Runtime), err)
+		}
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("uninstall changes systemd units: run it as root")
 	}

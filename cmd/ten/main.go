@@ -47,7 +47,7 @@ type CLI struct {
 	Logs          LogsCmd              `cmd:"" help:"Show instances' output from journald: search, follow (-f), time window."`
 	TokenGen      TokenGenCmd          `cmd:"" name:"token-gen" help:"Create an API token (admin, or --tenant X for one tenant's instances); prints it once."`
 	Token         TokenCmd             `cmd:"" help:"List or revoke API tokens."`
-	Version       VersionCmd           `cmd:"" help:"Print ten's version."`
+	Version       VersionCmd           `cmd:"" help:"Print ten's version (the package's), commit and build date."`
 	Completion    CompletionCmd        `cmd:"" help:"Print a shell completion script: source <(ten completion bash)."`
 	CompleteInsts CompleteInstancesCmd `cmd:"" name:"complete-instances" hidden:"" help:"Print instance names (for completion)."`
 	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
@@ -55,14 +55,20 @@ type CLI struct {
 	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
 }
 
-func main() {
-	var cli CLI
-	kctx := kong.Parse(&cli,
+// kongOptions are the parser's options; the man pages are made from the
+// same model (man_test.go).
+func kongOptions() []kong.Option {
+	return []kong.Option{
 		kong.Name("ten"),
 		kong.Description("ten runs many small app instances as systemd units: Host routing, sleep when idle, wake on request."),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-	)
+	}
+}
+
+func main() {
+	var cli CLI
+	kctx := kong.Parse(&cli, kongOptions()...)
 	level := slog.LevelInfo
 	if cli.Debug {
 		level = slog.LevelDebug

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/tenhq/ten/config"
@@ -19,6 +22,10 @@ type ServeCmd struct {
 	Port   int    `short:"p" help:"Port to listen on (overrides settings.listen)."`
 	Listen string `help:"Address to listen on, e.g. 127.0.0.1:8080 (overrides settings.listen)."`
 	Domain string `short:"d" help:"Base domain for Host routing (overrides settings.domain)."`
+	// tenement's serve flags for [settings.tls].
+	TLS     bool   `name:"tls" help:"Serve HTTPS with certificates from Let's Encrypt (sets settings.tls.enabled)."`
+	Email   string `help:"ACME account email (settings.tls.acme_email)."`
+	Staging bool   `help:"Use Let's Encrypt's staging CA (settings.tls.staging)."`
 }
 
 // Run starts the server. When systemd passes a listening socket (ten
@@ -30,11 +37,23 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		return err
 	}
 	if g.DataDir != "" {
-		cfg.Settings.DataDir = g.DataDir
+		cfg.SetDataDir(g.DataDir)
+	}
+	if c.TLS {
+		cfg.Settings.TLS.Enabled = true
+	}
+	if c.Email != "" {
+		cfg.Settings.TLS.AcmeEmail = c.Email
+	}
+	if c.Staging {
+		cfg.Settings.TLS.Staging = true
 	}
 	listen := c.Listen
 	if listen == "" && c.Port != 0 {
 		listen = fmt.Sprintf(":%d", c.Port)
+	}
+	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
+		servePprof(addr, log)
 	}
 	s, err := server.New(ctx, server.Options{Config: cfg, Listen: listen, Domain: c.Domain, Log: log})
 	if err != nil {
@@ -47,10 +66,31 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		}
 		defer leave()
 	}
-	ln, err := shim.Listener()
+	lns, err := shim.Listeners()
+	var ln net.Listener
 	switch {
 	case err == nil:
-		log.Info("serving on the socket systemd passed", "addr", ln.Addr().String())
+		// tenement.socket holds settings.listen and, with TLS, https_port
+		// and http_port: tell them apart by port.
+		var rest []net.Listener
+		https, http := s.TLSPorts()
+		var tlsLn, httpLn net.Listener
+		for _, l := range lns {
+			switch p := port(l); {
+			case p != 0 && p == https:
+				tlsLn = l
+			case p != 0 && p == http:
+				httpLn = l
+			default:
+				rest = append(rest, l)
+			}
+		}
+		if len(rest) != 1 {
+			return fmt.Errorf("systemd passed %d sockets besides https_port and http_port; want exactly one for settings.listen", len(rest))
+		}
+		ln = rest[0]
+		s.UseTLSListeners(tlsLn, httpLn)
+		log.Info("serving on the socket systemd passed", "addr", ln.Addr().String(), "sockets", len(lns))
 	case errors.Is(err, shim.ErrNoListenFDs):
 		ln, err = net.Listen("tcp", s.Listen())
 		if err != nil {
@@ -91,4 +131,25 @@ func joinFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (leave
 		}
 		cli.Close()
 	}, nil
+}
+
+// servePprof serves Go's profiler on addr (TEN_PPROF_LISTEN, for
+// benchmarks: the router's CPU profile under load). It is off unless asked.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() {
+		if err := http.ListenAndServe(addr, mux); err != nil {
+			log.Error("pprof listener (TEN_PPROF_LISTEN)", "addr", addr, "err", err)
+		}
+	}()
+}
+
+// port is a TCP listener's port (0 for other listeners).
+func port(l net.Listener) int {
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }

@@ -10,29 +10,46 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/auth"
 )
 
 // TokenGenCmd is `ten token-gen [--tenant X] [--description D]` (tenement's verb).
 type TokenGenCmd struct {
 	Tenant      string `help:"Make a tenant token: it reaches only instances SERVICE:TENANT. Without it: an admin token."`
 	Description string `help:"What the token is for (shown by ten token list)."`
+	Remote      bool   `help:"Ask the server at --server over the API instead of writing the token store in the data dir (for a server on another machine)."`
 }
 
-// Run asks the server for a new token and prints it once.
+// Run makes a token and prints it once. As in tenement it writes the token
+// store in the data dir itself, so it works before ten serve ever ran; a
+// running ten serve accepts the token at once. The token is printed alone
+// on a line indented by two spaces, where tenement's users' scripts look.
 func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
-	var tok apitype.NewToken
-	if err := g.client().Do(ctx, "POST", "/api/tokens", apitype.TokenRequest{Tenant: c.Tenant, Admin: c.Tenant == "", Description: c.Description}, &tok); err != nil {
-		return err
+	var tok auth.Minted
+	if c.Remote {
+		var nt apitype.NewToken
+		if err := g.client().Do(ctx, "POST", "/api/tokens", apitype.TokenRequest{Tenant: c.Tenant, Admin: c.Tenant == "", Description: c.Description}, &nt); err != nil {
+			return err
+		}
+		tok = auth.Minted{Token: auth.Token{ID: nt.ID, Tenant: nt.Tenant, Description: nt.Description, Created: nt.Created}, Secret: nt.Secret}
+	} else {
+		var err error
+		if tok, err = auth.Mint(g.dataDir(), c.Tenant, c.Description, auth.Options{}); err != nil {
+			return err
+		}
 	}
 	if g.JSON {
 		return jsonToStdout(tok)
 	}
-	fmt.Println(tok.Secret)
 	kind := "admin token"
 	if tok.Tenant != "" {
 		kind = fmt.Sprintf("token for tenant %s (instances SERVICE:%s only)", tok.Tenant, tok.Tenant)
 	}
-	fmt.Fprintf(os.Stderr, "%s %s created; it is shown only this once. Revoke it with: ten token revoke %s\n", kind, tok.ID, tok.ID)
+	fmt.Printf("Generated %s %s:\n  %s\n", kind, tok.ID, tok.Secret)
+	if tok.AdminFile != "" {
+		fmt.Printf("Written to %s (the CLI reads it).\n", tok.AdminFile)
+	}
+	fmt.Fprintf(os.Stderr, "It is shown only this once. Revoke it with: ten token revoke %s\n", tok.ID)
 	return nil
 }
 

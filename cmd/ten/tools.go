@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -21,6 +22,9 @@ type DoctorCmd struct{}
 // Run prints which features are on and why one is off.
 func (DoctorCmd) Run(ctx context.Context, g *Globals) error {
 	cs := doctor.Run(ctx)
+	if cfg, err := g.loadConfig(); err == nil {
+		cs = append(cs, doctor.TLS(cfg, time.Now())...)
+	}
 	if g.JSON {
 		return json.NewEncoder(os.Stdout).Encode(cs)
 	}

@@ -247,7 +247,19 @@ func TestBoot(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// Cancel once the command runs inside: a cancel that reaches the
+		// host-side stage before it handles signals (a slow start, as under
+		// -race on a loaded machine) kills the stage by the signal itself.
+		started := time.Now().Add(30 * time.Second)
+		for {
+			if out, _ := tryInBox(t, b, "pgrep", "-f", "sleep 1234"); out != "" {
+				break
+			}
+			if time.Now().After(started) {
+				t.Fatal("sleep 1234 did not start in the box within 30s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		cancel()
 		if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
 			t.Errorf("cancelled command: %v, want killed", err)

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +34,12 @@ func BenchmarkWarmProxy(b *testing.B) {
 	rounds := envInt("TEN_BENCH_WARM_ROUNDS", 3)
 	dur := time.Duration(envInt("TEN_BENCH_WARM_SECONDS", 4)) * time.Second
 
+	var tenEnv []string
+	pprofAddr := ""
+	if os.Getenv("TEN_BENCH_PPROF") != "" {
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(b))
+		tenEnv = append(tenEnv, "TEN_PPROF_LISTEN="+pprofAddr)
+	}
 	ten := startTen(b, `
 [service.web]
 command = "ECHO"
@@ -42,7 +50,7 @@ start = "eager"
 
 [instances]
 web = ["a"]
-`)
+`, tenEnv...)
 	inst := "web:a"
 	waitAnswer(b, ten.addr, host(inst), 10*time.Second)
 	sock := "/run/tenement/web/a.sock"
@@ -72,6 +80,10 @@ web = ["a"]
 				res[key(t.name, c)] = append(res[key(t.name, c)], wrk(b, "http://"+t.addr+"/", host(inst), c, dur))
 			}
 		}
+	}
+
+	if pprofAddr != "" {
+		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF"), func(d time.Duration) { wrk(b, "http://"+ten.addr+"/", host(inst), 16, d) })
 	}
 
 	const bench = "2 warm proxy"
@@ -160,4 +172,23 @@ http {
 	n := startDirect(b, nil, "nginx", "-p", dir, "-c", path, "-e", filepath.Join(dir, "logs", "error.log"), "-g", "daemon off;")
 	b.Cleanup(n.stop)
 	return addr
+}
+
+// cpuProfile takes a CPU profile of ten (TEN_BENCH_PPROF=file: where to
+// write it; ten serves pprof on addr) while load runs for a few seconds.
+func cpuProfile(b *testing.B, addr, file string, load func(time.Duration)) {
+	done := make(chan struct{})
+	go func() { defer close(done); load(6 * time.Second) }()
+	time.Sleep(500 * time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
+	if err != nil {
+		b.Fatalf("pprof: %v", err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	<-done
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("CPU profile of ten under wrk -c16: %s (go tool pprof -top bin/ten %s)", file, file)
 }

@@ -236,14 +236,17 @@ func TestFreezeThenStop(t *testing.T) {
 [service.web]
 command = "ECHO --mode activation"
 activation = "socket"
-idle_timeout = 1
 sleep = "freeze-then-stop"
-stop_after = 4
+# Awake for 3 s after a request and frozen for 7 s: long enough for
+# waitState's polls (each a run of the CLI, slow under -race on a loaded
+# machine) to see each state.
+idle_timeout = 3
+stop_after = 10
 `)
 	s.mustTen("spawn", "web:a")
 	pid := pidOf(t, s.mustGet("a.web.localhost", "/"))
 	s.waitState("web:a", "frozen", 6*time.Second)
-	s.waitState("web:a", "sleeping", 8*time.Second)
+	s.waitState("web:a", "sleeping", 15*time.Second)
 	if st := show(t, "tenement-web@a.service", "ActiveState"); st != "inactive" {
 		t.Errorf("stopped service is %s", st)
 	}

@@ -29,6 +29,11 @@ import (
 // hidden from sandboxed instances by ProtectHome.
 const binDir = "/run/ten-test/bin"
 
+// builtDir is where TestMain builds the binaries, under the module root:
+// bin/ as `make build` does, or bin/race/ for a -race run, so that a race
+// build never takes the place of the ten that `make build` made.
+var builtDir = map[bool]string{false: "bin", true: filepath.Join("bin", "race")}[raceBuild]
+
 var (
 	tenBin  = filepath.Join(binDir, "ten")
 	echoBin = filepath.Join(binDir, "echoapp")
@@ -43,9 +48,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"ten-shim", "./cmd/ten-shim"}, {"echoapp", "./test/apps/echoapp"}, {"tenant", "./test/apps/tenant"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
+		cmd := exec.Command("go", "build", "-o", filepath.Join(root, builtDir, b[0]), b[1])
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the same binary runs under gVisor
+		if raceBuild && (b[0] == "ten" || b[0] == "ten-shim") {
+			// ten (daemon and CLI) and the shim (which runs outside
+			// gVisor) with the race detector, which needs cgo.
+			cmd.Args = append(cmd.Args[:2:2], append([]string{"-race"}, cmd.Args[2:]...)...)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n", b[0], err)
 			os.Exit(1)
@@ -59,6 +70,7 @@ var installOnce sync.Once
 func install(t *testing.T) {
 	t.Helper()
 	systemtest.Require(t)
+	checkRaces(t)
 	installOnce.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {
@@ -69,7 +81,7 @@ func install(t *testing.T) {
 		}
 		os.Chmod("/run/ten-test", 0o755)
 		for _, n := range []string{"ten", "ten-shim", "echoapp", "tenant"} {
-			data, err := os.ReadFile(filepath.Join(root, "bin", n))
+			data, err := os.ReadFile(filepath.Join(root, builtDir, n))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,6 +106,8 @@ type tenServer struct {
 	log     *logFile
 	exited  chan struct{}
 	exitErr error
+	// env is added to ten serve's environment.
+	env []string
 }
 
 // writeConfig writes a tenement.toml with [settings] pointing at a fresh data
@@ -102,7 +116,16 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 	t.Helper()
 	dir = t.TempDir()
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("[settings]\ndata_dir = %q\nlisten = %q\n\n%s", filepath.Join(dir, "data"), addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
+	dataDir := fmt.Sprintf("data_dir = %q\n", filepath.Join(dir, "data"))
+	if strings.Contains(body, defaultDataDir) {
+		// Instance data in systemd's state directories (no data_dir);
+		// ten's own files in ./tenement-data, linked as data for the CLI.
+		dataDir = ""
+		if err := os.Symlink("tenement-data", filepath.Join(dir, "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf("[settings]\n%slisten = %q\n\n%s", dataDir, addr, strings.NewReplacer("ECHO", echoBin, "TENANT", tenantBin).Replace(body))
 	path = filepath.Join(dir, "tenement.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -110,13 +133,18 @@ func writeConfig(t *testing.T, body string) (dir, path, addr string) {
 	return dir, path, addr
 }
 
+// defaultDataDir in a test's config body leaves data_dir out, so that
+// instance data lives in systemd's state directories (/var/lib/tenement,
+// /var/lib/private/tenement) as without data_dir.
+const defaultDataDir = "# no data_dir"
+
 // startTen writes the config and starts `ten serve` on it; the server and
 // every unit it made are removed when the test ends.
-func startTen(t *testing.T, body string) *tenServer {
+func startTen(t *testing.T, body string, env ...string) *tenServer {
 	t.Helper()
 	install(t)
 	dir, path, addr := writeConfig(t, body)
-	s := &tenServer{t: t, dir: dir, config: path, addr: addr}
+	s := &tenServer{t: t, dir: dir, config: path, addr: addr, env: env}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -134,6 +162,9 @@ func (s *tenServer) start() {
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(tenBin, "serve", "--config", s.config)
 	s.cmd.Stdout, s.cmd.Stderr = s.log.f, s.log.f
+	if len(s.env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -270,6 +301,7 @@ func tenUnits(t *testing.T) []string {
 }
 
 func removeAllUnits(t *testing.T) {
+	defer removeMounts()
 	names := tenUnits(t)
 	if len(names) == 0 {
 		return
@@ -278,6 +310,32 @@ func removeAllUnits(t *testing.T) {
 	args := append([]string{"stop"}, names...)
 	exec.Command("systemctl", args...).Run()
 	exec.Command("systemctl", append([]string{"reset-failed"}, names...)...).Run()
+}
+
+// removeMounts stops the mount units ten made for instances (data_dir
+// binds over state directories, storage quota images), which `ten stop`
+// would have removed: a later test's instance of the same name must not
+// find an old one still mounted, and the test's directory must be
+// removable.
+func removeMounts() {
+	out, _ := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "--type=mount").Output()
+	var mounts []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		where, _ := exec.Command("systemctl", "show", "-p", "Where", "--value", f[0]).Output()
+		w := strings.TrimSpace(string(where))
+		if strings.HasPrefix(w, "/var/lib/private/tenement/") || strings.HasPrefix(w, "/var/lib/tenement/") || strings.HasPrefix(w, os.TempDir()+"/") {
+			mounts = append(mounts, f[0])
+		}
+	}
+	if len(mounts) > 0 {
+		// The binds over state directories first: they show the images.
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+		exec.Command("systemctl", append([]string{"stop"}, mounts...)...).Run()
+	}
 }
 
 // thawAll thaws every cgroup of ten's (a test may leave an instance frozen):
@@ -328,12 +386,87 @@ func newLogFile(t *testing.T, dir string) *logFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	return &logFile{f: f}
+	l := &logFile{f: f}
+	t.Cleanup(func() {
+		// After the test's own cleanups (which stop this ten serve): the
+		// race detector has written every report it will write.
+		if r := raceReports(l.String()); r != "" {
+			t.Errorf("ten serve reported a data race:\n%s", r)
+		}
+		f.Close()
+	})
+	return l
 }
 
 // String returns everything logged so far.
 func (l *logFile) String() string {
 	b, _ := os.ReadFile(l.f.Name())
 	return string(b)
+}
+
+// raceMarker starts every report of the race detector.
+const raceMarker = "WARNING: DATA RACE"
+
+// raceReports returns log from the race detector's first report on (at
+// most 64 KiB of it), or "" when it holds no report.
+func raceReports(log string) string {
+	i := strings.Index(log, raceMarker)
+	if i < 0 {
+		return ""
+	}
+	// The report is framed by lines of '='; keep the one before it.
+	if j := strings.LastIndex(log[:i], "=================="); j >= 0 && i-j < 100 {
+		i = j
+	}
+	const max = 64 << 10
+	if len(log)-i > max {
+		return log[i:i+max] + "\n[...]"
+	}
+	return log[i:]
+}
+
+var (
+	racesMu      sync.Mutex
+	racesChecked = map[*testing.T]bool{}
+)
+
+// checkRaces fails t, when ten is a -race build, if a ten process that
+// writes to the journal (a shim of an instance, a ten serve installed as a
+// unit) reports a data race while t runs. A ten serve started by startTen
+// is checked on its own log (newLogFile). System tests do not run in
+// parallel, so what the journal got meanwhile is t's.
+func checkRaces(t *testing.T) {
+	if !raceBuild {
+		return
+	}
+	racesMu.Lock()
+	seen := racesChecked[t]
+	racesChecked[t] = true
+	racesMu.Unlock()
+	if seen {
+		return
+	}
+	out, err := exec.Command("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat").Output()
+	if err != nil {
+		t.Fatalf("journal cursor: %v", err)
+	}
+	cursor := ""
+	if i := strings.LastIndex(string(out), "-- cursor: "); i >= 0 {
+		cursor = strings.TrimSpace(string(out[i+len("-- cursor: "):]))
+	}
+	t.Cleanup(func() {
+		exec.Command("journalctl", "--sync").Run()
+		args := []string{"--no-pager", "-o", "cat"}
+		if cursor != "" {
+			args = append(args, "--after-cursor", cursor)
+		}
+		out, err := exec.Command("journalctl", args...).Output()
+		if err != nil {
+			t.Errorf("read the journal for race reports: %v", err)
+			return
+		}
+		if r := raceReports(string(out)); r != "" {
+			t.Errorf("a ten process reported a data race in the journal:\n%s", r)
+		}
+	})
 }

@@ -69,6 +69,7 @@ func tenantInfo(t *testing.T, s *tenServer, host string) (pid, uid int) {
 
 func TestIsolationNamespaceEscapes(t *testing.T) {
 	s := startTen(t, `
+# no data_dir: the probes below look at systemd's state directories
 [service.t]
 command = "TENANT"
 
@@ -451,6 +452,7 @@ command = "TENANT"
 // away with ten stop.
 func TestIsolationStorageQuota(t *testing.T) {
 	s := startTen(t, `
+# no data_dir: the probes below look at systemd's state directories
 [service.q]
 command = "TENANT"
 storage_quota_mb = 16
@@ -504,6 +506,7 @@ storage_quota_mb = 16
 // storage_persist = false: the state dir is wiped whenever the app stops.
 func TestIsolationStorageNotPersisted(t *testing.T) {
 	s := startTen(t, `
+# no data_dir: the probes below look at systemd's state directories
 [service.eph]
 command = "TENANT"
 storage_persist = false

@@ -19,7 +19,9 @@ health_check_interval = 1
 command = "ECHO --mode activation"
 activation = "socket"
 health = "/health"
-idle_timeout = 2
+# Long enough that the scrape after the requests (several CLI calls, slow
+# under -race on a loaded machine) finds the instance still awake.
+idle_timeout = 8
 start = "lazy"
 `)
 	s.mustTen("spawn", "m:a")
@@ -75,7 +77,7 @@ start = "lazy"
 	lint(t, m.text)
 
 	// It falls asleep; the next request is a second wake.
-	s.waitState("m:a", "sleeping", 15*time.Second)
+	s.waitState("m:a", "sleeping", 30*time.Second)
 	s.mustGet("a.m.localhost", "/")
 	m = s.scrape()
 	if v := m.value("ten_wakes_total", "instance", "m:a", "result", "ok"); v != 2 {

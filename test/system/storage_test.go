@@ -2,12 +2,13 @@ package system
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// GET /api/instances/{id}/storage: bytes in the instance's state directory
-// (under /var/lib/private with DynamicUser) against storage_quota_mb.
+// GET /api/instances/{id}/storage: bytes in the instance's data directory
+// ({data_dir}/{name}/{id}: the harness sets data_dir) against storage_quota_mb.
 func TestStorageEndpoint(t *testing.T) {
 	s := startTen(t, `
 [service.api]
@@ -38,11 +39,11 @@ free = ["prod"]
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("storage: %d %s", code, body)
 	}
-	if st.Instance != "api:prod" || st.Path != "/var/lib/private/tenement/api/prod" || st.Bytes < 1<<20 || st.Bytes > 1<<20+64<<10 || st.Files != 1 || st.QuotaBytes != 0 {
+	if st.Instance != "api:prod" || st.Path != filepath.Join(s.dir, "data", "api", "prod") || st.Bytes < 1<<20 || st.Bytes > 1<<20+64<<10 || st.Files != 1 || st.QuotaBytes != 0 {
 		t.Errorf("storage api:prod: %+v", st)
 	}
 	code, body, _ = s.apiCall("GET", "/api/instances/free:prod/storage", s.adminToken(), "")
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Path != "/var/lib/tenement/free/prod" || st.Bytes != 4096 {
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Path != filepath.Join(s.dir, "data", "free", "prod") || st.Bytes != 4096 {
 		t.Errorf("storage free:prod: %d %s", code, body)
 	}
 	code, body, _ = s.apiCall("GET", "/api/instances/api:nothere/storage", s.adminToken(), "")

@@ -215,6 +215,12 @@ func main() {
 			}
 		}()
 	})
+	// /crash exits at once without an answer (a request that crashes the app).
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("echoapp %s: crashing on request\n", inst)
+		os.Stdout.Sync()
+		os.Exit(3)
+	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
 		fmt.Fprintln(w, "bye")

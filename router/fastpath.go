@@ -1,0 +1,867 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Limits bound what one client connection may hold and for how long.
+type Limits struct {
+	// IdleTimeout closes a keep-alive connection with no request for so long.
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds receiving one request head, from its first byte
+	// (from the accept for a connection's first request); 408 after it.
+	HeaderTimeout time.Duration
+	// WriteTimeout closes a connection whose client has taken nothing of a
+	// response for so long (a client that never reads).
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request head; 431 beyond.
+	MaxHeaderBytes int
+	// MaxConnsPerAddr bounds the open connections of one client address
+	// (Serve); 0 is no bound.
+	MaxConnsPerAddr int
+}
+
+// ConnServer serves client connections for a Router with a lean HTTP/1.1
+// loop, one goroutine per connection and no hand-off per request: read a
+// request head, route it by its own Host, write it to an idle connection
+// of the instance's pool, relay the response, repeat. What that loop does
+// not serve — the admin API and other hosts, anything a 404 or 503
+// explains, a sleeping, frozen or stopping instance (wake and thaw),
+// upgrades and WebSocket, h2c, Expect, chunked or not yet received request
+// bodies, HTTP/1.0 — goes with the connection, and every byte read of it,
+// to Fallback (an http.Server around Router.ServeHTTP), which serves the
+// rest of that connection. So each feature has one code path.
+type ConnServer struct {
+	Router *Router
+	// Fallback takes over a connection; reads from it return the bytes the
+	// fast path read first.
+	Fallback func(net.Conn)
+	Limits   Limits
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
+	addrMu   sync.Mutex
+	perAddr  map[netip.Addr]int
+}
+
+// Drain makes every later answer close its connection (ten is stopping).
+func (s *ConnServer) Drain() { s.draining.Store(true) }
+
+// CloseIdle closes the connections that wait for a request; those with a
+// request in progress close after it (with Drain).
+func (s *ConnServer) CloseIdle() {
+	var idle []net.Conn
+	s.mu.Lock()
+	for cc := range s.conns {
+		if cc.idle.Load() {
+			idle = append(idle, cc.c)
+		}
+	}
+	s.mu.Unlock()
+	// Closed outside the lock: closing releases the address's count.
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// Active is the number of connections the fast path still serves.
+func (s *ConnServer) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+type clientConn struct {
+	s *ConnServer
+	r *Router
+	c net.Conn
+	// buf holds bytes read from the client, unread ones in buf[rd:wr].
+	buf    []byte
+	rd, wr int
+	bw     *bufio.Writer
+	dw     deadlineWriter
+	ip     string
+	head   reqHead
+	out    []byte
+	idle   atomic.Bool
+}
+
+var (
+	readBufs  = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+)
+
+// ServeConn serves c until it closes, or hands it to Fallback.
+func (s *ConnServer) ServeConn(c net.Conn) {
+	cc := &clientConn{s: s, r: s.Router, c: c}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = a.IP.String()
+	}
+	bp := readBufs.Get().(*[]byte)
+	cc.buf = *bp
+	cc.dw = deadlineWriter{c: c, timeout: s.Limits.WriteTimeout}
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*clientConn]struct{}{}
+	}
+	s.conns[cc] = struct{}{}
+	s.mu.Unlock()
+
+	handed := cc.serve()
+
+	s.mu.Lock()
+	delete(s.conns, cc)
+	s.mu.Unlock()
+	cc.putWriter()
+	if len(cc.buf) == 4<<10 {
+		*bp = cc.buf
+		readBufs.Put(bp)
+	}
+	if !handed {
+		if cc.dw.failed {
+			abort(c)
+		}
+		c.Close()
+	}
+}
+
+// abort makes Close reset the connection: a client that took nothing of a
+// response for the write timeout does not keep the unsent rest in the
+// kernel's buffers either.
+func abort(c net.Conn) {
+	if cc, ok := c.(*countedConn); ok {
+		c = cc.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+}
+
+// serve runs the request loop; handed reports that the connection went to
+// Fallback.
+func (cc *clientConn) serve() (handed bool) {
+	lim := &cc.s.Limits
+	// While draining, a request that arrives is still answered (with
+	// Connection: close): closing a connection found idle could lose a
+	// request the client has just sent on it. CloseIdle ends the others.
+	for first := true; ; first = false {
+		cc.idle.Store(true)
+		err := cc.readHead(first)
+		cc.idle.Store(false)
+		switch {
+		case err == nil:
+		case errors.Is(err, errHandOff):
+			return cc.handOff()
+		case errors.Is(err, errHeadTooLarge):
+			cc.refuse(431, fmt.Sprintf("request head larger than %d bytes", lim.MaxHeaderBytes))
+			return false
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if cc.wr > cc.rd {
+				cc.refuse(408, fmt.Sprintf("request head not received within %s", lim.HeaderTimeout))
+			}
+			return false
+		case errors.Is(err, errHeadIncomplete), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+			return false
+		default:
+			if isParseError(err) {
+				cc.refuse(400, err.Error())
+			}
+			return false
+		}
+		h := &cc.head
+		if h.minor != 1 || h.upgrade || h.expect || h.chunked || h.connTokens || len(h.target) == 0 || h.target[0] != '/' {
+			return cc.handOff()
+		}
+		body := max(h.contentLength, 0)
+		if int64(cc.wr-cc.rd-h.size) < body {
+			return cc.handOff() // the body is not all here: the streaming path takes it
+		}
+		b := cc.r.lookup(h.host)
+		if b == nil || !b.acquireAwake() {
+			return cc.handOff()
+		}
+		cc.getWriter()
+		keep := cc.proxy(b, h, cc.buf[cc.rd+h.size:cc.rd+h.size+int(body)])
+		b.release()
+		cc.putWriter() // an idle connection holds no write buffer
+		cc.rd += h.size + int(body)
+		if !keep {
+			return false
+		}
+	}
+}
+
+// errHandOff is readHead's way to say "not for the fast path" (h2c).
+var errHandOff = errors.New("hand off")
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// readHead reads until buf[rd:wr] starts with a whole request head, parsed
+// into cc.head.
+func (cc *clientConn) readHead(first bool) error {
+	lim := &cc.s.Limits
+	if cc.rd == cc.wr {
+		cc.rd, cc.wr = 0, 0
+	}
+	now := time.Now()
+	if first {
+		cc.c.SetReadDeadline(now.Add(lim.HeaderTimeout))
+	} else {
+		cc.c.SetReadDeadline(now.Add(lim.IdleTimeout))
+	}
+	started := first
+	for {
+		if p := cc.buf[cc.rd:cc.wr]; len(p) > 0 {
+			if p[0] == 'P' && bytes.HasPrefix(h2Preface, p[:min(len(p), len(h2Preface))]) {
+				if len(p) >= len(h2Preface) {
+					return errHandOff
+				}
+			} else {
+				err := parseHead(p, &cc.head)
+				if err != errHeadIncomplete {
+					if err == nil && cc.head.size > lim.MaxHeaderBytes {
+						return errHeadTooLarge
+					}
+					return err
+				}
+				if len(p) >= lim.MaxHeaderBytes {
+					return errHeadTooLarge
+				}
+			}
+			if !started {
+				started = true
+				cc.c.SetReadDeadline(time.Now().Add(lim.HeaderTimeout))
+			}
+		}
+		if cc.wr == len(cc.buf) {
+			if cc.rd > 0 {
+				cc.wr = copy(cc.buf, cc.buf[cc.rd:cc.wr])
+				cc.rd = 0
+			} else {
+				nb := make([]byte, min(2*len(cc.buf), lim.MaxHeaderBytes+4<<10))
+				cc.wr = copy(nb, cc.buf[:cc.wr])
+				cc.buf = nb
+			}
+		}
+		n, err := cc.c.Read(cc.buf[cc.wr:])
+		cc.wr += n
+		if err != nil && n == 0 {
+			return err
+		}
+	}
+}
+
+func isParseError(err error) bool {
+	switch err {
+	case errBadRequestLine, errBadVersion, errBareLF, errObsFold, errBadHeader, errBadHeaderValue,
+		errMultipleHost, errNoHost, errBadHost, errBadCL, errCLandTE, errBadTE:
+		return true
+	}
+	return false
+}
+
+// handOff gives the connection, with the bytes read and not served, to
+// Fallback.
+func (cc *clientConn) handOff() bool {
+	if cc.s.Fallback == nil {
+		cc.refuse(500, "no fallback server")
+		return false
+	}
+	cc.c.SetReadDeadline(time.Time{})
+	cc.c.SetWriteDeadline(time.Time{})
+	pc := &prefixConn{Conn: cc.c, pending: bytes.Clone(cc.buf[cc.rd:cc.wr])}
+	cc.s.Fallback(pc)
+	return true
+}
+
+// getWriter lends the connection a write buffer for one answer.
+func (cc *clientConn) getWriter() {
+	if cc.bw == nil {
+		cc.bw = writeBufs.Get().(*bufio.Writer)
+		cc.bw.Reset(&cc.dw)
+	}
+}
+
+func (cc *clientConn) putWriter() {
+	if cc.bw != nil {
+		cc.bw.Reset(nil)
+		writeBufs.Put(cc.bw)
+		cc.bw = nil
+	}
+}
+
+// refuse answers an error and the connection is closed after it.
+func (cc *clientConn) refuse(code int, msg string) {
+	cc.getWriter()
+	cc.writeError(code, msg, false)
+	cc.bw.Flush()
+}
+
+// writeError writes a plain-text answer as http.Error would.
+func (cc *clientConn) writeError(code int, msg string, keep bool) {
+	bw := cc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	bw.WriteString(statusText(code))
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(msg) + 1))
+	if !keep {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(msg)
+	bw.WriteByte('\n')
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 408:
+		return "Request Timeout"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 500:
+		return "Internal Server Error"
+	case 502:
+		return "Bad Gateway"
+	case 504:
+		return "Gateway Timeout"
+	}
+	return "Error"
+}
+
+// acquireAwake counts a request in flight if the instance runs and nothing
+// stands between it and the request (a stop, a freeze, a failed mark);
+// otherwise the fallback path handles the request (it waits, wakes, thaws
+// or explains).
+func (b *backend) acquireAwake() bool {
+	if !b.awake.Load() || b.frozen.Load() {
+		return false
+	}
+	b.mu.Lock()
+	ok := b.stopping == nil && !b.removed && b.failed == "" && b.awake.Load() && !b.frozen.Load()
+	if ok {
+		b.inflight++
+		b.last.Store(time.Now().UnixNano())
+	}
+	b.mu.Unlock()
+	return ok
+}
+
+// proxy relays one request to b and its response back; keep reports that
+// the client connection can serve another request.
+func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
+	start := time.Now()
+	code, keep := cc.exchange(b, h, body, start)
+	if cc.r.observer != nil {
+		cc.r.observer.ObserveRequest(b.Instance, code, time.Since(start))
+	}
+	// keep is what the answer told the client (Connection: close or not);
+	// a drain that began after it was written closes the connection after
+	// the next answer, or CloseIdle does: closing it now could lose a
+	// request the client is already sending on it.
+	return keep && !h.closeConn
+}
+
+// buildRequest writes the request for the instance into cc.out: the
+// client's head without hop-by-hop headers and with X-Forwarded-For, -Host
+// and -Proto set by ten (as httputil.ProxyRequest.SetXForwarded does, the
+// client's own are dropped), then the body.
+func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
+	o := cc.out[:0]
+	o = append(o, h.method...)
+	o = append(o, ' ')
+	o = append(o, h.target...)
+	o = append(o, " HTTP/1.1\r\n"...)
+	for _, l := range h.lines {
+		name := headerName(l)
+		if hopByHop(name) || xForwarded(name) {
+			continue
+		}
+		o = append(o, l...)
+		o = append(o, "\r\n"...)
+	}
+	if cc.ip != "" {
+		o = append(o, "X-Forwarded-For: "...)
+		o = append(o, cc.ip...)
+		o = append(o, "\r\n"...)
+	}
+	o = append(o, "X-Forwarded-Host: "...)
+	o = append(o, h.host...)
+	o = append(o, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	o = append(o, body...)
+	cc.out = o
+	return o
+}
+
+func xForwarded(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return equalFold(name, "forwarded")
+	case 15:
+		return equalFold(name, "x-forwarded-for")
+	case 16:
+		return equalFold(name, "x-forwarded-host")
+	case 17:
+		return equalFold(name, "x-forwarded-proto")
+	}
+	return false
+}
+
+// exchange sends the request and relays the response. It returns the
+// status code the client got and whether its connection can go on.
+func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
+	req := cc.buildRequest(h, body)
+	uc, err := cc.send(b, req)
+	if err != nil {
+		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
+		return 502, cc.flush()
+	}
+	rh := &uc.rh
+	for {
+		err = readRespHead(uc)
+		if err != nil {
+			uc.c.Close()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				cc.writeError(504, fmt.Sprintf("instance %s did not answer within request_timeout %s", b.Instance, b.RequestTimeout), true)
+				return 504, cc.flush()
+			}
+			// Not retried: the request reached the app, which may have
+			// acted on it (or crashed on it) before closing.
+			cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+			cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
+			return 502, cc.flush()
+		}
+		if rh.code >= 200 || rh.code == 101 {
+			break
+		}
+		// An interim answer (103 Early Hints): relay it and read on.
+		cc.writeRespHead(rh, true)
+		uc.br.Discard(rh.size)
+	}
+	b.answered(cc.r.ctrl)
+	if rh.code == 101 {
+		uc.c.Close()
+		cc.writeError(502, fmt.Sprintf("instance %s switched protocols without being asked to", b.Instance), true)
+		return 502, cc.flush()
+	}
+	noBody := bytes.Equal(h.method, []byte("HEAD")) || rh.code == 204 || rh.code == 304
+	// Until the upstream closes: the client learns the end by the close.
+	untilClose := !noBody && !rh.chunked && rh.contentLength < 0
+	upKeep := !untilClose && !rh.closeConn && (rh.minor == 1 || rh.keepAlive) && len(rh.connNames) == 0
+	keep := !untilClose && !h.closeConn && !cc.s.draining.Load()
+	cc.writeRespHead(rh, keep)
+	uc.br.Discard(rh.size)
+	var cerr error
+	switch {
+	case noBody:
+	case rh.chunked:
+		cerr = cc.copyChunked(uc)
+	case rh.contentLength >= 0:
+		if int64(uc.br.Buffered()) < rh.contentLength {
+			uc.c.SetReadDeadline(time.Time{}) // bodies stream without a deadline
+		}
+		cerr = cc.copyN(uc, rh.contentLength)
+	default:
+		uc.c.SetReadDeadline(time.Time{})
+		cerr = cc.copyN(uc, -1)
+	}
+	code := rh.code
+	if cerr != nil {
+		uc.c.Close()
+		return code, false
+	}
+	// rh lives in uc: once uc is back in the pool another request may
+	// parse its own answer into it, so nothing of rh is read after this.
+	if upKeep && uc.br.Buffered() == 0 {
+		b.pool.put(uc)
+	} else {
+		uc.c.Close()
+	}
+	return code, cc.flush() && keep
+}
+
+// answered notes that the instance answered: it is awake, and a failed
+// wake is over.
+func (b *backend) answered(ctrl Controller) {
+	if !b.awake.Load() {
+		b.awake.Store(true)
+	}
+	if ctrl != nil && b.wakeFailed.Load() {
+		b.wakeMu.Lock()
+		b.wakeFailed.Store(false)
+		ctrl.Answered(b.Instance)
+		b.wakeMu.Unlock()
+	}
+}
+
+// send writes the request on a pooled connection, or a new one. A pooled
+// connection the app has closed fails the write (EPIPE on a unix socket:
+// nothing reached the app), and only then is the request sent again, on a
+// new connection; once written it is never sent twice.
+func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
+	deadline := time.Now().Add(b.RequestTimeout)
+	if uc := b.pool.get(); uc != nil {
+		uc.c.SetDeadline(deadline)
+		n, err := uc.c.Write(req)
+		if err == nil {
+			return uc, nil
+		}
+		uc.c.Close()
+		if n > 0 {
+			return nil, err
+		}
+	}
+	uc, err := b.dial()
+	if err != nil {
+		return nil, err
+	}
+	uc.c.SetDeadline(deadline)
+	if _, err := uc.c.Write(req); err != nil {
+		uc.c.Close()
+		return nil, err
+	}
+	return uc, nil
+}
+
+// maxRespHead bounds an instance's response head (the read buffer's size).
+const maxRespHead = 16 << 10
+
+var errRespHeadTooLarge = errors.New("response head larger than 16 KiB")
+
+// readRespHead reads and parses the response head into uc.rh, leaving it
+// in uc.br (the caller discards it after use).
+func readRespHead(uc *upConn) error {
+	for {
+		p, _ := uc.br.Peek(uc.br.Buffered())
+		if len(p) > 0 {
+			err := parseRespHead(p, &uc.rh)
+			if err != errHeadIncomplete {
+				return err
+			}
+			if len(p) >= maxRespHead {
+				return errRespHeadTooLarge
+			}
+		}
+		if _, err := uc.br.Peek(len(p) + 1); err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+}
+
+// writeRespHead writes the instance's status line and headers without the
+// hop-by-hop ones.
+func (cc *clientConn) writeRespHead(rh *respHead, keep bool) {
+	bw := cc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(rh.status)
+	bw.WriteString("\r\n")
+	for _, l := range rh.lines {
+		name := headerName(l)
+		if (hopByHop(name) && !(rh.chunked && equalFold(name, "transfer-encoding"))) || rh.namedInConnection(name) {
+			continue
+		}
+		bw.Write(l)
+		bw.WriteString("\r\n")
+	}
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func (rh *respHead) namedInConnection(name []byte) bool {
+	for _, n := range rh.connNames {
+		if bytes.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// flush sends what is buffered to the client; false when it cannot.
+func (cc *clientConn) flush() bool {
+	return cc.bw.Flush() == nil
+}
+
+// copyN relays n body bytes (n < 0: until the instance closes), flushing
+// to the client whenever the instance has nothing more at hand, so that a
+// streamed response streams.
+func (cc *clientConn) copyN(uc *upConn, n int64) error {
+	for n != 0 {
+		if uc.br.Buffered() == 0 && cc.bw.Buffered() > 0 {
+			if err := cc.bw.Flush(); err != nil {
+				return err
+			}
+		}
+		buf := cc.bw.AvailableBuffer()
+		if cap(buf) == 0 {
+			if err := cc.bw.Flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = buf[:cap(buf)]
+		if n > 0 && int64(len(buf)) > n {
+			buf = buf[:n]
+		}
+		m, err := uc.br.Read(buf)
+		if m > 0 {
+			if _, werr := cc.bw.Write(buf[:m]); werr != nil {
+				return werr
+			}
+			if n > 0 {
+				n -= int64(m)
+			}
+		}
+		if err != nil {
+			if err == io.EOF && n < 0 {
+				return nil
+			}
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// maxTrailerLines bounds a chunked response's trailer section.
+const maxTrailerLines = 32
+
+var errBadChunk = errors.New("malformed chunked body from instance")
+
+// copyChunked relays a chunked body, checking its framing so that the
+// connection to the instance can be reused after it.
+func (cc *clientConn) copyChunked(uc *upConn) error {
+	for {
+		line, err := cc.chunkLine(uc)
+		if err != nil {
+			return err
+		}
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i] // chunk extensions are dropped
+		}
+		line = trimOWS(line)
+		if len(line) == 0 || len(line) > 15 {
+			return errBadChunk
+		}
+		var size int64
+		for _, c := range line {
+			var d byte
+			switch {
+			case '0' <= c && c <= '9':
+				d = c - '0'
+			case 'a' <= c && c <= 'f':
+				d = c - 'a' + 10
+			case 'A' <= c && c <= 'F':
+				d = c - 'A' + 10
+			default:
+				return errBadChunk
+			}
+			size = size<<4 | int64(d)
+		}
+		if size == 0 {
+			cc.bw.WriteString("0\r\n")
+			for i := 0; ; i++ {
+				t, err := cc.chunkLine(uc)
+				if err != nil {
+					return err
+				}
+				if len(t) == 0 {
+					break
+				}
+				if i >= maxTrailerLines || t[0] == ' ' || t[0] == '\t' || bytes.IndexByte(t, ':') <= 0 {
+					return errBadChunk
+				}
+				cc.bw.Write(t)
+				cc.bw.WriteString("\r\n")
+			}
+			cc.bw.WriteString("\r\n")
+			return nil
+		}
+		cc.bw.WriteString(strconv.FormatInt(size, 16))
+		cc.bw.WriteString("\r\n")
+		if err := cc.copyN(uc, size); err != nil {
+			return err
+		}
+		crlf, err := cc.chunkLine(uc)
+		if err != nil {
+			return err
+		}
+		if len(crlf) != 0 {
+			return errBadChunk
+		}
+		cc.bw.WriteString("\r\n")
+	}
+}
+
+// chunkLine reads one CRLF-ended line of chunk framing (without the CRLF).
+func (cc *clientConn) chunkLine(uc *upConn) ([]byte, error) {
+	if uc.br.Buffered() == 0 && cc.bw.Buffered() > 0 {
+		if err := cc.bw.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	line, err := uc.br.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, errBadChunk
+	}
+	line = line[:len(line)-2]
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, errBadChunk
+	}
+	return line, nil
+}
+
+// deadlineWriter writes to the client with a write deadline renewed as
+// writes go on: a write that makes no progress for the timeout fails.
+// Renewing at most every quarter timeout keeps timer updates off most writes.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+	renew   time.Time
+	failed  bool // a write failed
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.timeout > 0 {
+		if now := time.Now(); now.After(d.renew) {
+			d.c.SetWriteDeadline(now.Add(d.timeout))
+			d.renew = now.Add(d.timeout / 4)
+		}
+	}
+	n, err := d.c.Write(p)
+	if err != nil {
+		d.failed = true
+	}
+	return n, err
+}
+
+// prefixConn is a connection whose first reads return bytes read already.
+type prefixConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Serve accepts connections from ln and serves each on its own goroutine
+// until ln is closed. With Limits.MaxConnsPerAddr > 0 a client address
+// holding that many open connections gets 429 on the next one, which is
+// closed at once.
+func (s *ConnServer) Serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of descriptors and the like: wait a little, as
+			// http.Server does, rather than spin.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		cc, ok := s.admit(c)
+		if !ok {
+			continue
+		}
+		go s.ServeConn(cc)
+	}
+}
+
+// admit counts c against its address's cap; the count drops when the
+// connection is closed, by whichever path serves it then.
+func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
+	limit := s.Limits.MaxConnsPerAddr
+	if limit <= 0 {
+		return c, true
+	}
+	var key netip.Addr
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		key, _ = netip.AddrFromSlice(a.IP)
+		key = key.Unmap()
+	}
+	s.addrMu.Lock()
+	if s.perAddr == nil {
+		s.perAddr = map[netip.Addr]int{}
+	}
+	n := s.perAddr[key]
+	if n >= limit {
+		s.addrMu.Unlock()
+		go refuseConn(c, fmt.Sprintf("too many connections from %s (at most %d open at once)", key, limit))
+		return nil, false
+	}
+	s.perAddr[key] = n + 1
+	s.addrMu.Unlock()
+	return &countedConn{Conn: c, release: func() {
+		s.addrMu.Lock()
+		if s.perAddr[key]--; s.perAddr[key] <= 0 {
+			delete(s.perAddr, key)
+		}
+		s.addrMu.Unlock()
+	}}, true
+}
+
+// refuseConn answers 429 on a connection over the cap and closes it.
+func refuseConn(c net.Conn, msg string) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(msg)+1, msg)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	c.Close()
+}
+
+// countedConn runs release once when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

@@ -1,0 +1,140 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// pooledRoundTrip sends a request of the net/http path (h2c, streamed
+// bodies, connections handed over) to an awake instance over the same pool
+// of keep-alive connections as the fast path, with the same rule: a
+// request is sent again only when writing it failed on a kept-alive
+// connection before a byte of it went out (the app had closed that
+// connection, so nothing reached it). Waking requests and upgrades use the
+// backend's http.Transport (a new connection each).
+func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	uc := b.pool.get()
+	reused := uc != nil
+	for {
+		if uc == nil {
+			var err error
+			if uc, err = b.dial(); err != nil {
+				return nil, err
+			}
+		}
+		stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(aLongTimeAgo) })
+		uc.c.SetDeadline(time.Time{})
+		cw := &countingWriter{w: uc.c}
+		var werr chan error
+		if hasBody {
+			// The body streams while the response is read (full duplex).
+			werr = make(chan error, 1)
+			go func() { werr <- req.Write(cw) }()
+		} else if err := req.Write(cw); err != nil {
+			stop()
+			uc.c.Close()
+			if reused && cw.n == 0 && ctx.Err() == nil {
+				uc, reused = nil, false
+				continue
+			}
+			return nil, err
+		}
+		resp, err := readFinalResponse(uc, req)
+		if err != nil {
+			stop()
+			uc.c.Close()
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			stop()
+			uc.c.Close()
+			return nil, errors.New("instance switched protocols without being asked to")
+		}
+		resp.Body = &pooledBody{rc: resp.Body, uc: uc, b: b, stop: stop, werr: werr, reusable: !resp.Close && !req.Close}
+		return resp, nil
+	}
+}
+
+// readFinalResponse reads past interim (1xx) answers.
+func readFinalResponse(uc *upConn, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(uc.br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		resp.Body.Close()
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// pooledBody returns the connection to the pool when the response body was
+// read to its end and the request body was written whole; otherwise the
+// connection is closed.
+type pooledBody struct {
+	rc       io.ReadCloser
+	uc       *upConn
+	b        *backend
+	stop     func() bool
+	werr     chan error
+	reusable bool
+	once     sync.Once
+	eof      bool
+}
+
+func (p *pooledBody) Read(buf []byte) (int, error) {
+	n, err := p.rc.Read(buf)
+	if err == io.EOF {
+		p.eof = true
+		p.release()
+	}
+	return n, err
+}
+
+func (p *pooledBody) Close() error {
+	err := p.rc.Close()
+	p.release()
+	return err
+}
+
+func (p *pooledBody) release() {
+	p.once.Do(func() {
+		keep := p.eof && p.reusable && p.stop()
+		if keep && p.werr != nil {
+			select {
+			case err := <-p.werr:
+				keep = err == nil
+			default:
+				keep = false // still writing the request body
+			}
+		}
+		if keep && p.uc.br.Buffered() == 0 {
+			p.b.pool.put(p.uc)
+			return
+		}
+		p.uc.c.Close()
+	})
+}

@@ -1,0 +1,226 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tenhq/ten/router"
+)
+
+// Connection limits of ten's listener (the router and the admin API share
+// it); README.md, "Limits", lists them.
+const (
+	connIdleTimeout   = 60 * time.Second
+	connHeaderTimeout = 15 * time.Second
+	connBodyTimeout   = 30 * time.Second
+	connWriteTimeout  = 30 * time.Second
+	connMaxHeader     = 32 << 10
+	connPerAddress    = 512
+)
+
+// serveConns serves ln until ctx ends: each connection starts on the
+// router's fast path (router.ConnServer), which hands what it does not
+// serve to an http.Server (HTTP/1.1 and h2c) around the router. On ctx's
+// end it stops accepting, answers for a moment more with Connection: close
+// on the open connections, then closes them.
+func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
+	var draining atomic.Bool
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			// The server closes the connection after this response; the
+			// client's next request opens a new one, which waits in the
+			// listen backlog for the next ten.
+			w.Header().Set("Connection", "close")
+		}
+		serveWithTimeouts(s.router, w, r)
+	})
+	var open atomic.Int64 // connections the http.Server still owns
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // h2c from a proxy in front
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: connHeaderTimeout, IdleTimeout: connIdleTimeout,
+		MaxHeaderBytes: connMaxHeader, Protocols: protocols,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}}
+	q := newConnQueue(ln.Addr())
+	cs := &router.ConnServer{Router: s.router, Fallback: q.put, Limits: router.Limits{
+		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
+		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress,
+	}}
+	go srv.Serve(q)
+
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		<-ctx.Done()
+		// Stop accepting first: new connections wait in the listen backlog
+		// (held by systemd when ten is installed) for the next ten. Then
+		// answer for a moment more on the keep-alive connections, each
+		// answer closing its connection: closing a connection found idle
+		// loses a request a client has just sent on it (wrk at steady load
+		// lost 6-17 per three restarts). Clients that keep sending move
+		// over within the grace (which ends as soon as every connection
+		// has); only a connection idle throughout can still meet the close.
+		ln.Close()
+		draining.Store(true)
+		cs.Drain()
+		// A connection accepted just before the close is counted a moment
+		// after Accept returns.
+		time.Sleep(50 * time.Millisecond)
+		for end := time.Now().Add(drainGrace); open.Load()+int64(cs.Active()) > 0 && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cs.CloseIdle()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		for cs.Active() > 0 && sctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+			cs.CloseIdle()
+		}
+	}()
+	// HTTPS (settings.tls) serves the same handler on its own listeners.
+	tlsDone, err := s.serveTLS(ctx, handler)
+	if err != nil {
+		ln.Close()
+		q.Close()
+		return err
+	}
+	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
+	err = cs.Serve(ln)
+	if ctx.Err() != nil {
+		<-drained
+		tlsDone()
+		return nil
+	}
+	q.Close()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// serveWithTimeouts serves one request of the http.Server path with a body
+// read that must progress within connBodyTimeout and response writes that
+// must progress within connWriteTimeout (both per read or write, not for
+// the whole request: uploads and streamed answers may take long).
+func serveWithTimeouts(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if r.Body != nil && r.Body != http.NoBody && r.ProtoMajor == 1 {
+		r.Body = &bodyTimeout{rc: rc, rc2: r.Body}
+	}
+	tw := &writeTimeout{ResponseWriter: w, rc: rc}
+	h.ServeHTTP(tw, r)
+	// What the server writes after the handler (the end of a chunked body)
+	// gets a fresh deadline too.
+	if !tw.hijacked {
+		_ = rc.SetWriteDeadline(time.Now().Add(connWriteTimeout))
+	}
+}
+
+// bodyTimeout renews the connection's read deadline before each read of
+// the request body, and clears it at the body's end (the server reads on in
+// the background to notice a client going away, which must not time out).
+type bodyTimeout struct {
+	rc  *http.ResponseController
+	rc2 io.ReadCloser
+}
+
+func (b *bodyTimeout) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(connBodyTimeout))
+	n, err := b.rc2.Read(p)
+	if err != nil {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+func (b *bodyTimeout) Close() error { return b.rc2.Close() }
+
+// writeTimeout renews the write deadline before each write and flush; a
+// hijacked connection (an upgrade: WebSocket) is left without deadlines.
+type writeTimeout struct {
+	http.ResponseWriter
+	rc       *http.ResponseController
+	hijacked bool
+}
+
+func (w *writeTimeout) renew() { _ = w.rc.SetWriteDeadline(time.Now().Add(connWriteTimeout)) }
+
+func (w *writeTimeout) WriteHeader(code int) {
+	w.renew()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *writeTimeout) Write(p []byte) (int, error) {
+	w.renew()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *writeTimeout) Flush() {
+	w.renew()
+	_ = w.rc.Flush()
+}
+
+func (w *writeTimeout) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := w.rc.Hijack()
+	if err == nil {
+		w.hijacked = true
+		_ = c.SetDeadline(time.Time{})
+	}
+	return c, brw, err
+}
+
+func (w *writeTimeout) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// connQueue is a net.Listener whose connections are those the fast path
+// hands over.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) put(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }

@@ -1,0 +1,117 @@
+package system
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What the router answers and holds against a real ten serve: a declared
+// service without instances is a 503 that says so; a GET that crashes the
+// app reaches it once; one client address cannot hold more than 512
+// connections while another address is served.
+func TestRouterTruthAndLimits(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode activation"
+activation = "socket"
+isolation = "process"
+start = "eager"
+
+[service.empty]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+web = ["a"]
+`)
+	code, body, err := s.get("empty.localhost", "/")
+	if err != nil || code != 503 || !strings.Contains(body, "service empty has no instances") {
+		t.Errorf("declared service without instances: %d %v %q, want 503", code, err, body)
+	}
+	if code, body, _ := s.get("nosuch.localhost", "/"); code != 404 || !strings.Contains(body, "no service nosuch") {
+		t.Errorf("undeclared service: %d %q, want 404", code, body)
+	}
+
+	// One keep-alive client connection, so ten has a kept-alive connection
+	// to the app when the crashing GET comes (the case where a proxy is
+	// tempted to send it again).
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	send := func(path string) int {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a.web.localhost\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 3; i++ {
+		if code := send("/"); code != 200 {
+			t.Fatalf("warm-up: %d", code)
+		}
+	}
+	if code := send("/crash"); code != 502 {
+		t.Errorf("crashing GET: %d, want 502", code)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(journal(t, "tenement-web@a.service"), "crashing on request"); n != 1 {
+		t.Errorf("the crashing GET reached the app %d times, want once", n)
+	}
+	// The next request starts the app again (socket activation).
+	if code := send("/"); code != 200 {
+		t.Errorf("after the crash: %d", code)
+	}
+
+	// Per-address cap.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for len(conns) < 511 { // c above is the 512th
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	over, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("513th connection: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 429 || !strings.Contains(string(b), "too many connections from 127.0.0.1") {
+		t.Errorf("513th connection: %d %q, want 429", resp.StatusCode, b)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	other, err := d.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(other, "GET / HTTP/1.1\r\nHost: a.web.localhost\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(other), nil); err != nil || resp.StatusCode != 200 {
+		t.Errorf("another address while one is at its cap: %v %v", resp, err)
+	}
+}
