@@ -17,20 +17,27 @@ type Fleet struct {
 	Node string `toml:"node" json:"node,omitempty"`
 	// Addr is where other nodes reach this node's router (host:port).
 	Addr string `toml:"addr" json:"addr,omitempty"`
-	// LeaseTTL (seconds) is how long the node's lease outlives its last
-	// keep-alive (default 10); FenceMargin (seconds) how long before that
-	// the node stops its instances when etcd stops answering (default 4).
-	LeaseTTL    int `toml:"lease_ttl" json:"lease_ttl,omitempty"`
+	// LeaseTTL (seconds, default 10) is how long the node's etcd lease
+	// outlives its last keep-alive: another node can take over its
+	// instances that long after it was lost.
+	LeaseTTL int `toml:"lease_ttl" json:"lease_ttl,omitempty"`
+	// FenceMargin (seconds, default 4, less than lease_ttl): when etcd stops
+	// answering, the node stops its instances this long before its lease
+	// can end, so that an instance never runs on two nodes.
 	FenceMargin int `toml:"fence_margin" json:"fence_margin,omitempty"`
-	// MemoryMB and MaxInstances are the capacity the node offers to
-	// placement (0: not counted).
-	MemoryMB     int `toml:"memory_mb" json:"memory_mb,omitempty"`
+	// MemoryMB is the memory the node offers to placement (0: not counted).
+	MemoryMB int `toml:"memory_mb" json:"memory_mb,omitempty"`
+	// MaxInstances is how many instances placement puts on the node at
+	// most (0: no limit).
 	MaxInstances int `toml:"max_instances" json:"max_instances,omitempty"`
-	// TLS to etcd: CA to verify the servers, and a client certificate and
-	// key when etcd asks for one.
-	CA   string `toml:"ca" json:"ca,omitempty"`
+	// CA is the PEM file of the CA that signs etcd's server certificates
+	// (with https:// endpoints).
+	CA string `toml:"ca" json:"ca,omitempty"`
+	// Cert is the PEM client certificate the node shows etcd, when etcd
+	// asks for one (with key).
 	Cert string `toml:"cert" json:"cert,omitempty"`
-	Key  string `toml:"key" json:"key,omitempty"`
+	// Key is the PEM private key of cert.
+	Key string `toml:"key" json:"key,omitempty"`
 }
 
 // Enabled reports whether the node is configured as part of a fleet.
