@@ -174,7 +174,7 @@ func TestClaimRace(t *testing.T) {
 	if _, err := Join(context.Background(), newClient(t, url), SessionOptions{Info: NodeInfo{Node: "a"}, Timing: testTiming}); err == nil {
 		t.Fatal("second live session for node a accepted")
 	}
-	ctx := context.Background()
+	ctx := testCtx(t)
 	const n = 50
 	wins := map[string]int{}
 	for i := range n {
@@ -222,7 +222,7 @@ func TestRevokedLeaseFences(t *testing.T) {
 	url := startEtcd(t)
 	fenced := make(chan string, 1)
 	a := join(t, newClient(t, url), "a", func(why string) { fenced <- why })
-	ctx := context.Background()
+	ctx := testCtx(t)
 	if _, err := a.Claim(ctx, "api:x"); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestPartitionedNodeFencesFirst(t *testing.T) {
 		close(fenced)
 	})
 	b := join(t, newClient(t, url), "b", nil)
-	ctx := context.Background()
+	ctx := testCtx(t)
 	if got, err := a.Claim(ctx, "api:x"); err != nil || got != "a" {
 		t.Fatalf("a claim: %q, %v", got, err)
 	}
@@ -296,7 +296,7 @@ func TestPartitionedNodeFencesFirst(t *testing.T) {
 // written in transactions checked against the view they were computed on.
 func TestPlaceInstanceConcurrent(t *testing.T) {
 	url := startEtcd(t)
-	ctx := context.Background()
+	ctx := testCtx(t)
 	for _, n := range []string{"n1", "n2"} {
 		s, err := Join(ctx, newClient(t, url), SessionOptions{
 			Info: NodeInfo{Node: n, Capacity: Capacity{Instances: 5, MemoryMB: 1000}}, Timing: testTiming,
@@ -354,7 +354,7 @@ func TestPlaceInstanceConcurrent(t *testing.T) {
 func TestCheckServices(t *testing.T) {
 	url := startEtcd(t)
 	cli := newClient(t, url)
-	ctx := context.Background()
+	ctx := testCtx(t)
 	first := Fingerprint{"api": "1", "web": "2"}
 	if d, err := CheckServices(ctx, cli, first); err != nil || len(d) != 0 {
 		t.Fatalf("first node: %v, %v", d, err)
@@ -396,7 +396,7 @@ func TestClientConfig(t *testing.T) {
 // fleet's, and the nodes table shows every live node with its load.
 func TestStartAndNodesTable(t *testing.T) {
 	url := startEtcd(t)
-	ctx := context.Background()
+	ctx := testCtx(t)
 	conf := func(node, cmd string) *config.Config {
 		c, err := config.Parse(node+".toml", []byte(fmt.Sprintf(`
 [service.api]
@@ -448,4 +448,12 @@ max_instances = 3
 		t.Fatalf("nodes table:\n%s", out.String())
 	}
 	t.Logf("\n%s", out.String())
+}
+
+// testCtx bounds every etcd call of a test, so that a lost connection
+// fails the test instead of hanging it.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
