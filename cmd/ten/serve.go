@@ -55,16 +55,18 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
 		servePprof(addr, log)
 	}
-	s, err := server.New(ctx, server.Options{Config: cfg, Listen: listen, Domain: c.Domain, Log: log})
-	if err != nil {
-		return err
-	}
+	// A node that cannot join its fleet (etcd unreachable, its name held by
+	// a live node) stops here, before it touches systemd.
 	if cfg.Fleet.Enabled() {
 		leave, err := joinFleet(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
 		defer leave()
+	}
+	s, err := server.New(ctx, server.Options{Config: cfg, Listen: listen, Domain: c.Domain, Log: log})
+	if err != nil {
+		return err
 	}
 	lns, err := shim.Listeners()
 	var ln net.Listener
