@@ -42,17 +42,21 @@ func Start(ctx context.Context, cli *clientv3.Client, cfg *config.Config, log *s
 	defer cancel()
 	diff, err := CheckServices(ctx, cli, fp)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node %s, etcd %s: %w", f.Node, strings.Join(f.EtcdEndpoints, ","), err)
 	}
 	for _, d := range diff {
 		log.Warn("this node's services differ from the fleet's", "node", f.Node, "config", cfg.Path, "difference", d)
 	}
-	return Join(ctx, cli, SessionOptions{
+	sess, err := Join(ctx, cli, SessionOptions{
 		Info:   NodeInfo{Node: f.Node, Addr: f.Addr, Capacity: Capacity{MemoryMB: f.MemoryMB, Instances: f.MaxInstances}},
 		Timing: TimingOf(f),
 		Fence:  fence,
 		Log:    log,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(f.EtcdEndpoints, ","), err)
+	}
+	return sess, nil
 }
 
 // WriteNodes prints nodes as the `ten nodes` table.
