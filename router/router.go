@@ -55,8 +55,16 @@ type Freezer interface {
 
 // Backend describes one routable instance.
 type Backend struct {
-	Instance       units.Instance
-	Socket         string
+	Instance units.Instance
+	// Socket is the systemd-held socket: the upstream of the instance, or,
+	// for an app that runs directly (AppSocket or AppPort set), only where
+	// a connection wakes it.
+	Socket string
+	// AppSocket and AppPort, when set, are a directly run app's own
+	// SOCKET_PATH and PORT (on 127.0.0.1): the router connects there once
+	// the app listens (units.Direct).
+	AppSocket      string
+	AppPort        int
 	Weight         int
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
@@ -153,6 +161,9 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 type backend struct {
 	Backend
 	transport *http.Transport
+	// dialUp connects to the instance: its systemd-held socket, or a
+	// directly run app's own address (appDialer).
+	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
 	// pool holds the fast path's idle connections to the instance.
 	pool  upstreamPool
 	awake atomic.Bool
@@ -189,11 +200,16 @@ type backend struct {
 func (r *Router) Put(b Backend, awake bool) {
 	nb := &backend{Backend: b}
 	sock := b.Socket
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}
+	if b.AppSocket != "" || b.AppPort > 0 {
+		dial = newAppDialer(sock, b.AppSocket, b.AppPort).DialContext
+	}
+	nb.dialUp = dial
 	nb.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
+		DialContext: dial,
 		// Every request of this path (wakes, upgrades, streamed uploads,
 		// probes) gets a new connection: http.Transport sends an idempotent
 		// request again when a reused connection fails after it was

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -23,6 +24,12 @@ type upConn struct {
 const (
 	maxIdleUpstream     = 64
 	upstreamIdleTimeout = 30 * time.Second
+	// peerCheckAfter: a connection idle longer is checked for the app's
+	// close before reuse (apps close idle keep-alive connections after
+	// seconds, and a killed app's connections close at once: the first
+	// request after a kill -9 must not be lost on one of them); one
+	// reused at once under load costs no syscall.
+	peerCheckAfter = time.Millisecond
 )
 
 // upstreamPool holds an instance's idle connections, newest last (the
@@ -40,7 +47,14 @@ func (p *upstreamPool) get() *upConn {
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if time.Since(uc.idleSince) <= upstreamIdleTimeout {
+		if idle := time.Since(uc.idleSince); idle <= upstreamIdleTimeout {
+			if idle > peerCheckAfter && peerClosed(uc.c) {
+				// A TCP connection the app closed while idle would take
+				// the request and lose it (no EPIPE as on a unix
+				// socket); take a new one instead.
+				go uc.c.Close()
+				return nil
+			}
 			return uc
 		}
 		// The newest is stale: so are the others.
@@ -103,7 +117,15 @@ func (p *upstreamPool) closeIdle(forever bool) {
 const dialTimeout = 5 * time.Second
 
 func (b *backend) dial() (*upConn, error) {
-	c, err := net.DialTimeout("unix", b.Socket, dialTimeout)
+	// A directly run app that does not listen (it restarts) is woken and
+	// waited for up to its startup_timeout.
+	d := dialTimeout
+	if b.StartupTimeout > d {
+		d = b.StartupTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	c, err := b.dialUp(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,10 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
 		b.Freeze = in.Svc.Freezes() && s.freezer != nil
 		b.StopAfter = in.Svc.StopAfterDuration()
+		if units.Direct(in.Svc) {
+			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
+			b.AppPort = in.Port
+		}
 	}
 	return b
 }

@@ -236,6 +236,24 @@ func exitOf(cmd *exec.Cmd, err error) Exit {
 	return Exit{Code: 1}
 }
 
+// Wait polls SOCKET_PATH and PORT until the app listens on one of them (the
+// waiter a directly run app's unit has as ExecStartPost: the unit stays
+// activating until then) and fails after o.StartupTimeout.
+//
+// A stop while it waits (systemd's SIGTERM, or SIGINT) ends it with success:
+// a waiter killed by the signal would make systemd record the stop as a
+// failed start.
+func Wait(ctx context.Context, o Options) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	_, err := waitListening(ctx, o, nil)
+	if err != nil && ctx.Err() != nil {
+		o.Log.Info("stopped while waiting for the app to listen", "instance", o.Instance)
+		return nil
+	}
+	return err
+}
+
 // waitListening polls both places a PORT/SOCKET_PATH app may listen until one
 // accepts, and returns a dialer for it.
 func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func() (net.Conn, error), error) {

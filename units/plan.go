@@ -97,6 +97,36 @@ func StateMountPoint(svc *config.Service, inst Instance) string {
 	return filepath.Join(StateRoot, inst.Service, inst.ID)
 }
 
+// Direct reports whether an instance of svc runs its PORT/SOCKET_PATH app as
+// the service's main process, with no resident shim: the router dials the
+// app's own address once it listens and uses the systemd-held socket only to
+// wake the service (a connection there starts it; the socket unit flushes
+// such never-accepted connections when the service stops). A small waiter
+// (ExecStartPost=ten-shim wait) keeps the unit activating until the app
+// listens and fails the start after startup_timeout.
+//
+// The shim's relay stays where the router cannot reach the app's own
+// address or where something else must take the systemd socket's
+// connections: gVisor (isolation = "sandbox"), a private network
+// (network = "none": 127.0.0.1 there is not the host's), ip_allow (the
+// unit's IP filter would drop the router's loopback packets), and L4
+// listen addresses (their connections arrive on the systemd-held sockets).
+func Direct(svc *config.Service) bool {
+	return svc.Activation == config.ActivationShim && svc.Isolation != config.IsolationSandbox &&
+		svc.Network != "none" && len(svc.IPAllow) == 0 && len(svc.Listen) == 0
+}
+
+// AppSocketPath is SOCKET_PATH of instance id of svc: the service's socket
+// key, interpolated, or app.sock in the instance's runtime directory.
+func AppSocketPath(svc *config.Service, id string, port int) string {
+	def := filepath.Join("/run", "tenement-app", svc.Name+"-"+id, "app.sock")
+	if svc.Socket == "" {
+		return def
+	}
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: filepath.Join("/var/lib", "tenement", svc.Name, id), Port: strconv.Itoa(port), Socket: def}
+	return vars.Expand(svc.Socket)
+}
+
 // ListenPath returns the systemd-held socket path of an instance.
 func ListenPath(socketDir string, inst Instance) string {
 	return filepath.Join(socketDir, inst.Service, inst.ID+".sock")
@@ -193,6 +223,12 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	sort.Strings(p.Env)
 
 	p.Socket = socketProps(inst, p.Listen, p.L4Sockets, p.Slice)
+	if Direct(svc) {
+		// The app never accepts from the systemd socket: the connection
+		// that woke it stays pending there, and must not start the service
+		// again once it stops.
+		p.Socket = append(p.Socket, prop("FlushPending", true))
+	}
 	p.Service = serviceProps(cfg, svc, inst, p, opts, stateRel, runtimeRel)
 	return p, nil
 }
@@ -235,7 +271,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.Isolation == config.IsolationSandbox {
 		argv = sandboxArgv(svc, p, opts)
 	}
-	shimmed := svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox
+	shimmed := (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox) && !Direct(svc)
 	if shimmed {
 		// In a sandbox the systemd socket cannot reach the app (runsc of
 		// this age passes no fds in), so the shim always sits in front.
@@ -268,6 +304,32 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("Slice", p.Slice),
 		prop("Type", serviceType(svc)),
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
+	}
+	if Direct(svc) {
+		// The unit stays activating until the app listens; a start whose
+		// app never listens fails after startup_timeout. The waiter exits:
+		// nothing of ten stays beside the app.
+		waiter := opts.Shim
+		wargv := []string{waiter, "shim-wait"}
+		if opts.ShimBin != "" {
+			waiter = opts.ShimBin
+			wargv = []string{waiter, "wait"}
+		}
+		wargv = append(wargv, "--instance="+inst.String(), "--socket="+p.AppSocket,
+			"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
+		type exitStatus struct {
+			Codes, Signals []int32
+		}
+		props = append(props, prop("ExecStartPost", []execCmd{{Path: waiter, Argv: wargv}}),
+			// A stop (sleep) while the waiter still runs kills it with
+			// SIGTERM, possibly before it can catch the signal: that is a
+			// stop, not a failed start.
+			prop("SuccessExitStatus", exitStatus{Signals: []int32{15}}),
+			// The waiter's own limit ends the start first; this is the
+			// backstop should it hang.
+			prop("TimeoutStartUSec", uint64(svc.StartupTimeout+5)*1_000_000))
+	}
+	props = append(props,
 		prop("Environment", p.Env),
 		prop("Restart", svc.Restart),
 		// tenement's backoff_base_ms is the pause before systemd restarts a crashed app.
@@ -285,6 +347,11 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		// its app socket lives in the runtime one.
 		prop("RuntimeDirectoryMode", uint32(0o700)),
 		prop("StateDirectoryMode", uint32(0o700)),
+	)
+	if Direct(svc) {
+		// The app binds PORT/SOCKET_PATH itself; it is not to take the
+		// systemd socket it is handed (that only wakes it).
+		props = append(props, prop("UnsetEnvironment", []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}))
 	}
 	props = append(props, prop("WorkingDirectory", p.Workdir))
 	if serviceType(svc) == "notify" {
@@ -365,8 +432,10 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 // unit is "activating" (ten ps: starting; the router waits for it with
 // startup_timeout, not request_timeout) and an app that never listens
 // shows as such. An app that takes its socket itself is ready at exec.
+// A directly run app (Direct) is the main process itself and does not
+// notify: its waiter (ExecStartPost) holds the unit activating instead.
 func serviceType(svc *config.Service) string {
-	if svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox {
+	if (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox) && !Direct(svc) {
 		return "notify"
 	}
 	return "exec"

@@ -229,17 +229,42 @@ func TestConfigUnderHome(t *testing.T) {
 // shim, with the same arguments, and no systemd-cat in front (the shim
 // opens the journal streams itself).
 func TestShimBin(t *testing.T) {
-	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[service.web]\ncommand = \"/opt/web --port {port}\"\n"))
+	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[service.web]\ncommand = \"/opt/web --port {port}\"\n\n[service.priv]\ncommand = \"/opt/web --port {port}\"\nnetwork = \"none\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, cfg.Services["web"], "a", Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim", Cat: "/usr/bin/systemd-cat"})
+	opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim", Cat: "/usr/bin/systemd-cat"}
+	// A PORT app on the host network runs directly, with ten-shim only as
+	// the waiter that exits once the app listens.
+	p, err := Build(cfg, cfg.Services["web"], "a", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := Describe(p.Service)
-	want := "ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim shim --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s --identifier=web -- /opt/web --port 20001] false}]"
-	if !strings.Contains(d, want) {
+	for _, want := range []string{
+		"ExecStart=a(sasb) [{/usr/bin/systemd-cat [/usr/bin/systemd-cat --identifier=web --stderr-priority=err -- /opt/web --port 20001] false}]",
+		"ExecStartPost=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim wait --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s] false}]",
+		"UnsetEnvironment=as [LISTEN_FDS LISTEN_PID LISTEN_FDNAMES]",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("got\n%s\nwant a line\n%s", d, want)
+		}
+	}
+	if s := Describe(p.Socket); !strings.Contains(s, "FlushPending=b true") {
+		t.Errorf("socket of a directly run app without FlushPending:\n%s", s)
+	}
+	// With a private network the router cannot reach 127.0.0.1:PORT: the
+	// shim stays in front.
+	p, err = Build(cfg, cfg.Services["priv"], "a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = Describe(p.Service)
+	want := "ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim shim --instance=priv:a --socket=/run/tenement-app/priv-a/app.sock --port=20001 --startup-timeout=10s --identifier=web -- /opt/web --port 20001] false}]"
+	if !strings.Contains(d, want) || strings.Contains(d, "ExecStartPost") {
 		t.Errorf("got\n%s\nwant a line\n%s", d, want)
+	}
+	if s := Describe(p.Socket); strings.Contains(s, "FlushPending") {
+		t.Errorf("socket of a shimmed app with FlushPending:\n%s", s)
 	}
 }

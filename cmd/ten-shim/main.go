@@ -4,10 +4,14 @@
 // has to load and initialise than all of ten). It takes the same arguments
 // as `ten shim`, which ten uses where ten-shim is not installed next to it.
 //
+// `ten-shim wait` (same flags, no command) is the waiter of a directly run
+// app: it exits once the app listens, or fails after the startup timeout.
+//
 //	ten-shim [shim] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -18,7 +22,9 @@ import (
 
 func main() {
 	args := os.Args[1:]
-	if len(args) > 0 && args[0] == "shim" {
+	wait := false
+	if len(args) > 0 && (args[0] == "shim" || args[0] == "wait") {
+		wait = args[0] == "wait"
 		args = args[1:]
 	}
 	fs := flag.NewFlagSet("ten-shim", flag.ExitOnError)
@@ -29,11 +35,18 @@ func main() {
 	fs.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the app may take to listen")
 	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
 	_ = fs.Parse(args)
+	o.Log = shim.Log()
+	if wait {
+		if err := shim.Wait(context.Background(), o); err != nil {
+			fmt.Fprintln(os.Stderr, "ten-shim:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.Argv = fs.Args()
 	if len(o.Argv) == 0 {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
 	}
-	o.Log = shim.Log()
 	shim.Exec(o, *identifier)
 }

@@ -51,6 +51,7 @@ type CLI struct {
 	Completion    CompletionCmd        `cmd:"" help:"Print a shell completion script: source <(ten completion bash)."`
 	CompleteInsts CompleteInstancesCmd `cmd:"" name:"complete-instances" hidden:"" help:"Print instance names (for completion)."`
 	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
+	ShimWait      ShimWaitCmd          `cmd:"" hidden:"" name:"shim-wait" help:"Wait for a directly run app to listen (run by systemd, not by people)."`
 	Sandbox       SandboxCmd           `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
 	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`
 }

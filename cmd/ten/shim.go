@@ -29,3 +29,19 @@ func (c *ShimCmd) Run(ctx context.Context, log *slog.Logger) error {
 	shim.Exec(shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}, c.Identifier)
 	return nil
 }
+
+// ShimWaitCmd is `ten shim-wait`, the ExecStartPost waiter of an app that
+// runs directly (no resident shim) where ten-shim is not installed: it exits
+// once the app listens on SOCKET_PATH or PORT, and fails after the startup
+// timeout.
+type ShimWaitCmd struct {
+	Instance       string        `help:"Instance name, for messages."`
+	Socket         string        `help:"SOCKET_PATH the app may bind."`
+	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
+	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+}
+
+// Run waits for the app to listen.
+func (c *ShimWaitCmd) Run(ctx context.Context, log *slog.Logger) error {
+	return shim.Wait(ctx, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Log: log})
+}

@@ -167,7 +167,10 @@ memory_deny_write_execute = true
 			}
 		}
 	}
-	s.mustTen("spawn", "nodemdwe:a")
+	// The app dies before it listens: the start fails (the unit's waiter
+	// sees it never listen), or the request does.
+	out, err := s.ten("spawn", "nodemdwe:a")
+	t.Logf("ten spawn nodemdwe:a: %v %s", err, out)
 	code, body, _ := s.get("a.nodemdwe.localhost", "/")
 	if code == 200 {
 		t.Errorf("node under MemoryDenyWriteExecute answered %q: the opt-in is not applied", body)
@@ -175,43 +178,61 @@ memory_deny_write_execute = true
 	t.Logf("node under MemoryDenyWriteExecute: %d %s; journal:\n%s", code, strings.TrimSpace(body), journal(t, "tenement-nodemdwe@a.service"))
 }
 
-// TestShimLogPriorities: behind the shim (no systemd-cat in front), the
-// app's stdout reaches the journal at priority info and its stderr at err,
-// under the app's name and the instance's unit.
+// TestShimLogPriorities: the app's stdout reaches the journal at priority
+// info and its stderr at err, under the app's name and the instance's unit:
+// through systemd-cat for a PORT app that runs directly, and from the shim
+// itself (no systemd-cat) where the shim stays in front (network = "none").
 func TestShimLogPriorities(t *testing.T) {
 	s := startTen(t, `
 [service.api]
 command = "ECHO --mode port"
+
+[service.priv]
+command = "ECHO --mode port"
+network = "none"
 `)
-	s.mustTen("spawn", "api:a")
-	if argv := show(t, "tenement-api@a.service", "ExecStart"); strings.Contains(argv, "systemd-cat") || !strings.Contains(argv, "--identifier=echoapp") || !strings.Contains(argv, "/.bin/ten-shim ") {
-		t.Errorf("ExecStart %s: want the small ten-shim with --identifier and no systemd-cat", argv)
-	}
-	tag := strconv.FormatInt(time.Now().UnixNano(), 10)
-	out1, err1 := "out-"+tag, "err-"+tag
-	s.mustGet("a.api.localhost", "/log?msg="+out1)
-	s.mustGet("a.api.localhost", "/log?stream=stderr&msg="+err1)
-	s.waitLogs(err1, "api:a")
-	var entries []logEntry
-	if err := json.Unmarshal([]byte(s.mustTen("--json", "logs", "api:a")), &entries); err != nil {
-		t.Fatal(err)
-	}
-	found := 0
-	for _, e := range entries {
-		switch e.Message {
-		case out1:
-			found++
-			if e.Stream != "stdout" || e.Priority != 6 || e.Unit != "tenement-api@a.service" {
-				t.Errorf("stdout entry %+v", e)
-			}
-		case err1:
-			found++
-			if e.Stream != "stderr" || e.Priority != 3 || e.Unit != "tenement-api@a.service" {
-				t.Errorf("stderr entry %+v", e)
+	for _, c := range []struct {
+		svc  string
+		want func(argv string) bool
+	}{
+		{"api", func(argv string) bool {
+			return strings.Contains(argv, "systemd-cat --identifier=echoapp --stderr-priority=err") && !strings.Contains(argv, " shim ")
+		}},
+		{"priv", func(argv string) bool {
+			return !strings.Contains(argv, "systemd-cat") && strings.Contains(argv, "--identifier=echoapp") && strings.Contains(argv, "/.bin/ten-shim ")
+		}},
+	} {
+		inst, unit, host := c.svc+":a", "tenement-"+c.svc+"@a.service", "a."+c.svc+".localhost"
+		s.mustTen("spawn", inst)
+		if argv := show(t, unit, "ExecStart"); !c.want(argv) {
+			t.Errorf("%s: unexpected ExecStart %s", inst, argv)
+		}
+		tag := strconv.FormatInt(time.Now().UnixNano(), 10)
+		out1, err1 := "out-"+tag, "err-"+tag
+		s.mustGet(host, "/log?msg="+out1)
+		s.mustGet(host, "/log?stream=stderr&msg="+err1)
+		s.waitLogs(err1, inst)
+		var entries []logEntry
+		if err := json.Unmarshal([]byte(s.mustTen("--json", "logs", inst)), &entries); err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, e := range entries {
+			switch e.Message {
+			case out1:
+				found++
+				if e.Stream != "stdout" || e.Priority != 6 || e.Unit != unit {
+					t.Errorf("%s: stdout entry %+v", inst, e)
+				}
+			case err1:
+				found++
+				if e.Stream != "stderr" || e.Priority != 3 || e.Unit != unit {
+					t.Errorf("%s: stderr entry %+v", inst, e)
+				}
 			}
 		}
-	}
-	if found != 2 {
-		t.Errorf("found %d of the 2 lines in %+v", found, entries)
+		if found != 2 {
+			t.Errorf("%s: found %d of the 2 lines in %+v", inst, found, entries)
+		}
 	}
 }

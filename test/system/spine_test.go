@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,8 +96,28 @@ GREETING = "hi {name}/{id} on {port}"
 	if cmd := show(t, "tenement-act@a.service", "ExecStart"); strings.Contains(cmd, " shim ") {
 		t.Errorf("socket-activated app runs behind the shim: %s", cmd)
 	}
-	if cmd := show(t, "tenement-port@a.service", "ExecStart"); !strings.Contains(cmd, "shim") {
-		t.Errorf("PORT app runs without the shim: %s", cmd)
+	// PORT and SOCKET_PATH apps run as their service's main process too:
+	// the router dials the app itself, the waiter (ExecStartPost) has
+	// exited, and nothing but the app stays in the service's cgroup.
+	for _, inst := range []string{"port:a", "sock:a"} {
+		unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+		if cmd := show(t, unit, "ExecStart"); strings.Contains(cmd, " shim ") {
+			t.Errorf("%s: the app runs behind the shim: %s", inst, cmd)
+		}
+		if cmd := show(t, unit, "ExecStartPost"); !strings.Contains(cmd, " wait ") {
+			t.Errorf("%s: no waiter: %s", inst, cmd)
+		}
+		procs, err := os.ReadFile(cgroupV2 + show(t, unit, "ControlGroup") + "/cgroup.procs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids := strings.Fields(string(procs))
+		if len(pids) != 1 || pids[0] != strconv.Itoa(mainPID(t, inst)) {
+			t.Errorf("%s: processes %v in the service, want only the app (MainPID %d)", inst, pids, mainPID(t, inst))
+		}
+		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(mainPID(t, inst)) + "/comm"); strings.TrimSpace(string(comm)) != "echoapp" {
+			t.Errorf("%s: main process is %q, want the app", inst, comm)
+		}
 	}
 	body := s.mustGet("a.sock.localhost", "/info")
 	json.Unmarshal([]byte(body), &info)
