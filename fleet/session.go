@@ -138,12 +138,23 @@ func (s *Session) Owned() []string {
 	return out
 }
 
-// run keeps the lease alive and fences when it cannot.
+// kaResult is one keep-alive's outcome: when it was sent, and the TTL
+// the server answered with or the error.
+type kaResult struct {
+	sent time.Time
+	ttl  int64
+	err  error
+}
+
+// run fences when the deadline passes, and moves the deadline on as
+// keep-alives are answered. The keep-alives run in their own goroutine,
+// so that a slow or hanging call never delays the fence.
 func (s *Session) run() {
 	defer close(s.done)
-	every := s.opts.Timing.KeepAliveEvery()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	quit := make(chan struct{})
+	defer close(quit)
+	results := make(chan kaResult)
+	go s.keepAlive(results, quit)
 	fence := time.NewTimer(time.Until(s.FenceAt()))
 	defer fence.Stop()
 	for {
@@ -157,27 +168,50 @@ func (s *Session) run() {
 			}
 			s.fence("no keep-alive answered before the fencing deadline")
 			return
-		case <-tick.C:
-			sent := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			r, err := s.cli.KeepAliveOnce(ctx, s.lease)
-			cancel()
+		case r := <-results:
 			switch {
-			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			case errors.Is(r.err, rpctypes.ErrLeaseNotFound):
 				s.fence("lease revoked or expired on the etcd server")
 				return
-			case err != nil:
-				s.opts.Log.Warn("fleet keep-alive failed", "node", s.Node(), "err", err, "fence_in", time.Until(s.FenceAt()).Round(time.Millisecond))
-			case r.TTL <= 0:
+			case r.err != nil:
+				s.opts.Log.Warn("fleet keep-alive failed", "node", s.Node(), "err", r.err, "fence_in", time.Until(s.FenceAt()).Round(time.Millisecond))
+			case r.ttl <= 0:
 				s.fence("lease expired on the etcd server")
 				return
 			default:
 				s.mu.Lock()
-				s.deadline.Renewed(sent, time.Duration(r.TTL)*time.Second)
+				s.deadline.Renewed(r.sent, time.Duration(r.ttl)*time.Second)
 				at := s.deadline.FenceAt()
 				s.mu.Unlock()
 				fence.Reset(time.Until(at))
 			}
+		}
+	}
+}
+
+// keepAlive sends a keep-alive every KeepAliveEvery until quit.
+func (s *Session) keepAlive(results chan<- kaResult, quit <-chan struct{}) {
+	every := s.opts.Timing.KeepAliveEvery()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-tick.C:
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		r, err := s.cli.KeepAliveOnce(ctx, s.lease)
+		cancel()
+		res := kaResult{sent: sent, err: err}
+		if err == nil {
+			res.ttl = r.TTL
+		}
+		select {
+		case results <- res:
+		case <-quit:
+			return
 		}
 	}
 }
