@@ -66,7 +66,9 @@ func TestSlowlorisGets408(t *testing.T) {
 		t.Fatalf("slowloris: %d close=%v, want 408 and close", resp.StatusCode, resp.Close)
 	}
 	io.Copy(io.Discard, resp.Body)
-	if _, err := br.ReadByte(); err != io.EOF {
+	// Closed: an orderly close, or a reset where the rest of the trickled
+	// head arrived after ten stopped reading (unread data at close).
+	if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("connection not closed after 408: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -427,7 +427,7 @@ func xForwarded(name []byte) bool {
 // status code the client got and whether its connection can go on.
 func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
-	uc, err := cc.send(b, req)
+	uc, reused, err := cc.send(b, req)
 	if err != nil {
 		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -438,6 +438,18 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 		err = readRespHead(uc)
 		if err != nil {
 			uc.c.Close()
+			if reused && unread(err, uc, h, body) {
+				// The app never read the request (see unread): send it
+				// once more, on a new connection.
+				reused = false
+				if uc, err = cc.sendNew(b, req); err != nil {
+					cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
+					return 502, cc.flush()
+				}
+				rh = &uc.rh
+				continue
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				cc.writeError(504, fmt.Sprintf("instance %s did not answer within request_timeout %s", b.Instance, b.RequestTimeout), true)
 				return 504, cc.flush()
@@ -515,29 +527,51 @@ func (b *backend) answered(ctrl Controller) {
 // connection the app has closed fails the write (EPIPE on a unix socket:
 // nothing reached the app), and only then is the request sent again, on a
 // new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
-	deadline := time.Now().Add(b.RequestTimeout)
+func (cc *clientConn) send(b *backend, req []byte) (uc *upConn, reused bool, err error) {
 	if uc := b.pool.get(); uc != nil {
-		uc.c.SetDeadline(deadline)
+		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
 		n, err := uc.c.Write(req)
 		if err == nil {
-			return uc, nil
+			return uc, true, nil
 		}
 		uc.c.Close()
 		if n > 0 {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	uc, err = cc.sendNew(b, req)
+	return uc, false, err
+}
+
+// sendNew writes the request on a new connection to the instance.
+func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 	uc, err := b.dial()
 	if err != nil {
 		return nil, err
 	}
-	uc.c.SetDeadline(deadline)
+	uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
 	if _, err := uc.c.Write(req); err != nil {
 		uc.c.Close()
 		return nil, err
 	}
 	return uc, nil
+}
+
+// unread reports whether a request sent on a reused connection provably
+// never reached the app, so that sending it again cannot run it twice: the
+// connection was reset (ECONNRESET) before any byte of an answer, and the
+// request has no body and a method that changes nothing. A reset, not an
+// orderly close: the kernel resets a connection whose socket is closed
+// with unread data in it, or that gets data after its socket is gone (the
+// app was killed while the connection sat idle in the pool), whereas an
+// app that read the request and then exited or crashed closes with a FIN
+// (io.ErrUnexpectedEOF here), and that request is never sent again.
+func unread(err error, uc *upConn, h *reqHead, body []byte) bool {
+	if !errors.Is(err, syscall.ECONNRESET) || uc.br.Buffered() > 0 || len(body) > 0 || h.chunked || h.contentLength > 0 {
+		return false
+	}
+	m := string(h.method)
+	return m == "GET" || m == "HEAD" || m == "OPTIONS"
 }
 
 // maxRespHead bounds an instance's response head (the read buffer's size).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -388,4 +390,85 @@ func TestPoolDropsStaleConnections(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d idle after put, want 1", n)
 	}
+}
+
+// A pooled connection whose app went away with the next request unread in
+// it (killed while the connection sat idle) is reset, not closed: that
+// request never reached the app, so it goes once more on a new connection
+// and the client gets the answer, not a 502.
+func TestResendWhatTheAppNeverRead(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var served atomic.Int32
+	go func() {
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn, first bool) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					served.Add(1)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					if first {
+						// Killed with the next request unread in the
+						// socket: the kernel resets the connection.
+						// (Wait for it without reading it.)
+						waitUnread(t, c)
+						_ = req
+						return
+					}
+				}
+			}(c, first)
+		}
+	}()
+	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	addr := serveFast(t, r, testLimits)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, path := range []string{"/one", "/two"} {
+		resp, body := roundTrip(t, c, br, "GET "+path+" HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	if n := served.Load(); n != 2 {
+		t.Fatalf("the app read %d requests, want 2 (each once)", n)
+	}
+}
+
+// waitUnread waits until data is in c's socket, without reading it.
+func waitUnread(t *testing.T, c net.Conn) {
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		n := 0
+		_ = rc.Read(func(fd uintptr) bool {
+			var b [1]byte
+			n, _, _ = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			return true
+		})
+		if n > 0 {
+			return
+		}
+	}
+	t.Error("no second request came")
 }
