@@ -13,6 +13,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -44,13 +45,15 @@ type Registry struct {
 	mu        sync.Mutex
 	instances map[units.Instance]*Entry
 	busy      map[units.Instance]bool
-	// ports maps each held port to the instance holding it.
+	// ports maps each held port to the instance holding it; held is its
+	// inverse, so that freeing an instance's ports costs no scan of all.
 	ports map[int]units.Instance
+	held  map[units.Instance][]int
 }
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}}
+	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}, held: map[units.Instance][]int{}}
 }
 
 // Lock marks inst busy (spawn, stop, restart, deploy); ErrBusy when it is
@@ -85,7 +88,7 @@ func (r *Registry) Add(e Entry) {
 	defer r.mu.Unlock()
 	r.instances[e.Inst] = &e
 	if e.Port > 0 {
-		r.ports[e.Port] = e.Inst
+		r.holdLocked(e.Inst, e.Port)
 	}
 }
 
@@ -226,9 +229,9 @@ func (r *Registry) ReservePorts(inst units.Instance, req PortRequest, probe Prob
 		if out.L4Port == 0 {
 			return Ports{}, fmt.Errorf("no free port in settings.port_range %d-%d for the L4 socket of %s", req.Lo, req.Hi, inst)
 		}
-		r.ports[out.L4Port] = inst
+		r.holdLocked(inst, out.L4Port)
 	}
-	r.ports[out.Port] = inst
+	r.holdLocked(inst, out.Port)
 	return out, nil
 }
 
@@ -238,7 +241,7 @@ func (r *Registry) Hold(inst units.Instance, ports ...int) {
 	defer r.mu.Unlock()
 	for _, p := range ports {
 		if p > 0 {
-			r.ports[p] = inst
+			r.holdLocked(inst, p)
 		}
 	}
 }
@@ -253,24 +256,35 @@ func (r *Registry) Release(inst units.Instance) {
 	}
 }
 
-func (r *Registry) releaseLocked(inst units.Instance) {
-	for p, owner := range r.ports {
+// holdLocked marks p held by inst (taking it from any other holder).
+func (r *Registry) holdLocked(inst units.Instance, p int) {
+	if owner, ok := r.ports[p]; ok {
 		if owner == inst {
+			return
+		}
+		r.held[owner] = slices.DeleteFunc(r.held[owner], func(q int) bool { return q == p })
+		if len(r.held[owner]) == 0 {
+			delete(r.held, owner)
+		}
+	}
+	r.ports[p] = inst
+	r.held[inst] = append(r.held[inst], p)
+}
+
+func (r *Registry) releaseLocked(inst units.Instance) {
+	for _, p := range r.held[inst] {
+		if r.ports[p] == inst {
 			delete(r.ports, p)
 		}
 	}
+	delete(r.held, inst)
 }
 
 // HeldBy returns the ports inst holds, sorted.
 func (r *Registry) HeldBy(inst units.Instance) []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []int
-	for p, owner := range r.ports {
-		if owner == inst {
-			out = append(out, p)
-		}
-	}
+	out := slices.Clone(r.held[inst])
 	sort.Ints(out)
 	return out
 }

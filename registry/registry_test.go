@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -143,5 +144,31 @@ func TestState(t *testing.T) {
 		if s != c.state || d != c.detail || h != c.health {
 			t.Errorf("State(%+v) = %q %q %q, want %q %q %q", c.f, s, d, h, c.state, c.detail, c.health)
 		}
+	}
+}
+
+// Freeing an instance's ports uses the inverse index; a port taken over by
+// another instance (Hold at adoption) is freed with its new holder only.
+func TestPortsIndexFollowsHolders(t *testing.T) {
+	r := New()
+	a := units.Instance{Service: "api", ID: "a"}
+	b := units.Instance{Service: "api", ID: "b"}
+	r.Add(Entry{Inst: a, Port: 30001})
+	r.Hold(a, 30002)
+	r.Add(Entry{Inst: b, Port: 30003})
+	r.Hold(b, 30002) // b takes 30002 over
+	if got := r.HeldBy(a); !slices.Equal(got, []int{30001}) {
+		t.Fatalf("a holds %v, want [30001]", got)
+	}
+	r.Remove(a)
+	if got := r.HeldBy(b); !slices.Equal(got, []int{30002, 30003}) {
+		t.Fatalf("after removing a, b holds %v, want [30002 30003]", got)
+	}
+	if got := r.HeldBy(a); len(got) != 0 {
+		t.Fatalf("a removed still holds %v", got)
+	}
+	r.Remove(b)
+	if len(r.ports) != 0 || len(r.held) != 0 {
+		t.Fatalf("left behind: ports %v held %v", r.ports, r.held)
 	}
 }

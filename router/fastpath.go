@@ -427,7 +427,8 @@ func xForwarded(name []byte) bool {
 // status code the client got and whether its connection can go on.
 func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
-	uc, reused, err := cc.send(b, req)
+	uc, err := cc.send(b, req)
+	resends := 0
 	if err != nil {
 		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -438,10 +439,12 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 		err = readRespHead(uc)
 		if err != nil {
 			uc.c.Close()
-			if reused && unread(err, uc, h, body) {
+			if resends < 3 && unread(err, uc, h, body) {
 				// The app never read the request (see unread): send it
-				// once more, on a new connection.
-				reused = false
+				// again, on a new connection. More than once: a new
+				// connection may land in the backlog of an app that is
+				// being killed, and be reset with it.
+				resends++
 				if uc, err = cc.sendNew(b, req); err != nil {
 					cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -527,20 +530,19 @@ func (b *backend) answered(ctrl Controller) {
 // connection the app has closed fails the write (EPIPE on a unix socket:
 // nothing reached the app), and only then is the request sent again, on a
 // new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *backend, req []byte) (uc *upConn, reused bool, err error) {
+func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
 	if uc := b.pool.get(); uc != nil {
 		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
 		n, err := uc.c.Write(req)
 		if err == nil {
-			return uc, true, nil
+			return uc, nil
 		}
 		uc.c.Close()
 		if n > 0 {
-			return nil, false, err
+			return nil, err
 		}
 	}
-	uc, err = cc.sendNew(b, req)
-	return uc, false, err
+	return cc.sendNew(b, req)
 }
 
 // sendNew writes the request on a new connection to the instance.
@@ -557,8 +559,7 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 	return uc, nil
 }
 
-// unread reports whether a request sent on a reused connection provably
-// never reached the app, so that sending it again cannot run it twice: the
+// unread reports whether a request provably never reached the app, so that sending it again cannot run it twice: the
 // connection was reset (ECONNRESET) before any byte of an answer, and the
 // request has no body and a method that changes nothing. A reset, not an
 // orderly close: the kernel resets a connection whose socket is closed

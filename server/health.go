@@ -115,7 +115,6 @@ func (s *Server) runHealth(ctx context.Context) {
 			s.checkOne(ctx, inst)
 		}()
 	}
-	tick := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,16 +122,13 @@ func (s *Server) runHealth(ctx context.Context) {
 		case inst := <-s.health.kick:
 			run(inst)
 		case <-t.C:
-			tick++
-			list := s.reg.Instances()
-			for _, inst := range list {
-				// A sleeper already seen asleep changes only through
-				// systemd, which signals it (follow asks for a check). Reading
-				// all its properties every tick made ten's and systemd's idle
-				// CPU grow with the number of sleepers (1,000: ~20 % of a core
-				// each); every sleeperTicks-th tick still reads them, in case
-				// a signal was missed.
-				if tick%sleeperTicks != 0 && s.checkedAsleep(inst) {
+			for _, inst := range s.reg.Instances() {
+				// A sleeper changes only through systemd, which signals it
+				// into the state cache, and follow asks for a check on every
+				// such change. Reading every sleeper's properties on a tick
+				// made ten's and systemd's idle CPU grow with the number of
+				// sleepers (10,000: half a core each).
+				if s.asleep(inst) {
 					continue
 				}
 				run(inst)
@@ -141,20 +137,11 @@ func (s *Server) runHealth(ctx context.Context) {
 	}
 }
 
-// sleeperTicks: sleeping instances are read on every sleeperTicks-th health
-// tick only.
-const sleeperTicks = 6
-
-// checkedAsleep reports whether inst's service does not run (as systemd
-// last signalled) and its last health check already found it so.
-func (s *Server) checkedAsleep(inst units.Instance) bool {
-	if st, ok := s.router.Stat(inst); !ok || st.Awake {
-		return false
-	}
-	s.health.mu.Lock()
-	defer s.health.mu.Unlock()
-	hs := s.health.m[inst]
-	return hs != nil && hs.State.State == HealthSleeping
+// asleep reports whether the state cache has inst's service inactive and
+// its socket listening: nothing for a health check to see.
+func (s *Server) asleep(inst units.Instance) bool {
+	svc, sock, ok := s.sd.State(inst)
+	return ok && svc.ActiveState == "inactive" && sock.ActiveState == "active"
 }
 
 func (s *Server) probeTimeout(in registry.Entry) time.Duration {

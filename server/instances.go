@@ -29,45 +29,82 @@ var (
 	ErrBadInput       = errors.New("bad input")
 )
 
-// adopt rebuilds the server's view from the units systemd has.
+// adopt rebuilds the server's view from the units systemd has, from one
+// listing: every instance whose socket unit systemd has is registered and
+// routable before anything is read of it one by one, and stays so whatever
+// a later read says (a restarted ten must never answer 404 for an instance
+// that exists). What the listing lacks — the service's Environment (PORT,
+// the L4 addresses) — is then read a property at a time, a few at once.
 func (s *Server) adopt(ctx context.Context) error {
 	list, err := s.sd.List(ctx)
 	if err != nil {
 		return err
 	}
-	seen := map[units.Instance]bool{}
+	service := map[units.Instance]string{}
+	var insts []units.Instance
 	for _, u := range list {
-		if u.Kind == units.KindSocket {
-			seen[u.Instance] = true
+		switch u.Kind {
+		case units.KindSocket:
+			insts = append(insts, u.Instance)
+		case units.KindService:
+			service[u.Instance] = u.ActiveState
 		}
 	}
-	for inst := range seen {
-		info, err := s.sd.Info(ctx, inst)
-		if err != nil {
-			s.log.Warn("adopt", "instance", inst.String(), "err", err)
-			continue
-		}
+	for _, inst := range insts {
+		in := registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst)}
+		s.reg.Add(in)
+		// As in follow: a shim-mode service is awake once its app listens.
+		st := service[inst]
+		s.router.Put(s.backend(in), st == "active" || st == "reloading")
+	}
+	envs := make([][]string, len(insts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, adoptReads)
+	for i, inst := range insts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for try := 0; ; try++ {
+				env, err := s.sd.Environment(ctx, inst)
+				if err == nil || try == 2 || ctx.Err() != nil {
+					if err != nil {
+						// Still routed; only its PORT is unknown to ten.
+						s.log.Warn("adopt: read environment", "instance", inst.String(), "err", err)
+					}
+					envs[i] = env
+					return
+				}
+				time.Sleep(time.Duration(50<<try) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, inst := range insts {
 		port := 0
-		for _, kv := range info.Environment {
+		for _, kv := range envs[i] {
 			if v, ok := strings.CutPrefix(kv, "PORT="); ok {
 				port, _ = strconv.Atoi(v)
 			}
 		}
-		in := registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Port: port, Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst), Created: info.ActiveSince}
-		s.reg.Add(in)
-		// As in follow: a shim-mode service is awake once its app listens.
-		awake := info.ActiveState == "active" || info.ActiveState == "reloading"
-		s.router.Put(s.backend(in), awake)
-		if info.ActiveState == "active" {
+		if port > 0 {
+			in, _ := s.reg.Get(inst)
+			in.Port = port
+			s.reg.Add(in)
+		}
+		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
-		s.reg.Hold(inst, s.l4Adopt(ctx, inst, info.Environment)...)
+		s.reg.Hold(inst, s.l4Adopt(ctx, inst, envs[i])...)
 		s.restoreFailed(inst)
-		s.log.Info("adopted instance from systemd", "instance", inst.String(), "state", info.ActiveState)
 	}
+	s.log.Info("adopted instances from systemd", "instances", len(insts))
 	s.l4Reconcile()
 	return nil
 }
+
+// adoptReads is how many property reads adopt has in flight at once.
+const adoptReads = 16
 
 func (s *Server) backend(in registry.Entry) router.Backend {
 	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
@@ -110,7 +147,7 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.Spawn(ctx, inst); err != nil {
+			if err := s.spawnListed(ctx, inst); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -134,8 +171,22 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1})
 }
 
+// spawnListed is Spawn for an instance that adopt's listing of systemd's
+// units just showed absent: it skips the look-up of the units (one D-Bus
+// call per instance).
+func (s *Server) spawnListed(ctx context.Context, inst units.Instance) error {
+	if err := s.reg.Lock(inst); err != nil {
+		return err
+	}
+	defer s.reg.Unlock(inst)
+	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1, listed: true})
+}
+
 // spawnOptions change how spawnLocked creates an instance.
 type spawnOptions struct {
+	// listed: a listing of systemd's units made since ten started showed
+	// the instance's units absent.
+	listed bool
 	// weight is the routing weight to start with; -1 keeps a stored one (100).
 	weight int
 	// start starts the service even when the service is lazy.
@@ -154,7 +205,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	if other := s.foldTwin(inst); other != "" {
 		return fmt.Errorf("spawn %s: %w: instance %s exists, and its id differs only by case; Host routing cannot tell them apart (DNS ignores case)", inst, ErrExists, other)
 	}
-	if exists, err := s.sd.Exists(ctx, inst); err != nil {
+	if o.listed {
+		// adopt listed systemd's units: no look-up.
+	} else if exists, err := s.sd.Exists(ctx, inst); err != nil {
 		return err
 	} else if exists {
 		return fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
@@ -196,6 +249,9 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
+	if err := adoptStateDir(s.cfg, svc, inst); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst, err)
+	}
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
@@ -331,16 +387,21 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	return nil
 }
 
-// Rows reads every instance's state from systemd.
+// Rows returns every instance's row. The state comes from the state cache
+// systemd's signals keep (no D-Bus call); only instances that can use
+// memory and CPU — running, starting, frozen, failed, or not cached — are
+// read live, a few at once.
 func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 	ins := s.reg.Snapshot()
 	now := time.Now()
 	rows := make([]Row, len(ins))
-	// systemd answers each instance's properties in a round trip of its
-	// own; a few in parallel keep `ten ps` quick with hundreds of instances.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i, in := range ins {
+		if r, ok := s.cachedRow(in); ok {
+			rows[i] = r
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -355,6 +416,34 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 	}
 	wg.Wait()
 	return rows, nil
+}
+
+// cachedRow is the row of a sleeping instance from the state cache alone;
+// ok is false when the instance is anything but asleep (or not cached), so
+// its live numbers must be read.
+func (s *Server) cachedRow(in registry.Entry) (Row, bool) {
+	svc, sock, ok := s.sd.State(in.Inst)
+	if !ok || svc.ActiveState != "inactive" {
+		return Row{}, false
+	}
+	st, _ := s.router.Stat(in.Inst)
+	r := Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
+	r.State, r.Detail, r.Health = registry.State(registry.Facts{
+		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
+		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+	})
+	if r.State != StateSleeping {
+		return Row{}, false
+	}
+	if !st.LastActivity.IsZero() {
+		r.IdleSec = time.Since(st.LastActivity).Seconds()
+	}
+	if st.Inflight > 0 {
+		r.IdleSec = 0
+	}
+	s.isolationRow(in, &r)
+	return r, true
 }
 
 func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row, error) {

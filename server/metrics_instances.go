@@ -9,7 +9,6 @@ import (
 
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
-	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -137,38 +136,17 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	list, err := s.sd.List(ctx)
-	if err != nil {
-		c.scrapeErrors.Inc()
-		s.log.Warn("metrics: list units", "err", err)
-		return
-	}
-	type unitStates struct{ service, socket systemd.Unit }
-	byInst := map[units.Instance]*unitStates{}
-	for _, u := range list {
-		us := byInst[u.Instance]
-		if us == nil {
-			us = &unitStates{}
-			byInst[u.Instance] = us
-		}
-		if u.Kind == units.KindSocket {
-			us.socket = u
-		} else {
-			us.service = u
-		}
-	}
 	ins := s.reg.Snapshot()
 	counts := map[string]int{StateRunning: 0, StateFrozen: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
 	for _, in := range ins {
 		name := in.Inst.String()
-		us := byInst[in.Inst]
-		if us == nil {
-			us = &unitStates{}
-		}
+		// From the state cache systemd's signals keep: a scrape costs
+		// systemd one call per running instance, none per sleeper.
+		svc, sock, _ := s.sd.State(in.Inst)
 		st, routed := s.router.Stat(in.Inst)
 		state, _, h := registry.State(registry.Facts{
 			Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
-			ServiceActive: us.service.ActiveState, SocketActive: us.socket.ActiveState,
+			ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState,
 			Frozen: routed && st.Frozen, Health: s.healthOf(in.Inst),
 		})
 		counts[state]++

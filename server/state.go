@@ -83,12 +83,22 @@ func (st *stateStore) update(f func(p *persisted)) error {
 }
 
 // forget drops everything stored about inst (it was removed).
+// The file is written only when something was stored: tearing down
+// thousands of instances must not write (and fsync) it once each.
 func (st *stateStore) forget(inst units.Instance) error {
-	return st.update(func(p *persisted) {
-		delete(p.Weights, inst.String())
-		delete(p.Failed, inst.String())
-		delete(p.Frozen, inst.String())
-	})
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	name := inst.String()
+	_, w := st.p.Weights[name]
+	_, f := st.p.Failed[name]
+	_, z := st.p.Frozen[name]
+	if !w && !f && !z {
+		return nil
+	}
+	delete(st.p.Weights, name)
+	delete(st.p.Failed, name)
+	delete(st.p.Frozen, name)
+	return st.save()
 }
 
 // save writes the file atomically: a crash leaves the old or the new file,

@@ -30,6 +30,8 @@ type Manager struct {
 	log  *slog.Logger
 	// dropped counts state changes Watch lost to a full buffer.
 	dropped atomic.Uint64
+	// cache is every unit's last known state (State), fed by Watch and List.
+	cache *stateCache
 }
 
 // Connect opens the system bus connection to systemd.
@@ -46,7 +48,7 @@ func Connect(ctx context.Context, log *slog.Logger) (*Manager, error) {
 		conn.Close()
 		return nil, fmt.Errorf("%w: %v", ErrNoSystemd, err)
 	}
-	return &Manager{conn: conn, log: log}, nil
+	return &Manager{conn: conn, log: log, cache: newStateCache()}, nil
 }
 
 // Close closes the bus connection.
@@ -87,6 +89,11 @@ func (m *Manager) Create(ctx context.Context, p *units.Plan, start bool) error {
 	if err != nil {
 		m.cleanup(inst)
 		return err
+	}
+	// Known now; the signals that follow refine it.
+	m.cache.set(inst.SocketUnit(), UnitState{ActiveState: "active", SubState: "listening"})
+	if _, ok := m.cache.get(inst.ServiceUnit()); !ok {
+		m.cache.set(inst.ServiceUnit(), UnitState{ActiveState: "inactive", SubState: "dead"})
 	}
 	if start {
 		if err := m.Start(ctx, inst); err != nil {
@@ -142,6 +149,9 @@ func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
 		}
 		_ = m.conn.ResetFailedUnitContext(ctx, u)
 	}
+	if len(errs) == 0 {
+		m.cache.forget(inst.SocketUnit(), inst.ServiceUnit())
+	}
 	return errors.Join(errs...)
 }
 
@@ -161,8 +171,17 @@ type Unit struct {
 	SubState    string
 }
 
-// List returns every loaded unit of ten (ListUnitsByPatterns tenement-*).
+// List returns every loaded unit of ten (ListUnitsByPatterns tenement-*),
+// in one D-Bus call, and makes the state cache (State) what it says.
 func (m *Manager) List(ctx context.Context) ([]Unit, error) {
+	out, err := m.list(ctx)
+	if err == nil {
+		m.cache.replace(out)
+	}
+	return out, err
+}
+
+func (m *Manager) list(ctx context.Context) ([]Unit, error) {
 	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, units.Patterns)
 	if err != nil {
 		return nil, fmt.Errorf("list units %v: %w", units.Patterns, err)
@@ -250,6 +269,17 @@ func (m *Manager) Usage(ctx context.Context, inst units.Instance) (memory, cpuNS
 	return memory, cpuNSec, nil
 }
 
+// Environment reads the service's Environment= (one property, not all of
+// them): what adopting an instance needs of it (PORT, TEN_LISTEN).
+func (m *Manager) Environment(ctx context.Context, inst units.Instance) ([]string, error) {
+	p, err := m.conn.GetServicePropertyContext(ctx, inst.ServiceUnit(), "Environment")
+	if err != nil {
+		return nil, fmt.Errorf("read %s Environment: %w", inst.ServiceUnit(), err)
+	}
+	env, _ := p.Value.Value().([]string)
+	return env, nil
+}
+
 // Exists reports whether systemd has the instance's socket unit loaded.
 func (m *Manager) Exists(ctx context.Context, inst units.Instance) (bool, error) {
 	st, err := m.conn.ListUnitsByNamesContext(ctx, []string{inst.SocketUnit(), inst.ServiceUnit()})
@@ -288,7 +318,7 @@ func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)
-		pump(ctx, raw, errs, out, m.List, &m.dropped, m.log)
+		pump(ctx, raw, errs, out, m.list, m.cache, &m.dropped, m.log)
 	}()
 	return out, nil
 }
@@ -297,11 +327,13 @@ func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 // made up for by a resynchronisation).
 func (m *Manager) DroppedEvents() uint64 { return m.dropped.Load() }
 
-// pump turns signals into Changes. A full out, or go-systemd's report of
-// its own full channel, marks a loss; once out has room again, pump lists
-// the units (list) and sends each one's state.
-func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan error, out chan<- Change, list func(context.Context) ([]Unit, error), dropped *atomic.Uint64, log *slog.Logger) {
-	resync := false
+// pump turns signals into Changes and keeps the state cache. A full out,
+// or go-systemd's report of its own full channel, marks a loss; once out
+// has room again, pump lists the units (list) and sends each one's state.
+// A signal lost before it reached pump leaves the cache stale too: pump
+// then lists at once (once) to mend the cache, whether out has room or not.
+func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan error, out chan<- Change, list func(context.Context) ([]Unit, error), cache *stateCache, dropped *atomic.Uint64, log *slog.Logger) {
+	resync, stale := false, false
 	lost := func(why string) {
 		dropped.Add(1)
 		if !resync {
@@ -310,13 +342,17 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 		resync = true
 	}
 	for {
-		if resync && len(out) <= cap(out)/2 {
+		if stale || (resync && len(out) <= cap(out)/2) {
 			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			us, err := list(lctx)
 			cancel()
 			if err != nil {
 				log.Warn("resynchronise with systemd", "err", err)
 			} else {
+				cache.replace(us)
+				stale = false
+			}
+			if err == nil && resync && len(out) <= cap(out)/2 {
 				resync = false
 				for _, u := range us {
 					select {
@@ -338,6 +374,7 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 		case err := <-errs:
 			if strings.Contains(err.Error(), "channel is full") {
 				lost(err.Error())
+				stale = true
 			} else {
 				log.Debug("systemd signal", "err", err)
 			}
@@ -346,6 +383,7 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 			if !ok {
 				continue
 			}
+			cache.apply(u.UnitName, u.Changed)
 			c := Change{Instance: inst, Kind: kind}
 			if v, ok := u.Changed["ActiveState"]; ok {
 				c.ActiveState, _ = v.Value().(string)

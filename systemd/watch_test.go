@@ -36,7 +36,7 @@ func TestPumpResyncsAfterOverflow(t *testing.T) {
 		return []Unit{{Instance: b, Kind: units.KindService, ActiveState: "active", SubState: "running"}}, nil
 	}
 	var dropped atomic.Uint64
-	go pump(ctx, raw, errs, out, list, &dropped, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go pump(ctx, raw, errs, out, list, newStateCache(), &dropped, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	raw <- update(a.ServiceUnit(), "active")
 	raw <- update(b.ServiceUnit(), "active") // out is full: lost
 	deadline := time.After(10 * time.Second)
@@ -76,7 +76,7 @@ func TestPumpResyncsAfterUpstreamOverflow(t *testing.T) {
 		return []Unit{{Instance: b, Kind: units.KindService, ActiveState: "inactive", SubState: "dead"}}, nil
 	}
 	var dropped atomic.Uint64
-	go pump(ctx, raw, errs, out, list, &dropped, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go pump(ctx, raw, errs, out, list, newStateCache(), &dropped, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	errs <- errUpdateFull{}
 	select {
 	case c := <-out:

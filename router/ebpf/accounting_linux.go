@@ -36,8 +36,13 @@ type Accounting struct {
 	objs accountingObjects
 	dir  string // pin directory of this Accounting, "" when not pinned
 
-	mu    sync.Mutex
-	links map[uint64][]link.Link // attached cgroups by id
+	mu sync.Mutex
+	// links are the attached cgroups by id. With a pin directory the
+	// value is nil: the pins hold the links, and ten holds no file
+	// descriptor per cgroup (three per instance ran a ten with 10,000
+	// instances out of descriptors, and every dial of an instance socket
+	// failed). Without one the value holds the links' descriptors.
+	links map[uint64][]link.Link
 }
 
 // accountingHooks are the programs attached to each cgroup, in order; name
@@ -163,7 +168,10 @@ func (a *Accounting) adopt() error {
 			}
 			continue
 		}
-		a.links[id] = ls
+		for _, l := range ls {
+			l.Close() // the pin holds it
+		}
+		a.links[id] = nil
 	}
 	return nil
 }
@@ -210,6 +218,12 @@ func (a *Accounting) Attach(cgroupPath string) error {
 			}
 		}
 	}
+	if a.dir != "" {
+		for _, l := range ls {
+			l.Close() // the pin holds it
+		}
+		ls = nil
+	}
 	a.links[id] = ls
 	a.log.Debug("accounting attached", "cgroup", cgroupPath, "cgroup_id", id)
 	return nil
@@ -230,6 +244,16 @@ func (a *Accounting) Detach(cgroupPath string) error {
 	}
 	if err := a.detach(id); err != nil {
 		return fmt.Errorf("detach accounting from %s: %w", cgroupPath, err)
+	}
+	return nil
+}
+
+// DetachID stops counting for the cgroup with the given id, which may be
+// gone already (a removed instance's slice): the teardown of one instance
+// touches only its own links.
+func (a *Accounting) DetachID(id uint64) error {
+	if err := a.detach(id); err != nil {
+		return fmt.Errorf("detach accounting from cgroup %d: %w", id, err)
 	}
 	return nil
 }
@@ -259,7 +283,24 @@ func (a *Accounting) Prune() error {
 	a.mu.Lock()
 	var gone []uint64
 	for id, ls := range a.links {
-		info, err := ls[0].Info()
+		l, opened := link.Link(nil), false
+		if len(ls) > 0 {
+			l = ls[0]
+		} else if a.dir != "" {
+			pl, err := link.LoadPinnedLink(filepath.Join(a.linkDir(id), a.hooks()[0].name), nil)
+			if err != nil {
+				gone = append(gone, id)
+				continue
+			}
+			l, opened = pl, true
+		}
+		if l == nil {
+			continue
+		}
+		info, err := l.Info()
+		if opened {
+			l.Close()
+		}
 		if err != nil || info.Cgroup() == nil || info.Cgroup().CgroupId == 0 {
 			gone = append(gone, id)
 		}

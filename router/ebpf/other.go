@@ -44,6 +44,9 @@ func (a *Accounting) Detach(cgroupPath string) error { return ErrNotSupported }
 // Prune returns ErrNotSupported.
 func (a *Accounting) Prune() error { return ErrNotSupported }
 
+// DetachID returns ErrNotSupported.
+func (a *Accounting) DetachID(id uint64) error { return ErrNotSupported }
+
 // Attached returns nothing.
 func (a *Accounting) Attached() []uint64 { return nil }
 

@@ -49,6 +49,23 @@ start = "lazy"
 	sd0, _ := procRSS(1)
 	ten.stop()
 
+	// The baseline: the same units, made and removed by systemd alone.
+	// Without slices first: systemd's heap keeps what a run freed, so the
+	// second run's growth counts from the first run's starting RSS.
+	oneSlice := systemdAlone(b, ten.config, "d", n, true)
+	alone := systemdAlone(b, ten.config, "d", n, false)
+	alone.rss[0] = oneSlice.rss[0]
+	variant := fmt.Sprintf("%d declared, asleep", n)
+	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone (the same units over D-Bus, 8 at a time)", n: "1",
+		p50: fmtDur(alone.create), note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service, slice)",
+			fmtDur(alone.create/time.Duration(n)), fmtBytes(float64(alone.rss[1]-alone.rss[0])/float64(n)))})
+	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone, no slice per instance (all in tenement-d.slice)", n: "1",
+		p50: fmtDur(oneSlice.create), ratio: ratio(oneSlice.create.Seconds(), alone.create.Seconds(), "with slices"),
+		note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service)",
+			fmtDur(oneSlice.create/time.Duration(n)), fmtBytes(float64(oneSlice.rss[1]-oneSlice.rss[0])/float64(n)))})
+	addRow(row{bench: bench, variant: variant, metric: "tear down: systemd alone (stop socket, service, slice; 8 at a time)", n: "1",
+		p50: fmtDur(alone.down), note: fmt.Sprintf("%s per instance; systemd RSS after %s", fmtDur(alone.down/time.Duration(n)), fmtBytes(float64(alone.rss[2])))})
+
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("i%04d", i)
@@ -64,7 +81,7 @@ start = "lazy"
 		b.Fatalf("%d socket units after start, want %d", got, n)
 	}
 	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "create (ten serve start → all made, serving)", n: "1",
-		p50: fmtDur(create), note: fmt.Sprintf("%s per instance", fmtDur(create/time.Duration(n)))})
+		p50: fmtDur(create), ratio: ratio(create.Seconds(), alone.create.Seconds(), "systemd alone"), note: fmt.Sprintf("%s per instance", fmtDur(create/time.Duration(n)))})
 
 	time.Sleep(2 * time.Second)
 	rss1, _ := procRSS(ten.pid())
@@ -91,6 +108,26 @@ start = "lazy"
 	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "ten CPU while idle", n: "1",
 		p50:  fmt.Sprintf("%.2f%%", 100*float64(c1-c0)/float64(idle)),
 		note: fmt.Sprintf("%s of CPU time over %s (one core = 100%%); systemd (PID 1) meanwhile %.2f%% (%s)", fmtDur(c1-c0), idle, 100*float64(s1-s0)/float64(idle), fmtDur(s1-s0))})
+
+	// ps: GET /api/instances with every instance, three times.
+	var lists []time.Duration
+	for range 3 {
+		var rows []map[string]any
+		t0 := time.Now()
+		if err := ten.api(http.MethodGet, "/api/instances", nil, &rows); err != nil {
+			b.Fatal(err)
+		}
+		lists = append(lists, time.Since(t0))
+		if len(rows) != n {
+			b.Fatalf("GET /api/instances: %d rows, want %d", len(rows), n)
+		}
+	}
+	addRow(durRow(bench, variant, "GET /api/instances (ten ps), all asleep", summarize(lists)))
+
+	// A restart of ten serve: it adopts every instance from systemd.
+	ten.stop()
+	ten.start(nil, 5*time.Minute)
+	addRow(row{bench: bench, variant: variant, metric: "restart: ten serve start → adopted all, serving", n: "1", p50: fmtDur(ten.ready)})
 
 	// Wake 100 at once.
 	wake := min(100, n)
@@ -138,7 +175,8 @@ start = "lazy"
 	rss2, _ := procRSS(ten.pid())
 	sd2, _ := procRSS(1)
 	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "tear down (DELETE each, 16 at a time)", n: "1", p50: fmtDur(down),
-		note: fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
+		ratio: ratio(down.Seconds(), alone.down.Seconds(), "systemd alone"),
+		note:  fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
 	b.ReportMetric(create.Seconds(), "create-s")
 	b.ReportMetric(down.Seconds(), "teardown-s")
 	ten.stop()

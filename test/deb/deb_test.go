@@ -188,6 +188,29 @@ func viaSocket(path, host string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// viaPort sends a GET to the PORT of unit's environment on 127.0.0.1.
+func viaPort(t *testing.T, unit, host string) (int, string, error) {
+	port := ""
+	for _, kv := range strings.Fields(show(t, unit, "Environment")) {
+		if v, ok := strings.CutPrefix(kv, "PORT="); ok {
+			port = v
+		}
+	}
+	if port == "" {
+		return 0, "", fmt.Errorf("%s has no PORT", unit)
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+port+"/", nil)
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
 const config = `[settings]
 data_dir = "/var/lib/tenement"
 domain = "localhost"
@@ -358,13 +381,30 @@ func TestPackageLifecycle(t *testing.T) {
 			t.Errorf("%s: MainPID %s after remove, was %s", u, got, pids[u])
 		}
 	}
-	for _, c := range [][2]string{{"/run/tenement/web/a.sock", "a.web.localhost"}, {"/run/tenement/fast/b.sock", "b.fast.localhost"}} {
-		if code, body, err := viaSocket(c[0], c[1]); err != nil || code != 200 {
-			t.Errorf("instance socket %s after remove: %d %v %s", c[0], code, err, body)
+	// A PORT app runs as its service's main process and answers on its own
+	// address; an activated app answers on the systemd socket it took.
+	if code, body, err := viaPort(t, "tenement-web@a.service", "a.web.localhost"); err != nil || code != 200 {
+		t.Errorf("web:a on its own PORT after remove: %d %v %s", code, err, body)
+	}
+	if code, body, err := viaSocket("/run/tenement/fast/b.sock", "b.fast.localhost"); err != nil || code != 200 {
+		t.Errorf("instance socket /run/tenement/fast/b.sock after remove: %d %v %s", code, err, body)
+	}
+	// A sleeping instance still wakes on a connection to its socket.
+	sh(t, "systemctl", "stop", "tenement-web@c.service")
+	if c, err := net.Dial("unix", "/run/tenement/web/c.sock"); err != nil {
+		t.Errorf("web:c's socket after remove: %v", err)
+	} else {
+		c.Close()
+	}
+	var code int
+	var body string
+	err = nil
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if code, body, err = viaPort(t, "tenement-web@c.service", "c.web.localhost"); err == nil && code == 200 {
+			break
 		}
 	}
-	sh(t, "systemctl", "stop", "tenement-web@c.service")
-	if code, body, err := viaSocket("/run/tenement/web/c.sock", "c.web.localhost"); err != nil || code != 200 {
+	if err != nil || code != 200 {
 		t.Errorf("waking web:c through its socket after remove: %d %v %s", code, err, body)
 	}
 

@@ -266,7 +266,7 @@ listen = ["tcp://127.0.2.10:7100"]
 	cl3.echo(t, "woken with ten down")
 
 	s.start()
-	if !strings.Contains(s.log.String(), "adopted instance from systemd") {
+	if !strings.Contains(s.log.String(), `msg="adopted instances from systemd" instances=1`) {
 		t.Errorf("no adoption:\n%s", s.log.String())
 	}
 	cl4, _ := dialL4(t, addr, true)

@@ -17,7 +17,7 @@ import (
 // connections while another address is served.
 func TestRouterTruthAndLimits(t *testing.T) {
 	s := startTen(t, `
-[service.web]
+[service.lim]
 command = "ECHO --mode activation"
 activation = "socket"
 isolation = "process"
@@ -28,7 +28,7 @@ command = "ECHO --mode activation"
 activation = "socket"
 
 [instances]
-web = ["a"]
+lim = ["a"]
 `)
 	code, body, err := s.get("empty.localhost", "/")
 	if err != nil || code != 503 || !strings.Contains(body, "service empty has no instances") {
@@ -49,7 +49,7 @@ web = ["a"]
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)
 	send := func(path string) int {
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a.web.localhost\r\n\r\n", path)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a.lim.localhost\r\n\r\n", path)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
@@ -67,7 +67,7 @@ web = ["a"]
 		t.Errorf("crashing GET: %d, want 502", code)
 	}
 	time.Sleep(500 * time.Millisecond)
-	if n := strings.Count(journal(t, "tenement-web@a.service"), "crashing on request"); n != 1 {
+	if n := strings.Count(journal(t, "tenement-lim@a.service"), "crashing on request"); n != 1 {
 		t.Errorf("the crashing GET reached the app %d times, want once", n)
 	}
 	// The next request starts the app again (socket activation).
@@ -110,7 +110,7 @@ web = ["a"]
 	}
 	defer other.Close()
 	other.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(other, "GET / HTTP/1.1\r\nHost: a.web.localhost\r\n\r\n")
+	fmt.Fprintf(other, "GET / HTTP/1.1\r\nHost: a.lim.localhost\r\n\r\n")
 	if resp, err := http.ReadResponse(bufio.NewReader(other), nil); err != nil || resp.StatusCode != 200 {
 		t.Errorf("another address while one is at its cap: %v %v", resp, err)
 	}
