@@ -122,3 +122,17 @@ func validNode(node string) error {
 	}
 	return nil
 }
+
+// KeepsData reports whether the service keeps data on its node's disk
+// that a fleet cannot move: it has storage_quota_mb, or its file sets
+// storage_persist = true. (storage_persist defaults to true for
+// tenement's sake, but a service that never asked for storage is taken
+// as stateless.)
+func (s *Service) KeepsData() bool {
+	return s.StorageQuotaMB > 0 || (s.persistSet && s.StoragePersist != nil && *s.StoragePersist)
+}
+
+// MovesOnNodeLoss reports whether a fleet places the service's instances
+// on a live node when their node is lost: stateless services do by
+// default, services that keep data only with fleet_move = true.
+func (s *Service) MovesOnNodeLoss() bool { return !s.KeepsData() || s.FleetMove }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,5 +133,29 @@ func TestNames(t *testing.T) {
 	}
 	if _, ok := InstanceFromKey(NodeKey("n1")); ok {
 		t.Fatal("node key read as an instance")
+	}
+}
+
+func TestPlanMoves(t *testing.T) {
+	v := newView()
+	v.Nodes["n1"] = NodeInfo{Node: "n1", Capacity: Capacity{Instances: 2}}
+	v.Nodes["n2"] = NodeInfo{Node: "n2", Capacity: Capacity{Instances: 10}}
+	v.Placements["web:a"] = Placed{Placement: Placement{Node: "n3"}, ModRev: 5}
+	v.Placements["web:b"] = Placed{Placement: Placement{Node: "n3"}, ModRev: 6}
+	v.Placements["db:a"] = Placed{Placement: Placement{Node: "n3"}, ModRev: 7}
+	v.Placements["web:c"] = Placed{Placement: Placement{Node: "n1"}, ModRev: 8}
+	movable := func(inst string) bool { return !strings.HasPrefix(inst, "db:") }
+	got := PlanMoves(v, movable)
+	want := []Move{
+		{Instance: "web:a", From: v.Placements["web:a"], To: "n2"},
+		{Instance: "web:b", From: v.Placements["web:b"], To: "n2"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("PlanMoves = %+v, want %+v", got, want)
+	}
+	// No live node with room: nothing moves.
+	v.Nodes = map[string]NodeInfo{"n1": {Node: "n1", Capacity: Capacity{Instances: 1}}}
+	if got := PlanMoves(v, movable); len(got) != 0 {
+		t.Fatalf("PlanMoves with no room = %+v, want none", got)
 	}
 }
