@@ -88,6 +88,9 @@ type Router struct {
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
+	// fwd relays to other nodes of a fleet (forward.go), made at first use.
+	fwd     *httputil.ReverseProxy
+	fwdOnce sync.Once
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
 
@@ -119,7 +122,8 @@ type Options struct {
 	// {id}.{service}.{domain} names and that does not exist (tenement's
 	// wake on request of a new id); client is the peer's IP. It returns
 	// once the instance is Put, or an error: a *Refused says what to
-	// answer, any other error answers 502.
+	// answer, a *Forward relays the request to another node of the fleet,
+	// any other error answers 502.
 	Create func(ctx context.Context, inst units.Instance, client string) error
 	// Wakes, when set, bounds the wakes that run at once: a request for a
 	// sleeping instance waits for its place before it connects (so its
@@ -575,10 +579,10 @@ func (r *Router) labels(host string) (string, []string, bool) {
 
 // createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) createFor(req *http.Request) (*backend, int, string) {
+func (r *Router) createFor(req *http.Request) (*backend, int, string, *Forward) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
-		return nil, 0, ""
+		return nil, 0, "", nil
 	}
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
 	client, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -588,14 +592,18 @@ func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 	if err := r.create(req.Context(), inst, client); err != nil {
 		var ref *Refused
 		if errors.As(err, &ref) {
-			return nil, ref.Status, ref.Msg + "\n"
+			return nil, ref.Status, ref.Msg + "\n", nil
 		}
-		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err)
+		var fwd *Forward
+		if errors.As(err, &fwd) {
+			return nil, 0, "", fwd
+		}
+		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err), nil
 	}
 	if b := r.get(inst); b != nil {
-		return b, 0, ""
+		return b, 0, "", nil
 	}
-	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst)
+	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst), nil
 }
 
 type ctxKey struct{}
@@ -608,7 +616,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if b == nil && status == http.StatusNotFound && r.create != nil {
-		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
+		nb, st, m, fwd := r.createFor(req)
+		if fwd != nil {
+			r.forward(w, req, fwd)
+			return
+		}
+		if nb != nil || st != 0 {
 			b, status, msg = nb, st, m
 		}
 	}

@@ -9,10 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"time"
 
-	"github.com/tenhq/ten/config"
-	"github.com/tenhq/ten/fleet"
 	"github.com/tenhq/ten/server"
 	"github.com/tenhq/ten/shim"
 )
@@ -55,15 +52,6 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
 		servePprof(addr, log)
 	}
-	// A node that cannot join its fleet (etcd unreachable, its name held by
-	// a live node) stops here, before it touches systemd.
-	if cfg.Fleet.Enabled() {
-		leave, err := joinFleet(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		defer leave()
-	}
 	s, err := server.New(ctx, server.Options{Config: cfg, Listen: listen, Domain: c.Domain, Log: log})
 	if err != nil {
 		return err
@@ -105,34 +93,6 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		log.Info("ten is up", "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
 	}
 	return s.Run(ctx, ln)
-}
-
-// joinFleet makes this server a node of the fleet in cfg's [fleet] table:
-// its services are checked against the fleet's and it keeps a leased
-// record in etcd, which `ten nodes` lists. Instances are not placed
-// through the fleet yet, so a fence has none of its own to stop: it is
-// logged. leave revokes the lease.
-func joinFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (leave func(), err error) {
-	cli, err := fleet.Connect(cfg.Fleet)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := fleet.Start(ctx, cli, cfg, log, func(reason string) {
-		log.Error("fleet: this node lost its etcd session; it no longer counts as a live node", "node", cfg.Fleet.Node, "reason", reason)
-	})
-	if err != nil {
-		cli.Close()
-		return nil, err
-	}
-	log.Info("fleet: joined", "node", cfg.Fleet.Node, "etcd", cfg.Fleet.EtcdEndpoints, "lease_ttl", cfg.Fleet.LeaseTTL)
-	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := sess.Close(ctx); err != nil {
-			log.Warn("fleet: leave", "err", err)
-		}
-		cli.Close()
-	}, nil
 }
 
 // servePprof serves Go's profiler on addr (TEN_PPROF_LISTEN, for

@@ -1,0 +1,74 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+)
+
+// HopHeader marks a request that one node's router forwarded to another
+// (fleet mode). A router never forwards such a request again, so that two
+// nodes that disagree about a placement cannot bounce it between them.
+const HopHeader = "X-Ten-Fleet-Hop"
+
+// Forward is Create's answer for an instance that another node of the
+// fleet runs: the router relays the request to that node's router.
+type Forward struct {
+	// Node names the node; Addr is its router's host:port.
+	Node, Addr string
+}
+
+func (f *Forward) Error() string { return "instance runs on node " + f.Node + " (" + f.Addr + ")" }
+
+type fwdKey struct{}
+
+// newForwarder is the proxy to other nodes' routers: keep-alive
+// connections per node, the client's address appended to
+// X-Forwarded-For (so the app sees the first client first), the Host kept,
+// and HopHeader set.
+func newForwarder(r *Router) *httputil.ReverseProxy {
+	t := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			f := pr.In.Context().Value(fwdKey{}).(*Forward)
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = f.Addr
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Set(HopHeader, f.Node)
+		},
+		Transport:  t,
+		BufferPool: bufferPool{},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			f := req.Context().Value(fwdKey{}).(*Forward)
+			if errors.Is(err, context.Canceled) {
+				w.WriteHeader(499)
+				return
+			}
+			r.log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
+			http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer: %v", f.Node, f.Addr, err), http.StatusBadGateway)
+		},
+	}
+}
+
+// forward relays req to the node f names, unless req was forwarded to this
+// node already (loop guard).
+func (r *Router) forward(w http.ResponseWriter, req *http.Request, f *Forward) {
+	if from := req.Header.Get(HopHeader); from != "" {
+		http.Error(w, fmt.Sprintf("host %s: this node was sent the request as node %s, but the fleet says node %s runs it; not forwarding again", strings.ToLower(req.Host), from, f.Node), http.StatusBadGateway)
+		return
+	}
+	r.fwdOnce.Do(func() { r.fwd = newForwarder(r) })
+	r.fwd.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), fwdKey{}, f)))
+}
