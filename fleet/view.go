@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -183,4 +184,16 @@ func (w *Watcher) follow(ctx context.Context, rev int64) {
 		w.notify()
 		w.mu.Unlock()
 	}
+}
+
+// IsNodeHost reports whether ip is the host of a live node's addr.
+func (w *Watcher) IsNodeHost(ip string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range w.v.Nodes {
+		if h, _, err := net.SplitHostPort(n.Addr); err == nil && h == ip {
+			return true
+		}
+	}
+	return false
 }

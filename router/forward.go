@@ -62,6 +62,15 @@ func newForwarder(r *Router) *httputil.ReverseProxy {
 	}
 }
 
+// fromPeer reports whether req came from another fleet node's router.
+func (r *Router) fromPeer(req *http.Request) bool {
+	if r.fleetPeer == nil || req.Header.Get(HopHeader) == "" {
+		return false
+	}
+	ip, _, err := net.SplitHostPort(req.RemoteAddr)
+	return err == nil && r.fleetPeer(ip)
+}
+
 // forward relays req to the node f names, unless req was forwarded to this
 // node already (loop guard).
 func (r *Router) forward(w http.ResponseWriter, req *http.Request, f *Forward) {

@@ -101,6 +101,7 @@ type Router struct {
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
+	fleetPeer   func(ip string) bool
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -130,6 +131,10 @@ type Options struct {
 	// startup_timeout counts from its own wake's start), and gets 503 with
 	// Retry-After at once when the queue is full.
 	Wakes *wakeq.Queue
+	// FleetPeer, when set (fleet mode), reports whether a client address
+	// is another node's router: its X-Forwarded-* headers, which name the
+	// original client, are kept instead of dropped.
+	FleetPeer func(ip string) bool
 }
 
 // Refused is Create's answer when it will not create an instance: the
@@ -145,11 +150,24 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
+		fleetPeer: o.FleetPeer}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			peer := r.fromPeer(pr.In)
+			if peer {
+				// Another node's router: its X-Forwarded-For names the client.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
+			if peer {
+				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+					if v := pr.In.Header.Get(h); v != "" {
+						pr.Out.Header.Set(h, v)
+					}
+				}
+			}
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host

@@ -190,6 +190,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
+	if s.fleet != nil {
+		o.FleetPeer = s.fleet.watch.IsNodeHost
+	}
 	if s.l4.acct != nil {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.l4Connections
