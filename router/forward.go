@@ -21,6 +21,10 @@ const HopHeader = "X-Ten-Fleet-Hop"
 type Forward struct {
 	// Node names the node; Addr is its router's host:port.
 	Node, Addr string
+	// Timeout bounds the relayed request until its response head (the
+	// owner's own wake and request timeouts, so that a node lost with a
+	// request in flight costs that request no more); 0 is none.
+	Timeout time.Duration
 }
 
 func (f *Forward) Error() string { return "instance runs on node " + f.Node + " (" + f.Addr + ")" }
@@ -52,8 +56,12 @@ func newForwarder(r *Router) *httputil.ReverseProxy {
 		BufferPool: bufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			f := req.Context().Value(fwdKey{}).(*Forward)
+			if errors.Is(context.Cause(req.Context()), context.DeadlineExceeded) {
+				http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer within %s", f.Node, f.Addr, f.Timeout), http.StatusGatewayTimeout)
+				return
+			}
 			if errors.Is(err, context.Canceled) {
-				w.WriteHeader(499)
+				w.WriteHeader(499) // the client went away
 				return
 			}
 			r.log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
@@ -79,5 +87,33 @@ func (r *Router) forward(w http.ResponseWriter, req *http.Request, f *Forward) {
 		return
 	}
 	r.fwdOnce.Do(func() { r.fwd = newForwarder(r) })
-	r.fwd.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), fwdKey{}, f)))
+	ctx := context.WithValue(req.Context(), fwdKey{}, f)
+	if f.Timeout > 0 {
+		var stop func() bool
+		ctx, stop = withHeadTimeout(ctx, f.Timeout)
+		defer stop()
+		w = &headStopper{ResponseWriter: w, stop: stop}
+	}
+	r.fwd.ServeHTTP(w, req.WithContext(ctx))
 }
+
+// withHeadTimeout is a context that ends after d unless stop is called
+// first (when the response head arrives: a long body may stream on).
+func withHeadTimeout(parent context.Context, d time.Duration) (context.Context, func() bool) {
+	ctx, cancel := context.WithCancelCause(parent)
+	t := time.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() bool { return t.Stop() }
+}
+
+// headStopper stops the head timeout once the response head is written.
+type headStopper struct {
+	http.ResponseWriter
+	stop func() bool
+}
+
+func (h *headStopper) WriteHeader(code int) {
+	h.stop()
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *headStopper) Unwrap() http.ResponseWriter { return h.ResponseWriter }

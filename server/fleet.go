@@ -132,6 +132,12 @@ func (s *Server) runFleet(ctx context.Context) {
 	for {
 		changed := f.watch.Changed()
 		sess := f.session()
+		if sess == nil { // fenced
+			s.fleetRejoin(ctx)
+			if ctx.Err() == nil {
+				continue
+			}
+		}
 		var ended <-chan struct{}
 		if sess != nil {
 			ended = sess.Done()
@@ -475,7 +481,12 @@ func (s *Server) fleetRoute(inst units.Instance) (err error, ok bool) {
 	if !live || node.Addr == "" {
 		return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s is placed on node %s, which is not live; it answers again when that node is back or the instance has moved", inst, p.Node)}, true
 	}
-	return &router.Forward{Node: p.Node, Addr: node.Addr}, true
+	// The owner answers within the instance's timeouts, or says it did not.
+	timeout := 40 * time.Second
+	if svc, ok := s.cfg.Services[inst.Service]; ok {
+		timeout = svc.StartupTimeoutDuration() + svc.RequestTimeoutDuration()
+	}
+	return &router.Forward{Node: p.Node, Addr: node.Addr, Timeout: timeout}, true
 }
 
 // waitRouted waits until the router has inst (its creation, under way on

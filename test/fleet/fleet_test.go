@@ -252,7 +252,7 @@ func newCluster(t *testing.T, services string) *cluster {
 			_ = n.b.Close()
 		})
 		b := n.b
-		n.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		n.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return b.Dial(ctx, network, addr) },
 		}}
 	}
