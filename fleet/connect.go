@@ -21,7 +21,15 @@ func ClientConfig(f config.Fleet) (clientv3.Config, error) {
 	cc := clientv3.Config{
 		Endpoints:   f.EtcdEndpoints,
 		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		// gRPC pings an idle connection every 10 s (its floor) and, with
+		// keep-alive on, sets TCP_USER_TIMEOUT to the ping timeout: a
+		// request written to a member that is cut off fails within 2 s, and
+		// the client moves on to another member, instead of hanging until
+		// the caller's deadline (a keep-alive, a claim).
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		PermitWithoutStream:  true,
+		Logger:               zap.NewNop(),
 	}
 	if f.CA == "" && f.Cert == "" {
 		return cc, nil

@@ -286,9 +286,13 @@ func (s *Server) fleetReconcile(ctx context.Context, sess *fleet.Session, v flee
 func (s *Server) fleetEnsure(ctx context.Context, sess *fleet.Session, inst units.Instance) {
 	f := s.fleet
 	name := inst.String()
+	// A claim that hangs (its etcd member cut off) is tried again by the
+	// next reconcile; it must not hold the instance busy for long.
+	clctx, clcancel := context.WithTimeout(ctx, 5*time.Second)
+	owner, err := sess.Claim(clctx, name)
+	clcancel()
 	cctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	owner, err := sess.Claim(cctx, name)
 	if err != nil {
 		s.log.Warn("fleet: claim", "instance", name, "err", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -34,8 +35,8 @@ const base = "/run/ten-fleet"
 // Fleet timing of the test: a node's lease outlives its last keep-alive by
 // leaseTTL; a cut-off node fences fenceMargin before that.
 const (
-	leaseTTL    = 5
-	fenceMargin = 2
+	leaseTTL    = 8
+	fenceMargin = 3
 	// moveWithin is how long a lost node's stateless instance may take to
 	// answer from another node: the lease's end (leaseTTL after the last
 	// keep-alive), the move and claim (a few etcd round trips), and the
@@ -263,6 +264,28 @@ func newCluster(t *testing.T, services string) *cluster {
 		n.must("ip", "addr", "add", n.ip+"/24", "dev", "eth0")
 		n.must("ip", "link", "set", "eth0", "up")
 	}
+	// Each node reaches the others before anything starts.
+	for _, n := range c.nodes {
+		for _, o := range c.nodes {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				// Nothing listens on port 9: a refusal proves the path.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				conn, err := n.b.Dial(ctx, "tcp", o.ip+":9")
+				cancel()
+				if conn != nil {
+					conn.Close()
+				}
+				if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s cannot reach %s: %v\n%s", n.name, o.name, err, n.must("ip", "addr"))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
 	// Files: binaries, config.
 	for _, n := range c.nodes {
 		if err := os.MkdirAll(n.path(base+"/bin"), 0o755); err != nil {
@@ -337,7 +360,7 @@ func (c *cluster) startEtcd() {
 				}
 			}
 			if time.Now().After(deadline) {
-				c.t.Fatalf("etcd member of %s not healthy: %v %s\n%s", n.name, err, out, n.etcdLog.String())
+				c.t.Fatalf("etcd member of %s not healthy: %v %s\n%s\n%s\n%s", n.name, err, out, n.etcdLog.String(), n.must("ip", "addr"), n.must("journalctl", "-b", "--no-pager", "-n", "60"))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
