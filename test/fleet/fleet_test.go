@@ -221,7 +221,20 @@ func newCluster(t *testing.T, services string) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.hub.Process.Kill(); _ = c.hub.Wait() })
-	time.Sleep(50 * time.Millisecond) // unshare has made the namespace before it execs sleep
+	// nsenter must find the new namespace, never the host's: wait until
+	// unshare has made it.
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", c.hub.Process.Pid)); err == nil && ns != self {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare --net made no network namespace within 10s")
+		}
+	}
 	c.hubIP("link", "add", "br0", "type", "bridge")
 	c.hubIP("link", "set", "br0", "up")
 
