@@ -16,6 +16,7 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/fleet"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -44,8 +45,10 @@ func joinWait(f config.Fleet) time.Duration { return 2 * time.Duration(f.LeaseTT
 
 // startFleet connects to etcd and joins the fleet. A node whose name a
 // live session holds waits up to two lease TTLs for it to end (ten killed
-// and restarted at once), then gives up.
-func startFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*fleetNode, error) {
+// and restarted at once), then gives up. Such an earlier session never
+// fenced: onStale is called once, before the wait, to stop what it may
+// still run here before its lease ends and other nodes take it over.
+func startFleet(ctx context.Context, cfg *config.Config, log *slog.Logger, onStale func()) (*fleetNode, error) {
 	cli, err := fleet.Connect(cfg.Fleet)
 	if err != nil {
 		return nil, err
@@ -56,6 +59,10 @@ func startFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*fle
 		err = f.join(ctx)
 		if err == nil || !errors.Is(err, fleet.ErrNodeLive) || time.Now().After(deadline) {
 			break
+		}
+		if onStale != nil {
+			onStale()
+			onStale = nil
 		}
 		log.Info("fleet: an earlier session of this node is still live; waiting for its lease to end", "node", cfg.Fleet.Node)
 		select {
@@ -505,4 +512,32 @@ func (s *Server) waitRouted(inst units.Instance) error {
 		}
 	}
 	return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s is placed on this node but was not created (see `ten ps`, journalctl)", inst)}
+}
+
+// stopStale removes every instance's units from systemd: a ten killed
+// while it was a fleet node left them running with no fence, and its lease
+// is about to end, after which other nodes may start them.
+func stopStale(ctx context.Context, log *slog.Logger) {
+	sdm, err := systemd.Connect(ctx, log)
+	if err != nil {
+		log.Error("fleet: an earlier session of this node never fenced, and systemd cannot be reached to stop its instances", "err", err)
+		return
+	}
+	defer sdm.Close()
+	list, err := sdm.List(ctx)
+	if err != nil {
+		log.Error("fleet: list the instances an earlier session left", "err", err)
+		return
+	}
+	seen := map[units.Instance]bool{}
+	for _, u := range list {
+		if seen[u.Instance] {
+			continue
+		}
+		seen[u.Instance] = true
+		log.Warn("fleet: stopping an instance an earlier session of this node left running (it never fenced)", "instance", u.Instance.String())
+		if err := sdm.Remove(ctx, u.Instance); err != nil {
+			log.Error("fleet: stop", "instance", u.Instance.String(), "err", err)
+		}
+	}
 }

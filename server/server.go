@@ -105,7 +105,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	var fl *fleetNode
 	if o.Config.Fleet.Enabled() {
 		var err error
-		if fl, err = startFleet(ctx, o.Config, o.Log); err != nil {
+		if fl, err = startFleet(ctx, o.Config, o.Log, func() { stopStale(ctx, o.Log) }); err != nil {
 			return nil, err
 		}
 	}
