@@ -101,6 +101,8 @@ type node struct {
 
 	ten     *exec.Cmd
 	tenDone chan struct{}
+	// tenKill kills ten serve inside the node (SIGKILL, as a crash).
+	tenKill context.CancelFunc
 	tenLog  *tentest.SyncBuffer
 	etcdLog *tentest.SyncBuffer
 	http    *http.Client
@@ -383,7 +385,9 @@ func (c *cluster) startEtcd() {
 func (n *node) startTen() {
 	n.t.Helper()
 	n.tenDone = make(chan struct{})
-	n.ten = n.b.Command(context.Background(), base+"/bin/ten", "serve", "--config", base+"/tenement.toml")
+	var ctx context.Context
+	ctx, n.tenKill = context.WithCancel(context.Background())
+	n.ten = n.b.Command(ctx, base+"/bin/ten", "serve", "--config", base+"/tenement.toml")
 	n.ten.Stdout, n.ten.Stderr = n.tenLog, n.tenLog
 	if err := n.ten.Start(); err != nil {
 		n.t.Fatal(err)
@@ -407,7 +411,7 @@ func (n *node) startTen() {
 
 func (n *node) stopTen() {
 	if n.ten != nil && n.ten.Process != nil {
-		_ = n.ten.Process.Signal(syscall.SIGKILL)
+		n.tenKill()
 		<-n.tenDone
 	}
 }
@@ -643,6 +647,24 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("web:a runs on %v after n2 was killed", on)
 	}
 	_ = in
+
+	// ten killed and restarted at once on n1: its earlier session never
+	// fenced; the new ten stops what it left before that session's lease
+	// ends, and web:c answers again from one node.
+	stopWatch = make(chan struct{})
+	twice = c.watchTwice([]*node{n1, n3}, stopWatch)
+	restarted := time.Now()
+	n1.stopTen()
+	n1.startTen()
+	waitInfo(t, n3, n3, "c.web.fleet.test", 30*time.Second)
+	t.Logf("ten on n1 killed and restarted: web:c answered again %s later", time.Since(restarted).Round(100*time.Millisecond))
+	close(stopWatch)
+	if tw := <-twice; len(tw) > 0 {
+		t.Fatalf("instances ran on two nodes at once after ten was restarted:\n%s", strings.Join(tw, "\n"))
+	}
+	if on := c.runsOn(t, "web:c"); len(on) != 1 {
+		t.Fatalf("web:c runs on %v after ten on n1 was restarted", on)
+	}
 
 	// Stop from any node: the owning node removes it.
 	n1.mustCLI("stop", "web:d")
