@@ -579,6 +579,16 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("a request marked as forwarded, for an instance elsewhere: %d %v %s; want 502 (loop guard)", code, err, body)
 	}
 
+	// A new id of a declared service, asked at n3: placed by free capacity
+	// (n1, the emptiest), created there, and the request forwarded to it.
+	in, _ = waitInfo(t, n3, n2, "new1.web.fleet.test", 30*time.Second)
+	if in.Instance != "web:new1" {
+		t.Fatalf("new1.web at n3 answered %+v", in)
+	}
+	if on := c.runsOn(t, "web:new1"); len(on) != 1 || on[0] != "n1" {
+		t.Fatalf("web:new1 (created by a request at n3) runs on %v, want [n1]", on)
+	}
+
 	// Cut n3 off (its link down: it reaches neither etcd nor the other
 	// nodes). It fences: its systemd runs nothing of the fleet before its
 	// lease can end; web:b answers from another node; db:x (local data)
