@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -219,10 +220,25 @@ func newCluster(t *testing.T, services string) *cluster {
 	// process that dies with the test (never the host's namespace).
 	c.hub = exec.Command("unshare", "--net", "--", "sleep", "infinity")
 	c.hub.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.hub.Start(); err != nil {
+	started, hubDone := make(chan error, 1), make(chan struct{})
+	go func() {
+		// Pdeathsig fires when the thread that forked ends, and Go ends
+		// threads (those a box's Dial locked): this one lives as long as
+		// the hub.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(hubDone)
+		if err := c.hub.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = c.hub.Wait()
+	}()
+	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.hub.Process.Kill(); _ = c.hub.Wait() })
+	t.Cleanup(func() { _ = c.hub.Process.Kill(); <-hubDone })
 	// nsenter must find the new namespace, never the host's: wait until
 	// unshare has made it.
 	self, err := os.Readlink("/proc/self/ns/net")
