@@ -484,37 +484,79 @@ func (c *cluster) runsOn(t *testing.T, inst string) []string {
 	return on
 }
 
-// watchTwice samples every node's systemd until stop and reports every
-// instance seen running on two nodes in one sample.
-func (c *cluster) watchTwice(nodes []*node, stop <-chan struct{}) <-chan []string {
-	out := make(chan []string, 1)
-	go func() {
-		var twice []string
-		for {
-			select {
-			case <-stop:
-				out <- twice
-				return
-			default:
-			}
-			seen := map[string]string{}
-			for _, n := range nodes {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				insts, err := n.running(ctx)
-				cancel()
-				if err != nil {
-					continue
-				}
-				for _, i := range insts {
-					if other, ok := seen[i]; ok {
-						twice = append(twice, fmt.Sprintf("%s on %s and %s at %s", i, other, n.name, time.Now().Format("15:04:05.000")))
-					}
-					seen[i] = n.name
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
+// span is a time a service unit may have run on a node: from systemd's
+// "Starting" to its "Stopped", "Deactivated" or "Failed" (or now), in the
+// kernel's monotonic clock, which every box shares.
+type span struct {
+	node       string
+	start, end uint64
+}
+
+// Message ids of systemd's unit messages (sd-messages.h).
+const (
+	msgStarting    = "7d4958e842da4a758f6c1cdc7b36dcc5"
+	msgStopped     = "9d1aaa27d60140bd96365438aad20286"
+	msgDeactivated = "7ad2d189f7e94e70a38c781354912448"
+	msgFailed      = "d9b373ed55a64feb8242e02dbe79a49c"
+)
+
+// spans reads from the node's journal every span in which an instance's
+// service may have run, keyed by instance.
+func (n *node) spans(t *testing.T) map[string][]span {
+	t.Helper()
+	out := n.must("journalctl", "-o", "json", "--no-pager", "--output-fields=MESSAGE_ID,UNIT", "_PID=1")
+	open := map[string]uint64{}
+	res := map[string][]span{}
+	for _, line := range strings.Split(out, "\n") {
+		var e struct {
+			ID   string `json:"MESSAGE_ID"`
+			Unit string `json:"UNIT"`
+			Mono string `json:"__MONOTONIC_TIMESTAMP"`
 		}
-	}()
+		if json.Unmarshal([]byte(line), &e) != nil || !strings.HasPrefix(e.Unit, "tenement-") || !strings.HasSuffix(e.Unit, ".service") {
+			continue
+		}
+		var mono uint64
+		fmt.Sscan(e.Mono, &mono)
+		svc, id, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(e.Unit, "tenement-"), ".service"), "@")
+		inst := svc + ":" + id
+		switch e.ID {
+		case msgStarting:
+			if _, ok := open[inst]; !ok {
+				open[inst] = mono
+			}
+		case msgStopped, msgDeactivated, msgFailed:
+			if st, ok := open[inst]; ok {
+				res[inst] = append(res[inst], span{node: n.name, start: st, end: mono})
+				delete(open, inst)
+			}
+		}
+	}
+	for inst, st := range open {
+		res[inst] = append(res[inst], span{node: n.name, start: st, end: ^uint64(0)})
+	}
+	return res
+}
+
+// overlaps lists every instance whose spans on two different nodes overlap.
+func overlaps(all ...map[string][]span) []string {
+	by := map[string][]span{}
+	for _, m := range all {
+		for inst, ss := range m {
+			by[inst] = append(by[inst], ss...)
+		}
+	}
+	var out []string
+	for inst, ss := range by {
+		for i := range ss {
+			for j := i + 1; j < len(ss); j++ {
+				a, b := ss[i], ss[j]
+				if a.node != b.node && a.start < b.end && b.start < a.end {
+					out = append(out, fmt.Sprintf("%s on %s [%d, %d] and %s [%d, %d] (µs)", inst, a.node, a.start, a.end, b.node, b.start, b.end))
+				}
+			}
+		}
+	}
 	return out
 }
 
@@ -609,8 +651,6 @@ func TestFleet(t *testing.T) {
 	// nodes). It fences: its systemd runs nothing of the fleet before its
 	// lease can end; web:b answers from another node; db:x (local data)
 	// stays placed on n3; nothing runs twice meanwhile.
-	stopWatch := make(chan struct{})
-	twice := c.watchTwice(c.nodes, stopWatch)
 	cut := time.Now()
 	c.hubIP("link", "set", n3.hubLink, "down")
 	fencedAt := time.Duration(0)
@@ -656,8 +696,13 @@ func TestFleet(t *testing.T) {
 	if on := c.runsOn(t, "web:d"); len(on) != 1 || on[0] != "n3" {
 		t.Fatalf("web:d runs on %v, want [n3]", on)
 	}
-	close(stopWatch)
-	if tw := <-twice; len(tw) > 0 {
+	// Nothing ran on two nodes at once: every node's journal says when
+	// each service ran (n2's read now, before it is killed).
+	n2spans, n3spans := n2.spans(t), n3.spans(t)
+	if len(n3spans["web:b"]) == 0 || len(n3spans["db:x"]) < 2 {
+		t.Fatalf("n3's journal shows web:b ran %v and db:x %v; want once and twice (before the cut and after)", n3spans["web:b"], n3spans["db:x"])
+	}
+	if tw := overlaps(n1.spans(t), n2spans, n3spans); len(tw) > 0 {
 		t.Fatalf("instances ran on two nodes at once:\n%s", strings.Join(tw, "\n"))
 	}
 
@@ -677,16 +722,13 @@ func TestFleet(t *testing.T) {
 	// ten killed and restarted at once on n1: its earlier session never
 	// fenced; the new ten stops what it left before that session's lease
 	// ends, and web:c answers again from one node.
-	stopWatch = make(chan struct{})
-	twice = c.watchTwice([]*node{n1, n3}, stopWatch)
 	restarted := time.Now()
 	n1.stopTen()
 	n1.startTen()
 	waitInfo(t, n3, n3, "c.web.fleet.test", 30*time.Second)
 	t.Logf("ten on n1 killed and restarted: web:c answered again %s later", time.Since(restarted).Round(100*time.Millisecond))
-	close(stopWatch)
-	if tw := <-twice; len(tw) > 0 {
-		t.Fatalf("instances ran on two nodes at once after ten was restarted:\n%s", strings.Join(tw, "\n"))
+	if tw := overlaps(n1.spans(t), n2spans, n3.spans(t)); len(tw) > 0 {
+		t.Fatalf("instances ran on two nodes at once:\n%s", strings.Join(tw, "\n"))
 	}
 	if on := c.runsOn(t, "web:c"); len(on) != 1 {
 		t.Fatalf("web:c runs on %v after ten on n1 was restarted", on)
