@@ -72,7 +72,7 @@ func TestMain(m *testing.M) {
 
 // require skips (or fails under TEN_REQUIRE_SYSTEM=1) where boxes cannot
 // boot or etcd is not installed.
-func require(t *testing.T) {
+func require(t testing.TB) {
 	t.Helper()
 	why := ""
 	if err := box.Reason(); err != nil {
@@ -93,7 +93,7 @@ func require(t *testing.T) {
 
 // node is one fleet node: a box with its etcd member and its ten serve.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	ip   string
 	b    *box.Box
@@ -192,7 +192,7 @@ func (n *node) get(from *node, host, path string, hdr ...string) (int, string, e
 // cluster is the three nodes, the hub namespace that links them, and the
 // etcd cluster across them.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*node
 	hub   *exec.Cmd // holds the hub's network namespace
 }
@@ -215,7 +215,7 @@ func (c *cluster) endpoints() string {
 
 // newCluster boots the nodes, links them, starts etcd in each and then
 // ten serve in each.
-func newCluster(t *testing.T, services string) *cluster {
+func newCluster(t testing.TB, services string) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
 	// The hub: a network namespace of the test's own, held by a sleeping
