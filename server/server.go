@@ -85,6 +85,9 @@ type Server struct {
 	// fleet is this node's part in a fleet ([fleet], fleet.go), nil on a
 	// single server.
 	fleet *fleetNode
+	// slices orders the removal of emptied services' slices with spawns
+	// (slicegate.go).
+	slices serviceSlices
 }
 
 // ErrNotRoot means ten serve runs without the privilege to create units.

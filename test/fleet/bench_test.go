@@ -34,7 +34,9 @@ func BenchmarkFleetForward(b *testing.B) {
 	n1.mustCLI("spawn", "web:a", "--node", "n2")
 	per, rounds := envInt("TEN_BENCH_FLEET_N", 200), envInt("TEN_BENCH_FLEET_ROUNDS", 10)
 	client := &http.Client{Transport: &http.Transport{
-		DialContext:         func(ctx context.Context, network, addr string) (net.Conn, error) { return n1.b.Dial(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n1.b.Dial(ctx, network, addr)
+		},
 		MaxIdleConnsPerHost: 4,
 	}}
 	get := func(router string) (time.Duration, error) {
