@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -232,16 +233,19 @@ func (s *Server) runWakes(ctx context.Context) {
 	if disp == nil || s.freezer == nil {
 		return
 	}
+	// The thaws change the dispatcher's maps: runWakes returns after them.
+	var thaws sync.WaitGroup
+	defer thaws.Wait()
 	err := disp.Wakes(ctx, func(label string) {
 		inst, ok := s.instanceByLabel(label)
 		if !ok {
 			return
 		}
-		go func() {
+		thaws.Go(func() {
 			if err := s.router.Thaw(ctx, inst, "l4"); err != nil {
 				s.log.Warn("thaw on L4 connection", "instance", inst.String(), "err", err)
 			}
-		}()
+		})
 	})
 	if err != nil {
 		s.log.Error("L4 wake events", "err", err)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -271,7 +272,15 @@ const drainGrace = 500 * time.Millisecond
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer s.sd.Close()
 	defer s.closeL4()
-	changes, err := s.sd.Watch(ctx)
+	// Every goroutine Run starts reads the BPF maps, directly or through
+	// the router's hooks (the reaper, ps rows of the dashboard's sampler,
+	// metrics scrapes): all of them have ended before closeL4 (deferred
+	// above) closes the maps. bctx also ends them when Run returns for
+	// another reason than ctx.
+	bctx, stop := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() { stop(); bg.Wait() }()
+	changes, err := s.sd.Watch(bctx)
 	if err != nil {
 		return err
 	}
@@ -282,17 +291,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
 	}
-	go s.follow(ctx, changes)
-	// The wake reader uses the dispatcher's maps: it ends before closeL4
-	// (deferred above) closes them.
-	wctx, stopWakes := context.WithCancel(ctx)
-	wakesDone := make(chan struct{})
-	go func() { defer close(wakesDone); s.runWakes(wctx) }()
-	defer func() { stopWakes(); <-wakesDone }()
-	go s.runFrozenCap(ctx, time.Second)
-	go s.router.RunReaper(ctx, 250*time.Millisecond)
-	go s.runHealth(ctx)
-	go s.dash.RunSampler(ctx)
+	bg.Go(func() { s.follow(bctx, changes) })
+	bg.Go(func() { s.runWakes(bctx) })
+	bg.Go(func() { s.runFrozenCap(bctx, time.Second) })
+	bg.Go(func() { s.router.RunReaper(bctx, 250*time.Millisecond) })
+	bg.Go(func() { s.runHealth(bctx) })
+	bg.Go(func() { s.dash.RunSampler(bctx) })
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
@@ -306,7 +310,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	if mln != nil {
-		go s.serveMetrics(ctx, mln)
+		bg.Go(func() { s.serveMetrics(bctx, mln) })
 	}
 	return s.serveConns(ctx, ln)
 }
