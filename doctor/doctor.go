@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/config"
-	"github.com/tenhq/ten/router/ebpf"
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"

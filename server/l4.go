@@ -17,7 +17,7 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/registry"
-	"github.com/tenhq/ten/router/ebpf"
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/units"
 )
 
