@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/registry"
-	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/units"
 )
 
