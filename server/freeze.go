@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -66,18 +64,10 @@ func (s *Server) Freeze(ctx context.Context, inst units.Instance) error {
 	if err := s.state.update(func(p *persisted) { p.Frozen[inst.String()] = now }); err != nil {
 		return fmt.Errorf("freeze %s: %w", inst, err)
 	}
-	disp := s.l4.disp
-	label := l4.Label(inst)
-	if disp != nil {
-		if err := disp.SetFrozen(label, true); err != nil {
-			s.log.Warn("L4 dispatch: mark frozen", "instance", inst.String(), "err", err)
-		}
-	}
+	s.kern.MarkFrozen(inst, true)
 	err := s.freezer.Freeze(ctx, inst)
-	if err == nil && disp != nil {
-		if fz, ferr := disp.Frozen(); ferr == nil && fz[label].Connections > 0 {
-			err = router.ErrWokenWhileFreezing
-		}
+	if err == nil && s.kern.FrozenConnections()[inst] > 0 {
+		err = router.ErrWokenWhileFreezing
 	}
 	if err != nil {
 		// Leave it running, and say so everywhere.
@@ -97,11 +87,7 @@ func (s *Server) Thaw(ctx context.Context, inst units.Instance, why string) erro
 		return err
 	}
 	s.fm.thaws.WithLabelValues(inst.String(), why).Inc()
-	if disp := s.l4.disp; disp != nil {
-		if err := disp.SetFrozen(l4.Label(inst), false); err != nil {
-			s.log.Warn("L4 dispatch: mark thawed", "instance", inst.String(), "err", err)
-		}
-	}
+	s.kern.MarkFrozen(inst, false)
 	go s.forgetFrozen(inst)
 	s.log.Debug("thawed", "instance", inst.String(), "why", why)
 	return nil
@@ -118,11 +104,7 @@ func (s *Server) thawNow(inst units.Instance, why string) {
 	if err := s.freezer.Thaw(ctx, inst); err != nil {
 		s.log.Error("thaw", "instance", inst.String(), "why", why, "err", err)
 	}
-	if disp := s.l4.disp; disp != nil {
-		if err := disp.SetFrozen(l4.Label(inst), false); err != nil {
-			s.log.Warn("L4 dispatch: mark thawed", "instance", inst.String(), "err", err)
-		}
-	}
+	s.kern.MarkFrozen(inst, false)
 	s.forgetFrozen(inst)
 }
 
@@ -157,15 +139,7 @@ func (s *Server) restoreFrozen() {
 	if s.freezer == nil {
 		return
 	}
-	var pending map[string]uint64
-	if disp := s.l4.disp; disp != nil {
-		if fz, err := disp.Frozen(); err == nil {
-			pending = map[string]uint64{}
-			for label, st := range fz {
-				pending[label] = st.Connections
-			}
-		}
-	}
+	pending := s.kern.FrozenConnections()
 	ins := s.reg.Snapshot()
 	s.state.mu.Lock()
 	records := map[string]time.Time{}
@@ -187,11 +161,7 @@ func (s *Server) restoreFrozen() {
 			if recorded {
 				s.forgetFrozen(in.Inst)
 			}
-			if disp := s.l4.disp; disp != nil {
-				if err := disp.SetFrozen(l4.Label(in.Inst), false); err != nil {
-					s.log.Warn("L4 dispatch: mark thawed", "instance", name, "err", err)
-				}
-			}
+			s.kern.MarkFrozen(in.Inst, false)
 			continue
 		}
 		var why string
@@ -200,7 +170,7 @@ func (s *Server) restoreFrozen() {
 			why = "frozen without a record of ten's"
 		case in.Svc == nil || !in.Svc.Freezes():
 			why = "its service no longer says sleep = freeze"
-		case pending[l4.Label(in.Inst)] > 0:
+		case pending[in.Inst] > 0:
 			why = "L4 connections arrived while ten was down"
 		}
 		if why != "" {
@@ -210,11 +180,7 @@ func (s *Server) restoreFrozen() {
 			continue
 		}
 		s.router.SetFrozen(in.Inst, since)
-		if disp := s.l4.disp; disp != nil {
-			if err := disp.SetFrozen(l4.Label(in.Inst), true); err != nil {
-				s.log.Warn("L4 dispatch: mark frozen", "instance", name, "err", err)
-			}
-		}
+		s.kern.MarkFrozen(in.Inst, true)
 		s.log.Info("instance stays frozen", "instance", name, "frozen_since", since)
 	}
 	for name := range records {
@@ -227,41 +193,19 @@ func (s *Server) restoreFrozen() {
 }
 
 // runWakes thaws frozen L4 instances on the sk_lookup program's wake events
-// until ctx ends.
+// until ctx ends, and returns once the thaws it started have ended.
 func (s *Server) runWakes(ctx context.Context) {
-	disp := s.l4.disp
-	if disp == nil || s.freezer == nil {
+	if s.freezer == nil {
 		return
 	}
-	// The thaws change the dispatcher's maps: runWakes returns after them.
-	var thaws sync.WaitGroup
-	defer thaws.Wait()
-	err := disp.Wakes(ctx, func(label string) {
-		inst, ok := s.instanceByLabel(label)
-		if !ok {
-			return
+	err := s.kern.Wakes(ctx, func(inst units.Instance) {
+		if err := s.router.Thaw(ctx, inst, "l4"); err != nil {
+			s.log.Warn("thaw on L4 connection", "instance", inst.String(), "err", err)
 		}
-		thaws.Go(func() {
-			if err := s.router.Thaw(ctx, inst, "l4"); err != nil {
-				s.log.Warn("thaw on L4 connection", "instance", inst.String(), "err", err)
-			}
-		})
 	})
 	if err != nil {
 		s.log.Error("L4 wake events", "err", err)
 	}
-}
-
-func (s *Server) instanceByLabel(label string) (units.Instance, bool) {
-	if inst, err := units.ParseInstance(label); err == nil && l4.Label(inst) == label {
-		return inst, true
-	}
-	for _, inst := range s.reg.Instances() {
-		if l4.Label(inst) == label {
-			return inst, true
-		}
-	}
-	return units.Instance{}, false
 }
 
 // frozenMemory returns the memory of a frozen instance's service.
@@ -339,26 +283,6 @@ func (s *Server) runFrozenCap(ctx context.Context, interval time.Duration) {
 			s.enforceFrozenCap(ctx)
 		}
 	}
-}
-
-// l4Connections is the router's Connections hook: the open accepted TCP
-// connections BPF counts on the instance's slice.
-func (s *Server) l4Connections(inst units.Instance) int {
-	st := s.l4
-	if st.acct == nil {
-		return 0
-	}
-	st.mu.Lock()
-	li := st.inst[inst]
-	st.mu.Unlock()
-	if li == nil || li.cgroup == 0 {
-		return 0
-	}
-	stats, ok, err := st.acct.Stats(li.cgroup)
-	if err != nil || !ok {
-		return 0
-	}
-	return int(stats.OpenConnections)
 }
 
 // stoppedWhileFrozen forgets the record of an instance whose service

@@ -95,11 +95,11 @@ func (s *Server) adopt(ctx context.Context) error {
 		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
-		s.reg.Hold(inst, s.l4Adopt(ctx, inst, envs[i])...)
+		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
 		s.restoreFailed(inst)
 	}
 	s.log.Info("adopted instances from systemd", "instances", len(insts))
-	s.l4Reconcile()
+	s.kern.Reconcile()
 	return nil
 }
 
@@ -212,11 +212,11 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	} else if exists {
 		return fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
 	}
-	l4Listen, err := s.l4Reserve(inst, svc)
+	l4Listen, err := s.kern.Reserve(inst, svc)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
-	defer s.l4Release(inst) // unless the units were made
+	defer s.kern.Release(inst) // unless the units were made
 	// PORT and the port of the L4 internal sockets are reserved together,
 	// in one critical section of the registry: concurrent spawns never get
 	// the same port.
@@ -226,7 +226,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
-	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
+	listen, l4Sockets := s.kern.SetInternal(inst, l4Listen, ports.L4Port)
 	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
@@ -278,7 +278,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		}
 	}
 	s.reg.Add(in)
-	s.l4Up(ctx, inst)
+	s.kern.Up(ctx, inst)
 	s.router.Put(b, start)
 	return nil
 }
@@ -340,7 +340,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
-	s.l4Down(ctx, inst)
+	s.kern.Down(ctx, inst)
 	s.reg.Remove(inst)
 	s.clearHealth(inst)
 	if err := s.state.forget(inst); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/kernel"
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
@@ -54,9 +55,10 @@ type Server struct {
 	shimBin string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
-	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
-	l4 *l4State
-	im *instMetrics
+	// kern is BPF accounting and L4 dispatch, or their fallbacks
+	// (package kernel).
+	kern *kernel.Wiring
+	im   *instMetrics
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
 	health *healthBook
@@ -145,7 +147,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.shimBin = installShimBin(s.shim, o.Log)
-	if err := s.initL4(); err != nil {
+	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics, RemoveSlice: sdm.RemoveSlice})
+	if err != nil {
 		sdm.Close()
 		return nil, err
 	}
@@ -170,10 +173,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
-	if s.l4.acct != nil {
+	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
+	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.
-		o.Connections = s.l4Connections
+		o.Connections = s.kern.Connections
 	}
 	if s.freezer != nil {
 		o.Freezer = s
@@ -271,11 +274,17 @@ const drainGrace = 500 * time.Millisecond
 // Run serves until ctx ends. Instances keep running after it returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer s.sd.Close()
-	defer s.closeL4()
+	defer func() {
+		// The BPF objects are released; the pinned state stays and keeps
+		// working.
+		if err := s.kern.Close(); err != nil {
+			s.log.Warn("release BPF state", "err", err)
+		}
+	}()
 	// Every goroutine Run starts reads the BPF maps, directly or through
 	// the router's hooks (the reaper, ps rows of the dashboard's sampler,
-	// metrics scrapes): all of them have ended before closeL4 (deferred
-	// above) closes the maps. bctx also ends them when Run returns for
+	// metrics scrapes): all of them have ended before s.kern.Close
+	// (deferred above) closes the maps. bctx also ends them when Run returns for
 	// another reason than ctx.
 	bctx, stop := context.WithCancel(ctx)
 	var bg sync.WaitGroup
@@ -322,7 +331,7 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 	for c := range changes {
 		if c.Kind == units.KindSocket {
-			s.l4SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
+			s.kern.SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
 		}
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
