@@ -238,7 +238,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	if units.CustomDataDir(s.cfg) {
 		// The sandbox binds it in, so it must exist before the first start;
-		// systemd gives it the instance's user (dataBindPrepare).
+		// systemd gives it the instance's user (isolation.Storage.PrepareDataBind).
 		o := datadir.Options{Dir: plan.DataDir}
 		if svc.Isolation == config.IsolationNamespace {
 			o.Traverse = s.cfg.InstanceRoot()
@@ -249,19 +249,19 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
-	if err := adoptStateDir(s.cfg, svc, inst); err != nil {
+	if err := isolation.AdoptStateDir(s.cfg, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
+	if err := s.storage.PrepareQuota(ctx, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.dataBindPrepare(ctx, svc, inst); err != nil {
-		s.quotaRelease(ctx, svc, inst)
+	if err := s.storage.PrepareDataBind(ctx, svc, inst); err != nil {
+		s.storage.ReleaseQuota(ctx, svc, inst)
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
-		s.dataBindRelease(ctx, svc, inst)
-		s.quotaRelease(ctx, svc, inst)
+		s.storage.ReleaseDataBind(ctx, svc, inst)
+		s.storage.ReleaseQuota(ctx, svc, inst)
 		if start && svc.Activation == config.ActivationShim {
 			return fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
 		}
@@ -337,8 +337,8 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
-	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
-	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
+	s.storage.ReleaseDataBind(ctx, s.cfg.Services[inst.Service], inst)
+	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.reg.Remove(inst)

@@ -64,6 +64,8 @@ type Server struct {
 	health *healthBook
 	// oom counts OOM kills per instance (package isolation).
 	oom *isolation.OOM
+	// storage makes and removes quota images and data_dir binds.
+	storage *isolation.Storage
 	// freezer freezes idle instances (sleep = "freeze"), nil when the host
 	// cannot (freeze.go).
 	freezer       *systemd.Freezer
@@ -123,6 +125,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.health = newHealthBook()
 	s.oom = isolation.NewOOM(o.Log)
+	s.storage = isolation.NewStorage(cfg, sdm, o.Log)
 	s.im = newInstMetrics()
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
@@ -344,7 +347,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if !awake {
 			s.stoppedWhileFrozen(c.Instance)
 		}
-		s.noteServiceState(ctx, c) // OOM watch and last exit (storage_quota.go)
+		s.noteServiceState(ctx, c) // OOM watch and last exit (isolation.go)
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
