@@ -17,6 +17,7 @@ import (
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/units"
 )
 
@@ -26,7 +27,7 @@ var (
 	ErrExists         = errors.New("instance exists already")
 	ErrNotFound       = errors.New("no such instance")
 	ErrBusy           = registry.ErrBusy
-	ErrBadInput       = errors.New("bad input")
+	ErrBadInput       = strictjson.ErrBadInput
 )
 
 // adopt rebuilds the server's view from the units systemd has, from one
