@@ -15,7 +15,7 @@ import (
 // Features reports which optional features this ten serve uses, and why one
 // is off.
 func (s *Server) Features() []Feature {
-	return append(s.kern.Features(), s.freezeFeature)
+	return append(s.kern.Features(), s.frz.Feature())
 }
 
 // registerFeatures serves GET /api/features (for `ten doctor` against a

@@ -278,7 +278,7 @@ func (s *Server) healthRestart(ctx context.Context, inst units.Instance, why str
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	// The reaper may have frozen it during the backoff (probes are not
 	// activity); systemd cannot stop a frozen service cleanly.
-	s.thawForStop(rctx, inst) // freeze.go
+	s.frz.ThawForStop(rctx, inst)
 	err := s.sd.Restart(rctx, inst)
 	cancel()
 	now := time.Now()
@@ -315,7 +315,7 @@ func (s *Server) markFailed(ctx context.Context, inst units.Instance, reason str
 	s.log.Error("instance failed; stopped until `ten restart`", "instance", inst.String(), "reason", reason)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s.thawForStop(sctx, inst) // freeze.go
+	s.frz.ThawForStop(sctx, inst)
 	if err := s.sd.Sleep(sctx, inst); err != nil {
 		s.log.Error("stop failed instance", "instance", inst.String(), "err", err)
 	}

@@ -113,7 +113,7 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
-		b.Freeze = in.Svc.Freezes() && s.freezer != nil
+		b.Freeze = in.Svc.Freezes() && s.frz.On()
 		b.StopAfter = in.Svc.StopAfterDuration()
 		if units.Direct(in.Svc) {
 			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
@@ -333,7 +333,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	// removed instance would be listed but unroutable.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	s.thawForStop(ctx, inst) // freeze.go
+	s.frz.ThawForStop(ctx, inst)
 	s.router.Remove(inst)
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
@@ -362,7 +362,7 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	}
 	// A restart by hand clears a failed mark and the restart history.
 	s.clearHealth(inst)
-	s.thawForStop(ctx, inst) // freeze.go
+	s.frz.ThawForStop(ctx, inst)
 	return s.sd.Restart(ctx, inst)
 }
 
@@ -464,8 +464,8 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	switch r.State {
 	case StateFrozen:
 		r.Since = st.FrozenSince
-		if r.MemoryBytes == 0 && s.freezer != nil {
-			r.MemoryBytes, _ = s.freezer.MemoryOf(in.Inst)
+		if r.MemoryBytes == 0 {
+			r.MemoryBytes, _ = s.frz.MemoryOf(in.Inst)
 		}
 	case StateRunning:
 		r.Since = info.ActiveSince

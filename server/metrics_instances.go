@@ -168,8 +168,8 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			c.scrapeErrors.Inc()
 			continue
 		}
-		if mem == 0 && state == StateFrozen && s.freezer != nil {
-			mem, _ = s.freezer.MemoryOf(in.Inst)
+		if mem == 0 && state == StateFrozen {
+			mem, _ = s.frz.MemoryOf(in.Inst)
 		}
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)
 		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(cpu)/1e9, name)

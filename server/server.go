@@ -66,11 +66,9 @@ type Server struct {
 	oom *isolation.OOM
 	// storage makes and removes quota images and data_dir binds.
 	storage *isolation.Storage
-	// freezer freezes idle instances (sleep = "freeze"), nil when the host
-	// cannot (freeze.go).
-	freezer       *systemd.Freezer
-	freezeFeature Feature
-	fm            *freezeMetrics
+	// frz freezes idle instances (sleep = "freeze") when the host can
+	// (package kernel).
+	frz *kernel.Freezing
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *onDemand
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
@@ -157,7 +155,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
 	s.metrics.MustRegister(s.onDemand.guard.Collector())
-	s.initFreezer()
+	freezer, noFreeze := sdm.NewFreezer()
+	s.frz = kernel.NewFreezing(kernel.FreezeOptions{Log: o.Log, Freezer: freezer, Unsupported: noFreeze,
+		Wiring: s.kern, Records: s.state, Registry: s.reg, Usage: sdm.Usage,
+		MaxFrozenMB: cfg.Settings.MaxFrozenMB, Metrics: s.metrics})
 	if err := s.initTLS(); err != nil {
 		sdm.Close()
 		return nil, err
@@ -168,12 +169,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
+	s.frz.SetRouter(s.router)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
 
 // routerOptions are the router's hooks: activity and open connections from
-// the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
+// the L4 side and freezing when the host can (package kernel),
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
@@ -181,8 +183,8 @@ func (s *Server) routerOptions() router.Options {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.kern.Connections
 	}
-	if s.freezer != nil {
-		o.Freezer = s
+	if s.frz.On() {
+		o.Freezer = s.frz
 	}
 	return o
 }
@@ -299,13 +301,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if err := s.adopt(ctx); err != nil {
 		return err
 	}
-	s.restoreFrozen()
+	s.frz.Restore()
 	if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	bg.Go(func() { s.follow(bctx, changes) })
-	bg.Go(func() { s.runWakes(bctx) })
-	bg.Go(func() { s.runFrozenCap(bctx, time.Second) })
+	bg.Go(func() { s.frz.RunWakes(bctx) })
+	bg.Go(func() { s.frz.RunCap(bctx, time.Second) })
 	bg.Go(func() { s.router.RunReaper(bctx, 250*time.Millisecond) })
 	bg.Go(func() { s.runHealth(bctx) })
 	bg.Go(func() { s.dash.RunSampler(bctx) })
@@ -345,7 +347,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
 		if !awake {
-			s.stoppedWhileFrozen(c.Instance)
+			s.frz.Stopped(c.Instance)
 		}
 		s.noteServiceState(ctx, c) // OOM watch and last exit (isolation.go)
 		// Count a crash (systemd restarts it), a start or a sleep without

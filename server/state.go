@@ -23,7 +23,7 @@ type persisted struct {
 	Weights map[string]int `json:"weights"`
 	// Failed holds the reason an instance was marked failed.
 	Failed map[string]string `json:"failed,omitempty"`
-	// Frozen holds since when ten froze an instance (freeze.go): a new ten
+	// Frozen holds since when ten froze an instance (kernel.Freezing): a new ten
 	// keeps it frozen or thaws it according to this and the config.
 	Frozen map[string]time.Time `json:"frozen,omitempty"`
 }
@@ -132,4 +132,34 @@ func (st *stateStore) save() error {
 		d.Close()
 	}
 	return nil
+}
+
+// FrozenRecords returns since when ten froze each instance (a copy); the
+// methods below keep the records for package kernel's Freezing.
+func (st *stateStore) FrozenRecords() map[string]time.Time {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make(map[string]time.Time, len(st.p.Frozen))
+	for k, v := range st.p.Frozen {
+		out[k] = v
+	}
+	return out
+}
+
+// FrozenSince returns since when ten froze the instance, if it did.
+func (st *stateStore) FrozenSince(name string) (time.Time, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t, ok := st.p.Frozen[name]
+	return t, ok
+}
+
+// RecordFrozen records that ten froze the instance at since.
+func (st *stateStore) RecordFrozen(name string, since time.Time) error {
+	return st.update(func(p *persisted) { p.Frozen[name] = since })
+}
+
+// ForgetFrozen drops the instance's record.
+func (st *stateStore) ForgetFrozen(name string) error {
+	return st.update(func(p *persisted) { delete(p.Frozen, name) })
 }
