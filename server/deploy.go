@@ -59,7 +59,7 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 	}
 	in, _ := s.reg.Get(inst)
 	s.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
-	if err := s.waitHealthy(ctx, in, timeout); err != nil {
+	if err := s.health.WaitHealthy(ctx, in, timeout); err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		rerr := s.stopLocked(rctx, inst)
 		cancel()

@@ -97,7 +97,7 @@ func (s *Server) adopt(ctx context.Context) error {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
 		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
-		s.restoreFailed(inst)
+		s.health.RestoreFailed(inst)
 	}
 	s.log.Info("adopted instances from systemd", "instances", len(insts))
 	s.kern.Reconcile()
@@ -249,7 +249,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		}
 	}
 	start := !svc.Lazy() || o.start
-	s.clearHealth(inst)
+	s.health.Clear(inst)
 	if err := isolation.AdoptStateDir(s.cfg, svc, inst); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst, err)
 	}
@@ -343,7 +343,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.reg.Remove(inst)
-	s.clearHealth(inst)
+	s.health.Clear(inst)
 	if err := s.state.forget(inst); err != nil {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
@@ -361,7 +361,7 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
 	}
 	// A restart by hand clears a failed mark and the restart history.
-	s.clearHealth(inst)
+	s.health.Clear(inst)
 	s.frz.ThawForStop(ctx, inst)
 	return s.sd.Restart(ctx, inst)
 }
@@ -430,9 +430,9 @@ func (s *Server) cachedRow(in registry.Entry) (Row, bool) {
 	st, _ := s.router.Stat(in.Inst)
 	r := Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
 	if r.State != StateSleeping {
 		return Row{}, false
@@ -456,10 +456,10 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	r := Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: info.ActiveState, ServiceResult: info.Result,
 		SocketActive: info.SocketState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
 	switch r.State {
 	case StateFrozen:

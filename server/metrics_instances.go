@@ -145,9 +145,9 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 		svc, sock, _ := s.sd.State(in.Inst)
 		st, routed := s.router.Stat(in.Inst)
 		state, _, h := registry.State(registry.Facts{
-			Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+			Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 			ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState,
-			Frozen: routed && st.Frozen, Health: s.healthOf(in.Inst),
+			Frozen: routed && st.Frozen, Health: s.health.Of(in.Inst),
 		})
 		counts[state]++
 		for _, hs := range HealthStates {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/kernel"
 	"github.com/tenhq/ten/ondemand"
@@ -61,7 +62,7 @@ type Server struct {
 	im   *instMetrics
 	// state holds weights and failed marks across restarts of ten.
 	state  *stateStore
-	health *healthBook
+	health *health.Monitor
 	// oom counts OOM kills per instance (package isolation).
 	oom *isolation.OOM
 	// storage makes and removes quota images and data_dir binds.
@@ -121,7 +122,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.health = newHealthBook()
 	s.oom = isolation.NewOOM(o.Log)
 	s.storage = isolation.NewStorage(cfg, sdm, o.Log)
 	s.im = newInstMetrics()
@@ -170,6 +170,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
+	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
+		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
+		OnRestart: func(inst units.Instance, reason string) { s.im.restarts.WithLabelValues(inst.String(), reason).Inc() }})
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
@@ -309,7 +312,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.frz.RunWakes(bctx) })
 	bg.Go(func() { s.frz.RunCap(bctx, time.Second) })
 	bg.Go(func() { s.router.RunReaper(bctx, 250*time.Millisecond) })
-	bg.Go(func() { s.runHealth(bctx) })
+	bg.Go(func() { s.health.Run(bctx) })
 	bg.Go(func() { s.dash.RunSampler(bctx) })
 
 	if ln == nil {
@@ -353,7 +356,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
-			s.health.check(c.Instance)
+			s.health.Check(c.Instance)
 		}
 	}
 }

@@ -163,3 +163,21 @@ func (st *stateStore) RecordFrozen(name string, since time.Time) error {
 func (st *stateStore) ForgetFrozen(name string) error {
 	return st.update(func(p *persisted) { delete(p.Frozen, name) })
 }
+
+// FailedMark returns the failed mark of an instance ("" when none); the
+// methods below keep the marks for package health's Monitor.
+func (st *stateStore) FailedMark(name string) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.p.Failed[name]
+}
+
+// SetFailedMark marks an instance failed, with the reason.
+func (st *stateStore) SetFailedMark(name, reason string) error {
+	return st.update(func(p *persisted) { p.Failed[name] = reason })
+}
+
+// ForgetFailedMark drops an instance's failed mark.
+func (st *stateStore) ForgetFailedMark(name string) error {
+	return st.update(func(p *persisted) { delete(p.Failed, name) })
+}
