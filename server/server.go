@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/kernel"
@@ -274,11 +275,6 @@ func installShimBin(tenCopy string, log *slog.Logger) string {
 	return dst
 }
 
-// drainGrace is how long at most a stopping ten keeps answering on open
-// keep-alive connections (closing each after its answer) before it closes
-// the rest.
-const drainGrace = 500 * time.Millisecond
-
 // Run serves until ctx ends. Instances keep running after it returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer s.sd.Close()
@@ -329,7 +325,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if mln != nil {
 		bg.Go(func() { s.serveMetrics(bctx, mln) })
 	}
-	return s.serveConns(ctx, ln)
+	return front.Serve(ctx, ln, front.Options{Router: s.router, Log: s.log, Domain: s.cfg.Settings.Domain,
+		Instances: s.reg.Len, TLS: s.serveTLS})
 }
 
 // Listen is the address from settings (after overrides).

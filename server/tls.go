@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
@@ -107,7 +108,7 @@ func (s *Server) serveTLS(ctx context.Context, handler http.Handler) (wait func(
 		hl.Close()
 		return nil, err
 	}
-	// As for the plain listener (serveConns): stop accepting, answer on
+	// As for the plain listener (front.Serve): stop accepting, answer on
 	// the open connections for a moment, then shut down.
-	return s.tls.Serve(ctx, handler, hl, pl, drainGrace), nil
+	return s.tls.Serve(ctx, handler, hl, pl, front.DrainGrace), nil
 }
