@@ -18,7 +18,7 @@ func (s *Server) initTLS() error {
 	if !s.cfg.Settings.TLS.Enabled {
 		return nil
 	}
-	f, err := tlsfront.FromSettings(s.cfg.Settings.Domain, s.cfg.Settings.TLS, s.cfg.DataDirAbs(), s.routesTo, s.log)
+	f, err := tlsfront.FromSettings(s.cfg, s.routesTo, s.log)
 	if err != nil {
 		return err
 	}

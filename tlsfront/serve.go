@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/tenhq/ten/config"
 )
 
@@ -21,16 +22,24 @@ import (
 // short-lived certificates shorten it.
 const EnvRenewCheck = "TEN_TLS_RENEW_CHECK"
 
-// FromSettings makes the Front of [settings.tls] (t.Enabled is the
-// caller's to check) for domain, with its cache under dataDir by default;
-// routes says which names exist (certificates are requested only for
-// those).
-func FromSettings(domain string, t config.TLS, dataDir string, routes func(host string) bool, log *slog.Logger) (*Front, error) {
+// FromSettings makes the Front of cfg's [settings.tls] (t.Enabled is the
+// caller's to check), with its cache under the data dir by default and the
+// DNS-01 provider of dns_provider (credentials from the environment); routes
+// says which names exist (certificates are requested only for those).
+func FromSettings(cfg *config.Config, routes func(host string) bool, log *slog.Logger) (*Front, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	t := cfg.Settings.TLS
+	var dns01 certmagic.DNSProvider
 	if t.DNSProvider != "" {
-		log.Warn("settings.tls.dns_provider is not supported: ten has no DNS provider built in, so there are no wildcard certificates; every host gets its own certificate on first use through HTTP-01 or TLS-ALPN-01", "dns_provider", t.DNSProvider)
+		get, err := Credentials(t.DNSCredentials, os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		if dns01, err = DNSProvider(t.DNSProvider, get); err != nil {
+			return nil, err
+		}
 	}
 	var roots []byte
 	if t.CARoot != "" {
@@ -49,17 +58,20 @@ func FromSettings(domain string, t config.TLS, dataDir string, routes func(host 
 		renew = d
 	}
 	return New(Options{
-		Domain:     domain,
-		Email:      t.AcmeEmail,
-		CA:         t.CA,
-		Staging:    t.Staging,
-		CARoots:    roots,
-		CacheDir:   CacheDir(t.CacheDir, dataDir),
-		HTTPSPort:  t.HTTPSPort,
-		HTTPPort:   t.HTTPPort,
-		Routes:     routes,
-		RenewCheck: renew,
-		Log:        log.With("component", "tls"),
+		Domain:       cfg.Settings.Domain,
+		Email:        t.AcmeEmail,
+		CA:           t.CA,
+		Staging:      t.Staging,
+		CARoots:      roots,
+		CacheDir:     CacheDir(t.CacheDir, cfg.DataDirAbs()),
+		HTTPSPort:    t.HTTPSPort,
+		HTTPPort:     t.HTTPPort,
+		Routes:       routes,
+		RenewCheck:   renew,
+		DNS01:        dns01,
+		DNSResolvers: t.DNSResolvers,
+		Services:     cfg.ServiceNames(),
+		Log:          log.With("component", "tls"),
 	})
 }
 
