@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/registry"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/units"
 )
 
@@ -171,7 +172,7 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 	// cannot interleave their saves.
 	var w int
 	var ok bool
-	err := s.state.update(func(p *persisted) {
+	err := s.state.Update(func(p *statefile.Persisted) {
 		w, ok = s.router.Swap(from, to)
 		if ok {
 			p.Weights[from.String()] = 0

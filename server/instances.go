@@ -17,6 +17,7 @@ import (
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/units"
 )
@@ -108,7 +109,7 @@ func (s *Server) adopt(ctx context.Context) error {
 const adoptReads = 16
 
 func (s *Server) backend(in registry.Entry) router.Backend {
-	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.Weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
 	if in.Svc != nil {
 		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
@@ -302,7 +303,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		// Stored only once the units exist: a spawn that fails must not
 		// leave a weight behind for a later spawn of the same name.
 		b.Weight = o.weight
-		if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
+		if err := s.state.Update(func(p *statefile.Persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
 			s.log.Error("save state", "instance", inst.String(), "weight", o.weight, "err", err)
 		}
 	}
@@ -372,7 +373,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.kern.Down(ctx, inst)
 	s.reg.Remove(inst)
 	s.health.Clear(inst)
-	if err := s.state.forget(inst); err != nil {
+	if err := s.state.Forget(inst); err != nil {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
 	s.forgetMetrics(inst)
@@ -403,7 +404,7 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	// Set and saved under the state lock, as Route does, so that a
 	// concurrent route cannot save weights the router no longer has.
 	found := false
-	err := s.state.update(func(p *persisted) {
+	err := s.state.Update(func(p *statefile.Persisted) {
 		if found = s.router.SetWeight(inst, w); found {
 			p.Weights[inst.String()] = w
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
@@ -62,7 +63,7 @@ type Server struct {
 	kern *kernel.Wiring
 	im   *instMetrics
 	// state holds weights and failed marks across restarts of ten.
-	state  *stateStore
+	state  *statefile.Store
 	health *health.Monitor
 	// oom counts OOM kills per instance (package isolation).
 	oom *isolation.OOM
@@ -121,7 +122,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	s.state, err = loadState(cfg.DataDirAbs())
+	s.state, err = statefile.Load(cfg.DataDirAbs())
 	if err != nil {
 		sdm.Close()
 		return nil, err

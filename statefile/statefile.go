@@ -1,4 +1,8 @@
-package server
+// Package statefile keeps what ten serve decides at run time and systemd
+// cannot hold for it, in {data_dir}/state.json: routing weights, the failed
+// marks of health (health.Marks) and since when ten froze an instance
+// (kernel.Records). The file is written atomically on every change.
+package statefile
 
 import (
 	"encoding/json"
@@ -12,13 +16,14 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// stateFile keeps what ten decides at run time and systemd cannot hold for
+// File keeps what ten decides at run time and systemd cannot hold for
 // it: routing weights and the failed mark of instances that exhausted
 // max_restarts. tenement keeps weights in memory only and loses them on a
 // restart; ten reads this file back when it starts.
-const stateFile = "state.json"
+const File = "state.json"
 
-type persisted struct {
+// Persisted is the content of state.json.
+type Persisted struct {
 	// Weights by instance name ("api:prod"); an absent instance has 100.
 	Weights map[string]int `json:"weights"`
 	// Failed holds the reason an instance was marked failed.
@@ -28,14 +33,17 @@ type persisted struct {
 	Frozen map[string]time.Time `json:"frozen,omitempty"`
 }
 
-type stateStore struct {
+// Store is state.json, loaded; it is safe for concurrent use.
+type Store struct {
 	path string
-	mu   sync.Mutex
-	p    persisted
+	mu   sync.Mutex // mu guards p
+	p    Persisted
 }
 
-func loadState(dataDir string) (*stateStore, error) {
-	st := &stateStore{path: filepath.Join(dataDir, stateFile)}
+// Load reads dataDir/state.json; a missing file is empty, a corrupt one an
+// error that names it.
+func Load(dataDir string) (*Store, error) {
+	st := &Store{path: filepath.Join(dataDir, File)}
 	data, err := os.ReadFile(st.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -58,8 +66,8 @@ func loadState(dataDir string) (*stateStore, error) {
 	return st, nil
 }
 
-// weight returns the stored weight, 100 when none is stored.
-func (st *stateStore) weight(inst units.Instance) int {
+// Weight returns the stored weight, 100 when none is stored.
+func (st *Store) Weight(inst units.Instance) int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if w, ok := st.p.Weights[inst.String()]; ok {
@@ -68,24 +76,18 @@ func (st *stateStore) weight(inst units.Instance) int {
 	return 100
 }
 
-func (st *stateStore) failed(inst units.Instance) string {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.p.Failed[inst.String()]
-}
-
-// update changes the state under the lock and writes it to disk.
-func (st *stateStore) update(f func(p *persisted)) error {
+// Update changes the state under the lock and writes it to disk.
+func (st *Store) Update(f func(p *Persisted)) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	f(&st.p)
 	return st.save()
 }
 
-// forget drops everything stored about inst (it was removed).
+// Forget drops everything stored about inst (it was removed).
 // The file is written only when something was stored: tearing down
 // thousands of instances must not write (and fsync) it once each.
-func (st *stateStore) forget(inst units.Instance) error {
+func (st *Store) Forget(inst units.Instance) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	name := inst.String()
@@ -103,7 +105,7 @@ func (st *stateStore) forget(inst units.Instance) error {
 
 // save writes the file atomically: a crash leaves the old or the new file,
 // never half of one.
-func (st *stateStore) save() error {
+func (st *Store) save() error {
 	data, err := json.MarshalIndent(st.p, "", "  ")
 	if err != nil {
 		return err
@@ -136,7 +138,7 @@ func (st *stateStore) save() error {
 
 // FrozenRecords returns since when ten froze each instance (a copy); the
 // methods below keep the records for package kernel's Freezing.
-func (st *stateStore) FrozenRecords() map[string]time.Time {
+func (st *Store) FrozenRecords() map[string]time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	out := make(map[string]time.Time, len(st.p.Frozen))
@@ -147,7 +149,7 @@ func (st *stateStore) FrozenRecords() map[string]time.Time {
 }
 
 // FrozenSince returns since when ten froze the instance, if it did.
-func (st *stateStore) FrozenSince(name string) (time.Time, bool) {
+func (st *Store) FrozenSince(name string) (time.Time, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t, ok := st.p.Frozen[name]
@@ -155,29 +157,29 @@ func (st *stateStore) FrozenSince(name string) (time.Time, bool) {
 }
 
 // RecordFrozen records that ten froze the instance at since.
-func (st *stateStore) RecordFrozen(name string, since time.Time) error {
-	return st.update(func(p *persisted) { p.Frozen[name] = since })
+func (st *Store) RecordFrozen(name string, since time.Time) error {
+	return st.Update(func(p *Persisted) { p.Frozen[name] = since })
 }
 
 // ForgetFrozen drops the instance's record.
-func (st *stateStore) ForgetFrozen(name string) error {
-	return st.update(func(p *persisted) { delete(p.Frozen, name) })
+func (st *Store) ForgetFrozen(name string) error {
+	return st.Update(func(p *Persisted) { delete(p.Frozen, name) })
 }
 
 // FailedMark returns the failed mark of an instance ("" when none); the
 // methods below keep the marks for package health's Monitor.
-func (st *stateStore) FailedMark(name string) string {
+func (st *Store) FailedMark(name string) string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.p.Failed[name]
 }
 
 // SetFailedMark marks an instance failed, with the reason.
-func (st *stateStore) SetFailedMark(name, reason string) error {
-	return st.update(func(p *persisted) { p.Failed[name] = reason })
+func (st *Store) SetFailedMark(name, reason string) error {
+	return st.Update(func(p *Persisted) { p.Failed[name] = reason })
 }
 
 // ForgetFailedMark drops an instance's failed mark.
-func (st *stateStore) ForgetFailedMark(name string) error {
-	return st.update(func(p *persisted) { delete(p.Failed, name) })
+func (st *Store) ForgetFailedMark(name string) error {
+	return st.Update(func(p *Persisted) { delete(p.Failed, name) })
 }
