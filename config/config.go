@@ -33,6 +33,9 @@ type Config struct {
 	Instances map[string][]string `toml:"instances" json:"instances"`
 	// Routing is [routing].
 	Routing Routing `toml:"routing" json:"routing"`
+	// Fleet is the [fleet] table (ten's, experimental): absent, ten is a
+	// single server.
+	Fleet Fleet `toml:"fleet" json:"fleet,omitzero"`
 }
 
 // Settings is the [settings] table.
@@ -218,6 +221,14 @@ type Service struct {
 	// StoragePersist false wipes the state directory whenever the app stops
 	// (default true).
 	StoragePersist *bool `toml:"storage_persist" json:"storage_persist"`
+	// FleetMove lets a fleet move this service's instances to a live node
+	// when their node is lost although the service keeps local data
+	// (storage_quota_mb, or storage_persist written as true): the data
+	// stays on the lost node's disk and the instance starts empty.
+	FleetMove bool `toml:"fleet_move" json:"fleet_move,omitempty"`
+	// persistSet records that storage_persist was written in the file
+	// (before defaults).
+	persistSet bool
 	// Env is [service.NAME.env]: environment of the app (placeholders replaced).
 	Env map[string]string `toml:"env" json:"env,omitempty"`
 	// Mounts are [[service.NAME.mounts]]: host paths bound into the instance.
@@ -416,6 +427,7 @@ func Parse(file string, data []byte) (*Config, error) {
 }
 
 func (c *Config) defaults() {
+	c.Fleet.defaults()
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"
@@ -489,6 +501,7 @@ func (c *Config) defaults() {
 		if svc.RequestTimeout == 0 {
 			svc.RequestTimeout = 30
 		}
+		svc.persistSet = svc.StoragePersist != nil
 		if svc.StoragePersist == nil {
 			t := true
 			svc.StoragePersist = &t

@@ -89,6 +89,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	add := func(key, format string, a ...any) {
 		es = append(es, &Error{File: file, Line: lineOf(lines, key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
+	c.Fleet.validate(add)
 	s := c.Settings
 	if len(s.PortRange) != 2 || s.PortRange[0] < 1024 || s.PortRange[1] > 65535 || s.PortRange[0] > s.PortRange[1] {
 		add("settings.port_range", "must be [first, last] with 1024 <= first <= last <= 65535")

@@ -94,9 +94,12 @@ type clientConn struct {
 	bw     *bufio.Writer
 	dw     deadlineWriter
 	ip     string
-	head   reqHead
-	out    []byte
-	idle   atomic.Bool
+	// peer: the client is another fleet node's router, whose
+	// X-Forwarded-* headers are kept (Options.FleetPeer).
+	peer bool
+	head reqHead
+	out  []byte
+	idle atomic.Bool
 }
 
 var (
@@ -109,6 +112,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	cc := &clientConn{s: s, r: s.Router, c: c}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
+		cc.peer = s.Router.fleetPeer != nil && s.Router.fleetPeer(cc.ip)
 	}
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
@@ -388,25 +392,62 @@ func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
 	o = append(o, ' ')
 	o = append(o, h.target...)
 	o = append(o, " HTTP/1.1\r\n"...)
+	var prior []byte // a fleet peer's X-Forwarded-For
+	var peerHost, peerProto bool
+	peer := cc.peer && forwardedByPeer(h.lines)
 	for _, l := range h.lines {
 		name := headerName(l)
-		if hopByHop(name) || xForwarded(name) {
+		if hopByHop(name) {
 			continue
+		}
+		if xForwarded(name) {
+			if !peer {
+				continue
+			}
+			switch len(name) {
+			case 15:
+				prior = bytes.TrimSpace(l[len(name)+1:])
+				continue
+			case 16:
+				peerHost = true
+			case 17:
+				peerProto = true
+			}
 		}
 		o = append(o, l...)
 		o = append(o, "\r\n"...)
 	}
 	if cc.ip != "" {
 		o = append(o, "X-Forwarded-For: "...)
+		if len(prior) > 0 {
+			o = append(o, prior...)
+			o = append(o, ", "...)
+		}
 		o = append(o, cc.ip...)
 		o = append(o, "\r\n"...)
 	}
-	o = append(o, "X-Forwarded-Host: "...)
-	o = append(o, h.host...)
-	o = append(o, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	if !peerHost {
+		o = append(o, "X-Forwarded-Host: "...)
+		o = append(o, h.host...)
+		o = append(o, "\r\n"...)
+	}
+	if !peerProto {
+		o = append(o, "X-Forwarded-Proto: http\r\n"...)
+	}
+	o = append(o, "\r\n"...)
 	o = append(o, body...)
 	cc.out = o
 	return o
+}
+
+// forwardedByPeer reports whether the head carries HopHeader.
+func forwardedByPeer(lines [][]byte) bool {
+	for _, l := range lines {
+		if equalFold(headerName(l), "x-ten-fleet-hop") {
+			return true
+		}
+	}
+	return false
 }
 
 func xForwarded(name []byte) bool {

@@ -88,6 +88,9 @@ type Router struct {
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
+	// fwd relays to other nodes of a fleet (forward.go), made at first use.
+	fwd     *httputil.ReverseProxy
+	fwdOnce sync.Once
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
 
@@ -98,6 +101,7 @@ type Router struct {
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
+	fleetPeer   func(ip string) bool
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -119,13 +123,18 @@ type Options struct {
 	// {id}.{service}.{domain} names and that does not exist (tenement's
 	// wake on request of a new id); client is the peer's IP. It returns
 	// once the instance is Put, or an error: a *Refused says what to
-	// answer, any other error answers 502.
+	// answer, a *Forward relays the request to another node of the fleet,
+	// any other error answers 502.
 	Create func(ctx context.Context, inst units.Instance, client string) error
 	// Wakes, when set, bounds the wakes that run at once: a request for a
 	// sleeping instance waits for its place before it connects (so its
 	// startup_timeout counts from its own wake's start), and gets 503 with
 	// Retry-After at once when the queue is full.
 	Wakes *wakeq.Queue
+	// FleetPeer, when set (fleet mode), reports whether a client address
+	// is another node's router: its X-Forwarded-* headers, which name the
+	// original client, are kept instead of dropped.
+	FleetPeer func(ip string) bool
 }
 
 // Refused is Create's answer when it will not create an instance: the
@@ -141,11 +150,24 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
+		fleetPeer: o.FleetPeer}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			peer := r.fromPeer(pr.In)
+			if peer {
+				// Another node's router: its X-Forwarded-For names the client.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
+			if peer {
+				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+					if v := pr.In.Header.Get(h); v != "" {
+						pr.Out.Header.Set(h, v)
+					}
+				}
+			}
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
@@ -575,10 +597,10 @@ func (r *Router) labels(host string) (string, []string, bool) {
 
 // createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) createFor(req *http.Request) (*backend, int, string) {
+func (r *Router) createFor(req *http.Request) (*backend, int, string, *Forward) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
-		return nil, 0, ""
+		return nil, 0, "", nil
 	}
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
 	client, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -588,14 +610,18 @@ func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 	if err := r.create(req.Context(), inst, client); err != nil {
 		var ref *Refused
 		if errors.As(err, &ref) {
-			return nil, ref.Status, ref.Msg + "\n"
+			return nil, ref.Status, ref.Msg + "\n", nil
 		}
-		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err)
+		var fwd *Forward
+		if errors.As(err, &fwd) {
+			return nil, 0, "", fwd
+		}
+		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err), nil
 	}
 	if b := r.get(inst); b != nil {
-		return b, 0, ""
+		return b, 0, "", nil
 	}
-	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst)
+	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst), nil
 }
 
 type ctxKey struct{}
@@ -608,7 +634,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if b == nil && status == http.StatusNotFound && r.create != nil {
-		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
+		nb, st, m, fwd := r.createFor(req)
+		if fwd != nil {
+			r.forward(w, req, fwd)
+			return
+		}
+		if nb != nil || st != 0 {
 			b, status, msg = nb, st, m
 		}
 	}
