@@ -95,6 +95,25 @@ type Settings struct {
 	// max_concurrent_wakes are under way (default DefaultWakeQueue, 1000;
 	// 0: none).
 	WakeQueue *int `toml:"wake_queue" json:"wake_queue"`
+	// MaxBodyMB bounds a request body the router passes to an instance, in
+	// MiB (default DefaultMaxBodyMB, 100; 0, set explicitly: no bound). A larger
+	// Content-Length gets 413 before anything is forwarded; a chunked body
+	// that grows past it is cut (413 when the instance has not answered yet).
+	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
+}
+
+// DefaultMaxBodyMB is max_body_mb when the config does not set it. tenement
+// streams bodies without a bound; 100 MiB keeps uploads a web app takes
+// working (as far as Cloudflare's default plans do) while no tenant can
+// stream gigabytes through the router into a neighbour's disk or memory.
+const DefaultMaxBodyMB = 100
+
+// MaxBodyBytes is max_body_mb in bytes (0: no bound).
+func (s *Settings) MaxBodyBytes() int64 {
+	if s.MaxBodyMB == nil {
+		return DefaultMaxBodyMB << 20
+	}
+	return int64(*s.MaxBodyMB) << 20
 }
 
 // Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
@@ -474,6 +493,10 @@ func (c *Config) defaults() {
 	if s.WakeQueue == nil {
 		n := DefaultWakeQueue
 		s.WakeQueue = &n
+	}
+	if s.MaxBodyMB == nil {
+		n := DefaultMaxBodyMB
+		s.MaxBodyMB = &n
 	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}

@@ -45,6 +45,16 @@ type Observer interface {
 	ObserveWake(inst units.Instance, d time.Duration, err error)
 }
 
+// InstanceObserver is an Observer that resolves what it records for one
+// instance (its metric series) once, when the instance is Put: the fast
+// path then records each request with no label lookup, allocation or
+// shared lock.
+type InstanceObserver interface {
+	Observer
+	// RequestObserver returns the function ObserveRequest would be for inst.
+	RequestObserver(inst units.Instance) func(code int, d time.Duration)
+}
+
 // Freezer freezes and thaws an instance's service (sleep = "freeze"): a
 // frozen instance keeps running in the router's view (awake) but gets no
 // CPU until thawed. why says what thaws it: "http", "l4", "stop", "probe".
@@ -101,6 +111,7 @@ type Router struct {
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
+	maxBody     int64
 	fleetPeer   func(ip string) bool
 }
 
@@ -131,6 +142,12 @@ type Options struct {
 	// startup_timeout counts from its own wake's start), and gets 503 with
 	// Retry-After at once when the queue is full.
 	Wakes *wakeq.Queue
+	// MaxBodyBytes bounds a request body passed to an instance (0: no
+	// bound; settings.max_body_mb): a larger Content-Length is answered
+	// 413 before anything is forwarded, and a chunked body that grows past
+	// it is cut: the instance's connection is closed mid-body, and the
+	// client gets 413 unless the instance had answered already.
+	MaxBodyBytes int64
 	// FleetPeer, when set (fleet mode), reports whether a client address
 	// is another node's router: its X-Forwarded-* headers, which name the
 	// original client, are kept instead of dropped.
@@ -151,7 +168,7 @@ func (e *Refused) Error() string { return e.Msg }
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		fleetPeer: o.FleetPeer}
+		maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -186,6 +203,9 @@ type backend struct {
 	// dialUp connects to the instance: its systemd-held socket, or a
 	// directly run app's own address (appDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
+	// observe records a request of the fast path (Options.Observer, or
+	// what an InstanceObserver resolved for the instance); nil without one.
+	observe func(code int, d time.Duration)
 	// pool holds the fast path's idle connections to the instance.
 	pool  upstreamPool
 	awake atomic.Bool
@@ -239,6 +259,11 @@ func (r *Router) Put(b Backend, awake bool) {
 		// fast path keeps its own pool and never resends what it wrote.
 		DisableKeepAlives:  true,
 		DisableCompression: true,
+	}
+	if io, ok := r.observer.(InstanceObserver); ok {
+		nb.observe = io.RequestObserver(b.Instance)
+	} else if o := r.observer; o != nil {
+		nb.observe = func(code int, d time.Duration) { o.ObserveRequest(b.Instance, code, d) }
 	}
 	nb.awake.Store(awake)
 	nb.last.Store(time.Now().UnixNano())
@@ -648,6 +673,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
+	if r.maxBody > 0 && req.ContentLength > r.maxBody {
+		// Refused before anything reaches (or wakes) the instance.
+		r.refuseBody(w, req, req.Body, req.ContentLength)
+		r.observe(b.Instance, http.StatusRequestEntityTooLarge, start)
+		return
+	}
 	if reason := b.failedReason(); reason != "" {
 		http.Error(w, fmt.Sprintf("instance %s failed: %s; see `ten health %s`, then `ten restart %s`", b.Instance, reason, b.Instance, b.Instance), http.StatusServiceUnavailable)
 		r.observe(b.Instance, http.StatusServiceUnavailable, start)
@@ -696,6 +727,18 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if r.maxBody > 0 && req.Body != nil && req.Body != http.NoBody {
+		// A body of unknown length (chunked, or HTTP/2 without
+		// content-length) is cut where it passes the bound: the read fails
+		// with *http.MaxBytesError, the upstream request fails with it
+		// (roundtrip.go closes the instance's connection) and proxyError
+		// answers 413 if nothing was answered yet.
+		// The proxy closes the body it reads; the client's stays open so
+		// that the 413 can read and drop the rest (refuseBody).
+		clientBody := req.Body
+		req.Body = http.MaxBytesReader(w, keepOpen{clientBody}, r.maxBody)
+		st.clientBody = clientBody
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// With full duplex the transport may still be reading the body
 		// when the response is done; the server must not start reading
@@ -795,6 +838,9 @@ type reqState struct {
 	thawed <-chan error
 	// wake is the request's place in the wake queue (Options.Wakes).
 	wake *wakeq.Ticket
+	// clientBody is the client's request body under the max_body_mb
+	// reader, for refuseBody.
+	clientBody io.ReadCloser
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -924,7 +970,10 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		inst = st.b.Instance.String()
 	}
 	var te *thawError
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooLarge) && st != nil:
+		r.refuseBody(w, req, st.clientBody, -1)
 	case errors.As(err, &te):
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):

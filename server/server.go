@@ -193,6 +193,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
+	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
