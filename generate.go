@@ -1,9 +1,9 @@
 // Package ten is the module root; it holds only the go:generate lines that
 // rebuild the committed eBPF objects from the C sources in bpf/ into
-// router/ebpf. Run them with `make generate` (mk/bpf.mk pins the compiler);
+// bpf/ebpf. Run them with `make generate` (mk/bpf.mk pins the compiler);
 // flags that change the objects are here so that a plain `go generate ./...`
 // produces the same bytes.
 package ten
 
-//go:generate go tool bpf2go -tags linux -output-dir router/ebpf -go-package ebpf accounting bpf/accounting.c -- -O2 -mcpu=v2 -Ibpf/include -Ibpf
-//go:generate go tool bpf2go -tags linux -output-dir router/ebpf -go-package ebpf dispatch bpf/dispatch.c -- -O2 -mcpu=v2 -Ibpf/include -Ibpf
+//go:generate go tool bpf2go -tags linux -output-dir bpf/ebpf -go-package ebpf accounting bpf/accounting.c -- -O2 -mcpu=v2 -Ibpf/include -Ibpf
+//go:generate go tool bpf2go -tags linux -output-dir bpf/ebpf -go-package ebpf dispatch bpf/dispatch.c -- -O2 -mcpu=v2 -Ibpf/include -Ibpf

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
-	"github.com/tenhq/ten/router/ebpf"
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"

@@ -2,8 +2,9 @@
 // one check's observation becomes a health state, when failed checks call
 // for a restart, how crashes are counted from systemd's NRestarts, how
 // restarts are counted within restart_window and how long ten waits before
-// a restart. It does no I/O: package server runs the loop (reads systemd,
-// probes through the router, restarts) and feeds this package what it saw.
+// a restart. Those functions do no I/O and are tested on their own; the
+// Monitor (monitor.go) is the loop around them: it reads systemd, probes
+// through the router, restarts and marks failed, through small interfaces.
 //
 // With `health = "/path"` ten sends GET /path through the instance's own
 // socket while the service runs (a check never wakes a sleeping instance).

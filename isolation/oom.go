@@ -1,9 +1,11 @@
 // Package isolation holds what ten serve adds to systemd's isolation of an
 // instance and reports about it: the OOM kills and last exit of each
 // instance (an OOM watch on cgroup v1, where systemd does not see them),
-// the use of a storage_quota_mb file system, and where gVisor's runsc is.
-// The mount of a quota image is systemd's (package systemd); package server
-// wires the two.
+// the use of a storage_quota_mb file system, and where gVisor's runsc is;
+// and what an instance's state directory is made of (Storage): the ext4
+// image of storage_quota_mb, the bind mount of data_dir, a state directory
+// left by a run under another isolation level. The mount units themselves
+// are systemd's (package systemd, behind Mounter).
 package isolation
 
 import (

@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/units"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	if e, ok := v.(APIError); ok {
-		v = APIError{Error: clipError(e.Error)}
+		v = APIError{Error: strictjson.ClipError(e.Error)}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

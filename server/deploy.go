@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/registry"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/units"
 )
 
@@ -59,7 +60,7 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 	}
 	in, _ := s.reg.Get(inst)
 	s.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
-	if err := s.waitHealthy(ctx, in, timeout); err != nil {
+	if err := s.health.WaitHealthy(ctx, in, timeout); err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		rerr := s.stopLocked(rctx, inst)
 		cancel()
@@ -171,7 +172,7 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 	// cannot interleave their saves.
 	var w int
 	var ok bool
-	err := s.state.update(func(p *persisted) {
+	err := s.state.Update(func(p *statefile.Persisted) {
 		w, ok = s.router.Swap(from, to)
 		if ok {
 			p.Weights[from.String()] = 0

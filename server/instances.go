@@ -17,6 +17,8 @@ import (
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/statefile"
+	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/units"
 )
 
@@ -26,7 +28,7 @@ var (
 	ErrExists         = errors.New("instance exists already")
 	ErrNotFound       = errors.New("no such instance")
 	ErrBusy           = registry.ErrBusy
-	ErrBadInput       = errors.New("bad input")
+	ErrBadInput       = strictjson.ErrBadInput
 )
 
 // adopt rebuilds the server's view from the units systemd has, from one
@@ -103,17 +105,17 @@ func (s *Server) adopt(ctx context.Context) error {
 		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
-		s.reg.Hold(inst, s.l4Adopt(ctx, inst, envs[i])...)
+		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
 		if service[inst] == "active" {
 			// Woken while no ten ran: nobody steered its L4
 			// connections to the app yet (the pinned map keeps what an
 			// earlier ten did).
 			go s.l4AppSocket(inst)
 		}
-		s.restoreFailed(inst)
+		s.health.RestoreFailed(inst)
 	}
 	s.log.Info("adopted instances from systemd", "instances", len(insts))
-	s.l4Reconcile()
+	s.kern.Reconcile()
 	return nil
 }
 
@@ -121,12 +123,12 @@ func (s *Server) adopt(ctx context.Context) error {
 const adoptReads = 16
 
 func (s *Server) backend(in registry.Entry) router.Backend {
-	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.Weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
 	if in.Svc != nil {
 		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
-		b.Freeze = in.Svc.Freezes() && s.freezer != nil
+		b.Freeze = in.Svc.Freezes() && s.frz.On()
 		b.StopAfter = in.Svc.StopAfterDuration()
 		// A directly run app, and the app behind an L4 service's shim
 		// (which the shim starts and relays the L4 connections that
@@ -258,11 +260,11 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	} else if exists {
 		return false, fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
 	}
-	l4Listen, err := s.l4Reserve(inst, svc)
+	l4Listen, err := s.kern.Reserve(inst, svc)
 	if err != nil {
 		return false, fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
-	defer s.l4Release(inst) // unless the units were made
+	defer s.kern.Release(inst) // unless the units were made
 	// PORT and the port of the L4 internal sockets are reserved together,
 	// in one critical section of the registry: concurrent spawns never get
 	// the same port.
@@ -272,7 +274,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	}
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
-	listen, l4Sockets := s.l4SetInternal(inst, l4Listen, ports.L4Port)
+	listen, l4Sockets := s.kern.SetInternal(inst, l4Listen, ports.L4Port)
 	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
@@ -284,7 +286,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	}
 	if units.CustomDataDir(s.cfg) {
 		// The sandbox binds it in, so it must exist before the first start;
-		// systemd gives it the instance's user (dataBindPrepare).
+		// systemd gives it the instance's user (isolation.Storage.PrepareDataBind).
 		o := datadir.Options{Dir: plan.DataDir}
 		if svc.Isolation == config.IsolationNamespace {
 			o.Traverse = s.cfg.InstanceRoot()
@@ -294,20 +296,20 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		}
 	}
 	start := !svc.Lazy() || o.start
-	s.clearHealth(inst)
-	if err := adoptStateDir(s.cfg, svc, inst); err != nil {
+	s.health.Clear(inst)
+	if err := isolation.AdoptStateDir(s.cfg, svc, inst); err != nil {
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
+	if err := s.storage.PrepareQuota(ctx, svc, inst); err != nil {
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	if err := s.dataBindPrepare(ctx, svc, inst); err != nil {
-		s.quotaRelease(ctx, svc, inst)
+	if err := s.storage.PrepareDataBind(ctx, svc, inst); err != nil {
+		s.storage.ReleaseQuota(ctx, svc, inst)
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
-		s.dataBindRelease(ctx, svc, inst)
-		s.quotaRelease(ctx, svc, inst)
+		s.storage.ReleaseDataBind(ctx, svc, inst)
+		s.storage.ReleaseQuota(ctx, svc, inst)
 		if start && svc.Activation == config.ActivationShim {
 			return true, fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
 		}
@@ -319,12 +321,12 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		// Stored only once the units exist: a spawn that fails must not
 		// leave a weight behind for a later spawn of the same name.
 		b.Weight = o.weight
-		if err := s.state.update(func(p *persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
+		if err := s.state.Update(func(p *statefile.Persisted) { p.Weights[inst.String()] = o.weight }); err != nil {
 			s.log.Error("save state", "instance", inst.String(), "weight", o.weight, "err", err)
 		}
 	}
 	s.reg.Add(in)
-	s.l4Up(ctx, inst)
+	s.kern.Up(ctx, inst)
 	s.router.Put(b, start)
 	return false, nil
 }
@@ -378,18 +380,18 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	// removed instance would be listed but unroutable.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	s.thawForStop(ctx, inst) // freeze.go
+	s.frz.ThawForStop(ctx, inst)
 	s.router.Remove(inst)
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
-	s.dataBindRelease(ctx, s.cfg.Services[inst.Service], inst)
-	s.quotaRelease(ctx, s.cfg.Services[inst.Service], inst)
+	s.storage.ReleaseDataBind(ctx, s.cfg.Services[inst.Service], inst)
+	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
-	s.l4Down(ctx, inst)
+	s.kern.Down(ctx, inst)
 	s.reg.Remove(inst)
-	s.clearHealth(inst)
-	if err := s.state.forget(inst); err != nil {
+	s.health.Clear(inst)
+	if err := s.state.Forget(inst); err != nil {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
 	s.forgetMetrics(inst)
@@ -407,8 +409,8 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
 	}
 	// A restart by hand clears a failed mark and the restart history.
-	s.clearHealth(inst)
-	s.thawForStop(ctx, inst) // freeze.go
+	s.health.Clear(inst)
+	s.frz.ThawForStop(ctx, inst)
 	return s.sd.Restart(ctx, inst)
 }
 
@@ -420,7 +422,7 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 	// Set and saved under the state lock, as Route does, so that a
 	// concurrent route cannot save weights the router no longer has.
 	found := false
-	err := s.state.update(func(p *persisted) {
+	err := s.state.Update(func(p *statefile.Persisted) {
 		if found = s.router.SetWeight(inst, w); found {
 			p.Weights[inst.String()] = w
 		}
@@ -476,9 +478,9 @@ func (s *Server) cachedRow(in registry.Entry) (Row, bool) {
 	st, _ := s.router.Stat(in.Inst)
 	r := Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
 	if r.State != StateSleeping {
 		return Row{}, false
@@ -502,16 +504,16 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 	r := Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: info.ActiveState, ServiceResult: info.Result,
 		SocketActive: info.SocketState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.healthOf(in.Inst),
+		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
 	switch r.State {
 	case StateFrozen:
 		r.Since = st.FrozenSince
-		if r.MemoryBytes == 0 && s.freezer != nil {
-			r.MemoryBytes, _ = s.freezer.MemoryOf(in.Inst)
+		if r.MemoryBytes == 0 {
+			r.MemoryBytes, _ = s.frz.MemoryOf(in.Inst)
 		}
 	case StateRunning:
 		r.Since = info.ActiveSince

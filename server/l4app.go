@@ -1,80 +1,14 @@
 package server
 
-import (
-	"bufio"
-	"os"
-	"path/filepath"
-	"strconv"
-	"time"
+import "github.com/tenhq/ten/units"
 
-	"github.com/tenhq/ten/l4"
-	"github.com/tenhq/ten/router/ebpf"
-	"github.com/tenhq/ten/units"
-)
-
-// l4AppSocket steers an instance's L4 connections to its app's own
-// listening socket on PORT, once the service is active (a shim-mode unit is
-// Type=notify: active once the app listens). The app then sees the client's
-// own address, and no relay copies the bytes. The systemd-held socket stays
-// registered behind it: it takes the connections that arrive while the app
-// sleeps or starts (they wake it; the shim relays them), and takes over by
-// itself when the app's socket closes (the kernel drops it from the map).
-// It does nothing for an instance without L4 addresses, without BPF, or
-// whose app is not reachable that way (units.AppListens).
+// l4AppSocket has the kernel wiring steer an L4 service's connections to
+// its app's own socket on PORT, for an app ten can reach that way
+// (units.AppListens; see kernel.Wiring.AppSocket).
 func (s *Server) l4AppSocket(inst units.Instance) {
-	st := s.l4
-	if st.disp == nil {
-		return
-	}
-	st.mu.Lock()
-	li := st.inst[inst]
-	ok := li != nil && li.up && len(li.listen) > 0
-	st.mu.Unlock()
-	if !ok {
-		return
-	}
 	e, ok := s.reg.Get(inst)
-	if !ok || e.Svc == nil || !units.AppListens(e.Svc) || e.Port <= 0 || e.Port > 65535 {
+	if !ok || e.Svc == nil || !units.AppListens(e.Svc) {
 		return
 	}
-	procs := filepath.Join(st.cgroups, inst.SliceCgroup(), inst.ServiceUnit(), "cgroup.procs")
-	// The unit turns active once the app accepts on PORT, but a forking
-	// app's listener may sit in a child the main process starts: look a
-	// few times before giving up (the shim relays meanwhile).
-	var err error
-	for try := 0; try < 5; try++ {
-		if try > 0 {
-			time.Sleep(time.Duration(try) * 20 * time.Millisecond)
-		}
-		var f *os.File
-		f, err = ebpf.FindPortListener(readPids(procs), uint16(e.Port))
-		if err != nil {
-			continue
-		}
-		err = st.disp.RegisterAppSocket(l4.Label(inst), f)
-		f.Close()
-		if err == nil {
-			s.log.Debug("L4 dispatch: app socket registered", "instance", inst.String(), "port", e.Port)
-			return
-		}
-		break
-	}
-	s.log.Warn("L4 dispatch: app's own socket not found; its L4 clients go through the shim", "instance", inst.String(), "port", e.Port, "err", err)
-}
-
-// readPids reads a cgroup.procs file; nil when it cannot.
-func readPids(path string) []int {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var pids []int
-	sc := bufio.NewScanner(f)
-	for sc.Scan() && len(pids) < 4096 {
-		if pid, err := strconv.Atoi(sc.Text()); err == nil && pid > 0 {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	s.kern.AppSocket(inst, e.Port)
 }

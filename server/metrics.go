@@ -79,14 +79,24 @@ func (s *Server) serveMetrics(ctx context.Context, ln net.Listener) {
 	mux.Handle("GET /metrics", s.metricsEndpoint(false))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// Serve returns as soon as the shutdown begins; serveMetrics returns
+	// once the scrapes under way have ended (they read the BPF maps, which
+	// Run closes after it).
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		srv.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
 	}()
 	s.log.Info("serving metrics", "listen", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.log.Error("metrics listener", "err", err)
 	}
+	<-stopped
 }
 
 type slogPrinter struct{ s *Server }

@@ -192,9 +192,9 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 		svc, sock, _ := s.sd.State(in.Inst)
 		st, routed := s.router.Stat(in.Inst)
 		state, _, h := registry.State(registry.Facts{
-			Failed: s.failedReason(in.Inst), WakeFailed: in.WakeFailed,
+			Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 			ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState,
-			Frozen: routed && st.Frozen, Health: s.healthOf(in.Inst),
+			Frozen: routed && st.Frozen, Health: s.health.Of(in.Inst),
 		})
 		counts[state]++
 		for _, hs := range HealthStates {
@@ -215,8 +215,8 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			c.scrapeErrors.Inc()
 			continue
 		}
-		if mem == 0 && state == StateFrozen && s.freezer != nil {
-			mem, _ = s.freezer.MemoryOf(in.Inst)
+		if mem == 0 && state == StateFrozen {
+			mem, _ = s.frz.MemoryOf(in.Inst)
 		}
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)
 		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(cpu)/1e9, name)

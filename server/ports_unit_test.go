@@ -16,7 +16,7 @@ import (
 func TestAllocPortConcurrentSpawns(t *testing.T) {
 	lo, n := 47100, 40
 	s := &Server{cfg: &config.Config{Settings: config.Settings{PortRange: []int{lo, lo + n - 1}}},
-		reg: registry.New(), l4: &l4State{inst: map[units.Instance]*l4Instance{}}}
+		reg: registry.New()}
 	// Two names whose hashes pick the same first port.
 	slot := func(inst units.Instance) uint32 {
 		h := fnv.New32a()

@@ -15,18 +15,23 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/front"
+	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/kernel"
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/selfunit"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
@@ -54,19 +59,20 @@ type Server struct {
 	shimBin string
 	// metrics is the registry GET /metrics serves.
 	metrics *prometheus.Registry
-	// l4 is BPF accounting and L4 dispatch, or their fallbacks (l4.go).
-	l4 *l4State
-	im *instMetrics
+	// kern is BPF accounting and L4 dispatch, or their fallbacks
+	// (package kernel).
+	kern *kernel.Wiring
+	im   *instMetrics
 	// state holds weights and failed marks across restarts of ten.
-	state  *stateStore
-	health *healthBook
+	state  *statefile.Store
+	health *health.Monitor
 	// oom counts OOM kills per instance (package isolation).
 	oom *isolation.OOM
-	// freezer freezes idle instances (sleep = "freeze"), nil when the host
-	// cannot (freeze.go).
-	freezer       *systemd.Freezer
-	freezeFeature Feature
-	fm            *freezeMetrics
+	// storage makes and removes quota images and data_dir binds.
+	storage *isolation.Storage
+	// frz freezes idle instances (sleep = "freeze") when the host can
+	// (package kernel).
+	frz *kernel.Freezing
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *onDemand
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
@@ -137,13 +143,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	s.state, err = loadState(cfg.DataDirAbs())
+	s.state, err = statefile.Load(cfg.DataDirAbs())
 	if err != nil {
 		sdm.Close()
 		return nil, err
 	}
-	s.health = newHealthBook()
 	s.oom = isolation.NewOOM(o.Log)
+	s.storage = isolation.NewStorage(cfg, sdm, o.Log)
 	s.im = newInstMetrics()
 	s.metrics.MustRegister(s.im.collectors()...)
 	s.metrics.MustRegister(newInstCollector(s))
@@ -168,13 +174,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.shimBin = installShimBin(s.shim, o.Log)
-	if err := s.initL4(); err != nil {
+	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics, RemoveSlice: sdm.RemoveSlice})
+	if err != nil {
 		sdm.Close()
 		return nil, err
 	}
 	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
 	s.metrics.MustRegister(s.onDemand.guard.Collector())
-	s.initFreezer()
+	freezer, noFreeze := sdm.NewFreezer()
+	s.frz = kernel.NewFreezing(kernel.FreezeOptions{Log: o.Log, Freezer: freezer, Unsupported: noFreeze,
+		Wiring: s.kern, Records: s.state, Registry: s.reg, Usage: sdm.Usage,
+		MaxFrozenMB: cfg.Settings.MaxFrozenMB, Metrics: s.metrics})
 	if err := s.initTLS(); err != nil {
 		sdm.Close()
 		return nil, err
@@ -186,24 +196,28 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
+	s.frz.SetRouter(s.router)
+	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
+		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
+		OnRestart: func(inst units.Instance, reason string) { s.im.restarts.WithLabelValues(inst.String(), reason).Inc() }})
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
 
 // routerOptions are the router's hooks: activity and open connections from
-// the L4 side (l4.go, freeze.go), freezing when the host can (freeze.go),
+// the L4 side and freezing when the host can (package kernel),
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
+	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.watch.IsNodeHost
 	}
-	if s.l4.acct != nil {
+	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.
-		o.Connections = s.l4Connections
+		o.Connections = s.kern.Connections
 	}
-	if s.freezer != nil {
-		o.Freezer = s
+	if s.frz.On() {
+		o.Freezer = s.frz
 	}
 	return o
 }
@@ -295,23 +309,32 @@ func installShimBin(tenCopy string, log *slog.Logger) string {
 	return dst
 }
 
-// drainGrace is how long at most a stopping ten keeps answering on open
-// keep-alive connections (closing each after its answer) before it closes
-// the rest.
-const drainGrace = 500 * time.Millisecond
-
 // Run serves until ctx ends. Instances keep running after it returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer s.sd.Close()
-	defer s.closeL4()
-	changes, err := s.sd.Watch(ctx)
+	defer func() {
+		// The BPF objects are released; the pinned state stays and keeps
+		// working.
+		if err := s.kern.Close(); err != nil {
+			s.log.Warn("release BPF state", "err", err)
+		}
+	}()
+	// Every goroutine Run starts reads the BPF maps, directly or through
+	// the router's hooks (the reaper, ps rows of the dashboard's sampler,
+	// metrics scrapes): all of them have ended before s.kern.Close
+	// (deferred above) closes the maps. bctx also ends them when Run returns for
+	// another reason than ctx.
+	bctx, stop := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() { stop(); bg.Wait() }()
+	changes, err := s.sd.Watch(bctx)
 	if err != nil {
 		return err
 	}
 	if err := s.adopt(ctx); err != nil {
 		return err
 	}
-	s.restoreFrozen()
+	s.frz.Restore()
 	if s.fleet != nil {
 		// The fleet places declared instances; each node creates what is
 		// placed on it (fleet.go).
@@ -325,17 +348,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	} else if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
 	}
-	go s.follow(ctx, changes)
-	// The wake reader uses the dispatcher's maps: it ends before closeL4
-	// (deferred above) closes them.
-	wctx, stopWakes := context.WithCancel(ctx)
-	wakesDone := make(chan struct{})
-	go func() { defer close(wakesDone); s.runWakes(wctx) }()
-	defer func() { stopWakes(); <-wakesDone }()
-	go s.runFrozenCap(ctx, time.Second)
-	go s.router.RunReaper(ctx, 250*time.Millisecond)
-	go s.runHealth(ctx)
-	go s.dash.RunSampler(ctx)
+	bg.Go(func() { s.follow(bctx, changes) })
+	bg.Go(func() { s.frz.RunWakes(bctx) })
+	bg.Go(func() { s.frz.RunCap(bctx, time.Second) })
+	bg.Go(func() { s.router.RunReaper(bctx, 250*time.Millisecond) })
+	bg.Go(func() { s.health.Run(bctx) })
+	bg.Go(func() { s.dash.RunSampler(bctx) })
 
 	if ln == nil {
 		ln, err = net.Listen("tcp", s.cfg.Settings.Listen)
@@ -349,9 +367,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	if mln != nil {
-		go s.serveMetrics(ctx, mln)
+		bg.Go(func() { s.serveMetrics(bctx, mln) })
 	}
-	return s.serveConns(ctx, ln)
+	return front.Serve(ctx, ln, front.Options{Router: s.router, Log: s.log, Domain: s.cfg.Settings.Domain,
+		Instances: s.reg.Len, TLS: s.serveTLS})
 }
 
 // Listen is the address from settings (after overrides).
@@ -361,7 +380,7 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 	for c := range changes {
 		if c.Kind == units.KindSocket {
-			s.l4SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
+			s.kern.SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
 		}
 		if c.Kind != units.KindService || c.ActiveState == "" {
 			continue
@@ -375,13 +394,13 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 			go s.l4AppSocket(c.Instance) // an L4 service's app listens now
 		}
 		if !awake {
-			s.stoppedWhileFrozen(c.Instance)
+			s.frz.Stopped(c.Instance)
 		}
-		s.noteServiceState(ctx, c) // OOM watch and last exit (storage_quota.go)
+		s.noteServiceState(ctx, c) // OOM watch and last exit (isolation.go)
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
-			s.health.check(c.Instance)
+			s.health.Check(c.Instance)
 		}
 	}
 }

@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 
+	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/units"
 )
 
@@ -39,14 +36,14 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 	if !ok {
 		return Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
-	out := Storage{Instance: inst.String(), Path: StateDir(inst)}
+	out := Storage{Instance: inst.String(), Path: isolation.StateDir(inst)}
 	if in.Svc != nil {
 		out.Path = units.DataMountPoint(s.cfg, in.Svc, inst)
 		if in.Svc.StorageQuotaMB > 0 {
 			out.QuotaBytes = int64(in.Svc.StorageQuotaMB) << 20
 		}
 	}
-	size, disk, files, err := dirUsage(ctx, out.Path)
+	size, disk, files, err := isolation.DirUsage(ctx, out.Path)
 	if err != nil {
 		return Storage{}, fmt.Errorf("storage %s: %w", inst, err)
 	}
@@ -55,45 +52,4 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 		out.UsageRatio = float64(out.Bytes) / float64(out.QuotaBytes)
 	}
 	return out, nil
-}
-
-// StateDir guesses where the state directory of an instance the config no
-// longer declares really is: under /var/lib/private when systemd made it for
-// a DynamicUser service, else /var/lib/tenement/NAME/ID.
-func StateDir(inst units.Instance) string {
-	rel := filepath.Join("tenement", inst.Service, inst.ID)
-	private := filepath.Join("/var/lib/private", rel)
-	if st, err := os.Lstat(private); err == nil && st.IsDir() {
-		return private
-	}
-	return filepath.Join(units.StateRoot, inst.Service, inst.ID)
-}
-
-// dirUsage sums a tree without following symlinks.
-func dirUsage(ctx context.Context, root string) (size, disk, files int64, err error) {
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // gone meanwhile, or never made
-			}
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		info, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			files++
-			size += info.Size()
-		}
-		disk += diskBytes(info)
-		return nil
-	})
-	return size, disk, files, err
 }

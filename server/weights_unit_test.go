@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/units"
 )
 
 // SetWeight and Route running at once must leave state.json saying what the
 // router does: otherwise a restart of ten brings back other weights.
 func TestWeightsSavedAsRouted(t *testing.T) {
-	st, err := loadState(t.TempDir())
+	st, err := statefile.Load(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestWeightsSavedAsRouted(t *testing.T) {
 		wg.Wait()
 		for _, inst := range []units.Instance{v1, v2} {
 			rs, _ := s.router.Stat(inst)
-			if w := st.weight(inst); w != rs.Weight {
+			if w := st.Weight(inst); w != rs.Weight {
 				t.Fatalf("round %d: %s routes with weight %d, state.json says %d", round, inst, rs.Weight, w)
 			}
 		}

@@ -25,10 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/internal/box"
 	"github.com/tenhq/ten/internal/systemtest"
 	"github.com/tenhq/ten/internal/tentest"
-	"github.com/tenhq/ten/router/ebpf"
 	"github.com/tenhq/ten/selfunit"
 )
 

@@ -175,8 +175,17 @@ api = ["acme"]
 	if codes[401]+codes[503] > 10 || codes[429] < 190 || codes[401]+codes[503]+codes[429] != 200 {
 		t.Errorf("flood answers %v: want at most 10 admitted (401 or 503) and the rest refused before any work (429)", codes)
 	}
-	if growth > 100<<20 {
-		t.Errorf("ten's RSS grew by %d MiB under the flood", growth>>20)
+	// The bound holds the admitted derivations' memory with room to spare
+	// (+57 MiB measured). A -race build of ten shadows every byte the
+	// program touches with the race runtime's own memory (its docs: 5-10x
+	// the memory), so the same flood measured +177 MiB there; the bound
+	// scales by 4 for that build only.
+	maxGrowth := int64(100 << 20)
+	if raceBuild {
+		maxGrowth *= 4
+	}
+	if growth > maxGrowth {
+		t.Errorf("ten's RSS grew by %d MiB under the flood (bound %d MiB)", growth>>20, maxGrowth>>20)
 	}
 	// A few more failures lock the client out (503s were not counted).
 	lockedOut := false

@@ -20,7 +20,7 @@ import (
 // for three workloads: rtt (64-byte echo on an open connection), connect
 // (a new connection per 64-byte echo) and throughput (1 MiB echoed).
 //
-//	go test -run '^$' -bench L4 ./router/ebpf/
+//	go test -run '^$' -bench L4 ./bpf/ebpf/
 func BenchmarkL4(b *testing.B) {
 	ns := newNetNS(b)
 	ns.enter(b)

@@ -1,4 +1,4 @@
-package server
+package strictjson
 
 import (
 	"errors"
@@ -52,7 +52,7 @@ func TestDecodeStrict(t *testing.T) {
 		t.Errorf("token request: %+v %v", tr, err)
 	}
 	// Embedded structs' fields are known too.
-	var nt NewToken
+	var nt apitype.NewToken
 	if err := DecodeStrict([]byte(`{"id":"x","token":"y"}`), &nt); err != nil || nt.ID != "x" || nt.Secret != "y" {
 		t.Errorf("embedded: %+v %v", nt, err)
 	}
@@ -60,9 +60,9 @@ func TestDecodeStrict(t *testing.T) {
 
 func TestClipError(t *testing.T) {
 	long := strings.Repeat("é", 2000)
-	got := clipError(long)
-	if len(got) > maxErrorLen+40 || !strings.Contains(got, "bytes cut") {
-		t.Errorf("clipError: %d bytes", len(got))
+	got := ClipError(long)
+	if len(got) > MaxErrorLen+40 || !strings.Contains(got, "bytes cut") {
+		t.Errorf("ClipError: %d bytes", len(got))
 	}
 }
 

@@ -1,4 +1,9 @@
-package server
+// Package front is ten's listener for HTTP: every connection starts on the
+// router's fast path (router.ConnServer), which hands what it does not serve
+// to an http.Server (HTTP/1.1 and h2c) around the router; the listener's
+// limits (timeouts, header size, connections per address) and the drain on
+// stop, which loses no request a client has sent, live here.
+package front
 
 import (
 	"bufio"
@@ -26,12 +31,29 @@ const (
 	connPerAddress    = 512
 )
 
-// serveConns serves ln until ctx ends: each connection starts on the
+// DrainGrace is how long at most a stopping ten keeps answering on open
+// keep-alive connections (closing each after its answer) before it closes
+// the rest.
+const DrainGrace = 500 * time.Millisecond
+
+// Options are what Serve needs.
+type Options struct {
+	Router *router.Router
+	Log    *slog.Logger
+	// Domain and Instances are for the log line that says ten serves.
+	Domain    string
+	Instances func() int
+	// TLS, when set, serves the same handler over HTTPS until ctx ends; the
+	// function it returns waits until that has drained.
+	TLS func(ctx context.Context, h http.Handler) (wait func(), err error)
+}
+
+// Serve serves ln until ctx ends: each connection starts on the
 // router's fast path (router.ConnServer), which hands what it does not
 // serve to an http.Server (HTTP/1.1 and h2c) around the router. On ctx's
 // end it stops accepting, answers for a moment more with Connection: close
 // on the open connections, then closes them.
-func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
+func Serve(ctx context.Context, ln net.Listener, o Options) error {
 	var draining atomic.Bool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if draining.Load() {
@@ -40,7 +62,7 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 			// listen backlog for the next ten.
 			w.Header().Set("Connection", "close")
 		}
-		serveWithTimeouts(s.router, w, r)
+		serveWithTimeouts(o.Router, w, r)
 	})
 	var open atomic.Int64 // connections the http.Server still owns
 	protocols := new(http.Protocols)
@@ -48,7 +70,7 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 	protocols.SetUnencryptedHTTP2(true) // h2c from a proxy in front
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: connHeaderTimeout, IdleTimeout: connIdleTimeout,
 		MaxHeaderBytes: connMaxHeader, Protocols: protocols,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
@@ -58,7 +80,7 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 			}
 		}}
 	q := newConnQueue(ln.Addr())
-	cs := &router.ConnServer{Router: s.router, Fallback: q.put, Limits: router.Limits{
+	cs := &router.ConnServer{Router: o.Router, Fallback: q.put, Limits: router.Limits{
 		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
 		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress,
 	}}
@@ -82,7 +104,7 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 		// A connection accepted just before the close is counted a moment
 		// after Accept returns.
 		time.Sleep(50 * time.Millisecond)
-		for end := time.Now().Add(drainGrace); open.Load()+int64(cs.Active()) > 0 && time.Now().Before(end); {
+		for end := time.Now().Add(DrainGrace); open.Load()+int64(cs.Active()) > 0 && time.Now().Before(end); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		cs.CloseIdle()
@@ -95,14 +117,17 @@ func (s *Server) serveConns(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	// HTTPS (settings.tls) serves the same handler on its own listeners.
-	tlsDone, err := s.serveTLS(ctx, handler)
-	if err != nil {
-		ln.Close()
-		q.Close()
-		return err
+	tlsDone := func() {}
+	if o.TLS != nil {
+		var err error
+		if tlsDone, err = o.TLS(ctx, handler); err != nil {
+			ln.Close()
+			q.Close()
+			return err
+		}
 	}
-	s.log.Info("serving", "listen", ln.Addr().String(), "domain", s.cfg.Settings.Domain, "instances", s.reg.Len())
-	err = cs.Serve(ln)
+	o.Log.Info("serving", "listen", ln.Addr().String(), "domain", o.Domain, "instances", o.Instances())
+	err := cs.Serve(ln)
 	if ctx.Err() != nil {
 		<-drained
 		tlsDone()

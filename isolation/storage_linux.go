@@ -1,4 +1,4 @@
-package server
+package isolation
 
 import (
 	"io/fs"

@@ -47,14 +47,17 @@ func LoadDispatcher(netnsPath, pinDir string, log *slog.Logger) (*Dispatcher, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d, err := loadDispatcher(netnsPath, pinDir, log)
+	d, err := loadDispatcher(netnsPath, pinDir, log, 0)
 	if err != nil {
 		return nil, fmt.Errorf("load dispatcher for %s: %w", netnsPath, err)
 	}
 	return d, nil
 }
 
-func loadDispatcher(netnsPath, pinDir string, log *slog.Logger) (*Dispatcher, error) {
+// loadDispatcher is LoadDispatcher; maxBindings other than 0 shrinks the
+// bindings trie, so that a test can fill it and see what a failed update
+// leaves behind.
+func loadDispatcher(netnsPath, pinDir string, log *slog.Logger, maxBindings uint32) (*Dispatcher, error) {
 	ns, err := os.Open(netnsPath)
 	if err != nil {
 		return nil, err
@@ -75,6 +78,9 @@ func loadDispatcher(netnsPath, pinDir string, log *slog.Logger) (*Dispatcher, er
 	spec, err := loadDispatch()
 	if err != nil {
 		return nil, err
+	}
+	if maxBindings != 0 {
+		spec.Maps["bindings"].MaxEntries = maxBindings
 	}
 	d := &Dispatcher{log: log}
 	var opts ebpf.CollectionOptions
@@ -345,7 +351,6 @@ func (d *Dispatcher) RemoveBinding(b Binding) error {
 	return nil
 }
 
-// collect forgets a destination that has no binding and no socket left.
 // rollback deletes the keys a failed AddBinding put, except those the label
 // owned before (had), and collects the destination when nothing uses it.
 // Callers hold d.mu.
@@ -365,6 +370,7 @@ func (d *Dispatcher) rollback(put []dispatchBindingKey, had []bool, dest dispatc
 	return errors.Join(errs...)
 }
 
+// collect forgets a destination that has no binding and no socket left.
 func (d *Dispatcher) collect(dest dispatchDestinationKey) error {
 	id, ok, err := d.destination(dest, false)
 	if err != nil || !ok {

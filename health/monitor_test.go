@@ -1,0 +1,149 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/registry"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// fakes recording what the monitor does; the logic under test is the
+// monitor's, the systemd and router behind it are the system tests'.
+type fakeSystemd struct {
+	mu               sync.Mutex
+	info             systemd.Info
+	restarts, sleeps int
+}
+
+func (f *fakeSystemd) Info(context.Context, units.Instance) (systemd.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.info, nil
+}
+func (f *fakeSystemd) State(units.Instance) (systemd.UnitState, systemd.UnitState, bool) {
+	return systemd.UnitState{}, systemd.UnitState{}, false
+}
+func (f *fakeSystemd) Restart(context.Context, units.Instance) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarts++
+	return nil
+}
+func (f *fakeSystemd) Sleep(context.Context, units.Instance) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sleeps++
+	return nil
+}
+
+type fakeRouter struct {
+	mu     sync.Mutex
+	code   int
+	err    error
+	failed map[units.Instance]string
+}
+
+func (f *fakeRouter) Probe(context.Context, units.Instance, string, time.Duration, bool) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.code, f.err
+}
+func (f *fakeRouter) SetFailed(inst units.Instance, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed[inst] = reason
+}
+
+type marks map[string]string
+
+func (m marks) FailedMark(name string) string           { return m[name] }
+func (m marks) SetFailedMark(name, reason string) error { m[name] = reason; return nil }
+func (m marks) ForgetFailedMark(name string) error      { delete(m, name); return nil }
+
+func newTestMonitor(t *testing.T, svc *config.Service) (*Monitor, *fakeSystemd, *fakeRouter, marks, units.Instance) {
+	t.Helper()
+	inst := units.Instance{Service: "api", ID: "a"}
+	reg := registry.New()
+	reg.Add(registry.Entry{Inst: inst, Svc: svc})
+	sd := &fakeSystemd{info: systemd.Info{ActiveState: "active", SubState: "running"}}
+	r := &fakeRouter{code: 200, failed: map[units.Instance]string{}}
+	mk := marks{}
+	settings := &config.Settings{MaxRestarts: 2, RestartWindow: 60, HealthCheckInterval: 10, BackoffBaseMs: 1, BackoffMaxMs: 2}
+	h := NewMonitor(MonitorOptions{Settings: settings, Systemd: sd, Router: r, Registry: reg, Marks: mk})
+	return h, sd, r, mk, inst
+}
+
+// Crashes systemd restarted count toward max_restarts: one more than it
+// marks the instance failed, stops it and keeps the mark; Clear undoes it.
+func TestMonitorCrashLoopFails(t *testing.T) {
+	h, sd, r, mk, inst := newTestMonitor(t, &config.Service{RequestTimeout: 5})
+	ctx := context.Background()
+	h.checkOne(ctx, inst) // NRestarts 0: the baseline
+	if h.Of(inst) != apitype.HealthHealthy {
+		t.Fatalf("health of an active service without a path = %s", h.Of(inst))
+	}
+	sd.info.NRestarts = 3
+	h.checkOne(ctx, inst)
+	reason := h.Failed(inst)
+	if reason == "" || !strings.Contains(reason, "restarted 3 times") {
+		t.Fatalf("failed mark after 3 crashes (max_restarts 2) = %q", reason)
+	}
+	if h.Of(inst) != apitype.HealthFailed || mk[inst.String()] != reason || r.failed[inst] != reason || sd.sleeps != 1 {
+		t.Errorf("failed: health %s, mark %q, router %q, sleeps %d", h.Of(inst), mk[inst.String()], r.failed[inst], sd.sleeps)
+	}
+	var out apitype.Health
+	h.Fill(&out, inst)
+	if out.RestartsInWindow != 3 || len(out.Restarts) != 3 || out.Restarts[0].Reason != apitype.RestartCrash {
+		t.Errorf("Fill = %+v, want 3 crash restarts", out)
+	}
+	// A failed instance is not checked again.
+	sd.info.NRestarts = 9
+	h.checkOne(ctx, inst)
+	if sd.sleeps != 1 {
+		t.Error("a failed instance was stopped again")
+	}
+	h.Clear(inst)
+	if h.Failed(inst) != "" || mk[inst.String()] != "" || r.failed[inst] != "" {
+		t.Errorf("after Clear: mark %q, router %q", mk[inst.String()], r.failed[inst])
+	}
+	// Restored from state.json after a restart of ten.
+	mk[inst.String()] = "kept"
+	h.RestoreFailed(inst)
+	if h.Failed(inst) != "kept" || r.failed[inst] != "kept" {
+		t.Errorf("RestoreFailed: %q %q", h.Failed(inst), r.failed[inst])
+	}
+}
+
+// UnhealthyAfter failed probes in a row restart the instance after the
+// backoff; the restart counts in the window.
+func TestMonitorUnhealthyRestarts(t *testing.T) {
+	h, sd, r, _, inst := newTestMonitor(t, &config.Service{Health: "/health", RequestTimeout: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.code, r.err = 0, errors.New("connection refused")
+	for range UnhealthyAfter {
+		h.checkOne(ctx, inst)
+	}
+	h.bg.Wait() // the scheduled restart (backoff 1 ms)
+	if sd.restarts != 1 {
+		t.Fatalf("restarts after %d failed probes = %d, want 1", UnhealthyAfter, sd.restarts)
+	}
+	var out apitype.Health
+	h.Fill(&out, inst)
+	if out.RestartsInWindow != 1 || out.Restarts[0].Reason != apitype.RestartHealth || out.Health != apitype.HealthUnknown {
+		t.Errorf("after the restart: %+v", out)
+	}
+	r.code, r.err = 200, nil
+	h.checkOne(ctx, inst)
+	if h.Of(inst) != apitype.HealthHealthy {
+		t.Errorf("health after a passing probe = %s", h.Of(inst))
+	}
+}

@@ -1,0 +1,84 @@
+package isolation
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/units"
+)
+
+func TestDirUsage(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range map[string]int{"x": 10, "a/y": 4096, "a/b/z": 1} {
+		if err := os.WriteFile(filepath.Join(root, name), make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A symlink out of the tree is not followed.
+	if err := os.Symlink("/usr", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	size, disk, files, err := DirUsage(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != 10+4096+1+int64(len("/usr")) || files != 4 {
+		t.Errorf("DirUsage = size %d, files %d; want %d bytes in 4 files", size, files, 10+4096+1+len("/usr"))
+	}
+	if disk <= 0 {
+		t.Errorf("disk = %d", disk)
+	}
+	if size, _, files, err := DirUsage(context.Background(), filepath.Join(root, "missing")); err != nil || size != 0 || files != 0 {
+		t.Errorf("DirUsage of a missing directory = %d %d %v, want empty", size, files, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, _, err := DirUsage(ctx, root); err == nil {
+		t.Error("DirUsage went on after its context ended")
+	}
+}
+
+// mounts records a Storage's mount units.
+type mounts struct{ mounted, unmounted []string }
+
+func (m *mounts) Mount(_ context.Context, what, where, _, _, _ string) error {
+	m.mounted = append(m.mounted, what+" "+where)
+	return nil
+}
+
+func (m *mounts) Unmount(_ context.Context, where string) error {
+	m.unmounted = append(m.unmounted, where)
+	return nil
+}
+
+// Without storage_quota_mb there is no image to make or mount, and an
+// instance that never had one is released without touching a mount.
+func TestQuotaWithout(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{DataDir: t.TempDir()}}
+	m := &mounts{}
+	st := NewStorage(cfg, m, nil)
+	inst := units.Instance{Service: "api", ID: "prod"}
+	svc := &config.Service{}
+	if err := st.PrepareQuota(context.Background(), svc, inst); err != nil {
+		t.Fatal(err)
+	}
+	st.ReleaseQuota(context.Background(), svc, inst)
+	if len(m.mounted)+len(m.unmounted) != 0 {
+		t.Errorf("mounts %+v without storage_quota_mb", m)
+	}
+	if used, quota := QuotaUse(cfg, svc, inst); used != 0 || quota != 0 {
+		t.Errorf("QuotaUse without a quota = %d, %d", used, quota)
+	}
+	if used, quota := QuotaUse(cfg, nil, inst); used != 0 || quota != 0 {
+		t.Errorf("QuotaUse of an undeclared service = %d, %d", used, quota)
+	}
+	if got, want := st.QuotaImage(inst), filepath.Join(cfg.DataDirAbs(), "storage", "api", "prod.img"); got != want {
+		t.Errorf("QuotaImage = %s, want %s", got, want)
+	}
+}

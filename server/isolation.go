@@ -1,0 +1,100 @@
+package server
+
+// Isolation and limits that ten enforces or reports beyond unit properties
+// (package isolation): OOM kills and the last exit of an instance for ps,
+// the API and metrics, and the use of its storage_quota_mb file system.
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenhq/ten/isolation"
+	"github.com/tenhq/ten/registry"
+	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
+)
+
+// noteServiceState is called for every state change of a service (follow):
+// a started service gets an OOM watch on its new cgroup, a crashed one has
+// its exit recorded before systemd starts it again.
+func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
+	switch {
+	case c.ActiveState == "active":
+		go s.watchOOM(ctx, c.Instance)
+	case c.SubState == "auto-restart" || c.ActiveState == "failed":
+		go s.recordExit(c.Instance)
+	}
+}
+
+// watchOOM starts the OOM watch of inst's present cgroup (package
+// isolation); it ends with ctx, the cgroup, or the instance.
+func (s *Server) watchOOM(ctx context.Context, inst units.Instance) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := s.sd.Info(rctx, inst)
+	cancel()
+	if err != nil || info.ControlGroup == "" || !s.reg.Has(inst) {
+		return
+	}
+	s.oom.Watch(ctx, inst, info.ControlGroup)
+}
+
+func (s *Server) recordExit(inst units.Instance) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// One read: ExecMain* and Result are reset when systemd starts it again.
+	e, err := s.sd.LastExit(ctx, inst.ServiceUnit())
+	if err != nil {
+		return
+	}
+	s.log.Debug("instance exit", "instance", inst.String(), "code", e.Code, "status", e.Status, "result", e.Result)
+	// The OOM event reaches ten before the exit does; give a late one a moment.
+	time.Sleep(20 * time.Millisecond)
+	s.oom.Exit(inst, e)
+}
+
+// isolationRow fills the isolation columns of a ps row. It only reads: OOM
+// watches start with the service (follow) or at adoption, never from ps.
+func (s *Server) isolationRow(in registry.Entry, r *Row) {
+	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
+	r.StorageBytes, r.StorageQuotaBytes = isolation.QuotaUse(s.cfg, in.Svc, in.Inst)
+}
+
+// isolationCollector exports OOM kills and quota use at scrape time.
+type isolationCollector struct {
+	s                *Server
+	oom, used, quota *prometheus.Desc
+}
+
+func newIsolationCollector(s *Server) *isolationCollector {
+	return &isolationCollector{s: s,
+		oom: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "oom_kills_total"),
+			"Processes of the instance the kernel's OOM killer ended at memory_limit_mb, counted while ten ran.", []string{"instance"}, nil),
+		used: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "storage_used_bytes"),
+			"Bytes used on the instance's storage_quota_mb file system.", []string{"instance"}, nil),
+		quota: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "storage_quota_bytes"),
+			"The instance's storage_quota_mb in bytes.", []string{"instance"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *isolationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.oom
+	ch <- c.used
+	ch <- c.quota
+}
+
+// Collect implements prometheus.Collector.
+func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
+	ins := c.s.reg.Snapshot()
+	for _, in := range ins {
+		name := in.Inst.String()
+		kills, _ := c.s.oom.Get(in.Inst)
+		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
+		if used, quota := isolation.QuotaUse(c.s.cfg, in.Svc, in.Inst); quota > 0 {
+			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
+			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
+		}
+	}
+}
