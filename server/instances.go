@@ -53,11 +53,7 @@ func (s *Server) adopt(ctx context.Context) error {
 		}
 	}
 	for _, inst := range insts {
-		in := registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst)}
-		s.reg.Add(in)
-		// As in follow: a shim-mode service is awake once its app listens.
-		st := service[inst]
-		s.router.Put(s.backend(in), st == "active" || st == "reloading")
+		s.reg.Add(registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst)})
 	}
 	envs := make([][]string, len(insts))
 	var wg sync.WaitGroup
@@ -89,8 +85,8 @@ func (s *Server) adopt(ctx context.Context) error {
 				port, _ = strconv.Atoi(v)
 			}
 		}
+		in, _ := s.reg.Get(inst)
 		if port > 0 {
-			in, _ := s.reg.Get(inst)
 			in.Port = port
 			s.reg.Add(in)
 			if in.Svc != nil && units.AppListens(in.Svc) {
@@ -102,6 +98,11 @@ func (s *Server) adopt(ctx context.Context) error {
 				s.router.Put(s.backend(in), st == "active" || st == "reloading")
 			}
 		}
+		// Routed whether or not its environment could be read (only its
+		// PORT is unknown then); with it, a directly run app is dialled at
+		// its own address. As in follow: awake once its service is active.
+		st := service[inst]
+		s.router.Put(s.backend(in), st == "active" || st == "reloading")
 		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
