@@ -89,14 +89,6 @@ func (s *Server) adopt(ctx context.Context) error {
 		if port > 0 {
 			in.Port = port
 			s.reg.Add(in)
-			if in.Svc != nil && units.AppListens(in.Svc) {
-				// The router dials such an app's own PORT: the backend
-				// put above, before PORT was read, had none (and
-				// would wait for the app on SOCKET_PATH alone until
-				// startup_timeout).
-				st := service[inst]
-				s.router.Put(s.backend(in), st == "active" || st == "reloading")
-			}
 		}
 		// Routed whether or not its environment could be read (only its
 		// PORT is unknown then); with it, a directly run app is dialled at
