@@ -62,8 +62,12 @@ type wake struct {
 	key     string
 	holders int
 	granted chan struct{} // closed when the wake may start
-	start   time.Time     // when it was granted
-	done    bool
+	// refused is closed when the queue turned the waiting wake away: at
+	// the pace of the wakes before it, it would not start by deadline.
+	refused  chan struct{}
+	deadline time.Time // the latest start its requests wait for (zero: none)
+	start    time.Time // when it was granted
+	done     bool
 }
 
 // New returns a queue that runs at most maxConcurrent wakes at once and
@@ -140,7 +144,10 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		q.rejected.Inc()
 		return nil, ErrBacklog
 	default:
-		w = &wake{key: key, holders: 1, granted: make(chan struct{})}
+		w = &wake{key: key, holders: 1, granted: make(chan struct{}), refused: make(chan struct{})}
+		if maxWait > 0 {
+			w.deadline = q.now().Add(maxWait)
+		}
 		queued = true
 		q.queue = append(q.queue, w)
 		q.byKey[key] = w
@@ -164,6 +171,8 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		cause = ctx.Err()
 	case <-expired:
 		cause = ErrWaited
+	case <-w.refused:
+		cause = ErrBacklog
 	}
 	q.mu.Lock()
 	select {
@@ -183,7 +192,7 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		q.unqueue(w)
 	}
 	q.mu.Unlock()
-	if cause == ErrWaited {
+	if cause == ErrWaited || cause == ErrBacklog {
 		q.rejected.Inc()
 	}
 	return nil, cause
@@ -217,6 +226,28 @@ func (q *Queue) done(w *wake, awake bool) {
 	}
 	q.running--
 	q.grantLocked()
+	q.shedLocked()
+}
+
+// shedLocked turns away, at once, the queued wakes that at the pace now
+// known would not start before their deadline: a burst that arrived before
+// any wake had finished learns its fate when the first one does, not when
+// its wait runs out.
+func (q *Queue) shedLocked() {
+	now := q.now()
+	kept := q.queue[:0]
+	for _, w := range q.queue {
+		if !w.deadline.IsZero() && now.Add(q.estimateLocked(len(kept)+1)).After(w.deadline) {
+			if q.byKey[w.key] == w {
+				delete(q.byKey, w.key)
+			}
+			close(w.refused)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(q.queue[len(kept):])
+	q.queue = kept
 }
 
 // grantLocked starts queued wakes while there is room.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,9 +238,14 @@ func TestMaxWait(t *testing.T) {
 }
 
 // fakeClock is a settable clock for the queue's wake durations.
-type fakeClock struct{ t time.Time }
+type fakeClock struct {
+	mu sync.Mutex // mu guards t
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time { return c.t }
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // TestBacklogAdmission: once wakes have been seen to take a second each,
 // with 2 running, the k-th queued wake is estimated to wait k/2 s; a wake
@@ -263,7 +269,7 @@ func TestBacklogAdmission(t *testing.T) {
 		t.Fatalf("early: %v, want context.Canceled", err)
 	}
 	// Both wakes took 1 s: the pace is 2 per second.
-	clk.t = clk.t.Add(time.Second)
+	clk.add(time.Second)
 	a.Done(true)
 	b.Done(true)
 	if est := q.Estimate(3); est != 1500*time.Millisecond {
@@ -320,4 +326,54 @@ func laterWait(q *Queue, key string, wait time.Duration) <-chan any {
 		ch <- tk
 	}()
 	return ch
+}
+
+// TestShedOnPace: a burst arrives before any wake has finished, so all of
+// it queues. When the first wake ends (it took 1 s, one runs at a time),
+// the wakes queued past what can start within their 2 s wait are turned
+// away at once with ErrBacklog, not when their wait runs out; the others
+// keep their places.
+func TestShedOnPace(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	q := New(1, 100)
+	q.now = clk.now
+	a := acquire(t, q, "a")
+	const wait = 2 * time.Second
+	b := laterWait(q, "b", wait)
+	waitLen(t, q, 1, 1)
+	c := laterWait(q, "c", wait)
+	waitLen(t, q, 2, 1)
+	d := laterWait(q, "d", wait)
+	waitLen(t, q, 3, 1)
+	clk.add(time.Second)
+	t0 := time.Now()
+	a.Done(true)
+	// b starts now; c would start 1 s from now (its deadline: kept); d
+	// 2 s from now, past its deadline: turned away.
+	tb, ok := (<-b).(*Ticket)
+	if !ok {
+		t.Fatal("b did not start when a was done")
+	}
+	if err, _ := (<-d).(error); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("d: %v, want ErrBacklog", err)
+	}
+	if el := time.Since(t0); el > time.Second {
+		t.Errorf("d was turned away %s after the pace was known, want at once", el)
+	}
+	if !pending(c) {
+		t.Fatal("c left the queue although it can start in time")
+	}
+	waitLen(t, q, 1, 1)
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v, want 1", got)
+	}
+	// d's instance can queue again later, as a new wake.
+	tb.Done(true)
+	tc, ok := (<-c).(*Ticket)
+	if !ok {
+		t.Fatal("c did not start when b was done")
+	}
+	tc.Done(true)
+	waitLen(t, q, 0, 0)
+	acquire(t, q, "d").Done(true)
 }
