@@ -71,6 +71,13 @@ st = ["`+strings.Join(ids, `", "`)+`"]
 			return firstByte(ten.addr, hosts[i], 60*time.Second)
 		})
 		stopHog()
+		m := ten.metricsPlain("ten_wake_queue_")
+		if c := m["ten_wake_queue_wait_seconds_count"]; c > 0 {
+			rowsMu.Lock()
+			rows[len(rows)-1].note += fmt.Sprintf("; ten_wake_queue_rejected_total %.0f, wait_seconds mean %s over %.0f wakes",
+				m["ten_wake_queue_rejected_total"], fmtDur(time.Duration(m["ten_wake_queue_wait_seconds_sum"]/c*float64(time.Second))), c)
+			rowsMu.Unlock()
+		}
 		ten.stop()
 		if i == 0 {
 			stormSystemd(b, bench, fmt.Sprintf("systemd alone: the same %d services started at once over D-Bus, each polled on its PORT, CPU hog on every core", wake), insts)
