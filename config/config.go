@@ -127,22 +127,24 @@ func (s *Settings) ConcurrentWakes(ncpu int) int {
 // TLS is [settings.tls]: HTTPS with certificates from an ACME CA (see the
 // tlsfront package).
 type TLS struct {
-	// Enabled is tenement's built-in TLS switch (parsed; TLS belongs to a proxy).
+	// Enabled turns on HTTPS: certificates from the ACME CA, served on HTTPSPort.
 	Enabled bool `toml:"enabled" json:"enabled"`
-	// AcmeEmail is the ACME account email (parsed).
+	// AcmeEmail is the ACME account's contact email.
 	AcmeEmail string `toml:"acme_email" json:"acme_email,omitempty"`
-	// Domain is the certificate's domain (parsed).
+	// Domain is the bare domain certificates are issued under; settings.domain defaults to it.
 	Domain string `toml:"domain" json:"domain,omitempty"`
-	// CacheDir is where certificates are cached (parsed).
+	// CacheDir is where certificates and the ACME account are kept.
 	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty"`
-	// Staging selects the ACME staging server (parsed).
+	// Staging selects the CA's staging directory (Let's Encrypt staging).
 	Staging bool `toml:"staging" json:"staging"`
-	// HTTPSPort is the HTTPS port (parsed; default 443).
+	// HTTPSPort is the HTTPS port (default 443).
 	HTTPSPort int `toml:"https_port" json:"https_port"`
-	// HTTPPort is the HTTP port (parsed; default 80).
+	// HTTPPort is the HTTP port: ACME HTTP-01 challenges and the redirect to HTTPS (default 80).
 	HTTPPort int `toml:"http_port" json:"http_port"`
-	// DNSProvider is the DNS provider for wildcard certificates (parsed;
-	// ten caddy --dns-provider uses it).
+	// DNSProvider is the DNS provider that answers ACME DNS-01 challenges,
+	// which gives wildcard certificates (*.DOMAIN and *.SERVICE.DOMAIN for
+	// each service): cloudflare or rfc2136 (DNSProviders). Its
+	// credentials come from the environment or dns_credentials.
 	DNSProvider string `toml:"dns_provider" json:"dns_provider,omitempty"`
 
 	// Keys ten adds.
@@ -153,7 +155,20 @@ type TLS struct {
 	// CARoot is a PEM file of roots to trust for the ACME server's own
 	// HTTPS (a private CA); default: the system's roots.
 	CARoot string `toml:"ca_root" json:"ca_root,omitempty"`
+	// DNSCredentials is a file of KEY=VALUE lines with the DNS provider's
+	// credentials (such as CLOUDFLARE_API_TOKEN); a variable in ten's
+	// environment takes precedence over the file.
+	DNSCredentials string `toml:"dns_credentials" json:"dns_credentials,omitempty"`
+	// DNSResolvers are the DNS servers (HOST:PORT) asked for the zone of a
+	// challenge record and whether it has propagated; default: the
+	// system's resolvers, then the zone's authoritative servers.
+	DNSResolvers []string `toml:"dns_resolvers" json:"dns_resolvers,omitempty"`
 }
+
+// DNSProviders are the values of settings.tls.dns_provider ten supports
+// (libdns providers): cloudflare (API token) and rfc2136 (dynamic updates
+// signed with TSIG to a DNS server of one's own: BIND, Knot, PowerDNS).
+var DNSProviders = []string{"cloudflare", "rfc2136"}
 
 // Routing is the [routing] table (parsed, as in tenement, for compatibility).
 type Routing struct {

@@ -191,6 +191,9 @@ func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
 		{"[service.api]\ncommand = \"/bin/x\"\nrootfs = \"/srv/root\"\n", "t.toml:3: service.api.rootfs: ten does not chroot"},
 		{"[service.api]\ncommand = \"/bin/x\"\nvcpus = 2\n", "t.toml:3: service.api.vcpus: is a key of tenement's VM runtimes"},
 		{"[routing]\ndefault = \"api\"\n", "t.toml:2: routing.default: is not used"},
+		{"[settings]\ndomain = \"x.test\"\n[settings.tls]\nenabled = true\ndns_provider = \"route53\"\n", `t.toml:5: settings.tls.dns_provider: "route53" is not a DNS provider ten supports; use one of cloudflare, rfc2136`},
+		{"[settings]\ndomain = \"x.test\"\n[settings.tls]\nenabled = true\ndns_credentials = \"/etc/ten/dns.env\"\n", "settings.tls.dns_provider: is not set, but dns_credentials or dns_resolvers is"},
+		{"[settings]\ndomain = \"x.test\"\n[settings.tls]\nenabled = true\ndns_provider = \"rfc2136\"\ndns_resolvers = [\"127.0.0.1\"]\n", `t.toml:6: settings.tls.dns_resolvers: want HOST:PORT such as 127.0.0.1:53, got "127.0.0.1"`},
 	}
 	for _, c := range cases {
 		_, err := Parse("t.toml", []byte(c.in))
@@ -201,6 +204,15 @@ func TestTenementKeysNotImplementedAreRefused(t *testing.T) {
 	// TLS off with its other keys filled in loads (they are inert in tenement too).
 	if _, err := Parse("t.toml", []byte("[settings.tls]\nenabled = false\nacme_email = \"a@b.c\"\n")); err != nil {
 		t.Errorf("tls disabled: %v", err)
+	}
+	// Every supported provider loads; with TLS off the key is inert, as in tenement.
+	for _, p := range append(DNSProviders, "") {
+		if _, err := Parse("t.toml", []byte("[settings]\ndomain = \"x.test\"\n[settings.tls]\nenabled = true\ndns_provider = \""+p+"\"\n")); err != nil {
+			t.Errorf("dns_provider %q: %v", p, err)
+		}
+	}
+	if _, err := Parse("t.toml", []byte("[settings.tls]\nenabled = false\ndns_provider = \"route53\"\n")); err != nil {
+		t.Errorf("tls disabled, dns_provider route53: %v", err)
 	}
 }
 

@@ -132,6 +132,17 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {
 			add("settings.tls.ca", "must be an https:// ACME directory URL, got %q", t.CA)
 		}
+		if t.DNSProvider != "" && !slices.Contains(DNSProviders, t.DNSProvider) {
+			add("settings.tls.dns_provider", "%q is not a DNS provider ten supports; use one of %s, or leave it out (no wildcard certificates: every host gets its own through HTTP-01 or TLS-ALPN-01)", t.DNSProvider, strings.Join(DNSProviders, ", "))
+		}
+		if t.DNSProvider == "" && (t.DNSCredentials != "" || len(t.DNSResolvers) > 0) {
+			add("settings.tls.dns_provider", "is not set, but dns_credentials or dns_resolvers is: set dns_provider (one of %s) or remove them", strings.Join(DNSProviders, ", "))
+		}
+		for _, r := range t.DNSResolvers {
+			if host, port, err := net.SplitHostPort(r); err != nil || host == "" || port == "" {
+				add("settings.tls.dns_resolvers", "want HOST:PORT such as 127.0.0.1:53, got %q", r)
+			}
+		}
 	}
 	if s.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {

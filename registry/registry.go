@@ -49,11 +49,14 @@ type Registry struct {
 	// inverse, so that freeing an instance's ports costs no scan of all.
 	ports map[int]units.Instance
 	held  map[units.Instance][]int
+	// perService counts the instances of each service, so that a stop
+	// learns whether it removed a service's last instance without a scan.
+	perService map[string]int
 }
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}, held: map[units.Instance][]int{}}
+	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}, held: map[units.Instance][]int{}, perService: map[string]int{}}
 }
 
 // Lock marks inst busy (spawn, stop, restart, deploy); ErrBusy when it is
@@ -86,6 +89,9 @@ func (r *Registry) Busy(inst units.Instance) bool {
 func (r *Registry) Add(e Entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.instances[e.Inst] == nil {
+		r.perService[e.Inst.Service]++
+	}
 	r.instances[e.Inst] = &e
 	if e.Port > 0 {
 		r.holdLocked(e.Inst, e.Port)
@@ -96,8 +102,20 @@ func (r *Registry) Add(e Entry) {
 func (r *Registry) Remove(inst units.Instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.instances[inst] != nil {
+		if r.perService[inst.Service]--; r.perService[inst.Service] <= 0 {
+			delete(r.perService, inst.Service)
+		}
+	}
 	delete(r.instances, inst)
 	r.releaseLocked(inst)
+}
+
+// ServiceCount is the number of registered instances of service.
+func (r *Registry) ServiceCount(service string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.perService[service]
 }
 
 // Get returns a copy of inst's entry.

@@ -172,3 +172,32 @@ func TestPortsIndexFollowsHolders(t *testing.T) {
 		t.Fatalf("left behind: ports %v held %v", r.ports, r.held)
 	}
 }
+
+// ServiceCount follows Add and Remove: an Add of a registered instance (an
+// update) and a Remove of an unknown one change nothing.
+func TestServiceCount(t *testing.T) {
+	r := New()
+	a := units.Instance{Service: "s", ID: "a"}
+	b := units.Instance{Service: "s", ID: "b"}
+	o := units.Instance{Service: "other", ID: "a"}
+	r.Add(Entry{Inst: a})
+	r.Add(Entry{Inst: a, Port: 7})
+	r.Add(Entry{Inst: b})
+	r.Add(Entry{Inst: o})
+	if n := r.ServiceCount("s"); n != 2 {
+		t.Fatalf("ServiceCount(s) = %d, want 2", n)
+	}
+	r.Remove(a)
+	r.Remove(a)
+	r.Remove(units.Instance{Service: "s", ID: "never"})
+	if n := r.ServiceCount("s"); n != 1 {
+		t.Fatalf("after removing a: ServiceCount(s) = %d, want 1", n)
+	}
+	r.Remove(b)
+	if n := r.ServiceCount("s"); n != 0 {
+		t.Fatalf("after removing b: ServiceCount(s) = %d, want 0", n)
+	}
+	if n := r.ServiceCount("other"); n != 1 {
+		t.Fatalf("ServiceCount(other) = %d, want 1", n)
+	}
+}

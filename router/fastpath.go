@@ -429,6 +429,12 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 	req := cc.buildRequest(h, body)
 	uc, err := cc.send(b, req)
 	resends := 0
+	for err != nil && resends < 3 && resetUnsent(err, h, body) {
+		// Reset while it was written: a new connection can land in the
+		// backlog of an app being killed (see unread).
+		resends++
+		uc, err = cc.sendNew(b, req)
+	}
 	if err != nil {
 		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -445,7 +451,12 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 				// connection may land in the backlog of an app that is
 				// being killed, and be reset with it.
 				resends++
-				if uc, err = cc.sendNew(b, req); err != nil {
+				uc, err = cc.sendNew(b, req)
+				for err != nil && resends < 3 && resetUnsent(err, h, body) {
+					resends++
+					uc, err = cc.sendNew(b, req)
+				}
+				if err != nil {
 					cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 					return 502, cc.flush()
@@ -568,7 +579,16 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 // app that read the request and then exited or crashed closes with a FIN
 // (io.ErrUnexpectedEOF here), and that request is never sent again.
 func unread(err error, uc *upConn, h *reqHead, body []byte) bool {
-	if !errors.Is(err, syscall.ECONNRESET) || uc.br.Buffered() > 0 || len(body) > 0 || h.chunked || h.contentLength > 0 {
+	return uc.br.Buffered() == 0 && resetUnsent(err, h, body)
+}
+
+// resetUnsent reports whether a request whose connection was reset (or
+// whose write found the peer gone: EPIPE) before any answer can be sent
+// again: it has no body and a method that changes nothing. A write that
+// fails so never delivered the whole request; a read that fails so got no
+// byte of an answer (unread checks that).
+func resetUnsent(err error, h *reqHead, body []byte) bool {
+	if !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) || len(body) > 0 || h.chunked || h.contentLength > 0 {
 		return false
 	}
 	m := string(h.method)

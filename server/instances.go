@@ -230,26 +230,54 @@ type spawnOptions struct {
 
 // spawnLocked is Spawn for a caller that holds the instance's lock.
 func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOptions) error {
-	svc, ok := s.cfg.Services[inst.Service]
-	if !ok {
+	if _, ok := s.cfg.Services[inst.Service]; !ok {
 		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
+	createFailed, err := s.spawnGated(ctx, inst, o)
+	if createFailed {
+		// systemd made the slices for the units Create removed again.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if rerr := s.sd.RemoveSlice(rctx, inst); rerr != nil {
+			s.log.Warn("remove slice", "instance", inst.String(), "err", rerr)
+		}
+		s.removeServiceSlice(rctx, inst.Service)
+	}
+	return err
+}
+
+// spawnGated is spawnLocked's work under the service's slice gate, held
+// until the instance is registered or its units are gone again: the stop of
+// the service's last instance must not stop the service's slice (and with
+// it these units) meanwhile (slicegate.go). createFailed says that systemd's
+// Create failed (and removed the units).
+func (s *Server) spawnGated(ctx context.Context, inst units.Instance, o spawnOptions) (createFailed bool, err error) {
+	gate := s.slices.gate(inst.Service)
+	gate.RLock()
+	defer gate.RUnlock()
+	return s.spawnUnits(ctx, inst, o)
+}
+
+// spawnUnits checks, creates and registers the instance (spawnLocked);
+// createFailed as spawnGated.
+func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOptions) (createFailed bool, err error) {
+	svc := s.cfg.Services[inst.Service]
 	if s.reg.Has(inst) {
-		return fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
+		return false, fmt.Errorf("spawn %s: %w (stop it first, or restart it)", inst, ErrExists)
 	}
 	if other := s.foldTwin(inst); other != "" {
-		return fmt.Errorf("spawn %s: %w: instance %s exists, and its id differs only by case; Host routing cannot tell them apart (DNS ignores case)", inst, ErrExists, other)
+		return false, fmt.Errorf("spawn %s: %w: instance %s exists, and its id differs only by case; Host routing cannot tell them apart (DNS ignores case)", inst, ErrExists, other)
 	}
 	if o.listed {
 		// adopt listed systemd's units: no look-up.
 	} else if exists, err := s.sd.Exists(ctx, inst); err != nil {
-		return err
+		return false, err
 	} else if exists {
-		return fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
+		return false, fmt.Errorf("spawn %s: %w: systemd has %s", inst, ErrExists, inst.SocketUnit())
 	}
 	l4Listen, err := s.l4Reserve(inst, svc)
 	if err != nil {
-		return fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
+		return false, fmt.Errorf("spawn %s: %w: service.%s.listen: %v", inst, ErrBadInput, svc.Name, err)
 	}
 	defer s.l4Release(inst) // unless the units were made
 	// PORT and the port of the L4 internal sockets are reserved together,
@@ -257,7 +285,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	// the same port.
 	ports, err := s.reservePorts(inst, l4Listen)
 	if err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
@@ -266,10 +294,10 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
-		return fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
+		return false, fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
 	}
 	if err := checkSocketFree(plan.Listen); err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if units.CustomDataDir(s.cfg) {
 		// The sandbox binds it in, so it must exist before the first start;
@@ -279,28 +307,28 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 			o.Traverse = s.cfg.InstanceRoot()
 		}
 		if err := datadir.Prepare(o); err != nil {
-			return fmt.Errorf("spawn %s: %w", inst, err)
+			return false, fmt.Errorf("spawn %s: %w", inst, err)
 		}
 	}
 	start := !svc.Lazy() || o.start
 	s.clearHealth(inst)
 	if err := adoptStateDir(s.cfg, svc, inst); err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.quotaPrepare(ctx, svc, inst); err != nil {
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.dataBindPrepare(ctx, svc, inst); err != nil {
 		s.quotaRelease(ctx, svc, inst)
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
 		s.dataBindRelease(ctx, svc, inst)
 		s.quotaRelease(ctx, svc, inst)
 		if start && svc.Activation == config.ActivationShim {
-			return fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
+			return true, fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
 		}
-		return fmt.Errorf("spawn %s: %w", inst, err)
+		return true, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
 	b := s.backend(in)
@@ -315,7 +343,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	s.reg.Add(in)
 	s.l4Up(ctx, inst)
 	s.router.Put(b, start)
-	return nil
+	return false, nil
 }
 
 // checkSocketFree refuses to take over a path some other program listens on.
@@ -382,6 +410,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
 	s.forgetMetrics(inst)
+	s.removeServiceSlice(ctx, inst.Service)
 	return nil
 }
 

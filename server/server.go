@@ -82,6 +82,9 @@ type Server struct {
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
 	reg *registry.Registry
+	// slices orders the removal of emptied services' slices with spawns
+	// (slicegate.go).
+	slices serviceSlices
 }
 
 // ErrNotRoot means ten serve runs without the privilege to create units.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
@@ -30,8 +32,15 @@ func (s *Server) initTLS() error {
 	if !t.Enabled {
 		return nil
 	}
+	var dns01 certmagic.DNSProvider
 	if t.DNSProvider != "" {
-		s.log.Warn("settings.tls.dns_provider is not supported: ten has no DNS provider built in, so there are no wildcard certificates; every host gets its own certificate on first use through HTTP-01 or TLS-ALPN-01", "dns_provider", t.DNSProvider)
+		get, err := tlsfront.Credentials(t.DNSCredentials, os.Getenv)
+		if err != nil {
+			return err
+		}
+		if dns01, err = tlsfront.DNSProvider(t.DNSProvider, get); err != nil {
+			return err
+		}
 	}
 	var roots []byte
 	if t.CARoot != "" {
@@ -50,17 +59,20 @@ func (s *Server) initTLS() error {
 		renew = d
 	}
 	f, err := tlsfront.New(tlsfront.Options{
-		Domain:     s.cfg.Settings.Domain,
-		Email:      t.AcmeEmail,
-		CA:         t.CA,
-		Staging:    t.Staging,
-		CARoots:    roots,
-		CacheDir:   tlsfront.CacheDir(t.CacheDir, s.cfg.DataDirAbs()),
-		HTTPSPort:  t.HTTPSPort,
-		HTTPPort:   t.HTTPPort,
-		Routes:     s.routesTo,
-		RenewCheck: renew,
-		Log:        s.log.With("component", "tls"),
+		Domain:       s.cfg.Settings.Domain,
+		Email:        t.AcmeEmail,
+		CA:           t.CA,
+		Staging:      t.Staging,
+		CARoots:      roots,
+		CacheDir:     tlsfront.CacheDir(t.CacheDir, s.cfg.DataDirAbs()),
+		HTTPSPort:    t.HTTPSPort,
+		HTTPPort:     t.HTTPPort,
+		Routes:       s.routesTo,
+		RenewCheck:   renew,
+		DNS01:        dns01,
+		DNSResolvers: t.DNSResolvers,
+		Services:     s.cfg.ServiceNames(),
+		Log:          s.log.With("component", "tls"),
 	})
 	if err != nil {
 		return err

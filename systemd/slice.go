@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/tenhq/ten/units"
 )
@@ -17,4 +18,30 @@ func (m *Manager) RemoveSlice(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	return nil
+}
+
+// RemoveServiceSlice stops the slice of a service (units.ServiceSlice) when
+// systemd has no socket or service unit of any instance of it loaded;
+// removed says whether it did. Stopping a slice stops every unit in it, so
+// the caller must make sure that no spawn of the service creates units
+// meanwhile. A slice that is not loaded is no error.
+func (m *Manager) RemoveServiceSlice(ctx context.Context, service string) (removed bool, err error) {
+	pats := units.ServicePatterns(service)
+	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, pats)
+	if err != nil {
+		return false, fmt.Errorf("list units %v: %w", pats, err)
+	}
+	for _, u := range st {
+		if u.LoadState != "not-found" {
+			return false, nil
+		}
+	}
+	slice := units.ServiceSlice(service)
+	err = m.wait(ctx, slice, "stop", func(ch chan<- string) (int, error) {
+		return m.conn.StopUnitContext(ctx, slice, "replace", ch)
+	})
+	if err != nil && !isNoSuchUnit(err) {
+		return false, err
+	}
+	return true, nil
 }

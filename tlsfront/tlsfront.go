@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,7 +70,18 @@ type Options struct {
 	// (certmagic's default, 10 minutes, when 0). Certificates used in a
 	// handshake are checked then too.
 	RenewCheck time.Duration
-	Log        *slog.Logger
+	// DNS01 answers ACME DNS-01 challenges (settings.tls.dns_provider,
+	// built by DNSProvider). With it the names Prefetch manages include
+	// the wildcards *.DOMAIN (every service host) and *.SERVICE.DOMAIN for
+	// each of Services (every instance host), obtained through DNS-01;
+	// certificates on demand keep using HTTP-01 and TLS-ALPN-01.
+	DNS01 certmagic.DNSProvider
+	// DNSResolvers are the DNS servers (HOST:PORT) DNS-01 asks for the
+	// zone and the propagation of its record (empty: the system's).
+	DNSResolvers []string
+	// Services are the services whose instance hosts get a wildcard.
+	Services []string
+	Log      *slog.Logger
 }
 
 // Front manages the certificates and serves the TLS handshake.
@@ -82,6 +94,8 @@ type Front struct {
 	cache   *certmagic.Cache
 	issuer  *certmagic.ACMEIssuer
 	log     *slog.Logger
+	// managedNames are Managed's names, set once in New.
+	managedNames map[string]bool
 
 	mu sync.Mutex // mu guards the following
 	// names holds every name a certificate was wanted for, with its last
@@ -130,11 +144,23 @@ func New(o Options) (*Front, error) {
 			return nil, errors.New("settings.tls.ca_root: no PEM certificate in it")
 		}
 	}
-	f := &Front{o: o, log: o.Log, names: map[string]*nameState{}}
+	f := &Front{o: o, log: o.Log, names: map[string]*nameState{}, managedNames: map[string]bool{}}
+	for _, n := range f.Managed() {
+		f.managedNames[n] = true
+	}
 	zl := zapLogger(o.Log)
 	var magic *certmagic.Config
 	f.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		// Renewal uses the config a certificate came from: the managed
+		// names' issuer is the one with DNS-01, which wildcards need.
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			for _, n := range c.Names {
+				if f.managedNames[n] {
+					return f.managed, nil
+				}
+			}
+			return magic, nil
+		},
 		RenewCheckInterval: o.RenewCheck,
 		Logger:             zl,
 	})
@@ -160,6 +186,13 @@ func New(o Options) (*Front, error) {
 	magic.Issuers = []certmagic.Issuer{f.issuer}
 	f.magic = magic
 	f.managed = certmagic.New(f.cache, certmagic.Config{Storage: magic.Storage, OnEvent: f.event, Logger: zl})
+	if o.DNS01 != nil {
+		// Wildcards need DNS-01; certmagic then uses it alone for
+		// this issuer, so the bare domain gets its certificate that way too.
+		template.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
+			DNSProvider: o.DNS01, Resolvers: o.DNSResolvers, Logger: zl,
+		}}
+	}
 	f.managed.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(f.managed, template)}
 	return f, nil
 }
@@ -246,24 +279,73 @@ func (f *Front) event(_ context.Context, event string, data map[string]any) erro
 // the TLS-ALPN-01 challenge, HTTP/2 and HTTP/1.1.
 func (f *Front) TLSConfig() *tls.Config {
 	c := f.magic.TLSConfig()
+	onDemand := c.GetCertificate
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		// A name served by a managed certificate (the bare domain, a
+		// wildcard) is served by the config that manages it: the
+		// on-demand config would renew it in the handshake with its own
+		// issuer (no DNS-01, so no wildcard) after asking the decision
+		// about the host, and drop it from the cache when that says no.
+		if !slices.Contains(hello.SupportedProtos, "acme-tls/1") && f.servedByManaged(hello.ServerName) {
+			return f.managed.GetCertificate(hello)
+		}
+		return onDemand(hello)
+	}
 	c.NextProtos = append([]string{"h2", "http/1.1"}, c.NextProtos...)
 	c.MinVersion = tls.VersionTLS12
 	return c
 }
 
-// Prefetch obtains (or loads) the bare domain's certificate in the
-// background, so the first visitor does not wait for it.
+// servedByManaged reports whether the certificate a handshake for name
+// would get (an exact match first, then a wildcard) is one of Managed's.
+func (f *Front) servedByManaged(name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if name == "" {
+		return false
+	}
+	certs := f.cache.AllMatchingCertificates(name)
+	if len(certs) == 0 {
+		return false
+	}
+	for _, n := range certs[0].Names {
+		if f.managedNames[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// Prefetch obtains (or loads) the managed certificates in the background,
+// so the first visitor does not wait for them: the bare domain's, and with
+// DNS01 the wildcards (Managed).
 func (f *Front) Prefetch(ctx context.Context) {
+	names := f.Managed()
 	f.mu.Lock()
-	if f.names[f.o.Domain] == nil {
-		f.names[f.o.Domain] = &nameState{}
+	for _, n := range names {
+		if f.names[n] == nil {
+			f.names[n] = &nameState{}
+		}
 	}
 	f.mu.Unlock()
 	go func() {
-		if err := f.managed.ManageAsync(ctx, []string{f.o.Domain}); err != nil {
-			f.log.Warn("tls: manage the bare domain", "domain", f.o.Domain, "err", err)
+		if err := f.managed.ManageAsync(ctx, names); err != nil {
+			f.log.Warn("tls: manage certificates", "names", names, "err", err)
 		}
 	}()
+}
+
+// Managed returns the names whose certificates are kept from the start
+// (Prefetch): the bare domain, and with DNS01 *.DOMAIN and *.SERVICE.DOMAIN
+// for each service.
+func (f *Front) Managed() []string {
+	names := []string{f.o.Domain}
+	if f.o.DNS01 != nil {
+		names = append(names, "*."+f.o.Domain)
+		for _, s := range f.o.Services {
+			names = append(names, "*."+strings.ToLower(s)+"."+f.o.Domain)
+		}
+	}
+	return names
 }
 
 // RedirectHandler serves http_port: ACME HTTP-01 challenges, and a

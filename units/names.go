@@ -93,10 +93,23 @@ func (i Instance) Slice() string {
 	return Prefix + escapeUnitPart(i.Service) + "-" + escapeUnitPart(i.ID) + ".slice"
 }
 
+// ServiceSlice returns the slice that holds every instance slice of the
+// service, "tenement-api.slice" (see Slice).
+func ServiceSlice(service string) string {
+	return Prefix + escapeUnitPart(service) + ".slice"
+}
+
+// ServicePatterns are the ListUnitsByPatterns globs of the socket and
+// service units of every instance of service. Service names hold no glob
+// characters (config.CheckName).
+func ServicePatterns(service string) []string {
+	return []string{Prefix + service + "@*.socket", Prefix + service + "@*.service"}
+}
+
 // SliceCgroup returns the cgroup of the instance's slice relative to the
 // root of the cgroup hierarchy: /tenement.slice/tenement-api.slice/tenement-api-prod.slice.
 func (i Instance) SliceCgroup() string {
-	svc := Prefix + escapeUnitPart(i.Service) + ".slice"
+	svc := ServiceSlice(i.Service)
 	return "/" + strings.TrimSuffix(Prefix, "-") + ".slice/" + svc + "/" + i.Slice()
 }
 

@@ -95,12 +95,12 @@ func TestGolden(t *testing.T) {
 }
 
 func TestSlice(t *testing.T) {
-	for _, tc := range []struct{ inst, slice, cgroup string }{
-		{"api:prod", "tenement-api-prod.slice", "/tenement.slice/tenement-api.slice/tenement-api-prod.slice"},
+	for _, tc := range []struct{ inst, slice, cgroup, svcSlice string }{
+		{"api:prod", "tenement-api-prod.slice", "/tenement.slice/tenement-api.slice/tenement-api-prod.slice", "tenement-api.slice"},
 		// '-' is systemd's nesting mark: escaped inside names, so that
 		// my-api:prod and my:api-prod get different slices.
-		{"my-api:prod-2", `tenement-my\x2dapi-prod\x2d2.slice`, `/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-prod\x2d2.slice`},
-		{"my:api-prod", `tenement-my-api\x2dprod.slice`, `/tenement.slice/tenement-my.slice/tenement-my-api\x2dprod.slice`},
+		{"my-api:prod-2", `tenement-my\x2dapi-prod\x2d2.slice`, `/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-prod\x2d2.slice`, `tenement-my\x2dapi.slice`},
+		{"my:api-prod", `tenement-my-api\x2dprod.slice`, `/tenement.slice/tenement-my.slice/tenement-my-api\x2dprod.slice`, "tenement-my.slice"},
 	} {
 		inst, err := ParseInstance(tc.inst)
 		if err != nil {
@@ -111,6 +111,9 @@ func TestSlice(t *testing.T) {
 		}
 		if got := inst.SliceCgroup(); got != tc.cgroup {
 			t.Errorf("%s: cgroup %s, want %s", tc.inst, got, tc.cgroup)
+		}
+		if got := ServiceSlice(inst.Service); got != tc.svcSlice {
+			t.Errorf("%s: service slice %s, want %s", tc.inst, got, tc.svcSlice)
 		}
 	}
 }

@@ -83,7 +83,13 @@
       const s = document.createElement("span"); s.append(k + " ");
       const b = document.createElement("b"); b.textContent = v; b.id = "f-" + k.replace("/", ""); s.appendChild(b); f.appendChild(s);
     }
-    if (document.activeElement !== $("d-weight")) $("d-weight").value = i.weight;
+    // Keep what the user typed: update the field only while it still shows
+    // the weight last rendered (and is not being edited).
+    const w = $("d-weight");
+    if (document.activeElement !== w && (w.dataset.shown === undefined || w.value === w.dataset.shown)) {
+      w.value = i.weight;
+      w.dataset.shown = String(i.weight);
+    }
     $("d-units").textContent = i.service_unit + "\n" + i.socket_unit + "\n\n" + i.commands.map((c) => "$ " + c).join("\n");
   }
 
@@ -166,6 +172,7 @@
     if (next !== current) {
       current = next;
       $("d-msg").textContent = "";
+      delete $("d-weight").dataset.shown;
       followLog();
       loadHistory();
     }

@@ -32,6 +32,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/tenhq/ten/internal/tentest"
 )
@@ -49,6 +50,26 @@ type CA struct {
 
 	mu     sync.Mutex
 	orders []string // names of every new order, in order
+	// ocspServed counts the OCSP responses served, by serial number.
+	ocspServed map[string]int
+}
+
+// Options change how StartWith runs pebble.
+type Options struct {
+	// HTTPPort and TLSPort of 127.0.0.1 are where pebble validates HTTP-01
+	// and TLS-ALPN-01.
+	HTTPPort, TLSPort int
+	// Validity of the certificates it issues (pebble's default when 0).
+	Validity time.Duration
+	// DNS is HOST:PORT of the DNS server pebble asks (for DNS-01 records
+	// and addresses); "" starts pebble's challenge test server, which
+	// resolves every name to 127.0.0.1.
+	DNS string
+	// OCSP runs an OCSP responder on loopback, named in every certificate
+	// pebble issues, that answers "good" for them, signed by pebble's
+	// intermediate (pebble itself serves no OCSP). Pebble's CA keys are
+	// RSA then.
+	OCSP bool
 }
 
 // Start runs pebble until the test ends; it validates HTTP-01 on httpPort
@@ -56,6 +77,13 @@ type CA struct {
 // for validity.
 func Start(t testing.TB, httpPort, tlsPort int, validity time.Duration) *CA {
 	t.Helper()
+	return StartWith(t, Options{HTTPPort: httpPort, TLSPort: tlsPort, Validity: validity})
+}
+
+// StartWith runs pebble until the test ends, as o says.
+func StartWith(t testing.TB, o Options) *CA {
+	t.Helper()
+	httpPort, tlsPort, validity := o.HTTPPort, o.TLSPort, o.Validity
 	// No random sleeps before validation, no deliberately bad nonces.
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
@@ -73,23 +101,31 @@ func Start(t testing.TB, httpPort, tlsPort int, validity time.Duration) *CA {
 	})
 	logger := log.New(logw, "pebble ", log.Lmicroseconds)
 
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", tentest.FreePort(t))
-	chall, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: log.New(logw, "challtestsrv ", log.Lmicroseconds)})
-	if err != nil {
-		t.Fatal(err)
+	dnsAddr := o.DNS
+	if dnsAddr == "" {
+		dnsAddr = fmt.Sprintf("127.0.0.1:%d", tentest.FreePort(t))
+		chall, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: log.New(logw, "challtestsrv ", log.Lmicroseconds)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chall.SetDefaultDNSIPv4("127.0.0.1")
+		chall.SetDefaultDNSIPv6("")
+		go chall.Run()
+		t.Cleanup(chall.Shutdown)
 	}
-	chall.SetDefaultDNSIPv4("127.0.0.1")
-	chall.SetDefaultDNSIPv6("")
-	go chall.Run()
-	t.Cleanup(chall.Shutdown)
 
+	p := &CA{ocspServed: map[string]int{}}
 	store := db.NewMemoryStore()
 	profiles := map[string]ca.Profile{"default": {Description: "short-lived for the test", ValidityPeriod: uint64(validity.Seconds())}}
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
+	ocspURL, keyAlg := "", "ecdsa"
+	var authority *ca.CAImpl
+	if o.OCSP {
+		ocspURL, keyAlg = p.ocspResponder(t, store, func() *ca.CAImpl { return authority }), "rsa"
+	}
+	authority = ca.New(logger, store, ocspURL, keyAlg, 0, 1, profiles)
 	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 
-	p := &CA{}
 	certPEM, keyPEM := selfSigned(t)
 	dir := t.TempDir()
 	p.TLSRoot = filepath.Join(dir, "pebble-tls.pem")
@@ -169,6 +205,67 @@ func (p *CA) Orders() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.orders...)
+}
+
+// ocspResponder serves OCSP on loopback for the certificates in store:
+// "good", signed by the CA's intermediate (an RSA key), valid until the
+// certificate expires at the latest. It returns its URL.
+func (p *CA) ocspResponder(t testing.TB, store *db.MemoryStore, authority func() *ca.CAImpl) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var der []byte
+		switch r.Method {
+		case http.MethodPost:
+			der, _ = io.ReadAll(io.LimitReader(r.Body, 10<<10))
+		case http.MethodGet:
+			der, _ = base64.StdEncoding.DecodeString(strings.TrimPrefix(r.URL.Path, "/"))
+		}
+		req, err := ocsp.ParseRequest(der)
+		if err != nil {
+			http.Error(w, "bad OCSP request", http.StatusBadRequest)
+			return
+		}
+		a := authority()
+		issuer, key := a.GetIntermediateCert(0), a.GetIntermediateKey(0)
+		leaf := store.GetCertificateBySerial(req.SerialNumber)
+		if issuer == nil || key == nil || leaf == nil {
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write(ocsp.UnauthorizedErrorResponse)
+			return
+		}
+		now := time.Now()
+		next := now.Add(time.Hour)
+		if leaf.Cert.NotAfter.Before(next) {
+			next = leaf.Cert.NotAfter
+		}
+		resp, err := ocsp.CreateResponse(issuer.Cert, issuer.Cert, ocsp.Response{
+			Status: ocsp.Good, SerialNumber: req.SerialNumber, ThisUpdate: now.Add(-time.Minute), NextUpdate: next,
+		}, key)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		p.mu.Lock()
+		p.ocspServed[req.SerialNumber.String()]++
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/ocsp-response")
+		w.Write(resp)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+// OCSPServed returns how many OCSP responses the responder (Options.OCSP)
+// served for the certificate with this serial number.
+func (p *CA) OCSPServed(serial *big.Int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ocspServed[serial.String()]
 }
 
 // selfSigned makes the certificate of pebble's own HTTPS listener.

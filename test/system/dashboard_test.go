@@ -252,6 +252,7 @@ api = ["alpha"]
 
 	// Weight from the page.
 	b.run(t, "set the weight from the page",
+		chromedp.Focus("#d-weight", chromedp.ByID),
 		chromedp.SetValue("#d-weight", "40", chromedp.ByID),
 		chromedp.Click("#d-setweight", chromedp.ByID),
 		chromedp.Poll(`document.getElementById("d-msg").textContent === "weight: done"`, nil, chromedp.WithPollingInterval(100*time.Millisecond)),
