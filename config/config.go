@@ -93,7 +93,7 @@ type Settings struct {
 	// 0: none).
 	WakeQueue *int `toml:"wake_queue" json:"wake_queue"`
 	// WakeQueueTimeout is the seconds a wake may wait in the queue before it
-	// starts (default DefaultWakeQueueTimeout). It is not part of the
+	// starts (default DefaultWakeQueueTimeout, 30; 1 to 3600). It is not part of the
 	// instance's startup_timeout, which counts from the wake's own start. A
 	// request whose wake the queue ahead would keep waiting longer, at the
 	// recent pace of wakes, gets 503 with Retry-After at once.
