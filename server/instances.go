@@ -108,6 +108,12 @@ func (s *Server) adopt(ctx context.Context) error {
 			in, _ := s.reg.Get(inst)
 			in.Port = port
 			s.reg.Add(in)
+			if in.Svc != nil && units.Direct(in.Svc) {
+				// A directly run app is dialled on its PORT, which the
+				// first Put did not know yet.
+				st := service[inst]
+				s.router.Put(s.backend(in), st == "active" || st == "reloading")
+			}
 		}
 		if service[inst] == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
