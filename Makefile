@@ -50,7 +50,7 @@ test: lint build ## Everything: unit and privileged (BPF, netns) tests under the
 	$(GO) test $(GOFLAGS_TEST) $(SYSTEM_RACE) -p 1 -timeout 45m ./test/system/
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)
-	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) $(RACE) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
+	TEN_UNIT_ONLY=1 $(GO) test $(GOFLAGS_TEST) $(RACE) -short $$($(GO) list ./... | grep -v -e /test/system -e /test/deb -e /test/fleet -e /test/bench -e /internal/box -e /internal/systemtest -e /cmd/tenbox)
 
 test-system: build ## Only the system tests against a real systemd
 	$(GO) test $(GOFLAGS_TEST) $(RACE) -v -timeout 45m ./test/system/

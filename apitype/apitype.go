@@ -44,6 +44,8 @@ type Row struct {
 	// StorageQuotaBytes (0: no quota).
 	StorageBytes      uint64 `json:"storage_bytes"`
 	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
+	// Node is the fleet node the instance is placed on (fleet mode only).
+	Node string `json:"node,omitempty"`
 }
 
 // States shown by ps (Row.State).
@@ -55,6 +57,9 @@ const (
 	// StateFrozen: the service runs but its cgroup is frozen (sleep =
 	// "freeze"); the next request thaws it.
 	StateFrozen = "frozen"
+	// StateRemote: fleet mode, the instance is placed on another node
+	// (Row.Node), which knows its state.
+	StateRemote = "remote"
 )
 
 // Health states of an instance (Row.Health, Health.Health).

@@ -33,6 +33,9 @@ type Config struct {
 	Instances map[string][]string `toml:"instances" json:"instances"`
 	// Routing is [routing].
 	Routing Routing `toml:"routing" json:"routing"`
+	// Fleet is the [fleet] table (ten's, experimental): absent, ten is a
+	// single server.
+	Fleet Fleet `toml:"fleet" json:"fleet,omitzero"`
 }
 
 // Settings is the [settings] table.
@@ -98,6 +101,25 @@ type Settings struct {
 	// request whose wake the queue ahead would keep waiting longer, at the
 	// recent pace of wakes, gets 503 with Retry-After at once.
 	WakeQueueTimeout int `toml:"wake_queue_timeout" json:"wake_queue_timeout"`
+	// MaxBodyMB bounds a request body the router passes to an instance, in
+	// MiB (default DefaultMaxBodyMB, 100; 0, set explicitly: no bound). A larger
+	// Content-Length gets 413 before anything is forwarded; a chunked body
+	// that grows past it is cut (413 when the instance has not answered yet).
+	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
+}
+
+// DefaultMaxBodyMB is max_body_mb when the config does not set it. tenement
+// streams bodies without a bound; 100 MiB keeps uploads a web app takes
+// working (as far as Cloudflare's default plans do) while no tenant can
+// stream gigabytes through the router into a neighbour's disk or memory.
+const DefaultMaxBodyMB = 100
+
+// MaxBodyBytes is max_body_mb in bytes (0: no bound).
+func (s *Settings) MaxBodyBytes() int64 {
+	if s.MaxBodyMB == nil {
+		return DefaultMaxBodyMB << 20
+	}
+	return int64(*s.MaxBodyMB) << 20
 }
 
 // Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
@@ -231,6 +253,14 @@ type Service struct {
 	// StoragePersist false wipes the state directory whenever the app stops
 	// (default true).
 	StoragePersist *bool `toml:"storage_persist" json:"storage_persist"`
+	// FleetMove lets a fleet move this service's instances to a live node
+	// when their node is lost although the service keeps local data
+	// (storage_quota_mb, or storage_persist written as true): the data
+	// stays on the lost node's disk and the instance starts empty.
+	FleetMove bool `toml:"fleet_move" json:"fleet_move,omitempty"`
+	// persistSet records that storage_persist was written in the file
+	// (before defaults).
+	persistSet bool
 	// Env is [service.NAME.env]: environment of the app (placeholders replaced).
 	Env map[string]string `toml:"env" json:"env,omitempty"`
 	// Mounts are [[service.NAME.mounts]]: host paths bound into the instance.
@@ -429,6 +459,7 @@ func Parse(file string, data []byte) (*Config, error) {
 }
 
 func (c *Config) defaults() {
+	c.Fleet.defaults()
 	s := &c.Settings
 	if s.DataDir == "" {
 		s.DataDir = "./tenement-data"
@@ -479,6 +510,10 @@ func (c *Config) defaults() {
 	if s.WakeQueueTimeout == 0 {
 		s.WakeQueueTimeout = DefaultWakeQueueTimeout
 	}
+	if s.MaxBodyMB == nil {
+		n := DefaultMaxBodyMB
+		s.MaxBodyMB = &n
+	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}
 	}
@@ -505,6 +540,7 @@ func (c *Config) defaults() {
 		if svc.RequestTimeout == 0 {
 			svc.RequestTimeout = 30
 		}
+		svc.persistSet = svc.StoragePersist != nil
 		if svc.StoragePersist == nil {
 			t := true
 			svc.StoragePersist = &t

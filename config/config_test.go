@@ -243,6 +243,31 @@ func TestWakeQueueSettings(t *testing.T) {
 	}
 }
 
+func TestMaxBodySetting(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Settings.MaxBodyBytes(); got != DefaultMaxBodyMB<<20 {
+		t.Errorf("default: %d bytes, want %d", got, DefaultMaxBodyMB<<20)
+	}
+	for in, want := range map[string]int64{"max_body_mb = 0": 0, "max_body_mb = 2": 2 << 20} {
+		c, err := Parse("t.toml", []byte("[settings]\n"+in+"\n[service.a]\ncommand = \"/bin/x\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Settings.MaxBodyBytes(); got != want {
+			t.Errorf("%s: %d bytes, want %d", in, got, want)
+		}
+	}
+	for _, in := range []string{"max_body_mb = -1", "max_body_mb = 2000000"} {
+		_, err := Parse("t.toml", []byte("[settings]\n"+in+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "t.toml:2: settings.max_body_mb: must be 0 (no bound) to 1048576 MiB") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
+
 func TestFindFallsBackToSystemFile(t *testing.T) {
 	dir := t.TempDir()
 	sys := filepath.Join(t.TempDir(), "tenement.toml")

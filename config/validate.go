@@ -89,6 +89,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	add := func(key, format string, a ...any) {
 		es = append(es, &Error{File: file, Line: lineOf(lines, key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
+	c.Fleet.validate(add)
 	s := c.Settings
 	if len(s.PortRange) != 2 || s.PortRange[0] < 1024 || s.PortRange[1] > 65535 || s.PortRange[0] > s.PortRange[1] {
 		add("settings.port_range", "must be [first, last] with 1024 <= first <= last <= 65535")
@@ -110,6 +111,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if s.WakeQueueTimeout < 0 || s.WakeQueueTimeout > 3600 {
 		add("settings.wake_queue_timeout", "must be 1 to 3600 seconds (0: the default, %d), got %d", DefaultWakeQueueTimeout, s.WakeQueueTimeout)
+	}
+	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
+		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
 	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)

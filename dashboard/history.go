@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tenhq/ten/units"
@@ -14,6 +15,9 @@ import (
 type History struct {
 	mu sync.Mutex // mu guards the following
 	by map[units.Instance]*ring
+	// gen counts Retain calls that dropped rings: a Recorder's ring is
+	// current while gen is what it was when the ring was found.
+	gen atomic.Uint64
 }
 
 // Bucket is one step of an instance's history.
@@ -60,6 +64,7 @@ const (
 const MaxInstances = 5000
 
 type ring struct {
+	mu        sync.Mutex // mu guards the following (History.mu only the map)
 	b         [Buckets]slot
 	wakes     uint64
 	lastWake  time.Duration
@@ -69,33 +74,51 @@ type ring struct {
 // NewHistory returns an empty history.
 func NewHistory() *History { return &History{by: map[units.Instance]*ring{}} }
 
-// bucket returns the bucket for now, clearing it when it is stale; nil when
-// the instance cannot be tracked. Call with mu held.
-func (h *History) bucket(inst units.Instance, now time.Time) (*ring, *slot) {
+// ring returns the instance's ring, made at its first use; nil when the
+// instance cannot be tracked. Call with mu held.
+func (h *History) ring(inst units.Instance) *ring {
 	r := h.by[inst]
 	if r == nil {
 		if len(h.by) >= MaxInstances {
-			return nil, nil
+			return nil
 		}
 		r = &ring{}
 		h.by[inst] = r
 	}
+	return r
+}
+
+// slot returns the bucket for now, clearing it when it is stale. Call with
+// r.mu held.
+func (r *ring) slot(now time.Time) *slot {
 	start := now.Unix() / int64(Step/time.Second) * int64(Step/time.Second)
 	b := &r.b[(start/int64(Step/time.Second))%Buckets]
 	if int64(b.start) != start {
 		*b = slot{start: uint32(start)}
 	}
-	return r, b
+	return b
+}
+
+func (h *History) lockedRing(inst units.Instance) *ring {
+	h.mu.Lock()
+	r := h.ring(inst)
+	h.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+	}
+	return r
 }
 
 // ObserveRequest records a finished request.
 func (h *History) ObserveRequest(inst units.Instance, code int, d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, b := h.bucket(inst, time.Now())
-	if b == nil {
-		return
+	if r := h.lockedRing(inst); r != nil {
+		r.observeRequest(code, d, time.Now())
+		r.mu.Unlock()
 	}
+}
+
+func (r *ring) observeRequest(code int, d time.Duration, now time.Time) {
+	b := r.slot(now)
 	ms := float32(float64(d) / float64(time.Millisecond))
 	b.requests++
 	if code >= 500 {
@@ -107,14 +130,45 @@ func (h *History) ObserveRequest(inst units.Instance, code int, d time.Duration)
 	}
 }
 
+// Recorder records the requests of one instance into a History without
+// its lock or map lookup per request (the router holds one per instance).
+type Recorder struct {
+	h    *History
+	inst units.Instance
+	r    atomic.Pointer[ring]
+	gen  atomic.Uint64
+}
+
+// Recorder returns inst's recorder; its ring is made at the first request.
+func (h *History) Recorder(inst units.Instance) *Recorder {
+	return &Recorder{h: h, inst: inst}
+}
+
+// ObserveRequest records a finished request.
+func (rc *Recorder) ObserveRequest(code int, d time.Duration) {
+	r := rc.r.Load()
+	if gen := rc.h.gen.Load(); r == nil || rc.gen.Load() != gen {
+		rc.h.mu.Lock()
+		r = rc.h.ring(rc.inst)
+		rc.h.mu.Unlock()
+		if r == nil {
+			return
+		}
+		rc.r.Store(r)
+		rc.gen.Store(gen)
+	}
+	r.mu.Lock()
+	r.observeRequest(code, d, time.Now())
+	r.mu.Unlock()
+}
+
 // ObserveWake records a wake.
 func (h *History) ObserveWake(inst units.Instance, d time.Duration, err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r, _ := h.bucket(inst, time.Now())
+	r := h.lockedRing(inst)
 	if r == nil {
 		return
 	}
+	defer r.mu.Unlock()
 	if err != nil {
 		r.wakeFails++
 		return
@@ -128,10 +182,9 @@ func (h *History) Memory(inst units.Instance, bytes uint64, now time.Time) {
 	if bytes == 0 {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, b := h.bucket(inst, now); b != nil {
-		b.memKiB = uint32(min(bytes/1024, 1<<32-1))
+	if r := h.lockedRing(inst); r != nil {
+		r.slot(now).memKiB = uint32(min(bytes/1024, 1<<32-1))
+		r.mu.Unlock()
 	}
 }
 
@@ -139,10 +192,15 @@ func (h *History) Memory(inst units.Instance, bytes uint64, now time.Time) {
 func (h *History) Retain(keep map[units.Instance]bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	dropped := false
 	for inst := range h.by {
 		if !keep[inst] {
 			delete(h.by, inst)
+			dropped = true
 		}
+	}
+	if dropped {
+		h.gen.Add(1)
 	}
 }
 
@@ -150,11 +208,15 @@ func (h *History) Retain(keep map[units.Instance]bool) {
 // buckets for steps without data.
 func (h *History) Series(inst units.Instance, now time.Time) []Bucket {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	r := h.by[inst]
+	h.mu.Unlock()
 	step := int64(Step / time.Second)
 	end := now.Unix() / step * step
 	out := make([]Bucket, 0, Buckets)
-	r := h.by[inst]
+	if r != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+	}
 	for t := end - (Buckets-1)*step; t <= end; t += step {
 		b := Bucket{Start: t}
 		if r != nil {
@@ -171,11 +233,13 @@ func (h *History) Series(inst units.Instance, now time.Time) []Bucket {
 // current one, the wakes and the last wake's duration.
 func (h *History) Rates(inst units.Instance, now time.Time) (rps float64, wakes uint64, lastWake time.Duration) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	r := h.by[inst]
+	h.mu.Unlock()
 	if r == nil {
 		return 0, 0, 0
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	step := int64(Step / time.Second)
 	cur := now.Unix() / step * step
 	n := 0

@@ -40,3 +40,27 @@ func TestHistoryRingIsBounded(t *testing.T) {
 		t.Fatal("retain kept a gone instance")
 	}
 }
+
+// A Recorder writes where ObserveRequest does, and finds its instance's
+// ring again after Retain dropped it.
+func TestRecorder(t *testing.T) {
+	h := NewHistory()
+	inst := units.Instance{Service: "api", ID: "a"}
+	rc := h.Recorder(inst)
+	for _, code := range []int{200, 200, 404, 502} {
+		rc.ObserveRequest(code, 4*time.Millisecond)
+	}
+	h.ObserveRequest(inst, 200, 8*time.Millisecond)
+	s := h.Series(inst, time.Now())
+	if b := s[len(s)-1]; b.Requests != 5 || b.Errors != 1 || b.MaxMs != 8 {
+		t.Fatalf("last bucket %+v, want 5 requests, 1 error, max 8 ms", b)
+	}
+	h.Retain(map[units.Instance]bool{})
+	if s := h.Series(inst, time.Now()); s[len(s)-1].Requests != 0 {
+		t.Fatalf("after Retain: %+v", s[len(s)-1])
+	}
+	rc.ObserveRequest(200, time.Millisecond)
+	if s := h.Series(inst, time.Now()); s[len(s)-1].Requests != 1 {
+		t.Fatalf("a request after Retain: %+v, want it recorded", s[len(s)-1])
+	}
+}

@@ -94,12 +94,19 @@ type clientConn struct {
 	bw     *bufio.Writer
 	dw     deadlineWriter
 	ip     string
-	head   reqHead
-	out    []byte
-	idle   atomic.Bool
+	// peer: the client is another fleet node's router, whose
+	// X-Forwarded-* headers are kept (Options.FleetPeer).
+	peer bool
+	head reqHead
+	out  []byte
+	// pre takes the first bytes of an instance's answer (writeRequest),
+	// lent for one exchange.
+	pre  *[]byte
+	idle atomic.Bool
 }
 
 var (
+	preBufs   = sync.Pool{New: func() any { b := make([]byte, upReadBuf); return &b }}
 	readBufs  = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
 )
@@ -109,6 +116,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	cc := &clientConn{s: s, r: s.Router, c: c}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
+		cc.peer = s.Router.fleetPeer != nil && s.Router.fleetPeer(cc.ip)
 	}
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
@@ -182,6 +190,13 @@ func (cc *clientConn) serve() (handed bool) {
 			return false
 		}
 		h := &cc.head
+		if max := cc.r.maxBody; max > 0 && h.contentLength > max {
+			// Before anything is forwarded, woken or handed over (an
+			// Expect: 100-continue client never sends the body).
+			cc.refuse(413, cc.r.bodyTooLarge(h.contentLength))
+			cc.lingerClose()
+			return false
+		}
 		if h.minor != 1 || h.upgrade || h.expect || h.chunked || h.connTokens || len(h.target) == 0 || h.target[0] != '/' {
 			return cc.handOff()
 		}
@@ -194,8 +209,11 @@ func (cc *clientConn) serve() (handed bool) {
 			return cc.handOff()
 		}
 		cc.getWriter()
+		cc.pre = preBufs.Get().(*[]byte)
 		keep := cc.proxy(b, h, cc.buf[cc.rd+h.size:cc.rd+h.size+int(body)])
 		b.release()
+		preBufs.Put(cc.pre)
+		cc.pre = nil
 		cc.putWriter() // an idle connection holds no write buffer
 		cc.rd += h.size + int(body)
 		if !keep {
@@ -287,6 +305,32 @@ func (cc *clientConn) handOff() bool {
 	return true
 }
 
+// lingerTime bounds how long lingerClose reads what a refused client still
+// sends.
+const lingerTime = 5 * time.Second
+
+// lingerClose ends a connection whose client may still be sending a body
+// that ten will not read: it closes the sending side (FIN after the
+// answer), then reads and drops what arrives until the client closes or
+// lingerTime passes. Closing at once with unread data in the socket makes
+// the kernel send a reset, which can destroy the answer before the client
+// has read it (nginx's lingering close).
+func (cc *clientConn) lingerClose() {
+	c := cc.c
+	if x, ok := c.(*countedConn); ok {
+		c = x.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	cc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	for {
+		if _, err := cc.c.Read(cc.buf); err != nil {
+			return
+		}
+	}
+}
+
 // getWriter lends the connection a write buffer for one answer.
 func (cc *clientConn) getWriter() {
 	if cc.bw == nil {
@@ -333,6 +377,8 @@ func statusText(code int) string {
 		return "Bad Request"
 	case 408:
 		return "Request Timeout"
+	case 413:
+		return "Request Entity Too Large"
 	case 431:
 		return "Request Header Fields Too Large"
 	case 500:
@@ -368,8 +414,8 @@ func (b *backend) acquireAwake() bool {
 func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
 	start := time.Now()
 	code, keep := cc.exchange(b, h, body, start)
-	if cc.r.observer != nil {
-		cc.r.observer.ObserveRequest(b.Instance, code, time.Since(start))
+	if b.observe != nil {
+		b.observe(code, time.Since(start))
 	}
 	// keep is what the answer told the client (Connection: close or not);
 	// a drain that began after it was written closes the connection after
@@ -388,25 +434,62 @@ func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
 	o = append(o, ' ')
 	o = append(o, h.target...)
 	o = append(o, " HTTP/1.1\r\n"...)
+	var prior []byte // a fleet peer's X-Forwarded-For
+	var peerHost, peerProto bool
+	peer := cc.peer && forwardedByPeer(h.lines)
 	for _, l := range h.lines {
 		name := headerName(l)
-		if hopByHop(name) || xForwarded(name) {
+		if hopByHop(name) {
 			continue
+		}
+		if xForwarded(name) {
+			if !peer {
+				continue
+			}
+			switch len(name) {
+			case 15:
+				prior = bytes.TrimSpace(l[len(name)+1:])
+				continue
+			case 16:
+				peerHost = true
+			case 17:
+				peerProto = true
+			}
 		}
 		o = append(o, l...)
 		o = append(o, "\r\n"...)
 	}
 	if cc.ip != "" {
 		o = append(o, "X-Forwarded-For: "...)
+		if len(prior) > 0 {
+			o = append(o, prior...)
+			o = append(o, ", "...)
+		}
 		o = append(o, cc.ip...)
 		o = append(o, "\r\n"...)
 	}
-	o = append(o, "X-Forwarded-Host: "...)
-	o = append(o, h.host...)
-	o = append(o, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	if !peerHost {
+		o = append(o, "X-Forwarded-Host: "...)
+		o = append(o, h.host...)
+		o = append(o, "\r\n"...)
+	}
+	if !peerProto {
+		o = append(o, "X-Forwarded-Proto: http\r\n"...)
+	}
+	o = append(o, "\r\n"...)
 	o = append(o, body...)
 	cc.out = o
 	return o
+}
+
+// forwardedByPeer reports whether the head carries HopHeader.
+func forwardedByPeer(lines [][]byte) bool {
+	for _, l := range lines {
+		if equalFold(headerName(l), "x-ten-fleet-hop") {
+			return true
+		}
+	}
+	return false
 }
 
 func xForwarded(name []byte) bool {
@@ -544,7 +627,7 @@ func (b *backend) answered(ctrl Controller) {
 func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
 	if uc := b.pool.get(); uc != nil {
 		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-		n, err := uc.c.Write(req)
+		n, err := uc.writeRequest(req, *cc.pre)
 		if err == nil {
 			return uc, nil
 		}
@@ -563,7 +646,7 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 		return nil, err
 	}
 	uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-	if _, err := uc.c.Write(req); err != nil {
+	if _, err := uc.writeRequest(req, *cc.pre); err != nil {
 		uc.c.Close()
 		return nil, err
 	}

@@ -369,7 +369,7 @@ func TestPoolDropsStaleConnections(t *testing.T) {
 	mk := func(age time.Duration) *upConn {
 		a, b := net.Pipe()
 		t.Cleanup(func() { a.Close(); b.Close() })
-		uc := &upConn{c: a}
+		uc := newUpConn(a)
 		p.put(uc)
 		uc.idleSince = time.Now().Add(-age)
 		return uc

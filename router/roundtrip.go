@@ -32,10 +32,24 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 		uc.c.SetDeadline(time.Time{})
 		cw := &countingWriter{w: uc.c}
 		var werr chan error
+		var body *watchedBody
 		if hasBody {
 			// The body streams while the response is read (full duplex).
+			// When reading it from the client fails (the client went away,
+			// stalled, or passed max_body_mb), the instance's connection
+			// is closed: the instance must not wait for the rest, and the
+			// response read below ends with the body's error.
+			body = &watchedBody{rc: req.Body}
+			out := req.WithContext(ctx)
+			out.Body = body
 			werr = make(chan error, 1)
-			go func() { werr <- req.Write(cw) }()
+			go func() {
+				err := out.Write(cw)
+				if body.failed() != nil {
+					uc.c.Close()
+				}
+				werr <- err
+			}()
 		} else if err := req.Write(cw); err != nil {
 			stop()
 			uc.c.Close()
@@ -51,6 +65,9 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 			uc.c.Close()
 			if ctx.Err() != nil {
 				return nil, context.Cause(ctx)
+			}
+			if berr := body.failed(); berr != nil {
+				return nil, berr
 			}
 			return nil, err
 		}
@@ -137,4 +154,36 @@ func (p *pooledBody) release() {
 		}
 		p.uc.c.Close()
 	})
+}
+
+// watchedBody remembers the first error reading a request body from the
+// client.
+type watchedBody struct {
+	rc  io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (w *watchedBody) Read(p []byte) (int, error) {
+	n, err := w.rc.Read(p)
+	if err != nil && err != io.EOF {
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+	}
+	return n, err
+}
+
+func (w *watchedBody) Close() error { return w.rc.Close() }
+
+// failed is the body's read error, if any (nil on a nil body).
+func (w *watchedBody) failed() error {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }

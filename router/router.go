@@ -45,6 +45,16 @@ type Observer interface {
 	ObserveWake(inst units.Instance, d time.Duration, err error)
 }
 
+// InstanceObserver is an Observer that resolves what it records for one
+// instance (its metric series) once, when the instance is Put: the fast
+// path then records each request with no label lookup, allocation or
+// shared lock.
+type InstanceObserver interface {
+	Observer
+	// RequestObserver returns the function ObserveRequest would be for inst.
+	RequestObserver(inst units.Instance) func(code int, d time.Duration)
+}
+
 // Freezer freezes and thaws an instance's service (sleep = "freeze"): a
 // frozen instance keeps running in the router's view (awake) but gets no
 // CPU until thawed. why says what thaws it: "http", "l4", "stop", "probe".
@@ -88,6 +98,9 @@ type Router struct {
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
+	// fwd relays to other nodes of a fleet (forward.go), made at first use.
+	fwd     *httputil.ReverseProxy
+	fwdOnce sync.Once
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
 
@@ -99,6 +112,8 @@ type Router struct {
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
 	wakeWait    time.Duration
+	maxBody     int64
+	fleetPeer   func(ip string) bool
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -120,7 +135,8 @@ type Options struct {
 	// {id}.{service}.{domain} names and that does not exist (tenement's
 	// wake on request of a new id); client is the peer's IP. It returns
 	// once the instance is Put, or an error: a *Refused says what to
-	// answer, any other error answers 502.
+	// answer, a *Forward relays the request to another node of the fleet,
+	// any other error answers 502.
 	Create func(ctx context.Context, inst units.Instance, client string) error
 	// Wakes, when set, bounds the wakes that run at once: a request for a
 	// sleeping instance waits for its place before it connects (so its
@@ -131,6 +147,16 @@ type Options struct {
 	// (settings.wake_queue_timeout; 0: DefaultWakeQueueTimeout). The wait
 	// is not part of the instance's startup_timeout.
 	WakeQueueTimeout time.Duration
+	// MaxBodyBytes bounds a request body passed to an instance (0: no
+	// bound; settings.max_body_mb): a larger Content-Length is answered
+	// 413 before anything is forwarded, and a chunked body that grows past
+	// it is cut: the instance's connection is closed mid-body, and the
+	// client gets 413 unless the instance had answered already.
+	MaxBodyBytes int64
+	// FleetPeer, when set (fleet mode), reports whether a client address
+	// is another node's router: its X-Forwarded-* headers, which name the
+	// original client, are kept instead of dropped.
+	FleetPeer func(ip string) bool
 }
 
 // DefaultWakeQueueTimeout is Options.WakeQueueTimeout's default.
@@ -149,14 +175,27 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
-		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes, wakeWait: o.WakeQueueTimeout}
+		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			peer := r.fromPeer(pr.In)
+			if peer {
+				// Another node's router: its X-Forwarded-For names the client.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
+			if peer {
+				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+					if v := pr.In.Header.Get(h); v != "" {
+						pr.Out.Header.Set(h, v)
+					}
+				}
+			}
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
@@ -175,6 +214,9 @@ type backend struct {
 	// dialUp connects to the instance: its systemd-held socket, or a
 	// directly run app's own address (appDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
+	// observe records a request of the fast path (Options.Observer, or
+	// what an InstanceObserver resolved for the instance); nil without one.
+	observe func(code int, d time.Duration)
 	// pool holds the fast path's idle connections to the instance.
 	pool  upstreamPool
 	awake atomic.Bool
@@ -228,6 +270,11 @@ func (r *Router) Put(b Backend, awake bool) {
 		// fast path keeps its own pool and never resends what it wrote.
 		DisableKeepAlives:  true,
 		DisableCompression: true,
+	}
+	if io, ok := r.observer.(InstanceObserver); ok {
+		nb.observe = io.RequestObserver(b.Instance)
+	} else if o := r.observer; o != nil {
+		nb.observe = func(code int, d time.Duration) { o.ObserveRequest(b.Instance, code, d) }
 	}
 	nb.awake.Store(awake)
 	nb.last.Store(time.Now().UnixNano())
@@ -586,10 +633,10 @@ func (r *Router) labels(host string) (string, []string, bool) {
 
 // createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) createFor(req *http.Request) (*backend, int, string) {
+func (r *Router) createFor(req *http.Request) (*backend, int, string, *Forward) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
-		return nil, 0, ""
+		return nil, 0, "", nil
 	}
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
 	client, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -599,14 +646,18 @@ func (r *Router) createFor(req *http.Request) (*backend, int, string) {
 	if err := r.create(req.Context(), inst, client); err != nil {
 		var ref *Refused
 		if errors.As(err, &ref) {
-			return nil, ref.Status, ref.Msg + "\n"
+			return nil, ref.Status, ref.Msg + "\n", nil
 		}
-		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err)
+		var fwd *Forward
+		if errors.As(err, &fwd) {
+			return nil, 0, "", fwd
+		}
+		return nil, http.StatusBadGateway, fmt.Sprintf("create instance %s: %v\n", inst, err), nil
 	}
 	if b := r.get(inst); b != nil {
-		return b, 0, ""
+		return b, 0, "", nil
 	}
-	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst)
+	return nil, http.StatusBadGateway, fmt.Sprintf("instance %s was created but is gone again\n", inst), nil
 }
 
 type ctxKey struct{}
@@ -619,7 +670,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if b == nil && status == http.StatusNotFound && r.create != nil {
-		if nb, st, m := r.createFor(req); nb != nil || st != 0 {
+		nb, st, m, fwd := r.createFor(req)
+		if fwd != nil {
+			r.forward(w, req, fwd)
+			return
+		}
+		if nb != nil || st != 0 {
 			b, status, msg = nb, st, m
 		}
 	}
@@ -628,6 +684,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
+	if r.maxBody > 0 && req.ContentLength > r.maxBody {
+		// Refused before anything reaches (or wakes) the instance.
+		r.refuseBody(w, req, req.Body, req.ContentLength)
+		r.observe(b.Instance, http.StatusRequestEntityTooLarge, start)
+		return
+	}
 	if reason := b.failedReason(); reason != "" {
 		http.Error(w, fmt.Sprintf("instance %s failed: %s; see `ten health %s`, then `ten restart %s`", b.Instance, reason, b.Instance, b.Instance), http.StatusServiceUnavailable)
 		r.observe(b.Instance, http.StatusServiceUnavailable, start)
@@ -677,6 +739,18 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if r.maxBody > 0 && req.Body != nil && req.Body != http.NoBody {
+		// A body of unknown length (chunked, or HTTP/2 without
+		// content-length) is cut where it passes the bound: the read fails
+		// with *http.MaxBytesError, the upstream request fails with it
+		// (roundtrip.go closes the instance's connection) and proxyError
+		// answers 413 if nothing was answered yet.
+		// The proxy closes the body it reads; the client's stays open so
+		// that the 413 can read and drop the rest (refuseBody).
+		clientBody := req.Body
+		req.Body = http.MaxBytesReader(w, keepOpen{clientBody}, r.maxBody)
+		st.clientBody = clientBody
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		// With full duplex the transport may still be reading the body
 		// when the response is done; the server must not start reading
@@ -776,6 +850,9 @@ type reqState struct {
 	thawed <-chan error
 	// wake is the request's place in the wake queue (Options.Wakes).
 	wake *wakeq.Ticket
+	// clientBody is the client's request body under the max_body_mb
+	// reader, for refuseBody.
+	clientBody io.ReadCloser
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -905,7 +982,10 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		inst = st.b.Instance.String()
 	}
 	var te *thawError
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooLarge) && st != nil:
+		r.refuseBody(w, req, st.clientBody, -1)
 	case errors.As(err, &te):
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):

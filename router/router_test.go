@@ -48,7 +48,7 @@ func app(t *testing.T, h http.HandlerFunc) string {
 	return sock
 }
 
-func newTestRouter(t *testing.T) (*Router, *recorder) {
+func newTestRouter(t testing.TB) (*Router, *recorder) {
 	rec := &recorder{requests: map[int]int{}}
 	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Observer: rec})
 	return r, rec

@@ -59,6 +59,9 @@ func (s *Server) adminHandler() http.Handler {
 			writeErr(w, err)
 			return
 		}
+		if s.fleet != nil {
+			rows = s.fleetRows(rows)
+		}
 		writeJSON(w, http.StatusOK, scopeRows(r, rows))
 	})
 	api.HandleFunc("POST /api/instances/spawn", func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +70,8 @@ func (s *Server) adminHandler() http.Handler {
 			Service  string `json:"service"`
 			Process  string `json:"process"`
 			ID       string `json:"id"`
+			// Node (fleet mode) places the instance on that node.
+			Node string `json:"node"`
 		}
 		if !decodeBody(w, r, &req, `{"instance":"api:prod"} or {"process":"api","id":"prod"}`) {
 			return
@@ -85,6 +90,27 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		if !mayTouch(w, r, inst) {
+			return
+		}
+		if s.fleet != nil {
+			node, err := s.fleetSpawn(r.Context(), inst, req.Node)
+			if err != nil {
+				writeErr(w, s.unknownServiceHint(r, err))
+				return
+			}
+			row := Row{Instance: inst.String(), ID: inst.String(), Node: node, State: StateRemote}
+			if node == s.fleet.node() {
+				if row, err = s.Row(r.Context(), inst); err != nil {
+					writeErr(w, err)
+					return
+				}
+				row.Node = node
+			}
+			writeJSON(w, http.StatusCreated, row)
+			return
+		}
+		if req.Node != "" {
+			writeErr(w, fmt.Errorf("%w: node %q: this server is not part of a fleet (no [fleet] in %s)", ErrBadInput, req.Node, s.cfg.Path))
 			return
 		}
 		if err := s.Spawn(r.Context(), inst); err != nil {
@@ -117,7 +143,11 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, row)
 	}))
 	api.HandleFunc("DELETE /api/instances/{id}", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
-		if err := s.Stop(r.Context(), inst); err != nil {
+		stop := s.Stop
+		if s.fleet != nil {
+			stop = s.fleetStop
+		}
+		if err := stop(r.Context(), inst); err != nil {
 			writeErr(w, err)
 			return
 		}

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
@@ -70,6 +72,51 @@ func (s *Server) ObserveRequest(inst units.Instance, code int, d time.Duration) 
 	s.im.requests.WithLabelValues(name, class).Inc()
 	s.im.duration.WithLabelValues(name, class).Observe(d.Seconds())
 	s.hist.ObserveRequest(inst, code, d)
+}
+
+var _ router.InstanceObserver = (*Server)(nil)
+
+// codeClasses are the values of the code label, by codeIndex.
+var codeClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func codeIndex(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code / 100
+}
+
+// RequestObserver implements router.InstanceObserver: the instance's
+// series are looked up once per code class, at its first request of that
+// class (so no series exists for a class the instance never answered),
+// and the dashboard's history through a recorder of its own.
+func (s *Server) RequestObserver(inst units.Instance) func(code int, d time.Duration) {
+	o := &reqObserver{m: s.im, name: inst.String(), hist: s.hist.Recorder(inst)}
+	return o.observe
+}
+
+type reqObserver struct {
+	m       *instMetrics
+	name    string
+	hist    *dashboard.Recorder
+	classes [len(codeClasses)]atomic.Pointer[classSeries]
+}
+
+type classSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (o *reqObserver) observe(code int, d time.Duration) {
+	i := codeIndex(code)
+	cs := o.classes[i].Load()
+	if cs == nil {
+		cs = &classSeries{requests: o.m.requests.WithLabelValues(o.name, codeClasses[i]), duration: o.m.duration.WithLabelValues(o.name, codeClasses[i])}
+		o.classes[i].Store(cs)
+	}
+	cs.requests.Inc()
+	cs.duration.Observe(d.Seconds())
+	o.hist.ObserveRequest(code, d)
 }
 
 // ObserveWake implements router.Observer.

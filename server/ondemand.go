@@ -34,6 +34,11 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	if !ok {
 		return &router.Refused{Status: http.StatusNotFound, Msg: fmt.Sprintf("no service %s on this server", inst.Service)}
 	}
+	if s.fleet != nil {
+		if err, ok := s.fleetRoute(inst); ok {
+			return err
+		}
+	}
 	od := s.onDemand
 	od.mu.Lock()
 	existing := od.pending[svc.Name]
@@ -56,6 +61,20 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	// The client may go away; the creation is finished or undone anyway.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
+	if s.fleet != nil {
+		// Placed like a spawn; the placed node creates it.
+		node, err := s.fleetSpawn(cctx, inst, "")
+		od.guard.Done(svc.Name, err)
+		if err != nil {
+			s.log.Warn("create on request", "instance", inst.String(), "client", client, "err", err)
+			return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s could not be placed: %v", inst, err)}
+		}
+		s.log.Info("placed instance on request", "instance", inst.String(), "node", node, "client", client)
+		if err, ok := s.fleetRoute(inst); ok {
+			return err
+		}
+		return nil
+	}
 	err := s.Spawn(cctx, inst)
 	if errors.Is(err, ErrBusy) || errors.Is(err, ErrExists) {
 		// Another request is creating the same id: wait for it.

@@ -82,6 +82,9 @@ type Server struct {
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
 	reg *registry.Registry
+	// fleet is this node's part in a fleet ([fleet], fleet.go), nil on a
+	// single server.
+	fleet *fleetNode
 	// slices orders the removal of emptied services' slices with spawns
 	// (slicegate.go).
 	slices serviceSlices
@@ -100,8 +103,20 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w\n%s", ErrNotRoot, HowToRun)
 	}
+	// A node that cannot join its fleet (etcd unreachable, its name held by
+	// a live node) stops here, before it touches systemd.
+	var fl *fleetNode
+	if o.Config.Fleet.Enabled() {
+		var err error
+		if fl, err = startFleet(ctx, o.Config, o.Log, func() { stopStale(ctx, o.Log) }); err != nil {
+			return nil, err
+		}
+	}
 	sdm, err := systemd.Connect(ctx, o.Log)
 	if err != nil {
+		if fl != nil {
+			fl.leaveEmpty()
+		}
 		return nil, fmt.Errorf("%w\n%s", err, HowToRun)
 	}
 	cfg := o.Config
@@ -111,7 +126,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: newRegistry()}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: newRegistry(), fleet: fl}
+	if fl != nil {
+		fl.mu.Lock()
+		fl.onFence = s.fleetStopAll
+		fl.mu.Unlock()
+	}
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -164,6 +184,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
 	ro.WakeQueueTimeout = cfg.Settings.WakeQueueWait()
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
+	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
@@ -174,6 +195,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // and the metrics (metrics_instances.go).
 func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.l4Activity, Observer: s, Create: s.createOnRequest}
+	if s.fleet != nil {
+		o.FleetPeer = s.fleet.watch.IsNodeHost
+	}
 	if s.l4.acct != nil {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.l4Connections
@@ -283,7 +307,17 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	s.restoreFrozen()
-	if err := s.spawnDeclared(ctx); err != nil {
+	if s.fleet != nil {
+		// The fleet places declared instances; each node creates what is
+		// placed on it (fleet.go).
+		if err := s.fleetPlaceLocal(ctx); err != nil {
+			s.log.Error("fleet: placing instances", "err", err)
+		}
+		fleetDone := make(chan struct{})
+		fctx, stopFleet := context.WithCancel(ctx)
+		go func() { defer close(fleetDone); s.runFleet(fctx) }()
+		defer func() { stopFleet(); <-fleetDone }()
+	} else if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
 	}
 	go s.follow(ctx, changes)

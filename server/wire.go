@@ -36,6 +36,7 @@ const (
 	StateSleeping = apitype.StateSleeping
 	StateFailed   = apitype.StateFailed
 	StateFrozen   = apitype.StateFrozen
+	StateRemote   = apitype.StateRemote
 )
 
 // Health states (see health.go for how ten judges them).

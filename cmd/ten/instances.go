@@ -16,6 +16,7 @@ import (
 // SpawnCmd is `ten spawn SERVICE:ID`.
 type SpawnCmd struct {
 	Instance string `arg:"" help:"Instance to create, SERVICE:ID (e.g. api:prod)."`
+	Node     string `help:"Fleet mode: place the instance on this node (default: the live node with the most free capacity)."`
 }
 
 // Run asks the server to spawn the instance.
@@ -24,7 +25,11 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	var row apitype.Row
-	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", map[string]string{"instance": c.Instance}, &row); err != nil {
+	body := map[string]string{"instance": c.Instance}
+	if c.Node != "" {
+		body["node"] = c.Node
+	}
+	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", body, &row); err != nil {
 		return err
 	}
 	return printRows(g, []apitype.Row{row})
@@ -104,8 +109,20 @@ func printRows(g *Globals, rows []apitype.Row) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	// A fleet's rows name their node; a single server's do not, and its
+	// table stays as it was.
+	fleet := false
+	for _, r := range rows {
+		fleet = fleet || r.Node != ""
+	}
+	if fleet {
+		fmt.Fprint(tw, "NODE\t")
+	}
 	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT\tHEALTH\tRESTARTS\tLAST-EXIT\tDISK")
 	for _, r := range rows {
+		if fleet {
+			fmt.Fprintf(tw, "%s\t", r.Node)
+		}
 		state := r.State
 		if r.Detail != "" {
 			state += " (" + r.Detail + ")"

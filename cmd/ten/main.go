@@ -33,6 +33,7 @@ type CLI struct {
 	Stop          StopCmd              `cmd:"" help:"Remove an instance's units."`
 	Restart       RestartCmd           `cmd:"" help:"Restart an instance's service."`
 	Ps            PsCmd                `cmd:"" aliases:"ls" help:"List instances."`
+	Nodes         NodesCmd             `cmd:"" help:"List the fleet's live nodes, their leases and load (fleet mode: [fleet] in the config)."`
 	Weight        WeightCmd            `cmd:"" help:"Set an instance's routing weight (0-100)."`
 	Deploy        DeployCmd            `cmd:"" help:"Run a new version SERVICE:VERSION, wait until its health check passes, then route traffic to it (--replace drains and removes the old ones)."`
 	Route         RouteCmd             `cmd:"" help:"Move a service's traffic from one instance to another in one step (weight swap)."`

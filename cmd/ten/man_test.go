@@ -42,7 +42,11 @@ func pages(t *testing.T) []man.Page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := man.FieldDocs(map[string][]byte{"config.go": src})
+	fleetSrc, err := os.ReadFile("../../config/fleet.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := man.FieldDocs(map[string][]byte{"config.go": src, "fleet.go": fleetSrc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 type Docs map[string]string
 
 // FieldDocs reads the doc comments of the struct fields in the Go source
-// files given (config/config.go).
+// files given (config/config.go, config/fleet.go).
 func FieldDocs(files map[string][]byte) (Docs, error) {
 	docs := Docs{}
 	fset := token.NewFileSet()
@@ -62,6 +62,7 @@ var tables = []table{
 	{"[[service.NAME.mounts]]", "Host paths bound into the service's instances.", reflect.TypeFor[config.Mount]()},
 	{"[instances]", "SERVICE = [\"ID\", ...]: instances ten spawns whenever it starts.", nil},
 	{"[routing]", "Read for compatibility with tenement; ten routes by Host alone: {id}.{service}.DOMAIN reaches that instance, {service}.DOMAIN one of its instances by weight.", reflect.TypeFor[config.Routing]()},
+	{"[fleet]", "Experimental: this node is one of several ten nodes sharing state through etcd. Absent (no etcd_endpoints), ten is a single server and never connects to etcd. See the README's Fleet section for what works today.", reflect.TypeFor[config.Fleet]()},
 }
 
 func tomlType(t reflect.Type) string {

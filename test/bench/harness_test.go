@@ -66,7 +66,11 @@ func installBinaries() error {
 		return err
 	}
 	for _, n := range []string{"ten", "ten-shim", "echoapp"} {
-		data, err := os.ReadFile(filepath.Join(root, "bin", n))
+		src := filepath.Join(root, "bin", n)
+		if v := os.Getenv("TEN_BENCH_TEN_BIN"); v != "" && n == "ten" {
+			src = v // another build of ten (a before/after comparison)
+		}
+		data, err := os.ReadFile(src)
 		if err != nil {
 			return fmt.Errorf("%w (make build)", err)
 		}

@@ -37,6 +37,12 @@ func BenchmarkWarmMany(b *testing.B) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("i%d", i)
 	}
+	var tenEnv []string
+	pprofAddr := ""
+	if os.Getenv("TEN_BENCH_PPROF") != "" {
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(b))
+		tenEnv = append(tenEnv, "TEN_PPROF_LISTEN="+pprofAddr)
+	}
 	ten := startTen(b, `
 [service.web]
 command = "ECHO"
@@ -47,7 +53,7 @@ start = "eager"
 
 [instances]
 web = ["`+strings.Join(ids, `", "`)+`"]
-`)
+`, tenEnv...)
 	for _, id := range ids {
 		waitAnswer(b, ten.addr, host("web:"+id), 30*time.Second)
 	}
@@ -78,6 +84,10 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 			}
 		}
 	}
+	if pprofAddr != "" {
+		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF")+".many200", func(d time.Duration) wrkReport { return wrkHosts(b, "http://"+ten.addr+"/", all, 64, d) })
+	}
+
 	const bench = "2b warm proxy, 200 tenants"
 	for _, c := range conns {
 		med := func(t string, f func(wrkReport) float64) float64 {

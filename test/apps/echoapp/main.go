@@ -157,6 +157,13 @@ func main() {
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
 	})
+	// /count reads the request body to its end, says in the journal how
+	// much arrived and how the read ended, then answers the count.
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Printf("count: %d bytes, err=%v\n", n, err)
+		fmt.Fprintf(w, "got %d\n", n)
+	})
 	// /echo copies the request body back as it arrives.
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)

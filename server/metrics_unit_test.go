@@ -1,0 +1,68 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/units"
+)
+
+// The fast path's resolved observer counts into the same series as
+// ObserveRequest, makes a series only for classes it saw, and feeds the
+// dashboard's history.
+func TestRequestObserver(t *testing.T) {
+	s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
+	inst := units.Instance{Service: "api", ID: "a"}
+	obs := s.RequestObserver(inst)
+	for _, code := range []int{200, 204, 404, 200} {
+		obs(code, 2*time.Millisecond)
+	}
+	s.ObserveRequest(inst, 200, time.Millisecond)
+	if got := testutil.ToFloat64(s.im.requests.WithLabelValues("api:a", "2xx")); got != 4 {
+		t.Errorf("2xx requests: %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(s.im.requests.WithLabelValues("api:a", "4xx")); got != 1 {
+		t.Errorf("4xx requests: %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(s.im.requests); n != 2 {
+		t.Errorf("%d request series, want 2 (2xx and 4xx only)", n)
+	}
+	if n := testutil.CollectAndCount(s.im.duration); n != 2 {
+		t.Errorf("%d duration series, want 2", n)
+	}
+	b := s.hist.Series(inst, time.Now())
+	if last := b[len(b)-1]; last.Requests != 5 {
+		t.Errorf("dashboard history: %d requests, want 5", last.Requests)
+	}
+}
+
+// BenchmarkObserveRequest: recording one request through the label lookup
+// (ObserveRequest) against the observer resolved once per instance, from
+// 2 goroutines per CPU at once.
+func BenchmarkObserveRequest(b *testing.B) {
+	inst := units.Instance{Service: "api", ID: "a"}
+	b.Run("lookup", func(b *testing.B) {
+		s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
+		b.ReportAllocs()
+		b.SetParallelism(2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.ObserveRequest(inst, 200, time.Millisecond)
+			}
+		})
+	})
+	b.Run("resolved", func(b *testing.B) {
+		s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
+		obs := s.RequestObserver(inst)
+		b.ReportAllocs()
+		b.SetParallelism(2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				obs(200, time.Millisecond)
+			}
+		})
+	})
+}
