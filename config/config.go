@@ -95,6 +95,12 @@ type Settings struct {
 	// max_concurrent_wakes are under way (default DefaultWakeQueue, 1000;
 	// 0: none).
 	WakeQueue *int `toml:"wake_queue" json:"wake_queue"`
+	// WakeQueueTimeout is the seconds a wake may wait in the queue before it
+	// starts (default DefaultWakeQueueTimeout, 30; 1 to 3600). It is not part of the
+	// instance's startup_timeout, which counts from the wake's own start. A
+	// request whose wake the queue ahead would keep waiting longer, at the
+	// recent pace of wakes, gets 503 with Retry-After at once.
+	WakeQueueTimeout int `toml:"wake_queue_timeout" json:"wake_queue_timeout"`
 	// MaxBodyMB bounds a request body the router passes to an instance, in
 	// MiB (default DefaultMaxBodyMB, 100; 0, set explicitly: no bound). A larger
 	// Content-Length gets 413 before anything is forwarded; a chunked body
@@ -123,7 +129,14 @@ const (
 	WakesPerCPU        = 2
 	MinConcurrentWakes = 4
 	DefaultWakeQueue   = 1000
+	// DefaultWakeQueueTimeout is wake_queue_timeout's default, in seconds.
+	DefaultWakeQueueTimeout = 30
 )
+
+// WakeQueueWait is wake_queue_timeout as a duration.
+func (s *Settings) WakeQueueWait() time.Duration {
+	return time.Duration(s.WakeQueueTimeout) * time.Second
+}
 
 // ConcurrentWakes is max_concurrent_wakes, or its default for ncpu CPUs.
 func (s *Settings) ConcurrentWakes(ncpu int) int {
@@ -493,6 +506,9 @@ func (c *Config) defaults() {
 	if s.WakeQueue == nil {
 		n := DefaultWakeQueue
 		s.WakeQueue = &n
+	}
+	if s.WakeQueueTimeout == 0 {
+		s.WakeQueueTimeout = DefaultWakeQueueTimeout
 	}
 	if s.MaxBodyMB == nil {
 		n := DefaultMaxBodyMB

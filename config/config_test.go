@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `
@@ -220,19 +221,20 @@ func TestWakeQueueSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Settings.ConcurrentWakes(1) != 4 || c.Settings.ConcurrentWakes(8) != 16 || *c.Settings.WakeQueue != DefaultWakeQueue {
-		t.Errorf("defaults: %d %d %d", c.Settings.ConcurrentWakes(1), c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue)
+	if c.Settings.ConcurrentWakes(1) != 4 || c.Settings.ConcurrentWakes(8) != 16 || *c.Settings.WakeQueue != DefaultWakeQueue || c.Settings.WakeQueueWait() != 30*time.Second {
+		t.Errorf("defaults: %d %d %d %s", c.Settings.ConcurrentWakes(1), c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue, c.Settings.WakeQueueWait())
 	}
-	c, err = Parse("t.toml", []byte("[settings]\nmax_concurrent_wakes = 2\nwake_queue = 0\n[service.a]\ncommand = \"/bin/x\"\n"))
+	c, err = Parse("t.toml", []byte("[settings]\nmax_concurrent_wakes = 2\nwake_queue = 0\nwake_queue_timeout = 5\n[service.a]\ncommand = \"/bin/x\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Settings.ConcurrentWakes(8) != 2 || *c.Settings.WakeQueue != 0 {
-		t.Errorf("set: %d %d", c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue)
+	if c.Settings.ConcurrentWakes(8) != 2 || *c.Settings.WakeQueue != 0 || c.Settings.WakeQueueWait() != 5*time.Second {
+		t.Errorf("set: %d %d %s", c.Settings.ConcurrentWakes(8), *c.Settings.WakeQueue, c.Settings.WakeQueueWait())
 	}
 	for in, want := range map[string]string{
 		"[settings]\nmax_concurrent_wakes = -1\n": "t.toml:2: settings.max_concurrent_wakes: must be 0 (2 per CPU) to 10000, got -1",
 		"[settings]\nwake_queue = -5\n":           "t.toml:2: settings.wake_queue: must be 0 to 1000000",
+		"[settings]\nwake_queue_timeout = 7200\n": "t.toml:2: settings.wake_queue_timeout: must be 1 to 3600 seconds (0: the default, 30), got 7200",
 		"[service.a]\ncommand = \"/bin/x\"\nisolation = \"process\"\nmemory_deny_write_execute = true\n": "service.a.memory_deny_write_execute: applies only with isolation = \"namespace\", not \"process\"",
 	} {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {

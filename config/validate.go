@@ -109,6 +109,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if *s.WakeQueue < 0 || *s.WakeQueue > 1000000 {
 		add("settings.wake_queue", "must be 0 to 1000000 (0: no queue, a wake past max_concurrent_wakes gets 503), got %d", *s.WakeQueue)
 	}
+	if s.WakeQueueTimeout < 0 || s.WakeQueueTimeout > 3600 {
+		add("settings.wake_queue_timeout", "must be 1 to 3600 seconds (0: the default, %d), got %d", DefaultWakeQueueTimeout, s.WakeQueueTimeout)
+	}
 	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
 		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
 	}

@@ -113,6 +113,7 @@ type Router struct {
 	observer    Observer
 	create      func(ctx context.Context, inst units.Instance, client string) error
 	wakes       *wakeq.Queue
+	wakeWait    time.Duration
 	maxBody     int64
 	fleetPeer   func(ip string) bool
 }
@@ -144,6 +145,10 @@ type Options struct {
 	// startup_timeout counts from its own wake's start), and gets 503 with
 	// Retry-After at once when the queue is full.
 	Wakes *wakeq.Queue
+	// WakeQueueTimeout bounds a wake's wait in Wakes before it starts
+	// (settings.wake_queue_timeout; 0: DefaultWakeQueueTimeout). The wait
+	// is not part of the instance's startup_timeout.
+	WakeQueueTimeout time.Duration
 	// MaxBodyBytes bounds a request body passed to an instance (0: no
 	// bound; settings.max_body_mb): a larger Content-Length is answered
 	// 413 before anything is forwarded, and a chunked body that grows past
@@ -155,6 +160,9 @@ type Options struct {
 	// original client, are kept instead of dropped.
 	FleetPeer func(ip string) bool
 }
+
+// DefaultWakeQueueTimeout is Options.WakeQueueTimeout's default.
+const DefaultWakeQueueTimeout = 30 * time.Second
 
 // Refused is Create's answer when it will not create an instance: the
 // client gets Status with Msg.
@@ -170,7 +178,10 @@ func (e *Refused) Error() string { return e.Msg }
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
+	if r.wakeWait <= 0 {
+		r.wakeWait = DefaultWakeQueueTimeout
+	}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -706,15 +717,16 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	waking := !b.awake.Load()
 	st := &reqState{b: b, waking: waking, ctrl: r.ctrl, start: start, thawed: thawed}
 	if waking && r.wakes != nil {
-		// A wake waits in the queue at most its own startup_timeout, so
-		// that a request never hangs behind a storm of others' wakes.
-		tk, err := r.wakes.Acquire(req.Context(), b.Instance.String(), b.StartupTimeout)
+		// A wake waits in the queue at most wake_queue_timeout, so that a
+		// request never hangs behind a storm of others' wakes; its
+		// startup_timeout starts when it leaves the queue.
+		tk, err := r.wakes.Acquire(req.Context(), b.Instance.String(), r.wakeWait)
 		if err != nil {
 			code := 499 // the client went away while queued
-			if errors.Is(err, wakeq.ErrFull) || errors.Is(err, wakeq.ErrWaited) {
+			if errors.Is(err, wakeq.ErrFull) || errors.Is(err, wakeq.ErrBacklog) || errors.Is(err, wakeq.ErrWaited) {
 				code = http.StatusServiceUnavailable
 				w.Header().Set("Retry-After", strconv.Itoa(r.wakes.RetryAfter()))
-				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue); retry later", b.Instance), code)
+				http.Error(w, fmt.Sprintf("instance %s is asleep and too many instances are waking now (settings.max_concurrent_wakes, settings.wake_queue, settings.wake_queue_timeout); retry later", b.Instance), code)
 			} else {
 				w.WriteHeader(code)
 			}

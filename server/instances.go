@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/strictjson"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -56,9 +58,24 @@ func (s *Server) adopt(ctx context.Context) error {
 		s.reg.Add(registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst)})
 	}
 	envs := make([][]string, len(insts))
+	// systemd writes a transient unit's properties to its unit file in
+	// TransientDir; reading 10,000 small files takes a fraction of the
+	// time of 10,000 D-Bus round trips (and keeps systemd idle). The files
+	// are trusted only where the first instance's file says what systemd
+	// says over D-Bus; an instance whose file is missing or unreadable is
+	// read over D-Bus.
+	files := s.transientFilesAgree(ctx, insts)
+	fromFiles := 0
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, adoptReads)
 	for i, inst := range insts {
+		if files {
+			if env, ok := systemd.TransientEnvironment(systemd.TransientDir, inst); ok {
+				envs[i] = env
+				fromFiles++
+				continue
+			}
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -107,9 +124,27 @@ func (s *Server) adopt(ctx context.Context) error {
 		}
 		s.health.RestoreFailed(inst)
 	}
-	s.log.Info("adopted instances from systemd", "instances", len(insts))
+	s.log.Info("adopted instances from systemd", "instances", len(insts), "environment_from_unit_files", fromFiles)
 	s.kern.Reconcile()
 	return nil
+}
+
+// transientFilesAgree reports whether the first instance's Environment as
+// its transient unit file has it is what systemd answers over D-Bus.
+func (s *Server) transientFilesAgree(ctx context.Context, insts []units.Instance) bool {
+	if len(insts) == 0 {
+		return false
+	}
+	env, ok := systemd.TransientEnvironment(systemd.TransientDir, insts[0])
+	if !ok {
+		return false
+	}
+	bus, err := s.sd.Environment(ctx, insts[0])
+	if err != nil || !slices.Equal(env, bus) {
+		s.log.Debug("adopt: transient unit files not used", "instance", insts[0].String(), "err", err)
+		return false
+	}
+	return true
 }
 
 // adoptReads is how many property reads adopt has in flight at once.

@@ -193,6 +193,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
+	ro.WakeQueueTimeout = cfg.Settings.WakeQueueWait()
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)

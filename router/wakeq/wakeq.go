@@ -5,7 +5,10 @@
 // max_concurrent_wakes wakes run, holds up to wake_queue more in FIFO order,
 // and turns away the rest at once (the router answers 503 with Retry-After),
 // so that no request hangs and no instance's startup_timeout runs while it
-// waits for other instances' wakes.
+// waits for other instances' wakes. A wake waits in the queue at most a
+// bound of its own (wake_queue_timeout), and one that the queue ahead of it
+// would, at the recent pace of wakes, keep waiting longer than that is
+// turned away at once instead of after the wait.
 //
 // Requests for an instance whose wake is already queued or running join that
 // wake: one instance takes one place, however many requests wait for it.
@@ -23,6 +26,10 @@ import (
 
 // ErrFull is returned by Acquire when the queue is full.
 var ErrFull = errors.New("too many instances waking at once: wake queue full")
+
+// ErrBacklog is returned by Acquire when the wakes queued ahead would, at
+// the recent pace, take longer than the wait allowed.
+var ErrBacklog = errors.New("too many instances waking at once: the wakes queued ahead would take longer than the wait allowed")
 
 // ErrWaited is returned by Acquire when the wake waited in the queue for
 // the longest time allowed and has still not started.
@@ -55,8 +62,12 @@ type wake struct {
 	key     string
 	holders int
 	granted chan struct{} // closed when the wake may start
-	start   time.Time     // when it was granted
-	done    bool
+	// refused is closed when the queue turned the waiting wake away: at
+	// the pace of the wakes before it, it would not start by deadline.
+	refused  chan struct{}
+	deadline time.Time // the latest start its requests wait for (zero: none)
+	start    time.Time // when it was granted
+	done     bool
 }
 
 // New returns a queue that runs at most maxConcurrent wakes at once and
@@ -74,7 +85,7 @@ func New(maxConcurrent, maxQueued int) *Queue {
 	}, func() float64 { _, r := q.Len(); return float64(r) })
 	q.rejected = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: prometheus.BuildFQName("ten", "wake_queue", "rejected_total"),
-		Help: "Requests answered 503 because the wake queue was full, or their wake waited in it longer than their instance's startup_timeout.",
+		Help: "Requests answered 503 because the wake queue was full, the wakes queued ahead would take longer than wake_queue_timeout, or their wake waited in it that long.",
 	})
 	q.waitHist = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    prometheus.BuildFQName("ten", "wake_queue", "wait_seconds"),
@@ -105,8 +116,10 @@ type Ticket struct {
 
 // Acquire waits until the wake of key may start and returns the request's
 // ticket. It joins a wake of key that is queued or running already. When
-// the queue is full it returns ErrFull at once; after maxWait in the queue
-// (0: no limit) ErrWaited; when ctx ends first, ctx's error.
+// the queue is full it returns ErrFull at once, and ErrBacklog at once when
+// maxWait > 0 and the wakes queued ahead would take longer than maxWait at
+// the recent pace (Estimate); after maxWait in the queue (0: no limit)
+// ErrWaited; when ctx ends first, ctx's error.
 func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) (*Ticket, error) {
 	q.mu.Lock()
 	w := q.byKey[key]
@@ -126,8 +139,15 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		q.mu.Unlock()
 		q.rejected.Inc()
 		return nil, ErrFull
+	case maxWait > 0 && q.estimateLocked(len(q.queue)+1) > maxWait:
+		q.mu.Unlock()
+		q.rejected.Inc()
+		return nil, ErrBacklog
 	default:
-		w = &wake{key: key, holders: 1, granted: make(chan struct{})}
+		w = &wake{key: key, holders: 1, granted: make(chan struct{}), refused: make(chan struct{})}
+		if maxWait > 0 {
+			w.deadline = q.now().Add(maxWait)
+		}
 		queued = true
 		q.queue = append(q.queue, w)
 		q.byKey[key] = w
@@ -151,6 +171,8 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		cause = ctx.Err()
 	case <-expired:
 		cause = ErrWaited
+	case <-w.refused:
+		cause = ErrBacklog
 	}
 	q.mu.Lock()
 	select {
@@ -170,7 +192,7 @@ func (q *Queue) Acquire(ctx context.Context, key string, maxWait time.Duration) 
 		q.unqueue(w)
 	}
 	q.mu.Unlock()
-	if cause == ErrWaited {
+	if cause == ErrWaited || cause == ErrBacklog {
 		q.rejected.Inc()
 	}
 	return nil, cause
@@ -204,6 +226,28 @@ func (q *Queue) done(w *wake, awake bool) {
 	}
 	q.running--
 	q.grantLocked()
+	q.shedLocked()
+}
+
+// shedLocked turns away, at once, the queued wakes that at the pace now
+// known would not start before their deadline: a burst that arrived before
+// any wake had finished learns its fate when the first one does, not when
+// its wait runs out.
+func (q *Queue) shedLocked() {
+	now := q.now()
+	kept := q.queue[:0]
+	for _, w := range q.queue {
+		if !w.deadline.IsZero() && now.Add(q.estimateLocked(len(kept)+1)).After(w.deadline) {
+			if q.byKey[w.key] == w {
+				delete(q.byKey, w.key)
+			}
+			close(w.refused)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(q.queue[len(kept):])
+	q.queue = kept
 }
 
 // grantLocked starts queued wakes while there is room.
@@ -228,6 +272,24 @@ func (q *Queue) unqueue(w *wake) {
 	if q.byKey[w.key] == w {
 		delete(q.byKey, w.key)
 	}
+}
+
+// Estimate is how long the k-th wake in the queue waits before it starts
+// at the recent pace: k/max_concurrent_wakes rounds of the average wake
+// (the moving average of the last wakes, from start to answer). With no
+// wake finished yet it is 0: nothing is known, so nothing is turned away
+// on a guess.
+func (q *Queue) Estimate(k int) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.estimateLocked(k)
+}
+
+func (q *Queue) estimateLocked(k int) time.Duration {
+	if q.max <= 0 || k <= 0 {
+		return 0
+	}
+	return time.Duration(float64(k) / float64(q.max) * float64(q.avg))
 }
 
 // RetryAfter is how many seconds a turned-away client should wait: the

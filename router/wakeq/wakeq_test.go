@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,7 +194,7 @@ func TestMetrics(t *testing.T) {
 # HELP ten_wake_queue_in_progress Wakes running now (from their start until the instance answered or the wake failed).
 # TYPE ten_wake_queue_in_progress gauge
 ten_wake_queue_in_progress 1
-# HELP ten_wake_queue_rejected_total Requests answered 503 because the wake queue was full, or their wake waited in it longer than their instance's startup_timeout.
+# HELP ten_wake_queue_rejected_total Requests answered 503 because the wake queue was full, the wakes queued ahead would take longer than wake_queue_timeout, or their wake waited in it that long.
 # TYPE ten_wake_queue_rejected_total counter
 ten_wake_queue_rejected_total 1
 # HELP ten_wake_queue_waiting Instances whose wake waits for a place (max_concurrent_wakes are running).
@@ -234,4 +235,145 @@ func TestMaxWait(t *testing.T) {
 	waitLen(t, q, 0, 1) // b left the queue
 	a.Done(true)
 	waitLen(t, q, 0, 0)
+}
+
+// fakeClock is a settable clock for the queue's wake durations.
+type fakeClock struct {
+	mu sync.Mutex // mu guards t
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// TestBacklogAdmission: once wakes have been seen to take a second each,
+// with 2 running, the k-th queued wake is estimated to wait k/2 s; a wake
+// whose estimate is over the wait allowed is turned away at once
+// (ErrBacklog), the ones within it queue, and with no wake finished yet
+// nothing is turned away on a guess.
+func TestBacklogAdmission(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	q := New(2, 100)
+	q.now = clk.now
+	// No history: a burst far past what could start in time still queues.
+	a, b := acquire(t, q, "a"), acquire(t, q, "b")
+	if est := q.Estimate(50); est != 0 {
+		t.Fatalf("estimate with no finished wake %s, want 0", est)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	early := later(q, ctx, "early")
+	waitLen(t, q, 1, 2)
+	cancel()
+	if err, _ := (<-early).(error); !errors.Is(err, context.Canceled) {
+		t.Fatalf("early: %v, want context.Canceled", err)
+	}
+	// Both wakes took 1 s: the pace is 2 per second.
+	clk.add(time.Second)
+	a.Done(true)
+	b.Done(true)
+	if est := q.Estimate(3); est != 1500*time.Millisecond {
+		t.Fatalf("estimate for the 3rd in the queue %s, want 1.5s", est)
+	}
+	r1, r2 := acquire(t, q, "r1"), acquire(t, q, "r2")
+	const wait = 2 * time.Second
+	// Queue positions 1..4 wait 0.5, 1, 1.5, 2 s: within 2 s.
+	var queued []<-chan any
+	for _, k := range []string{"q1", "q2", "q3", "q4"} {
+		queued = append(queued, laterWait(q, k, wait))
+		waitLen(t, q, len(queued), 2)
+	}
+	// The 5th would wait 2.5 s: turned away at once.
+	t0 := time.Now()
+	if _, err := q.Acquire(context.Background(), "q5", wait); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("q5: %v, want ErrBacklog", err)
+	}
+	if d := time.Since(t0); d > 500*time.Millisecond {
+		t.Errorf("q5 was turned away after %s, want at once", d)
+	}
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v, want 1", got)
+	}
+	// A request for a queued instance joins its wake, whatever the backlog.
+	join := laterWait(q, "q4", wait)
+	if !pending(join) {
+		t.Fatal("a request for a queued instance did not join its wake")
+	}
+	// Without a wait bound (0) nothing is turned away on the estimate.
+	nolimit := later(q, context.Background(), "q6")
+	waitLen(t, q, 5, 2)
+	// Let everything through; each queued wake starts in order.
+	r1.Done(true)
+	r2.Done(true)
+	for i, ch := range append(queued, join, nolimit) {
+		tk, ok := (<-ch).(*Ticket)
+		if !ok {
+			t.Fatalf("queued wake %d did not start", i)
+		}
+		tk.Done(true)
+	}
+	waitLen(t, q, 0, 0)
+}
+
+func laterWait(q *Queue, key string, wait time.Duration) <-chan any {
+	ch := make(chan any, 1)
+	go func() {
+		tk, err := q.Acquire(context.Background(), key, wait)
+		if err != nil {
+			ch <- err
+			return
+		}
+		ch <- tk
+	}()
+	return ch
+}
+
+// TestShedOnPace: a burst arrives before any wake has finished, so all of
+// it queues. When the first wake ends (it took 1 s, one runs at a time),
+// the wakes queued past what can start within their 2 s wait are turned
+// away at once with ErrBacklog, not when their wait runs out; the others
+// keep their places.
+func TestShedOnPace(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	q := New(1, 100)
+	q.now = clk.now
+	a := acquire(t, q, "a")
+	const wait = 2 * time.Second
+	b := laterWait(q, "b", wait)
+	waitLen(t, q, 1, 1)
+	c := laterWait(q, "c", wait)
+	waitLen(t, q, 2, 1)
+	d := laterWait(q, "d", wait)
+	waitLen(t, q, 3, 1)
+	clk.add(time.Second)
+	t0 := time.Now()
+	a.Done(true)
+	// b starts now; c would start 1 s from now (its deadline: kept); d
+	// 2 s from now, past its deadline: turned away.
+	tb, ok := (<-b).(*Ticket)
+	if !ok {
+		t.Fatal("b did not start when a was done")
+	}
+	if err, _ := (<-d).(error); !errors.Is(err, ErrBacklog) {
+		t.Fatalf("d: %v, want ErrBacklog", err)
+	}
+	if el := time.Since(t0); el > time.Second {
+		t.Errorf("d was turned away %s after the pace was known, want at once", el)
+	}
+	if !pending(c) {
+		t.Fatal("c left the queue although it can start in time")
+	}
+	waitLen(t, q, 1, 1)
+	if got := testutil.ToFloat64(q.rejected); got != 1 {
+		t.Errorf("rejected_total %v, want 1", got)
+	}
+	// d's instance can queue again later, as a new wake.
+	tb.Done(true)
+	tc, ok := (<-c).(*Ticket)
+	if !ok {
+		t.Fatal("c did not start when b was done")
+	}
+	tc.Done(true)
+	waitLen(t, q, 0, 0)
+	acquire(t, q, "d").Done(true)
 }

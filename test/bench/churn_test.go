@@ -184,3 +184,25 @@ func (s *tenServer) wakes() [2]int64 {
 	}
 	return w
 }
+
+// metricsPlain returns the unlabelled samples of /metrics whose name starts
+// with prefix.
+func (s *tenServer) metricsPlain(prefix string) map[string]float64 {
+	req, _ := http.NewRequest("GET", "http://"+s.addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && strings.HasPrefix(f[0], prefix) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			out[f[0]] = v
+		}
+	}
+	return out
+}

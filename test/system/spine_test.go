@@ -540,6 +540,11 @@ api = ["one", "two"]
 		}
 	}
 	s.mustGet("three.api.localhost", "/")
+	// The PORTs came from systemd's transient unit files (checked against
+	// D-Bus on the first), not from a D-Bus read per instance.
+	if !strings.Contains(s.log.String(), `msg="adopted instances from systemd" instances=3 environment_from_unit_files=3`) {
+		t.Errorf("adoption did not read the transient unit files:\n%s", s.log.String())
+	}
 	if strings.Contains(s.log.String(), "level=ERROR") {
 		t.Errorf("errors on restart:\n%s", s.log.String())
 	}

@@ -83,6 +83,7 @@ command = "ECHO"
 args = ["--mode", "port", "--start-delay", "3s"]
 startup_timeout = 5
 start = "lazy"
+isolation = "process" # the queue is the point; a sandbox's start on a busy machine only eats the 2 s margin
 `)
 	for _, id := range []string{"a", "b", "c"} {
 		s.mustTen("spawn", "slow:"+id)
@@ -139,5 +140,71 @@ start = "lazy"
 	// c comes up on the retry.
 	if body := s.mustGet("c.slow.localhost", "/"); !strings.Contains(body, "hello from slow:c") {
 		t.Errorf("c on retry: %q", body)
+	}
+}
+
+// TestWakeQueueTimeout: with max_concurrent_wakes = 1 and
+// wake_queue_timeout = 2, an instance whose wake takes 3 s holds the one
+// place. Before any wake has finished, a second instance's wake queues and,
+// after 2 s in the queue, gets 503 with Retry-After (not a 504 and not a
+// hang). Once the pace is known (3 s a wake), a request whose wake would
+// wait longer than 2 s behind a running one gets 503 at once. The wait
+// bound is the queue's own: startup_timeout (5 s) is not what ends it.
+func TestWakeQueueTimeout(t *testing.T) {
+	s := startTen(t, `
+max_concurrent_wakes = 1
+wake_queue_timeout = 2
+
+[service.slow]
+command = "ECHO"
+args = ["--mode", "port", "--start-delay", "3s"]
+startup_timeout = 5
+start = "lazy"
+isolation = "process" # the queue is the point; a sandbox's start on a busy machine only eats the 2 s margin
+`)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		s.mustTen("spawn", "slow:"+id)
+	}
+	// No pace known yet: b queues behind a and gives up after 2 s.
+	a := s.wakeGet("a.slow.localhost")
+	s.waitMetric("ten_wake_queue_in_progress", 1, 5*time.Second)
+	b := <-s.wakeGet("b.slow.localhost")
+	if b.err != nil || b.code != http.StatusServiceUnavailable || b.retryAfter == "" {
+		t.Fatalf("b queued behind a's 3 s wake: %d %v Retry-After %q %q, want 503 with Retry-After", b.code, b.err, b.retryAfter, b.body)
+	}
+	if b.took < 1900*time.Millisecond || b.took > 2900*time.Millisecond {
+		t.Errorf("b's 503 came after %s, want after wake_queue_timeout (2 s), before a's wake ended", b.took)
+	}
+	if !strings.Contains(b.body, "wake_queue_timeout") {
+		t.Errorf("b's 503 says %q; want it to name wake_queue_timeout", b.body)
+	}
+	if r := <-a; r.err != nil || r.code != 200 {
+		t.Fatalf("a: %d %v %q, want 200", r.code, r.err, r.body)
+	}
+	s.waitMetric("ten_wake_queue_in_progress", 0, 5*time.Second)
+	// The pace is now 3 s a wake: c runs, d would wait ~3 s: 503 at once.
+	c := s.wakeGet("c.slow.localhost")
+	s.waitMetric("ten_wake_queue_in_progress", 1, 5*time.Second)
+	d := <-s.wakeGet("d.slow.localhost")
+	if d.err != nil || d.code != http.StatusServiceUnavailable {
+		t.Fatalf("d behind c with a 3 s pace: %d %v %q, want 503", d.code, d.err, d.body)
+	}
+	if d.took > time.Second {
+		t.Errorf("d's 503 took %s, want it at once", d.took)
+	}
+	if n, err := strconv.Atoi(d.retryAfter); err != nil || n < 3 {
+		t.Errorf("d's Retry-After %q, want at least the 3 s c's wake takes", d.retryAfter)
+	}
+	if v := s.metricPlain("ten_wake_queue_rejected_total"); v != 2 {
+		t.Errorf("rejected_total %v, want 2 (b after its wait, d at once)", v)
+	}
+	if r := <-c; r.err != nil || r.code != 200 {
+		t.Fatalf("c: %d %v %q, want 200", r.code, r.err, r.body)
+	}
+	// Nothing was started for b and d: each comes up on its retry.
+	for _, id := range []string{"b", "d"} {
+		if body := s.mustGet(id+".slow.localhost", "/"); !strings.Contains(body, "hello from slow:"+id) {
+			t.Errorf("%s on retry: %q", id, body)
+		}
 	}
 }
