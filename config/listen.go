@@ -94,7 +94,8 @@ func parseListen(s string) (Listen, error) {
 	if strings.Contains(host, "/") {
 		p, err := netip.ParsePrefix(host)
 		if err != nil {
-			return Listen{}, err
+			// netip's error quotes the input again, and parts of it.
+			return Listen{}, errors.New("not an IP prefix (address/bits)")
 		}
 		if p.Masked() != p {
 			return Listen{}, fmt.Errorf("prefix %s has host bits set (use %s)", p, p.Masked())
@@ -103,7 +104,7 @@ func parseListen(s string) (Listen, error) {
 	} else {
 		a, err := netip.ParseAddr(host)
 		if err != nil {
-			return Listen{}, err
+			return Listen{}, errors.New("not an IP address")
 		}
 		l.Prefix = netip.PrefixFrom(a, a.BitLen())
 	}
