@@ -489,14 +489,15 @@ func (c *Config) defaults() {
 	if s.Listen == "" {
 		s.Listen = ":8080"
 	}
+	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.Domain == "" {
 		// tenement names its domain in [settings.tls] (and serve -d).
 		s.Domain = strings.ToLower(strings.TrimSuffix(s.TLS.Domain, "."))
 	}
 	if s.Domain == "" {
+		// Also for "." (the root), which names no domain to route under.
 		s.Domain = "localhost"
 	}
-	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 	if s.SocketDir == "" {
 		s.SocketDir = "/run/tenement"
 	}

@@ -67,7 +67,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("instances of undefined service %q accepted", svc)
 			}
 			for _, id := range ids {
-				if err := CheckName("instance id", id); err != nil {
+				if err := CheckID("instance id", id); err != nil {
 					t.Fatalf("accepted a bad instance id: %v", err)
 				}
 			}

@@ -285,7 +285,7 @@ func (cc *clientConn) readHead(first bool) error {
 func isParseError(err error) bool {
 	switch err {
 	case errBadRequestLine, errBadVersion, errBareLF, errObsFold, errBadHeader, errBadHeaderValue,
-		errMultipleHost, errNoHost, errBadHost, errBadCL, errCLandTE, errBadTE:
+		errMultipleHost, errNoHost, errBadHost, errBadCL, errCLandTE, errBadTE, errTE10:
 		return true
 	}
 	return false

@@ -148,6 +148,7 @@ func TestSmugglingRefused(t *testing.T) {
 		"two Host":        "GET / HTTP/1.1\r\n" + h + h + "\r\n",
 		"space before :":  "GET / HTTP/1.1\r\n" + h + "Content-Length : 5\r\n\r\n",
 		"TE not chunked":  "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: identity\r\n\r\n",
+		"TE in HTTP/1.0":  "POST / HTTP/1.0\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\n",
 		"CL sign":         "POST / HTTP/1.1\r\n" + h + "Content-Length: +1\r\n\r\na",
 		"NUL in value":    "GET / HTTP/1.1\r\n" + h + "X-A: a\x00b\r\n\r\n",
 		"no Host":         "GET / HTTP/1.1\r\n\r\n",

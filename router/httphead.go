@@ -40,6 +40,7 @@ var (
 	errBadCL          = errors.New("invalid Content-Length")
 	errCLandTE        = errors.New("both Content-Length and Transfer-Encoding")
 	errBadTE          = errors.New("unsupported Transfer-Encoding")
+	errTE10           = errors.New("Transfer-Encoding in an HTTP/1.0 request")
 )
 
 // maxHeaderLines bounds the header lines of one request.
@@ -99,6 +100,11 @@ func parseHead(b []byte, h *reqHead) error {
 	}
 	if h.chunked && h.contentLength >= 0 {
 		return errCLandTE
+	}
+	if h.chunked && h.minor == 0 {
+		// RFC 9112 §6.1: its framing is faulty; servers (Go's among them)
+		// ignore it and would read the body as the next request.
+		return errTE10
 	}
 	return nil
 }
