@@ -510,14 +510,9 @@ func xForwarded(name []byte) bool {
 // status code the client got and whether its connection can go on.
 func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
-	uc, err := cc.send(b, req)
 	resends := 0
-	for err != nil && resends < 3 && resetUnsent(err, h, body) {
-		// Reset while it was written: a new connection can land in the
-		// backlog of an app being killed (see unread).
-		resends++
-		uc, err = cc.sendNew(b, req)
-	}
+	uc, err := cc.send(b, req)
+	uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 	if err != nil {
 		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -528,17 +523,14 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 		err = readRespHead(uc)
 		if err != nil {
 			uc.c.Close()
-			if resends < 3 && unread(err, uc, h, body) {
+			if resends < maxResends && unread(err, uc, h, body) {
 				// The app never read the request (see unread): send it
 				// again, on a new connection. More than once: a new
 				// connection may land in the backlog of an app that is
 				// being killed, and be reset with it.
 				resends++
 				uc, err = cc.sendNew(b, req)
-				for err != nil && resends < 3 && resetUnsent(err, h, body) {
-					resends++
-					uc, err = cc.sendNew(b, req)
-				}
+				uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 				if err != nil {
 					cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
 					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
@@ -637,6 +629,20 @@ func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
 		}
 	}
 	return cc.sendNew(b, req)
+}
+
+// maxResends bounds how often one request is sent again (see unread).
+const maxResends = 3
+
+// resendReset sends req again on new connections while its write is reset
+// (resetUnsent), counting in resends up to maxResends: a new connection
+// can land in the backlog of an app being killed.
+func (cc *clientConn) resendReset(b *backend, req []byte, h *reqHead, body []byte, uc *upConn, err error, resends *int) (*upConn, error) {
+	for err != nil && *resends < maxResends && resetUnsent(err, h, body) {
+		*resends++
+		uc, err = cc.sendNew(b, req)
+	}
+	return uc, err
 }
 
 // sendNew writes the request on a new connection to the instance.

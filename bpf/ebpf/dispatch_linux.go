@@ -458,19 +458,25 @@ func (d *Dispatcher) Bindings() ([]Binding, error) {
 // closed, so whoever owns the socket (systemd) keeps it alive, and the caller
 // may close conn afterwards.
 func (d *Dispatcher) RegisterSocket(label string, conn syscall.Conn) error {
+	return d.onFD("register socket", label, conn, d.registerFD)
+}
+
+// onFD checks label and runs register on conn's descriptor under d.mu;
+// its errors say what was done (op) for which label.
+func (d *Dispatcher) onFD(op, label string, conn syscall.Conn, register func(label string, fd int) error) error {
 	if err := validateLabel(label); err != nil {
-		return fmt.Errorf("register socket for %q: %w", label, err)
+		return fmt.Errorf("%s for %q: %w", op, label, err)
 	}
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("register socket for %q: %w", label, err)
+		return fmt.Errorf("%s for %q: %w", op, label, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var opErr error
-	err = raw.Control(func(fd uintptr) { opErr = d.registerFD(label, int(fd)) })
+	err = raw.Control(func(fd uintptr) { opErr = register(label, int(fd)) })
 	if err := errors.Join(err, opErr); err != nil {
-		return fmt.Errorf("register socket for %q: %w", label, err)
+		return fmt.Errorf("%s for %q: %w", op, label, err)
 	}
 	return nil
 }
@@ -526,21 +532,7 @@ func (d *Dispatcher) registerFD(label string, fd int) error {
 // An IPv6 socket that is not IPV6_V6ONLY serves the IPv4 destinations too.
 // As with RegisterSocket, the caller may close conn afterwards.
 func (d *Dispatcher) RegisterAppSocket(label string, conn syscall.Conn) error {
-	if err := validateLabel(label); err != nil {
-		return fmt.Errorf("register app socket for %q: %w", label, err)
-	}
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("register app socket for %q: %w", label, err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var opErr error
-	err = raw.Control(func(fd uintptr) { opErr = d.registerAppFD(label, int(fd)) })
-	if err := errors.Join(err, opErr); err != nil {
-		return fmt.Errorf("register app socket for %q: %w", label, err)
-	}
-	return nil
+	return d.onFD("register app socket", label, conn, d.registerAppFD)
 }
 
 func (d *Dispatcher) registerAppFD(label string, fd int) error {
