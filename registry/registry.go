@@ -22,8 +22,18 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// ErrBusy means another request is changing the instance right now.
-var ErrBusy = errors.New("instance is being changed by another request")
+// Errors a client can act on; the admin API maps them to status codes
+// (404, 409).
+var (
+	// ErrBusy means another request is changing the instance right now.
+	ErrBusy = errors.New("instance is being changed by another request")
+	// ErrUnknownService means the config declares no such service.
+	ErrUnknownService = errors.New("unknown service")
+	// ErrExists means the instance exists already.
+	ErrExists = errors.New("instance exists already")
+	// ErrNotFound means there is no such instance.
+	ErrNotFound = errors.New("no such instance")
+)
 
 // Entry is one instance as the registry knows it.
 type Entry struct {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/api"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/systemd"
@@ -77,7 +78,7 @@ func (b *dashBackend) SetWeight(inst units.Instance, w int) error {
 // FollowLogs follows the instance's journal; it takes one of the log
 // stream slots the API's streams share (with the same share per tenant).
 func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst units.Instance, last int, fn func(dashboard.LogLine) error) error {
-	release, _, msg := b.s.streams.acquire(p)
+	release, _, msg := b.s.streams.Acquire(p)
 	if release == nil {
 		return errors.New(msg)
 	}
@@ -91,16 +92,16 @@ func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst uni
 // SignIn verifies a token with the API's lockout of clients that keep
 // sending bad ones.
 func (b *dashBackend) SignIn(r *http.Request, token string) (auth.Principal, error) {
-	a := b.s.auth
-	key := clientKey(r)
-	if locked, left := a.guard.Locked(key); locked {
+	g := b.s.guard
+	key := api.ClientKey(r)
+	if locked, left := g.Locked(key); locked {
 		return auth.Principal{}, &dashboard.LockedError{RetryAfter: left}
 	}
 	token = strings.TrimSpace(token)
 	if token == "" || len(token) > 512 {
 		return auth.Principal{}, errors.New("paste a token")
 	}
-	p, err := a.guard.Check(r.Context(), token, key)
+	p, err := g.Check(r.Context(), token, key)
 	var le *auth.LockedError
 	switch {
 	case errors.As(err, &le):

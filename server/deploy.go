@@ -3,10 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"time"
 
+	"github.com/tenhq/ten/api"
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/units"
@@ -23,40 +24,40 @@ const (
 // healthy in time it is removed again (its journal stays: journalctl -u
 // tenement-SERVICE@VERSION) and nothing else changes: the old versions keep
 // their traffic. With Replace the old versions are then drained and removed.
-func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, error) {
+func (s *Server) Deploy(ctx context.Context, req apitype.DeployRequest) (apitype.DeployResult, error) {
 	svcName := req.Service
 	if svcName == "" {
 		svcName = req.Process
 	}
 	inst := units.Instance{Service: svcName, ID: req.Version}
 	if _, err := units.ParseInstance(inst.String()); err != nil {
-		return DeployResult{}, fmt.Errorf("deploy: %w: %v", ErrBadInput, err)
+		return apitype.DeployResult{}, fmt.Errorf("deploy: %w: %v", ErrBadInput, err)
 	}
 	weight := 100
 	if req.Weight != nil {
 		weight = *req.Weight
 	}
 	if weight < 0 || weight > 100 {
-		return DeployResult{}, fmt.Errorf("deploy %s: %w: weight %d must be 0..100", inst, ErrBadInput, weight)
+		return apitype.DeployResult{}, fmt.Errorf("deploy %s: %w: weight %d must be 0..100", inst, ErrBadInput, weight)
 	}
 	timeout := 30 * time.Second
 	if req.Timeout != 0 {
 		if req.Timeout < MinDeployTimeout || req.Timeout > MaxDeployTimeout {
-			return DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d: want %d to %d seconds", inst, ErrBadInput, req.Timeout, MinDeployTimeout, MaxDeployTimeout)
+			return apitype.DeployResult{}, fmt.Errorf("deploy %s: %w: timeout %d: want %d to %d seconds", inst, ErrBadInput, req.Timeout, MinDeployTimeout, MaxDeployTimeout)
 		}
 		timeout = time.Duration(req.Timeout) * time.Second
 	}
 	if _, ok := s.cfg.Services[inst.Service]; !ok {
-		return DeployResult{}, fmt.Errorf("deploy %s: %w %q", inst, ErrUnknownService, inst.Service)
+		return apitype.DeployResult{}, fmt.Errorf("deploy %s: %w %q", inst, ErrUnknownService, inst.Service)
 	}
 
 	if err := s.reg.Lock(inst); err != nil {
-		return DeployResult{}, err
+		return apitype.DeployResult{}, err
 	}
 	start := time.Now()
 	if err := s.spawnLocked(ctx, inst, spawnOptions{weight: 0, start: true}); err != nil {
 		s.reg.Unlock(inst)
-		return DeployResult{}, fmt.Errorf("deploy: %w", err)
+		return apitype.DeployResult{}, fmt.Errorf("deploy: %w", err)
 	}
 	in, _ := s.reg.Get(inst)
 	s.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
@@ -70,14 +71,14 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 		if rerr != nil {
 			msg += fmt.Sprintf("; removing it failed too: %v", rerr)
 		}
-		return DeployResult{}, &DeployError{Msg: msg}
+		return apitype.DeployResult{}, &api.DeployError{Msg: msg}
 	}
 	if err := s.SetWeight(inst, weight); err != nil {
 		s.reg.Unlock(inst)
-		return DeployResult{}, err
+		return apitype.DeployResult{}, err
 	}
 	s.reg.Unlock(inst)
-	res := DeployResult{Instance: inst.String(), Weight: weight, HealthyAfter: time.Since(start).Seconds()}
+	res := apitype.DeployResult{Instance: inst.String(), Weight: weight, HealthyAfter: time.Since(start).Seconds()}
 	s.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
 
 	if req.Replace {
@@ -94,11 +95,6 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (DeployResult, e
 	res.Row = row
 	return res, nil
 }
-
-// DeployError is a deploy that did not become healthy.
-type DeployError struct{ Msg string }
-
-func (e *DeployError) Error() string { return e.Msg }
 
 // replace takes every other instance of inst's service out of the rotation,
 // waits for its requests in flight (at most its request_timeout), then
@@ -149,7 +145,7 @@ func (s *Server) replace(ctx context.Context, inst units.Instance) ([]string, er
 
 // Route gives To the weight From had and From weight 0, in one step: no
 // request sees both or neither in the rotation. The weights are saved.
-func (s *Server) Route(req RouteRequest) (RouteResult, error) {
+func (s *Server) Route(req apitype.RouteRequest) (apitype.RouteResult, error) {
 	svc := req.Service
 	if svc == "" {
 		svc = req.Process
@@ -157,15 +153,15 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 	from, to := units.Instance{Service: svc, ID: req.From}, units.Instance{Service: svc, ID: req.To}
 	for _, i := range []units.Instance{from, to} {
 		if _, err := units.ParseInstance(i.String()); err != nil {
-			return RouteResult{}, fmt.Errorf("route: %w: %v", ErrBadInput, err)
+			return apitype.RouteResult{}, fmt.Errorf("route: %w: %v", ErrBadInput, err)
 		}
 	}
 	if req.From == req.To {
-		return RouteResult{}, fmt.Errorf("route %s: %w: --from and --to are both %q", svc, ErrBadInput, req.From)
+		return apitype.RouteResult{}, fmt.Errorf("route %s: %w: --from and --to are both %q", svc, ErrBadInput, req.From)
 	}
 	for _, i := range []units.Instance{from, to} {
 		if _, ok := s.router.Stat(i); !ok {
-			return RouteResult{}, fmt.Errorf("route: %s: %w", i, ErrNotFound)
+			return apitype.RouteResult{}, fmt.Errorf("route: %s: %w", i, ErrNotFound)
 		}
 	}
 	// The swap and the save happen under the state lock, so two routes
@@ -180,56 +176,11 @@ func (s *Server) Route(req RouteRequest) (RouteResult, error) {
 		}
 	})
 	if !ok {
-		return RouteResult{}, fmt.Errorf("route: %s or %s: %w", from, to, ErrNotFound)
+		return apitype.RouteResult{}, fmt.Errorf("route: %s or %s: %w", from, to, ErrNotFound)
 	}
 	if err != nil {
-		return RouteResult{}, fmt.Errorf("route %s to %s: weights swapped but not saved: %w", from, to, err)
+		return apitype.RouteResult{}, fmt.Errorf("route %s to %s: weights swapped but not saved: %w", from, to, err)
 	}
 	s.log.Info("route", "from", from.String(), "to", to.String(), "weight", w)
-	return RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w}, nil
-}
-
-// registerDeploy adds POST /api/deploy, POST /api/route and the health endpoint.
-func (s *Server) registerDeploy(api *http.ServeMux) {
-	api.HandleFunc("POST /api/deploy", func(w http.ResponseWriter, r *http.Request) {
-		var req DeployRequest
-		if !decodeBody(w, r, &req, `{"service":"api","version":"v2","weight":100,"timeout":30}`) {
-			return
-		}
-		res, err := s.Deploy(r.Context(), req)
-		if de, ok := err.(*DeployError); ok {
-			writeJSON(w, http.StatusGatewayTimeout, APIError{Error: de.Msg})
-			return
-		}
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	api.HandleFunc("POST /api/route", func(w http.ResponseWriter, r *http.Request) {
-		var req RouteRequest
-		if !decodeBody(w, r, &req, `{"service":"api","from":"v1","to":"v2"}`) {
-			return
-		}
-		res, err := s.Route(req)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	api.HandleFunc("GET /api/instances/{id}/health", func(w http.ResponseWriter, r *http.Request) {
-		inst, err := units.ParseInstance(r.PathValue("id"))
-		if err != nil {
-			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
-			return
-		}
-		h, err := s.Health(r.Context(), inst)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, h)
-	})
+	return apitype.RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w}, nil
 }

@@ -3,9 +3,9 @@ package server
 import (
 	"hash/fnv"
 	"net"
-	"net/http"
 	"time"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/registry"
@@ -14,16 +14,8 @@ import (
 
 // Features reports which optional features this ten serve uses, and why one
 // is off.
-func (s *Server) Features() []Feature {
+func (s *Server) Features() []apitype.Feature {
 	return append(s.kern.Features(), s.frz.Feature())
-}
-
-// registerFeatures serves GET /api/features (for `ten doctor` against a
-// running server).
-func (s *Server) registerFeatures(api *http.ServeMux) {
-	api.HandleFunc("GET /api/features", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Features())
-	})
 }
 
 // reservePorts reserves inst's PORT (from a stable hash of its name) and,

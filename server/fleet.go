@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/fleet"
 	"github.com/tenhq/ten/router"
@@ -449,7 +450,7 @@ func (s *Server) fleetStop(ctx context.Context, inst units.Instance) error {
 
 // fleetRows adds to this node's rows a row for every instance placed on
 // another node, and names the node in each.
-func (s *Server) fleetRows(rows []Row) []Row {
+func (s *Server) fleetRows(rows []apitype.Row) []apitype.Row {
 	f := s.fleet
 	here := map[string]bool{}
 	for i := range rows {
@@ -461,7 +462,7 @@ func (s *Server) fleetRows(rows []Row) []Row {
 		if here[name] {
 			continue
 		}
-		r := Row{Instance: name, ID: name, Node: p.Node, State: StateRemote}
+		r := apitype.Row{Instance: name, ID: name, Node: p.Node, State: apitype.StateRemote}
 		switch owner, live := v.Owners[name], v.Nodes[p.Node].Node != ""; {
 		case !live:
 			r.Detail = "node " + p.Node + " is not live"

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/appcmd"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/datadir"
@@ -24,11 +26,12 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// Errors a client can act on; the API maps them to status codes.
+// Errors a client can act on; the API maps them to status codes (package
+// registry owns them).
 var (
-	ErrUnknownService = errors.New("unknown service")
-	ErrExists         = errors.New("instance exists already")
-	ErrNotFound       = errors.New("no such instance")
+	ErrUnknownService = registry.ErrUnknownService
+	ErrExists         = registry.ErrExists
+	ErrNotFound       = registry.ErrNotFound
 	ErrBusy           = registry.ErrBusy
 	ErrBadInput       = strictjson.ErrBadInput
 )
@@ -468,10 +471,10 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 // systemd's signals keep (no D-Bus call); only instances that can use
 // memory and CPU — running, starting, frozen, failed, or not cached — are
 // read live, a few at once.
-func (s *Server) Rows(ctx context.Context) ([]Row, error) {
+func (s *Server) Rows(ctx context.Context) ([]apitype.Row, error) {
 	ins := s.reg.Snapshot()
 	now := time.Now()
-	rows := make([]Row, len(ins))
+	rows := make([]apitype.Row, len(ins))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i, in := range ins {
@@ -486,7 +489,7 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 			r, err := s.row(ctx, in, now)
 			if err != nil {
 				// One unreadable instance must not hide the others.
-				r = Row{Instance: in.Inst.String(), ID: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
+				r = apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
 			}
 			rows[i] = r
 		}()
@@ -498,20 +501,20 @@ func (s *Server) Rows(ctx context.Context) ([]Row, error) {
 // cachedRow is the row of a sleeping instance from the state cache alone;
 // ok is false when the instance is anything but asleep (or not cached), so
 // its live numbers must be read.
-func (s *Server) cachedRow(in registry.Entry) (Row, bool) {
+func (s *Server) cachedRow(in registry.Entry) (apitype.Row, bool) {
 	svc, sock, ok := s.sd.State(in.Inst)
 	if !ok || svc.ActiveState != "inactive" {
-		return Row{}, false
+		return apitype.Row{}, false
 	}
 	st, _ := s.router.Stat(in.Inst)
-	r := Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
+	r := apitype.Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
 		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
-	if r.State != StateSleeping {
-		return Row{}, false
+	if r.State != apitype.StateSleeping {
+		return apitype.Row{}, false
 	}
 	if !st.LastActivity.IsZero() {
 		r.IdleSec = time.Since(st.LastActivity).Seconds()
@@ -523,13 +526,13 @@ func (s *Server) cachedRow(in registry.Entry) (Row, bool) {
 	return r, true
 }
 
-func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row, error) {
+func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (apitype.Row, error) {
 	info, err := s.sd.Info(ctx, in.Inst)
 	if err != nil {
-		return Row{}, err
+		return apitype.Row{}, err
 	}
 	st, _ := s.router.Stat(in.Inst)
-	r := Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
+	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
 		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
@@ -538,17 +541,17 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
 	})
 	switch r.State {
-	case StateFrozen:
+	case apitype.StateFrozen:
 		r.Since = st.FrozenSince
 		if r.MemoryBytes == 0 {
 			r.MemoryBytes, _ = s.frz.MemoryOf(in.Inst)
 		}
-	case StateRunning:
+	case apitype.StateRunning:
 		r.Since = info.ActiveSince
-	case StateSleeping:
+	case apitype.StateSleeping:
 		r.Since = info.InactiveSince
 	}
-	if r.State == StateRunning && !info.ActiveSince.IsZero() {
+	if r.State == apitype.StateRunning && !info.ActiveSince.IsZero() {
 		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
 		r.UptimeSecs = uint64(r.UptimeSec)
 	}
@@ -563,10 +566,20 @@ func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (Row
 }
 
 // Row returns one instance's row.
-func (s *Server) Row(ctx context.Context, inst units.Instance) (Row, error) {
+func (s *Server) Row(ctx context.Context, inst units.Instance) (apitype.Row, error) {
 	in, ok := s.reg.Get(inst)
 	if !ok {
-		return Row{}, fmt.Errorf("%s: %w", inst, ErrNotFound)
+		return apitype.Row{}, fmt.Errorf("%s: %w", inst, ErrNotFound)
 	}
 	return s.row(ctx, in, time.Now())
 }
+
+// systemdCat returns the path of systemd-cat, or "" when it is missing
+// (then stdout and stderr share one priority; see units.Options.Cat).
+var systemdCat = sync.OnceValue(func() string {
+	p, err := exec.LookPath("systemd-cat")
+	if err != nil {
+		return ""
+	}
+	return p
+})

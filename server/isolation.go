@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/systemd"
@@ -56,7 +57,7 @@ func (s *Server) recordExit(inst units.Instance) {
 
 // isolationRow fills the isolation columns of a ps row. It only reads: OOM
 // watches start with the service (follow) or at adoption, never from ps.
-func (s *Server) isolationRow(in registry.Entry, r *Row) {
+func (s *Server) isolationRow(in registry.Entry, r *apitype.Row) {
 	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
 	r.StorageBytes, r.StorageQuotaBytes = isolation.QuotaUse(s.cfg, in.Svc, in.Inst)
 }

@@ -36,30 +36,6 @@ func (s *Server) metricsHandler() http.Handler {
 	})
 }
 
-// metricsEndpoint is GET /metrics as configured: on settings.listen unless
-// settings.metrics_listen names another address (onMain tells which
-// listener asks), and behind an admin token when settings.metrics_auth is
-// set. By default it is public, as in tenement: it shows every instance's
-// name, state, memory, CPU, restarts and traffic counters, of every tenant.
-func (s *Server) metricsEndpoint(onMain bool) http.Handler {
-	h := s.metricsHandler()
-	set := s.cfg.Settings
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if onMain && set.MetricsListen != "" {
-			writeJSON(w, http.StatusNotFound, APIError{Error: "metrics are served on another address (settings.metrics_listen)"})
-			return
-		}
-		if set.MetricsAuth {
-			r2, ok := s.authorize(w, r)
-			if !ok {
-				return
-			}
-			r = r2
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 // listenMetrics opens settings.metrics_listen, when set; serveMetrics
 // serves GET /metrics there until ctx ends.
 func (s *Server) listenMetrics() (net.Listener, error) {
@@ -76,7 +52,7 @@ func (s *Server) listenMetrics() (net.Listener, error) {
 
 func (s *Server) serveMetrics(ctx context.Context, ln net.Listener) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metricsEndpoint(false))
+	mux.Handle("GET /metrics", s.api.MetricsEndpoint(false))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Serve returns as soon as the shutdown begins; serveMetrics returns

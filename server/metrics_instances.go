@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
@@ -184,7 +185,7 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ins := s.reg.Snapshot()
-	counts := map[string]int{StateRunning: 0, StateFrozen: 0, StateStarting: 0, StateSleeping: 0, StateFailed: 0}
+	counts := map[string]int{apitype.StateRunning: 0, apitype.StateFrozen: 0, apitype.StateStarting: 0, apitype.StateSleeping: 0, apitype.StateFailed: 0}
 	for _, in := range ins {
 		name := in.Inst.String()
 		// From the state cache systemd's signals keep: a scrape costs
@@ -197,7 +198,7 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			Frozen: routed && st.Frozen, Health: s.health.Of(in.Inst),
 		})
 		counts[state]++
-		for _, hs := range HealthStates {
+		for _, hs := range apitype.HealthStates {
 			v := 0.0
 			if hs == h {
 				v = 1
@@ -207,7 +208,7 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 		if routed {
 			ch <- prometheus.MustNewConstMetric(c.weight, prometheus.GaugeValue, float64(st.Weight), name)
 		}
-		if state != StateRunning && state != StateFrozen {
+		if state != apitype.StateRunning && state != apitype.StateFrozen {
 			continue
 		}
 		mem, cpu, err := s.sd.Usage(ctx, in.Inst)
@@ -215,7 +216,7 @@ func (c *instCollector) Collect(ch chan<- prometheus.Metric) {
 			c.scrapeErrors.Inc()
 			continue
 		}
-		if mem == 0 && state == StateFrozen {
+		if mem == 0 && state == apitype.StateFrozen {
 			mem, _ = s.frz.MemoryOf(in.Inst)
 		}
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(mem), name)

@@ -20,12 +20,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tenhq/ten/api"
+	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/kernel"
+	"github.com/tenhq/ten/logs"
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
@@ -53,8 +56,11 @@ type Server struct {
 	log    *slog.Logger
 	sd     *systemd.Manager
 	router *router.Router
-	auth   *Auth
-	shim   string
+	// guard checks the API's bearer tokens; api is the admin API
+	// (package api), over the server as its Backend (backend.go).
+	guard *auth.Guard
+	api   *api.API
+	shim  string
 	// shimBin is the small ten-shim binary, "" where not installed.
 	shimBin string
 	// metrics is the registry GET /metrics serves.
@@ -83,8 +89,8 @@ type Server struct {
 	// history of the last hour.
 	dash *dashboard.Handler
 	hist *dashboard.History
-	// streams bounds the open log streams (logs.go).
-	streams streamSlots
+	// streams bounds the open log streams of the API and the dashboard.
+	streams logs.Slots
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -158,7 +164,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Name: prometheus.BuildFQName("ten", "systemd", "events_dropped_total"),
 		Help: "systemd state changes lost to a full buffer; each loss makes ten resynchronise from a full listing of its units.",
 	}, func() float64 { return float64(sdm.DroppedEvents()) }))
-	s.auth, err = LoadAuth(cfg.DataDirAbs(), o.Log)
+	s.guard, err = api.LoadGuard(cfg.DataDirAbs(), o.Log)
 	if err != nil {
 		sdm.Close()
 		return nil, err
@@ -196,7 +202,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ro.WakeQueueTimeout = cfg.Settings.WakeQueueWait()
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
-	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
+	s.api = api.New(api.Options{Backend: backend{s}, Config: cfg, Guard: s.guard, Streams: &s.streams,
+		Dashboard: s.dash, Metrics: s.metricsHandler(), Log: o.Log})
+	s.router = router.New(cfg.Settings.Domain, s.api.Handler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
 		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,

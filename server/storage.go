@@ -3,40 +3,21 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/units"
 )
 
-func (s *Server) registerStorage(api *http.ServeMux) {
-	api.HandleFunc("GET /api/instances/{id}/storage", func(w http.ResponseWriter, r *http.Request) {
-		inst, err := units.ParseInstance(r.PathValue("id"))
-		if err != nil {
-			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
-			return
-		}
-		if !mayTouch(w, r, inst) {
-			return
-		}
-		st, err := s.Storage(r.Context(), inst)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-}
-
 // Storage measures the instance's state directory (StateDirectory=
 // tenement/NAME/ID). A directory that does not exist yet (the instance
 // never ran) counts as empty.
-func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, error) {
+func (s *Server) Storage(ctx context.Context, inst units.Instance) (apitype.Storage, error) {
 	in, ok := s.reg.Get(inst)
 	if !ok {
-		return Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
+		return apitype.Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
-	out := Storage{Instance: inst.String(), Path: isolation.StateDir(inst)}
+	out := apitype.Storage{Instance: inst.String(), Path: isolation.StateDir(inst)}
 	if in.Svc != nil {
 		out.Path = units.DataMountPoint(s.cfg, in.Svc, inst)
 		if in.Svc.StorageQuotaMB > 0 {
@@ -45,7 +26,7 @@ func (s *Server) Storage(ctx context.Context, inst units.Instance) (Storage, err
 	}
 	size, disk, files, err := isolation.DirUsage(ctx, out.Path)
 	if err != nil {
-		return Storage{}, fmt.Errorf("storage %s: %w", inst, err)
+		return apitype.Storage{}, fmt.Errorf("storage %s: %w", inst, err)
 	}
 	out.Bytes, out.DiskBytes, out.Files = size, disk, files
 	if out.QuotaBytes > 0 {

@@ -53,15 +53,12 @@ func (s *Server) routesTo(host string) bool {
 	return false
 }
 
-// registerTLS serves GET /api/tls/status (admin).
-func (s *Server) registerTLS(api *http.ServeMux) {
-	api.HandleFunc("GET /api/tls/status", func(w http.ResponseWriter, r *http.Request) {
-		if s.tls == nil {
-			writeJSON(w, http.StatusOK, tlsfront.Status{Enabled: false, Domain: s.cfg.Settings.Domain, HTTPSPort: s.cfg.Settings.TLS.HTTPSPort, HTTPPort: s.cfg.Settings.TLS.HTTPPort, Certificates: []tlsfront.Cert{}})
-			return
-		}
-		writeJSON(w, http.StatusOK, s.tls.Status())
-	})
+// TLSStatus is GET /api/tls/status.
+func (s *Server) TLSStatus() tlsfront.Status {
+	if s.tls == nil {
+		return tlsfront.Status{Enabled: false, Domain: s.cfg.Settings.Domain, HTTPSPort: s.cfg.Settings.TLS.HTTPSPort, HTTPPort: s.cfg.Settings.TLS.HTTPPort, Certificates: []tlsfront.Cert{}}
+	}
+	return s.tls.Status()
 }
 
 // UseTLSListeners hands ten the HTTPS and HTTP listeners systemd passed

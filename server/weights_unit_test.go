@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/units"
@@ -35,7 +36,7 @@ func TestWeightsSavedAsRouted(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			if _, err := s.Route(RouteRequest{Service: "web", From: "v1", To: "v2"}); err != nil {
+			if _, err := s.Route(apitype.RouteRequest{Service: "web", From: "v1", To: "v2"}); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -46,7 +47,7 @@ func TestWeightsSavedAsRouted(t *testing.T) {
 				t.Fatalf("round %d: %s routes with weight %d, state.json says %d", round, inst, rs.Weight, w)
 			}
 		}
-		if _, err := s.Route(RouteRequest{Service: "web", From: "v2", To: "v1"}); err != nil {
+		if _, err := s.Route(apitype.RouteRequest{Service: "web", From: "v2", To: "v1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/strictjson"
 )
 
@@ -26,7 +27,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, ErrBodyTooLarge
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %v", ErrBadInput, err)
+		return nil, fmt.Errorf("%w: read body: %v", strictjson.ErrBadInput, err)
 	}
 	return b, nil
 }
@@ -44,11 +45,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) b
 		return true
 	}
 	if errors.Is(err, ErrBodyTooLarge) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, APIError{Error: err.Error()})
+		writeJSON(w, http.StatusRequestEntityTooLarge, apitype.APIError{Error: err.Error()})
 		return false
 	}
-	if !errors.Is(err, ErrBadInput) {
-		err = fmt.Errorf("%w: %v", ErrBadInput, err)
+	if !errors.Is(err, strictjson.ErrBadInput) {
+		err = fmt.Errorf("%w: %v", strictjson.ErrBadInput, err)
 	}
 	writeErr(w, fmt.Errorf("%w (the body must be JSON like %s)", err, example))
 	return false

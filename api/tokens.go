@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
+	"github.com/tenhq/ten/strictjson"
 )
 
 // checkTokenRequest refuses a body that does not say whose token it is:
@@ -16,9 +17,9 @@ import (
 func checkTokenRequest(q apitype.TokenRequest) error {
 	switch {
 	case q.Admin && q.Tenant != "":
-		return fmt.Errorf("%w: a token is either \"admin\": true or for a \"tenant\", not both", ErrBadInput)
+		return fmt.Errorf("%w: a token is either \"admin\": true or for a \"tenant\", not both", strictjson.ErrBadInput)
 	case !q.Admin && q.Tenant == "":
-		return fmt.Errorf("%w: say whose token it is: {\"tenant\": \"acme\"} for a tenant's, or {\"admin\": true} for an admin token", ErrBadInput)
+		return fmt.Errorf("%w: say whose token it is: {\"tenant\": \"acme\"} for a tenant's, or {\"admin\": true} for an admin token", strictjson.ErrBadInput)
 	}
 	return nil
 }
@@ -28,12 +29,12 @@ func checkTokenRequest(q apitype.TokenRequest) error {
 //	GET    /api/tokens       list (never the secrets)
 //	POST   /api/tokens       TokenRequest → NewToken
 //	DELETE /api/tokens/{id}  revoke
-func (s *Server) registerTokens(api *http.ServeMux) {
+func (a *API) registerTokens(api *http.ServeMux) {
 	api.HandleFunc("GET /api/tokens", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
 			return
 		}
-		writeJSON(w, http.StatusOK, s.auth.store.List())
+		writeJSON(w, http.StatusOK, a.guard.Store().List())
 	})
 	api.HandleFunc("POST /api/tokens", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
@@ -47,31 +48,31 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		secret, tok, err := s.auth.store.Create(req.Tenant, req.Description)
+		secret, tok, err := a.guard.Store().Create(req.Tenant, req.Description)
 		if err != nil {
-			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+			writeErr(w, badInput(err))
 			return
 		}
-		s.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
-		writeJSON(w, http.StatusCreated, NewToken{Token: apitype.Token(tok), Secret: secret})
+		a.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
+		writeJSON(w, http.StatusCreated, apitype.NewToken{Token: apitype.Token(tok), Secret: secret})
 	})
 	api.HandleFunc("DELETE /api/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
 			return
 		}
-		tok, err := s.auth.store.Revoke(r.PathValue("id"))
+		tok, err := a.guard.Store().Revoke(r.PathValue("id"))
 		switch {
 		case errors.Is(err, auth.ErrNotFound):
-			writeJSON(w, http.StatusNotFound, APIError{Error: err.Error()})
+			writeJSON(w, http.StatusNotFound, apitype.APIError{Error: err.Error()})
 			return
 		case errors.Is(err, auth.ErrFileToken):
-			writeJSON(w, http.StatusBadRequest, APIError{Error: err.Error()})
+			writeJSON(w, http.StatusBadRequest, apitype.APIError{Error: err.Error()})
 			return
 		case err != nil:
 			writeErr(w, err)
 			return
 		}
-		s.log.Info("token revoked", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
+		a.log.Info("token revoked", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": tok.ID})
 	})
 }

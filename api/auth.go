@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"context"
@@ -11,32 +11,22 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/units"
 )
 
-// TokenFile is the admin token's file name in the data dir (tenement's name).
-const TokenFile = auth.AdminTokenFile
-
-// Auth checks bearer tokens against the token store (through a guard that
-// bounds the work and locks out guessers).
-type Auth struct {
-	store *auth.Store
-	guard *auth.Guard
-	log   *slog.Logger
-}
-
-// LoadAuth opens the token store of dataDir (creating {dataDir}/api_token,
-// mode 0600, when missing).
-func LoadAuth(dataDir string, log *slog.Logger) (*Auth, error) {
+// LoadGuard opens the token store of dataDir (creating {dataDir}/api_token,
+// mode 0600, when missing) behind a guard that bounds the work and locks out
+// guessers.
+func LoadGuard(dataDir string, log *slog.Logger) (*auth.Guard, error) {
 	st, err := auth.Open(dataDir, auth.Options{})
 	if err != nil {
 		return nil, err
 	}
-	g := auth.NewGuard(st, auth.GuardOptions{OnLockout: func(key string) {
+	return auth.NewGuard(st, auth.GuardOptions{OnLockout: func(key string) {
 		log.Warn("locking out after repeated bad tokens", "key", key, "for", auth.Lockout)
-	}})
-	return &Auth{store: st, guard: g, log: log}, nil
+	}}), nil
 }
 
 type principalKey struct{}
@@ -47,12 +37,12 @@ func principalOf(r *http.Request) auth.Principal {
 	return p
 }
 
-// clientKey is what failures are counted by: the peer's network
+// ClientKey is what failures are counted by: the peer's network
 // (auth.ClientKey: all of loopback as one, an IPv4 /24, an IPv6 /64).
 // X-Forwarded-For is not trusted: a local tenant could forge it to escape
 // the lockout. Behind a proxy every client shares the proxy's count, as in
 // tenement.
-func clientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
+func ClientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
 
 // authorize checks the bearer token and the tenant scope of every /api/
 // request. It answers the request itself (401, 403, 429) when it is not
@@ -62,9 +52,8 @@ func clientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
 // here, which either carry the instance in the path (checked here) or scope
 // themselves with principalOf (list, spawn, logs). A new endpoint is
 // admin-only until it is added here.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	a := s.auth
-	key := clientKey(r)
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	key := ClientKey(r)
 	tok, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		if locked, left := a.guard.Locked(key); locked {
@@ -72,7 +61,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 			return nil, false
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten"`)
-		writeJSON(w, http.StatusUnauthorized, APIError{Error: "missing bearer token: send \"Authorization: Bearer TOKEN\" (the ten CLI takes --token, TENEMENT_TOKEN, or reads " + TokenFile + " in the data dir)"})
+		writeJSON(w, http.StatusUnauthorized, apitype.APIError{Error: "missing bearer token: send \"Authorization: Bearer TOKEN\" (the ten CLI takes --token, TENEMENT_TOKEN, or reads " + auth.AdminTokenFile + " in the data dir)"})
 		return nil, false
 	}
 	p, err := a.guard.Check(r.Context(), tok, key)
@@ -83,16 +72,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return nil, false
 	case errors.Is(err, auth.ErrBusy):
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "too many token checks at once; try again in a second"})
+		writeJSON(w, http.StatusServiceUnavailable, apitype.APIError{Error: "too many token checks at once; try again in a second"})
 		return nil, false
 	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ten", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, APIError{Error: "invalid token: it is unknown or was revoked (an admin can list tokens with `ten token list`)"})
+		writeJSON(w, http.StatusUnauthorized, apitype.APIError{Error: "invalid token: it is unknown or was revoked (an admin can list tokens with `ten token list`)"})
 		return nil, false
 	}
 	if !p.Admin() {
 		if msg := tenantDenied(p, r); msg != "" {
-			writeJSON(w, http.StatusForbidden, APIError{Error: msg})
+			writeJSON(w, http.StatusForbidden, apitype.APIError{Error: msg})
 			return nil, false
 		}
 	}
@@ -112,7 +101,7 @@ func tooMany(w http.ResponseWriter, le *auth.LockedError) {
 	if strings.HasPrefix(le.Key, "token id ") {
 		from = "for " + le.Key
 	}
-	writeJSON(w, http.StatusTooManyRequests, APIError{Error: fmt.Sprintf("too many requests with a bad token %s; try again in %ds", from, secs)})
+	writeJSON(w, http.StatusTooManyRequests, apitype.APIError{Error: fmt.Sprintf("too many requests with a bad token %s; try again in %ds", from, secs)})
 }
 
 // tenantDenied returns why a tenant token may not make this request, or "".
@@ -153,14 +142,14 @@ func instanceDenied(p auth.Principal, inst units.Instance) string {
 // act on inst.
 func mayTouch(w http.ResponseWriter, r *http.Request, inst units.Instance) bool {
 	if msg := instanceDenied(principalOf(r), inst); msg != "" {
-		writeJSON(w, http.StatusForbidden, APIError{Error: msg})
+		writeJSON(w, http.StatusForbidden, apitype.APIError{Error: msg})
 		return false
 	}
 	return true
 }
 
 // scopeRows keeps the rows the request's token may see.
-func scopeRows(r *http.Request, rows []Row) []Row {
+func scopeRows(r *http.Request, rows []apitype.Row) []apitype.Row {
 	p := principalOf(r)
 	if p.Admin() {
 		return rows
@@ -177,7 +166,7 @@ func scopeRows(r *http.Request, rows []Row) []Row {
 // requireAdmin answers 403 and returns false for tenant tokens.
 func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 	if p := principalOf(r); !p.Admin() {
-		writeJSON(w, http.StatusForbidden, APIError{Error: fmt.Sprintf("%s %s needs an admin token; this token belongs to tenant %q", r.Method, r.URL.Path, p.Tenant)})
+		writeJSON(w, http.StatusForbidden, apitype.APIError{Error: fmt.Sprintf("%s %s needs an admin token; this token belongs to tenant %q", r.Method, r.URL.Path, p.Tenant)})
 		return false
 	}
 	return true

@@ -1,0 +1,76 @@
+package logs
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/systemd"
+)
+
+// Read returns the entries q selects, oldest first (GET /api/logs).
+func Read(r *http.Request, q systemd.JournalQuery) ([]systemd.Entry, error) {
+	entries := []systemd.Entry{}
+	err := systemd.ReadJournal(r.Context(), q, func(e systemd.Entry) error {
+		entries = append(entries, e)
+		return nil
+	})
+	return entries, err
+}
+
+// Stream follows q as Server-Sent Events, one entry per "data:" line
+// (event "log", id the journal cursor), until the client goes away or the
+// journal read ends (an "error" event says why). The caller holds a slot.
+func Stream(w http.ResponseWriter, r *http.Request, q systemd.JournalQuery) {
+	rc := http.NewResponseController(w)
+	// The stream lives as long as the client: no write deadline.
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": following the journal\n\n")
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	ctx := r.Context()
+	entries := make(chan systemd.Entry, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
+			select {
+			case entries <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	// A comment now and then keeps proxies from closing an idle stream
+	// and notices a client that went away.
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case e := <-entries:
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(w, "event: log\nid: %s\ndata: %s\n\n", e.Cursor, b)
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+		case err := <-done:
+			if err != nil && ctx.Err() == nil {
+				b, _ := json.Marshal(apitype.APIError{Error: "read logs: " + err.Error()})
+				fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+				rc.Flush()
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/units"
+)
+
+// backend is the server as the admin API's Backend (package api): the
+// server's own methods, with the choice between this node and the fleet
+// made here.
+type backend struct{ *Server }
+
+// List is ps: this node's rows and, in a fleet, the other nodes' instances.
+func (b backend) List(ctx context.Context) ([]apitype.Row, error) {
+	rows, err := b.Rows(ctx)
+	if err != nil || b.fleet == nil {
+		return rows, err
+	}
+	return b.fleetRows(rows), nil
+}
+
+// Create spawns inst here, or in a fleet places it (on node, or where
+// placement picks) and waits until its node has it.
+func (b backend) Create(ctx context.Context, inst units.Instance, node string) (apitype.Row, error) {
+	s := b.Server
+	if s.fleet != nil {
+		node, err := s.fleetSpawn(ctx, inst, node)
+		if err != nil {
+			return apitype.Row{}, err
+		}
+		if node != s.fleet.node() {
+			return apitype.Row{Instance: inst.String(), ID: inst.String(), Node: node, State: apitype.StateRemote}, nil
+		}
+		row, err := s.Row(ctx, inst)
+		row.Node = node
+		return row, err
+	}
+	if node != "" {
+		return apitype.Row{}, fmt.Errorf("%w: node %q: this server is not part of a fleet (no [fleet] in %s)", ErrBadInput, node, s.cfg.Path)
+	}
+	if err := s.Spawn(ctx, inst); err != nil {
+		return apitype.Row{}, err
+	}
+	return s.Row(ctx, inst)
+}
+
+// Remove stops inst here, or in a fleet wherever it runs.
+func (b backend) Remove(ctx context.Context, inst units.Instance) error {
+	if b.fleet != nil {
+		return b.fleetStop(ctx, inst)
+	}
+	return b.Stop(ctx, inst)
+}
