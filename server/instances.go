@@ -425,7 +425,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	if err := s.state.Forget(inst); err != nil {
 		s.log.Error("save state", "instance", inst.String(), "err", err)
 	}
-	s.forgetMetrics(inst)
+	s.im.Forget(inst)
 	s.removeServiceSlice(ctx, inst.Service)
 	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
@@ -60,42 +58,4 @@ func (s *Server) recordExit(inst units.Instance) {
 func (s *Server) isolationRow(in registry.Entry, r *apitype.Row) {
 	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
 	r.StorageBytes, r.StorageQuotaBytes = isolation.QuotaUse(s.cfg, in.Svc, in.Inst)
-}
-
-// isolationCollector exports OOM kills and quota use at scrape time.
-type isolationCollector struct {
-	s                *Server
-	oom, used, quota *prometheus.Desc
-}
-
-func newIsolationCollector(s *Server) *isolationCollector {
-	return &isolationCollector{s: s,
-		oom: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "oom_kills_total"),
-			"Processes of the instance the kernel's OOM killer ended at memory_limit_mb, counted while ten ran.", []string{"instance"}, nil),
-		used: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "storage_used_bytes"),
-			"Bytes used on the instance's storage_quota_mb file system.", []string{"instance"}, nil),
-		quota: prometheus.NewDesc(prometheus.BuildFQName("ten", "instance", "storage_quota_bytes"),
-			"The instance's storage_quota_mb in bytes.", []string{"instance"}, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *isolationCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.oom
-	ch <- c.used
-	ch <- c.quota
-}
-
-// Collect implements prometheus.Collector.
-func (c *isolationCollector) Collect(ch chan<- prometheus.Metric) {
-	ins := c.s.reg.Snapshot()
-	for _, in := range ins {
-		name := in.Inst.String()
-		kills, _ := c.s.oom.Get(in.Inst)
-		ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(kills), name)
-		if used, quota := isolation.QuotaUse(c.s.cfg, in.Svc, in.Inst); quota > 0 {
-			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(used), name)
-			ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(quota), name)
-		}
-	}
 }

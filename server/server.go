@@ -29,6 +29,7 @@ import (
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/kernel"
 	"github.com/tenhq/ten/logs"
+	"github.com/tenhq/ten/metrics"
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
@@ -68,7 +69,8 @@ type Server struct {
 	// kern is BPF accounting and L4 dispatch, or their fallbacks
 	// (package kernel).
 	kern *kernel.Wiring
-	im   *instMetrics
+	// im counts requests, wakes and restarts per instance (package metrics).
+	im *metrics.Instances
 	// state holds weights and failed marks across restarts of ten.
 	state  *statefile.Store
 	health *health.Monitor
@@ -139,7 +141,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: newRegistry(), fleet: fl}
+	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: metrics.Registry(), fleet: fl}
 	if fl != nil {
 		fl.mu.Lock()
 		fl.onFence = s.fleetStopAll
@@ -156,10 +158,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.oom = isolation.NewOOM(o.Log)
 	s.storage = isolation.NewStorage(cfg, sdm, o.Log)
-	s.im = newInstMetrics()
-	s.metrics.MustRegister(s.im.collectors()...)
-	s.metrics.MustRegister(newInstCollector(s))
-	s.metrics.MustRegister(newIsolationCollector(s))
+	s.hist = dashboard.NewHistory()
+	s.im = metrics.NewInstances(s.hist)
+	s.metrics.MustRegister(s.im.Collectors()...)
+	s.metrics.MustRegister(metrics.NewStateCollector(metricsSource{s}))
 	s.metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: prometheus.BuildFQName("ten", "systemd", "events_dropped_total"),
 		Help: "systemd state changes lost to a full buffer; each loss makes ten resynchronise from a full listing of its units.",
@@ -195,7 +197,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.hist = dashboard.NewHistory()
 	s.dash = dashboard.New(&dashBackend{s: s}, s.hist, cfg.Settings.Domain, o.Log.With("component", "dashboard"))
 	ro := s.routerOptions()
 	ro.Wakes = wakeq.New(cfg.Settings.ConcurrentWakes(runtime.NumCPU()), *cfg.Settings.WakeQueue)
@@ -203,21 +204,21 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.api = api.New(api.Options{Backend: backend{s}, Config: cfg, Guard: s.guard, Streams: &s.streams,
-		Dashboard: s.dash, Metrics: s.metricsHandler(), Log: o.Log})
+		Dashboard: s.dash, Metrics: metrics.Handler(s.metrics, o.Log), Log: o.Log})
 	s.router = router.New(cfg.Settings.Domain, s.api.Handler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
 		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
-		OnRestart: func(inst units.Instance, reason string) { s.im.restarts.WithLabelValues(inst.String(), reason).Inc() }})
+		OnRestart: s.im.Restarted})
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
 
 // routerOptions are the router's hooks: activity and open connections from
 // the L4 side and freezing when the host can (package kernel),
-// and the metrics (metrics_instances.go).
+// and the metrics (package metrics).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
+	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.watch.IsNodeHost
 	}
@@ -370,13 +371,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen on %s (settings.listen): %w", s.cfg.Settings.Listen, err)
 		}
 	}
-	mln, err := s.listenMetrics()
+	mln, err := metrics.Listen(s.cfg.Settings.MetricsListen)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	if mln != nil {
-		bg.Go(func() { s.serveMetrics(bctx, mln) })
+		bg.Go(func() { metrics.Serve(bctx, mln, s.api.MetricsEndpoint(false), s.log) })
 	}
 	return front.Serve(ctx, ln, front.Options{Router: s.router, Log: s.log, Domain: s.cfg.Settings.Domain,
 		Instances: s.reg.Len, TLS: s.serveTLS})

@@ -1,4 +1,4 @@
-package server
+package metrics
 
 import (
 	"testing"
@@ -10,32 +10,45 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
+func TestCodeClass(t *testing.T) {
+	for code, want := range map[int]string{200: "2xx", 204: "2xx", 301: "3xx", 404: "4xx", 499: "4xx", 503: "5xx", 0: "other", 700: "other"} {
+		if got := codeClass(code); got != want {
+			t.Errorf("codeClass(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
 // The fast path's resolved observer counts into the same series as
 // ObserveRequest, makes a series only for classes it saw, and feeds the
 // dashboard's history.
 func TestRequestObserver(t *testing.T) {
-	s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
+	hist := dashboard.NewHistory()
+	m := NewInstances(hist)
 	inst := units.Instance{Service: "api", ID: "a"}
-	obs := s.RequestObserver(inst)
+	obs := m.RequestObserver(inst)
 	for _, code := range []int{200, 204, 404, 200} {
 		obs(code, 2*time.Millisecond)
 	}
-	s.ObserveRequest(inst, 200, time.Millisecond)
-	if got := testutil.ToFloat64(s.im.requests.WithLabelValues("api:a", "2xx")); got != 4 {
+	m.ObserveRequest(inst, 200, time.Millisecond)
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("api:a", "2xx")); got != 4 {
 		t.Errorf("2xx requests: %v, want 4", got)
 	}
-	if got := testutil.ToFloat64(s.im.requests.WithLabelValues("api:a", "4xx")); got != 1 {
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("api:a", "4xx")); got != 1 {
 		t.Errorf("4xx requests: %v, want 1", got)
 	}
-	if n := testutil.CollectAndCount(s.im.requests); n != 2 {
+	if n := testutil.CollectAndCount(m.requests); n != 2 {
 		t.Errorf("%d request series, want 2 (2xx and 4xx only)", n)
 	}
-	if n := testutil.CollectAndCount(s.im.duration); n != 2 {
+	if n := testutil.CollectAndCount(m.duration); n != 2 {
 		t.Errorf("%d duration series, want 2", n)
 	}
-	b := s.hist.Series(inst, time.Now())
+	b := hist.Series(inst, time.Now())
 	if last := b[len(b)-1]; last.Requests != 5 {
 		t.Errorf("dashboard history: %d requests, want 5", last.Requests)
+	}
+	m.Forget(inst)
+	if n := testutil.CollectAndCount(m.requests); n != 0 {
+		t.Errorf("%d request series after Forget, want 0", n)
 	}
 }
 
@@ -45,18 +58,18 @@ func TestRequestObserver(t *testing.T) {
 func BenchmarkObserveRequest(b *testing.B) {
 	inst := units.Instance{Service: "api", ID: "a"}
 	b.Run("lookup", func(b *testing.B) {
-		s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
+		m := NewInstances(dashboard.NewHistory())
 		b.ReportAllocs()
 		b.SetParallelism(2)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				s.ObserveRequest(inst, 200, time.Millisecond)
+				m.ObserveRequest(inst, 200, time.Millisecond)
 			}
 		})
 	})
 	b.Run("resolved", func(b *testing.B) {
-		s := &Server{im: newInstMetrics(), hist: dashboard.NewHistory()}
-		obs := s.RequestObserver(inst)
+		m := NewInstances(dashboard.NewHistory())
+		obs := m.RequestObserver(inst)
 		b.ReportAllocs()
 		b.SetParallelism(2)
 		b.RunParallel(func(pb *testing.PB) {
