@@ -28,6 +28,11 @@ const (
 	ResultFailed  = "failed"
 )
 
+// CreateTimeout bounds one creation by request (units made; the wake that
+// follows has startup_timeout of its own), here or, in a fleet, on the
+// node the instance is placed on.
+const CreateTimeout = 30 * time.Second
+
 // maxClients bounds the per-client state under a flood of addresses.
 const maxClients = 10000
 

@@ -19,7 +19,7 @@ func (b backend) List(ctx context.Context) ([]apitype.Row, error) {
 	if err != nil || b.fleet == nil {
 		return rows, err
 	}
-	return b.fleetRows(rows), nil
+	return b.fleet.Rows(rows), nil
 }
 
 // Create spawns inst here, or in a fleet places it (on node, or where
@@ -27,11 +27,11 @@ func (b backend) List(ctx context.Context) ([]apitype.Row, error) {
 func (b backend) Create(ctx context.Context, inst units.Instance, node string) (apitype.Row, error) {
 	s := b.Server
 	if s.fleet != nil {
-		node, err := s.fleetSpawn(ctx, inst, node)
+		node, err := s.fleet.Spawn(ctx, inst, node)
 		if err != nil {
 			return apitype.Row{}, err
 		}
-		if node != s.fleet.node() {
+		if node != s.fleet.Name() {
 			return apitype.Row{Instance: inst.String(), ID: inst.String(), Node: node, State: apitype.StateRemote}, nil
 		}
 		row, err := s.Row(ctx, inst)
@@ -50,7 +50,20 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 // Remove stops inst here, or in a fleet wherever it runs.
 func (b backend) Remove(ctx context.Context, inst units.Instance) error {
 	if b.fleet != nil {
-		return b.fleetStop(ctx, inst)
+		return b.fleet.Stop(ctx, inst)
 	}
 	return b.Stop(ctx, inst)
 }
+
+// fleetLocal is the server as a fleet node's Local (package
+// fleet/fleetnode).
+type fleetLocal struct{ *Server }
+
+// Has reports whether inst runs here.
+func (l fleetLocal) Has(inst units.Instance) bool { return l.reg.Has(inst) }
+
+// Instances lists the instances that run here.
+func (l fleetLocal) Instances() []units.Instance { return l.reg.Instances() }
+
+// Routed reports whether the router has inst.
+func (l fleetLocal) Routed(inst units.Instance) bool { return l.routed(inst) }

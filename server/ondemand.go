@@ -24,9 +24,8 @@ type onDemand struct {
 	pending map[string]int
 }
 
-// createTimeout bounds one creation by request (units made; the wake that
-// follows has startup_timeout of its own).
-const createTimeout = 30 * time.Second
+// createTimeout bounds one creation by request.
+const createTimeout = ondemand.CreateTimeout
 
 // createOnRequest implements router.Create.
 func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, client string) error {
@@ -35,7 +34,7 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 		return &router.Refused{Status: http.StatusNotFound, Msg: fmt.Sprintf("no service %s on this server", inst.Service)}
 	}
 	if s.fleet != nil {
-		if err, ok := s.fleetRoute(inst); ok {
+		if err, ok := s.fleet.Route(inst); ok {
 			return err
 		}
 	}
@@ -63,14 +62,14 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	defer cancel()
 	if s.fleet != nil {
 		// Placed like a spawn; the placed node creates it.
-		node, err := s.fleetSpawn(cctx, inst, "")
+		node, err := s.fleet.Spawn(cctx, inst, "")
 		od.guard.Done(svc.Name, err)
 		if err != nil {
 			s.log.Warn("create on request", "instance", inst.String(), "client", client, "err", err)
 			return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s could not be placed: %v", inst, err)}
 		}
 		s.log.Info("placed instance on request", "instance", inst.String(), "node", node, "client", client)
-		if err, ok := s.fleetRoute(inst); ok {
+		if err, ok := s.fleet.Route(inst); ok {
 			return err
 		}
 		return nil

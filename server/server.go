@@ -24,6 +24,7 @@ import (
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/fleet/fleetnode"
 	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/isolation"
@@ -97,9 +98,9 @@ type Server struct {
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
 	reg *registry.Registry
-	// fleet is this node's part in a fleet ([fleet], fleet.go), nil on a
-	// single server.
-	fleet *fleetNode
+	// fleet is this node's part in a fleet ([fleet], package
+	// fleet/fleetnode), nil on a single server.
+	fleet *fleetnode.Node
 	// slices orders the removal of emptied services' slices with spawns
 	// (slicegate.go).
 	slices serviceSlices
@@ -118,22 +119,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w\n%s", ErrNotRoot, HowToRun)
 	}
-	// A node that cannot join its fleet (etcd unreachable, its name held by
-	// a live node) stops here, before it touches systemd.
-	var fl *fleetNode
-	if o.Config.Fleet.Enabled() {
-		var err error
-		if fl, err = startFleet(ctx, o.Config, o.Log, func() { stopStale(ctx, o.Log) }); err != nil {
-			return nil, err
-		}
-	}
-	sdm, err := systemd.Connect(ctx, o.Log)
-	if err != nil {
-		if fl != nil {
-			fl.leaveEmpty()
-		}
-		return nil, fmt.Errorf("%w\n%s", err, HowToRun)
-	}
 	cfg := o.Config
 	if o.Domain != "" {
 		cfg.Settings.Domain = o.Domain
@@ -141,12 +126,27 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, sd: sdm, reg: registry.New(), metrics: metrics.Registry(), fleet: fl}
-	if fl != nil {
-		fl.mu.Lock()
-		fl.onFence = s.fleetStopAll
-		fl.mu.Unlock()
+	s := &Server{cfg: cfg, log: o.Log, reg: registry.New(), metrics: metrics.Registry()}
+	// A node that cannot join its fleet (etcd unreachable, its name held by
+	// a live node) stops here, before it touches systemd. Until Run adopts
+	// the instances the registry is empty, so a fence meanwhile stops
+	// nothing.
+	if cfg.Fleet.Enabled() {
+		var err error
+		s.fleet, err = fleetnode.Start(ctx, fleetnode.Options{Config: cfg, Log: o.Log, Local: fleetLocal{s},
+			OnStale: func() { fleetnode.StopStale(ctx, o.Log) }})
+		if err != nil {
+			return nil, err
+		}
 	}
+	sdm, err := systemd.Connect(ctx, o.Log)
+	if err != nil {
+		if s.fleet != nil {
+			s.fleet.LeaveEmpty()
+		}
+		return nil, fmt.Errorf("%w\n%s", err, HowToRun)
+	}
+	s.sd = sdm
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -220,7 +220,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest}
 	if s.fleet != nil {
-		o.FleetPeer = s.fleet.watch.IsNodeHost
+		o.FleetPeer = s.fleet.IsPeer
 	}
 	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.
@@ -347,13 +347,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.frz.Restore()
 	if s.fleet != nil {
 		// The fleet places declared instances; each node creates what is
-		// placed on it (fleet.go).
-		if err := s.fleetPlaceLocal(ctx); err != nil {
+		// placed on it.
+		if err := s.fleet.PlaceLocal(ctx); err != nil {
 			s.log.Error("fleet: placing instances", "err", err)
 		}
 		fleetDone := make(chan struct{})
 		fctx, stopFleet := context.WithCancel(ctx)
-		go func() { defer close(fleetDone); s.runFleet(fctx) }()
+		go func() { defer close(fleetDone); s.fleet.Run(fctx) }()
 		defer func() { stopFleet(); <-fleetDone }()
 	} else if err := s.spawnDeclared(ctx); err != nil {
 		s.log.Error("spawning declared instances", "err", err)
