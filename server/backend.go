@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
 )
 
@@ -67,3 +69,48 @@ func (l fleetLocal) Instances() []units.Instance { return l.reg.Instances() }
 
 // Routed reports whether the router has inst.
 func (l fleetLocal) Routed(inst units.Instance) bool { return l.routed(inst) }
+
+// Deploy is POST /api/deploy (package deploy).
+func (b backend) Deploy(ctx context.Context, req apitype.DeployRequest) (apitype.DeployResult, error) {
+	return b.deployer.Deploy(ctx, req)
+}
+
+// deployInstances is the server as a deploy's Instances (package deploy).
+type deployInstances struct{ *Server }
+
+// Declared reports whether the config declares service.
+func (d deployInstances) Declared(service string) bool {
+	_, ok := d.cfg.Services[service]
+	return ok
+}
+
+// Lock marks inst busy.
+func (d deployInstances) Lock(inst units.Instance) error { return d.reg.Lock(inst) }
+
+// Unlock ends Lock.
+func (d deployInstances) Unlock(inst units.Instance) { d.reg.Unlock(inst) }
+
+// SpawnStarted creates and starts inst with weight 0.
+func (d deployInstances) SpawnStarted(ctx context.Context, inst units.Instance) error {
+	return d.spawnLocked(ctx, inst, spawnOptions{weight: 0, start: true})
+}
+
+// StopLocked removes inst under its lock.
+func (d deployInstances) StopLocked(ctx context.Context, inst units.Instance) error {
+	return d.stopLocked(ctx, inst)
+}
+
+// WaitHealthy waits for inst's health check (package health).
+func (d deployInstances) WaitHealthy(ctx context.Context, inst units.Instance, timeout time.Duration) error {
+	in, _ := d.reg.Get(inst)
+	return d.health.WaitHealthy(ctx, in, timeout)
+}
+
+// Inflight is inst's requests in flight, from the router.
+func (d deployInstances) Inflight(inst units.Instance) (int, bool) {
+	st, ok := d.router.Stat(inst)
+	return st.Inflight, ok
+}
+
+// Instances is a snapshot of the registry.
+func (d deployInstances) Instances() []registry.Entry { return d.reg.Snapshot() }

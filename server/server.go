@@ -24,6 +24,7 @@ import (
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/deploy"
 	"github.com/tenhq/ten/fleet/fleetnode"
 	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/health"
@@ -73,8 +74,10 @@ type Server struct {
 	// im counts requests, wakes and restarts per instance (package metrics).
 	im *metrics.Instances
 	// state holds weights and failed marks across restarts of ten.
-	state  *statefile.Store
-	health *health.Monitor
+	state *statefile.Store
+	// deployer runs deploys (package deploy).
+	deployer *deploy.Deployer
+	health   *health.Monitor
 	// oom counts OOM kills per instance (package isolation).
 	oom *isolation.OOM
 	// storage makes and removes quota images and data_dir binds.
@@ -210,6 +213,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
 		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
 		OnRestart: s.im.Restarted})
+	s.deployer = deploy.New(deployInstances{s}, o.Log)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
 }
