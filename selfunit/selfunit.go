@@ -2,7 +2,9 @@
 // tenement.service and a tenement.socket that holds ten's HTTP port, so that
 // restarting or upgrading ten drops no connection (requests wait in the
 // socket's backlog). It also writes the Caddyfile `ten caddy` prints. The
-// rendering is pure; Apply does the file and systemctl work.
+// rendering is pure; Apply does the file and systemctl work. Where ten and
+// its ten-shim are installed is known here too (FindShim, InstallBinaries),
+// and InstallShims copies them where sandboxed instances can run them.
 package selfunit
 
 import (
