@@ -17,7 +17,7 @@ type backend struct{ *Server }
 
 // List is ps: this node's rows and, in a fleet, the other nodes' instances.
 func (b backend) List(ctx context.Context) ([]apitype.Row, error) {
-	rows, err := b.Rows(ctx)
+	rows, err := b.ps.Rows(ctx)
 	if err != nil || b.fleet == nil {
 		return rows, err
 	}
@@ -36,7 +36,7 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		if node != s.fleet.Name() {
 			return apitype.Row{Instance: inst.String(), ID: inst.String(), Node: node, State: apitype.StateRemote}, nil
 		}
-		row, err := s.Row(ctx, inst)
+		row, err := s.ps.Row(ctx, inst)
 		row.Node = node
 		return row, err
 	}
@@ -46,7 +46,17 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 	if err := s.Spawn(ctx, inst); err != nil {
 		return apitype.Row{}, err
 	}
-	return s.Row(ctx, inst)
+	return s.ps.Row(ctx, inst)
+}
+
+// Row is inst's row.
+func (b backend) Row(ctx context.Context, inst units.Instance) (apitype.Row, error) {
+	return b.ps.Row(ctx, inst)
+}
+
+// Health is inst's health.
+func (b backend) Health(ctx context.Context, inst units.Instance) (apitype.Health, error) {
+	return b.ps.Health(ctx, inst)
 }
 
 // Remove stops inst here, or in a fleet wherever it runs.
@@ -110,6 +120,11 @@ func (d deployInstances) WaitHealthy(ctx context.Context, inst units.Instance, t
 func (d deployInstances) Inflight(inst units.Instance) (int, bool) {
 	st, ok := d.router.Stat(inst)
 	return st.Inflight, ok
+}
+
+// Row is inst's row.
+func (d deployInstances) Row(ctx context.Context, inst units.Instance) (apitype.Row, error) {
+	return d.ps.Row(ctx, inst)
 }
 
 // Instances is a snapshot of the registry.

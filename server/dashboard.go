@@ -35,7 +35,7 @@ func (b *dashBackend) Instances(ctx context.Context) ([]dashboard.Instance, erro
 	if time.Since(b.at) < rowsTTL {
 		return append([]dashboard.Instance(nil), b.rows...), nil
 	}
-	rows, err := b.s.Rows(ctx)
+	rows, err := b.s.ps.Rows(ctx)
 	if err != nil {
 		return nil, err
 	}

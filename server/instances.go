@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/appcmd"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/datadir"
@@ -465,113 +464,6 @@ func (s *Server) SetWeight(inst units.Instance, w int) error {
 		return fmt.Errorf("weight %s: %w", inst, err)
 	}
 	return nil
-}
-
-// Rows returns every instance's row. The state comes from the state cache
-// systemd's signals keep (no D-Bus call); only instances that can use
-// memory and CPU — running, starting, frozen, failed, or not cached — are
-// read live, a few at once.
-func (s *Server) Rows(ctx context.Context) ([]apitype.Row, error) {
-	ins := s.reg.Snapshot()
-	now := time.Now()
-	rows := make([]apitype.Row, len(ins))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, in := range ins {
-		if r, ok := s.cachedRow(in); ok {
-			rows[i] = r
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r, err := s.row(ctx, in, now)
-			if err != nil {
-				// One unreadable instance must not hide the others.
-				r = apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), State: "unknown", Detail: err.Error(), Socket: in.Listen}
-			}
-			rows[i] = r
-		}()
-	}
-	wg.Wait()
-	return rows, nil
-}
-
-// cachedRow is the row of a sleeping instance from the state cache alone;
-// ok is false when the instance is anything but asleep (or not cached), so
-// its live numbers must be read.
-func (s *Server) cachedRow(in registry.Entry) (apitype.Row, bool) {
-	svc, sock, ok := s.sd.State(in.Inst)
-	if !ok || svc.ActiveState != "inactive" {
-		return apitype.Row{}, false
-	}
-	st, _ := s.router.Stat(in.Inst)
-	r := apitype.Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
-	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
-		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
-	})
-	if r.State != apitype.StateSleeping {
-		return apitype.Row{}, false
-	}
-	if !st.LastActivity.IsZero() {
-		r.IdleSec = time.Since(st.LastActivity).Seconds()
-	}
-	if st.Inflight > 0 {
-		r.IdleSec = 0
-	}
-	s.isolationRow(in, &r)
-	return r, true
-}
-
-func (s *Server) row(ctx context.Context, in registry.Entry, now time.Time) (apitype.Row, error) {
-	info, err := s.sd.Info(ctx, in.Inst)
-	if err != nil {
-		return apitype.Row{}, err
-	}
-	st, _ := s.router.Stat(in.Inst)
-	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
-		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
-	r.State, r.Detail, r.Health = registry.State(registry.Facts{
-		Failed: s.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
-		ServiceActive: info.ActiveState, ServiceResult: info.Result,
-		SocketActive: info.SocketState, SocketUnit: in.Inst.SocketUnit(),
-		Frozen: st.Frozen, Health: s.health.Of(in.Inst),
-	})
-	switch r.State {
-	case apitype.StateFrozen:
-		r.Since = st.FrozenSince
-		if r.MemoryBytes == 0 {
-			r.MemoryBytes, _ = s.frz.MemoryOf(in.Inst)
-		}
-	case apitype.StateRunning:
-		r.Since = info.ActiveSince
-	case apitype.StateSleeping:
-		r.Since = info.InactiveSince
-	}
-	if r.State == apitype.StateRunning && !info.ActiveSince.IsZero() {
-		r.UptimeSec = now.Sub(info.ActiveSince).Seconds()
-		r.UptimeSecs = uint64(r.UptimeSec)
-	}
-	if !st.LastActivity.IsZero() {
-		r.IdleSec = now.Sub(st.LastActivity).Seconds()
-	}
-	if st.Inflight > 0 {
-		r.IdleSec = 0
-	}
-	s.isolationRow(in, &r)
-	return r, nil
-}
-
-// Row returns one instance's row.
-func (s *Server) Row(ctx context.Context, inst units.Instance) (apitype.Row, error) {
-	in, ok := s.reg.Get(inst)
-	if !ok {
-		return apitype.Row{}, fmt.Errorf("%s: %w", inst, ErrNotFound)
-	}
-	return s.row(ctx, in, time.Now())
 }
 
 // systemdCat returns the path of systemd-cat, or "" when it is missing

@@ -8,9 +8,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/tenhq/ten/apitype"
-	"github.com/tenhq/ten/isolation"
-	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -51,11 +48,4 @@ func (s *Server) recordExit(inst units.Instance) {
 	// The OOM event reaches ten before the exit does; give a late one a moment.
 	time.Sleep(20 * time.Millisecond)
 	s.oom.Exit(inst, e)
-}
-
-// isolationRow fills the isolation columns of a ps row. It only reads: OOM
-// watches start with the service (follow) or at adoption, never from ps.
-func (s *Server) isolationRow(in registry.Entry, r *apitype.Row) {
-	r.OOMKills, r.LastExit = s.oom.Get(in.Inst)
-	r.StorageBytes, r.StorageQuotaBytes = isolation.QuotaUse(s.cfg, in.Svc, in.Inst)
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/tenhq/ten/logs"
 	"github.com/tenhq/ten/metrics"
 	"github.com/tenhq/ten/ondemand"
+	"github.com/tenhq/ten/ps"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/wakeq"
@@ -73,6 +74,8 @@ type Server struct {
 	im *metrics.Instances
 	// state holds weights and failed marks across restarts of ten.
 	state *statefile.Store
+	// ps reads the instances' rows (package ps).
+	ps *ps.Reader
 	// deployer runs deploys (package deploy).
 	deployer *deploy.Deployer
 	health   *health.Monitor
@@ -162,7 +165,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.hist = dashboard.NewHistory()
 	s.im = metrics.NewInstances(s.hist)
 	s.metrics.MustRegister(s.im.Collectors()...)
-	s.metrics.MustRegister(metrics.NewStateCollector(metricsSource{s}))
 	s.metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: prometheus.BuildFQName("ten", "systemd", "events_dropped_total"),
 		Help: "systemd state changes lost to a full buffer; each loss makes ten resynchronise from a full listing of its units.",
@@ -210,6 +212,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
 		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
 		OnRestart: s.im.Restarted})
+	s.ps = ps.New(ps.Options{Config: cfg, Registry: s.reg, Systemd: sdm, Router: s.router, Health: s.health,
+		FrozenMemory: s.frz.MemoryOf, OOM: s.oom})
+	s.metrics.MustRegister(metrics.NewStateCollector(s.ps))
 	s.deployer = deploy.New(deployInstances{s}, o.Log)
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
