@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/tenhq/ten/front"
 	"github.com/tenhq/ten/tlsfront"
@@ -18,39 +15,15 @@ func (s *Server) initTLS() error {
 	if !s.cfg.Settings.TLS.Enabled {
 		return nil
 	}
-	f, err := tlsfront.FromSettings(s.cfg, s.routesTo, s.log)
+	routes := tlsfront.Routes(s.cfg, func(svc, id string) bool { return s.reg.Has(units.Instance{Service: svc, ID: id}) },
+		func(svc string) bool { return s.reg.ServiceCount(svc) > 0 })
+	f, err := tlsfront.FromSettings(s.cfg, routes, s.log)
 	if err != nil {
 		return err
 	}
 	s.tls = f
 	s.metrics.MustRegister(f.Collector())
 	return nil
-}
-
-// routesTo reports whether host (under the domain) is an existing
-// instance ({id}.{service}) or a service with instances or declared in the
-// config ({service}). A never-spawned id of a declared service does not
-// count: certificates are only requested for names that exist.
-func (s *Server) routesTo(host string) bool {
-	sub, ok := strings.CutSuffix(host, "."+s.cfg.Settings.Domain)
-	if !ok {
-		return false
-	}
-	labels := strings.Split(sub, ".")
-	switch len(labels) {
-	case 1:
-		if _, ok := s.cfg.Services[labels[0]]; ok {
-			return true
-		}
-		for _, inst := range s.reg.Instances() {
-			if inst.Service == labels[0] {
-				return true
-			}
-		}
-	case 2:
-		return s.reg.Has(units.Instance{Service: labels[1], ID: labels[0]})
-	}
-	return false
 }
 
 // TLSStatus is GET /api/tls/status.
@@ -83,26 +56,8 @@ func (s *Server) serveTLS(ctx context.Context, handler http.Handler) (wait func(
 	if s.tls == nil {
 		return func() {}, nil
 	}
-	t := s.cfg.Settings.TLS
-	host, _, _ := net.SplitHostPort(s.cfg.Settings.Listen)
-	listen := func(ln net.Listener, port int, key string) (net.Listener, error) {
-		if ln != nil {
-			return ln, nil
-		}
-		addr := net.JoinHostPort(host, strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s (settings.tls.%s): %w", addr, key, err)
-		}
-		return l, nil
-	}
-	hl, err := listen(s.tlsLn, t.HTTPSPort, "https_port")
+	hl, pl, err := tlsfront.Listen(s.cfg, s.tlsLn, s.httpLn)
 	if err != nil {
-		return nil, err
-	}
-	pl, err := listen(s.httpLn, t.HTTPPort, "http_port")
-	if err != nil {
-		hl.Close()
 		return nil, err
 	}
 	// As for the plain listener (front.Serve): stop accepting, answer on
