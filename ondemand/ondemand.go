@@ -54,6 +54,10 @@ type Guard struct {
 
 	mu      sync.Mutex
 	clients map[string]*bucket
+
+	pendMu sync.Mutex // pendMu guards pending; taken before mu
+	// pending counts creations in progress per service (Begin).
+	pending map[string]int
 }
 
 // bucket is a token bucket of one client: perMinute tokens, refilled
@@ -69,7 +73,7 @@ func New(perMinute int, now func() time.Time) *Guard {
 	if now == nil {
 		now = time.Now
 	}
-	return &Guard{perMinute: perMinute, now: now, clients: map[string]*bucket{},
+	return &Guard{perMinute: perMinute, now: now, clients: map[string]*bucket{}, pending: map[string]int{},
 		counts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prometheus.BuildFQName("ten", "", "instances_created_on_request_total"),
 			Help: "Requests for an id that did not exist, by service and result: created, or refused (off, bad_id, max_instances, rate) or failed.",
@@ -105,6 +109,27 @@ func (g *Guard) Check(svc *config.Service, id string, existing int, client strin
 		g.counts.WithLabelValues(svc.Name, r.Result).Inc()
 	}
 	return r
+}
+
+// Begin is Check for a creation that runs until end is called: creations
+// in progress count as existing instances of their service, so that
+// concurrent requests for new ids cannot pass max_instances together.
+// existing counts the service's instances (those in progress not
+// included); it is called under the lock that orders these decisions.
+func (g *Guard) Begin(svc *config.Service, id string, existing func() int, client string) (r *Refusal, end func()) {
+	g.pendMu.Lock()
+	defer g.pendMu.Unlock()
+	if r := g.Check(svc, id, g.pending[svc.Name]+existing(), client); r != nil {
+		return r, nil
+	}
+	g.pending[svc.Name]++
+	return nil, sync.OnceFunc(func() {
+		g.pendMu.Lock()
+		if g.pending[svc.Name]--; g.pending[svc.Name] == 0 {
+			delete(g.pending, svc.Name)
+		}
+		g.pendMu.Unlock()
+	})
 }
 
 // Done counts the outcome of a creation Check allowed.

@@ -53,3 +53,28 @@ func TestGuard(t *testing.T) {
 		t.Errorf("db off = %v", got)
 	}
 }
+
+// Creations in progress count against max_instances: two requests for new
+// ids of a service at its last free place cannot both pass.
+func TestBeginCountsPending(t *testing.T) {
+	g := New(1000, nil)
+	svc := &config.Service{Name: "api", MaxInstances: 2}
+	existing := func() int { return 1 }
+	r, end := g.Begin(svc, "a", existing, "10.0.0.1")
+	if r != nil {
+		t.Fatalf("first creation refused: %s", r.Msg)
+	}
+	if r2, _ := g.Begin(svc, "b", existing, "10.0.0.2"); r2 == nil || r2.Result != ResultMax {
+		t.Fatalf("second creation while the first runs: %+v, want max_instances", r2)
+	}
+	end()
+	end() // counts once
+	r3, end3 := g.Begin(svc, "b", existing, "10.0.0.2")
+	if r3 != nil {
+		t.Fatalf("after the first ended: %s", r3.Msg)
+	}
+	end3()
+	if len(g.pending) != 0 {
+		t.Fatalf("pending left: %v", g.pending)
+	}
+}

@@ -5,24 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
-
-// onDemand creates instances that a request names (tenement's wake on
-// request of a new id), within the guard's bounds.
-type onDemand struct {
-	guard *ondemand.Guard
-
-	mu sync.Mutex // mu guards the following
-	// pending counts creations in progress per service, so concurrent
-	// requests for new ids cannot pass max_instances together.
-	pending map[string]int
-}
 
 // createTimeout bounds one creation by request.
 const createTimeout = ondemand.CreateTimeout
@@ -39,31 +27,18 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 		}
 	}
 	od := s.onDemand
-	od.mu.Lock()
-	existing := od.pending[svc.Name]
-	for _, i := range s.reg.Instances() {
-		if i.Service == svc.Name {
-			existing++
-		}
-	}
-	if r := od.guard.Check(svc, inst.ID, existing, client); r != nil {
-		od.mu.Unlock()
+	r, end := od.Begin(svc, inst.ID, func() int { return s.reg.ServiceCount(svc.Name) }, client)
+	if r != nil {
 		return &router.Refused{Status: r.Status, Msg: r.Msg}
 	}
-	od.pending[svc.Name]++
-	od.mu.Unlock()
-	defer func() {
-		od.mu.Lock()
-		od.pending[svc.Name]--
-		od.mu.Unlock()
-	}()
+	defer end()
 	// The client may go away; the creation is finished or undone anyway.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
 	if s.fleet != nil {
 		// Placed like a spawn; the placed node creates it.
 		node, err := s.fleet.Spawn(cctx, inst, "")
-		od.guard.Done(svc.Name, err)
+		od.Done(svc.Name, err)
 		if err != nil {
 			s.log.Warn("create on request", "instance", inst.String(), "client", client, "err", err)
 			return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s could not be placed: %v", inst, err)}
@@ -90,7 +65,7 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 		}
 		return err
 	}
-	od.guard.Done(svc.Name, err)
+	od.Done(svc.Name, err)
 	if err != nil {
 		s.log.Warn("create on request", "instance", inst.String(), "client", client, "err", err)
 		if errors.Is(err, ErrBadInput) {

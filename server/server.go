@@ -87,7 +87,7 @@ type Server struct {
 	// (package kernel).
 	frz *kernel.Freezing
 	// onDemand creates instances that requests name (ondemand.go).
-	onDemand *onDemand
+	onDemand *ondemand.Guard
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
 	// and httpLn are its listeners when systemd passed them.
 	tls           *tlsfront.Front
@@ -189,8 +189,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.onDemand = &onDemand{guard: ondemand.New(cfg.Settings.SpawnRatePerClient, nil), pending: map[string]int{}}
-	s.metrics.MustRegister(s.onDemand.guard.Collector())
+	s.onDemand = ondemand.New(cfg.Settings.SpawnRatePerClient, nil)
+	s.metrics.MustRegister(s.onDemand.Collector())
 	freezer, noFreeze := sdm.NewFreezer()
 	s.frz = kernel.NewFreezing(kernel.FreezeOptions{Log: o.Log, Freezer: freezer, Unsupported: noFreeze,
 		Wiring: s.kern, Records: s.state, Registry: s.reg, Usage: sdm.Usage,
