@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
+	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/units"
 )
 
@@ -170,4 +171,27 @@ func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// SignIn verifies a token pasted into the dashboard's sign-in form, with
+// the lockout of clients that keep sending bad ones that the API's bearer
+// tokens have (dashboard.LockedError when the client is locked out).
+func SignIn(g *auth.Guard, r *http.Request, token string) (auth.Principal, error) {
+	key := ClientKey(r)
+	if locked, left := g.Locked(key); locked {
+		return auth.Principal{}, &dashboard.LockedError{RetryAfter: left}
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || len(token) > 512 {
+		return auth.Principal{}, errors.New("paste a token")
+	}
+	p, err := g.Check(r.Context(), token, key)
+	var le *auth.LockedError
+	switch {
+	case errors.As(err, &le):
+		return auth.Principal{}, &dashboard.LockedError{RetryAfter: le.Left}
+	case err != nil:
+		return auth.Principal{}, fmt.Errorf("sign-in: %w", err)
+	}
+	return p, nil
 }

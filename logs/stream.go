@@ -1,12 +1,15 @@
 package logs
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/systemd"
 )
 
@@ -73,4 +76,15 @@ func Stream(w http.ResponseWriter, r *http.Request, q systemd.JournalQuery) {
 			return
 		}
 	}
+}
+
+// Follow reads q (a follow) into fn under one of slots' streams for p
+// (the dashboard's log panel): an error says why no slot was free.
+func Follow(ctx context.Context, slots *Slots, p auth.Principal, q systemd.JournalQuery, fn func(systemd.Entry) error) error {
+	release, _, msg := slots.Acquire(p)
+	if release == nil {
+		return errors.New(msg)
+	}
+	defer release()
+	return systemd.ReadJournal(ctx, q, fn)
 }

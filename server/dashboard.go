@@ -2,16 +2,14 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tenhq/ten/api"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/logs"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
@@ -78,13 +76,7 @@ func (b *dashBackend) SetWeight(inst units.Instance, w int) error {
 // FollowLogs follows the instance's journal; it takes one of the log
 // stream slots the API's streams share (with the same share per tenant).
 func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst units.Instance, last int, fn func(dashboard.LogLine) error) error {
-	release, _, msg := b.s.streams.Acquire(p)
-	if release == nil {
-		return errors.New(msg)
-	}
-	defer release()
-	q := systemd.JournalQuery{Instance: inst, Follow: true, Limit: last}
-	return systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
+	return logs.Follow(ctx, &b.s.streams, p, systemd.JournalQuery{Instance: inst, Follow: true, Limit: last}, func(e systemd.Entry) error {
 		return fn(dashboard.LogLine{Time: e.Time, Stream: e.Stream, Message: e.Message})
 	})
 }
@@ -92,22 +84,5 @@ func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst uni
 // SignIn verifies a token with the API's lockout of clients that keep
 // sending bad ones.
 func (b *dashBackend) SignIn(r *http.Request, token string) (auth.Principal, error) {
-	g := b.s.guard
-	key := api.ClientKey(r)
-	if locked, left := g.Locked(key); locked {
-		return auth.Principal{}, &dashboard.LockedError{RetryAfter: left}
-	}
-	token = strings.TrimSpace(token)
-	if token == "" || len(token) > 512 {
-		return auth.Principal{}, errors.New("paste a token")
-	}
-	p, err := g.Check(r.Context(), token, key)
-	var le *auth.LockedError
-	switch {
-	case errors.As(err, &le):
-		return auth.Principal{}, &dashboard.LockedError{RetryAfter: le.Left}
-	case err != nil:
-		return auth.Principal{}, fmt.Errorf("sign-in: %w", err)
-	}
-	return p, nil
+	return api.SignIn(b.s.guard, r, token)
 }
