@@ -63,6 +63,7 @@ type Backend interface {
 // happened and what was undone.
 type DeployError struct{ Msg string }
 
+// Error returns Msg.
 func (e *DeployError) Error() string { return e.Msg }
 
 // Options configure an API.

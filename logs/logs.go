@@ -22,6 +22,7 @@ import (
 // (403); Msg says why.
 type DeniedError struct{ Msg string }
 
+// Error returns Msg.
 func (e *DeniedError) Error() string { return e.Msg }
 
 // ParseQuery reads a log request's query string: instance=SERVICE:ID (or

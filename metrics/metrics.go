@@ -45,6 +45,7 @@ func Handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
 
 type slogPrinter struct{ log *slog.Logger }
 
+// Println logs a collector's failure.
 func (p slogPrinter) Println(v ...any) { p.log.Warn("metrics", "err", v) }
 
 // Listen opens settings.metrics_listen, when set (nil, nil when addr is "").

@@ -27,6 +27,8 @@ type dashBackend struct {
 // dashboard (each polls once a second).
 const rowsTTL = 900 * time.Millisecond
 
+// Instances is every instance of this node, one reading of systemd per
+// rowsTTL for all open pages.
 func (b *dashBackend) Instances(ctx context.Context) ([]dashboard.Instance, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -58,16 +60,19 @@ func (b *dashBackend) invalidate() {
 	b.mu.Unlock()
 }
 
+// Restart restarts inst.
 func (b *dashBackend) Restart(ctx context.Context, inst units.Instance) error {
 	defer b.invalidate()
 	return b.s.Restart(ctx, inst)
 }
 
+// Stop removes inst.
 func (b *dashBackend) Stop(ctx context.Context, inst units.Instance) error {
 	defer b.invalidate()
 	return b.s.Stop(ctx, inst)
 }
 
+// SetWeight changes inst's weight.
 func (b *dashBackend) SetWeight(inst units.Instance, w int) error {
 	defer b.invalidate()
 	return b.s.SetWeight(inst, w)
