@@ -338,6 +338,9 @@ func newCluster(t testing.TB, services string) *cluster {
 data_dir = %q
 listen = "0.0.0.0:8080"
 domain = "fleet.test"
+health_check_interval = 1
+backoff_base_ms = 200
+max_restarts = 2
 
 %s
 
@@ -573,6 +576,11 @@ isolation = "process"
 command = "ECHO"
 isolation = "process"
 storage_persist = true
+
+[service.crash]
+command = "ECHO --mode activation --crash-after 700ms"
+activation = "socket"
+health = "/health"
 `
 
 // TestFleet: spawn and route across nodes; ps on any node; a node cut off
@@ -641,6 +649,8 @@ func TestFleet(t *testing.T) {
 	if err != nil || code != http.StatusBadGateway || !strings.Contains(body, "not forwarding again") {
 		t.Fatalf("a request marked as forwarded, for an instance elsewhere: %d %v %s; want 502 (loop guard)", code, err, body)
 	}
+
+	sharedState(t, c)
 
 	// A new id of a declared service, asked at n3: placed by free capacity
 	// (n1, the emptiest), created there, and the request forwarded to it.
@@ -755,6 +765,133 @@ func TestFleet(t *testing.T) {
 	if on := c.runsOn(t, "web:d"); len(on) != 0 {
 		t.Fatalf("web:d still runs on %v after ten stop on n1", on)
 	}
+}
+
+// sharedState: a token made on one node authenticates on every node and,
+// revoked on another, on none; a weight set on a node that does not run
+// the instance is the weight its node routes by and every ps shows; a
+// failed mark set by the owning node's health loop shows in every node's
+// ps, and every node answers 503 for it.
+func sharedState(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	out := n1.mustCLI("token-gen", "--tenant", "a", "--description", "fleet test")
+	var secret, id string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.TrimSpace(line); strings.HasPrefix(f, "ten_") {
+			secret = f
+			id = strings.SplitN(f, "_", 3)[1]
+		}
+	}
+	if secret == "" {
+		t.Fatalf("ten token-gen on n1 printed no token:\n%s", out)
+	}
+	status := func(n *node) (int, string) {
+		code, body, err := n.get(n, n.ip, "/api/instances", "Authorization", "Bearer "+secret)
+		if err != nil {
+			t.Fatalf("%s: GET /api/instances: %v", n.name, err)
+		}
+		return code, body
+	}
+	for _, n := range c.nodes {
+		code, body := status(n)
+		if code != http.StatusOK || !strings.Contains(body, `"web:a"`) || strings.Contains(body, `"web:c"`) {
+			t.Fatalf("tenant token made on n1, at %s: %d %s; want 200 listing web:a only (tenant a)", n.name, code, body)
+		}
+	}
+	n3.mustCLI("token", "revoke", id)
+	for _, n := range c.nodes {
+		var code int
+		var body string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if code, body = status(n); code == http.StatusUnauthorized {
+				break
+			}
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("token made on n1 and revoked on n3, at %s: %d %s; want 401", n.name, code, body)
+		}
+	}
+	for _, n := range c.nodes {
+		if b, err := os.ReadFile(n.path(base + "/data/tokens.json")); err == nil && strings.Contains(string(b), id) {
+			t.Fatalf("the fleet's token %s is in %s's tokens.json:\n%s", id, n.name, b)
+		}
+	}
+
+	// web:a runs on n2; its weight is set on n3.
+	n3.mustCLI("weight", "web:a", "30")
+	for _, n := range c.nodes {
+		waitRow(t, n, "web:a", 5*time.Second, func(r psRow) bool { return r.Weight == 30 })
+	}
+	if row := waitRow(t, n2, "web:a", time.Second, func(r psRow) bool { return r.Weight == 30 }); row.State == "remote" {
+		t.Fatalf("n2 shows web:a as remote: %+v", row)
+	}
+	if out, err := n1.cli("weight", "web:nosuch", "30"); err == nil {
+		t.Fatalf("weight for an instance placed nowhere: no error\n%s", out)
+	}
+
+	// crash:f on n2 crashes 700 ms after each start; woken through n1, it
+	// uses up max_restarts and n2's health loop marks it failed.
+	n1.mustCLI("spawn", "crash:f", "--node", "n2")
+	start := time.Now()
+	for time.Since(start) < 60*time.Second {
+		_, _, _ = n2.get(n1, "f.crash.fleet.test", "/")
+		if r, ok := psRowOf(t, n1, "crash:f"); ok && r.Health == "failed" {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, n := range c.nodes {
+		row := waitRow(t, n, "crash:f", 5*time.Second, func(r psRow) bool { return r.Health == "failed" })
+		if row.State != "failed" || !strings.Contains(row.Detail, "max_restarts 2") {
+			t.Fatalf("crash:f in %s's ps: %+v; want failed naming max_restarts", n.name, row)
+		}
+		code, body, err := n.get(n1, "f.crash.fleet.test", "/info")
+		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "crash:f failed") {
+			t.Fatalf("crash:f (failed) through %s: %d %v %s; want 503 saying it failed", n.name, code, err, body)
+		}
+	}
+	t.Logf("crash:f marked failed on n2, seen failed on every node %s after its spawn", time.Since(start).Round(100*time.Millisecond))
+	n1.mustCLI("stop", "crash:f")
+}
+
+// psRow is a row of `ten --json ps`.
+type psRow struct {
+	Instance string `json:"instance"`
+	Node     string `json:"node"`
+	State    string `json:"state"`
+	Detail   string `json:"detail"`
+	Health   string `json:"health"`
+	Weight   int    `json:"weight"`
+}
+
+// psRowOf returns inst's row in n's `ten --json ps`.
+func psRowOf(t *testing.T, n *node, inst string) (psRow, bool) {
+	t.Helper()
+	var rows []psRow
+	out := n.mustCLI("--json", "ps")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%s: ten --json ps: %v\n%s", n.name, err, out)
+	}
+	for _, r := range rows {
+		if r.Instance == inst {
+			return r, true
+		}
+	}
+	return psRow{}, false
+}
+
+// waitRow waits until inst's row in n's ps satisfies ok.
+func waitRow(t *testing.T, n *node, inst string, within time.Duration, ok func(psRow) bool) psRow {
+	t.Helper()
+	var r psRow
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var found bool
+		if r, found = psRowOf(t, n, inst); found && ok(r) {
+			return r
+		}
+	}
+	t.Fatalf("%s: ps row of %s did not become as expected within %s: %+v", n.name, inst, within, r)
+	return r
 }
 
 // psHas reports whether ps output has a row for inst on node.
