@@ -108,7 +108,10 @@ type node struct {
 	tenKill context.CancelFunc
 	tenLog  *tentest.SyncBuffer
 	etcdLog *tentest.SyncBuffer
-	http    *http.Client
+	// etcd is the node's etcd member; etcdDone is closed when it exits.
+	etcd     *exec.Cmd
+	etcdDone chan struct{}
+	http     *http.Client
 }
 
 func (n *node) path(p string) string { return fmt.Sprintf("/proc/%d/root%s", n.b.PID(), p) }
@@ -365,44 +368,72 @@ fence_margin = %d
 // startEtcd starts one member in every node and waits for the cluster.
 func (c *cluster) startEtcd() {
 	c.t.Helper()
+	for _, n := range c.nodes {
+		n.startEtcd(c.nodes, "new")
+	}
+	for _, n := range c.nodes {
+		n.waitEtcd(30 * time.Second)
+	}
+}
+
+// startEtcd starts the node's etcd member (state "new" the first time,
+// "existing" on a restart: its data dir knows the cluster then).
+func (n *node) startEtcd(all []*node, state string) {
+	n.t.Helper()
 	var initial []string
-	for _, n := range c.nodes {
-		initial = append(initial, "m"+n.name+"=http://"+n.ip+":2380")
+	for _, o := range all {
+		initial = append(initial, "m"+o.name+"=http://"+o.ip+":2380")
 	}
-	for _, n := range c.nodes {
-		cmd := n.b.Command(context.Background(), "etcd", "--name", "m"+n.name, "--data-dir", base+"/etcd",
-			"--listen-client-urls", "http://"+n.ip+":2379", "--advertise-client-urls", "http://"+n.ip+":2379",
-			"--listen-peer-urls", "http://"+n.ip+":2380", "--initial-advertise-peer-urls", "http://"+n.ip+":2380",
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", "ten-fleet-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
-			// A member back from a partition does not depose the leader
-			// (etcd 3.5's default; Debian 12 has 3.4).
-			"--pre-vote",
-			"--log-level", "error", "--logger", "zap")
-		cmd.Stdout, cmd.Stderr = n.etcdLog, n.etcdLog
-		if err := cmd.Start(); err != nil {
-			c.t.Fatal(err)
-		}
-		c.t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
+	cmd := n.b.Command(context.Background(), "etcd", "--name", "m"+n.name, "--data-dir", base+"/etcd",
+		"--listen-client-urls", "http://"+n.ip+":2379", "--advertise-client-urls", "http://"+n.ip+":2379",
+		"--listen-peer-urls", "http://"+n.ip+":2380", "--initial-advertise-peer-urls", "http://"+n.ip+":2380",
+		"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", state,
+		"--initial-cluster-token", "ten-fleet-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
+		// A member back from a partition does not depose the leader
+		// (etcd 3.5's default; Debian 12 has 3.4).
+		"--pre-vote",
+		"--log-level", "error", "--logger", "zap")
+	cmd.Stdout, cmd.Stderr = n.etcdLog, n.etcdLog
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range c.nodes {
-		for {
-			resp, err := n.http.Get("http://" + n.ip + ":2379/health")
-			out := ""
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				out = string(b)
-				if strings.Contains(out, `"health":"true"`) {
-					break
-				}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	if n.etcd == nil { // first start: one cleanup kills whichever member runs then
+		n.t.Cleanup(func() { n.stopEtcd(syscall.SIGKILL) })
+	}
+	n.etcd, n.etcdDone = cmd, done
+}
+
+// stopEtcd stops the node's etcd member with sig and waits for it.
+func (n *node) stopEtcd(sig syscall.Signal) {
+	if n.etcd == nil || n.etcd.Process == nil {
+		return
+	}
+	_ = n.etcd.Process.Signal(sig)
+	<-n.etcdDone
+}
+
+// waitEtcd waits until the node's member reports itself healthy (it is
+// part of a cluster with a leader).
+func (n *node) waitEtcd(within time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := n.http.Get("http://" + n.ip + ":2379/health")
+		out := ""
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			out = string(b)
+			if strings.Contains(out, `"health":"true"`) {
+				return
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("etcd member of %s not healthy: %v %s\n%s\n%s\n%s", n.name, err, out, n.etcdLog.String(), n.must("ip", "addr"), n.must("journalctl", "-b", "--no-pager", "-n", "60"))
-			}
-			time.Sleep(200 * time.Millisecond)
 		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("etcd member of %s not healthy: %v %s\n%s\n%s\n%s", n.name, err, out, n.etcdLog.String(), n.must("ip", "addr"), n.must("journalctl", "-b", "--no-pager", "-n", "60"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -651,6 +682,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	sharedState(t, c)
+	etcdRestartsUnderLoad(t, c)
 
 	// A new id of a declared service, asked at n3: placed by free capacity
 	// (n1, the emptiest), created there, and the request forwarded to it.
@@ -852,6 +884,75 @@ func sharedState(t *testing.T, c *cluster) {
 	}
 	t.Logf("crash:f marked failed on n2, seen failed on every node %s after its spawn", time.Since(start).Round(100*time.Millisecond))
 	n1.mustCLI("stop", "crash:f")
+}
+
+// etcdRestartsUnderLoad restarts the etcd members one at a time while
+// clients keep asking every node for every instance (none of which moves):
+// routing needs no etcd per request, and no node loses its lease, so not
+// one request may fail.
+func etcdRestartsUnderLoad(t *testing.T, c *cluster) {
+	insts := map[string]string{"a.web.fleet.test": "web:a", "b.web.fleet.test": "web:b", "c.web.fleet.test": "web:c"}
+	before := map[string][]string{}
+	for _, inst := range insts {
+		before[inst] = c.runsOn(t, inst)
+	}
+	var mu sync.Mutex
+	var total, failed int
+	var failures []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, at := range c.nodes {
+		for host, inst := range insts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					code, body, err := at.get(at, host, "/info")
+					ok := err == nil && code == http.StatusOK && strings.Contains(body, `"`+inst+`"`)
+					mu.Lock()
+					total++
+					if !ok {
+						failed++
+						if len(failures) < 10 {
+							failures = append(failures, fmt.Sprintf("%s via %s at %s: %d %v %.200s", inst, at.name, time.Now().Format("15:04:05.000"), code, err, body))
+						}
+					}
+					mu.Unlock()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+	}
+	start := time.Now()
+	for _, n := range c.nodes {
+		n.stopEtcd(syscall.SIGTERM)
+		time.Sleep(2 * time.Second) // the cluster runs on two members meanwhile
+		n.startEtcd(c.nodes, "existing")
+		n.waitEtcd(30 * time.Second)
+		// Each node's keep-alives have gone through the restart.
+		time.Sleep(time.Duration(leaseTTL) * time.Second / 2)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("etcd members restarted one at a time over %s: %d requests through the 3 nodes, %d failed", time.Since(start).Round(100*time.Millisecond), total, failed)
+	if failed > 0 || total < 100 {
+		t.Fatalf("while etcd members restarted one at a time: %d of %d requests failed, want 0 (and at least 100 sent):\n%s", failed, total, strings.Join(failures, "\n"))
+	}
+	for _, inst := range insts {
+		if on := c.runsOn(t, inst); strings.Join(on, ",") != strings.Join(before[inst], ",") {
+			t.Fatalf("%s ran on %v before etcd's members restarted, on %v after", inst, before[inst], on)
+		}
+	}
+	for _, n := range c.nodes {
+		if strings.Contains(n.tenLog.String(), "fleet session fenced") {
+			t.Fatalf("node %s fenced while etcd members restarted one at a time:\n%s", n.name, n.tenLog.String())
+		}
+	}
 }
 
 // psRow is a row of `ten --json ps`.
