@@ -138,6 +138,9 @@ type Store struct {
 	// shared are the fleet's tokens (shared.go), kept in etcd, not in
 	// tokens.json.
 	shared map[string]*record
+	// sharedSums maps the SHA-256 of the fleet nodes' admin tokens (shared
+	// records with SHA256) to their id.
+	sharedSums map[[32]byte]string
 	// legacy maps the SHA256 of taken-over api_token tokens to their id.
 	legacy map[[32]byte]string
 	// verified maps sha256(token) of tokens that passed argon2id to their id.
@@ -473,6 +476,10 @@ func (s *Store) Cached(tok string) (Principal, bool) {
 	}
 	if id, ok := s.legacy[sum]; ok {
 		s.touchLocked(s.recs[id], now)
+		return Principal{TokenID: id}, true
+	}
+	if id, ok := s.sharedSums[sum]; ok {
+		s.shared[id].LastUsed = now.UTC().Truncate(time.Second)
 		return Principal{TokenID: id}, true
 	}
 	return Principal{}, false

@@ -2,8 +2,11 @@ package auth
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Shared tokens: in a fleet the tokens made over the API live in etcd, so
@@ -38,7 +41,7 @@ func parseShared(id string, b []byte) (*record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("shared token %s: %w", id, err)
 	}
-	if !r.complete() || r.ID != id || len(r.SHA256) > 0 {
+	if !r.complete() || r.ID != id {
 		return nil, fmt.Errorf("shared token %s: the record is incomplete or names another id", id)
 	}
 	return &r, nil
@@ -68,7 +71,7 @@ func (s *Store) SetShared(recs map[string][]byte) []error {
 		}
 	}
 	s.shared = shared
-	s.forgetVerifiedLocked()
+	s.sharedChangedLocked()
 	return errs
 }
 
@@ -87,6 +90,7 @@ func (s *Store) AddShared(id string, b []byte) error {
 	if s.shared[id] == nil {
 		s.shared[id] = r
 	}
+	s.sharedChangedLocked()
 	return nil
 }
 
@@ -97,7 +101,7 @@ func (s *Store) DropShared(id string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.shared[id]
 	delete(s.shared, id)
-	s.forgetVerifiedLocked()
+	s.sharedChangedLocked()
 	return ok
 }
 
@@ -109,14 +113,40 @@ func (s *Store) IsShared(id string) bool {
 	return ok
 }
 
-// forgetVerifiedLocked drops cached verifications of tokens that are
-// neither in the file nor shared (s.mu held).
-func (s *Store) forgetVerifiedLocked() {
+// sharedChangedLocked indexes the shared nodes' admin tokens by their
+// SHA-256 and drops cached verifications of tokens that are neither in
+// the file nor shared (s.mu held).
+func (s *Store) sharedChangedLocked() {
+	s.sharedSums = map[[32]byte]string{}
+	for id, r := range s.shared {
+		if len(r.SHA256) == sha256.Size {
+			s.sharedSums[[32]byte(r.SHA256)] = id
+		}
+	}
 	for k, id := range s.verified {
 		if s.recordLocked(id) == nil {
 			delete(s.verified, k)
 		}
 	}
+}
+
+// NodeFileToken returns the record that makes this store's api_token file
+// token an admin token of every node of a fleet (a root on any node
+// already has the whole fleet through that node's ten), and its id: it
+// holds the token's SHA-256 only, as tokens.json does for a taken-over
+// api_token file.
+func (s *Store) NodeFileToken(node string) (id string, rec []byte, err error) {
+	sum := sha256.Sum256([]byte("ten fleet node " + node))
+	id = hex.EncodeToString(sum[:8])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fileHash == ([32]byte{}) {
+		return "", nil, fmt.Errorf("no admin token file %s to share", s.AdminTokenPath())
+	}
+	r := record{Token: Token{ID: id, Description: "admin token of node " + node + " (its " + AdminTokenFile + " file)", Created: s.fileMtime.UTC().Truncate(time.Second)},
+		SHA256: s.fileHash[:]}
+	rec, err = json.Marshal(r)
+	return id, rec, err
 }
 
 // recordLocked is the record of id, the file's or a shared one (s.mu held).

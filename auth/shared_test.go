@@ -63,3 +63,35 @@ func TestSharedTokenAcrossStores(t *testing.T) {
 		t.Fatalf("a dropped shared token still verifies: %v", err)
 	}
 }
+
+// A node's api_token file token, shared, is an admin token on another
+// store, and stops being one when it leaves the shared set.
+func TestSharedNodeFileToken(t *testing.T) {
+	a, b := open(t, t.TempDir()), open(t, t.TempDir())
+	raw, err := os.ReadFile(a.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	if _, err := b.Verify(tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("another store's file token verified before it was shared: %v", err)
+	}
+	id, rec, err := a.NodeFileToken("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rec), tok) {
+		t.Fatalf("the shared record holds the token itself: %s", rec)
+	}
+	if errs := b.SetShared(map[string][]byte{id: rec}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, err := b.Verify(tok)
+	if err != nil || !p.Admin() || p.TokenID != id {
+		t.Fatalf("node n1's file token on another store: %+v %v", p, err)
+	}
+	b.SetShared(nil)
+	if _, err := b.Verify(tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a node file token no longer shared still verifies: %v", err)
+	}
+}

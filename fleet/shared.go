@@ -119,3 +119,19 @@ func DeleteToken(ctx context.Context, cli *clientv3.Client, id string) (existed 
 	}
 	return r.Deleted > 0, nil
 }
+
+// PutNodeToken records (or replaces) a node's admin token record: the
+// SHA-256 of its api_token file token, which may have been rotated since
+// the node last started.
+func PutNodeToken(ctx context.Context, cli *clientv3.Client, id string, rec []byte) error {
+	if err := ValidTokenID(id); err != nil {
+		return err
+	}
+	if len(rec) > maxTokenRecord {
+		return fmt.Errorf("token %s: record of %d bytes, at most %d", id, len(rec), maxTokenRecord)
+	}
+	if _, err := cli.Put(ctx, TokenKey(id), string(rec)); err != nil {
+		return fmt.Errorf("fleet: key %s: %w", TokenKey(id), err)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +42,12 @@ type fleetNode struct {
 	// the weights last applied here from the fleet (fleet_shared.go).
 	tokens  map[string][]byte
 	weights map[string]int
+	// apiProxy forwards API calls to the node that runs the instance
+	// (fleet_api.go).
+	apiProxy struct {
+		once sync.Once
+		p    *httputil.ReverseProxy
+	}
 }
 
 // joinWait bounds how long a starting node waits for an earlier session
@@ -140,6 +147,7 @@ func (f *fleetNode) done(inst string) {
 func (s *Server) runFleet(ctx context.Context) {
 	f := s.fleet
 	go f.watch.Run(ctx)
+	s.fleetShareFileToken(ctx)
 	for {
 		changed := f.watch.Changed()
 		sess := f.session()

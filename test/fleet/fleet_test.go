@@ -682,6 +682,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	sharedState(t, c)
+	apiOnOwner(t, c)
 	etcdRestartsUnderLoad(t, c)
 
 	// A new id of a declared service, asked at n3: placed by free capacity
@@ -886,6 +887,54 @@ func sharedState(t *testing.T, c *cluster) {
 	n1.mustCLI("stop", "crash:f")
 }
 
+// apiOnOwner: restart, health and logs asked on a node that does not run
+// the instance act on (and answer from) the node that does, with the CLI's
+// own token (each node's api_token file token is admin on every node).
+func apiOnOwner(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	// web:a runs on n2.
+	before, _ := waitInfo(t, n2, n2, "a.web.fleet.test", 10*time.Second)
+	if code, body, err := n2.get(n2, "a.web.fleet.test", "/log?msg=fleet-log-line-7f3a"); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /log of web:a: %d %v %s", code, err, body)
+	}
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out = n1.mustCLI("logs", "web:a")
+		if strings.Contains(out, "fleet-log-line-7f3a") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ten logs web:a on n1 (web:a runs on n2) lacks the line web:a logged on n2:\n%s", out)
+		}
+	}
+	out = n3.mustCLI("health", "web:a")
+	if !strings.Contains(out, "web:a") || !strings.Contains(out, "running") {
+		t.Fatalf("ten health web:a on n3 (web:a runs on n2):\n%s", out)
+	}
+	n1.mustCLI("restart", "web:a")
+	after, _ := waitInfo(t, n2, n2, "a.web.fleet.test", 10*time.Second)
+	if after.PID == before.PID {
+		t.Fatalf("ten restart web:a on n1: web:a on n2 has the same pid %d", after.PID)
+	}
+	if on := c.runsOn(t, "web:a"); len(on) != 1 || on[0] != "n2" {
+		t.Fatalf("web:a runs on %v after a restart asked on n1, want [n2]", on)
+	}
+	// A call a node was forwarded is not forwarded again.
+	code, body, err := n1.get(n1, n1.ip, "/api/instances/web:a/health", "Authorization", "Bearer "+strings.TrimSpace(readFile(t, n1.path(base+"/data/api_token"))), "X-Ten-Fleet-Hop", "n3")
+	if err != nil || code != http.StatusConflict || !strings.Contains(body, "n2") {
+		t.Fatalf("a forwarded call for an instance elsewhere: %d %v %s; want 409 naming n2", code, err, body)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // etcdRestartsUnderLoad restarts the etcd members one at a time while
 // clients keep asking every node for every instance (none of which moves):
 // routing needs no etcd per request, and no node loses its lease, so not
@@ -930,7 +979,9 @@ func etcdRestartsUnderLoad(t *testing.T, c *cluster) {
 	}
 	start := time.Now()
 	for _, n := range c.nodes {
-		n.stopEtcd(syscall.SIGTERM)
+		// Killed, not stopped: a graceful stop would hand leadership
+		// over first; a crash leaves the cluster to elect a leader.
+		n.stopEtcd(syscall.SIGKILL)
 		time.Sleep(2 * time.Second) // the cluster runs on two members meanwhile
 		n.startEtcd(c.nodes, "existing")
 		n.waitEtcd(30 * time.Second)
@@ -949,9 +1000,11 @@ func etcdRestartsUnderLoad(t *testing.T, c *cluster) {
 		}
 	}
 	for _, n := range c.nodes {
-		if strings.Contains(n.tenLog.String(), "fleet session fenced") {
-			t.Fatalf("node %s fenced while etcd members restarted one at a time:\n%s", n.name, n.tenLog.String())
+		log := n.tenLog.String()
+		if strings.Contains(log, "fleet session fenced") {
+			t.Fatalf("node %s fenced while etcd members restarted one at a time:\n%s", n.name, log)
 		}
+		t.Logf("node %s: %d keep-alives failed (and were retried) meanwhile", n.name, strings.Count(log, "fleet keep-alive failed"))
 	}
 }
 
