@@ -125,6 +125,9 @@ type Watcher struct {
 	v       View
 	loaded  bool
 	changed chan struct{}
+	// svc caches ServiceInstances for the view of revision svcRev.
+	svc    map[string][]ServiceInstance
+	svcRev int64
 }
 
 // NewWatcher returns a watcher; Run fills and follows it.

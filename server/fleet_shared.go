@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tenhq/ten/auth"
@@ -169,4 +170,22 @@ func (s *Server) fleetRevokeToken(ctx context.Context, id string) (done bool, er
 	}
 	s.auth.store.DropShared(id)
 	return existed, nil
+}
+
+// fleetService is the router's pick for {service}.DOMAIN in fleet mode:
+// every node's instances of the service share its requests by weight. An
+// instance of another node gets the request forwarded (to that instance's
+// host); nil leaves the pick to this node's own rotation.
+func (s *Server) fleetService(svc string) *router.Forward {
+	c, ok := s.cfg.Services[svc]
+	if !ok {
+		return nil
+	}
+	pick, ok := fleet.PickService(s.fleet.watch.ServiceInstances(svc))
+	if !ok || pick.Node == s.fleet.node() || pick.Addr == "" {
+		return nil
+	}
+	_, id, _ := strings.Cut(pick.Instance, ":")
+	return &router.Forward{Node: pick.Node, Addr: pick.Addr, Host: id + "." + svc + "." + s.cfg.Settings.Domain,
+		Timeout: c.StartupTimeoutDuration() + c.RequestTimeoutDuration()}
 }

@@ -212,6 +212,7 @@ func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.watch.IsNodeHost
+		o.FleetService = s.fleetService
 	}
 	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.

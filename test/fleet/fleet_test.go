@@ -683,6 +683,7 @@ func TestFleet(t *testing.T) {
 
 	sharedState(t, c)
 	apiOnOwner(t, c)
+	serviceAcrossNodes(t, c)
 	etcdRestartsUnderLoad(t, c)
 
 	// A new id of a declared service, asked at n3: placed by free capacity
@@ -924,6 +925,46 @@ func apiOnOwner(t *testing.T, c *cluster) {
 	if err != nil || code != http.StatusConflict || !strings.Contains(body, "n2") {
 		t.Fatalf("a forwarded call for an instance elsewhere: %d %v %s; want 409 naming n2", code, err, body)
 	}
+}
+
+// serviceAcrossNodes: {service}.DOMAIN at any node is shared among the
+// service's instances on every node by their weights.
+func serviceAcrossNodes(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	// db has one instance, db:x on n3: n1 and n2 have none of their own.
+	for _, at := range []*node{n1, n2} {
+		in, _ := waitInfo(t, at, at, "db.fleet.test", 10*time.Second)
+		if in.Instance != "db:x" {
+			t.Fatalf("db.fleet.test at %s answered %+v, want db:x (on n3)", at.name, in)
+		}
+	}
+	// web: web:a on n2 (weight 30, set earlier), web:b on n3 (0), web:c
+	// on n1 (70). Asked at n3, which has no instance with weight above 0.
+	n1.mustCLI("weight", "web:b", "0")
+	n2.mustCLI("weight", "web:c", "70")
+	for _, n := range c.nodes {
+		waitRow(t, n, "web:b", 5*time.Second, func(r psRow) bool { return r.Weight == 0 })
+		waitRow(t, n, "web:c", 5*time.Second, func(r psRow) bool { return r.Weight == 70 })
+	}
+	counts := map[string]int{}
+	const total = 300
+	for range total {
+		code, body, err := n3.get(n3, "web.fleet.test", "/info")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("web.fleet.test at n3: %d %v %s", code, err, body)
+		}
+		var in info
+		if err := json.Unmarshal([]byte(body), &in); err != nil {
+			t.Fatal(err)
+		}
+		counts[in.Instance]++
+	}
+	t.Logf("web.fleet.test at n3, %d requests: %v (weights web:a 30 on n2, web:b 0 on n3, web:c 70 on n1)", total, counts)
+	// web:a expects 90 of 300 (sd 7.9): 50 to 130 is 5 sd either side.
+	if counts["web:b"] != 0 || counts["web:a"] < 50 || counts["web:a"] > 130 || counts["web:a"]+counts["web:c"] != total {
+		t.Fatalf("web.fleet.test at n3: %v; want about 30%% web:a, 70%% web:c, no web:b", counts)
+	}
+	n1.mustCLI("weight", "web:b", "100")
 }
 
 func readFile(t *testing.T, path string) string {
