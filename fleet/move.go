@@ -68,7 +68,10 @@ func Reassign(ctx context.Context, cli *clientv3.Client, m Move) (moved bool, er
 	val, _ := json.Marshal(Placement{Node: m.To, MemoryMB: m.From.MemoryMB})
 	r, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", m.From.ModRev)).
-		Then(clientv3.OpPut(key, string(val))).
+		// The instance starts anew on the new node: a failed mark the lost
+		// node's health loop set does not follow it (as a new spawn clears
+		// one on a single server).
+		Then(clientv3.OpPut(key, string(val)), clientv3.OpDelete(FailedKey(m.Instance))).
 		Commit()
 	if err != nil {
 		return false, fmt.Errorf("fleet: move %s from node %s to %s: %w", m.Instance, m.From.Node, m.To, err)
