@@ -62,11 +62,17 @@ func TestSharedStateInView(t *testing.T) {
 	if err != nil || !moved {
 		t.Fatalf("reassign: %v %v", moved, err)
 	}
-	wait("move clears the failed mark", func(v View) bool { return v.Placements["web:a"].Node == "n2" && v.Failed["web:a"] == "" && v.Weights["web:a"] == 30 })
+	wait("move clears the failed mark", func(v View) bool {
+		return v.Placements["web:a"].Node == "n2" && v.Failed["web:a"] == "" && v.Weights["web:a"] == 30
+	})
 	if existed, err := Unplace(ctx, a, "web:a"); err != nil || !existed {
 		t.Fatalf("unplace: %v %v", existed, err)
 	}
-	wait("unplace clears the weight", func(v View) bool { _, hasW := v.Weights["web:a"]; _, hasP := v.Placements["web:a"]; return !hasW && !hasP })
+	wait("unplace clears the weight", func(v View) bool {
+		_, hasW := v.Weights["web:a"]
+		_, hasP := v.Placements["web:a"]
+		return !hasW && !hasP
+	})
 	if existed, err := DeleteToken(ctx, a, "0123456789abcdef"); err != nil || !existed {
 		t.Fatalf("delete token: %v %v", existed, err)
 	}
