@@ -33,6 +33,7 @@ type fleetMarks struct {
 	f *fleetNode
 }
 
+// SetFailedMark records the mark in state.json and in etcd.
 func (m fleetMarks) SetFailedMark(name, reason string) error {
 	err := m.Marks.SetFailedMark(name, reason)
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
@@ -40,6 +41,7 @@ func (m fleetMarks) SetFailedMark(name, reason string) error {
 	return errors.Join(err, fleet.SetFailed(ctx, m.f.cli, name, reason))
 }
 
+// ForgetFailedMark removes the mark from state.json and from etcd.
 func (m fleetMarks) ForgetFailedMark(name string) error {
 	err := m.Marks.ForgetFailedMark(name)
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
