@@ -329,7 +329,9 @@ func (s *Server) fleetEnsure(ctx context.Context, sess *fleet.Session, inst unit
 	err = s.Spawn(cctx, inst)
 	if err == nil {
 		// The fleet's weight for it, set while it was elsewhere or not
-		// created yet.
+		// created yet (a weight applied to an earlier instance of the
+		// same name no longer counts).
+		f.forgetWeight(name)
 		if v, ok := f.watch.View(); ok {
 			s.fleetApplyShared(v)
 		}

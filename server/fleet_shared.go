@@ -119,6 +119,14 @@ func (f *fleetNode) weightChanged(name string, w int) bool {
 	return !ok || old != w
 }
 
+// forgetWeight drops what was applied to an earlier instance of name.
+func (f *fleetNode) forgetWeight(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.weights, name)
+}
+
+// appliedWeight records the fleet weight applied to name here.
 func (f *fleetNode) appliedWeight(name string, w int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
