@@ -97,7 +97,19 @@ func (s *Server) fleetApplyShared(v fleet.View) {
 			s.log.Warn("fleet: a token record in etcd is not usable", "err", err)
 		}
 	}
-	for _, inst := range s.reg.Instances() {
+	local := s.reg.Instances()
+	here := make(map[string]bool, len(local))
+	for _, inst := range local {
+		here[inst.String()] = true
+	}
+	f.mu.Lock()
+	for name := range f.weights { // instances that left this node
+		if !here[name] {
+			delete(f.weights, name)
+		}
+	}
+	f.mu.Unlock()
+	for _, inst := range local {
 		name := inst.String()
 		w, ok := v.Weights[name]
 		if !ok || !f.weightChanged(name, w) {
