@@ -57,6 +57,16 @@ type Backend interface {
 	Features() []apitype.Feature
 	// TLSStatus is GET /api/tls/status.
 	TLSStatus() tlsfront.Status
+	// NewToken makes an API token (strictjson.ErrBadInput for a bad
+	// tenant or description); in a fleet, a token of the whole fleet.
+	NewToken(ctx context.Context, tenant, description string) (secret string, tok auth.Token, err error)
+	// RevokeFleetToken revokes a token of the fleet; done is false when
+	// there is none with that id (and always outside a fleet).
+	RevokeFleetToken(ctx context.Context, id string) (done bool, err error)
+	// ForwardAPI answers r, an authorized call of p, from another node
+	// when it is about an instance that node runs (fleet mode); it reports
+	// whether it answered.
+	ForwardAPI(w http.ResponseWriter, r *http.Request, p auth.Principal) bool
 }
 
 // DeployError is a deploy that did not become healthy (504); Msg says what
@@ -175,6 +185,9 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, ok := a.authorize(w, r)
 		if !ok {
+			return
+		}
+		if a.b.ForwardAPI(w, r, principalOf(r)) { // another node runs it
 			return
 		}
 		api.ServeHTTP(w, r)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/logs"
 	"github.com/tenhq/ten/registry"
@@ -55,6 +57,17 @@ func (b *backend) Health(context.Context, units.Instance) (apitype.Health, error
 }
 func (b *backend) Storage(context.Context, units.Instance) (apitype.Storage, error) {
 	return apitype.Storage{}, nil
+}
+func (b *backend) NewToken(context.Context, string, string) (string, auth.Token, error) {
+	return "", auth.Token{}, errors.New("not in this test")
+}
+func (b *backend) RevokeFleetToken(context.Context, string) (bool, error) { return false, nil }
+func (b *backend) ForwardAPI(w http.ResponseWriter, r *http.Request, _ auth.Principal) bool {
+	if r.URL.Path != "/api/instances/api:elsewhere" {
+		return false
+	}
+	writeJSON(w, http.StatusBadGateway, apitype.APIError{Error: "forwarded"})
+	return true
 }
 func (b *backend) Features() []apitype.Feature { return nil }
 func (b *backend) TLSStatus() tlsfront.Status  { return tlsfront.Status{} }
@@ -110,6 +123,8 @@ func TestHandler(t *testing.T) {
 		{"PATCH", "/api/instances", string(admin), "", 405, "use GET"},
 		{"GET", "/api/logs?level=debug", string(admin), "", 400, "level"},
 		{"GET", "/api/logs?instance=api:other", tenant, "", 403, "may touch only"},
+		{"GET", "/api/instances/api:elsewhere", "", "", 401, "missing bearer token"},
+		{"GET", "/api/instances/api:elsewhere", string(admin), "", 502, "forwarded"},
 	} {
 		status, body := do(c.method, c.path, c.token, c.body)
 		if status != c.status || !strings.Contains(body, c.has) {

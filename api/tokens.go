@@ -48,9 +48,10 @@ func (a *API) registerTokens(api *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		secret, tok, err := a.guard.Store().Create(req.Tenant, req.Description)
+		// In a fleet the token is the fleet's (its record in etcd).
+		secret, tok, err := a.b.NewToken(r.Context(), req.Tenant, req.Description)
 		if err != nil {
-			writeErr(w, badInput(err))
+			writeErr(w, err)
 			return
 		}
 		a.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
@@ -58,6 +59,16 @@ func (a *API) registerTokens(api *http.ServeMux) {
 	})
 	api.HandleFunc("DELETE /api/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
+			return
+		}
+		// A token of the fleet, made on any node.
+		if done, err := a.b.RevokeFleetToken(r.Context(), r.PathValue("id")); err != nil || done {
+			if err != nil {
+				writeErr(w, err)
+				return
+			}
+			a.log.Info("token revoked in the fleet", "id", auth.TokenID(r.PathValue("id")), "by", principalOf(r).TokenID)
+			writeJSON(w, http.StatusOK, map[string]string{"revoked": auth.TokenID(r.PathValue("id"))})
 			return
 		}
 		tok, err := a.guard.Store().Revoke(r.PathValue("id"))

@@ -25,6 +25,9 @@ type Forward struct {
 	// owner's own wake and request timeouts, so that a node lost with a
 	// request in flight costs that request no more); 0 is none.
 	Timeout time.Duration
+	// Host, when set, replaces the request's Host: a {service}.DOMAIN
+	// request goes to the one instance the fleet picked on that node.
+	Host string
 }
 
 func (f *Forward) Error() string { return "instance runs on node " + f.Node + " (" + f.Addr + ")" }
@@ -50,6 +53,9 @@ func newForwarder(r *Router) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = f.Addr
 			pr.Out.Host = pr.In.Host
+			if f.Host != "" {
+				pr.Out.Host = f.Host
+			}
 			pr.Out.Header.Set(HopHeader, f.Node)
 		},
 		Transport:  t,

@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/auth"
+	"github.com/tenhq/ten/health"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
 )
@@ -59,6 +62,32 @@ func (b backend) Health(ctx context.Context, inst units.Instance) (apitype.Healt
 	return b.ps.Health(ctx, inst)
 }
 
+// NewToken makes an API token; in a fleet, a token of the whole fleet.
+func (b backend) NewToken(ctx context.Context, tenant, description string) (string, auth.Token, error) {
+	if b.fleet != nil {
+		return b.fleet.NewToken(ctx, tenant, description)
+	}
+	secret, tok, err := b.guard.Store().Create(tenant, description)
+	if err != nil {
+		return "", auth.Token{}, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	return secret, tok, nil
+}
+
+// RevokeFleetToken revokes a token of the fleet (none outside a fleet).
+func (b backend) RevokeFleetToken(ctx context.Context, id string) (bool, error) {
+	if b.fleet == nil {
+		return false, nil
+	}
+	return b.fleet.RevokeToken(ctx, id)
+}
+
+// ForwardAPI answers a call about an instance another node of the fleet
+// runs, from that node.
+func (b backend) ForwardAPI(w http.ResponseWriter, r *http.Request, p auth.Principal) bool {
+	return b.fleet != nil && b.fleet.ForwardAPI(w, r, p)
+}
+
 // Remove stops inst here, or in a fleet wherever it runs.
 func (b backend) Remove(ctx context.Context, inst units.Instance) error {
 	if b.fleet != nil {
@@ -79,6 +108,27 @@ func (l fleetLocal) Instances() []units.Instance { return l.reg.Instances() }
 
 // Routed reports whether the router has inst.
 func (l fleetLocal) Routed(inst units.Instance) bool { return l.routed(inst) }
+
+// SetWeight changes the weight of an instance of this node (the fleet
+// applies its weights through it).
+func (l fleetLocal) SetWeight(inst units.Instance, w int) error { return l.setWeightLocal(inst, w) }
+
+// Tokens is the API's token store, nil before it is loaded.
+func (l fleetLocal) Tokens() *auth.Store {
+	if l.guard == nil {
+		return nil
+	}
+	return l.guard.Store()
+}
+
+// marks is where the health loop keeps failed marks: state.json, and in a
+// fleet etcd too.
+func (s *Server) marks() health.Marks {
+	if s.fleet != nil {
+		return s.fleet.Marks(s.state)
+	}
+	return s.state
+}
 
 // Deploy is POST /api/deploy (package deploy).
 func (b backend) Deploy(ctx context.Context, req apitype.DeployRequest) (apitype.DeployResult, error) {

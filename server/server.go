@@ -210,7 +210,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.router = router.New(cfg.Settings.Domain, s.api.Handler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
-		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
+		Registry: s.reg, Marks: s.marks(), ThawForStop: s.frz.ThawForStop,
 		OnRestart: s.im.Restarted})
 	s.ps = ps.New(ps.Options{Config: cfg, Registry: s.reg, Systemd: sdm, Router: s.router, Health: s.health,
 		FrozenMemory: s.frz.MemoryOf, OOM: s.oom})
@@ -227,6 +227,7 @@ func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.IsPeer
+		o.FleetService = s.fleet.Service
 	}
 	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/fleet"
 	"github.com/tenhq/ten/ondemand"
@@ -44,6 +46,12 @@ type Local interface {
 	Instances() []units.Instance
 	// Routed reports whether the router has inst.
 	Routed(inst units.Instance) bool
+	// SetWeight changes the routing weight of an instance that runs here
+	// (and saves it), as the server does outside a fleet.
+	SetWeight(inst units.Instance, w int) error
+	// Tokens is the API's token store (nil until the server has it), where
+	// the fleet's token records are applied.
+	Tokens() *auth.Store
 }
 
 // Options configure a node.
@@ -74,6 +82,16 @@ type Node struct {
 	sess *fleet.Session
 	// busy marks instances with an ensure or drop in flight.
 	busy map[string]bool
+	// tokens are the token records last given to the auth store, weights
+	// the weights last applied here from the fleet (shared.go).
+	tokens  map[string][]byte
+	weights map[string]int
+	// apiProxy forwards API calls to the node that runs the instance
+	// (api.go).
+	apiProxy struct {
+		once sync.Once
+		p    *httputil.ReverseProxy
+	}
 }
 
 // createTimeout bounds one creation, as the server's on-demand creations.
@@ -174,6 +192,7 @@ func (n *Node) done(inst string) {
 // node's instances and leaves (another node may take them at once).
 func (n *Node) Run(ctx context.Context) {
 	go n.watch.Run(ctx)
+	n.shareFileToken(ctx)
 	for {
 		changed := n.watch.Changed()
 		sess := n.session()
@@ -285,6 +304,7 @@ func (n *Node) movable(inst string) bool {
 // placed on live nodes.
 func (n *Node) reconcile(ctx context.Context, sess *fleet.Session, v fleet.View) {
 	self := n.Name()
+	n.applyShared(v)
 	for name, p := range v.Placements {
 		inst, err := units.ParseInstance(name)
 		if err != nil || p.Node != self {
@@ -348,6 +368,15 @@ func (n *Node) ensure(ctx context.Context, sess *fleet.Session, inst units.Insta
 		return
 	}
 	err = n.local.Spawn(cctx, inst)
+	if err == nil {
+		// The fleet's weight for it, set while it was elsewhere or not
+		// created yet (a weight applied to an earlier instance of the
+		// same name no longer counts).
+		n.forgetWeight(name)
+		if v, ok := n.watch.View(); ok {
+			n.applyShared(v)
+		}
+	}
 	if errors.Is(err, registry.ErrExists) || errors.Is(err, registry.ErrBusy) {
 		return
 	}
@@ -492,8 +521,13 @@ func (n *Node) Rows(rows []apitype.Row) []apitype.Row {
 		if here[name] {
 			continue
 		}
-		r := apitype.Row{Instance: name, ID: name, Node: p.Node, State: apitype.StateRemote}
+		r := apitype.Row{Instance: name, ID: name, Node: p.Node, State: apitype.StateRemote, Weight: 100}
+		if w, ok := v.Weights[name]; ok {
+			r.Weight = w
+		}
 		switch owner, live := v.Owners[name], v.Nodes[p.Node].Node != ""; {
+		case v.Failed[name] != "":
+			r.State, r.Health, r.Detail = apitype.StateFailed, apitype.HealthFailed, v.Failed[name]
 		case !live:
 			r.Detail = "node " + p.Node + " is not live"
 		case owner == "":
@@ -518,6 +552,9 @@ func (n *Node) Route(inst units.Instance) (err error, ok bool) {
 	}
 	if p.Node == n.Name() {
 		return n.waitRouted(inst), true
+	}
+	if err := n.failed(inst, p.Node); err != nil {
+		return err, true
 	}
 	if !live || node.Addr == "" {
 		return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s is placed on node %s, which is not live; it answers again when that node is back or the instance has moved", inst, p.Node)}, true
