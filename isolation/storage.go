@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/units"
 )
@@ -275,4 +276,28 @@ func AdoptStateDir(cfg *config.Config, svc *config.Service, inst units.Instance)
 		return fmt.Errorf("state directory of %s: move %s to %s for its DynamicUser: %w", inst, pub, priv, err)
 	}
 	return nil
+}
+
+// Measure is GET /api/instances/{id}/storage: the use of inst's state
+// directory (StateDirectory=tenement/NAME/ID, or its data_dir mount point;
+// svc may be nil when the config no longer declares the service). A
+// directory that does not exist yet (the instance never ran) counts as
+// empty.
+func Measure(ctx context.Context, cfg *config.Config, svc *config.Service, inst units.Instance) (apitype.Storage, error) {
+	out := apitype.Storage{Instance: inst.String(), Path: StateDir(inst)}
+	if svc != nil {
+		out.Path = units.DataMountPoint(cfg, svc, inst)
+		if svc.StorageQuotaMB > 0 {
+			out.QuotaBytes = int64(svc.StorageQuotaMB) << 20
+		}
+	}
+	size, disk, files, err := DirUsage(ctx, out.Path)
+	if err != nil {
+		return apitype.Storage{}, fmt.Errorf("storage %s: %w", inst, err)
+	}
+	out.Bytes, out.DiskBytes, out.Files = size, disk, files
+	if out.QuotaBytes > 0 {
+		out.UsageRatio = float64(out.Bytes) / float64(out.QuotaBytes)
+	}
+	return out, nil
 }

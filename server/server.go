@@ -2,7 +2,10 @@
 // the instances from systemd, creates the ones the config declares, and runs
 // the router, the idle reaper and the admin API. It is a coordinator only:
 // systemd is the parent of every app, so ten can die and come back without
-// dropping an instance.
+// dropping an instance. It keeps the lifecycle of instances (adopt, spawn,
+// stop, restart, weights) and wires the packages that do the rest: api (the
+// admin API, over the server as its Backend), ps, metrics, deploy,
+// fleet/fleetnode, kernel, health, isolation, router.
 package server
 
 import (
