@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tenhq/ten/router/http1"
 )
 
 // Limits bound what one client connection may hold and for how long.
@@ -97,7 +99,7 @@ type clientConn struct {
 	// peer: the client is another fleet node's router, whose
 	// X-Forwarded-* headers are kept (Options.FleetPeer).
 	peer bool
-	head reqHead
+	head http1.Request
 	out  []byte
 	// pre takes the first bytes of an instance's answer (writeRequest),
 	// lent for one exchange.
@@ -173,7 +175,7 @@ func (cc *clientConn) serve() (handed bool) {
 		case err == nil:
 		case errors.Is(err, errHandOff):
 			return cc.handOff()
-		case errors.Is(err, errHeadTooLarge):
+		case errors.Is(err, http1.ErrHeadTooLarge):
 			cc.refuse(431, fmt.Sprintf("request head larger than %d bytes", lim.MaxHeaderBytes))
 			return false
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -181,41 +183,41 @@ func (cc *clientConn) serve() (handed bool) {
 				cc.refuse(408, fmt.Sprintf("request head not received within %s", lim.HeaderTimeout))
 			}
 			return false
-		case errors.Is(err, errHeadIncomplete), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+		case errors.Is(err, http1.ErrIncomplete), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
 			return false
 		default:
-			if isParseError(err) {
+			if http1.IsParseError(err) {
 				cc.refuse(400, err.Error())
 			}
 			return false
 		}
 		h := &cc.head
-		if max := cc.r.maxBody; max > 0 && h.contentLength > max {
+		if max := cc.r.maxBody; max > 0 && h.ContentLength > max {
 			// Before anything is forwarded, woken or handed over (an
 			// Expect: 100-continue client never sends the body).
-			cc.refuse(413, cc.r.bodyTooLarge(h.contentLength))
+			cc.refuse(413, cc.r.bodyTooLarge(h.ContentLength))
 			cc.lingerClose()
 			return false
 		}
-		if h.minor != 1 || h.upgrade || h.expect || h.chunked || h.connTokens || len(h.target) == 0 || h.target[0] != '/' {
+		if h.Minor != 1 || h.Upgrade || h.Expect || h.Chunked || h.ConnTokens || len(h.Target) == 0 || h.Target[0] != '/' {
 			return cc.handOff()
 		}
-		body := max(h.contentLength, 0)
-		if int64(cc.wr-cc.rd-h.size) < body {
+		body := max(h.ContentLength, 0)
+		if int64(cc.wr-cc.rd-h.Size) < body {
 			return cc.handOff() // the body is not all here: the streaming path takes it
 		}
-		b := cc.r.lookup(h.host)
+		b := cc.r.lookup(h.Host)
 		if b == nil || !b.acquireAwake() {
 			return cc.handOff()
 		}
 		cc.getWriter()
 		cc.pre = preBufs.Get().(*[]byte)
-		keep := cc.proxy(b, h, cc.buf[cc.rd+h.size:cc.rd+h.size+int(body)])
+		keep := cc.proxy(b, h, cc.buf[cc.rd+h.Size:cc.rd+h.Size+int(body)])
 		b.release()
 		preBufs.Put(cc.pre)
 		cc.pre = nil
 		cc.putWriter() // an idle connection holds no write buffer
-		cc.rd += h.size + int(body)
+		cc.rd += h.Size + int(body)
 		if !keep {
 			return false
 		}
@@ -248,15 +250,15 @@ func (cc *clientConn) readHead(first bool) error {
 					return errHandOff
 				}
 			} else {
-				err := parseHead(p, &cc.head)
-				if err != errHeadIncomplete {
-					if err == nil && cc.head.size > lim.MaxHeaderBytes {
-						return errHeadTooLarge
+				err := http1.ParseRequest(p, &cc.head)
+				if err != http1.ErrIncomplete {
+					if err == nil && cc.head.Size > lim.MaxHeaderBytes {
+						return http1.ErrHeadTooLarge
 					}
 					return err
 				}
 				if len(p) >= lim.MaxHeaderBytes {
-					return errHeadTooLarge
+					return http1.ErrHeadTooLarge
 				}
 			}
 			if !started {
@@ -280,15 +282,6 @@ func (cc *clientConn) readHead(first bool) error {
 			return err
 		}
 	}
-}
-
-func isParseError(err error) bool {
-	switch err {
-	case errBadRequestLine, errBadVersion, errBareLF, errObsFold, errBadHeader, errBadHeaderValue,
-		errMultipleHost, errNoHost, errBadHost, errBadCL, errCLandTE, errBadTE, errTE10:
-		return true
-	}
-	return false
 }
 
 // handOff gives the connection, with the bytes read and not served, to
@@ -360,7 +353,7 @@ func (cc *clientConn) writeError(code int, msg string, keep bool) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(strconv.Itoa(code))
 	bw.WriteByte(' ')
-	bw.WriteString(statusText(code))
+	bw.WriteString(http1.StatusText(code))
 	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(msg) + 1))
 	if !keep {
@@ -369,26 +362,6 @@ func (cc *clientConn) writeError(code int, msg string, keep bool) {
 	bw.WriteString("\r\n\r\n")
 	bw.WriteString(msg)
 	bw.WriteByte('\n')
-}
-
-func statusText(code int) string {
-	switch code {
-	case 400:
-		return "Bad Request"
-	case 408:
-		return "Request Timeout"
-	case 413:
-		return "Request Entity Too Large"
-	case 431:
-		return "Request Header Fields Too Large"
-	case 500:
-		return "Internal Server Error"
-	case 502:
-		return "Bad Gateway"
-	case 504:
-		return "Gateway Timeout"
-	}
-	return "Error"
 }
 
 // acquireAwake counts a request in flight if the instance runs and nothing
@@ -411,7 +384,7 @@ func (b *backend) acquireAwake() bool {
 
 // proxy relays one request to b and its response back; keep reports that
 // the client connection can serve another request.
-func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
+func (cc *clientConn) proxy(b *backend, h *http1.Request, body []byte) (keep bool) {
 	start := time.Now()
 	code, keep := cc.exchange(b, h, body, start)
 	if b.observe != nil {
@@ -421,25 +394,25 @@ func (cc *clientConn) proxy(b *backend, h *reqHead, body []byte) (keep bool) {
 	// a drain that began after it was written closes the connection after
 	// the next answer, or CloseIdle does: closing it now could lose a
 	// request the client is already sending on it.
-	return keep && !h.closeConn
+	return keep && !h.Close
 }
 
 // buildRequest writes the request for the instance into cc.out: the
 // client's head without hop-by-hop headers and with X-Forwarded-For, -Host
 // and -Proto set by ten (as httputil.ProxyRequest.SetXForwarded does, the
 // client's own are dropped), then the body.
-func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
+func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 	o := cc.out[:0]
-	o = append(o, h.method...)
+	o = append(o, h.Method...)
 	o = append(o, ' ')
-	o = append(o, h.target...)
+	o = append(o, h.Target...)
 	o = append(o, " HTTP/1.1\r\n"...)
 	var prior []byte // a fleet peer's X-Forwarded-For
 	var peerHost, peerProto bool
-	peer := cc.peer && forwardedByPeer(h.lines)
-	for _, l := range h.lines {
-		name := headerName(l)
-		if hopByHop(name) {
+	peer := cc.peer && forwardedByPeer(h.Lines)
+	for _, l := range h.Lines {
+		name := http1.HeaderName(l)
+		if http1.HopByHop(name) {
 			continue
 		}
 		if xForwarded(name) {
@@ -470,7 +443,7 @@ func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
 	}
 	if !peerHost {
 		o = append(o, "X-Forwarded-Host: "...)
-		o = append(o, h.host...)
+		o = append(o, h.Host...)
 		o = append(o, "\r\n"...)
 	}
 	if !peerProto {
@@ -485,7 +458,7 @@ func (cc *clientConn) buildRequest(h *reqHead, body []byte) []byte {
 // forwardedByPeer reports whether the head carries HopHeader.
 func forwardedByPeer(lines [][]byte) bool {
 	for _, l := range lines {
-		if equalFold(headerName(l), "x-ten-fleet-hop") {
+		if http1.EqualFold(http1.HeaderName(l), "x-ten-fleet-hop") {
 			return true
 		}
 	}
@@ -495,20 +468,20 @@ func forwardedByPeer(lines [][]byte) bool {
 func xForwarded(name []byte) bool {
 	switch len(name) {
 	case 9:
-		return equalFold(name, "forwarded")
+		return http1.EqualFold(name, "forwarded")
 	case 15:
-		return equalFold(name, "x-forwarded-for")
+		return http1.EqualFold(name, "x-forwarded-for")
 	case 16:
-		return equalFold(name, "x-forwarded-host")
+		return http1.EqualFold(name, "x-forwarded-host")
 	case 17:
-		return equalFold(name, "x-forwarded-proto")
+		return http1.EqualFold(name, "x-forwarded-proto")
 	}
 	return false
 }
 
 // exchange sends the request and relays the response. It returns the
 // status code the client got and whether its connection can go on.
-func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.Time) (int, bool) {
+func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
 	resends := 0
 	uc, err := cc.send(b, req)
@@ -520,7 +493,7 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 	}
 	rh := &uc.rh
 	for {
-		err = readRespHead(uc)
+		err = http1.ReadResponse(uc.br, &uc.rh)
 		if err != nil {
 			uc.c.Close()
 			if resends < maxResends && unread(err, uc, h, body) {
@@ -549,41 +522,41 @@ func (cc *clientConn) exchange(b *backend, h *reqHead, body []byte, start time.T
 			cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 			return 502, cc.flush()
 		}
-		if rh.code >= 200 || rh.code == 101 {
+		if rh.Code >= 200 || rh.Code == 101 {
 			break
 		}
 		// An interim answer (103 Early Hints): relay it and read on.
 		cc.writeRespHead(rh, true)
-		uc.br.Discard(rh.size)
+		uc.br.Discard(rh.Size)
 	}
 	b.answered(cc.r.ctrl)
-	if rh.code == 101 {
+	if rh.Code == 101 {
 		uc.c.Close()
 		cc.writeError(502, fmt.Sprintf("instance %s switched protocols without being asked to", b.Instance), true)
 		return 502, cc.flush()
 	}
-	noBody := bytes.Equal(h.method, []byte("HEAD")) || rh.code == 204 || rh.code == 304
+	noBody := bytes.Equal(h.Method, []byte("HEAD")) || rh.Code == 204 || rh.Code == 304
 	// Until the upstream closes: the client learns the end by the close.
-	untilClose := !noBody && !rh.chunked && rh.contentLength < 0
-	upKeep := !untilClose && !rh.closeConn && (rh.minor == 1 || rh.keepAlive) && len(rh.connNames) == 0
-	keep := !untilClose && !h.closeConn && !cc.s.draining.Load()
+	untilClose := !noBody && !rh.Chunked && rh.ContentLength < 0
+	upKeep := !untilClose && !rh.Close && (rh.Minor == 1 || rh.KeepAlive) && len(rh.ConnNames) == 0
+	keep := !untilClose && !h.Close && !cc.s.draining.Load()
 	cc.writeRespHead(rh, keep)
-	uc.br.Discard(rh.size)
+	uc.br.Discard(rh.Size)
 	var cerr error
 	switch {
 	case noBody:
-	case rh.chunked:
+	case rh.Chunked:
 		cerr = cc.copyChunked(uc)
-	case rh.contentLength >= 0:
-		if int64(uc.br.Buffered()) < rh.contentLength {
+	case rh.ContentLength >= 0:
+		if int64(uc.br.Buffered()) < rh.ContentLength {
 			uc.c.SetReadDeadline(time.Time{}) // bodies stream without a deadline
 		}
-		cerr = cc.copyN(uc, rh.contentLength)
+		cerr = cc.copyN(uc, rh.ContentLength)
 	default:
 		uc.c.SetReadDeadline(time.Time{})
 		cerr = cc.copyN(uc, -1)
 	}
-	code := rh.code
+	code := rh.Code
 	if cerr != nil {
 		uc.c.Close()
 		return code, false
@@ -637,7 +610,7 @@ const maxResends = 3
 // resendReset sends req again on new connections while its write is reset
 // (resetUnsent), counting in resends up to maxResends: a new connection
 // can land in the backlog of an app being killed.
-func (cc *clientConn) resendReset(b *backend, req []byte, h *reqHead, body []byte, uc *upConn, err error, resends *int) (*upConn, error) {
+func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body []byte, uc *upConn, err error, resends *int) (*upConn, error) {
 	for err != nil && *resends < maxResends && resetUnsent(err, h, body) {
 		*resends++
 		uc, err = cc.sendNew(b, req)
@@ -667,7 +640,7 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 // app was killed while the connection sat idle in the pool), whereas an
 // app that read the request and then exited or crashed closes with a FIN
 // (io.ErrUnexpectedEOF here), and that request is never sent again.
-func unread(err error, uc *upConn, h *reqHead, body []byte) bool {
+func unread(err error, uc *upConn, h *http1.Request, body []byte) bool {
 	return uc.br.Buffered() == 0 && resetUnsent(err, h, body)
 }
 
@@ -676,52 +649,24 @@ func unread(err error, uc *upConn, h *reqHead, body []byte) bool {
 // again: it has no body and a method that changes nothing. A write that
 // fails so never delivered the whole request; a read that fails so got no
 // byte of an answer (unread checks that).
-func resetUnsent(err error, h *reqHead, body []byte) bool {
-	if !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) || len(body) > 0 || h.chunked || h.contentLength > 0 {
+func resetUnsent(err error, h *http1.Request, body []byte) bool {
+	if !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) || len(body) > 0 || h.Chunked || h.ContentLength > 0 {
 		return false
 	}
-	m := string(h.method)
+	m := string(h.Method)
 	return m == "GET" || m == "HEAD" || m == "OPTIONS"
-}
-
-// maxRespHead bounds an instance's response head (the read buffer's size).
-const maxRespHead = 16 << 10
-
-var errRespHeadTooLarge = errors.New("response head larger than 16 KiB")
-
-// readRespHead reads and parses the response head into uc.rh, leaving it
-// in uc.br (the caller discards it after use).
-func readRespHead(uc *upConn) error {
-	for {
-		p, _ := uc.br.Peek(uc.br.Buffered())
-		if len(p) > 0 {
-			err := parseRespHead(p, &uc.rh)
-			if err != errHeadIncomplete {
-				return err
-			}
-			if len(p) >= maxRespHead {
-				return errRespHeadTooLarge
-			}
-		}
-		if _, err := uc.br.Peek(len(p) + 1); err != nil {
-			if err == io.EOF {
-				return io.ErrUnexpectedEOF
-			}
-			return err
-		}
-	}
 }
 
 // writeRespHead writes the instance's status line and headers without the
 // hop-by-hop ones.
-func (cc *clientConn) writeRespHead(rh *respHead, keep bool) {
+func (cc *clientConn) writeRespHead(rh *http1.Response, keep bool) {
 	bw := cc.bw
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(rh.status)
+	bw.Write(rh.Status)
 	bw.WriteString("\r\n")
-	for _, l := range rh.lines {
-		name := headerName(l)
-		if (hopByHop(name) && !(rh.chunked && equalFold(name, "transfer-encoding"))) || rh.namedInConnection(name) {
+	for _, l := range rh.Lines {
+		name := http1.HeaderName(l)
+		if (http1.HopByHop(name) && !(rh.Chunked && http1.EqualFold(name, "transfer-encoding"))) || rh.NamedInConnection(name) {
 			continue
 		}
 		bw.Write(l)
@@ -731,15 +676,6 @@ func (cc *clientConn) writeRespHead(rh *respHead, keep bool) {
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
-}
-
-func (rh *respHead) namedInConnection(name []byte) bool {
-	for _, n := range rh.connNames {
-		if bytes.EqualFold(n, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // flush sends what is buffered to the client; false when it cannot.
@@ -790,11 +726,6 @@ func (cc *clientConn) copyN(uc *upConn, n int64) error {
 	return nil
 }
 
-// maxTrailerLines bounds a chunked response's trailer section.
-const maxTrailerLines = 32
-
-var errBadChunk = errors.New("malformed chunked body from instance")
-
 // copyChunked relays a chunked body, checking its framing so that the
 // connection to the instance can be reused after it.
 func (cc *clientConn) copyChunked(uc *upConn) error {
@@ -803,27 +734,9 @@ func (cc *clientConn) copyChunked(uc *upConn) error {
 		if err != nil {
 			return err
 		}
-		if i := bytes.IndexByte(line, ';'); i >= 0 {
-			line = line[:i] // chunk extensions are dropped
-		}
-		line = trimOWS(line)
-		if len(line) == 0 || len(line) > 15 {
-			return errBadChunk
-		}
-		var size int64
-		for _, c := range line {
-			var d byte
-			switch {
-			case '0' <= c && c <= '9':
-				d = c - '0'
-			case 'a' <= c && c <= 'f':
-				d = c - 'a' + 10
-			case 'A' <= c && c <= 'F':
-				d = c - 'A' + 10
-			default:
-				return errBadChunk
-			}
-			size = size<<4 | int64(d)
+		size, err := http1.ParseChunkSize(line)
+		if err != nil {
+			return err
 		}
 		if size == 0 {
 			cc.bw.WriteString("0\r\n")
@@ -835,8 +748,8 @@ func (cc *clientConn) copyChunked(uc *upConn) error {
 				if len(t) == 0 {
 					break
 				}
-				if i >= maxTrailerLines || t[0] == ' ' || t[0] == '\t' || bytes.IndexByte(t, ':') <= 0 {
-					return errBadChunk
+				if i >= http1.MaxTrailerLines || t[0] == ' ' || t[0] == '\t' || bytes.IndexByte(t, ':') <= 0 {
+					return http1.ErrBadChunk
 				}
 				cc.bw.Write(t)
 				cc.bw.WriteString("\r\n")
@@ -854,7 +767,7 @@ func (cc *clientConn) copyChunked(uc *upConn) error {
 			return err
 		}
 		if len(crlf) != 0 {
-			return errBadChunk
+			return http1.ErrBadChunk
 		}
 		cc.bw.WriteString("\r\n")
 	}
@@ -875,11 +788,11 @@ func (cc *clientConn) chunkLine(uc *upConn) ([]byte, error) {
 		return nil, err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, errBadChunk
+		return nil, http1.ErrBadChunk
 	}
 	line = line[:len(line)-2]
 	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, errBadChunk
+		return nil, http1.ErrBadChunk
 	}
 	return line, nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tenhq/ten/router/http1"
 )
 
 // upConn is one connection to an instance's socket, kept open between
@@ -16,7 +18,7 @@ import (
 type upConn struct {
 	c  net.Conn
 	br *bufio.Reader
-	rh respHead
+	rh http1.Response
 	// idleSince is when it went back to the pool.
 	idleSince time.Time
 	// rc is c's raw descriptor, for writeRequest (nil: c has none).
@@ -58,7 +60,7 @@ func newUpConn(c net.Conn) *upConn {
 
 // upReadBuf is the size of an upstream connection's read buffer, which
 // bounds the instance's response head.
-const upReadBuf = 16 << 10
+const upReadBuf = http1.MaxResponseHead
 
 // writeRequest writes req to the instance and waits for the first bytes
 // of the answer in one step: the write happens inside the descriptor's

@@ -1,33 +1,42 @@
-package router
+package http1
 
 import (
 	"bytes"
 	"errors"
 )
 
-// reqHead is a parsed HTTP/1.x request head. Its slices point into the
+// Request is a parsed HTTP/1.x request head. Its slices point into the
 // buffer it was parsed from.
-type reqHead struct {
-	method, target []byte
-	minor          int // HTTP/1.minor
-	host           []byte
-	// contentLength is -1 when the request has no Content-Length.
-	contentLength int64
-	chunked       bool // Transfer-Encoding present (only chunked is valid)
-	closeConn     bool // Connection: close
-	keepAlive     bool // Connection: keep-alive (for HTTP/1.0)
-	upgrade       bool // an Upgrade header or Connection: upgrade
-	expect        bool // an Expect header
-	connTokens    bool // Connection names headers other than close/keep-alive/upgrade
-	// lines are the header lines without their CRLF, in order.
-	lines [][]byte
-	// size is the length of the head including the blank line.
-	size int
+type Request struct {
+	// Method and Target are the request line's first two fields.
+	Method, Target []byte
+	// Minor is the version's minor number: HTTP/1.Minor.
+	Minor int
+	// Host is the Host header's value (nil without one).
+	Host []byte
+	// ContentLength is -1 when the request has no Content-Length.
+	ContentLength int64
+	// Chunked: Transfer-Encoding present (only chunked is valid).
+	Chunked bool
+	// Close: Connection: close.
+	Close bool
+	// KeepAlive: Connection: keep-alive (for HTTP/1.0).
+	KeepAlive bool
+	// Upgrade: an Upgrade header or Connection: upgrade.
+	Upgrade bool
+	// Expect: an Expect header.
+	Expect bool
+	// ConnTokens: Connection names headers other than close/keep-alive/upgrade.
+	ConnTokens bool
+	// Lines are the header lines without their CRLF, in order.
+	Lines [][]byte
+	// Size is the length of the head including the blank line.
+	Size int
 }
 
-// errors of parseHead; every one is a 400 except errHeadTooLarge (431).
+// errors of ParseRequest; every one is a 400 except ErrHeadTooLarge (431).
 var (
-	errHeadIncomplete = errors.New("incomplete head")
+	ErrIncomplete     = errors.New("incomplete head")
 	errBadRequestLine = errors.New("malformed request line")
 	errBadVersion     = errors.New("unsupported HTTP version")
 	errBareLF         = errors.New("line not ended by CRLF")
@@ -46,15 +55,15 @@ var (
 // maxHeaderLines bounds the header lines of one request.
 const maxHeaderLines = 128
 
-// parseHead parses the request head at the start of b. It returns
-// errHeadIncomplete when b does not hold the whole head yet. It is strict
+// ParseRequest parses the request head at the start of b. It returns
+// ErrIncomplete when b does not hold the whole head yet. It is strict
 // where leniency lets two parsers disagree about where a request ends
 // (request smuggling): bare LF, bare CR, obs-fold, whitespace before a
 // colon, control bytes, several Host or Content-Length headers, and
 // Content-Length with Transfer-Encoding are refused.
-func parseHead(b []byte, h *reqHead) error {
-	lines := h.lines[:0]
-	*h = reqHead{contentLength: -1, lines: lines}
+func ParseRequest(b []byte, h *Request) error {
+	lines := h.Lines[:0]
+	*h = Request{ContentLength: -1, Lines: lines}
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
 		// A bare LF anywhere in what we have is an error already, so that a
@@ -65,9 +74,9 @@ func parseHead(b []byte, h *reqHead) error {
 				return err
 			}
 		}
-		return errHeadIncomplete
+		return ErrIncomplete
 	}
-	h.size = end + 4
+	h.Size = end + 4
 	head := b[:end+2] // every line with its CRLF
 	if err := checkCRLF(head); err != nil {
 		return err
@@ -87,21 +96,21 @@ func parseHead(b []byte, h *reqHead) error {
 		if line[0] == ' ' || line[0] == '\t' {
 			return errObsFold
 		}
-		if len(h.lines) >= maxHeaderLines {
-			return errHeadTooLarge
+		if len(h.Lines) >= maxHeaderLines {
+			return ErrHeadTooLarge
 		}
 		if err := h.header(line); err != nil {
 			return err
 		}
-		h.lines = append(h.lines, line)
+		h.Lines = append(h.Lines, line)
 	}
-	if h.host == nil && h.minor == 1 {
+	if h.Host == nil && h.Minor == 1 {
 		return errNoHost
 	}
-	if h.chunked && h.contentLength >= 0 {
+	if h.Chunked && h.ContentLength >= 0 {
 		return errCLandTE
 	}
-	if h.chunked && h.minor == 0 {
+	if h.Chunked && h.Minor == 0 {
 		// RFC 9112 §6.1: its framing is faulty; servers (Go's among them)
 		// ignore it and would read the body as the next request.
 		return errTE10
@@ -128,13 +137,13 @@ func checkCRLF(b []byte) error {
 	return nil
 }
 
-func (h *reqHead) parseRequestLine(l []byte) error {
+func (h *Request) parseRequestLine(l []byte) error {
 	sp := bytes.IndexByte(l, ' ')
 	if sp <= 0 {
 		return errBadRequestLine
 	}
-	h.method = l[:sp]
-	for _, c := range h.method {
+	h.Method = l[:sp]
+	for _, c := range h.Method {
 		if !isTchar(c) {
 			return errBadRequestLine
 		}
@@ -144,23 +153,23 @@ func (h *reqHead) parseRequestLine(l []byte) error {
 	if sp <= 0 {
 		return errBadRequestLine
 	}
-	h.target = l[:sp]
-	for _, c := range h.target {
+	h.Target = l[:sp]
+	for _, c := range h.Target {
 		if c <= ' ' || c >= 0x7f {
 			return errBadRequestLine
 		}
 	}
 	// origin-form, or forms only the fallback path serves (absolute-form,
 	// asterisk, CONNECT's authority); anything else is no request target.
-	if h.target[0] != '/' && string(h.target) != "*" && !equalFold(h.method, "CONNECT") &&
-		!hasPrefixFold(h.target, "http://") && !hasPrefixFold(h.target, "https://") {
+	if h.Target[0] != '/' && string(h.Target) != "*" && !EqualFold(h.Method, "CONNECT") &&
+		!hasPrefixFold(h.Target, "http://") && !hasPrefixFold(h.Target, "https://") {
 		return errBadRequestLine
 	}
 	switch string(l[sp+1:]) {
 	case "HTTP/1.1":
-		h.minor = 1
+		h.Minor = 1
 	case "HTTP/1.0":
-		h.minor = 0
+		h.Minor = 0
 	default:
 		return errBadVersion
 	}
@@ -168,7 +177,7 @@ func (h *reqHead) parseRequestLine(l []byte) error {
 }
 
 // header checks one header line and notes what the proxy needs from it.
-func (h *reqHead) header(line []byte) error {
+func (h *Request) header(line []byte) error {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
 		return errBadHeader
@@ -179,52 +188,52 @@ func (h *reqHead) header(line []byte) error {
 			return errBadHeader // includes whitespace before the colon
 		}
 	}
-	v := trimOWS(line[colon+1:])
+	v := TrimOWS(line[colon+1:])
 	for _, c := range v {
 		if (c < ' ' && c != '\t') || c == 0x7f {
 			return errBadHeaderValue
 		}
 	}
 	switch {
-	case equalFold(name, "host"):
-		if h.host != nil {
+	case EqualFold(name, "host"):
+		if h.Host != nil {
 			return errMultipleHost
 		}
 		if !validHost(v) {
 			return errBadHost
 		}
-		h.host = v
-	case equalFold(name, "content-length"):
-		if h.contentLength >= 0 {
+		h.Host = v
+	case EqualFold(name, "content-length"):
+		if h.ContentLength >= 0 {
 			return errBadCL // even an equal repetition: refuse, do not merge
 		}
 		n, ok := parseCL(v)
 		if !ok {
 			return errBadCL
 		}
-		h.contentLength = n
-	case equalFold(name, "transfer-encoding"):
-		if h.chunked || !equalFold(v, "chunked") {
+		h.ContentLength = n
+	case EqualFold(name, "transfer-encoding"):
+		if h.Chunked || !EqualFold(v, "chunked") {
 			return errBadTE
 		}
-		h.chunked = true
-	case equalFold(name, "connection"):
+		h.Chunked = true
+	case EqualFold(name, "connection"):
 		forEachToken(v, func(t []byte) {
 			switch {
-			case equalFold(t, "close"):
-				h.closeConn = true
-			case equalFold(t, "keep-alive"):
-				h.keepAlive = true
-			case equalFold(t, "upgrade"):
-				h.upgrade = true
+			case EqualFold(t, "close"):
+				h.Close = true
+			case EqualFold(t, "keep-alive"):
+				h.KeepAlive = true
+			case EqualFold(t, "upgrade"):
+				h.Upgrade = true
 			default:
-				h.connTokens = true
+				h.ConnTokens = true
 			}
 		})
-	case equalFold(name, "upgrade"):
-		h.upgrade = true
-	case equalFold(name, "expect"):
-		h.expect = true
+	case EqualFold(name, "upgrade"):
+		h.Upgrade = true
+	case EqualFold(name, "expect"):
+		h.Expect = true
 	}
 	return nil
 }
@@ -270,13 +279,14 @@ func forEachToken(v []byte, f func([]byte)) {
 		} else {
 			t, v = v[:i], v[i+1:]
 		}
-		if t = trimOWS(t); len(t) > 0 {
+		if t = TrimOWS(t); len(t) > 0 {
 			f(t)
 		}
 	}
 }
 
-func trimOWS(b []byte) []byte {
+// TrimOWS trims optional whitespace (spaces and tabs) from both ends.
+func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -286,8 +296,8 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-// equalFold compares ASCII case-insensitively without allocating.
-func equalFold(b []byte, s string) bool {
+// EqualFold compares ASCII case-insensitively without allocating.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -319,9 +329,9 @@ func isTchar(c byte) bool {
 	return false
 }
 
-// errHeadTooLarge means the head exceeds the limit (431).
-var errHeadTooLarge = errors.New("request header fields too large")
+// ErrHeadTooLarge means the head exceeds the limit (431).
+var ErrHeadTooLarge = errors.New("request header fields too large")
 
 func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && equalFold(b[:len(prefix)], prefix)
+	return len(b) >= len(prefix) && EqualFold(b[:len(prefix)], prefix)
 }

@@ -1,4 +1,4 @@
-package router
+package http1
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ var headSeeds = []string{
 }
 
 // FuzzParseHead checks the fast path's request parser against net/http's:
-// whatever parseHead accepts, net/http must read as the same request (same
+// whatever ParseRequest accepts, net/http must read as the same request (same
 // method, target, Host and body length), so the proxy and any server behind
 // it agree where each request ends.
 func FuzzParseHead(f *testing.F) {
@@ -46,32 +46,32 @@ func FuzzParseHead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var h reqHead
-		err := parseHead(data, &h)
+		var h Request
+		err := ParseRequest(data, &h)
 		if err != nil {
 			return
 		}
-		if h.size > len(data) {
-			t.Fatalf("head size %d > %d", h.size, len(data))
+		if h.Size > len(data) {
+			t.Fatalf("head size %d > %d", h.Size, len(data))
 		}
-		if h.target[0] != '/' {
+		if h.Target[0] != '/' {
 			return // the fast path hands these to net/http
 		}
-		req, gerr := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:h.size])))
+		req, gerr := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:h.Size])))
 		if gerr != nil {
-			t.Fatalf("parseHead accepted what net/http refuses (%v): %q", gerr, data[:h.size])
+			t.Fatalf("ParseRequest accepted what net/http refuses (%v): %q", gerr, data[:h.Size])
 		}
-		if req.Method != string(h.method) || req.RequestURI != string(h.target) {
-			t.Fatalf("request line: %q %q vs %q %q", req.Method, req.RequestURI, h.method, h.target)
+		if req.Method != string(h.Method) || req.RequestURI != string(h.Target) {
+			t.Fatalf("request line: %q %q vs %q %q", req.Method, req.RequestURI, h.Method, h.Target)
 		}
-		if h.host != nil && req.Host != string(h.host) && req.URL.Host == "" {
-			t.Fatalf("host %q vs %q", req.Host, h.host)
+		if h.Host != nil && req.Host != string(h.Host) && req.URL.Host == "" {
+			t.Fatalf("host %q vs %q", req.Host, h.Host)
 		}
-		if h.chunked {
+		if h.Chunked {
 			if len(req.TransferEncoding) != 1 || req.TransferEncoding[0] != "chunked" {
 				t.Fatalf("chunked vs %v", req.TransferEncoding)
 			}
-		} else if want := max(h.contentLength, 0); req.ContentLength != want {
+		} else if want := max(h.ContentLength, 0); req.ContentLength != want {
 			t.Fatalf("content length %d vs %d", req.ContentLength, want)
 		}
 	})
@@ -80,8 +80,8 @@ func FuzzParseHead(f *testing.F) {
 func TestParseHeadSeeds(t *testing.T) {
 	ok := map[int]bool{0: true, 1: true, 2: true, 3: true, 21: false}
 	for i, s := range headSeeds {
-		var h reqHead
-		err := parseHead([]byte(s), &h)
+		var h Request
+		err := ParseRequest([]byte(s), &h)
 		if want, known := ok[i]; known && (err == nil) != want {
 			t.Errorf("seed %d %q: err %v", i, s, err)
 		}
