@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/router/http1"
+	"github.com/tenhq/ten/router/upstream"
 )
 
 // Limits bound what one client connection may hold and for how long.
@@ -108,7 +109,7 @@ type clientConn struct {
 }
 
 var (
-	preBufs   = sync.Pool{New: func() any { b := make([]byte, upReadBuf); return &b }}
+	preBufs   = sync.Pool{New: func() any { b := make([]byte, upstream.ReadBufSize); return &b }}
 	readBufs  = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
 )
@@ -491,11 +492,11 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 		return 502, cc.flush()
 	}
-	rh := &uc.rh
+	rh := &uc.Head
 	for {
-		err = http1.ReadResponse(uc.br, &uc.rh)
+		err = http1.ReadResponse(uc.BR, &uc.Head)
 		if err != nil {
-			uc.c.Close()
+			uc.C.Close()
 			if resends < maxResends && unread(err, uc, h, body) {
 				// The app never read the request (see unread): send it
 				// again, on a new connection. More than once: a new
@@ -509,7 +510,7 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 					return 502, cc.flush()
 				}
-				rh = &uc.rh
+				rh = &uc.Head
 				continue
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -527,11 +528,11 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 		}
 		// An interim answer (103 Early Hints): relay it and read on.
 		cc.writeRespHead(rh, true)
-		uc.br.Discard(rh.Size)
+		uc.BR.Discard(rh.Size)
 	}
 	b.answered(cc.r.ctrl)
 	if rh.Code == 101 {
-		uc.c.Close()
+		uc.C.Close()
 		cc.writeError(502, fmt.Sprintf("instance %s switched protocols without being asked to", b.Instance), true)
 		return 502, cc.flush()
 	}
@@ -541,32 +542,32 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 	upKeep := !untilClose && !rh.Close && (rh.Minor == 1 || rh.KeepAlive) && len(rh.ConnNames) == 0
 	keep := !untilClose && !h.Close && !cc.s.draining.Load()
 	cc.writeRespHead(rh, keep)
-	uc.br.Discard(rh.Size)
+	uc.BR.Discard(rh.Size)
 	var cerr error
 	switch {
 	case noBody:
 	case rh.Chunked:
 		cerr = cc.copyChunked(uc)
 	case rh.ContentLength >= 0:
-		if int64(uc.br.Buffered()) < rh.ContentLength {
-			uc.c.SetReadDeadline(time.Time{}) // bodies stream without a deadline
+		if int64(uc.BR.Buffered()) < rh.ContentLength {
+			uc.C.SetReadDeadline(time.Time{}) // bodies stream without a deadline
 		}
 		cerr = cc.copyN(uc, rh.ContentLength)
 	default:
-		uc.c.SetReadDeadline(time.Time{})
+		uc.C.SetReadDeadline(time.Time{})
 		cerr = cc.copyN(uc, -1)
 	}
 	code := rh.Code
 	if cerr != nil {
-		uc.c.Close()
+		uc.C.Close()
 		return code, false
 	}
 	// rh lives in uc: once uc is back in the pool another request may
 	// parse its own answer into it, so nothing of rh is read after this.
-	if upKeep && uc.br.Buffered() == 0 {
-		b.pool.put(uc)
+	if upKeep && uc.BR.Buffered() == 0 {
+		b.pool.Put(uc)
 	} else {
-		uc.c.Close()
+		uc.C.Close()
 	}
 	return code, cc.flush() && keep
 }
@@ -589,14 +590,14 @@ func (b *backend) answered(ctrl Controller) {
 // connection the app has closed fails the write (EPIPE on a unix socket:
 // nothing reached the app), and only then is the request sent again, on a
 // new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *backend, req []byte) (*upConn, error) {
-	if uc := b.pool.get(); uc != nil {
-		uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-		n, err := uc.writeRequest(req, *cc.pre)
+func (cc *clientConn) send(b *backend, req []byte) (*upstream.Conn, error) {
+	if uc := b.pool.Get(); uc != nil {
+		uc.C.SetDeadline(time.Now().Add(b.RequestTimeout))
+		n, err := uc.WriteRequest(req, *cc.pre)
 		if err == nil {
 			return uc, nil
 		}
-		uc.c.Close()
+		uc.C.Close()
 		if n > 0 {
 			return nil, err
 		}
@@ -610,7 +611,7 @@ const maxResends = 3
 // resendReset sends req again on new connections while its write is reset
 // (resetUnsent), counting in resends up to maxResends: a new connection
 // can land in the backlog of an app being killed.
-func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body []byte, uc *upConn, err error, resends *int) (*upConn, error) {
+func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body []byte, uc *upstream.Conn, err error, resends *int) (*upstream.Conn, error) {
 	for err != nil && *resends < maxResends && resetUnsent(err, h, body) {
 		*resends++
 		uc, err = cc.sendNew(b, req)
@@ -619,14 +620,14 @@ func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body
 }
 
 // sendNew writes the request on a new connection to the instance.
-func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
+func (cc *clientConn) sendNew(b *backend, req []byte) (*upstream.Conn, error) {
 	uc, err := b.dial()
 	if err != nil {
 		return nil, err
 	}
-	uc.c.SetDeadline(time.Now().Add(b.RequestTimeout))
-	if _, err := uc.writeRequest(req, *cc.pre); err != nil {
-		uc.c.Close()
+	uc.C.SetDeadline(time.Now().Add(b.RequestTimeout))
+	if _, err := uc.WriteRequest(req, *cc.pre); err != nil {
+		uc.C.Close()
 		return nil, err
 	}
 	return uc, nil
@@ -640,8 +641,8 @@ func (cc *clientConn) sendNew(b *backend, req []byte) (*upConn, error) {
 // app was killed while the connection sat idle in the pool), whereas an
 // app that read the request and then exited or crashed closes with a FIN
 // (io.ErrUnexpectedEOF here), and that request is never sent again.
-func unread(err error, uc *upConn, h *http1.Request, body []byte) bool {
-	return uc.br.Buffered() == 0 && resetUnsent(err, h, body)
+func unread(err error, uc *upstream.Conn, h *http1.Request, body []byte) bool {
+	return uc.BR.Buffered() == 0 && resetUnsent(err, h, body)
 }
 
 // resetUnsent reports whether a request whose connection was reset (or
@@ -686,9 +687,9 @@ func (cc *clientConn) flush() bool {
 // copyN relays n body bytes (n < 0: until the instance closes), flushing
 // to the client whenever the instance has nothing more at hand, so that a
 // streamed response streams.
-func (cc *clientConn) copyN(uc *upConn, n int64) error {
+func (cc *clientConn) copyN(uc *upstream.Conn, n int64) error {
 	for n != 0 {
-		if uc.br.Buffered() == 0 && cc.bw.Buffered() > 0 {
+		if uc.BR.Buffered() == 0 && cc.bw.Buffered() > 0 {
 			if err := cc.bw.Flush(); err != nil {
 				return err
 			}
@@ -704,7 +705,7 @@ func (cc *clientConn) copyN(uc *upConn, n int64) error {
 		if n > 0 && int64(len(buf)) > n {
 			buf = buf[:n]
 		}
-		m, err := uc.br.Read(buf)
+		m, err := uc.BR.Read(buf)
 		if m > 0 {
 			if _, werr := cc.bw.Write(buf[:m]); werr != nil {
 				return werr
@@ -728,7 +729,7 @@ func (cc *clientConn) copyN(uc *upConn, n int64) error {
 
 // copyChunked relays a chunked body, checking its framing so that the
 // connection to the instance can be reused after it.
-func (cc *clientConn) copyChunked(uc *upConn) error {
+func (cc *clientConn) copyChunked(uc *upstream.Conn) error {
 	for {
 		line, err := cc.chunkLine(uc)
 		if err != nil {
@@ -774,13 +775,13 @@ func (cc *clientConn) copyChunked(uc *upConn) error {
 }
 
 // chunkLine reads one CRLF-ended line of chunk framing (without the CRLF).
-func (cc *clientConn) chunkLine(uc *upConn) ([]byte, error) {
-	if uc.br.Buffered() == 0 && cc.bw.Buffered() > 0 {
+func (cc *clientConn) chunkLine(uc *upstream.Conn) ([]byte, error) {
+	if uc.BR.Buffered() == 0 && cc.bw.Buffered() > 0 {
 		if err := cc.bw.Flush(); err != nil {
 			return nil, err
 		}
 	}
-	line, err := uc.br.ReadSlice('\n')
+	line, err := uc.BR.ReadSlice('\n')
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tenhq/ten/units"
 )
@@ -361,35 +362,6 @@ func TestDeclaredServiceWithoutInstances(t *testing.T) {
 		if resp.StatusCode != want.code || !strings.Contains(string(body), want.body) {
 			t.Errorf("%s: %d %q, want %d %q", host, resp.StatusCode, body, want.code, want.body)
 		}
-	}
-}
-
-// The pool drops connections unused for longer than upstreamIdleTimeout.
-func TestPoolDropsStaleConnections(t *testing.T) {
-	var p upstreamPool
-	mk := func(age time.Duration) *upConn {
-		a, b := net.Pipe()
-		t.Cleanup(func() { a.Close(); b.Close() })
-		uc := newUpConn(a)
-		p.put(uc)
-		uc.idleSince = time.Now().Add(-age)
-		return uc
-	}
-	mk(time.Hour)
-	fresh := mk(0)
-	if got := p.get(); got != fresh {
-		t.Fatalf("get: %p, want the fresh one %p", got, fresh)
-	}
-	if got := p.get(); got != nil {
-		t.Fatal("a stale connection was handed out")
-	}
-	mk(time.Hour)
-	mk(0) // put drops the stale one in front
-	p.mu.Lock()
-	n := len(p.idle)
-	p.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d idle after put, want 1", n)
 	}
 }
 

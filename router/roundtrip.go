@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tenhq/ten/router/upstream"
 )
 
 // pooledRoundTrip sends a request of the net/http path (h2c, streamed
@@ -19,7 +21,7 @@ import (
 func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
-	uc := b.pool.get()
+	uc := b.pool.Get()
 	reused := uc != nil
 	for {
 		if uc == nil {
@@ -28,9 +30,9 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(aLongTimeAgo) })
-		uc.c.SetDeadline(time.Time{})
-		cw := &countingWriter{w: uc.c}
+		stop := context.AfterFunc(ctx, func() { uc.C.SetDeadline(aLongTimeAgo) })
+		uc.C.SetDeadline(time.Time{})
+		cw := &countingWriter{w: uc.C}
 		var werr chan error
 		var body *watchedBody
 		if hasBody {
@@ -46,13 +48,13 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 			go func() {
 				err := out.Write(cw)
 				if body.failed() != nil {
-					uc.c.Close()
+					uc.C.Close()
 				}
 				werr <- err
 			}()
 		} else if err := req.Write(cw); err != nil {
 			stop()
-			uc.c.Close()
+			uc.C.Close()
 			if reused && cw.n == 0 && ctx.Err() == nil {
 				uc, reused = nil, false
 				continue
@@ -62,7 +64,7 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := readFinalResponse(uc, req)
 		if err != nil {
 			stop()
-			uc.c.Close()
+			uc.C.Close()
 			if ctx.Err() != nil {
 				return nil, context.Cause(ctx)
 			}
@@ -73,7 +75,7 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			stop()
-			uc.c.Close()
+			uc.C.Close()
 			return nil, errors.New("instance switched protocols without being asked to")
 		}
 		resp.Body = &pooledBody{rc: resp.Body, uc: uc, b: b, stop: stop, werr: werr, reusable: !resp.Close && !req.Close}
@@ -82,9 +84,9 @@ func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // readFinalResponse reads past interim (1xx) answers.
-func readFinalResponse(uc *upConn, req *http.Request) (*http.Response, error) {
+func readFinalResponse(uc *upstream.Conn, req *http.Request) (*http.Response, error) {
 	for {
-		resp, err := http.ReadResponse(uc.br, req)
+		resp, err := http.ReadResponse(uc.BR, req)
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +115,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // connection is closed.
 type pooledBody struct {
 	rc       io.ReadCloser
-	uc       *upConn
+	uc       *upstream.Conn
 	b        *backend
 	stop     func() bool
 	werr     chan error
@@ -148,11 +150,11 @@ func (p *pooledBody) release() {
 				keep = false // still writing the request body
 			}
 		}
-		if keep && p.uc.br.Buffered() == 0 {
-			p.b.pool.put(p.uc)
+		if keep && p.uc.BR.Buffered() == 0 {
+			p.b.pool.Put(p.uc)
 			return
 		}
-		p.uc.c.Close()
+		p.uc.C.Close()
 	})
 }
 

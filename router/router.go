@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
 )
@@ -81,7 +82,7 @@ type Backend struct {
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
 	RequestTimeout time.Duration
-	// Freeze makes the reaper freeze the instance after IdleTimeout instead
+	// Freeze makes the reaper freeze the instance after upstream.IdleTimeout instead
 	// of stopping it (needs Options.Freezer); StopAfter > 0 then stops a
 	// frozen instance once it has been silent that long.
 	Freeze    bool
@@ -214,13 +215,13 @@ type backend struct {
 	Backend
 	transport *http.Transport
 	// dialUp connects to the instance: its systemd-held socket, or a
-	// directly run app's own address (appDialer).
+	// directly run app's own address (upstream.AppDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
 	// observe records a request of the fast path (Options.Observer, or
 	// what an InstanceObserver resolved for the instance); nil without one.
 	observe func(code int, d time.Duration)
 	// pool holds the fast path's idle connections to the instance.
-	pool  upstreamPool
+	pool  upstream.Pool
 	awake atomic.Bool
 	// awakeGen counts SetAwake calls, so the reaper can tell whether
 	// systemd reported a state while it was stopping the service.
@@ -260,7 +261,7 @@ func (r *Router) Put(b Backend, awake bool) {
 		return d.DialContext(ctx, "unix", sock)
 	}
 	if b.AppSocket != "" || b.AppPort > 0 {
-		dial = newAppDialer(sock, b.AppSocket, b.AppPort).DialContext
+		dial = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort).DialContext
 	}
 	nb.dialUp = dial
 	nb.transport = &http.Transport{
@@ -288,7 +289,7 @@ func (r *Router) Put(b Backend, awake bool) {
 	r.mu.Unlock()
 	if old != nil {
 		old.transport.CloseIdleConnections()
-		old.pool.closeIdle(true)
+		old.pool.CloseIdle(true)
 	}
 }
 
@@ -304,7 +305,7 @@ func (r *Router) Remove(inst units.Instance) {
 		b.removed = true
 		b.mu.Unlock()
 		b.transport.CloseIdleConnections()
-		b.pool.closeIdle(true)
+		b.pool.CloseIdle(true)
 	}
 }
 

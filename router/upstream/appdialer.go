@@ -1,4 +1,4 @@
-package router
+package upstream
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"time"
 )
 
-// appDialer connects to a directly run app (Backend.AppSocket, AppPort):
+// AppDialer connects to a directly run app (Backend.AppSocket, AppPort):
 // to its own SOCKET_PATH or 127.0.0.1:PORT while it listens, and, while it
 // does not (asleep, or starting), wakes it by a connection to the
 // systemd-held socket and polls the app's address until it listens or ctx
 // ends (the router's startup_timeout). No process relays the bytes.
-type appDialer struct {
+type AppDialer struct {
 	wake string // the systemd-held socket
 	sock string
 	tcp  string
@@ -24,15 +24,17 @@ type appDialer struct {
 	last atomic.Int32
 }
 
-func newAppDialer(wake, sock string, port int) *appDialer {
-	d := &appDialer{wake: wake, sock: sock}
+// NewAppDialer dials the app at sock (a unix socket path, or none) and
+// 127.0.0.1:port (port > 0), waking it by a connection to wake.
+func NewAppDialer(wake, sock string, port int) *AppDialer {
+	d := &AppDialer{wake: wake, sock: sock}
 	if port > 0 {
 		d.tcp = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	return d
 }
 
-func (d *appDialer) try(ctx context.Context) (net.Conn, error) {
+func (d *AppDialer) try(ctx context.Context) (net.Conn, error) {
 	var nd net.Dialer
 	order := [2]int32{1, 2}
 	if d.last.Load() == 2 {
@@ -62,7 +64,7 @@ func (d *appDialer) try(ctx context.Context) (net.Conn, error) {
 }
 
 // DialContext returns a connection to the app, waking it first if needed.
-func (d *appDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	if c, err := d.try(ctx); err == nil {
 		return c, nil
 	}

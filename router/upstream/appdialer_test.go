@@ -1,4 +1,4 @@
-package router
+package upstream
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func TestAppDialerWakesThenDialsApp(t *testing.T) {
 			c.Close()
 		}
 	}()
-	d := newAppDialer(wakePath, appPath, 0)
+	d := NewAppDialer(wakePath, appPath, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", "x")
@@ -88,13 +88,13 @@ func TestAppDialerNeverListens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wake.Close()
-	d := newAppDialer(wakePath, filepath.Join(dir, "app.sock"), 0)
+	d := NewAppDialer(wakePath, filepath.Join(dir, "app.sock"), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := d.DialContext(ctx, "tcp", "x"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's deadline", err)
 	}
-	d = newAppDialer(filepath.Join(dir, "gone.sock"), filepath.Join(dir, "app.sock"), 0)
+	d = NewAppDialer(filepath.Join(dir, "gone.sock"), filepath.Join(dir, "app.sock"), 0)
 	if _, err := d.DialContext(context.Background(), "tcp", "x"); err == nil {
 		t.Fatal("dial with no wake socket succeeded")
 	}
