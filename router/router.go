@@ -82,7 +82,7 @@ type Backend struct {
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
 	RequestTimeout time.Duration
-	// Freeze makes the reaper freeze the instance after upstream.IdleTimeout instead
+	// Freeze makes the reaper freeze the instance after IdleTimeout instead
 	// of stopping it (needs Options.Freezer); StopAfter > 0 then stops a
 	// frozen instance once it has been silent that long.
 	Freeze    bool
