@@ -1,4 +1,4 @@
-package ebpf
+package dispatch
 
 import (
 	"io"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 // BenchmarkL4 compares three ways for a client to reach a TCP app in one
@@ -20,20 +22,20 @@ import (
 // for three workloads: rtt (64-byte echo on an open connection), connect
 // (a new connection per 64-byte echo) and throughput (1 MiB echoed).
 //
-//	go test -run '^$' -bench L4 ./bpf/ebpf/
+//	go test -run '^$' -bench L4 ./bpf/dispatch/
 func BenchmarkL4(b *testing.B) {
-	ns := newNetNS(b)
-	ns.enter(b)
+	ns := bpftest.NewNetNS(b)
+	ns.Enter(b)
 
-	app := listenTCP(b, "127.0.0.1:0")
-	echoServer(b, app)
+	app := bpftest.ListenTCP(b, "127.0.0.1:0")
+	bpftest.EchoServer(b, app)
 
 	d := newDispatcher(b, ns, "")
 	b.Cleanup(func() { d.Close() })
 	mustAdd(b, d, Binding{Label: "app", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24"), Port: 7000})
 	mustRegister(b, d, "app", app)
 
-	proxy := listenTCP(b, "127.0.0.1:0")
+	proxy := bpftest.ListenTCP(b, "127.0.0.1:0")
 	b.Cleanup(func() { proxy.Close() })
 	go proxyLoop(b, ns, proxy, app.Addr().String())
 
@@ -53,7 +55,7 @@ func BenchmarkL4(b *testing.B) {
 	for _, w := range workloads {
 		for _, t := range targets {
 			b.Run(w.name+"/"+t.name, func(b *testing.B) {
-				ns.enter(b) // each sub-benchmark runs on a goroutine of its own
+				ns.Enter(b) // each sub-benchmark runs on a goroutine of its own
 				w.run(b, t.addr)
 			})
 		}
@@ -106,7 +108,7 @@ func benchThroughput(b *testing.B, addr string) {
 	out, in := make([]byte, size), make([]byte, size)
 	b.SetBytes(size)
 	for b.Loop() {
-		if err := roundTrip(c, out, in); err != nil {
+		if err := bpftest.RoundTrip(c, out, in); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -115,8 +117,8 @@ func benchThroughput(b *testing.B, addr string) {
 // proxyLoop is a plain userspace L4 proxy: a goroutine pair per connection
 // copying both ways (io.Copy between TCP sockets uses splice on Linux). It
 // dials upstream in the accept loop, whose thread is in the namespace.
-func proxyLoop(b *testing.B, ns *netNS, ln net.Listener, upstream string) {
-	ns.enter(b)
+func proxyLoop(b *testing.B, ns *bpftest.NetNS, ln net.Listener, upstream string) {
+	ns.Enter(b)
 	for {
 		c, err := ln.Accept()
 		if err != nil {

@@ -1,4 +1,4 @@
-package ebpf
+package acct
 
 import (
 	"log/slog"

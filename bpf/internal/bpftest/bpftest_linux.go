@@ -1,4 +1,4 @@
-package ebpf
+package bpftest
 
 import (
 	"bufio"
@@ -13,17 +13,19 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Privileged tests load real programs into the running kernel. They need
+// RequireRoot skips or fails a test not run as root. Privileged tests load
+// real programs into the running kernel. They need
 // root; without it they skip, unless TEN_REQUIRE_SYSTEM is set (CI), where
 // a skip could hide a regression and they fail instead. `make test-unit`
 // (TEN_UNIT_ONLY) skips them even as root.
-func requireRoot(tb testing.TB) {
+func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Getenv("TEN_UNIT_ONLY") != "" {
 		tb.Skip("privileged test; TEN_UNIT_ONLY is set")
@@ -37,7 +39,8 @@ func requireRoot(tb testing.TB) {
 	tb.Skip("needs root (set TEN_REQUIRE_SYSTEM=1 to fail instead of skipping)")
 }
 
-func testLogger(tb testing.TB) *slog.Logger {
+// Logger logs to the test's log.
+func Logger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -48,13 +51,14 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// netNS is a network namespace created for one test, with lo up. It lives as
+// NetNS is a network namespace created for one test, with lo up. It lives as
 // long as the test holds its file.
-type netNS struct{ f *os.File }
+type NetNS struct{ f *os.File }
 
-func newNetNS(tb testing.TB) *netNS {
+// NewNetNS creates a network namespace for the test.
+func NewNetNS(tb testing.TB) *NetNS {
 	tb.Helper()
-	requireRoot(tb)
+	RequireRoot(tb)
 	type result struct {
 		f   *os.File
 		err error
@@ -79,18 +83,18 @@ func newNetNS(tb testing.TB) *netNS {
 		tb.Fatal(r.err)
 	}
 	tb.Cleanup(func() { r.f.Close() })
-	return &netNS{r.f}
+	return &NetNS{r.f}
 }
 
-// path names the namespace for LoadDispatcher.
-func (n *netNS) path() string { return fmt.Sprintf("/proc/self/fd/%d", n.f.Fd()) }
+// Path names the namespace for LoadDispatcher.
+func (n *NetNS) Path() string { return fmt.Sprintf("/proc/self/fd/%d", n.f.Fd()) }
 
-// enter moves the calling goroutine into the namespace for the rest of its
+// Enter moves the calling goroutine into the namespace for the rest of its
 // life. Sockets created and processes started by it live in the namespace;
 // call it first in a test or benchmark function.
-func (n *netNS) enter(tb testing.TB) {
+func (n *NetNS) Enter(tb testing.TB) {
 	tb.Helper()
-	runtime.LockOSThread() // never unlocked, see newNetNS
+	runtime.LockOSThread() // never unlocked, see NewNetNS
 	if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
 		tb.Fatalf("setns: %v", err)
 	}
@@ -116,12 +120,12 @@ func linkUp(name string) error {
 	return nil
 }
 
-// newBPFFS mounts a fresh bpf filesystem for the calling goroutine only: it
+// NewBPFFS mounts a fresh bpf filesystem for the calling goroutine only: it
 // moves the goroutine's thread into a private mount namespace first, so the
 // host's mounts are never touched. Pin paths are valid on this goroutine.
-func newBPFFS(tb testing.TB) string {
+func NewBPFFS(tb testing.TB) string {
 	tb.Helper()
-	privateMounts(tb)
+	PrivateMounts(tb)
 	dir := tb.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
 		tb.Fatalf("mount bpffs: %v", err)
@@ -134,12 +138,12 @@ func newBPFFS(tb testing.TB) string {
 	return dir
 }
 
-// privateMounts moves the calling goroutine's thread into a mount namespace
+// PrivateMounts moves the calling goroutine's thread into a mount namespace
 // of its own, with propagation to the host's mounts cut.
-func privateMounts(tb testing.TB) {
+func PrivateMounts(tb testing.TB) {
 	tb.Helper()
-	requireRoot(tb)
-	runtime.LockOSThread() // never unlocked, see newNetNS
+	RequireRoot(tb)
+	runtime.LockOSThread() // never unlocked, see NewNetNS
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		tb.Fatalf("unshare mount namespace: %v", err)
 	}
@@ -148,16 +152,12 @@ func privateMounts(tb testing.TB) {
 	}
 }
 
-// newCgroup creates a cgroup v2 subtree for the test (on hybrid hosts under
-// /sys/fs/cgroup/unified) with the given children, and removes it after the
+// NewCgroup creates a cgroup v2 subtree for the test under root (the
+// cgroup2 mount: ebpf.CgroupV2Root) with the given children, and removes it after the
 // test. It returns the paths of the children, or of the subtree without any.
-func newCgroup(tb testing.TB, children ...string) []string {
+func NewCgroup(tb testing.TB, root string, children ...string) []string {
 	tb.Helper()
-	requireRoot(tb)
-	root, err := CgroupV2Root()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	RequireRoot(tb)
 	name := strings.NewReplacer("/", "-", " ", "-").Replace(tb.Name())
 	top := filepath.Join(root, fmt.Sprintf("ten-test-%d-%s", os.Getpid(), name))
 	if err := os.Mkdir(top, 0o755); err != nil {
@@ -205,7 +205,9 @@ func removeCgroup(tb testing.TB, top string) {
 // helperEnv selects the helper mode when the test binary re-executes itself.
 const helperEnv = "TEN_EBPF_TEST_HELPER"
 
-func TestMain(m *testing.M) {
+// Main is the TestMain of a package using StartHelper: in a helper process
+// it runs the helper, otherwise the tests.
+func Main(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		if err := runHelper(mode); err != nil {
 			fmt.Fprintf(os.Stderr, "helper %s: %v\n", mode, err)
@@ -216,10 +218,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// startHelper re-executes the test binary as a helper process in the given
+// StartHelper re-executes the test binary as a helper process in the given
 // cgroup ("" = the test's own) and the calling thread's namespaces. It
 // returns the first line the helper prints, its address.
-func startHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.File) (*exec.Cmd, string) {
+func StartHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.File) (*exec.Cmd, string) {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), append(env, helperEnv+"="+mode)...)
@@ -254,7 +256,7 @@ func startHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.
 // runHelper is the body of a helper process. Modes:
 //
 //	echo:   listen on 127.0.0.1:0; with TEN_HELPER_DIAL, first open a
-//	        connection there and exchange TEN_HELPER_BYTES bytes; print the
+//	        connection there and Exchange TEN_HELPER_BYTES bytes; print the
 //	        listen address, then echo every connection.
 //	hold:   listen on 127.0.0.1:0 (plain TCP), print the address, accept
 //	        nothing.
@@ -272,7 +274,7 @@ func runHelper(mode string) error {
 		if addr := os.Getenv("TEN_HELPER_DIAL"); addr != "" {
 			var n int
 			fmt.Sscan(os.Getenv("TEN_HELPER_BYTES"), &n)
-			if err := exchange(addr, n); err != nil {
+			if err := Exchange(addr, n); err != nil {
 				return err
 			}
 		}
@@ -323,18 +325,18 @@ func runHelper(mode string) error {
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
 
-// exchange connects to an echo server and sends and reads back n bytes.
-func exchange(addr string, n int) error {
+// Exchange connects to an echo server and sends and reads back n bytes.
+func Exchange(addr string, n int) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return roundTrip(c, make([]byte, n), make([]byte, n))
+	return RoundTrip(c, make([]byte, n), make([]byte, n))
 }
 
-// roundTrip writes out and reads len(in) bytes back.
-func roundTrip(c net.Conn, out, in []byte) error {
+// RoundTrip writes out and reads len(in) bytes back.
+func RoundTrip(c net.Conn, out, in []byte) error {
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Write(out)
@@ -359,8 +361,64 @@ func echoLoop(ln net.Listener) error {
 	}
 }
 
-// echoServer runs an echo server on ln until the test ends.
-func echoServer(tb testing.TB, ln net.Listener) {
+// EchoServer runs an echo server on ln until the test ends.
+func EchoServer(tb testing.TB, ln net.Listener) {
 	tb.Cleanup(func() { ln.Close() })
 	go echoLoop(ln)
+}
+
+// ListenTCP listens with plain TCP: Go would use MPTCP, which the kernel
+// does not put in a sockmap (systemd's sockets are plain TCP).
+func ListenTCP(tb testing.TB, addr string) *net.TCPListener {
+	tb.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// LandsOn dials addr and checks the connection is accepted on ln with the
+// client's own address as the peer and addr as the local address.
+func LandsOn(tb testing.TB, addr string, ln *net.TCPListener) {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	ln.SetDeadline(time.Now().Add(time.Second))
+	s, err := ln.Accept()
+	if err != nil {
+		tb.Fatalf("dial %s: not accepted on %s: %v", addr, ln.Addr(), err)
+	}
+	defer s.Close()
+	if got, want := s.RemoteAddr().String(), c.LocalAddr().String(); got != want {
+		tb.Errorf("dial %s: server sees peer %s, client is %s", addr, got, want)
+	}
+	if got := s.LocalAddr().String(); got != addr {
+		tb.Errorf("dial %s: server sees local address %s", addr, got)
+	}
+	if _, err := c.Write([]byte("x")); err != nil {
+		tb.Error(err)
+	}
+	if _, err := s.Read(make([]byte, 1)); err != nil {
+		tb.Error(err)
+	}
+}
+
+// Refused dials addr and checks the connection is refused.
+func Refused(tb testing.TB, addr string) {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+		tb.Fatalf("dial %s: connected, want Refused", addr)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		tb.Fatalf("dial %s: %v, want connection Refused", addr, err)
+	}
 }

@@ -1,7 +1,6 @@
-package ebpf
+package dispatch
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -12,29 +11,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
-func newDispatcher(tb testing.TB, ns *netNS, pinDir string) *Dispatcher {
+func newDispatcher(tb testing.TB, ns *bpftest.NetNS, pinDir string) *Dispatcher {
 	tb.Helper()
-	d, err := LoadDispatcher(ns.path(), pinDir, testLogger(tb))
+	d, err := LoadDispatcher(ns.Path(), pinDir, bpftest.Logger(tb))
 	if err != nil {
 		tb.Fatalf("LoadDispatcher: %v", err) // on kernel 6.x a missing feature is a failure
 	}
 	return d
-}
-
-// listenTCP listens with plain TCP: Go would use MPTCP, which the kernel
-// does not put in a sockmap (systemd's sockets are plain TCP).
-func listenTCP(tb testing.TB, addr string) *net.TCPListener {
-	tb.Helper()
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	return ln.(*net.TCPListener)
 }
 
 func mustAdd(tb testing.TB, d *Dispatcher, b Binding) {
@@ -51,100 +38,59 @@ func mustRegister(tb testing.TB, d *Dispatcher, label string, c syscall.Conn) {
 	}
 }
 
-// landsOn dials addr and checks the connection is accepted on ln with the
-// client's own address as the peer and addr as the local address.
-func landsOn(tb testing.TB, addr string, ln *net.TCPListener) {
-	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		tb.Fatalf("dial %s: %v", addr, err)
-	}
-	defer c.Close()
-	ln.SetDeadline(time.Now().Add(time.Second))
-	s, err := ln.Accept()
-	if err != nil {
-		tb.Fatalf("dial %s: not accepted on %s: %v", addr, ln.Addr(), err)
-	}
-	defer s.Close()
-	if got, want := s.RemoteAddr().String(), c.LocalAddr().String(); got != want {
-		tb.Errorf("dial %s: server sees peer %s, client is %s", addr, got, want)
-	}
-	if got := s.LocalAddr().String(); got != addr {
-		tb.Errorf("dial %s: server sees local address %s", addr, got)
-	}
-	if _, err := c.Write([]byte("x")); err != nil {
-		tb.Error(err)
-	}
-	if _, err := s.Read(make([]byte, 1)); err != nil {
-		tb.Error(err)
-	}
-}
-
-func refused(tb testing.TB, addr string) {
-	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		c.Close()
-		tb.Fatalf("dial %s: connected, want refused", addr)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		tb.Fatalf("dial %s: %v, want connection refused", addr, err)
-	}
-}
-
 func TestDispatch(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
 	d := newDispatcher(t, ns, "")
 	t.Cleanup(func() { d.Close() })
 
-	api := listenTCP(t, "127.0.0.1:0")
+	api := bpftest.ListenTCP(t, "127.0.0.1:0")
 	wide := Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24"), Port: 7000}
 	mustAdd(t, d, wide)
 	mustAdd(t, d, wide) // idempotent
 	mustRegister(t, d, "api:prod", api)
-	landsOn(t, "127.0.1.5:7000", api)
-	landsOn(t, "127.0.1.200:7000", api)
-	refused(t, "127.0.1.5:7001")
-	refused(t, "127.0.2.5:7000")
+	bpftest.LandsOn(t, "127.0.1.5:7000", api)
+	bpftest.LandsOn(t, "127.0.1.200:7000", api)
+	bpftest.Refused(t, "127.0.1.5:7001")
+	bpftest.Refused(t, "127.0.2.5:7000")
 
 	// A longer prefix wins.
-	one := listenTCP(t, "127.0.0.1:0")
+	one := bpftest.ListenTCP(t, "127.0.0.1:0")
 	mustAdd(t, d, Binding{Label: "one:x", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.7/32"), Port: 7000})
 	mustRegister(t, d, "one:x", one)
-	landsOn(t, "127.0.1.7:7000", one)
-	landsOn(t, "127.0.1.8:7000", api)
+	bpftest.LandsOn(t, "127.0.1.7:7000", one)
+	bpftest.LandsOn(t, "127.0.1.8:7000", api)
 
 	// A port range, and an exact port of another label in it.
-	db := listenTCP(t, "127.0.0.1:0")
+	db := bpftest.ListenTCP(t, "127.0.0.1:0")
 	mustAdd(t, d, Binding{Label: "db:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.3.0/24"), Port: 8000, PortEnd: 8099})
 	mustRegister(t, d, "db:prod", db)
-	landsOn(t, "127.0.3.1:8000", db)
-	landsOn(t, "127.0.3.99:8099", db)
-	refused(t, "127.0.3.1:8100")
+	bpftest.LandsOn(t, "127.0.3.1:8000", db)
+	bpftest.LandsOn(t, "127.0.3.99:8099", db)
+	bpftest.Refused(t, "127.0.3.1:8100")
 
 	// The same key for another label is refused and changes nothing.
 	if err := d.AddBinding(Binding{Label: "thief", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.3.0/24"), Port: 8050, PortEnd: 8200}); err == nil {
 		t.Error("overlapping binding of another label accepted")
 	}
-	refused(t, "127.0.3.1:8150")
+	bpftest.Refused(t, "127.0.3.1:8150")
 
 	// Every port: an exact port of a shorter prefix still wins over it.
-	all := listenTCP(t, "127.0.0.1:0")
+	all := bpftest.ListenTCP(t, "127.0.0.1:0")
 	mustAdd(t, d, Binding{Label: "all:x", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24")})
 	mustRegister(t, d, "all:x", all)
-	landsOn(t, "127.0.1.5:1234", all)
-	landsOn(t, "127.0.1.5:7000", api)
+	bpftest.LandsOn(t, "127.0.1.5:1234", all)
+	bpftest.LandsOn(t, "127.0.1.5:7000", api)
 
 	// IPv6.
-	v6 := listenTCP(t, "[::1]:0")
+	v6 := bpftest.ListenTCP(t, "[::1]:0")
 	mustAdd(t, d, Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("::1/128"), Port: 7000})
 	mustRegister(t, d, "api:prod", v6)
-	landsOn(t, "[::1]:7000", v6)
+	bpftest.LandsOn(t, "[::1]:7000", v6)
 
 	// A binding whose socket is missing refuses connections.
 	mustAdd(t, d, Binding{Label: "asleep", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.4.1/32"), Port: 7000})
-	refused(t, "127.0.4.1:7000")
+	bpftest.Refused(t, "127.0.4.1:7000")
 
 	got, err := d.Bindings()
 	if err != nil {
@@ -187,27 +133,27 @@ func TestDispatch(t *testing.T) {
 	if err := d.RemoveBinding(wide); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("second RemoveBinding: %v, want not exist", err)
 	}
-	landsOn(t, "127.0.1.5:7000", all)
+	bpftest.LandsOn(t, "127.0.1.5:7000", all)
 	if err := d.UnregisterSocket("all:x"); err != nil {
 		t.Fatal(err)
 	}
-	refused(t, "127.0.1.5:7000")
+	bpftest.Refused(t, "127.0.1.5:7000")
 	mustRegister(t, d, "all:x", all)
-	landsOn(t, "127.0.1.5:7000", all)
+	bpftest.LandsOn(t, "127.0.1.5:7000", all)
 
 	// A socket closed by its owner leaves the dispatcher by itself.
 	one.Close()
-	refused(t, "127.0.1.7:7000")
+	bpftest.Refused(t, "127.0.1.7:7000")
 
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	refused(t, "127.0.3.1:8000") // unpinned: Close detached the program
+	bpftest.Refused(t, "127.0.3.1:8000") // unpinned: Close detached the program
 }
 
 func TestDispatchUDP(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
 	d := newDispatcher(t, ns, "")
 	t.Cleanup(func() { d.Close() })
 	srv, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
@@ -237,12 +183,12 @@ func TestDispatchUDP(t *testing.T) {
 }
 
 func TestDispatchRejects(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
 	d := newDispatcher(t, ns, "")
 	t.Cleanup(func() { d.Close() })
 
-	ln := listenTCP(t, "127.0.0.1:0")
+	ln := bpftest.ListenTCP(t, "127.0.0.1:0")
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -268,22 +214,22 @@ func TestDispatchRejects(t *testing.T) {
 }
 
 func TestDispatchPinned(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
-	pins := newBPFFS(t)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
+	pins := bpftest.NewBPFFS(t)
 
-	ln := listenTCP(t, "127.0.0.1:0")
+	ln := bpftest.ListenTCP(t, "127.0.0.1:0")
 	b := Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24"), Port: 7000}
 	d := newDispatcher(t, ns, pins)
 	mustAdd(t, d, b)
 	mustRegister(t, d, "api:prod", ln)
-	landsOn(t, "127.0.1.5:7000", ln)
+	bpftest.LandsOn(t, "127.0.1.5:7000", ln)
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	// Nothing in user space holds the dispatcher now.
-	landsOn(t, "127.0.1.6:7000", ln)
+	bpftest.LandsOn(t, "127.0.1.6:7000", ln)
 
 	d = newDispatcher(t, ns, pins)
 	got, err := d.Bindings()
@@ -300,18 +246,18 @@ func TestDispatchPinned(t *testing.T) {
 	if len(dests) != 1 || dests[0].Socket == 0 || dests[0].Lookups != 2 {
 		t.Errorf("reopened Destinations() = %+v, want api:prod with a socket and 2 lookups", dests)
 	}
-	landsOn(t, "127.0.1.7:7000", ln)
+	bpftest.LandsOn(t, "127.0.1.7:7000", ln)
 
 	// A second dispatcher for the same namespace sees the same state.
 	d2 := newDispatcher(t, ns, pins)
 	mustAdd(t, d2, Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.9.0/24"), Port: 7000})
 	d2.Close()
-	landsOn(t, "127.0.9.9:7000", ln)
+	bpftest.LandsOn(t, "127.0.9.9:7000", ln)
 
 	if err := d.Unload(); err != nil {
 		t.Fatal(err)
 	}
-	refused(t, "127.0.1.5:7000")
+	bpftest.Refused(t, "127.0.1.5:7000")
 	if left, _ := filepath.Glob(filepath.Join(pins, "dispatch-*")); len(left) != 0 {
 		t.Errorf("pins left after Unload: %v", left)
 	}
@@ -322,3 +268,5 @@ func TestDispatchPinned(t *testing.T) {
 		t.Errorf("bindings after Unload: %v", got)
 	}
 }
+
+func TestMain(m *testing.M) { bpftest.Main(m) }

@@ -1,4 +1,4 @@
-package ebpf
+package acct
 
 import (
 	"net"
@@ -8,12 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenhq/ten/bpf/internal/bpftest"
+
+	tenebpf "github.com/tenhq/ten/bpf/ebpf"
+
 	"golang.org/x/sys/unix"
 )
 
 func newAccounting(tb testing.TB, pinDir string) *Accounting {
 	tb.Helper()
-	a, err := LoadAccounting(pinDir, testLogger(tb))
+	a, err := LoadAccounting(pinDir, bpftest.Logger(tb))
 	if err != nil {
 		tb.Fatalf("LoadAccounting: %v", err) // on kernel 6.x a missing feature is a failure
 	}
@@ -23,7 +27,7 @@ func newAccounting(tb testing.TB, pinDir string) *Accounting {
 
 func stats(tb testing.TB, a *Accounting, cgroup string) Stats {
 	tb.Helper()
-	id, err := CgroupID(cgroup)
+	id, err := tenebpf.CgroupID(cgroup)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,7 +75,7 @@ func settle(tb testing.TB, a *Accounting, cgroup string) Stats {
 }
 
 func TestAccounting(t *testing.T) {
-	newNetNS(t).enter(t)
+	bpftest.NewNetNS(t).Enter(t)
 	cg := newCgroup(t, "app")[0]
 	a := newAccounting(t, "")
 	if err := a.Attach(cg); err != nil {
@@ -89,20 +93,20 @@ func TestAccounting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echoServer(t, outside)
-	if err := exchange(outside.Addr().String(), 4096); err != nil {
+	bpftest.EchoServer(t, outside)
+	if err := bpftest.Exchange(outside.Addr().String(), 4096); err != nil {
 		t.Fatal(err)
 	}
 
 	// The helper in the cgroup opens a connection (10 KiB each way), then
 	// serves one (64 KiB each way).
 	start := time.Now()
-	_, addr := startHelper(t, "echo", cg, []string{
+	_, addr := bpftest.StartHelper(t, "echo", cg, []string{
 		"TEN_HELPER_DIAL=" + outside.Addr().String(),
 		"TEN_HELPER_BYTES=10240",
 	})
 	const n = 64 << 10
-	if err := exchange(addr, n); err != nil {
+	if err := bpftest.Exchange(addr, n); err != nil {
 		t.Fatal(err)
 	}
 	const want = 10240 + n
@@ -124,7 +128,7 @@ func TestAccounting(t *testing.T) {
 	}
 
 	time.Sleep(20 * time.Millisecond)
-	if err := exchange(addr, 100); err != nil {
+	if err := bpftest.Exchange(addr, 100); err != nil {
 		t.Fatal(err)
 	}
 	s2 := waitStats(t, a, cg, func(s2 Stats) bool { return s2.Connections == 3 })
@@ -136,7 +140,7 @@ func TestAccounting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := CgroupID(cg)
+	id, _ := tenebpf.CgroupID(cg)
 	if len(all) != 1 || all[id].Connections != 3 {
 		t.Errorf("All() = %+v, want one cgroup %d with 3 connections", all, id)
 	}
@@ -150,7 +154,7 @@ func TestAccounting(t *testing.T) {
 	if err := a.Detach(cg); err != nil {
 		t.Errorf("second Detach: %v", err)
 	}
-	if err := exchange(addr, 100); err != nil {
+	if err := bpftest.Exchange(addr, 100); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -161,14 +165,14 @@ func TestAccounting(t *testing.T) {
 	if err := a.Attach(cg); err != nil {
 		t.Fatal(err)
 	}
-	if err := exchange(addr, 100); err != nil {
+	if err := bpftest.Exchange(addr, 100); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, a, cg, func(s Stats) bool { return s.Connections == 4 })
 }
 
 func TestAccountingListenerCgroup(t *testing.T) {
-	newNetNS(t).enter(t)
+	bpftest.NewNetNS(t).Enter(t)
 	cgs := newCgroup(t, "instance/socket", "instance/service")
 	instance, socket, service := cgs[0][:len(cgs[0])-len("/socket")], cgs[0], cgs[1]
 	a := newAccounting(t, "")
@@ -177,8 +181,8 @@ func TestAccountingListenerCgroup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, addr := startHelper(t, "spawn", socket, []string{"TEN_HELPER_CGROUP=" + service})
-	if err := exchange(addr, 1000); err != nil {
+	_, addr := bpftest.StartHelper(t, "spawn", socket, []string{"TEN_HELPER_CGROUP=" + service})
+	if err := bpftest.Exchange(addr, 1000); err != nil {
 		t.Fatal(err)
 	}
 	for _, cg := range []string{socket, instance} {
@@ -193,18 +197,18 @@ func TestAccountingListenerCgroup(t *testing.T) {
 }
 
 func TestAccountingPinned(t *testing.T) {
-	newNetNS(t).enter(t)
-	pins := newBPFFS(t)
+	bpftest.NewNetNS(t).Enter(t)
+	pins := bpftest.NewBPFFS(t)
 	cg := newCgroup(t, "app")[0]
-	a, err := LoadAccounting(pins, testLogger(t))
+	a, err := LoadAccounting(pins, bpftest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Attach(cg); err != nil {
 		t.Fatal(err)
 	}
-	_, addr := startHelper(t, "echo", cg, nil)
-	if err := exchange(addr, 1000); err != nil {
+	_, addr := bpftest.StartHelper(t, "echo", cg, nil)
+	if err := bpftest.Exchange(addr, 1000); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, a, cg, func(s Stats) bool { return s.Connections == 1 })
@@ -213,7 +217,7 @@ func TestAccountingPinned(t *testing.T) {
 	}
 
 	// Nothing in user space holds the programs now; counting goes on.
-	if err := exchange(addr, 1000); err != nil {
+	if err := bpftest.Exchange(addr, 1000); err != nil {
 		t.Fatal(err)
 	}
 
@@ -226,7 +230,7 @@ func TestAccountingPinned(t *testing.T) {
 		t.Errorf("counters lost across reload: %+v", s)
 	}
 	// After the reload the new programs count.
-	if err := exchange(addr, 1000); err != nil {
+	if err := bpftest.Exchange(addr, 1000); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, b, cg, func(s Stats) bool { return s.Connections == 3 })
@@ -238,7 +242,7 @@ func TestAccountingPinned(t *testing.T) {
 	if ids := c.Attached(); len(ids) != 0 {
 		t.Errorf("after Unload, %v still attached", ids)
 	}
-	id, _ := CgroupID(cg)
+	id, _ := tenebpf.CgroupID(cg)
 	if _, ok, _ := c.Stats(id); ok {
 		t.Error("after Unload, the cgroup still has stats")
 	}
@@ -248,8 +252,8 @@ func TestAccountingPinned(t *testing.T) {
 // TestAccountingPrune: systemd removes a stopped service's cgroup; its links
 // become defunct and are dropped, by Prune and when a pinned state is loaded.
 func TestAccountingPrune(t *testing.T) {
-	newNetNS(t).enter(t)
-	pins := newBPFFS(t)
+	bpftest.NewNetNS(t).Enter(t)
+	pins := bpftest.NewBPFFS(t)
 	cgs := newCgroup(t, "a", "b", "c")
 	a := newAccounting(t, pins)
 	for _, cg := range cgs {
@@ -259,7 +263,7 @@ func TestAccountingPrune(t *testing.T) {
 	}
 	ids := make([]uint64, len(cgs))
 	for i, cg := range cgs {
-		ids[i], _ = CgroupID(cg)
+		ids[i], _ = tenebpf.CgroupID(cg)
 	}
 	if err := unix.Rmdir(cgs[0]); err != nil {
 		t.Fatal(err)
@@ -288,4 +292,17 @@ func TestAccountingPrune(t *testing.T) {
 	if len(left) != 1 || filepath.Base(left[0]) != strconv.FormatUint(ids[2], 10) {
 		t.Errorf("pinned links left: %v, want only %d", left, ids[2])
 	}
+}
+
+func TestMain(m *testing.M) { bpftest.Main(m) }
+
+// newCgroup makes a cgroup v2 subtree for the test (bpftest.NewCgroup).
+func newCgroup(tb testing.TB, children ...string) []string {
+	tb.Helper()
+	bpftest.RequireRoot(tb)
+	root, err := tenebpf.CgroupV2Root()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bpftest.NewCgroup(tb, root, children...)
 }

@@ -1,9 +1,11 @@
-package ebpf
+package dispatch
 
 import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 // TestDispatchRollback fills a small bindings trie so that a multi-port
@@ -13,16 +15,16 @@ import (
 // them), another label's keys stay, the keys the add put are gone, and a
 // label whose add failed leaves no destination.
 func TestDispatchRollback(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
-	d, err := loadDispatcher(ns.path(), "", testLogger(t), 4)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
+	d, err := loadDispatcher(ns.Path(), "", bpftest.Logger(t), 4)
 	if err != nil {
 		t.Fatalf("load dispatcher: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
 
-	api := listenTCP(t, "127.0.0.1:0")
-	db := listenTCP(t, "127.0.0.1:0")
+	api := bpftest.ListenTCP(t, "127.0.0.1:0")
+	db := bpftest.ListenTCP(t, "127.0.0.1:0")
 	mustAdd(t, d, Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.5.1/32"), Port: 7000})
 	// Another label on a shorter prefix under a port the failed add puts.
 	mustAdd(t, d, Binding{Label: "db:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.5.0/24"), Port: 7001})
@@ -47,9 +49,9 @@ func TestDispatchRollback(t *testing.T) {
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("after a failed AddBinding(%s), Bindings() =\n%v\nwant what was there before\n%v", grow, after, before)
 	}
-	landsOn(t, "127.0.5.1:7000", api) // the label's own key survived the rollback
-	landsOn(t, "127.0.5.1:7001", db)  // so did the other label's
-	refused(t, "127.0.5.1:7002")      // the key the add put is gone
+	bpftest.LandsOn(t, "127.0.5.1:7000", api) // the label's own key survived the rollback
+	bpftest.LandsOn(t, "127.0.5.1:7001", db)  // so did the other label's
+	bpftest.Refused(t, "127.0.5.1:7002")      // the key the add put is gone
 
 	// A label of its own whose add fails leaves neither keys nor a destination.
 	fresh := Binding{Label: "web:new", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.6.0/24"), Port: 1, PortEnd: 5}
@@ -65,7 +67,7 @@ func TestDispatchRollback(t *testing.T) {
 
 	// The rollback gave the entries back: two more ports fit.
 	mustAdd(t, d, Binding{Label: "api:prod", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.5.1/32"), Port: 7002, PortEnd: 7003})
-	landsOn(t, "127.0.5.1:7003", api)
+	bpftest.LandsOn(t, "127.0.5.1:7003", api)
 }
 
 // destinationLabels lists the dispatcher's destinations as "label network".

@@ -1,4 +1,4 @@
-package ebpf
+package acct
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	tenebpf "github.com/tenhq/ten/bpf/ebpf"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -180,7 +182,7 @@ func (a *Accounting) adopt() error {
 // hosts below /sys/fs/cgroup/unified). Attaching a cgroup that is attached
 // already does nothing, also when a previous ten attached it.
 func (a *Accounting) Attach(cgroupPath string) error {
-	id, err := CgroupID(cgroupPath)
+	id, err := tenebpf.CgroupID(cgroupPath)
 	if err != nil {
 		return fmt.Errorf("attach accounting to %s: %w", cgroupPath, err)
 	}
@@ -238,7 +240,7 @@ func (a *Accounting) linkDir(id uint64) string {
 // kernel frees them with the cgroup. Detaching a cgroup that is not attached
 // does nothing.
 func (a *Accounting) Detach(cgroupPath string) error {
-	id, err := CgroupID(cgroupPath)
+	id, err := tenebpf.CgroupID(cgroupPath)
 	if err != nil {
 		return fmt.Errorf("detach accounting from %s: %w", cgroupPath, err)
 	}
@@ -327,7 +329,7 @@ func (a *Accounting) Attached() []uint64 {
 	return ids
 }
 
-// Stats returns the activity of the cgroup with the given id (see CgroupID);
+// Stats returns the activity of the cgroup with the given id (see tenebpf.CgroupID);
 // ok is false when it was never attached or has been removed.
 func (a *Accounting) Stats(cgroupID uint64) (s Stats, ok bool, err error) {
 	var perCPU []accountingActivity

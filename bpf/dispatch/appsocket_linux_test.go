@@ -1,4 +1,4 @@
-package ebpf
+package dispatch
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 // An app's own listening socket goes before the systemd-held one, the
@@ -14,36 +16,36 @@ import (
 // held socket takes connections again, and a new app socket (the next
 // wake) is first again.
 func TestDispatchAppSocket(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
+	ns := bpftest.NewNetNS(t)
+	ns.Enter(t)
 	d := newDispatcher(t, ns, "")
 	t.Cleanup(func() { d.Close() })
 
-	held := listenTCP(t, "127.0.0.1:0")
+	held := bpftest.ListenTCP(t, "127.0.0.1:0")
 	mustAdd(t, d, Binding{Label: "db:a", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24"), Port: 7000})
 
-	app := listenTCP(t, "127.0.0.1:0")
+	app := bpftest.ListenTCP(t, "127.0.0.1:0")
 	// Nothing to put it before yet.
 	if err := d.RegisterAppSocket("db:a", app); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("app socket without a registered socket: %v, want not exist", err)
 	}
 	mustRegister(t, d, "db:a", held)
-	landsOn(t, "127.0.1.5:7000", held)
+	bpftest.LandsOn(t, "127.0.1.5:7000", held)
 	if err := d.RegisterAppSocket("db:a", app); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := d.AppSocket("db:a", "tcp4"); err != nil || c == 0 {
 		t.Fatalf("AppSocket = %d, %v", c, err)
 	}
-	landsOn(t, "127.0.1.5:7000", app)
-	landsOn(t, "127.0.1.9:7000", app)
+	bpftest.LandsOn(t, "127.0.1.5:7000", app)
+	bpftest.LandsOn(t, "127.0.1.9:7000", app)
 
 	// The app stops: the kernel drops its socket, the held one takes over.
 	app.Close()
-	landsOn(t, "127.0.1.5:7000", held)
+	bpftest.LandsOn(t, "127.0.1.5:7000", held)
 
 	// A dual-stack IPv6 app socket serves IPv4 destinations too.
-	app6 := listenTCP(t, "[::]:0")
+	app6 := bpftest.ListenTCP(t, "[::]:0")
 	if err := d.RegisterAppSocket("db:a", app6); err != nil {
 		t.Fatal(err)
 	}
@@ -78,32 +80,5 @@ func TestDispatchAppSocket(t *testing.T) {
 	}
 	if c, _ := d.AppSocket("db:a", "tcp4"); c != 0 {
 		t.Errorf("app socket %d left after UnregisterSocket", c)
-	}
-}
-
-// FindPortListener finds an app's socket on its PORT, whatever address it
-// bound, in the processes given, whatever network namespace it is in.
-func TestFindPortListener(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
-	other := listenTCP(t, "127.0.0.1:0")
-	defer other.Close()
-	ln := listenTCP(t, "[::]:0")
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	f, err := FindPortListener([]int{os.Getpid()}, port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fl, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fl.Close()
-	if fl.Addr().String() != ln.Addr().String() {
-		t.Errorf("found %s, listening on %s", fl.Addr(), ln.Addr())
-	}
-	if _, err := FindPortListener([]int{os.Getpid()}, port+1); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("port %d: %v, want not exist", port+1, err)
 	}
 }
