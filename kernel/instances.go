@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/bpf/dispatch"
-
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"

@@ -21,12 +21,11 @@ import (
 	"os"
 	"sync"
 
-	"github.com/tenhq/ten/bpf/acct"
-	"github.com/tenhq/ten/bpf/dispatch"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/bpf/acct"
+	"github.com/tenhq/ten/bpf/dispatch"
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"

@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	tenebpf "github.com/tenhq/ten/bpf/ebpf"
-
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	tenebpf "github.com/tenhq/ten/bpf/ebpf"
 )
 
 // Accounting counts the network activity of cgroups: bytes and packets in

@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tenhq/ten/bpf/internal/bpftest"
+	"golang.org/x/sys/unix"
 
 	tenebpf "github.com/tenhq/ten/bpf/ebpf"
-
-	"golang.org/x/sys/unix"
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 func newAccounting(tb testing.TB, pinDir string) *Accounting {

@@ -6,9 +6,9 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/tenhq/ten/bpf/internal/bpftest"
-
 	"golang.org/x/sys/unix"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 // TestSupported: this project's kernels (6.x) have everything; a missing
