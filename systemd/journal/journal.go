@@ -1,4 +1,4 @@
-package systemd
+package journal
 
 import (
 	"bufio"
@@ -50,8 +50,8 @@ type Entry struct {
 	Cursor     string    `json:"cursor,omitempty"`
 }
 
-// JournalQuery selects log entries of ten's instances.
-type JournalQuery struct {
+// Query selects log entries of ten's instances.
+type Query struct {
 	// Instance selects one instance; the zero value selects many.
 	Instance units.Instance
 	// Tenant, when Instance is zero, selects the instances with this id;
@@ -79,7 +79,7 @@ type JournalQuery struct {
 const DefaultLimit = 100
 
 // Validate checks a query's fields.
-func (q JournalQuery) Validate() error {
+func (q Query) Validate() error {
 	switch q.Stream {
 	case "", StreamStdout, StreamStderr:
 	default:
@@ -103,7 +103,7 @@ func (q JournalQuery) Validate() error {
 	return nil
 }
 
-// MaxSearchLen bounds JournalQuery.Search, in bytes.
+// MaxSearchLen bounds Query.Search, in bytes.
 const MaxSearchLen = 512
 
 // CheckSearch refuses a search text journalctl cannot be given: one with a
@@ -122,7 +122,7 @@ func CheckSearch(s string) error {
 }
 
 // wants reports whether an entry's instance is in the query's scope.
-func (q JournalQuery) wants(inst units.Instance) bool {
+func (q Query) wants(inst units.Instance) bool {
 	if q.Instance != (units.Instance{}) {
 		return inst == q.Instance
 	}
@@ -131,7 +131,7 @@ func (q JournalQuery) wants(inst units.Instance) bool {
 
 // unitArg is the -u argument: one unit, or a glob journalctl matches
 // against the unit names it has entries for.
-func (q JournalQuery) unitArg() string {
+func (q Query) unitArg() string {
 	if q.Instance != (units.Instance{}) {
 		return q.Instance.ServiceUnit()
 	}
@@ -148,7 +148,7 @@ func (q JournalQuery) unitArg() string {
 // journalArgs builds the journalctl command line. withUnits=false reads
 // without a unit filter (new units appear while following); entries are
 // then filtered by wants. grep=false leaves the search to the caller.
-func journalArgs(q JournalQuery, limit int, follow, withUnits, grep bool) []string {
+func journalArgs(q Query, limit int, follow, withUnits, grep bool) []string {
 	args := []string{"--no-pager", "--output=json", "--all"}
 	if withUnits {
 		args = append(args, "--unit="+q.unitArg())
@@ -331,17 +331,17 @@ func probeGrep(ctx context.Context) (bool, string) {
 	return true, ""
 }
 
-// ReadJournal calls fn with the entries the query selects, oldest first;
+// Read calls fn with the entries the query selects, oldest first;
 // with Follow it keeps calling fn with new entries until ctx ends (and
 // then returns nil) or fn fails.
-func ReadJournal(ctx context.Context, q JournalQuery, fn func(Entry) error) error {
+func Read(ctx context.Context, q Query, fn func(Entry) error) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
 	return readJournal(ctx, q, journalctlGreps(), fn)
 }
 
-func readJournal(ctx context.Context, q JournalQuery, grep bool, fn func(Entry) error) error {
+func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) error {
 	match := matcher(q.Search)
 	if grep {
 		match = func(string) bool { return true }

@@ -1,4 +1,4 @@
-package systemd
+package journal
 
 import (
 	"strings"
@@ -52,35 +52,35 @@ func TestParseEntry(t *testing.T) {
 
 func TestJournalArgs(t *testing.T) {
 	since := time.Unix(1700000000, 123456789)
-	got := strings.Join(journalArgs(JournalQuery{Instance: units.Instance{Service: "api", ID: "prod"}, Search: "a.b(c", Since: since, Stream: StreamStderr}, 50, false, true, true), " ")
+	got := strings.Join(journalArgs(Query{Instance: units.Instance{Service: "api", ID: "prod"}, Search: "a.b(c", Since: since, Stream: StreamStderr}, 50, false, true, true), " ")
 	want := "--no-pager --output=json --all --unit=tenement-api@prod.service --lines=50 --since=@1700000000.123456 --priority=0..3 --grep=a\\.b\\(c"
 	if got != want {
 		t.Errorf("one instance:\n got %s\nwant %s", got, want)
 	}
-	got = strings.Join(journalArgs(JournalQuery{Tenant: "acme", Stream: StreamStdout, Search: "x"}, -1, true, true, false), " ")
+	got = strings.Join(journalArgs(Query{Tenant: "acme", Stream: StreamStdout, Search: "x"}, -1, true, true, false), " ")
 	want = "--no-pager --output=json --all --unit=tenement-*@acme.service --follow --lines=all --priority=4..7"
 	if got != want {
 		t.Errorf("tenant, follow, search in Go:\n got %s\nwant %s", got, want)
 	}
-	got = strings.Join(journalArgs(JournalQuery{}, 0, true, false, true), " ")
+	got = strings.Join(journalArgs(Query{}, 0, true, false, true), " ")
 	if got != "--no-pager --output=json --all --follow --lines=0" {
 		t.Errorf("follow everything: %s", got)
 	}
 }
 
 func TestQueryScope(t *testing.T) {
-	q := JournalQuery{Tenant: "acme"}
+	q := Query{Tenant: "acme"}
 	if !q.wants(units.Instance{Service: "api", ID: "acme"}) || q.wants(units.Instance{Service: "api", ID: "other"}) {
 		t.Error("tenant scope")
 	}
-	q = JournalQuery{Instance: units.Instance{Service: "api", ID: "acme"}}
+	q = Query{Instance: units.Instance{Service: "api", ID: "acme"}}
 	if q.wants(units.Instance{Service: "web", ID: "acme"}) {
 		t.Error("instance scope")
 	}
-	if err := (JournalQuery{Tenant: "acme", Instance: units.Instance{Service: "api", ID: "x"}}).Validate(); err == nil {
+	if err := (Query{Tenant: "acme", Instance: units.Instance{Service: "api", ID: "x"}}).Validate(); err == nil {
 		t.Error("instance outside the tenant accepted")
 	}
-	if err := (JournalQuery{Stream: "both"}).Validate(); err == nil {
+	if err := (Query{Stream: "both"}).Validate(); err == nil {
 		t.Error("bad stream accepted")
 	}
 }
