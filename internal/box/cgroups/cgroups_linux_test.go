@@ -1,10 +1,8 @@
-package box
+package cgroups
 
 import (
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -32,11 +30,11 @@ const (
 )
 
 func TestParseHierarchies(t *testing.T) {
-	hs, err := parseHierarchies(hybridMountinfo, hybridCgroup)
+	hs, err := ParseHierarchies(hybridMountinfo, hybridCgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []hierarchy{
+	want := []Hierarchy{
 		{mount: "/sys/fs/cgroup/cpu", dir: "/sys/fs/cgroup/cpu"},
 		{mount: "/sys/fs/cgroup/cpuacct", dir: "/sys/fs/cgroup/cpuacct"},
 		{mount: "/sys/fs/cgroup/cpuset", dir: "/sys/fs/cgroup/cpuset", cpuset: true},
@@ -50,7 +48,7 @@ func TestParseHierarchies(t *testing.T) {
 	}
 
 	// Pure cgroup v2, the process in a nested cgroup.
-	hs, err = parseHierarchies("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n", "0::/user.slice/x.scope\n")
+	hs, err = ParseHierarchies("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n", "0::/user.slice/x.scope\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,21 +56,21 @@ func TestParseHierarchies(t *testing.T) {
 		t.Errorf("v2: %+v", hs)
 	}
 
-	if _, err := parseHierarchies("27 1 254:0 / / rw - ext4 /dev/vda rw\n", hybridCgroup); err == nil {
+	if _, err := ParseHierarchies("27 1 254:0 / / rw - ext4 /dev/vda rw\n", hybridCgroup); err == nil {
 		t.Error("no cgroup mounts: no error")
 	}
 }
 
 func TestParseCgroupMounts(t *testing.T) {
-	got := parseCgroupMounts(hybridMountinfo)
-	want := []cgroupMount{
-		{rel: "cpu", fstype: "cgroup", data: "cpu"},
-		{rel: "cpuacct", fstype: "cgroup", data: "cpuacct"},
-		{rel: "cpuset", fstype: "cgroup", data: "cpuset"},
-		{rel: "memory", fstype: "cgroup", data: "memory"},
-		{rel: "systemd", fstype: "cgroup", data: "xattr,name=systemd"},
-		{rel: "unified", fstype: "cgroup2"},
-		{rel: "net_cls,net_prio", fstype: "cgroup", data: "net_cls,net_prio"},
+	got := ParseMounts(hybridMountinfo)
+	want := []Mount{
+		{Rel: "cpu", FSType: "cgroup", Data: "cpu"},
+		{Rel: "cpuacct", FSType: "cgroup", Data: "cpuacct"},
+		{Rel: "cpuset", FSType: "cgroup", Data: "cpuset"},
+		{Rel: "memory", FSType: "cgroup", Data: "memory"},
+		{Rel: "systemd", FSType: "cgroup", Data: "xattr,name=systemd"},
+		{Rel: "unified", FSType: "cgroup2"},
+		{Rel: "net_cls,net_prio", FSType: "cgroup", Data: "net_cls,net_prio"},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -100,70 +98,11 @@ func TestStaleOwner(t *testing.T) {
 			t.Errorf("staleOwner(%q) = %d, %d, %v; want %v", name, ns, pid, ok, want)
 		}
 	}
-	id := boxID("t", 3)
+	id := BoxID("t", 3)
 	if ns, pid, ok := staleOwner(id); !ok || ns != pidNS() || pid != os.Getpid() {
-		t.Errorf("boxID %q parses as %d, %d, %v", id, ns, pid, ok)
+		t.Errorf("BoxID %q parses as %d, %d, %v", id, ns, pid, ok)
 	}
-	if !alive(os.Getpid()) || alive(1<<30) {
+	if !Alive(os.Getpid()) || Alive(1<<30) {
 		t.Error("alive")
-	}
-}
-
-func TestMasks(t *testing.T) {
-	etc := t.TempDir()
-	for _, p := range []string{
-		"systemd/system/multi-user.target.wants/postgresql.service",
-		"systemd/system/multi-user.target.wants/nginx.service",
-		"systemd/system/sockets.target.wants/dbus.socket",
-		"systemd/system/sysinit.target.requires/systemd-journald.service",
-		"systemd/system/getty.target.wants/getty@tty1.service",
-	} {
-		if err := os.MkdirAll(filepath.Join(etc, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink("/lib/systemd/system/x", filepath.Join(etc, p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := masks(etc)
-	for _, u := range []string{"nginx.service", "postgresql.service", "getty@tty1.service", "timers.target", "systemd-modules-load.service"} {
-		if !slices.Contains(m, u) {
-			t.Errorf("%s not masked", u)
-		}
-	}
-	for _, u := range m {
-		if strings.HasPrefix(u, "dbus") || strings.HasPrefix(u, "systemd-journald") {
-			t.Errorf("%s masked", u)
-		}
-	}
-	if !slices.IsSorted(m) {
-		t.Error("masks not sorted")
-	}
-}
-
-func TestTail(t *testing.T) {
-	tl := &tail{max: 8}
-	tl.Write([]byte("0123456789"))
-	tl.Write([]byte("ab"))
-	if got := tl.String(); got != "456789ab" {
-		t.Errorf("tail = %q", got)
-	}
-}
-
-func TestResolveRW(t *testing.T) {
-	d := t.TempDir()
-	link := filepath.Join(t.TempDir(), "link")
-	if err := os.Symlink(d, link); err != nil {
-		t.Fatal(err)
-	}
-	got, err := resolveRW([]string{link})
-	if err != nil || len(got) != 1 || got[0] != d {
-		t.Errorf("resolveRW(link) = %v, %v; want [%s]", got, err, d)
-	}
-	if _, err := resolveRW([]string{"/"}); err == nil {
-		t.Error("/ accepted")
-	}
-	if _, err := resolveRW([]string{filepath.Join(d, "missing")}); err == nil {
-		t.Error("missing path accepted")
 	}
 }

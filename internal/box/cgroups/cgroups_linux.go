@@ -1,4 +1,4 @@
-package box
+package cgroups
 
 import (
 	"bufio"
@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// hierarchy is one mounted cgroup hierarchy and where the current process
+// Hierarchy is one mounted cgroup hierarchy and where the current process
 // sits in it.
-type hierarchy struct {
+type Hierarchy struct {
 	// mount is the mount point, e.g. /sys/fs/cgroup/memory.
 	mount string
 	// dir is the current process's cgroup directory in it.
@@ -27,9 +27,9 @@ type hierarchy struct {
 	cpuset bool
 }
 
-// findHierarchies reads the cgroup mounts of this mount namespace and the
+// FindHierarchies reads the cgroup mounts of this mount namespace and the
 // process's place in each.
-func findHierarchies() ([]hierarchy, error) {
+func FindHierarchies() ([]Hierarchy, error) {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
@@ -38,13 +38,13 @@ func findHierarchies() ([]hierarchy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
-	return parseHierarchies(string(mi), string(cg))
+	return ParseHierarchies(string(mi), string(cg))
 }
 
-// parseHierarchies matches cgroup mounts in mountinfo with the lines of
+// ParseHierarchies matches cgroup mounts in mountinfo with the lines of
 // /proc/self/cgroup: v1 mounts by their controller set (or name=), the v2
 // mount by the "0::" line.
-func parseHierarchies(mountinfo, cgroup string) ([]hierarchy, error) {
+func ParseHierarchies(mountinfo, cgroup string) ([]Hierarchy, error) {
 	paths := map[string]string{} // sorted controller set ("" for v2) -> path
 	for line := range strings.Lines(cgroup) {
 		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
@@ -57,7 +57,7 @@ func parseHierarchies(mountinfo, cgroup string) ([]hierarchy, error) {
 		}
 		paths[controllerKey(strings.Split(f[1], ","))] = f[2]
 	}
-	var hs []hierarchy
+	var hs []Hierarchy
 	seen := map[string]bool{}
 	for line := range strings.Lines(mountinfo) {
 		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
@@ -98,7 +98,7 @@ func parseHierarchies(mountinfo, cgroup string) ([]hierarchy, error) {
 			continue
 		}
 		seen[key] = true
-		hs = append(hs, hierarchy{
+		hs = append(hs, Hierarchy{
 			mount:  mnt,
 			dir:    filepath.Join(mnt, rel),
 			cpuset: slices.Contains(strings.Split(key, ","), "cpuset"),
@@ -110,17 +110,17 @@ func parseHierarchies(mountinfo, cgroup string) ([]hierarchy, error) {
 	return hs, nil
 }
 
-// cgroupMount is one cgroup file system mounted under /sys/fs/cgroup.
-type cgroupMount struct {
-	rel    string // path under /sys/fs/cgroup, e.g. "memory" or "cpu,cpuacct"
-	fstype string // cgroup or cgroup2
-	data   string // mount options naming the hierarchy, e.g. "memory", "name=systemd"
+// Mount is one cgroup file system mounted under /sys/fs/cgroup.
+type Mount struct {
+	Rel    string // path under /sys/fs/cgroup, e.g. "memory" or "cpu,cpuacct"
+	FSType string // cgroup or cgroup2
+	Data   string // mount options naming the hierarchy, e.g. "memory", "name=systemd"
 }
 
-// parseCgroupMounts lists the cgroup mounts under /sys/fs/cgroup, in mount
+// ParseMounts lists the cgroup mounts under /sys/fs/cgroup, in mount
 // order.
-func parseCgroupMounts(mountinfo string) []cgroupMount {
-	var out []cgroupMount
+func ParseMounts(mountinfo string) []Mount {
+	var out []Mount
 	for line := range strings.Lines(mountinfo) {
 		pre, post, ok := strings.Cut(strings.TrimSpace(line), " - ")
 		if !ok {
@@ -134,7 +134,7 @@ func parseCgroupMounts(mountinfo string) []cgroupMount {
 		if !ok || rel == "" || strings.Contains(rel, "/") {
 			continue
 		}
-		m := cgroupMount{rel: rel, fstype: qf[0]}
+		m := Mount{Rel: rel, FSType: qf[0]}
 		if qf[0] == "cgroup" {
 			var opts []string
 			for o := range strings.SplitSeq(qf[2], ",") {
@@ -142,7 +142,7 @@ func parseCgroupMounts(mountinfo string) []cgroupMount {
 					opts = append(opts, o)
 				}
 			}
-			m.data = strings.Join(opts, ",")
+			m.Data = strings.Join(opts, ",")
 		}
 		out = append(out, m)
 	}
@@ -174,29 +174,29 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// execCgroup is the leaf cgroup, under the box's root cgroup, that commands
+// ExecCgroup is the leaf cgroup, under the box's root cgroup, that commands
 // run by Box.Command are put in. Inside the box it is /ten-box-exec; a leaf, so that it never conflicts with the
 // cgroup v2 rule against processes in inner nodes. It is made on demand:
 // systemd removes empty cgroups it does not know when it starts.
-const execCgroup = "ten-box-exec"
+const ExecCgroup = "ten-box-exec"
 
-// boxCgroup is the box's root cgroup in one hierarchy.
-type boxCgroup struct {
+// Cgroup is the box's root cgroup in one hierarchy.
+type Cgroup struct {
 	Dir    string
 	Cpuset bool
 }
 
-// makeCgroups creates the box's root cgroup in every hierarchy. On error it
+// Make creates the box's root cgroup in every hierarchy. On error it
 // removes what it created.
-func makeCgroups(hs []hierarchy, id string) (cgs []boxCgroup, err error) {
+func Make(hs []Hierarchy, id string) (cgs []Cgroup, err error) {
 	defer func() {
 		if err != nil {
-			_ = removeCgroups(cgs, time.Second)
+			_ = Remove(cgs, time.Second)
 			cgs = nil
 		}
 	}()
 	for _, h := range hs {
-		cg := boxCgroup{Dir: filepath.Join(h.dir, id), Cpuset: h.cpuset}
+		cg := Cgroup{Dir: filepath.Join(h.dir, id), Cpuset: h.cpuset}
 		if err := makeCgroup(cg.Dir, cg.Cpuset); err != nil {
 			return cgs, err
 		}
@@ -219,11 +219,11 @@ func makeCgroup(dir string, cpuset bool) error {
 	return nil
 }
 
-// joinExec moves process pid into the exec leaf of every box cgroup,
+// JoinExec moves process pid into the exec leaf of every box cgroup,
 // creating it when missing.
-func joinExec(cgs []boxCgroup, pid int) error {
+func JoinExec(cgs []Cgroup, pid int) error {
 	for _, cg := range cgs {
-		leaf := filepath.Join(cg.Dir, execCgroup)
+		leaf := filepath.Join(cg.Dir, ExecCgroup)
 		var err error
 		// systemd, starting, may remove the empty leaf between mkdir and
 		// join: the write then fails with ENOENT, or ENODEV if the cgroup
@@ -232,7 +232,7 @@ func joinExec(cgs []boxCgroup, pid int) error {
 			if err = makeCgroup(leaf, cg.Cpuset); err != nil {
 				return err
 			}
-			err = joinCgroups([]string{leaf}, pid)
+			err = Join([]string{leaf}, pid)
 			if err == nil || !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)) {
 				break
 			}
@@ -259,8 +259,8 @@ func copyCpuset(dir string) error {
 	return nil
 }
 
-// joinCgroups moves process pid into every one of dirs.
-func joinCgroups(dirs []string, pid int) error {
+// Join moves process pid into every one of dirs.
+func Join(dirs []string, pid int) error {
 	for _, d := range dirs {
 		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
 			return fmt.Errorf("cgroups: join %s: %w", d, err)
@@ -269,10 +269,10 @@ func joinCgroups(dirs []string, pid int) error {
 	return nil
 }
 
-// removeCgroups kills whatever still runs in the trees under roots and
+// Remove kills whatever still runs in the trees under roots and
 // removes them, deepest directories first, retrying until timeout while
 // dying processes leave.
-func removeCgroups(cgs []boxCgroup, timeout time.Duration) error {
+func Remove(cgs []Cgroup, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var errs []error
@@ -343,8 +343,8 @@ func cgroupPIDs(dir string) []int {
 // from a live box of another process.
 const cgroupPrefix = "ten-box."
 
-// boxID names a new box's root cgroup.
-func boxID(name string, n int64) string {
+// BoxID names a new box's root cgroup.
+func BoxID(name string, n int64) string {
 	return fmt.Sprintf("%s%s.%d.%d.%d", cgroupPrefix, name, pidNS(), os.Getpid(), n)
 }
 
@@ -357,10 +357,10 @@ func pidNS() uint64 {
 	return st.Ino
 }
 
-// removeStale removes box cgroups left by owners that no longer exist (a test
+// RemoveStale removes box cgroups left by owners that no longer exist (a test
 // binary killed with SIGKILL cannot run Close). Owners in another PID
 // namespace are left alone: their PIDs mean nothing here.
-func removeStale(hs []hierarchy) {
+func RemoveStale(hs []Hierarchy) {
 	ns := pidNS()
 	for _, h := range hs {
 		ents, err := os.ReadDir(h.dir)
@@ -369,17 +369,17 @@ func removeStale(hs []hierarchy) {
 		}
 		for _, e := range ents {
 			ownerNS, owner, ok := staleOwner(e.Name())
-			if !ok || !e.IsDir() || ownerNS != ns || alive(owner) {
+			if !ok || !e.IsDir() || ownerNS != ns || Alive(owner) {
 				continue
 			}
-			_ = removeCgroups([]boxCgroup{{Dir: filepath.Join(h.dir, e.Name())}}, 0)
+			_ = Remove([]Cgroup{{Dir: filepath.Join(h.dir, e.Name())}}, 0)
 		}
 	}
 }
 
-// alive reports whether process pid exists and is not a zombie (an owner
+// Alive reports whether process pid exists and is not a zombie (an owner
 // killed with SIGKILL stays one until its parent reaps it).
-func alive(pid int) bool {
+func Alive(pid int) bool {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
