@@ -18,8 +18,9 @@ import (
 // app listens). The app then sees the client's own address, and no relay
 // copies the bytes. The systemd-held socket stays registered behind it: it
 // takes the connections that arrive while the app sleeps or starts (they
-// wake it; the shim relays them), and takes over by itself when the app's
-// socket closes (the kernel drops it from the map). It does nothing for an
+// wake it; the service's relay serves them), and takes over by itself when
+// the app's socket closes (the kernel drops it from the map). Once the app's
+// socket is registered, the relay is told to hand off and exit (handOff). It does nothing for an
 // instance without L4 addresses or without BPF; what fails is logged (the
 // shim keeps relaying).
 func (w *Wiring) AppSocket(inst units.Instance, port int) {
@@ -51,6 +52,11 @@ func (w *Wiring) AppSocket(inst units.Instance, port int) {
 		f.Close()
 		if err == nil {
 			w.log.Debug("L4 dispatch: app socket registered", "instance", inst.String(), "port", port)
+			if n, err := handOff(procs); err != nil {
+				w.log.Warn("L4 dispatch: the relay keeps relaying", "instance", inst.String(), "err", err)
+			} else if n > 0 {
+				w.log.Debug("L4 dispatch: relay handed off", "instance", inst.String())
+			}
 			return
 		}
 		break

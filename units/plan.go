@@ -111,10 +111,29 @@ func StateMountPoint(svc *config.Service, inst Instance) string {
 // (network = "none": 127.0.0.1 there is not the host's), ip_allow (the
 // unit's IP filter would drop the router's loopback packets), and L4
 // listen addresses (their connections arrive on the systemd-held sockets
-// until the app listens: the shim relays those; ten then steers new ones
-// to the app's own socket, see AppListens).
+// until the app listens: a relay process serves those and exits once ten
+// steers new ones to the app's own socket, see Launched).
 func Direct(svc *config.Service) bool {
 	return AppListens(svc) && len(svc.Listen) == 0
+}
+
+// Launched reports whether an instance of svc runs an app ten can reach
+// (AppListens) that also has L4 listen addresses: its main process starts
+// as a launcher (`ten-shim launch`), which hands the systemd sockets to a
+// relay process and execs the app. The relay serves the L4 connections that
+// arrive (and wake the service) before the app listens, and exits once ten
+// steers the L4 addresses to the app's own socket (kernel.Wiring.AppSocket):
+// like a Direct app, nothing of ten stays resident beside it then. Without
+// the steering (no BPF, or ten down) the relay stays and keeps relaying.
+func Launched(svc *config.Service) bool {
+	return AppListens(svc) && len(svc.Listen) > 0
+}
+
+// resident reports whether an instance of svc runs ten's shim as its main
+// process for its whole life (Type=notify, READY=1 once the app listens):
+// where ten cannot reach the app's own address.
+func resident(svc *config.Service) bool {
+	return (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox) && !AppListens(svc)
 }
 
 // AppListens reports whether an instance of svc runs an app that binds its
@@ -296,7 +315,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.Isolation == config.IsolationSandbox {
 		argv = sandboxArgv(svc, p, opts)
 	}
-	shimmed := (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox) && !Direct(svc)
+	shimmed := resident(svc)
 	if shimmed {
 		// In a sandbox the systemd socket cannot reach the app (runsc of
 		// this age passes no fds in), so the shim always sits in front.
@@ -319,6 +338,17 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if opts.Cat != "" && !shimmed {
 		argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
 	}
+	if Launched(svc) {
+		// The launcher starts the L4 relay and then execs the app (through
+		// systemd-cat, when set): the app is the main process.
+		head := []string{opts.Shim, "shim-launch"}
+		if opts.ShimBin != "" {
+			head = []string{opts.ShimBin, "launch"}
+		}
+		head = append(head, "--instance="+inst.String(), "--socket="+p.AppSocket,
+			"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s", "--")
+		argv = append(head, argv...)
+	}
 	type execCmd struct {
 		Path          string
 		Argv          []string
@@ -330,7 +360,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("Type", serviceType(svc)),
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 	}
-	if Direct(svc) {
+	if AppListens(svc) {
 		// The unit stays activating until the app listens; a start whose
 		// app never listens fails after startup_timeout. The waiter exits:
 		// nothing of ten stays beside the app.
@@ -460,7 +490,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 // A directly run app (Direct) is the main process itself and does not
 // notify: its waiter (ExecStartPost) holds the unit activating instead.
 func serviceType(svc *config.Service) string {
-	if (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox) && !Direct(svc) {
+	if resident(svc) {
 		return "notify"
 	}
 	return "exec"

@@ -6,8 +6,13 @@
 //
 // `ten-shim wait` (same flags, no command) is the waiter of a directly run
 // app: it exits once the app listens, or fails after the startup timeout.
+// `ten-shim launch` (same flags and command) starts `ten-shim relay` for a
+// service's L4 sockets and then becomes the app; the relay serves the L4
+// connections that arrive before the app listens and exits once ten
+// steers them to the app's own socket.
 //
-//	ten-shim [shim] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
+//	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
+//	ten-shim wait|relay --instance=api:prod --socket=PATH --port=N --startup-timeout=10s
 package main
 
 import (
@@ -22,10 +27,13 @@ import (
 
 func main() {
 	args := os.Args[1:]
-	wait := false
-	if len(args) > 0 && (args[0] == "shim" || args[0] == "wait") {
-		wait = args[0] == "wait"
-		args = args[1:]
+	verb := "shim"
+	if len(args) > 0 {
+		switch args[0] {
+		case "shim", "wait", "launch", "relay":
+			verb = args[0]
+			args = args[1:]
+		}
 	}
 	fs := flag.NewFlagSet("ten-shim", flag.ExitOnError)
 	var o shim.Options
@@ -36,8 +44,13 @@ func main() {
 	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
 	_ = fs.Parse(args)
 	o.Log = shim.Log()
-	if wait {
-		if err := shim.Wait(context.Background(), o); err != nil {
+	switch verb {
+	case "wait", "relay":
+		run := shim.Wait
+		if verb == "relay" {
+			run = shim.Relay
+		}
+		if err := run(context.Background(), o); err != nil {
 			fmt.Fprintln(os.Stderr, "ten-shim:", err)
 			os.Exit(1)
 		}
@@ -47,6 +60,13 @@ func main() {
 	if len(o.Argv) == 0 {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
+	}
+	if verb == "launch" {
+		exe, err := os.Executable()
+		if err != nil {
+			exe = "/proc/self/exe"
+		}
+		shim.Launch(o, append([]string{exe, "relay"}, shim.Flags(o)...))
 	}
 	shim.Exec(o, *identifier)
 }

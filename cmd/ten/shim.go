@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/tenhq/ten/shim"
@@ -44,4 +45,46 @@ type ShimWaitCmd struct {
 // Run waits for the app to listen.
 func (c *ShimWaitCmd) Run(ctx context.Context, log *slog.Logger) error {
 	return shim.Wait(ctx, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Log: log})
+}
+
+// ShimLaunchCmd is `ten shim-launch`, the main process of a service whose
+// app binds PORT/SOCKET_PATH itself and which has L4 listen addresses, where
+// ten-shim is not installed: it starts `ten shim-relay` for the L4 sockets
+// and then becomes the app.
+type ShimLaunchCmd struct {
+	Instance       string        `help:"Instance name, for messages."`
+	Socket         string        `help:"SOCKET_PATH the app may bind."`
+	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
+	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+	Argv           []string      `arg:"" passthrough:"" help:"The app's command line."`
+}
+
+// Run starts the relay and execs the app; it does not return.
+func (c *ShimLaunchCmd) Run(ctx context.Context, log *slog.Logger) error {
+	argv := c.Argv
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	o := shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log}
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	shim.Launch(o, append([]string{exe, "shim-relay"}, shim.Flags(o)...))
+	return nil
+}
+
+// ShimRelayCmd is `ten shim-relay`, the L4 relay `ten shim-launch` starts:
+// it relays the L4 connections that arrive while the app does not listen
+// yet, and exits once ten steers them to the app's own socket.
+type ShimRelayCmd struct {
+	Instance       string        `help:"Instance name, for messages."`
+	Socket         string        `help:"SOCKET_PATH the app may bind."`
+	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
+	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+}
+
+// Run relays until ten hands the L4 connections to the app.
+func (c *ShimRelayCmd) Run(ctx context.Context, log *slog.Logger) error {
+	return shim.Relay(ctx, shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Log: log})
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -419,6 +421,10 @@ listen = ["tcp://127.0.4.1:7400"]
 		if body := s.mustGet("p.web.localhost", "/"); !strings.Contains(body, "hello from web:p") {
 			t.Errorf("cycle %d: router: %q", cycle, body)
 		}
+		// The relay that served the waking connection has handed off and
+		// exited: the app is the service's only process, as for an app
+		// without L4 addresses.
+		onlyApp(t, "web:p", 10*time.Second)
 	}
 
 	// Woken while ten is down: the shim answers every connection (nobody
@@ -450,6 +456,93 @@ listen = ["tcp://127.0.4.1:7400"]
 	// The adopted instance is routed to its app's own PORT too.
 	if body := s.mustGet("p.web.localhost", "/"); !strings.Contains(body, "hello from web:p") {
 		t.Errorf("router after ten restarted: %q", body)
+	}
+}
+
+// onlyApp waits until inst's service holds one process, its main one (the
+// app), and fails the test if it does not within d.
+func onlyApp(t *testing.T, inst string, d time.Duration) {
+	t.Helper()
+	unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
+	deadline := time.Now().Add(d)
+	for {
+		procs, err := os.ReadFile(cgroupV2 + show(t, unit, "ControlGroup") + "/cgroup.procs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids := strings.Fields(string(procs))
+		if len(pids) == 1 && pids[0] == strconv.Itoa(mainPID(t, inst)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			var cmds []string
+			for _, p := range pids {
+				b, _ := os.ReadFile("/proc/" + p + "/cmdline")
+				cmds = append(cmds, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+			}
+			t.Fatalf("%s: processes %q in the service after %s, want only the app (MainPID %d)", inst, cmds, d, mainPID(t, inst))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A connection that wakes an L4 service whose app binds PORT is relayed
+// (it was in the systemd socket's backlog), and the relay hands off to the
+// app's own socket without cutting it: a connection held open across the
+// hand-off keeps working, later connections reach the app directly, and the
+// relay exits once its last connection closes.
+func TestL4RelayHandOff(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode port"
+idle_timeout = 300
+start = "lazy"
+listen = ["tcp://127.0.4.1:7500"]
+`)
+	s.mustTen("spawn", "web:h")
+	s.waitState("web:h", "sleeping", 15*time.Second)
+	const addr = "127.0.4.1:7500"
+	held, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	held.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(held)
+	get := func(i int) {
+		t.Helper()
+		fmt.Fprintf(held, "GET /info HTTP/1.1\r\nHost: l4\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("held connection, request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"instance":"web:h"`) {
+			t.Fatalf("held connection, request %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	get(0) // wakes the service
+	// Later connections reach the app itself once ten steers them.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, client := l4Info(t, addr)
+		if strings.Contains(body, `"remote":"`+client+`"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new connections still go through a relay: %q", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // past the relay's hand-off
+	for i := 1; i <= 3; i++ {
+		get(i) // the relay keeps serving the connection it took
+	}
+	held.Close()
+	onlyApp(t, "web:h", 10*time.Second)
+	if body, client := l4Info(t, addr); !strings.Contains(body, `"remote":"`+client+`"`) {
+		t.Errorf("after the hand-off: %q", body)
 	}
 }
 
