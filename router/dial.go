@@ -12,7 +12,7 @@ import (
 // longer wait means the socket is gone or its backlog is full.
 const dialTimeout = 5 * time.Second
 
-func (b *backend) dial() (*upstream.Conn, error) {
+func (b *Route) dial() (*upstream.Conn, error) {
 	// A directly run app that does not listen (it restarts) is woken and
 	// waited for up to its startup_timeout.
 	d := dialTimeout
@@ -30,7 +30,7 @@ func (b *backend) dial() (*upstream.Conn, error) {
 
 // closeIdle drops every idle connection to the instance (both pools: the
 // fast path's and the http.Transport's of the fallback path and probes).
-func (b *backend) closeIdle() {
+func (b *Route) closeIdle() {
 	b.transport.CloseIdleConnections()
 	b.pool.CloseIdle(false)
 }

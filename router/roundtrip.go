@@ -18,7 +18,7 @@ import (
 // connection before a byte of it went out (the app had closed that
 // connection, so nothing reached it). Waking requests and upgrades use the
 // backend's http.Transport (a new connection each).
-func (b *backend) pooledRoundTrip(req *http.Request) (*http.Response, error) {
+func (b *Route) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	uc := b.pool.Get()
@@ -116,7 +116,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 type pooledBody struct {
 	rc       io.ReadCloser
 	uc       *upstream.Conn
-	b        *backend
+	b        *Route
 	stop     func() bool
 	werr     chan error
 	reusable bool

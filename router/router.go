@@ -3,6 +3,12 @@
 // instances ({service}.{domain}), relays it to the instance's systemd-held
 // unix socket (which wakes a sleeping instance by socket activation), counts
 // activity per instance, and puts idle instances to sleep.
+//
+// Router.ServeHTTP is the full path, through net/http, for everything;
+// the lean HTTP/1.1 loop that serves most requests without it is
+// router/fastpath, which hands it the rest. Beside them: router/http1 (the
+// fast path's strict HTTP/1.x parsers), router/upstream (connections to
+// instances and their pool) and router/wakeq (the bounded queue of wakes).
 package router
 
 import (
@@ -97,7 +103,7 @@ type Router struct {
 	log    *slog.Logger
 
 	mu       sync.RWMutex
-	backends map[units.Instance]*backend
+	backends map[units.Instance]*Route
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
@@ -177,7 +183,7 @@ func (e *Refused) Error() string { return e.Msg }
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
-	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
+	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
 	if r.wakeWait <= 0 {
@@ -211,7 +217,11 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 	return r
 }
 
-type backend struct {
+// Route is one routable instance as the router keeps it while it runs: its
+// Backend, whether it is awake, frozen or stopping, its requests in flight
+// and its connections. The fast path (router/fastpath) gets one from
+// Lookup and uses the methods in fast.go.
+type Route struct {
 	Backend
 	transport *http.Transport
 	// dialUp connects to the instance: its systemd-held socket, or a
@@ -254,7 +264,7 @@ type backend struct {
 
 // Put adds or replaces an instance.
 func (r *Router) Put(b Backend, awake bool) {
-	nb := &backend{Backend: b}
+	nb := &Route{Backend: b}
 	sock := b.Socket
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -381,7 +391,7 @@ func (r *Router) SetServices(names []string) {
 	r.mu.Unlock()
 }
 
-func (b *backend) failedReason() string {
+func (b *Route) failedReason() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.failed
@@ -500,7 +510,7 @@ func (r *Router) Thaw(ctx context.Context, inst units.Instance, why string) erro
 
 // thaw thaws b once for every caller that finds it frozen meanwhile, and
 // counts as activity, so that the reaper does not freeze it again at once.
-func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
+func (r *Router) thaw(ctx context.Context, b *Route, why string) error {
 	b.mu.Lock()
 	if !b.frozen.Load() {
 		b.mu.Unlock()
@@ -545,7 +555,7 @@ func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
 	return err
 }
 
-func (r *Router) get(inst units.Instance) *backend {
+func (r *Router) get(inst units.Instance) *Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.backends[inst]
@@ -554,7 +564,7 @@ func (r *Router) get(inst units.Instance) *backend {
 // getFold finds the instance a Host names: DNS ignores case, so a host
 // reaches an id with capitals too (ids differing only by case are refused
 // where they are made).
-func (r *Router) getFold(inst units.Instance) *backend {
+func (r *Router) getFold(inst units.Instance) *Route {
 	if b := r.get(inst); b != nil {
 		return b
 	}
@@ -568,7 +578,7 @@ func (r *Router) getFold(inst units.Instance) *backend {
 	return nil
 }
 
-func (r *Router) lastActivity(b *backend) time.Time {
+func (r *Router) lastActivity(b *Route) time.Time {
 	t := time.Unix(0, b.last.Load())
 	if r.activity != nil {
 		if t2, ok := r.activity(b.Instance); ok && t2.After(t) {
@@ -580,7 +590,7 @@ func (r *Router) lastActivity(b *backend) time.Time {
 
 // route resolves a host to a backend; handled is false for hosts that are
 // not under the domain (they go to the admin handler).
-func (r *Router) route(host string) (b *backend, handled bool, status int, msg string) {
+func (r *Router) route(host string) (b *Route, handled bool, status int, msg string) {
 	host, labels, ok := r.labels(host)
 	if !ok {
 		return nil, false, 0, ""
@@ -636,7 +646,7 @@ func (r *Router) labels(host string) (string, []string, bool) {
 
 // createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) createFor(req *http.Request) (*backend, int, string, *Forward) {
+func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
 		return nil, 0, "", nil
@@ -842,7 +852,7 @@ func (g *guardedBody) finish() {
 }
 
 type reqState struct {
-	b      *backend
+	b      *Route
 	waking bool
 	ctrl   Controller
 	start  time.Time
@@ -864,7 +874,7 @@ type thawError struct{ err error }
 func (e *thawError) Error() string { return "thaw: " + e.err.Error() }
 func (e *thawError) Unwrap() error { return e.err }
 
-func (b *backend) acquire() bool {
+func (b *Route) acquire() bool {
 	b.mu.Lock()
 	for b.stopping != nil {
 		ch := b.stopping
@@ -883,7 +893,7 @@ func (b *backend) acquire() bool {
 
 // release ends a request; the activity time is set under the lock, so the
 // reaper never sees the request gone but its activity not yet recorded.
-func (b *backend) release() {
+func (b *Route) release() {
 	b.mu.Lock()
 	b.inflight--
 	b.last.Store(time.Now().UnixNano())
@@ -1055,7 +1065,7 @@ func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // markAsleep records that the reaper stopped the service, unless systemd
 // reported it running again since gen (a connection woke it meanwhile).
-func (b *backend) markAsleep(gen uint64) {
+func (b *Route) markAsleep(gen uint64) {
 	if b.awakeGen.Load() != gen && b.awake.Load() {
 		return
 	}

@@ -1,4 +1,4 @@
-package router
+package fastpath
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
 
@@ -120,8 +121,8 @@ func TestNeverReadingClientReleased(t *testing.T) {
 		io.WriteString(w, "b ok")
 	})
 	inst := units.Instance{Service: "api", ID: "a"}
-	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "b"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "b"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	lim := testLimits
 	lim.WriteTimeout = 300 * time.Millisecond
 	addr := serveFast(t, r, lim)

@@ -1,4 +1,4 @@
-package router
+package fastpath
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/http1"
 	"github.com/tenhq/ten/router/upstream"
 )
@@ -47,7 +48,7 @@ type Limits struct {
 // to Fallback (an http.Server around Router.ServeHTTP), which serves the
 // rest of that connection. So each feature has one code path.
 type ConnServer struct {
-	Router *Router
+	Router *router.Router
 	// Fallback takes over a connection; reads from it return the bytes the
 	// fast path read first.
 	Fallback func(net.Conn)
@@ -89,7 +90,7 @@ func (s *ConnServer) Active() int {
 
 type clientConn struct {
 	s *ConnServer
-	r *Router
+	r *router.Router
 	c net.Conn
 	// buf holds bytes read from the client, unread ones in buf[rd:wr].
 	buf    []byte
@@ -119,7 +120,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	cc := &clientConn{s: s, r: s.Router, c: c}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
-		cc.peer = s.Router.fleetPeer != nil && s.Router.fleetPeer(cc.ip)
+		cc.peer = s.Router.FleetPeer(cc.ip)
 	}
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
@@ -193,10 +194,10 @@ func (cc *clientConn) serve() (handed bool) {
 			return false
 		}
 		h := &cc.head
-		if max := cc.r.maxBody; max > 0 && h.ContentLength > max {
+		if max := cc.r.MaxBody(); max > 0 && h.ContentLength > max {
 			// Before anything is forwarded, woken or handed over (an
 			// Expect: 100-continue client never sends the body).
-			cc.refuse(413, cc.r.bodyTooLarge(h.ContentLength))
+			cc.refuse(413, cc.r.BodyTooLarge(h.ContentLength))
 			cc.lingerClose()
 			return false
 		}
@@ -207,14 +208,14 @@ func (cc *clientConn) serve() (handed bool) {
 		if int64(cc.wr-cc.rd-h.Size) < body {
 			return cc.handOff() // the body is not all here: the streaming path takes it
 		}
-		b := cc.r.lookup(h.Host)
-		if b == nil || !b.acquireAwake() {
+		b := cc.r.Lookup(h.Host)
+		if b == nil || !b.AcquireAwake() {
 			return cc.handOff()
 		}
 		cc.getWriter()
 		cc.pre = preBufs.Get().(*[]byte)
 		keep := cc.proxy(b, h, cc.buf[cc.rd+h.Size:cc.rd+h.Size+int(body)])
-		b.release()
+		b.Release()
 		preBufs.Put(cc.pre)
 		cc.pre = nil
 		cc.putWriter() // an idle connection holds no write buffer
@@ -299,14 +300,10 @@ func (cc *clientConn) handOff() bool {
 	return true
 }
 
-// lingerTime bounds how long lingerClose reads what a refused client still
-// sends.
-const lingerTime = 5 * time.Second
-
 // lingerClose ends a connection whose client may still be sending a body
 // that ten will not read: it closes the sending side (FIN after the
 // answer), then reads and drops what arrives until the client closes or
-// lingerTime passes. Closing at once with unread data in the socket makes
+// router.LingerTime passes. Closing at once with unread data in the socket makes
 // the kernel send a reset, which can destroy the answer before the client
 // has read it (nginx's lingering close).
 func (cc *clientConn) lingerClose() {
@@ -317,7 +314,7 @@ func (cc *clientConn) lingerClose() {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
-	cc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	cc.c.SetReadDeadline(time.Now().Add(router.LingerTime))
 	for {
 		if _, err := cc.c.Read(cc.buf); err != nil {
 			return
@@ -365,32 +362,12 @@ func (cc *clientConn) writeError(code int, msg string, keep bool) {
 	bw.WriteByte('\n')
 }
 
-// acquireAwake counts a request in flight if the instance runs and nothing
-// stands between it and the request (a stop, a freeze, a failed mark);
-// otherwise the fallback path handles the request (it waits, wakes, thaws
-// or explains).
-func (b *backend) acquireAwake() bool {
-	if !b.awake.Load() || b.frozen.Load() {
-		return false
-	}
-	b.mu.Lock()
-	ok := b.stopping == nil && !b.removed && b.failed == "" && b.awake.Load() && !b.frozen.Load()
-	if ok {
-		b.inflight++
-		b.last.Store(time.Now().UnixNano())
-	}
-	b.mu.Unlock()
-	return ok
-}
-
 // proxy relays one request to b and its response back; keep reports that
 // the client connection can serve another request.
-func (cc *clientConn) proxy(b *backend, h *http1.Request, body []byte) (keep bool) {
+func (cc *clientConn) proxy(b *router.Route, h *http1.Request, body []byte) (keep bool) {
 	start := time.Now()
 	code, keep := cc.exchange(b, h, body, start)
-	if b.observe != nil {
-		b.observe(code, time.Since(start))
-	}
+	b.Observe(code, time.Since(start))
 	// keep is what the answer told the client (Connection: close or not);
 	// a drain that began after it was written closes the connection after
 	// the next answer, or CloseIdle does: closing it now could lose a
@@ -482,13 +459,13 @@ func xForwarded(name []byte) bool {
 
 // exchange sends the request and relays the response. It returns the
 // status code the client got and whether its connection can go on.
-func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start time.Time) (int, bool) {
+func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
 	resends := 0
 	uc, err := cc.send(b, req)
 	uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 	if err != nil {
-		cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+		cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", err)
 		cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 		return 502, cc.flush()
 	}
@@ -506,7 +483,7 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 				uc, err = cc.sendNew(b, req)
 				uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 				if err != nil {
-					cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+					cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", err)
 					cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 					return 502, cc.flush()
 				}
@@ -519,7 +496,7 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 			}
 			// Not retried: the request reached the app, which may have
 			// acted on it (or crashed on it) before closing.
-			cc.r.log.Warn("proxy error", "instance", b.Instance.String(), "err", err)
+			cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", err)
 			cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 			return 502, cc.flush()
 		}
@@ -530,7 +507,7 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 		cc.writeRespHead(rh, true)
 		uc.BR.Discard(rh.Size)
 	}
-	b.answered(cc.r.ctrl)
+	cc.r.Answered(b)
 	if rh.Code == 101 {
 		uc.C.Close()
 		cc.writeError(502, fmt.Sprintf("instance %s switched protocols without being asked to", b.Instance), true)
@@ -565,33 +542,19 @@ func (cc *clientConn) exchange(b *backend, h *http1.Request, body []byte, start 
 	// rh lives in uc: once uc is back in the pool another request may
 	// parse its own answer into it, so nothing of rh is read after this.
 	if upKeep && uc.BR.Buffered() == 0 {
-		b.pool.Put(uc)
+		b.Pool().Put(uc)
 	} else {
 		uc.C.Close()
 	}
 	return code, cc.flush() && keep
 }
 
-// answered notes that the instance answered: it is awake, and a failed
-// wake is over.
-func (b *backend) answered(ctrl Controller) {
-	if !b.awake.Load() {
-		b.awake.Store(true)
-	}
-	if ctrl != nil && b.wakeFailed.Load() {
-		b.wakeMu.Lock()
-		b.wakeFailed.Store(false)
-		ctrl.Answered(b.Instance)
-		b.wakeMu.Unlock()
-	}
-}
-
 // send writes the request on a pooled connection, or a new one. A pooled
 // connection the app has closed fails the write (EPIPE on a unix socket:
 // nothing reached the app), and only then is the request sent again, on a
 // new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *backend, req []byte) (*upstream.Conn, error) {
-	if uc := b.pool.Get(); uc != nil {
+func (cc *clientConn) send(b *router.Route, req []byte) (*upstream.Conn, error) {
+	if uc := b.Pool().Get(); uc != nil {
 		uc.C.SetDeadline(time.Now().Add(b.RequestTimeout))
 		n, err := uc.WriteRequest(req, *cc.pre)
 		if err == nil {
@@ -611,7 +574,7 @@ const maxResends = 3
 // resendReset sends req again on new connections while its write is reset
 // (resetUnsent), counting in resends up to maxResends: a new connection
 // can land in the backlog of an app being killed.
-func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body []byte, uc *upstream.Conn, err error, resends *int) (*upstream.Conn, error) {
+func (cc *clientConn) resendReset(b *router.Route, req []byte, h *http1.Request, body []byte, uc *upstream.Conn, err error, resends *int) (*upstream.Conn, error) {
 	for err != nil && *resends < maxResends && resetUnsent(err, h, body) {
 		*resends++
 		uc, err = cc.sendNew(b, req)
@@ -620,8 +583,8 @@ func (cc *clientConn) resendReset(b *backend, req []byte, h *http1.Request, body
 }
 
 // sendNew writes the request on a new connection to the instance.
-func (cc *clientConn) sendNew(b *backend, req []byte) (*upstream.Conn, error) {
-	uc, err := b.dial()
+func (cc *clientConn) sendNew(b *router.Route, req []byte) (*upstream.Conn, error) {
+	uc, err := b.Dial()
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,10 @@
-package router
+package fastpath
 
 import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
 
@@ -79,12 +81,12 @@ func (a *bodyApp) waitSeen(t *testing.T, n int) []string {
 // within the bound pass whole.
 func TestMaxBody(t *testing.T) {
 	const limit = 64 << 10
-	r, rec := newTestRouter(t)
-	r.maxBody = limit
+	rec := &recorder{requests: map[int]int{}}
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), router.Options{Observer: rec, MaxBodyBytes: limit})
 	a := &bodyApp{}
 	sock := app(t, a.handler)
 	inst := units.Instance{Service: "api", ID: "a"}
-	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second}, true)
+	r.Put(router.Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 
 	post := func(body io.Reader, size int64, hdr map[string]string) (int, string, error) {

@@ -1,4 +1,4 @@
-package router
+package fastpath
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
 
@@ -37,7 +38,7 @@ func benchFastPath(b *testing.B, hosts, conns int) {
 	for i := 0; i < hosts; i++ {
 		id := fmt.Sprintf("i%d", i)
 		sock := benchApp(b)
-		r.Put(Backend{Instance: units.Instance{Service: "web", ID: id}, Socket: sock, Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second}, true)
+		r.Put(router.Backend{Instance: units.Instance{Service: "web", ID: id}, Socket: sock, Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second}, true)
 		names = append(names, id+".web.example.test")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

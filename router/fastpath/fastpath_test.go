@@ -1,4 +1,4 @@
-package router
+package fastpath
 
 import (
 	"bufio"
@@ -17,12 +17,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/units"
 )
 
 // serveFast runs r behind a ConnServer on a loopback TCP listener, with an
 // http.Server (HTTP/1.1 and h2c) as fallback, as ten serve does.
-func serveFast(t *testing.T, r *Router, lim Limits) string {
+func serveFast(t *testing.T, r *router.Router, lim Limits) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,12 +68,12 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 var testLimits = Limits{IdleTimeout: 5 * time.Second, HeaderTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
 
 // twoInstances puts api:a and api:b, each answering its id and what it saw.
-func twoInstances(t *testing.T, r *Router) {
+func twoInstances(t *testing.T, r *router.Router) {
 	for _, id := range []string{"a", "b"} {
 		sock := app(t, func(w http.ResponseWriter, req *http.Request) {
 			fmt.Fprintf(w, "%s host=%s xff=%s xfh=%s xfp=%s", id, req.Host, req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
 		})
-		r.Put(Backend{Instance: units.Instance{Service: "api", ID: id}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+		r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: id}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	}
 }
 
@@ -137,7 +138,7 @@ func TestSmugglingRefused(t *testing.T) {
 	r, _ := newTestRouter(t)
 	var hits atomic.Int32
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) { hits.Add(1) })
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 	h := "Host: a.api.example.test\r\n"
 	for name, raw := range map[string]string{
@@ -190,7 +191,7 @@ func TestNoRetryOnceWritten(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -273,7 +274,7 @@ func TestH2CReusesUpstream(t *testing.T) {
 		}}
 	go srv.Serve(l)
 	defer srv.Close()
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
@@ -309,7 +310,7 @@ func TestFastPathStreamsResponse(t *testing.T) {
 		<-release
 		io.WriteString(w, "second\n")
 	})
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -406,7 +407,7 @@ func TestResendWhatTheAppNeverRead(t *testing.T) {
 			}(c, first)
 		}
 	}()
-	r.Put(Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
