@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/tenhq/ten/router/upstream"
 )
 
 // Request bodies are bounded by Options.MaxBodyBytes (settings.max_body_mb).
@@ -44,10 +46,11 @@ func (r *Router) refuseBody(w http.ResponseWriter, req *http.Request, body io.Re
 		return
 	}
 	_ = rc.Flush()
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
+	var pool upstream.BufferPool
+	buf := pool.Get()
+	defer pool.Put(buf)
 	for end := time.Now().Add(LingerTime); time.Now().Before(end); {
-		if _, err := body.Read(*buf); err != nil {
+		if _, err := body.Read(buf); err != nil {
 			return
 		}
 	}

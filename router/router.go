@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
@@ -107,9 +108,8 @@ type Router struct {
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
-	// fwd relays to other nodes of a fleet (forward.go), made at first use.
-	fwd     *httputil.ReverseProxy
-	fwdOnce sync.Once
+	// fwd relays to other nodes of a fleet.
+	fwd *fleet.Forwarder
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
 
@@ -185,14 +185,14 @@ func (e *Refused) Error() string { return e.Msg }
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer}
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fwd: fleet.NewForwarder(log)}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			peer := r.fromPeer(pr.In)
+			peer := fleet.FromPeer(pr.In, r.fleetPeer)
 			if peer {
 				// Another node's router: its X-Forwarded-For names the client.
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
@@ -210,7 +210,7 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 			pr.Out.Host = pr.In.Host
 		},
 		Transport:    roundTripper{},
-		BufferPool:   bufferPool{},
+		BufferPool:   upstream.BufferPool{},
 		ErrorHandler: r.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -685,7 +685,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if b == nil && status == http.StatusNotFound && r.create != nil {
 		nb, st, m, fwd := r.createFor(req)
 		if fwd != nil {
-			r.forward(w, req, fwd)
+			r.fwd.Forward(w, req, fwd)
 			return
 		}
 		if nb != nil || st != 0 {
@@ -934,7 +934,7 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st.waking || st.thawed != nil || req.Header.Get("Upgrade") != "" {
 		resp, err = b.transport.RoundTrip(req.WithContext(ctx))
 	} else {
-		resp, err = b.pooledRoundTrip(req.WithContext(ctx))
+		resp, err = b.pool.RoundTrip(req.WithContext(ctx), b.dial)
 	}
 	if err != nil {
 		var te *thawError
@@ -1053,15 +1053,6 @@ func (c *cancelRWC) Close() error {
 	c.cancel(nil)
 	return err
 }
-
-// bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
-// otherwise allocate for every request.
-type bufferPool struct{}
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // markAsleep records that the reaper stopped the service, unless systemd
 // reported it running again since gen (a connection woke it meanwhile).

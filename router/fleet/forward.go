@@ -1,14 +1,22 @@
-package router
+// Package fleet is the router's side of fleet mode: relaying a request for
+// an instance that another node runs to that node's router (Forwarder),
+// marking it (HopHeader) so that it is never relayed twice, and telling a
+// peer router's request from a client's (FromPeer).
+package fleet
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/tenhq/ten/router/upstream"
 )
 
 // HopHeader marks a request that one node's router forwarded to another
@@ -16,7 +24,7 @@ import (
 // nodes that disagree about a placement cannot bounce it between them.
 const HopHeader = "X-Ten-Fleet-Hop"
 
-// Forward is Create's answer for an instance that another node of the
+// Forward is the router's Create hook's answer for an instance that another node of the
 // fleet runs: the router relays the request to that node's router.
 type Forward struct {
 	// Node names the node; Addr is its router's host:port.
@@ -27,15 +35,26 @@ type Forward struct {
 	Timeout time.Duration
 }
 
+// Error says where the instance runs.
 func (f *Forward) Error() string { return "instance runs on node " + f.Node + " (" + f.Addr + ")" }
 
 type fwdKey struct{}
 
-// newForwarder is the proxy to other nodes' routers: keep-alive
+// Forwarder relays requests to other nodes' routers.
+type Forwarder struct {
+	log   *slog.Logger
+	once  sync.Once
+	proxy *httputil.ReverseProxy
+}
+
+// NewForwarder returns a Forwarder; its connections are made at first use.
+func NewForwarder(log *slog.Logger) *Forwarder { return &Forwarder{log: log} }
+
+// newProxy is the proxy to other nodes' routers: keep-alive
 // connections per node, the client's address appended to
 // X-Forwarded-For (so the app sees the first client first), the Host kept,
 // and HopHeader set.
-func newForwarder(r *Router) *httputil.ReverseProxy {
+func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -53,7 +72,7 @@ func newForwarder(r *Router) *httputil.ReverseProxy {
 			pr.Out.Header.Set(HopHeader, f.Node)
 		},
 		Transport:  t,
-		BufferPool: bufferPool{},
+		BufferPool: upstream.BufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			f := req.Context().Value(fwdKey{}).(*Forward)
 			if errors.Is(context.Cause(req.Context()), context.DeadlineExceeded) {
@@ -64,29 +83,30 @@ func newForwarder(r *Router) *httputil.ReverseProxy {
 				w.WriteHeader(499) // the client went away
 				return
 			}
-			r.log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
+			log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
 			http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer: %v", f.Node, f.Addr, err), http.StatusBadGateway)
 		},
 	}
 }
 
-// fromPeer reports whether req came from another fleet node's router.
-func (r *Router) fromPeer(req *http.Request) bool {
-	if r.fleetPeer == nil || req.Header.Get(HopHeader) == "" {
+// FromPeer reports whether req came from another fleet node's router:
+// it carries HopHeader and isPeer (nil: no fleet) knows its address.
+func FromPeer(req *http.Request, isPeer func(ip string) bool) bool {
+	if isPeer == nil || req.Header.Get(HopHeader) == "" {
 		return false
 	}
 	ip, _, err := net.SplitHostPort(req.RemoteAddr)
-	return err == nil && r.fleetPeer(ip)
+	return err == nil && isPeer(ip)
 }
 
-// forward relays req to the node f names, unless req was forwarded to this
+// Forward relays req to the node f names, unless req was forwarded to this
 // node already (loop guard).
-func (r *Router) forward(w http.ResponseWriter, req *http.Request, f *Forward) {
+func (fw *Forwarder) Forward(w http.ResponseWriter, req *http.Request, f *Forward) {
 	if from := req.Header.Get(HopHeader); from != "" {
 		http.Error(w, fmt.Sprintf("host %s: this node was sent the request as node %s, but the fleet says node %s runs it; not forwarding again", strings.ToLower(req.Host), from, f.Node), http.StatusBadGateway)
 		return
 	}
-	r.fwdOnce.Do(func() { r.fwd = newForwarder(r) })
+	fw.once.Do(func() { fw.proxy = newProxy(fw.log) })
 	ctx := context.WithValue(req.Context(), fwdKey{}, f)
 	if f.Timeout > 0 {
 		var stop func() bool
@@ -94,7 +114,7 @@ func (r *Router) forward(w http.ResponseWriter, req *http.Request, f *Forward) {
 		defer stop()
 		w = &headStopper{ResponseWriter: w, stop: stop}
 	}
-	r.fwd.ServeHTTP(w, req.WithContext(ctx))
+	fw.proxy.ServeHTTP(w, req.WithContext(ctx))
 }
 
 // withHeadTimeout is a context that ends after d unless stop is called

@@ -1,4 +1,4 @@
-package router
+package upstream
 
 import (
 	"context"
@@ -7,26 +7,25 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/tenhq/ten/router/upstream"
 )
 
-// pooledRoundTrip sends a request of the net/http path (h2c, streamed
+// RoundTrip sends a request of the router's net/http path (h2c, streamed
 // bodies, connections handed over) to an awake instance over the same pool
 // of keep-alive connections as the fast path, with the same rule: a
 // request is sent again only when writing it failed on a kept-alive
 // connection before a byte of it went out (the app had closed that
-// connection, so nothing reached it). Waking requests and upgrades use the
-// backend's http.Transport (a new connection each).
-func (b *Route) pooledRoundTrip(req *http.Request) (*http.Response, error) {
+// connection, so nothing reached it). dial opens a new connection when
+// the pool has none. (Waking requests and upgrades use an http.Transport
+// instead, a new connection each.)
+func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.Response, error) {
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
-	uc := b.pool.Get()
+	uc := p.Get()
 	reused := uc != nil
 	for {
 		if uc == nil {
 			var err error
-			if uc, err = b.dial(); err != nil {
+			if uc, err = dial(); err != nil {
 				return nil, err
 			}
 		}
@@ -78,13 +77,13 @@ func (b *Route) pooledRoundTrip(req *http.Request) (*http.Response, error) {
 			uc.C.Close()
 			return nil, errors.New("instance switched protocols without being asked to")
 		}
-		resp.Body = &pooledBody{rc: resp.Body, uc: uc, b: b, stop: stop, werr: werr, reusable: !resp.Close && !req.Close}
+		resp.Body = &pooledBody{rc: resp.Body, uc: uc, pool: p, stop: stop, werr: werr, reusable: !resp.Close && !req.Close}
 		return resp, nil
 	}
 }
 
 // readFinalResponse reads past interim (1xx) answers.
-func readFinalResponse(uc *upstream.Conn, req *http.Request) (*http.Response, error) {
+func readFinalResponse(uc *Conn, req *http.Request) (*http.Response, error) {
 	for {
 		resp, err := http.ReadResponse(uc.BR, req)
 		if err != nil {
@@ -115,8 +114,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // connection is closed.
 type pooledBody struct {
 	rc       io.ReadCloser
-	uc       *upstream.Conn
-	b        *Route
+	uc       *Conn
+	pool     *Pool
 	stop     func() bool
 	werr     chan error
 	reusable bool
@@ -151,7 +150,7 @@ func (p *pooledBody) release() {
 			}
 		}
 		if keep && p.uc.BR.Buffered() == 0 {
-			p.b.pool.Put(p.uc)
+			p.pool.Put(p.uc)
 			return
 		}
 		p.uc.C.Close()
