@@ -18,7 +18,7 @@ import (
 // (clients, router and a net/http app on a unix socket), for profiling the
 // router's own cost per request and its allocations:
 //
-//	go test -run '^$' -bench FastPath -benchmem -cpuprofile cpu.out ./router/
+//	go test -run '^$' -bench FastPath -benchmem -cpuprofile cpu.out ./router/fastpath/
 //
 // The numbers include the clients and the app; test/bench's warm proxy is
 // the measurement against nginx.
