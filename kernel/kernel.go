@@ -9,8 +9,8 @@
 // under one mutex. The server drives it through a few calls along an
 // instance's life (Reserve, SetInternal, Up, SocketState, Down; Adopt and
 // Reconcile after a restart of ten) and reads activity from it (Activity,
-// Connections). The programs themselves and their loaders are in bpf/ and
-// bpf/ebpf.
+// Connections). The programs themselves are in bpf/, their loaders in
+// bpf/acct and bpf/dispatch, what they share in bpf/ebpf.
 package kernel
 
 import (
