@@ -123,6 +123,9 @@ type Router struct {
 	wakeWait    time.Duration
 	maxBody     int64
 	fleetPeer   func(ip string) bool
+	// fleetService picks a {service}.DOMAIN request's instance across
+	// the fleet (Options.FleetService).
+	fleetService func(svc string) *Forward
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -166,6 +169,12 @@ type Options struct {
 	// is another node's router: its X-Forwarded-* headers, which name the
 	// original client, are kept instead of dropped.
 	FleetPeer func(ip string) bool
+	// FleetService, when set (fleet mode), is asked first for a
+	// {service}.DOMAIN request that no node forwarded: it picks among the
+	// service's instances on every node by weight, and returns where to
+	// forward the request (another node's instance), or nil to pick among
+	// this node's instances as without a fleet.
+	FleetService func(svc string) *Forward
 }
 
 // DefaultWakeQueueTimeout is Options.WakeQueueTimeout's default.
@@ -185,7 +194,8 @@ func (e *Refused) Error() string { return e.Msg }
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fwd: fleet.NewForwarder(log)}
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService,
+		fwd: fleet.NewForwarder(log)}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
@@ -677,6 +687,14 @@ type ctxKey struct{}
 
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.fleetService != nil && req.Header.Get(HopHeader) == "" {
+		if _, labels, ok := r.labels(req.Host); ok && len(labels) == 1 {
+			if f := r.fleetService(labels[0]); f != nil {
+				r.fwd.Forward(w, req, f)
+				return
+			}
+		}
+	}
 	b, handled, status, msg := r.route(req.Host)
 	if !handled {
 		r.admin.ServeHTTP(w, req)

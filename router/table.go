@@ -93,7 +93,9 @@ func (r *Router) lookup(host []byte) *Route {
 	if b := t.hosts[string(buf[:n])]; b != nil {
 		return b
 	}
-	if rt := t.services[string(buf[:n])]; rt != nil {
+	if rt := t.services[string(buf[:n])]; rt != nil && r.fleetService == nil {
+		// In a fleet a service's instances on other nodes have their
+		// share: ServeHTTP picks (Options.FleetService).
 		return rt.pick()
 	}
 	return nil

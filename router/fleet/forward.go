@@ -33,6 +33,9 @@ type Forward struct {
 	// owner's own wake and request timeouts, so that a node lost with a
 	// request in flight costs that request no more); 0 is none.
 	Timeout time.Duration
+	// Host, when set, replaces the request's Host: a {service}.DOMAIN
+	// request goes to the one instance the fleet picked on that node.
+	Host string
 }
 
 // Error says where the instance runs.
@@ -69,6 +72,9 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = f.Addr
 			pr.Out.Host = pr.In.Host
+			if f.Host != "" {
+				pr.Out.Host = f.Host
+			}
 			pr.Out.Header.Set(HopHeader, f.Node)
 		},
 		Transport:  t,
