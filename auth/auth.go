@@ -135,6 +135,12 @@ type Store struct {
 	fileUsed  time.Time
 	fileMtime time.Time
 	recs      map[string]*record
+	// shared are the fleet's tokens (shared.go), kept in etcd, not in
+	// tokens.json.
+	shared map[string]*record
+	// sharedSums maps the SHA-256 of the fleet nodes' admin tokens (shared
+	// records with SHA256) to their id.
+	sharedSums map[[32]byte]string
 	// legacy maps the SHA256 of taken-over api_token tokens to their id.
 	legacy map[[32]byte]string
 	// verified maps sha256(token) of tokens that passed argon2id to their id.
@@ -233,7 +239,7 @@ func (s *Store) loadRecords() error {
 		}
 	}
 	for k, id := range s.verified {
-		if _, ok := recs[id]; !ok {
+		if _, ok := recs[id]; !ok && s.shared[id] == nil {
 			delete(s.verified, k)
 		}
 	}
@@ -295,13 +301,8 @@ func (s *Store) AdminTokenPath() string { return filepath.Join(s.dir, AdminToken
 // Create makes a token; tenant "" makes an admin token. The returned string
 // is the only copy of the secret.
 func (s *Store) Create(tenant, description string) (string, Token, error) {
-	if tenant != "" {
-		if err := config.CheckID("tenant", tenant); err != nil {
-			return "", Token{}, fmt.Errorf("%w (a tenant is an instance id: its token reaches instances SERVICE:%s)", err, tenant)
-		}
-	}
-	if len(description) > 200 {
-		return "", Token{}, fmt.Errorf("description is %d characters long; at most 200", len(description))
+	if err := checkNew(tenant, description); err != nil {
+		return "", Token{}, err
 	}
 	id, secret, r, err := s.newRecord(tenant, description)
 	if err != nil {
@@ -313,6 +314,19 @@ func (s *Store) Create(tenant, description string) (string, Token, error) {
 		return "", Token{}, err
 	}
 	return "ten_" + id + "_" + secret, r.Token, nil
+}
+
+// checkNew checks a new token's tenant and description.
+func checkNew(tenant, description string) error {
+	if tenant != "" {
+		if err := config.CheckID("tenant", tenant); err != nil {
+			return fmt.Errorf("%w (a tenant is an instance id: its token reaches instances SERVICE:%s)", err, tenant)
+		}
+	}
+	if len(description) > 200 {
+		return fmt.Errorf("description is %d characters long; at most 200", len(description))
+	}
+	return nil
 }
 
 // newRecord makes a token's id, secret and hashed record (argon2id: the
@@ -366,6 +380,11 @@ func (s *Store) List() []Token {
 	var rest []Token
 	for _, r := range s.recs {
 		rest = append(rest, r.Token)
+	}
+	for id, r := range s.shared {
+		if s.recs[id] == nil {
+			rest = append(rest, r.Token)
+		}
 	}
 	sort.Slice(rest, func(i, j int) bool {
 		if !rest[i].Created.Equal(rest[j].Created) {
@@ -450,13 +469,17 @@ func (s *Store) Cached(tok string) (Principal, bool) {
 		return Principal{TokenID: FileTokenID}, true
 	}
 	if id, ok := s.verified[sum]; ok {
-		if r, ok := s.recs[id]; ok {
+		if r := s.recordLocked(id); r != nil {
 			s.touchLocked(r, now)
 			return Principal{TokenID: id, Tenant: r.Tenant}, true
 		}
 	}
 	if id, ok := s.legacy[sum]; ok {
 		s.touchLocked(s.recs[id], now)
+		return Principal{TokenID: id}, true
+	}
+	if id, ok := s.sharedSums[sum]; ok {
+		s.shared[id].LastUsed = now.UTC().Truncate(time.Second)
 		return Principal{TokenID: id}, true
 	}
 	return Principal{}, false
@@ -489,11 +512,11 @@ func (s *Store) Candidate(tok string) (Candidate, bool) {
 func (c Candidate) Check() (Principal, error) {
 	s := c.s
 	s.mu.Lock()
-	r := s.recs[c.ID]
+	r := s.recordLocked(c.ID)
 	if r == nil && s.reloadIfChanged() {
 		// Another process (an offline `ten token-gen`) wrote a token
 		// since: it works at once, without a restart of ten serve.
-		r = s.recs[c.ID]
+		r = s.recordLocked(c.ID)
 	}
 	var salt, want []byte
 	var params Params
@@ -513,7 +536,7 @@ func (c Candidate) Check() (Principal, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.recs[c.ID] != r { // revoked meanwhile
+	if s.recordLocked(c.ID) != r { // revoked meanwhile
 		return Principal{}, ErrInvalid
 	}
 	s.verified[sum] = c.ID

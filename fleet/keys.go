@@ -16,6 +16,8 @@ const Prefix = "/ten/fleet/"
 //	                                 who runs it now
 //	/ten/fleet/weights/<svc>:<id>    routing weight (decimal text)
 //	/ten/fleet/failed/<svc>:<id>     reason (plain text): health checks gave up on it
+//	/ten/fleet/tokens/<token id>     an API token's stored record: its argon2id hash and
+//	                                 salt, tenant and description, never the secret
 //	/ten/fleet/services              ServicesRecord: the services fingerprint of the fleet
 const (
 	nodesDir     = Prefix + "nodes/"
@@ -23,6 +25,7 @@ const (
 	ownerDir     = Prefix + "owner/"
 	weightsDir   = Prefix + "weights/"
 	failedDir    = Prefix + "failed/"
+	tokensDir    = Prefix + "tokens/"
 	servicesKey  = Prefix + "services"
 )
 
@@ -40,6 +43,9 @@ func WeightKey(instance string) string { return weightsDir + instance }
 
 // FailedKey is the key that marks an instance failed.
 func FailedKey(instance string) string { return failedDir + instance }
+
+// TokenKey is the key of an API token's record.
+func TokenKey(id string) string { return tokensDir + id }
 
 // InstanceFromKey returns the instance ("svc:id") a placement, owner,
 // weight or failed key names, and false for any other key.

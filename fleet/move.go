@@ -68,7 +68,10 @@ func Reassign(ctx context.Context, cli *clientv3.Client, m Move) (moved bool, er
 	val, _ := json.Marshal(Placement{Node: m.To, MemoryMB: m.From.MemoryMB})
 	r, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", m.From.ModRev)).
-		Then(clientv3.OpPut(key, string(val))).
+		// The instance starts anew on the new node: a failed mark the lost
+		// node's health loop set does not follow it (as a new spawn clears
+		// one on a single server).
+		Then(clientv3.OpPut(key, string(val)), clientv3.OpDelete(FailedKey(m.Instance))).
 		Commit()
 	if err != nil {
 		return false, fmt.Errorf("fleet: move %s from node %s to %s: %w", m.Instance, m.From.Node, m.To, err)
@@ -77,14 +80,15 @@ func Reassign(ctx context.Context, cli *clientv3.Client, m Move) (moved bool, er
 }
 
 // Unplace removes an instance's placement (ten stop): the node that runs it
-// stops it and releases it.
+// stops it and releases it. Its weight and failed mark go with it, as a
+// single server forgets them when an instance is removed.
 func Unplace(ctx context.Context, cli *clientv3.Client, inst string) (existed bool, err error) {
 	if err := ValidInstance(inst); err != nil {
 		return false, err
 	}
-	r, err := cli.Delete(ctx, PlacementKey(inst))
+	r, err := cli.Txn(ctx).Then(clientv3.OpDelete(PlacementKey(inst)), clientv3.OpDelete(WeightKey(inst)), clientv3.OpDelete(FailedKey(inst))).Commit()
 	if err != nil {
 		return false, fmt.Errorf("fleet: unplace %s: %w", inst, err)
 	}
-	return r.Deleted > 0, nil
+	return r.Responses[0].GetResponseDeleteRange().Deleted > 0, nil
 }

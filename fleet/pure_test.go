@@ -159,3 +159,37 @@ func TestPlanMoves(t *testing.T) {
 		t.Fatalf("PlanMoves with no room = %+v, want none", got)
 	}
 }
+
+// A service's share of {service}.DOMAIN: only owned instances of live
+// nodes, not failed, with weight > 0, picked in proportion to weight.
+func TestServiceInstancesAndPick(t *testing.T) {
+	v := newView()
+	v.Nodes["n1"] = NodeInfo{Node: "n1", Addr: "10.0.0.1:80"}
+	v.Nodes["n2"] = NodeInfo{Node: "n2", Addr: "10.0.0.2:80"}
+	for name, node := range map[string]string{"web:a": "n1", "web:b": "n2", "web:c": "n2", "web:d": "n3", "web:e": "n1", "web:f": "n1", "api:a": "n1"} {
+		v.Placements[name] = Placed{Placement: Placement{Node: node}}
+		v.Owners[name] = node
+	}
+	v.Owners["web:e"] = "" // not claimed yet
+	v.Failed["web:f"] = "crashed"
+	v.Weights["web:a"] = 25
+	v.Weights["web:c"] = 0
+	got := v.ServiceInstances("web")
+	if len(got) != 2 || got[0].Instance != "web:a" || got[0].Weight != 25 || got[1].Instance != "web:b" || got[1].Weight != 100 || got[1].Addr != "10.0.0.2:80" {
+		t.Fatalf("ServiceInstances(web) = %+v; want web:a (25) on n1 and web:b (100) on n2", got)
+	}
+	counts := map[string]int{}
+	for range 10000 {
+		p, ok := PickService(got)
+		if !ok {
+			t.Fatal("no pick")
+		}
+		counts[p.Instance]++
+	}
+	if a := counts["web:a"]; a < 1600 || a > 2400 { // 2000 expected; sd 40
+		t.Fatalf("web:a (weight 25 of 125) picked %d of 10000 times", a)
+	}
+	if _, ok := PickService(nil); ok {
+		t.Fatal("a pick among nothing")
+	}
+}

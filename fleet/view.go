@@ -28,14 +28,24 @@ type View struct {
 	Nodes      map[string]NodeInfo
 	Placements map[string]Placed
 	Owners     map[string]string
+	// Weights are the routing weights set in the fleet (an instance
+	// without one has weight 100).
+	Weights map[string]int
+	// Failed are the failed marks: instance → reason.
+	Failed map[string]string
+	// Tokens are the API tokens' stored records (token id → record), as
+	// auth.Store.SetShared takes them.
+	Tokens map[string][]byte
 }
 
 func newView() View {
-	return View{Nodes: map[string]NodeInfo{}, Placements: map[string]Placed{}, Owners: map[string]string{}}
+	return View{Nodes: map[string]NodeInfo{}, Placements: map[string]Placed{}, Owners: map[string]string{},
+		Weights: map[string]int{}, Failed: map[string]string{}, Tokens: map[string][]byte{}}
 }
 
 func (v View) clone() View {
-	return View{Rev: v.Rev, Nodes: maps.Clone(v.Nodes), Placements: maps.Clone(v.Placements), Owners: maps.Clone(v.Owners)}
+	return View{Rev: v.Rev, Nodes: maps.Clone(v.Nodes), Placements: maps.Clone(v.Placements), Owners: maps.Clone(v.Owners),
+		Weights: maps.Clone(v.Weights), Failed: maps.Clone(v.Failed), Tokens: maps.Clone(v.Tokens)}
 }
 
 // apply records one key's new value (put) or absence (del).
@@ -74,6 +84,34 @@ func (v *View) apply(key string, val []byte, modRev int64, del bool) {
 			return
 		}
 		v.Owners[inst] = string(val)
+	case strings.HasPrefix(key, weightsDir):
+		inst, ok := InstanceFromKey(key)
+		if !ok {
+			return
+		}
+		w, err := ParseWeight(val)
+		if del || err != nil {
+			delete(v.Weights, inst)
+			return
+		}
+		v.Weights[inst] = w
+	case strings.HasPrefix(key, failedDir):
+		inst, ok := InstanceFromKey(key)
+		if !ok {
+			return
+		}
+		if del {
+			delete(v.Failed, inst)
+			return
+		}
+		v.Failed[inst] = boundReason(string(val))
+	case strings.HasPrefix(key, tokensDir):
+		id := strings.TrimPrefix(key, tokensDir)
+		if del || ValidTokenID(id) != nil || len(val) > maxTokenRecord {
+			delete(v.Tokens, id)
+			return
+		}
+		v.Tokens[id] = val
 	}
 }
 
@@ -87,6 +125,9 @@ type Watcher struct {
 	v       View
 	loaded  bool
 	changed chan struct{}
+	// svc caches ServiceInstances for the view of revision svcRev.
+	svc    map[string][]ServiceInstance
+	svcRev int64
 }
 
 // NewWatcher returns a watcher; Run fills and follows it.
@@ -116,6 +157,18 @@ func (w *Watcher) Lookup(inst string) (p Placed, placed bool, owner string, node
 		node, live = w.v.Nodes[p.Node]
 	}
 	return
+}
+
+// Shared returns an instance's weight in the fleet (100 when none is set)
+// and its failed mark ("" when none).
+func (w *Watcher) Shared(inst string) (weight int, failed string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	weight, ok := w.v.Weights[inst]
+	if !ok {
+		weight = 100
+	}
+	return weight, w.v.Failed[inst]
 }
 
 // Changed returns a channel closed at the next change of the view.

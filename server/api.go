@@ -195,6 +195,9 @@ func (s *Server) adminHandler() http.Handler {
 		if !ok {
 			return
 		}
+		if s.fleet != nil && s.fleetForwardAPI(w, r) { // another node runs it (fleet_api.go)
+			return
+		}
 		api.ServeHTTP(w, r)
 	}))
 	return mux

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
@@ -82,8 +82,8 @@ func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst uni
 		return errors.New(msg)
 	}
 	defer release()
-	q := systemd.JournalQuery{Instance: inst, Follow: true, Limit: last}
-	return systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
+	q := journal.Query{Instance: inst, Follow: true, Limit: last}
+	return journal.Read(ctx, q, func(e journal.Entry) error {
 		return fn(dashboard.LogLine{Time: e.Time, Stream: e.Stream, Message: e.Message})
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +38,16 @@ type fleetNode struct {
 	onFence func(reason string)
 	// busy marks instances with an ensure or drop in flight.
 	busy map[string]bool
+	// tokens are the token records last given to the auth store, weights
+	// the weights last applied here from the fleet (fleet_shared.go).
+	tokens  map[string][]byte
+	weights map[string]int
+	// apiProxy forwards API calls to the node that runs the instance
+	// (fleet_api.go).
+	apiProxy struct {
+		once sync.Once
+		p    *httputil.ReverseProxy
+	}
 }
 
 // joinWait bounds how long a starting node waits for an earlier session
@@ -136,6 +147,7 @@ func (f *fleetNode) done(inst string) {
 func (s *Server) runFleet(ctx context.Context) {
 	f := s.fleet
 	go f.watch.Run(ctx)
+	s.fleetShareFileToken(ctx)
 	for {
 		changed := f.watch.Changed()
 		sess := f.session()
@@ -250,6 +262,7 @@ func (s *Server) movable(inst string) bool {
 func (s *Server) fleetReconcile(ctx context.Context, sess *fleet.Session, v fleet.View) {
 	f := s.fleet
 	self := f.node()
+	s.fleetApplyShared(v)
 	for name, p := range v.Placements {
 		inst, err := units.ParseInstance(name)
 		if err != nil || p.Node != self {
@@ -314,6 +327,15 @@ func (s *Server) fleetEnsure(ctx context.Context, sess *fleet.Session, inst unit
 		return
 	}
 	err = s.Spawn(cctx, inst)
+	if err == nil {
+		// The fleet's weight for it, set while it was elsewhere or not
+		// created yet (a weight applied to an earlier instance of the
+		// same name no longer counts).
+		f.forgetWeight(name)
+		if v, ok := f.watch.View(); ok {
+			s.fleetApplyShared(v)
+		}
+	}
 	if errors.Is(err, ErrExists) || errors.Is(err, ErrBusy) {
 		return
 	}
@@ -461,8 +483,13 @@ func (s *Server) fleetRows(rows []Row) []Row {
 		if here[name] {
 			continue
 		}
-		r := Row{Instance: name, ID: name, Node: p.Node, State: StateRemote}
+		r := Row{Instance: name, ID: name, Node: p.Node, State: StateRemote, Weight: 100}
+		if w, ok := v.Weights[name]; ok {
+			r.Weight = w
+		}
 		switch owner, live := v.Owners[name], v.Nodes[p.Node].Node != ""; {
+		case v.Failed[name] != "":
+			r.State, r.Health, r.Detail = StateFailed, HealthFailed, v.Failed[name]
 		case !live:
 			r.Detail = "node " + p.Node + " is not live"
 		case owner == "":
@@ -488,6 +515,9 @@ func (s *Server) fleetRoute(inst units.Instance) (err error, ok bool) {
 	}
 	if p.Node == f.node() {
 		return s.waitRouted(inst), true
+	}
+	if err := s.fleetFailed(inst, p.Node); err != nil {
+		return err, true
 	}
 	if !live || node.Addr == "" {
 		return &router.Refused{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("instance %s is placed on node %s, which is not live; it answers again when that node is back or the instance has moved", inst, p.Node)}, true

@@ -442,8 +442,17 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	return s.sd.Restart(ctx, inst)
 }
 
-// SetWeight changes the instance's routing weight.
+// SetWeight changes the instance's routing weight (in a fleet, wherever
+// it runs: fleet_shared.go).
 func (s *Server) SetWeight(inst units.Instance, w int) error {
+	if s.fleet != nil {
+		return s.fleetSetWeight(inst, w)
+	}
+	return s.setWeightLocal(inst, w)
+}
+
+// setWeightLocal changes the routing weight of an instance of this node.
+func (s *Server) setWeightLocal(inst units.Instance, w int) error {
 	if w < 0 || w > 100 {
 		return fmt.Errorf("weight %d: %w: must be 0..100", w, ErrBadInput)
 	}

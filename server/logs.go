@@ -11,7 +11,7 @@ import (
 
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
@@ -27,7 +27,7 @@ const (
 
 // registerLogs adds the journald-backed log endpoints:
 //
-//	GET /api/logs         JSON array of systemd.Entry, oldest first
+//	GET /api/logs         JSON array of journal.Entry, oldest first
 //	GET /api/logs/stream  Server-Sent Events, one entry per "data:" line
 //
 // Query: instance=SERVICE:ID (or tenement's process=SERVICE&id=ID), search,
@@ -39,8 +39,8 @@ func (s *Server) registerLogs(api *http.ServeMux) {
 		if !ok {
 			return
 		}
-		entries := []systemd.Entry{}
-		err := systemd.ReadJournal(r.Context(), q, func(e systemd.Entry) error {
+		entries := []journal.Entry{}
+		err := journal.Read(r.Context(), q, func(e journal.Entry) error {
 			entries = append(entries, e)
 			return nil
 		})
@@ -75,10 +75,10 @@ func (s *Server) registerLogs(api *http.ServeMux) {
 			return
 		}
 		ctx := r.Context()
-		entries := make(chan systemd.Entry, 64)
+		entries := make(chan journal.Entry, 64)
 		done := make(chan error, 1)
 		go func() {
-			done <- systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
+			done <- journal.Read(ctx, q, func(e journal.Entry) error {
 				select {
 				case entries <- e:
 					return nil
@@ -166,13 +166,13 @@ func (st *streamSlots) acquire(p auth.Principal) (release func(), status int, ms
 
 // logQuery parses the query string and applies the token's scope; it
 // answers the request itself when the query is bad or not allowed.
-func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.JournalQuery, bool) {
+func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (journal.Query, bool) {
 	v := r.URL.Query()
-	bad := func(format string, args ...any) (systemd.JournalQuery, bool) {
+	bad := func(format string, args ...any) (journal.Query, bool) {
 		writeErr(w, fmt.Errorf("%w: "+format, append([]any{ErrBadInput}, args...)...))
-		return systemd.JournalQuery{}, false
+		return journal.Query{}, false
 	}
-	q := systemd.JournalQuery{Follow: follow, Search: v.Get("search")}
+	q := journal.Query{Follow: follow, Search: v.Get("search")}
 	name := v.Get("instance")
 	svc := v.Get("process")
 	if svc == "" {
@@ -194,7 +194,7 @@ func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.Jour
 			return bad("%v", err)
 		}
 		if !mayTouch(w, r, inst) {
-			return systemd.JournalQuery{}, false
+			return journal.Query{}, false
 		}
 		q.Instance = inst
 	}
@@ -216,7 +216,7 @@ func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.Jour
 		q.Limit = 10 // like journalctl -f
 	}
 	if sv := v.Get("since"); sv != "" {
-		t, err := systemd.ParseSince(sv, time.Now())
+		t, err := journal.ParseSince(sv, time.Now())
 		if err != nil {
 			return bad("%v", err)
 		}

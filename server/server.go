@@ -33,6 +33,7 @@ import (
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
@@ -165,7 +166,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	// Whether journalctl can search is found out once, here, never from a
 	// request's error.
-	if ok, why := systemd.DetectGrep(); !ok {
+	if ok, why := journal.DetectGrep(); !ok {
 		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
 	}
 	s.shim, err = installShim(cfg.Settings.SocketDir)
@@ -199,7 +200,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.router = router.New(cfg.Settings.Domain, s.adminHandler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,
-		Registry: s.reg, Marks: s.state, ThawForStop: s.frz.ThawForStop,
+		Registry: s.reg, Marks: s.marks(), ThawForStop: s.frz.ThawForStop,
 		OnRestart: func(inst units.Instance, reason string) { s.im.restarts.WithLabelValues(inst.String(), reason).Inc() }})
 	s.router.SetServices(cfg.ServiceNames())
 	return s, nil
@@ -212,6 +213,7 @@ func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s, Create: s.createOnRequest}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.watch.IsNodeHost
+		o.FleetService = s.fleetService
 	}
 	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.

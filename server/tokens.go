@@ -47,9 +47,16 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		secret, tok, err := s.auth.store.Create(req.Tenant, req.Description)
+		var secret string
+		var tok auth.Token
+		var err error
+		if s.fleet != nil {
+			secret, tok, err = s.fleetNewToken(r.Context(), req.Tenant, req.Description)
+		} else if secret, tok, err = s.auth.store.Create(req.Tenant, req.Description); err != nil {
+			err = fmt.Errorf("%w: %v", ErrBadInput, err)
+		}
 		if err != nil {
-			writeErr(w, fmt.Errorf("%w: %v", ErrBadInput, err))
+			writeErr(w, err)
 			return
 		}
 		s.log.Info("token created", "id", tok.ID, "tenant", tok.Tenant, "by", principalOf(r).TokenID)
@@ -58,6 +65,17 @@ func (s *Server) registerTokens(api *http.ServeMux) {
 	api.HandleFunc("DELETE /api/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !requireAdmin(w, r) {
 			return
+		}
+		if s.fleet != nil { // a token of the fleet, made on any node
+			if done, err := s.fleetRevokeToken(r.Context(), r.PathValue("id")); err != nil || done {
+				if err != nil {
+					writeErr(w, err)
+					return
+				}
+				s.log.Info("token revoked in the fleet", "id", auth.TokenID(r.PathValue("id")), "by", principalOf(r).TokenID)
+				writeJSON(w, http.StatusOK, map[string]string{"revoked": auth.TokenID(r.PathValue("id"))})
+				return
+			}
 		}
 		tok, err := s.auth.store.Revoke(r.PathValue("id"))
 		switch {

@@ -17,7 +17,13 @@ import (
 type TokenGenCmd struct {
 	Tenant      string `help:"Make a tenant token: it reaches only instances SERVICE:TENANT. Without it: an admin token."`
 	Description string `help:"What the token is for (shown by ten token list)."`
-	Remote      bool   `help:"Ask the server at --server over the API instead of writing the token store in the data dir (for a server on another machine)."`
+	Remote      bool   `help:"Ask the server at --server over the API instead of writing the token store in the data dir (for a server on another machine; always so for a fleet node, whose tokens live in etcd)."`
+}
+
+// fleetNode reports whether the config makes this machine a fleet node.
+func (g *Globals) fleetNode() bool {
+	c, err := g.loadConfig()
+	return err == nil && c.Fleet.Enabled()
 }
 
 // Run makes a token and prints it once. As in tenement it writes the token
@@ -26,7 +32,9 @@ type TokenGenCmd struct {
 // on a line indented by two spaces, where tenement's users' scripts look.
 func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	var tok auth.Minted
-	if c.Remote {
+	// A fleet's tokens are made by ten serve, which records them in etcd
+	// for every node: the token store in the data dir is this node's only.
+	if c.Remote || g.fleetNode() {
 		var nt apitype.NewToken
 		if err := g.client().Do(ctx, "POST", "/api/tokens", apitype.TokenRequest{Tenant: c.Tenant, Admin: c.Tenant == "", Description: c.Description}, &nt); err != nil {
 			return err

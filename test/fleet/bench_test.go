@@ -20,8 +20,12 @@ import (
 // on n2) go either straight to n2's router (the baseline) or to n1's
 // router, which forwards them to n2's. Rounds of TEN_BENCH_FLEET_N
 // requests (200) alternate between the two in a shuffled order,
-// TEN_BENCH_FLEET_ROUNDS times (10). It prints one row per variant in the
-// table format of test/bench.
+// TEN_BENCH_FLEET_ROUNDS times (10). Two more variants ask for the service,
+// web.DOMAIN, whose one instance is web:a: at n2, which picks its own
+// instance (in fleet mode service hosts take the general proxy path, not
+// the fast path), and at n1, which picks web:a across the fleet and
+// forwards. It prints one row per variant in the table format of
+// test/bench.
 //
 //	go test -run '^$' -bench FleetForward -benchtime 1x ./test/fleet/
 func BenchmarkFleetForward(b *testing.B) {
@@ -39,9 +43,9 @@ func BenchmarkFleetForward(b *testing.B) {
 		},
 		MaxIdleConnsPerHost: 4,
 	}}
-	get := func(router string) (time.Duration, error) {
+	get := func(router, host string) (time.Duration, error) {
 		req, _ := http.NewRequest("GET", "http://"+router+":8080/", nil)
-		req.Host = "a.web.fleet.test"
+		req.Host = host
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -54,14 +58,16 @@ func BenchmarkFleetForward(b *testing.B) {
 		}
 		return time.Since(start), nil
 	}
-	variants := []struct{ name, router string }{
-		{"direct to the owning node's router (baseline)", n2.ip},
-		{"through another node's router (forwarded)", n1.ip},
+	variants := []struct{ name, router, host string }{
+		{"direct to the owning node's router (baseline)", n2.ip, "a.web.fleet.test"},
+		{"through another node's router (forwarded)", n1.ip, "a.web.fleet.test"},
+		{"web.DOMAIN at the owning node (fleet pick, local)", n2.ip, "web.fleet.test"},
+		{"web.DOMAIN at another node (fleet pick, forwarded)", n1.ip, "web.fleet.test"},
 	}
 	// Warm both paths (connections, pools, the app).
 	for _, v := range variants {
 		for i := 0; i < 50; i++ {
-			if _, err := get(v.router); err != nil {
+			if _, err := get(v.router, v.host); err != nil {
 				b.Fatalf("%s: %v", v.name, err)
 			}
 		}
@@ -70,7 +76,7 @@ func BenchmarkFleetForward(b *testing.B) {
 	for r := 0; r < rounds; r++ {
 		for _, i := range rand.Perm(len(variants)) {
 			for k := 0; k < per; k++ {
-				d, err := get(variants[i].router)
+				d, err := get(variants[i].router, variants[i].host)
 				if err != nil {
 					b.Fatalf("%s: %v", variants[i].name, err)
 				}

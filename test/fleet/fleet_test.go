@@ -108,7 +108,10 @@ type node struct {
 	tenKill context.CancelFunc
 	tenLog  *tentest.SyncBuffer
 	etcdLog *tentest.SyncBuffer
-	http    *http.Client
+	// etcd is the node's etcd member; etcdDone is closed when it exits.
+	etcd     *exec.Cmd
+	etcdDone chan struct{}
+	http     *http.Client
 }
 
 func (n *node) path(p string) string { return fmt.Sprintf("/proc/%d/root%s", n.b.PID(), p) }
@@ -338,6 +341,9 @@ func newCluster(t testing.TB, services string) *cluster {
 data_dir = %q
 listen = "0.0.0.0:8080"
 domain = "fleet.test"
+health_check_interval = 1
+backoff_base_ms = 200
+max_restarts = 2
 
 %s
 
@@ -362,44 +368,72 @@ fence_margin = %d
 // startEtcd starts one member in every node and waits for the cluster.
 func (c *cluster) startEtcd() {
 	c.t.Helper()
+	for _, n := range c.nodes {
+		n.startEtcd(c.nodes, "new")
+	}
+	for _, n := range c.nodes {
+		n.waitEtcd(30 * time.Second)
+	}
+}
+
+// startEtcd starts the node's etcd member (state "new" the first time,
+// "existing" on a restart: its data dir knows the cluster then).
+func (n *node) startEtcd(all []*node, state string) {
+	n.t.Helper()
 	var initial []string
-	for _, n := range c.nodes {
-		initial = append(initial, "m"+n.name+"=http://"+n.ip+":2380")
+	for _, o := range all {
+		initial = append(initial, "m"+o.name+"=http://"+o.ip+":2380")
 	}
-	for _, n := range c.nodes {
-		cmd := n.b.Command(context.Background(), "etcd", "--name", "m"+n.name, "--data-dir", base+"/etcd",
-			"--listen-client-urls", "http://"+n.ip+":2379", "--advertise-client-urls", "http://"+n.ip+":2379",
-			"--listen-peer-urls", "http://"+n.ip+":2380", "--initial-advertise-peer-urls", "http://"+n.ip+":2380",
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", "ten-fleet-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
-			// A member back from a partition does not depose the leader
-			// (etcd 3.5's default; Debian 12 has 3.4).
-			"--pre-vote",
-			"--log-level", "error", "--logger", "zap")
-		cmd.Stdout, cmd.Stderr = n.etcdLog, n.etcdLog
-		if err := cmd.Start(); err != nil {
-			c.t.Fatal(err)
-		}
-		c.t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
+	cmd := n.b.Command(context.Background(), "etcd", "--name", "m"+n.name, "--data-dir", base+"/etcd",
+		"--listen-client-urls", "http://"+n.ip+":2379", "--advertise-client-urls", "http://"+n.ip+":2379",
+		"--listen-peer-urls", "http://"+n.ip+":2380", "--initial-advertise-peer-urls", "http://"+n.ip+":2380",
+		"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", state,
+		"--initial-cluster-token", "ten-fleet-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
+		// A member back from a partition does not depose the leader
+		// (etcd 3.5's default; Debian 12 has 3.4).
+		"--pre-vote",
+		"--log-level", "error", "--logger", "zap")
+	cmd.Stdout, cmd.Stderr = n.etcdLog, n.etcdLog
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range c.nodes {
-		for {
-			resp, err := n.http.Get("http://" + n.ip + ":2379/health")
-			out := ""
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				out = string(b)
-				if strings.Contains(out, `"health":"true"`) {
-					break
-				}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	if n.etcd == nil { // first start: one cleanup kills whichever member runs then
+		n.t.Cleanup(func() { n.stopEtcd(syscall.SIGKILL) })
+	}
+	n.etcd, n.etcdDone = cmd, done
+}
+
+// stopEtcd stops the node's etcd member with sig and waits for it.
+func (n *node) stopEtcd(sig syscall.Signal) {
+	if n.etcd == nil || n.etcd.Process == nil {
+		return
+	}
+	_ = n.etcd.Process.Signal(sig)
+	<-n.etcdDone
+}
+
+// waitEtcd waits until the node's member reports itself healthy (it is
+// part of a cluster with a leader).
+func (n *node) waitEtcd(within time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := n.http.Get("http://" + n.ip + ":2379/health")
+		out := ""
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			out = string(b)
+			if strings.Contains(out, `"health":"true"`) {
+				return
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("etcd member of %s not healthy: %v %s\n%s\n%s\n%s", n.name, err, out, n.etcdLog.String(), n.must("ip", "addr"), n.must("journalctl", "-b", "--no-pager", "-n", "60"))
-			}
-			time.Sleep(200 * time.Millisecond)
 		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("etcd member of %s not healthy: %v %s\n%s\n%s\n%s", n.name, err, out, n.etcdLog.String(), n.must("ip", "addr"), n.must("journalctl", "-b", "--no-pager", "-n", "60"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -573,6 +607,11 @@ isolation = "process"
 command = "ECHO"
 isolation = "process"
 storage_persist = true
+
+[service.crash]
+command = "ECHO --mode activation --crash-after 700ms"
+activation = "socket"
+health = "/health"
 `
 
 // TestFleet: spawn and route across nodes; ps on any node; a node cut off
@@ -641,6 +680,11 @@ func TestFleet(t *testing.T) {
 	if err != nil || code != http.StatusBadGateway || !strings.Contains(body, "not forwarding again") {
 		t.Fatalf("a request marked as forwarded, for an instance elsewhere: %d %v %s; want 502 (loop guard)", code, err, body)
 	}
+
+	sharedState(t, c)
+	apiOnOwner(t, c)
+	serviceAcrossNodes(t, c)
+	etcdRestartsUnderLoad(t, c)
 
 	// A new id of a declared service, asked at n3: placed by free capacity
 	// (n1, the emptiest), created there, and the request forwarded to it.
@@ -755,6 +799,294 @@ func TestFleet(t *testing.T) {
 	if on := c.runsOn(t, "web:d"); len(on) != 0 {
 		t.Fatalf("web:d still runs on %v after ten stop on n1", on)
 	}
+}
+
+// sharedState: a token made on one node authenticates on every node and,
+// revoked on another, on none; a weight set on a node that does not run
+// the instance is the weight its node routes by and every ps shows; a
+// failed mark set by the owning node's health loop shows in every node's
+// ps, and every node answers 503 for it.
+func sharedState(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	out := n1.mustCLI("token-gen", "--tenant", "a", "--description", "fleet test")
+	var secret, id string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.TrimSpace(line); strings.HasPrefix(f, "ten_") {
+			secret = f
+			id = strings.SplitN(f, "_", 3)[1]
+		}
+	}
+	if secret == "" {
+		t.Fatalf("ten token-gen on n1 printed no token:\n%s", out)
+	}
+	status := func(n *node) (int, string) {
+		code, body, err := n.get(n, n.ip, "/api/instances", "Authorization", "Bearer "+secret)
+		if err != nil {
+			t.Fatalf("%s: GET /api/instances: %v", n.name, err)
+		}
+		return code, body
+	}
+	for _, n := range c.nodes {
+		code, body := status(n)
+		if code != http.StatusOK || !strings.Contains(body, `"web:a"`) || strings.Contains(body, `"web:c"`) {
+			t.Fatalf("tenant token made on n1, at %s: %d %s; want 200 listing web:a only (tenant a)", n.name, code, body)
+		}
+	}
+	n3.mustCLI("token", "revoke", id)
+	for _, n := range c.nodes {
+		var code int
+		var body string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if code, body = status(n); code == http.StatusUnauthorized {
+				break
+			}
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("token made on n1 and revoked on n3, at %s: %d %s; want 401", n.name, code, body)
+		}
+	}
+	for _, n := range c.nodes {
+		if b, err := os.ReadFile(n.path(base + "/data/tokens.json")); err == nil && strings.Contains(string(b), id) {
+			t.Fatalf("the fleet's token %s is in %s's tokens.json:\n%s", id, n.name, b)
+		}
+	}
+
+	// web:a runs on n2; its weight is set on n3.
+	n3.mustCLI("weight", "web:a", "30")
+	for _, n := range c.nodes {
+		waitRow(t, n, "web:a", 5*time.Second, func(r psRow) bool { return r.Weight == 30 })
+	}
+	if row := waitRow(t, n2, "web:a", time.Second, func(r psRow) bool { return r.Weight == 30 }); row.State == "remote" {
+		t.Fatalf("n2 shows web:a as remote: %+v", row)
+	}
+	if out, err := n1.cli("weight", "web:nosuch", "30"); err == nil {
+		t.Fatalf("weight for an instance placed nowhere: no error\n%s", out)
+	}
+
+	// crash:f on n2 crashes 700 ms after each start; woken through n1, it
+	// uses up max_restarts and n2's health loop marks it failed.
+	n1.mustCLI("spawn", "crash:f", "--node", "n2")
+	start := time.Now()
+	for time.Since(start) < 60*time.Second {
+		_, _, _ = n2.get(n1, "f.crash.fleet.test", "/")
+		if r, ok := psRowOf(t, n1, "crash:f"); ok && r.Health == "failed" {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, n := range c.nodes {
+		row := waitRow(t, n, "crash:f", 5*time.Second, func(r psRow) bool { return r.Health == "failed" })
+		if row.State != "failed" || !strings.Contains(row.Detail, "max_restarts 2") {
+			t.Fatalf("crash:f in %s's ps: %+v; want failed naming max_restarts", n.name, row)
+		}
+		code, body, err := n.get(n1, "f.crash.fleet.test", "/info")
+		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "crash:f failed") {
+			t.Fatalf("crash:f (failed) through %s: %d %v %s; want 503 saying it failed", n.name, code, err, body)
+		}
+	}
+	t.Logf("crash:f marked failed on n2, seen failed on every node %s after its spawn", time.Since(start).Round(100*time.Millisecond))
+	n1.mustCLI("stop", "crash:f")
+}
+
+// apiOnOwner: restart, health and logs asked on a node that does not run
+// the instance act on (and answer from) the node that does, with the CLI's
+// own token (each node's api_token file token is admin on every node).
+func apiOnOwner(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	// web:a runs on n2.
+	before, _ := waitInfo(t, n2, n2, "a.web.fleet.test", 10*time.Second)
+	if code, body, err := n2.get(n2, "a.web.fleet.test", "/log?msg=fleet-log-line-7f3a"); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /log of web:a: %d %v %s", code, err, body)
+	}
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out = n1.mustCLI("logs", "web:a")
+		if strings.Contains(out, "fleet-log-line-7f3a") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ten logs web:a on n1 (web:a runs on n2) lacks the line web:a logged on n2:\n%s", out)
+		}
+	}
+	out = n3.mustCLI("health", "web:a")
+	if !strings.Contains(out, "web:a") || !strings.Contains(out, "running") {
+		t.Fatalf("ten health web:a on n3 (web:a runs on n2):\n%s", out)
+	}
+	n1.mustCLI("restart", "web:a")
+	after, _ := waitInfo(t, n2, n2, "a.web.fleet.test", 10*time.Second)
+	if after.PID == before.PID {
+		t.Fatalf("ten restart web:a on n1: web:a on n2 has the same pid %d", after.PID)
+	}
+	if on := c.runsOn(t, "web:a"); len(on) != 1 || on[0] != "n2" {
+		t.Fatalf("web:a runs on %v after a restart asked on n1, want [n2]", on)
+	}
+	// A call a node was forwarded is not forwarded again.
+	code, body, err := n1.get(n1, n1.ip, "/api/instances/web:a/health", "Authorization", "Bearer "+strings.TrimSpace(readFile(t, n1.path(base+"/data/api_token"))), "X-Ten-Fleet-Hop", "n3")
+	if err != nil || code != http.StatusConflict || !strings.Contains(body, "n2") {
+		t.Fatalf("a forwarded call for an instance elsewhere: %d %v %s; want 409 naming n2", code, err, body)
+	}
+}
+
+// serviceAcrossNodes: {service}.DOMAIN at any node is shared among the
+// service's instances on every node by their weights.
+func serviceAcrossNodes(t *testing.T, c *cluster) {
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	// db has one instance, db:x on n3: n1 and n2 have none of their own.
+	for _, at := range []*node{n1, n2} {
+		in, _ := waitInfo(t, at, at, "db.fleet.test", 10*time.Second)
+		if in.Instance != "db:x" {
+			t.Fatalf("db.fleet.test at %s answered %+v, want db:x (on n3)", at.name, in)
+		}
+	}
+	// web: web:a on n2 (weight 30, set earlier), web:b on n3 (0), web:c
+	// on n1 (70). Asked at n3, which has no instance with weight above 0.
+	n1.mustCLI("weight", "web:b", "0")
+	n2.mustCLI("weight", "web:c", "70")
+	for _, n := range c.nodes {
+		waitRow(t, n, "web:b", 5*time.Second, func(r psRow) bool { return r.Weight == 0 })
+		waitRow(t, n, "web:c", 5*time.Second, func(r psRow) bool { return r.Weight == 70 })
+	}
+	counts := map[string]int{}
+	const total = 300
+	for range total {
+		code, body, err := n3.get(n3, "web.fleet.test", "/info")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("web.fleet.test at n3: %d %v %s", code, err, body)
+		}
+		var in info
+		if err := json.Unmarshal([]byte(body), &in); err != nil {
+			t.Fatal(err)
+		}
+		counts[in.Instance]++
+	}
+	t.Logf("web.fleet.test at n3, %d requests: %v (weights web:a 30 on n2, web:b 0 on n3, web:c 70 on n1)", total, counts)
+	// web:a expects 90 of 300 (sd 7.9): 50 to 130 is 5 sd either side.
+	if counts["web:b"] != 0 || counts["web:a"] < 50 || counts["web:a"] > 130 || counts["web:a"]+counts["web:c"] != total {
+		t.Fatalf("web.fleet.test at n3: %v; want about 30%% web:a, 70%% web:c, no web:b", counts)
+	}
+	n1.mustCLI("weight", "web:b", "100")
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// etcdRestartsUnderLoad restarts the etcd members one at a time while
+// clients keep asking every node for every instance (none of which moves):
+// routing needs no etcd per request, and no node loses its lease, so not
+// one request may fail.
+func etcdRestartsUnderLoad(t *testing.T, c *cluster) {
+	insts := map[string]string{"a.web.fleet.test": "web:a", "b.web.fleet.test": "web:b", "c.web.fleet.test": "web:c"}
+	before := map[string][]string{}
+	for _, inst := range insts {
+		before[inst] = c.runsOn(t, inst)
+	}
+	var mu sync.Mutex
+	var total, failed int
+	var failures []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, at := range c.nodes {
+		for host, inst := range insts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					code, body, err := at.get(at, host, "/info")
+					ok := err == nil && code == http.StatusOK && strings.Contains(body, `"`+inst+`"`)
+					mu.Lock()
+					total++
+					if !ok {
+						failed++
+						if len(failures) < 10 {
+							failures = append(failures, fmt.Sprintf("%s via %s at %s: %d %v %.200s", inst, at.name, time.Now().Format("15:04:05.000"), code, err, body))
+						}
+					}
+					mu.Unlock()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+	}
+	start := time.Now()
+	for _, n := range c.nodes {
+		// Killed, not stopped: a graceful stop would hand leadership
+		// over first; a crash leaves the cluster to elect a leader.
+		n.stopEtcd(syscall.SIGKILL)
+		time.Sleep(2 * time.Second) // the cluster runs on two members meanwhile
+		n.startEtcd(c.nodes, "existing")
+		n.waitEtcd(30 * time.Second)
+		// Each node's keep-alives have gone through the restart.
+		time.Sleep(time.Duration(leaseTTL) * time.Second / 2)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("etcd members restarted one at a time over %s: %d requests through the 3 nodes, %d failed", time.Since(start).Round(100*time.Millisecond), total, failed)
+	if failed > 0 || total < 100 {
+		t.Fatalf("while etcd members restarted one at a time: %d of %d requests failed, want 0 (and at least 100 sent):\n%s", failed, total, strings.Join(failures, "\n"))
+	}
+	for _, inst := range insts {
+		if on := c.runsOn(t, inst); strings.Join(on, ",") != strings.Join(before[inst], ",") {
+			t.Fatalf("%s ran on %v before etcd's members restarted, on %v after", inst, before[inst], on)
+		}
+	}
+	for _, n := range c.nodes {
+		log := n.tenLog.String()
+		if strings.Contains(log, "fleet session fenced") {
+			t.Fatalf("node %s fenced while etcd members restarted one at a time:\n%s", n.name, log)
+		}
+		t.Logf("node %s: %d keep-alives failed (and were retried) meanwhile", n.name, strings.Count(log, "fleet keep-alive failed"))
+	}
+}
+
+// psRow is a row of `ten --json ps`.
+type psRow struct {
+	Instance string `json:"instance"`
+	Node     string `json:"node"`
+	State    string `json:"state"`
+	Detail   string `json:"detail"`
+	Health   string `json:"health"`
+	Weight   int    `json:"weight"`
+}
+
+// psRowOf returns inst's row in n's `ten --json ps`.
+func psRowOf(t *testing.T, n *node, inst string) (psRow, bool) {
+	t.Helper()
+	var rows []psRow
+	out := n.mustCLI("--json", "ps")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%s: ten --json ps: %v\n%s", n.name, err, out)
+	}
+	for _, r := range rows {
+		if r.Instance == inst {
+			return r, true
+		}
+	}
+	return psRow{}, false
+}
+
+// waitRow waits until inst's row in n's ps satisfies ok.
+func waitRow(t *testing.T, n *node, inst string, within time.Duration, ok func(psRow) bool) psRow {
+	t.Helper()
+	var r psRow
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var found bool
+		if r, found = psRowOf(t, n, inst); found && ok(r) {
+			return r
+		}
+	}
+	t.Fatalf("%s: ps row of %s did not become as expected within %s: %+v", n.name, inst, within, r)
+	return r
 }
 
 // psHas reports whether ps output has a row for inst on node.
