@@ -83,8 +83,12 @@ type Backend struct {
 	// the app listens (units.AppListens: run directly, or behind the shim
 	// of a service with L4 addresses, where a connection to Socket wakes
 	// the shim, which relays it to the app once it listens).
-	AppSocket      string
-	AppPort        int
+	AppSocket string
+	AppPort   int
+	// AppNetns, when set, is where AppPort is: the network namespace of an
+	// instance with network = "none", as a /proc/PID/ns/net path ("" while
+	// its service runs no process).
+	AppNetns       func() string
 	Weight         int
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
@@ -281,7 +285,7 @@ func (r *Router) Put(b Backend, awake bool) {
 		return d.DialContext(ctx, "unix", sock)
 	}
 	if b.AppSocket != "" || b.AppPort > 0 {
-		dial = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort).DialContext
+		dial = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort, b.AppNetns).DialContext
 	}
 	nb.dialUp = dial
 	nb.transport = &http.Transport{

@@ -9,7 +9,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tenhq/ten/netns"
 )
+
+// errNoNamespace: the app's network namespace has no process (yet).
+var errNoNamespace = errors.New("the instance's network namespace has no process yet")
 
 // AppDialer connects to a directly run app (Backend.AppSocket, AppPort):
 // to its own SOCKET_PATH or 127.0.0.1:PORT while it listens, and, while it
@@ -20,14 +25,20 @@ type AppDialer struct {
 	wake string // the systemd-held socket
 	sock string
 	tcp  string
+	// netns, when set, gives the network namespace to dial tcp in (a
+	// /proc/PID/ns/net path; "" while the service runs no process).
+	netns func() string
 	// last is which address answered last (1 unix, 2 tcp), tried first.
 	last atomic.Int32
 }
 
 // NewAppDialer dials the app at sock (a unix socket path, or none) and
 // 127.0.0.1:port (port > 0), waking it by a connection to wake.
-func NewAppDialer(wake, sock string, port int) *AppDialer {
-	d := &AppDialer{wake: wake, sock: sock}
+//
+// netns, when not nil, gives the network namespace the app's 127.0.0.1 is
+// in (an instance with network = "none"): the dialer connects to PORT there.
+func NewAppDialer(wake, sock string, port int, netns func() string) *AppDialer {
+	d := &AppDialer{wake: wake, sock: sock, netns: netns}
 	if port > 0 {
 		d.tcp = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
@@ -47,6 +58,12 @@ func (d *AppDialer) try(ctx context.Context) (net.Conn, error) {
 		switch {
 		case w == 1 && d.sock != "":
 			c, err = nd.DialContext(ctx, "unix", d.sock)
+		case w == 2 && d.tcp != "" && d.netns != nil:
+			if ns := d.netns(); ns != "" {
+				c, err = netns.Dial(ctx, ns, "tcp", d.tcp)
+			} else {
+				err = errNoNamespace
+			}
 		case w == 2 && d.tcp != "":
 			c, err = nd.DialContext(ctx, "tcp", d.tcp)
 		default:

@@ -51,7 +51,7 @@ func TestAppDialerWakesThenDialsApp(t *testing.T) {
 			c.Close()
 		}
 	}()
-	d := NewAppDialer(wakePath, appPath, 0)
+	d := NewAppDialer(wakePath, appPath, 0, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", "x")
@@ -88,13 +88,13 @@ func TestAppDialerNeverListens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wake.Close()
-	d := NewAppDialer(wakePath, filepath.Join(dir, "app.sock"), 0)
+	d := NewAppDialer(wakePath, filepath.Join(dir, "app.sock"), 0, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := d.DialContext(ctx, "tcp", "x"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's deadline", err)
 	}
-	d = NewAppDialer(filepath.Join(dir, "gone.sock"), filepath.Join(dir, "app.sock"), 0)
+	d = NewAppDialer(filepath.Join(dir, "gone.sock"), filepath.Join(dir, "app.sock"), 0, nil)
 	if _, err := d.DialContext(context.Background(), "tcp", "x"); err == nil {
 		t.Fatal("dial with no wake socket succeeded")
 	}
