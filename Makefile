@@ -65,14 +65,14 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 15s) each; a failure leaves
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg </dev/null; \
 	done
 
-# The L4 comparison of bpf/ebpf runs first; its output feeds the table
+# The L4 comparison of bpf/dispatch runs first; its output feeds the table
 # that test/bench prints (and writes to bench-results.md) at the end.
 BENCH_L4_COUNT ?= 5
 BENCH_LOAD := $(shell cut -d' ' -f1-3 /proc/loadavg)
 bench: build ## Benchmarks against a real systemd (installs wrk, nginx, python3 if missing); prints one table (see BENCHMARKS.md)
 	@echo "make bench: load average at start $(BENCH_LOAD)"; echo '$(BENCH_LOAD)' > bench-load.txt
 	./scripts/bench-tools
-	$(GO) test -run '^$$' -bench L4 -benchtime 2000x -count $(BENCH_L4_COUNT) -timeout 10m ./bpf/ebpf/ > bench-l4.txt; \
+	$(GO) test -run '^$$' -bench L4 -benchtime 2000x -count $(BENCH_L4_COUNT) -timeout 10m ./bpf/dispatch/ > bench-l4.txt; \
 		status=$$?; cat bench-l4.txt; exit $$status
 	TEN_BENCH_LOAD="$$(cat bench-load.txt)" TEN_BENCH_L4_FILE=$(CURDIR)/bench-l4.txt $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./test/bench/
 

@@ -6,13 +6,13 @@ import (
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/logs"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
 // registerLogs adds the journald-backed log endpoints:
 //
-//	GET /api/logs         JSON array of systemd.Entry, oldest first
+//	GET /api/logs         JSON array of journal.Entry, oldest first
 //	GET /api/logs/stream  Server-Sent Events, one entry per "data:" line
 //
 // The query is logs.ParseQuery's. Without an instance: every instance the
@@ -49,7 +49,7 @@ func (a *API) registerLogs(api *http.ServeMux) {
 
 // logQuery parses the query string and applies the token's scope; it
 // answers the request itself when the query is bad or not allowed.
-func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (systemd.JournalQuery, bool) {
+func logQuery(w http.ResponseWriter, r *http.Request, follow bool) (journal.Query, bool) {
 	p := principalOf(r)
 	q, err := logs.ParseQuery(r.URL.Query(), follow, p.Tenant, func(inst units.Instance) string { return instanceDenied(p, inst) })
 	if msg, denied := logs.IsDenied(err); denied {

@@ -37,7 +37,7 @@
  * signed numbers.
  *
  * The layout of struct activity is part of the pinned state: changing it
- * needs a new pin directory (bpf/ebpf accountingPinDir).
+ * needs a new pin directory (bpf/acct accountingPinDir).
  */
 #include "ten.h"
 

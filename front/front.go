@@ -1,5 +1,5 @@
 // Package front is ten's listener for HTTP: every connection starts on the
-// router's fast path (router.ConnServer), which hands what it does not serve
+// router's fast path (fastpath.ConnServer), which hands what it does not serve
 // to an http.Server (HTTP/1.1 and h2c) around the router; the listener's
 // limits (timeouts, header size, connections per address) and the drain on
 // stop, which loses no request a client has sent, live here.
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/fastpath"
 )
 
 // Connection limits of ten's listener (the router and the admin API share
@@ -49,7 +50,7 @@ type Options struct {
 }
 
 // Serve serves ln until ctx ends: each connection starts on the
-// router's fast path (router.ConnServer), which hands what it does not
+// router's fast path (fastpath.ConnServer), which hands what it does not
 // serve to an http.Server (HTTP/1.1 and h2c) around the router. On ctx's
 // end it stops accepting, answers for a moment more with Connection: close
 // on the open connections, then closes them.
@@ -80,7 +81,7 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 			}
 		}}
 	q := newConnQueue(ln.Addr())
-	cs := &router.ConnServer{Router: o.Router, Fallback: q.put, Limits: router.Limits{
+	cs := &fastpath.ConnServer{Router: o.Router, Fallback: q.put, Limits: fastpath.Limits{
 		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
 		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress,
 	}}

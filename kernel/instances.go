@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenhq/ten/bpf/dispatch"
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
@@ -191,10 +192,10 @@ func (w *Wiring) Up(ctx context.Context, inst units.Instance) {
 }
 
 // bindings are the dispatcher bindings of an instance's L4 addresses.
-func bindings(inst units.Instance, ls []config.Listen) []ebpf.Binding {
-	out := make([]ebpf.Binding, len(ls))
+func bindings(inst units.Instance, ls []config.Listen) []dispatch.Binding {
+	out := make([]dispatch.Binding, len(ls))
 	for i, l := range ls {
-		out[i] = ebpf.Binding{Label: l4.Label(inst), Protocol: l.Protocol, Prefix: l.Prefix, Port: l.Port, PortEnd: l.PortEnd}
+		out[i] = dispatch.Binding{Label: l4.Label(inst), Protocol: l.Protocol, Prefix: l.Prefix, Port: l.Port, PortEnd: l.PortEnd}
 	}
 	return out
 }

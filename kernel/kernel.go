@@ -9,8 +9,8 @@
 // under one mutex. The server drives it through a few calls along an
 // instance's life (Reserve, SetInternal, Up, SocketState, Down; Adopt and
 // Reconcile after a restart of ten) and reads activity from it (Activity,
-// Connections). The programs themselves and their loaders are in bpf/ and
-// bpf/ebpf.
+// Connections). The programs themselves are in bpf/, their loaders in
+// bpf/acct and bpf/dispatch, what they share in bpf/ebpf.
 package kernel
 
 import (
@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/bpf/acct"
+	"github.com/tenhq/ten/bpf/dispatch"
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
@@ -67,11 +69,11 @@ type Wiring struct {
 	log         *slog.Logger
 	removeSlice func(ctx context.Context, inst units.Instance) error
 
-	acct     *ebpf.Accounting // nil without BPF
-	disp     *ebpf.Dispatcher // nil without BPF
-	proxy    *l4.Proxy        // serves L4 addresses when disp is nil
-	cgroups  string           // cgroup v2 mount
-	pins     *ebpf.PinLock    // flock on BPFPinDir while ten uses it
+	acct     *acct.Accounting     // nil without BPF
+	disp     *dispatch.Dispatcher // nil without BPF
+	proxy    *l4.Proxy            // serves L4 addresses when disp is nil
+	cgroups  string               // cgroup v2 mount
+	pins     *ebpf.PinLock        // flock on BPFPinDir while ten uses it
 	features []apitype.Feature
 
 	mu sync.Mutex // mu guards the following
@@ -139,7 +141,7 @@ func New(o Options) (*Wiring, error) {
 			{Name: apitype.FeatureL4Dispatch, On: true, Detail: "sk_lookup steers L4 addresses to the instances' systemd-held sockets (to a PORT app's own socket once it listens), pinned in " + BPFPinDir},
 		}
 		if o.Metrics != nil {
-			o.Metrics.MustRegister(ebpf.NewCollector(w.acct, w.instanceOf, w.log))
+			o.Metrics.MustRegister(acct.NewCollector(w.acct, w.instanceOf, w.log))
 		}
 	}
 	for _, f := range w.features {
@@ -174,13 +176,13 @@ func (w *Wiring) loadBPF() error {
 	if w.pins, err = ebpf.LockPins(BPFPinDir); err != nil {
 		return err
 	}
-	w.acct, err = ebpf.LoadAccounting(BPFPinDir, w.log)
+	w.acct, err = acct.LoadAccounting(BPFPinDir, w.log)
 	if err != nil {
 		w.pins.Unlock()
 		w.pins = nil
 		return err
 	}
-	w.disp, err = ebpf.LoadDispatcher("/proc/self/ns/net", BPFPinDir, w.log)
+	w.disp, err = dispatch.LoadDispatcher("/proc/self/ns/net", BPFPinDir, w.log)
 	if err != nil {
 		w.acct.Close()
 		w.acct = nil

@@ -14,7 +14,7 @@ import (
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/strictjson"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
@@ -31,11 +31,11 @@ func (e *DeniedError) Error() string { return e.Msg }
 // a time), level=stdout|stderr. deny says why the caller may not touch an
 // instance ("" when it may); tenant scopes a query that names none. A bad
 // query is strictjson.ErrBadInput, a denied one a *DeniedError.
-func ParseQuery(v url.Values, follow bool, tenant string, deny func(units.Instance) string) (systemd.JournalQuery, error) {
-	bad := func(format string, args ...any) (systemd.JournalQuery, error) {
-		return systemd.JournalQuery{}, fmt.Errorf("%w: "+format, append([]any{strictjson.ErrBadInput}, args...)...)
+func ParseQuery(v url.Values, follow bool, tenant string, deny func(units.Instance) string) (journal.Query, error) {
+	bad := func(format string, args ...any) (journal.Query, error) {
+		return journal.Query{}, fmt.Errorf("%w: "+format, append([]any{strictjson.ErrBadInput}, args...)...)
 	}
-	q := systemd.JournalQuery{Follow: follow, Search: v.Get("search")}
+	q := journal.Query{Follow: follow, Search: v.Get("search")}
 	name := v.Get("instance")
 	svc := v.Get("process")
 	if svc == "" {
@@ -57,7 +57,7 @@ func ParseQuery(v url.Values, follow bool, tenant string, deny func(units.Instan
 			return bad("%v", err)
 		}
 		if msg := deny(inst); msg != "" {
-			return systemd.JournalQuery{}, &DeniedError{Msg: msg}
+			return journal.Query{}, &DeniedError{Msg: msg}
 		}
 		q.Instance = inst
 	}
@@ -79,7 +79,7 @@ func ParseQuery(v url.Values, follow bool, tenant string, deny func(units.Instan
 		q.Limit = 10 // like journalctl -f
 	}
 	if sv := v.Get("since"); sv != "" {
-		t, err := systemd.ParseSince(sv, time.Now())
+		t, err := journal.ParseSince(sv, time.Now())
 		if err != nil {
 			return bad("%v", err)
 		}

@@ -10,13 +10,13 @@ import (
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 )
 
 // Read returns the entries q selects, oldest first (GET /api/logs).
-func Read(r *http.Request, q systemd.JournalQuery) ([]systemd.Entry, error) {
-	entries := []systemd.Entry{}
-	err := systemd.ReadJournal(r.Context(), q, func(e systemd.Entry) error {
+func Read(r *http.Request, q journal.Query) ([]journal.Entry, error) {
+	entries := []journal.Entry{}
+	err := journal.Read(r.Context(), q, func(e journal.Entry) error {
 		entries = append(entries, e)
 		return nil
 	})
@@ -26,7 +26,7 @@ func Read(r *http.Request, q systemd.JournalQuery) ([]systemd.Entry, error) {
 // Stream follows q as Server-Sent Events, one entry per "data:" line
 // (event "log", id the journal cursor), until the client goes away or the
 // journal read ends (an "error" event says why). The caller holds a slot.
-func Stream(w http.ResponseWriter, r *http.Request, q systemd.JournalQuery) {
+func Stream(w http.ResponseWriter, r *http.Request, q journal.Query) {
 	rc := http.NewResponseController(w)
 	// The stream lives as long as the client: no write deadline.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -39,10 +39,10 @@ func Stream(w http.ResponseWriter, r *http.Request, q systemd.JournalQuery) {
 		return
 	}
 	ctx := r.Context()
-	entries := make(chan systemd.Entry, 64)
+	entries := make(chan journal.Entry, 64)
 	done := make(chan error, 1)
 	go func() {
-		done <- systemd.ReadJournal(ctx, q, func(e systemd.Entry) error {
+		done <- journal.Read(ctx, q, func(e journal.Entry) error {
 			select {
 			case entries <- e:
 				return nil
@@ -80,11 +80,11 @@ func Stream(w http.ResponseWriter, r *http.Request, q systemd.JournalQuery) {
 
 // Follow reads q (a follow) into fn under one of slots' streams for p
 // (the dashboard's log panel): an error says why no slot was free.
-func Follow(ctx context.Context, slots *Slots, p auth.Principal, q systemd.JournalQuery, fn func(systemd.Entry) error) error {
+func Follow(ctx context.Context, slots *Slots, p auth.Principal, q journal.Query, fn func(journal.Entry) error) error {
 	release, _, msg := slots.Acquire(p)
 	if release == nil {
 		return errors.New(msg)
 	}
 	defer release()
-	return systemd.ReadJournal(ctx, q, fn)
+	return journal.Read(ctx, q, fn)
 }

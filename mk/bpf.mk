@@ -1,4 +1,5 @@
-# BPF objects: compile bpf/*.c with bpf2go into bpf/ebpf (committed).
+# BPF objects: compile bpf/*.c with bpf2go into bpf/acct and bpf/dispatch
+# (committed).
 # Included by the main Makefile; usable alone: make -f mk/bpf.mk generate
 #
 # The objects depend on the compiler version, so it is pinned: Debian 12's
@@ -17,13 +18,13 @@ BPF_SOURCES := $(wildcard bpf/*.c bpf/*.h bpf/include/asm/*.h)
 
 .PHONY: generate check-generate check-clang
 
-generate: check-clang ## Rebuild the BPF objects in bpf/ebpf from bpf/*.c
+generate: check-clang ## Rebuild the BPF objects in bpf/acct and bpf/dispatch from bpf/*.c
 	BPF2GO_CC="$(CLANG)" BPF2GO_STRIP="$(LLVM_STRIP)" BPF2GO_CFLAGS="$(BPF_WARNINGS)" \
 		go generate ./...
 
 check-generate: generate ## Fail when the committed BPF objects are stale
-	git diff --exit-code -- bpf/ebpf generate.go
-	@untracked="$$(git ls-files --others --exclude-standard -- bpf/ebpf)"; \
+	git diff --exit-code -- bpf/acct bpf/dispatch generate.go
+	@untracked="$$(git ls-files --others --exclude-standard -- bpf/acct bpf/dispatch)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
 check-clang:

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/tenhq/ten/router/upstream"
 )
 
 // Request bodies are bounded by Options.MaxBodyBytes (settings.max_body_mb).
@@ -29,7 +31,7 @@ func (r *Router) bodyTooLarge(n int64) string {
 // refuseBody answers 413 (body of n bytes, n < 0: grown past the bound)
 // and closes the connection after it. Unless the client waits for
 // 100-continue (and so sends nothing more), what it still sends is read
-// and dropped for up to lingerTime first: closing with unread data in the
+// and dropped for up to LingerTime first: closing with unread data in the
 // socket makes the kernel reset the connection, which can destroy the
 // answer before the client has read it (a client still writing its body
 // reads the answer only when the write is done or fails).
@@ -44,10 +46,11 @@ func (r *Router) refuseBody(w http.ResponseWriter, req *http.Request, body io.Re
 		return
 	}
 	_ = rc.Flush()
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	for end := time.Now().Add(lingerTime); time.Now().Before(end); {
-		if _, err := body.Read(*buf); err != nil {
+	var pool upstream.BufferPool
+	buf := pool.Get()
+	defer pool.Put(buf)
+	for end := time.Now().Add(LingerTime); time.Now().Before(end); {
+		if _, err := body.Read(buf); err != nil {
 			return
 		}
 	}

@@ -20,7 +20,7 @@ var ErrWokenWhileFreezing = errors.New("a connection arrived while freezing")
 // then thaw or wake it again.
 func (r *Router) Reap(ctx context.Context, now time.Time) {
 	r.mu.RLock()
-	var idle []*backend
+	var idle []*Route
 	for _, b := range r.backends {
 		if b.IdleTimeout > 0 && b.awake.Load() {
 			idle = append(idle, b)

@@ -3,6 +3,12 @@
 // instances ({service}.{domain}), relays it to the instance's systemd-held
 // unix socket (which wakes a sleeping instance by socket activation), counts
 // activity per instance, and puts idle instances to sleep.
+//
+// Router.ServeHTTP is the full path, through net/http, for everything;
+// the lean HTTP/1.1 loop that serves most requests without it is
+// router/fastpath, which hands it the rest. Beside them: router/http1 (the
+// fast path's strict HTTP/1.x parsers), router/upstream (connections to
+// instances and their pool) and router/wakeq (the bounded queue of wakes).
 package router
 
 import (
@@ -21,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tenhq/ten/router/fleet"
+	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
 )
@@ -75,8 +83,12 @@ type Backend struct {
 	// the app listens (units.AppListens: run directly, or behind the shim
 	// of a service with L4 addresses, where a connection to Socket wakes
 	// the shim, which relays it to the app once it listens).
-	AppSocket      string
-	AppPort        int
+	AppSocket string
+	AppPort   int
+	// AppNetns, when set, is where AppPort is: the network namespace of an
+	// instance with network = "none", as a /proc/PID/ns/net path ("" while
+	// its service runs no process).
+	AppNetns       func() string
 	Weight         int
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
@@ -96,13 +108,12 @@ type Router struct {
 	log    *slog.Logger
 
 	mu       sync.RWMutex
-	backends map[units.Instance]*backend
+	backends map[units.Instance]*Route
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
-	// fwd relays to other nodes of a fleet (forward.go), made at first use.
-	fwd     *httputil.ReverseProxy
-	fwdOnce sync.Once
+	// fwd relays to other nodes of a fleet.
+	fwd *fleet.Forwarder
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
 
@@ -185,16 +196,17 @@ func (e *Refused) Error() string { return e.Msg }
 // New returns a router for domain; requests for other hosts (the bare
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
-	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*backend{},
+	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService}
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService,
+		fwd: fleet.NewForwarder(log)}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			peer := r.fromPeer(pr.In)
+			peer := fleet.FromPeer(pr.In, r.fleetPeer)
 			if peer {
 				// Another node's router: its X-Forwarded-For names the client.
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
@@ -212,24 +224,28 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 			pr.Out.Host = pr.In.Host
 		},
 		Transport:    roundTripper{},
-		BufferPool:   bufferPool{},
+		BufferPool:   upstream.BufferPool{},
 		ErrorHandler: r.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return r
 }
 
-type backend struct {
+// Route is one routable instance as the router keeps it while it runs: its
+// Backend, whether it is awake, frozen or stopping, its requests in flight
+// and its connections. The fast path (router/fastpath) gets one from
+// Lookup and uses the methods in fast.go.
+type Route struct {
 	Backend
 	transport *http.Transport
 	// dialUp connects to the instance: its systemd-held socket, or a
-	// directly run app's own address (appDialer).
+	// directly run app's own address (upstream.AppDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
 	// observe records a request of the fast path (Options.Observer, or
 	// what an InstanceObserver resolved for the instance); nil without one.
 	observe func(code int, d time.Duration)
 	// pool holds the fast path's idle connections to the instance.
-	pool  upstreamPool
+	pool  upstream.Pool
 	awake atomic.Bool
 	// awakeGen counts SetAwake calls, so the reaper can tell whether
 	// systemd reported a state while it was stopping the service.
@@ -262,14 +278,14 @@ type backend struct {
 
 // Put adds or replaces an instance.
 func (r *Router) Put(b Backend, awake bool) {
-	nb := &backend{Backend: b}
+	nb := &Route{Backend: b}
 	sock := b.Socket
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}
 	if b.AppSocket != "" || b.AppPort > 0 {
-		dial = newAppDialer(sock, b.AppSocket, b.AppPort).DialContext
+		dial = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort, b.AppNetns).DialContext
 	}
 	nb.dialUp = dial
 	nb.transport = &http.Transport{
@@ -297,7 +313,7 @@ func (r *Router) Put(b Backend, awake bool) {
 	r.mu.Unlock()
 	if old != nil {
 		old.transport.CloseIdleConnections()
-		old.pool.closeIdle(true)
+		old.pool.CloseIdle(true)
 	}
 }
 
@@ -313,7 +329,7 @@ func (r *Router) Remove(inst units.Instance) {
 		b.removed = true
 		b.mu.Unlock()
 		b.transport.CloseIdleConnections()
-		b.pool.closeIdle(true)
+		b.pool.CloseIdle(true)
 	}
 }
 
@@ -389,7 +405,7 @@ func (r *Router) SetServices(names []string) {
 	r.mu.Unlock()
 }
 
-func (b *backend) failedReason() string {
+func (b *Route) failedReason() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.failed
@@ -508,7 +524,7 @@ func (r *Router) Thaw(ctx context.Context, inst units.Instance, why string) erro
 
 // thaw thaws b once for every caller that finds it frozen meanwhile, and
 // counts as activity, so that the reaper does not freeze it again at once.
-func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
+func (r *Router) thaw(ctx context.Context, b *Route, why string) error {
 	b.mu.Lock()
 	if !b.frozen.Load() {
 		b.mu.Unlock()
@@ -553,7 +569,7 @@ func (r *Router) thaw(ctx context.Context, b *backend, why string) error {
 	return err
 }
 
-func (r *Router) get(inst units.Instance) *backend {
+func (r *Router) get(inst units.Instance) *Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.backends[inst]
@@ -562,7 +578,7 @@ func (r *Router) get(inst units.Instance) *backend {
 // getFold finds the instance a Host names: DNS ignores case, so a host
 // reaches an id with capitals too (ids differing only by case are refused
 // where they are made).
-func (r *Router) getFold(inst units.Instance) *backend {
+func (r *Router) getFold(inst units.Instance) *Route {
 	if b := r.get(inst); b != nil {
 		return b
 	}
@@ -576,7 +592,7 @@ func (r *Router) getFold(inst units.Instance) *backend {
 	return nil
 }
 
-func (r *Router) lastActivity(b *backend) time.Time {
+func (r *Router) lastActivity(b *Route) time.Time {
 	t := time.Unix(0, b.last.Load())
 	if r.activity != nil {
 		if t2, ok := r.activity(b.Instance); ok && t2.After(t) {
@@ -588,7 +604,7 @@ func (r *Router) lastActivity(b *backend) time.Time {
 
 // route resolves a host to a backend; handled is false for hosts that are
 // not under the domain (they go to the admin handler).
-func (r *Router) route(host string) (b *backend, handled bool, status int, msg string) {
+func (r *Router) route(host string) (b *Route, handled bool, status int, msg string) {
 	host, labels, ok := r.labels(host)
 	if !ok {
 		return nil, false, 0, ""
@@ -644,7 +660,7 @@ func (r *Router) labels(host string) (string, []string, bool) {
 
 // createFor asks Options.Create for the instance a request names that does not
 // exist; it returns the new backend, or the status and message to answer.
-func (r *Router) createFor(req *http.Request) (*backend, int, string, *Forward) {
+func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 	_, labels, ok := r.labels(req.Host)
 	if !ok || len(labels) != 2 {
 		return nil, 0, "", nil
@@ -678,7 +694,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if r.fleetService != nil && req.Header.Get(HopHeader) == "" {
 		if _, labels, ok := r.labels(req.Host); ok && len(labels) == 1 {
 			if f := r.fleetService(labels[0]); f != nil {
-				r.forward(w, req, f)
+				r.fwd.Forward(w, req, f)
 				return
 			}
 		}
@@ -691,7 +707,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if b == nil && status == http.StatusNotFound && r.create != nil {
 		nb, st, m, fwd := r.createFor(req)
 		if fwd != nil {
-			r.forward(w, req, fwd)
+			r.fwd.Forward(w, req, fwd)
 			return
 		}
 		if nb != nil || st != 0 {
@@ -858,7 +874,7 @@ func (g *guardedBody) finish() {
 }
 
 type reqState struct {
-	b      *backend
+	b      *Route
 	waking bool
 	ctrl   Controller
 	start  time.Time
@@ -880,7 +896,7 @@ type thawError struct{ err error }
 func (e *thawError) Error() string { return "thaw: " + e.err.Error() }
 func (e *thawError) Unwrap() error { return e.err }
 
-func (b *backend) acquire() bool {
+func (b *Route) acquire() bool {
 	b.mu.Lock()
 	for b.stopping != nil {
 		ch := b.stopping
@@ -899,7 +915,7 @@ func (b *backend) acquire() bool {
 
 // release ends a request; the activity time is set under the lock, so the
 // reaper never sees the request gone but its activity not yet recorded.
-func (b *backend) release() {
+func (b *Route) release() {
 	b.mu.Lock()
 	b.inflight--
 	b.last.Store(time.Now().UnixNano())
@@ -940,7 +956,7 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st.waking || st.thawed != nil || req.Header.Get("Upgrade") != "" {
 		resp, err = b.transport.RoundTrip(req.WithContext(ctx))
 	} else {
-		resp, err = b.pooledRoundTrip(req.WithContext(ctx))
+		resp, err = b.pool.RoundTrip(req.WithContext(ctx), b.dial)
 	}
 	if err != nil {
 		var te *thawError
@@ -1060,18 +1076,9 @@ func (c *cancelRWC) Close() error {
 	return err
 }
 
-// bufferPool lends ReverseProxy its 32 KiB copy buffers, which it would
-// otherwise allocate for every request.
-type bufferPool struct{}
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
-
 // markAsleep records that the reaper stopped the service, unless systemd
 // reported it running again since gen (a connection woke it meanwhile).
-func (b *backend) markAsleep(gen uint64) {
+func (b *Route) markAsleep(gen uint64) {
 	if b.awakeGen.Load() != gen && b.awake.Load() {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 // snapshot under the router's lock, so a Swap is seen whole or not at all.
 type table struct {
 	// hosts maps "{id}.{service}.{domain}" to its instance.
-	hosts map[string]*backend
+	hosts map[string]*Route
 	// services maps "{service}.{domain}" to the service's rotation; a
 	// service with instances but none in rotation has an empty one.
 	services map[string]*rotation
@@ -23,12 +23,12 @@ type rotation struct {
 }
 
 type cand struct {
-	b *backend
+	b *Route
 	w int
 }
 
 // pick chooses among the rotation by weight; nil when it is empty.
-func (rt *rotation) pick() *backend {
+func (rt *rotation) pick() *Route {
 	if rt.total <= 0 {
 		return nil
 	}
@@ -44,7 +44,7 @@ func (rt *rotation) pick() *backend {
 
 // rebuild makes a new table from r.backends; r.mu must be held for writing.
 func (r *Router) rebuild() {
-	t := &table{hosts: make(map[string]*backend, len(r.backends)), services: map[string]*rotation{}}
+	t := &table{hosts: make(map[string]*Route, len(r.backends)), services: map[string]*rotation{}}
 	for inst, b := range r.backends {
 		t.hosts[inst.ID+"."+inst.Service+"."+r.domain] = b
 		key := inst.Service + "." + r.domain
@@ -67,7 +67,7 @@ func (r *Router) rebuild() {
 // lookup resolves a Host header value to a backend through the current
 // table without allocating; nil when it names no routable instance (the
 // caller then takes the path that explains why, or serves the admin API).
-func (r *Router) lookup(host []byte) *backend {
+func (r *Router) lookup(host []byte) *Route {
 	var buf [256]byte
 	if len(host) > len(buf) {
 		return nil

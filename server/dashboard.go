@@ -10,7 +10,7 @@ import (
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/logs"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
@@ -81,7 +81,7 @@ func (b *dashBackend) SetWeight(inst units.Instance, w int) error {
 // FollowLogs follows the instance's journal; it takes one of the log
 // stream slots the API's streams share (with the same share per tenant).
 func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst units.Instance, last int, fn func(dashboard.LogLine) error) error {
-	return logs.Follow(ctx, &b.s.streams, p, systemd.JournalQuery{Instance: inst, Follow: true, Limit: last}, func(e systemd.Entry) error {
+	return logs.Follow(ctx, &b.s.streams, p, journal.Query{Instance: inst, Follow: true, Limit: last}, func(e journal.Entry) error {
 		return fn(dashboard.LogLine{Time: e.Time, Stream: e.Stream, Message: e.Message})
 	})
 }

@@ -160,13 +160,17 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
 		b.Freeze = in.Svc.Freezes() && s.frz.On()
 		b.StopAfter = in.Svc.StopAfterDuration()
-		// A directly run app, and the app behind an L4 service's shim
-		// (which the shim starts and relays the L4 connections that
-		// wake it to): the router connects to the app's own address
-		// once it listens, with no relay between.
+		// A directly run app, also of an L4 service (whose relay serves
+		// the L4 connections that wake it): the router connects to the
+		// app's own address once it listens, with no relay between; with
+		// network = "none", to its PORT in the instance's own namespace.
 		if units.AppListens(in.Svc) {
 			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
 			b.AppPort = in.Port
+			if units.PrivateNetwork(in.Svc) {
+				inst := in.Inst
+				b.AppNetns = func() string { return s.kern.Netns(inst) }
+			}
 		}
 	}
 	return b

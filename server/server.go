@@ -41,6 +41,7 @@ import (
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/statefile"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/tlsfront"
 	"github.com/tenhq/ten/units"
 )
@@ -179,7 +180,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	// Whether journalctl can search is found out once, here, never from a
 	// request's error.
-	if ok, why := systemd.DetectGrep(); !ok {
+	if ok, why := journal.DetectGrep(); !ok {
 		o.Log.Info("log search runs in ten, over every line read: journalctl cannot --grep", "why", why)
 	}
 	s.shim, s.shimBin, err = selfunit.InstallShims(cfg.Settings.SocketDir, o.Log)

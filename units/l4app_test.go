@@ -77,8 +77,13 @@ func TestAppListens(t *testing.T) {
 		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationProcess, Listen: []string{"tcp://127.0.0.1:7000"}}, true},
 		{config.Service{Activation: config.ActivationSocket, Isolation: config.IsolationNamespace}, false},
 		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationSandbox}, false},
-		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, Network: "none"}, false},
-		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, IPAllow: []string{"10.0.0.0/8"}}, false},
+		// The router dials into the private namespace, or over loopback,
+		// which the allow-list then holds...
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, Network: "none"}, true},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, IPAllow: []string{"10.0.0.0/8"}}, true},
+		// ...but L4 clients cannot be steered to such an app's socket.
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, Network: "none", Listen: []string{"tcp://127.0.0.1:7000"}}, false},
+		{config.Service{Activation: config.ActivationShim, Isolation: config.IsolationNamespace, IPAllow: []string{"10.0.0.0/8"}, Listen: []string{"tcp://127.0.0.1:7000"}}, false},
 	} {
 		if got := AppListens(&c.svc); got != c.want {
 			t.Errorf("AppListens(%+v) = %v, want %v", c.svc, got, c.want)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -107,10 +108,9 @@ func StateMountPoint(svc *config.Service, inst Instance) string {
 //
 // The shim's relay stays where the router cannot reach the app's own
 // address or where something else must take the systemd socket's
-// connections: gVisor (isolation = "sandbox"), a private network
-// (network = "none": 127.0.0.1 there is not the host's), ip_allow (the
-// unit's IP filter would drop the router's loopback packets), and L4
-// listen addresses (their connections arrive on the systemd-held sockets
+// connections: gVisor (isolation = "sandbox"), and L4 listen addresses
+// with network = "none" or ip_allow (see AppListens). Other L4 listen
+// addresses (their connections arrive on the systemd-held sockets
 // until the app listens: a relay process serves those and exits once ten
 // steers new ones to the app's own socket, see Launched).
 func Direct(svc *config.Service) bool {
@@ -137,16 +137,37 @@ func resident(svc *config.Service) bool {
 }
 
 // AppListens reports whether an instance of svc runs an app that binds its
-// own PORT/SOCKET_PATH in the host's network namespace, reachable by ten
-// without a relay: activation = "shim", not in gVisor (its sockets live in
-// the sandbox's netstack), not network = "none" (its 127.0.0.1 is its own),
-// no ip_allow (systemd's IP filter on the service's cgroup, deny-all but the
-// list, would drop the packets of a client steered to the app's own socket,
-// which reaches the systemd-held socket, outside that cgroup, today). Such an app's listening socket on PORT is
-// where ten steers the service's L4 connections once it listens.
+// own PORT/SOCKET_PATH where ten reaches it without a relay: activation =
+// "shim", not in gVisor (its sockets live in the sandbox's netstack). With
+// network = "none" the router dials PORT inside the instance's own network
+// namespace (PrivateNetwork), and with ip_allow over loopback, which the
+// unit's allow-list then includes (LoopbackAllowed). Such an app's listening
+// socket on PORT is also where ten steers the service's L4 connections once
+// it listens — except with network = "none" (sk_lookup steers only within a
+// namespace) or ip_allow (the unit's IP filter would drop the packets of the
+// clients steered to it): those services with L4 addresses keep the shim's
+// relay, which takes every connection on the systemd-held sockets.
 func AppListens(svc *config.Service) bool {
-	return svc.Activation == config.ActivationShim && svc.Isolation != config.IsolationSandbox &&
-		svc.Network != "none" && len(svc.IPAllow) == 0
+	if svc.Activation != config.ActivationShim || svc.Isolation == config.IsolationSandbox {
+		return false
+	}
+	return len(svc.Listen) == 0 || (svc.Network != "none" && len(svc.IPAllow) == 0)
+}
+
+// PrivateNetwork reports whether an instance of svc has a network namespace
+// of its own (network = "none"), where its app's PORT on 127.0.0.1 is: the
+// router dials it there (package netns).
+func PrivateNetwork(svc *config.Service) bool { return svc.Network == "none" }
+
+// LoopbackAllowed reports whether the IP allow-list of an instance of svc
+// (ip_allow) also holds loopback (127.0.0.1, ::1): an app that binds PORT
+// is reached over it — by the router, or by the shim inside the service —
+// and systemd's IP filter on the service's cgroup drops loopback packets
+// like any others. The app can then reach services that listen on
+// loopback too; one that must not should bind SOCKET_PATH and run with
+// activation = "socket".
+func LoopbackAllowed(svc *config.Service) bool {
+	return len(svc.IPAllow) > 0 && (svc.Activation == config.ActivationShim || svc.Isolation == config.IsolationSandbox)
 }
 
 // AppSocketPath is SOCKET_PATH of instance id of svc: the service's socket
@@ -463,7 +484,11 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop("PrivateNetwork", true))
 	}
 	if len(svc.IPAllow) > 0 {
-		props = append(props, ipAccess("IPAddressAllow", svc.IPAllow), ipAccess("IPAddressDeny", []string{"0.0.0.0/0", "::/0"}))
+		allow := svc.IPAllow
+		if LoopbackAllowed(svc) {
+			allow = append(append([]string{}, allow...), "127.0.0.1/32", "::1/128")
+		}
+		props = append(props, ipAccess("IPAddressAllow", allow), ipAccess("IPAddressDeny", []string{"0.0.0.0/0", "::/0"}))
 	}
 	switch svc.Isolation {
 	case config.IsolationNamespace:
@@ -754,11 +779,13 @@ func ipAccess(name string, prefixes []string) sd.Property {
 		PrefixLen uint32
 	}
 	var es []entry
+	seen := map[netip.Prefix]bool{}
 	for _, s := range prefixes {
 		pfx, err := parsePrefix(s)
-		if err != nil {
-			continue // validated in config
+		if err != nil || seen[pfx] {
+			continue // validated in config; or listed already
 		}
+		seen[pfx] = true
 		fam := int32(2) // AF_INET
 		if pfx.Addr().Is6() {
 			fam = 10

@@ -2,10 +2,7 @@ package ebpf
 
 import (
 	"encoding/binary"
-	"errors"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 )
@@ -30,40 +27,5 @@ func TestParseSocketTable(t *testing.T) {
 	v6, err := parseProcAddr("00000000000000000000000001000000:1F40")
 	if err != nil || v6 != netip.MustParseAddrPort("[::1]:8000") {
 		t.Errorf("parseProcAddr(::1) = %v, %v", v6, err)
-	}
-}
-
-// TestFindListener copies the listening socket of another process, as ten
-// does with systemd's, and dispatches to it with sk_lookup.
-func TestFindListener(t *testing.T) {
-	ns := newNetNS(t)
-	ns.enter(t)
-	holder, addr := startHelper(t, "hold", "", nil)
-
-	f, err := FindListener(holder.Process.Pid, "tcp", addr)
-	if err != nil {
-		t.Fatalf("FindListener: %v", err) // pidfd_getfd is in every kernel ten supports
-	}
-	defer f.Close()
-	ln, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// The helper accepts nothing: a connection to its address is ours to take.
-	landsOn(t, addr, ln.(*net.TCPListener))
-
-	d := newDispatcher(t, ns, "")
-	defer d.Close()
-	mustAdd(t, d, Binding{Label: "held", Protocol: "tcp", Prefix: netip.MustParsePrefix("127.0.1.0/24"), Port: 7000})
-	mustRegister(t, d, "held", f)
-	f.Close()
-	landsOn(t, "127.0.1.1:7000", ln.(*net.TCPListener))
-
-	if _, err := FindListener(holder.Process.Pid, "tcp", "127.0.0.1:1"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("FindListener(unbound address) = %v, want not exist", err)
-	}
-	if _, err := FindListener(holder.Process.Pid, "sctp", addr); err == nil {
-		t.Error("FindListener(sctp) succeeded")
 	}
 }

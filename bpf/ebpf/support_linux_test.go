@@ -7,19 +7,21 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenhq/ten/bpf/internal/bpftest"
 )
 
 // TestSupported: this project's kernels (6.x) have everything; a missing
 // feature is a failure, not a skip.
 func TestSupported(t *testing.T) {
-	requireRoot(t)
+	bpftest.RequireRoot(t)
 	if err := Supported(); err != nil {
 		t.Fatalf("Supported() = %v", err)
 	}
 }
 
 func TestSupportedWithoutPrivilege(t *testing.T) {
-	requireRoot(t)
+	bpftest.RequireRoot(t)
 	done := make(chan error)
 	go func() {
 		// Drop every capability on this thread only; it ends with the goroutine.
@@ -53,7 +55,7 @@ func TestCgroupID(t *testing.T) {
 }
 
 func TestEnsureBPFFS(t *testing.T) {
-	privateMounts(t)
+	bpftest.PrivateMounts(t)
 	dir := filepath.Join(t.TempDir(), "bpf")
 	if err := EnsureBPFFS(dir); err != nil {
 		t.Fatal(err)

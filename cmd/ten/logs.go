@@ -9,7 +9,7 @@ import (
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/client"
-	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
 
@@ -38,13 +38,13 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("--limit %d: want 0 to %d", limit, apitype.MaxLogLimit)
 		}
 	}
-	if c.Level != "" && c.Level != systemd.StreamStdout && c.Level != systemd.StreamStderr {
+	if c.Level != "" && c.Level != journal.StreamStdout && c.Level != journal.StreamStderr {
 		return fmt.Errorf("--level %q: want stdout or stderr", c.Level)
 	}
 	path := apitype.LogsPath(c.Follow, c.Instance, c.Search, c.Since, c.Level, limit)
 	cl := g.client()
 	if !c.Follow {
-		var entries []systemd.Entry
+		var entries []journal.Entry
 		if err := cl.Do(ctx, "GET", path, nil, &entries); err != nil {
 			return err
 		}
@@ -66,7 +66,7 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 			json.Unmarshal([]byte(ev.Data), &e)
 			return fmt.Errorf("log stream: %s", e.Error)
 		case "log", "message":
-			var e systemd.Entry
+			var e journal.Entry
 			if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
 				return fmt.Errorf("log stream: bad event: %w", err)
 			}
@@ -79,16 +79,16 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 	})
 }
 
-func printEntry(e systemd.Entry, withInstance bool) {
+func printEntry(e journal.Entry, withInstance bool) {
 	var b strings.Builder
 	b.WriteString(e.Time.Local().Format("2006-01-02 15:04:05.000"))
 	if withInstance {
 		b.WriteString(" " + e.Instance)
 	}
 	switch e.Stream {
-	case systemd.StreamStderr:
+	case journal.StreamStderr:
 		b.WriteString(" stderr:")
-	case systemd.StreamSystemd:
+	case journal.StreamSystemd:
 		b.WriteString(" systemd:")
 	}
 	b.WriteString(" " + e.Message)

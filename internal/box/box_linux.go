@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenhq/ten/internal/box/cgroups"
 )
 
 // systemdPath is where Debian installs systemd (package systemd).
@@ -31,7 +33,7 @@ type Box struct {
 	log     *slog.Logger
 	cmd     *exec.Cmd
 	pid     int
-	cgroups []boxCgroup // the box's root cgroup in every hierarchy
+	cgroups []cgroups.Cgroup // the box's root cgroup in every hierarchy
 	console *tail
 	// The box's /dev/console is a pseudo-terminal of the host's, since
 	// systemd only logs to a terminal. Its output goes to Options.Stdout;
@@ -82,13 +84,13 @@ func Boot(ctx context.Context, opts Options) (_ *Box, err error) {
 	if err != nil {
 		return nil, err
 	}
-	hs, err := findHierarchies()
+	hs, err := cgroups.FindHierarchies()
 	if err != nil {
 		return nil, fmt.Errorf("box: %w", err)
 	}
-	removeStale(hs)
-	id := boxID(name, boxSeq.Add(1))
-	cgs, err := makeCgroups(hs, id)
+	cgroups.RemoveStale(hs)
+	id := cgroups.BoxID(name, boxSeq.Add(1))
+	cgs, err := cgroups.Make(hs, id)
 	if err != nil {
 		return nil, fmt.Errorf("box: %w", err)
 	}
@@ -176,7 +178,7 @@ func Boot(ctx context.Context, opts Options) (_ *Box, err error) {
 	for _, cg := range cgs {
 		roots = append(roots, cg.Dir)
 	}
-	if err := joinCgroups(roots, b.pid); err != nil {
+	if err := cgroups.Join(roots, b.pid); err != nil {
 		return nil, fmt.Errorf("box: %w", err)
 	}
 	relW.Close() // release the init stage
@@ -291,7 +293,7 @@ func (b *Box) Close() error {
 			}
 			b.ptyMaster.Close()
 		}
-		if err := removeCgroups(b.cgroups, 10*time.Second); err != nil {
+		if err := cgroups.Remove(b.cgroups, 10*time.Second); err != nil {
 			b.closeErr = fmt.Errorf("box: close: %w", err)
 		}
 	})
@@ -385,7 +387,7 @@ func Reason() error {
 		!(exists("/lib/systemd/system/dbus.service") || exists("/usr/lib/systemd/system/dbus.service")) {
 		return errors.New("box: no D-Bus system bus (Debian package dbus)")
 	}
-	if _, err := findHierarchies(); err != nil {
+	if _, err := cgroups.FindHierarchies(); err != nil {
 		return fmt.Errorf("box: %w", err)
 	}
 	return nil

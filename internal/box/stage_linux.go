@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenhq/ten/internal/box/cgroups"
 )
 
 // The stages are re-executions of the current binary, recognised by argv[0]
@@ -53,7 +55,7 @@ type initConfig struct {
 type execConfig struct {
 	Name    string
 	PID     int
-	Cgroups []boxCgroup
+	Cgroups []cgroups.Cgroup
 }
 
 func init() { MaybeStage() }
@@ -256,7 +258,7 @@ func runExec(arg string, argv []string) int {
 	// error). Another goroutine does it, on a thread still in the host's
 	// mount namespace where the host's /sys/fs/cgroup is.
 	joined := make(chan error, 1)
-	go func() { joined <- joinExec(cfg.Cgroups, cmd.Process.Pid) }()
+	go func() { joined <- cgroups.JoinExec(cfg.Cgroups, cmd.Process.Pid) }()
 	if err := <-joined; err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -344,7 +346,7 @@ func setupRoot(cfg initConfig) error {
 	if err != nil {
 		return err
 	}
-	cgMounts := parseCgroupMounts(string(mi))
+	cgMounts := cgroups.ParseMounts(string(mi))
 	cgLinks := map[string]string{}
 	if ents, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
 		for _, e := range ents {
@@ -468,17 +470,17 @@ func setupRoot(cfg initConfig) error {
 // each shows the box's own subtree as its root. systemd would mount them
 // itself, but with its own grouping (cpu,cpuacct together): where the host
 // mounts them apart, that mount fails and the controller is lost.
-func setupCgroupFS(dir string, mounts []cgroupMount, links map[string]string) error {
+func setupCgroupFS(dir string, mounts []cgroups.Mount, links map[string]string) error {
 	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := mount("tmpfs", dir, "tmpfs", flags, "mode=0755"); err != nil {
 		return err
 	}
 	for _, m := range mounts {
-		p := filepath.Join(dir, m.rel)
+		p := filepath.Join(dir, m.Rel)
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
 		}
-		if err := mount(m.fstype, p, m.fstype, flags, m.data); err != nil {
+		if err := mount(m.FSType, p, m.FSType, flags, m.Data); err != nil {
 			return err
 		}
 	}

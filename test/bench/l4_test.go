@@ -28,7 +28,7 @@ import (
 // line echoed on an open connection). direct and the dispatched path are
 // interleaved in blocks within each phase (BPF, then no BPF).
 //
-// Also, when TEN_BENCH_L4_FILE names the output of bpf/ebpf's
+// Also, when TEN_BENCH_L4_FILE names the output of bpf/dispatch's
 // BenchmarkL4 (make bench runs it just before, same machine), its numbers
 // are added to the table: the same comparison in-process, with throughput.
 func BenchmarkL4(b *testing.B) {
@@ -176,12 +176,12 @@ func l4RTT(addr string, n int) ([]time.Duration, error) {
 	return ds, nil
 }
 
-// addEBPFRows reads `go test -bench L4 -count N ./bpf/ebpf/` output:
+// addEBPFRows reads `go test -bench L4 -count N ./bpf/dispatch/` output:
 // lines like "BenchmarkL4/rtt/direct-2  2000  51392 ns/op  [1649.88 MB/s]".
 func addEBPFRows(b *testing.B, path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		addNote("L4: no bpf/ebpf BenchmarkL4 output at %s: %v", path, err)
+		addNote("L4: no bpf/dispatch BenchmarkL4 output at %s: %v", path, err)
 		return
 	}
 	re := regexp.MustCompile(`^BenchmarkL4/(\w+)/(\w+)(?:-\d+)?\s+\d+\s+([0-9.]+) ns/op(?:\s+([0-9.]+) MB/s)?`)
@@ -211,7 +211,7 @@ func addEBPFRows(b *testing.B, path string) {
 	}
 	for _, k := range order {
 		st := summarize(ns[k])
-		r := durRow("3 L4", "bpf/ebpf BenchmarkL4 (in-process echo, own netns): "+k.t, k.w+" (ns/op, per run)", st)
+		r := durRow("3 L4", "bpf/dispatch BenchmarkL4 (in-process echo, own netns): "+k.t, k.w+" (ns/op, per run)", st)
 		r.p99 = "" // n is the number of runs (-count); a p99 of a handful of means says nothing
 		base := summarize(ns[key{k.w, "direct"}])
 		if k.t != "direct" {

@@ -17,9 +17,12 @@ import (
 //	port       activation = "shim", the app binds PORT: the app runs as the
 //	           service's main process; the router dials 127.0.0.1:PORT
 //	socket     the same, the app binds SOCKET_PATH
+//	private    the PORT app with network = "none": the router dials PORT
+//	           inside the instance's own network namespace
 //	relay      the PORT app behind ten-shim's relay (what every shim-mode
-//	           app had before; kept where the router cannot reach the app's
-//	           address, here forced by network = "none")
+//	           app had before; kept for gVisor and for L4 addresses with a
+//	           private network, here forced by network = "none" and an L4
+//	           address)
 //
 // and each instance's memory as `ten ps` shows it (the service cgroup's
 // MemoryCurrent) after the runs.
@@ -52,20 +55,29 @@ args = ["--mode", "socket"]
 isolation = "process"
 start = "eager"
 
-[service.relay]
+[service.private]
 command = "ECHO"
 args = ["--mode", "port"]
 isolation = "process"
 network = "none"
 start = "eager"
 
+[service.relay]
+command = "ECHO"
+args = ["--mode", "port"]
+isolation = "process"
+network = "none"
+listen = ["tcp://127.0.9.1:7900"]
+start = "eager"
+
 [instances]
 activated = ["a"]
 port = ["a"]
 socket = ["a"]
+private = ["a"]
 relay = ["a"]
 `)
-	targets := []string{"activated:a", "port:a", "socket:a", "relay:a"}
+	targets := []string{"activated:a", "port:a", "socket:a", "private:a", "relay:a"}
 	for _, t := range targets {
 		waitAnswer(b, ten.addr, host(t), 10*time.Second)
 	}

@@ -181,7 +181,8 @@ memory_deny_write_execute = true
 // TestShimLogPriorities: the app's stdout reaches the journal at priority
 // info and its stderr at err, under the app's name and the instance's unit:
 // through systemd-cat for a PORT app that runs directly, and from the shim
-// itself (no systemd-cat) where the shim stays in front (network = "none").
+// itself (no systemd-cat) where the shim stays in front (network = "none"
+// with an L4 address).
 func TestShimLogPriorities(t *testing.T) {
 	s := startTen(t, `
 [service.api]
@@ -190,6 +191,7 @@ command = "ECHO --mode port"
 [service.priv]
 command = "ECHO --mode port"
 network = "none"
+listen = ["tcp://127.0.5.1:7600"]
 `)
 	for _, c := range []struct {
 		svc  string

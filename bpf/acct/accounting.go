@@ -1,0 +1,34 @@
+package acct
+
+import "time"
+
+// Stats is the activity of one cgroup since it was first attached. The
+// counters only grow; a cgroup that is removed (systemd removes a stopped
+// service's cgroup) and created again starts from zero with a new id.
+type Stats struct {
+	RxBytes, TxBytes     uint64 // IP packet bytes received and sent
+	RxPackets, TxPackets uint64
+	// Connections counts TCP connections established, accepted or opened.
+	Connections uint64
+	// OpenConnections is how many accepted TCP connections are open now
+	// (connections the app opened itself are not counted).
+	OpenConnections int64
+	// LastActivity is when the last packet or connection was seen; zero when
+	// none was.
+	LastActivity time.Time
+}
+
+// add sums two cgroups' activity, as for an instance whose traffic is split
+// between its socket unit's and its service's cgroup.
+func (s Stats) add(o Stats) Stats {
+	s.RxBytes += o.RxBytes
+	s.TxBytes += o.TxBytes
+	s.RxPackets += o.RxPackets
+	s.TxPackets += o.TxPackets
+	s.Connections += o.Connections
+	s.OpenConnections += o.OpenConnections
+	if o.LastActivity.After(s.LastActivity) {
+		s.LastActivity = o.LastActivity
+	}
+	return s
+}

@@ -1,0 +1,84 @@
+package router
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/tenhq/ten/router/upstream"
+)
+
+// This file is what the fast path (router/fastpath) uses of the router: it
+// serves a request itself only while the instance is awake and nothing
+// stands in its way, and hands everything else to Router.ServeHTTP.
+
+// LingerTime bounds how long a refused client's connection is read and
+// dropped before it closes (lingering close, on both paths).
+const LingerTime = 5 * time.Second
+
+// Lookup resolves a Host header value to its Route; nil when the fast path
+// cannot serve it (another host, an unknown or unroutable instance).
+func (r *Router) Lookup(host []byte) *Route { return r.lookup(host) }
+
+// Logger is the router's logger.
+func (r *Router) Logger() *slog.Logger { return r.log }
+
+// MaxBody is the bound on a request body (Options.MaxBodyBytes; 0: none).
+func (r *Router) MaxBody() int64 { return r.maxBody }
+
+// BodyTooLarge is the 413's message for a body of n bytes (n < 0: a body
+// that grew past MaxBody).
+func (r *Router) BodyTooLarge(n int64) string { return r.bodyTooLarge(n) }
+
+// FleetPeer reports whether the client at ip is another node of the fleet
+// (Options.FleetPeer), whose X-Forwarded-* headers are kept.
+func (r *Router) FleetPeer(ip string) bool { return r.fleetPeer != nil && r.fleetPeer(ip) }
+
+// Answered notes that rt's instance answered a request: it is awake, and a
+// failed wake is over.
+func (r *Router) Answered(rt *Route) {
+	if !rt.awake.Load() {
+		rt.awake.Store(true)
+	}
+	if r.ctrl != nil && rt.wakeFailed.Load() {
+		rt.wakeMu.Lock()
+		rt.wakeFailed.Store(false)
+		r.ctrl.Answered(rt.Instance)
+		rt.wakeMu.Unlock()
+	}
+}
+
+// AcquireAwake counts a request in flight if the instance runs and nothing
+// stands between it and the request (a stop, a freeze, a failed mark);
+// otherwise (false) the fallback path handles the request (it waits, wakes,
+// thaws or explains). Release ends what a true began.
+func (rt *Route) AcquireAwake() bool {
+	if !rt.awake.Load() || rt.frozen.Load() {
+		return false
+	}
+	rt.mu.Lock()
+	ok := rt.stopping == nil && !rt.removed && rt.failed == "" && rt.awake.Load() && !rt.frozen.Load()
+	if ok {
+		rt.inflight++
+		rt.last.Store(time.Now().UnixNano())
+	}
+	rt.mu.Unlock()
+	return ok
+}
+
+// Release ends a request in flight (AcquireAwake).
+func (rt *Route) Release() { rt.release() }
+
+// Pool holds the fast path's idle connections to the instance.
+func (rt *Route) Pool() *upstream.Pool { return &rt.pool }
+
+// Dial opens a new connection to the instance, waking a directly run app
+// that does not listen (up to its startup_timeout).
+func (rt *Route) Dial() (*upstream.Conn, error) { return rt.dial() }
+
+// Observe records a request the fast path served (Options.Observer, or
+// what an InstanceObserver resolved for the instance).
+func (rt *Route) Observe(code int, d time.Duration) {
+	if rt.observe != nil {
+		rt.observe(code, d)
+	}
+}

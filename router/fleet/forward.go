@@ -1,0 +1,145 @@
+// Package fleet is the router's side of fleet mode: relaying a request for
+// an instance that another node runs to that node's router (Forwarder),
+// marking it (HopHeader) so that it is never relayed twice, and telling a
+// peer router's request from a client's (FromPeer).
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tenhq/ten/router/upstream"
+)
+
+// HopHeader marks a request that one node's router forwarded to another
+// (fleet mode). A router never forwards such a request again, so that two
+// nodes that disagree about a placement cannot bounce it between them.
+const HopHeader = "X-Ten-Fleet-Hop"
+
+// Forward is the router's Create hook's answer for an instance that another node of the
+// fleet runs: the router relays the request to that node's router.
+type Forward struct {
+	// Node names the node; Addr is its router's host:port.
+	Node, Addr string
+	// Timeout bounds the relayed request until its response head (the
+	// owner's own wake and request timeouts, so that a node lost with a
+	// request in flight costs that request no more); 0 is none.
+	Timeout time.Duration
+	// Host, when set, replaces the request's Host: a {service}.DOMAIN
+	// request goes to the one instance the fleet picked on that node.
+	Host string
+}
+
+// Error says where the instance runs.
+func (f *Forward) Error() string { return "instance runs on node " + f.Node + " (" + f.Addr + ")" }
+
+type fwdKey struct{}
+
+// Forwarder relays requests to other nodes' routers.
+type Forwarder struct {
+	log   *slog.Logger
+	once  sync.Once
+	proxy *httputil.ReverseProxy
+}
+
+// NewForwarder returns a Forwarder; its connections are made at first use.
+func NewForwarder(log *slog.Logger) *Forwarder { return &Forwarder{log: log} }
+
+// newProxy is the proxy to other nodes' routers: keep-alive
+// connections per node, the client's address appended to
+// X-Forwarded-For (so the app sees the first client first), the Host kept,
+// and HopHeader set.
+func newProxy(log *slog.Logger) *httputil.ReverseProxy {
+	t := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			f := pr.In.Context().Value(fwdKey{}).(*Forward)
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = f.Addr
+			pr.Out.Host = pr.In.Host
+			if f.Host != "" {
+				pr.Out.Host = f.Host
+			}
+			pr.Out.Header.Set(HopHeader, f.Node)
+		},
+		Transport:  t,
+		BufferPool: upstream.BufferPool{},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			f := req.Context().Value(fwdKey{}).(*Forward)
+			if errors.Is(context.Cause(req.Context()), context.DeadlineExceeded) {
+				http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer within %s", f.Node, f.Addr, f.Timeout), http.StatusGatewayTimeout)
+				return
+			}
+			if errors.Is(err, context.Canceled) {
+				w.WriteHeader(499) // the client went away
+				return
+			}
+			log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
+			http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer: %v", f.Node, f.Addr, err), http.StatusBadGateway)
+		},
+	}
+}
+
+// FromPeer reports whether req came from another fleet node's router:
+// it carries HopHeader and isPeer (nil: no fleet) knows its address.
+func FromPeer(req *http.Request, isPeer func(ip string) bool) bool {
+	if isPeer == nil || req.Header.Get(HopHeader) == "" {
+		return false
+	}
+	ip, _, err := net.SplitHostPort(req.RemoteAddr)
+	return err == nil && isPeer(ip)
+}
+
+// Forward relays req to the node f names, unless req was forwarded to this
+// node already (loop guard).
+func (fw *Forwarder) Forward(w http.ResponseWriter, req *http.Request, f *Forward) {
+	if from := req.Header.Get(HopHeader); from != "" {
+		http.Error(w, fmt.Sprintf("host %s: this node was sent the request as node %s, but the fleet says node %s runs it; not forwarding again", strings.ToLower(req.Host), from, f.Node), http.StatusBadGateway)
+		return
+	}
+	fw.once.Do(func() { fw.proxy = newProxy(fw.log) })
+	ctx := context.WithValue(req.Context(), fwdKey{}, f)
+	if f.Timeout > 0 {
+		var stop func() bool
+		ctx, stop = withHeadTimeout(ctx, f.Timeout)
+		defer stop()
+		w = &headStopper{ResponseWriter: w, stop: stop}
+	}
+	fw.proxy.ServeHTTP(w, req.WithContext(ctx))
+}
+
+// withHeadTimeout is a context that ends after d unless stop is called
+// first (when the response head arrives: a long body may stream on).
+func withHeadTimeout(parent context.Context, d time.Duration) (context.Context, func() bool) {
+	ctx, cancel := context.WithCancelCause(parent)
+	t := time.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() bool { return t.Stop() }
+}
+
+// headStopper stops the head timeout once the response head is written.
+type headStopper struct {
+	http.ResponseWriter
+	stop func() bool
+}
+
+func (h *headStopper) WriteHeader(code int) {
+	h.stop()
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *headStopper) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -1,0 +1,113 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tenhq/ten/netns"
+)
+
+// errNoNamespace: the app's network namespace has no process (yet).
+var errNoNamespace = errors.New("the instance's network namespace has no process yet")
+
+// AppDialer connects to a directly run app (Backend.AppSocket, AppPort):
+// to its own SOCKET_PATH or 127.0.0.1:PORT while it listens, and, while it
+// does not (asleep, or starting), wakes it by a connection to the
+// systemd-held socket and polls the app's address until it listens or ctx
+// ends (the router's startup_timeout). No process relays the bytes.
+type AppDialer struct {
+	wake string // the systemd-held socket
+	sock string
+	tcp  string
+	// netns, when set, gives the network namespace to dial tcp in (a
+	// /proc/PID/ns/net path; "" while the service runs no process).
+	netns func() string
+	// last is which address answered last (1 unix, 2 tcp), tried first.
+	last atomic.Int32
+}
+
+// NewAppDialer dials the app at sock (a unix socket path, or none) and
+// 127.0.0.1:port (port > 0), waking it by a connection to wake.
+//
+// netns, when not nil, gives the network namespace the app's 127.0.0.1 is
+// in (an instance with network = "none"): the dialer connects to PORT there.
+func NewAppDialer(wake, sock string, port int, netns func() string) *AppDialer {
+	d := &AppDialer{wake: wake, sock: sock, netns: netns}
+	if port > 0 {
+		d.tcp = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	return d
+}
+
+func (d *AppDialer) try(ctx context.Context) (net.Conn, error) {
+	var nd net.Dialer
+	order := [2]int32{1, 2}
+	if d.last.Load() == 2 {
+		order = [2]int32{2, 1}
+	}
+	var first error
+	for _, w := range order {
+		var c net.Conn
+		var err error
+		switch {
+		case w == 1 && d.sock != "":
+			c, err = nd.DialContext(ctx, "unix", d.sock)
+		case w == 2 && d.tcp != "" && d.netns != nil:
+			if ns := d.netns(); ns != "" {
+				c, err = netns.Dial(ctx, ns, "tcp", d.tcp)
+			} else {
+				err = errNoNamespace
+			}
+		case w == 2 && d.tcp != "":
+			c, err = nd.DialContext(ctx, "tcp", d.tcp)
+		default:
+			continue
+		}
+		if err == nil {
+			d.last.Store(w)
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// DialContext returns a connection to the app, waking it first if needed.
+func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	if c, err := d.try(ctx); err == nil {
+		return c, nil
+	}
+	// Not listening. A connection to the systemd socket starts the service
+	// (it is never accepted; the socket unit flushes it when the service
+	// stops). A full backlog means wakes are pending already.
+	var nd net.Dialer
+	w, err := nd.DialContext(ctx, "unix", d.wake)
+	if err == nil {
+		w.Close()
+	} else if !errors.Is(err, syscall.EAGAIN) {
+		return nil, fmt.Errorf("wake: %w", err)
+	}
+	delay := 200 * time.Microsecond
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		if c, err := d.try(ctx); err == nil {
+			return c, nil
+		}
+		// A small app listens within a few ms: poll often at first.
+		if delay < 2*time.Millisecond {
+			delay += delay / 4
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package journal
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/units"
+)
+
+func TestParseEntry(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		ok         bool
+		want       Entry
+	}{
+		{"stdout", `{"__REALTIME_TIMESTAMP":"1795653264845122","_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":"out-line","_PID":"30","__CURSOR":"s=1"}`,
+			true, Entry{Time: time.UnixMicro(1795653264845122).UTC(), Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, PID: 30, Message: "out-line", Cursor: "s=1"}},
+		{"stderr", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"3","MESSAGE":"err-line"}`,
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStderr, Priority: 3, Message: "err-line"}},
+		// journald writes non-UTF-8 or binary messages as arrays of bytes.
+		{"bytes", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":[104,105,255,10]}`,
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "hi\xff"}},
+		// A field that repeats is an array of values.
+		{"repeated", `{"_SYSTEMD_UNIT":"tenement-api@prod.service","MESSAGE":["one","two"]}`,
+			true, Entry{Instance: "api:prod", Process: "api", InstanceID: "prod", Unit: "tenement-api@prod.service", Stream: StreamStdout, Priority: 6, Message: "one"}},
+		{"systemd about the unit", `{"_SYSTEMD_UNIT":"init.scope","UNIT":"tenement-web@x.service","PRIORITY":"5","MESSAGE":"tenement-web@x.service: Main process exited, code=killed, status=9/KILL","_PID":"1"}`,
+			true, Entry{Instance: "web:x", Process: "web", InstanceID: "x", Unit: "tenement-web@x.service", Stream: StreamSystemd, Priority: 5, PID: 1, Message: "tenement-web@x.service: Main process exited, code=killed, status=9/KILL"}},
+		{"systemd about the unit, OBJECT_", `{"_SYSTEMD_UNIT":"init.scope","OBJECT_SYSTEMD_UNIT":"tenement-web@x.service","MESSAGE":"m","_PID":"1"}`,
+			true, Entry{Instance: "web:x", Process: "web", InstanceID: "x", Unit: "tenement-web@x.service", Stream: StreamSystemd, Priority: 6, PID: 1, Message: "m"}},
+		{"other unit", `{"_SYSTEMD_UNIT":"cron.service","MESSAGE":"x"}`, false, Entry{}},
+		// Forgeries: fields without "_" are the sender's word.
+		{"forged UNIT from another unit", `{"_SYSTEMD_UNIT":"cron.service","_PID":"77","UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged UNIT, sender gone", `{"_PID":"77","UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged OBJECT_SYSTEMD_UNIT", `{"_PID":"77","_SYSTEMD_UNIT":"user@0.service","OBJECT_SYSTEMD_UNIT":"tenement-web@x.service","MESSAGE":"fake"}`, false, Entry{}},
+		{"forged _PID in the payload is journald's, not the sender's", `{"_PID":"77","UNIT":"tenement-web@x.service","PID":"1","MESSAGE":"fake"}`, false, Entry{}},
+		{"another instance claiming a neighbour", `{"_SYSTEMD_UNIT":"tenement-api@evil.service","_PID":"9","UNIT":"tenement-web@x.service","MESSAGE":"mine"}`,
+			true, Entry{Instance: "api:evil", Process: "api", InstanceID: "evil", Unit: "tenement-api@evil.service", Stream: StreamStdout, Priority: 6, PID: 9, Message: "mine"}},
+		{"ten's socket unit", `{"_SYSTEMD_UNIT":"init.scope","UNIT":"tenement-api@prod.socket","MESSAGE":"Listening"}`, false, Entry{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok, err := ParseEntry([]byte(tc.line))
+			if err != nil || ok != tc.ok || e != tc.want {
+				t.Errorf("ParseEntry = %+v, %v, %v; want %+v, %v", e, ok, err, tc.want, tc.ok)
+			}
+		})
+	}
+	if _, _, err := ParseEntry([]byte("{not json")); err == nil {
+		t.Error("bad JSON accepted")
+	}
+}
+
+func TestJournalArgs(t *testing.T) {
+	since := time.Unix(1700000000, 123456789)
+	got := strings.Join(journalArgs(Query{Instance: units.Instance{Service: "api", ID: "prod"}, Search: "a.b(c", Since: since, Stream: StreamStderr}, 50, false, true, true), " ")
+	want := "--no-pager --output=json --all --unit=tenement-api@prod.service --lines=50 --since=@1700000000.123456 --priority=0..3 --grep=a\\.b\\(c"
+	if got != want {
+		t.Errorf("one instance:\n got %s\nwant %s", got, want)
+	}
+	got = strings.Join(journalArgs(Query{Tenant: "acme", Stream: StreamStdout, Search: "x"}, -1, true, true, false), " ")
+	want = "--no-pager --output=json --all --unit=tenement-*@acme.service --follow --lines=all --priority=4..7"
+	if got != want {
+		t.Errorf("tenant, follow, search in Go:\n got %s\nwant %s", got, want)
+	}
+	got = strings.Join(journalArgs(Query{}, 0, true, false, true), " ")
+	if got != "--no-pager --output=json --all --follow --lines=0" {
+		t.Errorf("follow everything: %s", got)
+	}
+}
+
+func TestQueryScope(t *testing.T) {
+	q := Query{Tenant: "acme"}
+	if !q.wants(units.Instance{Service: "api", ID: "acme"}) || q.wants(units.Instance{Service: "api", ID: "other"}) {
+		t.Error("tenant scope")
+	}
+	q = Query{Instance: units.Instance{Service: "api", ID: "acme"}}
+	if q.wants(units.Instance{Service: "web", ID: "acme"}) {
+		t.Error("instance scope")
+	}
+	if err := (Query{Tenant: "acme", Instance: units.Instance{Service: "api", ID: "x"}}).Validate(); err == nil {
+		t.Error("instance outside the tenant accepted")
+	}
+	if err := (Query{Stream: "both"}).Validate(); err == nil {
+		t.Error("bad stream accepted")
+	}
+}
+
+func TestMatcher(t *testing.T) {
+	m := matcher("hello")
+	if !m("say HELLO there") || m("help") {
+		t.Error("lower-case search is case-insensitive")
+	}
+	m = matcher("Hello")
+	if m("hello") || !m("Hello") {
+		t.Error("search with upper case is case-sensitive")
+	}
+}
