@@ -17,6 +17,8 @@ import (
 //	port       activation = "shim", the app binds PORT: the app runs as the
 //	           service's main process; the router dials 127.0.0.1:PORT
 //	socket     the same, the app binds SOCKET_PATH
+//	l4port     the PORT app with an L4 address: run directly as well (its
+//	           launcher's relay hands off to the app's socket and exits)
 //	private    the PORT app with network = "none": the router dials PORT
 //	           inside the instance's own network namespace
 //	relay      the PORT app behind ten-shim's relay (what every shim-mode
@@ -55,6 +57,13 @@ args = ["--mode", "socket"]
 isolation = "process"
 start = "eager"
 
+[service.l4port]
+command = "ECHO"
+args = ["--mode", "port"]
+isolation = "process"
+listen = ["tcp://127.0.9.2:7901"]
+start = "eager"
+
 [service.private]
 command = "ECHO"
 args = ["--mode", "port"]
@@ -74,10 +83,11 @@ start = "eager"
 activated = ["a"]
 port = ["a"]
 socket = ["a"]
+l4port = ["a"]
 private = ["a"]
 relay = ["a"]
 `)
-	targets := []string{"activated:a", "port:a", "socket:a", "private:a", "relay:a"}
+	targets := []string{"activated:a", "port:a", "socket:a", "l4port:a", "private:a", "relay:a"}
 	for _, t := range targets {
 		waitAnswer(b, ten.addr, host(t), 10*time.Second)
 	}
