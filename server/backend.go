@@ -133,6 +133,12 @@ func (s *Server) marks() health.Marks {
 
 // Deploy is POST /api/deploy (package deploy).
 func (b backend) Deploy(ctx context.Context, req apitype.DeployRequest) (apitype.DeployResult, error) {
+	if b.fleet != nil {
+		// A deployed instance would be created here but placed nowhere,
+		// so the node's next reconcile would stop it (and with --replace
+		// the old versions would be gone too): refused, nothing changes.
+		return apitype.DeployResult{}, fmt.Errorf("deploy: %w: not available in a fleet yet (use `ten spawn`, `ten weight` and `ten stop`, which act across the fleet)", ErrBadInput)
+	}
 	return b.deployer.Deploy(ctx, req)
 }
 

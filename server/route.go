@@ -21,6 +21,9 @@ func (s *Server) Route(req apitype.RouteRequest) (apitype.RouteResult, error) {
 			return apitype.RouteResult{}, fmt.Errorf("route: %w: %v", ErrBadInput, err)
 		}
 	}
+	if s.fleet != nil {
+		return apitype.RouteResult{}, fmt.Errorf("route %s: %w: not available in a fleet yet (its weights are shared through etcd: set them with `ten weight %s:%s N` and `ten weight %s:%s 0`)", svc, ErrBadInput, svc, req.To, svc, req.From)
+	}
 	if req.From == req.To {
 		return apitype.RouteResult{}, fmt.Errorf("route %s: %w: --from and --to are both %q", svc, ErrBadInput, req.From)
 	}

@@ -920,6 +920,17 @@ func apiOnOwner(t *testing.T, c *cluster) {
 	if on := c.runsOn(t, "web:a"); len(on) != 1 || on[0] != "n2" {
 		t.Fatalf("web:a runs on %v after a restart asked on n1, want [n2]", on)
 	}
+	// deploy and route do not know the fleet yet: refused, nothing changes.
+	rowsBefore := n1.mustCLI("ps")
+	if out, err := n1.cli("deploy", "web:v9"); err == nil || !strings.Contains(out, "not available in a fleet") {
+		t.Fatalf("ten deploy on a fleet node: %v\n%s", err, out)
+	}
+	if out, err := n3.cli("route", "web", "--from", "a", "--to", "b"); err == nil || !strings.Contains(out, "not available in a fleet") {
+		t.Fatalf("ten route on a fleet node: %v\n%s", err, out)
+	}
+	if rows := n1.mustCLI("ps"); strings.Contains(rows, "web:v9") || strings.Count(rows, "\n") != strings.Count(rowsBefore, "\n") {
+		t.Fatalf("a refused deploy changed ps:\nbefore\n%s\nafter\n%s", rowsBefore, rows)
+	}
 	// A call a node was forwarded is not forwarded again.
 	code, body, err := n1.get(n1, n1.ip, "/api/instances/web:a/health", "Authorization", "Bearer "+strings.TrimSpace(readFile(t, n1.path(base+"/data/api_token"))), "X-Ten-Fleet-Hop", "n3")
 	if err != nil || code != http.StatusConflict || !strings.Contains(body, "n2") {
