@@ -34,6 +34,11 @@ func Stream(w http.ResponseWriter, r *http.Request, q journal.Query) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	// Everything logged from the moment the client hears the stream is
+	// open is in it, even if journalctl starts late.
+	if q.FollowFrom.IsZero() {
+		q.FollowFrom = time.Now()
+	}
 	fmt.Fprint(w, ": following the journal\n\n")
 	if err := rc.Flush(); err != nil {
 		return

@@ -71,6 +71,11 @@ type Query struct {
 	Limit int
 	// Follow keeps reading new entries until the context ends.
 	Follow bool
+	// FollowFrom, when not zero, is the instant a follow starts from
+	// (default: when Read is called). A caller that tells its client the
+	// stream is open takes it before saying so: a line the client causes
+	// once told is then never missed, however late journalctl starts.
+	FollowFrom time.Time
 	// Stream is "", StreamStdout or StreamStderr.
 	Stream string
 }
@@ -372,6 +377,9 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 	// and filtering here, because a unit glob names only units that had
 	// entries when journalctl started, not instances spawned later.
 	from := time.Now()
+	if !q.FollowFrom.IsZero() && q.FollowFrom.Before(from) {
+		from = q.FollowFrom
+	}
 	seen := map[string]bool{}
 	if limit > 0 {
 		err := lastN(ctx, journalArgs(q, lim, false, true, grep), filter, limit, func(e Entry) error {
