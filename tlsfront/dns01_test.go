@@ -54,6 +54,7 @@ func testLog() *slog.Logger {
 // HTTP-01 and TLS-ALPN-01 are off and no name routes on demand, so every
 // certificate served came through DNS-01.
 func TestWildcardDNS01(t *testing.T) {
+	start := time.Now()
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	secret := base64.StdEncoding.EncodeToString(raw)
@@ -138,8 +139,12 @@ func TestWildcardDNS01(t *testing.T) {
 			t.Errorf("no order for %s: %v", n, orders)
 		}
 	}
-	if n := len(orders); n < len(want) || n > 2*len(want) {
-		t.Errorf("orders %v, want one each for %v (instance hosts need none of their own), a renewal at most", orders, want)
+	// The certificates live 30 s and are renewed with a third of that
+	// left: each name may have been renewed once per 15 s the test ran (a
+	// loaded machine makes it run longer), and never more.
+	renewals := 1 + int(time.Since(start)/(15*time.Second))
+	if n := len(orders); n < len(want) || n > (1+renewals)*len(want) {
+		t.Errorf("orders %v, want one each for %v (instance hosts need none of their own), and at most %d renewals each in the %s the test ran", orders, want, renewals, time.Since(start).Round(time.Second))
 	}
 	for _, o := range orders {
 		if !slices.Contains(want, o) {
