@@ -81,6 +81,10 @@ func TestWildcardDNS01(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, err := New(Options{
+		// An explicit contact: with none, certmagic finds one in storage and
+		// keeps it process-wide ("default" after a racing obtain), which
+		// pebble refuses, and the next test in this process would inherit it.
+		Email:  "ops@example.test",
 		Domain: "example.test", CA: ca.Dir, CARoots: roots, CacheDir: t.TempDir(),
 		HTTPSPort: httpsPort, HTTPPort: tentest.FreePort(t),
 		Routes:          func(string) bool { return false },
