@@ -1,12 +1,20 @@
 package kernel
 
 import (
+	"bufio"
+	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/netns"
 	"github.com/tenhq/ten/units"
 )
+
+// cgroupRoot is the cgroup v2 mount, found once, for a Wiring without BPF
+// (which found it while loading).
+var cgroupRoot = sync.OnceValues(ebpf.CgroupV2Root)
 
 // Netns is the network namespace of inst's service (network = "none": a
 // namespace of its own, where its app's 127.0.0.1:PORT is) as a
@@ -15,19 +23,33 @@ import (
 // (systemd's PrivateNetwork); one the tenant moved into a namespace of its
 // own would only lead the router's connection into the tenant's own.
 func (w *Wiring) Netns(inst units.Instance) string {
-	w.mu.Lock()
 	root := w.cgroups
-	w.mu.Unlock()
 	if root == "" {
-		r, err := ebpf.CgroupV2Root()
+		r, err := cgroupRoot()
 		if err != nil {
 			return ""
 		}
 		root = r
 	}
-	pids := readPids(filepath.Join(root, inst.SliceCgroup(), inst.ServiceUnit(), "cgroup.procs"))
-	if len(pids) == 0 {
+	pid := firstPid(filepath.Join(root, inst.SliceCgroup(), inst.ServiceUnit(), "cgroup.procs"))
+	if pid == 0 {
 		return ""
 	}
-	return netns.Of(pids[0])
+	return netns.Of(pid)
+}
+
+// firstPid is the first process of a cgroup.procs file; 0 when none.
+func firstPid(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if sc.Scan() {
+		if pid, err := strconv.Atoi(sc.Text()); err == nil && pid > 0 {
+			return pid
+		}
+	}
+	return 0
 }
