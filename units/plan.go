@@ -340,15 +340,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if shimmed {
 		// In a sandbox the systemd socket cannot reach the app (runsc of
 		// this age passes no fds in), so the shim always sits in front.
-		shimPath := opts.Shim
-		if opts.ShimBin != "" {
-			shimPath = opts.ShimBin
-		}
-		head := []string{shimPath, "shim",
-			"--instance=" + inst.String(),
-			"--socket=" + p.AppSocket,
-			"--port=" + strconv.Itoa(p.Port),
-			"--startup-timeout=" + strconv.Itoa(svc.StartupTimeout) + "s"}
+		head := shimCmd(opts, "shim", "shim", svc, inst, p)
 		if opts.Cat != "" {
 			// The shim opens the app's two journal streams itself: one
 			// exec fewer at every wake than systemd-cat in front.
@@ -362,13 +354,8 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if Launched(svc) {
 		// The launcher starts the L4 relay and then execs the app (through
 		// systemd-cat, when set): the app is the main process.
-		head := []string{opts.Shim, "shim-launch"}
-		if opts.ShimBin != "" {
-			head = []string{opts.ShimBin, "launch"}
-		}
-		head = append(head, "--instance="+inst.String(), "--socket="+p.AppSocket,
-			"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s", "--")
-		argv = append(head, argv...)
+		head := shimCmd(opts, "shim-launch", "launch", svc, inst, p)
+		argv = append(append(head, "--"), argv...)
 	}
 	type execCmd struct {
 		Path          string
@@ -385,14 +372,8 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		// The unit stays activating until the app listens; a start whose
 		// app never listens fails after startup_timeout. The waiter exits:
 		// nothing of ten stays beside the app.
-		waiter := opts.Shim
-		wargv := []string{waiter, "shim-wait"}
-		if opts.ShimBin != "" {
-			waiter = opts.ShimBin
-			wargv = []string{waiter, "wait"}
-		}
-		wargv = append(wargv, "--instance="+inst.String(), "--socket="+p.AppSocket,
-			"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
+		wargv := shimCmd(opts, "shim-wait", "wait", svc, inst, p)
+		waiter := wargv[0]
 		type exitStatus struct {
 			Codes, Signals []int32
 		}
@@ -505,6 +486,18 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
+}
+
+// shimCmd is the command line of one of ten's shim roles for inst: the
+// small ten-shim (opts.ShimBin) with its verb binVerb, or ten itself
+// (opts.Shim) with tenVerb, and the flags every role takes.
+func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst Instance, p *Plan) []string {
+	cmd := []string{opts.Shim, tenVerb}
+	if opts.ShimBin != "" {
+		cmd = []string{opts.ShimBin, binVerb}
+	}
+	return append(cmd, "--instance="+inst.String(), "--socket="+p.AppSocket,
+		"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
 }
 
 // serviceType is "notify" where the shim runs: it tells systemd the
