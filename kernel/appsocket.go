@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/l4"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -34,7 +35,7 @@ func (w *Wiring) AppSocket(inst units.Instance, port int) {
 	if !ok {
 		return
 	}
-	procs := filepath.Join(w.cgroups, inst.SliceCgroup(), inst.ServiceUnit(), "cgroup.procs")
+	procs := filepath.Join(systemd.ServiceDir(w.cgroups, inst), "cgroup.procs")
 	// The unit turns active once the app accepts on PORT, but a forking
 	// app's listener may sit in a child the main process starts: look a
 	// few times before giving up (the shim relays meanwhile).

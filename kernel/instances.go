@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -164,7 +164,7 @@ func (w *Wiring) Up(ctx context.Context, inst units.Instance) {
 	listen, internal := li.listen, li.internal
 	w.mu.Unlock()
 	if w.acct != nil {
-		path := filepath.Join(w.cgroups, inst.SliceCgroup())
+		path := systemd.SliceDir(w.cgroups, inst)
 		if err := w.acct.Attach(path); err != nil {
 			w.log.Warn("activity accounting", "instance", inst.String(), "err", err)
 		} else if id, err := ebpf.CgroupID(path); err == nil {

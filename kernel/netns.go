@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/netns"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -31,7 +32,7 @@ func (w *Wiring) Netns(inst units.Instance) string {
 		}
 		root = r
 	}
-	pid := firstPid(filepath.Join(root, inst.SliceCgroup(), inst.ServiceUnit(), "cgroup.procs"))
+	pid := firstPid(filepath.Join(systemd.ServiceDir(root, inst), "cgroup.procs"))
 	if pid == 0 {
 		return ""
 	}

@@ -94,7 +94,7 @@ func (f *Freezer) Method() (string, string) {
 
 // CgroupPath is the cgroup v2 directory of the instance's service.
 func (f *Freezer) CgroupPath(inst units.Instance) string {
-	return filepath.Join(f.root, inst.SliceCgroup(), inst.ServiceUnit())
+	return ServiceDir(f.root, inst)
 }
 
 // Freeze freezes the instance's service and waits until every task in it is
@@ -198,10 +198,9 @@ func eventsFrozen(dir string) (bool, error) {
 // the v1 memory controller's usage (hybrid hosts). 0, false when neither can
 // be read.
 func (f *Freezer) MemoryOf(inst units.Instance) (uint64, bool) {
-	rel := filepath.Join(inst.SliceCgroup(), inst.ServiceUnit())
 	for _, p := range []string{
-		filepath.Join(f.root, rel, "memory.current"),
-		filepath.Join("/sys/fs/cgroup/memory", rel, "memory.usage_in_bytes"),
+		filepath.Join(ServiceDir(f.root, inst), "memory.current"),
+		filepath.Join(ServiceDir("/sys/fs/cgroup/memory", inst), "memory.usage_in_bytes"),
 	} {
 		if b, err := os.ReadFile(p); err == nil {
 			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {

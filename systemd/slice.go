@@ -9,13 +9,21 @@ import (
 
 // RemoveSlice stops the instance's slice (units.Instance.Slice) once its
 // units are gone; systemd then unloads it. A slice that is not loaded is no
-// error.
+// error. The LegacySlice of an instance made before buckets is stopped too
+// where it has a cgroup. The bucket slice stays: other instances may be in
+// it, and it goes with the service's slice.
 func (m *Manager) RemoveSlice(ctx context.Context, inst units.Instance) error {
-	err := m.wait(ctx, inst.Slice(), "stop", func(ch chan<- string) (int, error) {
-		return m.conn.StopUnitContext(ctx, inst.Slice(), "replace", ch)
-	})
-	if err != nil && !isNoSuchUnit(err) {
-		return err
+	slices := []string{inst.Slice()}
+	if legacySliceLoaded(inst) {
+		slices = append(slices, inst.LegacySlice())
+	}
+	for _, sl := range slices {
+		err := m.wait(ctx, sl, "stop", func(ch chan<- string) (int, error) {
+			return m.conn.StopUnitContext(ctx, sl, "replace", ch)
+		})
+		if err != nil && !isNoSuchUnit(err) {
+			return err
+		}
 	}
 	return nil
 }

@@ -75,11 +75,11 @@ func FuzzParseInstance(f *testing.F) {
 				t.Fatalf("FromUnit(%q) = %v %q %v, want %v %q", unit, back, k, ok, inst, kind)
 			}
 		}
-		if sl := inst.Slice(); !validUnitName(sl) || strings.Count(sl, "-") != 2 {
+		if sl := inst.Slice(); !validUnitName(sl) || strings.Count(sl, "-") != 3 {
 			// Two dashes exactly: tenement-SVC-ID.slice, nested twice.
 			t.Fatalf("%q has slice %q", s, sl)
 		}
-		if cg := inst.SliceCgroup(); !strings.HasSuffix(cg, "/"+inst.Slice()) || strings.Count(cg, "/") != 3 {
+		if cg := inst.SliceCgroup(); !strings.HasSuffix(cg, "/"+inst.Slice()) || strings.Count(cg, "/") != 4 {
 			t.Fatalf("%q has slice cgroup %q", s, cg)
 		}
 	})

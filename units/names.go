@@ -79,22 +79,58 @@ func FromUnit(name string) (inst Instance, kind string, ok bool) {
 	return Instance{Service: svc, ID: id}, kind, true
 }
 
-// Slice returns the instance's slice, "tenement-api-prod.slice", which holds
-// both its units. systemd reads '-' in a slice name as nesting, so the slice
-// sits in tenement-api.slice in tenement.slice, and a '-' inside a service
-// name or id is escaped ("my-api:prod-2" → tenement-my\x2dapi-prod\x2d2.slice)
-// so that two instances can never share a slice.
+// Slice returns the instance's slice, "tenement-api-b:2c-prod.slice", which
+// holds both its units. systemd reads '-' in a slice name as nesting, so the
+// slice sits in the bucket slice tenement-api-b:2c.slice (see BucketSlice) in
+// tenement-api.slice in tenement.slice, and a '-' inside a service name or id
+// is escaped ("my-api:prod-2" → tenement-my\x2dapi-b:NN-prod\x2d2.slice) so
+// that two instances can never share a slice.
 //
 // One cgroup around both units gives the instance one stable cgroup id for
 // activity accounting: inbound connections count in the socket unit's cgroup
 // (where systemd creates the listening sockets), the app's own connections in
 // the service's, whose cgroup systemd re-creates at every wake.
 func (i Instance) Slice() string {
+	return Prefix + escapeUnitPart(i.Service) + "-" + i.Bucket() + "-" + escapeUnitPart(i.ID) + ".slice"
+}
+
+// Buckets is how many bucket slices a service's instance slices are spread
+// over. systemd 252 does work over every sibling of a unit's slice when it
+// starts or stops a unit in it (cgroup realization walks a slice's members),
+// so 10,000 instance slices side by side in tenement-api.slice made each
+// create and each removal cost in proportion to the number of instances:
+// quadratic in total. Spread over 64 buckets, a slice has at most 64
+// members at the service level and n/64 in a bucket.
+const Buckets = 64
+
+// Bucket returns the instance's bucket, "b:2c": FNV-1a of the id modulo
+// Buckets, in hex. ':' can appear in no escaped service name or id, so a
+// bucket's slice can never be an instance's.
+func (i Instance) Bucket() string {
+	h := uint32(2166136261)
+	for k := 0; k < len(i.ID); k++ {
+		h ^= uint32(i.ID[k])
+		h *= 16777619
+	}
+	return fmt.Sprintf("b:%02x", h%Buckets)
+}
+
+// BucketSlice returns the slice of the instance's bucket,
+// "tenement-api-b:2c.slice" (see Buckets).
+func (i Instance) BucketSlice() string {
+	return Prefix + escapeUnitPart(i.Service) + "-" + i.Bucket() + ".slice"
+}
+
+// LegacySlice returns the slice ten gave an instance before instance slices
+// went into buckets, "tenement-api-prod.slice" directly in
+// tenement-api.slice. An instance made so keeps it until it is removed;
+// systemd.SliceDir finds its cgroup.
+func (i Instance) LegacySlice() string {
 	return Prefix + escapeUnitPart(i.Service) + "-" + escapeUnitPart(i.ID) + ".slice"
 }
 
-// ServiceSlice returns the slice that holds every instance slice of the
-// service, "tenement-api.slice" (see Slice).
+// ServiceSlice returns the slice that holds every bucket and instance slice
+// of the service, "tenement-api.slice" (see Slice).
 func ServiceSlice(service string) string {
 	return Prefix + escapeUnitPart(service) + ".slice"
 }
@@ -107,10 +143,16 @@ func ServicePatterns(service string) []string {
 }
 
 // SliceCgroup returns the cgroup of the instance's slice relative to the
-// root of the cgroup hierarchy: /tenement.slice/tenement-api.slice/tenement-api-prod.slice.
+// root of the cgroup hierarchy:
+// /tenement.slice/tenement-api.slice/tenement-api-b:2c.slice/tenement-api-b:2c-prod.slice.
 func (i Instance) SliceCgroup() string {
-	svc := ServiceSlice(i.Service)
-	return "/" + strings.TrimSuffix(Prefix, "-") + ".slice/" + svc + "/" + i.Slice()
+	return "/" + strings.TrimSuffix(Prefix, "-") + ".slice/" + ServiceSlice(i.Service) + "/" + i.BucketSlice() + "/" + i.Slice()
+}
+
+// LegacySliceCgroup returns the cgroup of the instance's LegacySlice:
+// /tenement.slice/tenement-api.slice/tenement-api-prod.slice.
+func (i Instance) LegacySliceCgroup() string {
+	return "/" + strings.TrimSuffix(Prefix, "-") + ".slice/" + ServiceSlice(i.Service) + "/" + i.LegacySlice()
 }
 
 // escapeUnitPart escapes s as systemd-escape does: every byte that is not an

@@ -2,6 +2,7 @@ package units
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,12 +96,15 @@ func TestGolden(t *testing.T) {
 }
 
 func TestSlice(t *testing.T) {
-	for _, tc := range []struct{ inst, slice, cgroup, svcSlice string }{
-		{"api:prod", "tenement-api-prod.slice", "/tenement.slice/tenement-api.slice/tenement-api-prod.slice", "tenement-api.slice"},
+	for _, tc := range []struct{ inst, slice, cgroup, svcSlice, legacy string }{
+		{"api:prod", "tenement-api-b:34-prod.slice", "/tenement.slice/tenement-api.slice/tenement-api-b:34.slice/tenement-api-b:34-prod.slice", "tenement-api.slice",
+			"/tenement.slice/tenement-api.slice/tenement-api-prod.slice"},
 		// '-' is systemd's nesting mark: escaped inside names, so that
-		// my-api:prod and my:api-prod get different slices.
-		{"my-api:prod-2", `tenement-my\x2dapi-prod\x2d2.slice`, `/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-prod\x2d2.slice`, `tenement-my\x2dapi.slice`},
-		{"my:api-prod", `tenement-my-api\x2dprod.slice`, `/tenement.slice/tenement-my.slice/tenement-my-api\x2dprod.slice`, "tenement-my.slice"},
+		// my-api:prod-2 and my:api-prod get different slices.
+		{"my-api:prod-2", `tenement-my\x2dapi-b:0b-prod\x2d2.slice`, `/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-b:0b.slice/tenement-my\x2dapi-b:0b-prod\x2d2.slice`, `tenement-my\x2dapi.slice`,
+			`/tenement.slice/tenement-my\x2dapi.slice/tenement-my\x2dapi-prod\x2d2.slice`},
+		{"my:api-prod", `tenement-my-b:13-api\x2dprod.slice`, `/tenement.slice/tenement-my.slice/tenement-my-b:13.slice/tenement-my-b:13-api\x2dprod.slice`, "tenement-my.slice",
+			`/tenement.slice/tenement-my.slice/tenement-my-api\x2dprod.slice`},
 	} {
 		inst, err := ParseInstance(tc.inst)
 		if err != nil {
@@ -114,6 +118,26 @@ func TestSlice(t *testing.T) {
 		}
 		if got := ServiceSlice(inst.Service); got != tc.svcSlice {
 			t.Errorf("%s: service slice %s, want %s", tc.inst, got, tc.svcSlice)
+		}
+		if got := inst.LegacySliceCgroup(); got != tc.legacy {
+			t.Errorf("%s: legacy cgroup %s, want %s", tc.inst, got, tc.legacy)
+		}
+	}
+}
+
+// TestBuckets: ids spread over every bucket, evenly enough that no bucket
+// slice holds more than twice its share of 10,000 instances.
+func TestBuckets(t *testing.T) {
+	count := map[string]int{}
+	for i := range 10000 {
+		count[Instance{Service: "d", ID: fmt.Sprintf("i%04d", i)}.Bucket()]++
+	}
+	if len(count) != Buckets {
+		t.Fatalf("10,000 ids fell in %d buckets, want %d", len(count), Buckets)
+	}
+	for b, n := range count {
+		if n > 2*10000/Buckets {
+			t.Errorf("bucket %s holds %d of 10,000", b, n)
 		}
 	}
 }
@@ -203,7 +227,7 @@ isolation = "process"
 	if what, where, ok := DataBind(cfg, cfg.Services["api"], Instance{Service: "api", ID: "wr_a"}); !ok || what != "/tmp/app/data/api/wr_a" || where != "/var/lib/private/tenement/api/wr_a" {
 		t.Errorf("DataBind: %s %s %v", what, where, ok)
 	}
-	if inst := (Instance{Service: "api", ID: "wr_a"}); inst.ServiceUnit() != "tenement-api@wr_a.service" || inst.Slice() != `tenement-api-wr_a.slice` {
+	if inst := (Instance{Service: "api", ID: "wr_a"}); inst.ServiceUnit() != "tenement-api@wr_a.service" || inst.Slice() != `tenement-api-b:18-wr_a.slice` {
 		t.Errorf("unit names %s %s", inst.ServiceUnit(), inst.Slice())
 	}
 }

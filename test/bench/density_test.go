@@ -59,7 +59,7 @@ start = "lazy"
 	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone (the same units over D-Bus, 8 at a time)", n: "1",
 		p50: fmtDur(alone.create), note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service, slice)",
 			fmtDur(alone.create/time.Duration(n)), fmtBytes(float64(alone.rss[1]-alone.rss[0])/float64(n)))})
-	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone, no slice per instance (all in tenement-d.slice)", n: "1",
+	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone, no slice per instance (units in the bucket slices)", n: "1",
 		p50: fmtDur(oneSlice.create), ratio: ratio(oneSlice.create.Seconds(), alone.create.Seconds(), "with slices"),
 		note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service)",
 			fmtDur(oneSlice.create/time.Duration(n)), fmtBytes(float64(oneSlice.rss[1]-oneSlice.rss[0])/float64(n)))})

@@ -30,8 +30,8 @@ type sdAlone struct {
 	rss [3]int64
 }
 
-// With shared, every unit goes into one slice (the service's,
-// tenement-SVC.slice) instead of one slice per instance: what the
+// With shared, the units go into the instance's bucket slice
+// (tenement-SVC-b:NN.slice) instead of a slice of their own: what the
 // per-instance slice costs systemd.
 func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdAlone {
 	var out sdAlone
@@ -57,7 +57,7 @@ func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdA
 			b.Fatal(err)
 		}
 		if shared {
-			one := units.Prefix + svcName + ".slice"
+			one := p.Instance.BucketSlice()
 			for _, ps := range [][]sd.Property{p.Socket, p.Service} {
 				for j := range ps {
 					if ps[j].Name == "Slice" {

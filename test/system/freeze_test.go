@@ -12,14 +12,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/units"
 )
 
 // freezeFile is the cgroup.freeze of the instance's service.
 func freezeFile(inst string) string {
-	svc, id, _ := strings.Cut(inst, ":")
-	esc := func(s string) string { return strings.ReplaceAll(s, "-", `\x2d`) }
-	return filepath.Join(cgroupV2, "tenement.slice", "tenement-"+esc(svc)+".slice",
-		"tenement-"+esc(svc)+"-"+esc(id)+".slice", "tenement-"+svc+"@"+id+".service", "cgroup.freeze")
+	in, err := units.ParseInstance(inst)
+	if err != nil {
+		panic(err)
+	}
+	return filepath.Join(cgroupV2, in.SliceCgroup(), in.ServiceUnit(), "cgroup.freeze")
 }
 
 // kernelFrozen reads the instance's cgroup.freeze.

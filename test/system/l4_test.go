@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenhq/ten/units"
 )
 
 // l4Service is a raw TCP echo tenant with one address per instance from a
@@ -155,7 +157,7 @@ func TestL4Dispatch(t *testing.T) {
 		c.Close()
 		t.Errorf("the address of a stopped instance still connects")
 	}
-	if st := show(t, `tenement-tcpecho-b.slice`, "ActiveState"); st == "active" {
+	if st := show(t, units.Instance{Service: "tcpecho", ID: "b"}.Slice(), "ActiveState"); st == "active" {
 		t.Errorf("slice of a stopped instance is %s", st)
 	}
 
