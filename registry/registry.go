@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,11 +63,14 @@ type Registry struct {
 	// perService counts the instances of each service, so that a stop
 	// learns whether it removed a service's last instance without a scan.
 	perService map[string]int
+	// fold maps an instance with its id in lower case to the ids
+	// registered under it, so FoldTwin needs no scan of all.
+	fold map[units.Instance][]string
 }
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}, held: map[units.Instance][]int{}, perService: map[string]int{}}
+	return &Registry{instances: map[units.Instance]*Entry{}, busy: map[units.Instance]bool{}, ports: map[int]units.Instance{}, held: map[units.Instance][]int{}, perService: map[string]int{}, fold: map[units.Instance][]string{}}
 }
 
 // Lock marks inst busy (spawn, stop, restart, deploy); ErrBusy when it is
@@ -101,6 +105,8 @@ func (r *Registry) Add(e Entry) {
 	defer r.mu.Unlock()
 	if r.instances[e.Inst] == nil {
 		r.perService[e.Inst.Service]++
+		k := foldKey(e.Inst)
+		r.fold[k] = append(r.fold[k], e.Inst.ID)
 	}
 	r.instances[e.Inst] = &e
 	if e.Port > 0 {
@@ -116,9 +122,32 @@ func (r *Registry) Remove(inst units.Instance) {
 		if r.perService[inst.Service]--; r.perService[inst.Service] <= 0 {
 			delete(r.perService, inst.Service)
 		}
+		k := foldKey(inst)
+		if ids := slices.DeleteFunc(r.fold[k], func(id string) bool { return id == inst.ID }); len(ids) > 0 {
+			r.fold[k] = ids
+		} else {
+			delete(r.fold, k)
+		}
 	}
 	delete(r.instances, inst)
 	r.releaseLocked(inst)
+}
+
+// FoldTwin returns a registered instance of inst's service whose id equals
+// inst's ignoring case but differs from it; ok is false when there is none.
+func (r *Registry) FoldTwin(inst units.Instance) (twin units.Instance, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range r.fold[foldKey(inst)] {
+		if id != inst.ID {
+			return units.Instance{Service: inst.Service, ID: id}, true
+		}
+	}
+	return units.Instance{}, false
+}
+
+func foldKey(inst units.Instance) units.Instance {
+	return units.Instance{Service: inst.Service, ID: strings.ToLower(inst.ID)}
 }
 
 // ServiceCount is the number of registered instances of service.

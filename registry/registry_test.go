@@ -201,3 +201,24 @@ func TestServiceCount(t *testing.T) {
 		t.Fatalf("ServiceCount(other) = %d, want 1", n)
 	}
 }
+
+// TestFoldTwin: an id that differs only by case from a registered one of
+// the same service is its twin; the same id, another service's, or one
+// removed is not.
+func TestFoldTwin(t *testing.T) {
+	r := New()
+	r.Add(Entry{Inst: units.Instance{Service: "api", ID: "Prod"}})
+	r.Add(Entry{Inst: units.Instance{Service: "web", ID: "x"}})
+	if twin, ok := r.FoldTwin(units.Instance{Service: "api", ID: "prod"}); !ok || twin.ID != "Prod" {
+		t.Errorf("api:prod: twin %v %v, want api:Prod", twin, ok)
+	}
+	for _, in := range []units.Instance{{Service: "api", ID: "Prod"}, {Service: "web", ID: "prod"}, {Service: "api", ID: "prod2"}} {
+		if twin, ok := r.FoldTwin(in); ok {
+			t.Errorf("%s: twin %s", in, twin)
+		}
+	}
+	r.Remove(units.Instance{Service: "api", ID: "Prod"})
+	if twin, ok := r.FoldTwin(units.Instance{Service: "api", ID: "prod"}); ok {
+		t.Errorf("twin %s after its removal", twin)
+	}
+}

@@ -109,6 +109,11 @@ type Router struct {
 
 	mu       sync.RWMutex
 	backends map[units.Instance]*Route
+	// fold finds a backend by its id in lower case (foldKey): a Host
+	// names an id whatever its case.
+	fold map[units.Instance]*Route
+	// perService counts the backends of each service.
+	perService map[string]int
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
@@ -197,6 +202,7 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
+		fold: map[units.Instance]*Route{}, perService: map[string]int{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService,
 		fwd: fleet.NewForwarder(log)}
@@ -309,7 +315,11 @@ func (r *Router) Put(b Backend, awake bool) {
 	r.mu.Lock()
 	old := r.backends[b.Instance]
 	r.backends[b.Instance] = nb
-	r.rebuild()
+	if old == nil {
+		r.perService[b.Instance.Service]++
+	}
+	r.fold[foldKey(b.Instance)] = nb
+	r.apply(b.Instance)
 	r.mu.Unlock()
 	if old != nil {
 		old.transport.CloseIdleConnections()
@@ -321,8 +331,16 @@ func (r *Router) Put(b Backend, awake bool) {
 func (r *Router) Remove(inst units.Instance) {
 	r.mu.Lock()
 	b := r.backends[inst]
-	delete(r.backends, inst)
-	r.rebuild()
+	if b != nil {
+		delete(r.backends, inst)
+		if r.perService[inst.Service]--; r.perService[inst.Service] <= 0 {
+			delete(r.perService, inst.Service)
+		}
+		if r.fold[foldKey(inst)] == b {
+			delete(r.fold, foldKey(inst))
+		}
+		r.apply(inst)
+	}
 	r.mu.Unlock()
 	if b != nil {
 		b.mu.Lock()
@@ -355,7 +373,7 @@ func (r *Router) SetWeight(inst units.Instance, w int) bool {
 	defer r.mu.Unlock()
 	if b := r.backends[inst]; b != nil {
 		b.weight.Store(int32(w))
-		r.rebuild()
+		r.apply(inst)
 		return true
 	}
 	return false
@@ -374,7 +392,7 @@ func (r *Router) Swap(from, to units.Instance) (int, bool) {
 	w := a.weight.Load()
 	b.weight.Store(w)
 	a.weight.Store(0)
-	r.rebuild()
+	r.apply(from, to)
 	return int(w), true
 }
 
@@ -388,7 +406,7 @@ func (r *Router) SetFailed(inst units.Instance, reason string) {
 		b.mu.Lock()
 		b.failed = reason
 		b.mu.Unlock()
-		r.rebuild()
+		r.apply(inst)
 	}
 }
 
@@ -584,12 +602,12 @@ func (r *Router) getFold(inst units.Instance) *Route {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for i, b := range r.backends {
-		if i.Service == inst.Service && strings.EqualFold(i.ID, inst.ID) {
-			return b
-		}
-	}
-	return nil
+	return r.fold[foldKey(inst)]
+}
+
+// foldKey is the instance with its id in lower case: the key of Router.fold.
+func foldKey(inst units.Instance) units.Instance {
+	return units.Instance{Service: inst.Service, ID: strings.ToLower(inst.ID)}
 }
 
 func (r *Router) lastActivity(b *Route) time.Time {
@@ -612,7 +630,7 @@ func (r *Router) route(host string) (b *Route, handled bool, status int, msg str
 	switch len(labels) {
 	case 1:
 		svc := labels[0]
-		if rt := r.table.Load().services[host]; rt != nil {
+		if rt := r.table.Load().service(host); rt != nil {
 			if b := rt.pick(); b != nil {
 				return b, true, 0, ""
 			}

@@ -381,11 +381,8 @@ func checkSocketFree(path string) error {
 // foldTwin returns an instance of the same service whose id equals inst's
 // ignoring case, or "".
 func (s *Server) foldTwin(inst units.Instance) string {
-	for _, e := range s.reg.Snapshot() {
-		other := e.Inst
-		if other.Service == inst.Service && other.ID != inst.ID && strings.EqualFold(other.ID, inst.ID) {
-			return other.String()
-		}
+	if twin, ok := s.reg.FoldTwin(inst); ok {
+		return twin.String()
 	}
 	return ""
 }

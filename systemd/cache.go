@@ -47,6 +47,20 @@ func (c *stateCache) replace(us []Unit) {
 	c.m = m
 }
 
+// differ returns the units of a full listing whose state the cache has
+// otherwise, or not at all.
+func (c *stateCache) differ(us []Unit) []Unit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Unit
+	for _, u := range us {
+		if old, ok := c.m[unitName(u.Instance, u.Kind)]; !ok || old.ActiveState != u.ActiveState || old.SubState != u.SubState {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // apply merges one PropertiesChanged signal of the Unit interface.
 func (c *stateCache) apply(unit string, changed map[string]dbus.Variant) {
 	c.mu.Lock()

@@ -47,3 +47,21 @@ func TestStateCacheSignalsAndListing(t *testing.T) {
 		t.Fatalf("a changed state kept its old timestamps: %+v", st)
 	}
 }
+
+// TestCacheDiffer: a listing's units whose state the cache has otherwise,
+// or not at all, are what Watch delivers when it starts late.
+func TestCacheDiffer(t *testing.T) {
+	c := newStateCache()
+	a := units.Instance{Service: "api", ID: "a"}
+	b := units.Instance{Service: "api", ID: "b"}
+	c.set(a.SocketUnit(), UnitState{ActiveState: "active", SubState: "listening"})
+	c.set(a.ServiceUnit(), UnitState{ActiveState: "inactive", SubState: "dead"})
+	got := c.differ([]Unit{
+		{Instance: a, Kind: units.KindSocket, ActiveState: "active", SubState: "listening"},
+		{Instance: a, Kind: units.KindService, ActiveState: "active", SubState: "running"},
+		{Instance: b, Kind: units.KindSocket, ActiveState: "active", SubState: "listening"},
+	})
+	if len(got) != 2 || got[0].Instance != a || got[0].Kind != units.KindService || got[1].Instance != b {
+		t.Fatalf("differ: %+v, want api:a's service and api:b's socket", got)
+	}
+}

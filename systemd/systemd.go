@@ -309,15 +309,37 @@ type Change struct {
 // (the signals' (see subscribe), or the channel Watch returns), Watch logs it at warn,
 // counts it (DroppedEvents), and resynchronises: it lists every unit of
 // ten's and delivers each one's present state as a Change.
+//
+// Watch may start after the caller listed (List) and made units (Create):
+// once subscribed it lists every unit once more and first delivers the
+// state of each one that the cache has otherwise (a change it made no
+// signal for). So a caller creates thousands of units at start before it
+// subscribes: while anyone is subscribed, systemd sends a signal for every
+// change of every unit, which made creating them about twice as slow.
 func (m *Manager) Watch(ctx context.Context) (<-chan Change, error) {
 	raw := make(chan *sd.PropertiesUpdate, 1024)
 	errs := make(chan error, 16)
 	if err := m.subscribe(ctx, raw, errs); err != nil {
 		return nil, fmt.Errorf("subscribe to systemd signals: %w", err)
 	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	us, err := m.list(lctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	missed := m.cache.differ(us)
+	m.cache.replace(us)
 	out := make(chan Change, 1024)
 	go func() {
 		defer close(out)
+		for _, u := range missed {
+			select {
+			case out <- Change{Instance: u.Instance, Kind: u.Kind, ActiveState: u.ActiveState, SubState: u.SubState}:
+			case <-ctx.Done():
+				return
+			}
+		}
 		pump(ctx, raw, errs, out, m.list, m.cache, &m.dropped, m.log)
 	}()
 	return out, nil
