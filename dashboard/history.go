@@ -204,6 +204,22 @@ func (h *History) Retain(keep map[units.Instance]bool) {
 	}
 }
 
+// RetainFunc forgets every instance for which keep is false.
+func (h *History) RetainFunc(keep func(units.Instance) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	dropped := false
+	for inst := range h.by {
+		if !keep(inst) {
+			delete(h.by, inst)
+			dropped = true
+		}
+	}
+	if dropped {
+		h.gen.Add(1)
+	}
+}
+
 // Series returns the instance's last hour, oldest first, with empty
 // buckets for steps without data.
 func (h *History) Series(inst units.Instance, now time.Time) []Bucket {

@@ -59,7 +59,8 @@ type Registry interface {
 	Get(inst units.Instance) (registry.Entry, bool)
 	Has(inst units.Instance) bool
 	Busy(inst units.Instance) bool
-	Instances() []units.Instance
+	// Names lists every instance, in no order.
+	Names() []units.Instance
 	Lock(inst units.Instance) error
 	Unlock(inst units.Instance)
 }
@@ -189,7 +190,7 @@ func (h *Monitor) Run(ctx context.Context) {
 		case inst := <-h.kick:
 			run(inst)
 		case <-t.C:
-			for _, inst := range h.Registry.Instances() {
+			for _, inst := range h.Registry.Names() {
 				// A sleeper changes only through systemd, which signals it
 				// into the state cache, and the server asks for a check on
 				// every such change. Reading every sleeper's properties on

@@ -248,8 +248,8 @@ func (w *Wiring) register(inst units.Instance) {
 	}
 }
 
-// Down undoes Up for an instance whose units were removed, and removes
-// its slice.
+// Down undoes Up for an instance whose units and slice were removed
+// (systemd.Manager.Remove).
 func (w *Wiring) Down(ctx context.Context, inst units.Instance) {
 	w.mu.Lock()
 	li := w.inst[inst]
@@ -274,11 +274,6 @@ func (w *Wiring) Down(ctx context.Context, inst units.Instance) {
 	}
 	if w.proxy != nil {
 		w.proxy.Remove(inst.String())
-	}
-	if w.removeSlice != nil {
-		if err := w.removeSlice(ctx, inst); err != nil {
-			w.log.Warn("remove slice", "instance", inst.String(), "err", err)
-		}
 	}
 	if w.acct != nil && li.cgroup != 0 {
 		// Its own links only: Prune looks at every instance's (a

@@ -14,7 +14,6 @@
 package kernel
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,17 +56,13 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics gets the BPF accounting collector when accounting is on.
 	Metrics prometheus.Registerer
-	// RemoveSlice removes an instance's slice once its units are gone
-	// (systemd.Manager.RemoveSlice), before its accounting is detached.
-	RemoveSlice func(ctx context.Context, inst units.Instance) error
 }
 
 // Wiring is the kernel side of ten serve (accounting, sk_lookup dispatch)
 // or, without BPF, the userspace proxy for L4 addresses; and what each
 // instance holds of it.
 type Wiring struct {
-	log         *slog.Logger
-	removeSlice func(ctx context.Context, inst units.Instance) error
+	log *slog.Logger
 
 	acct     *acct.Accounting     // nil without BPF
 	disp     *dispatch.Dispatcher // nil without BPF
@@ -99,7 +94,7 @@ func newWiring(o Options) *Wiring {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Wiring{
-		log: log, removeSlice: o.RemoveSlice,
+		log:  log,
 		inst: map[units.Instance]*instance{}, byCgroup: map[uint64]units.Instance{}, sockets: map[units.Instance]bool{},
 	}
 }

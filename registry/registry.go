@@ -182,6 +182,18 @@ func (r *Registry) Len() int {
 	return len(r.instances)
 }
 
+// Names returns the name of every instance, in no order: for a periodic
+// pass over all of them that needs no sort.
+func (r *Registry) Names() []units.Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]units.Instance, 0, len(r.instances))
+	for inst := range r.instances {
+		out = append(out, inst)
+	}
+	return out
+}
+
 // Snapshot returns a copy of every entry, sorted by name.
 func (r *Registry) Snapshot() []Entry {
 	r.mu.Lock()
@@ -190,8 +202,38 @@ func (r *Registry) Snapshot() []Entry {
 		out = append(out, *e)
 	}
 	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Inst.String() < out[j].Inst.String() })
+	slices.SortFunc(out, func(a, b Entry) int { return compareNames(a.Inst, b.Inst) })
 	return out
+}
+
+// compareNames orders instances as their names "service:id" sort, without
+// making the names (a sort of 10,000 made half a million strings).
+func compareNames(a, b units.Instance) int {
+	at := func(in units.Instance, k int) (byte, bool) {
+		switch {
+		case k < len(in.Service):
+			return in.Service[k], true
+		case k == len(in.Service):
+			return ':', true
+		case k-len(in.Service)-1 < len(in.ID):
+			return in.ID[k-len(in.Service)-1], true
+		}
+		return 0, false
+	}
+	for k := 0; ; k++ {
+		ca, oka := at(a, k)
+		cb, okb := at(b, k)
+		switch {
+		case !oka && !okb:
+			return 0
+		case !oka:
+			return -1
+		case !okb:
+			return 1
+		case ca != cb:
+			return int(ca) - int(cb)
+		}
+	}
 }
 
 // Instances returns the names of every instance, sorted.

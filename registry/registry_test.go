@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -220,5 +221,18 @@ func TestFoldTwin(t *testing.T) {
 	r.Remove(units.Instance{Service: "api", ID: "Prod"})
 	if twin, ok := r.FoldTwin(units.Instance{Service: "api", ID: "prod"}); ok {
 		t.Errorf("twin %s after its removal", twin)
+	}
+}
+
+// TestCompareNames sorts as the names "service:id" do.
+func TestCompareNames(t *testing.T) {
+	ins := []units.Instance{{Service: "api", ID: "x"}, {Service: "api2", ID: "a"}, {Service: "api", ID: "x2"}, {Service: "a", ID: "pi"}, {Service: "api", ID: "X"}, {Service: "api", ID: "x"}}
+	for _, a := range ins {
+		for _, b := range ins {
+			want := strings.Compare(a.String(), b.String())
+			if got := compareNames(a, b); (got < 0) != (want < 0) || (got == 0) != (want == 0) {
+				t.Errorf("compareNames(%s, %s) = %d, names compare %d", a, b, got, want)
+			}
+		}
 	}
 }

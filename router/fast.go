@@ -37,7 +37,7 @@ func (r *Router) FleetPeer(ip string) bool { return r.fleetPeer != nil && r.flee
 // failed wake is over.
 func (r *Router) Answered(rt *Route) {
 	if !rt.awake.Load() {
-		rt.awake.Store(true)
+		rt.setAwake()
 	}
 	if r.ctrl != nil && rt.wakeFailed.Load() {
 		rt.wakeMu.Lock()

@@ -3,10 +3,57 @@ package router
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/tenhq/ten/units"
 )
+
+// awakeSet holds the routes that were set awake and have an idle timeout:
+// what the reaper looks at every 250 ms, instead of every instance (with
+// 10,000 sleepers, the scan of all of them was a fifth of ten's idle CPU).
+// A route is added whenever it is set awake (Route.setAwake) and dropped by
+// the reaper once it is no longer awake or no longer routed.
+type awakeSet struct {
+	mu sync.Mutex
+	m  map[*Route]struct{}
+}
+
+func (s *awakeSet) add(b *Route) {
+	if b.IdleTimeout <= 0 {
+		return // never put to sleep
+	}
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*Route]struct{}{}
+	}
+	s.m[b] = struct{}{}
+	s.mu.Unlock()
+}
+
+// candidates returns the routes that are awake and current (routed); it
+// drops the others.
+func (s *awakeSet) candidates(current func(*Route) bool) []*Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Route
+	for b := range s.m {
+		if !b.awake.Load() || !current(b) {
+			delete(s.m, b)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// setAwake marks the route awake and makes it one the reaper looks at.
+func (b *Route) setAwake() {
+	b.awake.Store(true)
+	if b.reap != nil {
+		b.reap.add(b)
+	}
+}
 
 // ErrWokenWhileFreezing is what a Freezer returns when a connection arrived
 // while it froze the instance, and it thawed it again: the instance runs.
@@ -20,12 +67,7 @@ var ErrWokenWhileFreezing = errors.New("a connection arrived while freezing")
 // then thaw or wake it again.
 func (r *Router) Reap(ctx context.Context, now time.Time) {
 	r.mu.RLock()
-	var idle []*Route
-	for _, b := range r.backends {
-		if b.IdleTimeout > 0 && b.awake.Load() {
-			idle = append(idle, b)
-		}
-	}
+	idle := r.awake.candidates(func(b *Route) bool { return r.backends[b.Instance] == b })
 	r.mu.RUnlock()
 	for _, b := range idle {
 		silent := now.Sub(r.lastActivity(b))

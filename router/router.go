@@ -121,6 +121,8 @@ type Router struct {
 	fwd *fleet.Forwarder
 	// table is what requests route by, rebuilt under mu on every change.
 	table atomic.Pointer[table]
+	// awake is what the reaper looks at.
+	awake awakeSet
 
 	// The hooks of Options, fixed at New.
 	activity    func(units.Instance) (time.Time, bool)
@@ -253,6 +255,8 @@ type Route struct {
 	// pool holds the fast path's idle connections to the instance.
 	pool  upstream.Pool
 	awake atomic.Bool
+	// reap is the router's awakeSet, which setAwake adds the route to.
+	reap *awakeSet
 	// awakeGen counts SetAwake calls, so the reaper can tell whether
 	// systemd reported a state while it was stopping the service.
 	awakeGen atomic.Uint64
@@ -309,7 +313,10 @@ func (r *Router) Put(b Backend, awake bool) {
 	} else if o := r.observer; o != nil {
 		nb.observe = func(code int, d time.Duration) { o.ObserveRequest(b.Instance, code, d) }
 	}
-	nb.awake.Store(awake)
+	nb.reap = &r.awake
+	if awake {
+		nb.setAwake()
+	}
 	nb.last.Store(time.Now().UnixNano())
 	nb.weight.Store(int32(b.Weight))
 	r.mu.Lock()
@@ -361,7 +368,11 @@ func (r *Router) SetAwake(inst units.Instance, awake bool) {
 			b.closeIdle()
 			b.frozen.Store(false) // a stopped service is not frozen
 		}
-		b.awake.Store(awake)
+		if awake {
+			b.setAwake()
+		} else {
+			b.awake.Store(false)
+		}
 		b.awakeGen.Add(1)
 	}
 }
@@ -1000,7 +1011,9 @@ func (roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st.wake != nil {
 		st.wake.Done(true)
 	}
-	b.awake.Store(true)
+	if !b.awake.Load() {
+		b.setAwake()
+	}
 	// A failed wake is cleared by the next answer, also when systemd said
 	// the service is active meanwhile, so that this request was not waking.
 	if st.ctrl != nil && (st.waking || b.wakeFailed.Load()) {

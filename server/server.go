@@ -188,7 +188,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics, RemoveSlice: sdm.RemoveSlice})
+	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics})
 	if err != nil {
 		sdm.Close()
 		return nil, err

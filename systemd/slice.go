@@ -7,11 +7,11 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// RemoveSlice stops the instance's slice (units.Instance.Slice) once its
-// units are gone; systemd then unloads it. A slice that is not loaded is no
-// error. The LegacySlice of an instance made before buckets is stopped too
-// where it has a cgroup. The bucket slice stays: other instances may be in
-// it, and it goes with the service's slice.
+// RemoveSlice stops the instance's slice (units.Instance.Slice), and with
+// it every unit still in it; systemd then unloads it. A slice that is not
+// loaded is no error. The LegacySlice of an instance made before buckets is
+// stopped too where it has a cgroup. The bucket slice stays: other
+// instances may be in it, and it goes with the service's slice.
 func (m *Manager) RemoveSlice(ctx context.Context, inst units.Instance) error {
 	slices := []string{inst.Slice()}
 	if legacySliceLoaded(inst) {

@@ -26,8 +26,8 @@ import (
 //     until the last answered;
 //   - tear down: DELETE /api/instances/ID for all 1,000, 16 at a time.
 //
-// Then the same wake of 100 with isolation = "process" (100 declared), and
-// the baseline: the same 100 apps started directly at once and polled.
+// Then the same wake of 100 of n with isolation = "process", and the
+// baseline: the same 100 apps started directly at once and polled.
 func BenchmarkDensity(b *testing.B) {
 	if !once(b) {
 		return
@@ -63,7 +63,7 @@ start = "lazy"
 		p50: fmtDur(oneSlice.create), ratio: ratio(oneSlice.create.Seconds(), alone.create.Seconds(), "with slices"),
 		note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service)",
 			fmtDur(oneSlice.create/time.Duration(n)), fmtBytes(float64(oneSlice.rss[1]-oneSlice.rss[0])/float64(n)))})
-	addRow(row{bench: bench, variant: variant, metric: "tear down: systemd alone (stop socket, service, slice; 8 at a time)", n: "1",
+	addRow(row{bench: bench, variant: variant, metric: "tear down: systemd alone (stop the slice with both units, reset them; 8 at a time)", n: "1",
 		p50: fmtDur(alone.down), note: fmt.Sprintf("%s per instance; systemd RSS after %s", fmtDur(alone.down/time.Duration(n)), fmtBytes(float64(alone.rss[2])))})
 
 	ids := make([]string, n)
@@ -181,24 +181,25 @@ start = "lazy"
 	b.ReportMetric(down.Seconds(), "teardown-s")
 	ten.stop()
 
-	// The same wake with isolation = "process" (no sandbox), and the
-	// baseline: the same 100 apps started directly, at once, each polled
-	// until it answers. What is left between these and the row above is
-	// what systemd's sandboxing and ten cost under a thundering herd.
-	var pids []string
-	for i := 0; i < wake; i++ {
-		pids = append(pids, fmt.Sprintf("p%03d", i))
+	// The same wake with isolation = "process" (no sandbox: the n
+	// instances declared again), and the baseline: the same 100 apps
+	// started directly, at once, each polled until it answers. What is
+	// left between these and the row above is what systemd's sandboxing
+	// and ten cost under a thundering herd.
+	pids := make([]string, n)
+	for i := range pids {
+		pids[i] = fmt.Sprintf("p%05d", i)
 	}
 	base = strings.Replace(base, "start = \"lazy\"\n", "start = \"lazy\"\nisolation = \"process\"\n", 1)
 	if err := os.WriteFile(ten.config, []byte(base+"\n[instances]\nd = [\""+strings.Join(pids, "\", \"")+"\"]\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	ten.start(nil, 5*time.Minute)
+	ten.start(nil, 10*time.Minute)
 	hosts = hosts[:0]
-	for _, id := range pids {
-		hosts = append(hosts, host("d:"+id))
+	for i := range wake {
+		hosts = append(hosts, host("d:"+pids[i*(n/wake)]))
 	}
-	wakeAll(bench, fmt.Sprintf("wake %d at once: ten (isolation=process)", wake), hosts, func(i int) (time.Duration, error) {
+	wakeAll(bench, fmt.Sprintf("wake %d of %d at once: ten (isolation=process)", wake, n), hosts, func(i int) (time.Duration, error) {
 		return firstByte(ten.addr, hosts[i], 60*time.Second)
 	})
 	wakeAll(bench, fmt.Sprintf("wake %d at once: baseline, %d apps started directly and polled", wake, wake), hosts, func(int) (time.Duration, error) {

@@ -22,8 +22,8 @@ import (
 // socket, service, and the per-instance slice systemd loads for them), made
 // and removed straight over one D-Bus connection, 8 calls at a time as ten
 // makes them, with no ten at all. create: one StartTransientUnitAux each
-// (socket with its service); down: stop socket, service and slice, as ten's
-// teardown does.
+// (socket with its service); down: stop the slice (and with it socket and
+// service) and reset both units, as ten's teardown does.
 type sdAlone struct {
 	create, down time.Duration
 	// rss is systemd's (PID 1) RSS before, with the n instances, after.
@@ -122,16 +122,20 @@ func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdA
 	time.Sleep(2 * time.Second)
 	out.rss[1], _ = procRSS(1)
 	out.down, failed = each(func(p *units.Plan) error {
-		us := []string{p.Instance.SocketUnit(), p.Instance.ServiceUnit(), p.Instance.Slice()}
+		// As ten removes an instance: one stop of its slice stops both
+		// units (they require it); without a slice of its own, each unit.
+		stop := []string{p.Instance.Slice()}
 		if shared {
-			us = us[:2]
+			stop = []string{p.Instance.SocketUnit(), p.Instance.ServiceUnit()}
 		}
-		for _, u := range us {
+		for _, u := range stop {
 			err := job(func(ch chan<- string) (int, error) { return conn.StopUnitContext(ctx, u, "replace", ch) })
 			if err != nil && !strings.Contains(err.Error(), "not loaded") && !strings.Contains(err.Error(), "NoSuchUnit") {
 				// A unit gone already is fine (ten's teardown says the same).
 				return fmt.Errorf("stop %s: %w", u, err)
 			}
+		}
+		for _, u := range []string{p.Instance.SocketUnit(), p.Instance.ServiceUnit()} {
 			_ = conn.ResetFailedUnitContext(ctx, u)
 		}
 		return nil
