@@ -94,3 +94,30 @@ func TestPumpResyncsAfterUpstreamOverflow(t *testing.T) {
 type errUpdateFull struct{}
 
 func (errUpdateFull) Error() string { return "update channel is full" }
+
+// TestSignalFilter: the connection's handler keeps only the Unit
+// interface's PropertiesChanged of unit objects, and a full channel is a
+// reported loss, never a blocked reader.
+func TestSignalFilter(t *testing.T) {
+	raw := make(chan *sd.PropertiesUpdate, 1)
+	errs := make(chan error, 1)
+	h := signalFilter{raw: raw, errs: errs}
+	sig := func(iface string) *dbus.Signal {
+		return &dbus.Signal{Name: "org.freedesktop.DBus.Properties.PropertiesChanged", Path: unitPathPrefix + "/tenement_2dapi_40a_2eservice",
+			Body: []any{iface, map[string]dbus.Variant{"ActiveState": dbus.MakeVariant("active")}, []string{}}}
+	}
+	h.DeliverSignal("", "", sig("org.freedesktop.systemd1.Service"))
+	h.DeliverSignal("", "", &dbus.Signal{Name: "org.freedesktop.systemd1.Manager.JobRemoved", Path: "/org/freedesktop/systemd1"})
+	if len(raw) != 0 {
+		t.Fatalf("kept a signal of another interface: %+v", <-raw)
+	}
+	h.DeliverSignal("", "", sig("org.freedesktop.systemd1.Unit"))
+	if u := <-raw; u.UnitName != "tenement-api@a.service" {
+		t.Fatalf("unit %q", u.UnitName)
+	}
+	h.DeliverSignal("", "", sig("org.freedesktop.systemd1.Unit"))
+	h.DeliverSignal("", "", sig("org.freedesktop.systemd1.Unit")) // raw is full
+	if len(errs) != 1 {
+		t.Fatal("a dropped update was not reported")
+	}
+}

@@ -186,11 +186,16 @@ func (a *Accounting) Attach(cgroupPath string) error {
 	if err != nil {
 		return fmt.Errorf("attach accounting to %s: %w", cgroupPath, err)
 	}
+	// The id is taken under the lock; the attaches and pins (a syscall
+	// each) run outside it, so concurrent spawns do not wait for each
+	// other's.
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if _, ok := a.links[id]; ok {
+		a.mu.Unlock()
 		return nil
 	}
+	a.links[id] = nil
+	a.mu.Unlock()
 	var ls []link.Link
 	undo := func() {
 		for _, l := range ls {
@@ -200,9 +205,13 @@ func (a *Accounting) Attach(cgroupPath string) error {
 		if a.dir != "" {
 			os.RemoveAll(a.linkDir(id))
 		}
+		a.mu.Lock()
+		delete(a.links, id)
+		a.mu.Unlock()
 	}
 	if a.dir != "" {
 		if err := os.MkdirAll(a.linkDir(id), 0o700); err != nil {
+			undo()
 			return fmt.Errorf("attach accounting to %s: %w", cgroupPath, err)
 		}
 	}
@@ -226,7 +235,9 @@ func (a *Accounting) Attach(cgroupPath string) error {
 		}
 		ls = nil
 	}
+	a.mu.Lock()
 	a.links[id] = ls
+	a.mu.Unlock()
 	a.log.Debug("accounting attached", "cgroup", cgroupPath, "cgroup_id", id)
 	return nil
 }
@@ -261,10 +272,15 @@ func (a *Accounting) DetachID(id uint64) error {
 }
 
 func (a *Accounting) detach(id uint64) error {
+	// Only the map under the lock: the unpins and closes (a syscall each,
+	// about a millisecond for the three) of concurrent removals must not
+	// wait for each other.
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	links := a.links[id]
+	delete(a.links, id)
+	a.mu.Unlock()
 	var errs []error
-	for _, l := range a.links[id] {
+	for _, l := range links {
 		if a.dir != "" {
 			if err := l.Unpin(); err != nil {
 				errs = append(errs, err)
@@ -272,7 +288,6 @@ func (a *Accounting) detach(id uint64) error {
 		}
 		errs = append(errs, l.Close())
 	}
-	delete(a.links, id)
 	if a.dir != "" {
 		errs = append(errs, os.RemoveAll(a.linkDir(id)))
 	}

@@ -73,6 +73,11 @@ sleep = "freeze"
 	}
 
 	s.start() // adopts leg:old
+	// The unit changes come over systemd's private socket (no Subscribe,
+	// which would make systemd signal the bus daemon every change).
+	if !strings.Contains(s.log.String(), `msg="following systemd's unit changes" over=/run/systemd/private`) {
+		t.Errorf("ten does not follow systemd over its private socket:\n%s", s.log.String())
+	}
 	body := s.mustGet("old.leg.localhost", "/")
 	if !strings.Contains(body, "hello from leg:old") {
 		t.Fatalf("leg:old answered %q", body)
