@@ -30,8 +30,17 @@ func ServiceDir(root string, inst units.Instance) string {
 // legacySliceLoaded reports whether the instance's LegacySlice has a cgroup
 // in any hierarchy systemd manages (unified, hybrid or legacy mounts).
 func legacySliceLoaded(inst units.Instance) bool {
+	return hasCgroup(inst.LegacySliceCgroup())
+}
+
+// sliceLoaded reports the same of the instance's Slice.
+func sliceLoaded(inst units.Instance) bool {
+	return hasCgroup(inst.SliceCgroup())
+}
+
+func hasCgroup(rel string) bool {
 	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"} {
-		if exists(filepath.Join(root, inst.LegacySliceCgroup())) {
+		if exists(filepath.Join(root, rel)) {
 			return true
 		}
 	}

@@ -141,12 +141,19 @@ func (m *Manager) Restart(ctx context.Context, inst units.Instance) error {
 // it), in one job; transient units then vanish from systemd. One job
 // instead of a stop of the socket, of the service and of the slice makes a
 // removal cheaper for systemd. The LegacySlice of an instance made before
-// buckets is stopped too where it has a cgroup. Should a slice not stop,
-// each unit is stopped on its own as before.
+// buckets is stopped too where it has a cgroup. When neither slice has a
+// cgroup to show that the units are in it, or a slice does not stop, each
+// unit is stopped on its own.
 func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
 	var errs []error
-	if err := m.RemoveSlice(ctx, inst); err != nil {
-		m.log.Warn("stop slice; stopping the units one by one", "instance", inst.String(), "err", err)
+	var err error
+	if !sliceLoaded(inst) && !legacySliceLoaded(inst) {
+		err = errors.New("the instance's slice has no cgroup")
+	} else {
+		err = m.RemoveSlice(ctx, inst)
+	}
+	if err != nil {
+		m.log.Debug("stopping the units one by one", "instance", inst.String(), "why", err)
 		for _, u := range []string{inst.SocketUnit(), inst.ServiceUnit()} {
 			err := m.wait(ctx, u, "stop", func(ch chan<- string) (int, error) {
 				return m.conn.StopUnitContext(ctx, u, "replace", ch)
