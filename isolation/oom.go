@@ -146,6 +146,13 @@ func (b *OOM) Exit(inst units.Instance, e systemd.Exit) {
 	if e.At != 0 && b.lastAt[inst] == e.At {
 		return // another signal about the same exit
 	}
+	if e.At == 0 && e.Code != 0 {
+		// A main process that ended has an exit time: this read caught
+		// systemd restarting the app, and the exit it still shows is one
+		// read with its time already (in CI such a read overwrote an
+		// oom-kill with "signal SIGKILL").
+		return
+	}
 	b.lastAt[inst] = e.At
 	oom := b.pending[inst]
 	delete(b.pending, inst)

@@ -44,7 +44,7 @@ func (s *Server) recordExit(inst units.Instance) {
 	if err != nil {
 		return
 	}
-	s.log.Debug("instance exit", "instance", inst.String(), "code", e.Code, "status", e.Status, "result", e.Result)
+	s.log.Debug("instance exit", "instance", inst.String(), "code", e.Code, "status", e.Status, "result", e.Result, "exited_at", e.At)
 	// The OOM event reaches ten before the exit does; give a late one a moment.
 	time.Sleep(20 * time.Millisecond)
 	s.oom.Exit(inst, e)
