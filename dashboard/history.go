@@ -190,18 +190,7 @@ func (h *History) Memory(inst units.Instance, bytes uint64, now time.Time) {
 
 // Retain forgets every instance not in keep.
 func (h *History) Retain(keep map[units.Instance]bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	dropped := false
-	for inst := range h.by {
-		if !keep[inst] {
-			delete(h.by, inst)
-			dropped = true
-		}
-	}
-	if dropped {
-		h.gen.Add(1)
-	}
+	h.RetainFunc(func(inst units.Instance) bool { return keep[inst] })
 }
 
 // RetainFunc forgets every instance for which keep is false.

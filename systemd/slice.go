@@ -17,6 +17,12 @@ func (m *Manager) RemoveSlice(ctx context.Context, inst units.Instance) error {
 	if legacySliceLoaded(inst) {
 		slices = append(slices, inst.LegacySlice())
 	}
+	return m.stopSlices(ctx, slices)
+}
+
+// stopSlices stops each slice, and with it every unit in it; one that is
+// not loaded is no error.
+func (m *Manager) stopSlices(ctx context.Context, slices []string) error {
 	for _, sl := range slices {
 		err := m.wait(ctx, sl, "stop", func(ch chan<- string) (int, error) {
 			return m.conn.StopUnitContext(ctx, sl, "replace", ch)

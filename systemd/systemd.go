@@ -146,11 +146,16 @@ func (m *Manager) Restart(ctx context.Context, inst units.Instance) error {
 // unit is stopped on its own.
 func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
 	var errs []error
-	var err error
-	if !sliceLoaded(inst) && !legacySliceLoaded(inst) {
-		err = errors.New("the instance's slice has no cgroup")
-	} else {
-		err = m.RemoveSlice(ctx, inst)
+	var slices []string
+	if sliceLoaded(inst) {
+		slices = append(slices, inst.Slice())
+	}
+	if legacySliceLoaded(inst) {
+		slices = append(slices, inst.LegacySlice())
+	}
+	err := errors.New("the instance's slice has no cgroup")
+	if len(slices) > 0 {
+		err = m.stopSlices(ctx, slices)
 	}
 	if err != nil {
 		m.log.Debug("stopping the units one by one", "instance", inst.String(), "why", err)
