@@ -1,11 +1,15 @@
 package metrics
 
 import (
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/units"
 )
@@ -46,9 +50,37 @@ func TestRequestObserver(t *testing.T) {
 	if last := b[len(b)-1]; last.Requests != 5 {
 		t.Errorf("dashboard history: %d requests, want 5", last.Requests)
 	}
+	other := units.Instance{Service: "api", ID: "b"}
+	for _, in := range []units.Instance{inst, other} {
+		m.ObserveRequest(in, 0, time.Millisecond) // class "other"
+		m.ObserveRequest(in, 503, time.Millisecond)
+		m.ObserveWake(in, time.Millisecond, nil)
+		m.ObserveWake(in, time.Millisecond, errors.New("no"))
+		m.Restarted(in, apitype.RestartCrash)
+		m.Restarted(in, apitype.RestartHealth)
+		m.Restarted(in, "by hand") // a reason added later
+	}
 	m.Forget(inst)
-	if n := testutil.CollectAndCount(m.requests); n != 0 {
-		t.Errorf("%d request series after Forget, want 0", n)
+	for name, c := range map[string]prometheus.Collector{"request": m.requests, "duration": m.duration, "wake": m.wakes, "wake duration": m.wakeDur, "restart": m.restarts} {
+		ch := make(chan prometheus.Metric, 100)
+		c.Collect(ch)
+		close(ch)
+		left := 0
+		for mt := range ch {
+			var pb dto.Metric
+			mt.Write(&pb)
+			for _, l := range pb.Label {
+				if l.GetName() == "instance" && l.GetValue() == inst.String() {
+					t.Errorf("a %s series of %s after Forget: %v", name, inst, pb.Label)
+				}
+				if l.GetName() == "instance" && l.GetValue() == other.String() {
+					left++
+				}
+			}
+		}
+		if left == 0 {
+			t.Errorf("Forget(%s) dropped %s's %s series too", inst, other, name)
+		}
 	}
 }
 

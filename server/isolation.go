@@ -28,12 +28,12 @@ func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
 // isolation); it ends with ctx, the cgroup, or the instance.
 func (s *Server) watchOOM(ctx context.Context, inst units.Instance) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	info, err := s.sd.Info(rctx, inst)
+	cg, err := s.sd.ControlGroup(rctx, inst)
 	cancel()
-	if err != nil || info.ControlGroup == "" || !s.reg.Has(inst) {
+	if err != nil || cg == "" || !s.reg.Has(inst) {
 		return
 	}
-	s.oom.Watch(ctx, inst, info.ControlGroup)
+	s.oom.Watch(ctx, inst, cg)
 }
 
 func (s *Server) recordExit(inst units.Instance) {

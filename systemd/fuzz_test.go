@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/tenhq/ten/systemd/wire"
 )
 
 // FuzzUnitFromPath checks that the unit name read from a signal's object
@@ -19,7 +21,7 @@ func FuzzUnitFromPath(f *testing.F) {
 			return // systemd has no unit without a name
 		}
 		p := dbus.ObjectPath(unitPathPrefix + "/" + busLabelEscape(name))
-		if got := unitFromPath(p); got != name {
+		if got := wire.UnitFromPath(string(p)); got != name {
 			t.Fatalf("unitFromPath(%q) = %q, want %q", p, got, name)
 		}
 	})

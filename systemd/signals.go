@@ -1,16 +1,20 @@
 package systemd
 
 import (
+	"bufio"
 	"context"
-	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
-	"path"
-	"strconv"
 	"strings"
+	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/tenhq/ten/systemd/wire"
+	"github.com/tenhq/ten/units"
 )
 
 // unitPathPrefix is where systemd puts its unit objects on the bus.
@@ -21,45 +25,108 @@ const unitPathPrefix = "/org/freedesktop/systemd1/unit"
 // between and no Subscribe.
 const PrivateSocket = "/run/systemd/private"
 
-// subscribe delivers systemd's PropertiesChanged signals about units to
-// raw, over a bus connection of its own that is closed when ctx ends. When
-// raw is full the update is dropped and an error saying "update channel is
-// full" sent to errs, if it has room, as go-systemd does (pump reads it as a
-// loss and resynchronises).
+// subscribe delivers systemd's PropertiesChanged signals about ten's units
+// to raw, over a connection of its own that is closed when ctx ends. When
+// raw is full the update is dropped and an error wrapping errSignalsLost
+// sent to errs, if it has room (pump reads it as a loss and
+// resynchronises); so is a connection lost, before ten connects again.
 //
 // It connects to PrivateSocket where it can. On the system bus instead it
 // must call Subscribe, and then systemd sends every signal of every unit
 // to the bus daemon, which passes on what matches: a systemd-alone
 // removal of 1,000 instances took 1.8 s with no subscriber, 2.6 s with one
-// on the bus and 2.2 s with one on the private socket. The signals are
-// filtered in the connection's reader (signalFilter), so the many that ten
-// does not read cost no goroutine and no channel.
+// on the bus and 2.2 s with one on the private socket. On the private
+// socket systemd sends every signal of every unit; package wire reads them
+// through a buffer and decodes only the Unit interface's changes of ten's
+// units (a general D-Bus reader, decoding each message whole, was over a
+// third of ten's CPU while it removed instances). On the bus, the signals
+// are filtered in the connection's reader (signalFilter), so the many that
+// ten does not read cost no goroutine and no channel.
 //
 // It stands in for go-systemd's SetPropertiesSubscriber, whose signal
 // goroutine reads the subscriber without taking its lock
 // (coreos/go-systemd#519), a data race in every ten serve.
 func (m *Manager) subscribe(ctx context.Context, raw chan<- *sd.PropertiesUpdate, errs chan<- error) error {
 	h := signalFilter{raw: raw, errs: errs}
-	conn, err := dbus.Dial("unix:path="+PrivateSocket, dbus.WithContext(ctx), dbus.WithSignalHandler(h))
-	if err == nil {
-		if err = conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			conn.Close()
-		}
-	}
-	over := PrivateSocket
+	c, err := dialPrivate(ctx)
 	if err != nil {
 		m.log.Debug("systemd signals: private socket refused; using the system bus", "err", err)
-		if conn, err = m.subscribeBus(ctx, h); err != nil {
+		conn, err := m.subscribeBus(ctx, h)
+		if err != nil {
 			return err
 		}
-		over = "the system bus"
+		m.log.Info("following systemd's unit changes", "over", "the system bus")
+		go func() {
+			<-ctx.Done()
+			conn.Close()
+		}()
+		return nil
 	}
-	m.log.Info("following systemd's unit changes", "over", over)
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
+	m.log.Info("following systemd's unit changes", "over", PrivateSocket)
+	go m.readPrivate(ctx, c, h)
 	return nil
+}
+
+// wanted are the Unit properties the state cache keeps, with their types.
+var wanted = map[string]byte{"ActiveState": 's', "SubState": 's', "ActiveEnterTimestamp": 't', "InactiveEnterTimestamp": 't'}
+
+// privateConn is an authenticated connection to PrivateSocket.
+type privateConn struct {
+	c  net.Conn
+	rd *wire.Reader
+}
+
+func dialPrivate(ctx context.Context) (*privateConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", PrivateSocket)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := wire.Auth(c, br, os.Getuid()); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", PrivateSocket, err)
+	}
+	c.SetDeadline(time.Time{})
+	keep := func(unit string) bool { return strings.HasPrefix(unit, units.Prefix) }
+	return &privateConn{c: c, rd: wire.NewReader(br, keep, wanted)}, nil
+}
+
+// readPrivate hands the changes read on c to h until ctx ends. When the
+// connection breaks (systemd re-executing closes it), it reports a loss,
+// so that the pump resynchronises from a listing, and connects again.
+func (m *Manager) readPrivate(ctx context.Context, c *privateConn, h signalFilter) {
+	stop := context.AfterFunc(ctx, func() { c.c.Close() })
+	for {
+		unit, changed, err := c.rd.Next()
+		if err == nil {
+			h.deliver(&sd.PropertiesUpdate{UnitName: unit, Changed: changed})
+			continue
+		}
+		stop()
+		c.c.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("systemd signals: connection lost; connecting again", "socket", PrivateSocket, "err", err)
+		h.lost(fmt.Errorf("%w: %v", errSignalsLost, err))
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if c, err = dialPrivate(ctx); err == nil {
+				break
+			}
+			m.log.Debug("systemd signals: connect", "err", err)
+		}
+		// A change between the loss and now shows in the listing the loss
+		// asks for, which the pump makes after this connection is up.
+		h.lost(fmt.Errorf("%w: connected again", errSignalsLost))
+		stop = context.AfterFunc(ctx, func() { c.c.Close() })
+	}
 }
 
 // subscribeBus subscribes over the system bus, with a match for the Unit
@@ -94,17 +161,28 @@ type signalFilter struct {
 
 // DeliverSignal implements dbus.SignalHandler.
 func (h signalFilter) DeliverSignal(_, _ string, s *dbus.Signal) {
-	u, ok := propertiesUpdate(s)
-	if !ok {
-		return
+	if u, ok := propertiesUpdate(s); ok {
+		h.deliver(u)
 	}
+}
+
+// errSignalsLost marks a report on errs of changes that may have been
+// lost: the pump resynchronises from a listing.
+var errSignalsLost = errors.New("signals lost")
+
+func (h signalFilter) deliver(u *sd.PropertiesUpdate) {
 	select {
 	case h.raw <- u:
 	default:
-		select {
-		case h.errs <- fmt.Errorf("update channel is full: dropped an update of %s", u.UnitName):
-		default:
-		}
+		h.lost(fmt.Errorf("%w: update channel is full: dropped an update of %s", errSignalsLost, u.UnitName))
+	}
+}
+
+// lost reports a loss on errs, if it has room (one there is enough).
+func (h signalFilter) lost(err error) {
+	select {
+	case h.errs <- err:
+	default:
 	}
 }
 
@@ -122,23 +200,5 @@ func propertiesUpdate(s *dbus.Signal) (*sd.PropertiesUpdate, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &sd.PropertiesUpdate{UnitName: unitFromPath(s.Path), Changed: changed}, true
-}
-
-// unitFromPath reverses systemd's escaping of a unit name into an object
-// path (sd_bus_path_encode: every byte but [A-Za-z0-9] becomes _xx).
-func unitFromPath(p dbus.ObjectPath) string {
-	s := path.Base(string(p))
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '_' && i+2 < len(s) {
-			if c, err := hex.DecodeString(s[i+1 : i+3]); err == nil {
-				b.WriteByte(c[0])
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return &sd.PropertiesUpdate{UnitName: wire.UnitFromPath(string(s.Path)), Changed: changed}, true
 }

@@ -238,6 +238,18 @@ type Info struct {
 
 const unknownU64 = ^uint64(0)
 
+// ControlGroup reads the service's cgroup path ("" while it has none): one
+// property, where Info reads them all (systemd writes out some three
+// hundred for a GetAll of a service).
+func (m *Manager) ControlGroup(ctx context.Context, inst units.Instance) (string, error) {
+	p, err := m.conn.GetServicePropertyContext(ctx, inst.ServiceUnit(), "ControlGroup")
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", inst.ServiceUnit(), err)
+	}
+	cg, _ := p.Value.Value().(string)
+	return cg, nil
+}
+
 // Info reads the service's and socket's state and resource use.
 func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
 	var in Info
@@ -378,6 +390,12 @@ func (m *Manager) DroppedEvents() uint64 { return m.dropped.Load() }
 // then lists at once (once) to mend the cache, whether out has room or not.
 func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan error, out chan<- Change, list func(context.Context) ([]Unit, error), cache *stateCache, dropped *atomic.Uint64, log *slog.Logger) {
 	resync, stale := false, false
+	// sent is the state last sent of each unit that is not inactive: systemd
+	// sends the Unit interface's properties again whenever any of them
+	// changes (a job queued, a timestamp), and a state sent once is not sent
+	// again. Inactive units leave it (so it holds the units that run, not
+	// every unit ever seen); their repeats cost nothing downstream.
+	sent := map[string]string{}
 	lost := func(why string) {
 		dropped.Add(1)
 		if !resync {
@@ -398,6 +416,7 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 			}
 			if err == nil && resync && len(out) <= cap(out)/2 {
 				resync = false
+				clear(sent)
 				for _, u := range us {
 					select {
 					case out <- Change{Instance: u.Instance, Kind: u.Kind, ActiveState: u.ActiveState, SubState: u.SubState}:
@@ -416,7 +435,7 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 			return
 		case <-tick:
 		case err := <-errs:
-			if strings.Contains(err.Error(), "channel is full") {
+			if errors.Is(err, errSignalsLost) || strings.Contains(err.Error(), "channel is full") {
 				lost(err.Error())
 				stale = true
 			} else {
@@ -437,6 +456,15 @@ func pump(ctx context.Context, raw <-chan *sd.PropertiesUpdate, errs <-chan erro
 			}
 			if c.ActiveState == "" && c.SubState == "" {
 				continue
+			}
+			key := c.ActiveState + "/" + c.SubState
+			if sent[u.UnitName] == key {
+				continue
+			}
+			if c.ActiveState == "inactive" {
+				delete(sent, u.UnitName)
+			} else {
+				sent[u.UnitName] = key
 			}
 			select {
 			case out <- c:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,5 +120,41 @@ func TestSignalFilter(t *testing.T) {
 	h.DeliverSignal("", "", sig("org.freedesktop.systemd1.Unit")) // raw is full
 	if len(errs) != 1 {
 		t.Fatal("a dropped update was not reported")
+	}
+}
+
+// systemd sends a unit's state again with every change of any Unit
+// property (a job queued, a timestamp); the pump sends each state on once,
+// so that what acts on a state (an OOM watch on "active", which reads the
+// unit over D-Bus) acts once per start, not once per signal.
+func TestPumpSendsEachStateOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	raw := make(chan *sd.PropertiesUpdate, 16)
+	out := make(chan Change, 16)
+	a := units.Instance{Service: "api", ID: "a"}
+	list := func(context.Context) ([]Unit, error) { return nil, nil }
+	var dropped atomic.Uint64
+	go pump(ctx, raw, make(chan error), out, list, newStateCache(), &dropped, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, st := range []string{"activating", "active", "active", "active", "deactivating", "inactive", "active", "active"} {
+		raw <- update(a.ServiceUnit(), st)
+	}
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 5 {
+		select {
+		case c := <-out:
+			got = append(got, c.ActiveState)
+		case <-deadline:
+			t.Fatalf("got %v, want 5 changes", got)
+		}
+	}
+	select {
+	case c := <-out:
+		t.Fatalf("a repeat sent on: %v then %s", got, c.ActiveState)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if want := []string{"activating", "active", "deactivating", "inactive", "active"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

@@ -52,8 +52,9 @@ start = "lazy"
 	// The baseline: the same units, made and removed by systemd alone.
 	// Without slices first: systemd's heap keeps what a run freed, so the
 	// second run's growth counts from the first run's starting RSS.
-	oneSlice := systemdAlone(b, ten.config, "d", n, true)
-	alone := systemdAlone(b, ten.config, "d", n, false)
+	wake := min(100, n)
+	oneSlice := systemdAlone(b, ten.config, "d", n, true, 0)
+	alone := systemdAlone(b, ten.config, "d", n, false, wake)
 	alone.rss[0] = oneSlice.rss[0]
 	variant := fmt.Sprintf("%d declared, asleep", n)
 	addRow(row{bench: bench, variant: variant, metric: "create: systemd alone (the same units over D-Bus, 8 at a time)", n: "1",
@@ -63,7 +64,7 @@ start = "lazy"
 		p50: fmtDur(oneSlice.create), ratio: ratio(oneSlice.create.Seconds(), alone.create.Seconds(), "with slices"),
 		note: fmt.Sprintf("%s per instance; systemd RSS growth %s per instance (socket, service)",
 			fmtDur(oneSlice.create/time.Duration(n)), fmtBytes(float64(oneSlice.rss[1]-oneSlice.rss[0])/float64(n)))})
-	addRow(row{bench: bench, variant: variant, metric: "tear down: systemd alone (stop the slice with both units, reset them; 8 at a time)", n: "1",
+	addRow(row{bench: bench, variant: variant, metric: fmt.Sprintf("tear down: systemd alone (%d of the services running, as in ten's; stop the slice with both units, reset them; 8 at a time)", wake), n: "1",
 		p50: fmtDur(alone.down), note: fmt.Sprintf("%s per instance; systemd RSS after %s", fmtDur(alone.down/time.Duration(n)), fmtBytes(float64(alone.rss[2])))})
 
 	ids := make([]string, n)
@@ -130,7 +131,6 @@ start = "lazy"
 	addRow(row{bench: bench, variant: variant, metric: "restart: ten serve start → adopted all, serving", n: "1", p50: fmtDur(ten.ready)})
 
 	// Wake 100 at once.
-	wake := min(100, n)
 	hosts := make([]string, wake)
 	for i := range hosts {
 		hosts[i] = host("d:" + ids[i*(n/wake)])
@@ -174,7 +174,7 @@ start = "lazy"
 	time.Sleep(2 * time.Second)
 	rss2, _ := procRSS(ten.pid())
 	sd2, _ := procRSS(1)
-	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: "tear down (DELETE each, 16 at a time)", n: "1", p50: fmtDur(down),
+	addRow(row{bench: bench, variant: fmt.Sprintf("%d declared, asleep", n), metric: fmt.Sprintf("tear down (the %d woken still running; DELETE each, 16 at a time)", wake), n: "1", p50: fmtDur(down),
 		ratio: ratio(down.Seconds(), alone.down.Seconds(), "systemd alone"),
 		note:  fmt.Sprintf("%s per instance; %d errors, %d units left; after: ten RSS %s, systemd RSS %s", fmtDur(down/time.Duration(n)), nerr, left, fmtBytes(float64(rss2)), fmtBytes(float64(sd2)))})
 	b.ReportMetric(create.Seconds(), "create-s")

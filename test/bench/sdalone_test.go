@@ -32,8 +32,11 @@ type sdAlone struct {
 
 // With shared, the units go into the instance's bucket slice
 // (tenement-SVC-b:NN.slice) instead of a slice of their own: what the
-// per-instance slice costs systemd.
-func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdAlone {
+// per-instance slice costs systemd. Before the teardown, awake of the n
+// services (every n/awake-th) are started and answer, as the instances
+// ten's density benchmark woke are running when it tears them down: both
+// teardowns stop the same number of running apps.
+func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool, awake int) sdAlone {
 	var out sdAlone
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -121,6 +124,14 @@ func systemdAlone(b *testing.B, cfgPath, svcName string, n int, shared bool) sdA
 	}
 	time.Sleep(2 * time.Second)
 	out.rss[1], _ = procRSS(1)
+	for i := 0; i < awake; i++ {
+		p := plans[i*(n/awake)]
+		if err := job(func(ch chan<- string) (int, error) {
+			return conn.StartUnitContext(ctx, p.Instance.ServiceUnit(), "replace", ch)
+		}); err != nil {
+			b.Fatalf("systemd alone: start %s: %v", p.Instance.ServiceUnit(), err)
+		}
+	}
 	out.down, failed = each(func(p *units.Plan) error {
 		// As ten removes an instance: one stop of its slice stops both
 		// units (they require it); without a slice of its own, each unit.
