@@ -112,8 +112,8 @@ type Router struct {
 	// fold finds a backend by its id in lower case (foldKey): a Host
 	// names an id whatever its case.
 	fold map[units.Instance]*Route
-	// perService counts the backends of each service.
-	perService map[string]int
+	// members are the backends of each service, by id.
+	members map[string]map[string]*Route
 	// declared are the services the config declares (SetServices).
 	declared map[string]bool
 	proxy    *httputil.ReverseProxy
@@ -204,7 +204,7 @@ func (e *Refused) Error() string { return e.Msg }
 // domain, an IP, localhost) go to admin.
 func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o Options) *Router {
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
-		fold: map[units.Instance]*Route{}, perService: map[string]int{},
+		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService,
 		fwd: fleet.NewForwarder(log)}
@@ -322,9 +322,12 @@ func (r *Router) Put(b Backend, awake bool) {
 	r.mu.Lock()
 	old := r.backends[b.Instance]
 	r.backends[b.Instance] = nb
-	if old == nil {
-		r.perService[b.Instance.Service]++
+	m := r.members[b.Instance.Service]
+	if m == nil {
+		m = map[string]*Route{}
+		r.members[b.Instance.Service] = m
 	}
+	m[b.Instance.ID] = nb
 	r.fold[foldKey(b.Instance)] = nb
 	r.apply(b.Instance)
 	r.mu.Unlock()
@@ -340,8 +343,11 @@ func (r *Router) Remove(inst units.Instance) {
 	b := r.backends[inst]
 	if b != nil {
 		delete(r.backends, inst)
-		if r.perService[inst.Service]--; r.perService[inst.Service] <= 0 {
-			delete(r.perService, inst.Service)
+		if m := r.members[inst.Service]; m != nil {
+			delete(m, inst.ID)
+			if len(m) == 0 {
+				delete(r.members, inst.Service)
+			}
 		}
 		if r.fold[foldKey(inst)] == b {
 			delete(r.fold, foldKey(inst))
@@ -641,8 +647,8 @@ func (r *Router) route(host string) (b *Route, handled bool, status int, msg str
 	switch len(labels) {
 	case 1:
 		svc := labels[0]
-		if rt := r.table.Load().service(host); rt != nil {
-			if b := rt.pick(); b != nil {
+		if sr := r.table.Load().service(host); sr != nil {
+			if b := r.rotation(sr).pick(); b != nil {
 				return b, true, 0, ""
 			}
 			return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instance with weight > 0 that has not failed (see `ten ps`)\n", svc)

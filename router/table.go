@@ -2,7 +2,9 @@ package router
 
 import (
 	"math/rand/v2"
-	"sort"
+	"slices"
+	"strings"
+	"sync/atomic"
 
 	"github.com/tenhq/ten/units"
 )
@@ -13,15 +15,26 @@ import (
 // snapshot under the router's lock, so a Swap is seen whole or not at all.
 //
 // Both maps are split into shards by a hash of the key, and a change copies
-// only the shards it touches and the rotation of the instance's service:
-// with 10,000 instances a change copies about 160 hosts, not 10,000, and
-// adding n instances one by one costs O(n), not O(n²).
+// only the host shard it touches: with 10,000 instances a change copies
+// about 160 hosts, not 10,000, and adding n instances one by one costs
+// O(n), not O(n²). A service's rotation (for "{service}.{domain}") is
+// built on the first request after a change, not at each change: adding or
+// removing 10,000 instances of one service rebuilt its 10,000-member
+// rotation at every step, quadratic again.
 type table struct {
 	// hosts maps "{id}.{service}.{domain}" to its instance.
 	hosts [shards]map[string]*Route
-	// services maps "{service}.{domain}" to the service's rotation; a
-	// service with instances but none in rotation has an empty one.
-	services [shards]map[string]*rotation
+	// services maps "{service}.{domain}" to the service's entry, which
+	// tables share while the service has instances.
+	services [shards]map[string]*svcRoute
+}
+
+// svcRoute is a service's entry in the tables: its rotation, or nil from
+// a change of one of its instances until the next request to the service
+// builds it (Router.rotation).
+type svcRoute struct {
+	service string
+	rot     atomic.Pointer[rotation]
 }
 
 // shards is how many pieces each of a table's maps is split into.
@@ -38,9 +51,27 @@ func shardOf[T ~string | ~[]byte](key T) int {
 	return int(h % shards)
 }
 
-// service returns the rotation of "{service}.{domain}", nil if none.
-func (t *table) service(key string) *rotation {
+// service returns the entry of "{service}.{domain}", nil if none.
+func (t *table) service(key string) *svcRoute {
 	return t.services[shardOf(key)][key]
+}
+
+// rotation returns sr's rotation, building it from the service's
+// backends if a change dropped it. It builds under the read lock, which a
+// change holds for writing while it drops a rotation: a rotation stored is
+// never older than the backends.
+func (r *Router) rotation(sr *svcRoute) *rotation {
+	if rt := sr.rot.Load(); rt != nil {
+		return rt
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if rt := sr.rot.Load(); rt != nil {
+		return rt
+	}
+	rt := newRotation(r.members[sr.service])
+	sr.rot.Store(rt)
+	return rt
 }
 
 // rotation is a service's instances in rotation (weight > 0, not failed),
@@ -76,33 +107,22 @@ func (rt *rotation) pick() *Route {
 	return rt.cands[lo].b
 }
 
-// with returns a copy of rt (nil: empty) in which inst is what b says: in
-// rotation with b's weight if b is in rotation, absent if b is nil or out
-// of it.
-func (rt *rotation) with(inst units.Instance, b *Route) *rotation {
-	var old []cand
-	if rt != nil {
-		old = rt.cands
-	}
-	i := sort.Search(len(old), func(i int) bool { return old[i].b.Instance.ID >= inst.ID })
-	rest := old[i:]
-	if len(rest) > 0 && rest[0].b.Instance.ID == inst.ID {
-		rest = rest[1:]
-	}
-	cands := make([]cand, 0, len(old)+1)
-	cands = append(cands, old[:i]...)
-	if b != nil {
+// newRotation is the rotation of a service's backends: those with a
+// weight above 0 and no failed mark, by id.
+func newRotation(members map[string]*Route) *rotation {
+	rt := &rotation{cands: make([]cand, 0, len(members))}
+	for _, b := range members {
 		if w := int(b.weight.Load()); w > 0 && b.failedReason() == "" {
-			cands = append(cands, cand{b, w})
+			rt.cands = append(rt.cands, cand{b, w})
 		}
 	}
-	cands = append(cands, rest...)
-	nr := &rotation{cands: cands, cum: make([]int, len(cands))}
-	for k, c := range cands {
-		nr.total += c.w
-		nr.cum[k] = nr.total
+	slices.SortFunc(rt.cands, func(a, b cand) int { return strings.Compare(a.b.Instance.ID, b.b.Instance.ID) })
+	rt.cum = make([]int, len(rt.cands))
+	for k, c := range rt.cands {
+		rt.total += c.w
+		rt.cum[k] = rt.total
 	}
-	return nr
+	return rt
 }
 
 // apply makes and stores a new table in which each of insts is as
@@ -127,15 +147,22 @@ func (r *Router) apply(insts ...units.Instance) {
 		}
 		key := inst.Service + "." + r.domain
 		s := shardOf(key)
+		sr := nt.services[s][key]
+		if (sr == nil) == (len(r.members[inst.Service]) == 0) {
+			if sr != nil {
+				sr.rot.Store(nil) // built again at the next request
+			}
+			continue
+		}
 		if !svcCopied[s] {
 			nt.services[s] = cloneMap(old.services[s])
 			svcCopied[s] = true
 		}
-		if r.perService[inst.Service] == 0 {
+		if sr != nil {
 			delete(nt.services[s], key)
-			continue
+		} else {
+			nt.services[s][key] = &svcRoute{service: inst.Service}
 		}
-		nt.services[s][key] = nt.services[s][key].with(inst, b)
 	}
 	r.table.Store(&nt)
 }
@@ -178,10 +205,10 @@ func (r *Router) lookup(host []byte) *Route {
 	if b := t.hosts[sh][string(buf[:n])]; b != nil {
 		return b
 	}
-	if rt := t.services[sh][string(buf[:n])]; rt != nil && r.fleetService == nil {
+	if sr := t.services[sh][string(buf[:n])]; sr != nil && r.fleetService == nil {
 		// In a fleet a service's instances on other nodes have their
 		// share: ServeHTTP picks (Options.FleetService).
-		return rt.pick()
+		return r.rotation(sr).pick()
 	}
 	return nil
 }

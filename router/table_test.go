@@ -79,11 +79,15 @@ func checkTable(t *testing.T, r *Router, step int) {
 		t.Errorf("step %d: table has %d services, want %d", step, services, len(want))
 	}
 	for key, cands := range want {
-		rt := tb.service(key)
-		if rt == nil {
+		sr := tb.service(key)
+		if sr == nil {
 			t.Errorf("step %d: no rotation for %s", step, key)
 			continue
 		}
+		if step%2 == 0 {
+			r.route(key) // a request builds it; on odd steps checkTable does
+		}
+		rt := r.rotation(sr)
 		if len(rt.cands) != len(cands) || len(rt.cum) != len(cands) {
 			t.Errorf("step %d: %s rotates %d, want %d", step, key, len(rt.cands), len(cands))
 			continue

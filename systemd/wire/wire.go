@@ -479,28 +479,34 @@ func completeType(sig string) (int, error) {
 // entry two with a basic key and sits in an array, and each array an
 // element, so that skipOne can take t apart.
 func checkContainers(t string) error {
-	bad := fmt.Errorf("%w: signature %q", ErrMalformed, t)
+	if !containersOK(t) {
+		return fmt.Errorf("%w: signature %q", ErrMalformed, t)
+	}
+	return nil
+}
+
+func containersOK(t string) bool {
 	for i := 0; i < len(t); i++ {
 		switch t[i] {
 		case 'a':
 			if i+1 >= len(t) || t[i+1] == ')' || t[i+1] == '}' {
-				return bad
+				return false
 			}
 		case '(':
 			if i+1 >= len(t) || t[i+1] == ')' {
-				return bad
+				return false
 			}
 		case '{':
 			if i == 0 || t[i-1] != 'a' || i+1 >= len(t) || strings.IndexByte("ybnqiuxtdhsog", t[i+1]) < 0 {
-				return bad
+				return false
 			}
 			n, err := completeType(t[i+2:])
 			if err != nil || i+2+n >= len(t) || t[i+2+n] != '}' {
-				return bad
+				return false
 			}
 		}
 	}
-	return nil
+	return true
 }
 
 // UnitFromPath reverses systemd's escaping of a unit name into an object
