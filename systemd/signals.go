@@ -1,12 +1,9 @@
 package systemd
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -14,7 +11,6 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/tenhq/ten/systemd/wire"
-	"github.com/tenhq/ten/units"
 )
 
 // unitPathPrefix is where systemd puts its unit objects on the bus.
@@ -70,42 +66,28 @@ func (m *Manager) subscribe(ctx context.Context, raw chan<- *sd.PropertiesUpdate
 // wanted are the Unit properties the state cache keeps, with their types.
 var wanted = map[string]byte{"ActiveState": 's', "SubState": 's', "ActiveEnterTimestamp": 't', "InactiveEnterTimestamp": 't'}
 
-// privateConn is an authenticated connection to PrivateSocket.
-type privateConn struct {
-	c  net.Conn
-	rd *wire.Reader
-}
-
-func dialPrivate(ctx context.Context) (*privateConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", PrivateSocket)
-	if err != nil {
-		return nil, err
-	}
-	br := bufio.NewReaderSize(c, 64<<10)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := wire.Auth(c, br, os.Getuid()); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("%s: %w", PrivateSocket, err)
-	}
-	c.SetDeadline(time.Time{})
-	keep := func(unit string) bool { return strings.HasPrefix(unit, units.Prefix) }
-	return &privateConn{c: c, rd: wire.NewReader(br, keep, wanted)}, nil
-}
-
 // readPrivate hands the changes read on c to h until ctx ends. When the
 // connection breaks (systemd re-executing closes it), it reports a loss,
 // so that the pump resynchronises from a listing, and connects again.
 func (m *Manager) readPrivate(ctx context.Context, c *privateConn, h signalFilter) {
+	m.priv.Store(c)
 	stop := context.AfterFunc(ctx, func() { c.c.Close() })
 	for {
-		unit, changed, err := c.rd.Next()
+		ev, err := c.rd.NextEvent()
 		if err == nil {
-			h.deliver(&sd.PropertiesUpdate{UnitName: unit, Changed: changed})
+			switch ev.Kind {
+			case wire.KindChange:
+				h.deliver(&sd.PropertiesUpdate{UnitName: ev.Unit, Changed: ev.Changed})
+			case wire.KindReturn, wire.KindError:
+				c.answered(ev)
+			case wire.KindJobRemoved:
+				c.jobRemoved(ev)
+			}
 			continue
 		}
 		stop()
-		c.c.Close()
+		m.priv.CompareAndSwap(c, nil)
+		c.close(err)
 		if ctx.Err() != nil {
 			return
 		}
@@ -125,6 +107,7 @@ func (m *Manager) readPrivate(ctx context.Context, c *privateConn, h signalFilte
 		// A change between the loss and now shows in the listing the loss
 		// asks for, which the pump makes after this connection is up.
 		h.lost(fmt.Errorf("%w: connected again", errSignalsLost))
+		m.priv.Store(c)
 		stop = context.AfterFunc(ctx, func() { c.c.Close() })
 	}
 }

@@ -25,7 +25,7 @@ func (m *Manager) RemoveSlice(ctx context.Context, inst units.Instance) error {
 func (m *Manager) stopSlices(ctx context.Context, slices []string) error {
 	for _, sl := range slices {
 		err := m.wait(ctx, sl, "stop", func(ch chan<- string) (int, error) {
-			return m.conn.StopUnitContext(ctx, sl, "replace", ch)
+			return m.calls().StopUnitContext(ctx, sl, "replace", ch)
 		})
 		if err != nil && !isNoSuchUnit(err) {
 			return err

@@ -32,6 +32,9 @@ type Manager struct {
 	dropped atomic.Uint64
 	// cache is every unit's last known state (State), fed by Watch and List.
 	cache *stateCache
+	// priv is the connection to systemd's private socket while it is up
+	// (Watch): removals call over it.
+	priv atomic.Pointer[privateConn]
 }
 
 // Connect opens the system bus connection to systemd.
@@ -161,7 +164,7 @@ func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
 		m.log.Debug("stopping the units one by one", "instance", inst.String(), "why", err)
 		for _, u := range []string{inst.SocketUnit(), inst.ServiceUnit()} {
 			err := m.wait(ctx, u, "stop", func(ch chan<- string) (int, error) {
-				return m.conn.StopUnitContext(ctx, u, "replace", ch)
+				return m.calls().StopUnitContext(ctx, u, "replace", ch)
 			})
 			if err != nil && !isNoSuchUnit(err) {
 				errs = append(errs, err)
@@ -169,7 +172,7 @@ func (m *Manager) Remove(ctx context.Context, inst units.Instance) error {
 		}
 	}
 	for _, u := range []string{inst.SocketUnit(), inst.ServiceUnit()} {
-		_ = m.conn.ResetFailedUnitContext(ctx, u) // a failed unit stays loaded until reset
+		_ = m.calls().ResetFailedUnitContext(ctx, u) // a failed unit stays loaded until reset
 	}
 	if len(errs) == 0 {
 		m.cache.forget(inst.SocketUnit(), inst.ServiceUnit())

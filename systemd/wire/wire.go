@@ -41,6 +41,7 @@ const UnitPathPrefix = "/org/freedesktop/systemd1/unit/"
 
 const (
 	unitInterface       = "org.freedesktop.systemd1.Unit"
+	managerInterface    = "org.freedesktop.systemd1.Manager"
 	propertiesInterface = "org.freedesktop.DBus.Properties"
 	maxDepth            = 64 // the specification's 32 arrays and 32 structs
 )
@@ -71,16 +72,60 @@ func NewReader(r *bufio.Reader, keep func(unit string) bool, want map[string]byt
 // closed) or, wrapping ErrMalformed, a message that cannot be read.
 func (r *Reader) Next() (string, map[string]dbus.Variant, error) {
 	for {
+		ev, err := r.NextEvent()
+		if err != nil {
+			return "", nil, err
+		}
+		if ev.Kind == KindChange {
+			return ev.Unit, ev.Changed, nil
+		}
+	}
+}
+
+// Kind is what an Event is.
+type Kind int
+
+// The kinds of Event.
+const (
+	// KindChange is a change of a kept unit: Unit, Changed.
+	KindChange Kind = iota + 1
+	// KindReturn is the answer to a method call: ReplySerial, and Arg
+	// when the answer's first value is a string or an object path.
+	KindReturn
+	// KindError is an error answer: ReplySerial, ErrorName, Arg (its
+	// message).
+	KindError
+	// KindJobRemoved is the Manager's JobRemoved signal: Arg the job's
+	// object path, Unit, Result ("done", "failed", ...).
+	KindJobRemoved
+)
+
+// Event is a message Reader keeps.
+type Event struct {
+	Kind        Kind
+	Unit        string
+	Changed     map[string]dbus.Variant
+	ReplySerial uint32
+	ErrorName   string
+	Arg         string
+	Result      string
+}
+
+// NextEvent returns the next message of a kind Reader keeps: a change
+// (as Next), an answer to a call, or a JobRemoved. Other messages are read
+// and dropped.
+func (r *Reader) NextEvent() (Event, error) {
+	for {
 		msg, err := r.read()
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
-		unit, changed, err := r.parse(msg)
+		ev, err := r.parse(msg)
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
-		if len(changed) > 0 {
-			return unit, changed, nil
+		if ev.Kind != 0 {
+			return ev, nil
 		}
 	}
 }
@@ -127,41 +172,45 @@ func byteOrder(b byte) (binary.ByteOrder, error) {
 
 func align(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
 
-// parse reads the header of one whole message and, for a PropertiesChanged
-// of the Unit interface on a kept unit, the wanted properties.
-func (r *Reader) parse(msg []byte) (string, map[string]dbus.Variant, error) {
+// parse reads the header of one whole message and, for a message Reader
+// keeps, what NextEvent returns; a zero Event for any other.
+func (r *Reader) parse(msg []byte) (Event, error) {
 	order, _ := byteOrder(msg[0])
 	d := &decoder{b: msg, order: order}
 	fieldsEnd := 16 + uint64(order.Uint32(msg[12:]))
 	bodyStart := align(fieldsEnd, 8)
-	if msg[1] != 4 { // not a signal
-		return "", nil, nil
+	typ := msg[1]
+	if typ < 2 || typ > 4 { // a method call (or unknown): nothing ten answers
+		return Event{}, nil
 	}
-	var path, iface, member, sig string
+	var path, iface, member, sig, errName string
+	var replySerial uint32
 	d.pos = 16
 	for d.pos < fieldsEnd {
 		if err := d.pad(8); err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		code, err := d.byte()
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		vsig, err := d.signature()
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		var s string
 		switch {
-		case (code == 1 && vsig == "o") || ((code == 2 || code == 3) && vsig == "s"):
+		case (code == 1 && vsig == "o") || ((code == 2 || code == 3 || code == 4) && vsig == "s"):
 			s, err = d.str()
 		case code == 8 && vsig == "g":
 			s, err = d.signature()
+		case code == 5 && vsig == "u":
+			replySerial, err = d.u32()
 		default:
 			err = d.skip(vsig, 0)
 		}
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		switch code {
 		case 1:
@@ -170,64 +219,95 @@ func (r *Reader) parse(msg []byte) (string, map[string]dbus.Variant, error) {
 			iface = s
 		case 3:
 			member = s
+		case 4:
+			errName = s
 		case 8:
 			sig = s
 		}
 	}
 	if d.pos != fieldsEnd {
-		return "", nil, fmt.Errorf("%w: header fields overrun their length", ErrMalformed)
+		return Event{}, fmt.Errorf("%w: header fields overrun their length", ErrMalformed)
+	}
+	d.pos = bodyStart
+	switch typ {
+	case 2, 3: // method return, error
+		ev := Event{Kind: KindReturn, ReplySerial: replySerial}
+		if typ == 3 {
+			ev.Kind, ev.ErrorName = KindError, errName
+		}
+		if sig != "" && (sig[0] == 's' || sig[0] == 'o') {
+			a, err := d.str()
+			if err != nil {
+				return Event{}, err
+			}
+			ev.Arg = a
+		}
+		return ev, nil
+	}
+	if member == "JobRemoved" && iface == managerInterface && sig == "uoss" {
+		if _, err := d.u32(); err != nil {
+			return Event{}, err
+		}
+		var v [3]string
+		for i := range v {
+			a, err := d.str()
+			if err != nil {
+				return Event{}, err
+			}
+			v[i] = a
+		}
+		return Event{Kind: KindJobRemoved, Arg: v[0], Unit: v[1], Result: v[2]}, nil
 	}
 	if member != "PropertiesChanged" || iface != propertiesInterface || sig != "sa{sv}as" ||
 		!strings.HasPrefix(path, UnitPathPrefix) {
-		return "", nil, nil
+		return Event{}, nil
 	}
 	unit := UnitFromPath(path)
 	if r.keep != nil && !r.keep(unit) {
-		return "", nil, nil
+		return Event{}, nil
 	}
 	// The body: the interface, then the changed properties.
-	d.pos = bodyStart
 	name, err := d.str()
 	if err != nil || name != unitInterface {
-		return "", nil, err
+		return Event{}, err
 	}
 	if err := d.pad(4); err != nil {
-		return "", nil, err
+		return Event{}, err
 	}
 	n, err := d.u32()
 	if err != nil {
-		return "", nil, err
+		return Event{}, err
 	}
 	if err := d.pad(8); err != nil {
-		return "", nil, err
+		return Event{}, err
 	}
 	end := d.pos + uint64(n)
 	if end > uint64(len(d.b)) {
-		return "", nil, fmt.Errorf("%w: array of %d bytes past the end", ErrMalformed, n)
+		return Event{}, fmt.Errorf("%w: array of %d bytes past the end", ErrMalformed, n)
 	}
 	var changed map[string]dbus.Variant
 	for d.pos < end {
 		if err := d.pad(8); err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		key, err := d.str()
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		vsig, err := d.signature()
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		t, ok := r.want[key]
 		if !ok || vsig != string(t) {
 			if err := d.skip(vsig, 0); err != nil {
-				return "", nil, err
+				return Event{}, err
 			}
 			continue
 		}
 		v, err := d.basic(t)
 		if err != nil {
-			return "", nil, err
+			return Event{}, err
 		}
 		if changed == nil {
 			changed = make(map[string]dbus.Variant, len(r.want))
@@ -235,9 +315,60 @@ func (r *Reader) parse(msg []byte) (string, map[string]dbus.Variant, error) {
 		changed[key] = dbus.MakeVariant(v)
 	}
 	if d.pos != end {
-		return "", nil, fmt.Errorf("%w: dict entries overrun their array", ErrMalformed)
+		return Event{}, fmt.Errorf("%w: dict entries overrun their array", ErrMalformed)
 	}
-	return unit, changed, nil
+	if len(changed) == 0 {
+		return Event{}, nil
+	}
+	return Event{Kind: KindChange, Unit: unit, Changed: changed}, nil
+}
+
+// AppendCall appends a method call of systemd's Manager (on
+// /org/freedesktop/systemd1) with string arguments to b, little-endian,
+// with the given serial (not 0).
+func AppendCall(b []byte, serial uint32, member string, args ...string) []byte {
+	start := len(b)
+	le := binary.LittleEndian
+	pad := func(a int) {
+		for (len(b)-start)%a != 0 {
+			b = append(b, 0)
+		}
+	}
+	str := func(s string) {
+		pad(4)
+		b = le.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+		b = append(b, 0)
+	}
+	field := func(code byte, sig byte, v string) {
+		pad(8)
+		b = append(b, code, 1, sig, 0)
+		if sig == 'g' {
+			b = append(b, byte(len(v)))
+			b = append(b, v...)
+			b = append(b, 0)
+			return
+		}
+		str(v)
+	}
+	b = append(b, 'l', 1, 0, 1)
+	b = le.AppendUint32(b, 0) // body length, set below
+	b = le.AppendUint32(b, serial)
+	b = le.AppendUint32(b, 0) // header fields' length, set below
+	fields := len(b)
+	field(1, 'o', "/org/freedesktop/systemd1")
+	field(2, 's', managerInterface)
+	field(3, 's', member)
+	field(6, 's', "org.freedesktop.systemd1")
+	field(8, 'g', strings.Repeat("s", len(args)))
+	le.PutUint32(b[start+12:], uint32(len(b)-fields))
+	pad(8)
+	body := len(b)
+	for _, a := range args {
+		str(a)
+	}
+	le.PutUint32(b[start+4:], uint32(len(b)-body))
+	return b
 }
 
 // decoder reads values of one message; positions count from the message's

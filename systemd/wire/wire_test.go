@@ -286,3 +286,56 @@ func pathEscape(s string) string {
 	}
 	return b.String()
 }
+
+// AppendCall writes what godbus reads as the same call, and Reader reads
+// answers and JobRemoved as godbus wrote them.
+func TestCallsAndAnswers(t *testing.T) {
+	b := AppendCall(nil, 7, "StopUnit", "tenement-api-b:03-prod.slice", "replace")
+	msg, err := dbus.DecodeMessage(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("godbus cannot read the call: %v", err)
+	}
+	if msg.Type != dbus.TypeMethodCall || msg.Serial() != 7 ||
+		msg.Headers[dbus.FieldMember].Value() != "StopUnit" ||
+		msg.Headers[dbus.FieldInterface].Value() != "org.freedesktop.systemd1.Manager" ||
+		msg.Headers[dbus.FieldPath].Value() != dbus.ObjectPath("/org/freedesktop/systemd1") ||
+		msg.Headers[dbus.FieldDestination].Value() != "org.freedesktop.systemd1" ||
+		!reflect.DeepEqual(msg.Body, []any{"tenement-api-b:03-prod.slice", "replace"}) {
+		t.Fatalf("the call reads as %v", msg)
+	}
+	if _, err := dbus.DecodeMessage(bytes.NewReader(AppendCall(nil, 8, "ResetFailedUnit", "x.service"))); err != nil {
+		t.Fatalf("one argument: %v", err)
+	}
+
+	var stream []byte
+	ret := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(7)), dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(dbus.ObjectPath("")))},
+		Body: []any{dbus.ObjectPath("/org/freedesktop/systemd1/job/42")}}
+	stream = append(stream, encode(t, ret, binary.LittleEndian)...)
+	errMsg := &dbus.Message{Type: dbus.TypeError, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(8)), dbus.FieldErrorName: dbus.MakeVariant("org.freedesktop.systemd1.NoSuchUnit"),
+		dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(""))}, Body: []any{"Unit x.service not loaded."}}
+	stream = append(stream, encode(t, errMsg, binary.BigEndian)...)
+	stream = append(stream, encode(t, signal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved",
+		uint32(42), dbus.ObjectPath("/org/freedesktop/systemd1/job/42"), "tenement-api-b:03-prod.slice", "done"), binary.LittleEndian)...)
+	r := NewReader(bufio.NewReader(bytes.NewReader(stream)), keepTen, want)
+	var got []Event
+	for {
+		ev, err := r.NextEvent()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+	}
+	wantEv := []Event{
+		{Kind: KindReturn, ReplySerial: 7, Arg: "/org/freedesktop/systemd1/job/42"},
+		{Kind: KindError, ReplySerial: 8, ErrorName: "org.freedesktop.systemd1.NoSuchUnit", Arg: "Unit x.service not loaded."},
+		{Kind: KindJobRemoved, Arg: "/org/freedesktop/systemd1/job/42", Unit: "tenement-api-b:03-prod.slice", Result: "done"},
+	}
+	if !reflect.DeepEqual(got, wantEv) {
+		t.Fatalf("got %+v\nwant %+v", got, wantEv)
+	}
+}
