@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
 	"github.com/tenhq/ten/systemd/wire"
@@ -60,8 +61,13 @@ func dialPrivate(ctx context.Context) (*privateConn, error) {
 		return nil, fmt.Errorf("%s: %w", PrivateSocket, err)
 	}
 	c.SetDeadline(time.Time{})
+	return newPrivateConn(c, br), nil
+}
+
+// newPrivateConn wraps an authenticated connection, br reading from it.
+func newPrivateConn(c net.Conn, br *bufio.Reader) *privateConn {
 	keep := func(unit string) bool { return strings.HasPrefix(unit, units.Prefix) }
-	return &privateConn{c: c, rd: wire.NewReader(br, keep, wanted), calls: map[uint32]*privateCall{}, jobs: map[string]chan<- string{}}, nil
+	return &privateConn{c: c, rd: wire.NewReader(br, keep, wanted), calls: map[uint32]*privateCall{}, jobs: map[string]chan<- string{}}
 }
 
 // call sends a Manager method call with string arguments and waits for its
@@ -97,8 +103,11 @@ func (pc *privateConn) call(ctx context.Context, member string, job chan<- strin
 	select {
 	case ev := <-c.answer:
 		if ev.Kind == wire.KindError {
-			if ev.ErrorName == "" {
-				return ev, fmt.Errorf("%s: %s", member, ev.Arg)
+			if ev.ErrorName == "" { // close: the answer will not come
+				pc.mu.Lock()
+				closed := pc.closed
+				pc.mu.Unlock()
+				return ev, fmt.Errorf("%s: %w", member, closed)
 			}
 			return ev, dbus.Error{Name: ev.ErrorName, Body: []any{ev.Arg}}
 		}
@@ -120,6 +129,25 @@ func (pc *privateConn) StopUnitContext(ctx context.Context, name, mode string, c
 func (pc *privateConn) ResetFailedUnitContext(ctx context.Context, name string) error {
 	_, err := pc.call(ctx, "ResetFailedUnit", nil, name)
 	return err
+}
+
+// readLoop reads the connection until it fails, handing changes to h and
+// answers and job results to the calls waiting for them.
+func (pc *privateConn) readLoop(h signalFilter) error {
+	for {
+		ev, err := pc.rd.NextEvent()
+		if err != nil {
+			return err
+		}
+		switch ev.Kind {
+		case wire.KindChange:
+			h.deliver(&sd.PropertiesUpdate{UnitName: ev.Unit, Changed: ev.Changed})
+		case wire.KindReturn, wire.KindError:
+			pc.answered(ev)
+		case wire.KindJobRemoved:
+			pc.jobRemoved(ev)
+		}
+	}
 }
 
 // answered hands an answer to its call (registering the call's job first).

@@ -73,18 +73,7 @@ func (m *Manager) readPrivate(ctx context.Context, c *privateConn, h signalFilte
 	m.priv.Store(c)
 	stop := context.AfterFunc(ctx, func() { c.c.Close() })
 	for {
-		ev, err := c.rd.NextEvent()
-		if err == nil {
-			switch ev.Kind {
-			case wire.KindChange:
-				h.deliver(&sd.PropertiesUpdate{UnitName: ev.Unit, Changed: ev.Changed})
-			case wire.KindReturn, wire.KindError:
-				c.answered(ev)
-			case wire.KindJobRemoved:
-				c.jobRemoved(ev)
-			}
-			continue
-		}
+		err := c.readLoop(h)
 		stop()
 		m.priv.CompareAndSwap(c, nil)
 		c.close(err)
