@@ -165,6 +165,9 @@ func (h *Request) parseRequestLine(l []byte) error {
 		!hasPrefixFold(h.Target, "http://") && !hasPrefixFold(h.Target, "https://") {
 		return errBadRequestLine
 	}
+	if h.Target[0] == '/' && !pathEscapesOK(h.Target) {
+		return errBadRequestLine
+	}
 	switch string(l[sp+1:]) {
 	case "HTTP/1.1":
 		h.Minor = 1
@@ -174,6 +177,30 @@ func (h *Request) parseRequestLine(l []byte) error {
 		return errBadVersion
 	}
 	return nil
+}
+
+// pathEscapesOK reports whether every '%' in the target's path (up to the
+// query) starts a valid escape, two hex digits: a server behind the proxy
+// (net/http, for one) refuses the request otherwise, and the fast path must
+// not pass on what the app cannot read.
+func pathEscapesOK(target []byte) bool {
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	for i := 0; i < len(target); i++ {
+		if target[i] != '%' {
+			continue
+		}
+		if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // header checks one header line and notes what the proxy needs from it.
