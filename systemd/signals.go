@@ -14,7 +14,7 @@ import (
 )
 
 // unitPathPrefix is where systemd puts its unit objects on the bus.
-const unitPathPrefix = "/org/freedesktop/systemd1/unit"
+const unitPathPrefix = wire.UnitPath
 
 // PrivateSocket is systemd's own bus socket, which systemctl uses as root:
 // a client there gets every signal systemd sends, with no bus daemon in

@@ -36,8 +36,12 @@ import (
 // specification's limit is 128 MiB; systemd's signals are a few KiB.
 const MaxMessage = 16 << 20
 
-// UnitPathPrefix is where systemd puts its unit objects.
-const UnitPathPrefix = "/org/freedesktop/systemd1/unit/"
+// UnitPath is the object path under which systemd puts its units, and
+// UnitPathPrefix what each unit's path starts with.
+const (
+	UnitPath       = "/org/freedesktop/systemd1/unit"
+	UnitPathPrefix = UnitPath + "/"
+)
 
 const (
 	unitInterface       = "org.freedesktop.systemd1.Unit"
@@ -395,34 +399,45 @@ func (d *decoder) pad(a uint64) error {
 	return nil
 }
 
+// take steps over the next n bytes and returns them.
+func (d *decoder) take(n uint64) ([]byte, error) {
+	if err := d.need(n); err != nil {
+		return nil, err
+	}
+	d.pos += n
+	return d.b[d.pos-n : d.pos], nil
+}
+
+// fixed reads a fixed-size value of n bytes, aligned to n.
+func (d *decoder) fixed(n uint64) ([]byte, error) {
+	if err := d.pad(n); err != nil {
+		return nil, err
+	}
+	return d.take(n)
+}
+
 func (d *decoder) byte() (byte, error) {
-	if err := d.need(1); err != nil {
+	b, err := d.take(1)
+	if err != nil {
 		return 0, err
 	}
-	d.pos++
-	return d.b[d.pos-1], nil
+	return b[0], nil
 }
 
 func (d *decoder) u32() (uint32, error) {
-	if err := d.pad(4); err != nil {
+	b, err := d.fixed(4)
+	if err != nil {
 		return 0, err
 	}
-	if err := d.need(4); err != nil {
-		return 0, err
-	}
-	d.pos += 4
-	return d.order.Uint32(d.b[d.pos-4:]), nil
+	return d.order.Uint32(b), nil
 }
 
 func (d *decoder) u64() (uint64, error) {
-	if err := d.pad(8); err != nil {
+	b, err := d.fixed(8)
+	if err != nil {
 		return 0, err
 	}
-	if err := d.need(8); err != nil {
-		return 0, err
-	}
-	d.pos += 8
-	return d.order.Uint64(d.b[d.pos-8:]), nil
+	return d.order.Uint64(b), nil
 }
 
 // str reads a string or object path: a length, the bytes, a NUL (not
@@ -432,12 +447,11 @@ func (d *decoder) str() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := d.need(uint64(n) + 1); err != nil {
+	b, err := d.take(uint64(n) + 1)
+	if err != nil {
 		return "", err
 	}
-	s := string(d.b[d.pos : d.pos+uint64(n)])
-	d.pos += uint64(n) + 1
-	return s, nil
+	return string(b[:n]), nil
 }
 
 // signature reads a signature: a one-byte length, the bytes, a NUL.
@@ -446,12 +460,11 @@ func (d *decoder) signature() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := d.need(uint64(n) + 1); err != nil {
+	b, err := d.take(uint64(n) + 1)
+	if err != nil {
 		return "", err
 	}
-	s := string(d.b[d.pos : d.pos+uint64(n)])
-	d.pos += uint64(n) + 1
-	return s, nil
+	return string(b[:n]), nil
 }
 
 // basic reads one value of a type Reader decodes.
@@ -553,14 +566,8 @@ func (d *decoder) skipOne(t string, depth int) error {
 	default:
 		return fmt.Errorf("%w: type %q", ErrMalformed, t)
 	}
-	if err := d.pad(size); err != nil {
-		return err
-	}
-	if err := d.need(size); err != nil {
-		return err
-	}
-	d.pos += size
-	return nil
+	_, err := d.fixed(size)
+	return err
 }
 
 func alignOf(t byte) uint64 {
