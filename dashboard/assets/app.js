@@ -33,12 +33,23 @@
   function td(text, cls) { const e = document.createElement("td"); e.textContent = text; if (cls) e.className = cls; return e; }
   function badge(state) { const s = document.createElement("span"); s.className = "state state-" + state; s.textContent = state; return s; }
 
-  async function api(path, opts) {
-    const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
-    if (r.status === 401) { location.href = "/dashboard"; throw new Error("signed out"); }
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || r.statusText);
-    return body;
+  // inflight holds the requests under way, so signing out can wait for
+  // them: a poll answered after the session ends would be a 401.
+  const inflight = new Set();
+  let leaving = false;
+  function api(path, opts) {
+    if (leaving) return Promise.reject(new Error("signing out"));
+    const p = (async () => {
+      const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+      if (r.status === 401) { location.href = "/dashboard"; throw new Error("signed out"); }
+      const body = await r.json();
+      if (!r.ok) throw new Error(body.error || r.statusText);
+      return body;
+    })();
+    inflight.add(p);
+    const done = () => inflight.delete(p);
+    p.then(done, done);
+    return p;
   }
   function post(path, body) {
     return api(path, { method: "POST", headers: { "X-CSRF-Token": csrf, "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
@@ -190,6 +201,17 @@
   $("d-restart").addEventListener("click", () => act("restart"));
   $("d-stop").addEventListener("click", () => { if (confirm("Stop " + current + "? It is removed until spawned again.")) act("stop"); });
   $("d-setweight").addEventListener("click", () => act("weight", { weight: Number($("d-weight").value) }));
+
+  // Sign out only once nothing else is under way: stop polling and the
+  // log tail, let the requests already sent finish, then send the form.
+  const signout = document.querySelector("form.signout");
+  if (signout) signout.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (leaving) return;
+    leaving = true;
+    if (logSource) { logSource.close(); logSource = null; }
+    Promise.allSettled([...inflight]).then(() => signout.submit());
+  });
 
   window.addEventListener("hashchange", route);
   route();
