@@ -30,9 +30,10 @@ func JournalStream(path, identifier string, priority int) (*os.File, error) {
 	}
 	defer c.Close()
 	_ = c.CloseRead()
-	// identifier, unit id (empty: from the cgroup), priority, level prefix,
-	// forward to syslog, to kmsg, to console.
-	hdr := fmt.Sprintf("%s\n\n%d\n0\n0\n0\n0\n", identifier, priority)
+	// identifier, unit id (empty: from the cgroup), priority, level prefix
+	// (on, as for any service and under systemd-cat: a line starting "<N>"
+	// is logged at priority N), forward to syslog, to kmsg, to console.
+	hdr := fmt.Sprintf("%s\n\n%d\n1\n0\n0\n0\n", identifier, priority)
 	if _, err := c.Write([]byte(hdr)); err != nil {
 		return nil, fmt.Errorf("journal stream %s: %w", path, err)
 	}

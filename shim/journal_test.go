@@ -36,7 +36,7 @@ func TestJournalStream(t *testing.T) {
 	}
 	f.WriteString("boom\n")
 	f.Close()
-	want := "myapp\n\n3\n0\n0\n0\n0\nboom\n"
+	want := "myapp\n\n3\n1\n0\n0\n0\nboom\n"
 	if g := <-got; g != want {
 		t.Errorf("journald got %q, want %q", g, want)
 	}

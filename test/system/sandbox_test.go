@@ -180,9 +180,11 @@ memory_deny_write_execute = true
 
 // TestShimLogPriorities: the app's stdout reaches the journal at priority
 // info and its stderr at err, under the app's name and the instance's unit:
-// through systemd-cat for a PORT app that runs directly, and from the shim
-// itself (no systemd-cat) where the shim stays in front (network = "none"
-// with an L4 address).
+// through `ten-shim stdio` (no systemd-cat) for a PORT app that runs
+// directly and for a socket-activated one (whose sockets must still reach
+// it through the exec), and from the shim itself where the shim stays in
+// front (network = "none" with an L4 address). A line starting "<N>" is
+// logged at priority N, as systemd does for any service.
 func TestShimLogPriorities(t *testing.T) {
 	s := startTen(t, `
 [service.api]
@@ -192,14 +194,20 @@ command = "ECHO --mode port"
 command = "ECHO --mode port"
 network = "none"
 listen = ["tcp://127.0.5.1:7600"]
+
+[service.act]
+command = "ECHO --mode activation"
+activation = "socket"
 `)
+	stdio := func(argv string) bool {
+		return !strings.Contains(argv, "systemd-cat") && strings.Contains(argv, "/.bin/ten-shim stdio --identifier=echoapp -- ") && !strings.Contains(argv, " shim ")
+	}
 	for _, c := range []struct {
 		svc  string
 		want func(argv string) bool
 	}{
-		{"api", func(argv string) bool {
-			return strings.Contains(argv, "systemd-cat --identifier=echoapp --stderr-priority=err") && !strings.Contains(argv, " shim ")
-		}},
+		{"api", stdio},
+		{"act", stdio},
 		{"priv", func(argv string) bool {
 			return !strings.Contains(argv, "systemd-cat") && strings.Contains(argv, "--identifier=echoapp") && strings.Contains(argv, "/.bin/ten-shim ")
 		}},
@@ -213,7 +221,11 @@ listen = ["tcp://127.0.5.1:7600"]
 		out1, err1 := "out-"+tag, "err-"+tag
 		s.mustGet(host, "/log?msg="+out1)
 		s.mustGet(host, "/log?stream=stderr&msg="+err1)
+		// "<4>" picks priority warning, on stdout as on stderr.
+		warn := "warn-" + tag
+		s.mustGet(host, "/log?msg=%3C4%3E"+warn)
 		s.waitLogs(err1, inst)
+		s.waitLogs(warn, inst)
 		var entries []logEntry
 		if err := json.Unmarshal([]byte(s.mustTen("--json", "logs", inst)), &entries); err != nil {
 			t.Fatal(err)
@@ -231,10 +243,15 @@ listen = ["tcp://127.0.5.1:7600"]
 				if e.Stream != "stderr" || e.Priority != 3 || e.Unit != unit {
 					t.Errorf("%s: stderr entry %+v", inst, e)
 				}
+			case warn:
+				found++
+				if e.Priority != 4 || e.Unit != unit {
+					t.Errorf("%s: \"<4>\" entry %+v, want priority 4", inst, e)
+				}
 			}
 		}
-		if found != 2 {
-			t.Errorf("%s: found %d of the 2 lines in %+v", inst, found, entries)
+		if found != 3 {
+			t.Errorf("%s: found %d of the 3 lines in %+v", inst, found, entries)
 		}
 	}
 }
