@@ -40,13 +40,13 @@ type Options struct {
 	Runsc string
 	// Cat is the absolute path of systemd-cat; empty leaves the app's output
 	// to systemd. journald cannot tell a service's stdout from its stderr
-	// (both streams get the unit's SyslogLevel), so the app starts with
-	// two streams of its own: `ten-shim stdio` (ShimBin set) or `systemd-cat
-	// --stderr-priority=err` connects stdout and stderr to the journal as
-	// two streams and execs the app (same PID, same fds, socket activation
-	// intact). stdout lines get priority info (6), stderr lines err (3);
-	// `ten logs --level` filters on that. Where the shim runs in front of
-	// the app, it opens the two streams itself (`ten shim --identifier`).
+	// (both streams get the unit's SyslogLevel), so the app runs under
+	// `systemd-cat --stderr-priority=err`: it connects stdout and stderr to
+	// the journal as two streams and execs the app (same PID, same fds,
+	// socket activation intact). stdout lines get priority info (6), stderr
+	// lines err (3); `ten logs --level` filters on that. Where the shim
+	// runs in front of the app, it opens the two streams itself instead
+	// (`ten shim --identifier`), so no systemd-cat runs there.
 	Cat string
 	// Resolve, when set, turns the command's first word into the path the
 	// unit executes (the caller checks PATH and the file; units stays pure).
@@ -349,14 +349,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		argv = append(append(head, "--"), argv...)
 	}
 	if opts.Cat != "" && !shimmed {
-		if opts.ShimBin != "" {
-			// ten-shim stdio opens the two streams and execs the app: a
-			// small static binary, cheaper at every wake than systemd-cat
-			// loading libsystemd.
-			argv = append([]string{opts.ShimBin, "stdio", "--identifier=" + filepath.Base(p.Argv[0]), "--"}, argv...)
-		} else {
-			argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
-		}
+		argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
 	}
 	if Launched(svc) {
 		// The launcher starts the L4 relay and then execs the app (through

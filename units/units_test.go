@@ -253,9 +253,8 @@ func TestConfigUnderHome(t *testing.T) {
 }
 
 // TestShimBin: with the small ten-shim installed, the unit runs it as the
-// shim, with the same arguments, and no systemd-cat in front (ten-shim
-// opens the journal streams itself, as the shim or as `stdio` in front of
-// an app that runs directly).
+// shim, with the same arguments, and no systemd-cat in front (the shim
+// opens the journal streams itself).
 func TestShimBin(t *testing.T) {
 	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[service.web]\ncommand = \"/opt/web --port {port}\"\n\n[service.priv]\ncommand = \"/opt/web --port {port}\"\nnetwork = \"none\"\nlisten = [\"tcp://127.0.0.1:7000\"]\n"))
 	if err != nil {
@@ -270,7 +269,7 @@ func TestShimBin(t *testing.T) {
 	}
 	d := Describe(p.Service)
 	for _, want := range []string{
-		"ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim stdio --identifier=web -- /opt/web --port 20001] false}]",
+		"ExecStart=a(sasb) [{/usr/bin/systemd-cat [/usr/bin/systemd-cat --identifier=web --stderr-priority=err -- /opt/web --port 20001] false}]",
 		"ExecStartPost=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim wait --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s] false}]",
 		"UnsetEnvironment=as [LISTEN_FDS LISTEN_PID LISTEN_FDNAMES]",
 	} {

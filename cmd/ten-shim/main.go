@@ -11,10 +11,6 @@
 // connections that arrive before the app listens and exits once ten
 // steers them to the app's own socket.
 //
-// `ten-shim stdio --identifier=NAME -- APP` gives a socket-activated app its
-// two journal streams (stdout at info, stderr at err) and execs it, as
-// systemd-cat --stderr-priority=err would.
-//
 //	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim wait|relay --instance=api:prod --socket=PATH --port=N --startup-timeout=10s
 package main
@@ -34,7 +30,7 @@ func main() {
 	verb := "shim"
 	if len(args) > 0 {
 		switch args[0] {
-		case "shim", "wait", "launch", "relay", "stdio":
+		case "shim", "wait", "launch", "relay":
 			verb = args[0]
 			args = args[1:]
 		}
@@ -64,9 +60,6 @@ func main() {
 	if len(o.Argv) == 0 {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
-	}
-	if verb == "stdio" {
-		shim.Stdio(*identifier, o.Argv)
 	}
 	if verb == "launch" {
 		exe, err := os.Executable()

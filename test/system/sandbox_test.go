@@ -180,9 +180,9 @@ memory_deny_write_execute = true
 
 // TestShimLogPriorities: the app's stdout reaches the journal at priority
 // info and its stderr at err, under the app's name and the instance's unit:
-// through `ten-shim stdio` (no systemd-cat) for a PORT app that runs
-// directly and for a socket-activated one (whose sockets must still reach
-// it through the exec), and from the shim itself where the shim stays in
+// through systemd-cat for a PORT app that runs directly and for a
+// socket-activated one (whose sockets must still reach it through the
+// exec), and from the shim itself (no systemd-cat) where the shim stays in
 // front (network = "none" with an L4 address). A line starting "<N>" is
 // logged at priority N, as systemd does for any service.
 func TestShimLogPriorities(t *testing.T) {
@@ -199,15 +199,15 @@ listen = ["tcp://127.0.5.1:7600"]
 command = "ECHO --mode activation"
 activation = "socket"
 `)
-	stdio := func(argv string) bool {
-		return !strings.Contains(argv, "systemd-cat") && strings.Contains(argv, "/.bin/ten-shim stdio --identifier=echoapp -- ") && !strings.Contains(argv, " shim ")
+	cat := func(argv string) bool {
+		return strings.Contains(argv, "systemd-cat --identifier=echoapp --stderr-priority=err") && !strings.Contains(argv, " shim ")
 	}
 	for _, c := range []struct {
 		svc  string
 		want func(argv string) bool
 	}{
-		{"api", stdio},
-		{"act", stdio},
+		{"api", cat},
+		{"act", cat},
 		{"priv", func(argv string) bool {
 			return !strings.Contains(argv, "systemd-cat") && strings.Contains(argv, "--identifier=echoapp") && strings.Contains(argv, "/.bin/ten-shim ")
 		}},
