@@ -118,6 +118,11 @@ func (s *Server) adopt(ctx context.Context) error {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
 		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
+		if st == "activating" {
+			// Started while no ten ran, or while it restarted: READY=1
+			// once its app listens.
+			s.watchReady(ctx, in)
+		}
 		if service[inst] == "active" {
 			// Woken while no ten ran: nobody steered its L4
 			// connections to the app yet (the pinned map keeps what an
@@ -341,7 +346,14 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		s.storage.ReleaseQuota(ctx, svc, inst)
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
+	if start {
+		// The start job ends once the app is ready; ten tells systemd so
+		// for a directly run app (ready.go).
+		s.watchReady(ctx, in)
+	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
+		s.settled(inst, "failed")
 		s.storage.ReleaseDataBind(ctx, svc, inst)
 		s.storage.ReleaseQuota(ctx, svc, inst)
 		if start && svc.Activation == config.ActivationShim {
@@ -349,7 +361,6 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		}
 		return true, fmt.Errorf("spawn %s: %w", inst, err)
 	}
-	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
 	b := s.backend(in)
 	if o.weight >= 0 {
 		// Stored only once the units exist: a spawn that fails must not

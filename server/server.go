@@ -102,6 +102,8 @@ type Server struct {
 	hist *dashboard.History
 	// streams bounds the open log streams of the API and the dashboard.
 	streams logs.Slots
+	// ready sends READY=1 for directly run apps once they listen (ready.go).
+	ready readiness
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -330,6 +332,15 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		// waiting for a wake (startup_timeout), not for an answer.
 		awake := c.ActiveState == "active" || c.ActiveState == "reloading"
 		s.router.SetAwake(c.Instance, awake)
+		switch c.ActiveState {
+		case "activating":
+			if c.SubState == "start" {
+				s.starting(ctx, c.Instance) // a directly run app: READY=1 once it listens
+			}
+		case "active", "reloading":
+		default:
+			s.settled(c.Instance, c.ActiveState)
+		}
 		if c.ActiveState == "active" {
 			go s.l4AppSocket(c.Instance) // an L4 service's app listens now
 		}

@@ -108,6 +108,12 @@ func Relay(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The service turns active now (Type=notify, NotifyAccess=all). ten
+	// says so too when it runs; the relay's word makes it so while ten is
+	// down.
+	if err := notifyReady(); err != nil {
+		o.Log.Warn("relay: READY=1", "instance", o.Instance, "err", err)
+	}
 	var wg sync.WaitGroup
 	serve := func(c net.Conn) {
 		wg.Add(1)

@@ -253,6 +253,16 @@ func (m *Manager) ControlGroup(ctx context.Context, inst units.Instance) (string
 	return cg, nil
 }
 
+// MainPID reads the PID of the service's main process (0 when it runs none).
+func (m *Manager) MainPID(ctx context.Context, inst units.Instance) (int, error) {
+	p, err := m.conn.GetServicePropertyContext(ctx, inst.ServiceUnit(), "MainPID")
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", inst.ServiceUnit(), err)
+	}
+	pid, _ := p.Value.Value().(uint32)
+	return int(pid), nil
+}
+
 // Info reads the service's and socket's state and resource use.
 func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
 	var in Info

@@ -369,22 +369,15 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
 	}
 	if AppListens(svc) {
-		// The unit stays activating until the app listens; a start whose
-		// app never listens fails after startup_timeout. The waiter exits:
-		// nothing of ten stays beside the app.
-		wargv := shimCmd(opts, "shim-wait", "wait", svc, inst, p)
-		waiter := wargv[0]
-		type exitStatus struct {
-			Codes, Signals []int32
-		}
-		props = append(props, prop("ExecStartPost", []execCmd{{Path: waiter, Argv: wargv}}),
-			// A stop (sleep) while the waiter still runs kills it with
-			// SIGTERM, possibly before it can catch the signal: that is a
-			// stop, not a failed start.
-			prop("SuccessExitStatus", exitStatus{Signals: []int32{15}}),
-			// The waiter's own limit ends the start first; this is the
-			// backstop should it hang.
-			prop("TimeoutStartUSec", uint64(svc.StartupTimeout+5)*1_000_000))
+		// The unit stays activating until the app listens: ten sees it
+		// listen and sends READY=1 on the app's behalf (systemd.NotifyReady;
+		// an L4 service's relay does it too, so that works while ten is
+		// down). A start whose app never listens fails at startup_timeout.
+		// No process of ten's is started for it: a waiter exec'd at every
+		// wake cost more than the rest of the wake's own work.
+		props = append(props,
+			prop("NotifyAccess", "all"),
+			prop("TimeoutStartUSec", uint64(svc.StartupTimeout)*1_000_000))
 	}
 	props = append(props,
 		prop("Environment", p.Env),
@@ -411,7 +404,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop("UnsetEnvironment", []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}))
 	}
 	props = append(props, prop("WorkingDirectory", p.Workdir))
-	if serviceType(svc) == "notify" {
+	if resident(svc) {
 		// The shim gives up after startup_timeout itself; this only
 		// guards against a shim that hangs.
 		props = append(props, prop("TimeoutStartUSec", uint64(svc.StartupTimeout+10)*1_000_000))
@@ -500,15 +493,15 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 		"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
 }
 
-// serviceType is "notify" where the shim runs: it tells systemd the
+// serviceType is "notify" where the app binds its own address: the
 // service is ready (READY=1) only once the app listens, so until then the
 // unit is "activating" (ten ps: starting; the router waits for it with
 // startup_timeout, not request_timeout) and an app that never listens
-// shows as such. An app that takes its socket itself is ready at exec.
-// A directly run app (Direct) is the main process itself and does not
-// notify: its waiter (ExecStartPost) holds the unit activating instead.
+// shows as such. The shim sends READY=1 where it runs in front of the
+// app; for a directly run app (AppListens) ten sends it on the app's
+// behalf. An app that takes its socket itself is ready at exec.
 func serviceType(svc *config.Service) string {
-	if resident(svc) {
+	if resident(svc) || AppListens(svc) {
 		return "notify"
 	}
 	return "exec"

@@ -261,8 +261,8 @@ func TestShimBin(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim", Cat: "/usr/bin/systemd-cat"}
-	// A PORT app on the host network runs directly, with ten-shim only as
-	// the waiter that exits once the app listens.
+	// A PORT app on the host network runs directly, with no process of
+	// ten's beside it: ten sends READY=1 for it once it listens.
 	p, err := Build(cfg, cfg.Services["web"], "a", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +270,9 @@ func TestShimBin(t *testing.T) {
 	d := Describe(p.Service)
 	for _, want := range []string{
 		"ExecStart=a(sasb) [{/usr/bin/systemd-cat [/usr/bin/systemd-cat --identifier=web --stderr-priority=err -- /opt/web --port 20001] false}]",
-		"ExecStartPost=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim wait --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s] false}]",
+		"Type=s notify",
+		"NotifyAccess=s all",
+		"TimeoutStartUSec=t 10000000",
 		"UnsetEnvironment=as [LISTEN_FDS LISTEN_PID LISTEN_FDNAMES]",
 	} {
 		if !strings.Contains(d, want) {

@@ -111,3 +111,28 @@ func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, err
 		}
 	}
 }
+
+// WaitListening polls the app's addresses, without waking it, until one
+// accepts a connection or ctx ends. It polls often at first (a small app
+// listens within milliseconds) and then less often, up to every 20 ms: it
+// tells ten when the app is ready, while a request that waits for the app
+// polls on its own (DialContext).
+func (d *AppDialer) WaitListening(ctx context.Context) error {
+	delay := time.Millisecond
+	for {
+		if c, err := d.try(ctx); err == nil {
+			c.Close()
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if delay < 20*time.Millisecond {
+			delay += delay / 2
+		}
+	}
+}

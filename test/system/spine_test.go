@@ -97,15 +97,19 @@ GREETING = "hi {name}/{id} on {port}"
 		t.Errorf("socket-activated app runs behind the shim: %s", cmd)
 	}
 	// PORT and SOCKET_PATH apps run as their service's main process too:
-	// the router dials the app itself, the waiter (ExecStartPost) has
-	// exited, and nothing but the app stays in the service's cgroup.
+	// the router dials the app itself, no process of ten's runs in the
+	// service (ten told systemd the app is ready: Type=notify, active),
+	// and nothing but the app is in the service's cgroup.
 	for _, inst := range []string{"port:a", "sock:a"} {
 		unit := "tenement-" + strings.Replace(inst, ":", "@", 1) + ".service"
 		if cmd := show(t, unit, "ExecStart"); strings.Contains(cmd, " shim ") {
 			t.Errorf("%s: the app runs behind the shim: %s", inst, cmd)
 		}
-		if cmd := show(t, unit, "ExecStartPost"); !strings.Contains(cmd, " wait ") {
-			t.Errorf("%s: no waiter: %s", inst, cmd)
+		if cmd := show(t, unit, "ExecStartPost"); cmd != "" {
+			t.Errorf("%s: a process besides the app at start: %s", inst, cmd)
+		}
+		if typ, st := show(t, unit, "Type"), show(t, unit, "ActiveState"); typ != "notify" || st != "active" {
+			t.Errorf("%s: Type=%s ActiveState=%s, want notify and active (ten's READY=1)", inst, typ, st)
 		}
 		procs, err := os.ReadFile(cgroupV2 + show(t, unit, "ControlGroup") + "/cgroup.procs")
 		if err != nil {
