@@ -41,7 +41,8 @@ import (
 
 // Systemd is what the monitor needs of systemd (*systemd.Manager).
 type Systemd interface {
-	Info(ctx context.Context, inst units.Instance) (systemd.Info, error)
+	// Status reads the service's state, result and restart count.
+	Status(ctx context.Context, inst units.Instance) (systemd.Info, error)
 	State(inst units.Instance) (service, socket systemd.UnitState, ok bool)
 	Restart(ctx context.Context, inst units.Instance) error
 	Sleep(ctx context.Context, inst units.Instance) error
@@ -241,7 +242,7 @@ func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) {
 		h.mu.Unlock()
 	}()
 
-	info, err := h.Systemd.Info(ctx, inst)
+	info, err := h.Systemd.Status(ctx, inst)
 	if err != nil {
 		h.Log.Debug("health: read state", "instance", inst.String(), "err", err)
 		return
@@ -452,7 +453,7 @@ func (h *Monitor) WaitHealthy(ctx context.Context, in registry.Entry, timeout ti
 		if left <= 0 {
 			return fmt.Errorf("not healthy within %s: %s: %s", timeout, judge, last)
 		}
-		info, err := h.Systemd.Info(ctx, in.Inst)
+		info, err := h.Systemd.Status(ctx, in.Inst)
 		switch {
 		case err != nil:
 			last = err.Error()

@@ -23,7 +23,7 @@ type fakeSystemd struct {
 	restarts, sleeps int
 }
 
-func (f *fakeSystemd) Info(context.Context, units.Instance) (systemd.Info, error) {
+func (f *fakeSystemd) Status(context.Context, units.Instance) (systemd.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.info, nil
