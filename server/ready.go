@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
@@ -87,6 +88,9 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 			_ = sdjournal.Send(msg, sdjournal.PriErr, map[string]string{"OBJECT_SYSTEMD_UNIT": inst.ServiceUnit(), "TEN_INSTANCE": inst.String()})
 			return
 		}
+		if units.Launched(e.Svc) && !s.relayMissed(wctx, inst) {
+			return // the relay said READY=1 (see relayMissed)
+		}
 		pid, err := s.sd.MainPID(wctx, inst)
 		if err == nil {
 			err = systemd.NotifyReady(pid)
@@ -105,5 +109,30 @@ func (s *Server) settled(inst units.Instance, state string) {
 	s.ready.mu.Unlock()
 	if w != nil && (state != "inactive" || w.activating) {
 		w.cancel()
+	}
+}
+
+// relayMissed waits up to a second for an L4 service's relay to make the
+// service active and reports whether it did not. The relay sends READY=1
+// itself once the app listens, after it set up its hand-off signal: an
+// "active" from ten before that would have ten signal a relay whose Go
+// runtime drops the signal, and the relay would stay. ten speaks only for
+// a relay that did not (it failed to start).
+func (s *Server) relayMissed(ctx context.Context, inst units.Instance) bool {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if svc, _, ok := s.sd.State(inst); ok && svc.ActiveState != "activating" {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-tick.C:
+		}
 	}
 }
