@@ -271,29 +271,21 @@ func (m *Manager) Status(ctx context.Context, inst units.Instance) (Info, error)
 	unit := inst.ServiceUnit()
 	var in Info
 	for _, r := range []struct {
-		name    string
-		service bool
-	}{{"ActiveState", false}, {"SubState", false}, {"Result", true}, {"NRestarts", true}} {
-		get := m.conn.GetUnitPropertyContext
-		if r.service {
-			get = m.conn.GetServicePropertyContext
-		}
-		p, err := get(ctx, unit, r.name)
+		name string
+		get  func(context.Context, string, string) (*sd.Property, error)
+		dst  any
+	}{
+		{"ActiveState", m.conn.GetUnitPropertyContext, &in.ActiveState},
+		{"SubState", m.conn.GetUnitPropertyContext, &in.SubState},
+		{"Result", m.conn.GetServicePropertyContext, &in.Result},
+		{"NRestarts", m.conn.GetServicePropertyContext, &in.NRestarts},
+	} {
+		p, err := r.get(ctx, unit, r.name)
 		if err != nil {
 			return in, fmt.Errorf("read %s: %w", unit, err)
 		}
-		switch v := p.Value.Value().(type) {
-		case string:
-			switch r.name {
-			case "ActiveState":
-				in.ActiveState = v
-			case "SubState":
-				in.SubState = v
-			case "Result":
-				in.Result = v
-			}
-		case uint32:
-			in.NRestarts = v
+		if err := p.Value.Store(r.dst); err != nil {
+			return in, fmt.Errorf("read %s %s: %w", unit, r.name, err)
 		}
 	}
 	return in, nil

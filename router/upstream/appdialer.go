@@ -95,19 +95,27 @@ func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, err
 	} else if !errors.Is(err, syscall.EAGAIN) {
 		return nil, fmt.Errorf("wake: %w", err)
 	}
-	delay := 200 * time.Microsecond
+	// A small app listens within a few ms: poll often at first.
+	return d.poll(ctx, 200*time.Microsecond, 2*time.Millisecond, 4)
+}
+
+// poll tries the app's addresses every delay, first after first, the delay
+// growing by a 1/grow share up to max, until one accepts or ctx ends.
+func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow time.Duration) (net.Conn, error) {
+	delay := first
 	for {
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
-		case <-time.After(delay):
+		case <-t.C:
 		}
 		if c, err := d.try(ctx); err == nil {
 			return c, nil
 		}
-		// A small app listens within a few ms: poll often at first.
-		if delay < 2*time.Millisecond {
-			delay += delay / 4
+		if delay < max {
+			delay += delay / grow
 		}
 	}
 }
@@ -118,21 +126,13 @@ func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, err
 // tells ten when the app is ready, while a request that waits for the app
 // polls on its own (DialContext).
 func (d *AppDialer) WaitListening(ctx context.Context) error {
-	delay := time.Millisecond
-	for {
-		if c, err := d.try(ctx); err == nil {
-			c.Close()
-			return nil
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		if delay < 20*time.Millisecond {
-			delay += delay / 2
-		}
+	c, err := d.try(ctx)
+	if err != nil {
+		c, err = d.poll(ctx, time.Millisecond, 20*time.Millisecond, 2)
 	}
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
 }
