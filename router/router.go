@@ -26,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/upstream"
@@ -624,7 +626,7 @@ func (r *Router) getFold(inst units.Instance) *Route {
 
 // foldKey is the instance with its id in lower case: the key of Router.fold.
 func foldKey(inst units.Instance) units.Instance {
-	return units.Instance{Service: inst.Service, ID: strings.ToLower(inst.ID)}
+	return units.Instance{Service: inst.Service, ID: asciiLower(inst.ID)}
 }
 
 func (r *Router) lastActivity(b *Route) time.Time {
@@ -659,23 +661,72 @@ func (r *Router) route(host string) (b *Route, handled bool, status int, msg str
 		if declared {
 			return nil, true, http.StatusServiceUnavailable, fmt.Sprintf("service %s has no instances: start one with `ten spawn %s:ID`\n", svc, svc)
 		}
-		return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", svc, host)
+		return nil, true, http.StatusNotFound, fmt.Sprintf("no service %s on this server (host %s)\n", printable(svc), printable(host))
 	case 2:
 		inst := units.Instance{Service: labels[1], ID: labels[0]}
 		b := r.getFold(inst)
 		if b == nil {
-			return nil, true, http.StatusNotFound, fmt.Sprintf("no instance %s on this server (host %s)\n", inst, host)
+			return nil, true, http.StatusNotFound, fmt.Sprintf("no instance %s on this server (host %s)\n", printable(inst.String()), printable(host))
 		}
 		return b, true, 0, ""
 	}
-	return nil, true, http.StatusNotFound, fmt.Sprintf("host %s matches no instance: use {id}.{service}.%s or {service}.%s\n", host, r.domain, r.domain)
+	return nil, true, http.StatusNotFound, fmt.Sprintf("host %s matches no instance: use {id}.{service}.%s or {service}.%s\n", printable(host), r.domain, r.domain)
+}
+
+// asciiLower lower-cases the ASCII letters of s and leaves every other byte
+// as it is: DNS names compare case-insensitively in ASCII only, and unlike
+// strings.ToLower it never turns a stray byte of a hostile Host into a
+// three-byte U+FFFD, so the result is never longer than s. It allocates only
+// when s has a capital.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// printable is s for an error message: valid UTF-8 stays, and each control
+// character or byte that is not UTF-8 becomes '?', so a message that quotes
+// a client's Host is never longer than the Host and never carries control
+// bytes into a response or a log.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || unicode.IsControl(r) {
+			b.WriteByte('?')
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // labels returns the host, lower-cased without port and final dot, and
 // its labels below the domain; ok is false for hosts that are not under
 // the domain.
 func (r *Router) labels(host string) (string, []string, bool) {
-	host = strings.ToLower(host)
+	host = asciiLower(host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
