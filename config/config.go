@@ -106,7 +106,29 @@ type Settings struct {
 	// Content-Length gets 413 before anything is forwarded; a chunked body
 	// that grows past it is cut (413 when the instance has not answered yet).
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
+	// Standby is how many sleeping instances ten keeps on standby (default
+	// DefaultStandby: none). The instances that went to sleep last have
+	// their service started again at once, sandbox and all, with a small
+	// waiter in place of the app that becomes the app on the next request:
+	// such a wake costs the app's own start, not systemd's set-up of the
+	// service. The app's process is gone while it sleeps, as with a stop,
+	// but the service is not stopped: systemd shows it active (activating
+	// for a PORT app) with status "standing by", and the waiter costs a
+	// sleeping process (about 1 MiB) per instance on standby.
+	Standby *int `toml:"standby" json:"standby"`
 }
+
+// StandbyCount is settings.standby (DefaultStandby when unset).
+func (s *Settings) StandbyCount() int {
+	if s.Standby == nil {
+		return DefaultStandby
+	}
+	return *s.Standby
+}
+
+// DefaultStandby is settings.standby when the config does not set it: a
+// sleeping instance's service is stopped, as tenement stops its process.
+const DefaultStandby = 0
 
 // DefaultMaxBodyMB is max_body_mb when the config does not set it. tenement
 // streams bodies without a bound; 100 MiB keeps uploads a web app takes
@@ -510,6 +532,10 @@ func (c *Config) defaults() {
 	}
 	if s.WakeQueueTimeout == 0 {
 		s.WakeQueueTimeout = DefaultWakeQueueTimeout
+	}
+	if s.Standby == nil {
+		n := DefaultStandby
+		s.Standby = &n
 	}
 	if s.MaxBodyMB == nil {
 		n := DefaultMaxBodyMB

@@ -43,6 +43,13 @@ type Controller interface {
 	Answered(inst units.Instance)
 }
 
+// Waker is what a Controller may also be: told that a request starts to
+// wake a sleeping instance, before the router connects to it (an instance
+// kept on standby is reported as sleeping until then).
+type Waker interface {
+	Waking(inst units.Instance)
+}
+
 // Observer is told about every proxied request and every wake, for metrics.
 // Calls come from request goroutines and must not block.
 type Observer interface {
@@ -854,6 +861,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		st.wake = tk
 		defer tk.Done(false)
+	}
+	if waking {
+		if wk, ok := r.ctrl.(Waker); ok {
+			wk.Waking(b.Instance)
+		}
 	}
 	if waking && r.observer != nil && b.waker.CompareAndSwap(false, true) {
 		st.obs = r.observer

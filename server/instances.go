@@ -113,8 +113,11 @@ func (s *Server) adopt(ctx context.Context) error {
 		// PORT is unknown then); with it, a directly run app is dialled at
 		// its own address. As in follow: awake once its service is active.
 		st := service[inst]
+		if s.adoptStandby(ctx, in, st) {
+			st = "inactive" // on standby: asleep, its waiter waits
+		}
 		s.router.Put(s.backend(in), st == "active" || st == "reloading")
-		if service[inst] == "active" {
+		if st == "active" {
 			go s.watchOOM(ctx, inst) // started before this ten watched
 		}
 		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
@@ -123,7 +126,7 @@ func (s *Server) adopt(ctx context.Context) error {
 			// once its app listens.
 			s.watchReady(ctx, in)
 		}
-		if service[inst] == "active" {
+		if st == "active" {
 			// Woken while no ten ran: nobody steered its L4
 			// connections to the app yet (the pinned map keeps what an
 			// earlier ten did).
@@ -314,7 +317,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	defer s.reg.Release(inst) // the instance holds them once registered
 	port := ports.Port
 	listen, l4Sockets := s.kern.SetInternal(inst, l4Listen, ports.L4Port)
-	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
+	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Standby: s.cfg.Settings.StandbyCount() > 0, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
@@ -431,6 +434,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
+	s.standbyForget(inst)
 	s.reg.Remove(inst)
 	s.health.Clear(inst)
 	if err := s.state.Forget(inst); err != nil {
@@ -453,6 +457,7 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	// A restart by hand clears a failed mark and the restart history.
 	s.health.Clear(inst)
 	s.frz.ThawForStop(ctx, inst)
+	s.standbyForget(inst) // restarted to run, not to stand by
 	return s.sd.Restart(ctx, inst)
 }
 

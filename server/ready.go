@@ -77,7 +77,7 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 			cancel()
 		}()
 		d := upstream.NewAppDialer(b.Socket, b.AppSocket, b.AppPort, b.AppNetns)
-		if err := d.WaitListening(wctx); err != nil {
+		if err := d.WaitListening(wctx, units.Standby(e.Svc)); err != nil {
 			if ctx.Err() != nil || wctx.Err() == context.Canceled {
 				return // ten stops, or the service did
 			}

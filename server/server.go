@@ -104,6 +104,10 @@ type Server struct {
 	streams logs.Slots
 	// ready sends READY=1 for directly run apps once they listen (ready.go).
 	ready readiness
+	// sb is the pool of instances on standby (standby.go); synth carries
+	// the state of an instance woken from standby to follow.
+	sb    standbyPool
+	synth chan systemd.Change
 
 	// reg holds the instances, the busy set and every port they hold
 	// (package registry).
@@ -136,7 +140,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
 	}
-	s := &Server{cfg: cfg, log: o.Log, reg: registry.New(), metrics: metrics.Registry()}
+	s := &Server{cfg: cfg, log: o.Log, reg: registry.New(), metrics: metrics.Registry(), synth: make(chan systemd.Change, 256)}
 	// A node that cannot join its fleet (etcd unreachable, its name held by
 	// a live node) stops here, before it touches systemd. Until Run adopts
 	// the instances the registry is empty, so a fence meanwhile stops
@@ -320,7 +324,19 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 
 // follow feeds systemd's state changes into the router.
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
-	for c := range changes {
+	for {
+		var c systemd.Change
+		select {
+		case ch, ok := <-changes:
+			if !ok {
+				return
+			}
+			c = ch
+		case c = <-s.synth:
+		}
+		if c.Kind == units.KindService {
+			c = s.standbyView(c)
+		}
 		if c.Kind == units.KindSocket {
 			s.kern.SocketState(c.Instance, c.ActiveState) // a restarted socket unit has new sockets
 		}
@@ -356,8 +372,12 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 	}
 }
 
-// Sleep implements router.Controller.
+// Sleep implements router.Controller: the instance goes on standby
+// (standby.go) or its service stops.
 func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
+	if s.standbyPut(ctx, inst) {
+		return nil
+	}
 	return s.sd.Sleep(ctx, inst)
 }
 

@@ -298,20 +298,7 @@ func waitListening(ctx context.Context, o Options, exited <-chan struct{}) (func
 // the unit turns active only now that the app listens. Without
 // NOTIFY_SOCKET (a Type=exec unit of an older ten) it does nothing.
 func notifyReady() error {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return nil
-	}
-	if addr[0] == '@' {
-		addr = "\x00" + addr[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.Write([]byte("READY=1\nSTATUS=app listening\n"))
-	return err
+	return notify("READY=1\nSTATUS=app listening\n")
 }
 
 // forward relays c to a new connection to the app.

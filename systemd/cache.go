@@ -118,5 +118,5 @@ func unitName(inst units.Instance, kind string) string {
 func (m *Manager) State(inst units.Instance) (service, socket UnitState, ok bool) {
 	service, ok1 := m.cache.get(inst.ServiceUnit())
 	socket, ok2 := m.cache.get(inst.SocketUnit())
-	return service, socket, ok1 && ok2
+	return m.standbyView(inst, service), socket, ok1 && ok2
 }

@@ -35,6 +35,8 @@ type Manager struct {
 	// priv is the connection to systemd's private socket while it is up
 	// (Watch): removals call over it.
 	priv atomic.Pointer[privateConn]
+	// standby holds the instances on standby (SetStandby).
+	standby standbySet
 }
 
 // Connect opens the system bus connection to systemd.
@@ -202,6 +204,12 @@ func (m *Manager) List(ctx context.Context) ([]Unit, error) {
 	out, err := m.list(ctx)
 	if err == nil {
 		m.cache.replace(out)
+		for i, u := range out {
+			if u.Kind == units.KindService {
+				st := m.standbyView(u.Instance, UnitState{ActiveState: u.ActiveState, SubState: u.SubState})
+				out[i].ActiveState, out[i].SubState = st.ActiveState, st.SubState
+			}
+		}
 	}
 	return out, err
 }
@@ -288,7 +296,17 @@ func (m *Manager) Status(ctx context.Context, inst units.Instance) (Info, error)
 			return in, fmt.Errorf("read %s %s: %w", unit, r.name, err)
 		}
 	}
+	m.standbyInfo(inst, &in)
 	return in, nil
+}
+
+// standbyInfo makes in what ten reports of a service on standby: asleep,
+// with no main process of an app.
+func (m *Manager) standbyInfo(inst units.Instance, in *Info) {
+	st := m.standbyView(inst, UnitState{ActiveState: in.ActiveState, SubState: in.SubState})
+	if st.SubState == StandbySubState {
+		in.ActiveState, in.SubState, in.MainPID = st.ActiveState, st.SubState, 0
+	}
 }
 
 // Info reads the service's and socket's state and resource use.
@@ -323,6 +341,7 @@ func (m *Manager) Info(ctx context.Context, inst units.Instance) (Info, error) {
 	if err == nil {
 		in.SocketState, _ = sp.Value.Value().(string)
 	}
+	m.standbyInfo(inst, &in)
 	return in, nil
 }
 

@@ -52,6 +52,9 @@ type Options struct {
 	// unit executes (the caller checks PATH and the file; units stays pure).
 	// It gets the word and the instance's working directory.
 	Resolve func(cmd, workdir string) (string, error)
+	// Standby runs the app behind the standby waiter where it can
+	// (units.Standby): settings.standby is not 0.
+	Standby bool
 }
 
 // Plan is everything ten creates for one instance.
@@ -127,6 +130,23 @@ func Direct(svc *config.Service) bool {
 // the steering (no BPF, or ten down) the relay stays and keeps relaying.
 func Launched(svc *config.Service) bool {
 	return AppListens(svc) && len(svc.Listen) > 0
+}
+
+// Standby reports whether an instance of svc runs its app behind the
+// standby waiter (`ten-shim standby`, shim.Standby): the service's main
+// process waits for a connection on the systemd socket and then becomes the
+// app. Started by systemd for a connection it execs the app at once (and
+// opens the app's journal streams instead of systemd-cat); started by ten
+// ahead of time (a sleeping instance kept on standby, settings.standby) it
+// waits, sandbox and all set up, and a wake costs only the app's own start.
+// ten makes such units while settings.standby is not 0 (Options.Standby).
+// It is the app that takes the socket (activation = "socket") or a directly
+// run app (Direct), with no L4 listen addresses and not in gVisor.
+func Standby(svc *config.Service) bool {
+	if len(svc.Listen) > 0 || svc.Isolation == config.IsolationSandbox {
+		return false
+	}
+	return Direct(svc) || svc.Activation == config.ActivationSocket
 }
 
 // resident reports whether an instance of svc runs ten's shim as its main
@@ -348,7 +368,21 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		}
 		argv = append(append(head, "--"), argv...)
 	}
-	if opts.Cat != "" && !shimmed {
+	standby := opts.Standby && Standby(svc) && (opts.Shim != "" || opts.ShimBin != "")
+	if standby {
+		head := append(shimCmd(opts, "shim-standby", "standby", svc, inst, p), "--fds=1")
+		if Direct(svc) {
+			// Type=notify: the unit stays activating while it stands by.
+			head = append(head, "--extend="+strconv.Itoa(svc.StartupTimeout)+"s")
+		}
+		if opts.Cat != "" {
+			// The waiter opens the app's two journal streams itself, as
+			// the shim does: no systemd-cat is exec'd at a wake.
+			head = append(head, "--identifier="+filepath.Base(p.Argv[0]))
+		}
+		argv = append(append(head, "--"), argv...)
+	}
+	if opts.Cat != "" && !shimmed && !standby {
 		argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
 	}
 	if Launched(svc) {

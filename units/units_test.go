@@ -297,3 +297,57 @@ func TestShimBin(t *testing.T) {
 		t.Errorf("socket of a shimmed app with FlushPending:\n%s", s)
 	}
 }
+
+// TestStandbyExecStart: with Options.Standby (settings.standby), a PORT app
+// and one that takes systemd's socket run behind the standby waiter, which
+// opens the journal streams itself (no systemd-cat) and, for the PORT app
+// (Type=notify), extends the start timeout while it waits. An L4 service
+// and a shim-mode one keep their own main process.
+func TestStandbyExecStart(t *testing.T) {
+	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte(`[settings]
+standby = 4
+
+[service.web]
+command = "/opt/web --port {port}"
+
+[service.act]
+command = "/opt/act"
+activation = "socket"
+
+[service.l4]
+command = "/opt/web --port {port}"
+listen = ["tcp://127.0.0.1:7000"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim", Cat: "/usr/bin/systemd-cat", Standby: true}
+	for svc, want := range map[string]string{
+		"web": "ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim standby --instance=web:a --socket=/run/tenement-app/web-a/app.sock --port=20001 --startup-timeout=10s --fds=1 --extend=10s --identifier=web -- /opt/web --port 20001] false}]",
+		"act": "ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim standby --instance=act:a --socket=/run/tenement-app/act-a/app.sock --port=20001 --startup-timeout=10s --fds=1 --identifier=act -- /opt/act] false}]",
+	} {
+		p, err := Build(cfg, cfg.Services[svc], "a", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Describe(p.Service); !strings.Contains(d, want) {
+			t.Errorf("%s: got\n%s\nwant a line\n%s", svc, d, want)
+		}
+	}
+	p, err := Build(cfg, cfg.Services["l4"], "a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Describe(p.Service); strings.Contains(d, "standby") {
+		t.Errorf("an L4 service behind the standby waiter:\n%s", d)
+	}
+	// Without settings.standby nothing changes: systemd-cat in front.
+	opts.Standby = false
+	p, err = Build(cfg, cfg.Services["act"], "a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Describe(p.Service); strings.Contains(d, "standby") || !strings.Contains(d, "/usr/bin/systemd-cat --identifier=act") {
+		t.Errorf("standby off:\n%s", d)
+	}
+}

@@ -6,11 +6,15 @@
 //
 // `ten-shim wait` (same flags, no command) is the waiter of a directly run
 // app: it exits once the app listens, or fails after the startup timeout.
+// `ten-shim standby` (same flags and command, and --fds, --extend) is the
+// main process of a service that can stand by: it waits for a connection
+// on the systemd sockets and then becomes the app (see shim.Standby).
 // `ten-shim launch` (same flags and command) starts `ten-shim relay` for a
 // service's L4 sockets and then becomes the app; the relay serves the L4
 // connections that arrive before the app listens and exits once ten
 // steers them to the app's own socket.
 //
+//	ten-shim standby --instance=api:prod --socket=PATH --port=N --startup-timeout=10s --fds=1 [--extend=10s] [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim wait|relay --instance=api:prod --socket=PATH --port=N --startup-timeout=10s
 package main
@@ -30,7 +34,7 @@ func main() {
 	verb := "shim"
 	if len(args) > 0 {
 		switch args[0] {
-		case "shim", "wait", "launch", "relay":
+		case "shim", "wait", "launch", "relay", "standby":
 			verb = args[0]
 			args = args[1:]
 		}
@@ -42,6 +46,9 @@ func main() {
 	fs.IntVar(&o.Port, "port", 0, "PORT the app may bind on 127.0.0.1")
 	fs.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the app may take to listen")
 	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
+	var so shim.StandbyOptions
+	fs.IntVar(&so.Fds, "fds", 0, "standby: how many systemd sockets (fds 3 on) a connection on wakes the app")
+	fs.DurationVar(&so.Extend, "extend", 0, "standby: the start timeout to extend while waiting (a Type=notify service)")
 	_ = fs.Parse(args)
 	o.Log = shim.Log()
 	switch verb {
@@ -60,6 +67,10 @@ func main() {
 	if len(o.Argv) == 0 {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
+	}
+	if verb == "standby" {
+		so.Identifier = *identifier
+		shim.Standby(o, so)
 	}
 	if verb == "launch" {
 		exe, err := os.Executable()

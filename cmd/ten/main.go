@@ -53,6 +53,7 @@ type CLI struct {
 	Shim          ShimCmd              `cmd:"" hidden:"" help:"Activation shim (run by systemd, not by people)."`
 	ShimWait      ShimWaitCmd          `cmd:"" hidden:"" name:"shim-wait" help:"Wait for a directly run app to listen (run by systemd, not by people)."`
 	ShimLaunch    ShimLaunchCmd        `cmd:"" hidden:"" name:"shim-launch" help:"Start an L4 service's relay, then become its app (run by systemd, not by people)."`
+	ShimStandby   ShimStandbyCmd       `cmd:"" hidden:"" name:"shim-standby" help:"Wait for a connection on the systemd sockets, then become the app (run by systemd, not by people)."`
 	ShimRelay     ShimRelayCmd         `cmd:"" hidden:"" name:"shim-relay" help:"Relay an L4 service's connections until its app takes them (run by the launcher, not by people)."`
 	Sandbox       SandboxCmd           `cmd:"" hidden:"" help:"Run an app under gVisor (run by the shim, not by people)."`
 	SandboxListen SandboxListenCmd     `cmd:"" name:"sandbox-listen" hidden:"" help:"Inside gVisor: bind SOCKET_PATH and exec a LISTEN_FDS app."`

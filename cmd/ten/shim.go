@@ -74,6 +74,31 @@ func (c *ShimLaunchCmd) Run(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
+// ShimStandbyCmd is `ten shim-standby`, the main process of a service that
+// can stand by where ten-shim is not installed: it waits for a connection
+// on the systemd sockets and then becomes the app (see shim.Standby).
+type ShimStandbyCmd struct {
+	Instance       string        `help:"Instance name, for messages."`
+	Socket         string        `help:"SOCKET_PATH the app may bind."`
+	Port           int           `help:"PORT the app may bind on 127.0.0.1."`
+	StartupTimeout time.Duration `help:"How long the app may take to listen." default:"10s"`
+	Identifier     string        `help:"Journal identifier of the app's output: its stdout is logged at priority info, its stderr at err."`
+	Fds            int           `help:"How many systemd sockets (fds 3 on) a connection on wakes the app."`
+	Extend         time.Duration `help:"The start timeout to extend while waiting (a Type=notify service)."`
+	Argv           []string      `arg:"" passthrough:"" help:"The app's command line."`
+}
+
+// Run waits for a connection and execs the app; it does not return.
+func (c *ShimStandbyCmd) Run(ctx context.Context, log *slog.Logger) error {
+	argv := c.Argv
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	shim.Standby(shim.Options{Instance: c.Instance, Socket: c.Socket, Port: c.Port, StartupTimeout: c.StartupTimeout, Argv: argv, Log: log},
+		shim.StandbyOptions{Fds: c.Fds, Identifier: c.Identifier, Extend: c.Extend})
+	return nil
+}
+
 // ShimRelayCmd is `ten shim-relay`, the L4 relay `ten shim-launch` starts:
 // it relays the L4 connections that arrive while the app does not listen
 // yet, and exits once ten steers them to the app's own socket.

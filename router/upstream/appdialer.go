@@ -87,21 +87,32 @@ func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, err
 	}
 	// Not listening. A connection to the systemd socket starts the service
 	// (it is never accepted; the socket unit flushes it when the service
-	// stops). A full backlog means wakes are pending already.
+	// stops) or, when the service stands by, has its waiter exec the app.
+	if err := d.Wake(ctx); err != nil {
+		return nil, err
+	}
+	// A small app listens within a few ms: poll often at first.
+	return d.poll(ctx, 200*time.Microsecond, 2*time.Millisecond, 4, nil)
+}
+
+// Wake connects to the systemd-held socket and closes the connection: the
+// service starts if it sleeps, and its standby waiter (shim.Standby), if it
+// waits, execs the app. A full backlog means wakes are pending already.
+func (d *AppDialer) Wake(ctx context.Context) error {
 	var nd net.Dialer
 	w, err := nd.DialContext(ctx, "unix", d.wake)
 	if err == nil {
 		w.Close()
 	} else if !errors.Is(err, syscall.EAGAIN) {
-		return nil, fmt.Errorf("wake: %w", err)
+		return fmt.Errorf("wake: %w", err)
 	}
-	// A small app listens within a few ms: poll often at first.
-	return d.poll(ctx, 200*time.Microsecond, 2*time.Millisecond, 4)
+	return nil
 }
 
 // poll tries the app's addresses every delay, first after first, the delay
-// growing by a 1/grow share up to max, until one accepts or ctx ends.
-func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow time.Duration) (net.Conn, error) {
+// growing by a 1/grow share up to max, until one accepts or ctx ends;
+// each, when set, runs before every try.
+func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow time.Duration, each func()) (net.Conn, error) {
 	delay := first
 	for {
 		t := time.NewTimer(delay)
@@ -110,6 +121,9 @@ func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow tim
 			t.Stop()
 			return nil, ctx.Err()
 		case <-t.C:
+		}
+		if each != nil {
+			each()
 		}
 		if c, err := d.try(ctx); err == nil {
 			return c, nil
@@ -120,15 +134,25 @@ func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow tim
 	}
 }
 
-// WaitListening polls the app's addresses, without waking it, until one
-// accepts a connection or ctx ends. It polls often at first (a small app
-// listens within milliseconds) and then less often, up to every 20 ms: it
-// tells ten when the app is ready, while a request that waits for the app
-// polls on its own (DialContext).
-func (d *AppDialer) WaitListening(ctx context.Context) error {
+// WaitListening polls the app's addresses until one accepts a connection
+// or ctx ends. It polls often at first (a small app listens within
+// milliseconds) and then less often, up to every 20 ms: it tells ten when
+// the app is ready, while a request that waits for the app polls on its own
+// (DialContext). With wake it also wakes the app (Wake) until one wake
+// connects: a service started without a connection (ten spawn, a restart)
+// has its standby waiter wait for one; the socket may not exist yet when
+// the watch begins.
+func (d *AppDialer) WaitListening(ctx context.Context, wake bool) error {
+	woken := !wake
+	each := func() {
+		if !woken {
+			woken = d.Wake(ctx) == nil
+		}
+	}
+	each()
 	c, err := d.try(ctx)
 	if err != nil {
-		c, err = d.poll(ctx, time.Millisecond, 20*time.Millisecond, 2)
+		c, err = d.poll(ctx, time.Millisecond, 20*time.Millisecond, 2, each)
 	}
 	if err != nil {
 		return err
