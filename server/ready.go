@@ -23,6 +23,33 @@ import (
 type readiness struct {
 	mu      sync.Mutex
 	watches map[units.Instance]*watch
+	// notify caches whether an instance's service takes ten's READY=1
+	// (NotifyAccess=all): one made by an older ten, with its own waiter,
+	// does not, and systemd would log each refused message.
+	notify map[units.Instance]bool
+}
+
+// takesReady reports whether inst's service takes a READY=1 from ten
+// (NotifyAccess=all), read once per instance.
+func (s *Server) takesReady(ctx context.Context, inst units.Instance) bool {
+	s.ready.mu.Lock()
+	ok, known := s.ready.notify[inst]
+	s.ready.mu.Unlock()
+	if known {
+		return ok
+	}
+	access, err := s.sd.NotifyAccess(ctx, inst)
+	if err != nil {
+		return true // try; systemd says no at worst
+	}
+	ok = access == "all"
+	s.ready.mu.Lock()
+	if s.ready.notify == nil {
+		s.ready.notify = map[units.Instance]bool{}
+	}
+	s.ready.notify[inst] = ok
+	s.ready.mu.Unlock()
+	return ok
 }
 
 // watch is one instance's wait for its app to listen.
@@ -90,6 +117,9 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 		}
 		if units.Launched(e.Svc) && !s.relayMissed(wctx, inst) {
 			return // the relay said READY=1 (see relayMissed)
+		}
+		if !s.takesReady(wctx, inst) {
+			return // its own waiter says READY=1
 		}
 		pid, err := s.sd.MainPID(wctx, inst)
 		if err == nil {

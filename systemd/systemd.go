@@ -271,6 +271,17 @@ func (m *Manager) MainPID(ctx context.Context, inst units.Instance) (int, error)
 	return int(pid), nil
 }
 
+// NotifyAccess reads the service's NotifyAccess ("none", "main", "exec",
+// "all"): who may send systemd notifications for it.
+func (m *Manager) NotifyAccess(ctx context.Context, inst units.Instance) (string, error) {
+	p, err := m.conn.GetServicePropertyContext(ctx, inst.ServiceUnit(), "NotifyAccess")
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", inst.ServiceUnit(), err)
+	}
+	v, _ := p.Value.Value().(string)
+	return v, nil
+}
+
 // Status reads what a health check needs of the service: its active and sub
 // state, result and restart count (the other fields of Info stay zero). Four
 // property reads, where Info's GetAll also has systemd read the unit's
