@@ -235,6 +235,8 @@ func TestWakeQueueSettings(t *testing.T) {
 		"[settings]\nmax_concurrent_wakes = -1\n": "t.toml:2: settings.max_concurrent_wakes: must be 0 (2 per CPU) to 10000, got -1",
 		"[settings]\nwake_queue = -5\n":           "t.toml:2: settings.wake_queue: must be 0 to 1000000",
 		"[settings]\nwake_queue_timeout = 7200\n": "t.toml:2: settings.wake_queue_timeout: must be 1 to 3600 seconds (0: the default, 30), got 7200",
+		"[settings]\nstandby = -1\n":              "t.toml:2: settings.standby: must be 0 (none) to 1000",
+		"[settings]\nstandby = 5000\n":            "t.toml:2: settings.standby: must be 0 (none) to 1000",
 		"[service.a]\ncommand = \"/bin/x\"\nisolation = \"process\"\nmemory_deny_write_execute = true\n": "service.a.memory_deny_write_execute: applies only with isolation = \"namespace\", not \"process\"",
 	} {
 		if _, err := Parse("t.toml", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {

@@ -112,8 +112,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if s.WakeQueueTimeout < 0 || s.WakeQueueTimeout > 3600 {
 		add("settings.wake_queue_timeout", "must be 1 to 3600 seconds (0: the default, %d), got %d", DefaultWakeQueueTimeout, s.WakeQueueTimeout)
 	}
-	if *s.Standby < 0 || *s.Standby > 100000 {
-		add("settings.standby", "must be 0 (none) to 100000 sleeping instances kept on standby, got %d", *s.Standby)
+	if *s.Standby < 0 || *s.Standby > 1000 {
+		add("settings.standby", "must be 0 (none) to 1000 sleeping instances kept on standby (each holds two journald streams; journald takes 4096), got %d", *s.Standby)
 	}
 	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
 		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
