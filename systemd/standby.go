@@ -30,10 +30,11 @@ func (s *standbySet) has(inst units.Instance) bool {
 }
 
 // SetStandby puts the instance's service on standby: ten reports it as
-// sleeping from now on, and its service is restarted (stopped if it runs,
-// then started without a connection, so that its waiter waits: see
-// units.Standby). It waits for systemd to take the job, not for the job to
-// end: a Type=notify service stays activating while it stands by.
+// sleeping from now on, its service is stopped (the app ends; the stop job
+// is waited for, so that no request reaches the app as it ends) and then
+// started without a connection, so that its waiter waits (see
+// units.Standby). The start job is not waited for: a Type=notify service
+// stays activating while it stands by.
 func (m *Manager) SetStandby(ctx context.Context, inst units.Instance) error {
 	m.standby.mu.Lock()
 	if m.standby.m == nil {
@@ -41,8 +42,12 @@ func (m *Manager) SetStandby(ctx context.Context, inst units.Instance) error {
 	}
 	m.standby.m[inst] = struct{}{}
 	m.standby.mu.Unlock()
+	if err := m.Sleep(ctx, inst); err != nil {
+		m.EndStandby(inst)
+		return fmt.Errorf("standby: %w", err)
+	}
 	_ = m.conn.ResetFailedUnitContext(ctx, inst.ServiceUnit())
-	if _, err := m.conn.RestartUnitContext(ctx, inst.ServiceUnit(), "replace", nil); err != nil {
+	if _, err := m.conn.StartUnitContext(ctx, inst.ServiceUnit(), "replace", nil); err != nil {
 		m.EndStandby(inst)
 		return fmt.Errorf("standby %s: %w", inst.ServiceUnit(), err)
 	}
