@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestStandbyHelper(t *testing.T) {
 // startWaiter runs the test binary as a standby waiter on l's socket (fd 3),
 // the app being a shell that prints its PID and whether fd 3 is open; extend
 // and notify set its start timeout and $NOTIFY_SOCKET.
-func startWaiter(t *testing.T, l *net.UnixListener, extend, notify string) (*exec.Cmd, *bytes.Buffer) {
+func startWaiter(t *testing.T, l *net.UnixListener, extend, notify string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	f, err := l.File()
 	if err != nil {
@@ -38,13 +39,32 @@ func startWaiter(t *testing.T, l *net.UnixListener, extend, notify string) (*exe
 	cmd.Env = append(os.Environ(), "TEN_STANDBY_HELPER=1", "TEN_STANDBY_EXTEND="+extend, "NOTIFY_SOCKET="+notify,
 		"TEN_STANDBY_ARGV=/bin/sh -c echo${IFS}app$$;test${IFS}-e${IFS}/proc/self/fd/3&&echo${IFS}fd3")
 	cmd.ExtraFiles = []*os.File{f}
-	out := &bytes.Buffer{}
+	out := &lockedBuffer{}
 	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd, out
+}
+
+// lockedBuffer is a bytes.Buffer that exec's copier and the test may use at
+// once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestStandbyWaits: the waiter does not start the app until a connection is
@@ -82,7 +102,7 @@ func TestStandbyWaits(t *testing.T) {
 	if msgs[0] != "STATUS=standing by\n" || !strings.HasPrefix(msgs[1], "EXTEND_TIMEOUT_USEC=300000") {
 		t.Errorf("notifications while standing by: %q", msgs)
 	}
-	if out.Len() != 0 {
+	if out.String() != "" {
 		t.Fatalf("the app ran with no connection: %q", out.String())
 	}
 	done := make(chan error, 1)
