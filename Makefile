@@ -62,7 +62,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 15s) each; a failure leaves
 	sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\(.*#./\1 \2#' | \
 	while read -r pkg fn; do \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg </dev/null; \
+		scripts/fuzz-one $(GO) $$pkg $$fn $(FUZZTIME); \
 	done
 
 # The L4 comparison of bpf/dispatch runs first; its output feeds the table
