@@ -104,7 +104,7 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 			cancel()
 		}()
 		d := upstream.NewAppDialer(b.Socket, b.AppSocket, b.AppPort, b.AppNetns)
-		if err := d.WaitListening(wctx, units.Standby(e.Svc)); err != nil {
+		if err := d.WaitListening(wctx, s.behindWaiter(wctx, e)); err != nil {
 			if ctx.Err() != nil || wctx.Err() == context.Canceled {
 				return // ten stops, or the service did
 			}
@@ -129,6 +129,16 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 			s.log.Warn("tell systemd the app is ready", "instance", inst.String(), "err", err)
 		}
 	}()
+}
+
+// behindWaiter reports whether e's app starts behind the standby waiter,
+// which waits for a connection on the systemd socket: units made while
+// settings.standby is set, or an earlier unit that has the waiter.
+func (s *Server) behindWaiter(ctx context.Context, e registry.Entry) bool {
+	if !units.Standby(e.Svc) {
+		return false
+	}
+	return s.cfg.Settings.StandbyCount() > 0 || s.standbyCapable(ctx, e.Inst)
 }
 
 // settled ends inst's watch: its service is stopping, failed or, once it

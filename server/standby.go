@@ -132,7 +132,8 @@ func (s *Server) standbyCapable(ctx context.Context, inst units.Instance) bool {
 	}
 	argv, err := s.sd.ExecStartArgv(ctx, inst)
 	if err != nil {
-		s.log.Warn("standby", "instance", inst.String(), "err", err)
+		// Not made yet (a spawn's readiness watch asks first), or gone.
+		s.log.Debug("standby: read ExecStart", "instance", inst.String(), "err", err)
 		return false
 	}
 	ok = len(argv) > 1 && slices.Contains(shim.StandbyVerbs, argv[1])
