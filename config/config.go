@@ -106,8 +106,8 @@ type Settings struct {
 	// Content-Length gets 413 before anything is forwarded; a chunked body
 	// that grows past it is cut (413 when the instance has not answered yet).
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
-	// Standby is how many sleeping instances ten keeps on standby (default
-	// DefaultStandby: none). The instances that went to sleep last have
+	// Standby is how many sleeping instances ten keeps on standby (0 to
+	// 1000; default 0: none). The instances that went to sleep last have
 	// their service started again at once, sandbox and all, with a small
 	// waiter in place of the app that becomes the app on the next request:
 	// such a wake costs the app's own start, not systemd's set-up of the
