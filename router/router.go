@@ -258,6 +258,8 @@ type Route struct {
 	// dialUp connects to the instance: its systemd-held socket, or a
 	// directly run app's own address (upstream.AppDialer).
 	dialUp func(ctx context.Context, network, addr string) (net.Conn, error)
+	// app is dialUp's dialer for a directly run app (nil otherwise).
+	app *upstream.AppDialer
 	// observe records a request of the fast path (Options.Observer, or
 	// what an InstanceObserver resolved for the instance); nil without one.
 	observe func(code int, d time.Duration)
@@ -304,7 +306,8 @@ func (r *Router) Put(b Backend, awake bool) {
 		return d.DialContext(ctx, "unix", sock)
 	}
 	if b.AppSocket != "" || b.AppPort > 0 {
-		dial = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort, b.AppNetns).DialContext
+		nb.app = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort, b.AppNetns)
+		dial = nb.app.DialContext
 	}
 	nb.dialUp = dial
 	nb.transport = &http.Transport{
@@ -371,6 +374,17 @@ func (r *Router) Remove(inst units.Instance) {
 		b.transport.CloseIdleConnections()
 		b.pool.CloseIdle(true)
 	}
+}
+
+// AppDialer is the dialer of inst's directly run app (nil for another
+// kind, or an unknown instance): ten's readiness watch polls through it, so
+// that a wake polls the app once, not once for the router and once for
+// the watch.
+func (r *Router) AppDialer(inst units.Instance) *upstream.AppDialer {
+	if b := r.get(inst); b != nil {
+		return b.app
+	}
+	return nil
 }
 
 // SetAwake records whether the instance's service runs (from systemd).

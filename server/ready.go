@@ -103,7 +103,10 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 			s.ready.mu.Unlock()
 			cancel()
 		}()
-		d := upstream.NewAppDialer(b.Socket, b.AppSocket, b.AppPort, b.AppNetns)
+		d := s.router.AppDialer(inst)
+		if d == nil { // not routed yet (a spawn's watch)
+			d = upstream.NewAppDialer(b.Socket, b.AppSocket, b.AppPort, b.AppNetns)
+		}
 		if err := d.WaitListening(wctx, s.behindWaiter(wctx, e)); err != nil {
 			if ctx.Err() != nil || wctx.Err() == context.Canceled {
 				return // ten stops, or the service did

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,9 +29,22 @@ type AppDialer struct {
 	// netns, when set, gives the network namespace to dial tcp in (a
 	// /proc/PID/ns/net path; "" while the service runs no process).
 	netns func() string
-	// last is which address answered last (1 unix, 2 tcp), tried first.
+	// last is which address answered last (1 unix, 2 tcp), tried first,
+	// and the only one a poll tries once known: each failed dial costs a
+	// socket, a connect and a close.
 	last atomic.Int32
+	// One poll at a time (waitUp): the router's waking requests and ten's
+	// readiness watch share it. polling is closed when the poll in
+	// progress ends; hurry counts waiting requests, which keep the poll's
+	// delay short.
+	mu      sync.Mutex
+	polling chan struct{}
+	hurry   atomic.Int32
 }
+
+// hurryMax is the longest delay between two tries of a poll while a
+// request waits for the app.
+const hurryMax = 2 * time.Millisecond
 
 // NewAppDialer dials the app at sock (a unix socket path, or none) and
 // 127.0.0.1:port (port > 0), waking it by a connection to wake.
@@ -45,10 +59,15 @@ func NewAppDialer(wake, sock string, port int, netns func() string) *AppDialer {
 	return d
 }
 
-func (d *AppDialer) try(ctx context.Context) (net.Conn, error) {
+// try dials the app's addresses, the one that answered last first; with
+// onlyLast, only that one once known (a poll).
+func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 	var nd net.Dialer
 	order := [2]int32{1, 2}
-	if d.last.Load() == 2 {
+	switch last := d.last.Load(); {
+	case onlyLast && last != 0:
+		order = [2]int32{last, 0}
+	case last == 2:
 		order = [2]int32{2, 1}
 	}
 	var first error
@@ -82,7 +101,7 @@ func (d *AppDialer) try(ctx context.Context) (net.Conn, error) {
 
 // DialContext returns a connection to the app, waking it first if needed.
 func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	if c, err := d.try(ctx); err == nil {
+	if c, err := d.try(ctx, false); err == nil {
 		return c, nil
 	}
 	// Not listening. A connection to the systemd socket starts the service
@@ -92,7 +111,9 @@ func (d *AppDialer) DialContext(ctx context.Context, _, _ string) (net.Conn, err
 		return nil, err
 	}
 	// A small app listens within a few ms: poll often at first.
-	return d.poll(ctx, 200*time.Microsecond, 2*time.Millisecond, 4, nil)
+	d.hurry.Add(1)
+	defer d.hurry.Add(-1)
+	return d.waitUp(ctx, 200*time.Microsecond, hurryMax, 4, nil)
 }
 
 // Wake connects to the systemd-held socket and closes the connection: the
@@ -109,12 +130,51 @@ func (d *AppDialer) Wake(ctx context.Context) error {
 	return nil
 }
 
+// waitUp returns a connection to the app once it listens, or ctx's error.
+// One caller at a time polls (poll); the others wait for its poll to end
+// and then try once themselves, so that a wake costs one series of failed
+// dials, not one per waiting request and watch.
+func (d *AppDialer) waitUp(ctx context.Context, first, max time.Duration, grow time.Duration, each func()) (net.Conn, error) {
+	for {
+		d.mu.Lock()
+		ch := d.polling
+		if ch == nil {
+			ch = make(chan struct{})
+			d.polling = ch
+			d.mu.Unlock()
+			c, err := d.poll(ctx, first, max, grow, each)
+			d.mu.Lock()
+			d.polling = nil
+			d.mu.Unlock()
+			close(ch)
+			return c, err
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+		if each != nil {
+			each()
+		}
+		if c, err := d.try(ctx, true); err == nil {
+			return c, nil
+		}
+		// The poller gave up (its own ctx ended): poll, or wait for
+		// the next poller.
+	}
+}
+
 // poll tries the app's addresses every delay, first after first, the delay
-// growing by a 1/grow share up to max, until one accepts or ctx ends;
-// each, when set, runs before every try.
+// growing by a 1/grow share up to max (hurryMax while a request waits),
+// until one accepts or ctx ends; each, when set, runs before every try.
 func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow time.Duration, each func()) (net.Conn, error) {
 	delay := first
 	for {
+		if d.hurry.Load() > 0 && delay > hurryMax {
+			delay = hurryMax
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -125,7 +185,7 @@ func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow tim
 		if each != nil {
 			each()
 		}
-		if c, err := d.try(ctx); err == nil {
+		if c, err := d.try(ctx, true); err == nil {
 			return c, nil
 		}
 		if delay < max {
@@ -150,9 +210,9 @@ func (d *AppDialer) WaitListening(ctx context.Context, wake bool) error {
 		}
 	}
 	each()
-	c, err := d.try(ctx)
+	c, err := d.try(ctx, false)
 	if err != nil {
-		c, err = d.poll(ctx, time.Millisecond, 20*time.Millisecond, 2, each)
+		c, err = d.waitUp(ctx, time.Millisecond, 20*time.Millisecond, 2, each)
 	}
 	if err != nil {
 		return err

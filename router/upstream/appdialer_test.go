@@ -99,3 +99,58 @@ func TestAppDialerNeverListens(t *testing.T) {
 		t.Fatal("dial with no wake socket succeeded")
 	}
 }
+
+// Requests and the readiness watch waiting for one app share one poll: all
+// get the app once it listens, including a waiter whose poller gave up
+// first (its own deadline) while the app was still starting.
+func TestAppDialerSharedPoll(t *testing.T) {
+	dir := t.TempDir()
+	wakePath, appPath := filepath.Join(dir, "wake.sock"), filepath.Join(dir, "app.sock")
+	wake, err := net.Listen("unix", wakePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wake.Close()
+	d := NewAppDialer(wakePath, appPath, 0, nil)
+	// A poller that gives up early leads first.
+	short, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	errs := make(chan error, 8)
+	go func() { _, err := d.DialContext(short, "tcp", "x"); errs <- err }()
+	time.Sleep(5 * time.Millisecond)
+	ctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	for i := 0; i < 4; i++ {
+		go func() {
+			c, err := d.DialContext(ctx, "tcp", "x")
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	go func() { errs <- d.WaitListening(ctx, false) }()
+	time.Sleep(100 * time.Millisecond) // past the first poller's deadline
+	l, err := net.Listen("unix", appPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the short poller: %v, want its deadline", err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+		}
+	}
+}
