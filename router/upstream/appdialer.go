@@ -60,7 +60,8 @@ func NewAppDialer(wake, sock string, port int, netns func() string) *AppDialer {
 }
 
 // try dials the app's addresses, the one that answered last first; with
-// onlyLast, only that one once known (a poll).
+// onlyLast, only that one once known, and with raw system calls (probe): a
+// poll.
 func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 	var nd net.Dialer
 	order := [2]int32{1, 2}
@@ -75,6 +76,8 @@ func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 		var c net.Conn
 		var err error
 		switch {
+		case w == 1 && d.sock != "" && onlyLast:
+			c, err = probe("unix", d.sock)
 		case w == 1 && d.sock != "":
 			c, err = nd.DialContext(ctx, "unix", d.sock)
 		case w == 2 && d.tcp != "" && d.netns != nil:
@@ -83,6 +86,8 @@ func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 			} else {
 				err = errNoNamespace
 			}
+		case w == 2 && d.tcp != "" && onlyLast:
+			c, err = probe("tcp4", d.tcp)
 		case w == 2 && d.tcp != "":
 			c, err = nd.DialContext(ctx, "tcp", d.tcp)
 		default:
