@@ -438,7 +438,6 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.ready.mu.Lock()
 	delete(s.ready.notify, inst) // made again, it may differ
 	s.ready.mu.Unlock()
-	s.wakeOver(inst)
 	s.reg.Remove(inst)
 	s.health.Clear(inst)
 	if err := s.state.Forget(inst); err != nil {

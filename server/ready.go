@@ -27,57 +27,6 @@ type readiness struct {
 	// (NotifyAccess=all): one made by an older ten, with its own waiter,
 	// does not, and systemd would log each refused message.
 	notify map[units.Instance]bool
-	// answered holds, per instance a request is waking, a channel closed
-	// when the router got the app's first answer (Answered).
-	answered map[units.Instance]chan struct{}
-}
-
-// answerWait bounds how long a readiness watch that saw the app listen
-// holds READY=1 back while a waking request waits for the app's answer.
-const answerWait = 100 * time.Millisecond
-
-// wakingRequest notes that a request wakes inst (Waking).
-func (s *Server) wakingRequest(inst units.Instance) {
-	s.ready.mu.Lock()
-	if s.ready.answered == nil {
-		s.ready.answered = map[units.Instance]chan struct{}{}
-	}
-	if s.ready.answered[inst] == nil {
-		s.ready.answered[inst] = make(chan struct{})
-	}
-	s.ready.mu.Unlock()
-}
-
-// wakeOver ends what wakingRequest noted: the app answered, or the wake
-// failed.
-func (s *Server) wakeOver(inst units.Instance) {
-	s.ready.mu.Lock()
-	if ch := s.ready.answered[inst]; ch != nil {
-		close(ch)
-		delete(s.ready.answered, inst)
-	}
-	s.ready.mu.Unlock()
-}
-
-// afterAnswer waits, at most answerWait, until the request that wakes inst
-// (if one does) has the app's answer: READY=1 then costs systemd and ten
-// their work (the state change, its signals, the checks that follow) after
-// the wake's answer instead of during it, when the app is starting on the
-// same CPUs.
-func (s *Server) afterAnswer(ctx context.Context, inst units.Instance) {
-	s.ready.mu.Lock()
-	ch := s.ready.answered[inst]
-	s.ready.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	t := time.NewTimer(answerWait)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // takesReady reports whether inst's service takes a READY=1 from ten
@@ -175,7 +124,6 @@ func (s *Server) watchReady(ctx context.Context, e registry.Entry) {
 		if !s.takesReady(wctx, inst) {
 			return // its own waiter says READY=1
 		}
-		s.afterAnswer(wctx, inst)
 		pid, err := s.sd.MainPID(wctx, inst)
 		if err == nil {
 			err = systemd.NotifyReady(pid)

@@ -386,12 +386,10 @@ func (s *Server) Sleep(ctx context.Context, inst units.Instance) error {
 // answers a request or is restarted. ten does not stop it: connections still
 // queued on its socket would start it again at once.
 func (s *Server) WakeFailed(inst units.Instance, reason string) {
-	s.wakeOver(inst)
 	s.reg.SetWakeFailed(inst, reason)
 }
 
 // Answered implements router.Controller: a waking request got an answer.
 func (s *Server) Answered(inst units.Instance) {
-	s.wakeOver(inst)
 	s.reg.SetWakeFailed(inst, "")
 }

@@ -146,13 +146,11 @@ func (s *Server) standbyCapable(ctx context.Context, inst units.Instance) bool {
 	return ok
 }
 
-// Waking implements router.Waker: a request wakes inst (a readiness watch
-// holds READY=1 back until it has its answer: afterAnswer). If it was on
+// Waking implements router.Waker: a request wakes inst. If it was on
 // standby, ten reports its service as systemd has it again (follow then
 // sees a directly run app activating and says READY=1 once it listens);
 // the request's connection has the waiter become the app.
 func (s *Server) Waking(inst units.Instance) {
-	s.wakingRequest(inst)
 	if !s.sd.EndStandby(inst) {
 		return
 	}
