@@ -435,9 +435,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.standbyForget(inst)
-	s.ready.mu.Lock()
-	delete(s.ready.notify, inst) // made again, it may differ
-	s.ready.mu.Unlock()
+	s.ready.notify.forget(inst) // made again, it may differ
 	s.reg.Remove(inst)
 	s.health.Clear(inst)
 	if err := s.state.Forget(inst); err != nil {

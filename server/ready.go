@@ -26,30 +26,17 @@ type readiness struct {
 	// notify caches whether an instance's service takes ten's READY=1
 	// (NotifyAccess=all): one made by an older ten, with its own waiter,
 	// does not, and systemd would log each refused message.
-	notify map[units.Instance]bool
+	notify flagCache
 }
 
 // takesReady reports whether inst's service takes a READY=1 from ten
 // (NotifyAccess=all), read once per instance.
 func (s *Server) takesReady(ctx context.Context, inst units.Instance) bool {
-	s.ready.mu.Lock()
-	ok, known := s.ready.notify[inst]
-	s.ready.mu.Unlock()
-	if known {
-		return ok
-	}
-	access, err := s.sd.NotifyAccess(ctx, inst)
-	if err != nil {
-		return true // try; systemd says no at worst
-	}
-	ok = access == "all"
-	s.ready.mu.Lock()
-	if s.ready.notify == nil {
-		s.ready.notify = map[units.Instance]bool{}
-	}
-	s.ready.notify[inst] = ok
-	s.ready.mu.Unlock()
-	return ok
+	// Unread, ten tries: systemd says no at worst.
+	return s.ready.notify.get(inst, true, func() (bool, bool) {
+		access, err := s.sd.NotifyAccess(ctx, inst)
+		return access == "all", err == nil
+	})
 }
 
 // watch is one instance's wait for its app to listen.

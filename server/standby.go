@@ -31,7 +31,7 @@ type standbyPool struct {
 	order []units.Instance
 	// capable caches whether an instance's service runs the standby
 	// waiter: one made by an older ten does not, and would start its app.
-	capable map[units.Instance]bool
+	capable flagCache
 }
 
 // standbyView is c as the rest of ten sees it: an instance on standby
@@ -41,8 +41,7 @@ func (s *Server) standbyView(c systemd.Change) systemd.Change {
 		return c
 	}
 	if c.ActiveState == "failed" {
-		s.sd.EndStandby(c.Instance)
-		s.standbyDrop(c.Instance)
+		s.leaveStandby(c.Instance)
 		return c
 	}
 	if c.ActiveState != "" {
@@ -55,24 +54,14 @@ func (s *Server) standbyView(c systemd.Change) systemd.Change {
 // reports whether it did: settings.standby is not 0, the instance's service
 // runs the standby waiter, and systemd took the restart.
 func (s *Server) standbyPut(ctx context.Context, inst units.Instance) bool {
-	limit := s.cfg.Settings.StandbyCount()
-	if limit <= 0 {
+	if s.cfg.Settings.StandbyCount() <= 0 {
 		return false
 	}
 	e, ok := s.reg.Get(inst)
 	if !ok || e.Svc == nil || !units.Standby(e.Svc) || !s.standbyCapable(ctx, inst) {
 		return false
 	}
-	s.sb.mu.Lock()
-	s.sb.order = slices.DeleteFunc(s.sb.order, func(i units.Instance) bool { return i == inst })
-	var evict []units.Instance
-	for len(s.sb.order) >= limit {
-		evict = append(evict, s.sb.order[0])
-		s.sb.order = s.sb.order[1:]
-	}
-	s.sb.order = append(s.sb.order, inst)
-	s.sb.mu.Unlock()
-	for _, ev := range evict {
+	for _, ev := range s.standbyJoin(inst) {
 		s.standbyEvict(ctx, ev)
 	}
 	if err := s.sd.SetStandby(ctx, inst); err != nil {
@@ -104,6 +93,20 @@ func (s *Server) standbyEvict(ctx context.Context, inst units.Instance) {
 	}
 }
 
+// standbyJoin puts inst last in the pool's order and returns the
+// instances the pool's bound (settings.standby) pushes out, oldest first.
+func (s *Server) standbyJoin(inst units.Instance) (evict []units.Instance) {
+	limit := s.cfg.Settings.StandbyCount()
+	s.sb.mu.Lock()
+	defer s.sb.mu.Unlock()
+	s.sb.order = append(slices.DeleteFunc(s.sb.order, func(i units.Instance) bool { return i == inst }), inst)
+	for len(s.sb.order) > limit {
+		evict = append(evict, s.sb.order[0])
+		s.sb.order = s.sb.order[1:]
+	}
+	return evict
+}
+
 // standbyDrop takes inst out of the pool's order.
 func (s *Server) standbyDrop(inst units.Instance) {
 	s.sb.mu.Lock()
@@ -111,39 +114,33 @@ func (s *Server) standbyDrop(inst units.Instance) {
 	s.sb.mu.Unlock()
 }
 
+// leaveStandby takes inst off standby (the Manager reports its true state
+// again) and out of the pool's order; it reports whether it was on standby.
+func (s *Server) leaveStandby(inst units.Instance) bool {
+	was := s.sd.EndStandby(inst)
+	s.standbyDrop(inst)
+	return was
+}
+
 // standbyForget ends inst's standby and forgets what the pool knew of it
 // (the instance is removed, or restarted by hand).
 func (s *Server) standbyForget(inst units.Instance) {
-	s.sd.EndStandby(inst)
-	s.standbyDrop(inst)
-	s.sb.mu.Lock()
-	delete(s.sb.capable, inst)
-	s.sb.mu.Unlock()
+	s.leaveStandby(inst)
+	s.sb.capable.forget(inst)
 }
 
 // standbyCapable reports whether inst's service runs the standby waiter
 // (its ExecStart, read once).
 func (s *Server) standbyCapable(ctx context.Context, inst units.Instance) bool {
-	s.sb.mu.Lock()
-	ok, known := s.sb.capable[inst]
-	s.sb.mu.Unlock()
-	if known {
-		return ok
-	}
-	argv, err := s.sd.ExecStartArgv(ctx, inst)
-	if err != nil {
-		// Not made yet (a spawn's readiness watch asks first), or gone.
-		s.log.Debug("standby: read ExecStart", "instance", inst.String(), "err", err)
-		return false
-	}
-	ok = len(argv) > 1 && slices.Contains(shim.StandbyVerbs, argv[1])
-	s.sb.mu.Lock()
-	if s.sb.capable == nil {
-		s.sb.capable = map[units.Instance]bool{}
-	}
-	s.sb.capable[inst] = ok
-	s.sb.mu.Unlock()
-	return ok
+	return s.sb.capable.get(inst, false, func() (bool, bool) {
+		argv, err := s.sd.ExecStartArgv(ctx, inst)
+		if err != nil {
+			// Not made yet (a spawn's readiness watch asks first), or gone.
+			s.log.Debug("standby: read ExecStart", "instance", inst.String(), "err", err)
+			return false, false
+		}
+		return shim.IsStandby(argv), true
+	})
 }
 
 // Waking implements router.Waker: a request wakes inst. If it was on
@@ -151,10 +148,9 @@ func (s *Server) standbyCapable(ctx context.Context, inst units.Instance) bool {
 // sees a directly run app activating and says READY=1 once it listens);
 // the request's connection has the waiter become the app.
 func (s *Server) Waking(inst units.Instance) {
-	if !s.sd.EndStandby(inst) {
+	if !s.leaveStandby(inst) {
 		return
 	}
-	s.standbyDrop(inst)
 	st, ok := s.sd.TrueState(inst)
 	if !ok {
 		return
@@ -183,21 +179,11 @@ func (s *Server) adoptStandby(ctx context.Context, e registry.Entry, state strin
 	if err != nil {
 		return false
 	}
-	argv := strings.Split(string(cmdline), "\x00")
-	if len(argv) < 2 || !slices.Contains(shim.StandbyVerbs, argv[1]) {
+	if !shim.IsStandby(strings.Split(string(cmdline), "\x00")) {
 		return false
 	}
 	s.sd.AdoptStandby(e.Inst)
-	limit := s.cfg.Settings.StandbyCount()
-	s.sb.mu.Lock()
-	s.sb.order = append(s.sb.order, e.Inst)
-	var evict []units.Instance
-	for len(s.sb.order) > limit {
-		evict = append(evict, s.sb.order[0])
-		s.sb.order = s.sb.order[1:]
-	}
-	s.sb.mu.Unlock()
-	for _, ev := range evict {
+	for _, ev := range s.standbyJoin(e.Inst) {
 		go s.standbyEvict(context.WithoutCancel(ctx), ev)
 	}
 	return true

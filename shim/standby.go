@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -17,6 +18,11 @@ import (
 // (`ten-shim standby`, `ten shim-standby`): ten tells a service that stands
 // by from one whose app runs by its main process's command line.
 var StandbyVerbs = []string{"standby", "shim-standby"}
+
+// IsStandby reports whether argv is a standby waiter's command line.
+func IsStandby(argv []string) bool {
+	return len(argv) > 1 && slices.Contains(StandbyVerbs, argv[1])
+}
 
 // StandbyOptions is what Standby needs besides Options.
 type StandbyOptions struct {

@@ -36,12 +36,7 @@ func (s *standbySet) has(inst units.Instance) bool {
 // units.Standby). The start job is not waited for: a Type=notify service
 // stays activating while it stands by.
 func (m *Manager) SetStandby(ctx context.Context, inst units.Instance) error {
-	m.standby.mu.Lock()
-	if m.standby.m == nil {
-		m.standby.m = map[units.Instance]struct{}{}
-	}
-	m.standby.m[inst] = struct{}{}
-	m.standby.mu.Unlock()
+	m.AdoptStandby(inst)
 	if err := m.Sleep(ctx, inst); err != nil {
 		m.EndStandby(inst)
 		return fmt.Errorf("standby: %w", err)
@@ -77,13 +72,6 @@ func (m *Manager) EndStandby(inst units.Instance) bool {
 
 // InStandby reports whether the instance is on standby (SetStandby).
 func (m *Manager) InStandby(inst units.Instance) bool { return m.standby.has(inst) }
-
-// StandbyCount is how many instances are on standby.
-func (m *Manager) StandbyCount() int {
-	m.standby.mu.Lock()
-	defer m.standby.mu.Unlock()
-	return len(m.standby.m)
-}
 
 // standbyView is st as ten reports it for inst's service: asleep while it
 // stands by, unless it failed.
