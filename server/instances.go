@@ -376,6 +376,9 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	s.reg.Add(in)
 	s.kern.Up(ctx, inst)
 	s.router.Put(b, start)
+	if start {
+		s.kickWaiter(ctx, in)
+	}
 	return false, nil
 }
 
@@ -459,7 +462,13 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 	s.health.Clear(inst)
 	s.frz.ThawForStop(ctx, inst)
 	s.standbyForget(inst) // restarted to run, not to stand by
-	return s.sd.Restart(ctx, inst)
+	if err := s.sd.Restart(ctx, inst); err != nil {
+		return err
+	}
+	if e, ok := s.reg.Get(inst); ok {
+		s.kickWaiter(ctx, e)
+	}
+	return nil
 }
 
 // SetWeight changes the instance's routing weight (in a fleet, wherever

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -187,4 +188,23 @@ func (s *Server) adoptStandby(ctx context.Context, e registry.Entry, state strin
 		go s.standbyEvict(context.WithoutCancel(ctx), ev)
 	}
 	return true
+}
+
+// kickWaiter makes a socket-activated app whose service runs the standby
+// waiter start now. A start by spawn or restart means "run": the waiter
+// would otherwise wait for the first client, and ps would say running
+// while only the waiter does. What it waits for is a connection on the
+// instance's systemd socket; this one is closed at once (the app accepts
+// it and reads its end). A directly run app gets the same from its
+// readiness watch (WaitListening's wake).
+func (s *Server) kickWaiter(ctx context.Context, e registry.Entry) {
+	if e.Svc == nil || units.AppListens(e.Svc) || !s.behindWaiter(ctx, e) {
+		return
+	}
+	c, err := net.DialTimeout("unix", s.backend(e).Socket, time.Second)
+	if err != nil {
+		s.log.Warn("start the app behind its standby waiter", "instance", e.Inst.String(), "err", err)
+		return
+	}
+	c.Close()
 }

@@ -51,11 +51,13 @@ func TestStandby(t *testing.T) {
 [service.port]
 command = "ECHO --mode port"
 idle_timeout = 1
+start = "eager"
 
 [service.act]
 command = "ECHO --mode activation"
 activation = "socket"
 idle_timeout = 1
+start = "eager"
 `)
 	type app struct{ inst, unit, standbyState string }
 	port := app{"port:a", "tenement-port@a.service", "activating"}
@@ -97,7 +99,23 @@ idle_timeout = 1
 		}
 	}
 
+	// runsApp: the app itself runs, with no request sent (a spawn or a
+	// restart means run; the waiter must not hold it for a first client).
+	runsApp := func(a app, when string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		pid := mainPID(t, a.inst)
+		for comm(pid) != "echoapp" && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			pid = mainPID(t, a.inst)
+		}
+		if c := comm(pid); c != "echoapp" {
+			t.Errorf("%s %s: main process %d is %q, want the app running without a request\n%s", a.inst, when, pid, c, journal(t, a.unit))
+		}
+	}
+
 	s.mustTen("spawn", port.inst)
+	runsApp(port, "spawned")
 	s.mustGet(host(port), "/")
 	// Two rounds: the second wake is from a standby that followed a wake
 	// from standby (the wake connections were flushed, not left queued).
@@ -109,6 +127,7 @@ idle_timeout = 1
 
 	// act goes to sleep: the pool holds one, so port leaves it (stopped).
 	s.mustTen("spawn", act.inst)
+	runsApp(act, "spawned")
 	s.mustGet(host(act), "/")
 	waiter := onStandby(act)
 	waitUnit(t, port.unit, "ActiveState", "inactive", 10*time.Second)
@@ -116,6 +135,8 @@ idle_timeout = 1
 		t.Errorf("%s out of the pool: ten ps says %q", port.inst, st)
 	}
 	woken(act, waiter)
+	s.mustTen("restart", act.inst)
+	runsApp(act, "restarted")
 	// And the stopped one still wakes, the ordinary way.
 	s.mustGet(host(port), "/")
 	waitUnit(t, port.unit, "ActiveState", "active", 10*time.Second)
