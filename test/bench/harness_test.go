@@ -386,17 +386,14 @@ func procRSS(pid int) (int64, error) {
 
 // procCPU is a process's user+system CPU time so far.
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz, nil
+	cpu, _, err := procStat(pid)
+	return cpu, err
+}
+
+// cpu is ten's CPU time so far (0 once it has exited).
+func (s *tenServer) cpu() time.Duration {
+	c, _ := procCPU(s.cmd.Process.Pid)
+	return c
 }
 
 // direct runs a command as a plain child process (no systemd, no ten): the

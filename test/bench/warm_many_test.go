@@ -20,10 +20,14 @@ import (
 //	ten-1    ten, every request for the same instance (the single-instance
 //	         figure, with the same wrk script)
 //	ten-200  ten, each request for one of the 200 instances at random
+//	nginx-1  the same nginx, every request for the same instance
 //	nginx-200 nginx with the same 200 upstreams (map $host → upstream,
 //	         keepalive 16 each), requests spread the same way
 //
-// at 16 and 64 connections, rounds interleaved and shuffled.
+// at 16 and 64 connections, rounds interleaved and shuffled. nginx-200 /
+// nginx-1 is what spreading the load over 200 app processes costs the
+// machine with no ten at all; the proxies' CPU per request is measured
+// beside their requests/s.
 func BenchmarkWarmMany(b *testing.B) {
 	if !once(b) {
 		return
@@ -57,7 +61,7 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 	for _, id := range ids {
 		waitAnswer(b, ten.addr, host("web:"+id), 30*time.Second)
 	}
-	nginxAddr := startNginxMany(b, ids)
+	nginxAddr, nginxGroup := startNginxMany(b, ids)
 	waitAnswer(b, nginxAddr, host("web:i0"), 10*time.Second)
 
 	one := []string{host("web:i0")}
@@ -65,10 +69,12 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 	for _, id := range ids {
 		all = append(all, host("web:"+id))
 	}
+	nginxCPU := func() time.Duration { return groupCPU(nginxGroup) }
 	targets := []struct {
 		name, addr string
 		hosts      []string
-	}{{"ten-1", ten.addr, one}, {"ten-200", ten.addr, all}, {"nginx-200", nginxAddr, all}}
+		cpu        func() time.Duration
+	}{{"ten-1", ten.addr, one, ten.cpu}, {"ten-200", ten.addr, all, ten.cpu}, {"nginx-1", nginxAddr, one, nginxCPU}, {"nginx-200", nginxAddr, all, nginxCPU}}
 	conns := []int{16, 64}
 	res := map[string][]wrkReport{}
 	key := func(t string, c int) string { return fmt.Sprintf("%s/%d", t, c) }
@@ -80,7 +86,7 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 		for _, c := range conns {
 			for _, i := range rng.Perm(len(targets)) {
 				t := targets[i]
-				res[key(t.name, c)] = append(res[key(t.name, c)], wrkHosts(b, "http://"+t.addr+"/", t.hosts, c, dur))
+				res[key(t.name, c)] = append(res[key(t.name, c)], withCPU(t.cpu, func() wrkReport { return wrkHosts(b, "http://"+t.addr+"/", t.hosts, c, dur) }))
 			}
 		}
 	}
@@ -113,13 +119,20 @@ web = ["`+strings.Join(ids, `", "`)+`"]
 				p99: fmtDur(us(med(t.name, func(r wrkReport) float64 { return r.P99US }))),
 				max: fmtDur(us(med(t.name, func(r wrkReport) float64 { return r.MaxUS }))),
 			}
-			rw.note = fmt.Sprintf("req/s %s (runs %s–%s)", fmtNum(medianF(rs)), fmtNum(slices.Min(rs)), fmtNum(slices.Max(rs)))
+			cpuReq := func(r wrkReport) float64 { return r.CPUPerReqUS }
+			rw.note = fmt.Sprintf("req/s %s (runs %s–%s); CPU/req %s", fmtNum(medianF(rs)), fmtNum(slices.Min(rs)), fmtNum(slices.Max(rs)), fmtDur(us(med(t.name, cpuReq))))
 			if errs > 0 {
 				rw.note += fmt.Sprintf("; %d errors", errs)
 			}
-			if t.name == "ten-200" {
-				rw.ratio = fmt.Sprintf("req/s %s, %s; p99 %s", ratio(med("ten-200", rps), med("ten-1", rps), "ten-1"), ratio(med("ten-200", rps), med("nginx-200", rps), "nginx-200"),
-					ratio(med("ten-200", func(r wrkReport) float64 { return r.P99US }), med("nginx-200", func(r wrkReport) float64 { return r.P99US }), "nginx-200"))
+			switch t.name {
+			case "ten-200":
+				rw.ratio = fmt.Sprintf("req/s %s, %s; p99 %s; CPU/req %s", ratio(med("ten-200", rps), med("ten-1", rps), "ten-1"), ratio(med("ten-200", rps), med("nginx-200", rps), "nginx-200"),
+					ratio(med("ten-200", func(r wrkReport) float64 { return r.P99US }), med("nginx-200", func(r wrkReport) float64 { return r.P99US }), "nginx-200"),
+					ratio(med("ten-200", cpuReq), med("nginx-200", cpuReq), "nginx-200"))
+			case "ten-1":
+				rw.ratio = fmt.Sprintf("req/s %s; CPU/req %s", ratio(med("ten-1", rps), med("nginx-1", rps), "nginx-1"), ratio(med("ten-1", cpuReq), med("nginx-1", cpuReq), "nginx-1"))
+			case "nginx-200":
+				rw.ratio = fmt.Sprintf("req/s %s", ratio(med("nginx-200", rps), med("nginx-1", rps), "nginx-1"))
 			}
 			addRow(rw)
 			b.ReportMetric(med(t.name, rps), fmt.Sprintf("%s-c%d-req/s", t.name, c))
@@ -162,13 +175,14 @@ request = function() return reqs[math.random(#reqs)] end
 	return wrkReport{}
 }
 
-// startNginxMany runs nginx with one upstream per instance, chosen by Host.
-func startNginxMany(b *testing.B, ids []string) string {
+// startNginxMany runs nginx with one upstream per instance, chosen by
+// Host; it returns nginx's address and process group.
+func startNginxMany(b *testing.B, ids []string) (addr string, pgrp int) {
 	dir := b.TempDir()
 	for _, d := range []string{"logs", "tmp"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	addr = fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	var ups, m strings.Builder
 	for _, id := range ids {
 		fmt.Fprintf(&ups, "\tupstream u_%s { server unix:/run/tenement/web/%s.sock; keepalive 16; }\n", id, id)
@@ -209,5 +223,5 @@ http {
 	}
 	nx := startDirect(b, nil, "nginx", "-p", dir, "-c", path, "-e", filepath.Join(dir, "logs", "error.log"), "-g", "daemon off;")
 	b.Cleanup(nx.stop)
-	return addr
+	return addr, nx.cmd.Process.Pid
 }

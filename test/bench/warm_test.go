@@ -61,10 +61,18 @@ web = ["a"]
 	directAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	waitAnswer(b, directAddr, "localhost", 10*time.Second)
 
-	nginxAddr := startNginx(b, sock)
+	nginxAddr, nginxGroup := startNginx(b, sock)
 	waitAnswer(b, nginxAddr, host(inst), 10*time.Second)
 
-	targets := []struct{ name, addr string }{{"direct", directAddr}, {"ten", ten.addr}, {"nginx", nginxAddr}}
+	// cpu measures each proxy's CPU during a run (none for direct).
+	targets := []struct {
+		name, addr string
+		cpu        func() time.Duration
+	}{
+		{"direct", directAddr, nil},
+		{"ten", ten.addr, ten.cpu},
+		{"nginx", nginxAddr, func() time.Duration { return groupCPU(nginxGroup) }},
+	}
 	conns := []int{1, 16, 64}
 	res := map[string][]wrkReport{}
 	key := func(t string, c int) string { return fmt.Sprintf("%s/%d", t, c) }
@@ -77,7 +85,12 @@ web = ["a"]
 		for _, c := range conns {
 			for _, i := range rng.Perm(len(targets)) {
 				t := targets[i]
-				res[key(t.name, c)] = append(res[key(t.name, c)], wrk(b, "http://"+t.addr+"/", host(inst), c, dur))
+				load := func() wrkReport { return wrk(b, "http://"+t.addr+"/", host(inst), c, dur) }
+				if t.cpu != nil {
+					res[key(t.name, c)] = append(res[key(t.name, c)], withCPU(t.cpu, load))
+				} else {
+					res[key(t.name, c)] = append(res[key(t.name, c)], load())
+				}
 			}
 		}
 	}
@@ -114,12 +127,17 @@ web = ["a"]
 				max: fmtDur(us(med(t.name, func(r wrkReport) float64 { return r.MaxUS }))),
 			}
 			row.note = fmt.Sprintf("req/s %s (runs %s–%s)", fmtNum(medianF(rs)), fmtNum(slices.Min(rs)), fmtNum(slices.Max(rs)))
+			cpuReq := func(r wrkReport) float64 { return r.CPUPerReqUS }
+			if t.cpu != nil {
+				row.note += fmt.Sprintf("; CPU/req %s", fmtDur(us(med(t.name, cpuReq))))
+			}
 			if errs > 0 {
 				row.note += fmt.Sprintf("; %d errors", errs)
 			}
 			if t.name == "ten" {
-				row.ratio = fmt.Sprintf("req/s %s, %s; p50 %s", ratio(med("ten", rps), med("direct", rps), "direct"), ratio(med("ten", rps), med("nginx", rps), "nginx"),
-					ratio(med("ten", func(r wrkReport) float64 { return r.P50US }), med("nginx", func(r wrkReport) float64 { return r.P50US }), "nginx"))
+				row.ratio = fmt.Sprintf("req/s %s, %s; p50 %s; CPU/req %s", ratio(med("ten", rps), med("direct", rps), "direct"), ratio(med("ten", rps), med("nginx", rps), "nginx"),
+					ratio(med("ten", func(r wrkReport) float64 { return r.P50US }), med("nginx", func(r wrkReport) float64 { return r.P50US }), "nginx"),
+					ratio(med("ten", cpuReq), med("nginx", cpuReq), "nginx"))
 			}
 			if t.name == "nginx" {
 				row.ratio = fmt.Sprintf("req/s %s", ratio(med("nginx", rps), med("direct", rps), "direct"))
@@ -131,13 +149,14 @@ web = ["a"]
 }
 
 // startNginx runs Debian's nginx in the foreground from a config in a temp
-// dir, proxying to the unix socket, and returns its address.
-func startNginx(b *testing.B, sock string) string {
+// dir, proxying to the unix socket, and returns its address and process
+// group (master and workers).
+func startNginx(b *testing.B, sock string) (addr string, pgrp int) {
 	dir := b.TempDir()
 	for _, d := range []string{"logs", "tmp"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	addr = fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	conf := fmt.Sprintf(`
 user root;
 worker_processes auto;
@@ -173,7 +192,7 @@ http {
 	}
 	n := startDirect(b, nil, "nginx", "-p", dir, "-c", path, "-e", filepath.Join(dir, "logs", "error.log"), "-g", "daemon off;")
 	b.Cleanup(n.stop)
-	return addr
+	return addr, n.cmd.Process.Pid
 }
 
 // cpuProfile takes a CPU profile of ten (TEN_BENCH_PPROF=file: where to

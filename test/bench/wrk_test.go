@@ -24,6 +24,9 @@ type wrkReport struct {
 	P50US      float64 `json:"p50"`
 	P99US      float64 `json:"p99"`
 	MaxUS      float64 `json:"max"`
+	// CPUPerReqUS is the proxy's CPU per request served (withCPU), 0
+	// when not measured.
+	CPUPerReqUS float64 `json:"-"`
 }
 
 func (r wrkReport) rps() float64 { return float64(r.Requests) / (float64(r.DurationUS) / 1e6) }
