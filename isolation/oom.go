@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"golang.org/x/sys/unix"
@@ -46,25 +47,47 @@ func RunscPath() string {
 // must watch as it happens: systemd makes a new cgroup for every start (an
 // automatic restart too) and resets ExecMainStatus and Result when the
 // service starts again, so nothing is left to read afterwards.
+//
+// An OOM event and the exit it caused reach ten on two paths (the cgroup's
+// eventfd, systemd's signal) in either order: an OOM seen first waits for
+// its exit (pending); a SIGKILL exit seen first is told again as "oom-kill"
+// when the OOM turns up within oomMatchWindow.
 type OOM struct {
 	log      *slog.Logger
 	mu       sync.Mutex
 	kills    map[units.Instance]uint64
-	pending  map[units.Instance]bool   // an OOM kill not yet matched to an exit
-	watching map[units.Instance]*watch // the cgroup watched for OOM events
-	last     map[units.Instance]string // last crash, as LastExit says it
-	lastAt   map[units.Instance]uint64 // its ExecMainExitTimestampMonotonic
+	pending  map[units.Instance]bool      // an OOM kill not yet matched to an exit
+	watching map[units.Instance]*watch    // the cgroup watched for OOM events (the newest)
+	lives    map[units.Instance]*life     // ends with Forget: every watch of the instance
+	last     map[units.Instance]string    // last crash, as LastExit says it
+	lastAt   map[units.Instance]uint64    // its ExecMainExitTimestampMonotonic
+	killed   map[units.Instance]time.Time // a SIGKILL exit no OOM explained yet
 }
+
+// oomMatchWindow is how long after a SIGKILL exit an OOM event of the
+// instance still explains it.
+const oomMatchWindow = 10 * time.Second
+
+// oomSettle is how long a watch waits, once its cgroup is gone, for the one
+// event the kernel adds when it removes a cgroup (see oomCount).
+const oomSettle = 2 * time.Second
 
 type watch struct {
 	cgroup string
+	ino    uint64 // the cgroup directory's inode: a restart makes a new one at the same path
+}
+
+// life is an instance's time in the book, from its first watch to Forget.
+type life struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
 // NewOOM returns an empty book.
 func NewOOM(log *slog.Logger) *OOM {
 	return &OOM{log: log, kills: map[units.Instance]uint64{}, pending: map[units.Instance]bool{},
-		watching: map[units.Instance]*watch{}, last: map[units.Instance]string{}, lastAt: map[units.Instance]uint64{}}
+		watching: map[units.Instance]*watch{}, lives: map[units.Instance]*life{},
+		last: map[units.Instance]string{}, lastAt: map[units.Instance]uint64{}, killed: map[units.Instance]time.Time{}}
 }
 
 // Get returns inst's OOM kills and how its app last ended.
@@ -75,58 +98,104 @@ func (b *OOM) Get(inst units.Instance) (kills uint64, last string) {
 }
 
 // Forget drops what the book holds of inst (it was removed) and ends its
-// watch.
+// watches.
 func (b *OOM) Forget(inst units.Instance) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if w := b.watching[inst]; w != nil {
-		w.cancel()
+	if l := b.lives[inst]; l != nil {
+		l.cancel()
 	}
+	delete(b.lives, inst)
 	delete(b.kills, inst)
 	delete(b.pending, inst)
 	delete(b.last, inst)
 	delete(b.lastAt, inst)
+	delete(b.killed, inst)
 	delete(b.watching, inst)
 }
 
 // Watch follows the OOM events of inst's memory cgroup (cgroup v1:
 // cgroup.event_control + eventfd on memory.oom_control) until the cgroup
-// goes away, ctx ends or Forget; a watch of another cgroup of inst ends. On
-// cgroup v2 systemd reports OOM kills itself (Result oom-kill) and Watch
-// does nothing. It returns at once.
+// goes away, ctx ends or Forget. The eventfd is registered before Watch
+// returns; the events are read in a goroutine of their own. A watch of a
+// cgroup that went away finishes on its own, beside the watch of its
+// successor at the same path. On cgroup v2 systemd reports OOM kills itself
+// (Result oom-kill) and Watch does nothing.
 func (b *OOM) Watch(ctx context.Context, inst units.Instance, cgroup string) {
+	dir := filepath.Join("/sys/fs/cgroup/memory", cgroup)
 	b.mu.Lock()
-	if w := b.watching[inst]; w != nil {
-		if w.cgroup == cgroup {
-			b.mu.Unlock()
-			return
-		}
-		w.cancel()
+	if w := b.watching[inst]; w != nil && w.cgroup == cgroup && w.ino == dirInode(dir) {
+		b.mu.Unlock()
+		return
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{cgroup: cgroup, cancel: cancel}
+	b.mu.Unlock()
+	ev, err := registerOOM(dir)
+	if err != nil {
+		b.log.Debug("oom watch", "instance", inst.String(), "err", err)
+		return
+	}
+	if ev == nil {
+		return // nothing to watch: cgroup v2, or no memory controller
+	}
+	b.mu.Lock()
+	if w := b.watching[inst]; w != nil && w.ino == ev.ino {
+		b.mu.Unlock() // another call registered on this cgroup meanwhile
+		ev.close()
+		return
+	}
+	l := b.lives[inst]
+	if l == nil {
+		l = &life{}
+		l.ctx, l.cancel = context.WithCancel(ctx)
+		b.lives[inst] = l
+	}
+	w := &watch{cgroup: cgroup, ino: ev.ino}
 	b.watching[inst] = w
 	b.mu.Unlock()
 	go func() {
 		defer func() {
-			cancel()
 			b.mu.Lock()
 			if b.watching[inst] == w {
 				delete(b.watching, inst)
 			}
 			b.mu.Unlock()
 		}()
-		err := watchCgroup(ctx, filepath.Join("/sys/fs/cgroup/memory", cgroup), func() {
-			b.mu.Lock()
-			b.kills[inst]++
-			b.pending[inst] = true
-			b.mu.Unlock()
-			b.log.Warn("instance hit memory_limit_mb: the kernel's OOM killer ran in its cgroup", "instance", inst.String(), "cgroup", cgroup)
-		})
-		if err != nil {
+		if err := ev.follow(l.ctx, oomSettle, func() { b.oomEvent(l, inst, cgroup) }); err != nil {
 			b.log.Debug("oom watch", "instance", inst.String(), "err", err)
 		}
 	}()
+}
+
+// oomEvent counts one OOM kill in inst's cgroup and matches it to its exit.
+func (b *OOM) oomEvent(l *life, inst units.Instance, cgroup string) {
+	b.log.Warn("instance hit memory_limit_mb: the kernel's OOM killer ran in its cgroup", "instance", inst.String(), "cgroup", cgroup)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lives[inst] != l {
+		return // forgotten: the instance was removed
+	}
+	b.kills[inst]++
+	if at, ok := b.killed[inst]; ok && time.Since(at) < oomMatchWindow {
+		// The exit came first: it was this OOM kill.
+		delete(b.killed, inst)
+		b.last[inst] = "oom-kill"
+		b.oomExit(inst)
+		b.log.Warn("instance app ended", "instance", inst.String(), "exit", "oom-kill", "result", "signal")
+		return
+	}
+	b.pending[inst] = true
+}
+
+// oomExit tells inst's own journal that its app was OOM-killed. Called with
+// b.mu held.
+func (b *OOM) oomExit(inst units.Instance) {
+	// In the instance's own journal (journalctl -u shows entries that root
+	// logs with OBJECT_SYSTEMD_UNIT), where systemd's own line on cgroup v1
+	// says only "killed, status=9/KILL".
+	msg := fmt.Sprintf("%s: the app was killed by the kernel's OOM killer at memory_limit_mb (MemoryMax); systemd restarts it (Restart=)", inst.ServiceUnit())
+	if err := journal.Send(msg, journal.PriWarning, map[string]string{"OBJECT_SYSTEMD_UNIT": inst.ServiceUnit(), "TEN_INSTANCE": inst.String(), "TEN_EVENT": "oom-kill"}); err != nil {
+		b.log.Debug("journal", "err", err)
+	}
 }
 
 // Watching reports the cgroup watched for inst ("" when none).
@@ -156,22 +225,25 @@ func (b *OOM) Exit(inst units.Instance, e systemd.Exit) {
 	b.lastAt[inst] = e.At
 	oom := b.pending[inst]
 	delete(b.pending, inst)
+	delete(b.killed, inst)
 	if e.Result == "oom-kill" && !oom {
 		b.kills[inst]++ // cgroup v2: systemd saw it in memory.events
 	}
 	if oom {
-		// In the instance's own journal (journalctl -u shows entries that
-		// root logs with OBJECT_SYSTEMD_UNIT), where systemd's own line
-		// on cgroup v1 says only "killed, status=9/KILL".
-		msg := fmt.Sprintf("%s: the app was killed by the kernel's OOM killer at memory_limit_mb (MemoryMax); systemd restarts it (Restart=)", inst.ServiceUnit())
-		if err := journal.Send(msg, journal.PriWarning, map[string]string{"OBJECT_SYSTEMD_UNIT": inst.ServiceUnit(), "TEN_INSTANCE": inst.String(), "TEN_EVENT": "oom-kill"}); err != nil {
-			b.log.Debug("journal", "err", err)
-		}
+		b.oomExit(inst)
+	} else if killedBy(e) && e.Result != "oom-kill" {
+		b.killed[inst] = time.Now() // an OOM event read late may still explain it
 	}
 	if d := LastExit(e.Result, e, oom); d != "" {
 		b.last[inst] = d
 		b.log.Warn("instance app ended", "instance", inst.String(), "exit", d, "result", e.Result)
 	}
+}
+
+// killedBy reports whether e is a SIGKILL of the main process, or the
+// shim's exit 137 for its app's.
+func killedBy(e systemd.Exit) bool {
+	return (e.Code == 2 || e.Code == 3) && e.Status == int32(syscall.SIGKILL) || e.Code == 1 && e.Status == 128+int32(syscall.SIGKILL)
 }
 
 // LastExit describes how the app ended: "oom-kill" when the kernel's OOM
@@ -182,8 +254,7 @@ func LastExit(result string, e systemd.Exit, oom bool) string {
 	if result == "oom-kill" {
 		return "oom-kill"
 	}
-	killed := (e.Code == 2 || e.Code == 3) && e.Status == int32(syscall.SIGKILL) || e.Code == 1 && e.Status == 128+int32(syscall.SIGKILL)
-	if killed && oom {
+	if killedBy(e) && oom {
 		return "oom-kill"
 	}
 	switch e.Code {
@@ -198,4 +269,32 @@ func LastExit(result string, e systemd.Exit, oom bool) string {
 		return result
 	}
 	return ""
+}
+
+// oomCount tells the OOM events in the counts read from a cgroup's
+// oom_control eventfd. While the cgroup is there every event is an OOM
+// event. Once it is gone, the counts read hold exactly one more event than
+// OOM kills (the kernel adds one when it removes the cgroup, and only after
+// its directory is gone), in whatever order they were read: the last one is
+// held back.
+type oomCount struct {
+	gone    bool
+	unsure  uint64 // events read once the cgroup was gone
+	emitted uint64 // of those, told as OOM kills
+}
+
+// read takes a count n read from the eventfd (present: the cgroup was still
+// there after the read) and returns how many new OOM kills it tells.
+func (c *oomCount) read(n uint64, present bool) uint64 {
+	if present && !c.gone {
+		return n
+	}
+	c.gone = true
+	c.unsure += n
+	if c.unsure == 0 || c.unsure-1 <= c.emitted {
+		return 0
+	}
+	d := c.unsure - 1 - c.emitted
+	c.emitted += d
+	return d
 }

@@ -2,50 +2,81 @@ package isolation
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// watchCgroup registers an eventfd on dir's memory.oom_control and calls
-// onEvent for each OOM event, until the cgroup goes away or ctx ends. A
-// cgroup without memory.oom_control (cgroup v2, no memory controller) is no
-// error: there is nothing to watch.
-func watchCgroup(ctx context.Context, dir string, onEvent func()) error {
+// oomEvents is an eventfd registered on one memory cgroup's
+// memory.oom_control (cgroup v1): the kernel adds one to it for each OOM
+// event in the cgroup, and once more when the cgroup is removed.
+type oomEvents struct {
+	dir string
+	ino uint64 // dir's inode when registered: a restart makes a new cgroup at the same path
+	efd int
+}
+
+// registerOOM registers an eventfd on dir's memory.oom_control. A cgroup
+// without one (cgroup v2, no memory controller, already gone) is no error:
+// there is nothing to watch, and it returns nil.
+func registerOOM(dir string) (*oomEvents, error) {
+	ino := dirInode(dir)
+	if ino == 0 {
+		return nil, nil
+	}
 	ctl, err := os.Open(filepath.Join(dir, "memory.oom_control"))
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	defer ctl.Close()
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return fmt.Errorf("eventfd: %w", err)
+		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	defer unix.Close(efd)
 	reg := fmt.Sprintf("%d %d", efd, ctl.Fd())
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(reg), 0); err != nil {
-		return fmt.Errorf("register on %s: %w", dir, err)
+		unix.Close(efd)
+		return nil, fmt.Errorf("register on %s: %w", dir, err)
 	}
-	ino := dirInode(dir)
-	return waitEvents(ctx, efd, func() bool {
-		// The eventfd also fires when the cgroup is removed, and by then a
-		// new cgroup of the restarted service may sit at the same path:
-		// count only events of the cgroup this watch registered on.
-		if ino == 0 || dirInode(dir) != ino {
-			return false
+	if dirInode(dir) != ino {
+		unix.Close(efd)
+		return nil, fmt.Errorf("%s was replaced while registering its OOM watch", dir)
+	}
+	return &oomEvents{dir: dir, ino: ino, efd: efd}, nil
+}
+
+// close releases the eventfd (the kernel drops the registration with it).
+func (e *oomEvents) close() { unix.Close(e.efd) }
+
+// follow calls onOOM for each OOM event of the cgroup until it is gone (and
+// settle has passed without another event) or ctx ends, then closes e. The
+// reads may come late (a busy machine, a goroutine not yet scheduled): an
+// OOM kill and the cgroup's removal read together still count one OOM.
+func (e *oomEvents) follow(ctx context.Context, settle time.Duration, onOOM func()) error {
+	defer e.close()
+	var c oomCount
+	return waitEvents(ctx, e.efd, func(n uint64) time.Duration {
+		for i := c.read(n, dirInode(e.dir) == e.ino); i > 0; i-- {
+			onOOM()
 		}
-		onEvent()
-		return true
+		if c.gone {
+			return settle
+		}
+		return -1
 	})
 }
 
-// waitEvents calls onEvent for each event on the (non-blocking) eventfd
-// efd until onEvent returns false or ctx ends: it polls efd together with a
-// second eventfd that ctx's end writes to, so no read blocks past ctx.
-func waitEvents(ctx context.Context, efd int, onEvent func() bool) error {
+// waitEvents reads the (non-blocking) eventfd efd each time it holds a
+// count and passes the count to onCount, which says how long to wait for
+// the next one (< 0: for ever). It returns when that wait passes with no
+// event or when ctx ends: it polls efd together with a second eventfd that
+// ctx's end writes to, so no read blocks past ctx.
+func waitEvents(ctx context.Context, efd int, onCount func(n uint64) time.Duration) error {
 	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
@@ -63,9 +94,15 @@ func waitEvents(ctx context.Context, efd int, onEvent func() bool) error {
 		}
 	}()
 	buf := make([]byte, 8)
+	wait := time.Duration(-1)
 	for {
+		ms := -1
+		if wait >= 0 {
+			ms = int(wait / time.Millisecond)
+		}
 		fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, -1); err != nil {
+		n, err := unix.Poll(fds, ms)
+		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -73,6 +110,9 @@ func waitEvents(ctx context.Context, efd int, onEvent func() bool) error {
 		}
 		if fds[1].Revents != 0 || ctx.Err() != nil {
 			return nil
+		}
+		if n == 0 {
+			return nil // the wait onCount asked for passed
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
 			continue
@@ -83,9 +123,7 @@ func waitEvents(ctx context.Context, efd int, onEvent func() bool) error {
 			}
 			return fmt.Errorf("read eventfd: %w", err)
 		}
-		if !onEvent() {
-			return nil
-		}
+		wait = onCount(binary.NativeEndian.Uint64(buf))
 	}
 }
 

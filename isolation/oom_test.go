@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"context"
 	"log/slog"
 	"syscall"
 	"testing"
@@ -36,5 +37,87 @@ func TestExitKeepsOOMKill(t *testing.T) {
 	b.mu.Unlock()
 	if last != "exit 3" {
 		t.Fatalf("a later exit: last %q, want exit 3", last)
+	}
+}
+
+// TestOOMCount: whatever order the kernel's events are read in, an OOM kill
+// of a cgroup counts once and the cgroup's removal never counts.
+func TestOOMCount(t *testing.T) {
+	type rd struct {
+		n       uint64
+		present bool
+	}
+	for _, tc := range []struct {
+		name  string
+		reads []rd
+		want  uint64
+	}{
+		{"oom read while there, then removal", []rd{{1, true}, {1, false}}, 1},
+		{"oom and removal read together", []rd{{2, false}}, 1},
+		{"oom read after rmdir, then removal", []rd{{1, false}, {1, false}}, 1},
+		{"removal only", []rd{{1, false}}, 0},
+		{"two ooms while there, then both late with removal", []rd{{2, true}, {1, false}}, 2},
+		{"two ooms read late one by one, then removal", []rd{{1, false}, {1, false}, {1, false}}, 2},
+		{"three events in one late read", []rd{{3, false}}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c oomCount
+			var got uint64
+			for _, r := range tc.reads {
+				got += c.read(r.n, r.present)
+			}
+			if got != tc.want {
+				t.Fatalf("counted %d OOM kills, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOOMAfterExit: the OOM event read after the SIGKILL exit it caused
+// (a slow machine) still makes the last exit "oom-kill"; one after Forget,
+// or long after the exit, does not.
+func TestOOMAfterExit(t *testing.T) {
+	b := NewOOM(slog.New(slog.DiscardHandler))
+	inst := units.Instance{Service: "mem", ID: "a"}
+	l := &life{}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	b.lives[inst] = l
+	b.Exit(inst, systemd.Exit{Code: 2, Status: int32(syscall.SIGKILL), Result: "signal", At: 7})
+	if k, last := b.Get(inst); k != 0 || last != "signal SIGKILL" {
+		t.Fatalf("before the OOM event: kills %d, last %q", k, last)
+	}
+	b.oomEvent(l, inst, "/system.slice/x.service")
+	if k, last := b.Get(inst); k != 1 || last != "oom-kill" {
+		t.Fatalf("after the late OOM event: kills %d, last %q; want 1, oom-kill", k, last)
+	}
+	// The OOM event matched: the next exit does not inherit it.
+	b.Exit(inst, systemd.Exit{Code: 1, Status: 2, Result: "exit-code", At: 8})
+	if k, last := b.Get(inst); k != 1 || last != "exit 2" {
+		t.Fatalf("a later exit: kills %d, last %q; want 1, exit 2", k, last)
+	}
+	// A SIGKILL long ago is not this OOM's.
+	b.Exit(inst, systemd.Exit{Code: 2, Status: int32(syscall.SIGKILL), Result: "signal", At: 9})
+	b.mu.Lock()
+	b.killed[inst] = b.killed[inst].Add(-2 * oomMatchWindow)
+	b.mu.Unlock()
+	b.oomEvent(l, inst, "/system.slice/x.service")
+	if k, last := b.Get(inst); k != 2 || last != "signal SIGKILL" {
+		t.Fatalf("OOM long after a SIGKILL: kills %d, last %q; want 2, signal SIGKILL", k, last)
+	}
+	// That OOM waits for its own exit (an OOM seen first).
+	b.Exit(inst, systemd.Exit{Code: 2, Status: int32(syscall.SIGKILL), Result: "signal", At: 10})
+	if k, last := b.Get(inst); k != 2 || last != "oom-kill" {
+		t.Fatalf("the exit after the OOM: kills %d, last %q; want 2, oom-kill", k, last)
+	}
+	// An exit not from SIGKILL is not explained by an OOM event after it.
+	b.Exit(inst, systemd.Exit{Code: 1, Status: 2, Result: "exit-code", At: 11})
+	b.oomEvent(l, inst, "/system.slice/x.service")
+	if k, last := b.Get(inst); k != 3 || last != "exit 2" {
+		t.Fatalf("OOM after a plain exit: kills %d, last %q; want 3, exit 2", k, last)
+	}
+	b.Forget(inst)
+	b.oomEvent(l, inst, "/system.slice/x.service")
+	if k, last := b.Get(inst); k != 0 || last != "" {
+		t.Fatalf("after Forget: kills %d, last %q; want nothing", k, last)
 	}
 }

@@ -45,7 +45,7 @@ func (s *Server) recordExit(inst units.Instance) {
 		return
 	}
 	s.log.Debug("instance exit", "instance", inst.String(), "code", e.Code, "status", e.Status, "result", e.Result, "exited_at", e.At)
-	// The OOM event reaches ten before the exit does; give a late one a moment.
-	time.Sleep(20 * time.Millisecond)
+	// The OOM event that explains a SIGKILL may be read before or after
+	// this: the book matches them in either order.
 	s.oom.Exit(inst, e)
 }
