@@ -51,12 +51,13 @@ func RunscPath() string {
 // An OOM event and the exit it caused reach ten on two paths (the cgroup's
 // eventfd, systemd's signal) in either order: an OOM seen first waits for
 // its exit (pending); a SIGKILL exit seen first is told again as "oom-kill"
-// when the OOM turns up within oomMatchWindow.
+// when the OOM turns up within oomMatchWindow. Either waits no longer: an
+// OOM kill with no exit after it ended another process of the app.
 type OOM struct {
 	log      *slog.Logger
 	mu       sync.Mutex
 	kills    map[units.Instance]uint64
-	pending  map[units.Instance]bool      // an OOM kill not yet matched to an exit
+	pending  map[units.Instance]time.Time // an OOM kill not yet matched to an exit
 	watching map[units.Instance]*watch    // the cgroup watched for OOM events (the newest)
 	lives    map[units.Instance]*life     // ends with Forget: every watch of the instance
 	last     map[units.Instance]string    // last crash, as LastExit says it
@@ -85,7 +86,7 @@ type life struct {
 
 // NewOOM returns an empty book.
 func NewOOM(log *slog.Logger) *OOM {
-	return &OOM{log: log, kills: map[units.Instance]uint64{}, pending: map[units.Instance]bool{},
+	return &OOM{log: log, kills: map[units.Instance]uint64{}, pending: map[units.Instance]time.Time{},
 		watching: map[units.Instance]*watch{}, lives: map[units.Instance]*life{},
 		last: map[units.Instance]string{}, lastAt: map[units.Instance]uint64{}, killed: map[units.Instance]time.Time{}}
 }
@@ -183,7 +184,7 @@ func (b *OOM) oomEvent(l *life, inst units.Instance, cgroup string) {
 		b.log.Warn("instance app ended", "instance", inst.String(), "exit", "oom-kill", "result", "signal")
 		return
 	}
-	b.pending[inst] = true
+	b.pending[inst] = time.Now()
 }
 
 // oomExit tells inst's own journal that its app was OOM-killed. Called with
@@ -223,7 +224,10 @@ func (b *OOM) Exit(inst units.Instance, e systemd.Exit) {
 		return
 	}
 	b.lastAt[inst] = e.At
-	oom := b.pending[inst]
+	at, oom := b.pending[inst]
+	// An OOM kill long before this exit killed another process of the
+	// app (a worker), not the one whose exit this is.
+	oom = oom && time.Since(at) < oomMatchWindow
 	delete(b.pending, inst)
 	delete(b.killed, inst)
 	if e.Result == "oom-kill" && !oom {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -17,7 +18,7 @@ func TestExitKeepsOOMKill(t *testing.T) {
 	b := NewOOM(slog.New(slog.DiscardHandler))
 	inst := units.Instance{Service: "mem", ID: "a"}
 	b.mu.Lock()
-	b.pending[inst] = true
+	b.pending[inst] = time.Now()
 	b.kills[inst]++
 	b.mu.Unlock()
 	killed := systemd.Exit{Code: 2, Status: int32(syscall.SIGKILL), Result: "signal", At: 42}
@@ -109,11 +110,21 @@ func TestOOMAfterExit(t *testing.T) {
 	if k, last := b.Get(inst); k != 2 || last != "oom-kill" {
 		t.Fatalf("the exit after the OOM: kills %d, last %q; want 2, oom-kill", k, last)
 	}
-	// An exit not from SIGKILL is not explained by an OOM event after it.
-	b.Exit(inst, systemd.Exit{Code: 1, Status: 2, Result: "exit-code", At: 11})
+	// An OOM kill long before a SIGKILL exit (it ended a worker) does not
+	// explain that exit.
 	b.oomEvent(l, inst, "/system.slice/x.service")
-	if k, last := b.Get(inst); k != 3 || last != "exit 2" {
-		t.Fatalf("OOM after a plain exit: kills %d, last %q; want 3, exit 2", k, last)
+	b.mu.Lock()
+	b.pending[inst] = b.pending[inst].Add(-2 * oomMatchWindow)
+	b.mu.Unlock()
+	b.Exit(inst, systemd.Exit{Code: 2, Status: int32(syscall.SIGKILL), Result: "signal", At: 105})
+	if k, last := b.Get(inst); k != 3 || last != "signal SIGKILL" {
+		t.Fatalf("a SIGKILL long after an OOM: kills %d, last %q; want 3, signal SIGKILL", k, last)
+	}
+	// An exit not from SIGKILL is not explained by an OOM event after it.
+	b.Exit(inst, systemd.Exit{Code: 1, Status: 2, Result: "exit-code", At: 106})
+	b.oomEvent(l, inst, "/system.slice/x.service")
+	if k, last := b.Get(inst); k != 4 || last != "exit 2" {
+		t.Fatalf("OOM after a plain exit: kills %d, last %q; want 4, exit 2", k, last)
 	}
 	b.Forget(inst)
 	b.oomEvent(l, inst, "/system.slice/x.service")
