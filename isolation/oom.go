@@ -124,8 +124,9 @@ func (b *OOM) Forget(inst units.Instance) {
 // (Result oom-kill) and Watch does nothing.
 func (b *OOM) Watch(ctx context.Context, inst units.Instance, cgroup string) {
 	dir := filepath.Join("/sys/fs/cgroup/memory", cgroup)
+	ino := dirInode(dir)
 	b.mu.Lock()
-	if w := b.watching[inst]; w != nil && w.cgroup == cgroup && w.ino == dirInode(dir) {
+	if w := b.watching[inst]; w != nil && w.cgroup == cgroup && w.ino == ino {
 		b.mu.Unlock()
 		return
 	}
@@ -169,12 +170,12 @@ func (b *OOM) Watch(ctx context.Context, inst units.Instance, cgroup string) {
 
 // oomEvent counts one OOM kill in inst's cgroup and matches it to its exit.
 func (b *OOM) oomEvent(l *life, inst units.Instance, cgroup string) {
-	b.log.Warn("instance hit memory_limit_mb: the kernel's OOM killer ran in its cgroup", "instance", inst.String(), "cgroup", cgroup)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.lives[inst] != l {
 		return // forgotten: the instance was removed
 	}
+	b.log.Warn("instance hit memory_limit_mb: the kernel's OOM killer ran in its cgroup", "instance", inst.String(), "cgroup", cgroup)
 	b.kills[inst]++
 	if at, ok := b.killed[inst]; ok && time.Since(at) < oomMatchWindow {
 		// The exit came first: it was this OOM kill.
@@ -295,7 +296,7 @@ func (c *oomCount) read(n uint64, present bool) uint64 {
 	}
 	c.gone = true
 	c.unsure += n
-	if c.unsure == 0 || c.unsure-1 <= c.emitted {
+	if c.unsure <= c.emitted+1 {
 		return 0
 	}
 	d := c.unsure - 1 - c.emitted

@@ -17,11 +17,7 @@ import (
 // A watch ends when its context does, though no event ever comes (before,
 // it blocked in read(2) on the eventfd until the cgroup went away).
 func TestWaitEventsCancel(t *testing.T) {
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(efd)
+	efd := testEventfd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	events := make(chan struct{}, 4)
 	done := make(chan error, 1)
@@ -38,24 +34,38 @@ func TestWaitEventsCancel(t *testing.T) {
 		t.Fatal("the event was not delivered")
 	}
 	cancel()
+	waitDone(t, done, "the watch did not end with its context")
+}
+
+// testEventfd returns a non-blocking eventfd closed with the test.
+func testEventfd(t *testing.T) int {
+	t.Helper()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(efd) })
+	return efd
+}
+
+// waitDone waits for waitEvents' result on done and fails the test with
+// what when it takes over 10 s.
+func waitDone(t *testing.T, done <-chan error, what string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the watch did not end with its context")
+		t.Fatal(what)
 	}
 }
 
 // Once onCount asks for a bounded wait, waitEvents returns when it passes
 // with no event, and hands over the whole count of a read.
 func TestWaitEventsSettle(t *testing.T) {
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(efd)
+	efd := testEventfd(t)
 	for i := 0; i < 3; i++ {
 		if _, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
 			t.Fatal(err)
@@ -69,14 +79,7 @@ func TestWaitEventsSettle(t *testing.T) {
 			return 50 * time.Millisecond
 		})
 	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the bounded wait did not end")
-	}
+	waitDone(t, done, "the bounded wait did not end")
 	if len(got) != 1 || got[0] != 3 {
 		t.Fatalf("counts read %v, want [3]", got)
 	}
