@@ -378,6 +378,12 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	s.router.Put(b, start)
 	if start {
 		s.kickWaiter(ctx, in)
+		if s.runCtx != nil {
+			// The service turned active inside Create, before the
+			// instance was registered: follow's watch may have found it
+			// unknown and passed (isolation.go).
+			go s.watchOOM(s.runCtx, inst)
+		}
 	}
 	return false, nil
 }

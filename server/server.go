@@ -58,6 +58,9 @@ type Options struct {
 
 // Server is a running `ten serve`.
 type Server struct {
+	// runCtx lives as long as Run: for the watches a spawn starts that must
+	// outlast its request. Set before Run makes any instance.
+	runCtx context.Context
 	cfg    *config.Config
 	log    *slog.Logger
 	sd     *systemd.Manager
@@ -265,6 +268,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	// (deferred above) closes the maps. bctx also ends them when Run returns for
 	// another reason than ctx.
 	bctx, stop := context.WithCancel(ctx)
+	s.runCtx = bctx
 	var bg sync.WaitGroup
 	defer func() { stop(); bg.Wait() }()
 	if err := s.adopt(ctx); err != nil {

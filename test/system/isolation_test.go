@@ -216,13 +216,41 @@ command = "TENANT"
 memory_limit_mb = 64
 `)
 	s.mustTen("spawn", "mem:a")
-	unit := "tenement-mem@a.service"
+	checkOOMKill(t, s, "a")
+}
+
+// TestIsolationMemoryLimitOOMDeclared is the OOM kill of an instance
+// declared in [instances], made when ten starts (before it follows
+// systemd's signals): ps, the journal and metrics tell it the same.
+func TestIsolationMemoryLimitOOMDeclared(t *testing.T) {
+	s := startTen(t, `
+[service.mem]
+command = "TENANT"
+memory_limit_mb = 64
+
+[instances]
+mem = ["b"]
+`)
+	waitFor(t, 30*time.Second, "the declared instance to run", func() bool {
+		return show(t, "tenement-mem@b.service", "ActiveState") == "active"
+	})
+	checkOOMKill(t, s, "b")
+}
+
+// checkOOMKill makes instance mem:id allocate past its memory_limit_mb of
+// 64 and checks that systemd restarts it and that ps, the journal and the
+// metrics say it was OOM-killed.
+func checkOOMKill(t *testing.T, s *tenServer, id string) {
+	t.Helper()
+	unit := "tenement-mem@" + id + ".service"
+	host := id + ".mem.localhost"
+	inst := "mem:" + id
 	t.Logf("MemoryMax=%s MemorySwapMax=%s", show(t, unit, "MemoryMax"), show(t, unit, "MemorySwapMax"))
 	if got := show(t, unit, "MemorySwapMax"); got != "0" {
 		t.Errorf("MemorySwapMax = %s, want 0", got)
 	}
-	s.try("a.mem.localhost", "/alloc?mb=16") // under the limit: fine
-	code, body, err := s.get("a.mem.localhost", "/alloc?mb=256&hold=2000")
+	s.try(host, "/alloc?mb=16") // under the limit: fine
+	code, body, err := s.get(host, "/alloc?mb=256&hold=2000")
 	t.Logf("tried to allocate 256 MiB with memory_limit_mb = 64: HTTP %d %v %s", code, err, trim(body, 200))
 	if code == 200 && strings.Contains(body, `"ok":true`) {
 		t.Fatalf("HOLE: the tenant allocated 256 MiB past memory_limit_mb = 64")
@@ -230,8 +258,8 @@ memory_limit_mb = 64
 	waitFor(t, 30*time.Second, "systemd to restart the OOM-killed app", func() bool {
 		return showU64(t, unit, "NRestarts") >= 1 && show(t, unit, "ActiveState") == "active"
 	})
-	s.try("a.mem.localhost", "/info") // serves again
-	row := s.apiRow("mem:a")
+	s.try(host, "/info") // serves again
+	row := s.apiRow(inst)
 	t.Logf("ten ps row after the OOM kill: restarts=%v oom_kills=%v last_exit=%v state=%v", row["restarts"], row["oom_kills"], row["last_exit"], row["state"])
 	if row["last_exit"] != "oom-kill" || row["oom_kills"].(float64) < 1 || row["restarts"].(float64) < 1 {
 		t.Errorf("ten ps does not show the OOM kill and restart: %v", row)
@@ -241,7 +269,7 @@ memory_limit_mb = 64
 	if !strings.Contains(ps, "oom-kill") {
 		t.Errorf("ten ps does not say oom-kill")
 	}
-	j := journal(t, "tenement-mem@a")
+	j := journal(t, "tenement-mem@"+id)
 	t.Logf("journal:\n%s", trim(j, 3000))
 	if !strings.Contains(j, "OOM killer") && !strings.Contains(j, "oom-kill") {
 		t.Errorf("the journal of %s does not show the kill", unit)
@@ -249,12 +277,13 @@ memory_limit_mb = 64
 	if !strings.Contains(j, "Scheduled restart job") {
 		t.Errorf("the journal of %s does not show systemd's restart", unit)
 	}
-	if v := s.metricLike("ten_instance_oom_kills_total", `instance="mem:a"`); v < 1 {
-		t.Errorf("ten_instance_oom_kills_total{instance=\"mem:a\"} = %v, want >= 1", v)
+	label := `instance="` + inst + `"`
+	if v := s.metricLike("ten_instance_oom_kills_total", label); v < 1 {
+		t.Errorf("ten_instance_oom_kills_total{%s} = %v, want >= 1", label, v)
 	} else {
-		t.Logf("ten_instance_oom_kills_total{instance=\"mem:a\"} = %v", v)
+		t.Logf("ten_instance_oom_kills_total{%s} = %v", label, v)
 	}
-	t.Logf("ten_instance_restarts_total{instance=\"mem:a\"} = %v (-1: not exported)", s.metricLike("ten_instance_restarts_total", `instance="mem:a"`))
+	t.Logf("ten_instance_restarts_total{%s} = %v (-1: not exported)", label, s.metricLike("ten_instance_restarts_total", label))
 }
 
 func TestIsolationForkBomb(t *testing.T) {
