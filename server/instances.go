@@ -378,10 +378,11 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	s.router.Put(b, start)
 	if start {
 		s.kickWaiter(ctx, in)
+		// The service turned active inside Create, before the instance
+		// was registered: what follow does for an active service may have
+		// found it unknown and passed.
+		go s.l4AppSocket(inst)
 		if s.runCtx != nil {
-			// The service turned active inside Create, before the
-			// instance was registered: follow's watch may have found it
-			// unknown and passed (isolation.go).
 			go s.watchOOM(s.runCtx, inst)
 		}
 	}

@@ -575,3 +575,32 @@ listen = ["tcp://127.0.4.1:7300"]
 		t.Errorf("router: %q", body)
 	}
 }
+
+// An L4 service whose app binds PORT, started by spawn (not lazy): its L4
+// clients reach the app's own socket once it listens, as after a wake. The
+// service turns active while spawn still runs, before ten has registered
+// the instance; the steering must not be lost to that.
+func TestL4PortAppSpawnedRunning(t *testing.T) {
+	s := startTen(t, `
+[service.web]
+command = "ECHO --mode port"
+listen = ["tcp://127.0.4.2:7410"]
+`)
+	s.mustTen("spawn", "web:q")
+	const addr = "127.0.4.2:7410"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, client := l4Info(t, addr)
+		if !strings.Contains(body, `"instance":"web:q"`) {
+			t.Fatalf("connection: %q", body)
+		}
+		if strings.Contains(body, `"remote":"`+client+`"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after spawn the app still sees a relay, not the client %s: %q\n%s", client, body, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	onlyApp(t, "web:q", 10*time.Second)
+}
