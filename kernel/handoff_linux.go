@@ -68,7 +68,9 @@ func isRelay(pid int) bool {
 	return false
 }
 
-// catches reports whether pid has a handler for sig (SigCgt in its status).
+// catches reports whether pid has a handler for sig (SigCgt in its status):
+// a relay starts with shim.HandOffSignal ignored and has one only once it
+// listens for it.
 func catches(pid int, sig unix.Signal) bool {
 	b, err := readSmall("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {

@@ -18,8 +18,13 @@ import (
 // HandOffSignal is what ten sends an L4 relay (see Relay) once it steers the
 // service's L4 connections to the app's own socket: the relay takes what is
 // still queued on the systemd sockets, finishes the connections it relays,
-// and exits.
-const HandOffSignal = syscall.SIGUSR1
+// and exits. Launch starts the relay with it ignored, so that the relay has
+// a handler for it (SigCgt in /proc/PID/status, which ten reads before it
+// signals) only once Relay listens for it: the Go runtime installs its own
+// handler for every other signal at start, before main runs, and a signal
+// caught there without a listener is dropped. SIGHUP is one the runtime
+// leaves ignored when it starts ignored.
+const HandOffSignal = syscall.SIGHUP
 
 // RelayVerbs are the first arguments of a relay process's command line
 // (`ten-shim relay`, `ten shim-relay`): ten finds the relay among the
@@ -58,11 +63,7 @@ func Launch(o Options, relayArgv []string) {
 		for i := range files {
 			files[i] = os.NewFile(uintptr(3+i), "systemd-socket")
 		}
-		cmd := exec.Command(relayArgv[0], relayArgv[1:]...)
-		cmd.ExtraFiles = files
-		cmd.Env = append(withoutListenEnv(os.Environ()), "LISTEN_FDS="+strconv.Itoa(n))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
+		if err := startRelay(relayArgv, files); err != nil {
 			// The app still runs; L4 clients wait until ten steers them to it.
 			log.Warn("launch: start the L4 relay", "instance", o.Instance, "err", err)
 		}
@@ -77,6 +78,23 @@ func Launch(o Options, relayArgv []string) {
 	err = syscall.Exec(path, o.Argv, withoutListenEnv(os.Environ()))
 	log.Error("launch", "instance", o.Instance, "err", fmt.Errorf("instance %s: exec %s: %w", o.Instance, path, err))
 	os.Exit(127)
+}
+
+// startRelay starts the relay process with the systemd sockets files (as
+// fds 3 on) and HandOffSignal ignored (see HandOffSignal). The caller's own
+// disposition is a handler again when it returns, so that the app it execs
+// next starts with the signal's default action.
+func startRelay(relayArgv []string, files []*os.File) error {
+	cmd := exec.Command(relayArgv[0], relayArgv[1:]...)
+	cmd.ExtraFiles = files
+	cmd.Env = append(withoutListenEnv(os.Environ()), "LISTEN_FDS="+strconv.Itoa(len(files)))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	signal.Ignore(HandOffSignal) // inherited by the relay across its execve
+	err := cmd.Start()
+	// A caught signal is reset to its default action by execve; an
+	// ignored one would stay ignored in the app.
+	signal.Notify(make(chan os.Signal, 1), HandOffSignal)
+	return err
 }
 
 func withoutListenEnv(env []string) []string {
