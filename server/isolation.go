@@ -14,13 +14,34 @@ import (
 
 // noteServiceState is called for every state change of a service (follow):
 // a started service gets an OOM watch on its new cgroup, a crashed one has
-// its exit recorded before systemd starts it again.
+// its exit recorded before systemd starts it again, and the app of one
+// systemd restarted after a crash is started behind its standby waiter.
 func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
 	switch {
 	case c.ActiveState == "active":
 		go s.watchOOM(ctx, c.Instance)
+		if s.crashed[c.Instance] {
+			// systemd restarted a crashed app: behind the standby waiter
+			// it would wait for a first client (kickWaiter).
+			delete(s.crashed, c.Instance)
+			if e, ok := s.reg.Get(c.Instance); ok {
+				go s.kickWaiter(ctx, e)
+			}
+		}
 	case c.SubState == "auto-restart" || c.ActiveState == "failed":
 		go s.recordExit(c.Instance)
+		if c.SubState == "auto-restart" {
+			if s.crashed == nil {
+				s.crashed = map[units.Instance]bool{}
+			}
+			s.crashed[c.Instance] = true
+		}
+	}
+	if c.ActiveState == "failed" && c.SubState == "failed" {
+		// Given up (or not restarted). A restart passes through
+		// inactive (the restart job's stop) before it starts: that does
+		// not clear it.
+		delete(s.crashed, c.Instance)
 	}
 }
 

@@ -61,6 +61,10 @@ type Server struct {
 	// runCtx lives as long as Run: for the watches a spawn starts that must
 	// outlast its request. Set before Run makes any instance.
 	runCtx context.Context
+	// crashed holds the instances systemd is restarting after a crash
+	// (auto-restart), until their service is active again. Only follow's
+	// goroutine uses it (noteServiceState).
+	crashed map[units.Instance]bool
 	cfg    *config.Config
 	log    *slog.Logger
 	sd     *systemd.Manager

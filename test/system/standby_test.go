@@ -2,6 +2,7 @@ package system
 
 import (
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -152,4 +153,44 @@ start = "eager"
 	if c := comm(mainPID(t, port.inst)); c != "echoapp" {
 		t.Errorf("%s woken from stopped: main process %q", port.inst, c)
 	}
+}
+
+// An awake app behind the standby waiter that crashes is started again by
+// systemd's restart at once, as without standby: the waiter it restarts
+// into must not wait for a first client while ten ps says running.
+func TestStandbyCrashRestart(t *testing.T) {
+	s := startTen(t, `standby = 2
+
+[service.act]
+command = "ECHO --mode activation"
+activation = "socket"
+idle_timeout = 300
+`)
+	const inst, unit = "act:c", "tenement-act@c.service"
+	appStarts := func() int { return strings.Count(journal(t, unit), "echoapp "+inst+" pid ") }
+	s.mustTen("spawn", inst)
+	s.mustGet("c.act.localhost", "/")
+	pid := mainPID(t, inst)
+	if c := comm(pid); c != "echoapp" {
+		t.Fatalf("%s awake: main process %d is %q, want echoapp", inst, pid, c)
+	}
+	before := appStarts()
+	if out, err := exec.Command("systemctl", "kill", "--kill-whom=main", "--signal=KILL", unit).CombinedOutput(); err != nil {
+		t.Fatalf("systemctl kill: %v %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "systemd to restart the crashed app", func() bool {
+		return showU64(t, unit, "NRestarts") >= 1 && show(t, unit, "ActiveState") == "active"
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for appStarts() <= before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if appStarts() <= before {
+		pid := mainPID(t, inst)
+		t.Fatalf("%s restarted after a crash: the app did not start without a request (main process %d is %q)\n%s", inst, pid, comm(pid), journal(t, unit))
+	}
+	if st := s.psState(inst); st != "running" {
+		t.Errorf("%s restarted after a crash: ten ps says %q", inst, st)
+	}
+	s.mustGet("c.act.localhost", "/")
 }
