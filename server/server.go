@@ -65,10 +65,10 @@ type Server struct {
 	// (auto-restart), until their service is active again. Only follow's
 	// goroutine uses it (noteServiceState).
 	crashed map[units.Instance]bool
-	cfg    *config.Config
-	log    *slog.Logger
-	sd     *systemd.Manager
-	router *router.Router
+	cfg     *config.Config
+	log     *slog.Logger
+	sd      *systemd.Manager
+	router  *router.Router
 	// guard checks the API's bearer tokens; api is the admin API
 	// (package api), over the server as its Backend (backend.go).
 	guard *auth.Guard
