@@ -462,7 +462,7 @@ func xForwarded(name []byte) bool {
 func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, start time.Time) (int, bool) {
 	req := cc.buildRequest(h, body)
 	resends := 0
-	uc, err := cc.send(b, req)
+	uc, reused, err := cc.send(b, req)
 	uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 	if err != nil {
 		cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", err)
@@ -474,12 +474,15 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 		err = http1.ReadResponse(uc.BR, &uc.Head)
 		if err != nil {
 			uc.C.Close()
-			if resends < maxResends && unread(err, uc, h, body) {
-				// The app never read the request (see unread): send it
-				// again, on a new connection. More than once: a new
-				// connection may land in the backlog of an app that is
-				// being killed, and be reset with it.
+			if resends < maxResends && (unread(err, uc, h, body) || reused && closedUnanswered(err, uc, h, body)) {
+				// The app never read the request (see unread), or closed a
+				// kept-alive connection without a byte of an answer (see
+				// closedUnanswered): send it again, on a new connection.
+				// More than once after a reset: a new connection may land
+				// in the backlog of an app that is being killed, and be
+				// reset with it.
 				resends++
+				reused = false
 				uc, err = cc.sendNew(b, req)
 				uc, err = cc.resendReset(b, req, h, body, uc, err, &resends)
 				if err != nil {
@@ -494,8 +497,9 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 				cc.writeError(504, fmt.Sprintf("instance %s did not answer within request_timeout %s", b.Instance, b.RequestTimeout), true)
 				return 504, cc.flush()
 			}
-			// Not retried: the request reached the app, which may have
-			// acted on it (or crashed on it) before closing.
+			// Not retried: the request reached the app on a new
+			// connection (or was already sent again), or part of an
+			// answer came back.
 			cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", err)
 			cc.writeError(502, fmt.Sprintf("instance %s: %v", b.Instance, err), true)
 			return 502, cc.flush()
@@ -549,23 +553,24 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	return code, cc.flush() && keep
 }
 
-// send writes the request on a pooled connection, or a new one. A pooled
-// connection the app has closed fails the write (EPIPE on a unix socket:
-// nothing reached the app), and only then is the request sent again, on a
-// new connection; once written it is never sent twice.
-func (cc *clientConn) send(b *router.Route, req []byte) (*upstream.Conn, error) {
+// send writes the request on a pooled connection (reused), or a new one.
+// A pooled connection the app has closed fails the write (EPIPE on a unix
+// socket: nothing reached the app), and then the request goes on a new
+// connection.
+func (cc *clientConn) send(b *router.Route, req []byte) (uc *upstream.Conn, reused bool, err error) {
 	if uc := b.Pool().Get(); uc != nil {
 		uc.C.SetDeadline(time.Now().Add(b.RequestTimeout))
 		n, err := uc.WriteRequest(req, *cc.pre)
 		if err == nil {
-			return uc, nil
+			return uc, true, nil
 		}
 		uc.C.Close()
 		if n > 0 {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return cc.sendNew(b, req)
+	uc, err = cc.sendNew(b, req)
+	return uc, false, err
 }
 
 // maxResends bounds how often one request is sent again (see unread).
@@ -603,9 +608,24 @@ func (cc *clientConn) sendNew(b *router.Route, req []byte) (*upstream.Conn, erro
 // with unread data in it, or that gets data after its socket is gone (the
 // app was killed while the connection sat idle in the pool), whereas an
 // app that read the request and then exited or crashed closes with a FIN
-// (io.ErrUnexpectedEOF here), and that request is never sent again.
+// (io.ErrUnexpectedEOF here): that request is sent again only as
+// closedUnanswered says.
 func unread(err error, uc *upstream.Conn, h *http1.Request, body []byte) bool {
 	return uc.BR.Buffered() == 0 && resetUnsent(err, h, body)
+}
+
+// closedUnanswered reports whether a request sent on a kept-alive
+// connection may be sent again after the app closed that connection in
+// order (a FIN) before any byte of an answer: it has no body and a method
+// that changes nothing (RFC 9110 §9.2.2 lets a proxy repeat those after
+// such a failure). The app may have been killed while the request was on
+// its way (kill -9: a thread already woken for the connection reads the
+// request and dies with it), or have closed the idle connection as it
+// came. Once only, and never for a request that went out on a new
+// connection: an app that closes every connection it reads a request on
+// sees the request twice at most.
+func closedUnanswered(err error, uc *upstream.Conn, h *http1.Request, body []byte) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) && uc.BR.Buffered() == 0 && safeNoBody(h, body)
 }
 
 // resetUnsent reports whether a request whose connection was reset (or
@@ -614,7 +634,13 @@ func unread(err error, uc *upstream.Conn, h *http1.Request, body []byte) bool {
 // fails so never delivered the whole request; a read that fails so got no
 // byte of an answer (unread checks that).
 func resetUnsent(err error, h *http1.Request, body []byte) bool {
-	if !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) || len(body) > 0 || h.Chunked || h.ContentLength > 0 {
+	return (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) && safeNoBody(h, body)
+}
+
+// safeNoBody reports whether a request has no body and a method that
+// changes nothing (GET, HEAD, OPTIONS).
+func safeNoBody(h *http1.Request, body []byte) bool {
+	if len(body) > 0 || h.Chunked || h.ContentLength > 0 {
 		return false
 	}
 	m := string(h.Method)

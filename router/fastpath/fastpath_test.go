@@ -177,19 +177,35 @@ func TestSmugglingRefused(t *testing.T) {
 	}
 }
 
-// A GET that makes the app drop the connection (it crashed on it) reaches
-// the app once: it is not sent again on a new connection.
-func TestNoRetryOnceWritten(t *testing.T) {
+// A GET whose kept-alive connection to the app ends without a byte of an
+// answer (the app was killed as the request came: kill -9, then the first
+// request) is sent again once, on a new connection, and the client gets
+// the answer. A GET that went out on a new connection, and a POST, are
+// never sent again; a GET the app drops every time reaches it twice at
+// most and gets a 502. The same on the net/http path.
+func TestResendOnKeptAliveClose(t *testing.T) {
 	r, _ := newTestRouter(t)
-	var hits atomic.Int32
+	var hits, dropHits atomic.Int32
+	var dropNext atomic.Bool
+	drop := func(w http.ResponseWriter) {
+		c, _, _ := http.NewResponseController(w).Hijack()
+		c.Close()
+	}
 	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/crash" {
+		switch req.URL.Path {
+		case "/crash":
 			hits.Add(1)
-			c, _, _ := http.NewResponseController(w).Hijack()
-			c.Close()
-			return
+			drop(w)
+		case "/drop-once":
+			dropHits.Add(1)
+			if dropNext.CompareAndSwap(true, false) {
+				drop(w)
+				return
+			}
+			io.WriteString(w, "second try")
+		default:
+			io.WriteString(w, "ok")
 		}
-		io.WriteString(w, "ok")
 	})
 	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	addr := serveFast(t, r, testLimits)
@@ -199,34 +215,49 @@ func TestNoRetryOnceWritten(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	// A first request leaves a pooled (reused) connection, the case where
-	// a retry is tempting.
-	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 {
-		t.Fatalf("warm-up: %d", resp.StatusCode)
+	get := func(path string) (*http.Response, string) {
+		return roundTrip(t, c, br, "GET "+path+" HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
 	}
-	resp, body := roundTrip(t, c, br, "GET /crash HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
-	if resp.StatusCode != 502 {
-		t.Fatalf("crash: %d %q, want 502", resp.StatusCode, body)
-	}
-	if n := hits.Load(); n != 1 {
-		t.Fatalf("the crashing GET reached the app %d times, want 1", n)
-	}
-	// The connection and the instance go on.
-	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 {
-		t.Fatalf("after: %d", resp.StatusCode)
-	}
-	// The same on the net/http path (Expect sends the connection there).
-	for i := 0; i < 2; i++ {
-		if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\nExpect: 100-continue\r\n\r\n"); resp.StatusCode != 200 {
-			t.Fatalf("fallback warm-up: %d", resp.StatusCode)
+	for _, pathName := range []string{"fast path", "net/http path"} {
+		if pathName == "net/http path" {
+			// Expect sends the client connection there for good.
+			for i := 0; i < 2; i++ {
+				if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\nExpect: 100-continue\r\n\r\n"); resp.StatusCode != 200 {
+					t.Fatalf("%s: warm-up: %d", pathName, resp.StatusCode)
+				}
+			}
 		}
-	}
-	resp, body = roundTrip(t, c, br, "GET /crash HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
-	if resp.StatusCode != 502 {
-		t.Fatalf("crash on the fallback path: %d %q, want 502", resp.StatusCode, body)
-	}
-	if n := hits.Load(); n != 2 {
-		t.Fatalf("the crashing GET on the fallback path reached the app %d times, want once", n-1)
+		// A first request leaves a kept-alive connection in the pool.
+		if resp, _ := get("/"); resp.StatusCode != 200 {
+			t.Fatalf("%s: warm-up: %d", pathName, resp.StatusCode)
+		}
+		dropHits.Store(0)
+		dropNext.Store(true)
+		if resp, body := get("/drop-once"); resp.StatusCode != 200 || body != "second try" || dropHits.Load() != 2 {
+			t.Fatalf("%s: GET dropped once on a kept-alive connection: %d %q after %d tries, want 200 on the second", pathName, resp.StatusCode, body, dropHits.Load())
+		}
+		// The connection of the second try is kept: a GET the app drops
+		// every time goes on it, then once on a new one.
+		hits.Store(0)
+		if resp, body := get("/crash"); resp.StatusCode != 502 || hits.Load() != 2 {
+			t.Fatalf("%s: GET dropped every time: %d %q after %d tries, want 502 after 2", pathName, resp.StatusCode, body, hits.Load())
+		}
+		// Both connections are gone: the next goes on a new one, once.
+		hits.Store(0)
+		if resp, body := get("/crash"); resp.StatusCode != 502 || hits.Load() != 1 {
+			t.Fatalf("%s: GET dropped on a new connection: %d %q after %d tries, want 502 after 1", pathName, resp.StatusCode, body, hits.Load())
+		}
+		if resp, _ := get("/"); resp.StatusCode != 200 {
+			t.Fatalf("%s: warm-up: %d", pathName, resp.StatusCode)
+		}
+		hits.Store(0)
+		if resp, body := roundTrip(t, c, br, "POST /crash HTTP/1.1\r\nHost: a.api.example.test\r\nContent-Length: 1\r\n\r\nx"); resp.StatusCode != 502 || hits.Load() != 1 {
+			t.Fatalf("%s: POST dropped on a kept-alive connection: %d %q after %d tries, want 502 after 1", pathName, resp.StatusCode, body, hits.Load())
+		}
+		// The connection and the instance go on.
+		if resp, _ := get("/"); resp.StatusCode != 200 {
+			t.Fatalf("%s: after: %d", pathName, resp.StatusCode)
+		}
 	}
 }
 
@@ -257,7 +288,7 @@ func TestH2C(t *testing.T) {
 }
 
 // h2c requests reach the app over kept-alive connections too (and the
-// net/http path never resends what it wrote: TestNoRetryOnceWritten).
+// net/http path resends as the fast path: TestResendOnKeptAliveClose).
 func TestH2CReusesUpstream(t *testing.T) {
 	r, _ := newTestRouter(t)
 	sock := filepath.Join(t.TempDir(), "app.sock")

@@ -6,16 +6,20 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // RoundTrip sends a request of the router's net/http path (h2c, streamed
 // bodies, connections handed over) to an awake instance over the same pool
-// of keep-alive connections as the fast path, with the same rule: a
-// request is sent again only when writing it failed on a kept-alive
-// connection before a byte of it went out (the app had closed that
-// connection, so nothing reached it). dial opens a new connection when
-// the pool has none. (Waking requests and upgrades use an http.Transport
+// of keep-alive connections as the fast path, with the same rules: a
+// request is sent again when writing it failed on a kept-alive connection
+// before a byte of it went out (the app had closed that connection, so
+// nothing reached it), and a request with no body and a method that
+// changes nothing (GET, HEAD, OPTIONS) once more when its kept-alive
+// connection ended before a byte of an answer (RFC 9110 §9.2.2: the app
+// was killed as it came, or closed the idle connection). dial opens a new
+// connection when the pool has none. (Waking requests and upgrades use an http.Transport
 // instead, a new connection each.)
 func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.Response, error) {
 	ctx := req.Context()
@@ -60,6 +64,15 @@ func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.R
 			}
 			return nil, err
 		}
+		if reused && !hasBody && safeMethod(req.Method) {
+			if _, perr := uc.BR.Peek(1); perr != nil && ctx.Err() == nil &&
+				(perr == io.EOF || errors.Is(perr, syscall.ECONNRESET)) {
+				stop()
+				uc.C.Close()
+				uc, reused = nil, false
+				continue
+			}
+		}
 		resp, err := readFinalResponse(uc, req)
 		if err != nil {
 			stop()
@@ -80,6 +93,11 @@ func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.R
 		resp.Body = &pooledBody{rc: resp.Body, uc: uc, pool: p, stop: stop, werr: werr, reusable: !resp.Close && !req.Close}
 		return resp, nil
 	}
+}
+
+// safeMethod reports whether a request's method changes nothing.
+func safeMethod(m string) bool {
+	return m == "" || m == "GET" || m == "HEAD" || m == "OPTIONS"
 }
 
 // readFinalResponse reads past interim (1xx) answers.
