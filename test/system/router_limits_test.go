@@ -13,10 +13,13 @@ import (
 
 // What the router answers and holds against a real ten serve: a declared
 // service without instances is a 503 that says so; a GET that crashes the
-// app reaches it once; one client address cannot hold more than 512
+// app on a kept-alive connection reaches it twice at most (sent once more
+// on a new connection, as after a kill -9 of the app) and its client gets
+// a 502, a POST that crashes it reaches it once; one client address cannot hold more than 512
 // connections while another address is served.
 func TestRouterTruthAndLimits(t *testing.T) {
-	s := startTen(t, `
+	s := startTen(t, `max_restarts = 10
+
 [service.lim]
 command = "ECHO --mode activation"
 activation = "socket"
@@ -39,8 +42,8 @@ lim = ["a"]
 	}
 
 	// One keep-alive client connection, so ten has a kept-alive connection
-	// to the app when the crashing GET comes (the case where a proxy is
-	// tempted to send it again).
+	// to the app when the crashing request comes (the case where a proxy
+	// sends it again).
 	c, err := net.Dial("tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +51,15 @@ lim = ["a"]
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)
+	var sendRaw func(raw string) int
 	send := func(path string) int {
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a.lim.localhost\r\n\r\n", path)
+		return sendRaw(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: a.lim.localhost\r\n\r\n", path))
+	}
+	sendRaw = func(raw string) int {
+		io.WriteString(c, raw)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
+			t.Fatalf("%q: %v", raw, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -67,12 +74,22 @@ lim = ["a"]
 		t.Errorf("crashing GET: %d, want 502", code)
 	}
 	time.Sleep(500 * time.Millisecond)
-	if n := strings.Count(journal(t, "tenement-lim@a.service"), "crashing on request"); n != 1 {
-		t.Errorf("the crashing GET reached the app %d times, want once", n)
+	if n := strings.Count(journal(t, "tenement-lim@a.service"), "crashing on request"); n != 2 {
+		t.Errorf("the crashing GET reached the app %d times, want twice (once more on a new connection)", n)
 	}
 	// The next request starts the app again (socket activation).
 	if code := send("/"); code != 200 {
 		t.Errorf("after the crash: %d", code)
+	}
+	if code := sendRaw("POST /crash HTTP/1.1\r\nHost: a.lim.localhost\r\nContent-Length: 2\r\n\r\nhi"); code != 502 {
+		t.Errorf("crashing POST: %d, want 502", code)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(journal(t, "tenement-lim@a.service"), "crashing on request"); n != 3 {
+		t.Errorf("the crashing POST reached the app %d times, want once", n-2)
+	}
+	if code := send("/"); code != 200 {
+		t.Errorf("after the second crash: %d", code)
 	}
 
 	// Per-address cap.
