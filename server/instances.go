@@ -117,9 +117,6 @@ func (s *Server) adopt(ctx context.Context) error {
 			st = "inactive" // on standby: asleep, its waiter waits
 		}
 		s.router.Put(s.backend(in), st == "active" || st == "reloading")
-		if st == "active" {
-			go s.watchOOM(ctx, inst) // started before this ten watched
-		}
 		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
 		if st == "activating" {
 			// Started while no ten ran, or while it restarted: READY=1
@@ -127,10 +124,10 @@ func (s *Server) adopt(ctx context.Context) error {
 			s.watchReady(ctx, in)
 		}
 		if st == "active" {
-			// Woken while no ten ran: nobody steered its L4
-			// connections to the app yet (the pinned map keeps what an
-			// earlier ten did).
-			go s.l4AppSocket(inst)
+			// Started before this ten watched: its OOM watch, and its
+			// L4 connections steered to the app (the pinned map keeps
+			// what an earlier ten did, but it may have woken meanwhile).
+			s.activeNow(ctx, inst)
 		}
 		s.health.RestoreFailed(inst)
 	}
@@ -381,9 +378,8 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		// The service turned active inside Create, before the instance
 		// was registered: what follow does for an active service may have
 		// found it unknown and passed.
-		go s.l4AppSocket(inst)
 		if s.runCtx != nil {
-			go s.watchOOM(s.runCtx, inst)
+			s.activeNow(s.runCtx, inst)
 		}
 	}
 	return false, nil
@@ -445,6 +441,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.standbyForget(inst)
+	s.crashed.take(inst)
 	s.ready.notify.forget(inst) // made again, it may differ
 	s.reg.Remove(inst)
 	s.health.Clear(inst)

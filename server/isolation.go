@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/tenhq/ten/systemd"
@@ -13,36 +14,66 @@ import (
 )
 
 // noteServiceState is called for every state change of a service (follow):
-// a started service gets an OOM watch on its new cgroup, a crashed one has
-// its exit recorded before systemd starts it again, and the app of one
-// systemd restarted after a crash is started behind its standby waiter.
+// a crashed one has its exit recorded before systemd starts it again, and
+// the app of one systemd restarted after a crash is started behind its
+// standby waiter. (An active one's OOM watch: activeNow.)
 func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
 	switch {
 	case c.ActiveState == "active":
-		go s.watchOOM(ctx, c.Instance)
-		if s.crashed[c.Instance] {
+		if s.crashed.take(c.Instance) {
 			// systemd restarted a crashed app: behind the standby waiter
 			// it would wait for a first client (kickWaiter).
-			delete(s.crashed, c.Instance)
 			if e, ok := s.reg.Get(c.Instance); ok {
 				go s.kickWaiter(ctx, e)
 			}
 		}
-	case c.SubState == "auto-restart" || c.ActiveState == "failed":
+	case c.SubState == "auto-restart":
 		go s.recordExit(c.Instance)
-		if c.SubState == "auto-restart" {
-			if s.crashed == nil {
-				s.crashed = map[units.Instance]bool{}
-			}
-			s.crashed[c.Instance] = true
+		if s.reg.Has(c.Instance) {
+			s.crashed.mark(c.Instance)
 		}
-	}
-	if c.ActiveState == "failed" && c.SubState == "failed" {
+	case c.ActiveState == "failed":
 		// Given up (or not restarted). A restart passes through
 		// inactive (the restart job's stop) before it starts: that does
-		// not clear it.
-		delete(s.crashed, c.Instance)
+		// not clear the mark.
+		go s.recordExit(c.Instance)
+		s.crashed.take(c.Instance)
 	}
+}
+
+// crashMarks holds the instances systemd is restarting after a crash
+// (auto-restart), until their service is active again, fails for good, or
+// the instance is removed.
+type crashMarks struct {
+	mu sync.Mutex
+	m  map[units.Instance]bool
+}
+
+func (c *crashMarks) mark(inst units.Instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[units.Instance]bool{}
+	}
+	c.m[inst] = true
+}
+
+// take reports whether inst was marked, and clears the mark.
+func (c *crashMarks) take(inst units.Instance) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	marked := c.m[inst]
+	delete(c.m, inst)
+	return marked
+}
+
+// activeNow is what turns on once an instance's service is active: the
+// OOM watch of its new cgroup, and an L4 service's clients steered to its
+// app's own socket once it listens. ctx must outlive the request that made
+// the instance, if any.
+func (s *Server) activeNow(ctx context.Context, inst units.Instance) {
+	go s.watchOOM(ctx, inst)
+	go s.l4AppSocket(inst)
 }
 
 // watchOOM starts the OOM watch of inst's present cgroup (package

@@ -61,10 +61,9 @@ type Server struct {
 	// runCtx lives as long as Run: for the watches a spawn starts that must
 	// outlast its request. Set before Run makes any instance.
 	runCtx context.Context
-	// crashed holds the instances systemd is restarting after a crash
-	// (auto-restart), until their service is active again. Only follow's
-	// goroutine uses it (noteServiceState).
-	crashed map[units.Instance]bool
+	// crashed marks the instances systemd is restarting after a crash
+	// (noteServiceState).
+	crashed crashMarks
 	cfg     *config.Config
 	log     *slog.Logger
 	sd      *systemd.Manager
@@ -366,12 +365,12 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 			s.settled(c.Instance, c.ActiveState)
 		}
 		if c.ActiveState == "active" {
-			go s.l4AppSocket(c.Instance) // an L4 service's app listens now
+			s.activeNow(ctx, c.Instance)
 		}
 		if !awake {
 			s.frz.Stopped(c.Instance)
 		}
-		s.noteServiceState(ctx, c) // OOM watch and last exit (isolation.go)
+		s.noteServiceState(ctx, c) // last exit, restart after a crash (isolation.go)
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
 		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
