@@ -643,8 +643,7 @@ func safeNoBody(h *http1.Request, body []byte) bool {
 	if len(body) > 0 || h.Chunked || h.ContentLength > 0 {
 		return false
 	}
-	m := string(h.Method)
-	return m == "GET" || m == "HEAD" || m == "OPTIONS"
+	return upstream.SafeMethod(string(h.Method))
 }
 
 // writeRespHead writes the instance's status line and headers without the

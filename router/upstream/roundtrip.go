@@ -19,8 +19,8 @@ import (
 // changes nothing (GET, HEAD, OPTIONS) once more when its kept-alive
 // connection ended before a byte of an answer (RFC 9110 §9.2.2: the app
 // was killed as it came, or closed the idle connection). dial opens a new
-// connection when the pool has none. (Waking requests and upgrades use an http.Transport
-// instead, a new connection each.)
+// connection when the pool has none. (Waking requests and upgrades use an
+// http.Transport instead, a new connection each.)
 func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.Response, error) {
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
@@ -64,7 +64,7 @@ func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.R
 			}
 			return nil, err
 		}
-		if reused && !hasBody && safeMethod(req.Method) {
+		if reused && !hasBody && SafeMethod(req.Method) {
 			if _, perr := uc.BR.Peek(1); perr != nil && ctx.Err() == nil &&
 				(perr == io.EOF || errors.Is(perr, syscall.ECONNRESET)) {
 				stop()
@@ -95,8 +95,10 @@ func (p *Pool) RoundTrip(req *http.Request, dial func() (*Conn, error)) (*http.R
 	}
 }
 
-// safeMethod reports whether a request's method changes nothing.
-func safeMethod(m string) bool {
+// SafeMethod reports whether a request's method changes nothing (GET,
+// HEAD, OPTIONS; "" is net/http's GET): such a request without a body may
+// be sent again when its kept-alive connection fails before an answer.
+func SafeMethod(m string) bool {
 	return m == "" || m == "GET" || m == "HEAD" || m == "OPTIONS"
 }
 
