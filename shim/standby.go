@@ -58,17 +58,10 @@ func Standby(o Options, so StandbyOptions) {
 		log.Error("standby", "instance", o.Instance, "err", fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err))
 		os.Exit(127)
 	}
-	var streams [2]*os.File
-	if so.Identifier != "" {
-		for i, prio := range []int{PriorityInfo, PriorityErr} {
-			f, err := JournalStream(JournalStdout, so.Identifier, prio)
-			if err != nil {
-				// Without journald the app keeps the service's output.
-				log.Warn("standby: app output stays with the service's", "instance", o.Instance, "err", err)
-				break
-			}
-			streams[i] = f
-		}
+	streams, err := appStreams(JournalStdout, so.Identifier)
+	if err != nil {
+		// Without journald the app keeps the service's output.
+		log.Warn("standby: app output stays with the service's", "instance", o.Instance, "err", err)
 	}
 	if err := awaitConnection(so); err != nil {
 		log.Error("standby", "instance", o.Instance, "err", err)
@@ -77,10 +70,7 @@ func Standby(o Options, so StandbyOptions) {
 	if so.Extend > 0 {
 		_ = notify("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(so.Extend.Microseconds(), 10) + "\nSTATUS=starting the app\n")
 	}
-	if streams[0] != nil && streams[1] != nil {
-		_ = unix.Dup2(int(streams[0].Fd()), 1)
-		_ = unix.Dup2(int(streams[1].Fd()), 2)
-	}
+	useStreams(streams)
 	if o.Socket != "" {
 		_ = os.Remove(o.Socket) // a stale file from a killed app would block its bind
 	}

@@ -38,15 +38,16 @@ type Options struct {
 	// Runsc is the absolute path of gVisor's runsc for isolation =
 	// "sandbox"; empty means it is not installed.
 	Runsc string
-	// Cat is the absolute path of systemd-cat; empty leaves the app's output
-	// to systemd. journald cannot tell a service's stdout from its stderr
-	// (both streams get the unit's SyslogLevel), so the app runs under
-	// `systemd-cat --stderr-priority=err`: it connects stdout and stderr to
-	// the journal as two streams and execs the app (same PID, same fds,
-	// socket activation intact). stdout lines get priority info (6), stderr
-	// lines err (3); `ten logs --level` filters on that. Where the shim
-	// runs in front of the app, it opens the two streams itself instead
-	// (`ten shim --identifier`), so no systemd-cat runs there.
+	// Cat is the absolute path of systemd-cat; empty (no journald tools)
+	// leaves the app's output to systemd. journald cannot tell a service's
+	// stdout from its stderr (both streams get the unit's SyslogLevel), so
+	// a directly run app starts under `ten-shim cat` (where ShimBin is
+	// set) or `systemd-cat --stderr-priority=err`: either connects stdout
+	// and stderr to the journal as two streams and execs the app (same PID,
+	// same fds, socket activation intact). stdout lines get priority info
+	// (6), stderr lines err (3); `ten logs --level` filters on that. Where
+	// the shim runs in front of the app, it opens the two streams itself
+	// (`ten shim --identifier`).
 	Cat string
 	// Resolve, when set, turns the command's first word into the path the
 	// unit executes (the caller checks PATH and the file; units stays pure).
@@ -383,7 +384,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		argv = append(append(head, "--"), argv...)
 	}
 	if opts.Cat != "" && !shimmed && !standby {
-		argv = append([]string{opts.Cat, "--identifier=" + filepath.Base(p.Argv[0]), "--stderr-priority=err", "--"}, argv...)
+		argv = append(catCmd(opts, filepath.Base(p.Argv[0])), argv...)
 	}
 	if Launched(svc) {
 		// The launcher starts the L4 relay and then execs the app (through
@@ -525,6 +526,19 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 	}
 	return append(cmd, "--instance="+inst.String(), "--socket="+p.AppSocket,
 		"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
+}
+
+// catCmd is what runs in front of a directly run app to give it its two
+// journal streams and exec it: `ten-shim cat` where the small shim binary
+// is installed (a static Go binary: about half of systemd-cat's CPU per
+// start, which loads libsystemd-shared and its libraries at every wake;
+// BENCHMARKS.md section 8), systemd-cat otherwise (all of ten would cost
+// more than systemd-cat to start).
+func catCmd(opts Options, identifier string) []string {
+	if opts.ShimBin != "" {
+		return []string{opts.ShimBin, "cat", "--identifier=" + identifier, "--"}
+	}
+	return []string{opts.Cat, "--identifier=" + identifier, "--stderr-priority=err", "--"}
 }
 
 // serviceType is "notify" where the app binds its own address: the

@@ -269,7 +269,9 @@ func TestShimBin(t *testing.T) {
 	}
 	d := Describe(p.Service)
 	for _, want := range []string{
-		"ExecStart=a(sasb) [{/usr/bin/systemd-cat [/usr/bin/systemd-cat --identifier=web --stderr-priority=err -- /opt/web --port 20001] false}]",
+		// ten-shim gives it its journal streams (systemd-cat only where
+		// ten-shim is not installed: the golden files).
+		"ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim cat --identifier=web -- /opt/web --port 20001] false}]",
 		"Type=s notify",
 		"NotifyAccess=s all",
 		"TimeoutStartUSec=t 10000000",
@@ -341,13 +343,13 @@ listen = ["tcp://127.0.0.1:7000"]
 	if d := Describe(p.Service); strings.Contains(d, "standby") {
 		t.Errorf("an L4 service behind the standby waiter:\n%s", d)
 	}
-	// Without settings.standby nothing changes: systemd-cat in front.
+	// Without settings.standby nothing changes: ten-shim cat in front.
 	opts.Standby = false
 	p, err = Build(cfg, cfg.Services["act"], "a", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := Describe(p.Service); strings.Contains(d, "standby") || !strings.Contains(d, "/usr/bin/systemd-cat --identifier=act") {
+	if d := Describe(p.Service); strings.Contains(d, "standby") || !strings.Contains(d, "/run/tenement/.bin/ten-shim cat --identifier=act -- ") {
 		t.Errorf("standby off:\n%s", d)
 	}
 }

@@ -13,9 +13,13 @@
 // service's L4 sockets and then becomes the app; the relay serves the L4
 // connections that arrive before the app listens and exits once ten
 // steers them to the app's own socket.
+// `ten-shim cat --identifier=NAME -- APP [ARGS...]` gives a directly run
+// app its two journal streams (stdout at info, stderr at err) and becomes
+// it: what systemd-cat did in front of it, for less at every wake.
 //
 //	ten-shim standby --instance=api:prod --socket=PATH --port=N --startup-timeout=10s --fds=1 [--extend=10s] [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
+//	ten-shim cat [--instance=api:prod] --identifier=NAME -- APP [ARGS...]
 //	ten-shim wait|relay --instance=api:prod --socket=PATH --port=N --startup-timeout=10s
 package main
 
@@ -34,7 +38,7 @@ func main() {
 	verb := "shim"
 	if len(args) > 0 {
 		switch args[0] {
-		case "shim", "wait", "launch", "relay", "standby":
+		case "shim", "wait", "launch", "relay", "standby", "cat":
 			verb = args[0]
 			args = args[1:]
 		}
@@ -67,6 +71,9 @@ func main() {
 	if len(o.Argv) == 0 {
 		fmt.Fprintln(os.Stderr, "ten-shim: no app command after --")
 		os.Exit(2)
+	}
+	if verb == "cat" {
+		shim.Cat(o, *identifier)
 	}
 	if verb == "standby" {
 		so.Identifier = *identifier

@@ -21,8 +21,8 @@ import (
 )
 
 // Streams of a log entry. journald does not record which file descriptor a
-// line came from; ten starts apps under `systemd-cat --stderr-priority=err`
-// (see units), so their stderr lines have priority err (3) and their stdout
+// line came from; ten starts apps under `ten-shim cat` (or systemd-cat
+// --stderr-priority=err; see units), so their stderr lines have priority err (3) and their stdout
 // lines info (6). An app that writes syslog-style "<N>" prefixes picks its
 // own priority, and then N <= 3 counts as stderr. Lines systemd itself logs
 // about the unit (started, exited, killed) are StreamSystemd.

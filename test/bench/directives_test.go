@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,6 +86,7 @@ var directives = []directive{
 	{name: "Slice= (own slice per instance)", lines: "Slice=ten-bench-dir-own.slice\n"},
 	{name: "MemoryAccounting + CPUAccounting", lines: "MemoryAccounting=yes\nCPUAccounting=yes\n"},
 	{name: "systemd-cat in front", exec: "/usr/bin/systemd-cat --identifier=echoapp --stderr-priority=err -- ECHO --mode activation"},
+	{name: "ten-shim cat in front", exec: "SHIMBIN cat --identifier=echoapp -- ECHO --mode activation"},
 	{name: "ten's shim in front (PORT app)", lines: "RuntimeDirectory=ten-bench-dir-shim\nEnvironment=PORT=SHIMPORT\n",
 		exec: "TEN shim --instance=bench:shim --socket=/run/ten-bench-dir-shim/app.sock --port=SHIMPORT --startup-timeout=10s -- ECHO --mode port"},
 	{name: "SystemCallFilter deny list", lines: "SystemCallFilter=" + denyList + "\nSystemCallErrorNumber=EPERM\n"},
@@ -172,7 +174,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		if execStart == "" {
 			execStart = "ECHO --mode activation"
 		}
-		r := strings.NewReplacer("ECHO", echoBin, "TEN", tenBin, "SHIMPORT", strconv.Itoa(shimPort))
+		r := strings.NewReplacer("ECHO", echoBin, "SHIMBIN", filepath.Join(binDir, "ten-shim"), "TEN", tenBin, "SHIMPORT", strconv.Itoa(shimPort))
 		files[name+".socket"] = fmt.Sprintf("[Socket]\nListenStream=%s\nTriggerLimitIntervalSec=0\n", sock)
 		files[name+".service"] = fmt.Sprintf("[Unit]\nStartLimitIntervalSec=0\n[Service]\nEnvironment=TEN_INSTANCE=dir\nExecStart=%s\n%s", r.Replace(execStart), r.Replace(d.lines))
 		vs = append(vs, variant{d: d, sock: sock, unit: name + ".service"})

@@ -180,9 +180,9 @@ memory_deny_write_execute = true
 
 // TestShimLogPriorities: the app's stdout reaches the journal at priority
 // info and its stderr at err, under the app's name and the instance's unit:
-// through systemd-cat for a PORT app that runs directly and for a
-// socket-activated one (whose sockets must still reach it through the
-// exec), and from the shim itself (no systemd-cat) where the shim stays in
+// through `ten-shim cat` (no systemd-cat) for a PORT app that runs directly
+// and for a socket-activated one (whose sockets must still reach it
+// through the exec), and from the shim itself where the shim stays in
 // front (network = "none" with an L4 address). A line starting "<N>" is
 // logged at priority N, as systemd does for any service.
 func TestShimLogPriorities(t *testing.T) {
@@ -200,7 +200,7 @@ command = "ECHO --mode activation"
 activation = "socket"
 `)
 	cat := func(argv string) bool {
-		return strings.Contains(argv, "systemd-cat --identifier=echoapp --stderr-priority=err") && !strings.Contains(argv, " shim ")
+		return strings.Contains(argv, "/.bin/ten-shim cat --identifier=echoapp -- ") && !strings.Contains(argv, "systemd-cat") && !strings.Contains(argv, " shim ")
 	}
 	for _, c := range []struct {
 		svc  string
