@@ -340,10 +340,26 @@ type Service struct {
 	// create: past it a request for a new id is refused (default 100;
 	// ten spawn is not capped).
 	MaxInstances int `toml:"max_instances" json:"max_instances"`
+	// LogRateLimitBurst and LogRateLimitInterval bound what an instance
+	// may log: at most burst lines every interval seconds reach the
+	// journal (systemd's LogRateLimitBurst and LogRateLimitIntervalSec,
+	// which journald scales up a few times with its free disk space); it
+	// drops the rest and says how many. Defaults 1000 and 10; burst 0
+	// leaves journald's own limit (10000 lines per 30 s).
+	LogRateLimitBurst    *int `toml:"log_rate_limit_burst" json:"log_rate_limit_burst"`
+	LogRateLimitInterval int  `toml:"log_rate_limit_interval" json:"log_rate_limit_interval"`
 }
 
 // DefaultMaxInstances is max_instances when the config does not set it.
 const DefaultMaxInstances = 100
+
+// Defaults of log_rate_limit_burst and log_rate_limit_interval: a tenant
+// that floods its output cannot fill the journal (and rotate other
+// tenants' lines out of it) faster than this.
+const (
+	DefaultLogRateLimitBurst    = 1000
+	DefaultLogRateLimitInterval = 10
+)
 
 // Sleep modes.
 const (
@@ -587,6 +603,13 @@ func (c *Config) defaults() {
 		}
 		if svc.MaxInstances == 0 {
 			svc.MaxInstances = DefaultMaxInstances
+		}
+		if svc.LogRateLimitBurst == nil {
+			n := DefaultLogRateLimitBurst
+			svc.LogRateLimitBurst = &n
+		}
+		if svc.LogRateLimitInterval == 0 {
+			svc.LogRateLimitInterval = DefaultLogRateLimitInterval
 		}
 	}
 }

@@ -220,6 +220,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		if svc.MaxInstances < 0 {
 			add(k+".max_instances", "must be positive, got %d (spawn_on_request = false turns creation by request off)", svc.MaxInstances)
 		}
+		if b := svc.LogRateLimitBurst; b != nil && (*b < 0 || *b > 1000000) {
+			add(k+".log_rate_limit_burst", "must be within 0..1000000 lines (0: journald's own limit), got %d", *b)
+		}
+		if svc.LogRateLimitInterval < 0 || svc.LogRateLimitInterval > 3600 {
+			add(k+".log_rate_limit_interval", "must be within 1..3600 seconds, got %d", svc.LogRateLimitInterval)
+		}
 		if svc.StartupTimeout < 0 {
 			add(k+".startup_timeout", "must be positive, got %d", svc.StartupTimeout)
 		}

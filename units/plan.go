@@ -489,6 +489,13 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.IOWeight > 0 {
 		props = append(props, prop("IOWeight", uint64(svc.IOWeight)))
 	}
+	if b := svc.LogRateLimitBurst; b != nil && *b > 0 && svc.LogRateLimitInterval > 0 {
+		// journald keys its limit by the unit (from the sender's cgroup), so
+		// it holds for the app's own journal streams too.
+		props = append(props,
+			prop("LogRateLimitIntervalUSec", uint64(svc.LogRateLimitInterval)*1_000_000),
+			prop("LogRateLimitBurst", uint32(*b)))
+	}
 	if svc.Network == "none" {
 		props = append(props, prop("PrivateNetwork", true))
 	}

@@ -98,6 +98,16 @@ func main() {
 		fmt.Fprintln(out, r.URL.Query().Get("msg"))
 		fmt.Fprintln(w, "logged")
 	})
+	// /flood?n=N&msg=TEXT prints N numbered lines "TEXT i" on stdout as
+	// fast as it can (a tenant flooding the journal).
+	mux.HandleFunc("/flood", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		msg := r.URL.Query().Get("msg")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(os.Stdout, "%s %d\n", msg, i)
+		}
+		fmt.Fprintln(w, "flooded", n)
+	})
 	// /write?name=F&bytes=N writes N bytes to DATA_DIR/F (the state directory).
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
