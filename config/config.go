@@ -116,6 +116,12 @@ type Settings struct {
 	// for a PORT app) with status "standing by", and the waiter costs a
 	// sleeping process (about 1 MiB) per instance on standby.
 	Standby *int `toml:"standby" json:"standby"`
+	// TasksMaxTotal caps the processes and threads of all instances
+	// together (TasksMax of tenement.slice), so that tenants cannot take the
+	// kernel's last PIDs from ten, systemd and the host. Unset: three
+	// quarters of the kernel's PIDs (pid_max or threads-max, the smaller);
+	// 0: no cap.
+	TasksMaxTotal *int `toml:"tasks_max_total" json:"tasks_max_total"`
 }
 
 // StandbyCount is settings.standby (DefaultStandby when unset).
@@ -310,8 +316,10 @@ type Service struct {
 	Start string `toml:"start" json:"start"`
 	// CPUQuotaPercent maps to CPUQuota (percent of one CPU).
 	CPUQuotaPercent int `toml:"cpu_quota_percent" json:"cpu_quota_percent,omitempty"`
-	// TasksMax maps to TasksMax.
-	TasksMax int `toml:"tasks_max" json:"tasks_max,omitempty"`
+	// TasksMax maps to TasksMax: the processes and threads an instance may
+	// have at once (default 1024; 0, set explicitly: systemd's
+	// DefaultTasksMax, 15 % of the kernel's PIDs).
+	TasksMax *int `toml:"tasks_max" json:"tasks_max"`
 	// IOWeight maps to IOWeight.
 	IOWeight int `toml:"io_weight" json:"io_weight,omitempty"`
 	// Network is "" (host network) or "none" (PrivateNetwork).
@@ -340,18 +348,25 @@ type Service struct {
 	// create: past it a request for a new id is refused (default 100;
 	// ten spawn is not capped).
 	MaxInstances int `toml:"max_instances" json:"max_instances"`
-	// LogRateLimitBurst and LogRateLimitInterval bound what an instance
-	// may log: at most burst lines every interval seconds reach the
-	// journal (systemd's LogRateLimitBurst and LogRateLimitIntervalSec,
-	// which journald scales up a few times with its free disk space); it
-	// drops the rest and says how many. Defaults 1000 and 10; burst 0
-	// leaves journald's own limit (10000 lines per 30 s).
-	LogRateLimitBurst    *int `toml:"log_rate_limit_burst" json:"log_rate_limit_burst"`
-	LogRateLimitInterval int  `toml:"log_rate_limit_interval" json:"log_rate_limit_interval"`
+	// LogRateLimitBurst is how many lines of an instance's output reach the
+	// journal every log_rate_limit_interval seconds (systemd's
+	// LogRateLimitBurst, which journald scales up a few times with its free
+	// disk space); journald drops the rest and says how many. Default
+	// 1000; 0 leaves journald's own limit (10000 lines per 30 s).
+	LogRateLimitBurst *int `toml:"log_rate_limit_burst" json:"log_rate_limit_burst"`
+	// LogRateLimitInterval is the window of log_rate_limit_burst, in
+	// seconds (systemd's LogRateLimitIntervalSec; default 10, at most 3600).
+	LogRateLimitInterval int `toml:"log_rate_limit_interval" json:"log_rate_limit_interval"`
 }
 
 // DefaultMaxInstances is max_instances when the config does not set it.
 const DefaultMaxInstances = 100
+
+// DefaultTasksMax is tasks_max when the config does not set it: plenty for
+// an app's processes and threads (a Go, Node or Python app has tens), and a
+// fork bomb stops there instead of at systemd's default of 15 % of the
+// kernel's PIDs, seven of which take them all.
+const DefaultTasksMax = 1024
 
 // Defaults of log_rate_limit_burst and log_rate_limit_interval: a tenant
 // that floods its output cannot fill the journal (and rotate other
@@ -603,6 +618,10 @@ func (c *Config) defaults() {
 		}
 		if svc.MaxInstances == 0 {
 			svc.MaxInstances = DefaultMaxInstances
+		}
+		if svc.TasksMax == nil {
+			n := DefaultTasksMax
+			svc.TasksMax = &n
 		}
 		if svc.LogRateLimitBurst == nil {
 			n := DefaultLogRateLimitBurst

@@ -118,6 +118,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
 		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
 	}
+	if t := s.TasksMaxTotal; t != nil && (*t < 0 || *t > 1<<22) {
+		add("settings.tasks_max_total", "must be 0 (no cap) to 4194304 processes and threads (the most PIDs a kernel has), got %d", *t)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}
@@ -211,7 +214,10 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		default:
 			add(k+".sleep", "unknown sleep %q; use stop, freeze or freeze-then-stop", svc.Sleep)
 		}
-		nonNeg := map[string]int{"idle_timeout": svc.IdleTimeout, "memory_limit_mb": svc.MemoryLimitMB, "storage_quota_mb": svc.StorageQuotaMB, "tasks_max": svc.TasksMax}
+		nonNeg := map[string]int{"idle_timeout": svc.IdleTimeout, "memory_limit_mb": svc.MemoryLimitMB, "storage_quota_mb": svc.StorageQuotaMB}
+		if svc.TasksMax != nil {
+			nonNeg["tasks_max"] = *svc.TasksMax
+		}
 		for key, v := range nonNeg {
 			if v < 0 {
 				add(k+"."+key, "must not be negative, got %d", v)

@@ -483,8 +483,8 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	if svc.CPUQuotaPercent > 0 {
 		props = append(props, prop("CPUQuotaPerSecUSec", uint64(svc.CPUQuotaPercent)*10_000))
 	}
-	if svc.TasksMax > 0 {
-		props = append(props, prop("TasksMax", uint64(svc.TasksMax)))
+	if svc.TasksMax != nil && *svc.TasksMax > 0 {
+		props = append(props, prop("TasksMax", uint64(*svc.TasksMax)))
 	}
 	if svc.IOWeight > 0 {
 		props = append(props, prop("IOWeight", uint64(svc.IOWeight)))
