@@ -122,6 +122,11 @@ type Settings struct {
 	// quarters of the kernel's PIDs (pid_max or threads-max, the smaller);
 	// 0: no cap.
 	TasksMaxTotal *int `toml:"tasks_max_total" json:"tasks_max_total"`
+	// MemoryMaxTotalMB caps the memory of all instances together, in MiB
+	// (MemoryMax of tenement.slice): past it the kernel's OOM killer picks
+	// among the instances, not ten, systemd or the host. Unset: nine
+	// tenths of the machine's memory; 0: no cap.
+	MemoryMaxTotalMB *int `toml:"memory_max_total_mb" json:"memory_max_total_mb"`
 }
 
 // StandbyCount is settings.standby (DefaultStandby when unset).

@@ -75,6 +75,7 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"negative idle", "[service.api]\ncommand = \"/bin/x\"\nidle_timeout = -1\n", "service.api.idle_timeout: must not be negative"},
 		{"bad listen", "[service.api]\ncommand = \"/bin/x\"\nlisten = [\"7000\"]\n", "service.api.listen"},
 		{"tasks_max_total too big", "[settings]\ntasks_max_total = 5000000\n[service.api]\ncommand = \"/bin/x\"\n", "settings.tasks_max_total: must be 0 (no cap) to 4194304"},
+		{"negative memory_max_total_mb", "[settings]\nmemory_max_total_mb = -1\n[service.api]\ncommand = \"/bin/x\"\n", "settings.memory_max_total_mb: must be 0 (no cap)"},
 		{"negative tasks_max", "[service.api]\ncommand = \"/bin/x\"\ntasks_max = -1\n", "service.api.tasks_max: must not be negative"},
 		{"negative log burst", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_burst = -5\n", "t.toml:3: service.api.log_rate_limit_burst: must be within 0..1000000"},
 		{"log interval too long", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_interval = 86400\n", "t.toml:3: service.api.log_rate_limit_interval: must be within 1..3600 seconds"},

@@ -121,6 +121,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if t := s.TasksMaxTotal; t != nil && (*t < 0 || *t > 1<<22) {
 		add("settings.tasks_max_total", "must be 0 (no cap) to 4194304 processes and threads (the most PIDs a kernel has), got %d", *t)
 	}
+	if m := s.MemoryMaxTotalMB; m != nil && (*m < 0 || *m > 1<<30) {
+		add("settings.memory_max_total_mb", "must be 0 (no cap) to 1073741824 MiB, got %d", *m)
+	}
 	if s.MaxFrozenMB < 0 {
 		add("settings.max_frozen_mb", "must not be negative (0: no cap), got %d", s.MaxFrozenMB)
 	}

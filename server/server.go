@@ -167,7 +167,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("%w\n%s", err, HowToRun)
 	}
 	s.sd = sdm
-	capTenantTasks(ctx, sdm, cfg.Settings, o.Log)
+	capTenants(ctx, sdm, cfg.Settings, o.Log)
 	if err := os.MkdirAll(cfg.DataDirAbs(), 0o700); err != nil {
 		sdm.Close()
 		return nil, fmt.Errorf("data dir: %w", err)

@@ -25,3 +25,24 @@ func TestTasksMaxTotal(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryMaxTotalMB(t *testing.T) {
+	n := func(v int) *int { return &v }
+	for _, c := range []struct {
+		set  *int
+		mem  int
+		want int
+	}{
+		{nil, 24000, 21600}, // nine tenths of the machine's
+		{nil, 0, 0},         // unknown: no cap
+		{n(200), 24000, 200},
+		{n(0), 24000, 0},
+	} {
+		if got := MemoryMaxTotalMB(config.Settings{MemoryMaxTotalMB: c.set}, c.mem); got != c.want {
+			t.Errorf("MemoryMaxTotalMB(%v, %d) = %d, want %d", c.set, c.mem, got, c.want)
+		}
+	}
+	if memTotalMB() <= 0 || kernelPIDs() <= 0 {
+		t.Errorf("read the machine: %d MiB, %d PIDs", memTotalMB(), kernelPIDs())
+	}
+}

@@ -13,16 +13,23 @@ import (
 // (tenement-SERVICE.slice and below).
 const TenantSlice = "tenement.slice"
 
-// CapTenantTasks sets TasksMax of TenantSlice, the processes and threads
-// of all instances together, for as long as systemd runs (a runtime
-// drop-in, as `systemctl set-property --runtime` makes); 0 lifts the cap.
-func (m *Manager) CapTenantTasks(ctx context.Context, n uint64) error {
-	v := n
-	if n == 0 {
-		v = math.MaxUint64 // "infinity"
+// CapTenants sets TasksMax (processes and threads) and MemoryMax (bytes)
+// of TenantSlice, for all instances together, for as long as systemd runs
+// (a runtime drop-in, as `systemctl set-property --runtime` makes); 0
+// lifts a cap.
+func (m *Manager) CapTenants(ctx context.Context, tasks, memory uint64) error {
+	inf := func(v uint64) uint64 {
+		if v == 0 {
+			return math.MaxUint64 // "infinity"
+		}
+		return v
 	}
-	if err := m.conn.SetUnitPropertiesContext(ctx, TenantSlice, true, sd.Property{Name: "TasksMax", Value: dbus.MakeVariant(v)}); err != nil {
-		return fmt.Errorf("set TasksMax of %s: %w", TenantSlice, err)
+	props := []sd.Property{
+		{Name: "TasksMax", Value: dbus.MakeVariant(inf(tasks))},
+		{Name: "MemoryMax", Value: dbus.MakeVariant(inf(memory))},
+	}
+	if err := m.conn.SetUnitPropertiesContext(ctx, TenantSlice, true, props...); err != nil {
+		return fmt.Errorf("set TasksMax and MemoryMax of %s: %w", TenantSlice, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // kernelPIDs reads what the kernel allows: the smaller of pid_max and
@@ -31,6 +32,26 @@ func kernelPIDs(t *testing.T) int {
 	return n
 }
 
+// memTotalMB reads the machine's memory in MiB.
+func memTotalMB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb >> 10
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
+}
+
 // forkBomb asks inst's tenant app to start n processes and returns how many
 // it started before the first failure.
 func forkBomb(s *tenServer, host string, n int) (started int, ok bool) {
@@ -46,7 +67,8 @@ func forkBomb(s *tenServer, host string, n int) (started int, ok bool) {
 // TestTasksMaxDefault: without tasks_max an instance may have 1024
 // processes and threads (not systemd's 15 % of the kernel's PIDs, seven
 // instances of which take them all), and all instances together three
-// quarters of the kernel's PIDs (TasksMax of tenement.slice). A fork bomb
+// quarters of the kernel's PIDs (TasksMax of tenement.slice) and nine
+// tenths of the machine's memory (MemoryMax). A fork bomb
 // stops at its own cap; its neighbour and ten keep answering.
 func TestTasksMaxDefault(t *testing.T) {
 	s := startTen(t, `
@@ -63,6 +85,9 @@ command = "TENANT"
 	}
 	if got, want := show(t, "tenement.slice", "TasksMax"), strconv.Itoa(kernelPIDs(t)/4*3); got != want {
 		t.Errorf("TasksMax of tenement.slice = %s, want %s (three quarters of the kernel's PIDs)", got, want)
+	}
+	if got, want := show(t, "tenement.slice", "MemoryMax"), strconv.Itoa(memTotalMB(t)/10*9<<20); got != want {
+		t.Errorf("MemoryMax of tenement.slice = %s, want %s (nine tenths of the machine's memory)", got, want)
 	}
 	// Each child is a Go process: its main thread and at least the
 	// runtime's sysmon, two tasks or more, so at most 512 fit in 1024.
@@ -102,5 +127,32 @@ tasks_max = 0
 	if a+b == 0 || a+b >= 300 {
 		t.Errorf("HOLE: two fork bombs started %d+%d processes with tasks_max_total = 300", a, b)
 	}
+	s.mustTen("ps")
+}
+
+// TestMemoryMaxTotal: settings.memory_max_total_mb caps the memory of all
+// instances together (MemoryMax of tenement.slice; by default nine tenths
+// of the machine's): an instance without memory_limit_mb that allocates
+// past it is OOM-killed and restarted by systemd, and ten keeps serving.
+func TestMemoryMaxTotal(t *testing.T) {
+	s := startTen(t, `memory_max_total_mb = 200
+
+[service.mem]
+command = "TENANT"
+`)
+	s.mustTen("spawn", "mem:a")
+	if got := show(t, "tenement.slice", "MemoryMax"); got != strconv.Itoa(200<<20) {
+		t.Errorf("MemoryMax of tenement.slice = %s, want %d", got, 200<<20)
+	}
+	s.try("a.mem.localhost", "/alloc?mb=16") // under the cap: fine
+	code, body, err := s.get("a.mem.localhost", "/alloc?mb=400&hold=2000")
+	t.Logf("tried to allocate 400 MiB with memory_max_total_mb = 200: HTTP %d %v %s", code, err, trim(body, 200))
+	if code == 200 && strings.Contains(body, `"ok":true`) {
+		t.Fatalf("HOLE: the tenant allocated 400 MiB past memory_max_total_mb = 200")
+	}
+	waitFor(t, 30*time.Second, "systemd to restart the OOM-killed app", func() bool {
+		return showU64(t, "tenement-mem@a.service", "NRestarts") >= 1 && show(t, "tenement-mem@a.service", "ActiveState") == "active"
+	})
+	s.try("a.mem.localhost", "/info")
 	s.mustTen("ps")
 }
