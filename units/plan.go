@@ -384,7 +384,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		argv = append(append(head, "--"), argv...)
 	}
 	if opts.Cat != "" && !shimmed && !standby {
-		argv = append(catCmd(opts, filepath.Base(p.Argv[0])), argv...)
+		argv = append(catCmd(opts, inst, filepath.Base(p.Argv[0])), argv...)
 	}
 	if Launched(svc) {
 		// The launcher starts the L4 relay and then execs the app (through
@@ -541,9 +541,10 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 // start, which loads libsystemd-shared and its libraries at every wake;
 // BENCHMARKS.md section 8), systemd-cat otherwise (all of ten would cost
 // more than systemd-cat to start).
-func catCmd(opts Options, identifier string) []string {
+func catCmd(opts Options, inst Instance, identifier string) []string {
 	if opts.ShimBin != "" {
-		return []string{opts.ShimBin, "cat", "--identifier=" + identifier, "--"}
+		// --instance names it in an error (a missing app).
+		return []string{opts.ShimBin, "cat", "--instance=" + inst.String(), "--identifier=" + identifier, "--"}
 	}
 	return []string{opts.Cat, "--identifier=" + identifier, "--stderr-priority=err", "--"}
 }

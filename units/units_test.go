@@ -271,7 +271,7 @@ func TestShimBin(t *testing.T) {
 	for _, want := range []string{
 		// ten-shim gives it its journal streams (systemd-cat only where
 		// ten-shim is not installed: the golden files).
-		"ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim cat --identifier=web -- /opt/web --port 20001] false}]",
+		"ExecStart=a(sasb) [{/run/tenement/.bin/ten-shim [/run/tenement/.bin/ten-shim cat --instance=web:a --identifier=web -- /opt/web --port 20001] false}]",
 		"Type=s notify",
 		"NotifyAccess=s all",
 		"TimeoutStartUSec=t 10000000",
@@ -349,7 +349,7 @@ listen = ["tcp://127.0.0.1:7000"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := Describe(p.Service); strings.Contains(d, "standby") || !strings.Contains(d, "/run/tenement/.bin/ten-shim cat --identifier=act -- ") {
+	if d := Describe(p.Service); strings.Contains(d, "standby") || !strings.Contains(d, "/run/tenement/.bin/ten-shim cat --instance=act:a --identifier=act -- ") {
 		t.Errorf("standby off:\n%s", d)
 	}
 }

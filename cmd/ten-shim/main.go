@@ -19,7 +19,7 @@
 //
 //	ten-shim standby --instance=api:prod --socket=PATH --port=N --startup-timeout=10s --fds=1 [--extend=10s] [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
-//	ten-shim cat [--instance=api:prod] --identifier=NAME -- APP [ARGS...]
+//	ten-shim cat --instance=api:prod --identifier=NAME -- APP [ARGS...]
 //	ten-shim wait|relay --instance=api:prod --socket=PATH --port=N --startup-timeout=10s
 package main
 

@@ -200,7 +200,7 @@ command = "ECHO --mode activation"
 activation = "socket"
 `)
 	cat := func(argv string) bool {
-		return strings.Contains(argv, "/.bin/ten-shim cat --identifier=echoapp -- ") && !strings.Contains(argv, "systemd-cat") && !strings.Contains(argv, " shim ")
+		return strings.Contains(argv, "/.bin/ten-shim cat --instance=") && strings.Contains(argv, " --identifier=echoapp -- ") && !strings.Contains(argv, "systemd-cat") && !strings.Contains(argv, " shim ")
 	}
 	for _, c := range []struct {
 		svc  string
