@@ -22,15 +22,7 @@ func Cat(o Options, identifier string) { cat(o, identifier, JournalStdout) }
 // cat is Cat with journald's stream socket at journal.
 func cat(o Options, identifier, journal string) {
 	log := o.Log
-	if len(o.Argv) == 0 {
-		log.Error("cat: no app command", "instance", o.Instance)
-		os.Exit(2)
-	}
-	path, err := exec.LookPath(o.Argv[0])
-	if err != nil {
-		log.Error("cat", "instance", o.Instance, "err", fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err))
-		os.Exit(127)
-	}
+	path := appPath(o, "cat")
 	streams, err := appStreams(journal, identifier)
 	if err != nil {
 		log.Warn("cat: app output stays with the service's", "instance", o.Instance, "err", err)
@@ -70,4 +62,20 @@ func useStreams(streams [2]*os.File) {
 	}
 	_ = unix.Dup2(int(streams[0].Fd()), 1)
 	_ = unix.Dup2(int(streams[1].Fd()), 2)
+}
+
+// appPath is the executable of the app o.Argv names, looked up in PATH. A
+// missing command (exit 2) or app (exit 127) ends the process with an
+// error that names the instance; verb says which part of ten-shim it was.
+func appPath(o Options, verb string) string {
+	if len(o.Argv) == 0 {
+		o.Log.Error(verb+": no app command", "instance", o.Instance)
+		os.Exit(2)
+	}
+	path, err := exec.LookPath(o.Argv[0])
+	if err != nil {
+		o.Log.Error(verb, "instance", o.Instance, "err", fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err))
+		os.Exit(127)
+	}
+	return path
 }

@@ -47,15 +47,7 @@ const handOffLinger = 300 * time.Millisecond
 // handed off. It does not return; it exits 127 when it cannot start the app.
 func Launch(o Options, relayArgv []string) {
 	log := o.Log
-	if len(o.Argv) == 0 {
-		log.Error("launch: no app command", "instance", o.Instance)
-		os.Exit(2)
-	}
-	path, err := exec.LookPath(o.Argv[0])
-	if err != nil {
-		log.Error("launch", "instance", o.Instance, "err", fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err))
-		os.Exit(127)
-	}
+	path := appPath(o, "launch")
 	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	if n > 0 && (pid == 0 || pid == os.Getpid()) {
@@ -75,7 +67,7 @@ func Launch(o Options, relayArgv []string) {
 	if o.Socket != "" {
 		_ = os.Remove(o.Socket) // a stale file from a killed app would block its bind
 	}
-	err = syscall.Exec(path, o.Argv, withoutListenEnv(os.Environ()))
+	err := syscall.Exec(path, o.Argv, withoutListenEnv(os.Environ()))
 	log.Error("launch", "instance", o.Instance, "err", fmt.Errorf("instance %s: exec %s: %w", o.Instance, path, err))
 	os.Exit(127)
 }

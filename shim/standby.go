@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"syscall"
@@ -49,15 +48,7 @@ type StandbyOptions struct {
 // return; it exits 127 when it cannot start the app.
 func Standby(o Options, so StandbyOptions) {
 	log := o.Log
-	if len(o.Argv) == 0 {
-		log.Error("standby: no app command", "instance", o.Instance)
-		os.Exit(2)
-	}
-	path, err := exec.LookPath(o.Argv[0])
-	if err != nil {
-		log.Error("standby", "instance", o.Instance, "err", fmt.Errorf("instance %s: start %s: %w", o.Instance, o.Argv[0], err))
-		os.Exit(127)
-	}
+	path := appPath(o, "standby")
 	streams, err := appStreams(JournalStdout, so.Identifier)
 	if err != nil {
 		// Without journald the app keeps the service's output.
