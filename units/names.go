@@ -15,6 +15,10 @@ import (
 // Prefix starts every unit name ten owns.
 const Prefix = "tenement-"
 
+// RootSlice is the slice every instance's units live in, below the
+// service slices (tenement-SERVICE.slice is in it by systemd's naming).
+const RootSlice = "tenement.slice"
+
 // Unit kinds.
 const (
 	KindSocket  = "socket"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/systemd"
+	"github.com/tenhq/ten/units"
 )
 
 // kernelPIDs is how many processes and threads the kernel can have: the
@@ -82,5 +83,5 @@ func capTenants(ctx context.Context, sdm *systemd.Manager, s config.Settings, lo
 		log.Warn("all instances together are not capped", "err", err)
 		return
 	}
-	log.Debug("capped all instances together", "slice", systemd.TenantSlice, "tasks_max", tasks, "kernel_pids", pids, "memory_max_mb", memMB, "memory_mb", mem)
+	log.Debug("capped all instances together", "slice", units.RootSlice, "tasks_max", tasks, "kernel_pids", pids, "memory_max_mb", memMB, "memory_mb", mem)
 }

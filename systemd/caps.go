@@ -7,14 +7,12 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/tenhq/ten/units"
 )
 
-// TenantSlice is the slice every instance's units live in
-// (tenement-SERVICE.slice and below).
-const TenantSlice = "tenement.slice"
-
 // CapTenants sets TasksMax (processes and threads) and MemoryMax (bytes)
-// of TenantSlice, for all instances together, for as long as systemd runs
+// of units.RootSlice, for all instances together, for as long as systemd runs
 // (a runtime drop-in, as `systemctl set-property --runtime` makes); 0
 // lifts a cap.
 func (m *Manager) CapTenants(ctx context.Context, tasks, memory uint64) error {
@@ -28,8 +26,8 @@ func (m *Manager) CapTenants(ctx context.Context, tasks, memory uint64) error {
 		{Name: "TasksMax", Value: dbus.MakeVariant(inf(tasks))},
 		{Name: "MemoryMax", Value: dbus.MakeVariant(inf(memory))},
 	}
-	if err := m.conn.SetUnitPropertiesContext(ctx, TenantSlice, true, props...); err != nil {
-		return fmt.Errorf("set TasksMax and MemoryMax of %s: %w", TenantSlice, err)
+	if err := m.conn.SetUnitPropertiesContext(ctx, units.RootSlice, true, props...); err != nil {
+		return fmt.Errorf("set TasksMax and MemoryMax of %s: %w", units.RootSlice, err)
 	}
 	return nil
 }
