@@ -30,6 +30,7 @@ const (
 	connWriteTimeout  = 30 * time.Second
 	connMaxHeader     = 32 << 10
 	connPerAddress    = 512
+	connStallCheck    = 15 * time.Second
 )
 
 // DrainGrace is how long at most a stopping ten keeps answering on open
@@ -83,7 +84,7 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 	q := newConnQueue(ln.Addr())
 	cs := &fastpath.ConnServer{Router: o.Router, Fallback: q.put, Limits: fastpath.Limits{
 		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
-		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress,
+		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress, StallCheck: connStallCheck,
 	}}
 	go srv.Serve(q)
 

@@ -240,10 +240,13 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:    roundTripper{},
-		BufferPool:   upstream.BufferPool{},
-		ErrorHandler: r.proxyError,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Transport:  roundTripper{},
+		BufferPool: upstream.BufferPool{},
+		// What the app has sent goes to the client at once, as on the
+		// fast path: a body of known length streams too.
+		FlushInterval: -1,
+		ErrorHandler:  r.proxyError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return r
 }

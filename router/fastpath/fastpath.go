@@ -35,6 +35,10 @@ type Limits struct {
 	// MaxConnsPerAddr bounds the open connections of one client address
 	// (Serve); 0 is no bound.
 	MaxConnsPerAddr int
+	// StallCheck: while an instance's answer body stalls, every so often
+	// the router checks that the client is still connected, and closes
+	// both connections once it is not (0: never checks).
+	StallCheck time.Duration
 }
 
 // ConnServer serves client connections for a Router with a lean HTTP/1.1
@@ -525,17 +529,19 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	cc.writeRespHead(rh, keep)
 	uc.BR.Discard(rh.Size)
 	var cerr error
+	if !noBody && (rh.Chunked || int64(uc.BR.Buffered()) < rh.ContentLength || rh.ContentLength < 0) {
+		// The body streams without request_timeout's deadline, for as
+		// long as the client waits for it (Limits.StallCheck).
+		uc.StreamBody(cc.s.Limits.StallCheck, cc.clientHere)
+		defer uc.EndBody()
+	}
 	switch {
 	case noBody:
 	case rh.Chunked:
 		cerr = cc.copyChunked(uc)
 	case rh.ContentLength >= 0:
-		if int64(uc.BR.Buffered()) < rh.ContentLength {
-			uc.C.SetReadDeadline(time.Time{}) // bodies stream without a deadline
-		}
 		cerr = cc.copyN(uc, rh.ContentLength)
 	default:
-		uc.C.SetReadDeadline(time.Time{})
 		cerr = cc.copyN(uc, -1)
 	}
 	code := rh.Code

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -31,7 +32,31 @@ type Conn struct {
 	// raw and rawStep (raw.step) carry WriteRequest's state.
 	raw     rawExchange
 	rawStep func(uintptr) bool
+	// stallEvery and clientHere are StreamBody's.
+	stallEvery time.Duration
+	clientHere func() bool
 }
+
+// ErrClientGone: an answer stalled, and the client waiting for it had gone.
+var ErrClientGone = errors.New("the answer stalled and its client has gone")
+
+// StreamBody is for reading an answer's body, which streams without a
+// deadline for as long as its client waits: a read that finds nothing for
+// every (0: no check) asks here whether the client is still there, and
+// fails with ErrClientGone once it is not. A hostile or stuck app then
+// cannot keep the router's connections (and a front proxy's per-address
+// slots) after the clients left. EndBody ends it.
+func (uc *Conn) StreamBody(every time.Duration, here func() bool) {
+	if every <= 0 || here == nil {
+		uc.C.SetReadDeadline(time.Time{})
+		return
+	}
+	uc.stallEvery, uc.clientHere = every, here
+	uc.C.SetReadDeadline(time.Now().Add(every))
+}
+
+// EndBody ends StreamBody's checks, once the body has been read.
+func (uc *Conn) EndBody() { uc.stallEvery, uc.clientHere = 0, nil }
 
 // upSource is what a Conn's bufio.Reader reads from.
 type upSource Conn
@@ -46,7 +71,17 @@ func (s *upSource) Read(p []byte) (int, error) {
 		s.preErr = nil
 		return 0, err
 	}
-	return s.C.Read(p)
+	for {
+		n, err := s.C.Read(p)
+		if n > 0 || s.stallEvery <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		// Nothing for stallEvery: go on only for a client that waits.
+		if !s.clientHere() {
+			return 0, ErrClientGone
+		}
+		s.C.SetReadDeadline(time.Now().Add(s.stallEvery))
+	}
 }
 
 // NewConn wraps a new connection to an instance.

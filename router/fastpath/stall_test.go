@@ -1,0 +1,150 @@
+package fastpath
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/units"
+)
+
+// stallingApp is a hostile instance: it answers every request with head
+// (and the start of a body), then sends nothing more. closed gets a value
+// when its end of a connection sees the router close it; rest, once sent
+// a string, makes it send that and keep the connection.
+func stallingApp(t *testing.T, head string) (sock string, closed <-chan struct{}, rest chan<- string) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cl := make(chan struct{}, 16)
+	more := make(chan string, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						cl <- struct{}{}
+						return
+					}
+					if l == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, head)
+				go func() {
+					if s, ok := <-more; ok {
+						io.WriteString(c, s)
+					}
+				}()
+				if _, err := br.ReadByte(); err != nil {
+					cl <- struct{}{}
+				}
+			}()
+		}
+	}()
+	return sock, cl, more
+}
+
+// A stalled answer: the instance sent a head and part of a body and then
+// nothing. While its client waits, the router waits with it (a stream may
+// pause for as long as it likes); once the client has gone, the router
+// notices within Limits.StallCheck and closes both connections, so that a
+// hostile instance cannot pin the router's descriptors and goroutines, or a
+// shared front proxy's per-address connection slots, after its clients
+// left. Each framing: Content-Length, chunked, until close; through the
+// fast path (HTTP/1.1) and the net/http path it hands over (HTTP/1.0).
+func TestStalledAnswerClientGone(t *testing.T) {
+	heads := map[string][2]string{
+		"content-length": {"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial", "-more-"},
+		"chunked":        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n", "6\r\n-more-\r\n"},
+		"until close":    {"HTTP/1.1 200 OK\r\n\r\npartial", "-more-"},
+	}
+	for name, answer := range heads {
+		head, more := answer[0], answer[1]
+		for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+			t.Run(name+" "+proto, func(t *testing.T) {
+				r, _ := newTestRouter(t)
+				sock, closed, rest := stallingApp(t, head)
+				inst := units.Instance{Service: "api", ID: "a"}
+				r.Put(router.Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+				lim := testLimits
+				lim.StallCheck = 100 * time.Millisecond
+				addr := serveFast(t, r, lim)
+				req := "GET / " + proto + "\r\nHost: a.api.example.test\r\n\r\n"
+
+				// A client that waits keeps its stream through many checks.
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				io.WriteString(c, req)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				waitFor(t, br, "partial")
+				select {
+				case <-closed:
+					t.Fatal("the router closed the instance's connection while its client waited")
+				case <-time.After(1500 * time.Millisecond): // past request_timeout too
+				}
+				rest <- more
+				waitFor(t, br, "more")
+				c.Close()
+
+				// A client that leaves: the router closes the stalled
+				// instance's connection soon after.
+				c, err = net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(c, req)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				waitFor(t, bufio.NewReader(c), "partial")
+				c.Close()
+				select {
+				case <-closed:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the instance's connection stayed open 5s after its client left (stall check every 100ms)")
+				}
+				st, _ := r.Stat(inst)
+				deadline := time.Now().Add(5 * time.Second)
+				for st.Inflight > 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+					st, _ = r.Stat(inst)
+				}
+				if st.Inflight > 0 {
+					t.Fatalf("%d requests still in flight after the client left", st.Inflight)
+				}
+			})
+		}
+	}
+}
+
+// waitFor reads from br until it has seen s.
+func waitFor(t *testing.T, br *bufio.Reader, s string) {
+	t.Helper()
+	var got strings.Builder
+	for !strings.Contains(got.String(), s) {
+		b, err := br.ReadByte()
+		if err != nil {
+			t.Fatalf("waiting for %q: %v; got %q", s, err, got.String())
+		}
+		got.WriteByte(b)
+	}
+}
