@@ -90,7 +90,13 @@ func BenchmarkColdWake(b *testing.B) {
 	for _, a := range coldApps {
 		fmt.Fprintf(&cfg, "%s = [\"a\"]\n%sns = [\"a\"]\n", a.svc, a.svc)
 	}
-	ten := startTen(b, cfg.String())
+	var tenEnv []string
+	pprofAddr := ""
+	if os.Getenv("TEN_BENCH_PPROF") != "" {
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(b))
+		tenEnv = append(tenEnv, "TEN_PPROF_LISTEN="+pprofAddr)
+	}
+	ten := startTen(b, cfg.String(), tenEnv...)
 
 	type variant struct {
 		app    int
@@ -159,6 +165,22 @@ func BenchmarkColdWake(b *testing.B) {
 				}
 			}
 		}
+	}
+
+	if pprofAddr != "" {
+		// A profile of ten over back-to-back sleeps and wakes of the first
+		// app's process instance.
+		inst := coldApps[0].svc + ":a"
+		cpuProfile(b, pprofAddr, os.Getenv("TEN_BENCH_PPROF")+".coldwake", func(d time.Duration) wrkReport {
+			n := 0
+			for end := time.Now().Add(d); time.Now().Before(end); n++ {
+				ten.sleep(inst)
+				if _, err := firstByte(ten.addr, host(inst), 30*time.Second); err != nil {
+					b.Fatalf("cold wake for the profile: %v", err)
+				}
+			}
+			return wrkReport{Requests: int64(n), DurationUS: d.Microseconds()}
+		})
 	}
 
 	const bench = "1 cold wake"

@@ -100,6 +100,39 @@ var directives = []directive{
 	{name: "set: after issue 13, static user instead of DynamicUser", lines: strings.Replace(namespaceSet, "DynamicUser=yes", "User="+staticUser, 1) + hardenedSet + "StateDirectory=ten-bench-dir/ns4\nRuntimeDirectory=ten-bench-dir-ns4\n"},
 }
 
+// processSet is ten's isolation = "process" unit as unit-file lines (what
+// units.Plan makes for a socket-activated app; keep in step), with each
+// part on a line of its own so that processSets can leave one out. Its
+// ExecStart is processExec.
+var processSet = []string{
+	"StateDirectory=ten-bench-dir/proc\nStateDirectoryMode=0700\n",
+	"RuntimeDirectory=ten-bench-dir-proc\nRuntimeDirectoryMode=0700\n",
+	"WorkingDirectory=/etc\n",
+	"Slice=ten-bench-dir-proc.slice\n",
+	"MemoryAccounting=yes\nCPUAccounting=yes\n",
+	"TasksMax=1024\n",
+	"LogRateLimitIntervalSec=10s\nLogRateLimitBurst=1000\n",
+	"Environment=DATA_DIR=/var/lib/ten-bench-dir/proc PORT=20001 SOCKET_PATH=/run/ten-bench-dir-proc/app.sock TEN_INSTANCE=bench:proc\n",
+}
+
+// processExec is the process set's ExecStart: the app under ten-shim cat.
+const processExec = "SHIMBIN cat --identifier=echoapp -- ECHO --mode activation"
+
+// processSets are the process set whole, without ten-shim cat, and with one
+// part left out at a time.
+func processSets() []directive {
+	out := []directive{
+		{name: "set: ten process", lines: strings.Join(processSet, ""), exec: processExec},
+		{name: "set: ten process without ten-shim cat", lines: strings.Join(processSet, "")},
+	}
+	for i, l := range processSet {
+		rest := append(append([]string(nil), processSet[:i]...), processSet[i+1:]...)
+		out = append(out, directive{name: "set: ten process without " + strings.SplitN(l, "=", 2)[0],
+			lines: strings.Join(rest, ""), exec: processExec})
+	}
+	return out
+}
+
 // devicePolicy keeps the host's /dev visible but lets the cgroup's device
 // filter refuse every device but the harmless ones (no new /dev mount).
 const devicePolicy = "DevicePolicy=closed\nDeviceAllow=/dev/null rw\nDeviceAllow=/dev/zero rw\nDeviceAllow=/dev/full rw\nDeviceAllow=/dev/random rw\nDeviceAllow=/dev/urandom rw\n"
@@ -139,6 +172,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 	rounds := envInt("TEN_BENCH_DIRECTIVES_N", 15)
 	all := append([]directive(nil), directives...)
 	all = append(all, directiveSets()...)
+	all = append(all, processSets()...)
 	if only := os.Getenv("TEN_BENCH_DIRECTIVES_ONLY"); only != "" {
 		// A quick look at a few: the baseline and the variants whose name
 		// contains one of the comma-separated words.
