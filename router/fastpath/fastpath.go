@@ -526,6 +526,7 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	untilClose := !noBody && !rh.Chunked && rh.ContentLength < 0
 	upKeep := !untilClose && !rh.Close && (rh.Minor == 1 || rh.KeepAlive) && len(rh.ConnNames) == 0
 	keep := !untilClose && !h.Close && !cc.s.draining.Load()
+	sent := cc.dw.sent
 	cc.writeRespHead(rh, keep)
 	uc.BR.Discard(rh.Size)
 	var cerr error
@@ -547,6 +548,15 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	code := rh.Code
 	if cerr != nil {
 		uc.C.Close()
+		if cc.dw.sent == sent && !cc.dw.failed && cerr != upstream.ErrClientGone {
+			// Nothing of the answer has left yet (a body malformed or
+			// cut at once): the client gets a 502 that says so instead.
+			cc.bw.Reset(&cc.dw)
+			cc.r.Logger().Warn("proxy error", "instance", b.Instance.String(), "err", cerr)
+			cc.writeError(502, fmt.Sprintf("instance %s: answer's body: %v", b.Instance, cerr), false)
+			cc.flush()
+			return 502, false
+		}
 		return code, false
 	}
 	// rh lives in uc: once uc is back in the pool another request may
@@ -799,7 +809,8 @@ type deadlineWriter struct {
 	c       net.Conn
 	timeout time.Duration
 	renew   time.Time
-	failed  bool // a write failed
+	failed  bool  // a write failed
+	sent    int64 // bytes written in all
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
@@ -810,6 +821,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		}
 	}
 	n, err := d.c.Write(p)
+	d.sent += int64(n)
 	if err != nil {
 		d.failed = true
 	}

@@ -23,7 +23,7 @@ import (
 
 // serveFast runs r behind a ConnServer on a loopback TCP listener, with an
 // http.Server (HTTP/1.1 and h2c) as fallback, as ten serve does.
-func serveFast(t *testing.T, r *router.Router, lim Limits) string {
+func serveFast(t testing.TB, r *router.Router, lim Limits) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -34,7 +34,7 @@ func (r *recorder) ObserveWake(units.Instance, time.Duration, error) {
 }
 
 // app serves HTTP on a unix socket, as an instance behind its systemd socket.
-func app(t *testing.T, h http.HandlerFunc) string {
+func app(t testing.TB, h http.HandlerFunc) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "app.sock")
 	l, err := net.Listen("unix", sock)

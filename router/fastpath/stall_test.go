@@ -148,3 +148,31 @@ func waitFor(t *testing.T, br *bufio.Reader, s string) {
 		got.WriteByte(b)
 	}
 }
+
+// An answer whose body turns out malformed before any of it has reached
+// the client gets the client a 502 naming the instance, not a connection
+// closed without a word.
+func TestMalformedBodyBeforeAnythingSent(t *testing.T) {
+	for name, answer := range map[string]string{
+		"chunk longer than its size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab\r\n\r\n0\r\n\r\n",
+		"chunk size not hex":         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+		"bad trailer":                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n bad\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, _ := newTestRouter(t)
+			sock, _, _ := stallingApp(t, answer)
+			r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+			addr := serveFast(t, r, testLimits)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, body := roundTrip(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+			if resp.StatusCode != 502 || !strings.Contains(body, "instance api:a") || !resp.Close {
+				t.Fatalf("%d %q (close %v), want a 502 naming api:a that closes the connection", resp.StatusCode, body, resp.Close)
+			}
+		})
+	}
+}
