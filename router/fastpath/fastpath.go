@@ -474,7 +474,7 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 		return 502, cc.flush()
 	}
 	rh := &uc.Head
-	for {
+	for interim := 0; ; interim++ {
 		err = http1.ReadResponse(uc.BR, &uc.Head)
 		if err != nil {
 			uc.C.Close()
@@ -511,7 +511,14 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 		if rh.Code >= 200 || rh.Code == 101 {
 			break
 		}
-		// An interim answer (103 Early Hints): relay it and read on.
+		// An interim answer (103 Early Hints): relay it and read on, a few
+		// times: an app that sends them without end gets a 502.
+		if interim >= maxInterim {
+			uc.C.Close()
+			cc.bw.Reset(&cc.dw)
+			cc.writeError(502, fmt.Sprintf("instance %s sent more than %d interim (1xx) answers", b.Instance, maxInterim), true)
+			return 502, cc.flush()
+		}
 		cc.writeRespHead(rh, true)
 		uc.BR.Discard(rh.Size)
 	}
@@ -568,6 +575,9 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	}
 	return code, cc.flush() && keep
 }
+
+// maxInterim bounds the interim (1xx) answers relayed before an answer.
+const maxInterim = 8
 
 // send writes the request on a pooled connection (reused), or a new one.
 // A pooled connection the app has closed fails the write (EPIPE on a unix

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -174,5 +175,38 @@ func TestMalformedBodyBeforeAnythingSent(t *testing.T) {
 				t.Fatalf("%d %q (close %v), want a 502 naming api:a that closes the connection", resp.StatusCode, body, resp.Close)
 			}
 		})
+	}
+}
+
+// An app that sends interim answers without end gets its client a 502
+// after a few; the ones before it are relayed.
+func TestEndlessInterimAnswers(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock, _, _ := stallingApp(t, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 100))
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 5 * time.Second}, true)
+	addr := serveFast(t, r, testLimits)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+	br := bufio.NewReader(c)
+	hints := 0
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("after %d interim answers: %v", hints, err)
+		}
+		if resp.StatusCode == 103 {
+			hints++
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 502 || !strings.Contains(string(body), "interim") || hints > maxInterim {
+			t.Fatalf("%d %q after %d interim answers, want 502 after at most %d", resp.StatusCode, body, hints, maxInterim)
+		}
+		return
 	}
 }
