@@ -519,7 +519,10 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 			cc.writeError(502, fmt.Sprintf("instance %s sent more than %d interim (1xx) answers", b.Instance, maxInterim), true)
 			return 502, cc.flush()
 		}
+		// Sent at once: early hints are for the client to act on while
+		// the app is still working on the answer.
 		cc.writeRespHead(rh, true)
+		cc.flush()
 		uc.BR.Discard(rh.Size)
 	}
 	cc.r.Answered(b)
@@ -541,7 +544,6 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 		// The body streams without request_timeout's deadline, for as
 		// long as the client waits for it (Limits.StallCheck).
 		uc.StreamBody(cc.s.Limits.StallCheck, cc.clientHere)
-		defer uc.EndBody()
 	}
 	switch {
 	case noBody:
@@ -552,6 +554,8 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	default:
 		cerr = cc.copyN(uc, -1)
 	}
+	// Before uc goes back to the pool, where another request may take it.
+	uc.EndBody()
 	code := rh.Code
 	if cerr != nil {
 		uc.C.Close()

@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -208,5 +209,81 @@ func TestEndlessInterimAnswers(t *testing.T) {
 			t.Fatalf("%d %q after %d interim answers, want 502 after at most %d", resp.StatusCode, body, hints, maxInterim)
 		}
 		return
+	}
+}
+
+// An interim answer (103 Early Hints) reaches the client at once, while
+// the app is still working on its answer: the app here answers only once
+// the client has the hint.
+func TestEarlyHintsArriveEarly(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock, _, rest := stallingApp(t, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 5 * time.Second}, true)
+	addr := serveFast(t, r, testLimits)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+	br := bufio.NewReader(c)
+	hint, err := http.ReadResponse(br, nil)
+	if err != nil || hint.StatusCode != 103 || hint.Header.Get("Link") == "" {
+		t.Fatalf("the hint did not arrive before the answer: %v %v", hint, err)
+	}
+	rest <- "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("answer after the hint: %v %v", resp, err)
+	}
+}
+
+// Streamed answers from one instance to many clients at once: each
+// connection to the app is back in the pool, where another request takes
+// it, only once its answer's stall check has ended (run with -race).
+func TestStreamedAnswersShareThePool(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, "part one,")
+		w.(http.Flusher).Flush() // chunked
+		io.WriteString(w, "part two")
+	})
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	lim := testLimits
+	lim.StallCheck = time.Millisecond
+	addr := serveFast(t, r, lim)
+	const clients = 16
+	errs := make(chan error, clients)
+	for g := 0; g < clients; g++ {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for i := 0; i < 100; i++ {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || string(body) != "part one,part two" || len(resp.TransferEncoding) == 0 {
+					errs <- fmt.Errorf("answer %d: %q %v (%v)", i, body, err, resp.TransferEncoding)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < clients; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
