@@ -559,7 +559,7 @@ func (cc *clientConn) exchange(b *router.Route, h *http1.Request, body []byte, s
 	code := rh.Code
 	if cerr != nil {
 		uc.C.Close()
-		if cc.dw.sent == sent && !cc.dw.failed && cerr != upstream.ErrClientGone {
+		if cc.dw.sent == sent && !cc.dw.failed && !errors.Is(cerr, upstream.ErrClientGone) {
 			// Nothing of the answer has left yet (a body malformed or
 			// cut at once): the client gets a 502 that says so instead.
 			cc.bw.Reset(&cc.dw)
