@@ -154,6 +154,18 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	}
 }
 
+// clientHere reports whether the client is still connected
+// (upstream.PeerClosed on its socket); a connection it cannot look into
+// counts as there.
+func (cc *clientConn) clientHere() bool {
+	c := cc.c
+	if cn, ok := c.(*countedConn); ok {
+		c = cn.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	return !ok || !upstream.PeerClosed(sc)
+}
+
 // abort makes Close reset the connection: a client that took nothing of a
 // response for the write timeout does not keep the unsent rest in the
 // kernel's buffers either.

@@ -287,3 +287,30 @@ func TestStreamedAnswersShareThePool(t *testing.T) {
 		}
 	}
 }
+
+// The check that a stalled answer's client is still there works after the
+// client connection's read deadline (the header timeout, set as the
+// request came) has passed, as it has by the first check with ten's
+// limits (15 s each).
+func TestStalledAnswerClientGoneAfterHeaderTimeout(t *testing.T) {
+	r, _ := newTestRouter(t)
+	sock, closed, _ := stallingApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
+	lim := testLimits
+	lim.HeaderTimeout = 50 * time.Millisecond
+	lim.StallCheck = 300 * time.Millisecond
+	addr := serveFast(t, r, lim)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	waitFor(t, bufio.NewReader(c), "partial")
+	c.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance's connection stayed open 5s after its client left (stall check every 300ms, header timeout 50ms)")
+	}
+}

@@ -7,7 +7,7 @@ import (
 )
 
 // An idle TCP connection the app closed is seen as closed before reuse;
-// an open one is not.
+// an open one is not; also past the connection's read deadline.
 func TestPeerClosed(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,6 +30,9 @@ func TestPeerClosed(t *testing.T) {
 	}
 	defer c.Close()
 	sc := <-accepted
+	// A read deadline that has passed (a pooled connection keeps its last
+	// request's) does not hide the answer.
+	c.SetReadDeadline(time.Now().Add(-time.Second))
 	if peerClosed(c) {
 		t.Fatal("an open connection reported closed")
 	}
