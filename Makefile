@@ -82,7 +82,12 @@ run: build ## Run ten on examples/tenement.toml (boots a private systemd when th
 # Debian packages (README "Debian package"): ten as a PIE built without cgo, per
 # architecture, units from selfunit, man pages from docs/man, dpkg-deb. The
 # binaries go to DEB_OUT/bin, so two builds into different DEB_OUTs (the
-# test's, yours) never share a file.
+# test's, yours) never share a file. ten-shim for the build machine's own
+# architecture is a static PIE built with cgo (C compiler DEB_CC): it
+# carries the C fast path of `ten-shim cat` (cmd/ten-shim/cat_linux.c);
+# for the other architectures it is built without cgo and does that in Go.
+DEB_HOST_ARCH := $(shell $(GO) env GOARCH 2>/dev/null)
+DEB_CC := $(shell command -v $$($(GO) env CC 2>/dev/null) 2>/dev/null)
 DEB_ARCHES ?= amd64 arm64
 DEB_OUT ?= dist
 DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
@@ -92,8 +97,13 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 		echo "building ten $(VERSION) for $$arch"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
 			-ldflags '$(LDFLAGS) -s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten ./cmd/ten; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
-			-ldflags '-s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
+		if [ "$$arch" = "$(DEB_HOST_ARCH)" ] && [ -n "$(DEB_CC)" ]; then \
+			CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath -tags netgo,osusergo \
+				-ldflags '-s -w -linkmode=external -extldflags=-static-pie' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
+		else \
+			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
+				-ldflags '-s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
+		fi; \
 		$(GO) run ./internal/deb/mkdeb -bin $(DEB_OUT)/bin/linux_$$arch/ten -shim $(DEB_OUT)/bin/linux_$$arch/ten-shim -host-bin $(DEB_OUT)/bin/ten -arch $$arch \
 			-version '$(VERSION)' -commit $(GIT_COMMIT) -date $(BUILD_DATE) -maintainer '$(DEB_MAINTAINER)' -out $(DEB_OUT); \
 	done

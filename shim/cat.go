@@ -16,11 +16,9 @@ import (
 // at a fraction of systemd-cat's cost per start: systemd-cat loads
 // libsystemd-shared and its dozen libraries at every wake. Without journald
 // the app keeps this process's output (one priority). It does not return;
-// it exits 127 when it cannot start the app.
-func Cat(o Options, identifier string) { cat(o, identifier, JournalStdout) }
-
-// cat is Cat with journald's stream socket at journal.
-func cat(o Options, identifier, journal string) {
+// it exits 127 when it cannot start the app. journal is journald's stream
+// socket, JournalStdout but in tests.
+func Cat(o Options, identifier, journal string) {
 	log := o.Log
 	path := appPath(o, "cat")
 	streams, err := appStreams(journal, identifier)

@@ -20,7 +20,7 @@ func TestCatHelper(t *testing.T) {
 		return // only cat when TestCat runs it as one
 	}
 	argv := strings.Fields(os.Getenv("TEN_CAT_ARGV"))
-	cat(Options{Instance: "web:a", Argv: argv, Log: Log()}, "myapp", os.Getenv("TEN_CAT_JOURNAL"))
+	Cat(Options{Instance: "web:a", Argv: argv, Log: Log()}, "myapp", os.Getenv("TEN_CAT_JOURNAL"))
 }
 
 // runCat runs the test binary as `ten-shim cat` of argv with the socket at

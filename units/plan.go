@@ -537,10 +537,11 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 
 // catCmd is what runs in front of a directly run app to give it its two
 // journal streams and exec it: `ten-shim cat` where the small shim binary
-// is installed (a static Go binary: about half of systemd-cat's CPU per
-// start, which loads libsystemd-shared and its libraries at every wake;
-// BENCHMARKS.md section 8), systemd-cat otherwise (all of ten would cost
-// more than systemd-cat to start).
+// is installed (in a cgo build a C constructor does it before Go's runtime
+// starts, a fraction of a millisecond; without cgo it costs about half of
+// systemd-cat's CPU per start, which loads libsystemd-shared and its
+// libraries at every wake; BENCHMARKS.md section 8), systemd-cat otherwise
+// (all of ten would cost more than systemd-cat to start).
 func catCmd(opts Options, inst Instance, identifier string) []string {
 	if opts.ShimBin != "" {
 		// --instance names it in an error (a missing app).

@@ -15,7 +15,11 @@
 // steers them to the app's own socket.
 // `ten-shim cat --identifier=NAME -- APP [ARGS...]` gives a directly run
 // app its two journal streams (stdout at info, stderr at err) and becomes
-// it: what systemd-cat did in front of it, for less at every wake.
+// it: what systemd-cat did in front of it, for less at every wake. In a cgo
+// build for Linux (make build, the amd64 Debian package) a C constructor
+// (cat_linux.c) does this before Go's runtime starts, for exactly the
+// command line ten writes into a unit; anything else, and any failure, is
+// left to shim.Cat, which reports it.
 //
 //	ten-shim standby --instance=api:prod --socket=PATH --port=N --startup-timeout=10s --fds=1 [--extend=10s] [--identifier=NAME] -- APP [ARGS...]
 //	ten-shim [shim|launch] --instance=api:prod --socket=PATH --port=N --startup-timeout=10s [--identifier=NAME] -- APP [ARGS...]
@@ -50,6 +54,7 @@ func main() {
 	fs.IntVar(&o.Port, "port", 0, "PORT the app may bind on 127.0.0.1")
 	fs.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the app may take to listen")
 	identifier := fs.String("identifier", "", "journal identifier of the app's output (stdout at priority info, stderr at err)")
+	journal := fs.String("journal", shim.JournalStdout, "cat: journald's stream socket (for tests)")
 	var so shim.StandbyOptions
 	fs.IntVar(&so.Fds, "fds", 0, "standby: how many systemd sockets (fds 3 on) a connection on wakes the app")
 	fs.DurationVar(&so.Extend, "extend", 0, "standby: the start timeout to extend while waiting (a Type=notify service)")
@@ -73,7 +78,7 @@ func main() {
 		os.Exit(2)
 	}
 	if verb == "cat" {
-		shim.Cat(o, *identifier)
+		shim.Cat(o, *identifier, *journal)
 	}
 	if verb == "standby" {
 		so.Identifier = *identifier
