@@ -86,7 +86,9 @@ var directives = []directive{
 	{name: "Slice= (own slice per instance)", lines: "Slice=ten-bench-dir-own.slice\n"},
 	{name: "MemoryAccounting + CPUAccounting", lines: "MemoryAccounting=yes\nCPUAccounting=yes\n"},
 	{name: "systemd-cat in front", exec: "/usr/bin/systemd-cat --identifier=echoapp --stderr-priority=err -- ECHO --mode activation"},
-	{name: "ten-shim cat in front", exec: "SHIMBIN cat --identifier=echoapp -- ECHO --mode activation"},
+	{name: "ten-shim cat in front", exec: "SHIMBIN cat --instance=bench:cat --identifier=echoapp -- ECHO --mode activation"},
+	// The same flags in another order: the C fast path leaves it to Go.
+	{name: "ten-shim cat in front, Go path only", exec: "SHIMBIN cat --identifier=echoapp --instance=bench:cat -- ECHO --mode activation"},
 	{name: "ten's shim in front (PORT app)", lines: "RuntimeDirectory=ten-bench-dir-shim\nEnvironment=PORT=SHIMPORT\n",
 		exec: "TEN shim --instance=bench:shim --socket=/run/ten-bench-dir-shim/app.sock --port=SHIMPORT --startup-timeout=10s -- ECHO --mode port"},
 	{name: "SystemCallFilter deny list", lines: "SystemCallFilter=" + denyList + "\nSystemCallErrorNumber=EPERM\n"},
@@ -116,7 +118,7 @@ var processSet = []string{
 }
 
 // processExec is the process set's ExecStart: the app under ten-shim cat.
-const processExec = "SHIMBIN cat --identifier=echoapp -- ECHO --mode activation"
+const processExec = "SHIMBIN cat --instance=bench:proc --identifier=echoapp -- ECHO --mode activation"
 
 // processSets are the process set whole, without ten-shim cat, and with one
 // part left out at a time.

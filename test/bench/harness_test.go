@@ -70,6 +70,9 @@ func installBinaries() error {
 		if v := os.Getenv("TEN_BENCH_TEN_BIN"); v != "" && n == "ten" {
 			src = v // another build of ten (a before/after comparison)
 		}
+		if v := os.Getenv("TEN_BENCH_SHIM_BIN"); v != "" && n == "ten-shim" {
+			src = v // another build of ten-shim (a before/after comparison)
+		}
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return fmt.Errorf("%w (make build)", err)
