@@ -184,11 +184,16 @@ memory_deny_write_execute = true
 // and for a socket-activated one (whose sockets must still reach it
 // through the exec), and from the shim itself where the shim stays in
 // front (network = "none" with an L4 address). A line starting "<N>" is
-// logged at priority N, as systemd does for any service.
+// logged at priority N, as systemd does for any service. ten-shim cat does
+// it before its Go runtime starts (the C fast path): with GODEBUG=inittrace=1
+// the app's runtime reports its start and ten-shim's never does.
 func TestShimLogPriorities(t *testing.T) {
 	s := startTen(t, `
 [service.api]
 command = "ECHO --mode port"
+
+[service.api.env]
+GODEBUG = "inittrace=1"
 
 [service.priv]
 command = "ECHO --mode port"
@@ -198,6 +203,9 @@ listen = ["tcp://127.0.5.1:7600"]
 [service.act]
 command = "ECHO --mode activation"
 activation = "socket"
+
+[service.act.env]
+GODEBUG = "inittrace=1"
 `)
 	cat := func(argv string) bool {
 		return strings.Contains(argv, "/.bin/ten-shim cat --instance=") && strings.Contains(argv, " --identifier=echoapp -- ") && !strings.Contains(argv, "systemd-cat") && !strings.Contains(argv, " shim ")
@@ -252,6 +260,21 @@ activation = "socket"
 		}
 		if found != 3 {
 			t.Errorf("%s: found %d of the 3 lines in %+v", inst, found, entries)
+		}
+		if c.svc == "priv" {
+			continue
+		}
+		// The app (echoapp, which links neither log/slog nor x/sys/unix)
+		// reports its runtime's start; a ten-shim whose Go runtime started
+		// would report those two packages' too.
+		s.waitLogs("init runtime @", inst)
+		if err := json.Unmarshal([]byte(s.mustTen("--json", "logs", inst)), &entries); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Message, "init log/slog @") || strings.HasPrefix(e.Message, "init golang.org/x/sys/unix @") {
+				t.Errorf("%s: ten-shim cat started its Go runtime (no C fast path): %+v", inst, e)
+			}
 		}
 	}
 }
