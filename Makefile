@@ -86,8 +86,9 @@ run: build ## Run ten on examples/tenement.toml (boots a private systemd when th
 # architecture is a static PIE built with cgo (C compiler DEB_CC): it
 # carries the C fast path of `ten-shim cat` (cmd/ten-shim/cat_linux.c);
 # for the other architectures it is built without cgo and does that in Go.
-DEB_HOST_ARCH := $(shell $(GO) env GOARCH 2>/dev/null)
-DEB_CC := $(shell command -v $$($(GO) env CC 2>/dev/null) 2>/dev/null)
+# (Deferred with =: only make deb asks go env.)
+DEB_HOST_ARCH = $(shell $(GO) env GOARCH 2>/dev/null)
+DEB_CC = $(shell command -v $$($(GO) env CC 2>/dev/null) 2>/dev/null)
 DEB_ARCHES ?= amd64 arm64
 DEB_OUT ?= dist
 DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)

@@ -544,7 +544,9 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 // (all of ten would cost more than systemd-cat to start).
 func catCmd(opts Options, inst Instance, identifier string) []string {
 	if opts.ShimBin != "" {
-		// --instance names it in an error (a missing app).
+		// --instance names it in an error (a missing app). Keep this
+		// order: the C fast path (cmd/ten-shim/cat_linux.c) takes exactly
+		// this line and leaves any other to Go's slower path.
 		return []string{opts.ShimBin, "cat", "--instance=" + inst.String(), "--identifier=" + identifier, "--"}
 	}
 	return []string{opts.Cat, "--identifier=" + identifier, "--stderr-priority=err", "--"}
