@@ -32,6 +32,7 @@ type Response struct {
 var (
 	errBadStatusLine = errors.New("malformed status line")
 	errBadRespTE     = errors.New("unsupported Transfer-Encoding in response")
+	errRespTE10      = errors.New("Transfer-Encoding in an HTTP/1.0 response")
 	errBadRespCL     = errors.New("invalid Content-Length in response")
 )
 
@@ -127,6 +128,12 @@ func ParseResponse(b []byte, h *Response) error {
 	}
 	if h.Chunked && h.ContentLength >= 0 {
 		return errCLandTE
+	}
+	if h.Chunked && h.Minor == 0 {
+		// RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has
+		// faulty framing (net/http reads it until close, a client of
+		// HTTP/1.1 as chunks): refused, never relayed either way.
+		return errRespTE10
 	}
 	return nil
 }
