@@ -106,6 +106,12 @@ type Settings struct {
 	// Content-Length gets 413 before anything is forwarded; a chunked body
 	// that grows past it is cut (413 when the instance has not answered yet).
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
+	// MaxConnsPerAddress bounds the connections one client address holds
+	// open on ten's listeners, plain and HTTPS (default
+	// DefaultMaxConnsPerAddress, 512; 0, set explicitly: no bound). A proxy
+	// in front of ten reaches it from one address, so its pool (and, for
+	// WebSockets and streams, its clients' open requests) must fit.
+	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`
 	// Standby is how many sleeping instances ten keeps on standby (0 to
 	// 1000; default 0: none). The instances that went to sleep last have
 	// their service started again at once, sandbox and all, with a small
@@ -153,6 +159,20 @@ func (s *Settings) MaxBodyBytes() int64 {
 		return DefaultMaxBodyMB << 20
 	}
 	return int64(*s.MaxBodyMB) << 20
+}
+
+// DefaultMaxConnsPerAddress is max_conns_per_address when the config does
+// not set it: more than a browser (6 per host) or a proxy's keep-alive pool
+// needs, and a small share of the descriptors ten may hold (tenement.service
+// has LimitNOFILE=1048576).
+const DefaultMaxConnsPerAddress = 512
+
+// ConnsPerAddress is max_conns_per_address (0: no bound).
+func (s *Settings) ConnsPerAddress() int {
+	if s.MaxConnsPerAddress == nil {
+		return DefaultMaxConnsPerAddress
+	}
+	return *s.MaxConnsPerAddress
 }
 
 // Defaults of the wake queue ([settings] max_concurrent_wakes, wake_queue).
@@ -576,6 +596,10 @@ func (c *Config) defaults() {
 	if s.MaxBodyMB == nil {
 		n := DefaultMaxBodyMB
 		s.MaxBodyMB = &n
+	}
+	if s.MaxConnsPerAddress == nil {
+		n := DefaultMaxConnsPerAddress
+		s.MaxConnsPerAddress = &n
 	}
 	if len(s.PortRange) == 0 {
 		s.PortRange = []int{20000, 29999}

@@ -275,6 +275,31 @@ func TestMaxBodySetting(t *testing.T) {
 	}
 }
 
+func TestMaxConnsPerAddressSetting(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Settings.ConnsPerAddress(); got != DefaultMaxConnsPerAddress {
+		t.Errorf("default: %d, want %d", got, DefaultMaxConnsPerAddress)
+	}
+	for in, want := range map[string]int{"max_conns_per_address = 0": 0, "max_conns_per_address = 4096": 4096} {
+		c, err := Parse("t.toml", []byte("[settings]\n"+in+"\n[service.a]\ncommand = \"/bin/x\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Settings.ConnsPerAddress(); got != want {
+			t.Errorf("%s: %d, want %d", in, got, want)
+		}
+	}
+	for _, in := range []string{"max_conns_per_address = -1", "max_conns_per_address = 2000000"} {
+		_, err := Parse("t.toml", []byte("[settings]\n"+in+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "t.toml:2: settings.max_conns_per_address: must be 0 (no bound) to 1048576") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
+
 func TestFindFallsBackToSystemFile(t *testing.T) {
 	dir := t.TempDir()
 	sys := filepath.Join(t.TempDir(), "tenement.toml")

@@ -118,6 +118,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
 		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
 	}
+	if *s.MaxConnsPerAddress < 0 || *s.MaxConnsPerAddress > 1<<20 {
+		add("settings.max_conns_per_address", "must be 0 (no bound) to 1048576 connections one client address may hold open, got %d", *s.MaxConnsPerAddress)
+	}
 	if t := s.TasksMaxTotal; t != nil && (*t < 0 || *t > 1<<22) {
 		add("settings.tasks_max_total", "must be 0 (no cap) to 4194304 processes and threads (the most PIDs a kernel has), got %d", *t)
 	}

@@ -21,15 +21,23 @@ import (
 	"github.com/tenhq/ten/router/fastpath"
 )
 
-// Connection limits of ten's listener (the router and the admin API share
-// it); README.md, "Limits", lists them.
+// Connection limits of ten's listeners (the router and the admin API share
+// them; the HTTPS listeners of settings.tls have the same); README.md,
+// "Limits", lists them. The cap of connections per client address is
+// settings.max_conns_per_address (Options.MaxConnsPerAddr).
 const (
-	connIdleTimeout   = 60 * time.Second
-	connHeaderTimeout = 15 * time.Second
+	// IdleTimeout closes a keep-alive connection without a request.
+	IdleTimeout = 60 * time.Second
+	// HeaderTimeout bounds receiving a request head (408 after it).
+	HeaderTimeout = 15 * time.Second
+	// MaxHeaderBytes bounds a request head (431 beyond).
+	MaxHeaderBytes = 32 << 10
+
+	connIdleTimeout   = IdleTimeout
+	connHeaderTimeout = HeaderTimeout
 	connBodyTimeout   = 30 * time.Second
 	connWriteTimeout  = 30 * time.Second
-	connMaxHeader     = 32 << 10
-	connPerAddress    = 512
+	connMaxHeader     = MaxHeaderBytes
 	connStallCheck    = 15 * time.Second
 )
 
@@ -48,6 +56,10 @@ type Options struct {
 	// TLS, when set, serves the same handler over HTTPS until ctx ends; the
 	// function it returns waits until that has drained.
 	TLS func(ctx context.Context, h http.Handler) (wait func(), err error)
+	// MaxConnsPerAddr bounds the connections one client address holds
+	// open (settings.max_conns_per_address); past it a connection gets
+	// 429 and is closed at once. 0: no bound.
+	MaxConnsPerAddr int
 }
 
 // Serve serves ln until ctx ends: each connection starts on the
@@ -84,7 +96,7 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 	q := newConnQueue(ln.Addr())
 	cs := &fastpath.ConnServer{Router: o.Router, Fallback: q.put, Limits: fastpath.Limits{
 		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
-		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: connPerAddress, StallCheck: connStallCheck,
+		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: o.MaxConnsPerAddr, StallCheck: connStallCheck,
 	}}
 	go srv.Serve(q)
 

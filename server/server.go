@@ -324,7 +324,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		bg.Go(func() { metrics.Serve(bctx, mln, s.api.MetricsEndpoint(false), s.log) })
 	}
 	return front.Serve(ctx, ln, front.Options{Router: s.router, Log: s.log, Domain: s.cfg.Settings.Domain,
-		Instances: s.reg.Len, TLS: s.serveTLS})
+		Instances: s.reg.Len, TLS: s.serveTLS, MaxConnsPerAddr: s.cfg.Settings.ConnsPerAddress()})
 }
 
 // Listen is the address from settings (after overrides).

@@ -62,5 +62,7 @@ func (s *Server) serveTLS(ctx context.Context, handler http.Handler) (wait func(
 	}
 	// As for the plain listener (front.Serve): stop accepting, answer on
 	// the open connections for a moment, then shut down.
-	return s.tls.Serve(ctx, handler, hl, pl, front.DrainGrace), nil
+	return s.tls.Serve(ctx, handler, hl, pl, tlsfront.ConnLimits{Grace: front.DrainGrace,
+		IdleTimeout: front.IdleTimeout, HeaderTimeout: front.HeaderTimeout, MaxHeaderBytes: front.MaxHeaderBytes,
+		MaxConnsPerAddr: s.cfg.Settings.ConnsPerAddress()}), nil
 }

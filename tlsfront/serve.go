@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/router/addrcap"
+	"github.com/tenhq/ten/router/fastpath"
 )
 
 // EnvRenewCheck sets how often certificates are checked for renewal (a Go
@@ -75,22 +78,39 @@ func FromSettings(cfg *config.Config, routes func(host string) bool, log *slog.L
 	})
 }
 
+// ConnLimits are the bounds of the HTTPS listener's and the redirect
+// listener's connections (the plain listener's, package front).
+type ConnLimits struct {
+	// Grace is how long a stopping ten answers on open connections.
+	Grace time.Duration
+	// IdleTimeout closes a keep-alive connection without a request.
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds the TLS handshake and then each request head.
+	HeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a request head (431 beyond).
+	MaxHeaderBytes int
+	// MaxConnsPerAddr bounds the connections one client address holds
+	// open on each listener (0: no bound); one over it is closed at once
+	// (with a 429 on the redirect listener; before any handshake on the
+	// HTTPS one, where no answer can be read).
+	MaxConnsPerAddr int
+}
+
 // Serve serves handler over HTTPS on httpsLn and the redirect to HTTPS
 // (and the HTTP-01 challenge) on httpLn until ctx ends; the returned
 // function waits until both have drained and closes f. When ctx ends each
 // listener stops accepting, so that new connections wait in the backlog
 // (systemd's, when ten is installed), answers on its open connections for
-// at most grace, then shuts down.
-func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn net.Listener, grace time.Duration) (wait func()) {
+// at most lim.Grace, then shuts down.
+func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn net.Listener, lim ConnLimits) (wait func()) {
 	f.Prefetch(ctx)
-	errLog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
 	var wg sync.WaitGroup
 	for _, x := range []struct {
 		ln  net.Listener
 		h   http.Handler
 		tls *tls.Config
 	}{{httpsLn, handler, f.TLSConfig()}, {httpLn, f.RedirectHandler(), nil}} {
-		srv := &http.Server{Handler: x.h, TLSConfig: x.tls, ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
+		srv, ln := f.server(x.ln, x.h, x.tls, lim)
 		var open atomic.Int64
 		srv.ConnState = func(_ net.Conn, st http.ConnState) {
 			switch st {
@@ -99,10 +119,6 @@ func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn
 			case http.StateClosed, http.StateHijacked:
 				open.Add(-1)
 			}
-		}
-		ln := x.ln
-		if x.tls != nil {
-			ln = tls.NewListener(ln, x.tls)
 		}
 		wg.Add(2)
 		go func() {
@@ -116,7 +132,7 @@ func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn
 			<-ctx.Done()
 			ln.Close()
 			time.Sleep(50 * time.Millisecond)
-			for end := time.Now().Add(grace); open.Load() > 0 && time.Now().Before(end); {
+			for end := time.Now().Add(lim.Grace); open.Load() > 0 && time.Now().Before(end); {
 				time.Sleep(5 * time.Millisecond)
 			}
 			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -126,4 +142,21 @@ func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn
 	}
 	f.log.Info("serving HTTPS", "https", httpsLn.Addr().String(), "http_redirect", httpLn.Addr().String(), "domain", f.o.Domain, "ca", f.CA())
 	return func() { wg.Wait(); f.Close() }
+}
+
+// server makes the http.Server of one listener with lim's bounds, and the
+// listener it serves: ln capped per client address, then TLS when tc is
+// set (a connection over the cap costs no handshake).
+func (f *Front) server(ln net.Listener, h http.Handler, tc *tls.Config, lim ConnLimits) (*http.Server, net.Listener) {
+	srv := &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout,
+		MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)}
+	refuse := fastpath.RefuseConn
+	if tc != nil {
+		refuse = func(c net.Conn, _ netip.Addr, _ int) { c.Close() }
+	}
+	ln = addrcap.New(lim.MaxConnsPerAddr).Listener(ln, refuse)
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	return srv, ln
 }

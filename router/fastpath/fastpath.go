@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/addrcap"
 	"github.com/tenhq/ten/router/http1"
 	"github.com/tenhq/ten/router/upstream"
 )
@@ -61,8 +62,8 @@ type ConnServer struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}
-	addrMu   sync.Mutex
-	perAddr  map[netip.Addr]int
+	capOnce  sync.Once
+	cap      *addrcap.Cap
 }
 
 // Drain makes every later answer close its connection (ten is stopping).
@@ -159,9 +160,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 // counts as there.
 func (cc *clientConn) clientHere() bool {
 	c := cc.c
-	if cn, ok := c.(*countedConn); ok {
-		c = cn.Conn
-	}
+	c = addrcap.Unwrap(c)
 	sc, ok := c.(syscall.Conn)
 	return !ok || !upstream.PeerClosed(sc)
 }
@@ -170,10 +169,7 @@ func (cc *clientConn) clientHere() bool {
 // response for the write timeout does not keep the unsent rest in the
 // kernel's buffers either.
 func abort(c net.Conn) {
-	if cc, ok := c.(*countedConn); ok {
-		c = cc.Conn
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := addrcap.Unwrap(c).(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 }
@@ -323,11 +319,7 @@ func (cc *clientConn) handOff() bool {
 // the kernel send a reset, which can destroy the answer before the client
 // has read it (nginx's lingering close).
 func (cc *clientConn) lingerClose() {
-	c := cc.c
-	if x, ok := c.(*countedConn); ok {
-		c = x.Conn
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := addrcap.Unwrap(cc.c).(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 	cc.c.SetReadDeadline(time.Now().Add(router.LingerTime))
@@ -903,55 +895,22 @@ func (s *ConnServer) Serve(ln net.Listener) error {
 // admit counts c against its address's cap; the count drops when the
 // connection is closed, by whichever path serves it then.
 func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
-	limit := s.Limits.MaxConnsPerAddr
-	if limit <= 0 {
-		return c, true
+	s.capOnce.Do(func() { s.cap = addrcap.New(s.Limits.MaxConnsPerAddr) })
+	cc, ok := s.cap.Admit(c)
+	if !ok {
+		go RefuseConn(c, addrcap.Key(c.RemoteAddr()), s.cap.Limit())
 	}
-	var key netip.Addr
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		key, _ = netip.AddrFromSlice(a.IP)
-		key = key.Unmap()
-	}
-	s.addrMu.Lock()
-	if s.perAddr == nil {
-		s.perAddr = map[netip.Addr]int{}
-	}
-	n := s.perAddr[key]
-	if n >= limit {
-		s.addrMu.Unlock()
-		go refuseConn(c, fmt.Sprintf("too many connections from %s (at most %d open at once)", key, limit))
-		return nil, false
-	}
-	s.perAddr[key] = n + 1
-	s.addrMu.Unlock()
-	return &countedConn{Conn: c, release: func() {
-		s.addrMu.Lock()
-		if s.perAddr[key]--; s.perAddr[key] <= 0 {
-			delete(s.perAddr, key)
-		}
-		s.addrMu.Unlock()
-	}}, true
+	return cc, ok
 }
 
-// refuseConn answers 429 on a connection over the cap and closes it.
-func refuseConn(c net.Conn, msg string) {
+// RefuseConn answers 429 on a connection from addr, which holds limit
+// connections already, and closes it.
+func RefuseConn(c net.Conn, addr netip.Addr, limit int) {
+	msg := fmt.Sprintf("too many connections from %s (at most %d open at once)", addr, limit)
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(msg)+1, msg)
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 	c.Close()
-}
-
-// countedConn runs release once when closed.
-type countedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

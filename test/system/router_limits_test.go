@@ -132,3 +132,77 @@ lim = ["a"]
 		t.Errorf("another address while one is at its cap: %v %v", resp, err)
 	}
 }
+
+// settings.max_conns_per_address sets the per-address cap of a real ten
+// serve: the connection past it gets 429 naming the setting's value, a
+// closed connection gives its place back, and requests on the held
+// connections are served.
+func TestMaxConnsPerAddressSetting(t *testing.T) {
+	s := startTen(t, `max_conns_per_address = 4
+
+[service.cap]
+command = "ECHO --mode activation"
+activation = "socket"
+isolation = "process"
+start = "eager"
+
+[instances]
+cap = ["a"]
+`)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for len(held) < 4 {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	over, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("5th connection: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 429 || !strings.Contains(string(b), "too many connections from 127.0.0.1 (at most 4 open at once)") {
+		t.Errorf("5th connection: %d %q, want 429 naming the cap of 4", resp.StatusCode, b)
+	}
+	for i, c := range held[1:] {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: a.cap.localhost\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection %d: %v %v, want 200", i+1, resp, err)
+		}
+		resp.Body.Close()
+	}
+	held[0].Close()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: a.cap.localhost\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == 200 {
+			break
+		}
+		if resp.StatusCode != 429 || time.Now().After(end) {
+			t.Fatalf("after closing a held connection: %d, want 200", resp.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,134 @@
+// Package addrcap bounds the connections one client address holds open on
+// ten's listeners (settings.max_conns_per_address), so that one client
+// cannot take every descriptor ten has from the other clients: the plain
+// listener's fast path admits through it, and the HTTPS listeners are
+// wrapped in its Listener.
+package addrcap
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// Cap counts the open connections of each client address.
+type Cap struct {
+	limit int
+
+	mu sync.Mutex // mu guards the following
+	n  map[netip.Addr]int
+}
+
+// New returns a Cap of limit connections per address; limit <= 0 admits
+// everything and counts nothing.
+func New(limit int) *Cap { return &Cap{limit: limit} }
+
+// Limit is the cap (0 or less: none).
+func (c *Cap) Limit() int { return c.limit }
+
+// Key is the address a connection counts against: its remote IP, with an
+// IPv4-mapped IPv6 address counted as the IPv4 one. Non-TCP peers (a unix
+// socket) share the zero key.
+func Key(a net.Addr) netip.Addr {
+	var key netip.Addr
+	if ta, ok := a.(*net.TCPAddr); ok {
+		key, _ = netip.AddrFromSlice(ta.IP)
+		key = key.Unmap()
+	}
+	return key
+}
+
+// Admit counts conn against its address and returns it wrapped in a *Conn
+// whose Close gives the place back, or reports false when the address
+// already holds Limit connections (conn is then the caller's to refuse and
+// close). A nil Cap or one without a limit returns conn as it is.
+func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
+	if c == nil || c.limit <= 0 {
+		return conn, true
+	}
+	key := Key(conn.RemoteAddr())
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[netip.Addr]int{}
+	}
+	if c.n[key] >= c.limit {
+		c.mu.Unlock()
+		return conn, false
+	}
+	c.n[key]++
+	c.mu.Unlock()
+	return &Conn{Conn: conn, release: func() {
+		c.mu.Lock()
+		if c.n[key]--; c.n[key] <= 0 {
+			delete(c.n, key)
+		}
+		c.mu.Unlock()
+	}}, true
+}
+
+// Open is how many connections addr holds open now.
+func (c *Cap) Open(addr netip.Addr) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[addr.Unmap()]
+}
+
+// Conn is an admitted connection; its first Close gives its place back.
+type Conn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close closes the connection and gives its place back (once).
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// NetConn is the connection underneath (a *net.TCPConn for TCP), for
+// socket options and raw reads.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Unwrap returns the connection underneath c when c is a *Conn, else c.
+func Unwrap(c net.Conn) net.Conn {
+	if x, ok := c.(*Conn); ok {
+		return x.Conn
+	}
+	return c
+}
+
+// Listener admits each accepted connection through c. A connection over
+// the cap goes to refuse (which must close it, and may answer first; it
+// runs on its own goroutine so that a slow refusal cannot stall Accept)
+// and Accept waits for the next.
+func (c *Cap) Listener(ln net.Listener, refuse func(conn net.Conn, addr netip.Addr, limit int)) net.Listener {
+	if c == nil || c.limit <= 0 {
+		return ln
+	}
+	return &listener{Listener: ln, cap: c, refuse: refuse}
+}
+
+type listener struct {
+	net.Listener
+	cap    *Cap
+	refuse func(net.Conn, netip.Addr, int)
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if ac, ok := l.cap.Admit(conn); ok {
+			return ac, nil
+		}
+		if l.refuse == nil {
+			conn.Close()
+			continue
+		}
+		go l.refuse(conn, Key(conn.RemoteAddr()), l.cap.limit)
+	}
+}

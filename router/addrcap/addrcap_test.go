@@ -1,0 +1,54 @@
+package addrcap
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+)
+
+type fakeConn struct {
+	net.Conn
+	remote net.Addr
+	closed int
+}
+
+func (c *fakeConn) RemoteAddr() net.Addr { return c.remote }
+func (c *fakeConn) Close() error         { c.closed++; return nil }
+
+func from(ip string) *fakeConn {
+	return &fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1234}}
+}
+
+// Each address has its own count; a mapped IPv4 address counts as the
+// IPv4 one; Close gives the place back once, however often it is called.
+func TestAdmit(t *testing.T) {
+	c := New(2)
+	a1, ok1 := c.Admit(from("10.0.0.1"))
+	_, ok2 := c.Admit(from("::ffff:10.0.0.1"))
+	_, ok3 := c.Admit(from("10.0.0.1"))
+	if !ok1 || !ok2 || ok3 {
+		t.Fatalf("admits %v %v %v, want true true false", ok1, ok2, ok3)
+	}
+	if _, ok := c.Admit(from("10.0.0.2")); !ok {
+		t.Error("another address refused")
+	}
+	a1.Close()
+	a1.Close()
+	if n := c.Open(netip.MustParseAddr("10.0.0.1")); n != 1 {
+		t.Errorf("open after two closes of one connection: %d, want 1", n)
+	}
+	if _, ok := c.Admit(from("10.0.0.1")); !ok {
+		t.Error("a place given back was not reused")
+	}
+	if _, ok := c.Admit(from("10.0.0.1")); ok {
+		t.Error("admitted past the cap after a reuse")
+	}
+	raw := from("10.0.0.3")
+	if got, ok := New(0).Admit(raw); !ok || got != net.Conn(raw) {
+		t.Error("a cap of 0 must admit the connection as it is")
+	}
+	var nilCap *Cap
+	if _, ok := nilCap.Admit(raw); !ok {
+		t.Error("a nil Cap must admit")
+	}
+}
