@@ -56,13 +56,18 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics gets the BPF accounting collector when accounting is on.
 	Metrics prometheus.Registerer
+	// MaxConnsPerAddr bounds the connections one client address holds
+	// open through the userspace L4 proxy (settings.max_conns_per_address;
+	// 0: no bound). With sk_lookup the connections are the apps' own.
+	MaxConnsPerAddr int
 }
 
 // Wiring is the kernel side of ten serve (accounting, sk_lookup dispatch)
 // or, without BPF, the userspace proxy for L4 addresses; and what each
 // instance holds of it.
 type Wiring struct {
-	log *slog.Logger
+	log             *slog.Logger
+	maxConnsPerAddr int
 
 	acct     *acct.Accounting     // nil without BPF
 	disp     *dispatch.Dispatcher // nil without BPF
@@ -94,7 +99,7 @@ func newWiring(o Options) *Wiring {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Wiring{
-		log:  log,
+		log: log, maxConnsPerAddr: o.MaxConnsPerAddr,
 		inst: map[units.Instance]*instance{}, byCgroup: map[uint64]units.Instance{}, sockets: map[units.Instance]bool{},
 	}
 }
@@ -148,7 +153,7 @@ func New(o Options) (*Wiring, error) {
 // useProxy makes w serve L4 addresses with the userspace proxy, because of
 // why.
 func (w *Wiring) useProxy(why error) {
-	w.proxy = l4.NewProxy(w.log)
+	w.proxy = l4.NewProxy(w.log, w.maxConnsPerAddr)
 	w.features = []apitype.Feature{
 		{Name: apitype.FeatureAccounting, On: false, Detail: "BPF unavailable (" + why.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
 		{Name: apitype.FeatureL4Dispatch, On: false, Detail: "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},

@@ -14,6 +14,7 @@ import (
 	"github.com/tenhq/ten/config"
 
 	"github.com/tenhq/ten/internal/relay"
+	"github.com/tenhq/ten/router/addrcap"
 )
 
 // MaxProxyPorts bounds the ports the proxy listens on per address: without
@@ -28,6 +29,9 @@ const MaxProxyPorts = 256
 // down nobody listens on the addresses.
 type Proxy struct {
 	log *slog.Logger
+	// cap bounds the connections one client address holds open through
+	// the proxy, over all its addresses: each costs ten two descriptors.
+	cap *addrcap.Cap
 
 	mu     sync.Mutex
 	routes map[string]*route
@@ -43,12 +47,14 @@ type route struct {
 	cancel context.CancelFunc
 }
 
-// NewProxy returns an empty proxy.
-func NewProxy(log *slog.Logger) *Proxy {
+// NewProxy returns an empty proxy whose client addresses may each hold
+// maxPerAddr connections open (settings.max_conns_per_address; 0: no
+// bound); one over it is closed at once.
+func NewProxy(log *slog.Logger, maxPerAddr int) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{log: log, routes: map[string]*route{}}
+	return &Proxy{log: log, cap: addrcap.New(maxPerAddr), routes: map[string]*route{}}
 }
 
 // Add listens on addrs (single addresses, as Assign returns them) for name
@@ -110,13 +116,22 @@ func (p *Proxy) serve(name string, r *route, ln net.Listener, target string) {
 			}
 			return
 		}
+		ac, ok := p.cap.Admit(c)
+		if !ok {
+			p.log.Debug("proxy: too many connections from one address", "instance", name, "from", addrcap.Key(c.RemoteAddr()), "max_conns_per_address", p.cap.Limit())
+			c.Close()
+			continue
+		}
 		r.open.Add(1)
 		r.last.Store(time.Now().UnixNano())
 		go func() {
 			defer func() {
 				r.last.Store(time.Now().UnixNano())
 				r.open.Add(-1)
+				ac.Close() // gives the place back; c itself is closed by forward
 			}()
+			// c, not its counted wrapper, is relayed: splice(2) and
+			// CloseWrite need the *net.TCPConn.
 			if err := forward(r.ctx, c, target); err != nil {
 				p.log.Debug("proxy relay", "instance", name, "err", err)
 			}

@@ -201,7 +201,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		sdm.Close()
 		return nil, err
 	}
-	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics})
+	s.kern, err = kernel.New(kernel.Options{Log: o.Log, Metrics: s.metrics, MaxConnsPerAddr: cfg.Settings.ConnsPerAddress()})
 	if err != nil {
 		sdm.Close()
 		return nil, err
