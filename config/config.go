@@ -107,7 +107,8 @@ type Settings struct {
 	// that grows past it is cut (413 when the instance has not answered yet).
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
 	// MaxConnsPerAddress bounds the connections one client address holds
-	// open on ten's listeners, plain and HTTPS (default
+	// open on ten's listeners, plain and HTTPS, and through its userspace
+	// L4 proxy (default
 	// DefaultMaxConnsPerAddress, 512; 0, set explicitly: no bound). A proxy
 	// in front of ten reaches it from one address, so its pool (and, for
 	// WebSockets and streams, its clients' open requests) must fit.
