@@ -108,10 +108,10 @@ type Settings struct {
 	MaxBodyMB *int `toml:"max_body_mb" json:"max_body_mb"`
 	// MaxConnsPerAddress bounds the connections one client address holds
 	// open on ten's listeners, plain and HTTPS, and through its userspace
-	// L4 proxy (default
-	// DefaultMaxConnsPerAddress, 512; 0, set explicitly: no bound). A proxy
-	// in front of ten reaches it from one address, so its pool (and, for
-	// WebSockets and streams, its clients' open requests) must fit.
+	// L4 proxy (default DefaultMaxConnsPerAddress, 512; 0, set explicitly:
+	// no bound). A proxy in front of ten reaches it from one address, so
+	// its pool (and, for WebSockets and streams, its clients' open
+	// requests) must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`
 	// Standby is how many sleeping instances ten keeps on standby (0 to
 	// 1000; default 0: none). The instances that went to sleep last have
