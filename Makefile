@@ -11,7 +11,7 @@ FUZZTIME ?= 15s
 
 include mk/bpf.mk
 
-.PHONY: help build test test-unit test-system fuzz bench lint run clean deb deb-lint deb-version man copyright
+.PHONY: help build test test-unit test-system fuzz bench lint run clean deb deb-lint deb-check deb-version man copyright
 
 # Version of the build: 0.1.0+git<commits>.<hash>[.dirty], growing with every
 # commit (there are no tags); VERSION=... overrides it (a rebuild with a
@@ -82,10 +82,12 @@ run: build ## Run ten on examples/tenement.toml (boots a private systemd when th
 # Debian packages (README "Debian package"): ten as a PIE built without cgo, per
 # architecture, units from selfunit, man pages from docs/man, dpkg-deb. The
 # binaries go to DEB_OUT/bin, so two builds into different DEB_OUTs (the
-# test's, yours) never share a file. ten-shim for the build machine's own
-# architecture is a static PIE built with cgo (C compiler DEB_CC): it
-# carries the C fast path of `ten-shim cat` (cmd/ten-shim/cat_linux.c);
-# for the other architectures it is built without cgo and does that in Go.
+# test's, yours) never share a file. ten-shim is a static PIE built with
+# cgo wherever a C compiler for its architecture is found (DEB_CC for the
+# build machine's own, the Debian cross compiler ARCH-linux-gnu-gcc for the
+# others: gcc-aarch64-linux-gnu with libc6-dev-arm64-cross): it carries the
+# C fast path of `ten-shim cat` (cmd/ten-shim/cat_linux.c). Without one it
+# is built without cgo and does that in Go; make deb says which.
 # (Deferred with =: only make deb asks go env.)
 DEB_HOST_ARCH = $(shell $(GO) env GOARCH 2>/dev/null)
 DEB_CC = $(shell command -v $$($(GO) env CC 2>/dev/null) 2>/dev/null)
@@ -98,10 +100,15 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 		echo "building ten $(VERSION) for $$arch"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
 			-ldflags '$(LDFLAGS) -s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten ./cmd/ten; \
-		if [ "$$arch" = "$(DEB_HOST_ARCH)" ] && [ -n "$(DEB_CC)" ]; then \
-			CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath -tags netgo,osusergo \
+		cc=; if [ "$$arch" = "$(DEB_HOST_ARCH)" ]; then cc="$(DEB_CC)"; else \
+			case $$arch in amd64) cc=x86_64-linux-gnu-gcc;; arm64) cc=aarch64-linux-gnu-gcc;; esac; \
+			cc=$$(command -v "$$cc" 2>/dev/null || true); fi; \
+		if [ -n "$$cc" ]; then \
+			echo "ten-shim for $$arch: cgo ($$cc), with the C fast path of ten-shim cat"; \
+			CC=$$cc CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath -tags netgo,osusergo \
 				-ldflags '-s -w -linkmode=external -extldflags=-static-pie' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
 		else \
+			echo "ten-shim for $$arch: no C compiler for it, built without cgo (ten-shim cat in Go)"; \
 			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \
 				-ldflags '-s -w' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
 		fi; \
@@ -111,6 +118,15 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 
 deb-lint: deb ## lintian on the packages of `make deb`: no errors, no warnings (overrides in debian/lintian-overrides, with reasons)
 	lintian --fail-on error,warning --tag-display-limit 0 $(foreach a,$(DEB_ARCHES),$(DEB_OUT)/ten_$(VERSION)_$(a).deb)
+
+deb-check: deb-lint ## deb-lint, then the C fast path of each package's ten-shim (TestCatFastPath; another architecture's through qemu-user)
+	@set -e; for arch in $(DEB_ARCHES); do \
+		runner=; if [ "$$arch" != "$(DEB_HOST_ARCH)" ]; then \
+			case $$arch in amd64) runner=qemu-x86_64;; arm64) runner=qemu-aarch64;; esac; \
+			command -v $$runner >/dev/null || { echo "deb-check: $$runner (Debian package qemu-user) runs the $$arch ten-shim; install it"; exit 1; }; fi; \
+		echo "ten-shim for $$arch: checking the C fast path$${runner:+ through $$runner}"; \
+		TEN_CAT_BIN=$(abspath $(DEB_OUT))/bin/linux_$$arch/ten-shim TEN_CAT_RUNNER=$$runner $(GO) test -count=1 -run 'TestCatFastPath$$' ./cmd/ten-shim; \
+	done
 
 deb-version: ## Print the version make deb would build
 	@echo '$(VERSION)'

@@ -92,12 +92,19 @@ func (j *journal) wait(n int) []string {
 // systemd's socket would be.
 func runTestBinaryAsCat(t *testing.T, env []string, args ...string) (stdout, stderr string, pid int) {
 	t.Helper()
+	return runAsCat(t, []string{os.Args[0]}, env, args...)
+}
+
+// runAsCat is runTestBinaryAsCat for the program argv0 (a binary, or a
+// runner and a binary).
+func runAsCat(t *testing.T, argv0 []string, env []string, args ...string) (stdout, stderr string, pid int) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.Command(argv0[0], append(argv0[1:], args...)...)
 	cmd.Env = append(append(os.Environ(), "GODEBUG=inittrace=1", "TEN_CAT_MARK=kept", "TEN_CAT_HELPER=1"), env...)
 	cmd.ExtraFiles = []*os.File{w}
 	var out, errb bytes.Buffer
@@ -134,7 +141,21 @@ func script(t *testing.T, dir, name, body string) string {
 // level prefixes on) and execs it before Go's runtime starts: no line of
 // GODEBUG=inittrace, the same PID, fd 3 and the environment kept, the
 // app found in PATH as exec.LookPath finds it.
+//
+// TEN_CAT_BIN names another ten-shim to check the same way (run through
+// TEN_CAT_RUNNER, such as qemu-aarch64, when set): CI checks the Debian
+// package's ten-shim of each architecture with it.
 func TestCatFastPath(t *testing.T) {
+	targets := map[string][]string{"test binary": {os.Args[0]}}
+	if bin := os.Getenv("TEN_CAT_BIN"); bin != "" {
+		targets[bin] = append(strings.Fields(os.Getenv("TEN_CAT_RUNNER")), bin)
+	}
+	for name, argv0 := range targets {
+		t.Run(name, func(t *testing.T) { testCatFastPath(t, argv0) })
+	}
+}
+
+func testCatFastPath(t *testing.T, argv0 []string) {
 	j := newJournal(t)
 	bin := t.TempDir()
 	// A directory and a file without an execute bit named like the app,
@@ -148,7 +169,7 @@ func TestCatFastPath(t *testing.T) {
 	}
 	script(t, late, "app", `echo "out $$ $TEN_CAT_MARK $1"; echo "err $$" >&2; [ -e /proc/$$/fd/3 ] && echo fd3`)
 	path := "PATH=" + early + ":" + bin + ":" + late + ":" + os.Getenv("PATH")
-	stdout, stderr, pid := runTestBinaryAsCat(t, []string{path},
+	stdout, stderr, pid := runAsCat(t, argv0, []string{path},
 		"cat", "--instance=web:a", "--identifier=myapp", "--journal="+j.path, "--", "app", "arg1")
 	if stdout != "" || stderr != "" {
 		t.Fatalf("the app's output stayed with the process (or Go's runtime started): stdout %q stderr %q", stdout, stderr)
@@ -164,7 +185,7 @@ func TestCatFastPath(t *testing.T) {
 
 	// An absolute path is taken as it is.
 	abs := script(t, t.TempDir(), "abs", `echo "abs $$"`)
-	stdout, stderr, pid = runTestBinaryAsCat(t, nil,
+	stdout, stderr, pid = runAsCat(t, argv0, nil,
 		"cat", "--instance=web:a", "--identifier=myapp", "--journal="+j.path, "--", abs)
 	if stdout != "" || stderr != "" {
 		t.Fatalf("absolute path: stdout %q stderr %q", stdout, stderr)
