@@ -118,7 +118,7 @@ func (p *Proxy) serve(name string, r *route, ln net.Listener, target string) {
 		}
 		ac, ok := p.cap.Admit(c)
 		if !ok {
-			p.log.Debug("proxy: too many connections from one address", "instance", name, "from", addrcap.Key(c.RemoteAddr()), "max_conns_per_address", p.cap.Limit())
+			p.log.Debug("proxy: too many connections from one address", "instance", name, "from", addrcap.Name(addrcap.Key(c.RemoteAddr())), "max_conns_per_address", p.cap.Limit())
 			c.Close()
 			continue
 		}

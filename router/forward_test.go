@@ -50,3 +50,29 @@ func TestForwardAndLoopGuard(t *testing.T) {
 		t.Fatalf("forwarded request: %d %q, want 502 (loop guard)", rw.Code, rw.Body.String())
 	}
 }
+
+// Creation on request is counted per client as the connection cap counts
+// clients: an IPv4 address as it is, an IPv6 one by its /64 (so that one
+// client cannot get a fresh rate for each of its 2^64 addresses).
+func TestCreateClientKey(t *testing.T) {
+	var got []string
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
+		Create: func(_ context.Context, inst units.Instance, client string) error {
+			got = append(got, client)
+			return &Refused{Status: http.StatusTooManyRequests, Msg: "slow down"}
+		},
+	})
+	for _, remote := range []string{"192.0.2.7:1234", "[2001:db8:1:2::5]:1234", "[2001:db8:1:2:ffff::9]:80", "[::ffff:192.0.2.8]:1"} {
+		req := httptest.NewRequest("GET", "http://new.api.example.test/", nil)
+		req.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusTooManyRequests {
+			t.Fatalf("%s: %d %q", remote, w.Code, w.Body.String())
+		}
+	}
+	want := []string{"192.0.2.7", "2001:db8:1:2::/64", "2001:db8:1:2::/64", "192.0.2.8"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("clients %q, want %q", got, want)
+	}
+}

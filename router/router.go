@@ -29,6 +29,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tenhq/ten/router/addrcap"
 	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
@@ -165,7 +166,8 @@ type Options struct {
 	Observer Observer
 	// Create, when set, is asked to create an instance that a request for
 	// {id}.{service}.{domain} names and that does not exist (tenement's
-	// wake on request of a new id); client is the peer's IP. It returns
+	// wake on request of a new id); client is the peer's IP address (an
+	// IPv6 peer's /64, as addrcap.Name names it). It returns
 	// once the instance is Put, or an error: a *Refused says what to
 	// answer, a *Forward relays the request to another node of the fleet,
 	// any other error answers 502.
@@ -776,9 +778,15 @@ func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 		return nil, 0, "", nil
 	}
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
+	// The client, as the per-client creation rate counts it: an IPv6
+	// client by its /64 (it can pick any address in it), as the
+	// connection cap counts it.
 	client, _, err := net.SplitHostPort(req.RemoteAddr)
 	if err != nil {
 		client = req.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(client); err == nil {
+		client = addrcap.Name(addrcap.KeyOf(ip))
 	}
 	if err := r.create(req.Context(), inst, client); err != nil {
 		var ref *Refused

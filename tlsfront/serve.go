@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -152,7 +151,7 @@ func (f *Front) server(ln net.Listener, h http.Handler, tc *tls.Config, lim Conn
 		MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)}
 	refuse := fastpath.RefuseConn
 	if tc != nil {
-		refuse = func(c net.Conn, _ netip.Addr, _ int) { c.Close() }
+		refuse = func(c net.Conn, _ string, _ int) { c.Close() }
 	}
 	ln = addrcap.New(lim.MaxConnsPerAddr).Listener(ln, refuse)
 	if tc != nil {

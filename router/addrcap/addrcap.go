@@ -2,7 +2,9 @@
 // ten's listeners (settings.max_conns_per_address), so that one client
 // cannot take every descriptor ten has from the other clients: the plain
 // listener's fast path admits through it, and the HTTPS listeners are
-// wrapped in its Listener.
+// wrapped in its Listener. An IPv6 client counts by its /64, the network a
+// single host or site is given: one client can pick any of its 2^64
+// addresses.
 package addrcap
 
 import (
@@ -16,7 +18,7 @@ type Cap struct {
 	limit int
 
 	mu sync.Mutex // mu guards the following
-	n  map[netip.Addr]int
+	n  map[netip.Prefix]int
 }
 
 // New returns a Cap of limit connections per address; limit <= 0 admits
@@ -26,16 +28,39 @@ func New(limit int) *Cap { return &Cap{limit: limit} }
 // Limit is the cap (0 or less: none).
 func (c *Cap) Limit() int { return c.limit }
 
-// Key is the address a connection counts against: its remote IP, with an
-// IPv4-mapped IPv6 address counted as the IPv4 one. Non-TCP peers (a unix
-// socket) share the zero key.
-func Key(a net.Addr) netip.Addr {
-	var key netip.Addr
-	if ta, ok := a.(*net.TCPAddr); ok {
-		key, _ = netip.AddrFromSlice(ta.IP)
-		key = key.Unmap()
+// Key is what a connection counts against: its remote IPv4 address (an
+// IPv4-mapped IPv6 one as the IPv4 one), or the /64 of its IPv6 address.
+// Non-TCP peers (a unix socket) share the zero key.
+func Key(a net.Addr) netip.Prefix {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Prefix{}
 	}
-	return key
+	ip, _ := netip.AddrFromSlice(ta.IP)
+	return KeyOf(ip)
+}
+
+// KeyOf is Key for an address.
+func KeyOf(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap().WithZone("")
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// Name is how messages name a key: the IPv4 address, or the IPv6 network.
+func Name(k netip.Prefix) string {
+	switch {
+	case !k.IsValid():
+		return "a local peer"
+	case k.Addr().Is4():
+		return k.Addr().String()
+	default:
+		return k.String()
+	}
 }
 
 // Admit counts conn against its address and returns it wrapped in a *Conn
@@ -49,7 +74,7 @@ func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
 	key := Key(conn.RemoteAddr())
 	c.mu.Lock()
 	if c.n == nil {
-		c.n = map[netip.Addr]int{}
+		c.n = map[netip.Prefix]int{}
 	}
 	if c.n[key] >= c.limit {
 		c.mu.Unlock()
@@ -66,11 +91,12 @@ func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
 	}}, true
 }
 
-// Open is how many connections addr holds open now.
+// Open is how many connections addr (and, for IPv6, the rest of its /64)
+// holds open now.
 func (c *Cap) Open(addr netip.Addr) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n[addr.Unmap()]
+	return c.n[KeyOf(addr)]
 }
 
 // Conn is an admitted connection; its first Close gives its place back.
@@ -103,7 +129,8 @@ func Unwrap(c net.Conn) net.Conn {
 // the cap goes to refuse (which must close it, and may answer first; it
 // runs on its own goroutine so that a slow refusal cannot stall Accept)
 // and Accept waits for the next.
-func (c *Cap) Listener(ln net.Listener, refuse func(conn net.Conn, addr netip.Addr, limit int)) net.Listener {
+// from is Name of the connection's key.
+func (c *Cap) Listener(ln net.Listener, refuse func(conn net.Conn, from string, limit int)) net.Listener {
 	if c == nil || c.limit <= 0 {
 		return ln
 	}
@@ -113,7 +140,7 @@ func (c *Cap) Listener(ln net.Listener, refuse func(conn net.Conn, addr netip.Ad
 type listener struct {
 	net.Listener
 	cap    *Cap
-	refuse func(net.Conn, netip.Addr, int)
+	refuse func(net.Conn, string, int)
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -129,6 +156,6 @@ func (l *listener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		go l.refuse(conn, Key(conn.RemoteAddr()), l.cap.limit)
+		go l.refuse(conn, Name(Key(conn.RemoteAddr())), l.cap.limit)
 	}
 }

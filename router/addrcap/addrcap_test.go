@@ -52,3 +52,36 @@ func TestAdmit(t *testing.T) {
 		t.Error("a nil Cap must admit")
 	}
 }
+
+// An IPv6 client counts by its /64: another address in the same /64 shares
+// the count, another /64 does not; the names in messages say which.
+func TestIPv6CountsByNetwork(t *testing.T) {
+	c := New(2)
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::7"} {
+		if _, ok := c.Admit(from(ip)); !ok {
+			t.Fatalf("%s refused under the cap", ip)
+		}
+	}
+	if _, ok := c.Admit(from("2001:db8:1:2:abcd::1")); ok {
+		t.Error("a third address of the same /64 was admitted past the cap")
+	}
+	if _, ok := c.Admit(from("2001:db8:1:3::1")); !ok {
+		t.Error("another /64 was refused")
+	}
+	if n := c.Open(netip.MustParseAddr("2001:db8:1:2::99")); n != 2 {
+		t.Errorf("open in 2001:db8:1:2::/64: %d, want 2", n)
+	}
+	for in, want := range map[string]string{
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"192.0.2.7":            "192.0.2.7",
+		"::1":                  "::/64",
+	} {
+		if got := Name(Key(from(in).RemoteAddr())); got != want {
+			t.Errorf("Name(Key(%s)) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Name(Key(&net.UnixAddr{Name: "@x", Net: "unix"})); got != "a local peer" {
+		t.Errorf("unix peer: %q", got)
+	}
+}
