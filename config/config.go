@@ -297,6 +297,13 @@ type Service struct {
 	StartupTimeout int `toml:"startup_timeout" json:"startup_timeout"`
 	// RequestTimeout is the seconds a request may take (default 30).
 	RequestTimeout int `toml:"request_timeout" json:"request_timeout"`
+	// MaxInflight bounds the requests of one instance that the router has
+	// in flight at once, WebSockets and other upgraded connections
+	// included (default DefaultMaxInflight, 4096; 0, set explicitly: no
+	// bound). Past it a request gets 503 with Retry-After at once: each
+	// costs ten two descriptors and some memory, and a flood of one
+	// instance must not take them from the others.
+	MaxInflight *int `toml:"max_inflight" json:"max_inflight,omitempty"`
 	// MemoryLimitMB maps to MemoryMax (and MemorySwapMax=0).
 	MemoryLimitMB int `toml:"memory_limit_mb" json:"memory_limit_mb,omitempty"`
 	// CPUShares maps to CPUWeight.
@@ -697,6 +704,17 @@ func (s *Service) StopAfterDuration() time.Duration {
 // StartupTimeoutDuration is startup_timeout as a duration.
 func (s *Service) StartupTimeoutDuration() time.Duration {
 	return time.Duration(s.StartupTimeout) * time.Second
+}
+
+// DefaultMaxInflight is max_inflight when the config does not set it.
+const DefaultMaxInflight = 4096
+
+// InflightCap is max_inflight (0: no bound).
+func (s *Service) InflightCap() int {
+	if s.MaxInflight == nil {
+		return DefaultMaxInflight
+	}
+	return *s.MaxInflight
 }
 
 // RequestTimeoutDuration is request_timeout as a duration.

@@ -300,6 +300,22 @@ func TestMaxConnsPerAddressSetting(t *testing.T) {
 	}
 }
 
+func TestMaxInflightSetting(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n[service.b]\ncommand = \"/bin/x\"\nmax_inflight = 0\n[service.c]\ncommand = \"/bin/x\"\nmax_inflight = 20\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for svc, want := range map[string]int{"a": DefaultMaxInflight, "b": 0, "c": 20} {
+		if got := c.Services[svc].InflightCap(); got != want {
+			t.Errorf("service %s: %d, want %d", svc, got, want)
+		}
+	}
+	_, err = Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\nmax_inflight = -1\n"))
+	if err == nil || !strings.Contains(err.Error(), "service.a.max_inflight: must be 0 (no bound) to 1048576") {
+		t.Errorf("max_inflight = -1: %v", err)
+	}
+}
+
 func TestFindFallsBackToSystemFile(t *testing.T) {
 	dir := t.TempDir()
 	sys := filepath.Join(t.TempDir(), "tenement.toml")

@@ -244,6 +244,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		if svc.RequestTimeout < 0 {
 			add(k+".request_timeout", "must be positive, got %d", svc.RequestTimeout)
 		}
+		if m := svc.MaxInflight; m != nil && (*m < 0 || *m > 1<<20) {
+			add(k+".max_inflight", "must be 0 (no bound) to 1048576 requests in flight at once, got %d", *m)
+		}
 		if svc.CPUShares != 0 && (svc.CPUShares < 1 || svc.CPUShares > 10000) {
 			add(k+".cpu_shares", "must be within 1..10000 (systemd CPUWeight), got %d", svc.CPUShares)
 		}

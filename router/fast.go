@@ -48,15 +48,16 @@ func (r *Router) Answered(rt *Route) {
 }
 
 // AcquireAwake counts a request in flight if the instance runs and nothing
-// stands between it and the request (a stop, a freeze, a failed mark);
-// otherwise (false) the fallback path handles the request (it waits, wakes,
-// thaws or explains). Release ends what a true began.
+// stands between it and the request (a stop, a freeze, a failed mark, its
+// MaxInflight reached); otherwise (false) the fallback path handles the
+// request (it waits, wakes, thaws or explains). Release ends what a true began.
 func (rt *Route) AcquireAwake() bool {
 	if !rt.awake.Load() || rt.frozen.Load() {
 		return false
 	}
 	rt.mu.Lock()
-	ok := rt.stopping == nil && !rt.removed && rt.failed == "" && rt.awake.Load() && !rt.frozen.Load()
+	ok := rt.stopping == nil && !rt.removed && rt.failed == "" && rt.awake.Load() && !rt.frozen.Load() &&
+		(rt.MaxInflight <= 0 || rt.inflight < rt.MaxInflight)
 	if ok {
 		rt.inflight++
 		rt.last.Store(time.Now().UnixNano())

@@ -108,6 +108,9 @@ type Backend struct {
 	// frozen instance once it has been silent that long.
 	Freeze    bool
 	StopAfter time.Duration
+	// MaxInflight bounds the requests in flight at once (service's
+	// max_inflight; 0: none): past it a request gets 503 with Retry-After.
+	MaxInflight int
 }
 
 // Router routes requests by Host.
@@ -848,7 +851,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.observe(b.Instance, http.StatusServiceUnavailable, start)
 		return
 	}
-	if !b.acquire() {
+	if ok, full := b.acquire(); full {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("instance %s has %d requests in flight, its max_inflight; retry later", b.Instance, b.MaxInflight), http.StatusServiceUnavailable)
+		r.observe(b.Instance, http.StatusServiceUnavailable, start)
+		return
+	} else if !ok {
 		http.Error(w, fmt.Sprintf("instance %s was removed", b.Instance), http.StatusNotFound)
 		return
 	}
@@ -1019,7 +1027,10 @@ type thawError struct{ err error }
 func (e *thawError) Error() string { return "thaw: " + e.err.Error() }
 func (e *thawError) Unwrap() error { return e.err }
 
-func (b *Route) acquire() bool {
+// acquire counts a request in flight; full reports that it was not,
+// because MaxInflight are, and ok false without full that the instance
+// was removed.
+func (b *Route) acquire() (ok, full bool) {
 	b.mu.Lock()
 	for b.stopping != nil {
 		ch := b.stopping
@@ -1027,13 +1038,14 @@ func (b *Route) acquire() bool {
 		<-ch
 		b.mu.Lock()
 	}
-	ok := !b.removed
+	full = b.MaxInflight > 0 && b.inflight >= b.MaxInflight
+	ok = !b.removed && !full
 	if ok {
 		b.inflight++
 	}
 	b.last.Store(time.Now().UnixNano())
 	b.mu.Unlock()
-	return ok
+	return ok, full
 }
 
 // release ends a request; the activity time is set under the lock, so the

@@ -158,13 +158,15 @@ func (s *Server) transientFilesAgree(ctx context.Context, insts []units.Instance
 const adoptReads = 16
 
 func (s *Server) backend(in registry.Entry) router.Backend {
-	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.Weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second}
+	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.Weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second,
+		MaxInflight: config.DefaultMaxInflight}
 	if in.Svc != nil {
 		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
 		b.Freeze = in.Svc.Freezes() && s.frz.On()
 		b.StopAfter = in.Svc.StopAfterDuration()
+		b.MaxInflight = in.Svc.InflightCap()
 		// A directly run app, also of an L4 service (whose relay serves
 		// the L4 connections that wake it): the router connects to the
 		// app's own address once it listens, with no relay between; with

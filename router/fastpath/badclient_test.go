@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -291,5 +292,72 @@ func TestDrainClosesConnections(t *testing.T) {
 			t.Fatalf("%d connections still served after drain", cs.Active())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An instance has at most MaxInflight requests in flight: a flood of slow
+// requests to it gets 503 with Retry-After past the bound, at once, while
+// another instance is served; once the slow ones end it is served again.
+func TestMaxInflightPerInstance(t *testing.T) {
+	r, rec := newTestRouter(t)
+	release := make(chan struct{})
+	var entered sync.WaitGroup
+	slow := app(t, func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/slow" {
+			entered.Done()
+			<-release
+		}
+		io.WriteString(w, "a done")
+	})
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: slow, Weight: 100,
+		StartupTimeout: 5 * time.Second, RequestTimeout: 30 * time.Second, MaxInflight: 3}, true)
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "b"}, Socket: app(t, func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, "b ok")
+	}), Weight: 100, StartupTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second, MaxInflight: 3}, true)
+	addr := serveFast(t, r, testLimits)
+
+	var held []net.Conn
+	var readers []*bufio.Reader
+	entered.Add(3)
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+		held, readers = append(held, c), append(readers, bufio.NewReader(c))
+	}
+	entered.Wait()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "instance api:a has 3 requests in flight, its max_inflight") {
+		t.Fatalf("4th request in flight: %d %q (Retry-After %q), want 503 naming max_inflight", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	otherTenant(t, addr)
+	close(release)
+	for i, c := range held {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(readers[i], nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("slow request %d: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+	}
+	// The count went down: the same connection is served again.
+	if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a.api.example.test\r\n\r\n"); resp.StatusCode != 200 || body != "a done" {
+		t.Fatalf("after the slow requests ended: %d %q", resp.StatusCode, body)
+	}
+	rec.mu.Lock()
+	n503 := rec.requests[503]
+	rec.mu.Unlock()
+	if n503 != 1 {
+		t.Errorf("503s observed in the request metrics: %d, want 1", n503)
 	}
 }

@@ -136,7 +136,9 @@ lim = ["a"]
 // settings.max_conns_per_address sets the per-address cap of a real ten
 // serve: the connection past it gets 429 naming the setting's value, a
 // closed connection gives its place back, and requests on the held
-// connections are served.
+// connections are served. A service's max_inflight bounds its instance's
+// requests in flight, upgraded connections included: past it 503 with
+// Retry-After, and served again once one ends.
 func TestMaxConnsPerAddressSetting(t *testing.T) {
 	s := startTen(t, `max_conns_per_address = 4
 
@@ -145,6 +147,7 @@ command = "ECHO --mode activation"
 activation = "socket"
 isolation = "process"
 start = "eager"
+max_inflight = 2
 
 [instances]
 cap = ["a"]
@@ -203,6 +206,62 @@ cap = ["a"]
 		}
 		if resp.StatusCode != 429 || time.Now().After(end) {
 			t.Fatalf("after closing a held connection: %d, want 200", resp.StatusCode)
+		}
+	}
+
+	// max_inflight = 2: two upgraded connections hold both places.
+	for _, c := range held {
+		c.Close()
+	}
+	held = held[:0]
+	time.Sleep(200 * time.Millisecond) // the closes reach ten
+	var upReaders []*bufio.Reader
+	for len(held) < 2 {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET /upgrade HTTP/1.1\r\nHost: a.cap.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade %d: %v %v", len(held), resp, err)
+		}
+		upReaders = append(upReaders, br)
+	}
+	get := func() (*http.Response, string) {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: a.cap.localhost\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := get(); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "instance cap:a has 2 requests in flight, its max_inflight") {
+		t.Errorf("with two upgrades open: %d %q (Retry-After %q), want 503 naming max_inflight", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	// The upgraded connections still work.
+	fmt.Fprintf(held[0], "ping\n")
+	if line, err := upReaders[0].ReadString('\n'); err != nil || line != "echo: ping\n" {
+		t.Errorf("upgraded connection: %q %v", line, err)
+	}
+	held[0].Close()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, _ := get()
+		if resp.StatusCode == 200 {
+			break
+		}
+		if resp.StatusCode != 503 || time.Now().After(end) {
+			t.Fatalf("after closing an upgrade: %d, want 200", resp.StatusCode)
 		}
 	}
 }
