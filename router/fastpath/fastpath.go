@@ -158,9 +158,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 // (upstream.PeerClosed on its socket); a connection it cannot look into
 // counts as there.
 func (cc *clientConn) clientHere() bool {
-	c := cc.c
-	c = addrcap.Unwrap(c)
-	sc, ok := c.(syscall.Conn)
+	sc, ok := addrcap.Unwrap(cc.c).(syscall.Conn)
 	return !ok || !upstream.PeerClosed(sc)
 }
 

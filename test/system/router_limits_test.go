@@ -93,33 +93,10 @@ lim = ["a"]
 	}
 
 	// Per-address cap.
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for len(conns) < 511 { // c above is the 512th
-		c, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	over, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer over.Close()
-	over.SetDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
-	if err != nil {
-		t.Fatalf("513th connection: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 429 || !strings.Contains(string(b), "too many connections from 127.0.0.1") {
-		t.Errorf("513th connection: %d %q, want 429", resp.StatusCode, b)
-	}
+	// From an address of its own: the harness's and this test's other
+	// clients keep connections from 127.0.0.1 open.
+	dialMany(t, s.addr, capClient, 512)
+	wantOverCap(t, s.addr, capClient, 512)
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	other, err := d.Dial("tcp", s.addr)
 	if err != nil {
@@ -152,33 +129,8 @@ max_inflight = 2
 [instances]
 cap = ["a"]
 `)
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for len(held) < 4 {
-		c, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
-	over, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer over.Close()
-	over.SetDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
-	if err != nil {
-		t.Fatalf("5th connection: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 429 || !strings.Contains(string(b), "too many connections from 127.0.0.1 (at most 4 open at once)") {
-		t.Errorf("5th connection: %d %q, want 429 naming the cap of 4", resp.StatusCode, b)
-	}
+	held := dialMany(t, s.addr, capClient, 4)
+	wantOverCap(t, s.addr, capClient, 4)
 	for i, c := range held[1:] {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: a.cap.localhost\r\n\r\n")
@@ -190,7 +142,7 @@ cap = ["a"]
 	}
 	held[0].Close()
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", s.addr)
+		c, err := dialFrom(s.addr, capClient)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,24 +162,20 @@ cap = ["a"]
 	}
 
 	// max_inflight = 2: two upgraded connections hold both places.
+	// From another address, so that the cap's connections above, closing
+	// now, cannot get in the way.
 	for _, c := range held {
 		c.Close()
 	}
-	held = held[:0]
-	time.Sleep(200 * time.Millisecond) // the closes reach ten
+	held = dialMany(t, s.addr, "127.0.0.4", 2)
 	var upReaders []*bufio.Reader
-	for len(held) < 2 {
-		c, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+	for _, c := range held {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		fmt.Fprintf(c, "GET /upgrade HTTP/1.1\r\nHost: a.cap.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != 101 {
-			t.Fatalf("upgrade %d: %v %v", len(held), resp, err)
+			t.Fatalf("upgrade %d: %v %v", len(upReaders)+1, resp, err)
 		}
 		upReaders = append(upReaders, br)
 	}
@@ -263,5 +211,51 @@ cap = ["a"]
 		if resp.StatusCode != 503 || time.Now().After(end) {
 			t.Fatalf("after closing an upgrade: %d, want 200", resp.StatusCode)
 		}
+	}
+}
+
+// capClient is the loopback address the per-address cap tests connect
+// from, which no other client of the test's ten uses.
+const capClient = "127.0.0.3"
+
+func dialFrom(addr, from string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	return d.Dial("tcp", addr)
+}
+
+// dialMany opens n connections to addr from the address from, closed when
+// the test ends.
+func dialMany(t *testing.T, addr, from string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for len(conns) < n {
+		c, err := dialFrom(addr, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// wantOverCap checks that one more connection from the address from gets
+// 429 naming it and the cap of limit connections.
+func wantOverCap(t *testing.T, addr, from string, limit int) {
+	t.Helper()
+	over, err := dialFrom(addr, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("connection %d: %v", limit+1, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	want := fmt.Sprintf("too many connections from %s (at most %d open at once)", from, limit)
+	if resp.StatusCode != 429 || !strings.Contains(string(b), want) {
+		t.Errorf("connection %d: %d %q, want 429 saying %q", limit+1, resp.StatusCode, b, want)
 	}
 }
