@@ -33,12 +33,9 @@ const (
 	// MaxHeaderBytes bounds a request head (431 beyond).
 	MaxHeaderBytes = 32 << 10
 
-	connIdleTimeout   = IdleTimeout
-	connHeaderTimeout = HeaderTimeout
-	connBodyTimeout   = 30 * time.Second
-	connWriteTimeout  = 30 * time.Second
-	connMaxHeader     = MaxHeaderBytes
-	connStallCheck    = 15 * time.Second
+	connBodyTimeout  = 30 * time.Second
+	connWriteTimeout = 30 * time.Second
+	connStallCheck   = 15 * time.Second
 )
 
 // DrainGrace is how long at most a stopping ten keeps answering on open
@@ -82,8 +79,8 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c from a proxy in front
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: connHeaderTimeout, IdleTimeout: connIdleTimeout,
-		MaxHeaderBytes: connMaxHeader, Protocols: protocols,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: HeaderTimeout, IdleTimeout: IdleTimeout,
+		MaxHeaderBytes: MaxHeaderBytes, Protocols: protocols,
 		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
@@ -95,8 +92,8 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 		}}
 	q := newConnQueue(ln.Addr())
 	cs := &fastpath.ConnServer{Router: o.Router, Fallback: q.put, Limits: fastpath.Limits{
-		IdleTimeout: connIdleTimeout, HeaderTimeout: connHeaderTimeout, WriteTimeout: connWriteTimeout,
-		MaxHeaderBytes: connMaxHeader, MaxConnsPerAddr: o.MaxConnsPerAddr, StallCheck: connStallCheck,
+		IdleTimeout: IdleTimeout, HeaderTimeout: HeaderTimeout, WriteTimeout: connWriteTimeout,
+		MaxHeaderBytes: MaxHeaderBytes, MaxConnsPerAddr: o.MaxConnsPerAddr, StallCheck: connStallCheck,
 	}}
 	go srv.Serve(q)
 

@@ -56,8 +56,7 @@ func (rt *Route) AcquireAwake() bool {
 		return false
 	}
 	rt.mu.Lock()
-	ok := rt.stopping == nil && !rt.removed && rt.failed == "" && rt.awake.Load() && !rt.frozen.Load() &&
-		(rt.MaxInflight <= 0 || rt.inflight < rt.MaxInflight)
+	ok := rt.stopping == nil && !rt.removed && rt.failed == "" && rt.awake.Load() && !rt.frozen.Load() && !rt.fullLocked()
 	if ok {
 		rt.inflight++
 		rt.last.Store(time.Now().UnixNano())

@@ -1038,7 +1038,7 @@ func (b *Route) acquire() (ok, full bool) {
 		<-ch
 		b.mu.Lock()
 	}
-	full = b.MaxInflight > 0 && b.inflight >= b.MaxInflight
+	full = b.fullLocked()
 	ok = !b.removed && !full
 	if ok {
 		b.inflight++
@@ -1047,6 +1047,10 @@ func (b *Route) acquire() (ok, full bool) {
 	b.mu.Unlock()
 	return ok, full
 }
+
+// fullLocked reports whether MaxInflight requests are in flight (b.mu
+// held).
+func (b *Route) fullLocked() bool { return b.MaxInflight > 0 && b.inflight >= b.MaxInflight }
 
 // release ends a request; the activity time is set under the lock, so the
 // reaper never sees the request gone but its activity not yet recorded.

@@ -16,7 +16,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router/addrcap"
-	"github.com/tenhq/ten/router/fastpath"
 )
 
 // EnvRenewCheck sets how often certificates are checked for renewal (a Go
@@ -149,9 +148,9 @@ func (f *Front) Serve(ctx context.Context, handler http.Handler, httpsLn, httpLn
 func (f *Front) server(ln net.Listener, h http.Handler, tc *tls.Config, lim ConnLimits) (*http.Server, net.Listener) {
 	srv := &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout,
 		MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)}
-	refuse := fastpath.RefuseConn
+	refuse := addrcap.Refuse429
 	if tc != nil {
-		refuse = func(c net.Conn, _ string, _ int) { c.Close() }
+		refuse = nil // closed at once: no answer can be read before a handshake
 	}
 	ln = addrcap.New(lim.MaxConnsPerAddr).Listener(ln, refuse)
 	if tc != nil {

@@ -8,9 +8,11 @@
 package addrcap
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Cap counts the open connections of each client address.
@@ -113,10 +115,6 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// NetConn is the connection underneath (a *net.TCPConn for TCP), for
-// socket options and raw reads.
-func (c *Conn) NetConn() net.Conn { return c.Conn }
-
 // Unwrap returns the connection underneath c when c is a *Conn, else c.
 func Unwrap(c net.Conn) net.Conn {
 	if x, ok := c.(*Conn); ok {
@@ -126,10 +124,10 @@ func Unwrap(c net.Conn) net.Conn {
 }
 
 // Listener admits each accepted connection through c. A connection over
-// the cap goes to refuse (which must close it, and may answer first; it
-// runs on its own goroutine so that a slow refusal cannot stall Accept)
-// and Accept waits for the next.
-// from is Name of the connection's key.
+// the cap goes to refuse (which must close it, and may answer first, as
+// Refuse429 does; it runs on its own goroutine so that a slow refusal
+// cannot stall Accept; from is Name of the connection's key), or is closed
+// at once when refuse is nil; Accept then waits for the next.
 func (c *Cap) Listener(ln net.Listener, refuse func(conn net.Conn, from string, limit int)) net.Listener {
 	if c == nil || c.limit <= 0 {
 		return ln
@@ -158,4 +156,16 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		go l.refuse(conn, Name(Key(conn.RemoteAddr())), l.cap.limit)
 	}
+}
+
+// Refuse429 answers 429 on an HTTP connection from a client (Name) that
+// holds limit connections already, and closes it.
+func Refuse429(c net.Conn, from string, limit int) {
+	msg := fmt.Sprintf("too many connections from %s (at most %d open at once)", from, limit)
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(msg)+1, msg)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	c.Close()
 }

@@ -9,11 +9,10 @@ import (
 type fakeConn struct {
 	net.Conn
 	remote net.Addr
-	closed int
 }
 
 func (c *fakeConn) RemoteAddr() net.Addr { return c.remote }
-func (c *fakeConn) Close() error         { c.closed++; return nil }
+func (c *fakeConn) Close() error         { return nil }
 
 func from(ip string) *fakeConn {
 	return &fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1234}}

@@ -895,19 +895,7 @@ func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
 	s.capOnce.Do(func() { s.cap = addrcap.New(s.Limits.MaxConnsPerAddr) })
 	cc, ok := s.cap.Admit(c)
 	if !ok {
-		go RefuseConn(c, addrcap.Name(addrcap.Key(c.RemoteAddr())), s.cap.Limit())
+		go addrcap.Refuse429(c, addrcap.Name(addrcap.Key(c.RemoteAddr())), s.cap.Limit())
 	}
 	return cc, ok
-}
-
-// RefuseConn answers 429 on a connection from a client (addrcap.Name) that
-// holds limit connections already, and closes it.
-func RefuseConn(c net.Conn, from string, limit int) {
-	msg := fmt.Sprintf("too many connections from %s (at most %d open at once)", from, limit)
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(msg)+1, msg)
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
-	c.Close()
 }
