@@ -136,6 +136,24 @@ func main() {
 		}
 		fmt.Fprintln(w, "sent", len(msg))
 	})
+	// /files?n=N makes N empty files in DATA_DIR/many.
+	mux.HandleFunc("/files", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		dir := filepath.Join(os.Getenv("DATA_DIR"), "many")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for i := range n {
+			f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			f.Close()
+		}
+		fmt.Fprintln(w, "made", n)
+	})
 	// /write?name=F&bytes=N writes N bytes to DATA_DIR/F (the state directory).
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
