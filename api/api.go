@@ -99,6 +99,7 @@ type API struct {
 	cfg     *config.Config
 	guard   *auth.Guard
 	streams *logs.Slots
+	reads   *logs.Slots // GET /api/logs
 	dash    http.Handler
 	metrics http.Handler
 	log     *slog.Logger
@@ -106,7 +107,7 @@ type API struct {
 
 // New returns the API over o.Backend.
 func New(o Options) *API {
-	return &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, dash: o.Dashboard, metrics: o.Metrics, log: o.Log}
+	return &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, reads: logs.NewReadSlots(), dash: o.Dashboard, metrics: o.Metrics, log: o.Log}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

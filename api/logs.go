@@ -23,6 +23,15 @@ func (a *API) registerLogs(api *http.ServeMux) {
 		if !ok {
 			return
 		}
+		// Each read is a journalctl process and holds its entries until
+		// it answers: bound them.
+		release, status, msg := a.reads.Acquire(principalOf(r))
+		if release == nil {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, status, apitype.APIError{Error: msg})
+			return
+		}
+		defer release()
 		entries, err := logs.Read(r, q)
 		if err != nil {
 			writeErr(w, fmt.Errorf("read logs: %w", err))

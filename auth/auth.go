@@ -16,6 +16,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -536,12 +537,15 @@ func (c Candidate) Check() (Principal, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.recordLocked(c.ID) != r { // revoked meanwhile
+	// Revoked meanwhile? A reload of the store (a last-used save, a token
+	// made elsewhere) makes new records: compare what they hold.
+	cur := s.recordLocked(c.ID)
+	if cur == nil || !bytes.Equal(cur.Hash, r.Hash) || cur.Tenant != r.Tenant {
 		return Principal{}, ErrInvalid
 	}
 	s.verified[sum] = c.ID
-	s.touchLocked(r, now)
-	return Principal{TokenID: c.ID, Tenant: r.Tenant}, nil
+	s.touchLocked(cur, now)
+	return Principal{TokenID: c.ID, Tenant: cur.Tenant}, nil
 }
 
 // dummy returns the salt, hash and parameters unknown ids are checked

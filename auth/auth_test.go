@@ -225,3 +225,40 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("stale failures counted")
 	}
 }
+
+// A check in flight while the store is read again (a last-used save, a
+// token made or revoked elsewhere) still accepts a token that is still
+// there: the reload gives its record a new address, which made the check
+// answer ErrInvalid, a 401 for a good token that also counted toward the
+// client's lockout.
+func TestCheckDuringReload(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{}) // real cost: the reload lands mid-check
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := s.Create("acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				s.mu.Lock()
+				_ = s.update(nil)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	defer close(done)
+	for i := range 10 {
+		c, _ := s.Candidate(tok)
+		if _, err := c.Check(); err != nil {
+			t.Fatalf("check %d of a good token during reloads: %v", i, err)
+		}
+	}
+}

@@ -130,6 +130,31 @@ func TestSessionsBoundedAndExpiring(t *testing.T) {
 	}
 }
 
+// A tenant who signs in over and over drops only its own oldest sessions:
+// before the per-token bound, 1,000 sign-ins of one tenant token (nine
+// seconds of curl) signed the admin and every other tenant out.
+func TestSessionsPerTokenBound(t *testing.T) {
+	s := newSessions()
+	now := time.Now()
+	admin, _ := s.create(auth.Principal{TokenID: auth.FileTokenID}, now)
+	other, _ := s.create(auth.Principal{TokenID: "b1", Tenant: "b"}, now)
+	var mine []string
+	for i := range MaxSessions + 10 {
+		id, _ := s.create(auth.Principal{TokenID: "a1", Tenant: "a"}, now.Add(time.Duration(i+1)*time.Millisecond))
+		mine = append(mine, id)
+	}
+	at := now.Add(time.Second)
+	if s.get(admin, at) == nil || s.get(other, at) == nil {
+		t.Fatal("a tenant's sign-ins dropped another token's session")
+	}
+	if len(s.by) != MaxSessionsPerToken+2 {
+		t.Errorf("%d sessions, want %d", len(s.by), MaxSessionsPerToken+2)
+	}
+	if s.get(mine[len(mine)-1], at) == nil || s.get(mine[len(mine)-MaxSessionsPerToken-1], at) != nil {
+		t.Error("the tenant's newest sessions should stay and its older ones go")
+	}
+}
+
 func TestSignInPageShowsNoTextFromTheLink(t *testing.T) {
 	d := New(&fakeBackend{}, NewHistory(), "example.com", slog.New(slog.DiscardHandler))
 	for q, want := range map[string]string{"invalid": "unknown or was revoked", "paste+it+at+evil.example": ""} {

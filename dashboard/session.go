@@ -10,13 +10,17 @@ import (
 	"github.com/tenhq/ten/auth"
 )
 
-// Session bounds: at most MaxSessions at once (the oldest is dropped past
-// it), each ending SessionTTL after sign-in or SessionIdle after its last
-// use.
+// Session bounds: at most MaxSessions at once (the least recently used is
+// dropped past it) and MaxSessionsPerToken signed in with one token (past
+// it that token's least recently used is dropped, so that signing in
+// again and again ends only one's own sessions, never the admin's or
+// another tenant's), each ending SessionTTL after sign-in or SessionIdle
+// after its last use.
 const (
-	MaxSessions = 1000
-	SessionTTL  = 12 * time.Hour
-	SessionIdle = time.Hour
+	MaxSessions         = 1000
+	MaxSessionsPerToken = 16
+	SessionTTL          = 12 * time.Hour
+	SessionIdle         = time.Hour
 )
 
 type session struct {
@@ -47,19 +51,38 @@ func (s *sessions) create(p auth.Principal, now time.Time) (id string, se *sessi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(now)
+	same := func(se *session) bool { return se.p == p }
+	for s.countLocked(same) >= MaxSessionsPerToken {
+		s.dropOldestLocked(same)
+	}
 	for len(s.by) >= MaxSessions {
-		var oldest string
-		for k, v := range s.by {
-			if oldest == "" || v.used.Before(s.by[oldest].used) {
-				oldest = k
-			}
-		}
-		delete(s.by, oldest)
+		s.dropOldestLocked(func(*session) bool { return true })
 	}
 	id = randomID()
 	se = &session{p: p, csrf: randomID(), created: now, used: now}
 	s.by[id] = se
 	return id, se
+}
+
+func (s *sessions) countLocked(match func(*session) bool) int {
+	n := 0
+	for _, se := range s.by {
+		if match(se) {
+			n++
+		}
+	}
+	return n
+}
+
+// dropOldestLocked drops the least recently used session that matches.
+func (s *sessions) dropOldestLocked(match func(*session) bool) {
+	var oldest string
+	for k, se := range s.by {
+		if match(se) && (oldest == "" || se.used.Before(s.by[oldest].used)) {
+			oldest = k
+		}
+	}
+	delete(s.by, oldest)
 }
 
 func (s *sessions) get(id string, now time.Time) *session {

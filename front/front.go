@@ -95,6 +95,9 @@ func Serve(ctx context.Context, ln net.Listener, o Options) error {
 		IdleTimeout: IdleTimeout, HeaderTimeout: HeaderTimeout, WriteTimeout: connWriteTimeout,
 		MaxHeaderBytes: MaxHeaderBytes, MaxConnsPerAddr: o.MaxConnsPerAddr, StallCheck: connStallCheck,
 	}}
+	// An HTTP/2 stream holds an instance connection as an HTTP/1.1 client
+	// connection does: it counts against the client's address too.
+	srv.Handler = cs.Cap().Streams(handler)
 	go srv.Serve(q)
 
 	drained := make(chan struct{})

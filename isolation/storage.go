@@ -202,32 +202,18 @@ func StateDir(inst units.Instance) string {
 }
 
 // DirUsage sums a tree without following symlinks: the bytes of its files,
-// the disk blocks of everything in it, and how many files.
+// the disk blocks of everything in it, and how many files. It reads a
+// directory a batch of entries at a time, so a directory of millions of
+// files does not cost their names' memory at once.
 func DirUsage(ctx context.Context, root string) (size, disk, files int64, err error) {
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // gone meanwhile, or never made
-			}
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		info, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			files++
-			size += info.Size()
-		}
-		disk += diskBytes(info)
-		return nil
-	})
+	info, err := os.Lstat(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, 0, nil // never made
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	err = walkUsage(ctx, root, info, &size, &disk, &files)
 	return size, disk, files, err
 }
 

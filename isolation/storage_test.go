@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/tenhq/ten/config"
@@ -80,5 +82,49 @@ func TestQuotaWithout(t *testing.T) {
 	}
 	if got, want := st.QuotaImage(inst), filepath.Join(cfg.DataDirAbs(), "storage", "api", "prod.img"); got != want {
 		t.Errorf("QuotaImage = %s, want %s", got, want)
+	}
+}
+
+// A tenant's requests for its storage share one walk: many at once, or one
+// after another within MeterTTL, walk the tree once.
+func TestMeterShares(t *testing.T) {
+	dataDir := t.TempDir()
+	cfg := &config.Config{}
+	cfg.Settings.DataDir = dataDir
+	svc := &config.Service{Name: "api"}
+	inst := units.Instance{Service: "api", ID: "acme"}
+	dir := filepath.Join(dataDir, "api", "acme")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 * dirBatch {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var m Meter
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := m.Measure(context.Background(), cfg, svc, inst)
+			if err != nil || st.Files != 3*dirBatch || st.Path != dir {
+				t.Errorf("Measure = %+v, %v; want %d files in %s", st, err, 3*dirBatch, dir)
+			}
+		}()
+	}
+	wg.Wait()
+	// A file more within MeterTTL: the answer is the one already made.
+	os.WriteFile(filepath.Join(dir, "more"), nil, 0o644)
+	if st, _ := m.Measure(context.Background(), cfg, svc, inst); st.Files != 3*dirBatch {
+		t.Errorf("a second measure within MeterTTL walked again: %d files", st.Files)
+	}
+	// A caller that leaves does not fail the measure for the next.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Measure(ctx, cfg, svc, units.Instance{Service: "api", ID: "other"})
+	if _, err := m.Measure(context.Background(), cfg, svc, units.Instance{Service: "api", ID: "other"}); err != nil {
+		t.Errorf("the next caller: %v", err)
 	}
 }

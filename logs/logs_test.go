@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tenhq/ten/auth"
@@ -81,5 +83,35 @@ func TestParseQuery(t *testing.T) {
 		if _, err := ParseQuery(v, false, "", deny); !errors.Is(err, strictjson.ErrBadInput) {
 			t.Errorf("%v: err %v, want bad input", v, err)
 		}
+	}
+}
+
+// Reads (GET /api/logs) have bounds of their own: a tenant cannot run more
+// than MaxTenantReads journalctl reads at once, nor tenants take an admin's.
+func TestReadSlots(t *testing.T) {
+	s := NewReadSlots()
+	var releases []func()
+	for range MaxTenantReads {
+		rel, _, msg := s.Acquire(auth.Principal{Tenant: "acme"})
+		if rel == nil {
+			t.Fatalf("tenant read refused: %s", msg)
+		}
+		releases = append(releases, rel)
+	}
+	if rel, status, msg := s.Acquire(auth.Principal{Tenant: "acme"}); rel != nil || status != http.StatusTooManyRequests || !strings.Contains(msg, "log reads") {
+		t.Fatalf("tenant over its reads: status %d %q, want 429", status, msg)
+	}
+	for i := 0; len(releases) < MaxReads-AdminReads; i++ {
+		rel, _, msg := s.Acquire(auth.Principal{Tenant: "t" + strconv.Itoa(i/MaxTenantReads)})
+		if rel == nil {
+			t.Fatalf("tenant read %d refused: %s", len(releases), msg)
+		}
+		releases = append(releases, rel)
+	}
+	if rel, status, _ := s.Acquire(auth.Principal{Tenant: "other"}); rel != nil || status != http.StatusServiceUnavailable {
+		t.Fatalf("tenants past their reads: status %d, want 503", status)
+	}
+	if rel, _, msg := s.Acquire(auth.Principal{}); rel == nil {
+		t.Fatalf("admin read refused with the tenants' reads all taken: %s", msg)
 	}
 }

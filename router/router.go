@@ -905,6 +905,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer b.waker.Store(false)
 	}
 	ctx := context.WithValue(req.Context(), ctxKey{}, st)
+	if req.Body != nil && req.Body != http.NoBody {
+		st.body = &clientBody{rc: req.Body}
+		req.Body = st.body
+	}
 	if r.maxBody > 0 && req.Body != nil && req.Body != http.NoBody {
 		// A body of unknown length (chunked, or HTTP/2 without
 		// content-length) is cut where it passes the bound: the read fails
@@ -1019,6 +1023,42 @@ type reqState struct {
 	// clientBody is the client's request body under the max_body_mb
 	// reader, for refuseBody.
 	clientBody io.ReadCloser
+	// body is the client's request body as it came (nil without one).
+	body *clientBody
+}
+
+// clientBody is a client's request body that remembers the first error
+// reading it failed with (malformed chunked framing, a trailer too long, the
+// client gone): the client's fault, which proxyError answers with 400
+// instead of blaming the instance with a 502.
+type clientBody struct {
+	rc  io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.rc.Close() }
+
+// failed returns the error reading the body failed with, or nil.
+func (b *clientBody) failed() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // thawError is a request's cause when thawing its frozen instance failed.
@@ -1162,6 +1202,11 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	switch {
 	case errors.As(err, &tooLarge) && st != nil:
 		r.refuseBody(w, req, st.clientBody, -1)
+	case st != nil && st.body.failed() != nil:
+		// The client's body was malformed (or the client left): not the
+		// instance's fault, and nothing to log about it.
+		w.Header().Set("Connection", "close")
+		http.Error(w, fmt.Sprintf("bad request body for instance %s: %v", inst, st.body.failed()), http.StatusBadRequest)
 	case errors.As(err, &te):
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):

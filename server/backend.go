@@ -9,7 +9,6 @@ import (
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/health"
-	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/units"
 )
@@ -187,11 +186,12 @@ func (d deployInstances) Row(ctx context.Context, inst units.Instance) (apitype.
 // Instances is a snapshot of the registry.
 func (d deployInstances) Instances() []registry.Entry { return d.reg.Snapshot() }
 
-// Storage measures inst's state directory (isolation.Measure).
+// Storage measures inst's state directory (isolation.Meter: one walk of
+// an instance at a time, its answer reused for isolation.MeterTTL).
 func (b backend) Storage(ctx context.Context, inst units.Instance) (apitype.Storage, error) {
 	in, ok := b.reg.Get(inst)
 	if !ok {
 		return apitype.Storage{}, fmt.Errorf("storage %s: %w", inst, ErrNotFound)
 	}
-	return isolation.Measure(ctx, b.cfg, in.Svc, inst)
+	return b.meter.Measure(ctx, b.cfg, in.Svc, inst)
 }

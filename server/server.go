@@ -108,6 +108,8 @@ type Server struct {
 	hist *dashboard.History
 	// streams bounds the open log streams of the API and the dashboard.
 	streams logs.Slots
+	// meter measures instances' storage for the API, shared and bounded.
+	meter isolation.Meter
 	// ready sends READY=1 for directly run apps once they listen (ready.go).
 	ready readiness
 	// sb is the pool of instances on standby (standby.go); synth carries

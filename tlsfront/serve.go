@@ -152,7 +152,10 @@ func (f *Front) server(ln net.Listener, h http.Handler, tc *tls.Config, lim Conn
 	if tc != nil {
 		refuse = nil // closed at once: no answer can be read before a handshake
 	}
-	ln = addrcap.New(lim.MaxConnsPerAddr).Listener(ln, refuse)
+	// HTTP/2 streams count against their client's address as connections.
+	c := addrcap.New(lim.MaxConnsPerAddr)
+	srv.Handler = c.Streams(h)
+	ln = c.Listener(ln, refuse)
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}

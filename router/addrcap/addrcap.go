@@ -10,6 +10,7 @@ package addrcap
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -73,24 +74,62 @@ func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
 	if c == nil || c.limit <= 0 {
 		return conn, true
 	}
-	key := Key(conn.RemoteAddr())
+	release, ok := c.take(Key(conn.RemoteAddr()))
+	if !ok {
+		return conn, false
+	}
+	return &Conn{Conn: conn, release: release}, true
+}
+
+// take takes a place of key, or reports false when it has none left.
+func (c *Cap) take(key netip.Prefix) (release func(), ok bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.n == nil {
 		c.n = map[netip.Prefix]int{}
 	}
 	if c.n[key] >= c.limit {
-		c.mu.Unlock()
-		return conn, false
+		return nil, false
 	}
 	c.n[key]++
-	c.mu.Unlock()
-	return &Conn{Conn: conn, release: func() {
+	return func() {
 		c.mu.Lock()
 		if c.n[key]--; c.n[key] <= 0 {
 			delete(c.n, key)
 		}
 		c.mu.Unlock()
-	}}, true
+	}, true
+}
+
+// Streams wraps h so that an HTTP/2 request (a stream; h2c, or HTTP/2 over
+// TLS) takes a place of its client's address while it runs, as a
+// connection does: one HTTP/2 connection multiplexes many requests, each
+// of which holds a connection to its instance, so without this one
+// address could hold its cap of connections times the streams each
+// carries. A stream past the cap gets 429. HTTP/1 requests pass (their
+// connection holds the place).
+func (c *Cap) Streams(h http.Handler) http.Handler {
+	if c == nil || c.limit <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		key := netip.Prefix{}
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			key = KeyOf(ap.Addr())
+		}
+		release, ok := c.take(key)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("too many connections and HTTP/2 streams from %s (at most %d open at once)", Name(key), c.limit), http.StatusTooManyRequests)
+			return
+		}
+		defer release()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Open is how many connections addr (and, for IPv6, the rest of its /64)

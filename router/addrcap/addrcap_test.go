@@ -2,7 +2,10 @@ package addrcap
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -83,4 +86,46 @@ func TestIPv6CountsByNetwork(t *testing.T) {
 	if got := Name(Key(&net.UnixAddr{Name: "@x", Net: "unix"})); got != "a local peer" {
 		t.Errorf("unix peer: %q", got)
 	}
+}
+
+// An HTTP/2 stream in flight counts against its address like a connection:
+// one h2c connection carried 250 requests at once (Go's default stream
+// bound), so one address could hold 250 times its cap of instance
+// connections, past ten's descriptor limit.
+func TestStreams(t *testing.T) {
+	c := New(3)
+	held, _ := c.Admit(from("10.0.0.1")) // the HTTP/2 connection itself
+	block := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	h := c.Streams(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-block
+	}))
+	serve := func(proto int, addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "http://a.api.example/", nil)
+		r.ProtoMajor, r.RemoteAddr = proto, addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { done <- serve(2, "10.0.0.1:5000").Code }()
+		<-entered
+	}
+	if w := serve(2, "10.0.0.1:5000"); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "10.0.0.1") {
+		t.Errorf("a stream past the cap: %d %q, want 429", w.Code, w.Body.String())
+	}
+	go func() { serve(1, "10.0.0.1:5001"); done <- 0 }() // HTTP/1: its connection counted already
+	<-entered
+	go func() { serve(2, "10.0.0.2:5000"); done <- 0 }() // another address
+	<-entered
+	close(block)
+	for range 4 {
+		<-done
+	}
+	if n := c.Open(netip.MustParseAddr("10.0.0.1")); n != 1 {
+		t.Errorf("%d places held after the streams ended, want 1 (the connection)", n)
+	}
+	held.Close()
 }

@@ -889,11 +889,18 @@ func (s *ConnServer) Serve(ln net.Listener) error {
 	}
 }
 
+// Cap is the per-address cap of Limits.MaxConnsPerAddr the server counts
+// its connections against (for the HTTP/2 streams of the connections it
+// hands off: addrcap.Cap.Streams).
+func (s *ConnServer) Cap() *addrcap.Cap {
+	s.capOnce.Do(func() { s.cap = addrcap.New(s.Limits.MaxConnsPerAddr) })
+	return s.cap
+}
+
 // admit counts c against its address's cap; the count drops when the
 // connection is closed, by whichever path serves it then.
 func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
-	s.capOnce.Do(func() { s.cap = addrcap.New(s.Limits.MaxConnsPerAddr) })
-	cc, ok := s.cap.Admit(c)
+	cc, ok := s.Cap().Admit(c)
 	if !ok {
 		go addrcap.Refuse429(c, addrcap.Name(addrcap.Key(c.RemoteAddr())), s.cap.Limit())
 	}

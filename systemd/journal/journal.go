@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/tenhq/ten/units"
 )
@@ -82,6 +83,33 @@ type Query struct {
 
 // DefaultLimit is the number of entries a query without a limit returns.
 const DefaultLimit = 100
+
+// Bounds on what reading the journal holds in memory. journald cuts an
+// app's stdout and stderr lines at its LineMax (48 KiB by default), but a
+// process can send a message of many MiB over journald's native protocol,
+// and journalctl --all prints it whole; a read of 10,000 such lines made
+// ten hold gigabytes.
+const (
+	// MaxEntryBytes bounds one entry as journalctl prints it (a line of
+	// JSON); a longer entry is skipped.
+	MaxEntryBytes = 1 << 20
+	// MaxMessageBytes bounds an entry's message; a longer one is cut there
+	// and ends with "…".
+	MaxMessageBytes = 64 << 10
+	// MaxReadBytes bounds the entries one read (or a follow's replay)
+	// keeps: past it the oldest are dropped, so a query gets the newest
+	// entries that fit, however large its limit.
+	MaxReadBytes = 4 << 20
+)
+
+// entryOverhead is what an entry costs besides its message, counted
+// against MaxReadBytes.
+const entryOverhead = 256
+
+// Size is what e counts against MaxReadBytes.
+func (e Entry) Size() int {
+	return len(e.Message) + len(e.Cursor) + len(e.Unit) + len(e.Instance) + entryOverhead
+}
 
 // Validate checks a query's fields.
 func (q Query) Validate() error {
@@ -226,7 +254,7 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 	}
 	e.Instance = inst.String()
 	e.Process, e.InstanceID = inst.Service, inst.ID
-	e.Message = field("MESSAGE")
+	e.Message = clip(field("MESSAGE"), MaxMessageBytes)
 	e.Cursor = field("__CURSOR")
 	e.Priority = 6
 	if p, err := strconv.Atoi(field("PRIORITY")); err == nil {
@@ -243,6 +271,19 @@ func ParseEntry(line []byte) (e Entry, ok bool, err error) {
 		}
 	}
 	return e, true, nil
+}
+
+// clip cuts s to at most max bytes, on a UTF-8 boundary, ending in "…".
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	const more = "…"
+	cut := max - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }
 
 // selfPID is ten's own process id: lines ten itself sends about a unit are
@@ -404,25 +445,65 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 }
 
 // lastN runs a bounded query and passes on the newest n entries that pass
-// filter (journalctl's own --lines counts before ten's filter).
+// filter (journalctl's own --lines counts before ten's filter), at most
+// MaxReadBytes of them.
 func lastN(ctx context.Context, args []string, filter func(Entry) bool, n int, fn func(Entry) error) error {
-	var ring []Entry
+	ring := newest{n: n, max: MaxReadBytes}
 	err := runJournal(ctx, args, filter, func(e Entry) error {
-		ring = append(ring, e)
-		if len(ring) > n {
-			ring = ring[1:]
-		}
+		ring.add(e)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, e := range ring {
+	for _, e := range ring.entries {
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// newest keeps the newest n entries added, dropping the oldest while they
+// add up to more than max bytes (Entry.Size).
+type newest struct {
+	n, max  int
+	size    int
+	entries []Entry
+}
+
+func (r *newest) add(e Entry) {
+	r.entries = append(r.entries, e)
+	r.size += e.Size()
+	for len(r.entries) > r.n || (r.size > r.max && len(r.entries) > 0) {
+		r.size -= r.entries[0].Size()
+		r.entries[0] = Entry{} // the backing array must not keep its message
+		r.entries = r.entries[1:]
+	}
+}
+
+// readLine reads a line of at most max bytes from rd; a longer line is
+// read to its end and dropped (nil, with the error that ended it).
+func readLine(rd *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	long := false
+	for {
+		frag, err := rd.ReadSlice('\n')
+		if !long {
+			if len(line)+len(frag) > max {
+				long, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if long {
+			return nil, err
+		}
+		return line, err
+	}
 }
 
 // runJournal runs journalctl and passes on the entries that pass filter.
@@ -440,7 +521,7 @@ func runJournal(ctx context.Context, args []string, filter func(Entry) bool, fn 
 	rd := bufio.NewReaderSize(out, 64<<10)
 	var fnErr error
 	for {
-		line, err := rd.ReadBytes('\n')
+		line, err := readLine(rd, MaxEntryBytes)
 		if len(bytes.TrimSpace(line)) > 0 && fnErr == nil {
 			e, ok, perr := ParseEntry(line)
 			if perr == nil && ok && filter(e) {

@@ -1,9 +1,12 @@
 package journal
 
 import (
+	"bufio"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tenhq/ten/units"
 )
@@ -93,5 +96,47 @@ func TestMatcher(t *testing.T) {
 	m = matcher("Hello")
 	if m("hello") || !m("Hello") {
 		t.Error("search with upper case is case-sensitive")
+	}
+}
+
+// A tenant can send a message of many MiB over journald's native protocol:
+// one entry, its message and a whole read are bounded.
+func TestReadBounds(t *testing.T) {
+	huge := strings.Repeat("x", 3*MaxEntryBytes)
+	in := "short\n" + huge + "\nafter\n" + "tail"
+	rd := bufio.NewReaderSize(strings.NewReader(in), 4096)
+	var got []string
+	for {
+		line, err := readLine(rd, MaxEntryBytes)
+		if line != nil {
+			got = append(got, string(line))
+		}
+		if err != nil {
+			break
+		}
+	}
+	if want := []string{"short\n", "after\n", "tail"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lines %q, want %q (the long one skipped)", got, want)
+	}
+
+	msg := strings.Repeat("é", MaxMessageBytes) // two bytes each
+	e, ok, err := ParseEntry([]byte(`{"_SYSTEMD_UNIT":"tenement-api@prod.service","MESSAGE":"` + msg + `"}`))
+	if err != nil || !ok || len(e.Message) > MaxMessageBytes || !strings.HasSuffix(e.Message, "…") || !utf8.ValidString(e.Message) {
+		t.Errorf("a message of %d bytes came back as %d bytes (ok %v, err %v)", len(msg), len(e.Message), ok, err)
+	}
+
+	r := newest{n: 10000, max: MaxReadBytes}
+	for range 10000 {
+		r.add(Entry{Message: strings.Repeat("m", MaxMessageBytes), Cursor: "c"})
+	}
+	if r.size > MaxReadBytes || len(r.entries) == 0 || len(r.entries) > MaxReadBytes/MaxMessageBytes {
+		t.Errorf("10,000 entries of 64 KiB kept %d entries, %d bytes", len(r.entries), r.size)
+	}
+	r = newest{n: 3, max: MaxReadBytes}
+	for i := range 5 {
+		r.add(Entry{Cursor: strconv.Itoa(i)})
+	}
+	if len(r.entries) != 3 || r.entries[0].Cursor != "2" || r.entries[2].Cursor != "4" {
+		t.Errorf("newest 3 of 5: %+v", r.entries)
 	}
 }

@@ -7,6 +7,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -103,10 +105,54 @@ func main() {
 	mux.HandleFunc("/flood", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		msg := r.URL.Query().Get("msg")
+		// pad=N makes each line N bytes longer.
+		pad, _ := strconv.Atoi(r.URL.Query().Get("pad"))
+		tail := strings.Repeat("x", pad)
+		out := bufio.NewWriterSize(os.Stdout, 64<<10)
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(os.Stdout, "%s %d\n", msg, i)
+			fmt.Fprintf(out, "%s %d%s\n", msg, i, tail)
 		}
+		out.Flush()
 		fmt.Fprintln(w, "flooded", n)
+	})
+	// /journal?bytes=N&msg=M sends one entry over journald's native
+	// protocol whose message is M and N bytes more: journald does not cut
+	// those at its LineMax, as it cuts stdout lines.
+	mux.HandleFunc("/journal", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
+		msg := r.URL.Query().Get("msg") + strings.Repeat("j", n)
+		var b bytes.Buffer
+		b.WriteString("MESSAGE\n")
+		binary.Write(&b, binary.LittleEndian, uint64(len(msg)))
+		b.WriteString(msg + "\n")
+		c, err := net.Dial("unixgram", "/run/systemd/journal/socket")
+		if err == nil {
+			_, err = c.Write(b.Bytes())
+			c.Close()
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "sent", len(msg))
+	})
+	// /files?n=N makes N empty files in DATA_DIR/many.
+	mux.HandleFunc("/files", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		dir := filepath.Join(os.Getenv("DATA_DIR"), "many")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for i := range n {
+			f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			f.Close()
+		}
+		fmt.Fprintln(w, "made", n)
 	})
 	// /write?name=F&bytes=N writes N bytes to DATA_DIR/F (the state directory).
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
