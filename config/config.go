@@ -276,7 +276,10 @@ type Service struct {
 	// Args are the arguments, when command is the program alone.
 	Args []string `toml:"args" json:"args,omitempty"`
 	// Socket is the unix socket path the app binds (SOCKET_PATH); default a
-	// per-instance path under /run/tenement-app.
+	// per-instance path under /run/tenement-app. With isolation namespace or
+	// sandbox it must be in the instance's data directory
+	// ({data_dir}/{name}/{id}) or /run/tenement-app/{name}-{id}; with
+	// process, ten creates its directory.
 	Socket string `toml:"socket" json:"socket,omitempty"`
 	// Health is the path of the health check (GET, 2xx/3xx passes), e.g.
 	// "/health"; none: systemd's state alone.

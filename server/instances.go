@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,7 +173,7 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		// app's own address once it listens, with no relay between; with
 		// network = "none", to its PORT in the instance's own namespace.
 		if units.AppListens(in.Svc) {
-			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
+			b.AppSocket = units.AppSocketPath(s.cfg, in.Svc, in.Inst.ID, in.Port)
 			b.AppPort = in.Port
 			if units.PrivateNetwork(in.Svc) {
 				inst := in.Inst
@@ -334,6 +335,15 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		}
 		if err := datadir.Prepare(o); err != nil {
 			return false, fmt.Errorf("spawn %s: %w", inst, err)
+		}
+	}
+	if svc.Socket != "" && svc.Isolation == config.IsolationProcess {
+		// The app binds the socket key's path, e.g. tenement's
+		// /tmp/tenement/{name}-{id}.sock: its directory must exist, as
+		// tenement makes it (sandboxed apps bind only in their own
+		// directories, which systemd makes; config.Parse checks that).
+		if err := os.MkdirAll(filepath.Dir(plan.AppSocket), 0o755); err != nil {
+			return false, fmt.Errorf("spawn %s: service.%s.socket: %w", inst, svc.Name, err)
 		}
 	}
 	start := !svc.Lazy() || o.start
