@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,6 +136,17 @@ type Settings struct {
 	// among the instances, not ten, systemd or the host. Unset: nine
 	// tenths of the machine's memory; 0: no cap.
 	MemoryMaxTotalMB *int `toml:"memory_max_total_mb" json:"memory_max_total_mb"`
+}
+
+// ListenOnPort is settings.listen with its port replaced (`ten serve -p`):
+// the address stays, so a router kept on loopback is not exposed on every
+// interface by a new port. A listen without a port gives ":PORT".
+func (s *Settings) ListenOnPort(port int) string {
+	host, _, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		host = ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // StandbyCount is settings.standby (DefaultStandby when unset).

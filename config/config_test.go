@@ -376,3 +376,20 @@ func TestSocketWhereTheAppCanBindIt(t *testing.T) {
 		}
 	}
 }
+
+// TestListenOnPort: `ten serve -p PORT` changes the port of settings.listen
+// and keeps its address, so a config that listens on loopback only is not
+// exposed on every interface by -p.
+func TestListenOnPort(t *testing.T) {
+	for listen, want := range map[string]string{
+		":8080":          ":9090",
+		"127.0.0.1:8080": "127.0.0.1:9090",
+		"[::1]:8080":     "[::1]:9090",
+		"0.0.0.0:8080":   "0.0.0.0:9090",
+	} {
+		s := Settings{Listen: listen}
+		if got := s.ListenOnPort(9090); got != want {
+			t.Errorf("listen %q, port 9090: %q, want %q", listen, got, want)
+		}
+	}
+}
