@@ -425,11 +425,29 @@ func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	defer s.reg.Unlock(inst)
-	return s.stopLocked(ctx, inst)
+	return s.stopLocked(ctx, inst, 0)
 }
 
-// stopLocked is Stop for a caller that holds the instance's lock.
-func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
+// stopGrace is how long a stop a user asks for (`ten stop`, DELETE
+// /api/instances/ID, the dashboard) lets the instance's requests in flight
+// finish before its units go, as tenement's stop waits up to 5 s for open
+// connections.
+const stopGrace = 5 * time.Second
+
+// StopDraining is Stop for a user's request: the instance takes no new
+// request, and those in flight get up to stopGrace to end. A fleet's
+// fence and deploy --replace (which drained already) use Stop.
+func (s *Server) StopDraining(ctx context.Context, inst units.Instance) error {
+	if err := s.reg.Lock(inst); err != nil {
+		return err
+	}
+	defer s.reg.Unlock(inst)
+	return s.stopLocked(ctx, inst, stopGrace)
+}
+
+// stopLocked is Stop for a caller that holds the instance's lock; grace
+// is how long requests in flight may take to end.
+func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time.Duration) error {
 	if !s.reg.Has(inst) {
 		exists, err := s.sd.Exists(ctx, inst)
 		if err != nil {
@@ -444,7 +462,9 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	s.frz.ThawForStop(ctx, inst)
-	s.router.Remove(inst)
+	if left := s.router.RemoveAndDrain(ctx, inst, grace); left > 0 && grace > 0 {
+		s.log.Warn("stop: requests still in flight after the grace; stopping anyway", "instance", inst.String(), "inflight", left, "grace", grace)
+	}
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
