@@ -304,7 +304,8 @@ type Service struct {
 	Isolation string `toml:"isolation" json:"isolation"`
 	// Image is tenement's VM image key (parsed; refused by isolation).
 	Image string `toml:"image" json:"image,omitempty"`
-	// Restart is systemd's Restart= for the app (default "on-failure").
+	// Restart is systemd's Restart= for the app (default "on-failure";
+	// tenement's "never" is "no").
 	Restart string `toml:"restart" json:"restart"`
 	// IdleTimeout is the seconds without traffic after which an instance
 	// sleeps (0: never).
@@ -642,8 +643,11 @@ func (c *Config) defaults() {
 		if svc.Isolation == "gvisor" {
 			svc.Isolation = IsolationSandbox
 		}
-		if svc.Restart == "" {
+		switch svc.Restart {
+		case "":
 			svc.Restart = "on-failure"
+		case "never": // tenement's name for systemd's "no"
+			svc.Restart = "no"
 		}
 		if svc.StartupTimeout == 0 {
 			svc.StartupTimeout = 10

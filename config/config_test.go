@@ -393,3 +393,15 @@ func TestListenOnPort(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartNever: tenement's restart policies are always, on-failure and
+// never; never is systemd's "no".
+func TestRestartNever(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\nrestart = \"never\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Services["api"].Restart; r != "no" {
+		t.Errorf("restart = %q, want \"no\"", r)
+	}
+}

@@ -192,7 +192,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			add(k+".isolation", "%s", msg)
 		}
 		if !validRestart[svc.Restart] {
-			add(k+".restart", "unknown restart policy %q; use no, on-failure or always", svc.Restart)
+			add(k+".restart", "unknown restart policy %q; use no (never), on-failure or always", svc.Restart)
 		}
 		if svc.Activation != ActivationShim && svc.Activation != ActivationSocket {
 			add(k+".activation", "unknown activation %q; use shim (app binds PORT or SOCKET_PATH) or socket (app takes LISTEN_FDS)", svc.Activation)
