@@ -40,4 +40,26 @@ command = "ECHO --mode port"
 	if out := s.mustTen("ps"); strings.Contains(out, "api:a") {
 		t.Errorf("api:a still listed after stop:\n%s", out)
 	}
+
+	// A request for the instance while a stop drains it waits for the
+	// stop, then creates it anew (wake on request), as a request after
+	// the stop would: no 5xx for "being changed".
+	s.mustTen("spawn", "api:a")
+	s.mustGet("a.api.localhost", "/")
+	go func() {
+		code, body, err := s.get("a.api.localhost", "/stream?n=2&ms=500")
+		done <- answer{code, body, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stopped := make(chan string, 1)
+	go func() { out, _ := s.ten("stop", "api:a"); stopped <- out }()
+	time.Sleep(300 * time.Millisecond)
+	code, body, err := s.get("a.api.localhost", "/")
+	if err != nil || code != 200 || !strings.HasPrefix(body, "hello from api:a ") {
+		t.Errorf("request during the stop: %d %v %q", code, err, body)
+	}
+	if out := <-stopped; !strings.Contains(out, "stopped api:a") {
+		t.Errorf("ten stop: %s", out)
+	}
+	<-done
 }
