@@ -405,8 +405,11 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 		return q.Stream == "" || e.Stream == q.Stream
 	}
 	lim := limit
-	if !grep && q.Search != "" {
-		lim = -1 // search in Go over everything, then keep the newest
+	if q.Search != "" {
+		// Search over everything, then keep the newest: in Go where
+		// journalctl cannot --grep, and where it can, because journalctl
+		// of systemd 252 prints --grep with --lines newest first.
+		lim = -1
 	}
 	if !q.Follow {
 		return lastN(ctx, journalArgs(q, lim, false, true, grep), filter, limit, fn)
