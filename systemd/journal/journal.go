@@ -405,10 +405,15 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 		return q.Stream == "" || e.Stream == q.Stream
 	}
 	lim := limit
-	if q.Search != "" {
+	switch {
+	case q.Search != "":
 		// Search over everything, then keep the newest: in Go where
 		// journalctl cannot --grep, and where it can, because journalctl
 		// of systemd 252 prints --grep with --lines newest first.
+		lim = -1
+	case !q.Since.IsZero():
+		// journalctl's --lines=N with --since gives the oldest N of the
+		// window; read the window and keep the newest.
 		lim = -1
 	}
 	if !q.Follow {

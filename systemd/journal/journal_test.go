@@ -206,3 +206,16 @@ func TestSearchOldestFirst(t *testing.T) {
 		t.Errorf("search GET, limit 2: %q, want %q", got, want)
 	}
 }
+
+// TestSinceKeepsTheNewest: with a time window, the limit keeps the newest
+// entries of the window, as without one; journalctl's --lines counts from
+// --since (the oldest) when both are given.
+func TestSinceKeepsTheNewest(t *testing.T) {
+	fakeJournalctl(t, []string{appLine(1, "r1"), appLine(2, "r2"), appLine(3, "r3"), appLine(4, "r4")})
+	for _, since := range []time.Time{{}, time.Unix(1600000000, 0)} {
+		q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Since: since, Limit: 2}
+		if got, want := messages(t, q), []string{"r3", "r4"}; !slices.Equal(got, want) {
+			t.Errorf("since %v, limit 2: %q, want %q (the newest, oldest first)", since, got, want)
+		}
+	}
+}
