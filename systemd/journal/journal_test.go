@@ -219,3 +219,19 @@ func TestSinceKeepsTheNewest(t *testing.T) {
 		}
 	}
 }
+
+// TestLevelLimitCountsOnlyTheLevel: --level stdout --limit 2 gives the two
+// newest stdout lines even when the newest entries are systemd's own lines
+// about the unit (which journalctl's --priority cannot tell apart and
+// --lines counts).
+func TestLevelLimitCountsOnlyTheLevel(t *testing.T) {
+	entries := []string{appLine(1, "r1"), appLine(2, "r2"), appLine(3, "r3"), appLine(4, "r4")}
+	for i := 5; i <= 7; i++ {
+		entries = append(entries, `{"__REALTIME_TIMESTAMP":"170000000`+strconv.Itoa(i)+`000000","_SYSTEMD_UNIT":"init.scope","_PID":"1","UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":"Started","__CURSOR":"c`+strconv.Itoa(i)+`"}`)
+	}
+	fakeJournalctl(t, entries)
+	q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Stream: StreamStdout, Limit: 2}
+	if got, want := messages(t, q), []string{"r3", "r4"}; !slices.Equal(got, want) {
+		t.Errorf("stdout, limit 2: %q, want %q", got, want)
+	}
+}
