@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,6 +136,17 @@ type Settings struct {
 	// among the instances, not ten, systemd or the host. Unset: nine
 	// tenths of the machine's memory; 0: no cap.
 	MemoryMaxTotalMB *int `toml:"memory_max_total_mb" json:"memory_max_total_mb"`
+}
+
+// ListenOnPort is settings.listen with its port replaced (`ten serve -p`):
+// the address stays, so a router kept on loopback is not exposed on every
+// interface by a new port. A listen without a port gives ":PORT".
+func (s *Settings) ListenOnPort(port int) string {
+	host, _, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		host = ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // StandbyCount is settings.standby (DefaultStandby when unset).
@@ -276,7 +289,10 @@ type Service struct {
 	// Args are the arguments, when command is the program alone.
 	Args []string `toml:"args" json:"args,omitempty"`
 	// Socket is the unix socket path the app binds (SOCKET_PATH); default a
-	// per-instance path under /run/tenement-app.
+	// per-instance path under /run/tenement-app. With isolation namespace or
+	// sandbox it must be in the instance's data directory
+	// ({data_dir}/{name}/{id}) or /run/tenement-app/{name}-{id}; with
+	// process, ten creates its directory.
 	Socket string `toml:"socket" json:"socket,omitempty"`
 	// Health is the path of the health check (GET, 2xx/3xx passes), e.g.
 	// "/health"; none: systemd's state alone.
@@ -288,7 +304,8 @@ type Service struct {
 	Isolation string `toml:"isolation" json:"isolation"`
 	// Image is tenement's VM image key (parsed; refused by isolation).
 	Image string `toml:"image" json:"image,omitempty"`
-	// Restart is systemd's Restart= for the app (default "on-failure").
+	// Restart is systemd's Restart= for the app (default "on-failure";
+	// tenement's "never" is "no").
 	Restart string `toml:"restart" json:"restart"`
 	// IdleTimeout is the seconds without traffic after which an instance
 	// sleeps (0: never).
@@ -626,8 +643,11 @@ func (c *Config) defaults() {
 		if svc.Isolation == "gvisor" {
 			svc.Isolation = IsolationSandbox
 		}
-		if svc.Restart == "" {
+		switch svc.Restart {
+		case "":
 			svc.Restart = "on-failure"
+		case "never": // tenement's name for systemd's "no"
+			svc.Restart = "no"
 		}
 		if svc.StartupTimeout == 0 {
 			svc.StartupTimeout = 10

@@ -78,6 +78,8 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"negative memory_max_total_mb", "[settings]\nmemory_max_total_mb = -1\n[service.api]\ncommand = \"/bin/x\"\n", "settings.memory_max_total_mb: must be 0 (no cap)"},
 		{"negative tasks_max", "[service.api]\ncommand = \"/bin/x\"\ntasks_max = -1\n", "service.api.tasks_max: must not be negative"},
 		{"negative log burst", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_burst = -5\n", "t.toml:3: service.api.log_rate_limit_burst: must be within 0..1000000"},
+		{"socket in the instance's private /tmp", "[service.api]\ncommand = \"/bin/x\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n", "t.toml:3: service.api.socket: \"/tmp/tenement/{name}-{id}.sock\": an app with isolation = \"namespace\" can create its socket only"},
+		{"relative socket", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"app.sock\"\n", "t.toml:4: service.api.socket: must be an absolute path"},
 		{"log interval too long", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_interval = 86400\n", "t.toml:3: service.api.log_rate_limit_interval: must be within 1..3600 seconds"},
 	}
 	for _, tc := range cases {
@@ -356,5 +358,50 @@ func TestParseRejectsWhatSystemdCannotTake(t *testing.T) {
 	}
 	if _, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/a\"\n[service.a.env]\n_My_VAR2 = \"\\t\"\n")); err != nil {
 		t.Errorf("good variable name refused: %v", err)
+	}
+}
+
+// TestSocketWhereTheAppCanBindIt: a socket key the app can bind where ten
+// reaches it is accepted: in the instance's data or runtime directory, or
+// anywhere with isolation = "process" (ten creates its directory).
+func TestSocketWhereTheAppCanBindIt(t *testing.T) {
+	for _, in := range []string{
+		"[service.api]\ncommand = \"/bin/x\"\nsocket = \"{data_dir}/{name}/{id}/app.sock\"\n",
+		"[settings]\ndata_dir = \"/srv/d\"\n[service.api]\ncommand = \"/bin/x\"\nsocket = \"{data_dir}/{name}/{id}/run/app.sock\"\n",
+		"[service.api]\ncommand = \"/bin/x\"\nsocket = \"/run/tenement-app/{name}-{id}/{port}.sock\"\n",
+		"[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n",
+	} {
+		if _, err := Parse("t.toml", []byte(in)); err != nil {
+			t.Errorf("refused:\n%s\n%v", in, err)
+		}
+	}
+}
+
+// TestListenOnPort: `ten serve -p PORT` changes the port of settings.listen
+// and keeps its address, so a config that listens on loopback only is not
+// exposed on every interface by -p.
+func TestListenOnPort(t *testing.T) {
+	for listen, want := range map[string]string{
+		":8080":          ":9090",
+		"127.0.0.1:8080": "127.0.0.1:9090",
+		"[::1]:8080":     "[::1]:9090",
+		"0.0.0.0:8080":   "0.0.0.0:9090",
+	} {
+		s := Settings{Listen: listen}
+		if got := s.ListenOnPort(9090); got != want {
+			t.Errorf("listen %q, port 9090: %q, want %q", listen, got, want)
+		}
+	}
+}
+
+// TestRestartNever: tenement's restart policies are always, on-failure and
+// never; never is systemd's "no".
+func TestRestartNever(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\nrestart = \"never\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Services["api"].Restart; r != "no" {
+		t.Errorf("restart = %q, want \"no\"", r)
 	}
 }

@@ -192,7 +192,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			add(k+".isolation", "%s", msg)
 		}
 		if !validRestart[svc.Restart] {
-			add(k+".restart", "unknown restart policy %q; use no, on-failure or always", svc.Restart)
+			add(k+".restart", "unknown restart policy %q; use no (never), on-failure or always", svc.Restart)
 		}
 		if svc.Activation != ActivationShim && svc.Activation != ActivationSocket {
 			add(k+".activation", "unknown activation %q; use shim (app binds PORT or SOCKET_PATH) or socket (app takes LISTEN_FDS)", svc.Activation)
@@ -285,6 +285,10 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 		if err := checkTemplate(svc.Socket); err != nil {
 			add(k+".socket", "%v", err)
+		} else if svc.Socket != "" {
+			if msg := c.socketProblem(svc); msg != "" {
+				add(k+".socket", "%s", msg)
+			}
 		}
 		if err := checkTemplate(svc.Command); err != nil {
 			add(k+".command", "%v", err)
@@ -427,6 +431,35 @@ func (r Routing) keys() []string {
 		out = append(out, "path")
 	}
 	return out
+}
+
+// socketProblem says why the app of svc could not bind its socket key
+// where ten's router reaches it, or "". With isolation namespace and
+// sandbox the app can create files only in its data directory
+// ({data_dir}/{name}/{id}) and its runtime directory
+// (/run/tenement-app/{name}-{id}), and its /tmp is its own: tenement's
+// /tmp/tenement/{name}-{id}.sock would crash-loop the app (no such
+// directory) or leave it unreachable. With isolation = "process" any
+// absolute path works (ten creates its directory at spawn).
+func (c *Config) socketProblem(svc *Service) string {
+	// Checked on the template, {id} and {port} left in: the path must be
+	// the instance's own for every id.
+	root := c.InstanceRoot()
+	path := Vars{Name: svc.Name, ID: "{id}", DataDir: root, Port: "{port}"}.Expand(svc.Socket)
+	if !filepath.IsAbs(path) {
+		return fmt.Sprintf("must be an absolute path, got %q", svc.Socket)
+	}
+	if svc.Isolation == IsolationProcess {
+		return ""
+	}
+	dir := filepath.Dir(filepath.Clean(path))
+	for _, ok := range []string{filepath.Join(root, svc.Name, "{id}"), filepath.Join("/run/tenement-app", svc.Name+"-{id}")} {
+		if rel, err := filepath.Rel(ok, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%q: an app with isolation = %q can create its socket only in its data directory ({data_dir}/{name}/{id}) or its runtime directory (/run/tenement-app/{name}-{id}), and its /tmp is its own; "+
+		"remove the key (SOCKET_PATH is then /run/tenement-app/{name}-{id}/app.sock) or use e.g. \"{data_dir}/{name}/{id}/app.sock\"", svc.Socket, svc.Isolation)
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}

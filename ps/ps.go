@@ -111,7 +111,7 @@ func (p *Reader) cachedRow(in registry.Entry) (apitype.Row, bool) {
 		return apitype.Row{}, false
 	}
 	st, _ := p.router.Stat(in.Inst)
-	r := apitype.Row{Instance: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
+	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: p.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),

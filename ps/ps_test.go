@@ -77,6 +77,11 @@ func TestRowsReadOnlyTheLive(t *testing.T) {
 	got := map[string]apitype.Row{}
 	for _, r := range rows {
 		got[r.Instance] = r
+		// tenement's scripts read "id" ("api:u1") of every row, a
+		// sleeper's too.
+		if r.ID != r.Instance {
+			t.Errorf("row %s: id %q, want %q", r.Instance, r.ID, r.Instance)
+		}
 	}
 	if r := got["api:s"]; r.State != apitype.StateSleeping || r.Weight != 100 {
 		t.Errorf("sleeper: %+v", r)

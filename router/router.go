@@ -358,7 +358,42 @@ func (r *Router) Put(b Backend, awake bool) {
 }
 
 // Remove forgets an instance.
-func (r *Router) Remove(inst units.Instance) {
+func (r *Router) Remove(inst units.Instance) { r.remove(inst) }
+
+// RemoveAndDrain is Remove, then waits until the requests that were in
+// flight to inst have ended, grace has passed or ctx ends, and returns how
+// many were still in flight. A stop a user asks for drains so (tenement's
+// stop waits up to 5 s for open connections), so that answers being sent
+// are not cut; none is added meanwhile, since a removed route takes no
+// request.
+func (r *Router) RemoveAndDrain(ctx context.Context, inst units.Instance, grace time.Duration) int {
+	b := r.remove(inst)
+	if b == nil {
+		return 0
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b.mu.Lock()
+		n := b.inflight
+		b.mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-timer.C:
+			return n
+		case <-tick.C:
+		}
+	}
+}
+
+// remove is Remove; it returns the removed route (nil when inst had none).
+func (r *Router) remove(inst units.Instance) *Route {
 	r.mu.Lock()
 	b := r.backends[inst]
 	if b != nil {
@@ -382,6 +417,7 @@ func (r *Router) Remove(inst units.Instance) {
 		b.transport.CloseIdleConnections()
 		b.pool.CloseIdle(true)
 	}
+	return b
 }
 
 // AppDialer is the dialer of inst's directly run app (nil for another

@@ -192,3 +192,45 @@ func TestCreateOnRequestAndCaseFold(t *testing.T) {
 		t.Errorf("case-folded id: %d, Create asked %v", w.Code, asked)
 	}
 }
+
+// TestRemoveAndDrain: a stop asked for by a user lets the requests in
+// flight finish (up to its grace) before the instance goes; new requests
+// no longer reach it meanwhile.
+func TestRemoveAndDrain(t *testing.T) {
+	r, _ := newTestRouter(t)
+	release := make(chan struct{}, 2)
+	started := make(chan struct{}, 1)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	})
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 5 * time.Second}, true)
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() { answered <- get(r, "a.api.example.test", "/") }()
+	<-started
+	go func() { time.Sleep(200 * time.Millisecond); release <- struct{}{} }()
+	t0 := time.Now()
+	if left := r.RemoveAndDrain(context.Background(), inst, 5*time.Second); left != 0 {
+		t.Errorf("%d requests left in flight", left)
+	}
+	if d := time.Since(t0); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Errorf("drained after %s; the request took 200ms", d)
+	}
+	if w := <-answered; w.Code != 200 || w.Body.String() != "done" {
+		t.Errorf("request in flight: %d %q", w.Code, w.Body.String())
+	}
+	if _, ok := r.Stat(inst); ok {
+		t.Error("instance still routed")
+	}
+
+	// Past the grace, it returns with the request still in flight.
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 5 * time.Second}, true)
+	defer func() { release <- struct{}{} }()
+	go func() { answered <- get(r, "a.api.example.test", "/") }()
+	<-started
+	if left := r.RemoveAndDrain(context.Background(), inst, 100*time.Millisecond); left != 1 {
+		t.Errorf("after the grace: %d in flight, want 1", left)
+	}
+}

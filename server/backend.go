@@ -93,7 +93,7 @@ func (b backend) Remove(ctx context.Context, inst units.Instance) error {
 	if b.fleet != nil {
 		return b.fleet.Stop(ctx, inst)
 	}
-	return b.Stop(ctx, inst)
+	return b.StopDraining(ctx, inst)
 }
 
 // fleetLocal is the server as a fleet node's Local (package
@@ -163,7 +163,7 @@ func (d deployInstances) SpawnStarted(ctx context.Context, inst units.Instance) 
 
 // StopLocked removes inst under its lock.
 func (d deployInstances) StopLocked(ctx context.Context, inst units.Instance) error {
-	return d.stopLocked(ctx, inst)
+	return d.stopLocked(ctx, inst, 0)
 }
 
 // WaitHealthy waits for inst's health check (package health).

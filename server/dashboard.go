@@ -87,10 +87,10 @@ func (b *dashBackend) Restart(ctx context.Context, inst units.Instance) error {
 	return b.s.Restart(ctx, inst)
 }
 
-// Stop removes inst.
+// Stop removes inst, letting its requests in flight end first.
 func (b *dashBackend) Stop(ctx context.Context, inst units.Instance) error {
 	defer b.invalidate()
-	return b.s.Stop(ctx, inst)
+	return b.s.StopDraining(ctx, inst)
 }
 
 // SetWeight changes inst's weight.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,7 +173,7 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		// app's own address once it listens, with no relay between; with
 		// network = "none", to its PORT in the instance's own namespace.
 		if units.AppListens(in.Svc) {
-			b.AppSocket = units.AppSocketPath(in.Svc, in.Inst.ID, in.Port)
+			b.AppSocket = units.AppSocketPath(s.cfg, in.Svc, in.Inst.ID, in.Port)
 			b.AppPort = in.Port
 			if units.PrivateNetwork(in.Svc) {
 				inst := in.Inst
@@ -336,6 +337,15 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 			return false, fmt.Errorf("spawn %s: %w", inst, err)
 		}
 	}
+	if svc.Socket != "" && svc.Isolation == config.IsolationProcess {
+		// The app binds the socket key's path, e.g. tenement's
+		// /tmp/tenement/{name}-{id}.sock: its directory must exist, as
+		// tenement makes it (sandboxed apps bind only in their own
+		// directories, which systemd makes; config.Parse checks that).
+		if err := os.MkdirAll(filepath.Dir(plan.AppSocket), 0o755); err != nil {
+			return false, fmt.Errorf("spawn %s: service.%s.socket: %w", inst, svc.Name, err)
+		}
+	}
 	start := !svc.Lazy() || o.start
 	s.health.Clear(inst)
 	if err := isolation.AdoptStateDir(s.cfg, svc, inst); err != nil {
@@ -415,11 +425,29 @@ func (s *Server) Stop(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	defer s.reg.Unlock(inst)
-	return s.stopLocked(ctx, inst)
+	return s.stopLocked(ctx, inst, 0)
 }
 
-// stopLocked is Stop for a caller that holds the instance's lock.
-func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
+// stopGrace is how long a stop a user asks for (`ten stop`, DELETE
+// /api/instances/ID, the dashboard) lets the instance's requests in flight
+// finish before its units go, as tenement's stop waits up to 5 s for open
+// connections.
+const stopGrace = 5 * time.Second
+
+// StopDraining is Stop for a user's request: the instance takes no new
+// request, and those in flight get up to stopGrace to end. A fleet's
+// fence and deploy --replace (which drained already) use Stop.
+func (s *Server) StopDraining(ctx context.Context, inst units.Instance) error {
+	if err := s.reg.Lock(inst); err != nil {
+		return err
+	}
+	defer s.reg.Unlock(inst)
+	return s.stopLocked(ctx, inst, stopGrace)
+}
+
+// stopLocked is Stop for a caller that holds the instance's lock; grace
+// is how long requests in flight may take to end.
+func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time.Duration) error {
 	if !s.reg.Has(inst) {
 		exists, err := s.sd.Exists(ctx, inst)
 		if err != nil {
@@ -434,7 +462,9 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	s.frz.ThawForStop(ctx, inst)
-	s.router.Remove(inst)
+	if left := s.router.RemoveAndDrain(ctx, inst, grace); left > 0 && grace > 0 {
+		s.log.Warn("stop: requests still in flight after the grace; stopping anyway", "instance", inst.String(), "inflight", left, "grace", grace)
+	}
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}

@@ -51,19 +51,19 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	}
 	err := s.Spawn(cctx, inst)
 	if errors.Is(err, ErrBusy) || errors.Is(err, ErrExists) {
-		// Another request is creating the same id: wait for it.
-		for deadline := time.Now().Add(createTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if s.routed(inst) {
-				return nil
-			}
-			if !s.reg.Busy(inst) {
-				break
-			}
-		}
-		if s.routed(inst) {
+		// Another request is changing the same id: wait for it.
+		if s.waitRouted(inst) {
 			return nil
 		}
-		return err
+		// Not routed once that change ended: it was a stop (which lets
+		// requests in flight finish first) or a spawn that failed. This
+		// request creates it, as one right after would.
+		if err = s.Spawn(cctx, inst); errors.Is(err, ErrBusy) || errors.Is(err, ErrExists) {
+			if s.waitRouted(inst) {
+				return nil
+			}
+			return err
+		}
 	}
 	od.Done(svc.Name, err)
 	if err != nil {
@@ -75,6 +75,20 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	}
 	s.log.Info("created instance on request", "instance", inst.String(), "client", client)
 	return nil
+}
+
+// waitRouted waits while another request changes inst (at most
+// createTimeout) and reports whether the router has it then.
+func (s *Server) waitRouted(inst units.Instance) bool {
+	for deadline := time.Now().Add(createTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s.routed(inst) {
+			return true
+		}
+		if !s.reg.Busy(inst) {
+			break
+		}
+	}
+	return s.routed(inst)
 }
 
 // routed reports whether the router has the instance.

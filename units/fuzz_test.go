@@ -126,7 +126,7 @@ func FuzzBuild(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte("[service.a]\ncommand = \"/bin/a {port} {socket}\"\nsocket = \"/run/x/{id}.sock\"\nworkdir = \"{data_dir}/w\"\n[service.a.env]\nK = \"{name}:{id}\"\n[instances]\na = [\"x-1\", \"y\"]\n"))
+	f.Add([]byte("[service.a]\ncommand = \"/bin/a {port} {socket}\"\nsocket = \"/run/tenement-app/{name}-{id}/{id}.sock\"\nworkdir = \"{data_dir}/w\"\n[service.a.env]\nK = \"{name}:{id}\"\n[instances]\na = [\"x-1\", \"y\"]\n"))
 	// D-Bus strings cannot hold NUL; systemd takes environment names of
 	// letters, digits and '_' only.
 	f.Add([]byte("[service.a]\ncommand = \"/bin/a\\u0000b\"\n[instances]\na = [\"x\"]\n"))

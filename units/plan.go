@@ -192,13 +192,15 @@ func LoopbackAllowed(svc *config.Service) bool {
 }
 
 // AppSocketPath is SOCKET_PATH of instance id of svc: the service's socket
-// key, interpolated, or app.sock in the instance's runtime directory.
-func AppSocketPath(svc *config.Service, id string, port int) string {
+// key, interpolated as in Build ({data_dir} is settings.data_dir), or
+// app.sock in the instance's runtime directory. The router dials it, so it
+// must be the path the app was told.
+func AppSocketPath(cfg *config.Config, svc *config.Service, id string, port int) string {
 	def := filepath.Join("/run", "tenement-app", svc.Name+"-"+id, "app.sock")
 	if svc.Socket == "" {
 		return def
 	}
-	vars := config.Vars{Name: svc.Name, ID: id, DataDir: filepath.Join("/var/lib", "tenement", svc.Name, id), Port: strconv.Itoa(port), Socket: def}
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: cfg.InstanceRoot(), Port: strconv.Itoa(port), Socket: def}
 	return vars.Expand(svc.Socket)
 }
 
@@ -230,7 +232,7 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	p := &Plan{
 		Instance:  inst,
 		Listen:    ListenPath(cfg.Settings.SocketDir, inst),
-		AppSocket: filepath.Join("/run", runtimeRel, "app.sock"),
+		AppSocket: AppSocketPath(cfg, svc, id, opts.Port),
 		Port:      opts.Port,
 		DataDir:   filepath.Join(root, svc.Name, id),
 		Slice:     inst.Slice(),
@@ -239,10 +241,6 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	// {data_dir} is tenement's settings.data_dir: the instance's own data
 	// is {data_dir}/{name}/{id} (DATA_DIR).
 	vars := config.Vars{Name: svc.Name, ID: id, DataDir: root, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
-	if svc.Socket != "" {
-		p.AppSocket = vars.Expand(svc.Socket)
-		vars.Socket = p.AppSocket
-	}
 	// Without workdir the app runs where tenement.toml is (tenement runs it
 	// where `ten serve` was started, which is where users keep the file),
 	// so relative commands like ./run.sh and relative paths in args work.

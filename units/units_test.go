@@ -353,3 +353,37 @@ listen = ["tcp://127.0.0.1:7000"]
 		t.Errorf("standby off:\n%s", d)
 	}
 }
+
+// TestAppSocketPathMatchesPlan: the path the router dials (AppSocketPath)
+// is SOCKET_PATH of the plan, with {data_dir} as settings.data_dir in both.
+func TestAppSocketPathMatchesPlan(t *testing.T) {
+	cfg, err := config.Parse("/srv/app/tenement.toml", []byte(`
+[settings]
+data_dir = "/srv/app/data"
+[service.d]
+command = "/bin/app"
+socket = "{data_dir}/{name}/{id}/app.sock"
+[service.p]
+command = "/bin/app"
+socket = "/run/tenement-app/{name}-{id}/{port}.sock"
+[service.none]
+command = "/bin/app"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"d":    "/srv/app/data/d/x/app.sock",
+		"p":    "/run/tenement-app/p-x/20001.sock",
+		"none": "/run/tenement-app/none-x/app.sock",
+	} {
+		svc := cfg.Services[name]
+		p, err := Build(cfg, svc, "x", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppSocketPath(cfg, svc, "x", 20001); got != want || p.AppSocket != want {
+			t.Errorf("service %s: AppSocketPath %s, plan's SOCKET_PATH %s; want %s", name, got, p.AppSocket, want)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
 	if err != nil {
 		return selfunit.Options{}, err
 	}
-	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: fmt.Sprintf("%s:%d", c.Address, c.Port), Domain: c.Domain}
+	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: net.JoinHostPort(c.Address, fmt.Sprint(c.Port)), Domain: c.Domain}
 	if t := cfg.Settings.TLS; t.Enabled {
 		// The socket holds the HTTPS and redirect ports too, so a restart
 		// of ten drops no HTTPS connection either.

@@ -16,7 +16,7 @@ import (
 
 // ServeCmd is `ten serve`.
 type ServeCmd struct {
-	Port   int    `short:"p" help:"Port to listen on (overrides settings.listen)."`
+	Port   int    `short:"p" help:"Port to listen on (replaces the port of settings.listen; its address stays)."`
 	Listen string `help:"Address to listen on, e.g. 127.0.0.1:8080 (overrides settings.listen)."`
 	Domain string `short:"d" help:"Base domain for Host routing (overrides settings.domain)."`
 	// tenement's serve flags for [settings.tls].
@@ -47,7 +47,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	}
 	listen := c.Listen
 	if listen == "" && c.Port != 0 {
-		listen = fmt.Sprintf(":%d", c.Port)
+		listen = cfg.Settings.ListenOnPort(c.Port)
 	}
 	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
 		servePprof(addr, log)

@@ -142,7 +142,8 @@ func sanitizeName(s string) string {
 	return out
 }
 
-// guessCommand picks a start command from the files of a Python, Node or Go app.
+// guessCommand picks a start command from the files of a Python, Node, Go or
+// Rust app, as tenement's init does.
 func guessCommand(dir, name string) (string, string) {
 	has := func(f string) bool { _, err := os.Stat(filepath.Join(dir, f)); return err == nil }
 	read := func(f string) string { b, _ := os.ReadFile(filepath.Join(dir, f)); return string(b) }
@@ -167,6 +168,16 @@ func guessCommand(dir, name string) (string, string) {
 		return "/usr/bin/env node .", "Node package (read PORT)"
 	case has("go.mod"):
 		return filepath.Join(dir, name), "Go module: build it with `go build -o " + name + "` first (read PORT)"
+	case has("Cargo.toml"):
+		// cargo names the binary after the package (a workspace: edit it).
+		var crate struct {
+			Package struct{ Name string } `toml:"package"`
+		}
+		bin := name
+		if toml.Unmarshal([]byte(read("Cargo.toml")), &crate) == nil && crate.Package.Name != "" {
+			bin = crate.Package.Name
+		}
+		return filepath.Join(dir, "target", "release", bin), "Rust crate: build it with `cargo build --release` first (read PORT)"
 	}
 	return "/usr/local/bin/" + name, "nothing recognised: edit the command"
 }

@@ -405,11 +405,20 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 		return q.Stream == "" || e.Stream == q.Stream
 	}
 	lim := limit
-	if !grep && q.Search != "" {
-		lim = -1 // search in Go over everything, then keep the newest
+	switch {
+	case q.Search != "":
+		// Search over everything, then keep the newest: in Go where
+		// journalctl cannot --grep, and where it can, because journalctl
+		// of systemd 252 prints --grep with --lines newest first.
+		lim = -1
+	case !q.Since.IsZero():
+		// journalctl's --lines=N with --since gives the oldest N of the
+		// window; read the window and keep the newest.
+		lim = -1
 	}
+	args := func(lim int) []string { return journalArgs(q, lim, false, true, grep) }
 	if !q.Follow {
-		return lastN(ctx, journalArgs(q, lim, false, true, grep), filter, limit, fn)
+		return lastN(ctx, args, lim, filter, limit, fn)
 	}
 	// Follow: replay the newest entries, then follow from just before the
 	// replay began. Entries the replay showed, and older ones, are skipped,
@@ -423,7 +432,7 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 	}
 	seen := map[string]bool{}
 	if limit > 0 {
-		err := lastN(ctx, journalArgs(q, lim, false, true, grep), filter, limit, func(e Entry) error {
+		err := lastN(ctx, args, lim, filter, limit, func(e Entry) error {
 			seen[e.Cursor] = true
 			return fn(e)
 		})
@@ -436,33 +445,49 @@ func readJournal(ctx context.Context, q Query, grep bool, fn func(Entry) error) 
 		fq.Since = from.Add(-time.Second)
 	}
 	single := q.Instance != (units.Instance{})
-	return runJournal(ctx, journalArgs(fq, -1, true, single, grep), filter, func(e Entry) error {
+	_, err := runJournal(ctx, journalArgs(fq, -1, true, single, grep), filter, func(e Entry) error {
 		if seen[e.Cursor] || e.Time.Before(from) {
 			return nil
 		}
 		return fn(e)
 	})
+	return err
 }
 
-// lastN runs a bounded query and passes on the newest n entries that pass
-// filter (journalctl's own --lines counts before ten's filter), at most
-// MaxReadBytes of them.
-func lastN(ctx context.Context, args []string, filter func(Entry) bool, n int, fn func(Entry) error) error {
-	ring := newest{n: n, max: MaxReadBytes}
-	err := runJournal(ctx, args, filter, func(e Entry) error {
-		ring.add(e)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, e := range ring.entries {
-		if err := fn(e); err != nil {
+// lastN runs a query bounded by lim lines (-1: none) and passes on the
+// newest n entries that pass filter, at most MaxReadBytes of them.
+// journalctl's --lines counts before ten's filter (systemd's own lines about
+// a unit have the app's priorities, so --level cannot leave them to
+// journalctl): when it printed all it was asked for and fewer than n
+// passed, lastN asks again for four times as many lines, up to all of them.
+func lastN(ctx context.Context, args func(lim int) []string, lim int, filter func(Entry) bool, n int, fn func(Entry) error) error {
+	for {
+		ring := newest{n: n, max: MaxReadBytes}
+		lines, err := runJournal(ctx, args(lim), filter, func(e Entry) error {
+			ring.add(e)
+			return nil
+		})
+		if err != nil {
 			return err
 		}
+		if lim >= 0 && len(ring.entries) < n && lines >= lim && ring.size <= MaxReadBytes/2 {
+			if lim *= 4; lim > maxLinesAsked {
+				lim = -1
+			}
+			continue
+		}
+		for _, e := range ring.entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
 }
+
+// maxLinesAsked is the most lines lastN asks journalctl for before it
+// reads without a bound.
+const maxLinesAsked = 1 << 18
 
 // newest keeps the newest n entries added, dropping the oldest while they
 // add up to more than max bytes (Entry.Size).
@@ -506,22 +531,27 @@ func readLine(rd *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-// runJournal runs journalctl and passes on the entries that pass filter.
-func runJournal(ctx context.Context, args []string, filter func(Entry) bool, fn func(Entry) error) error {
+// runJournal runs journalctl and passes on the entries that pass filter;
+// it returns how many entries journalctl printed.
+func runJournal(ctx context.Context, args []string, filter func(Entry) bool, fn func(Entry) error) (int, error) {
 	cmd := exec.CommandContext(ctx, "journalctl", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("journalctl: %w", err)
+		return 0, fmt.Errorf("journalctl: %w", err)
 	}
 	rd := bufio.NewReaderSize(out, 64<<10)
 	var fnErr error
+	lines := 0
 	for {
 		line, err := readLine(rd, MaxEntryBytes)
+		if line != nil || err == nil { // a line, or one too long (skipped)
+			lines++
+		}
 		if len(bytes.TrimSpace(line)) > 0 && fnErr == nil {
 			e, ok, perr := ParseEntry(line)
 			if perr == nil && ok && filter(e) {
@@ -539,10 +569,10 @@ func runJournal(ctx context.Context, args []string, filter func(Entry) bool, fn 
 	}
 	werr := cmd.Wait()
 	if fnErr != nil {
-		return fnErr
+		return lines, fnErr
 	}
 	if ctx.Err() != nil {
-		return nil
+		return lines, nil
 	}
 	if werr != nil {
 		msg := strings.TrimSpace(stderr.String())
@@ -550,12 +580,12 @@ func runJournal(ctx context.Context, args []string, filter func(Entry) bool, fn 
 		// Exit status 1 with nothing said (--grep found nothing) or "No data
 		// available" (the unit glob matched no unit yet) means no entries.
 		if errors.As(werr, &ee) && ee.ExitCode() == 1 && (msg == "" || strings.Contains(msg, "No data available")) {
-			return nil
+			return lines, nil
 		}
 		if msg != "" {
-			return fmt.Errorf("journalctl %s: %s", strings.Join(args, " "), msg)
+			return lines, fmt.Errorf("journalctl %s: %s", strings.Join(args, " "), msg)
 		}
-		return fmt.Errorf("journalctl %s: %w", strings.Join(args, " "), werr)
+		return lines, fmt.Errorf("journalctl %s: %w", strings.Join(args, " "), werr)
 	}
-	return nil
+	return lines, nil
 }

@@ -2,6 +2,10 @@ package journal
 
 import (
 	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,5 +142,96 @@ func TestReadBounds(t *testing.T) {
 	}
 	if len(r.entries) != 3 || r.entries[0].Cursor != "2" || r.entries[2].Cursor != "4" {
 		t.Errorf("newest 3 of 5: %+v", r.entries)
+	}
+}
+
+// fakeJournalctl puts a journalctl first on PATH that prints entries (lines
+// of JSON, oldest first) as systemd 252's does: --grep keeps the lines with
+// the text; --lines=N keeps the newest N, printed newest first with --grep,
+// and the oldest N with --since.
+func fakeJournalctl(t *testing.T, entries []string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "entries"), []byte(strings.Join(entries, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+n=all since= pat=
+for a in "$@"; do
+	case "$a" in
+	--lines=*) n=${a#--lines=} ;;
+	--since=*) since=1 ;;
+	--grep=*) pat=${a#--grep=} ;;
+	esac
+done
+cd "` + dir + `"
+if [ -n "$pat" ]; then grep -F -- "$pat" entries > sel || true; else cp entries sel; fi
+if [ "$n" = all ]; then cat sel
+elif [ -n "$since" ]; then head -n "$n" sel
+elif [ -n "$pat" ]; then tail -n "$n" sel | tac
+else tail -n "$n" sel
+fi
+`
+	if err := os.WriteFile(filepath.Join(dir, "journalctl"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":/usr/bin:/bin")
+}
+
+// appLine is a journal entry of the app of api:prod, at second i.
+func appLine(i int, msg string) string {
+	return `{"__REALTIME_TIMESTAMP":"170000000` + strconv.Itoa(i) + `000000","_SYSTEMD_UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":"` + msg + `","__CURSOR":"c` + strconv.Itoa(i) + `"}`
+}
+
+// messages runs q against the fake journalctl (which can --grep).
+func messages(t *testing.T, q Query) []string {
+	t.Helper()
+	var got []string
+	if err := readJournal(context.Background(), q, true, func(e Entry) error {
+		got = append(got, e.Message)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestSearchOldestFirst: a search returns the newest matches oldest first
+// (the API's order, and what `ten logs` prints), though journalctl 252
+// prints --grep with --lines newest first.
+func TestSearchOldestFirst(t *testing.T) {
+	fakeJournalctl(t, []string{appLine(1, "GET /r1"), appLine(2, "POST /x"), appLine(3, "GET /r2"), appLine(4, "GET /r3")})
+	q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Search: "GET", Limit: 2}
+	if got, want := messages(t, q), []string{"GET /r2", "GET /r3"}; !slices.Equal(got, want) {
+		t.Errorf("search GET, limit 2: %q, want %q", got, want)
+	}
+}
+
+// TestSinceKeepsTheNewest: with a time window, the limit keeps the newest
+// entries of the window, as without one; journalctl's --lines counts from
+// --since (the oldest) when both are given.
+func TestSinceKeepsTheNewest(t *testing.T) {
+	fakeJournalctl(t, []string{appLine(1, "r1"), appLine(2, "r2"), appLine(3, "r3"), appLine(4, "r4")})
+	for _, since := range []time.Time{{}, time.Unix(1600000000, 0)} {
+		q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Since: since, Limit: 2}
+		if got, want := messages(t, q), []string{"r3", "r4"}; !slices.Equal(got, want) {
+			t.Errorf("since %v, limit 2: %q, want %q (the newest, oldest first)", since, got, want)
+		}
+	}
+}
+
+// TestLevelLimitCountsOnlyTheLevel: --level stdout --limit 2 gives the two
+// newest stdout lines even when the newest entries are systemd's own lines
+// about the unit (which journalctl's --priority cannot tell apart and
+// --lines counts).
+func TestLevelLimitCountsOnlyTheLevel(t *testing.T) {
+	entries := []string{appLine(1, "r1"), appLine(2, "r2"), appLine(3, "r3"), appLine(4, "r4")}
+	for i := 5; i <= 7; i++ {
+		entries = append(entries, `{"__REALTIME_TIMESTAMP":"170000000`+strconv.Itoa(i)+`000000","_SYSTEMD_UNIT":"init.scope","_PID":"1","UNIT":"tenement-api@prod.service","PRIORITY":"6","MESSAGE":"Started","__CURSOR":"c`+strconv.Itoa(i)+`"}`)
+	}
+	fakeJournalctl(t, entries)
+	q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Stream: StreamStdout, Limit: 2}
+	if got, want := messages(t, q), []string{"r3", "r4"}; !slices.Equal(got, want) {
+		t.Errorf("stdout, limit 2: %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,46 @@
+package system
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestSocketKey: apps that bind the path of tenement's socket key are
+// reached there. Under the default isolation, a socket in the instance's
+// data directory ({data_dir} is settings.data_dir); under process, one in a
+// directory that does not exist yet (as tenement's default
+// /tmp/tenement/{name}-{id}.sock on a fresh host): ten makes it, and the
+// app answers again after a kill -9.
+func TestSocketKey(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "tenement")
+	s := startTen(t, fmt.Sprintf(`
+[service.d]
+command = "ECHO --mode socket"
+socket = "{data_dir}/{name}/{id}/app.sock"
+
+[service.p]
+command = "ECHO --mode socket"
+isolation = "process"
+socket = "%s/{name}-{id}.sock"
+`, shared))
+	for _, inst := range []string{"d:a", "p:a"} {
+		s.mustTen("spawn", inst)
+		svc, id, _ := strings.Cut(inst, ":")
+		if body := s.mustGet(id+"."+svc+".localhost", "/"); !strings.HasPrefix(body, "hello from "+inst+" ") {
+			t.Fatalf("%s answered %q", inst, body)
+		}
+	}
+	if env := show(t, "tenement-d@a.service", "Environment"); !strings.Contains(env, "SOCKET_PATH="+filepath.Join(s.dir, "data", "d", "a", "app.sock")) {
+		t.Errorf("d:a's SOCKET_PATH is not in its data directory: %s", env)
+	}
+	pid := mainPID(t, "p:a")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if body := s.mustGet("a.p.localhost", "/"); !strings.HasPrefix(body, "hello from p:a ") || strings.Contains(body, fmt.Sprintf("pid %d\n", pid)) {
+		t.Errorf("after kill -9 of pid %d: %q", pid, body)
+	}
+}
