@@ -123,6 +123,9 @@ func TestHandler(t *testing.T) {
 		{"PATCH", "/api/instances", string(admin), "", 405, "use GET"},
 		{"GET", "/api/logs?level=debug", string(admin), "", 400, "level"},
 		{"GET", "/api/logs?instance=api:other", tenant, "", 403, "may touch only"},
+		{"GET", "/api/logs?instance=nosuch:x", string(admin), "", 404, `unknown service \"nosuch\": /etc/tenement.toml declares services api`},
+		{"GET", "/api/logs?process=nosuch", tenant, "", 404, `unknown service \"nosuch\"`},
+		{"GET", "/api/logs/stream?process=nosuch", string(admin), "", 404, "unknown service"},
 		{"GET", "/api/instances/api:elsewhere", "", "", 401, "missing bearer token"},
 		{"GET", "/api/instances/api:elsewhere", string(admin), "", 502, "forwarded"},
 	} {

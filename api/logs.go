@@ -1,11 +1,13 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/logs"
+	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/systemd/journal"
 	"github.com/tenhq/ten/units"
 )
@@ -20,7 +22,7 @@ import (
 func (a *API) registerLogs(api *http.ServeMux) {
 	api.HandleFunc("GET /api/logs", func(w http.ResponseWriter, r *http.Request) {
 		q, ok := logQuery(w, r, false)
-		if !ok {
+		if !ok || !a.knownService(w, r, q) {
 			return
 		}
 		// Each read is a journalctl process and holds its entries until
@@ -37,11 +39,20 @@ func (a *API) registerLogs(api *http.ServeMux) {
 			writeErr(w, fmt.Errorf("read logs: %w", err))
 			return
 		}
+		if len(entries) == 0 && q.Instance.Service != "" {
+			// Nothing logged: say so when the instance is not there
+			// either, rather than an empty answer that looks like a
+			// quiet app. A stopped instance's logs stay readable.
+			if _, err := a.b.Row(r.Context(), q.Instance); errors.Is(err, registry.ErrNotFound) {
+				writeJSON(w, http.StatusNotFound, apitype.APIError{Error: fmt.Sprintf("no instance %s, and nothing in the journal of it", q.Instance)})
+				return
+			}
+		}
 		writeJSON(w, http.StatusOK, entries)
 	})
 	api.HandleFunc("GET /api/logs/stream", func(w http.ResponseWriter, r *http.Request) {
 		q, ok := logQuery(w, r, true)
-		if !ok {
+		if !ok || !a.knownService(w, r, q) {
 			return
 		}
 		// Each stream is a journalctl process: bound them.
@@ -54,6 +65,26 @@ func (a *API) registerLogs(api *http.ServeMux) {
 		defer release()
 		logs.Stream(w, r, q)
 	})
+}
+
+// knownService answers 404 for a query about a service tenement.toml does
+// not declare (a typo would otherwise read as an app that logs nothing),
+// and reports whether the query may go on. The journal of a service taken
+// out of the config is still there for journalctl -u 'tenement-NAME@*'.
+func (a *API) knownService(w http.ResponseWriter, r *http.Request, q journal.Query) bool {
+	svc := q.Service
+	if svc == "" {
+		svc = q.Instance.Service
+	}
+	if svc == "" || a.cfg == nil {
+		return true
+	}
+	if _, ok := a.cfg.Services[svc]; ok {
+		return true
+	}
+	err := a.unknownServiceHint(r, fmt.Errorf("logs: %w %q", registry.ErrUnknownService, svc))
+	writeJSON(w, http.StatusNotFound, apitype.APIError{Error: err.Error()})
+	return false
 }
 
 // logQuery parses the query string and applies the token's scope; it

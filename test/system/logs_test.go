@@ -138,6 +138,14 @@ web = ["prod"]
 	if code != 400 || !strings.Contains(errorOf(t, "bad level", body), "stdout or stderr") {
 		t.Errorf("bad level: %d %s", code, body)
 	}
+	// A service the config does not declare, or an instance that is not
+	// there and never logged, is an error, not an empty answer.
+	if out, err := s.ten("logs", "nosuch:prod"); err == nil || !strings.Contains(out, `unknown service "nosuch"`) {
+		t.Errorf("ten logs nosuch:prod: %v %q", err, out)
+	}
+	if out, err := s.ten("logs", "api:never"); err == nil || !strings.Contains(out, "no instance api:never") {
+		t.Errorf("ten logs api:never: %v %q", err, out)
+	}
 
 	// The journal, not ten, holds the lines: a kill -9 of ten serve and a
 	// restart lose none, and a crash of the app is logged by systemd.
