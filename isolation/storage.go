@@ -177,15 +177,18 @@ func (st *Storage) PrepareDataBind(ctx context.Context, svc *config.Service, ins
 }
 
 // ReleaseDataBind removes the bind mount when the instance is stopped for
-// good; the data stays in data_dir.
+// good; the data stays in data_dir. The instance may have been spawned
+// under an earlier config than svc says (svc nil: its service is no longer
+// declared; or its isolation changed since): with data_dir set, the mount
+// point a namespace instance's bind has is released whatever svc says
+// (nothing mounted there is no error).
 func (st *Storage) ReleaseDataBind(ctx context.Context, svc *config.Service, inst units.Instance) {
-	if svc == nil {
+	if !units.CustomDataDir(st.cfg) {
 		return
 	}
-	if _, where, ok := units.DataBind(st.cfg, svc, inst); ok {
-		if err := st.m.Unmount(ctx, where); err != nil {
-			st.log.Warn("data_dir: unmount", "instance", inst.String(), "where", where, "err", err)
-		}
+	where := units.StateMountPoint(&config.Service{Isolation: config.IsolationNamespace}, inst)
+	if err := st.m.Unmount(ctx, where); err != nil {
+		st.log.Warn("data_dir: unmount", "instance", inst.String(), "where", where, "err", err)
 	}
 }
 

@@ -128,3 +128,36 @@ func TestMeterShares(t *testing.T) {
 		t.Errorf("the next caller: %v", err)
 	}
 }
+
+// TestReleaseDataBindEarlierConfig: with data_dir set, the bind a namespace
+// instance got at spawn is released at stop also when the config changed
+// meanwhile: its service no longer declared, or moved to isolation =
+// "process" (whose instances get no bind). Without data_dir there is none.
+func TestReleaseDataBindEarlierConfig(t *testing.T) {
+	inst := units.Instance{Service: "api", ID: "prod"}
+	want := "/var/lib/private/tenement/api/prod"
+	for name, svc := range map[string]*config.Service{
+		"namespace":  {Name: "api", Isolation: config.IsolationNamespace},
+		"process":    {Name: "api", Isolation: config.IsolationProcess},
+		"undeclared": nil,
+	} {
+		cfg, err := config.Parse("tenement.toml", []byte("[settings]\ndata_dir = \""+t.TempDir()+"\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &mounts{}
+		NewStorage(cfg, m, nil).ReleaseDataBind(context.Background(), svc, inst)
+		if len(m.unmounted) != 1 || m.unmounted[0] != want {
+			t.Errorf("%s: unmounted %v, want [%s]", name, m.unmounted, want)
+		}
+	}
+	cfg, err := config.Parse("tenement.toml", []byte("[settings]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mounts{}
+	NewStorage(cfg, m, nil).ReleaseDataBind(context.Background(), nil, inst)
+	if len(m.unmounted) != 0 {
+		t.Errorf("without data_dir: unmounted %v", m.unmounted)
+	}
+}

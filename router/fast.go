@@ -48,11 +48,11 @@ func (r *Router) Answered(rt *Route) {
 }
 
 // AcquireAwake counts a request in flight if the instance runs and nothing
-// stands between it and the request (a stop, a freeze, a failed mark, its
-// MaxInflight reached); otherwise (false) the fallback path handles the
+// stands between it and the request (a stop, a freeze, a failed mark or
+// Refuse, its MaxInflight reached); otherwise (false) the fallback path handles the
 // request (it waits, wakes, thaws or explains). Release ends what a true began.
 func (rt *Route) AcquireAwake() bool {
-	if !rt.awake.Load() || rt.frozen.Load() {
+	if !rt.awake.Load() || rt.frozen.Load() || rt.Refuse != "" {
 		return false
 	}
 	rt.mu.Lock()

@@ -111,6 +111,12 @@ type Backend struct {
 	// MaxInflight bounds the requests in flight at once (service's
 	// max_inflight; 0: none): past it a request gets 503 with Retry-After.
 	MaxInflight int
+	// Refuse, when set, is why the router serves none of the instance's
+	// requests (its service is no longer declared in the config, so ten
+	// does not know how to reach or start its app): each answers 503 with
+	// it at once, nothing touches the instance's sockets, and the instance
+	// is out of its service's rotation.
+	Refuse string
 }
 
 // Router routes requests by Host.
@@ -880,6 +886,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// Refused before anything reaches (or wakes) the instance.
 		r.refuseBody(w, req, req.Body, req.ContentLength)
 		r.observe(b.Instance, http.StatusRequestEntityTooLarge, start)
+		return
+	}
+	if b.Refuse != "" {
+		http.Error(w, b.Refuse, http.StatusServiceUnavailable)
+		r.observe(b.Instance, http.StatusServiceUnavailable, start)
 		return
 	}
 	if reason := b.failedReason(); reason != "" {

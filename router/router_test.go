@@ -234,3 +234,29 @@ func TestRemoveAndDrain(t *testing.T) {
 		t.Errorf("after the grace: %d in flight, want 1", left)
 	}
 }
+
+// TestRefusedInstance: an instance put with Refuse (its service no longer
+// declared) answers 503 with the reason at once, awake or asleep, without
+// reaching its socket, and is out of its service's rotation.
+func TestRefusedInstance(t *testing.T) {
+	r, _ := newTestRouter(t)
+	reached := 0
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) { reached++; io.WriteString(w, "hi") })
+	why := "instance old:a is not served: service \"old\" is no longer declared in the config"
+	for _, awake := range []bool{false, true} {
+		r.Put(Backend{Instance: units.Instance{Service: "old", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second, Refuse: why}, awake)
+		start := time.Now()
+		if w := get(r, "a.old.example.test", "/"); w.Code != 503 || w.Body.String() != why+"\n" {
+			t.Errorf("awake %v: %d %q", awake, w.Code, w.Body.String())
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("awake %v: answered after %v, not at once", awake, d)
+		}
+		if w := get(r, "old.example.test", "/"); w.Code == 200 {
+			t.Errorf("awake %v: service host reached a refused instance", awake)
+		}
+	}
+	if reached != 0 {
+		t.Errorf("the app was reached %d times", reached)
+	}
+}

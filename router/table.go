@@ -108,11 +108,11 @@ func (rt *rotation) pick() *Route {
 }
 
 // newRotation is the rotation of a service's backends: those with a
-// weight above 0 and no failed mark, by id.
+// weight above 0, no failed mark and nothing that refuses them, by id.
 func newRotation(members map[string]*Route) *rotation {
 	rt := &rotation{cands: make([]cand, 0, len(members))}
 	for _, b := range members {
-		if w := int(b.weight.Load()); w > 0 && b.failedReason() == "" {
+		if w := int(b.weight.Load()); w > 0 && b.failedReason() == "" && b.Refuse == "" {
 			rt.cands = append(rt.cands, cand{b, w})
 		}
 	}

@@ -133,6 +133,12 @@ func (s *Server) adopt(ctx context.Context) error {
 		s.health.RestoreFailed(inst)
 	}
 	s.log.Info("adopted instances from systemd", "instances", len(insts), "environment_from_unit_files", fromFiles)
+	for _, inst := range insts {
+		if s.cfg.Services[inst.Service] == nil {
+			s.log.Warn("instance of a service the config does not declare: not served (its requests answer 503) until the service is declared again; ten stop removes it",
+				"instance", inst.String(), "service", inst.Service, "config", s.cfg.Path)
+		}
+	}
 	s.kern.Reconcile()
 	return nil
 }
@@ -161,6 +167,13 @@ const adoptReads = 16
 func (s *Server) backend(in registry.Entry) router.Backend {
 	b := router.Backend{Instance: in.Inst, Socket: in.Listen, Weight: s.state.Weight(in.Inst), StartupTimeout: 10 * time.Second, RequestTimeout: 30 * time.Second,
 		MaxInflight: config.DefaultMaxInflight}
+	if in.Svc == nil {
+		// Adopted from systemd, its service no longer declared (removed
+		// from the config, or renamed): how its app listens is unknown,
+		// and a request through its systemd-held socket would wait in
+		// the backlog of an app that never takes it.
+		b.Refuse = fmt.Sprintf("instance %s is not served: service %q is no longer declared in the config (`ten stop %s` removes the instance; its data stays)", in.Inst, in.Inst.Service, in.Inst)
+	}
 	if in.Svc != nil {
 		b.IdleTimeout = in.Svc.IdleTimeoutDuration()
 		b.StartupTimeout = in.Svc.StartupTimeoutDuration()
@@ -491,9 +504,15 @@ func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	defer s.reg.Unlock(inst)
-	if !s.reg.SetWakeFailed(inst, "") {
+	if !s.reg.Has(inst) {
 		return fmt.Errorf("restart %s: %w", inst, ErrNotFound)
 	}
+	if _, ok := s.cfg.Services[inst.Service]; !ok {
+		// Its app would start, but ten could neither mark it ready nor
+		// route to it: systemd would fail the start and restart it forever.
+		return fmt.Errorf("restart %s: %w %q: the config no longer declares it, so ten cannot run the instance (ten stop %s removes it)", inst, ErrUnknownService, inst.Service, inst)
+	}
+	s.reg.SetWakeFailed(inst, "")
 	// A restart by hand clears a failed mark and the restart history.
 	s.health.Clear(inst)
 	s.frz.ThawForStop(ctx, inst)
