@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"github.com/tenhq/ten/selfunit"
 )
@@ -13,8 +14,8 @@ import (
 // InstallCmd is `ten install`.
 type InstallCmd struct {
 	Domain  string `short:"d" required:"" help:"Domain to route, e.g. example.com ({id}.{service}.example.com)."`
-	Port    int    `short:"p" default:"8080" help:"Port tenement.socket holds for the router and API."`
-	Address string `default:"0.0.0.0" help:"Address tenement.socket binds."`
+	Port    int    `short:"p" help:"Port tenement.socket holds for the router and API (default: the port of settings.listen, 8080)."`
+	Address string `help:"Address tenement.socket binds (default: the address of settings.listen; 0.0.0.0 where it names none)."`
 	Binary  string `default:"/usr/local/bin/ten" help:"Where to install the ten binary."`
 	DryRun  bool   `help:"Print the unit files instead of installing them."`
 	Runtime bool   `help:"Install into /run/systemd/system (gone at reboot) instead of /etc/systemd/system."`
@@ -33,13 +34,48 @@ func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
 	if err != nil {
 		return selfunit.Options{}, err
 	}
-	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: net.JoinHostPort(c.Address, fmt.Sprint(c.Port)), Domain: c.Domain}
+	addr, port, err := installListen(c.Address, c.Port, cfg.Settings.Listen)
+	if err != nil {
+		return selfunit.Options{}, fmt.Errorf("%s: %w", abs, err)
+	}
+	o := selfunit.Options{Binary: c.Binary, Config: abs, Listen: net.JoinHostPort(addr, fmt.Sprint(port)), Domain: c.Domain}
 	if t := cfg.Settings.TLS; t.Enabled {
 		// The socket holds the HTTPS and redirect ports too, so a restart
 		// of ten drops no HTTPS connection either.
-		o.Extra = []string{net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPSPort)), net.JoinHostPort(c.Address, fmt.Sprint(t.HTTPPort))}
+		o.Extra = []string{net.JoinHostPort(addr, fmt.Sprint(t.HTTPSPort)), net.JoinHostPort(addr, fmt.Sprint(t.HTTPPort))}
 	}
 	return o, o.Validate()
+}
+
+// installListen is the address and port tenement.socket holds: --address
+// and -p where given, else those of settings.listen (listen), which the
+// installed ten would otherwise ignore, since the socket's address wins: a
+// config that keeps ten on loopback stays there. An empty host in listen
+// (":8080", the default) is every address, 0.0.0.0; "localhost" is
+// 127.0.0.1.
+func installListen(address string, port int, listen string) (string, int, error) {
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("settings.listen %q: %v", listen, err)
+	}
+	if address == "" {
+		switch {
+		case host == "":
+			address = "0.0.0.0"
+		case host == "localhost":
+			address = "127.0.0.1"
+		case net.ParseIP(host) == nil:
+			return "", 0, fmt.Errorf("settings.listen %q: tenement.socket needs an IP address: give one with --address", listen)
+		default:
+			address = host
+		}
+	}
+	if port == 0 {
+		if port, err = strconv.Atoi(p); err != nil {
+			return "", 0, fmt.Errorf("settings.listen %q: bad port", listen)
+		}
+	}
+	return address, port, nil
 }
 
 func unitDir(runtime bool) string {

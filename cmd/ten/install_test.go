@@ -24,3 +24,38 @@ func TestInstallAddressIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallListen: tenement.socket holds settings.listen unless --address
+// or -p say otherwise, so that `ten install` of a config that keeps ten on
+// loopback does not open it on every address.
+func TestInstallListen(t *testing.T) {
+	for _, c := range []struct {
+		listen, flagAddr string
+		flagPort         int
+		want             string
+	}{
+		{listen: "127.0.0.1:9090", want: "127.0.0.1:9090"},
+		{listen: ":8080", want: "0.0.0.0:8080"},
+		{listen: "localhost:8081", want: "127.0.0.1:8081"},
+		{listen: "[::1]:8080", want: "[::1]:8080"},
+		{listen: "127.0.0.1:9090", flagAddr: "0.0.0.0", want: "0.0.0.0:9090"},
+		{listen: "127.0.0.1:9090", flagPort: 80, want: "127.0.0.1:80"},
+		{listen: "example.com:8080", want: "error"},
+		{listen: "example.com:8080", flagAddr: "10.0.0.1", want: "10.0.0.1:8080"},
+	} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "tenement.toml")
+		if err := os.WriteFile(cfg, []byte("[settings]\nlisten = \""+c.listen+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, err := (&InstallCmd{Domain: "example.com", Binary: "/usr/local/bin/ten", Address: c.flagAddr, Port: c.flagPort}).options(&Globals{Config: cfg})
+		got := o.Listen
+		if err != nil {
+			got = "error"
+			t.Logf("listen %q: %v", c.listen, err)
+		}
+		if got != c.want {
+			t.Errorf("listen %q, --address %q, -p %d: socket holds %s, want %s", c.listen, c.flagAddr, c.flagPort, got, c.want)
+		}
+	}
+}
