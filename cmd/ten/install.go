@@ -143,7 +143,7 @@ func (c *UninstallCmd) Run() error {
 // CaddyCmd is `ten caddy`.
 type CaddyCmd struct {
 	Domain      string `short:"d" required:"" help:"Domain ten routes."`
-	Port        int    `short:"p" default:"8080" help:"ten's port."`
+	Port        int    `short:"p" help:"ten's port (default: the port of settings.listen, 8080)."`
 	Output      string `short:"o" type:"path" help:"Write the Caddyfile here instead of stdout."`
 	DNSProvider string `help:"DNS provider for wildcard certificates (e.g. cloudflare)."`
 	Email       string `help:"ACME account email."`
@@ -155,7 +155,11 @@ func (c *CaddyCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: fmt.Sprintf("localhost:%d", c.Port), Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
+	up, err := caddyUpstream(c.Port, cfg.Settings.Listen)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: up, Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
 	if c.Output == "" {
 		fmt.Print(text)
 		return nil
@@ -165,4 +169,22 @@ func (c *CaddyCmd) Run(g *Globals) error {
 	}
 	fmt.Printf("wrote %s\n", c.Output)
 	return nil
+}
+
+// caddyUpstream is where Caddy reaches ten: settings.listen (listen), on
+// localhost where it is every address or loopback, its port unless -p
+// (port) gives one.
+func caddyUpstream(port int, listen string) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("settings.listen %q: %v", listen, err)
+	}
+	_, port, err = installListen("127.0.0.1", port, listen)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

@@ -59,3 +59,23 @@ func TestInstallListen(t *testing.T) {
 		}
 	}
 }
+
+// TestCaddyUpstream: the Caddyfile's upstream is where ten listens
+// (settings.listen), not always localhost:8080.
+func TestCaddyUpstream(t *testing.T) {
+	for _, c := range []struct {
+		listen string
+		port   int
+		want   string
+	}{
+		{":8080", 0, "localhost:8080"},
+		{"127.0.0.1:9090", 0, "localhost:9090"},
+		{"10.0.0.5:8080", 0, "10.0.0.5:8080"},
+		{"127.0.0.1:9090", 8000, "localhost:8000"},
+		{"localhost:8081", 0, "localhost:8081"},
+	} {
+		if got, err := caddyUpstream(c.port, c.listen); err != nil || got != c.want {
+			t.Errorf("listen %q, -p %d: upstream %q (%v), want %q", c.listen, c.port, got, err, c.want)
+		}
+	}
+}
