@@ -57,6 +57,17 @@ func (s *Server) adopt(ctx context.Context) error {
 			service[u.Instance] = u.ActiveState
 		}
 	}
+	if len(insts) > 0 {
+		// The router dials each instance at the path settings.socket_dir
+		// gives it; instances made under another socket_dir listen
+		// elsewhere and would all answer 502. Refused before anything is
+		// routed: the instances keep running.
+		want := units.ListenPath(s.cfg.Settings.SocketDir, insts[0])
+		if got, err := s.sd.SocketPath(ctx, insts[0]); err == nil && got != want {
+			return fmt.Errorf("%s: settings.socket_dir is %q, but %s listens on %s: the instances systemd has were made with another socket_dir; set it back, or ten stop every instance before changing it",
+				s.cfg.Path, s.cfg.Settings.SocketDir, insts[0].SocketUnit(), got)
+		}
+	}
 	for _, inst := range insts {
 		s.reg.Add(registry.Entry{Inst: inst, Svc: s.cfg.Services[inst.Service], Listen: units.ListenPath(s.cfg.Settings.SocketDir, inst)})
 	}

@@ -385,6 +385,24 @@ func (m *Manager) Environment(ctx context.Context, inst units.Instance) ([]strin
 	return env, nil
 }
 
+// SocketPath is the path of the unix socket the instance's socket unit
+// listens on (the router's; an L4 service's TCP sockets are not paths).
+func (m *Manager) SocketPath(ctx context.Context, inst units.Instance) (string, error) {
+	p, err := m.conn.GetUnitTypePropertyContext(ctx, inst.SocketUnit(), "Socket", "Listen")
+	if err != nil {
+		return "", fmt.Errorf("read %s Listen: %w", inst.SocketUnit(), err)
+	}
+	listens, _ := p.Value.Value().([][]any)
+	for _, l := range listens {
+		if len(l) == 2 {
+			if path, _ := l[1].(string); strings.HasPrefix(path, "/") {
+				return path, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s listens on no unix socket (%v)", inst.SocketUnit(), p.Value)
+}
+
 // Exists reports whether systemd has the instance's socket unit loaded.
 func (m *Manager) Exists(ctx context.Context, inst units.Instance) (bool, error) {
 	st, err := m.conn.ListUnitsByNamesContext(ctx, []string{inst.SocketUnit(), inst.ServiceUnit()})

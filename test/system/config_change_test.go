@@ -72,3 +72,39 @@ old = ["a"]
 		}
 	}
 }
+
+// TestSocketDirChangeRefused: settings.socket_dir changed while instances
+// exist. The router would dial every one of them where the new socket_dir
+// says, where nothing listens (502 for all); ten serve refuses to start
+// instead, naming the key and a socket unit, and with the old value back
+// the instances answer as before.
+func TestSocketDirChangeRefused(t *testing.T) {
+	s := startTen(t, `
+[service.api]
+command = "ECHO --mode port"
+
+[instances]
+api = ["one"]
+`)
+	s.mustGet("one.api.localhost", "/")
+	s.kill()
+	orig, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(orig), "[settings]\n", "[settings]\nsocket_dir = \"/run/tenement-moved\"\n", 1)
+	if err := os.WriteFile(s.config, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := withTimeout(30 * time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, tenBin, "serve", "--config", s.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "settings.socket_dir") || !strings.Contains(string(out), "tenement-api@one.socket") {
+		t.Errorf("ten serve with another socket_dir: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(s.config, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	s.mustGet("one.api.localhost", "/")
+}
