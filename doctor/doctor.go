@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/tlsfront"
@@ -69,6 +70,11 @@ func Run(ctx context.Context) []Check {
 		add("freeze", true, "cgroup v2 freezer (cgroup.freeze) available under %s", v2)
 	} else {
 		add("freeze", false, "no cgroup v2 freezer: instances cannot be frozen")
+	}
+	if err := upstream.CheckPeerCgroups(); err != nil {
+		add("port-owner-check", false, "the owner of a sleeping PORT app's port is not checked: %v", err)
+	} else {
+		add("port-owner-check", true, "an answer on a PORT app's 127.0.0.1:PORT is taken for the app's only from the instance's service (the socket's cgroup, sock_diag)")
 	}
 	if p, err := exec.LookPath("runsc"); err == nil {
 		out, _ := exec.Command(p, "--version").CombinedOutput()

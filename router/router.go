@@ -98,7 +98,12 @@ type Backend struct {
 	// AppNetns, when set, is where AppPort is: the network namespace of an
 	// instance with network = "none", as a /proc/PID/ns/net path ("" while
 	// its service runs no process).
-	AppNetns       func() string
+	AppNetns func() string
+	// AppOwner, when set, checks the cgroup of the socket that answers on
+	// 127.0.0.1:AppPort before the router takes it for the app's
+	// (upstream.AppDialer.SetOwner): while the app sleeps any process can
+	// bind its PORT.
+	AppOwner       func(peerCgroup uint64) error
 	Weight         int
 	IdleTimeout    time.Duration
 	StartupTimeout time.Duration
@@ -321,6 +326,9 @@ func (r *Router) Put(b Backend, awake bool) {
 	}
 	if b.AppSocket != "" || b.AppPort > 0 {
 		nb.app = upstream.NewAppDialer(sock, b.AppSocket, b.AppPort, b.AppNetns)
+		if b.AppOwner != nil {
+			nb.app.SetOwner(b.AppOwner)
+		}
 		dial = nb.app.DialContext
 	}
 	nb.dialUp = dial
@@ -1258,6 +1266,11 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		http.Error(w, fmt.Sprintf("instance %s is frozen and could not be thawed: %v", inst, te.err), http.StatusBadGateway)
 	case errors.Is(err, errWakeTimeout):
 		reason := fmt.Sprintf("did not answer within startup_timeout %s while waking", st.b.StartupTimeout)
+		if st.b.app != nil {
+			if why := st.b.app.Refused(); why != nil {
+				reason += " (" + why.Error() + ")"
+			}
+		}
 		r.log.Warn("wake timed out", "instance", inst, "timeout", st.b.StartupTimeout)
 		if r.ctrl != nil {
 			st.b.wakeMu.Lock()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"hash/fnv"
 	"net"
 	"time"
@@ -9,13 +10,43 @@ import (
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/registry"
+	"github.com/tenhq/ten/router/upstream"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
 // Features reports which optional features this ten serve uses, and why one
 // is off.
 func (s *Server) Features() []apitype.Feature {
-	return append(s.kern.Features(), s.frz.Feature())
+	return append(s.kern.Features(), s.frz.Feature(), s.ownerCheck)
+}
+
+// portOwnerFeature is the feature of checking who answers on a PORT app's
+// address, from upstream.CheckPeerCgroups' answer.
+func portOwnerFeature(err error) apitype.Feature {
+	f := apitype.Feature{Name: "port-owner-check", On: err == nil,
+		Detail: "a PORT app's address is taken for the app only when the socket that answers belongs to the instance's service (its cgroup)"}
+	if err != nil {
+		f.Detail = "off: " + err.Error()
+	}
+	return f
+}
+
+// portOwner checks that peerCgroup, the cgroup of the socket answering on
+// 127.0.0.1:port, is inst's service: a PORT is on the host's loopback,
+// where another process (another tenant's app, a host daemon) can bind a
+// sleeping instance's PORT and would otherwise get its requests, cookies
+// and all.
+func portOwner(inst units.Instance, port int, peerCgroup uint64) error {
+	root := upstream.Cgroup2Root()
+	want, err := upstream.CgroupID(systemd.ServiceDir(root, inst))
+	if err != nil {
+		return fmt.Errorf("127.0.0.1:%d answers, but %s's service runs no process (%v): not its app; another process holds its PORT", port, inst, err)
+	}
+	if want != peerCgroup {
+		return fmt.Errorf("127.0.0.1:%d answers from a process outside %s's service (cgroup %d, the service's %d): another process holds its PORT, and ten does not send it the instance's requests", port, inst, peerCgroup, want)
+	}
+	return nil
 }
 
 // reservePorts reserves inst's PORT (from a stable hash of its name) and,

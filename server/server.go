@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenhq/ten/api"
+	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
@@ -37,6 +38,7 @@ import (
 	"github.com/tenhq/ten/ps"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/statefile"
@@ -96,6 +98,9 @@ type Server struct {
 	// frz freezes idle instances (sleep = "freeze") when the host can
 	// (package kernel).
 	frz *kernel.Freezing
+	// ownerCheck says whether the router checks who answers on a PORT
+	// app's address (portOwner).
+	ownerCheck apitype.Feature
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *ondemand.Guard
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
@@ -210,6 +215,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.onDemand = ondemand.New(cfg.Settings.SpawnRatePerClient, nil)
 	s.metrics.MustRegister(s.onDemand.Collector())
+	s.ownerCheck = portOwnerFeature(upstream.CheckPeerCgroups())
+	if !s.ownerCheck.On {
+		o.Log.Warn("the owner of an app's PORT is not checked: another process that binds a sleeping instance's PORT would get its requests", "reason", s.ownerCheck.Detail)
+	}
 	freezer, noFreeze := sdm.NewFreezer()
 	s.frz = kernel.NewFreezing(kernel.FreezeOptions{Log: o.Log, Freezer: freezer, Unsupported: noFreeze,
 		Wiring: s.kern, Records: s.state, Registry: s.reg, Usage: sdm.Usage,

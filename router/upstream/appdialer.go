@@ -40,6 +40,52 @@ type AppDialer struct {
 	mu      sync.Mutex
 	polling chan struct{}
 	hurry   atomic.Int32
+	// owner, when set, checks the cgroup of whoever answers on
+	// 127.0.0.1:PORT (SetOwner).
+	owner func(peerCgroup uint64) error
+	// ownerErr is the last answer owner refused, for the error of a wait
+	// that ends without the app.
+	ownerErr atomic.Pointer[error]
+}
+
+// SetOwner makes the dialer take a connection to 127.0.0.1:PORT only when
+// check accepts the cgroup of the socket that answered (PeerCgroup): the
+// app's PORT is on the host's loopback, where any process, another
+// tenant's included, can bind it while the app sleeps or before it starts,
+// and would otherwise get the instance's requests. Call it before the
+// first dial. It does not apply in a network namespace of the instance's
+// own (netns), which only the instance's processes are in.
+func (d *AppDialer) SetOwner(check func(peerCgroup uint64) error) { d.owner = check }
+
+// Refused is why the last answer on PORT was not taken for the app's
+// (SetOwner), or nil when none was refused since the app last answered.
+func (d *AppDialer) Refused() error {
+	if e := d.ownerErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// waitErr is err (a wait for the app that ended) with the reason the last
+// answer on PORT was refused, if one was.
+func (d *AppDialer) waitErr(err error) error {
+	if e := d.ownerErr.Load(); e != nil {
+		return fmt.Errorf("%w; %v", err, *e)
+	}
+	return err
+}
+
+// checkOwner closes c and returns why when its other end is not the app's.
+func (d *AppDialer) checkOwner(c net.Conn) error {
+	id, err := PeerCgroup(c)
+	if err == nil {
+		err = d.owner(id)
+	}
+	if err != nil {
+		c.Close()
+		d.ownerErr.Store(&err)
+	}
+	return err
 }
 
 // hurryMax is the longest delay between two tries of a poll while a
@@ -93,8 +139,14 @@ func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 		default:
 			continue
 		}
+		if err == nil && w == 2 && d.owner != nil && d.netns == nil {
+			err = d.checkOwner(c)
+		}
 		if err == nil {
 			d.last.Store(w)
+			if d.owner != nil {
+				d.ownerErr.Store(nil)
+			}
 			return c, nil
 		}
 		if first == nil {
@@ -157,7 +209,7 @@ func (d *AppDialer) waitUp(ctx context.Context, first, max time.Duration, grow t
 		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, d.waitErr(ctx.Err())
 		case <-ch:
 		}
 		if each != nil {
@@ -184,7 +236,7 @@ func (d *AppDialer) poll(ctx context.Context, first, max time.Duration, grow tim
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, d.waitErr(ctx.Err())
 		case <-t.C:
 		}
 		if each != nil {
