@@ -395,6 +395,10 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		s.settled(inst, "failed")
 		s.storage.ReleaseDataBind(ctx, svc, inst)
 		s.storage.ReleaseQuota(ctx, svc, inst)
+		var je *systemd.JobError
+		if start && errors.As(err, &je) && je.UnitResult != "" && !je.TimedOut() {
+			return true, fmt.Errorf("spawn %s: %w (the app ended before it was ready: journalctl -u %s says what it did)", inst, err, inst.ServiceUnit())
+		}
 		if start && svc.Activation == config.ActivationShim {
 			return true, fmt.Errorf("spawn %s: %w (the app must listen on PORT or SOCKET_PATH within startup_timeout %ds: journalctl -u %s says what it did)", inst, err, svc.StartupTimeout, inst.ServiceUnit())
 		}

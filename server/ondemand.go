@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
 )
 
@@ -69,9 +71,14 @@ func (s *Server) createOnRequest(ctx context.Context, inst units.Instance, clien
 	if err != nil {
 		s.log.Warn("create on request", "instance", inst.String(), "client", client, "err", err)
 		if errors.Is(err, ErrBadInput) {
-			return &router.Refused{Status: http.StatusNotFound, Msg: fmt.Sprintf("no instance %s on this server, and it cannot be created: %v", inst, err)}
+			if idErr := config.CheckID("instance id", inst.ID); idErr != nil {
+				return &router.Refused{Status: http.StatusNotFound, Msg: fmt.Sprintf("no instance %s on this server, and it cannot be created: %v", inst, idErr)}
+			}
+			// The service's config cannot make it (a command that is
+			// not there, say): the operator's business, in ten's log.
+			return &router.Refused{Status: http.StatusNotFound, Msg: fmt.Sprintf("no instance %s on this server, and it cannot be created; ten's log says why", inst)}
 		}
-		return err
+		return createRefused(inst, svc.StartupTimeout, err)
 	}
 	s.log.Info("created instance on request", "instance", inst.String(), "client", client)
 	return nil
@@ -95,4 +102,24 @@ func (s *Server) waitRouted(inst units.Instance) bool {
 func (s *Server) routed(inst units.Instance) bool {
 	_, ok := s.router.Stat(inst)
 	return ok
+}
+
+// createRefused is what a client whose request would have created inst
+// is told when the creation failed with err: 504 when the app did not
+// start within its startup_timeout (as for a wake), else 502. The error
+// itself goes to ten's log only: it can name the command's path and other
+// details of the operator's setup, and the client may be anyone.
+func createRefused(inst units.Instance, startupTimeout int, err error) *router.Refused {
+	var je *systemd.JobError
+	if errors.As(err, &je) && je.TimedOut() {
+		return &router.Refused{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("instance %s was created but its app did not listen within startup_timeout %ds; see `ten ps` and `journalctl -u %s`", inst, startupTimeout, inst.ServiceUnit())}
+	}
+	what := "could not be created"
+	if je != nil {
+		what = "was created but its app did not start (systemd: " + je.Result + ")"
+		if je.UnitResult != "" {
+			what = "was created but its app did not start (systemd: " + je.UnitResult + ")"
+		}
+	}
+	return &router.Refused{Status: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s %s; ten's log and `journalctl -u %s` say why", inst, what, inst.ServiceUnit())}
 }

@@ -65,6 +65,30 @@ func (m *Manager) Version() string {
 	return strings.Trim(v, `"`)
 }
 
+// JobError is a systemd job that ended without "done": Result is systemd's
+// word for how it ended ("failed": the unit's start failed, e.g. the app
+// exited; "timeout": a start timeout such as a PORT app's startup_timeout;
+// "canceled", "dependency", ...).
+type JobError struct {
+	Op, Unit, Result string
+	// UnitResult is the service's own Result after a failed job: "timeout"
+	// when it did not become ready within its start timeout (a PORT app
+	// that did not listen within startup_timeout), "exit-code" when the
+	// app exited, ...; "" when not read.
+	UnitResult string
+}
+
+// Error says which job on which unit ended how.
+func (e *JobError) Error() string {
+	if e.UnitResult != "" {
+		return fmt.Sprintf("%s %s: job %s (result %s)", e.Op, e.Unit, e.Result, e.UnitResult)
+	}
+	return fmt.Sprintf("%s %s: job %s", e.Op, e.Unit, e.Result)
+}
+
+// TimedOut reports whether the job or the unit's start ran out of time.
+func (e *JobError) TimedOut() bool { return e.Result == "timeout" || e.UnitResult == "timeout" }
+
 // wait runs a job-starting call and waits for the job's result.
 func (m *Manager) wait(ctx context.Context, unit, what string, start func(ch chan<- string) (int, error)) error {
 	ch := make(chan string, 1)
@@ -74,7 +98,13 @@ func (m *Manager) wait(ctx context.Context, unit, what string, start func(ch cha
 	select {
 	case res := <-ch:
 		if res != "done" {
-			return fmt.Errorf("%s %s: job %s", what, unit, res)
+			je := &JobError{Op: what, Unit: unit, Result: res}
+			if res == "failed" && strings.HasSuffix(unit, ".service") {
+				if p, err := m.conn.GetServicePropertyContext(ctx, unit, "Result"); err == nil {
+					je.UnitResult, _ = p.Value.Value().(string)
+				}
+			}
+			return je
 		}
 		return nil
 	case <-ctx.Done():

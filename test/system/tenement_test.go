@@ -673,4 +673,12 @@ startup_timeout = 2
 		t.Errorf("ps says running for an app that never listened:\n%s", s.mustTen("ps"))
 	}
 	s.waitState("hang:x", "failed", 30*time.Second)
+
+	// Created by a request (an id never spawned) and started at once: 504
+	// at startup_timeout, as for a wake, naming the instance and not the
+	// command, which is the operator's business.
+	code, body, err = s.get("y.eager.localhost", "/")
+	if err != nil || code != 504 || !strings.Contains(body, "eager:y") || !strings.Contains(body, "startup_timeout") || strings.Contains(body, "/usr/bin/sleep") {
+		t.Errorf("request creating an app that never listens: %d %v %q; want 504 naming eager:y, not its command", code, err, body)
+	}
 }
