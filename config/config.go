@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -529,6 +530,43 @@ func find(dir, system string) (string, error) {
 	}
 }
 
+// decodeTypeErr matches the TOML decoder's message for a value of the
+// wrong type, which names Go's types.
+var decodeTypeErr = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+
+// decodeMsg says a decoder's error in the config's terms: "want a whole
+// number, got a string" rather than Go's struct field and type names.
+func decodeMsg(msg string) string {
+	m := decodeTypeErr.FindStringSubmatch(msg)
+	if m == nil {
+		return strings.TrimPrefix(msg, "toml: ")
+	}
+	got := map[string]string{"string": "a string", "integer": "a whole number", "float": "a number with a fraction", "boolean": "true or false",
+		"array": "an array", "inline": "a table", "table": "a table", "datetime": "a date", "date": "a date", "time": "a time"}[m[1]]
+	if got == "" {
+		got = "a TOML " + m[1]
+	}
+	typ := strings.TrimPrefix(m[2], "*")
+	want := "a value of another kind"
+	switch {
+	case strings.HasPrefix(typ, "int") || strings.HasPrefix(typ, "uint"):
+		want = "a whole number"
+	case typ == "string":
+		want = "a string"
+	case typ == "bool":
+		want = "true or false"
+	case strings.HasPrefix(typ, "float"):
+		want = "a number"
+	case typ == "[]string":
+		want = "an array of strings"
+	case strings.HasPrefix(typ, "[]"):
+		want = "an array"
+	case strings.HasPrefix(typ, "map[") || strings.HasPrefix(typ, "config.") || strings.HasPrefix(typ, "struct"):
+		want = "a table"
+	}
+	return "want " + want + ", got " + got
+}
+
 // Parse decodes, defaults and validates data; file names the source in errors.
 func Parse(file string, data []byte) (*Config, error) {
 	lines := keyLines(data)
@@ -548,7 +586,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			return nil, es
 		case errors.As(err, &de):
 			row, _ := de.Position()
-			return nil, Errors{{File: file, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}}
+			return nil, Errors{{File: file, Line: row, Key: strings.Join(de.Key(), "."), Msg: decodeMsg(de.Error())}}
 		default:
 			return nil, Errors{{File: file, Msg: err.Error()}}
 		}
