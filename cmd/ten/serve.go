@@ -90,7 +90,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		return err
 	}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		log.Info("ten is up", "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
+		log.Info("listening; adopting instances from systemd next", "addr", ln.Addr().String(), "try", fmt.Sprintf("curl -H 'Host: {id}.{service}.%s' http://127.0.0.1:%d/", cfg.Settings.Domain, a.Port))
 	}
 	return s.Run(ctx, ln)
 }
