@@ -184,12 +184,24 @@ func (h *Monitor) Run(ctx context.Context) {
 			h.checkOne(ctx, inst)
 		})
 	}
+	// A first round soon after start, of the instances systemd has
+	// active, so that `ten ps` shows the adopted ones healthy (or not)
+	// without waiting a whole interval; a second on, once the state cache
+	// has caught up, and never of sleepers.
+	first := time.NewTimer(min(time.Second, interval))
+	defer first.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case inst := <-h.kick:
 			run(inst)
+		case <-first.C:
+			for _, inst := range h.Registry.Names() {
+				if svc, _, ok := h.Systemd.State(inst); ok && svc.ActiveState == "active" {
+					run(inst)
+				}
+			}
 		case <-t.C:
 			for _, inst := range h.Registry.Names() {
 				// A sleeper changes only through systemd, which signals it
@@ -465,6 +477,7 @@ func (h *Monitor) WaitHealthy(ctx context.Context, in registry.Entry, timeout ti
 			case err != nil:
 				last = err.Error()
 			case path == "/" && code < 500, code >= 200 && code < 400:
+				h.Check(in.Inst) // so that ps shows it healthy now, not at the next tick
 				return nil
 			default:
 				last = fmt.Sprintf("%d %s", code, http.StatusText(code))

@@ -410,3 +410,33 @@ start = "eager"
 	}
 	s.waitState("web:fz", "running", 5*time.Second)
 }
+
+// An instance a new ten serve adopts running is checked at once, not at the
+// next health_check_interval: ps shows it healthy within seconds of the
+// restart (it showed "unknown" for a whole interval).
+func TestAdoptedHealthyAtOnce(t *testing.T) {
+	s := startTen(t, `health_check_interval = 60
+
+[service.api]
+command = "ECHO"
+args = ["--mode", "port"]
+health = "/health"
+
+[instances]
+api = ["one"]
+`)
+	s.mustGet("one.api.localhost", "/")
+	s.kill()
+	s.start()
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		got := s.psHealth("api:one")
+		if got == "healthy" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adopted running instance: health %q 8s after the restart, interval 60s", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
