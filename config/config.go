@@ -290,8 +290,11 @@ type Service struct {
 	// Args are the arguments, when command is the program alone.
 	Args []string `toml:"args" json:"args,omitempty"`
 	// Socket is the unix socket path the app binds (SOCKET_PATH); default a
-	// per-instance path under /run/tenement-app. With isolation namespace or
-	// sandbox it must be in the instance's data directory
+	// per-instance path under /run/tenement-app. With isolation namespace a
+	// path below /tmp, /var/tmp or /run (tenement's
+	// /tmp/tenement/{name}-{id}.sock) is made the instance's own: ten binds
+	// its runtime directory over the path's directory inside its namespace.
+	// With sandbox it must be in the instance's data directory
 	// ({data_dir}/{name}/{id}) or /run/tenement-app/{name}-{id}; with
 	// process, ten creates its directory.
 	Socket string `toml:"socket" json:"socket,omitempty"`

@@ -78,7 +78,8 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"negative memory_max_total_mb", "[settings]\nmemory_max_total_mb = -1\n[service.api]\ncommand = \"/bin/x\"\n", "settings.memory_max_total_mb: must be 0 (no cap)"},
 		{"negative tasks_max", "[service.api]\ncommand = \"/bin/x\"\ntasks_max = -1\n", "service.api.tasks_max: must not be negative"},
 		{"negative log burst", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_burst = -5\n", "t.toml:3: service.api.log_rate_limit_burst: must be within 0..1000000"},
-		{"socket in the instance's private /tmp", "[service.api]\ncommand = \"/bin/x\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n", "t.toml:3: service.api.socket: \"/tmp/tenement/{name}-{id}.sock\": an app with isolation = \"namespace\" can create its socket only"},
+		{"socket where a sandboxed app cannot bind", "[service.api]\ncommand = \"/bin/x\"\nsocket = \"/srv/x/{id}.sock\"\n", "t.toml:3: service.api.socket: \"/srv/x/{id}.sock\": an app with isolation = \"namespace\" can create its socket only"},
+		{"socket in gVisor's private /tmp", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"sandbox\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n", "t.toml:4: service.api.socket: \"/tmp/tenement/{name}-{id}.sock\": an app with isolation = \"sandbox\" can create its socket only"},
 		{"relative socket", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"app.sock\"\n", "t.toml:4: service.api.socket: must be an absolute path"},
 		{"log interval too long", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_interval = 86400\n", "t.toml:3: service.api.log_rate_limit_interval: must be within 1..3600 seconds"},
 	}
@@ -370,6 +371,8 @@ func TestSocketWhereTheAppCanBindIt(t *testing.T) {
 		"[settings]\ndata_dir = \"/srv/d\"\n[service.api]\ncommand = \"/bin/x\"\nsocket = \"{data_dir}/{name}/{id}/run/app.sock\"\n",
 		"[service.api]\ncommand = \"/bin/x\"\nsocket = \"/run/tenement-app/{name}-{id}/{port}.sock\"\n",
 		"[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n",
+		"[service.api]\ncommand = \"/bin/x\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n",
+		"[service.api]\ncommand = \"/bin/x\"\nsocket = \"/run/myapp/app.sock\"\n",
 	} {
 		if _, err := Parse("t.toml", []byte(in)); err != nil {
 			t.Errorf("refused:\n%s\n%v", in, err)

@@ -437,29 +437,69 @@ func (r Routing) keys() []string {
 // where ten's router reaches it, or "". With isolation namespace and
 // sandbox the app can create files only in its data directory
 // ({data_dir}/{name}/{id}) and its runtime directory
-// (/run/tenement-app/{name}-{id}), and its /tmp is its own: tenement's
-// /tmp/tenement/{name}-{id}.sock would crash-loop the app (no such
-// directory) or leave it unreachable. With isolation = "process" any
-// absolute path works (ten creates its directory at spawn).
+// (/run/tenement-app/{name}-{id}), and its /tmp is its own. Under
+// namespace a key in another directory of /tmp, /var/tmp or /run
+// (tenement's /tmp/tenement/{name}-{id}.sock) works all the same: ten binds
+// the instance's runtime directory there inside its namespace
+// (SocketBindDir). With isolation = "process" any absolute path works (ten
+// creates its directory at spawn).
 func (c *Config) socketProblem(svc *Service) string {
-	// Checked on the template, {id} and {port} left in: the path must be
-	// the instance's own for every id.
-	root := c.InstanceRoot()
-	path := Vars{Name: svc.Name, ID: "{id}", DataDir: root, Port: "{port}"}.Expand(svc.Socket)
-	if !filepath.IsAbs(path) {
+	path, ok := c.socketTemplate(svc)
+	if !ok {
 		return fmt.Sprintf("must be an absolute path, got %q", svc.Socket)
 	}
-	if svc.Isolation == IsolationProcess {
+	if svc.Isolation == IsolationProcess || c.socketInOwnDir(svc, path) || c.SocketBindDir(svc) {
 		return ""
 	}
-	dir := filepath.Dir(filepath.Clean(path))
-	for _, ok := range []string{filepath.Join(root, svc.Name, "{id}"), filepath.Join("/run/tenement-app", svc.Name+"-{id}")} {
-		if rel, err := filepath.Rel(ok, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return ""
-		}
+	if svc.Isolation == IsolationNamespace {
+		return fmt.Sprintf("%q: an app with isolation = %q can create its socket only in its data directory ({data_dir}/{name}/{id}), its runtime directory (/run/tenement-app/{name}-{id}), or a directory below /tmp, /var/tmp or /run (which ten binds to the runtime directory inside the instance); "+
+			"remove the key (SOCKET_PATH is then /run/tenement-app/{name}-{id}/app.sock) or use e.g. \"/tmp/tenement/{name}-{id}.sock\"", svc.Socket, svc.Isolation)
 	}
 	return fmt.Sprintf("%q: an app with isolation = %q can create its socket only in its data directory ({data_dir}/{name}/{id}) or its runtime directory (/run/tenement-app/{name}-{id}), and its /tmp is its own; "+
 		"remove the key (SOCKET_PATH is then /run/tenement-app/{name}-{id}/app.sock) or use e.g. \"{data_dir}/{name}/{id}/app.sock\"", svc.Socket, svc.Isolation)
+}
+
+// socketTemplate is svc's socket key expanded with {id} and {port} left
+// in (the path must be right for every id), and whether it is absolute.
+func (c *Config) socketTemplate(svc *Service) (string, bool) {
+	path := Vars{Name: svc.Name, ID: "{id}", DataDir: c.InstanceRoot(), Port: "{port}"}.Expand(svc.Socket)
+	return filepath.Clean(path), filepath.IsAbs(path)
+}
+
+// socketInOwnDir reports whether path is in the instance's data or runtime
+// directory.
+func (c *Config) socketInOwnDir(svc *Service, path string) bool {
+	dir := filepath.Dir(path)
+	for _, ok := range []string{filepath.Join(c.InstanceRoot(), svc.Name, "{id}"), filepath.Join("/run/tenement-app", svc.Name+"-{id}")} {
+		if rel, err := filepath.Rel(ok, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
+}
+
+// SocketBindDir reports whether svc's socket key (under isolation =
+// "namespace") is one ten makes work by binding the instance's runtime
+// directory over the key's directory inside the instance's namespace: an
+// absolute path in a directory below /tmp, /var/tmp or /run (not one of
+// those itself, and not the instance's own directories, which need no
+// bind). Each instance binds its own runtime directory there, so two
+// instances never share the socket, with {id} in the key or not.
+func (c *Config) SocketBindDir(svc *Service) bool {
+	if svc.Socket == "" || svc.Isolation != IsolationNamespace {
+		return false
+	}
+	path, ok := c.socketTemplate(svc)
+	if !ok || c.socketInOwnDir(svc, path) {
+		return false
+	}
+	dir := filepath.Dir(path)
+	for _, top := range []string{"/tmp", "/var/tmp", "/run"} {
+		if strings.HasPrefix(dir, top+"/") && !strings.HasPrefix(dir, "/run/tenement") && !strings.HasPrefix(dir, "/run/systemd") {
+			return true
+		}
+	}
+	return false
 }
 
 var templateVars = map[string]bool{"name": true, "id": true, "data_dir": true, "port": true, "socket": true}

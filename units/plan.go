@@ -63,8 +63,16 @@ type Plan struct {
 	Instance Instance
 	// Listen is the systemd-held unix socket the router connects to.
 	Listen string
-	// AppSocket is SOCKET_PATH: where a shim-mode app binds.
+	// AppSocket is where a shim-mode app's socket is as ten sees it (the
+	// router dials it).
 	AppSocket string
+	// AppSocketInside is SOCKET_PATH: the same socket as the app and the
+	// unit's own processes see it. It differs from AppSocket only where the
+	// instance's runtime directory is bound over the socket key's
+	// directory in its namespace (appSocket).
+	AppSocketInside string
+	// appSocketBind is that directory, or "".
+	appSocketBind string
 	// Port is PORT.
 	Port int
 	// DataDir is the instance's persistent directory ({data_dir}).
@@ -196,12 +204,32 @@ func LoopbackAllowed(svc *config.Service) bool {
 // app.sock in the instance's runtime directory. The router dials it, so it
 // must be the path the app was told.
 func AppSocketPath(cfg *config.Config, svc *config.Service, id string, port int) string {
-	def := filepath.Join("/run", "tenement-app", svc.Name+"-"+id, "app.sock")
+	host, _, _ := appSocket(cfg, svc, id, port)
+	return host
+}
+
+// appSocket returns the app's socket path as ten sees it (host, which the
+// router dials) and as the app and the unit's own processes see it
+// (inside, SOCKET_PATH), and bindDir, the directory the instance's runtime
+// directory is bound over inside its namespace to make them one socket
+// ("" when they are the same path). With isolation = "namespace" a socket
+// key in a directory of /tmp, /var/tmp or /run that is not the instance's
+// own (tenement's /tmp/tenement/{name}-{id}.sock) cannot be created where
+// ten reaches it (the instance's /tmp is its own, the rest read-only), so
+// the runtime directory, /run/tenement-app/{name}-{id}, is bound there and
+// the socket is its file (config.SocketBindDir says which keys).
+func appSocket(cfg *config.Config, svc *config.Service, id string, port int) (host, inside, bindDir string) {
+	runtime := filepath.Join("/run", "tenement-app", svc.Name+"-"+id)
+	def := filepath.Join(runtime, "app.sock")
 	if svc.Socket == "" {
-		return def
+		return def, def, ""
 	}
 	vars := config.Vars{Name: svc.Name, ID: id, DataDir: cfg.InstanceRoot(), Port: strconv.Itoa(port), Socket: def}
-	return vars.Expand(svc.Socket)
+	inside = vars.Expand(svc.Socket)
+	if svc.Isolation == config.IsolationNamespace && cfg.SocketBindDir(svc) {
+		return filepath.Join(runtime, filepath.Base(inside)), inside, filepath.Dir(filepath.Clean(inside))
+	}
+	return inside, inside, ""
 }
 
 // ListenPath returns the systemd-held socket path of an instance.
@@ -229,18 +257,21 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	stateRel := filepath.Join("tenement", svc.Name, id)
 	runtimeRel := filepath.Join("tenement-app", svc.Name+"-"+id)
 	root := cfg.InstanceRoot()
+	appHost, appInside, appBind := appSocket(cfg, svc, id, opts.Port)
 	p := &Plan{
-		Instance:  inst,
-		Listen:    ListenPath(cfg.Settings.SocketDir, inst),
-		AppSocket: AppSocketPath(cfg, svc, id, opts.Port),
-		Port:      opts.Port,
-		DataDir:   filepath.Join(root, svc.Name, id),
-		Slice:     inst.Slice(),
-		L4Sockets: opts.L4Sockets,
+		Instance:        inst,
+		Listen:          ListenPath(cfg.Settings.SocketDir, inst),
+		AppSocket:       appHost,
+		AppSocketInside: appInside,
+		appSocketBind:   appBind,
+		Port:            opts.Port,
+		DataDir:         filepath.Join(root, svc.Name, id),
+		Slice:           inst.Slice(),
+		L4Sockets:       opts.L4Sockets,
 	}
 	// {data_dir} is tenement's settings.data_dir: the instance's own data
 	// is {data_dir}/{name}/{id} (DATA_DIR).
-	vars := config.Vars{Name: svc.Name, ID: id, DataDir: root, Port: strconv.Itoa(opts.Port), Socket: p.AppSocket}
+	vars := config.Vars{Name: svc.Name, ID: id, DataDir: root, Port: strconv.Itoa(opts.Port), Socket: p.AppSocketInside}
 	// Without workdir the app runs where tenement.toml is (tenement runs it
 	// where `ten serve` was started, which is where users keep the file),
 	// so relative commands like ./run.sh and relative paths in args work.
@@ -277,7 +308,7 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	env := map[string]string{
 		"PORT":         strconv.Itoa(opts.Port),
-		"SOCKET_PATH":  p.AppSocket,
+		"SOCKET_PATH":  p.AppSocketInside,
 		"DATA_DIR":     p.DataDir,
 		"TEN_INSTANCE": inst.String(),
 	}
@@ -443,6 +474,11 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop("TimeoutStartUSec", uint64(svc.StartupTimeout+10)*1_000_000))
 	}
 	props = append(props, dataDirProps(cfg, svc, inst, p)...)
+	if p.appSocketBind != "" {
+		// The socket key's directory, inside the namespace, is the
+		// instance's runtime directory, where ten reaches the socket.
+		props = append(props, prop("BindPaths", []bind{{Source: filepath.Dir(p.AppSocket), Dest: p.appSocketBind}}))
+	}
 	if ro := hiddenPaths(svc, p); len(ro) > 0 {
 		props = append(props, bindProp("BindReadOnlyPaths", ro))
 	}
@@ -529,7 +565,7 @@ func shimCmd(opts Options, tenVerb, binVerb string, svc *config.Service, inst In
 	if opts.ShimBin != "" {
 		cmd = []string{opts.ShimBin, binVerb}
 	}
-	return append(cmd, "--instance="+inst.String(), "--socket="+p.AppSocket,
+	return append(cmd, "--instance="+inst.String(), "--socket="+p.AppSocketInside,
 		"--port="+strconv.Itoa(p.Port), "--startup-timeout="+strconv.Itoa(svc.StartupTimeout)+"s")
 }
 

@@ -387,3 +387,45 @@ command = "/bin/app"
 		}
 	}
 }
+
+// TestSocketKeyInTmpUnderNamespace: tenement's /tmp/tenement/{name}-{id}.sock
+// under isolation = "namespace": the app is told that path (SOCKET_PATH,
+// {socket}), the instance's runtime directory is bound over its directory
+// inside the namespace, and ten dials the socket in the runtime directory.
+func TestSocketKeyInTmpUnderNamespace(t *testing.T) {
+	cfg, err := config.Parse("/srv/app/tenement.toml", []byte(`
+[service.t]
+command = "/bin/app --listen {socket}"
+socket = "/tmp/tenement/{name}-{id}.sock"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.Services["t"]
+	p, err := Build(cfg, svc, "x", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AppSocket != "/run/tenement-app/t-x/t-x.sock" || AppSocketPath(cfg, svc, "x", 20001) != p.AppSocket || p.AppSocketInside != "/tmp/tenement/t-x.sock" {
+		t.Errorf("ten dials %s (AppSocketPath %s), the app binds %s", p.AppSocket, AppSocketPath(cfg, svc, "x", 20001), p.AppSocketInside)
+	}
+	d := Describe(p.Service)
+	for _, want := range []string{
+		"BindPaths=a(ssbt) [{/run/tenement-app/t-x /tmp/tenement false 0}]",
+		"SOCKET_PATH=/tmp/tenement/t-x.sock",
+		"/bin/app --listen /tmp/tenement/t-x.sock",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("missing %s in\n%s", want, d)
+		}
+	}
+	// Under process the path is the path: no bind.
+	svc.Isolation = config.IsolationProcess
+	p, err = Build(cfg, svc, "x", Options{Port: 20001, Shim: "/run/tenement/.bin/ten"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AppSocket != "/tmp/tenement/t-x.sock" || p.AppSocketInside != p.AppSocket || strings.Contains(Describe(p.Service), "BindPaths") {
+		t.Errorf("process: ten dials %s, the app binds %s\n%s", p.AppSocket, p.AppSocketInside, Describe(p.Service))
+	}
+}

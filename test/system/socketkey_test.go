@@ -10,7 +10,8 @@ import (
 
 // TestSocketKey: apps that bind the path of tenement's socket key are
 // reached there. Under the default isolation, a socket in the instance's
-// data directory ({data_dir} is settings.data_dir); under process, one in a
+// data directory ({data_dir} is settings.data_dir), and tenement's own
+// /tmp/tenement/{name}-{id}.sock (two instances); under process, one in a
 // directory that does not exist yet (as tenement's default
 // /tmp/tenement/{name}-{id}.sock on a fresh host): ten makes it, and the
 // app answers again after a kill -9.
@@ -25,8 +26,12 @@ socket = "{data_dir}/{name}/{id}/app.sock"
 command = "ECHO --mode socket"
 isolation = "process"
 socket = "%s/{name}-{id}.sock"
+
+[service.n]
+command = "ECHO --mode socket"
+socket = "/tmp/tenement/{name}-{id}.sock"
 `, shared))
-	for _, inst := range []string{"d:a", "p:a"} {
+	for _, inst := range []string{"d:a", "p:a", "n:a", "n:b"} {
 		s.mustTen("spawn", inst)
 		svc, id, _ := strings.Cut(inst, ":")
 		if body := s.mustGet(id+"."+svc+".localhost", "/"); !strings.HasPrefix(body, "hello from "+inst+" ") {
@@ -35,6 +40,16 @@ socket = "%s/{name}-{id}.sock"
 	}
 	if env := show(t, "tenement-d@a.service", "Environment"); !strings.Contains(env, "SOCKET_PATH="+filepath.Join(s.dir, "data", "d", "a", "app.sock")) {
 		t.Errorf("d:a's SOCKET_PATH is not in its data directory: %s", env)
+	}
+	// tenement's own socket path under the default isolation: the app
+	// binds it in its namespace, where the instance's runtime directory is
+	// bound over /tmp/tenement; each instance has its own.
+	if env := show(t, "tenement-n@a.service", "Environment"); !strings.Contains(env, "SOCKET_PATH=/tmp/tenement/n-a.sock") {
+		t.Errorf("n:a's SOCKET_PATH: %s", env)
+	}
+	s.mustTen("stop", "n:b")
+	if body := s.mustGet("a.n.localhost", "/"); !strings.HasPrefix(body, "hello from n:a ") {
+		t.Errorf("n:a after n:b stopped: %q", body)
 	}
 	pid := mainPID(t, "p:a")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
