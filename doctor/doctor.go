@@ -71,7 +71,11 @@ func Run(ctx context.Context) []Check {
 	} else {
 		add("freeze", false, "no cgroup v2 freezer: instances cannot be frozen")
 	}
-	if err := upstream.CheckPeerCgroups(); err != nil {
+	self, err := ebpf.SelfCgroupID()
+	if err == nil {
+		err = upstream.CheckPeerCgroups(self)
+	}
+	if err != nil {
 		add("port-owner-check", false, "the owner of a sleeping PORT app's port is not checked: %v", err)
 	} else {
 		add("port-owner-check", true, "an answer on a PORT app's 127.0.0.1:PORT is taken for the app's only from the instance's service (the socket's cgroup, sock_diag)")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/registry"
@@ -21,8 +22,18 @@ func (s *Server) Features() []apitype.Feature {
 	return append(s.kern.Features(), s.frz.Feature(), s.ownerCheck)
 }
 
+// checkPortOwners says whether the kernel tells the router who answers on
+// a PORT app's address (upstream.CheckPeerCgroups).
+func checkPortOwners() error {
+	self, err := ebpf.SelfCgroupID()
+	if err != nil {
+		return err
+	}
+	return upstream.CheckPeerCgroups(self)
+}
+
 // portOwnerFeature is the feature of checking who answers on a PORT app's
-// address, from upstream.CheckPeerCgroups' answer.
+// address, from checkPortOwners' answer.
 func portOwnerFeature(err error) apitype.Feature {
 	f := apitype.Feature{Name: "port-owner-check", On: err == nil,
 		Detail: "a PORT app's address is taken for the app only when the socket that answers belongs to the instance's service (its cgroup)"}
@@ -37,9 +48,8 @@ func portOwnerFeature(err error) apitype.Feature {
 // where another process (another tenant's app, a host daemon) can bind a
 // sleeping instance's PORT and would otherwise get its requests, cookies
 // and all.
-func portOwner(inst units.Instance, port int, peerCgroup uint64) error {
-	root := upstream.Cgroup2Root()
-	want, err := upstream.CgroupID(systemd.ServiceDir(root, inst))
+func (s *Server) portOwner(inst units.Instance, port int, peerCgroup uint64) error {
+	want, err := ebpf.CgroupID(systemd.ServiceDir(s.cgroupRoot, inst))
 	if err != nil {
 		return fmt.Errorf("127.0.0.1:%d answers, but %s's service runs no process (%v): not its app; another process holds its PORT", port, inst, err)
 	}

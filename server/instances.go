@@ -204,7 +204,7 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 				b.AppNetns = func() string { return s.kern.Netns(inst) }
 			} else if b.AppPort > 0 && s.ownerCheck.On {
 				inst, port := in.Inst, in.Port
-				b.AppOwner = func(id uint64) error { return portOwner(inst, port, id) }
+				b.AppOwner = func(id uint64) error { return s.portOwner(inst, port, id) }
 			}
 		}
 	}

@@ -116,10 +116,11 @@ func createRefused(inst units.Instance, startupTimeout int, err error) *router.R
 	}
 	what := "could not be created"
 	if je != nil {
-		what = "was created but its app did not start (systemd: " + je.Result + ")"
+		result := je.Result
 		if je.UnitResult != "" {
-			what = "was created but its app did not start (systemd: " + je.UnitResult + ")"
+			result = je.UnitResult
 		}
+		what = "was created but its app did not start (systemd: " + result + ")"
 	}
 	return &router.Refused{Status: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s %s; ten's log and `journalctl -u %s` say why", inst, what, inst.ServiceUnit())}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tenhq/ten/api"
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
+	"github.com/tenhq/ten/bpf/ebpf"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/deploy"
@@ -38,7 +39,6 @@ import (
 	"github.com/tenhq/ten/ps"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
-	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/selfunit"
 	"github.com/tenhq/ten/statefile"
@@ -99,8 +99,9 @@ type Server struct {
 	// (package kernel).
 	frz *kernel.Freezing
 	// ownerCheck says whether the router checks who answers on a PORT
-	// app's address (portOwner).
+	// app's address (portOwner), in cgroupRoot, the cgroup v2 mount.
 	ownerCheck apitype.Feature
+	cgroupRoot string
 	// onDemand creates instances that requests name (ondemand.go).
 	onDemand *ondemand.Guard
 	// tls is the HTTPS front ([settings.tls], tls.go), nil when off; tlsLn
@@ -215,7 +216,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.onDemand = ondemand.New(cfg.Settings.SpawnRatePerClient, nil)
 	s.metrics.MustRegister(s.onDemand.Collector())
-	s.ownerCheck = portOwnerFeature(upstream.CheckPeerCgroups())
+	s.cgroupRoot, _ = ebpf.CgroupV2Root()
+	s.ownerCheck = portOwnerFeature(checkPortOwners())
 	if !s.ownerCheck.On {
 		o.Log.Warn("the owner of an app's PORT is not checked: another process that binds a sleeping instance's PORT would get its requests", "reason", s.ownerCheck.Detail)
 	}

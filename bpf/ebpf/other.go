@@ -15,6 +15,9 @@ func Supported() error { return ErrNotSupported }
 // CgroupV2Root returns ErrNotSupported: cgroups are Linux-only.
 func CgroupV2Root() (string, error) { return "", ErrNotSupported }
 
+// SelfCgroupID returns ErrNotSupported: cgroups are Linux-only.
+func SelfCgroupID() (uint64, error) { return 0, ErrNotSupported }
+
 // CgroupID returns ErrNotSupported: cgroups are Linux-only.
 func CgroupID(path string) (uint64, error) { return 0, ErrNotSupported }
 

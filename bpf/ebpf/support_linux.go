@@ -121,6 +121,25 @@ func CgroupV2Root() (string, error) {
 	return "", fmt.Errorf("%w mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified", ErrNoCgroup2)
 }
 
+// SelfCgroupID returns the id (CgroupID) of this process's own cgroup v2
+// cgroup, from the "0::" line of /proc/self/cgroup.
+func SelfCgroupID() (uint64, error) {
+	root, err := CgroupV2Root()
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok {
+			return CgroupID(root + rel)
+		}
+	}
+	return 0, errors.New("/proc/self/cgroup has no cgroup v2 line")
+}
+
 // CgroupID returns the id of the cgroup v2 directory at path: its inode
 // number, which is what bpf_skb_cgroup_id() and the kernel's cgroup storage
 // use as the key.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -113,60 +111,13 @@ func parseDiag(b []byte) (uint64, error) {
 	return 0, errors.New("peer cgroup: the kernel reports no cgroup of sockets (INET_DIAG_CGROUP_ID, Linux 5.9)")
 }
 
-// cgroup2Roots are where the cgroup2 file system is mounted: /sys/fs/cgroup
-// on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
-var cgroup2Roots = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
-
-// Cgroup2Root returns where the cgroup2 file system is mounted, or "".
-func Cgroup2Root() string {
-	for _, root := range cgroup2Roots {
-		var st unix.Statfs_t
-		if unix.Statfs(root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-			return root
-		}
-	}
-	return ""
-}
-
-// CgroupID returns the id of the cgroup at dir (a directory of the cgroup2
-// file system): its inode number, which is what the kernel reports for a
-// socket's cgroup.
-func CgroupID(dir string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return 0, &os.PathError{Op: "stat", Path: dir, Err: err}
-	}
-	return st.Ino, nil
-}
-
 // CheckPeerCgroups says whether PeerCgroup tells the cgroup of a socket's
 // maker on this kernel: a connection to a listener of this process must
-// report this process's own cgroup. It fails where the kernel reports no
-// socket cgroups (before Linux 5.9), where the cgroup2 file system is not
-// mounted, or where the kernel stopped tracking sockets' cgroup2 cgroups
-// (it does when the v1 net_cls or net_prio controllers are configured).
-func CheckPeerCgroups() error {
-	root := Cgroup2Root()
-	if root == "" {
-		return errors.New("no cgroup2 file system at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-	}
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return err
-	}
-	var rel string
-	for _, line := range strings.Split(string(self), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			rel = p
-		}
-	}
-	if rel == "" {
-		return errors.New("/proc/self/cgroup has no cgroup2 line")
-	}
-	want, err := CgroupID(filepath.Join(root, rel))
-	if err != nil {
-		return err
-	}
+// report self, this process's own cgroup (ebpf.SelfCgroupID). It fails
+// where the kernel reports no socket cgroups (before Linux 5.9) or stopped
+// tracking sockets' cgroup2 cgroups (it does when the v1 net_cls or
+// net_prio controllers are configured).
+func CheckPeerCgroups(self uint64) error {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -181,8 +132,8 @@ func CheckPeerCgroups() error {
 	if err != nil {
 		return err
 	}
-	if got != want {
-		return fmt.Errorf("a socket of this process reports cgroup %d, not its own %s (%d): the kernel does not track sockets' cgroup2 cgroups here (v1 net_cls or net_prio in use?)", got, rel, want)
+	if got != self {
+		return fmt.Errorf("a socket of this process reports cgroup %d, not its own (%d): the kernel does not track sockets' cgroup2 cgroups here (v1 net_cls or net_prio in use?)", got, self)
 	}
 	return nil
 }

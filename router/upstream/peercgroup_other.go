@@ -12,11 +12,5 @@ var errPeerCgroup = errors.New("the cgroup of a socket's maker is known on Linux
 // PeerCgroup is Linux-only; elsewhere it fails.
 func PeerCgroup(net.Conn) (uint64, error) { return 0, errPeerCgroup }
 
-// Cgroup2Root is Linux-only; elsewhere it is "".
-func Cgroup2Root() string { return "" }
-
-// CgroupID is Linux-only; elsewhere it fails.
-func CgroupID(string) (uint64, error) { return 0, errPeerCgroup }
-
 // CheckPeerCgroups is Linux-only; elsewhere it fails.
-func CheckPeerCgroups() error { return errPeerCgroup }
+func CheckPeerCgroups(uint64) error { return errPeerCgroup }
