@@ -1,4 +1,5 @@
-# BPF objects: compile bpf/*.c with bpf2go into bpf/acct and bpf/dispatch
+# BPF objects: compile bpf/*.c with bpf2go into bpf/acct, bpf/dispatch and
+# bpf/portguard
 # (committed).
 # Included by the main Makefile; usable alone: make -f mk/bpf.mk generate
 #
@@ -18,13 +19,13 @@ BPF_SOURCES := $(wildcard bpf/*.c bpf/*.h bpf/include/asm/*.h)
 
 .PHONY: generate check-generate check-clang
 
-generate: check-clang ## Rebuild the BPF objects in bpf/acct and bpf/dispatch from bpf/*.c
+generate: check-clang ## Rebuild the BPF objects in bpf/acct, bpf/dispatch and bpf/portguard from bpf/*.c
 	BPF2GO_CC="$(CLANG)" BPF2GO_STRIP="$(LLVM_STRIP)" BPF2GO_CFLAGS="$(BPF_WARNINGS)" \
 		go generate ./...
 
 check-generate: generate ## Fail when the committed BPF objects are stale
-	git diff --exit-code -- bpf/acct bpf/dispatch generate.go
-	@untracked="$$(git ls-files --others --exclude-standard -- bpf/acct bpf/dispatch)"; \
+	git diff --exit-code -- bpf/acct bpf/dispatch bpf/portguard generate.go
+	@untracked="$$(git ls-files --others --exclude-standard -- bpf/acct bpf/dispatch bpf/portguard)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
 check-clang:

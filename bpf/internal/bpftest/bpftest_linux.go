@@ -264,8 +264,30 @@ func StartHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.
 //	spawn:  listen on 127.0.0.1:0 and start an `accept` helper in the cgroup
 //	        TEN_HELPER_CGROUP with that listener, the way systemd hands a
 //	        socket to a socket-activated service; print the address.
+//	bind:   try to bind each TCP address of TEN_HELPER_BIND (space
+//	        separated) and close it again; print one line with "ok" or the
+//	        error's errno name for each, in order.
 func runHelper(mode string) error {
 	switch mode {
+	case "bind":
+		var out []string
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false) // one bind(2) per address
+		for _, a := range strings.Fields(os.Getenv("TEN_HELPER_BIND")) {
+			ln, err := lc.Listen(context.Background(), "tcp", a)
+			var errno unix.Errno
+			switch {
+			case err == nil:
+				ln.Close()
+				out = append(out, "ok")
+			case errors.As(err, &errno):
+				out = append(out, unix.ErrnoName(errno))
+			default:
+				out = append(out, err.Error())
+			}
+		}
+		fmt.Println(strings.Join(out, " "))
+		select {}
 	case "echo":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
