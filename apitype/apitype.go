@@ -157,6 +157,7 @@ const (
 	FeatureAccounting = "activity-accounting"
 	FeatureL4Dispatch = "l4-dispatch"
 	FeatureFreeze     = "freeze"
+	FeaturePortGuard  = "port-guard"
 )
 
 // Feature is one optional capability of ten serve: on or off, and what it

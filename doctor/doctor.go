@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tenhq/ten/bpf/ebpf"
+	"github.com/tenhq/ten/bpf/portguard"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/selfunit"
@@ -79,6 +80,12 @@ func Run(ctx context.Context) []Check {
 		add("port-owner-check", false, "the owner of a sleeping PORT app's port is not checked: %v", err)
 	} else {
 		add("port-owner-check", true, "an answer on a PORT app's 127.0.0.1:PORT is taken for the app's only from the instance's service (the socket's cgroup, sock_diag)")
+	}
+	if g, err := portguard.Load("", nil); err != nil {
+		add("port-guard", false, "a process of one instance can bind another's PORT while it sleeps: %v", err)
+	} else {
+		g.Close()
+		add("port-guard", true, "cgroup bind4/bind6 programs keep each instance's PORT for its own processes")
 	}
 	if p, err := exec.LookPath("runsc"); err == nil {
 		out, _ := exec.Command(p, "--version").CombinedOutput()

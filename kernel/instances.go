@@ -262,6 +262,7 @@ func (w *Wiring) Down(ctx context.Context, inst units.Instance) {
 	if li == nil {
 		return
 	}
+	w.unguard(inst, li.port)
 	if w.disp != nil && len(li.listen) > 0 {
 		for _, b := range bindings(inst, li.listen) {
 			if err := w.disp.RemoveBinding(b); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -285,9 +286,10 @@ func (w *Wiring) Down(ctx context.Context, inst units.Instance) {
 }
 
 // Reconcile drops what the pinned BPF state still holds for instances
-// that went away while ten was down: their bindings and the links of their
-// removed cgroups.
+// that went away while ten was down: their bindings, the links of their
+// removed cgroups and their guarded ports.
 func (w *Wiring) Reconcile() {
+	w.reconcileGuard()
 	if w.disp == nil {
 		return
 	}

@@ -1,8 +1,9 @@
 // Package kernel wires ten's instances into the kernel: BPF activity
 // accounting on each instance's slice, sk_lookup dispatch of its L4
 // addresses straight to the sockets systemd holds for it (or, without BPF,
-// ten's userspace proxy), and the dispatcher's frozen marks and wake events
-// for instances that sleep frozen.
+// ten's userspace proxy), the dispatcher's frozen marks and wake events for
+// instances that sleep frozen, and the port guard that keeps each instance's
+// PORT for its own processes.
 //
 // One Wiring owns all of it: the BPF objects, the lock on their pinned
 // state, and what each instance holds (addresses, internal sockets, cgroup),
@@ -10,7 +11,7 @@
 // instance's life (Reserve, SetInternal, Up, SocketState, Down; Adopt and
 // Reconcile after a restart of ten) and reads activity from it (Activity,
 // Connections). The programs themselves are in bpf/, their loaders in
-// bpf/acct and bpf/dispatch, what they share in bpf/ebpf.
+// bpf/acct, bpf/dispatch and bpf/portguard, what they share in bpf/ebpf.
 package kernel
 
 import (
@@ -26,6 +27,7 @@ import (
 	"github.com/tenhq/ten/bpf/acct"
 	"github.com/tenhq/ten/bpf/dispatch"
 	"github.com/tenhq/ten/bpf/ebpf"
+	"github.com/tenhq/ten/bpf/portguard"
 	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/l4"
 	"github.com/tenhq/ten/units"
@@ -71,6 +73,7 @@ type Wiring struct {
 
 	acct     *acct.Accounting     // nil without BPF
 	disp     *dispatch.Dispatcher // nil without BPF
+	guard    *portguard.Guard     // nil without BPF, or when it failed to load
 	proxy    *l4.Proxy            // serves L4 addresses when disp is nil
 	cgroups  string               // cgroup v2 mount
 	pins     *ebpf.PinLock        // flock on BPFPinDir while ten uses it
@@ -90,6 +93,7 @@ type instance struct {
 	listen   []config.Listen // its L4 addresses (one address each)
 	internal []string        // the socket unit's internal TCP sockets
 	cgroup   uint64          // id of its slice's cgroup when accounting is attached
+	port     int             // its PORT while the port guard keeps it for it
 	up       bool            // units exist (false while a spawn is being planned)
 }
 
@@ -143,6 +147,7 @@ func New(o Options) (*Wiring, error) {
 		if o.Metrics != nil {
 			o.Metrics.MustRegister(acct.NewCollector(w.acct, w.instanceOf, w.log))
 		}
+		w.loadGuard(o.Metrics)
 	}
 	for _, f := range w.features {
 		w.log.Info("feature", "name", f.Name, "on", f.On, "detail", f.Detail)
@@ -157,6 +162,7 @@ func (w *Wiring) useProxy(why error) {
 	w.features = []apitype.Feature{
 		{Name: apitype.FeatureAccounting, On: false, Detail: "BPF unavailable (" + why.Error() + "): idle time comes from the HTTP router and the L4 proxy only"},
 		{Name: apitype.FeatureL4Dispatch, On: false, Detail: "BPF unavailable: L4 addresses are served by ten's userspace proxy (apps see the proxy as peer; nothing listens while ten is down)"},
+		{Name: apitype.FeaturePortGuard, On: false, Detail: "BPF unavailable (" + why.Error() + "): a process of one instance can bind another's PORT while it sleeps (the router still sends it nothing)"},
 	}
 }
 
@@ -217,6 +223,9 @@ func (w *Wiring) Close() error {
 	}
 	if w.disp != nil {
 		errs = append(errs, w.disp.Close())
+	}
+	if w.guard != nil {
+		errs = append(errs, w.guard.Close())
 	}
 	if w.proxy != nil {
 		w.proxy.Close()

@@ -26,7 +26,7 @@ func proxyOnly(t *testing.T) *Wiring {
 func TestFeaturesWithoutBPF(t *testing.T) {
 	w := proxyOnly(t)
 	fs := w.Features()
-	if len(fs) != 2 || fs[0].Name != apitype.FeatureAccounting || fs[1].Name != apitype.FeatureL4Dispatch {
+	if len(fs) != 3 || fs[0].Name != apitype.FeatureAccounting || fs[1].Name != apitype.FeatureL4Dispatch || fs[2].Name != apitype.FeaturePortGuard {
 		t.Fatalf("Features() = %+v", fs)
 	}
 	for _, f := range fs {

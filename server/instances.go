@@ -130,6 +130,7 @@ func (s *Server) adopt(ctx context.Context) error {
 		}
 		s.router.Put(s.backend(in), st == "active" || st == "reloading")
 		s.reg.Hold(inst, s.kern.Adopt(ctx, inst, envs[i])...)
+		s.kern.GuardPort(inst, in.Port)
 		if st == "activating" {
 			// Started while no ten ran, or while it restarted: READY=1
 			// once its app listens.
@@ -415,6 +416,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	}
 	s.reg.Add(in)
 	s.kern.Up(ctx, inst)
+	s.kern.GuardPort(inst, in.Port)
 	s.router.Put(b, start)
 	if start {
 		s.kickWaiter(ctx, in)

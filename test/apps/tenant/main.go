@@ -140,6 +140,16 @@ var handlers = map[string]func(*http.Request) Report{
 		err := os.WriteFile(p, []byte("tenant was here\n"), 0o644)
 		return rep("write "+p, nil, err)
 	},
+	"bind": func(r *http.Request) Report {
+		a := r.URL.Query().Get("addr")
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(r.Context(), "tcp", a)
+		if err == nil {
+			ln.Close()
+		}
+		return rep("bind "+a, nil, err)
+	},
 	"connect": func(r *http.Request) Report {
 		p := r.URL.Query().Get("path")
 		c, err := net.DialTimeout("unix", p, 2*time.Second)
