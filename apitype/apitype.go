@@ -32,7 +32,11 @@ type Row struct {
 	CPUNSec     uint64  `json:"cpu_nsec"`
 	Weight      int     `json:"weight"`
 	// Health is one of the Health* states.
-	Health   string `json:"health"`
+	Health string `json:"health"`
+	// Restarts counts the service's restarts, crashes systemd restarted
+	// and ten's restarts after failed health checks, since the instance
+	// was made or last restarted by `ten restart`; sleeps and wakes are
+	// not restarts.
 	Restarts uint32 `json:"restarts"`
 	Inflight int    `json:"inflight"`
 	Port     int    `json:"port"`

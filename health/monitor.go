@@ -93,6 +93,7 @@ type MonitorOptions struct {
 type instance struct {
 	State
 	restarts    []apitype.RestartEvent // pruned to restart_window
+	total       uint32                 // every restart seen, crash or health, since ten watched it
 	nRestarts   uint32                 // systemd's NRestarts at the last check
 	seenN       bool
 	pending     bool // a restart is scheduled
@@ -155,6 +156,7 @@ func (h *Monitor) window() time.Duration {
 // recordRestart notes one restart; callers hold h.mu.
 func (h *Monitor) recordRestart(inst units.Instance, hs *instance, reason string, now time.Time) {
 	hs.restarts = append(hs.restarts, apitype.RestartEvent{At: now, Reason: reason})
+	hs.total++
 	h.OnRestart(inst, reason)
 }
 
@@ -489,6 +491,19 @@ func (h *Monitor) WaitHealthy(ctx context.Context, in registry.Entry, timeout ti
 		case <-time.After(min(200*time.Millisecond, max(time.Until(deadline), 0))):
 		}
 	}
+}
+
+// Restarts returns how many times inst's service was restarted since this
+// monitor first saw it: crashes systemd restarted and ten's restarts after
+// failed health checks, as ten_instance_restarts_total counts them. Sleeps
+// and wakes are not restarts and do not reset it; a stop (Clear) does.
+func (h *Monitor) Restarts(inst units.Instance) uint32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs := h.m[inst]; hs != nil {
+		return hs.total
+	}
+	return 0
 }
 
 // Fill fills the health fields of an answer of GET

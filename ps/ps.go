@@ -37,6 +37,7 @@ type Health interface {
 	Failed(inst units.Instance) string
 	Of(inst units.Instance) string
 	Fill(out *apitype.Health, inst units.Instance)
+	Restarts(inst units.Instance) uint32
 }
 
 // Options configure a Reader.
@@ -111,7 +112,8 @@ func (p *Reader) cachedRow(in registry.Entry) (apitype.Row, bool) {
 		return apitype.Row{}, false
 	}
 	st, _ := p.router.Stat(in.Inst)
-	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince}
+	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, Weight: st.Weight, Inflight: st.Inflight, Port: in.Port, Since: svc.InactiveSince,
+		Restarts: p.health.Restarts(in.Inst)}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: p.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: svc.ActiveState, SocketActive: sock.ActiveState, SocketUnit: in.Inst.SocketUnit(),
@@ -137,7 +139,7 @@ func (p *Reader) row(ctx context.Context, in registry.Entry, now time.Time) (api
 	}
 	st, _ := p.router.Stat(in.Inst)
 	r := apitype.Row{Instance: in.Inst.String(), ID: in.Inst.String(), Socket: in.Listen, MemoryBytes: info.MemoryCurrent, CPUNSec: info.CPUUsageNSec,
-		Weight: st.Weight, Restarts: info.NRestarts, Inflight: st.Inflight, Port: in.Port}
+		Weight: st.Weight, Restarts: max(p.health.Restarts(in.Inst), info.NRestarts), Inflight: st.Inflight, Port: in.Port}
 	r.State, r.Detail, r.Health = registry.State(registry.Facts{
 		Failed: p.health.Failed(in.Inst), WakeFailed: in.WakeFailed,
 		ServiceActive: info.ActiveState, ServiceResult: info.Result,

@@ -54,6 +54,7 @@ type noHealth struct{}
 func (noHealth) Failed(units.Instance) string         { return "" }
 func (noHealth) Of(units.Instance) string             { return apitype.HealthUnknown }
 func (noHealth) Fill(*apitype.Health, units.Instance) {}
+func (noHealth) Restarts(units.Instance) uint32       { return 0 }
 
 func TestRowsReadOnlyTheLive(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -151,6 +151,15 @@ web = ["a"]
 	if h.RestartsInWindow != 3 || h.BackoffMs != 2000 {
 		t.Errorf("after the second health restart: %+v", h)
 	}
+	// ps counts every restart, as the metric does: systemd's NRestarts
+	// alone went back to 0 at each of ten's restarts.
+	var rows []struct {
+		Instance string `json:"instance"`
+		Restarts int    `json:"restarts"`
+	}
+	if err := json.Unmarshal([]byte(s.mustTen("ps", "--json")), &rows); err != nil || len(rows) != 1 || rows[0].Restarts != 3 {
+		t.Errorf("ps --json restarts after a crash and two health restarts: %+v %v, want 3", rows, err)
+	}
 	if !strings.Contains(s.log.String(), "restarted unhealthy instance") {
 		t.Errorf("ten's log does not mention the restart:\n%s", s.log.String())
 	}
