@@ -181,12 +181,15 @@ func (st *Storage) PrepareDataBind(ctx context.Context, svc *config.Service, ins
 // under an earlier config than svc says (svc nil: its service is no longer
 // declared; or its isolation changed since): with data_dir set, the mount
 // point a namespace instance's bind has is released whatever svc says
-// (nothing mounted there is no error).
+// (nothing mounted there is no error); without data_dir, a bind that an
+// earlier config with data_dir made is released too.
 func (st *Storage) ReleaseDataBind(ctx context.Context, svc *config.Service, inst units.Instance) {
-	if !units.CustomDataDir(st.cfg) {
+	where := units.StateMountPoint(&config.Service{Isolation: config.IsolationNamespace}, inst)
+	if !units.CustomDataDir(st.cfg) && !mountRoot(where) {
+		// No data_dir now, and no bind left from a config that had one
+		// (made under data_dir, then data_dir removed and ten restarted).
 		return
 	}
-	where := units.StateMountPoint(&config.Service{Isolation: config.IsolationNamespace}, inst)
 	if err := st.m.Unmount(ctx, where); err != nil {
 		st.log.Warn("data_dir: unmount", "instance", inst.String(), "where", where, "err", err)
 	}

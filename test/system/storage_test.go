@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -151,4 +152,44 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// TestDataDirDroppedReleasesBind: an instance made while data_dir was set
+// has its data bind-mounted over its state directory. After data_dir is
+// taken out of the config and ten restarted, `ten stop` still removes that
+// bind (it was left mounted, the mount unit active, for as long as systemd
+// ran).
+func TestDataDirDroppedReleasesBind(t *testing.T) {
+	const body = `
+[service.web]
+command = "ECHO"
+args = ["--mode", "port"]
+
+[instances]
+web = ["a"]
+`
+	s := startTen(t, body)
+	const mount = "var-lib-private-tenement-web-a.mount"
+	if got := show(t, mount, "ActiveState"); got != "active" {
+		t.Fatalf("%s with data_dir set: %s, want active", mount, got)
+	}
+	s.mustGet("a.web.localhost", "/")
+
+	s.kill()
+	cfg := fmt.Sprintf("[settings]\nlisten = %q\n%s", s.addr, strings.ReplaceAll(body, "ECHO", echoBin))
+	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	// ten's own files are in ./tenement-data now (no data_dir).
+	out, err := exec.Command(tenBin, "--server", "http://"+s.addr, "--data-dir", filepath.Join(s.dir, "tenement-data"), "stop", "web:a").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ten stop web:a: %v\n%s", err, out)
+	}
+	if got := show(t, mount, "ActiveState"); got == "active" {
+		t.Errorf("%s after ten stop with data_dir dropped from the config: still %s", mount, got)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "data", "web", "a")); err != nil {
+		t.Errorf("the instance's data in the old data_dir: %v", err)
+	}
 }
