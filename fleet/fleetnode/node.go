@@ -41,6 +41,11 @@ type Local interface {
 	Spawn(ctx context.Context, inst units.Instance) error
 	// Stop removes inst here (registry.ErrNotFound when it is not here).
 	Stop(ctx context.Context, inst units.Instance) error
+	// StopDraining is Stop after the requests in flight to inst finished
+	// (for a few seconds at most), as a user's stop outside a fleet: for
+	// an instance unplaced by `ten stop` or placed elsewhere. A fence
+	// stops at once (Stop): another node may take the instance.
+	StopDraining(ctx context.Context, inst units.Instance) error
 	// Has reports whether inst runs here; Instances lists those that do.
 	Has(inst units.Instance) bool
 	Instances() []units.Instance
@@ -322,7 +327,7 @@ func (n *Node) reconcile(ctx context.Context, sess *fleet.Session, v fleet.View)
 			continue
 		}
 		if n.take(name) {
-			go func() { defer n.done(name); n.drop(ctx, sess, inst, "no longer placed on this node") }()
+			go func() { defer n.done(name); n.dropDraining(ctx, sess, inst, "no longer placed on this node") }()
 		}
 	}
 	if _, live := v.Nodes[self]; !live {
@@ -397,9 +402,18 @@ func (n *Node) ensure(ctx context.Context, sess *fleet.Session, inst units.Insta
 
 // drop stops inst here and gives up this session's claim on it.
 func (n *Node) drop(ctx context.Context, sess *fleet.Session, inst units.Instance, why string) {
+	n.dropWith(ctx, sess, inst, why, n.local.Stop)
+}
+
+// dropDraining is drop letting the requests in flight finish first.
+func (n *Node) dropDraining(ctx context.Context, sess *fleet.Session, inst units.Instance, why string) {
+	n.dropWith(ctx, sess, inst, why, n.local.StopDraining)
+}
+
+func (n *Node) dropWith(ctx context.Context, sess *fleet.Session, inst units.Instance, why string, stop func(context.Context, units.Instance) error) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if err := n.local.Stop(dctx, inst); err != nil && !errors.Is(err, registry.ErrNotFound) {
+	if err := stop(dctx, inst); err != nil && !errors.Is(err, registry.ErrNotFound) {
 		n.log.Warn("fleet: stop", "instance", inst.String(), "why", why, "err", err)
 		return
 	}
@@ -487,7 +501,7 @@ func (n *Node) Stop(ctx context.Context, inst units.Instance) error {
 	}
 	if !existed {
 		if n.local.Has(inst) {
-			return n.local.Stop(ctx, inst)
+			return n.local.StopDraining(ctx, inst)
 		}
 		return fmt.Errorf("stop %s: %w", inst, registry.ErrNotFound)
 	}

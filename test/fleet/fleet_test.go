@@ -794,8 +794,20 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("web:c runs on %v after ten on n1 was restarted", on)
 	}
 
-	// Stop from any node: the owning node removes it.
+	// Stop from any node: the owning node removes it, after the requests
+	// in flight to it finished (a stream of 2 s here, asked at another
+	// node and forwarded), as a stop outside a fleet does.
+	waitInfo(t, n1, n3, "d.web.fleet.test", 30*time.Second)
+	streamed := make(chan string, 1)
+	go func() {
+		code, body, err := n1.get(n3, "d.web.fleet.test", "/stream?n=4&ms=500")
+		streamed <- fmt.Sprintf("%d %v %d chunks", code, err, strings.Count(body, "chunk "))
+	}()
+	time.Sleep(300 * time.Millisecond)
 	n1.mustCLI("stop", "web:d")
+	if got := <-streamed; got != "200 <nil> 4 chunks" {
+		t.Errorf("a request in flight to web:d during ten stop: %s, want 200 <nil> 4 chunks", got)
+	}
 	if on := c.runsOn(t, "web:d"); len(on) != 0 {
 		t.Fatalf("web:d still runs on %v after ten stop on n1", on)
 	}
