@@ -31,6 +31,7 @@ import (
 
 	"github.com/tenhq/ten/router/addrcap"
 	"github.com/tenhq/ten/router/fleet"
+	"github.com/tenhq/ten/router/http1"
 	"github.com/tenhq/ten/router/upstream"
 	"github.com/tenhq/ten/router/wakeq"
 	"github.com/tenhq/ten/units"
@@ -862,6 +863,12 @@ type ctxKey struct{}
 
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !http1.ValidHostPort(req.Host) {
+		// net/http checks Host's characters, not its port; the fast path
+		// refuses such a Host when it parses the head.
+		http.Error(w, "invalid Host header: its port is not a TCP port (0-65535)", http.StatusBadRequest)
+		return
+	}
 	if r.fleetService != nil && req.Header.Get(HopHeader) == "" {
 		if _, labels, ok := r.labels(req.Host); ok && len(labels) == 1 {
 			if f := r.fleetService(labels[0]); f != nil {

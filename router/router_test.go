@@ -260,3 +260,27 @@ func TestRefusedInstance(t *testing.T) {
 		t.Errorf("the app was reached %d times", reached)
 	}
 }
+
+// A Host whose port is not a TCP port is refused with 400 by ServeHTTP too
+// (requests that did not come through the fast path's parser: h2c, TLS),
+// before it is routed or wakes anything.
+func TestHostPortOutOfRange(t *testing.T) {
+	r, rec := newTestRouter(t)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "hi") })
+	inst := units.Instance{Service: "api", ID: "a"}
+	r.Put(Backend{Instance: inst, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, false)
+	for _, host := range []string{"a.api.example.test:99999999", "a.api.example.test:65536", "a.api.example.test:8x"} {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Host = host
+		if r.ServeHTTP(w, req); w.Code != http.StatusBadRequest {
+			t.Errorf("Host %s: %d %q, want 400", host, w.Code, w.Body.String())
+		}
+	}
+	if rec.wakes != 0 {
+		t.Errorf("a refused Host woke the instance (%d wakes)", rec.wakes)
+	}
+	if w := get(r, "a.api.example.test:8080", "/"); w.Code != 200 {
+		t.Errorf("a valid port: %d", w.Code)
+	}
+}

@@ -361,3 +361,39 @@ func TestMaxInflightPerInstance(t *testing.T) {
 		t.Errorf("503s observed in the request metrics: %d, want 1", n503)
 	}
 }
+
+// A Host whose port is not a TCP port gets 400 on both paths (the fast
+// path's parser, and net/http's, which checks only Host's characters), and
+// the connection's other requests are not routed by it.
+func TestHostPortOutOfRangeGets400(t *testing.T) {
+	r, _ := newTestRouter(t)
+	twoInstances(t, r)
+	addr := serveFast(t, r, testLimits)
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: a.api.example.test:99999999\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a.api.example.test:65536\r\n\r\n",
+		// Expect sends the request down net/http's path
+		"POST / HTTP/1.1\r\nHost: a.api.example.test:99999999\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, body := roundTrip(t, c, bufio.NewReader(c), req)
+		c.Close()
+		if resp.StatusCode != http.StatusBadRequest || strings.HasPrefix(body, "a ") {
+			t.Errorf("%q: %d %q, want 400", req, resp.StatusCode, body)
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if resp, body := roundTrip(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: a.api.example.test:8080\r\n\r\n"); resp.StatusCode != 200 || !strings.HasPrefix(body, "a ") {
+		t.Errorf("a valid port: %d %q", resp.StatusCode, body)
+	}
+	otherTenant(t, addr)
+}

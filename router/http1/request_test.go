@@ -95,3 +95,20 @@ func TestParseHeadSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestValidHostPort(t *testing.T) {
+	for host, want := range map[string]bool{
+		"a.api.example.test": true, "a.api.example.test:8080": true, "h:65535": true, "h:0": true,
+		"h:": true, "[::1]": true, "[::1]:443": true, "127.0.0.1:80": true,
+		"h:65536": false, "h:99999999": false, "h:80x": false, "h:-1": false, "[::1]:99999": false, "h:000080": false,
+	} {
+		if got := ValidHostPort(host); got != want {
+			t.Errorf("ValidHostPort(%q) = %v, want %v", host, got, want)
+		}
+		var h Request
+		err := ParseRequest([]byte("GET / HTTP/1.1\r\nHost: "+host+"\r\n\r\n"), &h)
+		if (err == nil) != want {
+			t.Errorf("ParseRequest with Host %q: %v, want ok=%v", host, err, want)
+		}
+	}
+}
