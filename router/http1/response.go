@@ -72,6 +72,7 @@ func ParseResponse(b []byte, h *Response) error {
 	}
 	h.Status = sl[9:]
 	rest := head[nl+1:]
+	var clValue []byte // the first Content-Length, as written
 	for len(rest) > 0 {
 		nl := bytes.IndexByte(rest, '\n')
 		line := rest[:nl-1]
@@ -100,11 +101,13 @@ func ParseResponse(b []byte, h *Response) error {
 		}
 		switch {
 		case EqualFold(name, "content-length"):
+			// A repetition is relayed only when it is written the same
+			// (1 and 01 are refused, as net/http refuses them).
 			n, ok := parseCL(v)
-			if !ok || (h.ContentLength >= 0 && h.ContentLength != n) {
+			if !ok || (clValue != nil && !bytes.Equal(clValue, v)) {
 				return errBadRespCL
 			}
-			h.ContentLength = n
+			h.ContentLength, clValue = n, v
 		case EqualFold(name, "transfer-encoding"):
 			// Only "chunked" is relayed; anything else (gzip, chunked) would
 			// need the proxy to re-frame what it does not decode.

@@ -24,6 +24,7 @@ var respSeeds = []string{
 	// and heads that would smuggle lines into the client's stream
 	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
 	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 01\r\n\r\n",
 	"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\n",
 	"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
 	"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
