@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,6 +151,7 @@ func startTen(t *testing.T, body string, env ...string) *tenServer {
 	install(t)
 	dir, path, addr := writeConfig(t, body)
 	s := &tenServer{t: t, dir: dir, config: path, addr: addr, env: env}
+	watchdog(t, s)
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -181,7 +183,10 @@ func (s *tenServer) start() {
 			s.t.Fatalf("ten serve exited: %v\n%s", s.exitErr, s.log.String())
 		default:
 		}
-		resp, err := http.Get("http://" + s.addr + "/health")
+		// ten listens before it adopts and makes its instances: a
+		// connection is accepted then and waits for an answer, which a
+		// ten stuck there never gives.
+		resp, err := healthClient.Get("http://" + s.addr + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -190,7 +195,32 @@ func (s *tenServer) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("ten serve did not answer /health within 20s\n%s", s.log.String())
+	s.t.Fatalf("ten serve did not answer /health within 20s; its log, then its goroutines:\n%s", s.quit())
+}
+
+// healthClient asks a starting ten serve for /health, a try at a time.
+var healthClient = &http.Client{Timeout: 2 * time.Second}
+
+// quit ends ten serve with SIGQUIT, which has the Go runtime write every
+// goroutine's stack to its log, and returns the log: what a stuck ten was
+// doing.
+func (s *tenServer) quit() string {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return s.log.String()
+	}
+	select {
+	case <-s.exited:
+		return s.log.String()
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	return s.log.String()
 }
 
 // kill ends ten serve with SIGKILL, as a crash would.
@@ -205,7 +235,13 @@ func (s *tenServer) kill() {
 func (s *tenServer) ten(args ...string) (string, error) {
 	s.t.Helper()
 	full := append([]string{"--server", "http://" + s.addr, "--data-dir", filepath.Join(s.dir, "data")}, args...)
-	out, err := exec.Command(tenBin, full...).CombinedOutput()
+	// The CLI gives up on a server after 2 minutes; this bounds the rest.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, tenBin, full...).CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("ten %s ran over 4 minutes: %w", strings.Join(args, " "), err)
+	}
 	return string(out), err
 }
 

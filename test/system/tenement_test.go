@@ -188,6 +188,7 @@ func printedToken(t *testing.T, out string) string {
 func startServeIn(t *testing.T, dir, addr string) *tenServer {
 	t.Helper()
 	s := &tenServer{t: t, dir: dir, config: filepath.Join(dir, "tenement.toml"), addr: addr}
+	watchdog(t, s)
 	s.log = newLogFile(t, dir)
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(tenBin, "serve")
@@ -211,7 +212,7 @@ func startServeIn(t *testing.T, dir, addr string) *tenServer {
 			t.Fatalf("ten serve exited: %v\n%s", s.exitErr, s.log.String())
 		default:
 		}
-		if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+		if resp, err := healthClient.Get("http://" + addr + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return s
@@ -219,7 +220,7 @@ func startServeIn(t *testing.T, dir, addr string) *tenServer {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("ten serve did not answer /health within 30s\n%s", s.log.String())
+	t.Fatalf("ten serve did not answer /health within 30s; its log, then its goroutines:\n%s", s.quit())
 	return nil
 }
 

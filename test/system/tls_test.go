@@ -190,7 +190,7 @@ app = ["one", "two", "three"]
 	for host, want := range map[string]int{"one.app.example.test": 308, "nope.app.example.test": 404} {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/x?y=1", httpPort), nil)
 		req.Host = host
-		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		resp, err := (&http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,7 +353,7 @@ web = ["a"]
 	// The redirect port is held too.
 	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", httpPort), nil)
 	req.Host = "a.web.example.test"
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	resp, err := (&http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 	if err != nil || resp.StatusCode != http.StatusPermanentRedirect {
 		t.Fatalf("http_port of the installed ten: %v %v", resp, err)
 	}
