@@ -301,6 +301,12 @@ func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) {
 	state, detail := Judge(o)
 
 	h.mu.Lock()
+	if hs.LastCheck.After(now) {
+		// A newer result (deploy's WaitHealthy) came in while this check
+		// ran; what this one saw is older.
+		h.mu.Unlock()
+		return
+	}
 	restart := hs.Step(state, detail, now)
 	detail = hs.Detail
 	h.mu.Unlock()
@@ -479,7 +485,13 @@ func (h *Monitor) WaitHealthy(ctx context.Context, in registry.Entry, timeout ti
 			case err != nil:
 				last = err.Error()
 			case path == "/" && code < 500, code >= 200 && code < 400:
-				h.Check(in.Inst) // so that ps shows it healthy now, not at the next tick
+				// ps and health show it healthy as soon as deploy says so,
+				// not after the next check.
+				detail := "systemd: active"
+				if in.Svc != nil && in.Svc.Health != "" {
+					detail = fmt.Sprintf("GET %s: %d", path, code)
+				}
+				h.passed(in.Inst, detail)
 				return nil
 			default:
 				last = fmt.Sprintf("%d %s", code, http.StatusText(code))
@@ -490,6 +502,16 @@ func (h *Monitor) WaitHealthy(ctx context.Context, in registry.Entry, timeout ti
 			return ctx.Err()
 		case <-time.After(min(200*time.Millisecond, max(time.Until(deadline), 0))):
 		}
+	}
+}
+
+// passed records a health check of inst that WaitHealthy saw pass, unless a
+// failed mark or a scheduled restart says otherwise.
+func (h *Monitor) passed(inst units.Instance, detail string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs := h.get(inst); hs.failed == "" && !hs.pending {
+		hs.Step(apitype.HealthHealthy, detail, time.Now())
 	}
 }
 

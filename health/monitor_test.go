@@ -147,3 +147,33 @@ func TestMonitorUnhealthyRestarts(t *testing.T) {
 		t.Errorf("health after a passing probe = %s", h.Of(inst))
 	}
 }
+
+// A passed WaitHealthy (deploy) is the instance's health at once: a check
+// that was running when the service was still starting (and so saw it
+// "starting") must not leave ps saying unknown after deploy said healthy.
+func TestWaitHealthyRecordsHealthy(t *testing.T) {
+	h, sd, _, _, inst := newTestMonitor(t, &config.Service{Health: "/health", RequestTimeout: 5})
+	sd.info = systemd.Info{ActiveState: "activating", SubState: "start"}
+	h.checkOne(context.Background(), inst)
+	if got := h.Of(inst); got != apitype.HealthUnknown {
+		t.Fatalf("health while starting = %s", got)
+	}
+	sd.info = systemd.Info{ActiveState: "active", SubState: "running"}
+	in, _ := h.Registry.Get(inst)
+	if err := h.WaitHealthy(context.Background(), in, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var out apitype.Health
+	h.Fill(&out, inst)
+	if out.Health != apitype.HealthHealthy || out.Detail != "GET /health: 200" || out.LastHealthy.IsZero() {
+		t.Errorf("after WaitHealthy: %+v", out)
+	}
+	// A failed mark is not overwritten.
+	h.markFailed(context.Background(), inst, "crash loop")
+	if err := h.WaitHealthy(context.Background(), in, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Of(inst); got != apitype.HealthFailed {
+		t.Errorf("failed instance after WaitHealthy = %s", got)
+	}
+}

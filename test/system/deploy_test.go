@@ -79,8 +79,12 @@ func TestDeployAndRoute(t *testing.T) {
 	if w := s.weights(); w["web:v1"] != 100 || w["web:v2"] != 50 {
 		t.Errorf("weights after deploy: %v", w)
 	}
-	if h := s.health("web:v2"); h.State != "running" {
+	// Healthy at once, in health and in ps: scripts run ps right after deploy.
+	if h := s.health("web:v2"); h.State != "running" || h.Health != "healthy" || !strings.Contains(h.Detail, "GET /health: 200") {
 		t.Errorf("deployed instance: %+v", h)
+	}
+	if got := s.psHealth("web:v2"); got != "healthy" {
+		t.Errorf("deployed instance's HEALTH in ps: %q", got)
 	}
 	if seen := s.hits("web.localhost", 60); seen["web:v1"] == 0 || seen["web:v2"] == 0 {
 		t.Errorf("traffic after deploy: %v", seen)
