@@ -236,6 +236,14 @@ func (h *Monitor) probeTimeout(in registry.Entry) time.Duration {
 	return d
 }
 
+// CheckNow runs one health check of inst at once and returns when it is done
+// (a restart by hand: ps and health show its result, not "unknown" until the
+// next tick). It does nothing while another check of inst runs or inst is
+// locked.
+func (h *Monitor) CheckNow(ctx context.Context, inst units.Instance) {
+	h.checkOne(ctx, inst)
+}
+
 // checkOne runs one health check of inst and acts on it.
 func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) {
 	in, ok := h.Registry.Get(inst)

@@ -518,8 +518,17 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 	return nil
 }
 
-// Restart restarts the instance's service (starting it if it sleeps).
+// Restart restarts the instance's service (starting it if it sleeps), then
+// checks its health once, so that ps and health show it judged.
 func (s *Server) Restart(ctx context.Context, inst units.Instance) error {
+	if err := s.restart(ctx, inst); err != nil {
+		return err
+	}
+	s.health.CheckNow(ctx, inst)
+	return nil
+}
+
+func (s *Server) restart(ctx context.Context, inst units.Instance) error {
 	if err := s.reg.Lock(inst); err != nil {
 		return err
 	}

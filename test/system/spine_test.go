@@ -471,6 +471,10 @@ api = ["prod"]
 	if p := mainPID(t, "api:prod"); p == pid || p == 0 {
 		t.Errorf("restart kept pid %d (now %d)", pid, p)
 	}
+	// Judged when restart returns: not "unknown" until the next check.
+	if h := s.health("api:prod"); h.Health != "healthy" || h.State != "running" {
+		t.Errorf("health right after restart: %+v", h)
+	}
 	s.mustGet("prod.api.localhost", "/")
 	s.mustTen("stop", "api:prod")
 	for _, u := range []string{"tenement-api@prod.socket", "tenement-api@prod.service"} {
