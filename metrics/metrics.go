@@ -4,7 +4,8 @@
 // loop), the collectors that read the instances' state, memory, CPU, OOM
 // kills and quota use at scrape time (NewStateCollector, over a Source the
 // server implements), and the listener of settings.metrics_listen (Serve).
-// Every name is ten_* (prometheus.BuildFQName).
+// Every name is ten_* (prometheus.BuildFQName); tenement's names are derived
+// from them at scrape time (WithTenementNames).
 package metrics
 
 import (
@@ -32,11 +33,12 @@ func Registry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves reg in the Prometheus text format. A collector that
-// fails is reported in the output (and logged), not as a 500, so the other
-// metrics still reach the scraper.
+// Handler serves reg in the Prometheus text format, with tenement's metric
+// names beside ten's (WithTenementNames). A collector that fails is
+// reported in the output (and logged), not as a 500, so the other metrics
+// still reach the scraper.
 func Handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(WithTenementNames(reg), promhttp.HandlerOpts{
 		ErrorHandling:     promhttp.ContinueOnError,
 		ErrorLog:          slogPrinter{log},
 		EnableOpenMetrics: false,
