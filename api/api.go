@@ -90,7 +90,10 @@ type Options struct {
 	Dashboard http.Handler
 	// Metrics serves the Prometheus registry (GET /metrics).
 	Metrics http.Handler
-	Log     *slog.Logger
+	// RequestStats reads the instances' request counters (GET
+	// /api/telemetry); nil: none counted.
+	RequestStats func() map[string]apitype.RequestStats
+	Log          *slog.Logger
 }
 
 // API is the admin API; Handler serves it.
@@ -103,11 +106,13 @@ type API struct {
 	dash    http.Handler
 	metrics http.Handler
 	log     *slog.Logger
+	// requestStats is Options.RequestStats.
+	requestStats func() map[string]apitype.RequestStats
 }
 
 // New returns the API over o.Backend.
 func New(o Options) *API {
-	return &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, reads: logs.NewReadSlots(), dash: o.Dashboard, metrics: o.Metrics, log: o.Log}
+	return &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, reads: logs.NewReadSlots(), dash: o.Dashboard, metrics: o.Metrics, log: o.Log, requestStats: o.RequestStats}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -179,6 +184,7 @@ func (a *API) Handler() http.Handler {
 		a.registerTokens,
 		a.registerLogs,
 		a.registerDeploy,
+		a.registerTelemetry,
 		a.registerNotFound,
 	} {
 		register(api)

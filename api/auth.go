@@ -120,7 +120,8 @@ func tenantDenied(p auth.Principal, r *http.Request) string {
 	case len(segs) == 2 && segs[1] == "instances",
 		len(segs) == 3 && segs[1] == "instances" && segs[2] == "spawn",
 		len(segs) == 2 && segs[1] == "logs",
-		len(segs) == 3 && segs[1] == "logs" && segs[2] == "stream":
+		len(segs) == 3 && segs[1] == "logs" && segs[2] == "stream",
+		len(segs) == 2 && segs[1] == "telemetry":
 		return "" // the handler scopes it
 	case len(segs) >= 3 && segs[1] == "instances":
 		inst, err := units.ParseInstance(segs[2])

@@ -248,3 +248,45 @@ func LogsPath(stream bool, instance, search, since, level string, limit int) str
 	}
 	return p
 }
+
+// RequestStats are an instance's request counters as GET /api/telemetry
+// shows them: requests the router relayed, and their duration's sum and
+// estimated 99th percentile (from the histogram's buckets), in seconds.
+type RequestStats struct {
+	Requests    uint64
+	DurationSum float64
+	P99         float64
+}
+
+// Telemetry is GET /api/telemetry, in tenement's shape: a summary and a
+// row per instance the token may see.
+type Telemetry struct {
+	Summary   TelemetrySummary    `json:"summary"`
+	Instances []TelemetryInstance `json:"instances"`
+}
+
+// TelemetrySummary counts the instances and requests of a Telemetry.
+type TelemetrySummary struct {
+	TotalInstances   int    `json:"total_instances"`
+	HealthyInstances int    `json:"healthy_instances"`
+	TotalRequests    uint64 `json:"total_requests"`
+}
+
+// TelemetryInstance is one instance of a Telemetry (tenement's fields, and
+// ten's state).
+type TelemetryInstance struct {
+	ID                   string  `json:"id"`
+	Process              string  `json:"process"`
+	Instance             string  `json:"instance"`
+	State                string  `json:"state"`
+	Health               string  `json:"health"`
+	UptimeSecs           uint64  `json:"uptime_secs"`
+	IdleSecs             uint64  `json:"idle_secs"`
+	Restarts             uint32  `json:"restarts"`
+	Weight               int     `json:"weight"`
+	RequestsTotal        uint64  `json:"requests_total"`
+	RequestDurationAvgMs float64 `json:"request_duration_avg_ms"`
+	RequestDurationP99Ms float64 `json:"request_duration_p99_ms"`
+	StorageUsedBytes     uint64  `json:"storage_used_bytes"`
+	StorageQuotaBytes    uint64  `json:"storage_quota_bytes"`
+}

@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tenhq/ten/apitype"
 )
 
 // tenement's metric names, served beside ten's own so that dashboards and
@@ -201,4 +203,65 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// RequestStats reads every instance's request counters (RequestStatsOf
+// over the requests and durations alone: no systemd read as a whole
+// scrape's state collector makes).
+func (m *Instances) RequestStats() map[string]apitype.RequestStats {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.requests, m.duration)
+	return RequestStatsOf(reg)
+}
+
+// RequestStatsOf reads every instance's request counters from g's
+// ten_requests_total and ten_request_duration_seconds (summed over code),
+// keyed by instance name ("api:prod"), for GET /api/telemetry.
+func RequestStatsOf(g prometheus.Gatherer) map[string]apitype.RequestStats {
+	mfs, _ := g.Gather() // what a failing collector leaves is still counted
+	out := map[string]apitype.RequestStats{}
+	for _, mf := range TenementFamilies(mfs) {
+		switch mf.GetName() {
+		case "tenement_requests_total":
+			for _, m := range mf.GetMetric() {
+				inst := label(m, "process") + ":" + label(m, "instance")
+				st := out[inst]
+				st.Requests = uint64(m.GetCounter().GetValue())
+				out[inst] = st
+			}
+		case "tenement_request_duration_ms":
+			for _, m := range mf.GetMetric() {
+				inst := label(m, "process") + ":" + label(m, "instance")
+				st := out[inst]
+				h := m.GetHistogram()
+				st.DurationSum = h.GetSampleSum() / 1000
+				st.P99 = quantile(0.99, h) / 1000
+				out[inst] = st
+			}
+		}
+	}
+	return out
+}
+
+// quantile estimates the q-quantile of h as Prometheus's
+// histogram_quantile does: linearly within the bucket that holds it; the
+// largest finite bound when it falls in +Inf; 0 without observations.
+func quantile(q float64, h *dto.Histogram) float64 {
+	n := h.GetSampleCount()
+	if n == 0 {
+		return 0
+	}
+	rank := q * float64(n)
+	prevBound, prevCount := 0.0, 0.0
+	for _, b := range h.GetBucket() {
+		c := float64(b.GetCumulativeCount())
+		if c >= rank {
+			if c == prevCount {
+				return b.GetUpperBound()
+			}
+			return prevBound + (b.GetUpperBound()-prevBound)*(rank-prevCount)/(c-prevCount)
+		}
+		prevBound, prevCount = b.GetUpperBound(), c
+	}
+	return prevBound
 }

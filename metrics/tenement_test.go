@@ -94,3 +94,28 @@ func grep(text, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// The p99 estimate interpolates within its bucket as histogram_quantile
+// does; RequestStats sums over code.
+func TestRequestStats(t *testing.T) {
+	m := NewInstances(dashboard.NewHistory())
+	inst := units.Instance{Service: "api", ID: "prod"}
+	for range 99 {
+		m.ObserveRequest(inst, 200, 2*time.Millisecond) // bucket (1, 2.5] ms
+	}
+	m.ObserveRequest(inst, 500, 20*time.Millisecond) // bucket (10, 25] ms
+	st := m.RequestStats()["api:prod"]
+	if st.Requests != 100 {
+		t.Errorf("requests %d, want 100", st.Requests)
+	}
+	if want := 99*0.002 + 0.020; st.DurationSum < want-1e-9 || st.DurationSum > want+1e-9 {
+		t.Errorf("duration sum %v, want %v", st.DurationSum, want)
+	}
+	// 99 of 100 at or under 2.5 ms: the 99th is the bucket's upper end.
+	if st.P99 < 0.0024 || st.P99 > 0.0025 {
+		t.Errorf("p99 %v, want 2.5 ms", st.P99)
+	}
+	if len(m.RequestStats()) != 1 {
+		t.Errorf("stats of instances without requests: %v", m.RequestStats())
+	}
+}

@@ -236,7 +236,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.metrics.MustRegister(ro.Wakes.Collectors()...)
 	ro.MaxBodyBytes = cfg.Settings.MaxBodyBytes()
 	s.api = api.New(api.Options{Backend: backend{s}, Config: cfg, Guard: s.guard, Streams: &s.streams,
-		Dashboard: s.dash, Metrics: metrics.Handler(s.metrics, o.Log), Log: o.Log})
+		Dashboard: s.dash, Metrics: metrics.Handler(s.metrics, o.Log), RequestStats: s.im.RequestStats, Log: o.Log})
 	s.router = router.New(cfg.Settings.Domain, s.api.Handler(), s, o.Log, ro)
 	s.frz.SetRouter(s.router)
 	s.health = health.NewMonitor(health.MonitorOptions{Log: o.Log, Settings: &cfg.Settings, Systemd: sdm, Router: s.router,

@@ -2,6 +2,7 @@ package system
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -392,6 +393,69 @@ func TestTenementUserSwitches(t *testing.T) {
 		s.mustTn("weight", "web:b", "100")
 		if seen := s.hits("web.localhost", 40); seen["web:a"] == 0 || seen["web:b"] == 0 {
 			t.Errorf("equal weights: %v", seen)
+		}
+	})
+
+	// tenement's GET /api/telemetry (with a token in ten: tenement serves
+	// it to anyone) and its metric names.
+	t.Run("telemetry and tenement metrics", func(t *testing.T) {
+		s := s.in(t)
+		if code, body, _ := s.apiCall("GET", "/api/telemetry", "", ""); code != 401 {
+			t.Errorf("telemetry without a token: %d %s", code, body)
+		}
+		type telemetry struct {
+			Summary struct {
+				TotalInstances int    `json:"total_instances"`
+				TotalRequests  uint64 `json:"total_requests"`
+			} `json:"summary"`
+			Instances []struct {
+				ID       string  `json:"id"`
+				Process  string  `json:"process"`
+				Instance string  `json:"instance"`
+				Requests uint64  `json:"requests_total"`
+				AvgMs    float64 `json:"request_duration_avg_ms"`
+				P99Ms    float64 `json:"request_duration_p99_ms"`
+			} `json:"instances"`
+		}
+		get := func(tok string) telemetry {
+			code, body, _ := s.apiCall("GET", "/api/telemetry", tok, "")
+			var tel telemetry
+			if err := json.Unmarshal([]byte(body), &tel); err != nil || code != 200 {
+				t.Fatalf("GET /api/telemetry: %d %v %s", code, err, body)
+			}
+			return tel
+		}
+		tel := get(offlineAdmin)
+		var sum uint64
+		webA := -1
+		for i, in := range tel.Instances {
+			sum += in.Requests
+			if in.ID == "web:a" {
+				webA = i
+			}
+		}
+		if webA < 0 || tel.Summary.TotalInstances != len(tel.Instances) || tel.Summary.TotalRequests != sum {
+			t.Fatalf("telemetry: %+v", tel)
+		}
+		if a := tel.Instances[webA]; a.Process != "web" || a.Instance != "a" || a.Requests < 20 || a.AvgMs <= 0 || a.P99Ms < a.AvgMs/10 {
+			t.Errorf("telemetry of web:a: %+v", a)
+		}
+		m := s.scrape()
+		if v := m.value("tenement_requests_total", "process", "web", "instance", "a"); v < float64(tel.Instances[webA].Requests) {
+			t.Errorf("tenement_requests_total{web,a} = %v, telemetry said %d", v, tel.Instances[webA].Requests)
+		}
+		if v := m.value("tenement_instances_up"); v < 2 {
+			t.Errorf("tenement_instances_up = %v with web:a and web:b running", v)
+		}
+		// A tenant sees its own instances only.
+		own := get(offlineTenant)
+		if len(own.Instances) == 0 || own.Summary.TotalInstances != len(own.Instances) {
+			t.Errorf("tenant wr_a's telemetry: %+v", own)
+		}
+		for _, in := range own.Instances {
+			if in.Instance != "wr_a" {
+				t.Errorf("tenant wr_a sees %s in telemetry", in.ID)
+			}
 		}
 	})
 
