@@ -185,6 +185,10 @@ type Storage struct {
 	// QuotaBytes is storage_quota_mb (0 = none); UsageRatio is Bytes/QuotaBytes.
 	QuotaBytes int64   `json:"quota_bytes"`
 	UsageRatio float64 `json:"usage_ratio"`
+	// UsedBytes (Bytes) and UsagePercent (UsageRatio × 100; null without a
+	// quota) are tenement's names for them.
+	UsedBytes    int64    `json:"used_bytes"`
+	UsagePercent *float64 `json:"usage_percent"`
 }
 
 // Token is an API token as GET /api/tokens lists it (never its secret).

@@ -288,8 +288,11 @@ func Measure(ctx context.Context, cfg *config.Config, svc *config.Service, inst 
 		return apitype.Storage{}, fmt.Errorf("storage %s: %w", inst, err)
 	}
 	out.Bytes, out.DiskBytes, out.Files = size, disk, files
+	out.UsedBytes = out.Bytes
 	if out.QuotaBytes > 0 {
 		out.UsageRatio = float64(out.Bytes) / float64(out.QuotaBytes)
+		pct := out.UsageRatio * 100
+		out.UsagePercent = &pct
 	}
 	return out, nil
 }

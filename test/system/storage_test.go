@@ -48,6 +48,10 @@ free = ["prod"]
 	if st.Instance != "api:prod" || st.Path != filepath.Join(s.dir, "data", "api", "prod") || st.Bytes < 1<<20 || st.Bytes > 1<<20+64<<10 || st.Files != 1 || st.QuotaBytes != 0 {
 		t.Errorf("storage api:prod: %+v", st)
 	}
+	// tenement's names: used_bytes, and usage_percent null without a quota.
+	if !strings.Contains(body, fmt.Sprintf(`"used_bytes":%d`, st.Bytes)) || !strings.Contains(body, `"usage_percent":null`) {
+		t.Errorf("storage api:prod in tenement's names: %s", body)
+	}
 	code, body, _ = s.apiCall("GET", "/api/instances/free:prod/storage", s.adminToken(), "")
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Path != filepath.Join(s.dir, "data", "free", "prod") || st.Bytes != 4096 {
 		t.Errorf("storage free:prod: %d %s", code, body)
@@ -75,13 +79,17 @@ api = ["prod"]
 		Bytes      int64   `json:"bytes"`
 		QuotaBytes int64   `json:"quota_bytes"`
 		UsageRatio float64 `json:"usage_ratio"`
+		// tenement's names
+		UsedBytes    int64    `json:"used_bytes"`
+		UsagePercent *float64 `json:"usage_percent"`
 	}
 	code, body, _ := s.apiCall("GET", "/api/instances/api:prod/storage", s.adminToken(), "")
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("storage: %d %s", code, body)
 	}
-	if st.QuotaBytes != 8<<20 || st.Bytes < 2<<20 || st.UsageRatio < 0.25 || st.UsageRatio > 0.3 {
-		t.Errorf("storage with quota: %+v", st)
+	if st.QuotaBytes != 8<<20 || st.Bytes < 2<<20 || st.UsageRatio < 0.25 || st.UsageRatio > 0.3 ||
+		st.UsedBytes != st.Bytes || st.UsagePercent == nil || *st.UsagePercent < 25 || *st.UsagePercent > 30 {
+		t.Errorf("storage with quota: %+v %s", st, body)
 	}
 }
 
