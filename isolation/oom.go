@@ -276,16 +276,19 @@ func LastExit(result string, e systemd.Exit, oom bool) string {
 	return ""
 }
 
-// oomCount tells the OOM events in the counts read from a cgroup's
-// oom_control eventfd. While the cgroup is there every event is an OOM
-// event. Once it is gone, the counts read hold exactly one more event than
-// OOM kills (the kernel adds one when it removes the cgroup, and only after
-// its directory is gone), in whatever order they were read: the last one is
-// held back.
+// oomCount tells the OOM kills in the counts read from a cgroup's
+// oom_control eventfd. While the cgroup is there every event counts as an
+// OOM kill. Once it is gone, the counts read hold one event more than the
+// OOM events (the kernel adds one when it removes the cgroup, and only
+// after its directory is gone), in whatever order they were read; and the
+// kernel may notify more than once for one kill (two threads of the
+// process hit the limit before the victim is gone). So events read after
+// the cgroup went count one OOM kill at most: the service's cgroup goes
+// when its main process dies, which is one kill.
 type oomCount struct {
 	gone    bool
 	unsure  uint64 // events read once the cgroup was gone
-	emitted uint64 // of those, told as OOM kills
+	emitted bool   // one of them was told as an OOM kill
 }
 
 // read takes a count n read from the eventfd (present: the cgroup was still
@@ -296,10 +299,9 @@ func (c *oomCount) read(n uint64, present bool) uint64 {
 	}
 	c.gone = true
 	c.unsure += n
-	if c.unsure <= c.emitted+1 {
+	if c.unsure <= 1 || c.emitted {
 		return 0
 	}
-	d := c.unsure - 1 - c.emitted
-	c.emitted += d
-	return d
+	c.emitted = true
+	return 1
 }

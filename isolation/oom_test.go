@@ -42,7 +42,8 @@ func TestExitKeepsOOMKill(t *testing.T) {
 }
 
 // TestOOMCount: whatever order the kernel's events are read in, an OOM kill
-// of a cgroup counts once and the cgroup's removal never counts.
+// of a cgroup counts once and the cgroup's removal never counts; events
+// read after the cgroup went count one kill at most.
 func TestOOMCount(t *testing.T) {
 	type rd struct {
 		n       uint64
@@ -58,8 +59,11 @@ func TestOOMCount(t *testing.T) {
 		{"oom read after rmdir, then removal", []rd{{1, false}, {1, false}}, 1},
 		{"removal only", []rd{{1, false}}, 0},
 		{"two ooms while there, then both late with removal", []rd{{2, true}, {1, false}}, 2},
-		{"two ooms read late one by one, then removal", []rd{{1, false}, {1, false}, {1, false}}, 2},
-		{"three events in one late read", []rd{{3, false}}, 2},
+		// Read late, notifications are not kills: the kernel may notify
+		// twice for one kill, and the cgroup went with one death.
+		{"two oom events read late one by one, then removal", []rd{{1, false}, {1, false}, {1, false}}, 1},
+		{"three events in one late read", []rd{{3, false}}, 1},
+		{"removal read first, then a late oom event", []rd{{1, false}, {1, false}}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c oomCount
