@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,11 +17,29 @@ import (
 // SpawnCmd is `ten spawn SERVICE:ID`.
 type SpawnCmd struct {
 	Instance string `arg:"" help:"Instance to create, SERVICE:ID (e.g. api:prod)."`
+	ID       string `short:"i" name:"id" help:"tenement's older form: ten spawn SERVICE --id ID."`
 	Node     string `help:"Fleet mode: place the instance on this node (default: the live node with the most free capacity)."`
+}
+
+// spawnName is the instance SERVICE:ID from the argument, or from SERVICE
+// and --id (tenement's older form).
+func spawnName(arg, id string) (string, error) {
+	if id == "" {
+		return arg, nil
+	}
+	if strings.Contains(arg, ":") {
+		return "", fmt.Errorf("spawn %s --id %s: give SERVICE:ID or SERVICE --id ID, not both", arg, id)
+	}
+	return arg + ":" + id, nil
 }
 
 // Run asks the server to spawn the instance.
 func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
+	name, err := spawnName(c.Instance, c.ID)
+	if err != nil {
+		return err
+	}
+	c.Instance = name
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}

@@ -330,6 +330,12 @@ func TestTenementUserSwitches(t *testing.T) {
 		if out := s.mustTn("ps"); strings.Contains(out, "closed:tmp1") {
 			t.Errorf("ps lists a stopped instance:\n%s", out)
 		}
+		// tenement's older form of spawn: SERVICE --id ID.
+		s.mustTn("spawn", "api", "--id", "older")
+		if body := s.waitGet("older.api.localhost", "/", 30*time.Second); !strings.HasPrefix(body, "hello from api:older pid ") {
+			t.Errorf("spawn api --id older: %q", body)
+		}
+		s.mustTn("stop", "api:older")
 		// A second id differing only by case is refused: Host routing could
 		// not tell them apart.
 		if out, err := s.tn("spawn", "api:WR_A"); err == nil || !strings.Contains(out, "case") {
