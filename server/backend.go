@@ -39,6 +39,7 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		if node != s.fleet.Name() {
 			return apitype.Row{Instance: inst.String(), ID: inst.String(), Node: node, State: apitype.StateRemote}, nil
 		}
+		s.health.CheckNow(ctx, inst)
 		row, err := s.ps.Row(ctx, inst)
 		row.Node = node
 		return row, err
@@ -49,6 +50,9 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 	if err := s.Spawn(ctx, inst); err != nil {
 		return apitype.Row{}, err
 	}
+	// Judged before the answer: an instance started at spawn shows its
+	// health, not "unknown" until the next check.
+	s.health.CheckNow(ctx, inst)
 	return s.ps.Row(ctx, inst)
 }
 

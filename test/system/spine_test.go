@@ -27,7 +27,8 @@ command = "ECHO --mode activation"
 activation = "socket"
 `)
 	out := s.mustTen("spawn", "hello:one")
-	if !strings.Contains(out, "hello:one") {
+	// Started at spawn (no idle_timeout), and judged before spawn answers.
+	if !strings.Contains(out, "hello:one") || !strings.Contains(out, "running") || !strings.Contains(out, "healthy") {
 		t.Errorf("spawn printed %q", out)
 	}
 	if got := show(t, "tenement-hello@one.socket", "ActiveState"); got != "active" {
