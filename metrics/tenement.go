@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"sort"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tenhq/ten/apitype"
+	"github.com/tenhq/ten/internal/coalesce"
 )
 
 // tenement's metric names, served beside ten's own so that dashboards and
@@ -36,21 +38,36 @@ const (
 )
 
 // WithTenementNames returns a Gatherer that gathers g and adds tenement's
-// metric families, derived from g's ten_* families (see above).
+// metric families, derived from g's ten_* families (see above). Scrapes
+// that arrive while one is gathered share its result: a gather reads
+// systemd for every running instance, and GET /metrics needs no token by
+// default, so a flood of scrapes costs one gather at a time.
 func WithTenementNames(g prometheus.Gatherer) prometheus.Gatherer {
-	return tenementGatherer{g}
+	return &tenementGatherer{g: g}
 }
 
-type tenementGatherer struct{ g prometheus.Gatherer }
+type tenementGatherer struct {
+	g      prometheus.Gatherer
+	shared coalesce.Group[gathered]
+}
+
+type gathered struct {
+	mfs []*dto.MetricFamily
+	err error
+}
 
 // Gather implements prometheus.Gatherer. Like the registry it wraps, it
 // returns what it gathered beside an error, so that one failing collector
-// leaves the rest to the scraper.
-func (t tenementGatherer) Gather() ([]*dto.MetricFamily, error) {
-	mfs, err := t.g.Gather()
-	mfs = append(mfs, TenementFamilies(mfs)...)
-	sort.Slice(mfs, func(i, j int) bool { return mfs[i].GetName() < mfs[j].GetName() })
-	return mfs, err
+// leaves the rest to the scraper. The families are shared among the
+// scrapes that got them: they are only read (encoded).
+func (t *tenementGatherer) Gather() ([]*dto.MetricFamily, error) {
+	r, _ := t.shared.Do(context.Background(), func() (gathered, error) {
+		mfs, err := t.g.Gather()
+		mfs = append(mfs, TenementFamilies(mfs)...)
+		sort.Slice(mfs, func(i, j int) bool { return mfs[i].GetName() < mfs[j].GetName() })
+		return gathered{mfs, err}, nil
+	})
+	return r.mfs, r.err
 }
 
 // TenementFamilies derives tenement's metric families from ten's families

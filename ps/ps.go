@@ -9,11 +9,13 @@ package ps
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/config"
+	"github.com/tenhq/ten/internal/coalesce"
 	"github.com/tenhq/ten/isolation"
 	"github.com/tenhq/ten/metrics"
 	"github.com/tenhq/ten/registry"
@@ -63,7 +65,14 @@ type Reader struct {
 	health       Health
 	frozenMemory func(units.Instance) (uint64, bool)
 	oom          *isolation.OOM
+	// rows coalesces Rows: a list reads systemd for every live instance,
+	// so lists asked for at once (API, dashboard) share one read at a time.
+	rows coalesce.Group[[]apitype.Row]
 }
+
+// rowsTimeout bounds one shared read of every row (it runs for all the
+// callers waiting for it, whatever their own deadlines).
+const rowsTimeout = 30 * time.Second
 
 // New returns a Reader over o.
 func New(o Options) *Reader {
@@ -75,8 +84,19 @@ var _ metrics.Source = (*Reader)(nil)
 // Rows returns every instance's row. The state comes from the state cache
 // systemd's signals keep (no D-Bus call); only instances that can use
 // memory and CPU — running, starting, frozen, failed, or not cached — are
-// read live, a few at once.
+// read live, a few at once. Callers at once share one read that began
+// after they asked (internal/coalesce); each gets its own copy.
 func (p *Reader) Rows(ctx context.Context) ([]apitype.Row, error) {
+	rows, err := p.rows.Do(ctx, func() ([]apitype.Row, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), rowsTimeout)
+		defer cancel()
+		return p.readRows(ctx)
+	})
+	return slices.Clone(rows), err
+}
+
+// readRows reads every instance's row (Rows).
+func (p *Reader) readRows(ctx context.Context) ([]apitype.Row, error) {
 	ins := p.reg.Snapshot()
 	now := time.Now()
 	rows := make([]apitype.Row, len(ins))

@@ -1,8 +1,13 @@
 package system
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +174,88 @@ func grepLines(text, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A flood of scrapes and lists, as anyone who reaches the listener can send
+// (GET /metrics needs no token by default): every one is answered, with
+// content that began after it asked (a weight set before the flood's
+// second wave is in every list of it), while each costs ten one read of
+// systemd at a time (internal/coalesce; its unit test counts the reads).
+func TestMetricsAndListFlood(t *testing.T) {
+	s := startTen(t, `
+[service.f]
+command = "ECHO --mode activation"
+activation = "socket"
+
+[instances]
+f = ["a", "b", "c"]
+`)
+	for _, id := range []string{"a", "b", "c"} {
+		s.waitGet(id+".f.localhost", "/", 30*time.Second)
+	}
+	tok := s.adminToken()
+	flood := func(n int, wantWeight string) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan string, 2*n)
+		hc := &http.Client{Timeout: 60 * time.Second}
+		for i := 0; i < n; i++ {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", "http://"+s.addr+"/metrics", nil)
+				req.Host = "localhost"
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs <- "scrape: " + err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.Contains(string(b), "\ntenement_instances_up 3\n") {
+					errs <- fmt.Sprintf("scrape: %d, tenement_instances_up: %s", resp.StatusCode, grepLines(string(b), "tenement_instances_up"))
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", "http://"+s.addr+"/api/instances", nil)
+				req.Host = "localhost"
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs <- "list: " + err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var rows []struct {
+					Instance string `json:"instance"`
+					Weight   int    `json:"weight"`
+				}
+				if resp.StatusCode != 200 || json.Unmarshal(b, &rows) != nil || len(rows) != 3 {
+					errs <- fmt.Sprintf("list: %d %s", resp.StatusCode, b)
+					return
+				}
+				for _, r := range rows {
+					if r.Instance == "f:b" && fmt.Sprint(r.Weight) != wantWeight {
+						errs <- fmt.Sprintf("list: f:b weight %d, want %s (set before the request)", r.Weight, wantWeight)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		n = 0
+		for e := range errs {
+			if n++; n <= 5 {
+				t.Error(e)
+			}
+		}
+		if n > 5 {
+			t.Errorf("... %d failures in all", n)
+		}
+	}
+	flood(150, "100")
+	s.mustTen("weight", "f:b", "7")
+	flood(150, "7")
 }
