@@ -51,6 +51,23 @@ type Entry struct {
 	Cursor     string    `json:"cursor,omitempty"`
 }
 
+// MarshalJSON writes e with tenement's names for two of its fields as well:
+// timestamp (Time in Unix milliseconds) and level (Stream: stdout, stderr,
+// or systemd for systemd's own lines about the unit), so that scripts
+// written against tenement's GET /api/logs keep working.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	type plain Entry // without this method
+	var ms int64
+	if !e.Time.IsZero() {
+		ms = e.Time.UnixMilli()
+	}
+	return json.Marshal(struct {
+		plain
+		Timestamp int64  `json:"timestamp"`
+		Level     string `json:"level"`
+	}{plain(e), ms, e.Stream})
+}
+
 // Query selects log entries of ten's instances.
 type Query struct {
 	// Instance selects one instance; the zero value selects many.

@@ -3,6 +3,7 @@ package journal
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,5 +234,30 @@ func TestLevelLimitCountsOnlyTheLevel(t *testing.T) {
 	q := Query{Instance: units.Instance{Service: "api", ID: "prod"}, Stream: StreamStdout, Limit: 2}
 	if got, want := messages(t, q), []string{"r3", "r4"}; !slices.Equal(got, want) {
 		t.Errorf("stdout, limit 2: %q, want %q", got, want)
+	}
+}
+
+// An entry in JSON has ten's fields and tenement's timestamp (Unix ms) and
+// level, and reads back as the same entry.
+func TestEntryJSON(t *testing.T) {
+	e := Entry{Time: time.UnixMicro(1795653264845122).UTC(), Instance: "api:prod", Process: "api", InstanceID: "prod",
+		Unit: "tenement-api@prod.service", Stream: StreamStderr, Priority: 3, PID: 30, Message: "boom", Cursor: "s=1"}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["timestamp"] != float64(1795653264845) || m["level"] != "stderr" || m["stream"] != "stderr" || m["instance_id"] != "prod" || m["process"] != "api" || m["message"] != "boom" {
+		t.Errorf("JSON %s", b)
+	}
+	var back Entry
+	if err := json.Unmarshal(b, &back); err != nil || back != e {
+		t.Errorf("read back %+v, %v; want %+v", back, err, e)
+	}
+	if b, _ := json.Marshal(Entry{Message: "x"}); !strings.Contains(string(b), `"timestamp":0`) {
+		t.Errorf("an entry without a time: %s", b)
 	}
 }

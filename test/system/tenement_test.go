@@ -507,6 +507,24 @@ func TestTenementUserSwitches(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
+		// tenement's query and fields: ?process=&id=, and entries with
+		// timestamp (Unix ms), level, process, instance_id, message.
+		code, body, _ := s.apiCall("GET", "/api/logs?process=api&id=wr_a&search=tenement-marker&limit=5", offlineAdmin, "")
+		var entries []struct {
+			Timestamp  int64  `json:"timestamp"`
+			Level      string `json:"level"`
+			Process    string `json:"process"`
+			InstanceID string `json:"instance_id"`
+			Message    string `json:"message"`
+		}
+		if err := json.Unmarshal([]byte(body), &entries); err != nil || code != 200 || len(entries) == 0 {
+			t.Fatalf("GET /api/logs: %d %v %s", code, err, body)
+		}
+		e := entries[len(entries)-1]
+		if age := time.Since(time.UnixMilli(e.Timestamp)); age < 0 || age > 10*time.Minute ||
+			(e.Level != "stdout" && e.Level != "stderr") || e.Process != "api" || e.InstanceID != "wr_a" || !strings.Contains(e.Message, "tenement-marker-1") {
+			t.Errorf("log entry in tenement's fields: %+v\n%s", e, body)
+		}
 		cmd := exec.Command(tenBin, "logs", "api:wr_a", "-f")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "TENEMENT_SERVER=http://"+addr)
