@@ -5,6 +5,7 @@
 package apitype
 
 import (
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"time"
@@ -50,6 +51,19 @@ type Row struct {
 	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
 	// Node is the fleet node the instance is placed on (fleet mode only).
 	Node string `json:"node,omitempty"`
+}
+
+// MarshalJSON writes r with tenement's names for two of its fields as
+// well: idle_secs (IdleSec in whole seconds) and storage_used_bytes
+// (StorageBytes), so that scripts written against tenement's GET
+// /api/instances keep working. Reading a row back ignores them.
+func (r Row) MarshalJSON() ([]byte, error) {
+	type plain Row // without this method
+	return json.Marshal(struct {
+		plain
+		IdleSecs         uint64 `json:"idle_secs"`
+		StorageUsedBytes uint64 `json:"storage_used_bytes"`
+	}{plain(r), uint64(max(r.IdleSec, 0)), r.StorageBytes})
 }
 
 // States shown by ps (Row.State).

@@ -296,6 +296,17 @@ func TestTenementUserSwitches(t *testing.T) {
 		}
 		if code, body, _ := s.apiCall("GET", "/api/instances", offlineAdmin, ""); code != 200 {
 			t.Errorf("admin token minted offline: %d %s", code, body)
+		} else {
+			// tenement's row fields, beside ten's.
+			var rows []map[string]any
+			if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) == 0 {
+				t.Fatalf("GET /api/instances: %v %s", err, body)
+			}
+			for _, k := range []string{"id", "socket", "uptime_secs", "idle_secs", "restarts", "health", "storage_used_bytes", "storage_quota_bytes", "weight"} {
+				if _, ok := rows[0][k]; !ok {
+					t.Errorf("GET /api/instances: no %q (tenement's field) in %v", k, rows[0])
+				}
+			}
 		}
 		// The CLI reads data/api_token by itself.
 		if out := s.mustTn("ps"); !strings.Contains(out, "web:a") {
