@@ -81,15 +81,7 @@ func TenementFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
 	var out []*dto.MetricFamily
 
 	if mf := by[tenRequests]; mf != nil {
-		sums := map[string]float64{}
-		for _, m := range mf.GetMetric() {
-			sums[label(m, "instance")] += m.GetCounter().GetValue()
-		}
-		fam := family("tenement_requests_total", "Total number of HTTP requests (ten_requests_total summed over code).", dto.MetricType_COUNTER)
-		for _, inst := range sortedKeys(sums) {
-			fam.Metric = append(fam.Metric, &dto.Metric{Label: tenementLabels(inst, "instance"), Counter: &dto.Counter{Value: proto.Float64(sums[inst])}})
-		}
-		out = append(out, fam)
+		out = append(out, summedCounter(mf, "tenement_requests_total", "Total number of HTTP requests (ten_requests_total summed over code).", "instance"))
 	}
 
 	if mf := by[tenDuration]; mf != nil {
@@ -145,15 +137,7 @@ func TenementFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
 	out = append(out, upFam)
 
 	if mf := by[tenRestarts]; mf != nil {
-		sums := map[string]float64{}
-		for _, m := range mf.GetMetric() {
-			sums[label(m, "instance")] += m.GetCounter().GetValue()
-		}
-		fam := family("tenement_instance_restarts_total", "Total instance restarts (ten_instance_restarts_total summed over reason).", dto.MetricType_COUNTER)
-		for _, inst := range sortedKeys(sums) {
-			fam.Metric = append(fam.Metric, &dto.Metric{Label: tenementLabels(inst, "id"), Counter: &dto.Counter{Value: proto.Float64(sums[inst])}})
-		}
-		out = append(out, fam)
+		out = append(out, summedCounter(mf, "tenement_instance_restarts_total", "Total instance restarts (ten_instance_restarts_total summed over reason).", "id"))
 	}
 
 	used, quota := gauges(by[tenStorageUsed]), gauges(by[tenStorageQuota])
@@ -173,6 +157,21 @@ func TenementFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
 		out = append(out, u, q, r)
 	}
 	return out
+}
+
+// summedCounter is a counter family named name with one series per
+// instance of mf, the sum of that instance's series (over code or reason),
+// its id under tenement's label idLabel.
+func summedCounter(mf *dto.MetricFamily, name, help, idLabel string) *dto.MetricFamily {
+	sums := map[string]float64{}
+	for _, m := range mf.GetMetric() {
+		sums[label(m, "instance")] += m.GetCounter().GetValue()
+	}
+	fam := family(name, help, dto.MetricType_COUNTER)
+	for _, inst := range sortedKeys(sums) {
+		fam.Metric = append(fam.Metric, &dto.Metric{Label: tenementLabels(inst, idLabel), Counter: &dto.Counter{Value: proto.Float64(sums[inst])}})
+	}
+	return fam
 }
 
 func family(name, help string, t dto.MetricType) *dto.MetricFamily {
