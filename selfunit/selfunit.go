@@ -83,10 +83,7 @@ func (o Options) Validate() error {
 	if o.Packaged && o.Domain == "" {
 		return nil
 	}
-	if strings.TrimSpace(o.Domain) == "" || strings.ContainsAny(o.Domain, " /\t") {
-		return fmt.Errorf("domain %q is not a domain name", o.Domain)
-	}
-	return nil
+	return ValidDomain(o.Domain)
 }
 
 // Socket renders tenement.socket.

@@ -19,6 +19,10 @@ type InstallCmd struct {
 	Binary  string `default:"/usr/local/bin/ten" help:"Where to install the ten binary."`
 	DryRun  bool   `help:"Print the unit files instead of installing them."`
 	Runtime bool   `help:"Install into /run/systemd/system (gone at reboot) instead of /etc/systemd/system."`
+	Caddy   bool   `help:"Also put Caddy in front for HTTPS: install it if missing (apt-get install caddy), write the Caddyfile of ten caddy where caddy.service reads it, enable and reload caddy.service."`
+
+	DNSProvider string `help:"With --caddy: DNS provider for the Caddyfile's wildcard certificates (e.g. cloudflare)."`
+	Email       string `help:"With --caddy: ACME account email."`
 }
 
 func (c *InstallCmd) options(g *Globals) (selfunit.Options, error) {
@@ -94,6 +98,14 @@ func (c *InstallCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	var caddyfile string
+	if c.Caddy {
+		if caddyfile, err = c.caddyfile(g, o.Listen); err != nil {
+			return err
+		}
+	} else if c.DNSProvider != "" || c.Email != "" {
+		return fmt.Errorf("--dns-provider and --email are for the Caddyfile: add --caddy")
+	}
 	if c.DryRun {
 		files := selfunit.Files(o)
 		names := make([]string, 0, len(files))
@@ -104,6 +116,9 @@ func (c *InstallCmd) Run(g *Globals) error {
 		for _, n := range names {
 			fmt.Printf("# %s/%s\n%s\n", unitDir(c.Runtime), n, files[n])
 		}
+		if c.Caddy {
+			fmt.Printf("# %s (for %s; Caddy is installed first if missing)\n%s", selfunit.DefaultCaddyfile, selfunit.CaddyUnit, caddyfile)
+		}
 		return nil
 	}
 	if os.Geteuid() != 0 {
@@ -113,7 +128,34 @@ func (c *InstallCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	return selfunit.Apply(o, unitDir(c.Runtime), self, os.Stdout)
+	if err := selfunit.Apply(o, unitDir(c.Runtime), self, os.Stdout); err != nil {
+		return err
+	}
+	if !c.Caddy {
+		return nil
+	}
+	return selfunit.ApplyCaddy(caddyfile, selfunit.CaddySetup{Install: true, Runtime: c.Runtime}, os.Stdout)
+}
+
+// caddyfile is the Caddyfile of --caddy: ten caddy's for the address
+// tenement.socket holds (listen). ten's own TLS and Caddy would both take
+// the HTTPS port, so a config with TLS enabled is refused.
+func (c *InstallCmd) caddyfile(g *Globals, listen string) (string, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return "", err
+	}
+	if cfg.Settings.TLS.Enabled {
+		return "", fmt.Errorf("%s: settings.tls is enabled, so ten serves HTTPS itself on the ports Caddy would take: leave out --caddy, or disable settings.tls", cfg.Path)
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: net.JoinHostPort(host, port), Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email}), nil
 }
 
 // UninstallCmd is `ten uninstall`.
@@ -144,13 +186,23 @@ func (c *UninstallCmd) Run() error {
 type CaddyCmd struct {
 	Domain      string `short:"d" required:"" help:"Domain ten routes."`
 	Port        int    `short:"p" help:"ten's port (default: the port of settings.listen, 8080)."`
-	Output      string `short:"o" type:"path" help:"Write the Caddyfile here instead of stdout."`
+	Output      string `short:"o" type:"path" help:"Write the Caddyfile here instead of stdout (with --systemd: the file caddy.service reads, by default)."`
 	DNSProvider string `help:"DNS provider for wildcard certificates (e.g. cloudflare)."`
 	Email       string `help:"ACME account email."`
+	Install     bool   `help:"Install Caddy (apt-get install caddy) if it is missing."`
+	Systemd     bool   `help:"Run Caddy as a systemd service with this Caddyfile: check it with caddy adapt, write it where caddy.service reads it (/etc/caddy/Caddyfile), enable and reload caddy.service. Needs root."`
+	Runtime     bool   `help:"With --systemd: enable caddy.service until the next boot only."`
 }
 
-// Run prints a Caddyfile with a wildcard site per configured service.
+// Run prints a Caddyfile with a wildcard site per configured service, or
+// writes it, and with --systemd hands it to caddy.service.
 func (c *CaddyCmd) Run(g *Globals) error {
+	if c.Runtime && !c.Systemd {
+		return fmt.Errorf("--runtime is for --systemd")
+	}
+	if err := selfunit.ValidDomain(c.Domain); err != nil {
+		return err
+	}
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
@@ -160,6 +212,17 @@ func (c *CaddyCmd) Run(g *Globals) error {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: up, Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
+	if c.Systemd {
+		if os.Geteuid() != 0 {
+			return fmt.Errorf("--systemd writes Caddy's configuration and changes caddy.service: run it as root (or use -o FILE)")
+		}
+		return selfunit.ApplyCaddy(text, selfunit.CaddySetup{Path: c.Output, Install: c.Install, Runtime: c.Runtime}, os.Stdout)
+	}
+	if c.Install {
+		if err := selfunit.InstallCaddy(os.Stdout); err != nil {
+			return err
+		}
+	}
 	if c.Output == "" {
 		fmt.Print(text)
 		return nil
