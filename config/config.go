@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -116,6 +117,15 @@ type Settings struct {
 	// its pool (and, for WebSockets and streams, its clients' open
 	// requests) must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`
+	// TrustedProxies are the addresses (IPs or CIDR prefixes, at most 64) of
+	// proxies in front of ten, such as Caddy on the same host
+	// ("127.0.0.1", "::1"). A request from one keeps its X-Forwarded-For
+	// (ten appends the proxy's address), X-Forwarded-Host and
+	// X-Forwarded-Proto, so that the app sees the original client and
+	// scheme, as behind tenement, which passes every header on. From
+	// anyone else ten replaces them (default: no one is trusted), since a
+	// tenant on the same host could forge them.
+	TrustedProxies []string `toml:"trusted_proxies" json:"trusted_proxies,omitempty"`
 	// Standby is how many sleeping instances ten keeps on standby (0 to
 	// 1000; default 0: none). The instances that went to sleep last have
 	// their service started again at once, sandbox and all, with a small
@@ -824,4 +834,49 @@ func (c *Config) InstanceRoot() string {
 		return DefaultInstanceRoot
 	}
 	return c.DataDirAbs()
+}
+
+// TrustedProxy is the test of settings.trusted_proxies for a client IP (nil
+// when it names none); call it on a validated config.
+func (s Settings) TrustedProxy() func(ip string) bool {
+	var prefixes []netip.Prefix
+	for _, e := range s.TrustedProxies {
+		if p, err := parseProxy(e); err == nil {
+			prefixes = append(prefixes, p)
+		}
+	}
+	if len(prefixes) == 0 {
+		return nil
+	}
+	return func(ip string) bool {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return false
+		}
+		a = a.Unmap()
+		for _, p := range prefixes {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// parseProxy reads one entry of settings.trusted_proxies: an IP (a prefix
+// of its full length) or a CIDR prefix.
+func parseProxy(e string) (netip.Prefix, error) {
+	if strings.Contains(e, "/") {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(e)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -408,3 +408,36 @@ func TestRestartNever(t *testing.T) {
 		t.Errorf("restart = %q, want \"no\"", r)
 	}
 }
+
+func TestTrustedProxiesSetting(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings.TrustedProxy() != nil {
+		t.Errorf("default: someone is trusted")
+	}
+	c, err = Parse("t.toml", []byte("[settings]\ntrusted_proxies = [\"127.0.0.1\", \"::1\", \"10.1.0.0/16\", \"fd00::/8\"]\n[service.a]\ncommand = \"/bin/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := c.Settings.TrustedProxy()
+	for ip, want := range map[string]bool{
+		"127.0.0.1": true, "::1": true, "10.1.2.3": true, "fd12::1": true, "::ffff:127.0.0.1": true,
+		"127.0.0.2": false, "10.2.0.1": false, "192.0.2.1": false, "fe80::1": false, "": false, "junk": false,
+	} {
+		if got := trusted(ip); got != want {
+			t.Errorf("trusted(%q) = %v, want %v", ip, got, want)
+		}
+	}
+	for _, in := range []string{`["localhost"]`, `["10.0.0.0/33"]`, `["1.2.3.4", ""]`} {
+		_, err := Parse("t.toml", []byte("[settings]\ntrusted_proxies = "+in+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "t.toml:2: settings.trusted_proxies[") || !strings.Contains(err.Error(), "is not an IP address or CIDR prefix") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+	many := strings.Repeat(`"1.2.3.4", `, 65)
+	if _, err := Parse("t.toml", []byte("[settings]\ntrusted_proxies = ["+many+"]\n")); err == nil || !strings.Contains(err.Error(), "at most 64") {
+		t.Errorf("65 entries: %v", err)
+	}
+}

@@ -118,6 +118,14 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if *s.MaxBodyMB < 0 || *s.MaxBodyMB > 1<<20 {
 		add("settings.max_body_mb", "must be 0 (no bound) to 1048576 MiB, got %d", *s.MaxBodyMB)
 	}
+	if len(s.TrustedProxies) > 64 {
+		add("settings.trusted_proxies", "names %d entries; at most 64 (use CIDR prefixes)", len(s.TrustedProxies))
+	}
+	for i, e := range s.TrustedProxies {
+		if _, err := parseProxy(e); err != nil {
+			add(fmt.Sprintf("settings.trusted_proxies[%d]", i), "%q is not an IP address or CIDR prefix (e.g. \"127.0.0.1\", \"10.0.0.0/8\")", e)
+		}
+	}
 	if *s.MaxConnsPerAddress < 0 || *s.MaxConnsPerAddress > 1<<20 {
 		add("settings.max_conns_per_address", "must be 0 (no bound) to 1048576 connections one client address may hold open, got %d", *s.MaxConnsPerAddress)
 	}
@@ -547,6 +555,10 @@ func lineOf(lines map[string]int, key string) int {
 	for k := key; k != ""; {
 		if l, ok := lines[k]; ok {
 			return l
+		}
+		if j := strings.LastIndexByte(k, '['); j > 0 && strings.HasSuffix(k, "]") {
+			k = k[:j] // an element of an array: the array's own line
+			continue
 		}
 		i := strings.LastIndexByte(k, '.')
 		if i < 0 {

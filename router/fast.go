@@ -2,6 +2,7 @@ package router
 
 import (
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/tenhq/ten/router/upstream"
@@ -32,6 +33,19 @@ func (r *Router) BodyTooLarge(n int64) string { return r.bodyTooLarge(n) }
 // FleetPeer reports whether the client at ip is another node of the fleet
 // (Options.FleetPeer), whose X-Forwarded-* headers are kept.
 func (r *Router) FleetPeer(ip string) bool { return r.fleetPeer != nil && r.fleetPeer(ip) }
+
+// TrustedProxy reports whether the client at ip is a proxy in front of ten
+// whose X-Forwarded-* headers are kept (Options.TrustedProxy).
+func (r *Router) TrustedProxy(ip string) bool { return r.trustedProxy != nil && r.trustedProxy(ip) }
+
+// trustedAddr is TrustedProxy for a request's RemoteAddr (HOST:PORT).
+func (r *Router) trustedAddr(remote string) bool {
+	if r.trustedProxy == nil {
+		return false
+	}
+	ip, _, err := net.SplitHostPort(remote)
+	return err == nil && r.trustedProxy(ip)
+}
 
 // Answered notes that rt's instance answered a request: it is awake, and a
 // failed wake is over.

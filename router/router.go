@@ -159,6 +159,8 @@ type Router struct {
 	wakeWait    time.Duration
 	maxBody     int64
 	fleetPeer   func(ip string) bool
+	// trustedProxy: Options.TrustedProxy.
+	trustedProxy func(ip string) bool
 	// fleetService picks a {service}.DOMAIN request's instance across
 	// the fleet (Options.FleetService).
 	fleetService func(svc string) *Forward
@@ -206,6 +208,12 @@ type Options struct {
 	// is another node's router: its X-Forwarded-* headers, which name the
 	// original client, are kept instead of dropped.
 	FleetPeer func(ip string) bool
+	// TrustedProxy, when set (settings.trusted_proxies), reports whether a
+	// client address is a proxy in front of ten (Caddy, a load balancer):
+	// its X-Forwarded-For is kept and the proxy's address appended to it,
+	// and its X-Forwarded-Host and X-Forwarded-Proto are kept, so that the
+	// app sees the original client and scheme. Anyone else's are dropped.
+	TrustedProxy func(ip string) bool
 	// FleetService, when set (fleet mode), is asked first for a
 	// {service}.DOMAIN request that no node forwarded: it picks among the
 	// service's instances on every node by weight, and returns where to
@@ -232,7 +240,7 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetService: o.FleetService,
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
 		fwd: fleet.NewForwarder(log)}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
@@ -240,9 +248,10 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			peer := fleet.FromPeer(pr.In, r.fleetPeer)
+			peer := fleet.FromPeer(pr.In, r.fleetPeer) || r.trustedAddr(pr.In.RemoteAddr)
 			if peer {
-				// Another node's router: its X-Forwarded-For names the client.
+				// Another node's router or a trusted proxy: its
+				// X-Forwarded-For names the client.
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
 			pr.SetXForwarded()

@@ -254,7 +254,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // the L4 side and freezing when the host can (package kernel),
 // and the metrics (package metrics).
 func (s *Server) routerOptions() router.Options {
-	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest}
+	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest, TrustedProxy: s.cfg.Settings.TrustedProxy()}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.IsPeer
 		o.FleetService = s.fleet.Service

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/tenhq/ten/config"
 	"github.com/tenhq/ten/selfunit"
 )
 
@@ -155,7 +156,20 @@ func (c *InstallCmd) caddyfile(g *Globals, listen string) (string, error) {
 	if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
 		host = "localhost"
 	}
+	caddyProxyHint(cfg)
 	return selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: net.JoinHostPort(host, port), Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email}), nil
+}
+
+// caddyProxyHint says on stderr when ten would not believe the
+// X-Forwarded-* headers of a Caddy on this machine: without
+// settings.trusted_proxies naming loopback, apps behind Caddy see
+// X-Forwarded-Proto http and Caddy's address as the client's.
+func caddyProxyHint(cfg *config.Config) {
+	t := cfg.Settings.TrustedProxy()
+	if t != nil && t("127.0.0.1") && t("::1") {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "hint: %s: add trusted_proxies = [\"127.0.0.1\", \"::1\"] to [settings] so apps see the client's address and https in X-Forwarded-For and X-Forwarded-Proto as Caddy sends them\n", cfg.Path)
 }
 
 // UninstallCmd is `ten uninstall`.
@@ -212,6 +226,7 @@ func (c *CaddyCmd) Run(g *Globals) error {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: up, Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
+	caddyProxyHint(cfg)
 	if c.Systemd {
 		if os.Geteuid() != 0 {
 			return fmt.Errorf("--systemd writes Caddy's configuration and changes caddy.service: run it as root (or use -o FILE)")

@@ -105,8 +105,11 @@ type clientConn struct {
 	// peer: the client is another fleet node's router, whose
 	// X-Forwarded-* headers are kept (Options.FleetPeer).
 	peer bool
-	head http1.Request
-	out  []byte
+	// trusted: the client is a proxy in front of ten, whose X-Forwarded-*
+	// headers are kept (Options.TrustedProxy).
+	trusted bool
+	head    http1.Request
+	out     []byte
 	// pre takes the first bytes of an instance's answer (writeRequest),
 	// lent for one exchange.
 	pre  *[]byte
@@ -125,6 +128,7 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = a.IP.String()
 		cc.peer = s.Router.FleetPeer(cc.ip)
+		cc.trusted = s.Router.TrustedProxy(cc.ip)
 	}
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
@@ -383,16 +387,17 @@ func (cc *clientConn) proxy(b *router.Route, h *http1.Request, body []byte) (kee
 // buildRequest writes the request for the instance into cc.out: the
 // client's head without hop-by-hop headers and with X-Forwarded-For, -Host
 // and -Proto set by ten (as httputil.ProxyRequest.SetXForwarded does, the
-// client's own are dropped), then the body.
+// client's own are dropped unless it is a fleet peer or a trusted proxy),
+// then the body.
 func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 	o := cc.out[:0]
 	o = append(o, h.Method...)
 	o = append(o, ' ')
 	o = append(o, h.Target...)
 	o = append(o, " HTTP/1.1\r\n"...)
-	var prior []byte // a fleet peer's X-Forwarded-For
+	var prior []byte // a fleet peer's or trusted proxy's X-Forwarded-For
 	var peerHost, peerProto bool
-	peer := cc.peer && forwardedByPeer(h.Lines)
+	peer := cc.trusted || cc.peer && forwardedByPeer(h.Lines)
 	for _, l := range h.Lines {
 		name := http1.HeaderName(l)
 		if http1.HopByHop(name) {

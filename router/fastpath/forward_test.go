@@ -54,3 +54,42 @@ func TestFleetPeerForwardedHeaders(t *testing.T) {
 		}
 	}
 }
+
+// A trusted proxy (settings.trusted_proxies: Caddy in front) keeps its
+// X-Forwarded-* without a hop header, ten appending the proxy's address to
+// X-Forwarded-For; from any other address they are replaced, on the fast
+// path and on the fallback alike.
+func TestTrustedProxyForwardedHeaders(t *testing.T) {
+	var trusted atomic.Bool
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		router.Options{TrustedProxy: func(ip string) bool { return trusted.Load() && ip == "127.0.0.1" }})
+	twoInstances(t, r)
+	addr := serveFast(t, r, testLimits)
+	const host = "a.api.example.test"
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		want    string
+	}{
+		{"trusted proxy", true, "a host=" + host + " xff=6.6.6.6, 127.0.0.1 xfh=front.example xfp=https"},
+		{"anyone else", false, "a host=" + host + " xff=127.0.0.1 xfh=" + host + " xfp=http"},
+	} {
+		for _, path := range []string{"fast", "fallback"} {
+			trusted.Store(tc.trusted)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: front.example\r\nX-Forwarded-Proto: https\r\n"
+			req := head + "\r\n"
+			if path == "fallback" {
+				req = strings.Replace(head, "GET", "POST", 1) + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+			}
+			resp, body := roundTrip(t, c, bufio.NewReader(c), req)
+			c.Close()
+			if resp.StatusCode != 200 || body != tc.want {
+				t.Errorf("%s, %s path: %d %q, want %q", tc.name, path, resp.StatusCode, body, tc.want)
+			}
+		}
+	}
+}

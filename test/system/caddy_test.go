@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -69,7 +70,8 @@ ExecReload=/usr/bin/caddy reload --config %[2]s --force
 		os.RemoveAll(dir)
 	})
 
-	_, cfg, _ := writeConfig(t, `
+	_, cfg, _ := writeConfig(t, `trusted_proxies = ["127.0.0.1", "::1"]
+
 [service.web]
 command = "ECHO --mode activation"
 activation = "socket"
@@ -89,6 +91,9 @@ web = ["a"]
 		j, _ := exec.Command("journalctl", "-u", "caddy.service", "--no-pager", "-n", "30").CombinedOutput()
 		t.Fatalf("ten install --caddy: %v\n%s\n%s", err, out, j)
 	}
+	if strings.Contains(string(out), "hint:") {
+		t.Errorf("ten install --caddy hinted with loopback in trusted_proxies:\n%s", out)
+	}
 	if !strings.Contains(string(out), "wrote "+caddyfile) {
 		t.Errorf("ten install --caddy did not write the Caddyfile caddy.service reads (%s):\n%s", caddyfile, out)
 	}
@@ -107,6 +112,29 @@ web = ["a"]
 		t.Fatalf("Caddyfile lacks %q:\n%s", want, written)
 	}
 	httpsGet(t, "a.web.localhost", "through Caddy after ten install --caddy")
+	// Caddy is a trusted proxy: the app sees the scheme and host the
+	// client used, and the client's address first.
+	var info struct {
+		XFF  string `json:"x_forwarded_for"`
+		XFH  string `json:"x_forwarded_host"`
+		XFP  string `json:"x_forwarded_proto"`
+		Inst string `json:"instance"`
+	}
+	if err := json.Unmarshal([]byte(httpsGetPath(t, "a.web.localhost", "/info", "X-Forwarded-Proto")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Inst != "web:a" || info.XFP != "https" || info.XFH != "a.web.localhost" || info.XFF != "127.0.0.1, 127.0.0.1" {
+		t.Errorf("behind Caddy with trusted_proxies the app saw %+v, want web:a, https, a.web.localhost, 127.0.0.1 (the client), 127.0.0.1 (Caddy)", info)
+	}
+
+	// Without trusted_proxies, ten caddy says what the apps would miss.
+	_, bare, _ := writeConfig(t, "[service.web]\ncommand = \"ECHO\"\n")
+	cmd := exec.Command(tenBin, "caddy", "-d", "localhost", "-c", bare)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if text, err := cmd.Output(); err != nil || !strings.Contains(string(text), "*.web.localhost") || !strings.Contains(stderr.String(), `trusted_proxies = ["127.0.0.1", "::1"]`) {
+		t.Errorf("ten caddy without trusted_proxies: %v\nstdout:\n%s\nstderr:\n%s", err, text, stderr.String())
+	}
 
 	// A DNS provider Debian's Caddy has no module for: refused by caddy
 	// adapt before anything is written or reloaded.
@@ -158,8 +186,14 @@ func systemctl(t *testing.T, args ...string) {
 
 // httpsGet asks Caddy on 127.0.0.1:443 for https://host/ until it answers
 // 200 (Caddy issues its local certificates in the background at its
-// start), and checks that the instance answered.
+// start).
 func httpsGet(t *testing.T, host, what string) {
+	t.Helper()
+	httpsGetPath(t, host, "/", what)
+}
+
+// httpsGetPath is httpsGet for path; it returns the body.
+func httpsGetPath(t *testing.T, host, path, what string) string {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // Caddy's local CA
@@ -170,7 +204,7 @@ func httpsGet(t *testing.T, host, what string) {
 	defer c.CloseIdleConnections()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		resp, err := c.Get("https://" + host + "/")
+		resp, err := c.Get("https://" + host + path)
 		if err != nil {
 			last = err.Error()
 			continue
@@ -179,9 +213,10 @@ func httpsGet(t *testing.T, host, what string) {
 		resp.Body.Close()
 		last = fmt.Sprintf("%d %s", resp.StatusCode, body)
 		if resp.StatusCode == 200 && resp.TLS != nil {
-			return
+			return string(body)
 		}
 	}
 	j, _ := exec.Command("journalctl", "-u", "caddy.service", "--no-pager", "-n", "30").CombinedOutput()
-	t.Fatalf("%s: https://%s/ never answered 200; last: %s\n%s", what, host, last, j)
+	t.Fatalf("%s: https://%s%s never answered 200; last: %s\n%s", what, host, path, last, j)
+	return ""
 }
