@@ -108,11 +108,17 @@ type API struct {
 	log     *slog.Logger
 	// requestStats is Options.RequestStats.
 	requestStats func() map[string]apitype.RequestStats
+	// trusted: settings.trusted_proxies (ClientKey).
+	trusted func(ip string) bool
 }
 
 // New returns the API over o.Backend.
 func New(o Options) *API {
-	return &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, reads: logs.NewReadSlots(), dash: o.Dashboard, metrics: o.Metrics, log: o.Log, requestStats: o.RequestStats}
+	a := &API{b: o.Backend, cfg: o.Config, guard: o.Guard, streams: o.Streams, reads: logs.NewReadSlots(), dash: o.Dashboard, metrics: o.Metrics, log: o.Log, requestStats: o.RequestStats}
+	if o.Config != nil {
+		a.trusted = o.Config.Settings.TrustedProxy()
+	}
+	return a
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

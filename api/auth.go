@@ -14,6 +14,7 @@ import (
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
+	"github.com/tenhq/ten/internal/forwarded"
 	"github.com/tenhq/ten/units"
 )
 
@@ -38,12 +39,16 @@ func principalOf(r *http.Request) auth.Principal {
 	return p
 }
 
-// ClientKey is what failures are counted by: the peer's network
-// (auth.ClientKey: all of loopback as one, an IPv4 /24, an IPv6 /64).
-// X-Forwarded-For is not trusted: a local tenant could forge it to escape
-// the lockout. Behind a proxy every client shares the proxy's count, as in
-// tenement.
-func ClientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
+// ClientKey is what failures are counted by: the client's network
+// (auth.ClientKey: all of loopback as one, an IPv4 /24, an IPv6 /64). The
+// client is the peer, or, when the peer is a proxy of
+// settings.trusted_proxies (trusted), the address that proxy names in
+// X-Forwarded-For (forwarded.Client), so that one client behind Caddy
+// cannot lock out every other. Anyone else's X-Forwarded-For is not
+// believed: a local tenant could forge it to escape the lockout.
+func ClientKey(r *http.Request, trusted func(ip string) bool) string {
+	return auth.ClientKey(forwarded.Client(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted))
+}
 
 // authorize checks the bearer token and the tenant scope of every /api/
 // request. It answers the request itself (401, 403, 429) when it is not
@@ -54,7 +59,7 @@ func ClientKey(r *http.Request) string { return auth.ClientKey(r.RemoteAddr) }
 // themselves with principalOf (list, spawn, logs). A new endpoint is
 // admin-only until it is added here.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	key := ClientKey(r)
+	key := ClientKey(r, a.trusted)
 	tok, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		if locked, left := a.guard.Locked(key); locked {
@@ -177,8 +182,9 @@ func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 // SignIn verifies a token pasted into the dashboard's sign-in form, with
 // the lockout of clients that keep sending bad ones that the API's bearer
 // tokens have (dashboard.LockedError when the client is locked out).
-func SignIn(g *auth.Guard, r *http.Request, token string) (auth.Principal, error) {
-	key := ClientKey(r)
+func (a *API) SignIn(r *http.Request, token string) (auth.Principal, error) {
+	g := a.guard
+	key := ClientKey(r, a.trusted)
 	if locked, left := g.Locked(key); locked {
 		return auth.Principal{}, &dashboard.LockedError{RetryAfter: left}
 	}

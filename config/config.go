@@ -122,9 +122,11 @@ type Settings struct {
 	// ("127.0.0.1", "::1"). A request from one keeps its X-Forwarded-For
 	// (ten appends the proxy's address), X-Forwarded-Host and
 	// X-Forwarded-Proto, so that the app sees the original client and
-	// scheme, as behind tenement, which passes every header on. From
-	// anyone else ten replaces them (default: no one is trusted), since a
-	// tenant on the same host could forge them.
+	// scheme, as behind tenement, which passes every header on; the client
+	// such a proxy names is the one the token lockout and
+	// spawn_rate_per_client count. From anyone else ten replaces them
+	// (default: no one is trusted), since a tenant on the same host could
+	// forge them.
 	TrustedProxies []string `toml:"trusted_proxies" json:"trusted_proxies,omitempty"`
 	// Standby is how many sleeping instances ten keeps on standby (0 to
 	// 1000; default 0: none). The instances that went to sleep last have

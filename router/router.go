@@ -29,6 +29,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tenhq/ten/internal/forwarded"
 	"github.com/tenhq/ten/router/addrcap"
 	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/http1"
@@ -843,11 +844,9 @@ func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
 	// The client, as the per-client creation rate counts it: an IPv6
 	// client by its /64 (it can pick any address in it), as the
-	// connection cap counts it.
-	client, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err != nil {
-		client = req.RemoteAddr
-	}
+	// connection cap counts it; behind a trusted proxy, the client it
+	// names.
+	client := forwarded.Client(req.RemoteAddr, req.Header.Values("X-Forwarded-For"), r.trustedProxy)
 	if ip, err := netip.ParseAddr(client); err == nil {
 		client = addrcap.Name(addrcap.KeyOf(ip))
 	}

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tenhq/ten/api"
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/dashboard"
 	"github.com/tenhq/ten/logs"
@@ -110,5 +109,5 @@ func (b *dashBackend) FollowLogs(ctx context.Context, p auth.Principal, inst uni
 // SignIn verifies a token with the API's lockout of clients that keep
 // sending bad ones.
 func (b *dashBackend) SignIn(r *http.Request, token string) (auth.Principal, error) {
-	return api.SignIn(b.s.guard, r, token)
+	return b.s.api.SignIn(r, token)
 }
