@@ -257,10 +257,15 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 			}
 			pr.SetXForwarded()
 			if peer {
+				// Theirs, as the fast path passes them (ReverseProxy
+				// drops Forwarded before Rewrite).
 				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
 					if v := pr.In.Header.Get(h); v != "" {
 						pr.Out.Header.Set(h, v)
 					}
+				}
+				if v := pr.In.Header["Forwarded"]; len(v) > 0 {
+					pr.Out.Header["Forwarded"] = v
 				}
 			}
 			pr.Out.URL.Scheme = "http"

@@ -409,7 +409,12 @@ func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 			}
 			switch len(name) {
 			case 15:
-				prior = bytes.TrimSpace(l[len(name)+1:])
+				// Several lines are one list (RFC 9110, 5.3).
+				if v := bytes.TrimSpace(l[len(name)+1:]); len(prior) == 0 {
+					prior = v
+				} else if len(v) > 0 {
+					prior = append(append(append([]byte(nil), prior...), ", "...), v...)
+				}
 				continue
 			case 16:
 				peerHost = true

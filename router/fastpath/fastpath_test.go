@@ -72,7 +72,10 @@ var testLimits = Limits{IdleTimeout: 5 * time.Second, HeaderTimeout: 5 * time.Se
 func twoInstances(t *testing.T, r *router.Router) {
 	for _, id := range []string{"a", "b"} {
 		sock := app(t, func(w http.ResponseWriter, req *http.Request) {
-			fmt.Fprintf(w, "%s host=%s xff=%s xfh=%s xfp=%s", id, req.Host, req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
+			fmt.Fprintf(w, "%s host=%s xff=%s xfh=%s xfp=%s", id, req.Host, strings.Join(req.Header.Values("X-Forwarded-For"), "|"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
+			if f := req.Header.Values("Forwarded"); len(f) > 0 {
+				fmt.Fprintf(w, " fwd=%s", strings.Join(f, "|"))
+			}
 		})
 		r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: id}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	}

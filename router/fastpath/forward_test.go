@@ -28,7 +28,7 @@ func TestFleetPeerForwardedHeaders(t *testing.T) {
 		peer, hop bool
 		want      string
 	}{
-		{"peer", true, true, "a host=" + host + " xff=6.6.6.6, 127.0.0.1 xfh=front.example xfp=https"},
+		{"peer", true, true, "a host=" + host + " xff=6.6.6.6, 7.7.7.7, 127.0.0.1 xfh=front.example xfp=https fwd=for=6.6.6.6;proto=https"},
 		{"peer address without hop header", true, false, "a host=" + host + " xff=127.0.0.1 xfh=" + host + " xfp=http"},
 		{"hop header from elsewhere", false, true, "a host=" + host + " xff=127.0.0.1 xfh=" + host + " xfp=http"},
 	} {
@@ -38,7 +38,7 @@ func TestFleetPeerForwardedHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			head := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: front.example\r\nX-Forwarded-Proto: https\r\n"
+			head := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-Host: front.example\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\n"
 			if tc.hop {
 				head += router.HopHeader + ": n2\r\n"
 			}
@@ -71,7 +71,7 @@ func TestTrustedProxyForwardedHeaders(t *testing.T) {
 		trusted bool
 		want    string
 	}{
-		{"trusted proxy", true, "a host=" + host + " xff=6.6.6.6, 127.0.0.1 xfh=front.example xfp=https"},
+		{"trusted proxy", true, "a host=" + host + " xff=6.6.6.6, 7.7.7.7, 127.0.0.1 xfh=front.example xfp=https fwd=for=6.6.6.6;proto=https"},
 		{"anyone else", false, "a host=" + host + " xff=127.0.0.1 xfh=" + host + " xfp=http"},
 	} {
 		for _, path := range []string{"fast", "fallback"} {
@@ -80,7 +80,7 @@ func TestTrustedProxyForwardedHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			head := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: front.example\r\nX-Forwarded-Proto: https\r\n"
+			head := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-Host: front.example\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\n"
 			req := head + "\r\n"
 			if path == "fallback" {
 				req = strings.Replace(head, "GET", "POST", 1) + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
