@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,32 @@ func CaddyfileOf(execStart string) string {
 		}
 	}
 	return DefaultCaddyfile
+}
+
+// Check refuses what cannot go into a Caddyfile as given: a domain that is
+// not a host name (ValidDomain), a DNS provider that is not a Caddy module
+// name (lower-case letters, digits, '_'), an email that is not a plain
+// address. Nothing is written with them.
+func (c Caddy) Check() error {
+	if err := ValidDomain(c.Domain); err != nil {
+		return err
+	}
+	if p := c.DNSProvider; p != "" {
+		ok := len(p) <= 40 && p[0] >= 'a' && p[0] <= 'z'
+		for i := 0; ok && i < len(p); i++ {
+			ok = p[i] >= 'a' && p[i] <= 'z' || p[i] >= '0' && p[i] <= '9' || p[i] == '_'
+		}
+		if !ok {
+			return fmt.Errorf("--dns-provider %q is not the name of one of Caddy's DNS modules (e.g. cloudflare, route53, digitalocean)", p)
+		}
+	}
+	if e := c.Email; e != "" {
+		a, err := mail.ParseAddress(e)
+		if err != nil || a.Address != e || len(e) > 254 || strings.ContainsAny(e, "{}\"\\ \t\r\n#") {
+			return fmt.Errorf("--email %q is not an email address such as ops@example.com", e)
+		}
+	}
+	return nil
 }
 
 // ValidDomain checks that d is a host name to route under and to name in a

@@ -180,6 +180,34 @@ type Caddy struct {
 	Email       string
 }
 
+// DNSTokenEnv is the environment variable the Caddyfile's DNS challenge
+// for provider reads its API token from: tenement's names, so that a
+// caddy.service environment set up for tenement's Caddyfile keeps working
+// (CF_API_TOKEN for cloudflare, DNS_API_TOKEN for a provider it does not
+// name); "" for route53, whose module reads AWS's own variables and takes
+// no token.
+func DNSTokenEnv(provider string) string {
+	switch provider {
+	case "route53":
+		return ""
+	case "cloudflare":
+		return "CF_API_TOKEN"
+	case "digitalocean":
+		return "DO_AUTH_TOKEN"
+	case "vultr":
+		return "VULTR_API_KEY"
+	case "linode":
+		return "LINODE_TOKEN"
+	case "gandi":
+		return "GANDI_API_TOKEN"
+	case "namecheap":
+		return "NAMECHEAP_API_KEY"
+	case "godaddy":
+		return "GODADDY_API_KEY"
+	}
+	return "DNS_API_TOKEN"
+}
+
 // Caddyfile renders a Caddyfile with a wildcard site per service
 // (*.{service}.{domain} needs a DNS challenge for its certificate).
 func Caddyfile(c Caddy) string {
@@ -190,7 +218,13 @@ func Caddyfile(c Caddy) string {
 	}
 	tls := ""
 	if c.DNSProvider != "" {
-		tls = fmt.Sprintf("\ttls {\n\t\tdns %s {env.%s_API_TOKEN}\n\t}\n", c.DNSProvider, strings.ToUpper(c.DNSProvider))
+		if env := DNSTokenEnv(c.DNSProvider); env != "" {
+			fmt.Fprintf(&b, "# The DNS challenge reads %s from caddy.service's environment\n# (systemctl edit caddy.service: [Service] Environment=%s=...).\n", env, env)
+			tls = fmt.Sprintf("\ttls {\n\t\tdns %s {env.%s}\n\t}\n", c.DNSProvider, env)
+		} else {
+			fmt.Fprintf(&b, "# The DNS challenge reads AWS's credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)\n# from caddy.service's environment.\n")
+			tls = fmt.Sprintf("\ttls {\n\t\tdns %s\n\t}\n", c.DNSProvider)
+		}
 	}
 	proxy := fmt.Sprintf("\treverse_proxy %s\n", c.Upstream)
 	fmt.Fprintf(&b, "%s {\n%s}\n", c.Domain, proxy)

@@ -21,6 +21,11 @@ var DNSVars = map[string][]string{
 	"rfc2136":    {"RFC2136_NAMESERVER", "*RFC2136_TSIG_KEY", "*RFC2136_TSIG_SECRET", "RFC2136_TSIG_ALGORITHM"},
 }
 
+// DNSAliases are other names a credential is read under when its own is
+// not set: CF_API_TOKEN, the name tenement's Caddyfile gave Cloudflare's
+// token.
+var DNSAliases = map[string]string{"CLOUDFLARE_API_TOKEN": "CF_API_TOKEN"}
+
 // maxCredentialsFile bounds the dns_credentials file.
 const maxCredentialsFile = 64 << 10
 
@@ -79,6 +84,17 @@ func DNSProvider(name string, get func(string) string) (certmagic.DNSProvider, e
 	if !ok {
 		return nil, fmt.Errorf("settings.tls.dns_provider: %q is not a DNS provider ten supports", name)
 	}
+	if name == "cloudflare" {
+		// tenement's Caddyfile had Caddy read CF_API_TOKEN: a user who
+		// set that one for tenement is not asked to rename it.
+		get0 := get
+		get = func(k string) string {
+			if v := get0(k); v != "" || k != "CLOUDFLARE_API_TOKEN" {
+				return v
+			}
+			return get0(DNSAliases[k])
+		}
+	}
 	var missing []string
 	for i, v := range vars {
 		req := i == 0 || strings.HasPrefix(v, "*")
@@ -88,7 +104,13 @@ func DNSProvider(name string, get func(string) string) (certmagic.DNSProvider, e
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("settings.tls.dns_provider %s: %s not set (in ten's environment or the file settings.tls.dns_credentials)", name, strings.Join(missing, ", "))
+		also := ""
+		for _, v := range missing {
+			if a := DNSAliases[v]; a != "" {
+				also += fmt.Sprintf("; %s is read as %s too", a, v)
+			}
+		}
+		return nil, fmt.Errorf("settings.tls.dns_provider %s: %s not set (in ten's environment or the file settings.tls.dns_credentials%s)", name, strings.Join(missing, ", "), also)
 	}
 	switch name {
 	case "cloudflare":

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libdns/cloudflare"
 	"github.com/libdns/libdns"
 
 	"github.com/tenhq/ten/internal/dnstest"
@@ -236,6 +237,22 @@ func TestDNSProviderConfig(t *testing.T) {
 	}
 	if _, err := DNSProvider("cloudflare", none); err == nil || !strings.Contains(err.Error(), "CLOUDFLARE_API_TOKEN not set") {
 		t.Errorf("cloudflare without a token: %v", err)
+	}
+	// tenement's name for the token, when CLOUDFLARE_API_TOKEN is not set.
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"CF_API_TOKEN": "cf"}, "cf"},
+		{map[string]string{"CF_API_TOKEN": "cf", "CLOUDFLARE_API_TOKEN": "own"}, "own"},
+	} {
+		p, err := DNSProvider("cloudflare", func(k string) string { return tc.env[k] })
+		if cf, ok := p.(*cloudflare.Provider); err != nil || !ok || cf.APIToken != tc.want {
+			t.Errorf("cloudflare with %v: %v %+v, want the token %q", tc.env, err, p, tc.want)
+		}
+	}
+	if _, err := DNSProvider("cloudflare", none); err == nil || !strings.Contains(err.Error(), "CF_API_TOKEN is read as CLOUDFLARE_API_TOKEN too") {
+		t.Errorf("cloudflare without a token does not name tenement's variable: %v", err)
 	}
 	if _, err := DNSProvider("rfc2136", func(k string) string { return map[string]string{"RFC2136_NAMESERVER": "ns.example.test"}[k] }); err == nil ||
 		!strings.Contains(err.Error(), "RFC2136_TSIG_KEY, RFC2136_TSIG_SECRET not set") {

@@ -142,6 +142,9 @@ func (c *InstallCmd) Run(g *Globals) error {
 // tenement.socket holds (listen). ten's own TLS and Caddy would both take
 // the HTTPS port, so a config with TLS enabled is refused.
 func (c *InstallCmd) caddyfile(g *Globals, listen string) (string, error) {
+	if err := (selfunit.Caddy{Domain: c.Domain, DNSProvider: c.DNSProvider, Email: c.Email}).Check(); err != nil {
+		return "", err
+	}
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return "", err
@@ -157,7 +160,21 @@ func (c *InstallCmd) caddyfile(g *Globals, listen string) (string, error) {
 		host = "localhost"
 	}
 	caddyProxyHint(cfg)
+	caddyDNSHint(c.DNSProvider)
 	return selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: net.JoinHostPort(host, port), Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email}), nil
+}
+
+// caddyDNSHint says on stderr which variable Caddy's DNS challenge needs
+// in caddy.service's environment, as tenement's install does.
+func caddyDNSHint(provider string) {
+	if provider == "" {
+		return
+	}
+	env := selfunit.DNSTokenEnv(provider)
+	if env == "" {
+		env = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+	}
+	fmt.Fprintf(os.Stderr, "hint: Caddy's DNS challenge (%s) reads %s from caddy.service's environment: systemctl edit caddy.service, add [Service] Environment=..., then systemctl restart caddy.service; Debian's Caddy needs a build with the caddy-dns/%s module\n", provider, env, provider)
 }
 
 // caddyProxyHint says on stderr when ten would not believe the
@@ -214,7 +231,7 @@ func (c *CaddyCmd) Run(g *Globals) error {
 	if c.Runtime && !c.Systemd {
 		return fmt.Errorf("--runtime is for --systemd")
 	}
-	if err := selfunit.ValidDomain(c.Domain); err != nil {
+	if err := (selfunit.Caddy{Domain: c.Domain, DNSProvider: c.DNSProvider, Email: c.Email}).Check(); err != nil {
 		return err
 	}
 	cfg, err := g.loadConfig()
@@ -227,6 +244,7 @@ func (c *CaddyCmd) Run(g *Globals) error {
 	}
 	text := selfunit.Caddyfile(selfunit.Caddy{Domain: c.Domain, Upstream: up, Services: cfg.ServiceNames(), DNSProvider: c.DNSProvider, Email: c.Email})
 	caddyProxyHint(cfg)
+	caddyDNSHint(c.DNSProvider)
 	if c.Systemd {
 		if os.Geteuid() != 0 {
 			return fmt.Errorf("--systemd writes Caddy's configuration and changes caddy.service: run it as root (or use -o FILE)")

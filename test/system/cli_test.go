@@ -193,8 +193,18 @@ func TestInitConfigCaddy(t *testing.T) {
 		t.Errorf("config: %v\n%s", err, out)
 	}
 	out, err = exec.Command(tenBin, "caddy", "-d", "example.com", "--dns-provider", "cloudflare", "-c", cfg).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "shop.example.com, *.shop.example.com {") || !strings.Contains(string(out), "dns cloudflare") {
+	if err != nil || !strings.Contains(string(out), "shop.example.com, *.shop.example.com {") || !strings.Contains(string(out), "dns cloudflare {env.CF_API_TOKEN}") {
 		t.Errorf("caddy: %v\n%s", err, out)
+	}
+	caddyOut := filepath.Join(dir, "Caddyfile")
+	for _, args := range [][]string{{"--dns-provider", "cloudflare}\n:80 {"}, {"--email", "ops@example.com\n}"}, {"--email", "ops"}} {
+		out, err := exec.Command(tenBin, append([]string{"caddy", "-d", "example.com", "-c", cfg, "-o", caddyOut}, args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), args[0]) {
+			t.Errorf("ten caddy %q: %v\n%s", args, err, out)
+		}
+		if _, err := os.Stat(caddyOut); err == nil {
+			t.Errorf("ten caddy %q wrote %s", args, caddyOut)
+		}
 	}
 	out, err = exec.Command(tenBin, "install", "-d", "example.com", "-c", cfg, "--dry-run").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "ListenStream=0.0.0.0:8080") || !strings.Contains(string(out), "ExecStart=/usr/local/bin/ten serve --config "+cfg) {
