@@ -241,8 +241,12 @@ func TestCheckDuringReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
+	// The reloads end before t.TempDir's cleanup, which an update still
+	// writing in dir would race.
+	defer func() { close(done); <-exited }()
 	go func() {
+		defer close(exited)
 		for {
 			select {
 			case <-done:
@@ -254,7 +258,6 @@ func TestCheckDuringReload(t *testing.T) {
 			}
 		}
 	}()
-	defer close(done)
 	for i := range 10 {
 		c, _ := s.Candidate(tok)
 		if _, err := c.Check(); err != nil {

@@ -40,6 +40,9 @@ type Config struct {
 	// Fleet is the [fleet] table (ten's, experimental): absent, ten is a
 	// single server.
 	Fleet Fleet `toml:"fleet" json:"fleet,omitzero"`
+
+	// zeroGiven: settings the file sets to 0 (Parse).
+	zeroGiven zeroGiven
 }
 
 // Settings is the [settings] table.
@@ -47,18 +50,22 @@ type Settings struct {
 	// DataDir holds ten's API token (api_token), tokens.json, state.json and
 	// storage images (default "./tenement-data", relative to the config file).
 	DataDir string `toml:"data_dir" json:"data_dir"`
-	// HealthCheckInterval is the seconds between health checks (default 10).
+	// HealthCheckInterval is the seconds between health checks (default 10;
+	// at least 1).
 	HealthCheckInterval int `toml:"health_check_interval" json:"health_check_interval"`
 	// MaxRestarts is how many restarts within restart_window mark an
-	// instance failed (default 3).
+	// instance failed (default 3; 0, set explicitly: the first crash or
+	// failed health check marks it failed, as in tenement).
 	MaxRestarts int `toml:"max_restarts" json:"max_restarts"`
 	// RestartWindow is the window in seconds max_restarts counts in
 	// (default 300).
 	RestartWindow int `toml:"restart_window" json:"restart_window"`
 	// BackoffBaseMs is the first restart backoff in milliseconds, doubled
-	// per restart in the window (default 1000).
+	// per restart in the window (default 1000; 0, set explicitly: restart
+	// at once).
 	BackoffBaseMs int `toml:"backoff_base_ms" json:"backoff_base_ms"`
-	// BackoffMaxMs caps the restart backoff in milliseconds (default 60000).
+	// BackoffMaxMs caps the restart backoff in milliseconds (default 60000;
+	// 0, set explicitly: no backoff).
 	BackoffMaxMs int `toml:"backoff_max_ms" json:"backoff_max_ms"`
 	// TLS is [settings.tls], read for compatibility with tenement; ten
 	// leaves TLS to a proxy in front (ten caddy).
@@ -607,6 +614,21 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	c.Path = file
+	// Which of the restart settings the file gives, 0 included: tenement
+	// reads an explicit 0 as 0 (no backoff, no restarts), not as unset.
+	var given struct {
+		Settings struct {
+			HealthCheckInterval *int `toml:"health_check_interval"`
+			MaxRestarts         *int `toml:"max_restarts"`
+			RestartWindow       *int `toml:"restart_window"`
+			BackoffBaseMs       *int `toml:"backoff_base_ms"`
+			BackoffMaxMs        *int `toml:"backoff_max_ms"`
+		} `toml:"settings"`
+	}
+	_ = toml.Unmarshal(data, &given) // decoded once already: no error
+	g := given.Settings
+	c.zeroGiven = zeroGiven{healthCheckInterval: isZero(g.HealthCheckInterval), maxRestarts: isZero(g.MaxRestarts),
+		restartWindow: isZero(g.RestartWindow), backoffBaseMs: isZero(g.BackoffBaseMs), backoffMaxMs: isZero(g.BackoffMaxMs)}
 	c.defaults()
 	if es := c.validate(file, lines); len(es) > 0 {
 		return nil, es
@@ -621,19 +643,20 @@ func (c *Config) defaults() {
 		s.DataDir = "./tenement-data"
 		s.dataDirDefault = true
 	}
-	if s.HealthCheckInterval == 0 {
+	z := c.zeroGiven
+	if s.HealthCheckInterval == 0 && !z.healthCheckInterval {
 		s.HealthCheckInterval = 10
 	}
-	if s.MaxRestarts == 0 {
+	if s.MaxRestarts == 0 && !z.maxRestarts {
 		s.MaxRestarts = 3
 	}
-	if s.RestartWindow == 0 {
+	if s.RestartWindow == 0 && !z.restartWindow {
 		s.RestartWindow = 300
 	}
-	if s.BackoffBaseMs == 0 {
+	if s.BackoffBaseMs == 0 && !z.backoffBaseMs {
 		s.BackoffBaseMs = 1000
 	}
-	if s.BackoffMaxMs == 0 {
+	if s.BackoffMaxMs == 0 && !z.backoffMaxMs {
 		s.BackoffMaxMs = 60000
 	}
 	if s.TLS.HTTPSPort == 0 {
@@ -837,6 +860,14 @@ func (c *Config) InstanceRoot() string {
 	}
 	return c.DataDirAbs()
 }
+
+// zeroGiven records the settings a file sets to 0 explicitly, where 0
+// means something (no backoff, no restarts) rather than "the default".
+type zeroGiven struct {
+	healthCheckInterval, maxRestarts, restartWindow, backoffBaseMs, backoffMaxMs bool
+}
+
+func isZero(p *int) bool { return p != nil && *p == 0 }
 
 // TrustedProxy is the test of settings.trusted_proxies for a client IP (nil
 // when it names none); call it on a validated config.

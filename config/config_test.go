@@ -441,3 +441,39 @@ func TestTrustedProxiesSetting(t *testing.T) {
 		t.Errorf("65 entries: %v", err)
 	}
 }
+
+// An explicit 0 in the restart settings is 0, as in tenement (its
+// end-to-end suite sets backoff_base_ms = 0 for restarts without delay);
+// absent keys get the defaults; an interval of 0 is refused.
+func TestExplicitZeroRestartSettings(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[settings]\nbackoff_base_ms = 0\nbackoff_max_ms = 0\nmax_restarts = 0\nrestart_window = 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Settings
+	if s.BackoffBaseMs != 0 || s.BackoffMaxMs != 0 || s.MaxRestarts != 0 || s.RestartWindow != 0 || s.HealthCheckInterval != 10 {
+		t.Errorf("explicit zeros: %+v", s)
+	}
+	c, err = Parse("t.toml", []byte("settings = { backoff_base_ms = 0 }\n"))
+	if err != nil || c.Settings.BackoffBaseMs != 0 || c.Settings.BackoffMaxMs != 60000 {
+		t.Errorf("inline table: %v %+v", err, c)
+	}
+	c, err = Parse("t.toml", []byte("[settings]\ndata_dir = \"d\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = c.Settings
+	if s.BackoffBaseMs != 1000 || s.BackoffMaxMs != 60000 || s.MaxRestarts != 3 || s.RestartWindow != 300 || s.HealthCheckInterval != 10 {
+		t.Errorf("defaults: %+v", s)
+	}
+	for in, want := range map[string]string{
+		"health_check_interval = 0":  "t.toml:2: settings.health_check_interval: must be 1 to 86400",
+		"health_check_interval = -1": "settings.health_check_interval",
+		"backoff_base_ms = -5":       "settings.backoff_base_ms",
+		"restart_window = -1":        "settings.restart_window",
+	} {
+		if _, err := Parse("t.toml", []byte("[settings]\n"+in+"\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+}

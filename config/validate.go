@@ -97,6 +97,15 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if !filepath.IsAbs(s.SocketDir) {
 		add("settings.socket_dir", "must be an absolute path, got %q", s.SocketDir)
 	}
+	if s.HealthCheckInterval < 1 || s.HealthCheckInterval > 86400 {
+		add("settings.health_check_interval", "must be 1 to 86400 seconds between health checks, got %d", s.HealthCheckInterval)
+	}
+	if s.RestartWindow < 0 {
+		add("settings.restart_window", "must not be negative, got %d", s.RestartWindow)
+	}
+	if s.BackoffBaseMs < 0 || s.BackoffMaxMs < 0 {
+		add("settings.backoff_base_ms", "backoff_base_ms and backoff_max_ms must not be negative, got %d and %d", s.BackoffBaseMs, s.BackoffMaxMs)
+	}
 	if s.MaxRestarts < 0 {
 		add("settings.max_restarts", "must not be negative")
 	}

@@ -127,6 +127,11 @@ func printRows(g *Globals, rows []apitype.Row) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
+	if len(rows) == 0 {
+		// tenement's words, which its users' scripts look for.
+		fmt.Printf("No running instances\nServer: %s\n", g.Server)
+		return nil
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	// A fleet's rows name their node; a single server's do not, and its
 	// table stays as it was.

@@ -90,7 +90,7 @@ const tenementConfig = `[settings]
 data_dir = "./data"
 listen = "LISTEN"
 health_check_interval = 1
-backoff_base_ms = 200
+backoff_base_ms = 0 # as tenement's own end-to-end suite: restart at once
 spawn_rate_per_client = 1000
 
 [service.api]
@@ -632,6 +632,11 @@ func TestTenementUserSwitches(t *testing.T) {
 			if out, err := s.tn("--token", tc.tok, "deploy", "web:v9"); err == nil || !strings.Contains(out, "admin") {
 				t.Errorf("%s: tenant deploy: %v %s", name, err, out)
 			}
+		}
+		// A list with nothing in it says so in tenement's words.
+		nobody := printedToken(t, s.mustTn("token-gen", "--tenant", "nobody"))
+		if out := s.mustTn("--token", nobody, "ps"); !strings.HasPrefix(out, "No running instances\nServer: http://") {
+			t.Errorf("ps of a tenant with no instances:\n%s", out)
 		}
 	})
 
