@@ -82,7 +82,15 @@ func (a *API) registerInstances(api *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"restarted": inst.String()})
+		// tenement answers {instance, socket, port}; ten's own key is restarted.
+		res := map[string]any{"restarted": inst.String(), "instance": inst.String()}
+		if row, err := a.b.Row(r.Context(), inst); err == nil {
+			res["socket"] = row.Socket
+			if row.Port != 0 {
+				res["port"] = row.Port
+			}
+		}
+		writeJSON(w, http.StatusOK, res)
 	}))
 	api.HandleFunc("PUT /api/instances/{id}/weight", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
 		var req struct {

@@ -146,7 +146,11 @@ type DeployRequest struct {
 
 // DeployResult is the answer of POST /api/deploy.
 type DeployResult struct {
-	Instance     string   `json:"instance"`
+	Instance string `json:"instance"`
+	// Socket is the instance's socket path, and Status "healthy", as in
+	// tenement's answer.
+	Socket       string   `json:"socket"`
+	Status       string   `json:"status"`
 	Weight       int      `json:"weight"`
 	HealthyAfter float64  `json:"healthy_after_seconds"`
 	Replaced     []string `json:"replaced,omitempty"`
@@ -166,8 +170,15 @@ type RouteResult struct {
 	Service string `json:"service"`
 	From    string `json:"from"`
 	To      string `json:"to"`
-	// Weight is the weight that moved from From to To.
+	// Weight is To's weight now: its own plus From's, at most 100, or 100
+	// when neither had any.
 	Weight int `json:"weight"`
+	// FromInstance, ToInstance, FromWeight and ToWeight are tenement's
+	// names for the same answer (FromWeight is always 0), for its scripts.
+	FromInstance string `json:"from_instance"`
+	ToInstance   string `json:"to_instance"`
+	FromWeight   int    `json:"from_weight"`
+	ToWeight     int    `json:"to_weight"`
 }
 
 // Feature names, as GET /api/features reports them.

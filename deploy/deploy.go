@@ -117,7 +117,7 @@ func (d *Deployer) Deploy(ctx context.Context, req apitype.DeployRequest) (apity
 		return apitype.DeployResult{}, err
 	}
 	d.in.Unlock(inst)
-	res := apitype.DeployResult{Instance: inst.String(), Weight: weight, HealthyAfter: time.Since(start).Seconds()}
+	res := apitype.DeployResult{Instance: inst.String(), Status: "healthy", Weight: weight, HealthyAfter: time.Since(start).Seconds()}
 	d.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
 
 	if req.Replace {
@@ -132,6 +132,7 @@ func (d *Deployer) Deploy(ctx context.Context, req apitype.DeployRequest) (apity
 		return res, err
 	}
 	res.Row = row
+	res.Socket = row.Socket
 	return res, nil
 }
 

@@ -493,9 +493,11 @@ func (r *Router) SetWeight(inst units.Instance, w int) bool {
 	return false
 }
 
-// Swap moves from's weight to to and sets from's to 0, in one step under the
-// router's lock, so no request sees both or neither in the rotation. It
-// returns the weight moved.
+// Swap moves from's share of the service's traffic to to, in one step under
+// the router's lock, so no request sees both or neither in the rotation: to
+// gets its own weight plus from's (at most 100), or 100 when neither had any
+// (as tenement's route does), and from gets 0. Repeating a swap changes
+// nothing more. It returns to's new weight.
 func (r *Router) Swap(from, to units.Instance) (int, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -503,11 +505,22 @@ func (r *Router) Swap(from, to units.Instance) (int, bool) {
 	if a == nil || b == nil {
 		return 0, false
 	}
-	w := a.weight.Load()
-	b.weight.Store(w)
+	w := SwapWeight(int(a.weight.Load()), int(b.weight.Load()))
+	b.weight.Store(int32(w))
 	a.weight.Store(0)
 	r.apply(from, to)
-	return int(w), true
+	return w, true
+}
+
+// SwapWeight is the weight an instance with weight to has after a route
+// moves the traffic of one with weight from to it: the sum, at most 100, or
+// 100 when both are 0, so that a route always leaves traffic on its target.
+func SwapWeight(from, to int) int {
+	w := from + to
+	if w > 100 || w == 0 {
+		w = 100
+	}
+	return w
 }
 
 // SetFailed marks the instance failed (reason != "") or clears the mark. A

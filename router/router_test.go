@@ -156,6 +156,30 @@ func TestSwapAndFailed(t *testing.T) {
 	if _, ok := r.Swap(a, units.Instance{Service: "api", ID: "nope"}); ok {
 		t.Error("swap with an unknown instance")
 	}
+	// A repeated swap (a retried route) leaves the traffic where it went.
+	r.SetFailed(b, "")
+	if w, ok := r.Swap(a, b); !ok || w != 70 {
+		t.Errorf("repeated swap: %d %v", w, ok)
+	}
+	if sb, _ := r.Stat(b); sb.Weight != 70 {
+		t.Errorf("to has weight %d after a repeated swap", sb.Weight)
+	}
+}
+
+func TestSwapWeight(t *testing.T) {
+	for _, c := range []struct{ from, to, want int }{
+		{100, 0, 100}, // blue/green
+		{0, 100, 100}, // repeated
+		{70, 0, 70},   // one of several instances: its share moves
+		{30, 50, 80},  // the target keeps its own share too
+		{100, 10, 100},
+		{0, 0, 100}, // nothing to move: as tenement, the target gets 100
+		{0, 40, 40},
+	} {
+		if got := SwapWeight(c.from, c.to); got != c.want {
+			t.Errorf("SwapWeight(%d, %d) = %d, want %d", c.from, c.to, got, c.want)
+		}
+	}
 }
 
 // TestCreateOnRequestAndCaseFold: a request for a missing id of a service

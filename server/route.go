@@ -8,8 +8,10 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
-// Route gives To the weight From had and From weight 0, in one step: no
-// request sees both or neither in the rotation. The weights are saved.
+// Route moves From's share of the service's traffic to To and gives From
+// weight 0, in one step (router.Swap): no request sees both or neither in
+// the rotation, and a repeated route changes nothing more. The weights are
+// saved.
 func (s *Server) Route(req apitype.RouteRequest) (apitype.RouteResult, error) {
 	svc := req.Service
 	if svc == "" {
@@ -50,5 +52,6 @@ func (s *Server) Route(req apitype.RouteRequest) (apitype.RouteResult, error) {
 		return apitype.RouteResult{}, fmt.Errorf("route %s to %s: weights swapped but not saved: %w", from, to, err)
 	}
 	s.log.Info("route", "from", from.String(), "to", to.String(), "weight", w)
-	return apitype.RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w}, nil
+	return apitype.RouteResult{Service: svc, From: from.String(), To: to.String(), Weight: w,
+		FromInstance: from.String(), ToInstance: to.String(), FromWeight: 0, ToWeight: w}, nil
 }

@@ -55,10 +55,10 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 type RouteCmd struct {
 	Service string `arg:"" help:"Service whose traffic moves."`
 	From    string `required:"" help:"Instance id that gives up its weight (gets 0)."`
-	To      string `required:"" help:"Instance id that gets From's weight."`
+	To      string `required:"" help:"Instance id that takes over From's traffic: its weight becomes its own plus From's (at most 100; 100 if both were 0)."`
 }
 
-// Run swaps the weights in one step on the server.
+// Run moves the traffic in one step on the server.
 func (c *RouteCmd) Run(ctx context.Context, g *Globals) error {
 	var res apitype.RouteResult
 	if err := g.client().Do(ctx, "POST", "/api/route", apitype.RouteRequest{Service: c.Service, From: c.From, To: c.To}, &res); err != nil {
@@ -67,7 +67,8 @@ func (c *RouteCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("%s: weight %d moved from %s to %s (%s now 0)\n", res.Service, res.Weight, res.From, res.To, res.From)
+	// tenement's lines, which its users' scripts read.
+	fmt.Printf("Routed traffic: %s -> %s\n  %s weight = %d\n  %s weight = %d\n", res.From, res.To, res.From, 0, res.To, res.Weight)
 	return nil
 }
 

@@ -523,6 +523,8 @@ api = ["acme"]
 	// ...and systemd's own lines about the unit reach the tenant after a restart.
 	if code, body, _ := s.apiCall("POST", "/api/instances/api:acme/restart", acme, ""); code != 200 {
 		t.Fatalf("restart: %d %s", code, body)
+	} else if !strings.Contains(body, `"instance":"api:acme"`) || !strings.Contains(body, `"socket":"/run/tenement/api/acme.sock"`) {
+		t.Errorf("restart's answer lacks tenement's instance and socket: %s", body)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	var body string

@@ -91,7 +91,7 @@ func TestDeployAndRoute(t *testing.T) {
 	}
 
 	out = s.mustTen("route", "web", "--from", "v1", "--to", "v2")
-	if !strings.Contains(out, "weight 100 moved from web:v1 to web:v2") {
+	if !strings.Contains(out, "Routed traffic: web:v1 -> web:v2\n  web:v1 weight = 0\n  web:v2 weight = 100") {
 		t.Errorf("route output: %q", out)
 	}
 	if w := s.weights(); w["web:v1"] != 0 || w["web:v2"] != 100 {
@@ -100,6 +100,28 @@ func TestDeployAndRoute(t *testing.T) {
 	if seen := s.hits("web.localhost", 20); seen["web:v2"] != 20 {
 		t.Errorf("traffic after route: %v", seen)
 	}
+	// A deploy script that retries its route (web:v1 has weight 0 now) keeps
+	// the traffic on web:v2; the answer has tenement's fields too.
+	out = s.mustTen("--json", "route", "web", "--from", "v1", "--to", "v2")
+	var rr map[string]any
+	if err := json.Unmarshal([]byte(out), &rr); err != nil || rr["from_instance"] != "web:v1" || rr["to_instance"] != "web:v2" ||
+		rr["from_weight"] != 0.0 || rr["to_weight"] != 100.0 {
+		t.Errorf("route repeated, --json: %v %q", err, out)
+	}
+	if w := s.weights(); w["web:v1"] != 0 || w["web:v2"] != 100 {
+		t.Errorf("weights after the route is repeated: %v", w)
+	}
+	if seen := s.hits("web.localhost", 20); seen["web:v2"] != 20 {
+		t.Errorf("traffic after the route is repeated: %v", seen)
+	}
+	// The deploy answer has tenement's socket and status.
+	out = s.mustTen("--json", "deploy", "web:v3", "--weight", "0")
+	var dr map[string]any
+	if err := json.Unmarshal([]byte(out), &dr); err != nil || dr["instance"] != "web:v3" || dr["status"] != "healthy" ||
+		dr["socket"] != "/run/tenement/web/v3.sock" || dr["weight"] != 0.0 {
+		t.Errorf("deploy --json: %v %q", err, out)
+	}
+	s.mustTen("stop", "web:v3")
 	// The direct host of the instance out of rotation still works.
 	s.mustGet("v1.web.localhost", "/")
 	if out, err := s.ten("route", "web", "--from", "v2", "--to", "nope"); err == nil || !strings.Contains(out, "web:nope") {
