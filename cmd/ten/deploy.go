@@ -44,7 +44,8 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("deployed %s: healthy after %.1fs, weight %d\n", res.Instance, res.HealthyAfter, res.Weight)
+	// tenement's lines, which its users' scripts read, with the wait.
+	fmt.Printf("Deployed %s (healthy after %.1fs)\nWeight: %d\nStatus: %s\n", res.Instance, res.HealthyAfter, res.Weight, res.Status)
 	if len(res.Replaced) > 0 {
 		fmt.Printf("drained and removed %s\n", strings.Join(res.Replaced, ", "))
 	}

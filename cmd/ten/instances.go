@@ -51,6 +51,10 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", body, &row); err != nil {
 		return err
 	}
+	if !g.JSON {
+		// tenement's line, which its users' scripts look for.
+		fmt.Printf("Spawned %s\n", row.Instance)
+	}
 	return printRows(g, []apitype.Row{row})
 }
 
@@ -64,10 +68,14 @@ func (c *StopCmd) Run(ctx context.Context, g *Globals) error {
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}
-	if err := g.client().Do(ctx, "DELETE", client.InstancePath(c.Instance), nil, nil); err != nil {
+	var res map[string]any
+	if err := g.client().Do(ctx, "DELETE", client.InstancePath(c.Instance), nil, &res); err != nil {
 		return err
 	}
-	fmt.Printf("stopped %s\n", c.Instance)
+	if g.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("Stopped %s\n", c.Instance)
 	return nil
 }
 
@@ -81,10 +89,14 @@ func (c *RestartCmd) Run(ctx context.Context, g *Globals) error {
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}
-	if err := g.client().Do(ctx, "POST", client.InstancePath(c.Instance)+"/restart", nil, nil); err != nil {
+	var res map[string]any
+	if err := g.client().Do(ctx, "POST", client.InstancePath(c.Instance)+"/restart", nil, &res); err != nil {
 		return err
 	}
-	fmt.Printf("restarted %s\n", c.Instance)
+	if g.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("Restarted %s\n", c.Instance)
 	return nil
 }
 
@@ -102,10 +114,14 @@ func (c *WeightCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Weight < 0 || c.Weight > 100 {
 		return fmt.Errorf("weight %d: must be 0..100", c.Weight)
 	}
-	if err := g.client().Do(ctx, "PUT", client.InstancePath(c.Instance)+"/weight", map[string]int{"weight": c.Weight}, nil); err != nil {
+	var res map[string]any
+	if err := g.client().Do(ctx, "PUT", client.InstancePath(c.Instance)+"/weight", map[string]int{"weight": c.Weight}, &res); err != nil {
 		return err
 	}
-	fmt.Printf("%s weight %d\n", c.Instance, c.Weight)
+	if g.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("Set %s weight to %d\n", c.Instance, c.Weight)
 	return nil
 }
 

@@ -58,7 +58,7 @@ command = "ECHO --mode port"
 	if err != nil || code != 200 || !strings.HasPrefix(body, "hello from api:a ") {
 		t.Errorf("request during the stop: %d %v %q", code, err, body)
 	}
-	if out := <-stopped; !strings.Contains(out, "stopped api:a") {
+	if out := <-stopped; !strings.Contains(out, "Stopped api:a") {
 		t.Errorf("ten stop: %s", out)
 	}
 	<-done

@@ -332,9 +332,23 @@ func TestTenementUserSwitches(t *testing.T) {
 		}
 		// Stopped, an instance is gone (a service that creates instances on
 		// request would make it again at the next request: see below).
-		s.mustTn("spawn", "closed:tmp1")
+		// tenement's lines, which its users' scripts grep for.
+		if out := s.mustTn("spawn", "closed:tmp1"); !strings.HasPrefix(out, "Spawned closed:tmp1\n") {
+			t.Errorf("spawn printed %q", out)
+		}
 		s.waitGet("tmp1.closed.localhost", "/", 30*time.Second)
-		s.mustTn("stop", "closed:tmp1")
+		if out := s.mustTn("weight", "closed:tmp1", "40"); out != "Set closed:tmp1 weight to 40\n" {
+			t.Errorf("weight printed %q", out)
+		}
+		if out := s.mustTn("restart", "closed:tmp1"); out != "Restarted closed:tmp1\n" {
+			t.Errorf("restart printed %q", out)
+		}
+		if out := s.mustTn("--json", "restart", "closed:tmp1"); !strings.Contains(out, `"socket": "/run/tenement/closed/tmp1.sock"`) {
+			t.Errorf("restart --json printed %q", out)
+		}
+		if out := s.mustTn("stop", "closed:tmp1"); out != "Stopped closed:tmp1\n" {
+			t.Errorf("stop printed %q", out)
+		}
 		if code, body, _ := s.get("tmp1.closed.localhost", "/"); code != 404 {
 			t.Errorf("stopped instance: %d %q", code, body)
 		}
