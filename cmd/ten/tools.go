@@ -118,7 +118,11 @@ memory_limit_mb = 256
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: service %s, command %q (%s)\n", path, name, cmd, why)
+	// tenement's lines, then what to run next.
+	fmt.Printf("Created %s\n\n  Service: %s\n  Command: %s  # %s\n\nNext steps:\n"+
+		"  1. ten token-gen    # create an API token\n"+
+		"  2. sudo ten serve   # start the server (root: it makes systemd units)\n"+
+		"  3. ten ps           # check the instances\n", path, name, cmd, why)
 	return nil
 }
 

@@ -184,6 +184,10 @@ func TestInitConfigCaddy(t *testing.T) {
 	if !strings.Contains(string(out), "FastAPI") {
 		t.Errorf("init did not recognise FastAPI: %s", out)
 	}
+	// tenement's lines.
+	if !strings.HasPrefix(string(out), "Created "+filepath.Join(dir, "tenement.toml")+"\n") || !strings.Contains(string(out), "\n  Service: shop\n") {
+		t.Errorf("init printed %q", out)
+	}
 	if out, err := exec.Command(tenBin, "init", "--dir", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), "exists already") {
 		t.Errorf("init over an existing file: %v %s", err, out)
 	}
