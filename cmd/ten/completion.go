@@ -69,7 +69,7 @@ _ten() {
 	} else {
 		script += "complete -F _ten ten\n"
 	}
-	fmt.Print(script)
+	fmt.Fprint(stdout, script)
 	return nil
 }
 
@@ -94,7 +94,7 @@ func (CompleteInstancesCmd) Run(ctx context.Context, g *Globals) error {
 		os.Exit(1)
 	}
 	for _, r := range rows {
-		fmt.Println(r.Instance)
+		fmt.Fprintln(stdout, r.Instance)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -45,9 +44,9 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 		return printJSON(res)
 	}
 	// tenement's lines, which its users' scripts read, with the wait.
-	fmt.Printf("Deployed %s (healthy after %.1fs)\nWeight: %d\nStatus: %s\n", res.Instance, res.HealthyAfter, res.Weight, res.Status)
+	fmt.Fprintf(stdout, "Deployed %s (healthy after %.1fs)\nWeight: %d\nStatus: %s\n", res.Instance, res.HealthyAfter, res.Weight, res.Status)
 	if len(res.Replaced) > 0 {
-		fmt.Printf("drained and removed %s\n", strings.Join(res.Replaced, ", "))
+		fmt.Fprintf(stdout, "drained and removed %s\n", strings.Join(res.Replaced, ", "))
 	}
 	return nil
 }
@@ -69,7 +68,7 @@ func (c *RouteCmd) Run(ctx context.Context, g *Globals) error {
 		return printJSON(res)
 	}
 	// tenement's lines, which its users' scripts read.
-	fmt.Printf("Routed traffic: %s -> %s\n  %s weight = %d\n  %s weight = %d\n", res.From, res.To, res.From, 0, res.To, res.Weight)
+	fmt.Fprintf(stdout, "Routed traffic: %s -> %s\n  %s weight = %d\n  %s weight = %d\n", res.From, res.To, res.From, 0, res.To, res.Weight)
 	return nil
 }
 
@@ -90,32 +89,32 @@ func (c *HealthCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(h)
 	}
-	fmt.Printf("%s: %s", h.Instance, h.Health)
+	fmt.Fprintf(stdout, "%s: %s", h.Instance, h.Health)
 	if h.Detail != "" {
-		fmt.Printf(" (%s)", h.Detail)
+		fmt.Fprintf(stdout, " (%s)", h.Detail)
 	}
-	fmt.Println()
-	fmt.Printf("  state:    %s\n", h.State)
-	fmt.Printf("  check:    %s", h.Check)
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "  state:    %s\n", h.State)
+	fmt.Fprintf(stdout, "  check:    %s", h.Check)
 	if !h.LastCheck.IsZero() {
-		fmt.Printf(", last %s ago", time.Since(h.LastCheck).Round(time.Second))
+		fmt.Fprintf(stdout, ", last %s ago", time.Since(h.LastCheck).Round(time.Second))
 	}
-	fmt.Println()
-	fmt.Printf("  restarts: %d within the last %ds (max_restarts %d)\n", h.RestartsInWindow, h.RestartWindowSec, h.MaxRestarts)
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "  restarts: %d within the last %ds (max_restarts %d)\n", h.RestartsInWindow, h.RestartWindowSec, h.MaxRestarts)
 	for _, r := range h.Restarts {
-		fmt.Printf("    %s  %s\n", r.At.Local().Format(time.DateTime), r.Reason)
+		fmt.Fprintf(stdout, "    %s  %s\n", r.At.Local().Format(time.DateTime), r.Reason)
 	}
 	if !h.NextRestart.IsZero() {
-		fmt.Printf("  next restart in %s (backoff %dms)\n", time.Until(h.NextRestart).Round(100*time.Millisecond), h.BackoffMs)
+		fmt.Fprintf(stdout, "  next restart in %s (backoff %dms)\n", time.Until(h.NextRestart).Round(100*time.Millisecond), h.BackoffMs)
 	}
 	if h.Failed != "" {
-		fmt.Printf("  failed: %s\n  stopped until `ten restart %s`\n", h.Failed, h.Instance)
+		fmt.Fprintf(stdout, "  failed: %s\n  stopped until `ten restart %s`\n", h.Failed, h.Instance)
 	}
 	return nil
 }
 
 func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

@@ -1,10 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,11 +52,12 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.client().Do(ctx, "POST", "/api/instances/spawn", body, &row); err != nil {
 		return err
 	}
+	head := ""
 	if !g.JSON {
 		// tenement's line, which its users' scripts look for.
-		fmt.Printf("Spawned %s\n", row.Instance)
+		head = fmt.Sprintf("Spawned %s\n", row.Instance)
 	}
-	return printRows(g, []apitype.Row{row})
+	return printRows(g, head, []apitype.Row{row})
 }
 
 // StopCmd is `ten stop SERVICE:ID`.
@@ -75,7 +77,7 @@ func (c *StopCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("Stopped %s\n", c.Instance)
+	fmt.Fprintf(stdout, "Stopped %s\n", c.Instance)
 	return nil
 }
 
@@ -96,7 +98,7 @@ func (c *RestartCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("Restarted %s\n", c.Instance)
+	fmt.Fprintf(stdout, "Restarted %s\n", c.Instance)
 	return nil
 }
 
@@ -121,7 +123,7 @@ func (c *WeightCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("Set %s weight to %d\n", c.Instance, c.Weight)
+	fmt.Fprintf(stdout, "Set %s weight to %d\n", c.Instance, c.Weight)
 	return nil
 }
 
@@ -134,21 +136,35 @@ func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
 		return err
 	}
-	return printRows(g, rows)
+	return printRows(g, "", rows)
 }
 
-func printRows(g *Globals, rows []apitype.Row) error {
+// printRows prints head, then rows as a table (or JSON), in one write:
+// scripts read ten's output through `| head -1` or `| grep -q`, which close
+// the pipe after the line they want, and a second write after that would
+// end ten with SIGPIPE (exit status 141, a failure under pipefail).
+func printRows(g *Globals, head string, rows []apitype.Row) error {
+	var out bytes.Buffer
+	out.WriteString(head)
+	if err := formatRows(&out, g, rows); err != nil {
+		return err
+	}
+	_, err := stdout.Write(out.Bytes())
+	return err
+}
+
+func formatRows(w io.Writer, g *Globals, rows []apitype.Row) error {
 	if g.JSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
 	if len(rows) == 0 {
 		// tenement's words, which its users' scripts look for.
-		fmt.Printf("No running instances\nServer: %s\n", g.Server)
+		fmt.Fprintf(w, "No running instances\nServer: %s\n", g.Server)
 		return nil
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// A fleet's rows name their node; a single server's do not, and its
 	// table stays as it was.
 	fleet := false

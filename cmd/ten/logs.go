@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/tenhq/ten/apitype"
@@ -56,7 +55,7 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		return nil
 	}
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(stdout)
 	return cl.Stream(ctx, path, func(ev client.Event) error {
 		switch ev.Name {
 		case "error":
@@ -71,9 +70,14 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 				return fmt.Errorf("log stream: bad event: %w", err)
 			}
 			if g.JSON {
-				return enc.Encode(e) // one object a line
+				if err := enc.Encode(e); err != nil { // one object a line
+					return err
+				}
+			} else {
+				printEntry(e, c.Instance == "")
 			}
-			printEntry(e, c.Instance == "")
+			// Each entry as it comes, not when 64 KiB have gathered.
+			return stdout.Flush()
 		}
 		return nil
 	})
@@ -92,5 +96,5 @@ func printEntry(e journal.Entry, withInstance bool) {
 		b.WriteString(" systemd:")
 	}
 	b.WriteString(" " + e.Message)
-	fmt.Println(b.String())
+	fmt.Fprintln(stdout, b.String())
 }

@@ -82,7 +82,9 @@ func main() {
 	defer cancel()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(&cli.Globals, log)
-	if err := kctx.Run(); err != nil {
+	err := kctx.Run()
+	stdout.Flush()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "ten: %v\n", err)
 		os.Exit(1)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -36,7 +35,7 @@ func (c *NodesCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("etcd %s: %w", strings.Join(cfg.Fleet.EtcdEndpoints, ","), err)
 	}
 	if g.JSON {
-		return json.NewEncoder(os.Stdout).Encode(nodes)
+		return json.NewEncoder(stdout).Encode(nodes)
 	}
-	return fleet.WriteNodes(os.Stdout, nodes)
+	return fleet.WriteNodes(stdout, nodes)
 }

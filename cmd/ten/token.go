@@ -53,9 +53,9 @@ func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	if tok.Tenant != "" {
 		kind = fmt.Sprintf("token for tenant %s (instances SERVICE:%s only)", tok.Tenant, tok.Tenant)
 	}
-	fmt.Printf("Generated %s %s:\n  %s\n", kind, tok.ID, tok.Secret)
+	fmt.Fprintf(stdout, "Generated %s %s:\n  %s\n", kind, tok.ID, tok.Secret)
 	if tok.AdminFile != "" {
-		fmt.Printf("Written to %s (the CLI reads it).\n", tok.AdminFile)
+		fmt.Fprintf(stdout, "Written to %s (the CLI reads it).\n", tok.AdminFile)
 	}
 	fmt.Fprintf(os.Stderr, "It is shown only this once. Revoke it with: ten token revoke %s\n", tok.ID)
 	return nil
@@ -79,7 +79,7 @@ func (c *TokenListCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return jsonToStdout(toks)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTENANT\tCREATED\tLAST USED\tDESCRIPTION")
 	for _, t := range toks {
 		tenant := t.Tenant
@@ -105,7 +105,7 @@ func (c *TokenRevokeCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return jsonToStdout(out)
 	}
-	fmt.Printf("revoked token %s\n", out["revoked"])
+	fmt.Fprintf(stdout, "revoked token %s\n", out["revoked"])
 	return nil
 }
 
@@ -117,7 +117,7 @@ func tokenTime(t time.Time) string {
 }
 
 func jsonToStdout(v any) error {
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

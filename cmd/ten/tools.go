@@ -26,9 +26,9 @@ func (DoctorCmd) Run(ctx context.Context, g *Globals) error {
 		cs = append(cs, doctor.TLS(cfg, time.Now())...)
 	}
 	if g.JSON {
-		return json.NewEncoder(os.Stdout).Encode(cs)
+		return json.NewEncoder(stdout).Encode(cs)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
 	for _, c := range cs {
 		st := "on"
@@ -50,7 +50,7 @@ func (ConfigCmd) Run(g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(cfg)
 	}
@@ -58,7 +58,7 @@ func (ConfigCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("# %s, with defaults filled in\n%s", cfg.Path, b)
+	fmt.Fprintf(stdout, "# %s, with defaults filled in\n%s", cfg.Path, b)
 	return nil
 }
 
@@ -119,7 +119,7 @@ memory_limit_mb = 256
 		return err
 	}
 	// tenement's lines, then what to run next.
-	fmt.Printf("Created %s\n\n  Service: %s\n  Command: %s  # %s\n\nNext steps:\n"+
+	fmt.Fprintf(stdout, "Created %s\n\n  Service: %s\n  Command: %s  # %s\n\nNext steps:\n"+
 		"  1. ten token-gen    # create an API token\n"+
 		"  2. sudo ten serve   # start the server (root: it makes systemd units)\n"+
 		"  3. ten ps           # check the instances\n", path, name, cmd, why)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 )
@@ -56,8 +55,8 @@ func currentVersion() versionInfo {
 func (VersionCmd) Run(g *Globals) error {
 	v := currentVersion()
 	if g.JSON {
-		return json.NewEncoder(os.Stdout).Encode(v)
+		return json.NewEncoder(stdout).Encode(v)
 	}
-	fmt.Printf("ten %s\ncommit %s\nbuilt %s with %s\n", v.Version, v.Commit, v.BuildDate, v.Go)
+	fmt.Fprintf(stdout, "ten %s\ncommit %s\nbuilt %s with %s\n", v.Version, v.Commit, v.BuildDate, v.Go)
 	return nil
 }

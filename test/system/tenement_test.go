@@ -349,6 +349,20 @@ func TestTenementUserSwitches(t *testing.T) {
 		if out := s.mustTn("stop", "closed:tmp1"); out != "Stopped closed:tmp1\n" {
 			t.Errorf("stop printed %q", out)
 		}
+		// Scripts read ten's output through head and grep -q under
+		// pipefail (tenement's own examples: `ten spawn X | head -1`): the
+		// reader closes the pipe after its line, and ten must not die of
+		// SIGPIPE (status 141) writing the rest.
+		for i := 0; i < 40; i++ {
+			for _, script := range []string{`"$0" ps | head -1`, `"$0" health api:wr_a | grep -q healthy`, `"$0" token list | head -1`} {
+				cmd := exec.Command("bash", "-o", "pipefail", "-c", script+" >/dev/null", tenBin)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "TENEMENT_SERVER=http://"+s.addr)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("round %d: %s: %v %s", i, script, err, out)
+				}
+			}
+		}
 		if code, body, _ := s.get("tmp1.closed.localhost", "/"); code != 404 {
 			t.Errorf("stopped instance: %d %q", code, body)
 		}
