@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -346,6 +347,7 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	port := ports.Port
 	listen, l4Sockets := s.kern.SetInternal(inst, l4Listen, ports.L4Port)
 	opts := units.Options{Port: port, Shim: s.shim, ShimBin: s.shimBin, Standby: s.cfg.Settings.StandbyCount() > 0, Listen: listen, L4Sockets: l4Sockets, Runsc: isolation.RunscPath(), Cat: systemdCat(),
+		Home: userHome(), Path: os.Getenv("PATH"),
 		Resolve: func(cmd, workdir string) (string, error) { return appcmd.Resolve(cmd, workdir, svc) }}
 	plan, err := units.Build(s.cfg, svc, inst.ID, opts)
 	if err != nil {
@@ -585,6 +587,18 @@ func (s *Server) setWeightLocal(inst units.Instance, w int) error {
 	}
 	return nil
 }
+
+// userHome is the home directory of the user ten runs as: HOME, or the
+// password database's entry where HOME is not set (a systemd service).
+var userHome = sync.OnceValue(func() string {
+	if h := os.Getenv("HOME"); filepath.IsAbs(h) {
+		return h
+	}
+	if u, err := user.Current(); err == nil && filepath.IsAbs(u.HomeDir) {
+		return u.HomeDir
+	}
+	return ""
+})
 
 // systemdCat returns the path of systemd-cat, or "" when it is missing
 // (then stdout and stderr share one priority; see units.Options.Cat).

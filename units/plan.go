@@ -56,6 +56,13 @@ type Options struct {
 	// Standby runs the app behind the standby waiter where it can
 	// (units.Standby): settings.standby is not 0.
 	Standby bool
+	// Home and Path are the HOME and PATH of the user ten runs as. An
+	// isolation = "process" app runs as that user and gets them, as under
+	// tenement, whose apps inherit its environment (systemd gives a root
+	// service neither HOME nor the PATH of the shell that started ten):
+	// `go run`, uv and npm keep their caches under HOME and run tools
+	// found in PATH. The service's env may set either.
+	Home, Path string
 }
 
 // Plan is everything ten creates for one instance.
@@ -317,6 +324,14 @@ func Build(cfg *config.Config, svc *config.Service, id string, opts Options) (*P
 	}
 	if len(opts.L4Sockets) > 0 {
 		env["TEN_L4_SOCKETS"] = strings.Join(opts.L4Sockets, " ")
+	}
+	if svc.Isolation == config.IsolationProcess {
+		if opts.Home != "" {
+			env["HOME"] = opts.Home
+		}
+		if opts.Path != "" {
+			env["PATH"] = opts.Path
+		}
 	}
 	for k, v := range svc.Env {
 		env[k] = vars.Expand(v)

@@ -175,6 +175,49 @@ func TestWorkdirInterpolated(t *testing.T) {
 	}
 }
 
+// An isolation = "process" app gets ten's HOME and PATH, as tenement's
+// apps inherit its environment; a sandboxed one does not (it runs as its
+// own user); the service's env wins.
+func TestProcessAppHomeAndPath(t *testing.T) {
+	cfg, err := config.Parse("/etc/ten/tenement.toml", []byte(`
+[service.gorun]
+command = "/usr/local/go/bin/go run app.go"
+isolation = "process"
+
+[service.own]
+command = "/bin/app"
+isolation = "process"
+[service.own.env]
+HOME = "/srv/own"
+
+[service.boxed]
+command = "/bin/app"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Port: 20001, Shim: "/run/tenement/.bin/ten", Home: "/root", Path: "/usr/local/go/bin:/usr/bin:/bin"}
+	for name, want := range map[string][]string{
+		"gorun": {"HOME=/root", "PATH=/usr/local/go/bin:/usr/bin:/bin"},
+		"own":   {"HOME=/srv/own", "PATH=/usr/local/go/bin:/usr/bin:/bin"},
+		"boxed": {},
+	} {
+		p, err := Build(cfg, cfg.Services[name], "a", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, kv := range p.Env {
+			if strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "PATH=") {
+				got = append(got, kv)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+}
+
 // TestTenementDataDirAndWorkdir: with data_dir set, {data_dir} is data_dir,
 // the instance's data is {data_dir}/{name}/{id}, bound over the state
 // directory (DataBind) and into the sandbox; without workdir

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,6 +55,8 @@ class H(BaseHTTPRequestHandler):
             return self.reply(200, "sick now")
         if u.path == "/pid":
             return self.reply(200, str(os.getpid()))
+        if u.path == "/homepath":
+            return self.reply(200, "%s|%s" % (os.environ.get("HOME"), os.environ.get("PATH")))
         if u.path == "/env":
             return self.reply(200, "%s %s %s" % (DATA, os.environ.get("DATA_DIR"), os.getcwd()))
         if u.path == "/write":
@@ -392,6 +395,18 @@ func TestTenementUserSwitches(t *testing.T) {
 			want := fmt.Sprintf("%s/data/%s/x %s/data/%s/x %s", dir, svc, dir, svc, dir)
 			if body != want {
 				t.Errorf("%s /env = %q, want %q", svc, body, want)
+			}
+			if svc == "proc" {
+				// As under tenement, whose apps inherit its environment:
+				// `go run`, uv and npm need HOME, and find tools in PATH.
+				home := os.Getenv("HOME")
+				if home == "" {
+					u, _ := user.Current()
+					home = u.HomeDir
+				}
+				if got, want := s.mustGet("x.proc.localhost", "/homepath"), home+"|"+os.Getenv("PATH"); got != want {
+					t.Errorf("proc's HOME|PATH = %q, want ten serve's %q", got, want)
+				}
 			}
 			s.mustGet("x."+svc+".localhost", "/write?name=f&data="+svc)
 			if b, err := os.ReadFile(filepath.Join(dir, "data", svc, "x", "f")); err != nil || string(b) != svc {
