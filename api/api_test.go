@@ -144,7 +144,7 @@ func TestHandler(t *testing.T) {
 	if _, body := do("GET", "/api/instances", tenant, ""); strings.Contains(body, "api:other") {
 		t.Errorf("tenant sees another tenant's row: %s", body)
 	}
-	if status, _ := do("DELETE", "/api/instances/api:acme", tenant, ""); status != 200 || len(b.removed) != 1 || b.removed[0] != "api:acme" {
+	if status, _ := do("DELETE", "/api/instances/api:acme", tenant, ""); status != 204 || len(b.removed) != 1 || b.removed[0] != "api:acme" {
 		t.Errorf("tenant remove: %d, removed %v", status, b.removed)
 	}
 }

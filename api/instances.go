@@ -75,7 +75,8 @@ func (a *API) registerInstances(api *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"stopped": inst.String()})
+		// 204 and no body, as tenement answers.
+		w.WriteHeader(http.StatusNoContent)
 	}))
 	api.HandleFunc("POST /api/instances/{id}/restart", withInst(func(w http.ResponseWriter, r *http.Request, inst units.Instance) {
 		if err := a.b.Restart(r.Context(), inst); err != nil {

@@ -70,12 +70,12 @@ func (c *StopCmd) Run(ctx context.Context, g *Globals) error {
 	if _, err := units.ParseInstance(c.Instance); err != nil {
 		return err
 	}
-	var res map[string]any
-	if err := g.client().Do(ctx, "DELETE", client.InstancePath(c.Instance), nil, &res); err != nil {
+	// The server answers 204 with no body, as tenement's does.
+	if err := g.client().Do(ctx, "DELETE", client.InstancePath(c.Instance), nil, nil); err != nil {
 		return err
 	}
 	if g.JSON {
-		return printJSON(res)
+		return printJSON(map[string]string{"stopped": c.Instance})
 	}
 	fmt.Fprintf(stdout, "Stopped %s\n", c.Instance)
 	return nil

@@ -483,6 +483,13 @@ web = ["acme"]
 	if !seen["api:acme"] || len(seen) != 1 {
 		t.Errorf("tenant ?process=api shows %v", seen)
 	}
+	// Stop answers as tenement's: 204, no body.
+	if code, body, _ := s.apiCall("DELETE", "/api/instances/web:acme", admin, ""); code != 204 || body != "" {
+		t.Errorf("DELETE /api/instances/web:acme: %d %q", code, body)
+	}
+	if code, _, _ := s.apiCall("DELETE", "/api/instances/web:acme", admin, ""); code != 404 {
+		t.Errorf("DELETE of a stopped instance: %d", code)
+	}
 }
 
 // Item 3: lines any local process writes to the journal claiming to be
