@@ -483,7 +483,12 @@ web = ["acme"]
 	if !seen["api:acme"] || len(seen) != 1 {
 		t.Errorf("tenant ?process=api shows %v", seen)
 	}
-	// Stop answers as tenement's: 204, no body.
+	// Spawn and stop answer as tenement's: 200 with instance, socket and
+	// port; then 204, no body.
+	if code, body, _ := s.apiCall("POST", "/api/instances/spawn", admin, `{"process":"web","id":"acme2"}`); code != 200 ||
+		!strings.Contains(body, `"instance":"web:acme2"`) || !strings.Contains(body, `"socket":"/run/tenement/web/acme2.sock"`) || !strings.Contains(body, `"port":`) {
+		t.Errorf("POST /api/instances/spawn: %d %s", code, body)
+	}
 	if code, body, _ := s.apiCall("DELETE", "/api/instances/web:acme", admin, ""); code != 204 || body != "" {
 		t.Errorf("DELETE /api/instances/web:acme: %d %q", code, body)
 	}
