@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -111,10 +110,4 @@ func (c *HealthCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(stdout, "  failed: %s\n  stopped until `ten restart %s`\n", h.Failed, h.Instance)
 	}
 	return nil
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

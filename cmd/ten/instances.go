@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,32 +136,19 @@ func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	return printRows(g, "", rows)
 }
 
-// printRows prints head, then rows as a table (or JSON), in one write:
-// scripts read ten's output through `| head -1` or `| grep -q`, which close
-// the pipe after the line they want, and a second write after that would
-// end ten with SIGPIPE (exit status 141, a failure under pipefail).
+// printRows prints head, then rows as a table (or JSON), to stdout (one
+// write when ten ends: see stdout).
 func printRows(g *Globals, head string, rows []apitype.Row) error {
-	var out bytes.Buffer
-	out.WriteString(head)
-	if err := formatRows(&out, g, rows); err != nil {
-		return err
-	}
-	_, err := stdout.Write(out.Bytes())
-	return err
-}
-
-func formatRows(w io.Writer, g *Globals, rows []apitype.Row) error {
 	if g.JSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return printJSON(rows)
 	}
+	fmt.Fprint(stdout, head)
 	if len(rows) == 0 {
 		// tenement's words, which its users' scripts look for.
-		fmt.Fprintf(w, "No running instances\nServer: %s\n", g.Server)
+		fmt.Fprintf(stdout, "No running instances\nServer: %s\n", g.Server)
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	// A fleet's rows name their node; a single server's do not, and its
 	// table stays as it was.
 	fleet := false

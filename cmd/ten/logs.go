@@ -48,7 +48,7 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 		if g.JSON {
-			return jsonToStdout(entries)
+			return printJSON(entries)
 		}
 		for _, e := range entries {
 			printEntry(e, c.Instance == "")

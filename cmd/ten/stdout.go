@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 )
 
@@ -14,3 +15,10 @@ import (
 // flushes after each entry; `ten serve`, `install`, `uninstall` and
 // `caddy` write to os.Stdout as they go.
 var stdout = bufio.NewWriterSize(os.Stdout, 64<<10)
+
+// printJSON prints v as indented JSON (--json).
+func printJSON(v any) error {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

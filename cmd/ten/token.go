@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -47,7 +46,7 @@ func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	if g.JSON {
-		return jsonToStdout(tok)
+		return printJSON(tok)
 	}
 	kind := "admin token"
 	if tok.Tenant != "" {
@@ -77,7 +76,7 @@ func (c *TokenListCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		return jsonToStdout(toks)
+		return printJSON(toks)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTENANT\tCREATED\tLAST USED\tDESCRIPTION")
@@ -103,7 +102,7 @@ func (c *TokenRevokeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		return jsonToStdout(out)
+		return printJSON(out)
 	}
 	fmt.Fprintf(stdout, "revoked token %s\n", out["revoked"])
 	return nil
@@ -114,10 +113,4 @@ func tokenTime(t time.Time) string {
 		return "never"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
-}
-
-func jsonToStdout(v any) error {
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
