@@ -74,56 +74,47 @@ func (e *oomEvents) follow(ctx context.Context, settle time.Duration, onOOM func
 // waitEvents reads the (non-blocking) eventfd efd each time it holds a
 // count and passes the count to onCount, which says how long to wait for
 // the next one (< 0: for ever). It returns when that wait passes with no
-// event or when ctx ends: it polls efd together with a second eventfd that
-// ctx's end writes to, so no read blocks past ctx.
+// event or when ctx ends.
+//
+// It waits in Go's network poller, on a duplicate of efd (efd stays the
+// caller's): a goroutine parked there holds no thread. It used to block in
+// poll(2), one OS thread per running instance on a cgroup v1 host, and
+// started a goroutine and a second eventfd for ctx at every wake.
 func waitEvents(ctx context.Context, efd int, onCount func(n uint64) time.Duration) error {
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	dup, err := unix.FcntlInt(uintptr(efd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("eventfd: %w", err)
+		return fmt.Errorf("dup eventfd: %w", err)
 	}
-	defer unix.Close(stop)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			var one [8]byte
-			one[0] = 1
-			_, _ = unix.Write(stop, one[:])
-		case <-done:
-		}
-	}()
+	f := os.NewFile(uintptr(dup), "eventfd")
+	defer f.Close()
+	// ctx's end makes the read in progress, or the next one, return.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	buf := make([]byte, 8)
 	wait := time.Duration(-1)
 	for {
-		ms := -1
+		var deadline time.Time // none: wait for ever
 		if wait >= 0 {
-			ms = int(wait / time.Millisecond)
+			deadline = time.Now().Add(wait)
 		}
-		fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, ms)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return fmt.Errorf("poll: %w", err)
+		if err := f.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("eventfd: %w", err)
 		}
-		if fds[1].Revents != 0 || ctx.Err() != nil {
+		// After the deadline is set: an end of ctx before it would be
+		// undone by it, and is seen here instead.
+		if ctx.Err() != nil {
 			return nil
 		}
-		if n == 0 {
-			return nil // the wait onCount asked for passed
+		n, err := f.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil // ctx ended, or the wait onCount asked for passed
 		}
-		if fds[0].Revents&unix.POLLIN == 0 {
-			continue
-		}
-		if _, err := unix.Read(efd, buf); err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
+		if err != nil {
 			return fmt.Errorf("read eventfd: %w", err)
 		}
-		wait = onCount(binary.NativeEndian.Uint64(buf))
+		if n == len(buf) {
+			wait = onCount(binary.NativeEndian.Uint64(buf))
+		}
 	}
 }
 

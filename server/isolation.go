@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,11 +18,12 @@ import (
 // noteServiceState is called for every state change of a service (follow):
 // a crashed one has its exit recorded before systemd starts it again, and
 // the app of one systemd restarted after a crash is started behind its
-// standby waiter. (An active one's OOM watch: activeNow.)
-func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
+// standby waiter. (An active one's OOM watch: activeNow.) It reports
+// whether c is an active service that systemd restarted after a crash.
+func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) (restarted bool) {
 	switch {
 	case c.ActiveState == "active":
-		if s.crashed.take(c.Instance) {
+		if restarted = s.crashed.take(c.Instance); restarted {
 			// systemd restarted a crashed app: behind the standby waiter
 			// it would wait for a first client (kickWaiter).
 			if e, ok := s.reg.Get(c.Instance); ok {
@@ -39,6 +42,7 @@ func (s *Server) noteServiceState(ctx context.Context, c systemd.Change) {
 		go s.recordExit(c.Instance)
 		s.crashed.take(c.Instance)
 	}
+	return restarted
 }
 
 // crashMarks holds the instances systemd is restarting after a crash
@@ -78,15 +82,25 @@ func (s *Server) activeNow(ctx context.Context, inst units.Instance) {
 
 // watchOOM starts the OOM watch of inst's present cgroup (package
 // isolation); it ends with ctx, the cgroup, or the instance.
+//
+// The cgroup's path is ten's own naming (the instance's slice and service
+// unit, as systemd.ServiceDir finds them), not a read of the unit's
+// ControlGroup: that was one D-Bus call into PID 1 at every wake. Where
+// there is no memory hierarchy of cgroup v1 (a cgroup v2 host), there is
+// nothing to watch and nothing is done.
 func (s *Server) watchOOM(ctx context.Context, inst units.Instance) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	cg, err := s.sd.ControlGroup(rctx, inst)
-	cancel()
-	if err != nil || cg == "" || !s.reg.Has(inst) {
+	if !s.reg.Has(inst) {
 		return
 	}
-	s.oom.Watch(ctx, inst, cg)
+	dir := systemd.ServiceDir(memoryV1Root, inst)
+	if _, err := os.Stat(dir); err != nil {
+		return // cgroup v2, or the service already stopped
+	}
+	s.oom.Watch(ctx, inst, strings.TrimPrefix(dir, memoryV1Root))
 }
+
+// memoryV1Root is where cgroup v1's memory hierarchy is mounted.
+const memoryV1Root = "/sys/fs/cgroup/memory"
 
 func (s *Server) recordExit(inst units.Instance) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -345,6 +345,10 @@ func (s *Server) Listen() string { return s.cfg.Settings.Listen }
 
 // follow feeds systemd's state changes into the router.
 func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
+	// up holds the instances whose service follow last saw running
+	// (active, reloading or stopping): the next "active" of the others is a
+	// fresh start (health.Monitor.CheckChange).
+	up := map[units.Instance]bool{}
 	for {
 		var c systemd.Change
 		select {
@@ -384,11 +388,23 @@ func (s *Server) follow(ctx context.Context, changes <-chan systemd.Change) {
 		if !awake {
 			s.frz.Stopped(c.Instance)
 		}
-		s.noteServiceState(ctx, c) // last exit, restart after a crash (isolation.go)
+		restarted := s.noteServiceState(ctx, c) // last exit, restart after a crash (isolation.go)
+		// A start from a stopped service (not a reload, not systemd's
+		// restart after a crash) reset its Result and NRestarts.
+		fresh := !up[c.Instance] && !restarted
+		switch c.ActiveState {
+		case "active", "reloading", "deactivating":
+			up[c.Instance] = true
+		case "inactive", "failed":
+			delete(up, c.Instance)
+		}
 		// Count a crash (systemd restarts it), a start or a sleep without
 		// waiting for the next health tick (which skips known sleepers).
-		if c.SubState == "auto-restart" || c.ActiveState == "active" || c.ActiveState == "failed" || c.ActiveState == "inactive" {
+		switch {
+		case c.SubState == "auto-restart" || c.ActiveState == "failed":
 			s.health.Check(c.Instance)
+		case c.ActiveState == "active" || c.ActiveState == "inactive":
+			s.health.CheckChange(c.Instance, c.ActiveState, c.SubState, fresh)
 		}
 	}
 }
