@@ -21,11 +21,13 @@ type fakeSystemd struct {
 	mu               sync.Mutex
 	info             systemd.Info
 	restarts, sleeps int
+	reads            int // Status calls
 }
 
 func (f *fakeSystemd) Status(context.Context, units.Instance) (systemd.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	return f.info, nil
 }
 func (f *fakeSystemd) State(units.Instance) (systemd.UnitState, systemd.UnitState, bool) {
@@ -175,5 +177,40 @@ func TestWaitHealthyRecordsHealthy(t *testing.T) {
 	}
 	if got := h.Of(inst); got != apitype.HealthFailed {
 		t.Errorf("failed instance after WaitHealthy = %s", got)
+	}
+}
+
+// A check after a change takes what it needs from the change: a fresh
+// start and a stop read nothing from systemd, and count no crash; a start
+// that was not fresh (a reload, a restart after a crash) reads NRestarts,
+// and its crashes count.
+func TestMonitorCheckChangeReads(t *testing.T) {
+	h, sd, _, _, inst := newTestMonitor(t, &config.Service{RequestTimeout: 5})
+	ctx := context.Background()
+	h.checkOne(ctx, inst) // the baseline: NRestarts 0
+	sd.info.NRestarts = 1 // systemd's, unread: a crash after the baseline
+	check := func(state, sub string, fresh bool) {
+		t.Helper()
+		h.CheckChange(inst, state, sub, fresh)
+		r := <-h.kick // what Run would take and run
+		h.check(ctx, r.inst, r.known)
+	}
+	check("inactive", "dead", false)
+	if sd.reads != 1 || h.Of(inst) != apitype.HealthSleeping {
+		t.Fatalf("after a stop: %d reads (want 1, the baseline's), health %s", sd.reads, h.Of(inst))
+	}
+	check("active", "running", true)
+	if sd.reads != 1 || h.Of(inst) != apitype.HealthHealthy {
+		t.Fatalf("after a fresh start: %d reads (want 1), health %s", sd.reads, h.Of(inst))
+	}
+	if st := h.m[inst]; st.total != 0 || st.nRestarts != 0 {
+		t.Fatalf("a fresh start counted %d restarts, NRestarts %d", st.total, st.nRestarts)
+	}
+	check("active", "running", false)
+	if sd.reads != 2 {
+		t.Fatalf("a start that was not fresh: %d reads, want 2", sd.reads)
+	}
+	if st := h.m[inst]; st.total != 1 {
+		t.Fatalf("a start after a crash (NRestarts 1) counted %d restarts, want 1", st.total)
 	}
 }
