@@ -28,9 +28,22 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(GIT_COMMIT) -X main.build
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# ten-shim runs in front of every directly run app at each wake (`ten-shim
+# cat`), so its exec is part of every cold wake: it is built with cgo (the C
+# fast path of ten-shim cat, cmd/ten-shim/cat_linux.c) and linked statically
+# without PIE, which spares the dynamic loader and the ~15,000 relocations a
+# PIE Go binary applies at exec (1-2 ms a wake on a small VM; BENCHMARKS.md,
+# "ten-shim's own exec"). internal/shimbuild builds it the same way for the
+# test harnesses.
+SHIM_STATIC := -tags netgo,osusergo -ldflags '-linkmode=external -extldflags=-static'
+
 build: ## Build bin/ten, bin/ten-shim, bin/tenbox and the test tenant bin/echoapp
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ten ./cmd/ten
-	$(GO) build -o $(BIN)/ten-shim ./cmd/ten-shim
+	@echo "$(GO) build $(SHIM_STATIC) -o $(BIN)/ten-shim ./cmd/ten-shim"; \
+	if ! CGO_ENABLED=1 $(GO) build $(SHIM_STATIC) -o $(BIN)/ten-shim ./cmd/ten-shim; then \
+		echo "ten-shim: the static cgo build failed (no C compiler or static libc: gcc, libc6-dev); building it as go build does"; \
+		$(GO) build -o $(BIN)/ten-shim ./cmd/ten-shim; \
+	fi
 	$(GO) build -o $(BIN)/tenbox ./cmd/tenbox
 	$(GO) build -o $(BIN)/echoapp ./test/apps/echoapp
 
@@ -85,8 +98,8 @@ run: build ## Run ten on examples/tenement.toml (boots a private systemd when th
 # Debian packages (README "Debian package"): ten as a PIE built without cgo, per
 # architecture, units from selfunit, man pages from docs/man, dpkg-deb. The
 # binaries go to DEB_OUT/bin, so two builds into different DEB_OUTs (the
-# test's, yours) never share a file. ten-shim is a static PIE built with
-# cgo wherever a C compiler for its architecture is found (DEB_CC for the
+# test's, yours) never share a file. ten-shim is a static (non-PIE) binary
+# built with cgo, as make build builds it, wherever a C compiler for its architecture is found (DEB_CC for the
 # build machine's own, the Debian cross compiler ARCH-linux-gnu-gcc for the
 # others: gcc-aarch64-linux-gnu with libc6-dev-arm64-cross): it carries the
 # C fast path of `ten-shim cat` (cmd/ten-shim/cat_linux.c). Without one it
@@ -108,8 +121,8 @@ deb: ## Build $(DEB_OUT)/ten_VERSION_ARCH.deb for amd64 and arm64 (VERSION= over
 			cc=$$(command -v "$$cc" 2>/dev/null || true); fi; \
 		if [ -n "$$cc" ]; then \
 			echo "ten-shim for $$arch: cgo ($$cc), with the C fast path of ten-shim cat"; \
-			CC=$$cc CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath -tags netgo,osusergo \
-				-ldflags '-s -w -linkmode=external -extldflags=-static-pie' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
+			CC=$$cc CGO_ENABLED=1 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -tags netgo,osusergo \
+				-ldflags '-s -w -linkmode=external -extldflags=-static' -o $(DEB_OUT)/bin/linux_$$arch/ten-shim ./cmd/ten-shim; \
 		else \
 			echo "ten-shim for $$arch: no C compiler for it, built without cgo (ten-shim cat in Go)"; \
 			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildmode=pie -trimpath \

@@ -24,6 +24,7 @@ import (
 	"testing"
 
 	"github.com/tenhq/ten/internal/box"
+	"github.com/tenhq/ten/internal/shimbuild"
 	"github.com/tenhq/ten/internal/systemtest"
 )
 
@@ -43,7 +44,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	if os.Getenv(box.EnvInside) == "" {
-		for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"ten-shim", "./cmd/ten-shim"}, {"echoapp", "./test/apps/echoapp"}} {
+		// ten-shim as make build and the package build it (static, cgo).
+		if err := shimbuild.Build(root, filepath.Join(root, "bin", "ten-shim"), os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for _, b := range [][2]string{{"ten", "./cmd/ten"}, {"echoapp", "./test/apps/echoapp"}} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", b[0]), b[1])
 			cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {

@@ -136,6 +136,17 @@ its port (127.0.0.1:8080), so restarts and upgrades of ten drop no request.`,
 		}
 	}
 	overrides, err := read("debian/lintian-overrides")
+	if err == nil {
+		// Keep the overrides that apply to the binaries as built (ten-shim
+		// is a static non-PIE with cgo, a PIE without).
+		pie := map[string]bool{}
+		for p, data := range map[string][]byte{"usr/bin/ten": binary, strings.TrimPrefix(selfunit.PackageShim, "/"): shim} {
+			if pie[p], err = deb.IsPIE(data); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		overrides = deb.Overrides(overrides, pie)
+	}
 	if err == nil && len(strings.TrimSpace(string(overrides))) > 0 {
 		add("/usr/share/lintian/overrides/ten", 0o644, overrides)
 	}
