@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,15 +126,44 @@ func (c *WeightCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // PsCmd is `ten ps`.
-type PsCmd struct{}
+type PsCmd struct {
+	All bool `short:"a" help:"Also list sleeping and frozen instances (ten ps alone lists those that are awake, as tenement lists the instances it runs)."`
+}
 
-// Run lists instances.
+// Run lists instances: those awake, or with --all every one.
 func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	var rows []apitype.Row
 	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
 		return err
 	}
-	return printRows(g, "", rows)
+	if c.All {
+		return printRows(g, "", rows)
+	}
+	awake, asleep := splitAsleep(rows)
+	if err := printRows(g, "", awake); err != nil {
+		return err
+	}
+	if asleep > 0 && !g.JSON {
+		// On stderr: what scripts read of stdout stays tenement's list.
+		fmt.Fprintf(os.Stderr, "(%d asleep, not listed: ten ps --all)\n", asleep)
+	}
+	return nil
+}
+
+// splitAsleep returns the rows of instances that are awake, in order, and
+// how many others are asleep: sleeping (stopped until a request, or on
+// standby) or frozen. tenement stops an idle instance and no longer lists
+// it; its users' scripts wait for an idle instance to leave `ten ps`.
+func splitAsleep(rows []apitype.Row) (awake []apitype.Row, asleep int) {
+	awake = make([]apitype.Row, 0, len(rows))
+	for _, r := range rows {
+		if r.State == apitype.StateSleeping || r.State == apitype.StateFrozen {
+			asleep++
+			continue
+		}
+		awake = append(awake, r)
+	}
+	return awake, asleep
 }
 
 // printRows prints head, then rows as a table (or JSON), to stdout (one

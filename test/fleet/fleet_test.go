@@ -653,7 +653,7 @@ func TestFleet(t *testing.T) {
 
 	// ps on any node lists every instance with its node.
 	for _, n := range c.nodes {
-		out := n.mustCLI("ps")
+		out := n.mustCLI("ps", "--all")
 		if !strings.HasPrefix(out, "NODE") {
 			t.Fatalf("ten ps on %s has no NODE column:\n%s", n.name, out)
 		}
@@ -933,14 +933,14 @@ func apiOnOwner(t *testing.T, c *cluster) {
 		t.Fatalf("web:a runs on %v after a restart asked on n1, want [n2]", on)
 	}
 	// deploy and route do not know the fleet yet: refused, nothing changes.
-	rowsBefore := n1.mustCLI("ps")
+	rowsBefore := n1.mustCLI("ps", "--all")
 	if out, err := n1.cli("deploy", "web:v9"); err == nil || !strings.Contains(out, "not available in a fleet") {
 		t.Fatalf("ten deploy on a fleet node: %v\n%s", err, out)
 	}
 	if out, err := n3.cli("route", "web", "--from", "a", "--to", "b"); err == nil || !strings.Contains(out, "not available in a fleet") {
 		t.Fatalf("ten route on a fleet node: %v\n%s", err, out)
 	}
-	if rows := n1.mustCLI("ps"); strings.Contains(rows, "web:v9") || strings.Count(rows, "\n") != strings.Count(rowsBefore, "\n") {
+	if rows := n1.mustCLI("ps", "--all"); strings.Contains(rows, "web:v9") || strings.Count(rows, "\n") != strings.Count(rowsBefore, "\n") {
 		t.Fatalf("a refused deploy changed ps:\nbefore\n%s\nafter\n%s", rowsBefore, rows)
 	}
 	// A call a node was forwarded is not forwarded again.
@@ -1086,7 +1086,7 @@ type psRow struct {
 func psRowOf(t *testing.T, n *node, inst string) (psRow, bool) {
 	t.Helper()
 	var rows []psRow
-	out := n.mustCLI("--json", "ps")
+	out := n.mustCLI("--json", "ps", "--all")
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("%s: ten --json ps: %v\n%s", n.name, err, out)
 	}

@@ -115,7 +115,7 @@ api = ["prod"]
 		t.Errorf("wrong method: %d %q %q", code, hdr.Get("Allow"), body)
 	}
 	// The CLI reads the api_token file by itself.
-	if out := s.mustTen("ps"); !strings.Contains(out, "api:prod") {
+	if out := s.mustTen("ps", "--all"); !strings.Contains(out, "api:prod") {
 		t.Errorf("ps with the token file: %q", out)
 	}
 	// Public endpoints need no token.
@@ -128,7 +128,7 @@ api = ["prod"]
 	if code, _, _ := s.apiCall("GET", "/api/instances", extra, ""); code != 200 {
 		t.Errorf("generated admin token: %d", code)
 	}
-	if out, err := s.ten("--token", extra, "ps"); err != nil || !strings.Contains(out, "api:prod") {
+	if out, err := s.ten("--token", extra, "ps", "--all"); err != nil || !strings.Contains(out, "api:prod") {
 		t.Errorf("ps --token: %v %q", err, out)
 	}
 
@@ -208,7 +208,7 @@ api = ["acme", "other"]
 	if code != 200 || !strings.Contains(body, "api:acme") || strings.Contains(body, "api:other") {
 		t.Errorf("tenant list: %d %s", code, body)
 	}
-	if out, err := s.ten("--token", acme, "ps"); err != nil || !strings.Contains(out, "api:acme") || strings.Contains(out, "api:other") {
+	if out, err := s.ten("--token", acme, "ps", "--all"); err != nil || !strings.Contains(out, "api:acme") || strings.Contains(out, "api:other") {
 		t.Errorf("tenant ps: %v %q", err, out)
 	}
 

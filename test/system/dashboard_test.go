@@ -262,9 +262,9 @@ api = ["alpha"]
 		Instance string `json:"instance"`
 		Weight   int    `json:"weight"`
 	}
-	out := s.mustTen("--json", "ps")
+	out := s.mustTen("--json", "ps", "--all")
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("ten --json ps: %v\n%s", err, out)
+		t.Fatalf("ten --json ps --all: %v\n%s", err, out)
 	}
 	for _, r := range rows {
 		if r.Instance == "api:alpha" && r.Weight != 40 {

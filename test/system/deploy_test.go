@@ -32,7 +32,7 @@ func (s *tenServer) weights() map[string]int {
 		Instance string `json:"instance"`
 		Weight   int    `json:"weight"`
 	}
-	if err := json.Unmarshal([]byte(s.mustTen("--json", "ps")), &rows); err != nil {
+	if err := json.Unmarshal([]byte(s.mustTen("--json", "ps", "--all")), &rows); err != nil {
 		s.t.Fatal(err)
 	}
 	w := map[string]int{}

@@ -35,11 +35,11 @@ func kernelFrozen(t *testing.T, inst string) bool {
 	return strings.TrimSpace(string(b)) == "1"
 }
 
-// row returns the instance's `ten ps --json` row.
+// row returns the instance's `ten ps --all --json` row.
 func (s *tenServer) row(inst string) map[string]any {
 	s.t.Helper()
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(s.mustTen("ps", "--json")), &rows); err != nil {
+	if err := json.Unmarshal([]byte(s.mustTen("ps", "--all", "--json")), &rows); err != nil {
 		s.t.Fatal(err)
 	}
 	for _, r := range rows {

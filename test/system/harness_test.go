@@ -284,10 +284,11 @@ func (s *tenServer) mustGet(host, path string) string {
 	return body
 }
 
-// psState returns the STATE column of `ten ps` for inst.
+// psState returns the STATE column of `ten ps --all` for inst (ten ps
+// alone leaves out instances that are asleep).
 func (s *tenServer) psState(inst string) string {
 	s.t.Helper()
-	out := s.mustTen("ps")
+	out := s.mustTen("ps", "--all")
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == inst {
@@ -308,7 +309,7 @@ func (s *tenServer) waitState(inst, state string, within time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	s.t.Fatalf("%s: state %q after %s, want %q\n%s", inst, got, within, state, s.mustTen("ps"))
+	s.t.Fatalf("%s: state %q after %s, want %q\n%s", inst, got, within, state, s.mustTen("ps", "--all"))
 }
 
 // show returns one property of a unit as `systemctl show` prints it.

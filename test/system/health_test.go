@@ -53,7 +53,7 @@ func (s *tenServer) waitHealth(inst string, within time.Duration, what string, c
 // psRow returns inst's line in `ten ps`.
 func (s *tenServer) psRow(inst string) string {
 	s.t.Helper()
-	for _, line := range strings.Split(s.mustTen("ps"), "\n") {
+	for _, line := range strings.Split(s.mustTen("ps", "--all"), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == inst {
 			return line
 		}
@@ -65,7 +65,7 @@ func (s *tenServer) psRow(inst string) string {
 // aligned, so the header's offset holds for every row).
 func (s *tenServer) psHealth(inst string) string {
 	s.t.Helper()
-	lines := strings.Split(s.mustTen("ps"), "\n")
+	lines := strings.Split(s.mustTen("ps", "--all"), "\n")
 	col := strings.Index(lines[0], "HEALTH")
 	if col < 0 {
 		s.t.Fatalf("ps has no HEALTH column: %q", lines[0])

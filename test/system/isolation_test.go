@@ -177,7 +177,7 @@ func waitFor(t *testing.T, within time.Duration, what string, f func() bool) {
 // apiRow reads the instance's row from the API (what `ten ps` prints).
 func (s *tenServer) apiRow(inst string) map[string]any {
 	s.t.Helper()
-	out := s.mustTen("--json", "ps")
+	out := s.mustTen("--json", "ps", "--all")
 	var rows []map[string]any
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		s.t.Fatalf("ten --json ps: %v\n%s", err, out)

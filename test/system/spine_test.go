@@ -542,7 +542,7 @@ api = ["one", "two"]
 	if p := mainPID(t, "api:one"); p != pid {
 		t.Errorf("app restarted: %d -> %d", pid, p)
 	}
-	out := s.mustTen("ps")
+	out := s.mustTen("ps", "--all")
 	for _, inst := range []string{"api:one", "api:two", "api:three"} {
 		if strings.Count(out, inst+" ") != 1 {
 			t.Errorf("ps after restart lists %s %d times:\n%s", inst, strings.Count(out, inst+" "), out)

@@ -542,8 +542,21 @@ func TestTenementUserSwitches(t *testing.T) {
 		s.mustTn("spawn", "idle:x")
 		s.waitGet("x.idle.localhost", "/", 30*time.Second)
 		s.waitState("idle:x", "sleeping", 20*time.Second)
+		// tenement's own end-to-end scenario: the idle instance leaves
+		// `ten ps` (ten ps --all still lists it, sleeping), and comes
+		// back once a request wakes it.
+		if out := s.mustTn("ps"); strings.Contains(out, "idle:x") {
+			t.Errorf("ten ps lists the sleeping idle:x:\n%s", out)
+		}
 		if body := s.mustGet("x.idle.localhost", "/"); !strings.HasPrefix(body, "hello from idle:x") {
 			t.Errorf("wake: %q", body)
+		}
+		if out := s.mustTn("ps"); !strings.Contains(out, "idle:x") {
+			t.Errorf("ten ps after the wake does not list idle:x:\n%s", out)
+		}
+		s.mustTn("stop", "idle:x")
+		if out := s.mustTn("ps", "--all"); strings.Contains(out, "idle:x") {
+			t.Errorf("ten ps --all lists idle:x after ten stop:\n%s", out)
 		}
 	})
 
