@@ -384,8 +384,11 @@ type Service struct {
 	// binds PORT or SOCKET_PATH itself and ten's shim sits in front) or
 	// "socket" (the app takes the socket by systemd socket activation, LISTEN_FDS).
 	Activation string `toml:"activation" json:"activation"`
-	// Start is "auto" (default: lazy when idle_timeout > 0, eager otherwise),
-	// "eager" (start the app at spawn) or "lazy" (start on the first request).
+	// Start is "auto" (default: an explicit spawn starts the app, as
+	// tenement's does; instances made at boot or by a request are lazy when
+	// idle_timeout > 0, eager otherwise), "eager" (start the app whenever
+	// the instance is made) or "lazy" (start on the first request, also
+	// after an explicit spawn).
 	Start string `toml:"start" json:"start"`
 	// CPUQuotaPercent maps to CPUQuota (percent of one CPU).
 	CPUQuotaPercent int `toml:"cpu_quota_percent" json:"cpu_quota_percent,omitempty"`

@@ -47,7 +47,7 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 	if node != "" {
 		return apitype.Row{}, fmt.Errorf("%w: node %q: this server is not part of a fleet (no [fleet] in %s)", ErrBadInput, node, s.cfg.Path)
 	}
-	if err := s.Spawn(ctx, inst); err != nil {
+	if err := s.SpawnNow(ctx, inst); err != nil {
 		return apitype.Row{}, err
 	}
 	// Judged before the answer: an instance started at spawn shows its

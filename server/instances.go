@@ -262,6 +262,24 @@ func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
 	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1})
 }
 
+// SpawnNow is Spawn for an explicit spawn (`ten spawn`, POST
+// /api/instances/spawn, the dashboard): an instance of a service with start
+// = "auto" starts now, as tenement's spawn starts the app, and goes to sleep
+// after idle_timeout without a request; only start = "lazy" leaves it
+// asleep. Instances made at boot ([instances]) and by a request keep
+// Service.Lazy's choice.
+func (s *Server) SpawnNow(ctx context.Context, inst units.Instance) error {
+	svc, ok := s.cfg.Services[inst.Service]
+	if !ok {
+		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
+	}
+	if err := s.reg.Lock(inst); err != nil {
+		return err
+	}
+	defer s.reg.Unlock(inst)
+	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1, start: svc.Start != "lazy"})
+}
+
 // spawnListed is Spawn for an instance that adopt's listing of systemd's
 // units just showed absent: it skips the look-up of the units (one D-Bus
 // call per instance).

@@ -274,11 +274,12 @@ func TestWakeConcurrent(t *testing.T) {
 command = %q
 activation = %q
 idle_timeout = 300
+start = "lazy" # asleep after ten spawn too: the wake is what is tested
 `, strings.ReplaceAll(cmd, "ECHO", echoBin), mode))
 			inst, host := "lazy:"+mode, mode+".lazy.localhost"
 			s.mustTen("spawn", inst)
 			if st := s.psState(inst); st != "sleeping" {
-				t.Fatalf("a new instance of a service with idle_timeout should sleep; ps says %q", st)
+				t.Fatalf("a new instance of a lazy service should sleep; ps says %q", st)
 			}
 			if got := show(t, "tenement-lazy@"+mode+".service", "ActiveState"); got != "inactive" {
 				t.Fatalf("service ActiveState %q before any request", got)
@@ -331,11 +332,13 @@ func TestWakeTimeout(t *testing.T) {
 command = "ECHO --mode activation --never-accept"
 activation = "socket"
 idle_timeout = 300
+start = "lazy" # asleep after ten spawn: the request wakes it
 startup_timeout = 2
 
 [service.slow]
 command = "ECHO --mode port --start-delay 1h"
 idle_timeout = 300
+start = "lazy"
 startup_timeout = 2
 `)
 	for _, inst := range []string{"stuck:x", "slow:x"} {
@@ -694,6 +697,7 @@ func TestWakeTimeoutMarkClearedByLaterAnswer(t *testing.T) {
 command = "ECHO --mode activation --start-delay 3s"
 activation = "socket"
 idle_timeout = 300
+start = "lazy" # asleep after ten spawn: the request wakes it
 startup_timeout = 1
 `)
 	s.mustTen("spawn", "slow:x")

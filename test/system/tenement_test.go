@@ -539,12 +539,16 @@ func TestTenementUserSwitches(t *testing.T) {
 
 	t.Run("idle timeout then wake", func(t *testing.T) {
 		s := s.in(t)
+		// tenement's own end-to-end scenario, through the CLI: spawn
+		// starts the app, so the instance is in `ten ps`; with no request
+		// for idle_timeout it sleeps and leaves `ten ps` (ten ps --all
+		// still lists it, sleeping); a request wakes it and it is listed
+		// again; stopped, it is gone.
 		s.mustTn("spawn", "idle:x")
-		s.waitGet("x.idle.localhost", "/", 30*time.Second)
+		if out := s.mustTn("ps"); !strings.Contains(out, "idle:x") {
+			t.Errorf("ten ps right after ten spawn does not list idle:x:\n%s", out)
+		}
 		s.waitState("idle:x", "sleeping", 20*time.Second)
-		// tenement's own end-to-end scenario: the idle instance leaves
-		// `ten ps` (ten ps --all still lists it, sleeping), and comes
-		// back once a request wakes it.
 		if out := s.mustTn("ps"); strings.Contains(out, "idle:x") {
 			t.Errorf("ten ps lists the sleeping idle:x:\n%s", out)
 		}
