@@ -150,6 +150,11 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	for _, r := range c.Routing.keys() {
 		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
 	}
+	if d := s.Domain; d != "" && (strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..")) {
+		// One trailing dot (a fully qualified name) is dropped; more, or
+		// an empty label elsewhere, names no host.
+		add("settings.domain", "%q has an empty label", d)
+	}
 	if t := s.TLS; t.Enabled {
 		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
 			if port < 1 || port > 65535 {
