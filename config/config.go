@@ -780,6 +780,14 @@ func (s *Service) Lazy() bool {
 	return s.IdleTimeout > 0
 }
 
+// SpawnStarts reports whether an explicit spawn (`ten spawn`, the API, the
+// dashboard) of an instance of s starts its app at once, as tenement's spawn
+// does: every start but "lazy". Such an instance still goes to sleep after
+// idle_timeout without a request.
+func (s *Service) SpawnStarts() bool {
+	return s.Start != "lazy"
+}
+
 // IdleTimeoutDuration is idle_timeout as a duration (0 = never sleep).
 func (s *Service) IdleTimeoutDuration() time.Duration {
 	return time.Duration(s.IdleTimeout) * time.Second

@@ -56,6 +56,30 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestSpawnStartsAndLazy(t *testing.T) {
+	cases := []struct {
+		start       string
+		idle        int
+		lazy, spawn bool
+	}{
+		{"", 300, true, true},
+		{"", 0, false, true},
+		{"auto", 60, true, true},
+		{"lazy", 0, true, false},
+		{"lazy", 60, true, false},
+		{"eager", 60, false, true},
+	}
+	for _, c := range cases {
+		s := Service{Start: c.start, IdleTimeout: c.idle}
+		if got := s.Lazy(); got != c.lazy {
+			t.Errorf("start=%q idle_timeout=%d: Lazy() = %v, want %v", c.start, c.idle, got, c.lazy)
+		}
+		if got := s.SpawnStarts(); got != c.spawn {
+			t.Errorf("start=%q idle_timeout=%d: SpawnStarts() = %v, want %v", c.start, c.idle, got, c.spawn)
+		}
+	}
+}
+
 func TestParseErrorsNameFileLineKey(t *testing.T) {
 	cases := []struct {
 		name, in, want string

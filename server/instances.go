@@ -252,23 +252,21 @@ func (s *Server) spawnDeclared(ctx context.Context) error {
 // Spawn creates the instance's units. It checks everything it can before
 // touching systemd, and removes what it made if a later step fails.
 func (s *Server) Spawn(ctx context.Context, inst units.Instance) error {
-	if _, ok := s.cfg.Services[inst.Service]; !ok {
-		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
-	}
-	if err := s.reg.Lock(inst); err != nil {
-		return err
-	}
-	defer s.reg.Unlock(inst)
-	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1})
+	return s.spawn(ctx, inst, false)
 }
 
 // SpawnNow is Spawn for an explicit spawn (`ten spawn`, POST
-// /api/instances/spawn, the dashboard): an instance of a service with start
-// = "auto" starts now, as tenement's spawn starts the app, and goes to sleep
-// after idle_timeout without a request; only start = "lazy" leaves it
-// asleep. Instances made at boot ([instances]) and by a request keep
+// /api/instances/spawn, the dashboard): the app starts now when
+// Service.SpawnStarts says so, and goes to sleep after idle_timeout without a
+// request. Instances made at boot ([instances]) and by a request keep
 // Service.Lazy's choice.
 func (s *Server) SpawnNow(ctx context.Context, inst units.Instance) error {
+	return s.spawn(ctx, inst, true)
+}
+
+// spawn is Spawn and SpawnNow: explicit says whether the caller asked for
+// this instance by name.
+func (s *Server) spawn(ctx context.Context, inst units.Instance, explicit bool) error {
 	svc, ok := s.cfg.Services[inst.Service]
 	if !ok {
 		return fmt.Errorf("spawn %s: %w %q", inst, ErrUnknownService, inst.Service)
@@ -277,7 +275,7 @@ func (s *Server) SpawnNow(ctx context.Context, inst units.Instance) error {
 		return err
 	}
 	defer s.reg.Unlock(inst)
-	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1, start: svc.Start != "lazy"})
+	return s.spawnLocked(ctx, inst, spawnOptions{weight: -1, start: explicit && svc.SpawnStarts()})
 }
 
 // spawnListed is Spawn for an instance that adopt's listing of systemd's
