@@ -36,6 +36,18 @@
  * Per CPU, the two ends may land on different CPUs; user space sums them as
  * signed numbers.
  *
+ * Traffic between ten itself and an instance is not activity: the router
+ * counts its own requests (and keeps an instance with one in flight awake),
+ * and its health probes and readiness polls must not keep an idle instance
+ * awake. ten marks its sockets to an instance's TCP address with peer_mark
+ * (SO_MARK, set at load); the mark rides on every packet they send over
+ * loopback. A marked packet, and every packet of a socket that received one
+ * (flagged in socket storage), is counted in the bytes and packets but does
+ * not move last_ns. So that a handshake with ten does not either, packets of
+ * a handshake in progress on the instance's side (the SYN-ACK of a listener,
+ * sent on a request socket) and the connection callbacks do not move it:
+ * any other client's SYN, data and FIN do.
+ *
  * The layout of struct activity is part of the pinned state: changing it
  * needs a new pin directory (bpf/acct accountingPinDir).
  */
@@ -66,13 +78,49 @@ struct {
 	__type(value, struct activity);
 } activity SEC(".maps");
 
+/* The SO_MARK of ten's own sockets to instances; set at load, never 0. */
+const volatile __u32 peer_mark = 0;
+
+/* Sockets of an instance whose peer is ten (a marked packet arrived). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} ten_peer SEC(".maps");
+
+/* ten_peer_sock reports whether sk (a full socket) has ten at its other end. */
+static __always_inline int ten_peer_sock(struct bpf_sock *sk)
+{
+	__u32 *flag = bpf_sk_storage_get(&ten_peer, sk, 0, 0);
+
+	return flag && *flag;
+}
+
 SEC("cgroup_skb/ingress")
 int count_ingress(struct __sk_buff *skb)
 {
 	struct activity *a = bpf_get_local_storage(&activity, 0);
+	struct bpf_sock *sk;
+	__u32 *flag;
 
 	a->rx_bytes += skb->len;
 	a->rx_packets++;
+	sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (peer_mark && skb->mark == peer_mark) {
+		/* From ten. A listener's packet (SYN, the handshake's ACK) is
+		 * shared by all its clients: flag established sockets only. */
+		if (sk && sk->state != BPF_TCP_LISTEN) {
+			flag = bpf_sk_storage_get(&ten_peer, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (flag)
+				*flag = 1;
+		}
+		return CGROUP_ALLOW;
+	}
+	if (sk && sk->state != BPF_TCP_LISTEN && ten_peer_sock(sk))
+		return CGROUP_ALLOW;
 	a->last_ns = bpf_ktime_get_boot_ns();
 	return CGROUP_ALLOW;
 }
@@ -81,9 +129,19 @@ SEC("cgroup_skb/egress")
 int count_egress(struct __sk_buff *skb)
 {
 	struct activity *a = bpf_get_local_storage(&activity, 0);
+	struct bpf_sock *sk;
 
 	a->tx_bytes += skb->len;
 	a->tx_packets++;
+	sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	/* No full socket: a SYN-ACK (sent on a request socket); the SYN it
+	 * answers was counted when it arrived, unless it came from ten. */
+	if (!sk || sk->state == BPF_TCP_LISTEN)
+		return CGROUP_ALLOW;
+	if (ten_peer_sock(sk))
+		return CGROUP_ALLOW;
 	a->last_ns = bpf_ktime_get_boot_ns();
 	return CGROUP_ALLOW;
 }
@@ -95,6 +153,8 @@ int count_connections(struct bpf_sock_ops *ops)
 
 	/* Both ESTABLISHED callbacks run without BPF_SOCK_OPS_*_CB_FLAG opt-in;
 	 * STATE_CB only on sockets that asked for it. */
+	/* No last_ns here: the packets of a connection's opening and closing
+	 * (SYN, FIN, RST) move it, except those to and from ten. */
 	switch (ops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		a = bpf_get_local_storage(&activity, 0);
@@ -113,10 +173,7 @@ int count_connections(struct bpf_sock_ops *ops)
 		a = bpf_get_local_storage(&activity, 0);
 		a->open_connections--;
 		break;
-	default:
-		return CGROUP_ALLOW;
 	}
-	a->last_ns = bpf_ktime_get_boot_ns();
 	return CGROUP_ALLOW;
 }
 

@@ -209,6 +209,16 @@ func (w *Wiring) Features() []apitype.Feature {
 // Connections means something).
 func (w *Wiring) Accounting() bool { return w.acct != nil }
 
+// PeerMark is the SO_MARK for ten's own TCP connections to instances, whose
+// traffic the accounting does not take for activity (acct.PeerMark); 0
+// without accounting.
+func (w *Wiring) PeerMark() int {
+	if w.acct == nil {
+		return 0
+	}
+	return acct.PeerMark
+}
+
 // Dispatching reports whether the sk_lookup dispatcher serves L4 addresses
 // (and so keeps frozen marks and sends wake events).
 func (w *Wiring) Dispatching() bool { return w.disp != nil }

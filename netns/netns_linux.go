@@ -19,6 +19,11 @@ func Of(pid int) string { return fmt.Sprintf("/proc/%d/ns/net", pid) }
 // only for the dial; a thread that cannot return to ten's own namespace is
 // never reused (it ends with the goroutine that locked it).
 func Dial(ctx context.Context, path, network, addr string) (net.Conn, error) {
+	return DialWith(ctx, &net.Dialer{}, path, network, addr)
+}
+
+// DialWith is Dial with d's settings (its Control, to set socket options).
+func DialWith(ctx context.Context, d *net.Dialer, path, network, addr string) (net.Conn, error) {
 	ns, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("network namespace %s: %w", path, err)
@@ -46,7 +51,6 @@ func Dial(ctx context.Context, path, network, addr string) (net.Conn, error) {
 			done <- result{nil, fmt.Errorf("enter network namespace %s: %w", path, err)}
 			return
 		}
-		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()

@@ -16,3 +16,8 @@ func Of(pid int) string { return fmt.Sprintf("/proc/%d/ns/net", pid) }
 func Dial(ctx context.Context, path, network, addr string) (net.Conn, error) {
 	return nil, errors.New("network namespaces are Linux-only")
 }
+
+// DialWith needs Linux's network namespaces.
+func DialWith(ctx context.Context, d *net.Dialer, path, network, addr string) (net.Conn, error) {
+	return nil, errors.New("network namespaces are Linux-only")
+}

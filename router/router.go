@@ -165,6 +165,8 @@ type Router struct {
 	// fleetService picks a {service}.DOMAIN request's instance across
 	// the fleet (Options.FleetService).
 	fleetService func(svc string) *Forward
+	// peerMark: Options.PeerMark.
+	peerMark int
 }
 
 // Options are the hooks a router is built with; each may be nil.
@@ -221,6 +223,11 @@ type Options struct {
 	// forward the request (another node's instance), or nil to pick among
 	// this node's instances as without a fleet.
 	FleetService func(svc string) *Forward
+	// PeerMark, when not 0, is the SO_MARK of the router's TCP connections
+	// to directly run apps (requests, probes, readiness polls): the
+	// activity accounting does not count them (acct.PeerMark), since the
+	// router counts its own requests, and a health probe is not activity.
+	PeerMark int
 }
 
 // DefaultWakeQueueTimeout is Options.WakeQueueTimeout's default.
@@ -242,7 +249,7 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
-		fwd: fleet.NewForwarder(log)}
+		peerMark: o.PeerMark, fwd: fleet.NewForwarder(log)}
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
@@ -345,6 +352,7 @@ func (r *Router) Put(b Backend, awake bool) {
 		if b.AppOwner != nil {
 			nb.app.SetOwner(b.AppOwner)
 		}
+		nb.app.SetMark(r.peerMark)
 		dial = nb.app.DialContext
 	}
 	nb.dialUp = dial

@@ -262,6 +262,8 @@ func (s *Server) routerOptions() router.Options {
 	if s.kern.Accounting() {
 		// Open L4 connections keep an instance awake, frozen or stopped.
 		o.Connections = s.kern.Connections
+		// The router's own connections to PORT apps are not activity.
+		o.PeerMark = s.kern.PeerMark()
 	}
 	if s.frz.On() {
 		o.Freezer = s.frz

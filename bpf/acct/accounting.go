@@ -2,6 +2,15 @@ package acct
 
 import "time"
 
+// PeerMark is the SO_MARK ten puts on its own TCP connections to an
+// instance (the router's requests to a PORT app, health probes, readiness
+// polls): their traffic is counted in the bytes and packets but is not
+// activity (Stats.LastActivity), since the router counts its own requests
+// and a health probe must not keep an idle instance awake. It is "ten" in
+// ASCII; a host whose firewall marks loopback packets with it would hide
+// that traffic from the idle reaper too.
+const PeerMark = 0x74656e
+
 // Stats is the activity of one cgroup since it was first attached. The
 // counters only grow; a cgroup that is removed (systemd removes a stopped
 // service's cgroup) and created again starts from zero with a new id.
@@ -13,7 +22,8 @@ type Stats struct {
 	// OpenConnections is how many accepted TCP connections are open now
 	// (connections the app opened itself are not counted).
 	OpenConnections int64
-	// LastActivity is when the last packet or connection was seen; zero when
+	// LastActivity is when the last packet was seen, other than those to and
+	// from ten itself (PeerMark) and the SYN-ACKs of a listener; zero when
 	// none was.
 	LastActivity time.Time
 }

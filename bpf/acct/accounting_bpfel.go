@@ -29,9 +29,11 @@ type accountingActivity struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	accountingMapActivity          = "activity"
+	accountingMapTenPeer           = "ten_peer"
 	accountingProgCountConnections = "count_connections"
 	accountingProgCountEgress      = "count_egress"
 	accountingProgCountIngress     = "count_ingress"
+	accountingVarPeerMark          = "peer_mark"
 )
 
 // loadAccounting returns the embedded CollectionSpec for accounting.
@@ -86,12 +88,14 @@ type accountingProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type accountingMapSpecs struct {
 	Activity *ebpf.MapSpec `ebpf:"activity"`
+	TenPeer  *ebpf.MapSpec `ebpf:"ten_peer"`
 }
 
 // accountingVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type accountingVariableSpecs struct {
+	PeerMark *ebpf.VariableSpec `ebpf:"peer_mark"`
 }
 
 // accountingObjects contains all objects after they have been loaded into the kernel.
@@ -115,11 +119,13 @@ func (o *accountingObjects) Close() error {
 // It can be passed to loadAccountingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type accountingMaps struct {
 	Activity *ebpf.Map `ebpf:"activity"`
+	TenPeer  *ebpf.Map `ebpf:"ten_peer"`
 }
 
 func (m *accountingMaps) Close() error {
 	return _AccountingClose(
 		m.Activity,
+		m.TenPeer,
 	)
 }
 
@@ -127,6 +133,7 @@ func (m *accountingMaps) Close() error {
 //
 // It can be passed to loadAccountingObjects or ebpf.CollectionSpec.LoadAndAssign.
 type accountingVariables struct {
+	PeerMark *ebpf.Variable `ebpf:"peer_mark"`
 }
 
 // accountingPrograms contains all programs after they have been loaded into the kernel.

@@ -78,6 +78,9 @@ func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load accounting: %w", err)
 	}
+	if err := spec.Variables["peer_mark"].Set(uint32(PeerMark)); err != nil {
+		return nil, fmt.Errorf("load accounting: %w", err)
+	}
 	a := &Accounting{log: log, links: make(map[uint64][]link.Link)}
 	var opts ebpf.CollectionOptions
 	if pinDir != "" {

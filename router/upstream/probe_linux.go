@@ -19,7 +19,9 @@ const probeWaitMs = 50
 // registers it with the poller. A poll of a waking app tries every few
 // milliseconds, so this is most of its cost. Once the app listens the
 // connected socket becomes a net.Conn.
-func probe(network, addr string) (net.Conn, error) {
+//
+// mark, when not 0, is the socket's SO_MARK (AppDialer.SetMark).
+func probe(network, addr string, mark int) (net.Conn, error) {
 	var sa unix.Sockaddr
 	family := unix.AF_UNIX
 	switch network {
@@ -38,6 +40,9 @@ func probe(network, addr string) (net.Conn, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
+	}
+	if mark != 0 {
+		setMark(fd, mark)
 	}
 	err = unix.Connect(fd, sa)
 	if errors.Is(err, unix.EINPROGRESS) {
@@ -66,4 +71,11 @@ func probe(network, addr string) (net.Conn, error) {
 	c, err := net.FileConn(f) // a dup, registered with Go's poller
 	f.Close()
 	return c, err
+}
+
+// setMark sets fd's SO_MARK. It needs CAP_NET_ADMIN; without it the
+// connection goes unmarked, and the accounting takes it for the instance's
+// activity, as before marks.
+func setMark(fd, mark int) {
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, mark)
 }

@@ -14,7 +14,7 @@ import (
 // error that says so, and nothing is left open.
 func TestProbe(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.sock")
-	if _, err := probe("unix", path); !errors.Is(err, syscall.ENOENT) {
+	if _, err := probe("unix", path, 0); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("no socket: %v", err)
 	}
 	lu, err := net.Listen("unix", path)
@@ -38,7 +38,7 @@ func TestProbe(t *testing.T) {
 				c.Close()
 			}
 		}()
-		c, err := probe(tc.network, tc.addr)
+		c, err := probe(tc.network, tc.addr, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.network, err)
 		}
@@ -49,7 +49,7 @@ func TestProbe(t *testing.T) {
 		}
 	}
 	lt.Close()
-	if _, err := probe("tcp4", addr); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := probe("tcp4", addr, 0); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("closed port: %v", err)
 	}
 }

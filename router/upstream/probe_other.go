@@ -7,8 +7,11 @@ import (
 	"net"
 )
 
-// probe dials with net.Dialer off Linux.
-func probe(network, addr string) (net.Conn, error) {
+// probe dials with net.Dialer off Linux; marks are Linux's.
+func probe(network, addr string, mark int) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(context.Background(), network, addr)
 }
+
+// setMark does nothing off Linux.
+func setMark(fd, mark int) {}

@@ -110,6 +110,7 @@ health = "/health"
 command = "./run.sh {data_dir}/{name}/{id}"
 startup_timeout = 30 # Python on a loaded test machine
 idle_timeout = 2
+health = "/health" # probed every second: a probe is not activity
 
 [service.eph]
 command = "./run.sh {data_dir}/{name}/{id}"
