@@ -47,10 +47,11 @@ build: ## Build bin/ten, bin/ten-shim, bin/tenbox and the test tenant bin/echoap
 	$(GO) build -o $(BIN)/tenbox ./cmd/tenbox
 	$(GO) build -o $(BIN)/echoapp ./test/apps/echoapp
 
-lint: ## gofmt, go vet
+lint: ## gofmt, go vet, and a build off Linux (the stubs of Linux-only code must compile)
 	@bad="$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb].go$$'))"; \
 	if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin CGO_ENABLED=0 $(GO) build ./...
 
 # The system tests drive a -race build of ten (SYSTEM_RACE=-race, the
 # default; SYSTEM_RACE= turns it off): a data race any ten they start

@@ -29,7 +29,7 @@ const (
 // registered with Go's poller): the file is for the app to inherit, and
 // `ten-shim cat` pays for it at every start.
 func JournalStream(path, identifier string, priority int) (*os.File, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := streamSocket()
 	if err != nil {
 		return nil, fmt.Errorf("journal stream %s: %w", path, err)
 	}
