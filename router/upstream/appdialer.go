@@ -46,8 +46,10 @@ type AppDialer struct {
 	// ownerErr is the last answer owner refused, for the error of a wait
 	// that ends without the app.
 	ownerErr atomic.Pointer[error]
-	// mark is the SO_MARK of the TCP connections to the app (SetMark).
-	mark int
+	// mark is the SO_MARK of the TCP connections to the app, and tcpDialer
+	// their dialer, which sets it (SetMark).
+	mark      int
+	tcpDialer net.Dialer
 }
 
 // SetMark makes the dialer put SO_MARK mark on its TCP connections to the
@@ -56,16 +58,14 @@ type AppDialer struct {
 // health probe or a kept-alive idle connection does not keep it awake.
 // Setting a mark needs CAP_NET_ADMIN; without it the connections go
 // unmarked. Call it before the first dial.
-func (d *AppDialer) SetMark(mark int) { d.mark = mark }
-
-// dialer is the net.Dialer of the TCP connections to the app.
-func (d *AppDialer) dialer() *net.Dialer {
-	if d.mark == 0 {
-		return &net.Dialer{}
+func (d *AppDialer) SetMark(mark int) {
+	d.mark = mark
+	d.tcpDialer = net.Dialer{}
+	if mark != 0 {
+		d.tcpDialer.Control = func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { setMark(int(fd), mark) })
+		}
 	}
-	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { setMark(int(fd), d.mark) })
-	}}
 }
 
 // SetOwner makes the dialer take a connection to 127.0.0.1:PORT only when
@@ -148,14 +148,14 @@ func (d *AppDialer) try(ctx context.Context, onlyLast bool) (net.Conn, error) {
 			c, err = nd.DialContext(ctx, "unix", d.sock)
 		case w == 2 && d.tcp != "" && d.netns != nil:
 			if ns := d.netns(); ns != "" {
-				c, err = netns.DialWith(ctx, d.dialer(), ns, "tcp", d.tcp)
+				c, err = netns.DialWith(ctx, &d.tcpDialer, ns, "tcp", d.tcp)
 			} else {
 				err = errNoNamespace
 			}
 		case w == 2 && d.tcp != "" && onlyLast:
 			c, err = probe("tcp4", d.tcp, d.mark)
 		case w == 2 && d.tcp != "":
-			c, err = d.dialer().DialContext(ctx, "tcp", d.tcp)
+			c, err = d.tcpDialer.DialContext(ctx, "tcp", d.tcp)
 		default:
 			continue
 		}
