@@ -136,12 +136,22 @@ func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.client().Do(ctx, "GET", "/api/instances", nil, &rows); err != nil {
 		return err
 	}
-	if c.All {
-		return printRows(g, "", rows)
-	}
 	awake, asleep := splitAsleep(rows)
+	if c.All {
+		if err := printRows(g, "", rows); err != nil {
+			return err
+		}
+		if len(rows) > 0 && !g.JSON {
+			fmt.Fprintf(stdout, "\n%d instance(s) running on %s, %d asleep\n", len(awake), g.Server, asleep)
+		}
+		return nil
+	}
 	if err := printRows(g, "", awake); err != nil {
 		return err
+	}
+	if len(awake) > 0 && !g.JSON {
+		// tenement's last line, which its users' scripts read.
+		fmt.Fprintf(stdout, "\n%d instance(s) running on %s\n", len(awake), g.Server)
 	}
 	if asleep > 0 && !g.JSON {
 		// On stderr: what scripts read of stdout stays tenement's list.
@@ -188,7 +198,9 @@ func printRows(g *Globals, head string, rows []apitype.Row) error {
 	if fleet {
 		fmt.Fprint(tw, "NODE\t")
 	}
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tUPTIME\tIDLE\tMEMORY\tWEIGHT\tHEALTH\tRESTARTS\tLAST-EXIT\tDISK")
+	// tenement's six columns first, in its order (scripts that read a
+	// column by its place keep working), then ten's own.
+	fmt.Fprintln(tw, "INSTANCE\tLISTEN\tUPTIME\tIDLE\tHEALTH\tWEIGHT\tSTATE\tMEMORY\tRESTARTS\tLAST-EXIT\tDISK")
 	for _, r := range rows {
 		if fleet {
 			fmt.Fprintf(tw, "%s\t", r.Node)
@@ -220,7 +232,11 @@ func printRows(g *Globals, head string, rows []apitype.Row) error {
 		if r.StorageQuotaBytes > 0 {
 			disk = bytesHuman(r.StorageBytes) + "/" + bytesHuman(r.StorageQuotaBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.Instance, state, up, dur(r.IdleSec), mem, r.Weight, health, r.Restarts, lastExit, disk)
+		listen := r.Socket
+		if listen == "" {
+			listen = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", r.Instance, listen, up, dur(r.IdleSec), health, r.Weight, state, mem, r.Restarts, lastExit, disk)
 	}
 	return tw.Flush()
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"strings"
 	"testing"
 
@@ -38,5 +40,37 @@ func TestSplitAsleep(t *testing.T) {
 	}
 	if got := strings.Join(names, " "); got != "web:a web:c web:e web:f" || asleep != 2 {
 		t.Errorf("awake %q, asleep %d; want web:a web:c web:e web:f and 2", got, asleep)
+	}
+}
+
+// ten ps puts tenement's six columns first, in its order, so that a script
+// reading tenement's HEALTH ($5) or WEIGHT ($6) by place reads the same
+// column from ten.
+func TestPrintRowsTenementColumnsFirst(t *testing.T) {
+	var buf bytes.Buffer
+	old := stdout
+	stdout = bufio.NewWriter(&buf)
+	defer func() { stdout = old }()
+	rows := []apitype.Row{
+		{Instance: "api:prod", Socket: "/run/ten/api-prod.sock", State: apitype.StateRunning, UptimeSec: 75, IdleSec: 3, Health: "healthy", Weight: 100, MemoryBytes: 3 << 20, Restarts: 2, LastExit: "exit 1"},
+		{Instance: "api:b", State: apitype.StateSleeping, Detail: "idle", IdleSec: 9, Weight: 0},
+	}
+	if err := printRows(&Globals{Server: "http://localhost:8080"}, "", rows); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Flush()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	want := [][]string{
+		{"INSTANCE", "LISTEN", "UPTIME", "IDLE", "HEALTH", "WEIGHT", "STATE", "MEMORY", "RESTARTS", "LAST-EXIT", "DISK"},
+		{"api:prod", "/run/ten/api-prod.sock", "1m15s", "3s", "healthy", "100", "running", "3.0M", "2", "exit", "1", "-"},
+		{"api:b", "-", "-", "9s", "-", "0", "sleeping", "(idle)", "-", "0", "-", "-"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), buf.String())
+	}
+	for i, w := range want {
+		if got := strings.Fields(lines[i]); strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("line %d: %q\nwant %q", i, got, w)
+		}
 	}
 }

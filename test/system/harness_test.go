@@ -288,11 +288,23 @@ func (s *tenServer) mustGet(host, path string) string {
 // alone leaves out instances that are asleep).
 func (s *tenServer) psState(inst string) string {
 	s.t.Helper()
-	out := s.mustTen("ps", "--all")
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == inst {
-			return f[1]
+	return s.psColumn(inst, "STATE")
+}
+
+// psColumn returns the first word of inst's row in `ten ps --all` under
+// the header's column name (columns are aligned, so the header's offset
+// holds for every row).
+func (s *tenServer) psColumn(inst, name string) string {
+	s.t.Helper()
+	lines := strings.Split(s.mustTen("ps", "--all"), "\n")
+	col := strings.Index(lines[0], " "+name+" ")
+	if col < 0 {
+		s.t.Fatalf("ps has no %s column: %q", name, lines[0])
+	}
+	col++
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == inst && len(line) > col {
+			return strings.Fields(line[col:])[0]
 		}
 	}
 	return ""

@@ -61,24 +61,15 @@ func (s *tenServer) psRow(inst string) string {
 	return ""
 }
 
-// psHealth returns the HEALTH column of inst in `ten ps` (columns are
-// aligned, so the header's offset holds for every row).
+// psHealth returns the HEALTH column of inst in `ten ps --all`, which is
+// tenement's fifth column.
 func (s *tenServer) psHealth(inst string) string {
 	s.t.Helper()
 	lines := strings.Split(s.mustTen("ps", "--all"), "\n")
-	col := strings.Index(lines[0], "HEALTH")
-	if col < 0 {
-		s.t.Fatalf("ps has no HEALTH column: %q", lines[0])
+	if f := strings.Fields(lines[0]); len(f) < 5 || f[4] != "HEALTH" {
+		s.t.Errorf("ps header: HEALTH must be the fifth column, as tenement's: %q", lines[0])
 	}
-	if !strings.HasPrefix(lines[0], "INSTANCE") || strings.Index(lines[0], "WEIGHT") > col {
-		s.t.Errorf("ps header: HEALTH must come after the spine's columns: %q", lines[0])
-	}
-	for _, line := range lines[1:] {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == inst && len(line) > col {
-			return strings.Fields(line[col:])[0]
-		}
-	}
-	return ""
+	return s.psColumn(inst, "HEALTH")
 }
 
 func waitPIDChange(t *testing.T, inst string, old int, within time.Duration) int {

@@ -456,14 +456,20 @@ spawn_on_request = false # a stopped instance stays gone
 api = ["prod"]
 `)
 	out := s.mustTen("ps")
-	if !strings.HasPrefix(out, "INSTANCE") || !strings.Contains(out, "STATE") || !strings.Contains(out, "UPTIME") || !strings.Contains(out, "IDLE") || !strings.Contains(out, "MEMORY") || !strings.Contains(out, "WEIGHT") {
-		t.Errorf("ps header: %q", out)
+	// tenement's six columns, in its order, then ten's own.
+	lines := strings.Split(out, "\n")
+	if h := strings.Fields(lines[0]); strings.Join(h, " ") != "INSTANCE LISTEN UPTIME IDLE HEALTH WEIGHT STATE MEMORY RESTARTS LAST-EXIT DISK" {
+		t.Errorf("ps header: %q", lines[0])
+	}
+	// and tenement's last line.
+	if !strings.HasSuffix(out, "\n\n1 instance(s) running on http://"+s.addr+"\n") {
+		t.Errorf("ps footer:\n%s", out)
 	}
 	if s.mustTen("ls") == "" || !strings.Contains(s.mustTen("ls"), "api:prod") {
 		t.Error("ls alias")
 	}
-	f := strings.Fields(strings.Split(out, "\n")[1])
-	if len(f) < 6 || f[0] != "api:prod" || f[1] != "running" || f[5] != "100" || !strings.HasSuffix(f[4], "M") && !strings.HasSuffix(f[4], "K") {
+	f := strings.Fields(lines[1])
+	if len(f) < 8 || f[0] != "api:prod" || !strings.HasSuffix(f[1], ".sock") || f[5] != "100" || f[6] != "running" || !strings.HasSuffix(f[7], "M") && !strings.HasSuffix(f[7], "K") {
 		t.Errorf("ps row %q", f)
 	}
 	var rows []map[string]any
