@@ -99,6 +99,7 @@ web = ["a"]
 		file := os.Getenv("TEN_BENCH_PPROF")
 		cpuProfile(b, pprofAddr, file, func(d time.Duration) wrkReport { return wrk(b, "http://"+ten.addr+"/", host(inst), 16, d) })
 		cpuProfile(b, pprofAddr, file+".c64", func(d time.Duration) wrkReport { return wrk(b, "http://"+ten.addr+"/", host(inst), 64, d) })
+		cpuProfile(b, pprofAddr, file+".c1", func(d time.Duration) wrkReport { return wrk(b, "http://"+ten.addr+"/", host(inst), 1, d) })
 	}
 
 	const bench = "2 warm proxy"
