@@ -96,6 +96,8 @@ type clientConn struct {
 	s *ConnServer
 	r *router.Router
 	c net.Conn
+	// rio reads and writes c's socket (upstream.RawIO).
+	rio *upstream.RawIO
 	// buf holds bytes read from the client, unread ones in buf[rd:wr].
 	buf    []byte
 	rd, wr int
@@ -132,7 +134,8 @@ func (s *ConnServer) ServeConn(c net.Conn) {
 	}
 	bp := readBufs.Get().(*[]byte)
 	cc.buf = *bp
-	cc.dw = deadlineWriter{c: c, timeout: s.Limits.WriteTimeout}
+	cc.rio = upstream.NewRawIO(addrcap.Unwrap(c))
+	cc.dw = deadlineWriter{c: c, w: cc.rio, timeout: s.Limits.WriteTimeout}
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = map[*clientConn]struct{}{}
@@ -291,7 +294,7 @@ func (cc *clientConn) readHead(first bool) error {
 				cc.buf = nb
 			}
 		}
-		n, err := cc.c.Read(cc.buf[cc.wr:])
+		n, err := cc.rio.Read(cc.buf[cc.wr:])
 		cc.wr += n
 		if err != nil && n == 0 {
 			return err
@@ -831,7 +834,9 @@ func (cc *clientConn) chunkLine(uc *upstream.Conn) ([]byte, error) {
 // writes go on: a write that makes no progress for the timeout fails.
 // Renewing at most every quarter timeout keeps timer updates off most writes.
 type deadlineWriter struct {
-	c       net.Conn
+	c net.Conn
+	// w writes to c (RawIO).
+	w       io.Writer
 	timeout time.Duration
 	renew   time.Time
 	failed  bool  // a write failed
@@ -845,7 +850,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 			d.renew = now.Add(d.timeout / 4)
 		}
 	}
-	n, err := d.c.Write(p)
+	n, err := d.w.Write(p)
 	d.sent += int64(n)
 	if err != nil {
 		d.failed = true

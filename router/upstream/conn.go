@@ -32,6 +32,8 @@ type Conn struct {
 	// raw and rawStep (raw.step) carry WriteRequest's state.
 	raw     rawExchange
 	rawStep func(uintptr) bool
+	// rio reads C for BR (see RawIO).
+	rio RawIO
 	// stallEvery and clientHere are StreamBody's.
 	stallEvery time.Duration
 	clientHere func() bool
@@ -72,7 +74,7 @@ func (s *upSource) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	for {
-		n, err := s.C.Read(p)
+		n, err := s.rio.Read(p)
 		if n > 0 || s.stallEvery <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
@@ -90,6 +92,8 @@ func NewConn(c net.Conn) *Conn {
 	if sc, ok := c.(syscall.Conn); ok {
 		uc.rc, _ = sc.SyscallConn()
 	}
+	uc.rio.c = c
+	uc.rio.init()
 	uc.BR = bufio.NewReaderSize((*upSource)(uc), ReadBufSize)
 	uc.rawStep = uc.raw.step
 	return uc
@@ -156,13 +160,13 @@ func (w *rawExchange) step(fd uintptr) bool {
 	if !w.wrote {
 		w.wrote = true
 		for w.n < len(w.req) {
-			m, e := syscall.Write(int(fd), w.req[w.n:])
+			m, e := rawWrite(fd, w.req[w.n:])
 			if m > 0 {
 				w.n += m
 			}
 			switch {
 			case e == syscall.EINTR:
-			case e != nil:
+			case e != 0:
 				w.werr = e
 				return true
 			case m <= 0:
@@ -172,12 +176,12 @@ func (w *rawExchange) step(fd uintptr) bool {
 		}
 		return false // wait for the answer
 	}
-	m, e := syscall.Read(int(fd), w.buf)
+	m, e := rawRead(fd, w.buf)
 	if e == syscall.EAGAIN || e == syscall.EINTR {
 		return false
 	}
 	w.read = true
-	if e != nil {
+	if e != 0 {
 		w.rerr = os.NewSyscallError("read", e)
 	} else if m == 0 {
 		w.rerr = io.EOF

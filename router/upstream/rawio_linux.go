@@ -1,0 +1,4 @@
+package upstream
+
+// rawSyscalls: RawIO reads and writes through rawRead and rawWrite.
+const rawSyscalls = true
