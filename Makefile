@@ -64,6 +64,9 @@ lint: ## gofmt, go vet, and a build off Linux (the stubs of Linux-only code must
 SYSTEM_RACE ?= -race
 test: lint build ## Everything: unit and privileged (BPF, netns) tests under the race detector, then the system tests (boots a private systemd when needed; run as root)
 	$(GO) test $(GOFLAGS_TEST) $(RACE) -p 1 -timeout 45m $$($(GO) list ./... | grep -v '/test/system$$')
+	# The fast path's raw read(2) and write(2) (router/upstream RawIO) are
+	# compiled only without -race: the router's tests again, without it.
+	$(GO) test $(GOFLAGS_TEST) -p 1 -timeout 10m ./router/...
 	$(GO) test $(GOFLAGS_TEST) $(SYSTEM_RACE) -p 1 -timeout 70m ./test/system/
 
 test-unit: ## Only the tests that need no root and no systemd (no system tests, no BPF)

@@ -48,6 +48,13 @@
  * sent on a request socket) and the connection callbacks do not move it:
  * any other client's SYN, data and FIN do.
  *
+ * last_in_ns is last_ns without the connections the instance opened itself
+ * (a database pool, an API it polls, anything it connect()s to) and without
+ * packets that are not TCP (its DNS lookups): what a service with
+ * idle_activity = "inbound" counts. A socket is flagged as the app's own
+ * (APP_OPENED in socket storage) at its SYN, sent while it is in SYN_SENT;
+ * the SYN-ACK that answers it arrives in that state too.
+ *
  * The layout of struct activity is part of the pinned state: changing it
  * needs a new pin directory (bpf/acct accountingPinDir).
  */
@@ -65,6 +72,8 @@ struct activity {
 	__u64 last_ns;
 	/* Accepted TCP connections opened minus closed (see above). */
 	__u64 open_connections;
+	/* last_ns without the app's own connections and non-TCP packets. */
+	__u64 last_in_ns;
 };
 
 /*
@@ -81,7 +90,11 @@ struct {
 /* The SO_MARK of ten's own sockets to instances; set at load, never 0. */
 const volatile __u32 peer_mark = 0;
 
-/* Sockets of an instance whose peer is ten (a marked packet arrived). */
+/* Flags of a socket of an instance in ten_peer. */
+#define TEN_PEER 1   /* its peer is ten (a marked packet arrived) */
+#define APP_OPENED 2 /* the instance opened it (connect: it sent a SYN) */
+
+/* Flags of sockets of an instance (TEN_PEER, APP_OPENED). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -89,12 +102,32 @@ struct {
 	__type(value, __u32);
 } ten_peer SEC(".maps");
 
-/* ten_peer_sock reports whether sk (a full socket) has ten at its other end. */
-static __always_inline int ten_peer_sock(struct bpf_sock *sk)
+/* sock_flags returns sk's flags (a full socket); 0 when it has none. */
+static __always_inline __u32 sock_flags(struct bpf_sock *sk)
 {
 	__u32 *flag = bpf_sk_storage_get(&ten_peer, sk, 0, 0);
 
-	return flag && *flag;
+	return flag ? *flag : 0;
+}
+
+/* set_flag adds f to sk's flags. */
+static __always_inline void set_flag(struct bpf_sock *sk, __u32 f)
+{
+	__u32 *flag = bpf_sk_storage_get(&ten_peer, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (flag)
+		*flag |= f;
+}
+
+/* touch moves last_ns, and last_in_ns unless the packet is on a socket the
+ * instance opened (flags) or is not TCP. */
+static __always_inline void touch(struct activity *a, struct bpf_sock *sk, __u32 flags)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	a->last_ns = now;
+	if (sk && sk->protocol == IPPROTO_TCP && !(flags & APP_OPENED))
+		a->last_in_ns = now;
 }
 
 SEC("cgroup_skb/ingress")
@@ -102,7 +135,7 @@ int count_ingress(struct __sk_buff *skb)
 {
 	struct activity *a = bpf_get_local_storage(&activity, 0);
 	struct bpf_sock *sk;
-	__u32 *flag;
+	__u32 flags = 0;
 
 	a->rx_bytes += skb->len;
 	a->rx_packets++;
@@ -112,16 +145,20 @@ int count_ingress(struct __sk_buff *skb)
 	if (peer_mark && skb->mark == peer_mark) {
 		/* From ten. A listener's packet (SYN, the handshake's ACK) is
 		 * shared by all its clients: flag established sockets only. */
-		if (sk && sk->state != BPF_TCP_LISTEN) {
-			flag = bpf_sk_storage_get(&ten_peer, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-			if (flag)
-				*flag = 1;
-		}
+		if (sk && sk->state != BPF_TCP_LISTEN)
+			set_flag(sk, TEN_PEER);
 		return CGROUP_ALLOW;
 	}
-	if (sk && sk->state != BPF_TCP_LISTEN && ten_peer_sock(sk))
-		return CGROUP_ALLOW;
-	a->last_ns = bpf_ktime_get_boot_ns();
+	if (sk && sk->state != BPF_TCP_LISTEN) {
+		flags = sock_flags(sk);
+		if (flags & TEN_PEER)
+			return CGROUP_ALLOW;
+		/* The SYN-ACK of a connection the instance is opening (one
+		 * whose SYN was sent before accounting was attached). */
+		if (sk->protocol == IPPROTO_TCP && sk->state == BPF_TCP_SYN_SENT)
+			flags |= APP_OPENED;
+	}
+	touch(a, sk, flags);
 	return CGROUP_ALLOW;
 }
 
@@ -130,6 +167,7 @@ int count_egress(struct __sk_buff *skb)
 {
 	struct activity *a = bpf_get_local_storage(&activity, 0);
 	struct bpf_sock *sk;
+	__u32 flags;
 
 	a->tx_bytes += skb->len;
 	a->tx_packets++;
@@ -140,9 +178,16 @@ int count_egress(struct __sk_buff *skb)
 	 * answers was counted when it arrived, unless it came from ten. */
 	if (!sk || sk->state == BPF_TCP_LISTEN)
 		return CGROUP_ALLOW;
-	if (ten_peer_sock(sk))
+	if (sk->protocol == IPPROTO_TCP && sk->state == BPF_TCP_SYN_SENT) {
+		/* The SYN of a connection the instance opens. */
+		set_flag(sk, APP_OPENED);
+		flags = APP_OPENED;
+	} else {
+		flags = sock_flags(sk);
+	}
+	if (flags & TEN_PEER)
 		return CGROUP_ALLOW;
-	a->last_ns = bpf_ktime_get_boot_ns();
+	touch(a, sk, flags);
 	return CGROUP_ALLOW;
 }
 

@@ -333,6 +333,12 @@ type Service struct {
 	// IdleTimeout is the seconds without traffic after which an instance
 	// sleeps (0: never).
 	IdleTimeout int `toml:"idle_timeout" json:"idle_timeout"`
+	// IdleActivity is what keeps an instance awake: "any" (default: its
+	// requests and every packet of its TCP/IP sockets, in or out, ten's own
+	// health checks aside) or "inbound" (its requests and its clients'
+	// connections only, not the connections it opens itself to a database
+	// or an API it polls, nor its DNS lookups: tenement counts requests).
+	IdleActivity string `toml:"idle_activity" json:"idle_activity"`
 	// StartupTimeout is the seconds an app may take to listen (default 10).
 	StartupTimeout int `toml:"startup_timeout" json:"startup_timeout"`
 	// RequestTimeout is the seconds a request may take (default 30).
@@ -450,6 +456,12 @@ const DefaultTasksMax = 1024
 const (
 	DefaultLogRateLimitBurst    = 1000
 	DefaultLogRateLimitInterval = 10
+)
+
+// What keeps an instance awake (idle_activity).
+const (
+	IdleActivityAny     = "any"
+	IdleActivityInbound = "inbound"
 )
 
 // Sleep modes.
@@ -747,6 +759,9 @@ func (c *Config) defaults() {
 		}
 		if svc.Sleep == "" {
 			svc.Sleep = SleepStop
+		}
+		if svc.IdleActivity == "" {
+			svc.IdleActivity = IdleActivityAny
 		}
 		if svc.SpawnOnRequest == nil {
 			t := true

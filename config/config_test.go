@@ -198,6 +198,20 @@ func TestSleepKeys(t *testing.T) {
 	}
 }
 
+func TestIdleActivity(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nidle_activity = \"inbound\"\n[service.b]\ncommand = \"/bin/x\"\nidle_timeout = 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := c.Services["a"], c.Services["b"]; a.IdleActivity != IdleActivityInbound || b.IdleActivity != IdleActivityAny {
+		t.Errorf("idle_activity: a %q, b (default) %q", a.IdleActivity, b.IdleActivity)
+	}
+	_, err = Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/x\"\nidle_timeout = 5\nidle_activity = \"requests\"\n"))
+	if err == nil || !strings.Contains(err.Error(), `t.toml:4: service.a.idle_activity: unknown idle_activity "requests"; use any`) {
+		t.Errorf("bad idle_activity gave %v", err)
+	}
+}
+
 func TestIDsAsTenementAccepts(t *testing.T) {
 	c, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\n[instances]\napi = [\"wr_a\", \"Prod-2\", \"_x\"]\n"))
 	if err != nil {

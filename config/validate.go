@@ -224,6 +224,11 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		default:
 			add(k+".start", "unknown start %q; use auto, eager or lazy", svc.Start)
 		}
+		switch svc.IdleActivity {
+		case IdleActivityAny, IdleActivityInbound:
+		default:
+			add(k+".idle_activity", "unknown idle_activity %q; use any (every packet of the instance, in or out) or inbound (its requests and its clients' connections, not the connections it opens itself)", svc.IdleActivity)
+		}
 		switch svc.Sleep {
 		case SleepStop:
 			if svc.StopAfter != 0 {

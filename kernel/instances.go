@@ -17,8 +17,9 @@ import (
 )
 
 // Activity is the router's Activity hook: the later of what BPF saw on the
-// instance's slice and what the proxy relayed.
-func (w *Wiring) Activity(inst units.Instance) (time.Time, bool) {
+// instance's slice (with inbound, only what was not on a connection the
+// instance opened itself) and what the proxy relayed.
+func (w *Wiring) Activity(inst units.Instance, inbound bool) (time.Time, bool) {
 	w.mu.Lock()
 	li := w.inst[inst]
 	var cgroup uint64
@@ -30,6 +31,9 @@ func (w *Wiring) Activity(inst units.Instance) (time.Time, bool) {
 	if cgroup != 0 && w.acct != nil {
 		if stats, ok, err := w.acct.Stats(cgroup); err == nil && ok {
 			last = stats.LastActivity
+			if inbound {
+				last = stats.LastInbound
+			}
 		}
 	}
 	if w.proxy != nil {

@@ -115,6 +115,10 @@ type Backend struct {
 	// frozen instance once it has been silent that long.
 	Freeze    bool
 	StopAfter time.Duration
+	// IdleInbound: only inbound activity keeps the instance awake
+	// (idle_activity = "inbound"): its requests, its clients' connections,
+	// not the connections it opens itself.
+	IdleInbound bool
 	// MaxInflight bounds the requests in flight at once (service's
 	// max_inflight; 0: none): past it a request gets 503 with Retry-After.
 	MaxInflight int
@@ -151,7 +155,7 @@ type Router struct {
 	awake awakeSet
 
 	// The hooks of Options, fixed at New.
-	activity    func(units.Instance) (time.Time, bool)
+	activity    func(units.Instance, bool) (time.Time, bool)
 	connections func(units.Instance) int
 	freezer     Freezer
 	observer    Observer
@@ -172,8 +176,10 @@ type Router struct {
 // Options are the hooks a router is built with; each may be nil.
 type Options struct {
 	// Activity reports activity the router cannot see (eBPF counters of
-	// L4 traffic); the reaper takes the later of both.
-	Activity func(units.Instance) (time.Time, bool)
+	// L4 traffic); the reaper takes the later of both. inbound asks for
+	// the instance's inbound activity only (Backend.IdleInbound): not its
+	// own outbound connections.
+	Activity func(inst units.Instance, inbound bool) (time.Time, bool)
 	// Connections reports the open connections of an instance that the
 	// router does not relay (L4 clients, counted by eBPF); the reaper
 	// leaves an instance with open connections awake, as it does one with
@@ -748,7 +754,7 @@ func foldKey(inst units.Instance) units.Instance {
 func (r *Router) lastActivity(b *Route) time.Time {
 	t := time.Unix(0, b.last.Load())
 	if r.activity != nil {
-		if t2, ok := r.activity(b.Instance); ok && t2.After(t) {
+		if t2, ok := r.activity(b.Instance, b.IdleInbound); ok && t2.After(t) {
 			t = t2
 		}
 	}

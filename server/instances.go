@@ -193,6 +193,7 @@ func (s *Server) backend(in registry.Entry) router.Backend {
 		b.RequestTimeout = in.Svc.RequestTimeoutDuration()
 		b.Freeze = in.Svc.Freezes() && s.frz.On()
 		b.StopAfter = in.Svc.StopAfterDuration()
+		b.IdleInbound = in.Svc.IdleActivity == config.IdleActivityInbound
 		b.MaxInflight = in.Svc.InflightCap()
 		// A directly run app, also of an L4 service (whose relay serves
 		// the L4 connections that wake it): the router connects to the

@@ -26,6 +26,11 @@ type Stats struct {
 	// from ten itself (PeerMark) and the SYN-ACKs of a listener; zero when
 	// none was.
 	LastActivity time.Time
+	// LastInbound is LastActivity without the connections the instance
+	// opened itself (a database, an API it polls) and without packets that
+	// are not TCP (its DNS lookups): the activity of a service with
+	// idle_activity = "inbound".
+	LastInbound time.Time
 }
 
 // add sums two cgroups' activity, as for an instance whose traffic is split
@@ -39,6 +44,9 @@ func (s Stats) add(o Stats) Stats {
 	s.OpenConnections += o.OpenConnections
 	if o.LastActivity.After(s.LastActivity) {
 		s.LastActivity = o.LastActivity
+	}
+	if o.LastInbound.After(s.LastInbound) {
+		s.LastInbound = o.LastInbound
 	}
 	return s
 }

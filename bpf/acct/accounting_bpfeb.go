@@ -22,6 +22,7 @@ type accountingActivity struct {
 	Connections     uint64
 	LastNs          uint64
 	OpenConnections uint64
+	LastInNs        uint64
 }
 
 // Names of all BPF objects in the ELF.

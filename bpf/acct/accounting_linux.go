@@ -111,11 +111,11 @@ func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
 // pinned link must not be moved to programs that expect another layout of
 // its cgroup storage (the kernel keeps the storage the link was attached
 // with), so a new layout gets a new directory and the old one is removed.
-const accountingPinDir = "accounting-v2"
+const accountingPinDir = "accounting-v3"
 
 // oldAccountingPinDirs are pin directories of earlier layouts: "accounting"
-// had no open_connections.
-var oldAccountingPinDirs = []string{"accounting"}
+// had no open_connections, "accounting-v2" no last_in_ns.
+var oldAccountingPinDirs = []string{"accounting", "accounting-v2"}
 
 // migrateAccounting removes the pinned state of an earlier layout: removing
 // the pins detaches its links (no process holds them once the ten that made
@@ -461,7 +461,7 @@ func (c bootClock) wall(bootNs uint64) time.Time {
 // stats sums the per-CPU counters; the last activity is the latest of them.
 func (c bootClock) stats(perCPU []accountingActivity) Stats {
 	var s Stats
-	var last uint64
+	var last, lastIn uint64
 	var open int64
 	for _, v := range perCPU {
 		s.RxBytes += v.RxBytes
@@ -471,8 +471,10 @@ func (c bootClock) stats(perCPU []accountingActivity) Stats {
 		s.Connections += v.Connections
 		open += int64(v.OpenConnections) // per-CPU halves may be negative
 		last = max(last, v.LastNs)
+		lastIn = max(lastIn, v.LastInNs)
 	}
 	s.LastActivity = c.wall(last)
+	s.LastInbound = c.wall(lastIn)
 	s.OpenConnections = max(open, 0)
 	return s
 }

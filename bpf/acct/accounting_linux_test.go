@@ -54,6 +54,7 @@ func waitStats(tb testing.TB, a *Accounting, cgroup string, cond func(Stats) boo
 
 func counters(s Stats) Stats {
 	s.LastActivity = time.Time{}
+	s.LastInbound = time.Time{}
 	return s
 }
 

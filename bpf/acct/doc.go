@@ -33,12 +33,13 @@
 // With a pin directory (ten uses /sys/fs/bpf/tenement) the state survives
 // ten:
 //
-//	PIN/accounting-v2/activity           the counters (with open_connections)
-//	PIN/accounting-v2/links/ID/{ingress,egress,sockops}
+//	PIN/accounting-v3/activity           the counters (with last_in_ns)
+//	PIN/accounting-v3/links/ID/{ingress,egress,sockops}
 //
 // A pinned map whose layout changes gets a new pin name: "accounting" (no
-// open_connections) was replaced by "accounting-v2", and LoadAccounting
-// removes the old directory (its links detach; counting starts again).
+// open_connections) was replaced by "accounting-v2", which (no last_in_ns)
+// was replaced by "accounting-v3"; LoadAccounting removes the old
+// directories (their links detach; counting starts again).
 // Programs are not pinned: a new ten loads its own and moves the pinned
 // links to them (BPF link update), so counting never stops across a restart
 // or an upgrade. Close keeps pinned state; Unload removes it.

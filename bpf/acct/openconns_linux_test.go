@@ -49,18 +49,23 @@ func TestAccountingOpenConnections(t *testing.T) {
 	}
 }
 
-// Pinned state of the earlier activity layout (no open_connections) is
-// removed, not reused: its links would run new programs on old storage.
+// Pinned state of the earlier activity layouts (no open_connections, no
+// last_in_ns) is removed, not reused: its links would run new programs on
+// old storage.
 func TestAccountingMigratesOldPins(t *testing.T) {
 	bpftest.RequireRoot(t)
 	pins := bpftest.NewBPFFS(t)
-	if err := os.MkdirAll(filepath.Join(pins, "accounting", "links"), 0o700); err != nil {
-		t.Fatal(err)
+	for _, old := range oldAccountingPinDirs {
+		if err := os.MkdirAll(filepath.Join(pins, old, "links"), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a := newAccounting(t, pins)
 	defer a.Unload()
-	if _, err := os.Stat(filepath.Join(pins, "accounting")); !os.IsNotExist(err) {
-		t.Errorf("old pin directory still there: %v", err)
+	for _, old := range []string{"accounting", "accounting-v2"} {
+		if _, err := os.Stat(filepath.Join(pins, old)); !os.IsNotExist(err) {
+			t.Errorf("old pin directory %s still there: %v", old, err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(pins, accountingPinDir, "activity")); err != nil {
 		t.Errorf("new map not pinned: %v", err)

@@ -83,6 +83,9 @@ func TestAccountingPeerMarkIsNotActivity(t *testing.T) {
 	if s.LastActivity.Sub(base.LastActivity).Abs() > 5*time.Millisecond {
 		t.Errorf("ten's own traffic moved LastActivity: %v, then %v", base.LastActivity, s.LastActivity)
 	}
+	if s.LastInbound.Sub(base.LastInbound).Abs() > 5*time.Millisecond {
+		t.Errorf("ten's own traffic moved LastInbound: %v, then %v", base.LastInbound, s.LastInbound)
+	}
 	if s.OpenConnections != 0 {
 		t.Errorf("OpenConnections %d after every connection closed", s.OpenConnections)
 	}

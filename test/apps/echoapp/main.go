@@ -33,6 +33,8 @@ func main() {
 	startDelay := flag.Duration("start-delay", 0, "sleep before listening")
 	healthFile := flag.String("health-file", "", "when this file exists, /health answers with the status code written in it (e.g. 500)")
 	crashAfter := flag.Duration("crash-after", 0, "exit with status 1 this long after listening (a crash loop under Restart=on-failure)")
+	poll := flag.String("poll", "", "HOST:PORT to connect to every --poll-every once listening, sending the instance's name (an app polling its database or an API)")
+	pollEvery := flag.Duration("poll-every", 300*time.Millisecond, "how often --poll connects")
 	flag.Parse()
 	inst := os.Getenv("TEN_INSTANCE")
 	time.Sleep(*startDelay)
@@ -52,6 +54,17 @@ func main() {
 		select {}
 	}
 	started := time.Now()
+	if *poll != "" {
+		go func() {
+			for {
+				if c, err := net.DialTimeout("tcp", *poll, time.Second); err == nil {
+					fmt.Fprintf(c, "%s\n", inst)
+					c.Close()
+				}
+				time.Sleep(*pollEvery)
+			}
+		}()
+	}
 	if *crashAfter > 0 {
 		go func() {
 			time.Sleep(*crashAfter)
