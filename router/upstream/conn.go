@@ -159,34 +159,15 @@ type rawExchange struct {
 func (w *rawExchange) step(fd uintptr) bool {
 	if !w.wrote {
 		w.wrote = true
-		for w.n < len(w.req) {
-			m, e := rawWrite(fd, w.req[w.n:])
-			if m > 0 {
-				w.n += m
-			}
-			switch {
-			case e == syscall.EINTR:
-			case e != 0:
-				w.werr = e
-				return true
-			case m <= 0:
-				w.werr = io.ErrShortWrite
-				return true
-			}
+		if w.werr = rawWriteAll(fd, w.req, &w.n); w.werr != nil {
+			return true
 		}
 		return false // wait for the answer
 	}
-	m, e := rawRead(fd, w.buf)
-	if e == syscall.EAGAIN || e == syscall.EINTR {
+	n, again, err := rawReadOnce(fd, w.buf)
+	if again {
 		return false
 	}
-	w.read = true
-	if e != 0 {
-		w.rerr = os.NewSyscallError("read", e)
-	} else if m == 0 {
-		w.rerr = io.EOF
-	} else {
-		w.nr = m
-	}
+	w.read, w.nr, w.rerr = true, n, err
 	return true
 }

@@ -67,22 +67,12 @@ func (r *RawIO) Read(p []byte) (int, error) {
 }
 
 func (r *RawIO) readStep(fd uintptr) bool {
-	for {
-		n, e := rawRead(fd, r.p)
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e == syscall.EAGAIN:
-			return false
-		case e != 0:
-			r.err = os.NewSyscallError("read", e)
-		case n == 0:
-			r.err = io.EOF
-		default:
-			r.n = n
-		}
-		return true
+	n, again, err := rawReadOnce(fd, r.p)
+	if again {
+		return false
 	}
+	r.n, r.err = n, err
+	return true
 }
 
 // Write writes all of p as c.Write does.
@@ -101,22 +91,54 @@ func (r *RawIO) Write(p []byte) (int, error) {
 }
 
 func (r *RawIO) writeStep(fd uintptr) bool {
-	for r.n < len(r.p) {
-		m, e := rawWrite(fd, r.p[r.n:])
+	switch err := rawWriteAll(fd, r.p, &r.n); {
+	case err == syscall.EAGAIN:
+		return false
+	case err == io.ErrShortWrite:
+		r.err = err
+	case err != nil:
+		r.err = os.NewSyscallError("write", err)
+	}
+	return true
+}
+
+// rawReadOnce reads from the non-blocking fd into p (not empty): again when
+// nothing is there yet (EAGAIN); otherwise what it read, io.EOF at the end,
+// or the read's error as *os.SyscallError.
+func rawReadOnce(fd uintptr, p []byte) (n int, again bool, err error) {
+	for {
+		m, e := rawRead(fd, p)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return 0, true, nil
+		case e != 0:
+			return 0, false, os.NewSyscallError("read", e)
+		case m == 0:
+			return 0, false, io.EOF
+		}
+		return m, false, nil
+	}
+}
+
+// rawWriteAll writes p[*n:] to the non-blocking fd, moving *n past what it
+// wrote, until all of p is written (nil), the socket's buffer is full
+// (syscall.EAGAIN) or the write fails (its syscall.Errno, or
+// io.ErrShortWrite for a write of nothing).
+func rawWriteAll(fd uintptr, p []byte, n *int) error {
+	for *n < len(p) {
+		m, e := rawWrite(fd, p[*n:])
 		if m > 0 {
-			r.n += m
+			*n += m
 		}
 		switch {
 		case e == syscall.EINTR:
-		case e == syscall.EAGAIN:
-			return false
 		case e != 0:
-			r.err = os.NewSyscallError("write", e)
-			return true
+			return e
 		case m <= 0:
-			r.err = io.ErrShortWrite
-			return true
+			return io.ErrShortWrite
 		}
 	}
-	return true
+	return nil
 }

@@ -13,24 +13,21 @@ import (
 	"time"
 )
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
+// connPair returns both ends of a connection over a listener of network
+// at addr.
+func connPair(t *testing.T, network, addr string) (a, b net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	got := make(chan net.Conn, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
+		c, _ := ln.Accept()
 		got <- c
 	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
+	a, err = net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,29 +39,12 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 	return a, b
 }
 
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b net.Conn) { return connPair(t, "tcp", "127.0.0.1:0") }
+
 // unixPair returns both ends of a unix stream connection.
 func unixPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		got <- c
-	}()
-	a, err = net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = <-got
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
+	return connPair(t, "unix", filepath.Join(t.TempDir(), "s"))
 }
 
 func TestRawIOExchange(t *testing.T) {
