@@ -92,6 +92,9 @@ func LoadAccounting(pinDir string, log *slog.Logger) (*Accounting, error) {
 			return nil, fmt.Errorf("load accounting: %w", err)
 		}
 		spec.Maps[accountingMapActivity].Pinning = ebpf.PinByName
+		// The sockets' flags (ten's own, the app's own connections) too:
+		// a connection open across a restart of ten keeps them.
+		spec.Maps[accountingMapTenPeer].Pinning = ebpf.PinByName
 		opts.Maps.PinPath = a.dir
 	}
 	if err := spec.LoadAndAssign(&a.objs, &opts); err != nil {
@@ -423,7 +426,7 @@ func (a *Accounting) Unload() error {
 		errs = append(errs, a.detach(id))
 	}
 	if a.dir != "" {
-		errs = append(errs, a.objs.Activity.Unpin())
+		errs = append(errs, a.objs.Activity.Unpin(), a.objs.TenPeer.Unpin())
 	}
 	errs = append(errs, a.Close())
 	if a.dir != "" {

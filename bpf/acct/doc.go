@@ -34,6 +34,7 @@
 // ten:
 //
 //	PIN/accounting-v3/activity           the counters (with last_in_ns)
+//	PIN/accounting-v3/ten_peer           the flags of sockets (ten's, the app's own)
 //	PIN/accounting-v3/links/ID/{ingress,egress,sockops}
 //
 // A pinned map whose layout changes gets a new pin name: "accounting" (no

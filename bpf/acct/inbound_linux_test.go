@@ -60,3 +60,53 @@ func TestAccountingInboundIgnoresAppOpened(t *testing.T) {
 		t.Errorf("the app's second connection moved LastInbound: %v, then %v", in.LastInbound, again.LastInbound)
 	}
 }
+
+// The flags of sockets are pinned with the counters: a connection the app
+// opened before a restart of ten is still its own afterwards (its SYN, where
+// it was flagged, is not seen again).
+func TestAccountingAppOpenedSurvivesReload(t *testing.T) {
+	bpftest.NewNetNS(t).Enter(t)
+	pins := bpftest.NewBPFFS(t)
+	cg := newCgroup(t, "app")[0]
+	a, err := LoadAccounting(pins, bpftest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Attach(cg); err != nil {
+		t.Fatal(err)
+	}
+	// The app connects to a server outside its cgroup and echoes on that
+	// connection what the server sends.
+	ln := bpftest.ListenTCP(t, "127.0.0.1:0")
+	bpftest.StartHelper(t, "dialecho", cg, []string{"TEN_HELPER_DIAL=" + ln.Addr().String()})
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := bpftest.RoundTrip(srv, []byte("ping"), make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	s := settle(t, a, cg)
+	if s.LastActivity.IsZero() || !s.LastInbound.IsZero() {
+		t.Fatalf("the app's own connection: %+v, want LastActivity only", s)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newAccounting(t, pins)
+	defer b.Unload()
+	for range 3 {
+		if err := bpftest.RoundTrip(srv, []byte("ping"), make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := settle(t, b, cg)
+	if s2.TxPackets <= s.TxPackets || !s2.LastActivity.After(s.LastActivity) {
+		t.Fatalf("the exchange after the reload was not counted: before %+v, after %+v", s, s2)
+	}
+	if !s2.LastInbound.IsZero() {
+		t.Errorf("after the reload the app's own connection moved LastInbound: %+v", s2)
+	}
+}

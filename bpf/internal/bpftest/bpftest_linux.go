@@ -260,6 +260,8 @@ func StartHelper(tb testing.TB, mode, cgroup string, env []string, files ...*os.
 //	        listen address, then echo every connection.
 //	hold:   listen on 127.0.0.1:0 (plain TCP), print the address, accept
 //	        nothing.
+//	dialecho: connect to TEN_HELPER_DIAL (a connection the app opens
+//	        itself), print its local address, then echo what comes on it.
 //	accept: echo the connections of the listener passed as fd 3.
 //	spawn:  listen on 127.0.0.1:0 and start an `accept` helper in the cgroup
 //	        TEN_HELPER_CGROUP with that listener, the way systemd hands a
@@ -302,6 +304,14 @@ func runHelper(mode string) error {
 		}
 		fmt.Println(ln.Addr())
 		return echoLoop(ln)
+	case "dialecho":
+		c, err := net.Dial("tcp", os.Getenv("TEN_HELPER_DIAL"))
+		if err != nil {
+			return err
+		}
+		fmt.Println(c.LocalAddr())
+		_, err = io.Copy(c, c)
+		return err
 	case "hold":
 		// Plain TCP, as systemd's sockets: Go would listen with MPTCP.
 		var lc net.ListenConfig
