@@ -68,10 +68,7 @@ func TestAccountingAppOpenedSurvivesReload(t *testing.T) {
 	bpftest.NewNetNS(t).Enter(t)
 	pins := bpftest.NewBPFFS(t)
 	cg := newCgroup(t, "app")[0]
-	a, err := LoadAccounting(pins, bpftest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newAccounting(t, pins)
 	if err := a.Attach(cg); err != nil {
 		t.Fatal(err)
 	}

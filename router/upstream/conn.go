@@ -89,11 +89,9 @@ func (s *upSource) Read(p []byte) (int, error) {
 // NewConn wraps a new connection to an instance.
 func NewConn(c net.Conn) *Conn {
 	uc := &Conn{C: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		uc.rc, _ = sc.SyscallConn()
-	}
+	uc.rc = rawConn(c)
 	uc.rio.c = c
-	uc.rio.init()
+	uc.rio.init(uc.rc)
 	uc.BR = bufio.NewReaderSize((*upSource)(uc), ReadBufSize)
 	uc.rawStep = uc.raw.step
 	return uc

@@ -37,15 +37,25 @@ type RawIO struct {
 // NewRawIO returns c's RawIO.
 func NewRawIO(c net.Conn) *RawIO {
 	r := &RawIO{c: c}
-	r.init()
+	r.init(rawConn(c))
 	return r
 }
 
-func (r *RawIO) init() {
-	if sc, ok := r.c.(syscall.Conn); ok && rawSyscalls {
+// rawConn returns c's syscall.RawConn; nil when it has no descriptor.
+func rawConn(c net.Conn) syscall.RawConn {
+	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
-			r.rc = rc
+			return rc
 		}
+	}
+	return nil
+}
+
+// init sets r up to read and write through rc (r.c's RawConn, nil when it
+// has none).
+func (r *RawIO) init(rc syscall.RawConn) {
+	if rawSyscalls {
+		r.rc = rc
 	}
 	r.readF = r.readStep
 	r.writeF = r.writeStep
