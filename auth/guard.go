@@ -62,7 +62,8 @@ type Guard struct {
 // GuardOptions tune a guard; the zero value is right outside tests.
 type GuardOptions struct {
 	// Derivations is how many argon2id derivations run at once (default:
-	// the number of cores, at most 2).
+	// the threads Go runs on, GOMAXPROCS, at most 2: a derivation holds
+	// its thread for tens of milliseconds, and the router needs one).
 	Derivations int
 	// Now overrides time.Now for the lockouts.
 	Now func() time.Time
@@ -74,7 +75,7 @@ type GuardOptions struct {
 func NewGuard(store *Store, o GuardOptions) *Guard {
 	n := o.Derivations
 	if n <= 0 {
-		n = min(runtime.NumCPU(), 2)
+		n = min(runtime.GOMAXPROCS(0), 2)
 	}
 	return &Guard{
 		store:   store,

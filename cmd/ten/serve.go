@@ -25,6 +25,12 @@ type ServeCmd struct {
 	Staging bool   `help:"Use Let's Encrypt's staging CA (settings.tls.staging)."`
 }
 
+// Help is the longer help of `ten serve` (its man page's description).
+func (c *ServeCmd) Help() string {
+	return "ten serve runs its Go code on half the CPUs (rounded up; of its cgroup's CPU limit when tenement.service has one), " +
+		"leaving the rest to the apps it serves. GOMAXPROCS in its environment (Environment=GOMAXPROCS=N in a drop-in of tenement.service, systemctl edit tenement.service) sets that number instead."
+}
+
 // Run starts the server. When systemd passes a listening socket (ten
 // installed with `ten install`, port held by tenement.socket) it serves on
 // that, so a restart of ten drops no connection.
@@ -49,6 +55,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 	if listen == "" && c.Port != 0 {
 		listen = cfg.Settings.ListenOnPort(c.Port)
 	}
+	setServeProcs(log)
 	if addr := os.Getenv("TEN_PPROF_LISTEN"); addr != "" {
 		servePprof(addr, log)
 	}

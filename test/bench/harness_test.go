@@ -174,6 +174,9 @@ func (s *tenServer) start(env []string, within time.Duration) {
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(tenBin, "serve", "--config", s.config)
 	s.cmd.Env = append(os.Environ(), env...)
+	// TEN_BENCH_TEN_ENV: more of ten serve's environment (words of
+	// KEY=VALUE), e.g. GOMAXPROCS=2 for a before/after comparison.
+	s.cmd.Env = append(s.cmd.Env, strings.Fields(os.Getenv("TEN_BENCH_TEN_ENV"))...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.started = time.Now()
 	if err := s.cmd.Start(); err != nil {
