@@ -59,13 +59,55 @@ func (b *Route) setAwake() {
 // while it froze the instance, and it thawed it again: the instance runs.
 var ErrWokenWhileFreezing = errors.New("a connection arrived while freezing")
 
+// MaxSleeps is how many instances the reaper freezes or stops at once.
+// Each runs on its own: an app that takes long to stop (a graceful
+// shutdown, or one that ignores SIGTERM until systemd's timeout) holds up
+// no other instance's sleep, and a thousand instances that go idle
+// together are put to sleep at the rate systemd stops services, not one
+// stop job after another. An instance over the bound is taken at a later
+// tick.
+const MaxSleeps = 64
+
+// sleepSlots bounds and tracks the reaper's sleeps under way.
+type sleepSlots struct {
+	once sync.Once
+	ch   chan struct{}
+	wg   sync.WaitGroup
+}
+
+// take reserves a slot, or reports that all MaxSleeps are in use.
+func (s *sleepSlots) take() bool {
+	s.once.Do(func() { s.ch = make(chan struct{}, MaxSleeps) })
+	select {
+	case s.ch <- struct{}{}:
+		s.wg.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// give returns a slot taken with take.
+func (s *sleepSlots) give() {
+	<-s.ch
+	s.wg.Done()
+}
+
 // Reap puts to sleep, once, every awake instance that has had no request in
 // flight, no open connection and no activity for its idle_timeout: it
-// freezes the ones whose Backend says Freeze and stops the others. A frozen
-// instance with StopAfter is stopped once it has been silent that long.
-// Requests that arrive while an instance is being frozen or stopped wait,
-// then thaw or wake it again.
+// freezes the ones whose Backend says Freeze and stops the others, up to
+// MaxSleeps at once, and returns when they are done. A frozen instance
+// with StopAfter is stopped once it has been silent that long. Requests
+// that arrive while an instance is being frozen or stopped wait, then
+// thaw or wake it again.
 func (r *Router) Reap(ctx context.Context, now time.Time) {
+	r.reap(ctx, now)
+	r.sleeps.wg.Wait()
+}
+
+// reap starts the sleeps Reap describes, each in its own goroutine, and
+// returns without waiting for them.
+func (r *Router) reap(ctx context.Context, now time.Time) {
 	r.mu.RLock()
 	idle := r.awake.candidates(func(b *Route) bool { return r.backends[b.Instance] == b })
 	r.mu.RUnlock()
@@ -100,49 +142,61 @@ func (r *Router) Reap(ctx context.Context, now time.Time) {
 			b.mu.Unlock()
 			continue
 		}
+		if !r.sleeps.take() {
+			b.mu.Unlock()
+			return // the rest at a later tick
+		}
 		ch := make(chan struct{})
 		b.stopping = ch
 		b.mu.Unlock()
+		go func() {
+			defer r.sleeps.give()
+			r.sleep(ctx, b, frozen, freeze)
+			b.mu.Lock()
+			b.stopping = nil
+			b.mu.Unlock()
+			close(ch)
+		}()
+	}
+}
 
-		b.closeIdle()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if freeze {
-			r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
-			if err := r.freezer.Freeze(sctx, b.Instance); errors.Is(err, ErrWokenWhileFreezing) {
-				r.log.Info("instance woken while freezing; left running", "instance", b.Instance.String())
-				b.last.Store(time.Now().UnixNano())
-			} else if err != nil {
-				r.log.Warn("freeze failed", "instance", b.Instance.String(), "err", err)
-			} else {
-				b.frozenSince.Store(time.Now().UnixNano())
-				b.frozen.Store(true)
-			}
+// sleep freezes b (freeze), stops it, or thaws and stops it (frozen), as
+// reap decided; b.stopping is set meanwhile.
+func (r *Router) sleep(ctx context.Context, b *Route, frozen, freeze bool) {
+	b.closeIdle()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if freeze {
+		r.log.Info("instance idle; freezing", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
+		if err := r.freezer.Freeze(sctx, b.Instance); errors.Is(err, ErrWokenWhileFreezing) {
+			r.log.Info("instance woken while freezing; left running", "instance", b.Instance.String())
+			b.last.Store(time.Now().UnixNano())
+		} else if err != nil {
+			r.log.Warn("freeze failed", "instance", b.Instance.String(), "err", err)
 		} else {
-			var err error
-			if frozen {
-				// A frozen service cannot be stopped cleanly: thaw it first.
-				r.log.Info("frozen instance silent; stopping", "instance", b.Instance.String(), "stop_after", b.StopAfter)
-				if err = r.freezer.Thaw(sctx, b.Instance, "stop"); err == nil {
-					b.frozen.Store(false)
-				}
-			} else {
-				r.log.Info("instance idle; sleeping", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
-			}
-			gen := b.awakeGen.Load()
-			if err == nil {
-				err = r.ctrl.Sleep(sctx, b.Instance)
-			}
-			if err != nil {
-				r.log.Warn("sleep failed", "instance", b.Instance.String(), "err", err)
-			} else {
-				b.markAsleep(gen)
-			}
+			b.frozenSince.Store(time.Now().UnixNano())
+			b.frozen.Store(true)
 		}
-		cancel()
-		b.mu.Lock()
-		b.stopping = nil
-		b.mu.Unlock()
-		close(ch)
+		return
+	}
+	var err error
+	if frozen {
+		// A frozen service cannot be stopped cleanly: thaw it first.
+		r.log.Info("frozen instance silent; stopping", "instance", b.Instance.String(), "stop_after", b.StopAfter)
+		if err = r.freezer.Thaw(sctx, b.Instance, "stop"); err == nil {
+			b.frozen.Store(false)
+		}
+	} else {
+		r.log.Info("instance idle; sleeping", "instance", b.Instance.String(), "idle_timeout", b.IdleTimeout)
+	}
+	gen := b.awakeGen.Load()
+	if err == nil {
+		err = r.ctrl.Sleep(sctx, b.Instance)
+	}
+	if err != nil {
+		r.log.Warn("sleep failed", "instance", b.Instance.String(), "err", err)
+	} else {
+		b.markAsleep(gen)
 	}
 }
 
@@ -181,16 +235,19 @@ func (r *Router) StopFrozen(ctx context.Context, inst units.Instance) (bool, err
 	return true, nil
 }
 
-// RunReaper calls Reap every interval until ctx ends.
+// RunReaper puts idle instances to sleep every interval until ctx ends, as
+// Reap does, without waiting at a tick for the sleeps it started (a slow
+// stop delays no other instance's); it returns once they are done.
 func (r *Router) RunReaper(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	defer r.sleeps.wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			r.Reap(ctx, now)
+			r.reap(ctx, now)
 		}
 	}
 }

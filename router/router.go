@@ -153,6 +153,9 @@ type Router struct {
 	table atomic.Pointer[table]
 	// awake is what the reaper looks at.
 	awake awakeSet
+	// sleeps are the reaper's freezes and stops under way (each in its
+	// own goroutine), at most MaxSleeps at once.
+	sleeps sleepSlots
 
 	// The hooks of Options, fixed at New.
 	activity    func(units.Instance, bool) (time.Time, bool)

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,8 +36,19 @@ func main() {
 	crashAfter := flag.Duration("crash-after", 0, "exit with status 1 this long after listening (a crash loop under Restart=on-failure)")
 	poll := flag.String("poll", "", "HOST:PORT to connect to every --poll-every once listening, sending the instance's name (an app polling its database or an API)")
 	pollEvery := flag.Duration("poll-every", 300*time.Millisecond, "how often --poll connects")
+	stopDelay := flag.Duration("stop-delay", 0, "on SIGTERM, go on serving this long before exiting (a slow graceful shutdown)")
 	flag.Parse()
 	inst := os.Getenv("TEN_INSTANCE")
+	if *stopDelay > 0 {
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			fmt.Printf("echoapp %s: SIGTERM; exiting in %s\n", inst, *stopDelay)
+			time.Sleep(*stopDelay)
+			os.Exit(0)
+		}()
+	}
 	time.Sleep(*startDelay)
 
 	var l net.Listener
