@@ -25,7 +25,7 @@ type Collector struct {
 	name InstanceNamer
 	log  *slog.Logger
 
-	rxBytes, txBytes, rxPackets, txPackets, connections, lastActivity, openConns *prometheus.Desc
+	rxBytes, txBytes, rxPackets, txPackets, connections, lastActivity, lastInbound, openConns *prometheus.Desc
 
 	mu           sync.Mutex // one scrape at a time reads the map
 	scrapeErrors prometheus.Counter
@@ -52,6 +52,7 @@ func NewCollector(src StatsSource, name InstanceNamer, log *slog.Logger) *Collec
 		txPackets:    desc("tx_packets_total", "IP packets sent by the instance's sockets."),
 		connections:  desc("connections_total", "TCP connections the instance accepted or opened."),
 		lastActivity: desc("last_activity_seconds", "Unix time of the instance's last packet or connection."),
+		lastInbound:  desc("last_inbound_seconds", "Unix time of the instance's last packet or connection other than those of connections it opened itself and non-TCP packets (what idle_activity = \"inbound\" counts)."),
 		openConns:    desc("open_connections", "Accepted TCP connections of the instance that are open now (L4 clients); they keep it awake."),
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "ten",
@@ -64,7 +65,7 @@ func NewCollector(src StatsSource, name InstanceNamer, log *slog.Logger) *Collec
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxBytes, c.txBytes, c.rxPackets, c.txPackets, c.connections, c.lastActivity, c.openConns} {
+	for _, d := range []*prometheus.Desc{c.rxBytes, c.txBytes, c.rxPackets, c.txPackets, c.connections, c.lastActivity, c.lastInbound, c.openConns} {
 		ch <- d
 	}
 	c.scrapeErrors.Describe(ch)
@@ -102,6 +103,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if !s.LastActivity.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.lastActivity, prometheus.GaugeValue,
 				float64(s.LastActivity.UnixNano())/1e9, name)
+		}
+		if !s.LastInbound.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.lastInbound, prometheus.GaugeValue,
+				float64(s.LastInbound.UnixNano())/1e9, name)
 		}
 	}
 }

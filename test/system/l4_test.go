@@ -174,6 +174,10 @@ func TestL4Dispatch(t *testing.T) {
 	if last := s.metric("ten_instance_last_activity_seconds", "tcpecho:a"); time.Since(time.Unix(int64(last), 0)) > 5*time.Second {
 		t.Errorf("last activity %v", last)
 	}
+	// A client's connection is inbound activity too.
+	if last := s.metric("ten_instance_last_inbound_seconds", "tcpecho:a"); time.Since(time.Unix(int64(last), 0)) > 5*time.Second {
+		t.Errorf("last inbound activity %v", last)
+	}
 
 	// Busy on the L4 path only (no HTTP request): a line every 0.5 s for
 	// twice the idle timeout keeps it awake.
