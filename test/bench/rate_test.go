@@ -35,7 +35,7 @@ import (
 // so that the benchmark measured its own bound; 96 cap it near 75/s, under
 // what systemd alone does on a faster 2-core machine (80-118/s); 192 near
 // 145/s. TEN_BENCH_RATE_CONC sets ten's max_concurrent_wakes (default: its
-// own default).
+// own default); TEN_BENCH_RATE_ISOLATION runs one isolation level only.
 func BenchmarkWakeRate(b *testing.B) {
 	if !once(b) {
 		return
@@ -58,7 +58,11 @@ func BenchmarkWakeRate(b *testing.B) {
 	if c := envInt("TEN_BENCH_RATE_CONC", 0); c > 0 {
 		settings = fmt.Sprintf("max_concurrent_wakes = %d\n", c)
 	}
-	for _, iso := range []string{"process", "namespace"} {
+	levels := []string{"process", "namespace"}
+	if l := os.Getenv("TEN_BENCH_RATE_ISOLATION"); l != "" {
+		levels = []string{l}
+	}
+	for _, iso := range levels {
 		ten := startTen(b, settings+`
 [service.rt]
 command = "ECHO"
