@@ -120,9 +120,11 @@ type Settings struct {
 	// MaxConnsPerAddress bounds the connections one client address holds
 	// open on ten's listeners, plain and HTTPS, and through its userspace
 	// L4 proxy (default DefaultMaxConnsPerAddress, 512; 0, set explicitly:
-	// no bound). A proxy in front of ten reaches it from one address, so
-	// its pool (and, for WebSockets and streams, its clients' open
-	// requests) must fit.
+	// no bound). A proxy of TrustedProxies is not counted by its address:
+	// each request it carries counts, while it runs, against the client it
+	// names. Any other proxy in front reaches ten from one address, so its
+	// pool (and, for WebSockets and streams, its clients' open requests)
+	// must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`
 	// TrustedProxies are the addresses (IPs or CIDR prefixes, at most 64) of
 	// proxies in front of ten, such as Caddy on the same host
@@ -130,8 +132,9 @@ type Settings struct {
 	// (ten appends the proxy's address), X-Forwarded-Host and
 	// X-Forwarded-Proto, so that the app sees the original client and
 	// scheme, as behind tenement, which passes every header on; the client
-	// such a proxy names is the one the token lockout and
-	// spawn_rate_per_client count. From anyone else ten replaces them
+	// such a proxy names is the one the token lockout,
+	// spawn_rate_per_client and max_conns_per_address count (the proxy's
+	// own connections are not counted). From anyone else ten replaces them
 	// (default: no one is trusted), since a tenant on the same host could
 	// forge them.
 	TrustedProxies []string `toml:"trusted_proxies" json:"trusted_proxies,omitempty"`

@@ -38,6 +38,9 @@ func (r *Router) FleetPeer(ip string) bool { return r.fleetPeer != nil && r.flee
 // whose X-Forwarded-* headers are kept (Options.TrustedProxy).
 func (r *Router) TrustedProxy(ip string) bool { return r.trustedProxy != nil && r.trustedProxy(ip) }
 
+// TrustedProxies is Options.TrustedProxy: nil when ten trusts no proxy.
+func (r *Router) TrustedProxies() func(ip string) bool { return r.trustedProxy }
+
 // trustedAddr is TrustedProxy for a request's RemoteAddr (HOST:PORT).
 func (r *Router) trustedAddr(remote string) bool {
 	if r.trustedProxy == nil {

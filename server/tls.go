@@ -64,5 +64,5 @@ func (s *Server) serveTLS(ctx context.Context, handler http.Handler) (wait func(
 	// the open connections for a moment, then shut down.
 	return s.tls.Serve(ctx, handler, hl, pl, tlsfront.ConnLimits{Grace: front.DrainGrace,
 		IdleTimeout: front.IdleTimeout, HeaderTimeout: front.HeaderTimeout, MaxHeaderBytes: front.MaxHeaderBytes,
-		MaxConnsPerAddr: s.cfg.Settings.ConnsPerAddress()}), nil
+		MaxConnsPerAddr: s.cfg.Settings.ConnsPerAddress(), TrustedProxy: s.cfg.Settings.TrustedProxy()}), nil
 }

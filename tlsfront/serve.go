@@ -92,6 +92,11 @@ type ConnLimits struct {
 	// (with a 429 on the redirect listener; before any handshake on the
 	// HTTPS one, where no answer can be read).
 	MaxConnsPerAddr int
+	// TrustedProxy reports a proxy in front of ten by its IP
+	// (settings.trusted_proxies; nil: none): its connections are not
+	// counted, its requests count against the clients it names
+	// (addrcap.Cap.Trust).
+	TrustedProxy func(ip string) bool
 }
 
 // Serve serves handler over HTTPS on httpsLn and the redirect to HTTPS
@@ -154,6 +159,7 @@ func (f *Front) server(ln net.Listener, h http.Handler, tc *tls.Config, lim Conn
 	}
 	// HTTP/2 streams count against their client's address as connections.
 	c := addrcap.New(lim.MaxConnsPerAddr)
+	c.Trust(lim.TrustedProxy)
 	srv.Handler = c.Streams(h)
 	ln = c.Listener(ln, refuse)
 	if tc != nil {

@@ -5,6 +5,13 @@
 // wrapped in its Listener. An IPv6 client counts by its /64, the network a
 // single host or site is given: one client can pick any of its 2^64
 // addresses.
+//
+// A proxy in front of ten (settings.trusted_proxies, Cap.Trust) carries
+// many clients over its connections: they are not counted against its
+// address, which one client behind it could otherwise fill for all the
+// others. Each request on them counts instead, while it runs (an upgraded
+// connection for as long as it is open), against the client the proxy
+// names in X-Forwarded-For (Cap.Request).
 package addrcap
 
 import (
@@ -14,14 +21,60 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tenhq/ten/internal/forwarded"
 )
 
 // Cap counts the open connections of each client address.
 type Cap struct {
 	limit int
+	// trusted reports a proxy in front of ten by its IP (Trust).
+	trusted func(ip string) bool
 
 	mu sync.Mutex // mu guards the following
 	n  map[netip.Prefix]int
+}
+
+// Trust makes c admit the connections of the proxies trusted reports
+// (settings.trusted_proxies) without counting them, and count their
+// requests against the clients they name instead (Request, Streams). It
+// is set before c is used; nil trusts no one.
+func (c *Cap) Trust(trusted func(ip string) bool) {
+	if c != nil {
+		c.trusted = trusted
+	}
+}
+
+// Trusted reports whether the peer at a (a net.Addr's string, HOST:PORT)
+// is a proxy c trusts.
+func (c *Cap) Trusted(a net.Addr) bool {
+	if c == nil || c.trusted == nil {
+		return false
+	}
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip, _ := netip.AddrFromSlice(ta.IP)
+	return c.trusted(ip.Unmap().WithZone("").String())
+}
+
+// Request takes a place, for one request on a trusted proxy's connection,
+// of the client the proxy names: remoteAddr is the proxy's HOST:PORT and
+// xff the request's X-Forwarded-For values (forwarded.Client). It returns
+// the function that gives the place back, or the client's name and false
+// when the client holds Limit places already. A Cap without a limit takes
+// nothing.
+func (c *Cap) Request(remoteAddr string, xff []string) (release func(), client string, ok bool) {
+	if c == nil || c.limit <= 0 {
+		return func() {}, "", true
+	}
+	key := netip.Prefix{}
+	if ip, err := netip.ParseAddr(forwarded.Client(remoteAddr, xff, c.trusted)); err == nil {
+		key = KeyOf(ip)
+	}
+	release, ok = c.take(key)
+	return release, Name(key), ok
 }
 
 // New returns a Cap of limit connections per address; limit <= 0 admits
@@ -71,7 +124,7 @@ func Name(k netip.Prefix) string {
 // already holds Limit connections (conn is then the caller's to refuse and
 // close). A nil Cap or one without a limit returns conn as it is.
 func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
-	if c == nil || c.limit <= 0 {
+	if c == nil || c.limit <= 0 || c.Trusted(conn.RemoteAddr()) {
 		return conn, true
 	}
 	release, ok := c.take(Key(conn.RemoteAddr()))
@@ -106,30 +159,48 @@ func (c *Cap) take(key netip.Prefix) (release func(), ok bool) {
 // connection does: one HTTP/2 connection multiplexes many requests, each
 // of which holds a connection to its instance, so without this one
 // address could hold its cap of connections times the streams each
-// carries. A stream past the cap gets 429. HTTP/1 requests pass (their
-// connection holds the place).
+// carries. Every request of a trusted proxy (Trust), HTTP/1 too, takes
+// the place of the client it names instead (Request). A request past the
+// cap gets 429. Other HTTP/1 requests pass (their connection holds the
+// place).
 func (c *Cap) Streams(h http.Handler) http.Handler {
 	if c == nil || c.limit <= 0 {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor != 2 {
+		trusted := c.trusted != nil && c.trusted(hostOf(r.RemoteAddr))
+		if r.ProtoMajor != 2 && !trusted {
 			h.ServeHTTP(w, r)
 			return
 		}
-		key := netip.Prefix{}
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			key = KeyOf(ap.Addr())
+		var xff []string
+		if trusted {
+			xff = r.Header.Values("X-Forwarded-For")
 		}
-		release, ok := c.take(key)
+		// Without trust, Request's client is the peer's own address.
+		release, from, ok := c.Request(r.RemoteAddr, xff)
 		if !ok {
 			w.Header().Set("Retry-After", "1")
-			http.Error(w, fmt.Sprintf("too many connections and HTTP/2 streams from %s (at most %d open at once)", Name(key), c.limit), http.StatusTooManyRequests)
+			http.Error(w, c.TooMany(from), http.StatusTooManyRequests)
 			return
 		}
 		defer release()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// TooMany is the message of a 429 for a client (Name) that holds Limit
+// places already.
+func (c *Cap) TooMany(from string) string {
+	return fmt.Sprintf("too many connections and requests from %s (at most %d open at once)", from, c.limit)
+}
+
+// hostOf is the address of HOST:PORT, as forwarded.Client reads it.
+func hostOf(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap.Addr().Unmap().WithZone("").String()
+	}
+	return addr
 }
 
 // Open is how many connections addr (and, for IPv6, the rest of its /64)

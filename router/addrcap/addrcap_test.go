@@ -129,3 +129,79 @@ func TestStreams(t *testing.T) {
 	}
 	held.Close()
 }
+
+// A trusted proxy's connections are not counted against its address: one
+// client behind it holding the cap must not shut out the others. Its
+// requests, HTTP/1 and HTTP/2, count against the client it names instead,
+// while they run; a client it does not name (no X-Forwarded-For) is the
+// proxy. An untrusted peer's X-Forwarded-For is not believed.
+func TestTrustedProxy(t *testing.T) {
+	c := New(2)
+	c.Trust(func(ip string) bool { return ip == "10.0.0.9" })
+	for i := range 5 {
+		ac, ok := c.Admit(from("10.0.0.9"))
+		if !ok {
+			t.Fatalf("trusted proxy's connection %d refused", i+1)
+		}
+		if _, wrapped := ac.(*Conn); wrapped {
+			t.Fatal("a trusted proxy's connection was counted")
+		}
+	}
+	if n := c.Open(netip.MustParseAddr("10.0.0.9")); n != 0 {
+		t.Fatalf("trusted proxy holds %d places, want 0", n)
+	}
+	block := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	h := c.Streams(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-block
+	}))
+	serve := func(proto int, addr, xff string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "http://a.api.example/", nil)
+		r.ProtoMajor, r.RemoteAddr = proto, addr
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	done := make(chan int, 10)
+	// The hostile client behind the proxy takes its two places (HTTP/1
+	// and HTTP/2 alike) ...
+	for _, proto := range []int{1, 2} {
+		go func() { done <- serve(proto, "10.0.0.9:4000", "192.0.2.66").Code }()
+		<-entered
+	}
+	w := serve(1, "10.0.0.9:4001", "203.0.113.5, 192.0.2.66")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "192.0.2.66") {
+		t.Errorf("a third request of the client behind the proxy: %d %q, want 429 naming 192.0.2.66", w.Code, w.Body.String())
+	}
+	// ... and every other client behind the proxy still gets through.
+	for _, xff := range []string{"192.0.2.7", "192.0.2.8", ""} {
+		go func() { done <- serve(1, "10.0.0.9:4002", xff).Code }()
+		<-entered
+	}
+	// An untrusted peer claiming to forward for someone else counts as
+	// itself.
+	go func() { done <- serve(2, "10.0.0.1:5000", "192.0.2.77").Code }()
+	<-entered
+	if n := c.Open(netip.MustParseAddr("10.0.0.1")); n != 1 {
+		t.Errorf("untrusted peer with X-Forwarded-For: %d places of its own, want 1", n)
+	}
+	if n := c.Open(netip.MustParseAddr("192.0.2.77")); n != 0 {
+		t.Errorf("the client an untrusted peer named holds %d places, want 0", n)
+	}
+	if n := c.Open(netip.MustParseAddr("10.0.0.9")); n != 1 {
+		t.Errorf("the proxy itself (a request naming no client) holds %d places, want 1", n)
+	}
+	close(block)
+	for range 6 {
+		<-done
+	}
+	for _, ip := range []string{"192.0.2.66", "192.0.2.7", "10.0.0.9", "10.0.0.1"} {
+		if n := c.Open(netip.MustParseAddr(ip)); n != 0 {
+			t.Errorf("%s holds %d places after its requests ended, want 0", ip, n)
+		}
+	}
+}

@@ -224,14 +224,26 @@ func (cc *clientConn) serve() (handed bool) {
 		if int64(cc.wr-cc.rd-h.Size) < body {
 			return cc.handOff() // the body is not all here: the streaming path takes it
 		}
+		release := noRelease
+		if cc.trusted {
+			// A trusted proxy's requests count against the clients it
+			// names (addrcap.Cap.Trust); one past its client's cap goes
+			// to Fallback, whose addrcap.Cap.Streams answers the 429.
+			var ok bool
+			if release, _, ok = cc.s.Cap().Request(cc.c.RemoteAddr().String(), forwardedFor(h.Lines)); !ok {
+				return cc.handOff()
+			}
+		}
 		b := cc.r.Lookup(h.Host)
 		if b == nil || !b.AcquireAwake() {
+			release()
 			return cc.handOff()
 		}
 		cc.getWriter()
 		cc.pre = preBufs.Get().(*[]byte)
 		keep := cc.proxy(b, h, cc.buf[cc.rd+h.Size:cc.rd+h.Size+int(body)])
 		b.Release()
+		release()
 		preBufs.Put(cc.pre)
 		cc.pre = nil
 		cc.putWriter() // an idle connection holds no write buffer
@@ -449,6 +461,19 @@ func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 	o = append(o, body...)
 	cc.out = o
 	return o
+}
+
+func noRelease() {}
+
+// forwardedFor is the values of the head's X-Forwarded-For lines.
+func forwardedFor(lines [][]byte) []string {
+	var v []string
+	for _, l := range lines {
+		if name := http1.HeaderName(l); len(name) == 15 && http1.EqualFold(name, "x-forwarded-for") {
+			v = append(v, string(bytes.TrimSpace(l[len(name)+1:])))
+		}
+	}
+	return v
 }
 
 // forwardedByPeer reports whether the head carries HopHeader.
@@ -906,9 +931,15 @@ func (s *ConnServer) Serve(ln net.Listener) error {
 
 // Cap is the per-address cap of Limits.MaxConnsPerAddr the server counts
 // its connections against (for the HTTP/2 streams of the connections it
-// hands off: addrcap.Cap.Streams).
+// hands off: addrcap.Cap.Streams). It trusts the Router's trusted proxies
+// (addrcap.Cap.Trust).
 func (s *ConnServer) Cap() *addrcap.Cap {
-	s.capOnce.Do(func() { s.cap = addrcap.New(s.Limits.MaxConnsPerAddr) })
+	s.capOnce.Do(func() {
+		s.cap = addrcap.New(s.Limits.MaxConnsPerAddr)
+		if s.Router != nil {
+			s.cap.Trust(s.Router.TrustedProxies())
+		}
+	})
 	return s.cap
 }
 

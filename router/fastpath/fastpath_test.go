@@ -43,6 +43,9 @@ func serveFast(t testing.TB, r *router.Router, lim Limits) string {
 			c.Close()
 		}
 	}, Limits: lim}
+	// As front.Serve: HTTP/2 streams, and a trusted proxy's requests,
+	// count against their clients in the connections handed off.
+	srv.Handler = cs.Cap().Streams(r)
 	go cs.Serve(ln)
 	t.Cleanup(func() { ln.Close(); srv.Close() })
 	return ln.Addr().String()

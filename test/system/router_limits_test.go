@@ -259,3 +259,90 @@ func wantOverCap(t *testing.T, addr, from string, limit int) {
 		t.Errorf("connection %d: %d %q, want 429 saying %q", limit+1, resp.StatusCode, b, want)
 	}
 }
+
+// Behind a trusted proxy every client shares the proxy's address: one
+// client there holding WebSockets up to max_conns_per_address must not shut
+// out the others. ten does not count the proxy's connections; each request
+// it carries counts, while it runs, against the client it names.
+func TestTrustedProxyConnectionCap(t *testing.T) {
+	const proxy = "127.0.0.5"
+	s := startTen(t, `max_conns_per_address = 3
+trusted_proxies = ["`+proxy+`"]
+
+[service.tp]
+command = "ECHO --mode activation"
+activation = "socket"
+isolation = "process"
+start = "eager"
+
+[instances]
+tp = ["a"]
+`)
+	do := func(c net.Conn, br *bufio.Reader, req string) (*http.Response, string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		if resp.StatusCode == 101 {
+			return resp, ""
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	upgrade := func(client string) string {
+		return "GET /upgrade HTTP/1.1\r\nHost: a.tp.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Forwarded-For: " + client + "\r\n\r\n"
+	}
+	// The hostile client behind the proxy holds three upgraded
+	// connections, each over a proxy connection of its own.
+	var ups []net.Conn
+	var upReaders []*bufio.Reader
+	for _, c := range dialMany(t, s.addr, proxy, 3) {
+		br := bufio.NewReader(c)
+		if resp, body := do(c, br, upgrade("192.0.2.66")); resp.StatusCode != 101 {
+			t.Fatalf("upgrade %d of the client behind the proxy: %d %q", len(ups)+1, resp.StatusCode, body)
+		}
+		ups, upReaders = append(ups, c), append(upReaders, br)
+	}
+	// Its fourth gets 429 naming it, with Retry-After.
+	c := dialMany(t, s.addr, proxy, 1)[0]
+	br := bufio.NewReader(c)
+	resp, body := do(c, br, upgrade("192.0.2.66"))
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "192.0.2.66") {
+		t.Fatalf("4th upgrade of the client behind the proxy: %d %q (Retry-After %q), want 429 naming 192.0.2.66", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	// Every other client behind the proxy is served, over more proxy
+	// connections than the cap, and on the one that carried the 429.
+	if resp, body := do(c, br, "GET / HTTP/1.1\r\nHost: a.tp.localhost\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("another client on the connection of the 429: %d %q", resp.StatusCode, body)
+	}
+	for i, c := range dialMany(t, s.addr, proxy, 5) {
+		resp, body := do(c, bufio.NewReader(c), fmt.Sprintf("GET / HTTP/1.1\r\nHost: a.tp.localhost\r\nX-Forwarded-For: 198.51.100.%d\r\n\r\n", i+1))
+		if resp.StatusCode != 200 {
+			t.Fatalf("client %d behind the proxy: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	// The upgraded connections still work; closing one gives its place
+	// back to its client.
+	fmt.Fprintf(ups[1], "ping\n")
+	if line, err := upReaders[1].ReadString('\n'); err != nil || line != "echo: ping\n" {
+		t.Errorf("upgraded connection: %q %v", line, err)
+	}
+	ups[0].Close()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c := dialMany(t, s.addr, proxy, 1)[0]
+		resp, body := do(c, bufio.NewReader(c), upgrade("192.0.2.66"))
+		c.Close()
+		if resp.StatusCode == 101 {
+			break
+		}
+		if resp.StatusCode != 429 || time.Now().After(end) {
+			t.Fatalf("after closing an upgrade: %d %q, want 101", resp.StatusCode, body)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package fastpath
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/units"
+)
+
+// Behind a trusted proxy (Caddy on the same machine), every client comes
+// from the proxy's address. One hostile client there holding the cap's
+// worth of slow requests must not shut out the others: the proxy's
+// connections are not counted, its requests count against the client it
+// names in X-Forwarded-For. The hostile client's next request gets 429
+// with Retry-After, on a connection that then still serves another
+// client; an untrusted peer's X-Forwarded-For is not believed.
+func TestTrustedProxyCountsItsClients(t *testing.T) {
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), router.Options{
+		TrustedProxy: func(ip string) bool { return ip == "127.0.0.1" },
+	})
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	held := make(chan struct{}, 16)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok "+req.Header.Get("X-Forwarded-For"))
+	})
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 30 * time.Second}, true)
+	lim := testLimits
+	lim.MaxConnsPerAddr = 3
+	addr := serveFast(t, r, lim)
+
+	dial := func(local string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	req := func(path, xff string) string {
+		return "GET " + path + " HTTP/1.1\r\nHost: a.api.example.test\r\nX-Forwarded-For: " + xff + "\r\n\r\n"
+	}
+	// The hostile client behind the proxy fills its cap with requests
+	// that do not end, each on its own proxy connection.
+	hostile := make(chan *http.Response, 3)
+	for range 3 {
+		c := dial("127.0.0.1")
+		io.WriteString(c, req("/hold", "192.0.2.66"))
+		go func() {
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Errorf("held request: %v", err)
+				resp = &http.Response{}
+			}
+			hostile <- resp
+		}()
+		<-held
+	}
+	// Its fourth gets 429, naming it, on a proxy connection that goes on
+	// serving another client.
+	c := dial("127.0.0.1")
+	br := bufio.NewReader(c)
+	resp, body := roundTrip(t, c, br, req("/", "192.0.2.66"))
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "192.0.2.66") {
+		t.Fatalf("the hostile client's 4th request: %d %q (Retry-After %q), want 429 naming 192.0.2.66", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := roundTrip(t, c, br, req("/", "192.0.2.7")); resp.StatusCode != 200 || body != "ok 192.0.2.7, 127.0.0.1" {
+		t.Fatalf("another client on the same proxy connection: %d %q", resp.StatusCode, body)
+	}
+	// Other clients behind the proxy, on new proxy connections (more than
+	// the cap of them), are served.
+	for i := range 5 {
+		c := dial("127.0.0.1")
+		if resp, body := roundTrip(t, c, bufio.NewReader(c), req("/", "198.51.100.1")); resp.StatusCode != 200 {
+			t.Fatalf("client behind the proxy, proxy connection %d: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	// An untrusted peer naming someone else counts as itself: its 4th
+	// connection is refused at once.
+	for range 3 {
+		dial("127.0.0.2")
+	}
+	u := dial("127.0.0.2")
+	if resp, err := http.ReadResponse(bufio.NewReader(u), nil); err != nil || resp.StatusCode != 429 {
+		t.Fatalf("untrusted peer's 4th connection: %v %v, want 429", resp, err)
+	}
+	close(release)
+	for range 3 {
+		if resp := <-hostile; resp.StatusCode != 200 {
+			t.Errorf("held request after release: %d", resp.StatusCode)
+		}
+	}
+	// The places are given back: the client is served again.
+	c = dial("127.0.0.1")
+	if resp, body := roundTrip(t, c, bufio.NewReader(c), req("/", "192.0.2.66")); resp.StatusCode != 200 {
+		t.Fatalf("the client after its requests ended: %d %q", resp.StatusCode, body)
+	}
+}
