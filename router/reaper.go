@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tenhq/ten/units"
@@ -69,27 +70,29 @@ var ErrWokenWhileFreezing = errors.New("a connection arrived while freezing")
 const MaxSleeps = 64
 
 // sleepSlots bounds and tracks the reaper's sleeps under way.
+// Its zero value is ready for use.
 type sleepSlots struct {
-	once sync.Once
-	ch   chan struct{}
-	wg   sync.WaitGroup
+	n  atomic.Int32 // slots in use
+	wg sync.WaitGroup
 }
 
 // take reserves a slot, or reports that all MaxSleeps are in use.
 func (s *sleepSlots) take() bool {
-	s.once.Do(func() { s.ch = make(chan struct{}, MaxSleeps) })
-	select {
-	case s.ch <- struct{}{}:
-		s.wg.Add(1)
-		return true
-	default:
-		return false
+	for {
+		n := s.n.Load()
+		if n >= MaxSleeps {
+			return false
+		}
+		if s.n.CompareAndSwap(n, n+1) {
+			s.wg.Add(1)
+			return true
+		}
 	}
 }
 
 // give returns a slot taken with take.
 func (s *sleepSlots) give() {
-	<-s.ch
+	s.n.Add(-1)
 	s.wg.Done()
 }
 
