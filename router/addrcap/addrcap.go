@@ -45,8 +45,8 @@ func (c *Cap) Trust(trusted func(ip string) bool) {
 	}
 }
 
-// Trusted reports whether the peer at a (a net.Addr's string, HOST:PORT)
-// is a proxy c trusts.
+// Trusted reports whether the peer at a (a TCP address; any other is
+// not) is a proxy c trusts.
 func (c *Cap) Trusted(a net.Addr) bool {
 	if c == nil || c.trusted == nil {
 		return false
