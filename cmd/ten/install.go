@@ -180,13 +180,14 @@ func caddyDNSHint(provider string) {
 // caddyProxyHint says on stderr when ten would not believe the
 // X-Forwarded-* headers of a Caddy on this machine: without
 // settings.trusted_proxies naming loopback, apps behind Caddy see
-// X-Forwarded-Proto http and Caddy's address as the client's.
+// X-Forwarded-Proto http and Caddy's address as the client's, and ten's
+// per-client bounds count every client behind Caddy as one.
 func caddyProxyHint(cfg *config.Config) {
 	t := cfg.Settings.TrustedProxy()
 	if t != nil && t("127.0.0.1") && t("::1") {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "hint: %s: add trusted_proxies = [\"127.0.0.1\", \"::1\"] to [settings] so apps see the client's address and https in X-Forwarded-For and X-Forwarded-Proto as Caddy sends them\n", cfg.Path)
+	fmt.Fprintf(os.Stderr, "hint: %s: add trusted_proxies = [\"127.0.0.1\", \"::1\"] to [settings] so apps see the client's address and https in X-Forwarded-For and X-Forwarded-Proto as Caddy sends them, and so max_conns_per_address, the token lockout and spawn_rate_per_client count each client behind Caddy rather than Caddy's one address\n", cfg.Path)
 }
 
 // UninstallCmd is `ten uninstall`.

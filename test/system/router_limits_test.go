@@ -2,6 +2,7 @@ package system
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -263,7 +264,8 @@ func wantOverCap(t *testing.T, addr, from string, limit int) {
 // Behind a trusted proxy every client shares the proxy's address: one
 // client there holding WebSockets up to max_conns_per_address must not shut
 // out the others. ten does not count the proxy's connections; each request
-// it carries counts, while it runs, against the client it names.
+// it carries (an upgrade while it is open, an h2c stream) counts, while it
+// runs, against the client it names.
 func TestTrustedProxyConnectionCap(t *testing.T) {
 	const proxy = "127.0.0.5"
 	s := startTen(t, `max_conns_per_address = 3
@@ -327,6 +329,37 @@ tp = ["a"]
 			t.Fatalf("client %d behind the proxy: %d %q", i+1, resp.StatusCode, body)
 		}
 	}
+	// Over h2c (Caddy's `versions h2c`), one connection carries every
+	// client: each stream counts against the client it names.
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p, MaxConnsPerHost: 1, DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return dialFrom(s.addr, proxy)
+	}}
+	defer tr.CloseIdleConnections()
+	h2 := func(client string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/", nil)
+		req.Host = "a.tp.localhost"
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("h2c request for %s: %v", client, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.ProtoMajor != 2 {
+			t.Errorf("answered over HTTP/%d, want h2c", resp.ProtoMajor)
+		}
+		return resp.StatusCode, string(b)
+	}
+	if code, body := h2("192.0.2.66"); code != 429 || !strings.Contains(body, "192.0.2.66") {
+		t.Errorf("h2c stream of the client holding its cap: %d %q, want 429", code, body)
+	}
+	if code, body := h2("192.0.2.8"); code != 200 {
+		t.Errorf("h2c stream of another client: %d %q, want 200", code, body)
+	}
+
 	// The upgraded connections still work; closing one gives its place
 	// back to its client.
 	fmt.Fprintf(ups[1], "ping\n")
