@@ -22,7 +22,7 @@ const MaxHops = 16
 // trust; an entry that is not an IP address ends the walk at the address
 // that wrote it (a trusted proxy never writes one), as does MaxHops.
 func Client(remoteAddr string, xff []string, trusted func(ip string) bool) string {
-	client := host(remoteAddr)
+	client := Host(remoteAddr)
 	if trusted == nil || !trusted(client) {
 		return client
 	}
@@ -56,8 +56,10 @@ func Client(remoteAddr string, xff []string, trusted func(ip string) bool) strin
 	return client
 }
 
-// host is the address part of HOST:PORT, [V6]:PORT or a bare address.
-func host(addr string) string {
+// Host is the address part of HOST:PORT, [V6]:PORT or a bare address, as
+// Client reads a peer: an IPv4-mapped address as the IPv4 one, without a
+// zone.
+func Host(addr string) string {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return ap.Addr().Unmap().WithZone("").String()
 	}

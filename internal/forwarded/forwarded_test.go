@@ -52,7 +52,7 @@ func FuzzClient(f *testing.F) {
 		got := Client(remote, []string{xff}, trusted)
 		// The answer is the peer or an address from the header, never
 		// more than what was given.
-		if got != host(remote) && !strings.Contains(xff, strings.TrimPrefix(got, "::ffff:")) {
+		if got != Host(remote) && !strings.Contains(xff, strings.TrimPrefix(got, "::ffff:")) {
 			if _, err := netip.ParseAddr(got); err != nil {
 				t.Fatalf("Client(%q, %q) = %q: neither the peer nor an address", remote, xff, got)
 			}

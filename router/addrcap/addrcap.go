@@ -45,26 +45,22 @@ func (c *Cap) Trust(trusted func(ip string) bool) {
 	}
 }
 
-// Trusted reports whether the peer at a (a TCP address; any other is
+// trustedPeer reports whether the peer at a (a TCP address; any other is
 // not) is a proxy c trusts.
-func (c *Cap) Trusted(a net.Addr) bool {
+func (c *Cap) trustedPeer(a net.Addr) bool {
 	if c == nil || c.trusted == nil {
 		return false
 	}
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return false
-	}
-	ip, _ := netip.AddrFromSlice(ta.IP)
-	return c.trusted(ip.Unmap().WithZone("").String())
+	_, ok := a.(*net.TCPAddr)
+	return ok && c.trusted(forwarded.Host(a.String()))
 }
 
 // Request takes a place, for one request on a trusted proxy's connection,
-// of the client the proxy names: remoteAddr is the proxy's HOST:PORT and
-// xff the request's X-Forwarded-For values (forwarded.Client). It returns
-// the function that gives the place back, or the client's name and false
-// when the client holds Limit places already. A Cap without a limit takes
-// nothing.
+// of the client the proxy names: remoteAddr is the proxy's HOST:PORT (or
+// HOST) and xff the request's X-Forwarded-For values (forwarded.Client).
+// It returns the function that gives the place back, or the client's name
+// and false when the client holds Limit places already. A Cap without a
+// limit takes nothing.
 func (c *Cap) Request(remoteAddr string, xff []string) (release func(), client string, ok bool) {
 	if c == nil || c.limit <= 0 {
 		return func() {}, "", true
@@ -124,7 +120,7 @@ func Name(k netip.Prefix) string {
 // already holds Limit connections (conn is then the caller's to refuse and
 // close). A nil Cap or one without a limit returns conn as it is.
 func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
-	if c == nil || c.limit <= 0 || c.Trusted(conn.RemoteAddr()) {
+	if c == nil || c.limit <= 0 || c.trustedPeer(conn.RemoteAddr()) {
 		return conn, true
 	}
 	release, ok := c.take(Key(conn.RemoteAddr()))
@@ -168,7 +164,7 @@ func (c *Cap) Streams(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		trusted := c.trusted != nil && c.trusted(hostOf(r.RemoteAddr))
+		trusted := c.trusted != nil && c.trusted(forwarded.Host(r.RemoteAddr))
 		if r.ProtoMajor != 2 && !trusted {
 			h.ServeHTTP(w, r)
 			return
@@ -181,7 +177,7 @@ func (c *Cap) Streams(h http.Handler) http.Handler {
 		release, from, ok := c.Request(r.RemoteAddr, xff)
 		if !ok {
 			w.Header().Set("Retry-After", "1")
-			http.Error(w, c.TooMany(from), http.StatusTooManyRequests)
+			http.Error(w, c.tooMany(from), http.StatusTooManyRequests)
 			return
 		}
 		defer release()
@@ -189,18 +185,10 @@ func (c *Cap) Streams(h http.Handler) http.Handler {
 	})
 }
 
-// TooMany is the message of a 429 for a client (Name) that holds Limit
+// tooMany is the message of a 429 for a client (Name) that holds Limit
 // places already.
-func (c *Cap) TooMany(from string) string {
+func (c *Cap) tooMany(from string) string {
 	return fmt.Sprintf("too many connections and requests from %s (at most %d open at once)", from, c.limit)
-}
-
-// hostOf is the address of HOST:PORT, as forwarded.Client reads it.
-func hostOf(addr string) string {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return ap.Addr().Unmap().WithZone("").String()
-	}
-	return addr
 }
 
 // Open is how many connections addr (and, for IPv6, the rest of its /64)

@@ -230,7 +230,7 @@ func (cc *clientConn) serve() (handed bool) {
 			// names (addrcap.Cap.Trust); one past its client's cap goes
 			// to Fallback, whose addrcap.Cap.Streams answers the 429.
 			var ok bool
-			if release, _, ok = cc.s.Cap().Request(cc.c.RemoteAddr().String(), forwardedFor(h.Lines)); !ok {
+			if release, _, ok = cc.s.Cap().Request(cc.ip, forwardedFor(h.Lines)); !ok {
 				return cc.handOff()
 			}
 		}
