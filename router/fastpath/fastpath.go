@@ -806,7 +806,7 @@ func (cc *clientConn) copyChunked(uc *upstream.Conn) error {
 				if len(t) == 0 {
 					break
 				}
-				if i >= http1.MaxTrailerLines || t[0] == ' ' || t[0] == '\t' || bytes.IndexByte(t, ':') <= 0 {
+				if i >= http1.MaxTrailerLines || !http1.ValidField(t) {
 					return http1.ErrBadChunk
 				}
 				cc.bw.Write(t)

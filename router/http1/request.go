@@ -205,21 +205,9 @@ func isHex(c byte) bool {
 
 // header checks one header line and notes what the proxy needs from it.
 func (h *Request) header(line []byte) error {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return errBadHeader
-	}
-	name := line[:colon]
-	for _, c := range name {
-		if !isTchar(c) {
-			return errBadHeader // includes whitespace before the colon
-		}
-	}
-	v := TrimOWS(line[colon+1:])
-	for _, c := range v {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return errBadHeaderValue
-		}
+	name, v, err := splitField(line) // whitespace before the colon is refused
+	if err != nil {
+		return err
 	}
 	switch {
 	case EqualFold(name, "host"):

@@ -83,21 +83,9 @@ func ParseResponse(b []byte, h *Response) error {
 		if len(h.Lines) >= maxHeaderLines {
 			return ErrHeadTooLarge
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return errBadHeader
-		}
-		name := line[:colon]
-		for _, c := range name {
-			if !isTchar(c) {
-				return errBadHeader
-			}
-		}
-		v := TrimOWS(line[colon+1:])
-		for _, c := range v {
-			if (c < ' ' && c != '\t') || c == 0x7f {
-				return errBadHeaderValue
-			}
+		name, v, err := splitField(line)
+		if err != nil {
+			return err
 		}
 		switch {
 		case EqualFold(name, "content-length"):
@@ -157,6 +145,37 @@ func HopByHop(name []byte) bool {
 		return EqualFold(name, "transfer-encoding")
 	}
 	return false
+}
+
+// splitField checks one header (or trailer) field line and returns its
+// name and its value without the whitespace around it: the name must be
+// a token (so no whitespace before the colon) and the value may hold no
+// control byte but a tab.
+func splitField(line []byte) (name, value []byte, err error) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, nil, errBadHeader
+	}
+	name = line[:colon]
+	for _, c := range name {
+		if !isTchar(c) {
+			return nil, nil, errBadHeader
+		}
+	}
+	value = TrimOWS(line[colon+1:])
+	for _, c := range value {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return nil, nil, errBadHeaderValue
+		}
+	}
+	return name, value, nil
+}
+
+// ValidField reports whether line is a well-formed header or trailer
+// field line, as a client's parser will accept it (see splitField).
+func ValidField(line []byte) bool {
+	_, _, err := splitField(line)
+	return err == nil
 }
 
 // HeaderName is the name part of a checked header line.

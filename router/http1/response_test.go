@@ -161,3 +161,26 @@ func FuzzParseChunkSize(f *testing.F) {
 		}
 	})
 }
+
+// TestValidField: a trailer line the fast path relays must be one a
+// client's parser accepts; anything else ends the body instead.
+func TestValidField(t *testing.T) {
+	for line, want := range map[string]bool{
+		"X-Trailer: 1":      true,
+		"X-Trailer:":        true,
+		"X-Trailer:\ta b":   true,
+		"X-Trai\x8cer: 1":   false,
+		"X-Trailer : 1":     false,
+		" X-Trailer: 1":     false,
+		"\tX-Trailer: 1":    false,
+		"X-Trailer: a\x01b": false,
+		"X-Trailer: a\x7fb": false,
+		": 1":               false,
+		"X-Trailer":         false,
+		"":                  false,
+	} {
+		if got := ValidField([]byte(line)); got != want {
+			t.Errorf("ValidField(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
