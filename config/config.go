@@ -120,9 +120,9 @@ type Settings struct {
 	// MaxConnsPerAddress bounds the connections one client address holds
 	// open on ten's listeners, plain and HTTPS, and through its userspace
 	// L4 proxy (default DefaultMaxConnsPerAddress, 512; 0, set explicitly:
-	// no bound). A proxy of TrustedProxies is not counted by its address:
-	// each request it carries counts, while it runs, against the client it
-	// names. Any other proxy in front reaches ten from one address, so its
+	// no bound). A proxy of TrustedProxies, or another node's router in a
+	// fleet, is not counted by its address: each request it carries
+	// counts, while it runs, against the client it names. Any other proxy in front reaches ten from one address, so its
 	// pool (and, for WebSockets and streams, its clients' open requests)
 	// must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`

@@ -38,8 +38,26 @@ func (r *Router) FleetPeer(ip string) bool { return r.fleetPeer != nil && r.flee
 // whose X-Forwarded-* headers are kept (Options.TrustedProxy).
 func (r *Router) TrustedProxy(ip string) bool { return r.trustedProxy != nil && r.trustedProxy(ip) }
 
-// TrustedProxies is Options.TrustedProxy: nil when ten trusts no proxy.
-func (r *Router) TrustedProxies() func(ip string) bool { return r.trustedProxy }
+// ClientProxies reports, by IP, the peers that carry other clients'
+// requests and name them in X-Forwarded-For: the trusted proxies in front
+// of ten (Options.TrustedProxy) and, in a fleet, the other nodes' routers
+// (Options.FleetPeer). The per-client bounds (settings.max_conns_per_address,
+// spawn_rate_per_client) count each of those clients instead of the peer,
+// which would otherwise shut all of them out for one. nil when there are
+// none.
+func (r *Router) ClientProxies() func(ip string) bool { return r.clientProxy }
+
+// clientProxies is ClientProxies of a router trusting trusted and peer
+// (either nil: none).
+func clientProxies(trusted, peer func(ip string) bool) func(ip string) bool {
+	switch {
+	case peer == nil:
+		return trusted
+	case trusted == nil:
+		return peer
+	}
+	return func(ip string) bool { return trusted(ip) || peer(ip) }
+}
 
 // trustedAddr is TrustedProxy for a request's RemoteAddr (HOST:PORT).
 func (r *Router) trustedAddr(remote string) bool {

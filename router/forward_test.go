@@ -76,3 +76,72 @@ func TestCreateClientKey(t *testing.T) {
 		t.Errorf("clients %q, want %q", got, want)
 	}
 }
+
+// Behind a trusted proxy or another node's router, the client a creation
+// counts against is the one it names in X-Forwarded-For, not the proxy
+// (whose every client would share one rate); anyone else's
+// X-Forwarded-For is not believed.
+func TestCreateClientBehindProxy(t *testing.T) {
+	var got []string
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
+		Create: func(_ context.Context, inst units.Instance, client string) error {
+			got = append(got, client)
+			return &Refused{Status: http.StatusTooManyRequests, Msg: "slow down"}
+		},
+		TrustedProxy: func(ip string) bool { return ip == "10.0.0.1" },
+		FleetPeer:    func(ip string) bool { return ip == "10.0.0.2" },
+	})
+	for _, remote := range []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"} {
+		req := httptest.NewRequest("GET", "http://new.api.example.test/", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("X-Forwarded-For", "198.51.100.9, 10.0.0.1")
+		req.Header.Set(HopHeader, "n2")
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusTooManyRequests {
+			t.Fatalf("%s: %d %q", remote, w.Code, w.Body.String())
+		}
+	}
+	want := []string{"198.51.100.9", "198.51.100.9", "10.0.0.3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("clients %q, want %q", got, want)
+	}
+}
+
+// A request a trusted proxy sent (Caddy in front of every node) reaches
+// the node that runs its instance with the proxy's X-Forwarded-* kept and
+// this node's view appended, so that the app there sees the proxy's client
+// and scheme as an app on this node does; anyone else's are replaced.
+func TestForwardKeepsTrustedProxyHeaders(t *testing.T) {
+	var got atomic.Value
+	other := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		got.Store(fmt.Sprintf("xff=%s xfh=%s xfp=%s", req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto")))
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go other.Serve(ln)
+	t.Cleanup(func() { other.Close() })
+	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
+		Create: func(_ context.Context, inst units.Instance, _ string) error {
+			return &Forward{Node: "n2", Addr: ln.Addr().String()}
+		},
+		TrustedProxy: func(ip string) bool { return ip == "10.0.0.1" },
+	})
+	for remote, want := range map[string]string{
+		"10.0.0.1:1":  "xff=203.0.113.5, 10.0.0.1 xfh=front.example xfp=https",
+		"192.0.2.1:1": "xff=192.0.2.1 xfh=x.api.example.test xfp=http",
+	} {
+		req := httptest.NewRequest("GET", "http://x.api.example.test/", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("X-Forwarded-For", "203.0.113.5")
+		req.Header.Set("X-Forwarded-Host", "front.example")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != 200 || got.Load() != want {
+			t.Errorf("from %s: %d, the other node saw %v; want %s", remote, w.Code, got.Load(), want)
+		}
+	}
+}

@@ -169,6 +169,8 @@ type Router struct {
 	fleetPeer   func(ip string) bool
 	// trustedProxy: Options.TrustedProxy.
 	trustedProxy func(ip string) bool
+	// clientProxy: trustedProxy or fleetPeer (ClientProxies).
+	clientProxy func(ip string) bool
 	// fleetService picks a {service}.DOMAIN request's instance across
 	// the fleet (Options.FleetService).
 	fleetService func(svc string) *Forward
@@ -258,7 +260,8 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
-		peerMark: o.PeerMark, fwd: fleet.NewForwarder(log)}
+		peerMark: o.PeerMark, fwd: fleet.NewForwarder(log, o.TrustedProxy)}
+	r.clientProxy = clientProxies(o.TrustedProxy, o.FleetPeer)
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
 	}
@@ -879,9 +882,9 @@ func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 	inst := units.Instance{Service: labels[1], ID: labels[0]}
 	// The client, as the per-client creation rate counts it: an IPv6
 	// client by its /64 (it can pick any address in it), as the
-	// connection cap counts it; behind a trusted proxy, the client it
-	// names.
-	client := forwarded.Client(req.RemoteAddr, req.Header.Values("X-Forwarded-For"), r.trustedProxy)
+	// connection cap counts it; behind a trusted proxy or another
+	// node's router, the client it names.
+	client := forwarded.Client(req.RemoteAddr, req.Header.Values("X-Forwarded-For"), r.clientProxy)
 	if ip, err := netip.ParseAddr(client); err == nil {
 		client = addrcap.Name(addrcap.KeyOf(ip))
 	}

@@ -225,10 +225,11 @@ func (cc *clientConn) serve() (handed bool) {
 			return cc.handOff() // the body is not all here: the streaming path takes it
 		}
 		release := noRelease
-		if cc.trusted {
-			// A trusted proxy's requests count against the clients it
-			// names (addrcap.Cap.Trust); one past its client's cap goes
-			// to Fallback, whose addrcap.Cap.Streams answers the 429.
+		if cc.trusted || cc.peer {
+			// A trusted proxy's or fleet peer's requests count against
+			// the clients it names (addrcap.Cap.Trust); one past its
+			// client's cap goes to Fallback, whose addrcap.Cap.Streams
+			// answers the 429.
 			var ok bool
 			if release, _, ok = cc.s.Cap().Request(cc.ip, forwardedFor(h.Lines)); !ok {
 				return cc.handOff()
@@ -932,12 +933,12 @@ func (s *ConnServer) Serve(ln net.Listener) error {
 // Cap is the per-address cap of Limits.MaxConnsPerAddr the server counts
 // its connections against (for the HTTP/2 streams of the connections it
 // hands off: addrcap.Cap.Streams). It trusts the Router's trusted proxies
-// (addrcap.Cap.Trust).
+// and fleet peers (Router.ClientProxies, addrcap.Cap.Trust).
 func (s *ConnServer) Cap() *addrcap.Cap {
 	s.capOnce.Do(func() {
 		s.cap = addrcap.New(s.Limits.MaxConnsPerAddr)
 		if s.Router != nil {
-			s.cap.Trust(s.Router.TrustedProxies())
+			s.cap.Trust(s.Router.ClientProxies())
 		}
 	})
 	return s.cap

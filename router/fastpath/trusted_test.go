@@ -21,10 +21,26 @@ import (
 // names in X-Forwarded-For. The hostile client's next request gets 429
 // with Retry-After, on a connection that then still serves another
 // client; an untrusted peer's X-Forwarded-For is not believed.
+//
+// Another node's router in a fleet carries its clients' requests the same
+// way (it forwards those for instances this node runs): it is counted
+// like a trusted proxy, so that one client of another node cannot shut
+// out every client that node forwards.
 func TestTrustedProxyCountsItsClients(t *testing.T) {
-	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), router.Options{
-		TrustedProxy: func(ip string) bool { return ip == "127.0.0.1" },
+	local := func(ip string) bool { return ip == "127.0.0.1" }
+	t.Run("trusted proxy", func(t *testing.T) {
+		proxyCountsItsClients(t, router.Options{TrustedProxy: local}, "")
 	})
+	t.Run("fleet peer", func(t *testing.T) {
+		proxyCountsItsClients(t, router.Options{FleetPeer: local}, router.HopHeader+": n2\r\n")
+	})
+}
+
+// proxyCountsItsClients is TestTrustedProxyCountsItsClients for a router
+// built with o that trusts 127.0.0.1; the proxy's requests carry the
+// header lines hop.
+func proxyCountsItsClients(t *testing.T, o router.Options, hop string) {
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), o)
 	release := make(chan struct{})
 	defer func() {
 		select {
@@ -58,7 +74,7 @@ func TestTrustedProxyCountsItsClients(t *testing.T) {
 		return c
 	}
 	req := func(path, xff string) string {
-		return "GET " + path + " HTTP/1.1\r\nHost: a.api.example.test\r\nX-Forwarded-For: " + xff + "\r\n\r\n"
+		return "GET " + path + " HTTP/1.1\r\nHost: a.api.example.test\r\n" + hop + "X-Forwarded-For: " + xff + "\r\n\r\n"
 	}
 	// The hostile client behind the proxy fills its cap with requests
 	// that do not end, each on its own proxy connection.

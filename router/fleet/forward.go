@@ -45,19 +45,27 @@ type fwdKey struct{}
 
 // Forwarder relays requests to other nodes' routers.
 type Forwarder struct {
-	log   *slog.Logger
-	once  sync.Once
-	proxy *httputil.ReverseProxy
+	log     *slog.Logger
+	trusted func(ip string) bool
+	once    sync.Once
+	proxy   *httputil.ReverseProxy
 }
 
 // NewForwarder returns a Forwarder; its connections are made at first use.
-func NewForwarder(log *slog.Logger) *Forwarder { return &Forwarder{log: log} }
+// trusted (settings.trusted_proxies; nil: none) reports a proxy in front
+// of ten by its IP: the X-Forwarded-* headers of a request it sent are
+// passed on, so that the other node and its app see the proxy's client,
+// as this node's own apps do.
+func NewForwarder(log *slog.Logger, trusted func(ip string) bool) *Forwarder {
+	return &Forwarder{log: log, trusted: trusted}
+}
 
 // newProxy is the proxy to other nodes' routers: keep-alive
 // connections per node, the client's address appended to
-// X-Forwarded-For (so the app sees the first client first), the Host kept,
-// and HopHeader set.
-func newProxy(log *slog.Logger) *httputil.ReverseProxy {
+// X-Forwarded-For (so the app sees the first client first; behind a
+// trusted proxy, the proxy's X-Forwarded-* kept), the Host kept, and
+// HopHeader set.
+func newProxy(log *slog.Logger, trusted func(ip string) bool) *httputil.ReverseProxy {
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -68,7 +76,26 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			f := pr.In.Context().Value(fwdKey{}).(*Forward)
+			proxied := false
+			if trusted != nil {
+				ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+				proxied = err == nil && trusted(ip)
+			}
+			if proxied {
+				// ReverseProxy dropped them before Rewrite.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
+			if proxied {
+				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+					if v := pr.In.Header.Get(h); v != "" {
+						pr.Out.Header.Set(h, v)
+					}
+				}
+				if v := pr.In.Header["Forwarded"]; len(v) > 0 {
+					pr.Out.Header["Forwarded"] = v
+				}
+			}
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = f.Addr
 			pr.Out.Host = pr.In.Host
@@ -112,7 +139,7 @@ func (fw *Forwarder) Forward(w http.ResponseWriter, req *http.Request, f *Forwar
 		http.Error(w, fmt.Sprintf("host %s: this node was sent the request as node %s, but the fleet says node %s runs it; not forwarding again", strings.ToLower(req.Host), from, f.Node), http.StatusBadGateway)
 		return
 	}
-	fw.once.Do(func() { fw.proxy = newProxy(fw.log) })
+	fw.once.Do(func() { fw.proxy = newProxy(fw.log, fw.trusted) })
 	ctx := context.WithValue(req.Context(), fwdKey{}, f)
 	if f.Timeout > 0 {
 		var stop func() bool

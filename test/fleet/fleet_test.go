@@ -337,6 +337,9 @@ func newCluster(t testing.TB, services string) *cluster {
 			}
 		}
 		os.Chmod(n.path(base), 0o755)
+		// n3's address is also a trusted proxy's (a Caddy there, in
+		// front of the fleet): its X-Forwarded-For is kept, through a
+		// forward too.
 		cfg := fmt.Sprintf(`[settings]
 data_dir = %q
 listen = "0.0.0.0:8080"
@@ -344,6 +347,7 @@ domain = "fleet.test"
 health_check_interval = 1
 backoff_base_ms = 200
 max_restarts = 2
+trusted_proxies = [%q]
 
 %s
 
@@ -353,7 +357,7 @@ node = %q
 addr = "%s:8080"
 lease_ttl = %d
 fence_margin = %d
-`, base+"/data", strings.ReplaceAll(services, "ECHO", base+"/bin/echoapp"), c.endpoints(), n.name, n.ip, leaseTTL, fenceMargin)
+`, base+"/data", c.nodes[2].ip, strings.ReplaceAll(services, "ECHO", base+"/bin/echoapp"), c.endpoints(), n.name, n.ip, leaseTTL, fenceMargin)
 		if err := os.WriteFile(n.path(base+"/tenement.toml"), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -670,13 +674,18 @@ func TestFleet(t *testing.T) {
 	if in.Instance != "web:a" || !strings.HasPrefix(in.XFF, n3.ip+",") || !strings.Contains(in.XFF, n1.ip) {
 		t.Fatalf("web:a through n1 from n3: %+v; want X-Forwarded-For %s (the client), then %s", in, n3.ip, n1.ip)
 	}
+	// A trusted proxy's client (n3 is one) stays first through a forward.
+	code, body, err := n1.get(n3, "a.web.fleet.test", "/info", "X-Forwarded-For", "203.0.113.9")
+	if err := json.Unmarshal([]byte(body), &in); code != 200 || err != nil || in.XFF != "203.0.113.9, "+n3.ip+", "+n1.ip {
+		t.Fatalf("web:a through n1 from n3 as a trusted proxy of client 203.0.113.9: %d %s; want X-Forwarded-For 203.0.113.9, %s, %s", code, body, n3.ip, n1.ip)
+	}
 	for _, at := range c.nodes {
 		in, _ := waitInfo(t, at, n1, "c.web.fleet.test", 10*time.Second)
 		if in.Instance != "web:c" {
 			t.Fatalf("c.web at %s answered %+v", at.name, in)
 		}
 	}
-	code, body, err := n1.get(n1, "a.web.fleet.test", "/info", "X-Ten-Fleet-Hop", "n3")
+	code, body, err = n1.get(n1, "a.web.fleet.test", "/info", "X-Ten-Fleet-Hop", "n3")
 	if err != nil || code != http.StatusBadGateway || !strings.Contains(body, "not forwarding again") {
 		t.Fatalf("a request marked as forwarded, for an instance elsewhere: %d %v %s; want 502 (loop guard)", code, err, body)
 	}
