@@ -15,24 +15,31 @@ import (
 	"github.com/tenhq/ten/units"
 )
 
+// otherNode serves h as another node's router on a loopback port, until
+// the test ends, and returns its address.
+func otherNode(t *testing.T, h http.HandlerFunc) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &http.Server{Handler: h}
+	go other.Serve(ln)
+	t.Cleanup(func() { other.Close() })
+	return ln.Addr().String()
+}
+
 // A request another node forwarded is never forwarded again (loop guard),
 // and a forward reaches the other router with the hop header and the
 // client's address.
 func TestForwardAndLoopGuard(t *testing.T) {
 	var got atomic.Value
-	other := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	addr := otherNode(t, func(w http.ResponseWriter, req *http.Request) {
 		got.Store(fmt.Sprintf("host=%s hop=%s xff=%s", req.Host, req.Header.Get(HopHeader), req.Header.Get("X-Forwarded-For")))
 		fmt.Fprint(w, "from n2")
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go other.Serve(ln)
-	t.Cleanup(func() { other.Close() })
+	})
 	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
 		Create: func(_ context.Context, inst units.Instance, _ string) error {
-			return &Forward{Node: "n2", Addr: ln.Addr().String()}
+			return &Forward{Node: "n2", Addr: addr}
 		},
 	})
 	w := get(r, "x.api.example.test", "/")
@@ -114,18 +121,12 @@ func TestCreateClientBehindProxy(t *testing.T) {
 // and scheme as an app on this node does; anyone else's are replaced.
 func TestForwardKeepsTrustedProxyHeaders(t *testing.T) {
 	var got atomic.Value
-	other := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	addr := otherNode(t, func(w http.ResponseWriter, req *http.Request) {
 		got.Store(fmt.Sprintf("xff=%s xfh=%s xfp=%s", req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto")))
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go other.Serve(ln)
-	t.Cleanup(func() { other.Close() })
+	})
 	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
 		Create: func(_ context.Context, inst units.Instance, _ string) error {
-			return &Forward{Node: "n2", Addr: ln.Addr().String()}
+			return &Forward{Node: "n2", Addr: addr}
 		},
 		TrustedProxy: func(ip string) bool { return ip == "10.0.0.1" },
 	})

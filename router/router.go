@@ -268,25 +268,9 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 	r.table.Store(&table{})
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			peer := fleet.FromPeer(pr.In, r.fleetPeer) || r.trustedAddr(pr.In.RemoteAddr)
-			if peer {
-				// Another node's router or a trusted proxy: its
-				// X-Forwarded-For names the client.
-				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			}
-			pr.SetXForwarded()
-			if peer {
-				// Theirs, as the fast path passes them (ReverseProxy
-				// drops Forwarded before Rewrite).
-				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-					if v := pr.In.Header.Get(h); v != "" {
-						pr.Out.Header.Set(h, v)
-					}
-				}
-				if v := pr.In.Header["Forwarded"]; len(v) > 0 {
-					pr.Out.Header["Forwarded"] = v
-				}
-			}
+			// Another node's router or a trusted proxy: its
+			// X-Forwarded-* name the client, as the fast path passes them.
+			fleet.SetXForwarded(pr, fleet.FromPeer(pr.In, r.fleetPeer) || r.trustedAddr(pr.In.RemoteAddr))
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host

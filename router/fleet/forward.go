@@ -81,21 +81,7 @@ func newProxy(log *slog.Logger, trusted func(ip string) bool) *httputil.ReverseP
 				ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
 				proxied = err == nil && trusted(ip)
 			}
-			if proxied {
-				// ReverseProxy dropped them before Rewrite.
-				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			}
-			pr.SetXForwarded()
-			if proxied {
-				for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-					if v := pr.In.Header.Get(h); v != "" {
-						pr.Out.Header.Set(h, v)
-					}
-				}
-				if v := pr.In.Header["Forwarded"]; len(v) > 0 {
-					pr.Out.Header["Forwarded"] = v
-				}
-			}
+			SetXForwarded(pr, proxied)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = f.Addr
 			pr.Out.Host = pr.In.Host
@@ -119,6 +105,29 @@ func newProxy(log *slog.Logger, trusted func(ip string) bool) *httputil.ReverseP
 			log.Warn("fleet: forward", "node", f.Node, "addr", f.Addr, "host", req.Host, "err", err)
 			http.Error(w, fmt.Sprintf("node %s (%s), which runs this instance, did not answer: %v", f.Node, f.Addr, err), http.StatusBadGateway)
 		},
+	}
+}
+
+// SetXForwarded sets pr's X-Forwarded-For, -Host and -Proto as
+// ProxyRequest.SetXForwarded does, the client's address appended; when
+// kept (the request came from a trusted proxy or another node's router),
+// the sender's X-Forwarded-For is kept before it, and its
+// X-Forwarded-Host, X-Forwarded-Proto and Forwarded kept as they are
+// (ReverseProxy drops them all before Rewrite).
+func SetXForwarded(pr *httputil.ProxyRequest, kept bool) {
+	if kept {
+		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+	}
+	pr.SetXForwarded()
+	if kept {
+		for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := pr.In.Header.Get(h); v != "" {
+				pr.Out.Header.Set(h, v)
+			}
+		}
+		if v := pr.In.Header["Forwarded"]; len(v) > 0 {
+			pr.Out.Header["Forwarded"] = v
+		}
 	}
 }
 
