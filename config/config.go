@@ -122,7 +122,8 @@ type Settings struct {
 	// L4 proxy (default DefaultMaxConnsPerAddress, 512; 0, set explicitly:
 	// no bound). A proxy of TrustedProxies, or another node's router in a
 	// fleet, is not counted by its address: each request it carries
-	// counts, while it runs, against the client it names. Any other proxy in front reaches ten from one address, so its
+	// counts, while it runs, against the client it names, and its own
+	// connections are bounded at 64 times this. Any other proxy in front reaches ten from one address, so its
 	// pool (and, for WebSockets and streams, its clients' open requests)
 	// must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`

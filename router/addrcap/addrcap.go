@@ -11,7 +11,10 @@
 // address, which one client behind it could otherwise fill for all the
 // others. Each request on them counts instead, while it runs (an upgraded
 // connection for as long as it is open), against the client the proxy
-// names in X-Forwarded-For (Cap.Request).
+// names in X-Forwarded-For (Cap.Request). The proxy's own connections are
+// bounded apart, at ProxyFactor times the cap: whatever else shares its
+// address (a tenant on the proxy's host) cannot hold every descriptor ten
+// has.
 package addrcap
 
 import (
@@ -33,7 +36,15 @@ type Cap struct {
 
 	mu sync.Mutex // mu guards the following
 	n  map[netip.Prefix]int
+	// proxies counts the trusted proxies' own connections, apart from
+	// their clients' places in n.
+	proxies map[netip.Prefix]int
 }
+
+// ProxyFactor bounds a trusted proxy's own connections (Trust) at this
+// many times the cap: 32,768 at the default of 512, room for a proxy's
+// keep-alive pool and its clients' WebSockets and long requests.
+const ProxyFactor = 64
 
 // Trust makes c admit the connections of the proxies trusted reports
 // (settings.trusted_proxies) without counting them, and count their
@@ -119,32 +130,58 @@ func Name(k netip.Prefix) string {
 // whose Close gives the place back, or reports false when the address
 // already holds Limit connections (conn is then the caller's to refuse and
 // close). A nil Cap or one without a limit returns conn as it is.
+//
+// A trusted proxy's connection counts apart, against ProxyFactor times
+// Limit (LimitOf).
 func (c *Cap) Admit(conn net.Conn) (net.Conn, bool) {
-	if c == nil || c.limit <= 0 || c.trustedPeer(conn.RemoteAddr()) {
+	if c == nil || c.limit <= 0 {
 		return conn, true
 	}
-	release, ok := c.take(Key(conn.RemoteAddr()))
+	m, limit := &c.n, c.limit
+	if c.trustedPeer(conn.RemoteAddr()) {
+		m, limit = &c.proxies, c.proxyLimit()
+	}
+	release, ok := c.takeIn(m, Key(conn.RemoteAddr()), limit)
 	if !ok {
 		return conn, false
 	}
 	return &Conn{Conn: conn, release: release}, true
 }
 
+// LimitOf is the bound on the connections of the peer at a: Limit, or
+// for a trusted proxy ProxyFactor times Limit.
+func (c *Cap) LimitOf(a net.Addr) int {
+	if c.trustedPeer(a) {
+		return c.proxyLimit()
+	}
+	return c.Limit()
+}
+
+// proxyLimit is the bound on a trusted proxy's own connections.
+func (c *Cap) proxyLimit() int { return c.limit * ProxyFactor }
+
 // take takes a place of key, or reports false when it has none left.
 func (c *Cap) take(key netip.Prefix) (release func(), ok bool) {
+	return c.takeIn(&c.n, key, c.limit)
+}
+
+// takeIn takes a place of key in the count *m (made at first use) bounded
+// at limit, or reports false when it has none left.
+func (c *Cap) takeIn(m *map[netip.Prefix]int, key netip.Prefix, limit int) (release func(), ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[netip.Prefix]int{}
+	if *m == nil {
+		*m = map[netip.Prefix]int{}
 	}
-	if c.n[key] >= c.limit {
+	n := *m
+	if n[key] >= limit {
 		return nil, false
 	}
-	c.n[key]++
+	n[key]++
 	return func() {
 		c.mu.Lock()
-		if c.n[key]--; c.n[key] <= 0 {
-			delete(c.n, key)
+		if n[key]--; n[key] <= 0 {
+			delete(n, key)
 		}
 		c.mu.Unlock()
 	}, true
@@ -252,7 +289,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		go l.refuse(conn, Name(Key(conn.RemoteAddr())), l.cap.limit)
+		go l.refuse(conn, Name(Key(conn.RemoteAddr())), l.cap.LimitOf(conn.RemoteAddr()))
 	}
 }
 

@@ -138,17 +138,32 @@ func TestStreams(t *testing.T) {
 func TestTrustedProxy(t *testing.T) {
 	c := New(2)
 	c.Trust(func(ip string) bool { return ip == "10.0.0.9" })
-	for i := range 5 {
+	// The proxy's own connections do not take its clients' places; they
+	// are bounded apart, at ProxyFactor times the cap, so that whatever
+	// shares the proxy's address cannot hold every descriptor.
+	var held []net.Conn
+	for i := range 2 * ProxyFactor {
 		ac, ok := c.Admit(from("10.0.0.9"))
 		if !ok {
 			t.Fatalf("trusted proxy's connection %d refused", i+1)
 		}
-		if _, wrapped := ac.(*Conn); wrapped {
-			t.Fatal("a trusted proxy's connection was counted")
-		}
+		held = append(held, ac)
 	}
 	if n := c.Open(netip.MustParseAddr("10.0.0.9")); n != 0 {
-		t.Fatalf("trusted proxy holds %d places, want 0", n)
+		t.Fatalf("trusted proxy holds %d places of its clients, want 0", n)
+	}
+	if _, ok := c.Admit(from("10.0.0.9")); ok {
+		t.Fatalf("trusted proxy's connection %d admitted, want the bound of %d", 2*ProxyFactor+1, 2*ProxyFactor)
+	}
+	if got := c.LimitOf(from("10.0.0.9").RemoteAddr()); got != 2*ProxyFactor {
+		t.Errorf("LimitOf(trusted proxy) = %d, want %d", got, 2*ProxyFactor)
+	}
+	if got := c.LimitOf(from("10.0.0.1").RemoteAddr()); got != 2 {
+		t.Errorf("LimitOf(a client) = %d, want 2", got)
+	}
+	held[0].Close()
+	if _, ok := c.Admit(from("10.0.0.9")); !ok {
+		t.Fatal("trusted proxy's connection refused after one of its connections closed")
 	}
 	block := make(chan struct{})
 	entered := make(chan struct{}, 10)

@@ -949,7 +949,7 @@ func (s *ConnServer) Cap() *addrcap.Cap {
 func (s *ConnServer) admit(c net.Conn) (net.Conn, bool) {
 	cc, ok := s.Cap().Admit(c)
 	if !ok {
-		go addrcap.Refuse429(c, addrcap.Name(addrcap.Key(c.RemoteAddr())), s.cap.Limit())
+		go addrcap.Refuse429(c, addrcap.Name(addrcap.Key(c.RemoteAddr())), s.cap.LimitOf(c.RemoteAddr()))
 	}
 	return cc, ok
 }

@@ -2,15 +2,19 @@ package fastpath
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tenhq/ten/router"
+	"github.com/tenhq/ten/router/addrcap"
 	"github.com/tenhq/ten/units"
 )
 
@@ -130,5 +134,68 @@ func proxyCountsItsClients(t *testing.T, o router.Options, hop string) {
 	c = dial("127.0.0.1")
 	if resp, body := roundTrip(t, c, bufio.NewReader(c), req("/", "192.0.2.66")); resp.StatusCode != 200 {
 		t.Fatalf("the client after its requests ended: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A trusted proxy's own connections are not counted against its clients,
+// but they are bounded too, at addrcap.ProxyFactor times the cap: anything
+// else on the proxy's host shares its address, and must not be able to
+// hold every descriptor ten has.
+func TestTrustedProxyConnectionsBounded(t *testing.T) {
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), router.Options{
+		TrustedProxy: func(ip string) bool { return ip == "127.0.0.1" },
+	})
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "ok") })
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 30 * time.Second}, true)
+	lim := testLimits
+	lim.MaxConnsPerAddr = 1
+	addr := serveFast(t, r, lim)
+	// Each connection for a client of its own: a client's one place (the
+	// cap is 1) is given back just after its answer is written.
+	req := func(i int) string {
+		return fmt.Sprintf("GET / HTTP/1.1\r\nHost: a.api.example.test\r\nX-Forwarded-For: 198.51.100.%d\r\n\r\n", i+1)
+	}
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	var open []net.Conn
+	for i := range addrcap.ProxyFactor {
+		c := dial()
+		if resp, body := roundTrip(t, c, bufio.NewReader(c), req(i)); resp.StatusCode != 200 {
+			t.Fatalf("the proxy's connection %d: %d %q", i+1, resp.StatusCode, body)
+		}
+		open = append(open, c)
+	}
+	over := dial()
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("the proxy's connection %d: %v, want 429", addrcap.ProxyFactor+1, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("at most %d open at once", addrcap.ProxyFactor); resp.StatusCode != 429 || !strings.Contains(string(body), want) {
+		t.Fatalf("the proxy's connection %d: %d %q, want 429 saying %q", addrcap.ProxyFactor+1, resp.StatusCode, body, want)
+	}
+	// One closed makes room for one more.
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dial()
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			break // nothing said: admitted, waiting for a request
+		}
+		if err == nil && resp.StatusCode != 429 || time.Now().After(deadline) {
+			t.Fatalf("a new proxy connection after one closed: %v %v", resp, err)
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
 	}
 }
