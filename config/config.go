@@ -123,9 +123,9 @@ type Settings struct {
 	// no bound). A proxy of TrustedProxies, or another node's router in a
 	// fleet, is not counted by its address: each request it carries
 	// counts, while it runs, against the client it names, and its own
-	// connections are bounded at 64 times this. Any other proxy in front reaches ten from one address, so its
-	// pool (and, for WebSockets and streams, its clients' open requests)
-	// must fit.
+	// connections are bounded at 64 times this. Any other proxy in front
+	// reaches ten from one address, so its pool (and, for WebSockets and
+	// streams, its clients' open requests) must fit.
 	MaxConnsPerAddress *int `toml:"max_conns_per_address" json:"max_conns_per_address"`
 	// TrustedProxies are the addresses (IPs or CIDR prefixes, at most 64) of
 	// proxies in front of ten, such as Caddy on the same host

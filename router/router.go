@@ -260,7 +260,8 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
 		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
-		peerMark: o.PeerMark, fwd: fleet.NewForwarder(log, o.TrustedProxy)}
+		peerMark: o.PeerMark}
+	r.fwd = fleet.NewForwarder(log, r.trustedAddr)
 	r.clientProxy = clientProxies(o.TrustedProxy, o.FleetPeer)
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout

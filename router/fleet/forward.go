@@ -46,17 +46,17 @@ type fwdKey struct{}
 // Forwarder relays requests to other nodes' routers.
 type Forwarder struct {
 	log     *slog.Logger
-	trusted func(ip string) bool
+	trusted func(remoteAddr string) bool
 	once    sync.Once
 	proxy   *httputil.ReverseProxy
 }
 
 // NewForwarder returns a Forwarder; its connections are made at first use.
 // trusted (settings.trusted_proxies; nil: none) reports a proxy in front
-// of ten by its IP: the X-Forwarded-* headers of a request it sent are
-// passed on, so that the other node and its app see the proxy's client,
-// as this node's own apps do.
-func NewForwarder(log *slog.Logger, trusted func(ip string) bool) *Forwarder {
+// of ten by a request's RemoteAddr: the X-Forwarded-* headers of a request
+// it sent are passed on, so that the other node and its app see the
+// proxy's client, as this node's own apps do.
+func NewForwarder(log *slog.Logger, trusted func(remoteAddr string) bool) *Forwarder {
 	return &Forwarder{log: log, trusted: trusted}
 }
 
@@ -65,7 +65,7 @@ func NewForwarder(log *slog.Logger, trusted func(ip string) bool) *Forwarder {
 // X-Forwarded-For (so the app sees the first client first; behind a
 // trusted proxy, the proxy's X-Forwarded-* kept), the Host kept, and
 // HopHeader set.
-func newProxy(log *slog.Logger, trusted func(ip string) bool) *httputil.ReverseProxy {
+func newProxy(log *slog.Logger, trusted func(remoteAddr string) bool) *httputil.ReverseProxy {
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -76,12 +76,7 @@ func newProxy(log *slog.Logger, trusted func(ip string) bool) *httputil.ReverseP
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			f := pr.In.Context().Value(fwdKey{}).(*Forward)
-			proxied := false
-			if trusted != nil {
-				ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
-				proxied = err == nil && trusted(ip)
-			}
-			SetXForwarded(pr, proxied)
+			SetXForwarded(pr, trusted != nil && trusted(pr.In.RemoteAddr))
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = f.Addr
 			pr.Out.Host = pr.In.Host
