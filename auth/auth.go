@@ -373,10 +373,13 @@ func (s *Store) update(change func() error) error {
 	return s.saveLocked()
 }
 
-// List returns every token, the api_token file's first, then by creation.
+// List returns every token, the api_token file's first, then by creation,
+// including those another process (an offline `ten token-gen`) wrote since
+// the store was last read.
 func (s *Store) List() []Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reloadIfChanged()
 	out := []Token{{ID: FileTokenID, Description: "admin token in " + s.AdminTokenPath(), Created: s.fileMtime.UTC().Truncate(time.Second), LastUsed: s.fileUsed}}
 	var rest []Token
 	for _, r := range s.recs {

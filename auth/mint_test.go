@@ -24,6 +24,15 @@ func TestMintOfflineThenServe(t *testing.T) {
 		t.Fatalf("api_token holds %q, want the minted admin token", b)
 	}
 	srv := open(t, dir) // ten serve starting after the bootstrap
+	// `ten token-gen` then `ten token list`: the running store lists a
+	// token minted after it opened, before anything presented it.
+	late, err := Mint(dir, "acme", "made offline", Options{Params: cheap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !listed(srv.List(), late.ID) {
+		t.Errorf("token %s minted offline is not in the running store's list", late.ID)
+	}
 	if p, err := srv.Verify(first.Secret); err != nil || !p.Admin() {
 		t.Fatalf("bootstrap token: %+v %v", p, err)
 	}
@@ -64,9 +73,19 @@ func TestMintOfflineThenServe(t *testing.T) {
 	if _, err := srv.Verify(first.Secret); err != nil {
 		t.Errorf("earlier admin token lost: %v", err)
 	}
-	if got := len(open(t, dir).List()); got != 1+1+20+1 {
-		t.Errorf("store lists %d tokens, want 23", got)
+	if got := len(open(t, dir).List()); got != 1+1+1+20+1 {
+		t.Errorf("store lists %d tokens, want 24", got)
 	}
+}
+
+// listed reports whether toks has a token of this id.
+func listed(toks []Token, id string) bool {
+	for _, t := range toks {
+		if t.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func TestMintKeepsTenementAdminFile(t *testing.T) {
