@@ -295,9 +295,11 @@ type Routing struct {
 
 // Mount is one [[service.NAME.mounts]] entry.
 type Mount struct {
-	// Source is the host path to bind into the instance.
+	// Source is the host path to bind into the instance; a relative one is
+	// taken against the config file's directory. It must exist when an
+	// instance is made.
 	Source string `toml:"source" json:"source"`
-	// Destination is where the instance sees it.
+	// Destination is the absolute path where the instance sees it.
 	Destination string `toml:"destination" json:"destination"`
 	// Readonly binds it read-only.
 	Readonly bool `toml:"readonly" json:"readonly"`
@@ -324,7 +326,11 @@ type Service struct {
 	// Health is the path of the health check (GET, 2xx/3xx passes), e.g.
 	// "/health"; none: systemd's state alone.
 	Health string `toml:"health" json:"health,omitempty"`
-	// Workdir is the working directory (default the instance's data directory).
+	// Workdir is the app's working directory; a relative one is taken
+	// against the config file's directory. Default: the config file's
+	// directory (where tenement runs its apps), so ./run.sh is found; the
+	// instance's data directory when isolation hides the config's
+	// directory (a home directory under namespace or sandbox).
 	Workdir string `toml:"workdir" json:"workdir,omitempty"`
 	// Isolation is "namespace" (default: own dynamic user, systemd sandbox),
 	// "process" (limits only) or "sandbox" (also gVisor; tenement's "gvisor").

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -513,5 +514,36 @@ func TestExplicitZeroRestartSettings(t *testing.T) {
 		if _, err := Parse("t.toml", []byte("[settings]\n"+in+"\n")); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", in, err, want)
 		}
+	}
+}
+
+// TestMounts: a relative mounts source is taken against the config file's
+// directory (as a relative workdir is; systemd takes only absolute paths),
+// and a missing or relative destination is refused naming the entry.
+func TestMounts(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tenement.toml")
+	c, err := Parse(file, []byte("[service.a]\ncommand = \"/bin/a\"\n[[service.a.mounts]]\nsource = \"./shared\"\ndestination = \"/mnt/shared/\"\nreadonly = true\n[[service.a.mounts]]\nsource = \"/srv/x\"\ndestination = \"/x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Services["a"].Mounts
+	want := []Mount{{Source: filepath.Join(dir, "shared"), Destination: "/mnt/shared", Readonly: true}, {Source: "/srv/x", Destination: "/x"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mounts = %+v, want %+v", got, want)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"[[service.a.mounts]]\ndestination = \"/x\"\n", "service.a.mounts[0].source: is missing"},
+		{"[[service.a.mounts]]\nsource = \"/srv\"\n", "service.a.mounts[0].destination: is missing"},
+		{"[[service.a.mounts]]\nsource = \"/srv\"\ndestination = \"/y\"\n[[service.a.mounts]]\nsource = \"/srv\"\ndestination = \"data\"\n", "service.a.mounts[1].destination: \"data\" must be an absolute path"},
+		{"[[service.a.mounts]]\nsource = \"/srv\"\ndestination = \"/\"\n", "service.a.mounts[0].destination: must not be \"/\""},
+	} {
+		_, err := Parse(file, []byte("[service.a]\ncommand = \"/bin/a\"\n"+tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	if _, err := Parse("", []byte("[service.a]\ncommand = \"/bin/a\"\n[[service.a.mounts]]\nsource = \"rel\"\ndestination = \"/y\"\n")); err == nil || !strings.Contains(err.Error(), "is relative and there is no config file") {
+		t.Errorf("relative source without a file: %v", err)
 	}
 }

@@ -305,6 +305,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			// Relative workdirs are taken against the config file's directory.
 			svc.Workdir = filepath.Join(filepath.Dir(c.Path), svc.Workdir)
 		}
+		for i := range svc.Mounts {
+			checkMount(&svc.Mounts[i], fmt.Sprintf("%s.mounts[%d]", k, i), c.Path, add)
+		}
 		for key := range svc.Env {
 			if !envName(key) {
 				add(k+".env", "bad variable name %q; use letters, digits and '_', not starting with a digit (systemd takes no other)", key)
@@ -631,4 +634,37 @@ func keyLines(data []byte) map[string]int {
 		}
 	}
 	return lines
+}
+
+// checkMount checks one [[service.NAME.mounts]] entry (key names it, e.g.
+// service.web.mounts[0]) and makes a relative source absolute against dir,
+// the directory of file, the config file, as a relative workdir is. systemd
+// takes only absolute paths, and the destination is a path inside the
+// instance.
+func checkMount(m *Mount, key, file string, add func(key, format string, a ...any)) {
+	dir := ""
+	if file != "" {
+		dir, _ = filepath.Abs(filepath.Dir(file))
+	}
+	switch {
+	case m.Source == "":
+		add(key+".source", "is missing: name the host directory or file to bind into the instance")
+	case !filepath.IsAbs(m.Source) && dir != "":
+		m.Source = filepath.Join(dir, m.Source)
+	case !filepath.IsAbs(m.Source):
+		add(key+".source", "%q is relative and there is no config file to take it against; use an absolute path", m.Source)
+	}
+	if m.Source != "" {
+		m.Source = filepath.Clean(m.Source)
+	}
+	switch {
+	case m.Destination == "":
+		add(key+".destination", "is missing: name the absolute path where the instance sees %q", m.Source)
+	case !filepath.IsAbs(m.Destination):
+		add(key+".destination", "%q must be an absolute path inside the instance, e.g. \"/mnt/data\"", m.Destination)
+	case filepath.Clean(m.Destination) == "/":
+		add(key+".destination", "must not be \"/\": a mount there would hide the whole filesystem the app runs from")
+	default:
+		m.Destination = filepath.Clean(m.Destination)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -373,6 +374,9 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	if err := checkSocketFree(plan.Listen); err != nil {
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
+	if err := checkMountSources(svc); err != nil {
+		return false, fmt.Errorf("spawn %s: %w: %v", inst, ErrBadInput, err)
+	}
 	if units.CustomDataDir(s.cfg) {
 		// The sandbox binds it in, so it must exist before the first start;
 		// systemd gives it the instance's user (isolation.Storage.PrepareDataBind).
@@ -458,6 +462,21 @@ func checkSocketFree(path string) error {
 	if err == nil {
 		c.Close()
 		return fmt.Errorf("socket %s is in use by another program", path)
+	}
+	return nil
+}
+
+// checkMountSources refuses a service whose [[service.NAME.mounts]] source
+// is missing: systemd would fail the start with only "Failed to set up
+// mount namespacing" in the journal, after the units were made.
+func checkMountSources(svc *config.Service) error {
+	for i, m := range svc.Mounts {
+		if _, err := os.Stat(m.Source); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("service.%s.mounts[%d].source %s does not exist; create it or change the path", svc.Name, i, m.Source)
+			}
+			return fmt.Errorf("service.%s.mounts[%d].source: %v", svc.Name, i, err)
+		}
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ type table struct {
 var tables = []table{
 	{"[settings]", "Settings of ten itself.", reflect.TypeFor[config.Settings]()},
 	{"[settings.tls]", "HTTPS with certificates from an ACME CA, obtained by ten itself (certmagic): for the bare domain at start, for each host that routes to an instance or service on its first handshake, and with dns_provider wildcards through DNS-01.", reflect.TypeFor[config.TLS]()},
-	{"[service.NAME]", "One service: every instance NAME:ID of it is a socket unit tenement-NAME@ID.socket and a service unit tenement-NAME@ID.service. NAME and ID are lowercase letters, digits and '-'. In command, args, socket, workdir and env, {name}, {id}, {data_dir} (the instance's data directory), {port} and {socket} are replaced; every instance has PORT, SOCKET_PATH, DATA_DIR and TEN_INSTANCE in its environment.", reflect.TypeFor[config.Service]()},
+	{"[service.NAME]", "One service: every instance NAME:ID of it is a socket unit tenement-NAME@ID.socket and a service unit tenement-NAME@ID.service. NAME is lowercase letters, digits and '-'; ID is ASCII letters, digits, '-' and '_' (two IDs of a service may not differ only by case). In command, args, socket, workdir and env, {name}, {id}, {data_dir} (the instance's data directory), {port} and {socket} are replaced; every instance has PORT, SOCKET_PATH, DATA_DIR and TEN_INSTANCE in its environment.", reflect.TypeFor[config.Service]()},
 	{"[service.NAME.env]", "KEY = \"value\" pairs: the app's environment; placeholders are replaced.", nil},
 	{"[[service.NAME.mounts]]", "Host paths bound into the service's instances.", reflect.TypeFor[config.Mount]()},
 	{"[instances]", "SERVICE = [\"ID\", ...]: instances ten spawns whenever it starts.", nil},
