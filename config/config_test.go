@@ -106,6 +106,9 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"socket where a sandboxed app cannot bind", "[service.api]\ncommand = \"/bin/x\"\nsocket = \"/srv/x/{id}.sock\"\n", "t.toml:3: service.api.socket: \"/srv/x/{id}.sock\": an app with isolation = \"namespace\" can create its socket only"},
 		{"socket in gVisor's private /tmp", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"sandbox\"\nsocket = \"/tmp/tenement/{name}-{id}.sock\"\n", "t.toml:4: service.api.socket: \"/tmp/tenement/{name}-{id}.sock\": an app with isolation = \"sandbox\" can create its socket only"},
 		{"relative socket", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"app.sock\"\n", "t.toml:4: service.api.socket: must be an absolute path"},
+		{"domain with a space", "[settings]\ndomain = \"exa mple.com\"\n[service.api]\ncommand = \"/bin/x\"\n", "t.toml:2: settings.domain: \"exa mple.com\" has ' ' at position 4 of label \"exa mple\""},
+		{"domain with a port", "[settings]\ndomain = \"localhost:8080\"\n[service.api]\ncommand = \"/bin/x\"\n", "settings.domain: \"localhost:8080\" names a port; give the domain alone (\"localhost\")"},
+		{"tls domain with a slash", "[settings.tls]\nenabled = true\ndomain = \"https://example.com\"\n[service.api]\ncommand = \"/bin/x\"\n", "t.toml:3: settings.tls.domain: \"https://example.com\""},
 		{"log interval too long", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_interval = 86400\n", "t.toml:3: service.api.log_rate_limit_interval: must be within 1..3600 seconds"},
 	}
 	for _, tc := range cases {
@@ -545,5 +548,18 @@ func TestMounts(t *testing.T) {
 	}
 	if _, err := Parse("", []byte("[service.a]\ncommand = \"/bin/a\"\n[[service.a.mounts]]\nsource = \"rel\"\ndestination = \"/y\"\n")); err == nil || !strings.Contains(err.Error(), "is relative and there is no config file") {
 		t.Errorf("relative source without a file: %v", err)
+	}
+}
+
+func TestCheckDomain(t *testing.T) {
+	for _, d := range []string{"localhost", "example.com", "Example.COM", "a-b.c_d.example", "127.0.0.1", "xn--bcher-kva.example"} {
+		if err := CheckDomain(d); err != nil {
+			t.Errorf("CheckDomain(%q) = %v", d, err)
+		}
+	}
+	for _, d := range []string{"", ".", "a..b", ".a", "a b", "a/b", "*.example.com", "[::1]", "ex:ample:x", "h\u00e9.example", strings.Repeat("a", 64) + ".com", strings.Repeat("a.", 127) + "com"} {
+		if err := CheckDomain(d); err == nil {
+			t.Errorf("CheckDomain(%q) accepted", d)
+		}
 	}
 }

@@ -150,10 +150,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	for _, r := range c.Routing.keys() {
 		add("routing."+r, "is not used (tenement parses it and does nothing with it either); ten routes by Host: {id}.{service}.DOMAIN and {service}.DOMAIN; remove it")
 	}
-	if d := s.Domain; d != "" && (strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..")) {
-		// One trailing dot (a fully qualified name) is dropped; more, or
+	if d := s.Domain; d != "" {
+		// One trailing dot (a fully qualified name) was dropped; more, or
 		// an empty label elsewhere, names no host.
-		add("settings.domain", "%q has an empty label", d)
+		if err := CheckDomain(d); err != nil {
+			add("settings.domain", "%v", err)
+		}
 	}
 	if t := s.TLS; t.Enabled {
 		for k, port := range map[string]int{"https_port": t.HTTPSPort, "http_port": t.HTTPPort} {
@@ -164,7 +166,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		if t.HTTPSPort == t.HTTPPort {
 			add("settings.tls.http_port", "must differ from https_port (%d)", t.HTTPSPort)
 		}
-		if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
+		if err := CheckDomain(strings.TrimSuffix(t.Domain, ".")); t.Domain != "" && err != nil {
+			add("settings.tls.domain", "%v", err)
+		} else if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
 			add("settings.tls.domain", "%q differs from settings.domain %q: ten routes and gets certificates for one domain", t.Domain, s.Domain)
 		}
 		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {
@@ -667,4 +671,35 @@ func checkMount(m *Mount, key, file string, add func(key, format string, a ...an
 	default:
 		m.Destination = filepath.Clean(m.Destination)
 	}
+}
+
+// CheckDomain checks a base domain for Host routing (settings.domain,
+// settings.tls.domain, serve -d), given without its trailing dot: dot-separated
+// labels of ASCII letters, digits, '-' and '_' (instance ids may hold '_'),
+// each 1 to 63 bytes, 253 at most in all. A Host header never carries
+// anything else, so such a domain would route nothing.
+func CheckDomain(d string) error {
+	if d == "" {
+		return fmt.Errorf("is empty")
+	}
+	if len(d) > 253 {
+		return fmt.Errorf("%.40q... is %d bytes long; a domain name has at most 253", d, len(d))
+	}
+	if host, port, ok := strings.Cut(d, ":"); ok && host != "" && port != "" && !strings.Contains(port, ":") {
+		return fmt.Errorf("%q names a port; give the domain alone (%q): ten matches Host headers without their port", d, host)
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" {
+			return fmt.Errorf("%q has an empty label", d)
+		}
+		if len(l) > 63 {
+			return fmt.Errorf("%q has a label of %d bytes; DNS labels have at most 63", d, len(l))
+		}
+		for i, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q has %q at position %d of label %q; a domain is ASCII letters, digits, '-' and '_' between dots", d, r, i+1, l)
+			}
+		}
+	}
+	return nil
 }

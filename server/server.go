@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,7 +150,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	cfg := o.Config
 	if o.Domain != "" {
-		cfg.Settings.Domain = o.Domain
+		d := strings.ToLower(strings.TrimSuffix(o.Domain, "."))
+		if err := config.CheckDomain(d); err != nil {
+			return nil, fmt.Errorf("--domain: %w", err)
+		}
+		cfg.Settings.Domain = d
 	}
 	if o.Listen != "" {
 		cfg.Settings.Listen = o.Listen
