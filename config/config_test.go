@@ -563,3 +563,19 @@ func TestCheckDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestShellExpansionIsNotAPlaceholder: ${PORT} in a command or args is a
+// shell's (sh -c '... ${PORT}'), passed through as tenement does; a bare
+// {PORT} is still refused as an unknown placeholder.
+func TestShellExpansionIsNotAPlaceholder(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[service.a]\ncommand = \"sh -c 'exec app --port ${PORT} --id {id}'\"\n[service.b]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"exec app --port ${PORT}\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (Vars{ID: "x"}).Expand(c.Services["a"].Command); got != "sh -c 'exec app --port ${PORT} --id x'" {
+		t.Errorf("expanded command = %q", got)
+	}
+	if _, err := Parse("t.toml", []byte("[service.a]\ncommand = \"/bin/app --port {PORT}\"\n")); err == nil || !strings.Contains(err.Error(), "unknown placeholder {PORT}") {
+		t.Errorf("{PORT} without $: %v", err)
+	}
+}

@@ -549,7 +549,9 @@ func checkTemplate(s string) error {
 			return nil // a lone brace is literal text (shell snippets)
 		}
 		v := s[i+1 : i+j]
-		if isIdent(v) && !templateVars[v] {
+		// ${NAME} is a shell's parameter expansion (sh -c '... ${PORT}'),
+		// which tenement passes through untouched as ten does.
+		if isIdent(v) && !templateVars[v] && (i == 0 || s[i-1] != '$') {
 			return fmt.Errorf("unknown placeholder {%s}; known are {name} {id} {data_dir} {port} {socket}", v)
 		}
 		s = s[i+j+1:]
