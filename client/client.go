@@ -38,8 +38,13 @@ func TokenFrom(flag, dataDir string) string {
 	return ""
 }
 
-// New returns a client for server (http://host:port).
+// New returns a client for server: http://host:port, https://..., or
+// host:port alone (taken as http://host:port).
 func New(server, token string) *Client {
+	if !strings.Contains(server, "://") {
+		// host:port alone (--server localhost:8080), as curl takes it.
+		server = "http://" + server
+	}
 	return &Client{Server: strings.TrimRight(server, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}
 }
 

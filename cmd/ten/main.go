@@ -16,7 +16,7 @@ import (
 
 // Globals are the flags every command shares.
 type Globals struct {
-	Server  string `help:"URL of the ten server." env:"TENEMENT_SERVER" default:"http://localhost:8080"`
+	Server  string `help:"URL of the ten server (host:port alone means http://host:port)." env:"TENEMENT_SERVER" default:"http://localhost:8080"`
 	Token   string `help:"API token (default: TENEMENT_TOKEN, then the api_token file in the data dir)." env:"TENEMENT_TOKEN"`
 	DataDir string `help:"Data directory (default: settings.data_dir of the config)." env:"TENEMENT_DATA_DIR" type:"path"`
 	Config  string `help:"Path of tenement.toml (default: found by walking up from the working directory)." short:"c" type:"path"`
