@@ -106,13 +106,15 @@ func (s *Server) routed(inst units.Instance) bool {
 
 // createRefused is what a client whose request would have created inst
 // is told when the creation failed with err: 504 when the app did not
-// start within its startup_timeout (as for a wake), else 502. The error
-// itself goes to ten's log only: it can name the command's path and other
-// details of the operator's setup, and the client may be anyone.
+// start within its startup_timeout (as for a wake), else 502. A failed
+// start removed the units again (systemd.Manager.Create), so the message
+// does not send the client to `ten ps`. The error itself goes to ten's log
+// only: it can name the command's path and other details of the operator's
+// setup, and the client may be anyone.
 func createRefused(inst units.Instance, startupTimeout int, err error) *router.Refused {
 	var je *systemd.JobError
 	if errors.As(err, &je) && je.TimedOut() {
-		return &router.Refused{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("instance %s was created but its app did not listen within startup_timeout %ds; see `ten ps` and `journalctl -u %s`", inst, startupTimeout, inst.ServiceUnit())}
+		return &router.Refused{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("instance %s could not be started: its app did not listen within startup_timeout %ds, and ten removed the instance again (the next request tries anew); `journalctl -u %s` says what it did", inst, startupTimeout, inst.ServiceUnit())}
 	}
 	what := "could not be created"
 	if je != nil {
@@ -120,7 +122,7 @@ func createRefused(inst units.Instance, startupTimeout int, err error) *router.R
 		if je.UnitResult != "" {
 			result = je.UnitResult
 		}
-		what = "was created but its app did not start (systemd: " + result + ")"
+		what = "could not be started: its app did not start (systemd: " + result + "), and ten removed the instance again"
 	}
 	return &router.Refused{Status: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s %s; ten's log and `journalctl -u %s` say why", inst, what, inst.ServiceUnit())}
 }

@@ -26,6 +26,9 @@ func TestCreateRefused(t *testing.T) {
 		{fmt.Errorf("spawn api:x: exec /srv/secret/bin/app: permission denied"), http.StatusBadGateway, "could not be created"},
 	} {
 		r := createRefused(inst, 7, c.err)
+		if strings.Contains(r.Msg, "ten ps") || strings.Contains(r.Msg, "was created") {
+			t.Errorf("%v: %q sends the client to an instance that was removed again", c.err, r.Msg)
+		}
 		if r.Status != c.status || !strings.Contains(r.Msg, c.has) || !strings.Contains(r.Msg, "api:x") || strings.Contains(r.Msg, "/srv/secret") {
 			t.Errorf("%v: %d %q; want %d with %q and no path", c.err, r.Status, r.Msg, c.status, c.has)
 		}
