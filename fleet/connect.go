@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -90,4 +92,36 @@ func CheckServices(ctx context.Context, cli *clientv3.Client, local Fingerprint)
 		return nil, fmt.Errorf("fleet: key %s: %w", servicesKey, err)
 	}
 	return local.Diff(recorded), nil
+}
+
+// PeerKey returns the fleet's peer secret, which the routers' peer token
+// (router/fleet.PeerAuth) is derived from, making it if the fleet has none
+// yet: the first node writes 32 random bytes, and every node reads the
+// same. It is as secret as etcd is (fleet.ca, fleet.cert): a node's apps
+// never see it.
+func PeerKey(ctx context.Context, cli *clientv3.Client) ([]byte, error) {
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	r, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(peerKeyKey), "=", 0)).
+		Then(clientv3.OpPut(peerKeyKey, hex.EncodeToString(fresh))).
+		Else(clientv3.OpGet(peerKeyKey)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("fleet: peer key: %w", err)
+	}
+	if r.Succeeded {
+		return fresh, nil
+	}
+	kvs := r.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil, fmt.Errorf("fleet: key %s vanished", peerKeyKey)
+	}
+	key, err := hex.DecodeString(string(kvs[0].Value))
+	if err != nil || len(key) < 16 {
+		return nil, fmt.Errorf("fleet: key %s: not a hex secret of at least 16 bytes", peerKeyKey)
+	}
+	return key, nil
 }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -365,6 +366,28 @@ func TestCheckServices(t *testing.T) {
 	d, err := CheckServices(ctx, cli, Fingerprint{"api": "1", "web": "3"})
 	if err != nil || len(d) != 1 || d[0] != "service web: configured differently from the fleet" {
 		t.Fatalf("differing node: %q, %v", d, err)
+	}
+}
+
+// Every node of a fleet reads the same peer key, the first making it; a
+// value that is not a secret is refused, not used.
+func TestPeerKey(t *testing.T) {
+	url := startEtcd(t)
+	cli := newClient(t, url)
+	ctx := testCtx(t)
+	first, err := PeerKey(ctx, cli)
+	if err != nil || len(first) != 32 {
+		t.Fatalf("first node: %x, %v", first, err)
+	}
+	again, err := PeerKey(ctx, cli)
+	if err != nil || !bytes.Equal(again, first) {
+		t.Fatalf("second node: %x, %v; want the first node's %x", again, err, first)
+	}
+	if _, err := cli.Put(ctx, peerKeyKey, "short"); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := PeerKey(ctx, cli); err == nil {
+		t.Fatalf("a peer key that is not a hex secret was taken: %x", k)
 	}
 }
 

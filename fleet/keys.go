@@ -19,6 +19,8 @@ const Prefix = "/ten/fleet/"
 //	/ten/fleet/tokens/<token id>     an API token's stored record: its argon2id hash and
 //	                                 salt, tenant and description, never the secret
 //	/ten/fleet/services              ServicesRecord: the services fingerprint of the fleet
+//	/ten/fleet/peer-key              32 random bytes (hex): the secret the routers' peer
+//	                                 token is derived from (PeerKey)
 const (
 	nodesDir     = Prefix + "nodes/"
 	placementDir = Prefix + "placement/"
@@ -27,6 +29,7 @@ const (
 	failedDir    = Prefix + "failed/"
 	tokensDir    = Prefix + "tokens/"
 	servicesKey  = Prefix + "services"
+	peerKeyKey   = Prefix + "peer-key"
 )
 
 // NodeKey is the key of node's record.

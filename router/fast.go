@@ -3,8 +3,10 @@ package router
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
+	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/upstream"
 )
 
@@ -58,6 +60,18 @@ func clientProxies(trusted, peer func(ip string) bool) func(ip string) bool {
 	}
 	return func(ip string) bool { return trusted(ip) || peer(ip) }
 }
+
+// TrustsForwarded reports whether req's X-Forwarded-* headers name its
+// client: it came from a trusted proxy (Options.TrustedProxy), or from
+// another node's router with the fleet's token (Options.FleetPeer,
+// Options.FleetAuth).
+func (r *Router) TrustsForwarded(req *http.Request) bool {
+	return r.trustedAddr(req.RemoteAddr) || fleet.FromPeer(req, r.fleetPeer, r.fleetAuth)
+}
+
+// FleetAuthValid reports whether v is the fleet's peer token (the value of
+// a fleet.AuthHeader line; always false without a fleet).
+func (r *Router) FleetAuthValid(v []byte) bool { return r.fleetAuth.Valid(v) }
 
 // trustedAddr is TrustedProxy for a request's RemoteAddr (HOST:PORT).
 func (r *Router) trustedAddr(remote string) bool {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/units"
 )
 
@@ -29,24 +30,29 @@ func otherNode(t *testing.T, h http.HandlerFunc) string {
 }
 
 // A request another node forwarded is never forwarded again (loop guard),
-// and a forward reaches the other router with the hop header and the
-// client's address.
+// and a forward reaches the other router with the hop header, the fleet's
+// token (whatever the client sent in its place) and the client's address.
 func TestForwardAndLoopGuard(t *testing.T) {
 	var got atomic.Value
+	auth := fleet.NewPeerAuth([]byte("k"))
 	addr := otherNode(t, func(w http.ResponseWriter, req *http.Request) {
-		got.Store(fmt.Sprintf("host=%s hop=%s xff=%s", req.Host, req.Header.Get(HopHeader), req.Header.Get("X-Forwarded-For")))
+		got.Store(fmt.Sprintf("host=%s hop=%s xff=%s auth=%v", req.Host, req.Header.Get(HopHeader), req.Header.Get("X-Forwarded-For"), req.Header.Values(fleet.AuthHeader)))
 		fmt.Fprint(w, "from n2")
 	})
 	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
 		Create: func(_ context.Context, inst units.Instance, _ string) error {
 			return &Forward{Node: "n2", Addr: addr}
 		},
+		FleetAuth: auth,
 	})
-	w := get(r, "x.api.example.test", "/")
+	fwd := httptest.NewRequest("GET", "http://x.api.example.test/", nil)
+	fwd.Header.Set(fleet.AuthHeader, "forged")
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, fwd)
 	if w.Code != 200 || w.Body.String() != "from n2" {
 		t.Fatalf("forward: %d %q", w.Code, w.Body.String())
 	}
-	if g := got.Load(); g != "host=x.api.example.test hop=n2 xff=192.0.2.1" {
+	if g := got.Load(); g != "host=x.api.example.test hop=n2 xff=192.0.2.1 auth=["+auth.Token()+"]" {
 		t.Fatalf("the other node saw %v", g)
 	}
 	req := httptest.NewRequest("GET", "http://x.api.example.test/", nil)
@@ -87,8 +93,10 @@ func TestCreateClientKey(t *testing.T) {
 // Behind a trusted proxy or another node's router, the client a creation
 // counts against is the one it names in X-Forwarded-For, not the proxy
 // (whose every client would share one rate); anyone else's
-// X-Forwarded-For is not believed.
+// X-Forwarded-For is not believed, nor a fleet peer's address's without
+// the fleet's token.
 func TestCreateClientBehindProxy(t *testing.T) {
+	auth := fleet.NewPeerAuth([]byte("k"))
 	var got []string
 	r := New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
 		Create: func(_ context.Context, inst units.Instance, client string) error {
@@ -97,19 +105,24 @@ func TestCreateClientBehindProxy(t *testing.T) {
 		},
 		TrustedProxy: func(ip string) bool { return ip == "10.0.0.1" },
 		FleetPeer:    func(ip string) bool { return ip == "10.0.0.2" },
+		FleetAuth:    auth,
 	})
-	for _, remote := range []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"} {
+	for i, remote := range []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.2:2"} {
 		req := httptest.NewRequest("GET", "http://new.api.example.test/", nil)
 		req.RemoteAddr = remote
 		req.Header.Set("X-Forwarded-For", "198.51.100.9, 10.0.0.1")
 		req.Header.Set(HopHeader, "n2")
+		if i < 3 {
+			// The last: an app on node 10.0.0.2, without the fleet's token.
+			req.Header.Set(fleet.AuthHeader, auth.Token())
+		}
 		w := httptest.NewRecorder()
 		r.ServeHTTP(w, req)
 		if w.Code != http.StatusTooManyRequests {
 			t.Fatalf("%s: %d %q", remote, w.Code, w.Body.String())
 		}
 	}
-	want := []string{"198.51.100.9", "198.51.100.9", "10.0.0.3"}
+	want := []string{"198.51.100.9", "198.51.100.9", "10.0.0.3", "10.0.0.2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("clients %q, want %q", got, want)
 	}

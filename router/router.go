@@ -167,6 +167,8 @@ type Router struct {
 	wakeWait    time.Duration
 	maxBody     int64
 	fleetPeer   func(ip string) bool
+	// fleetAuth: Options.FleetAuth.
+	fleetAuth *fleet.PeerAuth
 	// trustedProxy: Options.TrustedProxy.
 	trustedProxy func(ip string) bool
 	// clientProxy: trustedProxy or fleetPeer (ClientProxies).
@@ -219,9 +221,14 @@ type Options struct {
 	// client gets 413 unless the instance had answered already.
 	MaxBodyBytes int64
 	// FleetPeer, when set (fleet mode), reports whether a client address
-	// is another node's router: its X-Forwarded-* headers, which name the
-	// original client, are kept instead of dropped.
+	// is another node's router: the X-Forwarded-* headers of its requests
+	// that carry the fleet's token (FleetAuth), which name the original
+	// client, are kept instead of dropped.
 	FleetPeer func(ip string) bool
+	// FleetAuth is the fleet's peer token (fleet mode): this router shows
+	// it on the requests it forwards, and a peer's forwarded request is
+	// taken as such only with it. Without it (nil) no request is.
+	FleetAuth *fleet.PeerAuth
 	// TrustedProxy, when set (settings.trusted_proxies), reports whether a
 	// client address is a proxy in front of ten (Caddy, a load balancer):
 	// its X-Forwarded-For is kept and the proxy's address appended to it,
@@ -259,9 +266,9 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 	r := &Router{domain: strings.ToLower(domain), admin: admin, ctrl: ctrl, log: log, backends: map[units.Instance]*Route{},
 		fold: map[units.Instance]*Route{}, members: map[string]map[string]*Route{},
 		activity: o.Activity, connections: o.Connections, freezer: o.Freezer, observer: o.Observer, create: o.Create, wakes: o.Wakes,
-		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
+		wakeWait: o.WakeQueueTimeout, maxBody: o.MaxBodyBytes, fleetPeer: o.FleetPeer, fleetAuth: o.FleetAuth, trustedProxy: o.TrustedProxy, fleetService: o.FleetService,
 		peerMark: o.PeerMark}
-	r.fwd = fleet.NewForwarder(log, r.trustedAddr)
+	r.fwd = fleet.NewForwarder(log, r.trustedAddr, o.FleetAuth)
 	r.clientProxy = clientProxies(o.TrustedProxy, o.FleetPeer)
 	if r.wakeWait <= 0 {
 		r.wakeWait = DefaultWakeQueueTimeout
@@ -271,7 +278,9 @@ func New(domain string, admin http.Handler, ctrl Controller, log *slog.Logger, o
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Another node's router or a trusted proxy: its
 			// X-Forwarded-* name the client, as the fast path passes them.
-			fleet.SetXForwarded(pr, fleet.FromPeer(pr.In, r.fleetPeer) || r.trustedAddr(pr.In.RemoteAddr))
+			fleet.SetXForwarded(pr, r.TrustsForwarded(pr.In))
+			// The fleet's token is for routers; never an app's to see.
+			pr.Out.Header.Del(fleet.AuthHeader)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
@@ -868,8 +877,12 @@ func (r *Router) createFor(req *http.Request) (*Route, int, string, *Forward) {
 	// The client, as the per-client creation rate counts it: an IPv6
 	// client by its /64 (it can pick any address in it), as the
 	// connection cap counts it; behind a trusted proxy or another
-	// node's router, the client it names.
-	client := forwarded.Client(req.RemoteAddr, req.Header.Values("X-Forwarded-For"), r.clientProxy)
+	// node's router (with the fleet's token), the client it names.
+	var xff []string
+	if r.TrustsForwarded(req) {
+		xff = req.Header.Values("X-Forwarded-For")
+	}
+	client := forwarded.Client(req.RemoteAddr, xff, r.clientProxy)
 	if ip, err := netip.ParseAddr(client); err == nil {
 		client = addrcap.Name(addrcap.KeyOf(ip))
 	}

@@ -262,6 +262,7 @@ func (s *Server) routerOptions() router.Options {
 	o := router.Options{Activity: s.kern.Activity, Observer: s.im, Create: s.createOnRequest, TrustedProxy: s.cfg.Settings.TrustedProxy()}
 	if s.fleet != nil {
 		o.FleetPeer = s.fleet.IsPeer
+		o.FleetAuth = s.fleet.PeerAuth()
 		o.FleetService = s.fleet.Service
 	}
 	if s.kern.Accounting() {

@@ -15,6 +15,7 @@ import (
 	"github.com/tenhq/ten/auth"
 	"github.com/tenhq/ten/fleet"
 	"github.com/tenhq/ten/router"
+	rfleet "github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/units"
 )
@@ -108,6 +109,7 @@ func (n *Node) apiProxyFor() *httputil.ReverseProxy {
 				pr.Out.Host = to.Addr
 				pr.SetXForwarded()
 				pr.Out.Header.Set(router.HopHeader, n.Name())
+				pr.Out.Header.Set(rfleet.AuthHeader, n.peerAuth.Token())
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				to := r.Context().Value(apiFwdKey{}).(fleet.NodeInfo)

@@ -29,6 +29,7 @@ import (
 	"github.com/tenhq/ten/ondemand"
 	"github.com/tenhq/ten/registry"
 	"github.com/tenhq/ten/router"
+	rfleet "github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/strictjson"
 	"github.com/tenhq/ten/systemd"
 	"github.com/tenhq/ten/units"
@@ -81,6 +82,8 @@ type Node struct {
 	log   *slog.Logger
 	watch *fleet.Watcher
 	local Local
+	// peerAuth is the routers' peer token (PeerAuth), fixed at Start.
+	peerAuth *rfleet.PeerAuth
 
 	mu sync.Mutex // mu guards the following
 	// sess is the live session, nil between a fence and the next join.
@@ -117,7 +120,14 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cli: cli, cfg: cfg, log: log, watch: fleet.NewWatcher(cli, log), local: o.Local, busy: map[string]bool{}}
+	kctx, cancel := context.WithTimeout(ctx, joinWait(cfg.Fleet))
+	key, err := fleet.PeerKey(kctx, cli)
+	cancel()
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("node %s, etcd %s: %w", cfg.Fleet.Node, strings.Join(cfg.Fleet.EtcdEndpoints, ","), err)
+	}
+	n := &Node{cli: cli, cfg: cfg, log: log, watch: fleet.NewWatcher(cli, log), local: o.Local, busy: map[string]bool{}, peerAuth: rfleet.NewPeerAuth(key)}
 	deadline := time.Now().Add(joinWait(cfg.Fleet))
 	for {
 		err = n.join(ctx)
@@ -622,6 +632,10 @@ func StopStale(ctx context.Context, log *slog.Logger) {
 		}
 	}
 }
+
+// PeerAuth is the token this node's router shows other nodes' routers on
+// the requests it forwards, and takes from theirs (router.Options.FleetAuth).
+func (n *Node) PeerAuth() *rfleet.PeerAuth { return n.peerAuth }
 
 // IsPeer reports whether host is a live node's address (the router's
 // FleetPeer: a peer router's forwarded request).

@@ -33,6 +33,9 @@ type Cap struct {
 	limit int
 	// trusted reports a proxy in front of ten by its IP (Trust).
 	trusted func(ip string) bool
+	// trustReq, when set, decides for one request of a trusted address
+	// whether its X-Forwarded-For names its client (TrustRequests).
+	trustReq func(r *http.Request) bool
 
 	mu sync.Mutex // mu guards the following
 	n  map[netip.Prefix]int
@@ -53,6 +56,17 @@ const ProxyFactor = 64
 func (c *Cap) Trust(trusted func(ip string) bool) {
 	if c != nil {
 		c.trusted = trusted
+	}
+}
+
+// TrustRequests narrows Trust for Streams: a request of a trusted
+// address counts against the client its X-Forwarded-For names only when
+// f says so (a fleet peer's request carries the fleet's token), and
+// against the address itself otherwise. It is set before c is used; nil
+// takes every trusted address's X-Forwarded-For.
+func (c *Cap) TrustRequests(f func(r *http.Request) bool) {
+	if c != nil {
+		c.trustReq = f
 	}
 }
 
@@ -207,7 +221,7 @@ func (c *Cap) Streams(h http.Handler) http.Handler {
 			return
 		}
 		var xff []string
-		if trusted {
+		if trusted && (c.trustReq == nil || c.trustReq(r)) {
 			xff = r.Header.Values("X-Forwarded-For")
 		}
 		// Without trust, Request's client is the peer's own address.

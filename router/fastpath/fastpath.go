@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/addrcap"
+	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/router/http1"
 	"github.com/tenhq/ten/router/upstream"
 )
@@ -229,9 +230,15 @@ func (cc *clientConn) serve() (handed bool) {
 			// A trusted proxy's or fleet peer's requests count against
 			// the clients it names (addrcap.Cap.Trust); one past its
 			// client's cap goes to Fallback, whose addrcap.Cap.Streams
-			// answers the 429.
+			// answers the 429. A request from a peer's address without
+			// the fleet's token (an app on that node, say) counts
+			// against the address itself.
+			var xff []string
+			if cc.trusted || cc.peerAuthed(h.Lines) {
+				xff = forwardedFor(h.Lines)
+			}
 			var ok bool
-			if release, _, ok = cc.s.Cap().Request(cc.ip, forwardedFor(h.Lines)); !ok {
+			if release, _, ok = cc.s.Cap().Request(cc.ip, xff); !ok {
 				return cc.handOff()
 			}
 		}
@@ -413,10 +420,11 @@ func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 	o = append(o, " HTTP/1.1\r\n"...)
 	var prior []byte // a fleet peer's or trusted proxy's X-Forwarded-For
 	var peerHost, peerProto bool
-	peer := cc.trusted || cc.peer && forwardedByPeer(h.Lines)
+	peer := cc.trusted || cc.peerAuthed(h.Lines)
 	for _, l := range h.Lines {
 		name := http1.HeaderName(l)
-		if http1.HopByHop(name) {
+		if http1.HopByHop(name) || fleetAuth(name) {
+			// The fleet's token is for routers; never an app's to see.
 			continue
 		}
 		if xForwarded(name) {
@@ -477,14 +485,30 @@ func forwardedFor(lines [][]byte) []string {
 	return v
 }
 
-// forwardedByPeer reports whether the head carries HopHeader.
-func forwardedByPeer(lines [][]byte) bool {
+// peerAuthed reports whether the head is a fleet peer's forwarded request:
+// the client's address is a peer's, and the head carries HopHeader and
+// exactly one fleet.AuthHeader with the fleet's token.
+func (cc *clientConn) peerAuthed(lines [][]byte) bool {
+	if !cc.peer {
+		return false
+	}
+	hop, auth := false, 0
+	var token []byte
 	for _, l := range lines {
-		if http1.EqualFold(http1.HeaderName(l), "x-ten-fleet-hop") {
-			return true
+		switch name := http1.HeaderName(l); {
+		case http1.EqualFold(name, "x-ten-fleet-hop"):
+			hop = true
+		case fleetAuth(name):
+			auth++
+			token = bytes.TrimSpace(l[len(name)+1:])
 		}
 	}
-	return false
+	return hop && auth == 1 && cc.r.FleetAuthValid(token)
+}
+
+// fleetAuth reports whether a header name is fleet.AuthHeader.
+func fleetAuth(name []byte) bool {
+	return len(name) == len(fleet.AuthHeader) && http1.EqualFold(name, "x-ten-fleet-auth")
 }
 
 func xForwarded(name []byte) bool {
@@ -933,12 +957,14 @@ func (s *ConnServer) Serve(ln net.Listener) error {
 // Cap is the per-address cap of Limits.MaxConnsPerAddr the server counts
 // its connections against (for the HTTP/2 streams of the connections it
 // hands off: addrcap.Cap.Streams). It trusts the Router's trusted proxies
-// and fleet peers (Router.ClientProxies, addrcap.Cap.Trust).
+// and fleet peers (Router.ClientProxies, addrcap.Cap.Trust), a peer's
+// requests only with the fleet's token (Router.TrustsForwarded).
 func (s *ConnServer) Cap() *addrcap.Cap {
 	s.capOnce.Do(func() {
 		s.cap = addrcap.New(s.Limits.MaxConnsPerAddr)
 		if s.Router != nil {
 			s.cap.Trust(s.Router.ClientProxies())
+			s.cap.TrustRequests(s.Router.TrustsForwarded)
 		}
 	})
 	return s.cap

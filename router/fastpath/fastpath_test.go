@@ -79,6 +79,10 @@ func twoInstances(t *testing.T, r *router.Router) {
 			if f := req.Header.Values("Forwarded"); len(f) > 0 {
 				fmt.Fprintf(w, " fwd=%s", strings.Join(f, "|"))
 			}
+			// X-Show names a header the test wants to know arrived.
+			if h := req.Header.Get("X-Show"); h != "" && len(req.Header.Values(h)) > 0 {
+				fmt.Fprintf(w, " LEAKED %s=%s", h, strings.Join(req.Header.Values(h), "|"))
+			}
 		})
 		r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: id}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: time.Second}, true)
 	}

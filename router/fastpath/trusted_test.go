@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenhq/ten/router"
 	"github.com/tenhq/ten/router/addrcap"
+	"github.com/tenhq/ten/router/fleet"
 	"github.com/tenhq/ten/units"
 )
 
@@ -36,7 +37,8 @@ func TestTrustedProxyCountsItsClients(t *testing.T) {
 		proxyCountsItsClients(t, router.Options{TrustedProxy: local}, "")
 	})
 	t.Run("fleet peer", func(t *testing.T) {
-		proxyCountsItsClients(t, router.Options{FleetPeer: local}, router.HopHeader+": n2\r\n")
+		auth := fleet.NewPeerAuth([]byte("k"))
+		proxyCountsItsClients(t, router.Options{FleetPeer: local, FleetAuth: auth}, router.HopHeader+": n2\r\n"+fleet.AuthHeader+": "+auth.Token()+"\r\n")
 	})
 }
 
@@ -205,5 +207,53 @@ func TestTrustedProxyConnectionsBounded(t *testing.T) {
 		}
 		c.Close()
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An app on another node of the fleet connects from that node's address,
+// as the node's router does, and can copy the hop header; without the
+// fleet's token its requests count against that address, whatever client
+// they name: naming a new client each time does not get it past the cap.
+func TestFleetPeerAddressWithoutTokenCountsAsItself(t *testing.T) {
+	auth := fleet.NewPeerAuth([]byte("k"))
+	r := router.New("example.test", http.NotFoundHandler(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		router.Options{FleetPeer: func(ip string) bool { return ip == "127.0.0.1" }, FleetAuth: auth})
+	release := make(chan struct{})
+	defer close(release)
+	held := make(chan struct{}, 16)
+	sock := app(t, func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	r.Put(router.Backend{Instance: units.Instance{Service: "api", ID: "a"}, Socket: sock, Weight: 100, StartupTimeout: time.Second, RequestTimeout: 30 * time.Second}, true)
+	lim := testLimits
+	lim.MaxConnsPerAddr = 3
+	addr := serveFast(t, r, lim)
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	req := func(path string, n int) string {
+		return fmt.Sprintf("GET %s HTTP/1.1\r\nHost: a.api.example.test\r\n%s: n2\r\n%s: %s\r\nX-Forwarded-For: 192.0.2.%d\r\n\r\n", path, router.HopHeader, fleet.AuthHeader, strings.Repeat("f", len(auth.Token())), n)
+	}
+	for i := range 3 {
+		c := dial()
+		io.WriteString(c, req("/hold", i+1))
+		go http.ReadResponse(bufio.NewReader(c), nil)
+		<-held
+	}
+	c := dial()
+	resp, body := roundTrip(t, c, bufio.NewReader(c), req("/", 4))
+	if resp.StatusCode != 429 || !strings.Contains(body, "from 127.0.0.1") {
+		t.Fatalf("4th request from the peer's address without the token, naming a 4th client: %d %q, want 429 naming 127.0.0.1", resp.StatusCode, body)
 	}
 }

@@ -47,6 +47,7 @@ type fwdKey struct{}
 type Forwarder struct {
 	log     *slog.Logger
 	trusted func(remoteAddr string) bool
+	auth    *PeerAuth
 	once    sync.Once
 	proxy   *httputil.ReverseProxy
 }
@@ -55,17 +56,19 @@ type Forwarder struct {
 // trusted (settings.trusted_proxies; nil: none) reports a proxy in front
 // of ten by a request's RemoteAddr: the X-Forwarded-* headers of a request
 // it sent are passed on, so that the other node and its app see the
-// proxy's client, as this node's own apps do.
-func NewForwarder(log *slog.Logger, trusted func(remoteAddr string) bool) *Forwarder {
-	return &Forwarder{log: log, trusted: trusted}
+// proxy's client, as this node's own apps do. auth is the fleet's peer
+// token, shown to the other node (AuthHeader) so that it takes the client
+// this node names.
+func NewForwarder(log *slog.Logger, trusted func(remoteAddr string) bool, auth *PeerAuth) *Forwarder {
+	return &Forwarder{log: log, trusted: trusted, auth: auth}
 }
 
 // newProxy is the proxy to other nodes' routers: keep-alive
 // connections per node, the client's address appended to
 // X-Forwarded-For (so the app sees the first client first; behind a
 // trusted proxy, the proxy's X-Forwarded-* kept), the Host kept, and
-// HopHeader set.
-func newProxy(log *slog.Logger, trusted func(remoteAddr string) bool) *httputil.ReverseProxy {
+// HopHeader and AuthHeader set.
+func newProxy(log *slog.Logger, trusted func(remoteAddr string) bool, auth *PeerAuth) *httputil.ReverseProxy {
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
@@ -84,6 +87,11 @@ func newProxy(log *slog.Logger, trusted func(remoteAddr string) bool) *httputil.
 				pr.Out.Host = f.Host
 			}
 			pr.Out.Header.Set(HopHeader, f.Node)
+			if t := auth.Token(); t != "" {
+				pr.Out.Header.Set(AuthHeader, t)
+			} else {
+				pr.Out.Header.Del(AuthHeader)
+			}
 		},
 		Transport:  t,
 		BufferPool: upstream.BufferPool{},
@@ -127,9 +135,10 @@ func SetXForwarded(pr *httputil.ProxyRequest, kept bool) {
 }
 
 // FromPeer reports whether req came from another fleet node's router:
-// it carries HopHeader and isPeer (nil: no fleet) knows its address.
-func FromPeer(req *http.Request, isPeer func(ip string) bool) bool {
-	if isPeer == nil || req.Header.Get(HopHeader) == "" {
+// it carries HopHeader and the fleet's token (auth; nil: no fleet), and
+// isPeer (nil: no fleet) knows its address.
+func FromPeer(req *http.Request, isPeer func(ip string) bool, auth *PeerAuth) bool {
+	if isPeer == nil || req.Header.Get(HopHeader) == "" || !auth.ValidRequest(req) {
 		return false
 	}
 	ip, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -143,7 +152,7 @@ func (fw *Forwarder) Forward(w http.ResponseWriter, req *http.Request, f *Forwar
 		http.Error(w, fmt.Sprintf("host %s: this node was sent the request as node %s, but the fleet says node %s runs it; not forwarding again", strings.ToLower(req.Host), from, f.Node), http.StatusBadGateway)
 		return
 	}
-	fw.once.Do(func() { fw.proxy = newProxy(fw.log, fw.trusted) })
+	fw.once.Do(func() { fw.proxy = newProxy(fw.log, fw.trusted, fw.auth) })
 	ctx := context.WithValue(req.Context(), fwdKey{}, f)
 	if f.Timeout > 0 {
 		var stop func() bool

@@ -480,6 +480,8 @@ type info struct {
 	Instance string `json:"instance"`
 	PID      int    `json:"pid"`
 	XFF      string `json:"x_forwarded_for"`
+	// FleetAuth is the X-Ten-Fleet-Auth the app was sent: always "".
+	FleetAuth string `json:"x_ten_fleet_auth"`
 }
 
 // waitInfo asks node at for host's /info from client until it answers
@@ -674,10 +676,20 @@ func TestFleet(t *testing.T) {
 	if in.Instance != "web:a" || !strings.HasPrefix(in.XFF, n3.ip+",") || !strings.Contains(in.XFF, n1.ip) {
 		t.Fatalf("web:a through n1 from n3: %+v; want X-Forwarded-For %s (the client), then %s", in, n3.ip, n1.ip)
 	}
+	if in.FleetAuth != "" {
+		t.Fatalf("web:a, forwarded by n1 to n2, was sent the fleet's token %q", in.FleetAuth)
+	}
 	// A trusted proxy's client (n3 is one) stays first through a forward.
 	code, body, err := n1.get(n3, "a.web.fleet.test", "/info", "X-Forwarded-For", "203.0.113.9")
 	if err := json.Unmarshal([]byte(body), &in); code != 200 || err != nil || in.XFF != "203.0.113.9, "+n3.ip+", "+n1.ip {
 		t.Fatalf("web:a through n1 from n3 as a trusted proxy of client 203.0.113.9: %d %s; want X-Forwarded-For 203.0.113.9, %s, %s", code, body, n3.ip, n1.ip)
+	}
+	// An app on n1 connects from n1's address, as n1's router does, and
+	// can copy the hop header, but not the fleet's token: at n2 the
+	// client it names is dropped, and only the router's token passes.
+	code, body, err = n2.get(n1, "a.web.fleet.test", "/info", "X-Ten-Fleet-Hop", "n1", "X-Forwarded-For", "198.51.100.77", "X-Ten-Fleet-Auth", strings.Repeat("0", 64))
+	if err := json.Unmarshal([]byte(body), &in); code != 200 || err != nil || in.XFF != n1.ip {
+		t.Fatalf("web:a at n2 from n1's address with the hop header but no token, naming 198.51.100.77: %d %s; want X-Forwarded-For %s alone", code, body, n1.ip)
 	}
 	for _, at := range c.nodes {
 		in, _ := waitInfo(t, at, n1, "c.web.fleet.test", 10*time.Second)

@@ -221,7 +221,9 @@ func main() {
 			"remote": r.RemoteAddr, "host": r.Host,
 			"x_forwarded_for": r.Header.Get("X-Forwarded-For"), "x_forwarded_host": r.Header.Get("X-Forwarded-Host"),
 			"x_forwarded_proto": r.Header.Get("X-Forwarded-Proto"),
-			"port":              os.Getenv("PORT"), "socket_path": os.Getenv("SOCKET_PATH"), "data_dir": os.Getenv("DATA_DIR"),
+			// The fleet's peer token: routers must never pass it to an app.
+			"x_ten_fleet_auth": r.Header.Get("X-Ten-Fleet-Auth"),
+			"port":             os.Getenv("PORT"), "socket_path": os.Getenv("SOCKET_PATH"), "data_dir": os.Getenv("DATA_DIR"),
 			"greeting": os.Getenv("GREETING"),
 		})
 	})
