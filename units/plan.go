@@ -445,7 +445,7 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		prop("Description", "ten instance "+inst.String()),
 		prop("Slice", p.Slice),
 		prop("Type", serviceType(svc)),
-		prop("ExecStart", []execCmd{{Path: argv[0], Argv: argv, IgnoreFailure: false}}),
+		prop("ExecStart", []execCmd{{Path: argv[0], Argv: literalArgv(argv), IgnoreFailure: false}}),
 	}
 	if AppListens(svc) {
 		// The unit stays activating until the app listens: ten sees it
@@ -570,6 +570,28 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 		props = append(props, prop(name, []bind{{Source: m.Source, Dest: m.Destination}}))
 	}
 	return props
+}
+
+// literalArgv escapes argv for ExecStart, whose words systemd expands at
+// every start: "$NAME" as a word becomes the variable's value split at
+// whitespace (nothing, when unset), "${NAME}" anywhere its value, and "$$"
+// one "$". tenement hands its apps their command and args as written, and
+// so does ten: every "$" is doubled. (The app's environment has PORT and
+// the rest; a shell the command runs, sh -c '... ${PORT}', expands them.)
+func literalArgv(argv []string) []string {
+	var out []string
+	for i, a := range argv {
+		if strings.Contains(a, "$") {
+			if out == nil {
+				out = append([]string(nil), argv...)
+			}
+			out[i] = strings.ReplaceAll(a, "$", "$$")
+		}
+	}
+	if out == nil {
+		return argv
+	}
+	return out
 }
 
 // shimCmd is the command line of one of ten's shim roles for inst: the

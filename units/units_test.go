@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -470,5 +471,23 @@ socket = "/tmp/tenement/{name}-{id}.sock"
 	}
 	if p.AppSocket != "/tmp/tenement/t-x.sock" || p.AppSocketInside != p.AppSocket || strings.Contains(Describe(p.Service), "BindPaths") {
 		t.Errorf("process: ten dials %s, the app binds %s\n%s", p.AppSocket, p.AppSocketInside, Describe(p.Service))
+	}
+}
+
+// TestLiteralArgv: every "$" of ExecStart is doubled, so that systemd's
+// expansion at start gives the app its words as written; argv itself is
+// not changed.
+func TestLiteralArgv(t *testing.T) {
+	argv := []string{"/opt/app", "pa$$word", "$NOPE", "a${X}b", "plain"}
+	got := literalArgv(argv)
+	want := []string{"/opt/app", "pa$$$$word", "$$NOPE", "a$${X}b", "plain"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("literalArgv = %q, want %q", got, want)
+	}
+	if argv[1] != "pa$$word" {
+		t.Errorf("literalArgv changed its argument: %q", argv)
+	}
+	if plain := []string{"/opt/app", "--port", "1"}; &literalArgv(plain)[0] != &plain[0] {
+		t.Error("literalArgv copied an argv without a $")
 	}
 }

@@ -225,6 +225,8 @@ func main() {
 			"x_ten_fleet_auth": r.Header.Get("X-Ten-Fleet-Auth"),
 			"port":             os.Getenv("PORT"), "socket_path": os.Getenv("SOCKET_PATH"), "data_dir": os.Getenv("DATA_DIR"),
 			"greeting": os.Getenv("GREETING"),
+			// The arguments after the flags, as the app was given them.
+			"args": flag.Args(),
 		})
 	})
 	// /stream?n=5&ms=200 writes n chunks ms apart, flushing each.
