@@ -108,7 +108,7 @@ func TestParseErrorsNameFileLineKey(t *testing.T) {
 		{"relative socket", "[service.api]\ncommand = \"/bin/x\"\nisolation = \"process\"\nsocket = \"app.sock\"\n", "t.toml:4: service.api.socket: must be an absolute path"},
 		{"domain with a space", "[settings]\ndomain = \"exa mple.com\"\n[service.api]\ncommand = \"/bin/x\"\n", "t.toml:2: settings.domain: \"exa mple.com\" has ' ' at position 4 of label \"exa mple\""},
 		{"domain with a port", "[settings]\ndomain = \"localhost:8080\"\n[service.api]\ncommand = \"/bin/x\"\n", "settings.domain: \"localhost:8080\" names a port; give the domain alone (\"localhost\")"},
-		{"tls domain with a slash", "[settings.tls]\nenabled = true\ndomain = \"https://example.com\"\n[service.api]\ncommand = \"/bin/x\"\n", "t.toml:3: settings.tls.domain: \"https://example.com\""},
+		{"tls domain with a slash", "[settings.tls]\nenabled = true\ndomain = \"https://example.com\"\n[service.api]\ncommand = \"/bin/x\"\n", "t.toml:3: settings.tls.domain: \"https://example.com\" is a URL; give the domain alone (\"example.com\")"},
 		{"log interval too long", "[service.api]\ncommand = \"/bin/x\"\nlog_rate_limit_interval = 86400\n", "t.toml:3: service.api.log_rate_limit_interval: must be within 1..3600 seconds"},
 	}
 	for _, tc := range cases {
@@ -557,7 +557,7 @@ func TestCheckDomain(t *testing.T) {
 			t.Errorf("CheckDomain(%q) = %v", d, err)
 		}
 	}
-	for _, d := range []string{"", ".", "a..b", ".a", "a b", "a/b", "*.example.com", "[::1]", "ex:ample:x", "h\u00e9.example", strings.Repeat("a", 64) + ".com", strings.Repeat("a.", 127) + "com"} {
+	for _, d := range []string{"", ".", "a..b", ".a", "a b", "a/b", "*.example.com", "[::1]", "ex:ample:x", "localhost:80a", "http://example.com", "example.com/x", "h\u00e9.example", strings.Repeat("a", 64) + ".com", strings.Repeat("a.", 127) + "com"} {
 		if err := CheckDomain(d); err == nil {
 			t.Errorf("CheckDomain(%q) accepted", d)
 		}

@@ -678,8 +678,9 @@ func checkMount(m *Mount, key, file string, add func(key, format string, a ...an
 // CheckDomain checks a base domain for Host routing (settings.domain,
 // settings.tls.domain, serve -d), given without its trailing dot: dot-separated
 // labels of ASCII letters, digits, '-' and '_' (instance ids may hold '_'),
-// each 1 to 63 bytes, 253 at most in all. A Host header never carries
-// anything else, so such a domain would route nothing.
+// each 1 to 63 bytes, 253 at most in all. Hosts are matched against it, so
+// a domain with anything else in it (a port, a URL's scheme, a space)
+// would route nothing.
 func CheckDomain(d string) error {
 	if d == "" {
 		return fmt.Errorf("is empty")
@@ -687,7 +688,12 @@ func CheckDomain(d string) error {
 	if len(d) > 253 {
 		return fmt.Errorf("%.40q... is %d bytes long; a domain name has at most 253", d, len(d))
 	}
-	if host, port, ok := strings.Cut(d, ":"); ok && host != "" && port != "" && !strings.Contains(port, ":") {
+	if scheme, rest, ok := strings.Cut(d, "://"); ok && scheme != "" {
+		host, _, _ := strings.Cut(rest, "/")
+		host, _, _ = strings.Cut(host, ":")
+		return fmt.Errorf("%q is a URL; give the domain alone (%q)", d, host)
+	}
+	if host, port, ok := strings.Cut(d, ":"); ok && host != "" && port != "" && strings.Trim(port, "0123456789") == "" {
 		return fmt.Errorf("%q names a port; give the domain alone (%q): ten matches Host headers without their port", d, host)
 	}
 	for _, l := range strings.Split(d, ".") {
