@@ -693,10 +693,10 @@ func (c *Config) defaults() {
 	if s.Listen == "" {
 		s.Listen = ":8080"
 	}
-	s.Domain = strings.ToLower(strings.TrimSuffix(s.Domain, "."))
+	s.Domain = NormalDomain(s.Domain)
 	if s.Domain == "" {
 		// tenement names its domain in [settings.tls] (and serve -d).
-		s.Domain = strings.ToLower(strings.TrimSuffix(s.TLS.Domain, "."))
+		s.Domain = NormalDomain(s.TLS.Domain)
 	}
 	if s.Domain == "" {
 		// Also for "." (the root), which names no domain to route under.
@@ -872,6 +872,10 @@ func (c *Config) DataDirAbs() string {
 	}
 	return filepath.Join(filepath.Dir(c.Path), d)
 }
+
+// NormalDomain is a routing domain as ten compares Hosts with it:
+// lowercase, without the trailing dot of a fully qualified name.
+func NormalDomain(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
 
 // DefaultInstanceRoot holds instances' data when data_dir is not set:
 // systemd's StateDirectory root for ten's units.

@@ -168,7 +168,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 		if err := CheckDomain(strings.TrimSuffix(t.Domain, ".")); t.Domain != "" && err != nil {
 			add("settings.tls.domain", "%v", err)
-		} else if t.Domain != "" && strings.ToLower(strings.TrimSuffix(t.Domain, ".")) != s.Domain {
+		} else if t.Domain != "" && NormalDomain(t.Domain) != s.Domain {
 			add("settings.tls.domain", "%q differs from settings.domain %q: ten routes and gets certificates for one domain", t.Domain, s.Domain)
 		}
 		if t.CA != "" && !strings.HasPrefix(t.CA, "https://") {

@@ -72,23 +72,15 @@ func CheckServices(ctx context.Context, cli *clientv3.Client, local Fingerprint)
 	if err != nil {
 		return nil, err
 	}
-	r, err := cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(servicesKey), "=", 0)).
-		Then(clientv3.OpPut(servicesKey, string(val))).
-		Else(clientv3.OpGet(servicesKey)).
-		Commit()
+	stored, created, err := createOrGet(ctx, cli, servicesKey, string(val))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: services record: %w", err)
 	}
-	if r.Succeeded {
+	if created {
 		return nil, nil
 	}
-	kvs := r.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 {
-		return nil, fmt.Errorf("fleet: services record vanished")
-	}
 	var recorded Fingerprint
-	if err := json.Unmarshal(kvs[0].Value, &recorded); err != nil {
+	if err := json.Unmarshal(stored, &recorded); err != nil {
 		return nil, fmt.Errorf("fleet: key %s: %w", servicesKey, err)
 	}
 	return local.Diff(recorded), nil
@@ -104,24 +96,38 @@ func PeerKey(ctx context.Context, cli *clientv3.Client) ([]byte, error) {
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, err
 	}
-	r, err := cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(peerKeyKey), "=", 0)).
-		Then(clientv3.OpPut(peerKeyKey, hex.EncodeToString(fresh))).
-		Else(clientv3.OpGet(peerKeyKey)).
-		Commit()
+	stored, created, err := createOrGet(ctx, cli, peerKeyKey, hex.EncodeToString(fresh))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: peer key: %w", err)
 	}
-	if r.Succeeded {
+	if created {
 		return fresh, nil
 	}
-	kvs := r.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 {
-		return nil, fmt.Errorf("fleet: key %s vanished", peerKeyKey)
-	}
-	key, err := hex.DecodeString(string(kvs[0].Value))
+	key, err := hex.DecodeString(string(stored))
 	if err != nil || len(key) < 16 {
 		return nil, fmt.Errorf("fleet: key %s: not a hex secret of at least 16 bytes", peerKeyKey)
 	}
 	return key, nil
+}
+
+// createOrGet puts val at key unless the key exists, in one transaction:
+// created says it was put; otherwise stored is the value already there
+// (what the first node of the fleet wrote).
+func createOrGet(ctx context.Context, cli *clientv3.Client, key, val string) (stored []byte, created bool, err error) {
+	r, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, val)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Succeeded {
+		return nil, true, nil
+	}
+	kvs := r.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil, false, fmt.Errorf("key %s vanished", key)
+	}
+	return kvs[0].Value, false, nil
 }

@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +149,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	cfg := o.Config
 	if o.Domain != "" {
-		d := strings.ToLower(strings.TrimSuffix(o.Domain, "."))
+		d := config.NormalDomain(o.Domain)
 		if err := config.CheckDomain(d); err != nil {
 			return nil, fmt.Errorf("--domain: %w", err)
 		}

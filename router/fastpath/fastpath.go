@@ -111,8 +111,11 @@ type clientConn struct {
 	// trusted: the client is a proxy in front of ten, whose X-Forwarded-*
 	// headers are kept (Options.TrustedProxy).
 	trusted bool
-	head    http1.Request
-	out     []byte
+	// forwarded: the request being served names its client in
+	// X-Forwarded-* (trusted, or a peer's with the fleet's token).
+	forwarded bool
+	head      http1.Request
+	out       []byte
 	// pre takes the first bytes of an instance's answer (writeRequest),
 	// lent for one exchange.
 	pre  *[]byte
@@ -225,6 +228,7 @@ func (cc *clientConn) serve() (handed bool) {
 		if int64(cc.wr-cc.rd-h.Size) < body {
 			return cc.handOff() // the body is not all here: the streaming path takes it
 		}
+		cc.forwarded = cc.trusted || cc.peerAuthed(h.Lines)
 		release := noRelease
 		if cc.trusted || cc.peer {
 			// A trusted proxy's or fleet peer's requests count against
@@ -234,7 +238,7 @@ func (cc *clientConn) serve() (handed bool) {
 			// the fleet's token (an app on that node, say) counts
 			// against the address itself.
 			var xff []string
-			if cc.trusted || cc.peerAuthed(h.Lines) {
+			if cc.forwarded {
 				xff = forwardedFor(h.Lines)
 			}
 			var ok bool
@@ -420,7 +424,7 @@ func (cc *clientConn) buildRequest(h *http1.Request, body []byte) []byte {
 	o = append(o, " HTTP/1.1\r\n"...)
 	var prior []byte // a fleet peer's or trusted proxy's X-Forwarded-For
 	var peerHost, peerProto bool
-	peer := cc.trusted || cc.peerAuthed(h.Lines)
+	peer := cc.forwarded
 	for _, l := range h.Lines {
 		name := http1.HeaderName(l)
 		if http1.HopByHop(name) || fleetAuth(name) {

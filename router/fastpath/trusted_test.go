@@ -165,16 +165,7 @@ func TestTrustedProxyConnectionsBounded(t *testing.T) {
 	req := func(i int) string {
 		return fmt.Sprintf("GET / HTTP/1.1\r\nHost: a.api.example.test\r\nX-Forwarded-For: 198.51.100.%d\r\n\r\n", i+1)
 	}
-	dial := func() net.Conn {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c
-	}
+	dial := func() net.Conn { return dialServer(t, addr) }
 	var open []net.Conn
 	for i := range addrcap.ProxyFactor {
 		c := dial()
@@ -232,16 +223,7 @@ func TestFleetPeerAddressWithoutTokenCountsAsItself(t *testing.T) {
 	lim := testLimits
 	lim.MaxConnsPerAddr = 3
 	addr := serveFast(t, r, lim)
-	dial := func() net.Conn {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c
-	}
+	dial := func() net.Conn { return dialServer(t, addr) }
 	req := func(path string, n int) string {
 		return fmt.Sprintf("GET %s HTTP/1.1\r\nHost: a.api.example.test\r\n%s: n2\r\n%s: %s\r\nX-Forwarded-For: 192.0.2.%d\r\n\r\n", path, router.HopHeader, fleet.AuthHeader, strings.Repeat("f", len(auth.Token())), n)
 	}
@@ -256,4 +238,17 @@ func TestFleetPeerAddressWithoutTokenCountsAsItself(t *testing.T) {
 	if resp.StatusCode != 429 || !strings.Contains(body, "from 127.0.0.1") {
 		t.Fatalf("4th request from the peer's address without the token, naming a 4th client: %d %q, want 429 naming 127.0.0.1", resp.StatusCode, body)
 	}
+}
+
+// dialServer connects to the server at addr for one test: closed when it
+// ends, and bounded at 10 s of reads and writes.
+func dialServer(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }
