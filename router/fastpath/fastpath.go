@@ -826,7 +826,11 @@ func (cc *clientConn) copyChunked(uc *upstream.Conn) error {
 			return err
 		}
 		if size == 0 {
-			cc.bw.WriteString("0\r\n")
+			// The last chunk and the trailer go to the client whole, once
+			// the instance has sent the trailer's end: a client never gets
+			// half a trailer section (a cut or stalled one reaches it as a
+			// body cut after the last chunk).
+			var trailer []byte
 			for i := 0; ; i++ {
 				t, err := cc.chunkLine(uc)
 				if err != nil {
@@ -838,9 +842,10 @@ func (cc *clientConn) copyChunked(uc *upstream.Conn) error {
 				if i >= http1.MaxTrailerLines || !http1.ValidField(t) {
 					return http1.ErrBadChunk
 				}
-				cc.bw.Write(t)
-				cc.bw.WriteString("\r\n")
+				trailer = append(append(trailer, t...), '\r', '\n')
 			}
+			cc.bw.WriteString("0\r\n")
+			cc.bw.Write(trailer)
 			cc.bw.WriteString("\r\n")
 			return nil
 		}
