@@ -461,8 +461,9 @@ func serviceProps(cfg *config.Config, svc *config.Service, inst Instance, p *Pla
 	props = append(props,
 		prop("Environment", p.Env),
 		prop("Restart", svc.Restart),
-		// tenement's backoff_base_ms is the pause before systemd restarts a crashed app.
-		prop("RestartUSec", uint64(cfg.Settings.BackoffBaseMs)*1000),
+		// tenement's backoff_base_ms is the pause before systemd restarts a
+		// crashed app, capped by backoff_max_ms as every later pause is.
+		prop("RestartUSec", uint64(min(cfg.Settings.BackoffBaseMs, cfg.Settings.BackoffMaxMs))*1000),
 		// Wakes are starts; systemd's default of 5 starts in 10 s would
 		// fail the unit under ordinary bursty traffic.
 		prop("StartLimitIntervalUSec", uint64(0)),

@@ -491,3 +491,32 @@ func TestLiteralArgv(t *testing.T) {
 		t.Error("literalArgv copied an argv without a $")
 	}
 }
+
+// TestRestartPause: systemd's pause before restarting a crashed app is
+// backoff_base_ms, capped by backoff_max_ms as every later pause is
+// (tenement: the base doubled per restart, at most the max); an explicit
+// backoff_max_ms = 0 means no pause.
+func TestRestartPause(t *testing.T) {
+	for _, c := range []struct {
+		settings string
+		want     string
+	}{
+		{"", "RestartUSec=t 1000000"},
+		{"backoff_base_ms = 250\n", "RestartUSec=t 250000"},
+		{"backoff_base_ms = 5000\nbackoff_max_ms = 2000\n", "RestartUSec=t 2000000"},
+		{"backoff_max_ms = 0\n", "RestartUSec=t 0"},
+		{"backoff_base_ms = 0\n", "RestartUSec=t 0"},
+	} {
+		cfg, err := config.Parse("/etc/ten/tenement.toml", []byte("[settings]\n"+c.settings+"\n[service.web]\ncommand = \"/opt/web\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Build(cfg, cfg.Services["web"], "a", Options{Port: 20001, Shim: "/run/tenement/.bin/ten", ShimBin: "/run/tenement/.bin/ten-shim"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Describe(p.Service); !strings.Contains(d, c.want+"\n") {
+			t.Errorf("[settings] %q: got\n%s\nwant a line %s", c.settings, d, c.want)
+		}
+	}
+}
