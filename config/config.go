@@ -368,7 +368,7 @@ type Service struct {
 	// mounted over it).
 	StorageQuotaMB int `toml:"storage_quota_mb" json:"storage_quota_mb,omitempty"`
 	// StoragePersist false wipes the state directory whenever the app stops
-	// (default true).
+	// and removes it when the instance is stopped for good (default true).
 	StoragePersist *bool `toml:"storage_persist" json:"storage_persist"`
 	// FleetMove lets a fleet move this service's instances to a live node
 	// when their node is lost although the service keeps local data

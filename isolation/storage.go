@@ -141,6 +141,34 @@ func (st *Storage) ReleaseQuota(ctx context.Context, svc *config.Service, inst u
 	}
 }
 
+// Discard removes what is left of an instance's data once it is stopped
+// for good (ten stop, DELETE /api/instances/{id}), when its service has
+// storage_persist = false: the data lives as long as the instance, and
+// tenement's stop removes {data_dir}/{name}/{id} itself. The app's stop
+// already wiped the files (the unit's ExecStopPost); this removes the
+// directory, systemd's state directory behind it and the symlink systemd
+// makes to it, after the mounts there were released. Nothing is removed
+// when svc is nil (the service is no longer declared, so whether its data
+// persists is not known) or when the data persists. It does not follow
+// symlinks the app left.
+func (st *Storage) Discard(svc *config.Service, inst units.Instance) {
+	if svc == nil || svc.StoragePersist == nil || *svc.StoragePersist {
+		return
+	}
+	for _, dir := range []string{
+		units.DataMountPoint(st.cfg, svc, inst),
+		filepath.Join("/var/lib/private/tenement", inst.Service, inst.ID),
+		filepath.Join(units.StateRoot, inst.Service, inst.ID),
+	} {
+		if _, err := os.Lstat(dir); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			st.log.Warn("storage_persist = false: remove the data directory", "instance", inst.String(), "dir", dir, "err", err)
+		}
+	}
+}
+
 // QuotaUse is what the instance's quota file system holds and allows
 // (0, 0 without storage_quota_mb).
 func QuotaUse(cfg *config.Config, svc *config.Service, inst units.Instance) (used, quota uint64) {

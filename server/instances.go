@@ -541,6 +541,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 	}
 	s.storage.ReleaseDataBind(ctx, s.cfg.Services[inst.Service], inst)
 	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
+	s.storage.Discard(s.cfg.Services[inst.Service], inst)
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.standbyForget(inst)

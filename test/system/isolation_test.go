@@ -549,4 +549,11 @@ storage_persist = false
 	if r.OK {
 		t.Errorf("storage_persist = false: the file survived a restart")
 	}
+	// ten stop ends the instance and its state directory with it.
+	s.mustTen("stop", "eph:a")
+	for _, d := range []string{"/var/lib/private/tenement/eph/a", "/var/lib/tenement/eph/a"} {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			t.Errorf("storage_persist = false: %s is still there after ten stop (%v)", d, err)
+		}
+	}
 }

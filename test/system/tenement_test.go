@@ -752,6 +752,15 @@ func TestTenementUserSwitches(t *testing.T) {
 		if code, body, _ := s.get("x.eph.localhost", "/read?name=gone"); code != 404 {
 			t.Errorf("eph read after sleep: %d %q", code, body)
 		}
+		// ten stop ends the instance: with storage_persist = false its data
+		// directory goes with it, as tenement's stop removes it.
+		s.mustTn("stop", "eph:x")
+		if _, err := os.Lstat(filepath.Join(dir, "data", "eph", "x")); !os.IsNotExist(err) {
+			t.Errorf("storage_persist = false: data/eph/x is still there after ten stop (%v)", err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "data", "api", "wr_a")); err != nil {
+			t.Errorf("data/api/wr_a (storage_persist left at its default) after eph:x's stop: %v", err)
+		}
 	})
 }
 
