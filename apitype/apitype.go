@@ -51,6 +51,9 @@ type Row struct {
 	StorageQuotaBytes uint64 `json:"storage_quota_bytes"`
 	// Node is the fleet node the instance is placed on (fleet mode only).
 	Node string `json:"node,omitempty"`
+	// Existed says that a spawn found the instance there already and left
+	// it as it was (a spawn answers success then, as tenement's does).
+	Existed bool `json:"existed,omitempty"`
 }
 
 // MarshalJSON writes r with tenement's names for two of its fields as

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -48,7 +49,16 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		return apitype.Row{}, fmt.Errorf("%w: node %q: this server is not part of a fleet (no [fleet] in %s)", ErrBadInput, node, s.cfg.Path)
 	}
 	if err := s.SpawnNow(ctx, inst); err != nil {
-		return apitype.Row{}, err
+		if !errors.Is(err, ErrExists) || !s.reg.Has(inst) {
+			return apitype.Row{}, err
+		}
+		// Spawning an instance that exists changes nothing and succeeds, as
+		// tenement's spawn does: scripts spawn at every deploy. An id that
+		// differs only by case, units systemd has that ten does not, and an
+		// instance being changed still fail.
+		row, err := s.ps.Row(ctx, inst)
+		row.Existed = true
+		return row, err
 	}
 	// Judged before the answer: an instance started at spawn shows its
 	// health, not "unknown" until the next check.

@@ -54,6 +54,9 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 	if !g.JSON {
 		// tenement's line, which its users' scripts look for.
 		head = fmt.Sprintf("Spawned %s\n", row.Instance)
+		if row.Existed {
+			head = fmt.Sprintf("Spawned %s (it existed already: left as it was; ten restart %s restarts it)\n", row.Instance, row.Instance)
+		}
 	}
 	return printRows(g, head, []apitype.Row{row})
 }

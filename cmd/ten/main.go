@@ -29,7 +29,7 @@ type CLI struct {
 	Globals
 
 	Serve         ServeCmd             `cmd:"" help:"Run the router, the idle reaper and the admin API (as root, with systemd)."`
-	Spawn         SpawnCmd             `cmd:"" help:"Create an instance: a socket and a service unit."`
+	Spawn         SpawnCmd             `cmd:"" help:"Create an instance: a socket and a service unit (one that exists is left as it is)."`
 	Stop          StopCmd              `cmd:"" help:"Remove an instance's units."`
 	Restart       RestartCmd           `cmd:"" help:"Restart an instance's service."`
 	Ps            PsCmd                `cmd:"" aliases:"ls" help:"List instances."`

@@ -640,7 +640,6 @@ api = ["prod"]
 		{[]string{"spawn", "apiprod"}, "SERVICE:ID"},
 		{[]string{"spawn", "nosuch:x"}, "unknown service"},
 		{[]string{"spawn", "ghost:x"}, "/nonexistent/bin/app"},
-		{[]string{"spawn", "api:prod"}, "exists already"},
 		{[]string{"stop", "api:nothere"}, "no such instance"},
 		{[]string{"restart", "api:nothere"}, "no such instance"},
 	}
@@ -649,6 +648,15 @@ api = ["prod"]
 		if err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("ten %s: err=%v, output %q, want it to say %q", strings.Join(tc.args, " "), err, out, tc.want)
 		}
+	}
+	// Spawning an instance that exists succeeds and leaves it as it was, as
+	// tenement's spawn does (scripts spawn at every deploy).
+	pid := mainPID(t, "api:prod")
+	if out, err := s.ten("spawn", "api:prod"); err != nil || !strings.Contains(out, "Spawned api:prod (it existed already") {
+		t.Errorf("ten spawn api:prod, which exists: err=%v, output %q", err, out)
+	}
+	if p := mainPID(t, "api:prod"); p != pid || pid == 0 {
+		t.Errorf("ten spawn of a running instance: its app's pid %d -> %d", pid, p)
 	}
 	// Through the API too, with a JSON error.
 	req, _ := http.NewRequest("POST", "http://"+s.addr+"/api/instances/spawn", strings.NewReader(`{"instance":"api:../x"}`))
@@ -670,7 +678,7 @@ api = ["prod"]
 
 	// A bad config is refused whole, naming file, line and key; the running
 	// instance is untouched.
-	pid := mainPID(t, "api:prod")
+	pid = mainPID(t, "api:prod")
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "tenement.toml")
 	os.WriteFile(bad, []byte("[service.api]\ncommand = \"/bin/true\"\nidel_timeout = 5\n"), 0o644)
