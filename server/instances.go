@@ -542,6 +542,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 	s.storage.ReleaseDataBind(ctx, s.cfg.Services[inst.Service], inst)
 	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
 	s.storage.Discard(s.cfg.Services[inst.Service], inst)
+	s.removeAppSocket(inst)
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.standbyForget(inst)
@@ -555,6 +556,29 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 	s.im.Forget(inst)
 	s.removeServiceSlice(ctx, inst.Service)
 	return nil
+}
+
+// removeAppSocket removes the socket file an app of isolation = "process"
+// left at its service's socket key (tenement's
+// /tmp/tenement/{name}-{id}.sock) once the instance is stopped for good, as
+// tenement's stop does. Sandboxed apps' sockets are in their runtime
+// directory, which systemd removes; at a start the shim removes a stale
+// one anyway. Only a socket is removed, never another kind of file.
+func (s *Server) removeAppSocket(inst units.Instance) {
+	svc := s.cfg.Services[inst.Service]
+	if svc == nil || svc.Socket == "" || svc.Isolation != config.IsolationProcess {
+		return
+	}
+	port := 0
+	if e, ok := s.reg.Get(inst); ok {
+		port = e.Port
+	}
+	path := units.AppSocketPath(s.cfg, svc, inst.ID, port)
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			s.log.Warn("stop: remove the app's socket", "instance", inst.String(), "path", path, "err", err)
+		}
+	}
 }
 
 // Restart restarts the instance's service (starting it if it sleeps), then

@@ -2,6 +2,7 @@ package system
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -57,5 +58,15 @@ socket = "/tmp/tenement/{name}-{id}.sock"
 	}
 	if body := s.mustGet("a.p.localhost", "/"); !strings.HasPrefix(body, "hello from p:a ") || strings.Contains(body, fmt.Sprintf("pid %d\n", pid)) {
 		t.Errorf("after kill -9 of pid %d: %q", pid, body)
+	}
+	// ten stop removes the socket file the app left, as tenement's stop
+	// does.
+	sock := filepath.Join(shared, "p-a.sock")
+	if _, err := os.Lstat(sock); err != nil {
+		t.Fatalf("p:a's socket while it runs: %v", err)
+	}
+	s.mustTen("stop", "p:a")
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("p:a's socket %s is still there after ten stop (%v)", sock, err)
 	}
 }
