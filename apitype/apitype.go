@@ -100,6 +100,7 @@ var HealthStates = []string{HealthUnknown, HealthHealthy, HealthDegraded, Health
 const (
 	RestartCrash  = "crash"  // systemd restarted the service after it exited (Restart=)
 	RestartHealth = "health" // ten restarted it after failed health checks
+	RestartManual = "manual" // restarted by hand: ten restart, POST /api/instances/{id}/restart
 )
 
 // RestartEvent is one restart ten counted.

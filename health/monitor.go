@@ -484,6 +484,36 @@ func (h *Monitor) Clear(inst units.Instance) {
 	}
 }
 
+// ClearForRestart is Clear before a restart by hand (ten restart): the
+// failed mark and the restart history that max_restarts judges go, the
+// count of every restart (Restarts) stays.
+func (h *Monitor) ClearForRestart(inst units.Instance) {
+	h.mu.Lock()
+	var total uint32
+	if hs := h.m[inst]; hs != nil {
+		total = hs.total
+	}
+	h.mu.Unlock()
+	h.Clear(inst)
+	if total > 0 {
+		h.mu.Lock()
+		h.get(inst).total += total
+		h.mu.Unlock()
+	}
+}
+
+// RestartedByHand counts a restart by hand that succeeded: in Restarts and
+// ten_instance_restarts_total{reason="manual"}, as tenement counts its
+// restarts, but not toward max_restarts. NRestarts is read afresh after it.
+func (h *Monitor) RestartedByHand(inst units.Instance) {
+	h.mu.Lock()
+	hs := h.get(inst)
+	hs.total++
+	hs.seenN = false
+	h.mu.Unlock()
+	h.OnRestart(inst, apitype.RestartManual)
+}
+
 // RestoreFailed re-applies a failed mark kept in state.json (ten restarted).
 func (h *Monitor) RestoreFailed(inst units.Instance) {
 	reason := h.Marks.FailedMark(inst.String())
@@ -576,8 +606,9 @@ func (h *Monitor) passed(inst units.Instance, detail string) {
 
 // Restarts returns how many times inst's service was restarted since this
 // monitor first saw it: crashes systemd restarted and ten's restarts after
-// failed health checks, as ten_instance_restarts_total counts them. Sleeps
-// and wakes are not restarts and do not reset it; a stop (Clear) does.
+// failed health checks, and restarts by hand (ten restart), as
+// ten_instance_restarts_total counts them. Sleeps and wakes are not
+// restarts and do not reset it; a stop (Clear) does.
 func (h *Monitor) Restarts(inst units.Instance) uint32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -214,3 +214,40 @@ func TestMonitorCheckChangeReads(t *testing.T) {
 		t.Fatalf("a start after a crash (NRestarts 1) counted %d restarts, want 1", st.total)
 	}
 }
+
+// A restart by hand clears the failed mark and the window max_restarts
+// judges, and counts as a restart (as tenement's restart does): Restarts
+// goes on from the crashes before it, the metric hears reason "manual".
+func TestMonitorRestartByHandCounts(t *testing.T) {
+	h, sd, r, mk, inst := newTestMonitor(t, &config.Service{RequestTimeout: 5})
+	var heard []string
+	h.OnRestart = func(_ units.Instance, reason string) { heard = append(heard, reason) }
+	ctx := context.Background()
+	h.checkOne(ctx, inst)
+	sd.info.NRestarts = 3
+	h.checkOne(ctx, inst)
+	if h.Failed(inst) == "" || h.Restarts(inst) != 3 {
+		t.Fatalf("after 3 crashes: failed %q, restarts %d", h.Failed(inst), h.Restarts(inst))
+	}
+	h.ClearForRestart(inst)
+	sd.info.NRestarts = 0 // systemd starts counting again
+	h.RestartedByHand(inst)
+	if h.Failed(inst) != "" || mk[inst.String()] != "" || r.failed[inst] != "" {
+		t.Errorf("after a restart by hand: mark %q, router %q", mk[inst.String()], r.failed[inst])
+	}
+	if got := h.Restarts(inst); got != 4 {
+		t.Errorf("Restarts after 3 crashes and a restart by hand = %d, want 4", got)
+	}
+	var out apitype.Health
+	h.Fill(&out, inst)
+	if out.RestartsInWindow != 0 {
+		t.Errorf("restarts in the window after a restart by hand = %d, want 0 (it does not count toward max_restarts)", out.RestartsInWindow)
+	}
+	h.checkOne(ctx, inst) // NRestarts read afresh: 0 is no crash
+	if h.Restarts(inst) != 4 || h.Of(inst) != apitype.HealthHealthy {
+		t.Errorf("after the next check: restarts %d, health %s", h.Restarts(inst), h.Of(inst))
+	}
+	if strings.Join(heard, ",") != "crash,crash,crash,manual" {
+		t.Errorf("restarts the metric heard: %v", heard)
+	}
+}

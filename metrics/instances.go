@@ -59,7 +59,7 @@ func NewInstances(hist *dashboard.History) *Instances {
 		}, []string{"instance"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prometheus.BuildFQName("ten", "instance", "restarts_total"),
-			Help: "Restarts of an instance's service: by systemd after a crash, or by ten after failed health checks.",
+			Help: "Restarts of an instance's service, by reason: crash (systemd restarted it after it exited), health (ten, after failed health checks), manual (ten restart).",
 		}, []string{"instance", "reason"}),
 	}
 }

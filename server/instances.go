@@ -605,13 +605,15 @@ func (s *Server) restart(ctx context.Context, inst units.Instance) error {
 		return fmt.Errorf("restart %s: %w %q: the config no longer declares it, so ten cannot run the instance (ten stop %s removes it)", inst, ErrUnknownService, inst.Service, inst)
 	}
 	s.reg.SetWakeFailed(inst, "")
-	// A restart by hand clears a failed mark and the restart history.
-	s.health.Clear(inst)
+	// A restart by hand clears a failed mark and the restart history that
+	// max_restarts judges; it counts as a restart (ps, metrics).
+	s.health.ClearForRestart(inst)
 	s.frz.ThawForStop(ctx, inst)
 	s.standbyForget(inst) // restarted to run, not to stand by
 	if err := s.sd.Restart(ctx, inst); err != nil {
 		return err
 	}
+	s.health.RestartedByHand(inst)
 	if e, ok := s.reg.Get(inst); ok {
 		s.kickWaiter(ctx, e)
 	}

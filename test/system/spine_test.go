@@ -485,6 +485,14 @@ api = ["prod"]
 	if h := s.health("api:prod"); h.Health != "healthy" || h.State != "running" {
 		t.Errorf("health right after restart: %+v", h)
 	}
+	// A restart by hand counts, as tenement's does: ps and the metrics.
+	rows = nil
+	if err := json.Unmarshal([]byte(s.mustTen("--json", "ps")), &rows); err != nil || len(rows) != 1 || rows[0]["restarts"] != float64(1) {
+		t.Errorf("ps --json restarts after ten restart: %v %v, want 1", rows, err)
+	}
+	if v := s.scrape().value("ten_instance_restarts_total", "instance", "api:prod", "reason", "manual"); v != 1 {
+		t.Errorf("ten_instance_restarts_total{reason=manual} = %v after ten restart, want 1", v)
+	}
 	s.mustGet("prod.api.localhost", "/")
 	s.mustTen("stop", "api:prod")
 	for _, u := range []string{"tenement-api@prod.socket", "tenement-api@prod.service"} {
