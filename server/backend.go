@@ -33,8 +33,17 @@ func (b backend) List(ctx context.Context) ([]apitype.Row, error) {
 func (b backend) Create(ctx context.Context, inst units.Instance, node string) (apitype.Row, error) {
 	s := b.Server
 	if s.fleet != nil {
+		want := node
 		node, err := s.fleet.Spawn(ctx, inst, node)
 		if err != nil {
+			if errors.Is(err, ErrExists) {
+				// Placed already: success, as on a single node, unless
+				// it was asked for on another node than it is.
+				if row, ok := b.listed(ctx, inst); ok && (want == "" || row.Node == want) {
+					row.Existed = true
+					return row, nil
+				}
+			}
 			return apitype.Row{}, err
 		}
 		if node != s.fleet.Name() {
@@ -64,6 +73,20 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 	// health, not "unknown" until the next check.
 	s.health.CheckNow(ctx, inst)
 	return s.ps.Row(ctx, inst)
+}
+
+// listed is inst's row in List (in a fleet, wherever it runs).
+func (b backend) listed(ctx context.Context, inst units.Instance) (apitype.Row, bool) {
+	rows, err := b.List(ctx)
+	if err != nil {
+		return apitype.Row{}, false
+	}
+	for _, r := range rows {
+		if r.Instance == inst.String() {
+			return r, true
+		}
+	}
+	return apitype.Row{}, false
 }
 
 // Row is inst's row.

@@ -650,6 +650,17 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("%s runs on %v, want [%s]", inst, on, want)
 		}
 	}
+	// Spawning an instance that is placed already succeeds and changes
+	// nothing, as on a single node; asked for on another node, it fails.
+	if out := n2.mustCLI("spawn", "web:b"); !strings.Contains(out, "it existed already") || !strings.Contains(out, "n3") {
+		t.Fatalf("ten spawn web:b again, from n2:\n%s", out)
+	}
+	if out, err := n1.cli("spawn", "web:b", "--node", "n1"); err == nil || !strings.Contains(out, "n3") {
+		t.Fatalf("ten spawn web:b --node n1 while it is on n3: err %v, want an error naming n3:\n%s", err, out)
+	}
+	if on := c.runsOn(t, "web:b"); len(on) != 1 || on[0] != "n3" {
+		t.Fatalf("web:b runs on %v after spawning it again, want [n3]", on)
+	}
 	if out, err := n1.cli("spawn", "web:z", "--node", "n9"); err == nil || !strings.Contains(out, "n9") {
 		t.Fatalf("spawn on a node that is not live: err %v, want an error naming n9:\n%s", err, out)
 	}
