@@ -34,10 +34,10 @@ type Row struct {
 	Weight      int     `json:"weight"`
 	// Health is one of the Health* states.
 	Health string `json:"health"`
-	// Restarts counts the service's restarts, crashes systemd restarted
-	// and ten's restarts after failed health checks, since the instance
-	// was made or last restarted by `ten restart`; sleeps and wakes are
-	// not restarts.
+	// Restarts counts the service's restarts since the instance was made:
+	// crashes systemd restarted, ten's restarts after failed health checks
+	// and restarts by hand (`ten restart`); sleeps and wakes are not
+	// restarts.
 	Restarts uint32 `json:"restarts"`
 	Inflight int    `json:"inflight"`
 	Port     int    `json:"port"`
