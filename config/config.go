@@ -628,7 +628,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			var es Errors
 			for _, e := range sm.Errors {
 				row, _ := e.Position()
-				es = append(es, &Error{File: file, Line: row, Key: strings.Join(e.Key(), "."), Msg: "unknown key"})
+				es = append(es, &Error{File: file, Line: row, Key: strings.Join(e.Key(), "."), Msg: unknownKeyMsg(e.Key())})
 			}
 			return nil, es
 		case errors.As(err, &de):

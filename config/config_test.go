@@ -579,3 +579,36 @@ func TestShellExpansionIsNotAPlaceholder(t *testing.T) {
 		t.Errorf("{PORT} without $: %v", err)
 	}
 }
+
+// An unknown key is refused naming its line; tenement's older spellings
+// say what they are now, and a near miss of a known key is suggested.
+func TestUnknownKeyHints(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"[service.api]\ncommand = \"/bin/x\"\nidel_timeout = 5\n", "t.toml:3: service.api.idel_timeout: unknown key; did you mean idle_timeout?"},
+		{"[settings]\nhealth_check_intervall = 5\n", "t.toml:2: settings.health_check_intervall: unknown key; did you mean health_check_interval?"},
+		{"[service.api]\ncommand = \"/bin/x\"\n[[service.api.mounts]]\nsourse = \"/srv\"\ndestination = \"/srv\"\n", "service.api.mounts.sourse: unknown key; did you mean source?"},
+		{"[service.api]\ncommand = \"/bin/x\"\nfrobnicate = 1\n", "t.toml:3: service.api.frobnicate: unknown key"},
+		{"[servce.api]\ncommand = \"/bin/x\"\n", "t.toml:1: servce.api: unknown key; did you mean service?"},
+		{"[process.api]\ncommand = \"/bin/x\"\n", "rename [process.api] to [service.api]"},
+		{"[service.api]\ncommand = \"/bin/x\"\nruntime = \"process\"\n", "t.toml:3: service.api.runtime: unknown key: tenement's older name for isolation"},
+		{"[service.api]\ncommand = \"/bin/x\"\nport = 3000\n", "t.toml:3: service.api.port: unknown key: tenement's older fixed TCP port"},
+	}
+	for _, c := range cases {
+		_, err := Parse("t.toml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
+		}
+	}
+	// A key far from every known one gets no guess.
+	if _, err := Parse("t.toml", []byte("[service.api]\ncommand = \"/bin/x\"\nfrobnicate = 1\n")); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("frobnicate: %v", err)
+	}
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{{"idel_timeout", "idle_timeout", 2}, {"", "abc", 3}, {"abc", "abc", 0}, {"kitten", "sitting", 3}, {"a", "abcdefgh", 3}} {
+		if got := editDistance(c.a, c.b, 3); got != c.want {
+			t.Errorf("editDistance(%q, %q, 3) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
