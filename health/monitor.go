@@ -471,10 +471,17 @@ func (h *Monitor) markFailed(ctx context.Context, inst units.Instance, reason st
 
 // Clear forgets the failed mark and restart history of inst (after
 // `ten restart`, a new spawn, or removal).
-func (h *Monitor) Clear(inst units.Instance) {
+func (h *Monitor) Clear(inst units.Instance) { h.clear(inst, false) }
+
+// clear is Clear; keepTotal keeps the count of every restart (Restarts).
+func (h *Monitor) clear(inst units.Instance, keepTotal bool) {
 	h.mu.Lock()
-	had := h.m[inst] != nil && h.m[inst].failed != ""
+	hs := h.m[inst]
+	had := hs != nil && hs.failed != ""
 	delete(h.m, inst)
+	if keepTotal && hs != nil && hs.total > 0 {
+		h.get(inst).total = hs.total
+	}
 	h.mu.Unlock()
 	h.Router.SetFailed(inst, "")
 	if had || h.Marks.FailedMark(inst.String()) != "" {
@@ -487,20 +494,7 @@ func (h *Monitor) Clear(inst units.Instance) {
 // ClearForRestart is Clear before a restart by hand (ten restart): the
 // failed mark and the restart history that max_restarts judges go, the
 // count of every restart (Restarts) stays.
-func (h *Monitor) ClearForRestart(inst units.Instance) {
-	h.mu.Lock()
-	var total uint32
-	if hs := h.m[inst]; hs != nil {
-		total = hs.total
-	}
-	h.mu.Unlock()
-	h.Clear(inst)
-	if total > 0 {
-		h.mu.Lock()
-		h.get(inst).total += total
-		h.mu.Unlock()
-	}
-}
+func (h *Monitor) ClearForRestart(inst units.Instance) { h.clear(inst, true) }
 
 // RestartedByHand counts a restart by hand that succeeded: in Restarts and
 // ten_instance_restarts_total{reason="manual"}, as tenement counts its

@@ -157,8 +157,8 @@ func (st *Storage) Discard(svc *config.Service, inst units.Instance) {
 	}
 	for _, dir := range []string{
 		units.DataMountPoint(st.cfg, svc, inst),
-		filepath.Join("/var/lib/private/tenement", inst.Service, inst.ID),
-		filepath.Join(units.StateRoot, inst.Service, inst.ID),
+		units.StateMountPoint(&config.Service{Isolation: config.IsolationNamespace}, inst),
+		units.StateMountPoint(&config.Service{Isolation: config.IsolationProcess}, inst),
 	} {
 		if _, err := os.Lstat(dir); err != nil {
 			continue

@@ -75,13 +75,18 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 	return s.ps.Row(ctx, inst)
 }
 
-// listed is inst's row in List (in a fleet, wherever it runs).
+// listed is inst's row in a fleet, wherever it runs: this node's own row
+// when it runs here, the fleet's otherwise (not every row of ps).
 func (b backend) listed(ctx context.Context, inst units.Instance) (apitype.Row, bool) {
-	rows, err := b.List(ctx)
-	if err != nil {
-		return apitype.Row{}, false
+	var here []apitype.Row
+	if b.reg.Has(inst) {
+		r, err := b.ps.Row(ctx, inst)
+		if err != nil {
+			return apitype.Row{}, false
+		}
+		here = append(here, r)
 	}
-	for _, r := range rows {
+	for _, r := range b.fleet.Rows(here) {
 		if r.Instance == inst.String() {
 			return r, true
 		}

@@ -539,10 +539,11 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 	if err := s.sd.Remove(ctx, inst); err != nil {
 		return fmt.Errorf("stop %s: %w", inst, err)
 	}
-	s.storage.ReleaseDataBind(ctx, s.cfg.Services[inst.Service], inst)
-	s.storage.ReleaseQuota(ctx, s.cfg.Services[inst.Service], inst)
-	s.storage.Discard(s.cfg.Services[inst.Service], inst)
-	s.removeAppSocket(inst)
+	svc := s.cfg.Services[inst.Service] // nil: no longer declared
+	s.storage.ReleaseDataBind(ctx, svc, inst)
+	s.storage.ReleaseQuota(ctx, svc, inst)
+	s.storage.Discard(svc, inst)
+	s.removeAppSocket(svc, inst)
 	s.oom.Forget(inst)
 	s.kern.Down(ctx, inst)
 	s.standbyForget(inst)
@@ -564,8 +565,7 @@ func (s *Server) stopLocked(ctx context.Context, inst units.Instance, grace time
 // tenement's stop does. Sandboxed apps' sockets are in their runtime
 // directory, which systemd removes; at a start the shim removes a stale
 // one anyway. Only a socket is removed, never another kind of file.
-func (s *Server) removeAppSocket(inst units.Instance) {
-	svc := s.cfg.Services[inst.Service]
+func (s *Server) removeAppSocket(svc *config.Service, inst units.Instance) {
 	if svc == nil || svc.Socket == "" || svc.Isolation != config.IsolationProcess {
 		return
 	}
