@@ -158,7 +158,10 @@ type DeployResult struct {
 	Weight       int      `json:"weight"`
 	HealthyAfter float64  `json:"healthy_after_seconds"`
 	Replaced     []string `json:"replaced,omitempty"`
-	Row          Row      `json:"row"`
+	// Existed says that the version existed before this deploy: it was
+	// woken if it slept and given its weight once healthy.
+	Existed bool `json:"existed,omitempty"`
+	Row     Row  `json:"row"`
 }
 
 // RouteRequest is the body of POST /api/route.

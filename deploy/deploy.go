@@ -1,8 +1,11 @@
 // Package deploy is ten's deploy: a new version of a service is spawned
 // with weight 0, started, given its weight once its health check passes,
 // or removed again when it does not pass in time (nothing else changes
-// then); with Replace the old versions are then drained and removed. It
-// changes instances only through Instances, which the server implements.
+// then); with Replace the old versions are then drained and removed. A
+// version that exists already is woken if it sleeps and given its weight
+// once healthy (a deploy script run twice succeeds, as tenement's does),
+// and left as it was when it is not. It changes instances only through
+// Instances, which the server implements.
 package deploy
 
 import (
@@ -32,6 +35,11 @@ type Instances interface {
 	// Lock marks inst busy (registry.ErrBusy when it is); Unlock ends that.
 	Lock(inst units.Instance) error
 	Unlock(inst units.Instance)
+	// Has reports whether ten holds inst.
+	Has(inst units.Instance) bool
+	// Wake starts inst's app if it sleeps or is frozen, as a request would
+	// (at most timeout); a running app is left as it is.
+	Wake(ctx context.Context, inst units.Instance, timeout time.Duration) error
 	// SpawnStarted creates and starts inst with weight 0, under its lock.
 	SpawnStarted(ctx context.Context, inst units.Instance) error
 	// StopLocked removes inst, under its lock; Stop takes the lock.
@@ -95,12 +103,26 @@ func (d *Deployer) Deploy(ctx context.Context, req apitype.DeployRequest) (apity
 		return apitype.DeployResult{}, err
 	}
 	start := time.Now()
-	if err := d.in.SpawnStarted(ctx, inst); err != nil {
+	existed := d.in.Has(inst)
+	if existed {
+		if err := d.existing(ctx, inst, timeout); err != nil {
+			d.in.Unlock(inst)
+			return apitype.DeployResult{}, err
+		}
+	} else if err := d.in.SpawnStarted(ctx, inst); err != nil {
 		d.in.Unlock(inst)
 		return apitype.DeployResult{}, fmt.Errorf("deploy: %w", err)
 	}
-	d.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout)
+	d.log.Info("deploy: waiting for health", "instance", inst.String(), "timeout", timeout, "existed", existed)
 	if err := d.in.WaitHealthy(ctx, inst, timeout); err != nil {
+		if existed {
+			// It was there before this deploy (and may serve traffic):
+			// it stays, with its weight.
+			d.in.Unlock(inst)
+			return apitype.DeployResult{}, &api.DeployError{Msg: fmt.Sprintf(
+				"deploy %s: it exists already and is %v; left as it was, with its weight (its output: journalctl -u %s; ten restart %s restarts it)",
+				inst, err, inst.ServiceUnit(), inst)}
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		rerr := d.in.StopLocked(rctx, inst)
 		cancel()
@@ -117,8 +139,8 @@ func (d *Deployer) Deploy(ctx context.Context, req apitype.DeployRequest) (apity
 		return apitype.DeployResult{}, err
 	}
 	d.in.Unlock(inst)
-	res := apitype.DeployResult{Instance: inst.String(), Status: "healthy", Weight: weight, HealthyAfter: time.Since(start).Seconds()}
-	d.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight)
+	res := apitype.DeployResult{Instance: inst.String(), Status: "healthy", Weight: weight, HealthyAfter: time.Since(start).Seconds(), Existed: existed}
+	d.log.Info("deploy: healthy", "instance", inst.String(), "after", time.Since(start), "weight", weight, "existed", existed)
 
 	if req.Replace {
 		replaced, err := d.replace(ctx, inst)
@@ -134,6 +156,26 @@ func (d *Deployer) Deploy(ctx context.Context, req apitype.DeployRequest) (apity
 	res.Row = row
 	res.Socket = row.Socket
 	return res, nil
+}
+
+// existing readies a version that exists already for its health wait:
+// one marked failed is refused at once (its health check would never pass
+// until `ten restart` clears the mark), one that sleeps or is frozen is
+// woken.
+func (d *Deployer) existing(ctx context.Context, inst units.Instance, timeout time.Duration) error {
+	row, err := d.in.Row(ctx, inst)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w", inst, err)
+	}
+	if row.Health == apitype.HealthFailed {
+		// 409: the instance's state, not a timeout, stops the deploy.
+		return fmt.Errorf("deploy %s: %w and is marked failed; left as it was (ten health %s says why, ten restart %s clears the mark)", inst, registry.ErrExists, inst, inst)
+	}
+	if err := d.in.Wake(ctx, inst, timeout); err != nil {
+		// The health wait that follows says what is wrong.
+		d.log.Info("deploy: wake of an existing version", "instance", inst.String(), "err", err)
+	}
+	return nil
 }
 
 // replace takes every other instance of inst's service out of the rotation,

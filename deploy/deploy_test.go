@@ -24,6 +24,8 @@ type fake struct {
 	weights  map[units.Instance]int
 	have     []units.Instance
 	stopped  []string
+	woken    []string
+	health   map[units.Instance]string
 	locked   map[units.Instance]bool
 	unlocked int
 }
@@ -40,7 +42,12 @@ func (f *fake) Lock(inst units.Instance) error {
 	f.locked[inst] = true
 	return nil
 }
-func (f *fake) Unlock(inst units.Instance) { delete(f.locked, inst); f.unlocked++ }
+func (f *fake) Unlock(inst units.Instance)   { delete(f.locked, inst); f.unlocked++ }
+func (f *fake) Has(inst units.Instance) bool { return slices.Contains(f.have, inst) }
+func (f *fake) Wake(_ context.Context, inst units.Instance, _ time.Duration) error {
+	f.woken = append(f.woken, inst.String())
+	return nil
+}
 func (f *fake) SpawnStarted(_ context.Context, inst units.Instance) error {
 	f.have = append(f.have, inst)
 	f.weights[inst] = 0
@@ -68,7 +75,7 @@ func (f *fake) Instances() []registry.Entry {
 	return out
 }
 func (f *fake) Row(_ context.Context, inst units.Instance) (apitype.Row, error) {
-	return apitype.Row{Instance: inst.String(), Weight: f.weights[inst]}, nil
+	return apitype.Row{Instance: inst.String(), Weight: f.weights[inst], Health: f.health[inst]}, nil
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -102,6 +109,39 @@ func TestDeployUnhealthyRemoved(t *testing.T) {
 	}
 	if !slices.Equal(f.stopped, []string{"web:v2"}) || f.weights[v1] != 100 || len(f.locked) != 0 || f.unlocked != 1 {
 		t.Fatalf("stopped %v, weights %v, locked %v", f.stopped, f.weights, f.locked)
+	}
+}
+
+// A version that exists already is woken and given its weight once healthy,
+// not spawned again (a deploy script run twice succeeds, as tenement's
+// does); when it is not healthy, or marked failed, it stays as it was.
+func TestDeployExisting(t *testing.T) {
+	v1, v2 := units.Instance{Service: "web", ID: "v1"}, units.Instance{Service: "web", ID: "v2"}
+	f := newFake(true, v1, v2)
+	f.weights[v1], f.weights[v2] = 100, 10
+	w := 40
+	res, err := New(f, quiet).Deploy(context.Background(), apitype.DeployRequest{Service: "web", Version: "v2", Weight: &w})
+	if err != nil || !res.Existed || res.Weight != 40 || f.weights[v2] != 40 || f.weights[v1] != 100 {
+		t.Fatalf("healthy existing version: %v %+v, weights %v", err, res, f.weights)
+	}
+	if len(f.have) != 2 || !slices.Equal(f.woken, []string{"web:v2"}) || len(f.locked) != 0 {
+		t.Fatalf("have %v, woken %v, locked %v", f.have, f.woken, f.locked)
+	}
+
+	f = newFake(false, v1, v2)
+	f.weights[v1], f.weights[v2] = 100, 10
+	_, err = New(f, quiet).Deploy(context.Background(), apitype.DeployRequest{Service: "web", Version: "v2", Weight: &w})
+	var de *api.DeployError
+	if !errors.As(err, &de) || !strings.Contains(de.Msg, "left as it was") || len(f.stopped) != 0 || f.weights[v2] != 10 || len(f.locked) != 0 {
+		t.Fatalf("unhealthy existing version: %v, stopped %v, weights %v, locked %v", err, f.stopped, f.weights, f.locked)
+	}
+
+	f = newFake(true, v2)
+	f.health = map[units.Instance]string{v2: apitype.HealthFailed}
+	f.weights[v2] = 10
+	_, err = New(f, quiet).Deploy(context.Background(), apitype.DeployRequest{Service: "web", Version: "v2", Weight: &w})
+	if !errors.Is(err, registry.ErrExists) || !strings.Contains(err.Error(), "marked failed") || len(f.woken) != 0 || f.weights[v2] != 10 || len(f.locked) != 0 {
+		t.Fatalf("failed existing version: %v, woken %v, weights %v", err, f.woken, f.weights)
 	}
 }
 

@@ -198,6 +198,22 @@ func (d deployInstances) Lock(inst units.Instance) error { return d.reg.Lock(ins
 // Unlock ends Lock.
 func (d deployInstances) Unlock(inst units.Instance) { d.reg.Unlock(inst) }
 
+// Has reports whether ten holds inst.
+func (d deployInstances) Has(inst units.Instance) bool { return d.reg.Has(inst) }
+
+// Wake starts inst's app if it sleeps or is frozen, through the router's
+// wake (a probe of its health path, or of / without one); a running app
+// only answers the probe.
+func (d deployInstances) Wake(ctx context.Context, inst units.Instance, timeout time.Duration) error {
+	in, _ := d.reg.Get(inst)
+	path := "/"
+	if in.Svc != nil && in.Svc.Health != "" {
+		path = in.Svc.Health
+	}
+	_, err := d.router.Probe(ctx, inst, path, timeout, true)
+	return err
+}
+
 // SpawnStarted creates and starts inst with weight 0.
 func (d deployInstances) SpawnStarted(ctx context.Context, inst units.Instance) error {
 	return d.spawnLocked(ctx, inst, spawnOptions{weight: 0, start: true})

@@ -13,13 +13,14 @@ import (
 
 // DeployCmd is `ten deploy SERVICE:VERSION`.
 type DeployCmd struct {
-	Instance string `arg:"" help:"New version to run, SERVICE:VERSION (e.g. api:v2); the version is the instance id."`
+	Instance string `arg:"" help:"Version to run, SERVICE:VERSION (e.g. api:v2); the version is the instance id. One that exists already is woken if it sleeps and given the weight once healthy."`
 	Weight   int    `short:"w" default:"100" help:"Routing weight (0-100) the new version gets once healthy."`
 	Timeout  int    `default:"30" help:"Seconds to wait for its health check to pass; if it does not, it is removed and nothing else changes."`
 	Replace  bool   `help:"After the new version is healthy, take the service's other instances out of the rotation, let their requests finish, and remove them."`
 }
 
-// Run deploys: spawn with weight 0, wait for health, give it its weight.
+// Run deploys: spawn with weight 0 (or wake the version that exists), wait
+// for health, give it its weight.
 func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 	inst, err := units.ParseInstance(c.Instance)
 	if err != nil {
@@ -44,6 +45,9 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	// tenement's lines, which its users' scripts read, with the wait.
 	fmt.Fprintf(stdout, "Deployed %s (healthy after %.1fs)\nWeight: %d\nStatus: %s\n", res.Instance, res.HealthyAfter, res.Weight, res.Status)
+	if res.Existed {
+		fmt.Fprintf(stdout, "%s existed already: it was not re-made (ten restart %s restarts it)\n", res.Instance, res.Instance)
+	}
 	if len(res.Replaced) > 0 {
 		fmt.Fprintf(stdout, "drained and removed %s\n", strings.Join(res.Replaced, ", "))
 	}

@@ -151,10 +151,42 @@ func TestDeployAndRoute(t *testing.T) {
 	if seen := s.hits("web.localhost", 10); seen["web:v2"] != 10 {
 		t.Errorf("traffic after a failed deploy: %v", seen)
 	}
-	// Deploying a version that runs already is refused.
-	if out, err := s.ten("deploy", "web:v2"); err == nil || !strings.Contains(out, "exists") {
-		t.Errorf("deploy of a running version: %v %q", err, out)
+	// Deploying a version that runs already succeeds, as tenement's does (a
+	// deploy script run twice): it is not re-made, and gets the weight.
+	pid := show(t, "tenement-web@v2.service", "MainPID")
+	out = s.mustTen("deploy", "web:v2", "--weight", "70")
+	if !strings.Contains(out, "Deployed web:v2 (healthy after") || !strings.Contains(out, "Weight: 70\nStatus: healthy") || !strings.Contains(out, "existed already") {
+		t.Errorf("deploy of a running version: %q", out)
 	}
+	if got := show(t, "tenement-web@v2.service", "MainPID"); got != pid || pid == "0" {
+		t.Errorf("deploy of a running version re-made it: pid %s, then %s", pid, got)
+	}
+	if w := s.weights(); w["web:v1"] != 0 || w["web:v2"] != 70 {
+		t.Errorf("weights after a deploy of a running version: %v", w)
+	}
+	// One that sleeps is woken; one whose health fails is left as it was.
+	s.mustTen("deploy", "web:v4", "--weight", "0")
+	s.mustSleep(t, "web:v4")
+	s.waitState("web:v4", "sleeping", 10*time.Second)
+	out = s.mustTen("--json", "deploy", "web:v4", "--weight", "0")
+	if err := json.Unmarshal([]byte(out), &dr); err != nil || dr["existed"] != true || dr["status"] != "healthy" {
+		t.Errorf("deploy of a sleeping version, --json: %v %q", err, out)
+	}
+	if got := show(t, "tenement-web@v4.service", "ActiveState"); got != "active" {
+		t.Errorf("sleeping version after its deploy: %s", got)
+	}
+	healthFile(t, "v4", "500")
+	if out, err := s.ten("deploy", "web:v4", "--weight", "50", "--timeout", "2"); err == nil || !strings.Contains(out, "left as it was") {
+		t.Errorf("deploy of an existing version whose health fails: %v %q", err, out)
+	}
+	if w := s.weights(); w["web:v4"] != 0 || w["web:v2"] != 70 {
+		t.Errorf("weights after a failed deploy of an existing version: %v", w)
+	}
+	if got := show(t, "tenement-web@v4.service", "ActiveState"); got != "active" {
+		t.Errorf("existing version after its failed deploy: %s", got)
+	}
+	s.mustTen("stop", "web:v4")
+	s.mustTen("weight", "web:v2", "100")
 
 	// Weights survive kill -9 and a new ten serve.
 	s.mustTen("weight", "web:v1", "30")
