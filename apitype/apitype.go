@@ -41,6 +41,11 @@ type Row struct {
 	Restarts uint32 `json:"restarts"`
 	Inflight int    `json:"inflight"`
 	Port     int    `json:"port"`
+	// Address is 127.0.0.1:PORT when the app last answered there, on the
+	// host's loopback (where a local client reaches it directly, as
+	// tenement's "Listening on" line says); "" when it listens on its
+	// socket, in a namespace of its own, or has not answered yet.
+	Address string `json:"address,omitempty"`
 	// OOMKills counts the kernel's OOM kills at memory_limit_mb; LastExit
 	// is how the app last ended ("oom-kill", "exit 1", "signal SEGV").
 	OOMKills uint64 `json:"oom_kills"`

@@ -174,6 +174,7 @@ func (p *Reader) row(ctx context.Context, in registry.Entry, now time.Time) (api
 		}
 	case apitype.StateRunning:
 		r.Since = info.ActiveSince
+		r.Address = st.Address
 	case apitype.StateSleeping:
 		r.Since = info.InactiveSince
 	}

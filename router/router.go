@@ -641,6 +641,9 @@ type Stat struct {
 	// Frozen is set while the service is frozen, since FrozenSince.
 	Frozen      bool
 	FrozenSince time.Time
+	// Address is 127.0.0.1:PORT of a directly run app that last answered
+	// the router there, on the host's loopback; "" otherwise.
+	Address string
 }
 
 // Stat returns the router's view of inst.
@@ -655,6 +658,9 @@ func (r *Router) Stat(inst units.Instance) (Stat, bool) {
 	st := Stat{Awake: b.awake.Load(), Inflight: n, Weight: int(b.weight.Load()), LastActivity: r.lastActivity(b), Frozen: b.frozen.Load()}
 	if st.Frozen {
 		st.FrozenSince = time.Unix(0, b.frozenSince.Load())
+	}
+	if b.app != nil {
+		st.Address = b.app.OnHostPort()
 	}
 	return st, true
 }

@@ -67,12 +67,31 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		// instance being changed still fail.
 		row, err := s.ps.Row(ctx, inst)
 		row.Existed = true
+		s.locate(ctx, &row)
 		return row, err
 	}
 	// Judged before the answer: an instance started at spawn shows its
 	// health, not "unknown" until the next check.
 	s.health.CheckNow(ctx, inst)
-	return s.ps.Row(ctx, inst)
+	row, err := s.ps.Row(ctx, inst)
+	s.locate(ctx, &row)
+	return row, err
+}
+
+// locate fills in the Address of a spawn's row of a running instance whose
+// app has not answered the router yet (its health check, if any, did not
+// dial it): tenement's spawn says where the app listens.
+func (s *Server) locate(ctx context.Context, row *apitype.Row) {
+	if row.State != apitype.StateRunning || row.Address != "" {
+		return
+	}
+	inst, err := units.ParseInstance(row.Instance)
+	if err != nil {
+		return
+	}
+	if d := s.router.AppDialer(inst); d != nil {
+		row.Address = d.Locate(ctx)
+	}
 }
 
 // listed is inst's row in a fleet, wherever it runs: this node's own row

@@ -57,6 +57,11 @@ func (c *SpawnCmd) Run(ctx context.Context, g *Globals) error {
 		if row.Existed {
 			head = fmt.Sprintf("Spawned %s (it existed already: left as it was; ten restart %s restarts it)\n", row.Instance, row.Instance)
 		}
+		if row.Address != "" {
+			// tenement's second line: where a local client reaches the
+			// app directly (not through the router's Host routing).
+			head += fmt.Sprintf("Listening on %s\n", row.Address)
+		}
 	}
 	return printRows(g, head, []apitype.Row{row})
 }

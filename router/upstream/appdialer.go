@@ -125,6 +125,30 @@ func NewAppDialer(wake, sock string, port int, netns func() string) *AppDialer {
 	return d
 }
 
+// OnHostPort returns 127.0.0.1:PORT when the app last answered there, on
+// the host's loopback (not in a namespace of its own): where a local client
+// reaches it directly. It is "" otherwise, and before the app first answered.
+func (d *AppDialer) OnHostPort() string {
+	if d.netns != nil || d.last.Load() != 2 {
+		return ""
+	}
+	return d.tcp
+}
+
+// Locate connects to the app once (and closes the connection at once) when
+// it has not answered the dialer yet, without waking it, and returns
+// OnHostPort: a spawn's answer says where the app listens.
+func (d *AppDialer) Locate(ctx context.Context) string {
+	if d.last.Load() == 0 {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if c, err := d.try(ctx, false); err == nil {
+			c.Close()
+		}
+	}
+	return d.OnHostPort()
+}
+
 // try dials the app's addresses, the one that answered last first; with
 // onlyLast, only that one once known, and with raw system calls (probe): a
 // poll.

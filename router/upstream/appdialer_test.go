@@ -154,3 +154,50 @@ func TestAppDialerSharedPoll(t *testing.T) {
 		}
 	}
 }
+
+// Locate says 127.0.0.1:PORT only when the app answers there, not when it
+// answers on its socket; it does not wake the app (no connection to the
+// wake socket).
+func TestAppDialerLocate(t *testing.T) {
+	dir := t.TempDir()
+	wake := filepath.Join(dir, "wake.sock")
+	wl, err := net.Listen("unix", wake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wl.Close()
+	woken := make(chan struct{}, 1)
+	go func() {
+		if c, err := wl.Accept(); err == nil {
+			c.Close()
+			woken <- struct{}{}
+		}
+	}()
+
+	tl, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := tl.Addr().(*net.TCPAddr).Port
+	d := NewAppDialer(wake, filepath.Join(dir, "app.sock"), port, nil)
+	if got, want := d.Locate(context.Background()), tl.Addr().String(); got != want {
+		t.Errorf("app on PORT: Locate = %q, want %q", got, want)
+	}
+	tl.Close()
+
+	sock := filepath.Join(dir, "app2.sock")
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	d = NewAppDialer(wake, sock, port, nil)
+	if got := d.Locate(context.Background()); got != "" {
+		t.Errorf("app on its socket: Locate = %q, want none", got)
+	}
+	select {
+	case <-woken:
+		t.Error("Locate woke the app")
+	default:
+	}
+}

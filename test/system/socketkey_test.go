@@ -33,7 +33,11 @@ command = "ECHO --mode socket"
 socket = "/tmp/tenement/{name}-{id}.sock"
 `, shared))
 	for _, inst := range []string{"d:a", "p:a", "n:a", "n:b"} {
-		s.mustTen("spawn", inst)
+		// An app on its socket: no tenement "Listening on" line (it is
+		// not on 127.0.0.1:PORT).
+		if out := s.mustTen("spawn", inst); !strings.HasPrefix(out, "Spawned "+inst+"\n") || strings.Contains(out, "Listening on") {
+			t.Errorf("spawn %s printed %q", inst, out)
+		}
 		svc, id, _ := strings.Cut(inst, ":")
 		if body := s.mustGet(id+"."+svc+".localhost", "/"); !strings.HasPrefix(body, "hello from "+inst+" ") {
 			t.Fatalf("%s answered %q", inst, body)

@@ -337,10 +337,24 @@ func TestTenementUserSwitches(t *testing.T) {
 		// Stopped, an instance is gone (a service that creates instances on
 		// request would make it again at the next request: see below).
 		// tenement's lines, which its users' scripts grep for.
-		if out := s.mustTn("spawn", "closed:tmp1"); !strings.HasPrefix(out, "Spawned closed:tmp1\n") {
+		out := s.mustTn("spawn", "closed:tmp1")
+		if !strings.HasPrefix(out, "Spawned closed:tmp1\nListening on 127.0.0.1:") {
 			t.Errorf("spawn printed %q", out)
 		}
 		s.waitGet("tmp1.closed.localhost", "/", 30*time.Second)
+		// The app is there, as tenement's line says (the app binds PORT).
+		var port int
+		if _, err := fmt.Sscanf(strings.SplitN(out, "\n", 3)[1], "Listening on 127.0.0.1:%d", &port); err != nil {
+			t.Errorf("spawn's Listening line: %v in %q", err, out)
+		} else if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
+			t.Errorf("GET the address spawn printed: %v", err)
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.HasPrefix(string(b), "hello from closed:tmp1 pid ") {
+				t.Errorf("the address spawn printed answered %d %q", resp.StatusCode, b)
+			}
+		}
 		if out := s.mustTn("weight", "closed:tmp1", "40"); out != "Set closed:tmp1 weight to 40\n" {
 			t.Errorf("weight printed %q", out)
 		}
