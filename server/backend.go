@@ -52,6 +52,7 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		s.health.CheckNow(ctx, inst)
 		row, err := s.ps.Row(ctx, inst)
 		row.Node = node
+		s.locate(ctx, &row)
 		return row, err
 	}
 	if node != "" {
