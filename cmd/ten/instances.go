@@ -23,13 +23,19 @@ type SpawnCmd struct {
 // spawnName is the instance SERVICE:ID from the argument, or from SERVICE
 // and --id (tenement's older form).
 func spawnName(arg, id string) (string, error) {
-	if id == "" {
+	return olderForm("spawn", arg, "id", "ID", id)
+}
+
+// olderForm is the instance SERVICE:X from the argument, or from SERVICE
+// and --flag X (tenement's older forms: spawn --id, deploy --version).
+func olderForm(verb, arg, flag, what, val string) (string, error) {
+	if val == "" {
 		return arg, nil
 	}
 	if strings.Contains(arg, ":") {
-		return "", fmt.Errorf("spawn %s --id %s: give SERVICE:ID or SERVICE --id ID, not both", arg, id)
+		return "", fmt.Errorf("%s %s --%s %s: give SERVICE:%s or SERVICE --%s %s, not both", verb, arg, flag, val, what, flag, what)
 	}
-	return arg + ":" + id, nil
+	return arg + ":" + val, nil
 }
 
 // Run asks the server to spawn the instance.

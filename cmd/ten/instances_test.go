@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/tenhq/ten/apitype"
 )
 
@@ -21,6 +23,36 @@ func TestSpawnName(t *testing.T) {
 		if got != c.want || (c.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("spawnName(%q, %q) = %q, %v; want %q, %q", c.arg, c.id, got, err, c.want, c.err)
 		}
+	}
+}
+
+// tenement's older ten deploy SERVICE --version VERSION, and ten --version.
+func TestDeployVersionFlagAndVersionArgs(t *testing.T) {
+	var cli CLI
+	parser, err := kong.New(&cli, kongOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"deploy", "api", "--version", "v2", "--weight", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := olderForm("deploy", cli.Deploy.Instance, "version", "VERSION", cli.Deploy.Version); got != "api:v2" || err != nil || cli.Deploy.Weight != 0 {
+		t.Errorf("deploy api --version v2: %q %v, weight %d", got, err, cli.Deploy.Weight)
+	}
+	if _, err := olderForm("deploy", "api:v1", "version", "VERSION", "v2"); err == nil || !strings.Contains(err.Error(), "SERVICE --version VERSION, not both") {
+		t.Errorf("deploy api:v1 --version v2: %v", err)
+	}
+	for _, args := range [][]string{{"--version"}, {"-V"}} {
+		if got := versionArgs(args); len(got) != 1 || got[0] != "version" {
+			t.Errorf("versionArgs(%q) = %q", args, got)
+		}
+		kctx, err := parser.Parse(versionArgs(args))
+		if err != nil || kctx.Command() != "version" {
+			t.Errorf("ten %s: %v", args[0], err)
+		}
+	}
+	if got := versionArgs([]string{"ps", "--version"}); len(got) != 2 {
+		t.Errorf("versionArgs changed other arguments: %q", got)
 	}
 }
 

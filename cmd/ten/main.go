@@ -70,9 +70,21 @@ func kongOptions() []kong.Option {
 	}
 }
 
+// versionArgs turns `ten --version` and `ten -V` (tenement's, and most
+// tools') into `ten version`. A global flag cannot do it: `ten deploy
+// SERVICE --version VERSION` is tenement's older deploy.
+func versionArgs(args []string) []string {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-V") {
+		return []string{"version"}
+	}
+	return args
+}
+
 func main() {
 	var cli CLI
-	kctx := kong.Parse(&cli, kongOptions()...)
+	parser := kong.Must(&cli, kongOptions()...)
+	kctx, err := parser.Parse(versionArgs(os.Args[1:]))
+	parser.FatalIfErrorf(err)
 	level := slog.LevelInfo
 	if cli.Debug {
 		level = slog.LevelDebug
@@ -82,7 +94,7 @@ func main() {
 	defer cancel()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(&cli.Globals, log)
-	err := kctx.Run()
+	err = kctx.Run()
 	stdout.Flush()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ten: %v\n", err)

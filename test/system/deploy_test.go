@@ -115,7 +115,8 @@ func TestDeployAndRoute(t *testing.T) {
 		t.Errorf("traffic after the route is repeated: %v", seen)
 	}
 	// The deploy answer has tenement's socket and status.
-	out = s.mustTen("--json", "deploy", "web:v3", "--weight", "0")
+	// (tenement's older form: ten deploy SERVICE --version VERSION)
+	out = s.mustTen("--json", "deploy", "web", "--version", "v3", "--weight", "0")
 	var dr map[string]any
 	if err := json.Unmarshal([]byte(out), &dr); err != nil || dr["instance"] != "web:v3" || dr["status"] != "healthy" ||
 		dr["socket"] != "/run/tenement/web/v3.sock" || dr["weight"] != 0.0 {
