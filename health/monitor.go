@@ -222,7 +222,7 @@ func (h *Monitor) Run(ctx context.Context) {
 		}
 		h.bg.Go(func() {
 			defer func() { <-sem }()
-			h.check(ctx, inst, k)
+			h.check(ctx, inst, k, false)
 		})
 	}
 	// A first round soon after start, of the instances systemd has
@@ -276,19 +276,26 @@ func (h *Monitor) probeTimeout(in registry.Entry) time.Duration {
 }
 
 // CheckNow runs one health check of inst at once and returns when it is done
-// (a restart by hand: ps and health show its result, not "unknown" until the
-// next tick). It does nothing while another check of inst runs or inst is
-// locked.
+// (a spawn, a restart by hand: ps and health show its result, not "unknown"
+// until the next tick). The app has just started: a probe that fails to
+// connect or read (an app that serves one connection at a time and has not
+// taken the next yet, as a shell loop around nc does) is tried again for up
+// to FreshGrace before it counts. It does nothing while another check of
+// inst runs or inst is locked.
 func (h *Monitor) CheckNow(ctx context.Context, inst units.Instance) {
-	h.checkOne(ctx, inst)
+	h.check(ctx, inst, nil, true)
 }
 
+// FreshGrace is how long CheckNow tries again a probe of a freshly started
+// app that did not get an HTTP answer.
+const FreshGrace = 2 * time.Second
+
 // checkOne runs one health check of inst and acts on it.
-func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) { h.check(ctx, inst, nil) }
+func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) { h.check(ctx, inst, nil, false) }
 
 // check is checkOne with the service's status known (k) or, when k is nil,
-// read from systemd.
-func (h *Monitor) check(ctx context.Context, inst units.Instance, k *known) {
+// read from systemd; fresh is CheckNow's.
+func (h *Monitor) check(ctx context.Context, inst units.Instance, k *known, fresh bool) {
 	in, ok := h.Registry.Get(inst)
 	if !ok || h.Registry.Busy(inst) {
 		return
@@ -353,6 +360,15 @@ func (h *Monitor) check(ctx context.Context, inst units.Instance, k *known) {
 	if NeedsProbe(o.Active, o.Path) {
 		o.Probed = true
 		o.Code, o.ProbeErr = h.Router.Probe(ctx, inst, o.Path, h.probeTimeout(in), false)
+		for until := time.Now().Add(FreshGrace); fresh && o.ProbeErr != nil && !errors.Is(o.ProbeErr, router.ErrAsleep) &&
+			!errors.Is(o.ProbeErr, router.ErrNoInstance) && time.Now().Before(until); {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			o.Code, o.ProbeErr = h.Router.Probe(ctx, inst, o.Path, h.probeTimeout(in), false)
+		}
 		if errors.Is(o.ProbeErr, router.ErrAsleep) {
 			o.Asleep, o.ProbeErr = true, nil
 		}

@@ -51,11 +51,20 @@ type fakeRouter struct {
 	code   int
 	err    error
 	failed map[units.Instance]string
+	// first are the errors of the next probes, before err.
+	first  []error
+	probes int
 }
 
 func (f *fakeRouter) Probe(context.Context, units.Instance, string, time.Duration, bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.probes++
+	if len(f.first) > 0 {
+		err := f.first[0]
+		f.first = f.first[1:]
+		return 0, err
+	}
 	return f.code, f.err
 }
 func (f *fakeRouter) SetFailed(inst units.Instance, reason string) {
@@ -150,6 +159,33 @@ func TestMonitorUnhealthyRestarts(t *testing.T) {
 	}
 }
 
+// The check right after a start (CheckNow: spawn, restart by hand) tries a
+// probe that got no HTTP answer again for a moment: an app that serves one
+// connection at a time (a shell loop around nc) is not degraded by ten's
+// own readiness connection. The periodic check does not wait, and an HTTP
+// status is the app's answer at once.
+func TestCheckNowFreshGrace(t *testing.T) {
+	h, _, r, _, inst := newTestMonitor(t, &config.Service{Health: "/health", RequestTimeout: 5})
+	ctx := context.Background()
+	reset := errors.New("read: connection reset by peer")
+	r.first = []error{reset, reset}
+	h.CheckNow(ctx, inst)
+	if got := h.Of(inst); got != apitype.HealthHealthy || r.probes != 3 {
+		t.Fatalf("CheckNow after two resets: health %s after %d probes, want healthy after 3", got, r.probes)
+	}
+	r.first, r.probes = []error{reset}, 0
+	h.checkOne(ctx, inst)
+	if got := h.Of(inst); got != apitype.HealthDegraded || r.probes != 1 {
+		t.Fatalf("periodic check after a reset: health %s after %d probes, want degraded after 1", got, r.probes)
+	}
+	h.checkOne(ctx, inst) // healthy again
+	r.code, r.probes = 500, 0
+	h.CheckNow(ctx, inst)
+	if got := h.Of(inst); got != apitype.HealthDegraded || r.probes != 1 {
+		t.Fatalf("CheckNow answered 500: health %s after %d probes, want degraded after 1", got, r.probes)
+	}
+}
+
 // A passed WaitHealthy (deploy) is the instance's health at once: a check
 // that was running when the service was still starting (and so saw it
 // "starting") must not leave ps saying unknown after deploy said healthy.
@@ -193,7 +229,7 @@ func TestMonitorCheckChangeReads(t *testing.T) {
 		t.Helper()
 		h.CheckChange(inst, state, sub, fresh)
 		r := <-h.kick // what Run would take and run
-		h.check(ctx, r.inst, r.known)
+		h.check(ctx, r.inst, r.known, false)
 	}
 	check("inactive", "dead", false)
 	if sd.reads != 1 || h.Of(inst) != apitype.HealthSleeping {
