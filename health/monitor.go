@@ -359,15 +359,18 @@ func (h *Monitor) check(ctx context.Context, inst units.Instance, k *known, fres
 	}
 	if NeedsProbe(o.Active, o.Path) {
 		o.Probed = true
-		o.Code, o.ProbeErr = h.Router.Probe(ctx, inst, o.Path, h.probeTimeout(in), false)
-		for until := time.Now().Add(FreshGrace); fresh && o.ProbeErr != nil && !errors.Is(o.ProbeErr, router.ErrAsleep) &&
-			!errors.Is(o.ProbeErr, router.ErrNoInstance) && time.Now().Before(until); {
+		probe := func() { o.Code, o.ProbeErr = h.Router.Probe(ctx, inst, o.Path, h.probeTimeout(in), false) }
+		probe()
+		// No HTTP answer from an app that has just started: again, briefly.
+		retry := func(err error) bool {
+			return err != nil && !errors.Is(err, router.ErrAsleep) && !errors.Is(err, router.ErrNoInstance)
+		}
+		for until := time.Now().Add(FreshGrace); fresh && retry(o.ProbeErr) && time.Now().Before(until); probe() {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			o.Code, o.ProbeErr = h.Router.Probe(ctx, inst, o.Path, h.probeTimeout(in), false)
 		}
 		if errors.Is(o.ProbeErr, router.ErrAsleep) {
 			o.Asleep, o.ProbeErr = true, nil

@@ -50,9 +50,8 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 			return apitype.Row{Instance: inst.String(), ID: inst.String(), Node: node, State: apitype.StateRemote}, nil
 		}
 		s.health.CheckNow(ctx, inst)
-		row, err := s.ps.Row(ctx, inst)
+		row, err := s.spawnRow(ctx, inst)
 		row.Node = node
-		s.locate(ctx, &row)
 		return row, err
 	}
 	if node != "" {
@@ -66,33 +65,28 @@ func (b backend) Create(ctx context.Context, inst units.Instance, node string) (
 		// tenement's spawn does: scripts spawn at every deploy. An id that
 		// differs only by case, units systemd has that ten does not, and an
 		// instance being changed still fail.
-		row, err := s.ps.Row(ctx, inst)
+		row, err := s.spawnRow(ctx, inst)
 		row.Existed = true
-		s.locate(ctx, &row)
 		return row, err
 	}
 	// Judged before the answer: an instance started at spawn shows its
 	// health, not "unknown" until the next check.
 	s.health.CheckNow(ctx, inst)
-	row, err := s.ps.Row(ctx, inst)
-	s.locate(ctx, &row)
-	return row, err
+	return s.spawnRow(ctx, inst)
 }
 
-// locate fills in the Address of a spawn's row of a running instance whose
-// app has not answered the router yet (its health check, if any, did not
-// dial it): tenement's spawn says where the app listens.
-func (s *Server) locate(ctx context.Context, row *apitype.Row) {
-	if row.State != apitype.StateRunning || row.Address != "" {
-		return
-	}
-	inst, err := units.ParseInstance(row.Instance)
-	if err != nil {
-		return
+// spawnRow is inst's row as a spawn answers it: a running app's Address is
+// filled in even when its health check, if any, did not dial it (Locate
+// connects once), as tenement's spawn says where the app listens.
+func (s *Server) spawnRow(ctx context.Context, inst units.Instance) (apitype.Row, error) {
+	row, err := s.ps.Row(ctx, inst)
+	if err != nil || row.State != apitype.StateRunning || row.Address != "" {
+		return row, err
 	}
 	if d := s.router.AppDialer(inst); d != nil {
 		row.Address = d.Locate(ctx)
 	}
+	return row, nil
 }
 
 // listed is inst's row in a fleet, wherever it runs: this node's own row

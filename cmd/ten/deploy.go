@@ -16,7 +16,7 @@ type DeployCmd struct {
 	Instance string `arg:"" help:"Version to run, SERVICE:VERSION (e.g. api:v2); the version is the instance id. One that exists already is woken if it sleeps and given the weight once healthy."`
 	Version  string `name:"version" help:"tenement's older form: ten deploy SERVICE --version VERSION."`
 	Weight   int    `short:"w" default:"100" help:"Routing weight (0-100) the new version gets once healthy."`
-	Timeout  int    `default:"30" help:"Seconds to wait for its health check to pass; if it does not, it is removed and nothing else changes."`
+	Timeout  int    `default:"30" help:"Seconds to wait for its health check to pass; if it does not, a new version is removed (one that existed stays as it was) and nothing else changes."`
 	Replace  bool   `help:"After the new version is healthy, take the service's other instances out of the rotation, let their requests finish, and remove them."`
 }
 
