@@ -155,6 +155,9 @@ type known struct {
 	// restarts says info.NRestarts is systemd's; otherwise the check
 	// counts no crash (the next one that reads does).
 	restarts bool
+	// started says the change is a fresh start: the check gives the app
+	// FreshGrace, as CheckNow does.
+	started bool
 }
 
 // Check asks for an immediate check of inst (systemd reported a change).
@@ -174,7 +177,7 @@ func (h *Monitor) CheckChange(inst units.Instance, state, sub string, fresh bool
 	var k *known
 	switch {
 	case state == "active" && fresh:
-		k = &known{info: systemd.Info{ActiveState: state, SubState: sub, Result: "success"}, restarts: true}
+		k = &known{info: systemd.Info{ActiveState: state, SubState: sub, Result: "success"}, restarts: true, started: true}
 	case state == "inactive":
 		k = &known{info: systemd.Info{ActiveState: state, SubState: sub, Result: "success"}}
 	}
@@ -280,8 +283,9 @@ func (h *Monitor) probeTimeout(in registry.Entry) time.Duration {
 // until the next tick). The app has just started: a probe that fails to
 // connect or read (an app that serves one connection at a time and has not
 // taken the next yet, as a shell loop around nc does) is tried again for up
-// to FreshGrace before it counts. It does nothing while another check of
-// inst runs or inst is locked.
+// to FreshGrace before it counts, as in the check systemd's report of the
+// fresh start asks for (CheckChange), which may run first. It does nothing
+// while another check of inst runs or inst is locked.
 func (h *Monitor) CheckNow(ctx context.Context, inst units.Instance) {
 	h.check(ctx, inst, nil, true)
 }
@@ -294,8 +298,10 @@ const FreshGrace = 2 * time.Second
 func (h *Monitor) checkOne(ctx context.Context, inst units.Instance) { h.check(ctx, inst, nil, false) }
 
 // check is checkOne with the service's status known (k) or, when k is nil,
-// read from systemd; fresh is CheckNow's.
+// read from systemd; fresh is CheckNow's (a change that is a fresh start
+// is fresh too).
 func (h *Monitor) check(ctx context.Context, inst units.Instance, k *known, fresh bool) {
+	fresh = fresh || k != nil && k.started
 	in, ok := h.Registry.Get(inst)
 	if !ok || h.Registry.Busy(inst) {
 		return

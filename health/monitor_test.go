@@ -173,6 +173,15 @@ func TestCheckNowFreshGrace(t *testing.T) {
 	if got := h.Of(inst); got != apitype.HealthHealthy || r.probes != 3 {
 		t.Fatalf("CheckNow after two resets: health %s after %d probes, want healthy after 3", got, r.probes)
 	}
+	// The check systemd's report of a fresh start asks for (it may run
+	// before CheckNow, which then does nothing) gives the same grace.
+	r.first, r.probes = []error{reset}, 0
+	h.CheckChange(inst, "active", "running", true)
+	k := <-h.kick
+	h.check(ctx, k.inst, k.known, false)
+	if got := h.Of(inst); got != apitype.HealthHealthy || r.probes != 2 {
+		t.Fatalf("check of a fresh start after a reset: health %s after %d probes, want healthy after 2", got, r.probes)
+	}
 	r.first, r.probes = []error{reset}, 0
 	h.checkOne(ctx, inst)
 	if got := h.Of(inst); got != apitype.HealthDegraded || r.probes != 1 {

@@ -26,8 +26,13 @@ while true; do
 done
 `
 
+// The test's settings: its own listen address, and no periodic check
+// within the test (one landing in nc's pause after another connection
+// would fail, in tenement too; the checks this test is about are those
+// right after a start).
 const helloConfig = `[settings]
 listen = "LISTEN"
+health_check_interval = 3600
 
 [service.hello]
 command = "./server.sh"
