@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tenhq/ten/apitype"
 	"github.com/tenhq/ten/client"
@@ -51,7 +53,7 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 			return printJSON(entries)
 		}
 		for _, e := range entries {
-			printEntry(e, c.Instance == "")
+			printEntry(e)
 		}
 		return nil
 	}
@@ -74,7 +76,7 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 					return err
 				}
 			} else {
-				printEntry(e, c.Instance == "")
+				printEntry(e)
 			}
 			// Each entry as it comes, not when 64 KiB have gathered.
 			return stdout.Flush()
@@ -83,18 +85,65 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 	})
 }
 
-func printEntry(e journal.Entry, withInstance bool) {
-	var b strings.Builder
-	b.WriteString(e.Time.Local().Format("2006-01-02 15:04:05.000"))
-	if withInstance {
-		b.WriteString(" " + e.Instance)
-	}
+// printEntry prints one line as tenement's ten logs does, with the date
+// and milliseconds added: "2006-01-02 15:04:05.000 [OUT] api:prod msg",
+// [ERR] for stderr and [SYS] for systemd's own lines about the unit. The
+// instance is on every line, asked for or not, so that lines of several
+// commands can be cut and grepped alike. The message is an app's, that is
+// a tenant's: its control characters are printed escaped (see printable).
+func printEntry(e journal.Entry) {
+	fmt.Fprintln(stdout, entryLine(e))
+}
+
+// entryLine is printEntry's line, without the newline.
+func entryLine(e journal.Entry) string {
+	marker := "OUT"
 	switch e.Stream {
 	case journal.StreamStderr:
-		b.WriteString(" stderr:")
+		marker = "ERR"
 	case journal.StreamSystemd:
-		b.WriteString(" systemd:")
+		marker = "SYS"
 	}
-	b.WriteString(" " + e.Message)
-	fmt.Fprintln(stdout, b.String())
+	return e.Time.Local().Format("2006-01-02 15:04:05.000") + " [" + marker + "] " + e.Instance + " " + printable(e.Message)
+}
+
+// printable escapes what an app could write to forge or hide lines on the
+// operator's terminal: a newline or carriage return (a message sent over
+// journald's native protocol may hold them, and the rest would read as
+// lines of other instances), other control characters (escape sequences
+// that move the cursor, clear the screen or set the window title), Unicode
+// bidirectional controls (which reorder what is shown), and bytes that are
+// not UTF-8. They become \n, \r, \xNN or \uNNNN; a tab and every other
+// character are kept.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, escaped) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case escaped(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case escaped(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// escaped reports whether printable escapes r. utf8.RuneError is among
+// them: it stands for a byte that is not UTF-8, and U+FFFD itself is
+// escaped too, so that the two are told apart.
+func escaped(r rune) bool {
+	return (unicode.IsControl(r) && r != '\t') || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -65,8 +66,17 @@ web = ["prod"]
 	s.mustGet("prod.web.localhost", "/log?msg=web-"+tag)
 
 	out := s.waitLogs(mixed, "api:prod")
-	if !strings.Contains(out, out1) || !strings.Contains(out, "stderr: "+err1) || strings.Contains(out, "web-"+tag) {
+	if !strings.Contains(out, out1) || !strings.Contains(out, "[ERR] api:prod "+err1) || !strings.Contains(out, "[OUT] api:prod "+out1) || strings.Contains(out, "web-"+tag) {
 		t.Errorf("ten logs api:prod:\n%s", out)
+	}
+	// A message with a newline and an escape sequence in it (journald's
+	// native protocol keeps both) stays one line of api:prod's, escaped: it
+	// cannot print a line that reads as web:prod's, or clear the screen.
+	forged := "forge-" + tag + "\n2026-01-01 00:00:00.000 [OUT] web:prod forged-" + tag + "\x1b[2J"
+	s.mustGet("prod.api.localhost", "/journal?msg="+url.QueryEscape(forged))
+	seen := s.waitLogs("forge-"+tag, "--search", "forge")
+	if want := `[OUT] api:prod forge-` + tag + `\n2026-01-01 00:00:00.000 [OUT] web:prod forged-` + tag + `\x1b[2J`; !strings.Contains(seen, want) || strings.Count(seen, "\n") != 1 || strings.Contains(seen, "\x1b") {
+		t.Errorf("ten logs printed an app's control characters; want one line holding %s:\n%q", want, seen)
 	}
 	// The app's start-up line is there too (it was written before any request).
 	if !strings.Contains(out, "echoapp api:prod pid") {
@@ -210,7 +220,7 @@ api = ["prod"]
 	}
 	waitLine("before-" + tag)
 	s.mustGet("prod.api.localhost", "/log?stream=stderr&msg=after-"+tag)
-	waitLine("stderr: after-" + tag)
+	waitLine("[ERR] api:prod after-" + tag)
 	// Ctrl-C ends it, cleanly.
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
