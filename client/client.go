@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,11 +79,23 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	var connected atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+	}))
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if connected.Load() && ue != nil && ue.Timeout() {
+			// It is running: it took the request and is still at it.
+			within := "in time"
+			if c.HTTP.Timeout > 0 {
+				within = "within " + c.HTTP.Timeout.String()
+			}
+			return fmt.Errorf("ten serve at %s did not answer %s %s %s; gave up waiting (ten ps and ten logs show where things stand)", c.Server, method, path, within)
 		}
 		return fmt.Errorf("cannot reach ten serve at %s: %v (is it running? set --server or TENEMENT_SERVER)", c.Server, err)
 	}

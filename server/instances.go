@@ -406,7 +406,9 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	if err := s.storage.PrepareDataBind(ctx, svc, inst); err != nil {
-		s.storage.ReleaseQuota(ctx, svc, inst)
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		s.storage.ReleaseQuota(cctx, svc, inst)
 		return false, fmt.Errorf("spawn %s: %w", inst, err)
 	}
 	in := registry.Entry{Inst: inst, Svc: svc, Port: port, Listen: plan.Listen, Created: time.Now()}
@@ -416,9 +418,11 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		s.watchReady(ctx, in)
 	}
 	if err := s.sd.Create(ctx, plan, start); err != nil {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
 		s.settled(inst, "failed")
-		s.storage.ReleaseDataBind(ctx, svc, inst)
-		s.storage.ReleaseQuota(ctx, svc, inst)
+		s.storage.ReleaseDataBind(cctx, svc, inst)
+		s.storage.ReleaseQuota(cctx, svc, inst)
 		var je *systemd.JobError
 		if start && errors.As(err, &je) && je.UnitResult != "" && !je.TimedOut() {
 			return true, fmt.Errorf("spawn %s: %w (the app ended before it was ready: journalctl -u %s says what it did)", inst, err, inst.ServiceUnit())
@@ -451,6 +455,14 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 		}
 	}
 	return false, nil
+}
+
+// cleanupContext is the context of the clean-up after a failed spawn step:
+// not ended with ctx, whose end (a client that disconnected or gave up
+// waiting, a deadline) is often why the step failed, and which would leave
+// the data_dir bind and the storage image mounted; bounded on its own.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
 // checkSocketFree refuses to take over a path some other program listens on.

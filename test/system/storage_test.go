@@ -1,8 +1,12 @@
 package system
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,5 +203,57 @@ web = ["a"]
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "data", "web", "a")); err != nil {
 		t.Errorf("the instance's data in the old data_dir: %v", err)
+	}
+}
+
+// A spawn its client gives up on (a disconnect, a timeout) while the app
+// starts is undone whole: the units go, and so does the data_dir bind,
+// which the clean-up used to try with the request's ended context and
+// leave mounted.
+func TestAbandonedSpawnReleasesBind(t *testing.T) {
+	s := startTen(t, `
+[service.slow]
+command = "/bin/sleep 600"
+startup_timeout = 60
+`)
+	const mount = "var-lib-private-tenement-slow-a.mount"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+s.addr+"/api/instances/spawn", strings.NewReader(`{"instance":"slow:a"}`))
+	req.Header.Set("Authorization", "Bearer "+s.adminToken())
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d before the app listened: %s", resp.StatusCode, b)
+		}
+		done <- err
+	}()
+	// The spawn waits for an app that never listens, its data bound in.
+	for deadline := time.Now().Add(10 * time.Second); show(t, mount, "ActiveState") != "active"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not active while slow:a starts", mount)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the abandoned spawn: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		unit, bind := show(t, "tenement-slow@a.service", "LoadState"), show(t, mount, "ActiveState")
+		if unit == "not-found" && bind != "active" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the client gave up: tenement-slow@a.service %s, %s %s (want not-found, not active)", unit, mount, bind)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out := s.mustTen("ps", "--all"); strings.Contains(out, "slow:a") {
+		t.Errorf("ten ps --all lists the abandoned spawn:\n%s", out)
 	}
 }
