@@ -159,13 +159,36 @@ func startTen(t *testing.T, body string, env ...string) *tenServer {
 	watchdog(t, s)
 	s.start()
 	t.Cleanup(func() {
+		var jobs string
+		if t.Failed() {
+			jobs = systemdJobs()
+		}
 		s.kill()
 		removeAllUnits(t)
 		if t.Failed() {
 			t.Logf("ten serve log:\n%s", s.log.String())
+			t.Logf("systemd at the failure:\n%s", jobs)
 		}
 	})
 	return s
+}
+
+// systemdJobs is what systemd was doing: its queued and running jobs and the
+// units between states, for the log of a failed test (a start that never
+// ends is a job waiting behind another).
+func systemdJobs() string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"list-jobs", "--no-pager"},
+		{"list-units", "--all", "--no-pager", "--plain", "--state=activating,deactivating,reloading,failed"},
+	} {
+		out, err := exec.Command("systemctl", args...).CombinedOutput()
+		fmt.Fprintf(&b, "$ systemctl %s\n%s", strings.Join(args, " "), out)
+		if err != nil {
+			fmt.Fprintf(&b, "(%v)\n", err)
+		}
+	}
+	return b.String()
 }
 
 func (s *tenServer) start() {
