@@ -39,7 +39,7 @@ type CLI struct {
 	Route         RouteCmd             `cmd:"" help:"Move a service's traffic from one instance to another in one step (weight swap)."`
 	Health        HealthCmd            `cmd:"" help:"Show an instance's health, restarts and failed mark."`
 	Init          InitCmd              `cmd:"" help:"Write a starter tenement.toml for the app in this directory."`
-	Config_       ConfigCmd            `cmd:"" name:"config" help:"Print the loaded config with defaults filled in."`
+	Config_       ConfigCmd            `cmd:"" name:"config" help:"Print tenement's summary of the config (as comments), then the loaded config with defaults filled in."`
 	Doctor        DoctorCmd            `cmd:"" help:"Check systemd, cgroups, BPF, gVisor: what is on and why one is off."`
 	Install       InstallCmd           `cmd:"" help:"Install ten as a hardened systemd service whose port tenement.socket holds."`
 	Uninstall     UninstallCmd         `cmd:"" help:"Remove ten's own units (instances keep running)."`

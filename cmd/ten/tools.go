@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -58,8 +59,36 @@ func (ConfigCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s, with defaults filled in\n%s", cfg.Path, b)
+	fmt.Fprintf(stdout, "# %s, with defaults filled in\n%s%s", cfg.Path, configSummary(cfg), b)
 	return nil
+}
+
+// configSummary is tenement's ten config ("Data dir: ...", then each
+// service's command, isolation, health and idle_timeout) as TOML comments,
+// so that what its users grep for is there and the output stays valid
+// TOML. A value with a line break is printed quoted: it must not end the
+// comment.
+func configSummary(cfg *config.Config) string {
+	one := func(v string) string {
+		if strings.ContainsAny(v, "\n\r") {
+			return strconv.Quote(v)
+		}
+		return v
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Data dir: %q\n# Health interval: %ds\n#\n# Services:\n", cfg.Settings.DataDir, cfg.Settings.HealthCheckInterval)
+	for _, name := range cfg.ServiceNames() {
+		svc := cfg.Services[name]
+		command := strings.Join(append([]string{svc.Command}, svc.Args...), " ")
+		fmt.Fprintf(&b, "#   [%s]\n#     command: %s\n#     isolation: %s\n", name, one(command), svc.Isolation)
+		if svc.Health != "" {
+			fmt.Fprintf(&b, "#     health: %s\n", one(svc.Health))
+		}
+		if svc.IdleTimeout > 0 {
+			fmt.Fprintf(&b, "#     idle_timeout: %ds\n", svc.IdleTimeout)
+		}
+	}
+	return b.String()
 }
 
 // InitCmd is `ten init`.

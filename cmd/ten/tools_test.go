@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/tenhq/ten/config"
 )
 
 // TestGuessCommand: ten init recognises the kinds of app tenement's init
@@ -30,5 +34,61 @@ func TestGuessCommand(t *testing.T) {
 		if want := strings.Replace(tc.want, "DIR", dir, 1); got != want {
 			t.Errorf("files %v: command %q (%s), want %q", tc.files, got, why, want)
 		}
+	}
+}
+
+// ten config begins with tenement's lines (what its users grep for), as
+// comments: the whole stays TOML that reads back as the same config.
+func TestConfigSummary(t *testing.T) {
+	cfg, err := config.Parse("/srv/app/tenement.toml", []byte(`
+[settings]
+data_dir = "/srv/data"
+health_check_interval = 5
+
+[service.api]
+command = "uv run app.py"
+args = ["--port", "{port}"]
+health = "/health"
+idle_timeout = 300
+isolation = "process"
+
+[service.worker]
+command = "./worker"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := configSummary(cfg)
+	want := `# Data dir: "/srv/data"
+# Health interval: 5s
+#
+# Services:
+#   [api]
+#     command: uv run app.py --port {port}
+#     isolation: process
+#     health: /health
+#     idle_timeout: 300s
+#   [worker]
+#     command: ./worker
+#     isolation: namespace
+`
+	if got != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
+	}
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := config.Parse("/srv/app/tenement.toml", []byte(got+string(b)))
+	if err != nil {
+		t.Fatalf("ten config's output does not read back: %v", err)
+	}
+	if a := again.Services["api"]; a == nil || a.IdleTimeout != 300 || a.Isolation != "process" || again.Settings.DataDir != "/srv/data" {
+		t.Errorf("read back: %+v", again.Services["api"])
+	}
+	// A line break in a value cannot end the comment.
+	cfg.Services["worker"].Command = "./worker\n[settings]"
+	if s := configSummary(cfg); !strings.Contains(s, "#     command: \"./worker\\n[settings]\"\n") {
+		t.Errorf("a command with a line break:\n%s", s)
 	}
 }
