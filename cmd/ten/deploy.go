@@ -41,6 +41,13 @@ func (c *DeployCmd) Run(ctx context.Context, g *Globals) error {
 	// The server answers after the health wait and the drain.
 	cl.HTTP.Timeout = time.Duration(c.Timeout)*time.Second + 5*time.Minute
 	req := apitype.DeployRequest{Service: inst.Service, Version: inst.ID, Weight: &c.Weight, Timeout: c.Timeout, Replace: c.Replace}
+	if !g.JSON {
+		// tenement's first lines, shown while the server waits for health.
+		fmt.Fprintf(stdout, "Deploying %s with weight %d\nWaiting for health check (timeout: %ds)...\n", inst, c.Weight, c.Timeout)
+		if err := stdout.Flush(); err != nil {
+			return err
+		}
+	}
 	var res apitype.DeployResult
 	if err := cl.Do(ctx, "POST", "/api/deploy", req, &res); err != nil {
 		return err

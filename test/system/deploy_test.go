@@ -73,7 +73,7 @@ func TestDeployAndRoute(t *testing.T) {
 	s.waitState("web:v1", "running", 10*time.Second)
 
 	out := s.mustTen("deploy", "web:v2", "--weight", "50", "--timeout", "20")
-	if !strings.Contains(out, "Deployed web:v2 (healthy after") || !strings.Contains(out, "Weight: 50\nStatus: healthy") {
+	if !strings.HasPrefix(out, "Deploying web:v2 with weight 50\nWaiting for health check (timeout: 20s)...\nDeployed web:v2 (healthy after") || !strings.Contains(out, "Weight: 50\nStatus: healthy") {
 		t.Errorf("deploy output: %q", out)
 	}
 	if w := s.weights(); w["web:v1"] != 100 || w["web:v2"] != 50 {
