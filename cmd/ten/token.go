@@ -48,16 +48,24 @@ func (c *TokenGenCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return printJSON(tok)
 	}
-	kind := "admin token"
-	if tok.Tenant != "" {
-		kind = fmt.Sprintf("token for tenant %s (instances SERVICE:%s only)", tok.Tenant, tok.Tenant)
-	}
-	fmt.Fprintf(stdout, "Generated %s %s:\n  %s\n", kind, tok.ID, tok.Secret)
-	if tok.AdminFile != "" {
-		fmt.Fprintf(stdout, "Written to %s (the CLI reads it).\n", tok.AdminFile)
-	}
+	fmt.Fprint(stdout, mintedText(tok))
 	fmt.Fprintf(os.Stderr, "It is shown only this once. Revoke it with: ten token revoke %s\n", tok.ID)
 	return nil
+}
+
+// mintedText is tenement's token-gen output, line for line: a heading, the
+// token alone on a line indented by two spaces (where its users' scripts
+// read it, awk '/^  /'), then where it was saved or what it may do.
+func mintedText(tok auth.Minted) string {
+	if tok.Tenant != "" {
+		return fmt.Sprintf("Generated tenant token for '%s':\n\n  %s\n\nThis token can only access instances/logs for tenant '%s' (SERVICE:%s).\nDeploy and route operations are admin-only.\n",
+			tok.Tenant, tok.Secret, tok.Tenant, tok.Tenant)
+	}
+	s := fmt.Sprintf("Generated admin API token:\n\n  %s\n\n", tok.Secret)
+	if tok.AdminFile != "" {
+		s += fmt.Sprintf("Token saved to %s\n", tok.AdminFile)
+	}
+	return s + fmt.Sprintf("Use it in the Authorization header: Bearer %s\n", tok.Secret)
 }
 
 // TokenCmd is `ten token list|revoke`.
