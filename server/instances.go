@@ -310,7 +310,7 @@ func (s *Server) spawnLocked(ctx context.Context, inst units.Instance, o spawnOp
 	createFailed, err := s.spawnGated(ctx, inst, o)
 	if createFailed {
 		// systemd made the slices for the units Create removed again.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		rctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if rerr := s.sd.RemoveSlice(rctx, inst); rerr != nil {
 			s.log.Warn("remove slice", "instance", inst.String(), "err", rerr)
@@ -457,10 +457,11 @@ func (s *Server) spawnUnits(ctx context.Context, inst units.Instance, o spawnOpt
 	return false, nil
 }
 
-// cleanupContext is the context of the clean-up after a failed spawn step:
-// not ended with ctx, whose end (a client that disconnected or gave up
-// waiting, a deadline) is often why the step failed, and which would leave
-// the data_dir bind and the storage image mounted; bounded on its own.
+// cleanupContext is the context of the clean-up after a failed spawn step
+// (the data_dir bind, the storage image, the slices): not ended with ctx,
+// whose end (a client that disconnected or gave up waiting, a deadline) is
+// often why the step failed, and which would leave them behind; bounded on
+// its own.
 func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
