@@ -122,8 +122,11 @@ func TestRawIODeadlineAndClose(t *testing.T) {
 	}
 
 	// Write deadline: the peer never reads, the buffers fill, the write
-	// times out having written some.
-	a.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	// times out having written some. The deadline leaves room for the
+	// write to begin on a loaded machine under the race detector: one
+	// already past when Write starts writes nothing (a CI run saw that
+	// at 50 ms).
+	a.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 	n, err = r.Write(make([]byte, 64<<20))
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= 64<<20 {
 		t.Fatalf("Write to a stalled peer: %d, %v; want some bytes and a timeout", n, err)
