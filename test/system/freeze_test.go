@@ -141,8 +141,11 @@ sleep = "freeze"
 		t.Errorf("thaw restarted the app: pid %s then %s", pid, p)
 	}
 
-	// Concurrent requests to a frozen instance all get the app's answer.
+	// Concurrent requests to a frozen instance all get the app's answer,
+	// and thaw it once. (Counted from here: with idle_timeout = 1 the
+	// requests above may meet a freeze of their own on a slow machine.)
 	s.waitState("web:a", "frozen", 6*time.Second)
+	thaws := s.labeled("ten_thaws_total", `instance="web:a",trigger="http"`)
 	var wg sync.WaitGroup
 	errs := make(chan string, 20)
 	for i := 0; i < 20; i++ {
@@ -160,8 +163,8 @@ sleep = "freeze"
 	for e := range errs {
 		t.Errorf("concurrent request during thaw: %s", e)
 	}
-	if v := s.labeled("ten_thaws_total", `instance="web:a",trigger="http"`); v != 2 {
-		t.Errorf("ten_thaws_total{trigger=http} = %v, want 2", v)
+	if v := s.labeled("ten_thaws_total", `instance="web:a",trigger="http"`); thaws < 1 || v != thaws+1 {
+		t.Errorf("ten_thaws_total{trigger=http} = %v after 20 concurrent requests to a frozen instance, %v before; want one thaw more", v, thaws)
 	}
 
 	// ten restart and ten stop of a frozen instance: quick, and clean.
